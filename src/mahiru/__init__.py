@@ -1,0 +1,3 @@
+"""Mahiru: a federated, policy-driven data exchange."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,1 @@
+"""The `mahiru` command line."""

@@ -1,0 +1,27 @@
+"""Entry point of the `mahiru` command: wires the command groups together."""
+
+from __future__ import annotations
+
+import click
+
+from mahiru import __version__
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="mahiru")
+def cli() -> None:
+    """Mahiru: a federated, policy-driven data exchange."""
+
+
+def _register_commands() -> None:
+    """Attach every command group; each lives in its own module."""
+    from mahiru.cli import offline
+
+    cli.add_command(offline.plan_command)
+    cli.add_command(offline.policy_group)
+
+
+def main() -> None:
+    """Run the CLI (the `mahiru` console script)."""
+    _register_commands()
+    cli(prog_name="mahiru")

@@ -1,0 +1,74 @@
+"""The one error tree of Mahiru.
+
+Errors are grouped by what the caller can do about them. The HTTP layer maps
+them to status codes and the CLI to exit codes, each in one place.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class MahiruError(Exception):
+    """Base of every error Mahiru raises on purpose."""
+
+    type_name = "Internal"
+
+    def __init__(self, message: str, details: Any = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON error shape shared by the CLI and the HTTP APIs."""
+        return {"error": {"type": self.type_name, "message": self.message, "details": self.details}}
+
+
+class InvalidInput(MahiruError):
+    """The caller sent something malformed; fix the input and retry."""
+
+    type_name = "InvalidInput"
+
+
+class InvalidIdentifier(InvalidInput):
+    """An identifier text that does not parse as the expected kind."""
+
+
+class InvalidSignature(InvalidInput):
+    """A signature that does not verify, or was made by the wrong party."""
+
+
+class NotFound(MahiruError):
+    """The named thing does not exist (here)."""
+
+    type_name = "NotFound"
+
+
+class PermissionDenied(MahiruError):
+    """Policy or authorisation forbids this; `details` holds the explanation."""
+
+    type_name = "PermissionDenied"
+
+
+class Unauthenticated(MahiruError):
+    """The caller could not be identified."""
+
+    type_name = "Unauthenticated"
+
+
+class Conflict(MahiruError):
+    """The request conflicts with the current state (duplicate, wrong version)."""
+
+    type_name = "Conflict"
+
+
+class Unavailable(MahiruError):
+    """A dependency is unreachable right now; retrying later may succeed."""
+
+    type_name = "Unavailable"
+
+
+class Internal(MahiruError):
+    """A bug or an unexpected state: not the caller's fault."""
+
+    type_name = "Internal"

@@ -1,0 +1,231 @@
+"""Dict forms of the domain objects, for JSON and YAML, that round-trip exactly.
+
+`*_from_dict` functions are the edge where untrusted data becomes typed
+values: they reject unknown fields, wrong types and bad identifiers with
+InvalidInput naming the culprit.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+import yaml
+
+from mahiru.errors import InvalidInput
+from mahiru.model.assets import Asset, AssetKind, SiteDescription
+from mahiru.model.identifiers import AssetId, PartyId, ResultId, SiteId, parse_identifier
+from mahiru.model.workflow import (
+    Job,
+    Plan,
+    StepOutputRef,
+    Workflow,
+    WorkflowStep,
+    parse_source,
+)
+
+
+def _mapping(
+    data: object, what: str, required: set[str], optional: frozenset[str] | set[str] = frozenset()
+) -> Mapping[str, Any]:
+    """Check that `data` is a mapping with exactly the allowed keys."""
+    if not isinstance(data, Mapping):
+        raise InvalidInput(f"{what} must be a mapping, got {type(data).__name__}")
+    missing = required - set(data)
+    unknown = set(data) - required - set(optional)
+    if missing or unknown:
+        problems = []
+        if missing:
+            problems.append(f"missing {', '.join(sorted(missing))}")
+        if unknown:
+            problems.append(f"unknown field(s) {', '.join(sorted(map(str, unknown)))}")
+        raise InvalidInput(f"{what}: {'; '.join(problems)}")
+    return data
+
+
+def _str_map(data: object, what: str) -> Mapping[str, Any]:
+    if data is None:
+        return {}
+    if not isinstance(data, Mapping) or not all(isinstance(k, str) for k in data):
+        raise InvalidInput(f"{what} must be a mapping of names")
+    return data
+
+
+def _asset_id(text: object, what: str) -> AssetId:
+    try:
+        return AssetId.parse(text)  # type: ignore[arg-type]
+    except InvalidInput as error:
+        raise InvalidInput(f"{what}: {error.message}") from None
+
+
+def step_from_dict(data: object) -> WorkflowStep:
+    """Parse one workflow step."""
+    d = _mapping(data, "workflow step", {"name", "compute_asset"}, {"inputs", "outputs"})
+    name = d["name"]
+    where = f"step {name!r}"
+    inputs = {
+        k: parse_source(v, f"{where} input {k!r}")
+        for k, v in _str_map(d.get("inputs"), f"{where} inputs").items()
+    }
+    outputs = {
+        k: (None if v is None else _asset_id(v, f"{where} output {k!r} base"))
+        for k, v in _str_map(d.get("outputs"), f"{where} outputs").items()
+    }
+    return WorkflowStep(
+        name, _asset_id(d["compute_asset"], f"{where} compute_asset"), inputs, outputs
+    )
+
+
+def workflow_from_dict(data: object) -> Workflow:
+    """Parse and validate a workflow."""
+    d = _mapping(data, "workflow", {"steps"}, {"inputs", "outputs"})
+    inputs = d.get("inputs") or []
+    if not isinstance(inputs, list):
+        raise InvalidInput("workflow inputs must be a list of names")
+    steps = d["steps"]
+    if not isinstance(steps, list):
+        raise InvalidInput("workflow steps must be a list")
+    outputs: dict[str, StepOutputRef] = {}
+    for name, source in _str_map(d.get("outputs"), "workflow outputs").items():
+        ref = parse_source(source, f"workflow output {name!r}")
+        if not isinstance(ref, StepOutputRef):
+            raise InvalidInput(
+                f"workflow output {name!r} must name a step output 'step.output', got {source!r}"
+            )
+        outputs[name] = ref
+    return Workflow(inputs, outputs, [step_from_dict(s) for s in steps])
+
+
+def workflow_to_dict(workflow: Workflow) -> dict[str, Any]:
+    """The dict form of a workflow."""
+    return {
+        "inputs": list(workflow.inputs),
+        "outputs": {name: str(ref) for name, ref in workflow.outputs.items()},
+        "steps": [
+            {
+                "name": step.name,
+                "compute_asset": str(step.compute_asset),
+                "inputs": {k: str(v) for k, v in step.inputs.items()},
+                "outputs": {
+                    k: (str(v) if v is not None else None) for k, v in step.outputs.items()
+                },
+            }
+            for step in workflow.steps.values()
+        ],
+    }
+
+
+def job_from_dict(data: object) -> Job:
+    """Parse and validate a job."""
+    d = _mapping(data, "job", {"submitter", "workflow", "inputs"})
+    submitter = PartyId.parse(d["submitter"])
+    inputs: dict[str, AssetId | ResultId] = {}
+    for name, text in _str_map(d["inputs"], "job inputs").items():
+        value = parse_identifier(text, ("asset", "result"))
+        assert isinstance(value, AssetId | ResultId)
+        inputs[name] = value
+    return Job(submitter, workflow_from_dict(d["workflow"]), inputs)
+
+
+def job_to_dict(job: Job) -> dict[str, Any]:
+    """The dict form of a job."""
+    return {
+        "submitter": str(job.submitter),
+        "workflow": workflow_to_dict(job.workflow),
+        "inputs": {k: str(v) for k, v in job.inputs.items()},
+    }
+
+
+def site_from_dict(data: object) -> SiteDescription:
+    """Parse a site description."""
+    d = _mapping(data, "site", {"id", "owner"}, {"admin", "runner", "store", "endpoint"})
+    for flag in ("runner", "store"):
+        if not isinstance(d.get(flag, True), bool):
+            raise InvalidInput(f"site {d['id']!r}: {flag} must be true or false")
+    endpoint = d.get("endpoint")
+    if endpoint is not None and not isinstance(endpoint, str):
+        raise InvalidInput(f"site {d['id']!r}: endpoint must be a URL")
+    return SiteDescription(
+        SiteId.parse(d["id"]),
+        PartyId.parse(d["owner"]),
+        PartyId.parse(d["admin"]) if d.get("admin") is not None else None,
+        runner=d.get("runner", True),
+        store=d.get("store", True),
+        endpoint=endpoint,
+    )
+
+
+def site_to_dict(site: SiteDescription) -> dict[str, Any]:
+    """The dict form of a site description."""
+    out: dict[str, Any] = {
+        "id": str(site.id),
+        "owner": str(site.owner),
+        "admin": str(site.admin),
+        "runner": site.runner,
+        "store": site.store,
+    }
+    if site.endpoint is not None:
+        out["endpoint"] = site.endpoint
+    return out
+
+
+def asset_from_dict(data: object) -> Asset:
+    """Parse an asset description."""
+    d = _mapping(data, "asset", {"id"}, {"kind", "metadata", "image_digest", "size"})
+    identifier = parse_identifier(d["id"], ("asset", "result"))
+    assert isinstance(identifier, AssetId | ResultId)
+    try:
+        kind = AssetKind(d.get("kind", "data"))
+    except ValueError:
+        raise InvalidInput(f"asset {d['id']}: kind must be 'data' or 'compute'") from None
+    metadata = dict(_str_map(d.get("metadata"), f"asset {d['id']} metadata"))
+    if "size" in d:
+        metadata["size"] = d["size"]
+    asset = Asset(identifier, kind, metadata, d.get("image_digest"))
+    if "size" in metadata and asset.size is None:
+        raise InvalidInput(f"asset {d['id']}: size must be a non-negative integer")
+    return asset
+
+
+def asset_to_dict(asset: Asset) -> dict[str, Any]:
+    """The dict form of an asset."""
+    out: dict[str, Any] = {
+        "id": str(asset.id),
+        "kind": asset.kind.value,
+        "metadata": dict(asset.metadata),
+    }
+    if asset.image_digest is not None:
+        out["image_digest"] = asset.image_digest
+    return out
+
+
+def plan_to_dict(plan: Plan) -> dict[str, str]:
+    """The dict form of a plan: step name -> site id text."""
+    return {step: str(site) for step, site in plan.assignments.items()}
+
+
+def plan_from_dict(data: object) -> Plan:
+    """Parse a plan."""
+    return Plan({step: SiteId.parse(site) for step, site in _str_map(data, "plan").items()})
+
+
+def to_json(data: Any) -> str:
+    """Deterministic JSON text."""
+    return json.dumps(data, sort_keys=True, indent=2)
+
+
+def to_yaml(data: Any) -> str:
+    """YAML text (block style, keys in given order)."""
+    return yaml.safe_dump(data, sort_keys=False)
+
+
+def load_yaml_text(text: str, what: str) -> Any:
+    """Parse YAML (a superset of JSON), turning syntax errors into InvalidInput."""
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+        raise InvalidInput(f"{what}: invalid YAML{where}: {problem}") from None

@@ -1,0 +1,101 @@
+"""The public key infrastructure of a Mahiru network.
+
+A network root CA certifies the registry and the sites (TLS server and client certificates
+naming their identity). Each party has an Ed25519 main key, which signs its rules and
+registry registrations, and a user CA, which certifies its users with a role.
+"""
+
+from mahiru.pki.certificates import (
+    CA_VALIDITY_DAYS,
+    DEFAULT_DNS_NAMES,
+    DEFAULT_IP_ADDRESSES,
+    LEAF_VALIDITY_DAYS,
+    PartyCredentials,
+    create_network_ca,
+    create_party_credentials,
+    create_user_ca,
+    issue_registry_certificate,
+    issue_site_certificate,
+    issue_user_certificate,
+)
+from mahiru.pki.files import (
+    PRIVATE_FILE_MODE,
+    PUBLIC_FILE_MODE,
+    ensure_can_write,
+    load_certificate,
+    load_certified_key,
+    load_party_private_key,
+    load_party_public_key,
+    load_tls_private_key,
+    save_certificate,
+    save_certified_key,
+    save_private_key,
+    save_public_key,
+    write_file,
+)
+from mahiru.pki.identity import (
+    UserIdentity,
+    issued_by,
+    peer_identity,
+    user_ca_party,
+    user_identity,
+)
+from mahiru.pki.keys import (
+    CertifiedKey,
+    TlsPrivateKey,
+    certificate_pem,
+    generate_party_key,
+    generate_tls_key,
+    parse_certificate,
+    parse_party_private_key,
+    parse_party_public_key,
+    parse_tls_private_key,
+    private_key_pem,
+    public_key_pem,
+)
+from mahiru.pki.names import REGISTRY_IDENTITY, Role
+
+__all__ = [
+    "CA_VALIDITY_DAYS",
+    "DEFAULT_DNS_NAMES",
+    "DEFAULT_IP_ADDRESSES",
+    "LEAF_VALIDITY_DAYS",
+    "PRIVATE_FILE_MODE",
+    "PUBLIC_FILE_MODE",
+    "REGISTRY_IDENTITY",
+    "CertifiedKey",
+    "PartyCredentials",
+    "Role",
+    "TlsPrivateKey",
+    "UserIdentity",
+    "certificate_pem",
+    "create_network_ca",
+    "create_party_credentials",
+    "create_user_ca",
+    "ensure_can_write",
+    "generate_party_key",
+    "generate_tls_key",
+    "issue_registry_certificate",
+    "issue_site_certificate",
+    "issue_user_certificate",
+    "issued_by",
+    "load_certificate",
+    "load_certified_key",
+    "load_party_private_key",
+    "load_party_public_key",
+    "load_tls_private_key",
+    "parse_certificate",
+    "parse_party_private_key",
+    "parse_party_public_key",
+    "parse_tls_private_key",
+    "peer_identity",
+    "private_key_pem",
+    "public_key_pem",
+    "save_certificate",
+    "save_certified_key",
+    "save_private_key",
+    "save_public_key",
+    "user_ca_party",
+    "user_identity",
+    "write_file",
+]

@@ -1,0 +1,276 @@
+"""The eight rule types of DESIGN §4, their kind checks and canonical byte form.
+
+Rules are immutable values. `rule_from_dict` parses the YAML/JSON form
+strictly (unknown fields and wrong kinds are InvalidInput); `canonical_bytes`
+is the exact byte string that signatures cover.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from typing import Any, ClassVar, TypeAlias
+
+from mahiru.errors import InvalidInput
+from mahiru.model.identifiers import (
+    AssetCategoryId,
+    AssetCollectionId,
+    AssetId,
+    Identifier,
+    PartyCategoryId,
+    PartyId,
+    SiteCategoryId,
+    SiteId,
+    Wildcard,
+    parse_identifier,
+)
+
+_OUTPUT_NAME = re.compile(r"[A-Za-z0-9_-]+|\*")
+
+
+@dataclass(frozen=True, slots=True)
+class _Rule:
+    """Common behaviour of all rule types."""
+
+    #: field name -> identifier kinds allowed in it
+    kinds: ClassVar[dict[str, tuple[str, ...]]] = {}
+    #: the field whose namespace owner must sign the rule
+    signer_field: ClassVar[str] = ""
+    type_name: ClassVar[str] = ""
+
+    def __post_init__(self) -> None:
+        for name, allowed in self.kinds.items():
+            value = getattr(self, name)
+            if getattr(value, "kind", None) not in allowed:
+                raise InvalidInput(
+                    f"{self.type_name} field {name!r}: {value!r} is not one of {', '.join(allowed)}"
+                )
+
+    def to_dict(self) -> dict[str, str]:
+        """The serialised form, with `type` first."""
+        out = {"type": self.type_name}
+        for f in fields(self):
+            out[f.name] = str(getattr(self, f.name))
+        return out
+
+    def canonical_bytes(self) -> bytes:
+        """The exact bytes a signature covers: sorted-key compact JSON, UTF-8."""
+        return json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":")).encode()
+
+    def rule_id(self) -> str:
+        """A stable id: the hex sha256 of the canonical bytes."""
+        return hashlib.sha256(self.canonical_bytes()).hexdigest()
+
+    def signer_namespace(self) -> str:
+        """The namespace whose owning party must sign this rule."""
+        value = getattr(self, self.signer_field)
+        assert not isinstance(value, Wildcard)  # kind checks forbid it in signer fields
+        return str(value.namespace)
+
+    def __str__(self) -> str:
+        args = ", ".join(f"{f.name}={getattr(self, f.name)}" for f in fields(self))
+        return f"{self.type_name}({args})"
+
+
+@dataclass(frozen=True, slots=True)
+class InAssetCollection(_Rule):
+    """`asset` is in `collection`; signed by the owner of the asset."""
+
+    asset: AssetId | AssetCollectionId
+    collection: AssetCollectionId
+
+    kinds: ClassVar[dict[str, tuple[str, ...]]] = {
+        "asset": ("asset", "asset_collection"),
+        "collection": ("asset_collection",),
+    }
+    signer_field: ClassVar[str] = "asset"
+    type_name: ClassVar[str] = "InAssetCollection"
+
+
+@dataclass(frozen=True, slots=True)
+class InAssetCategory(_Rule):
+    """`asset` is in `category`; signed by the owner of the category."""
+
+    asset: AssetId | AssetCategoryId
+    category: AssetCategoryId
+
+    kinds: ClassVar[dict[str, tuple[str, ...]]] = {
+        "asset": ("asset", "asset_category"),
+        "category": ("asset_category",),
+    }
+    signer_field: ClassVar[str] = "category"
+    type_name: ClassVar[str] = "InAssetCategory"
+
+
+@dataclass(frozen=True, slots=True)
+class InPartyCategory(_Rule):
+    """`party` is in `category`; signed by the owner of the category."""
+
+    party: PartyId | PartyCategoryId
+    category: PartyCategoryId
+
+    kinds: ClassVar[dict[str, tuple[str, ...]]] = {
+        "party": ("party", "party_category"),
+        "category": ("party_category",),
+    }
+    signer_field: ClassVar[str] = "category"
+    type_name: ClassVar[str] = "InPartyCategory"
+
+
+@dataclass(frozen=True, slots=True)
+class InSiteCategory(_Rule):
+    """`site` is in `category`; signed by the owner of the category."""
+
+    site: SiteId | SiteCategoryId
+    category: SiteCategoryId
+
+    kinds: ClassVar[dict[str, tuple[str, ...]]] = {
+        "site": ("site", "site_category"),
+        "category": ("site_category",),
+    }
+    signer_field: ClassVar[str] = "category"
+    type_name: ClassVar[str] = "InSiteCategory"
+
+
+@dataclass(frozen=True, slots=True)
+class MayAccess(_Rule):
+    """`site` may access `asset`; signed by the owner of the asset."""
+
+    site: SiteId | SiteCategoryId | Wildcard
+    asset: AssetId | AssetCollectionId
+
+    kinds: ClassVar[dict[str, tuple[str, ...]]] = {
+        "site": ("site", "site_category", "*"),
+        "asset": ("asset", "asset_collection"),
+    }
+    signer_field: ClassVar[str] = "asset"
+    type_name: ClassVar[str] = "MayAccess"
+
+
+@dataclass(frozen=True, slots=True)
+class MayUse(_Rule):
+    """`party` may use `asset` under `conditions`; signed by the owner of the asset."""
+
+    party: PartyId | PartyCategoryId | Wildcard
+    asset: AssetId | AssetCollectionId
+    conditions: str
+
+    kinds: ClassVar[dict[str, tuple[str, ...]]] = {
+        "party": ("party", "party_category", "*"),
+        "asset": ("asset", "asset_collection"),
+    }
+    signer_field: ClassVar[str] = "asset"
+    type_name: ClassVar[str] = "MayUse"
+
+
+@dataclass(frozen=True, slots=True)
+class ResultOfDataIn(_Rule):
+    """Results of `compute` on `data` (output `output`) go in `collection`; data owner signs."""
+
+    data: AssetId | AssetCollectionId
+    compute: AssetId | AssetCategoryId | Wildcard
+    output: str
+    collection: AssetCollectionId
+
+    kinds: ClassVar[dict[str, tuple[str, ...]]] = {
+        "data": ("asset", "asset_collection"),
+        "compute": ("asset", "asset_category", "*"),
+        "collection": ("asset_collection",),
+    }
+    signer_field: ClassVar[str] = "data"
+    type_name: ClassVar[str] = "ResultOfDataIn"
+
+
+@dataclass(frozen=True, slots=True)
+class ResultOfComputeIn(_Rule):
+    """Results of `compute` on `data` (output `output`) go in `collection`; compute owner signs."""
+
+    data: AssetId | AssetCategoryId | Wildcard
+    compute: AssetId | AssetCollectionId
+    output: str
+    collection: AssetCollectionId
+
+    kinds: ClassVar[dict[str, tuple[str, ...]]] = {
+        "data": ("asset", "asset_category", "*"),
+        "compute": ("asset", "asset_collection"),
+        "collection": ("asset_collection",),
+    }
+    signer_field: ClassVar[str] = "compute"
+    type_name: ClassVar[str] = "ResultOfComputeIn"
+
+
+Rule: TypeAlias = (
+    InAssetCollection
+    | InAssetCategory
+    | InPartyCategory
+    | InSiteCategory
+    | MayAccess
+    | MayUse
+    | ResultOfDataIn
+    | ResultOfComputeIn
+)
+
+RULE_TYPES: dict[str, type[Rule]] = {
+    cls.type_name: cls
+    for cls in (
+        InAssetCollection,
+        InAssetCategory,
+        InPartyCategory,
+        InSiteCategory,
+        MayAccess,
+        MayUse,
+        ResultOfDataIn,
+        ResultOfComputeIn,
+    )
+}
+
+
+def rule_from_dict(data: Mapping[str, Any]) -> Rule:
+    """Parse one rule from its dict form, checking type, fields and identifier kinds."""
+    if not isinstance(data, Mapping):
+        raise InvalidInput(f"a rule must be a mapping, got {data!r}")
+    type_name = data.get("type")
+    cls = RULE_TYPES.get(type_name) if isinstance(type_name, str) else None
+    if cls is None:
+        raise InvalidInput(
+            f"unknown rule type {type_name!r} (known: {', '.join(RULE_TYPES)})",
+            {"rule": dict(data)},
+        )
+    expected = {f.name for f in fields(cls)}
+    given = set(data) - {"type"}
+    if given != expected:
+        problems = []
+        if expected - given:
+            problems.append(f"missing {', '.join(sorted(expected - given))}")
+        if given - expected:
+            problems.append(f"unknown {', '.join(sorted(given - expected))}")
+        raise InvalidInput(
+            f"{type_name} rule has wrong fields: {'; '.join(problems)}", {"rule": dict(data)}
+        )
+    values: dict[str, Identifier | str] = {}
+    for name in sorted(expected):
+        value = data[name]
+        if name in cls.kinds:
+            try:
+                values[name] = parse_identifier(value, cls.kinds[name])
+            except InvalidInput as error:
+                raise InvalidInput(
+                    f"{type_name} field {name!r}: {error.message}", {"rule": dict(data)}
+                ) from None
+        elif name == "output":
+            if not isinstance(value, str) or not _OUTPUT_NAME.fullmatch(value):
+                raise InvalidInput(
+                    f"{type_name} field 'output' must be an output name or '*', got {value!r}",
+                    {"rule": dict(data)},
+                )
+            values[name] = value
+        else:
+            if not isinstance(value, str):
+                raise InvalidInput(
+                    f"{type_name} field {name!r} must be text, got {value!r}", {"rule": dict(data)}
+                )
+            values[name] = value
+    return cls(**values)  # type: ignore[arg-type]
