@@ -15,8 +15,9 @@ def cli() -> None:
 
 def _register_commands() -> None:
     """Attach every command group; each lives in its own module."""
-    from mahiru.cli import offline
+    from mahiru.cli import certs, offline
 
+    cli.add_command(certs.certs_group)
     cli.add_command(offline.plan_command)
     cli.add_command(offline.policy_group)
 

@@ -1,0 +1,95 @@
+"""Loading the YAML files of the offline commands (DESIGN §10), with errors naming the file."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any, TypeVar
+
+from mahiru.errors import InvalidInput
+from mahiru.model.assets import SiteDescription
+from mahiru.model.identifiers import AssetId, ResultId
+from mahiru.model.serialization import (
+    asset_from_dict,
+    job_from_dict,
+    load_yaml_text,
+    site_from_dict,
+)
+from mahiru.model.workflow import Job
+from mahiru.policy.rules import Rule, rule_from_dict
+
+T = TypeVar("T")
+
+
+def read_yaml(path: Path) -> Any:
+    """Read and parse a YAML file; unreadable or malformed files are InvalidInput."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise InvalidInput(f"{path}: no such file") from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise InvalidInput(f"{path}: cannot read: {error}") from None
+    return load_yaml_text(text, str(path))
+
+
+def _in_file(path: Path, parse: Callable[[], T]) -> T:
+    """Run `parse`, prefixing any InvalidInput with the file name."""
+    try:
+        return parse()
+    except InvalidInput as error:
+        raise InvalidInput(f"{path}: {error.message}", error.details) from None
+
+
+def _section(path: Path, data: Any, key: str, optional: tuple[str, ...] = ()) -> list[Any]:
+    if not isinstance(data, Mapping) or key not in data:
+        raise InvalidInput(f"{path}: expected a mapping with a '{key}' list")
+    unknown = set(data) - {key, *optional}
+    if unknown:
+        raise InvalidInput(f"{path}: unknown top-level key(s): {', '.join(sorted(unknown))}")
+    items = data[key]
+    if not isinstance(items, list):
+        raise InvalidInput(f"{path}: '{key}' must be a list")
+    return items
+
+
+def _parse_each(path: Path, items: list[Any], parse: Callable[[Any], T]) -> list[T]:
+    """Parse every entry, naming the file and the entry number in errors."""
+    parsed: list[T] = []
+    for number, item in enumerate(items, start=1):
+        try:
+            parsed.append(parse(item))
+        except InvalidInput as error:
+            raise InvalidInput(f"{path}: entry {number}: {error.message}", error.details) from None
+    return parsed
+
+
+def load_rules(path: Path) -> list[Rule]:
+    """RULES.yaml: `rules: [...]`."""
+    return _parse_each(path, _section(path, read_yaml(path), "rules"), rule_from_dict)
+
+
+def load_sites(path: Path) -> tuple[list[SiteDescription], dict[AssetId | ResultId, int]]:
+    """SITES.yaml: `sites: [...]`, optionally `assets: [{id, size}]` for the planner's sizes."""
+    data = read_yaml(path)
+    items = _section(path, data, "sites", ("assets",))
+    sites = _parse_each(path, items, site_from_dict)
+    ids = [str(site.id) for site in sites]
+    duplicates = sorted({i for i in ids if ids.count(i) > 1})
+    if duplicates:
+        raise InvalidInput(f"{path}: duplicate site ids: {', '.join(duplicates)}")
+    if not sites:
+        raise InvalidInput(f"{path}: no sites")
+    sizes: dict[AssetId | ResultId, int] = {}
+    assets = data.get("assets") or []
+    if not isinstance(assets, list):
+        raise InvalidInput(f"{path}: 'assets' must be a list")
+    for asset in _parse_each(path, assets, asset_from_dict):
+        if asset.size is not None:
+            sizes[asset.id] = asset.size
+    return sites, sizes
+
+
+def load_job(path: Path) -> Job:
+    """JOB.yaml: submitter, workflow, inputs."""
+    data = read_yaml(path)
+    return _in_file(path, lambda: job_from_dict(data))
