@@ -82,11 +82,23 @@ def test_check_party_id() -> None:
         pki_names.check_party_id("site:a:b")
 
 
-def test_check_service_identity_accepts_registry_and_sites_only() -> None:
+def test_check_service_identity_accepts_registry_sites_and_parties_only() -> None:
     assert pki_names.check_service_identity("registry") == "registry"
     assert pki_names.check_service_identity(SITE1) == SITE1
+    assert pki_names.check_service_identity(PARTY1) == PARTY1
+    for text in ("party_category:a:b", "user:x", "site:a", "asset:a:b:c:d"):
+        with pytest.raises(InvalidInput):
+            pki_names.check_service_identity(text)
+
+
+def test_party_client_certificate_names_the_party_for_client_auth_only() -> None:
+    """A party's network client certificate carries its id and no server names."""
+    ca = pki.create_network_ca()
+    issued = pki.issue_party_client_certificate(ca, PARTY1)
+    assert pki.peer_identity(issued.certificate) == PARTY1
+    assert pki.issued_by(issued.certificate, ca.certificate)
     with pytest.raises(InvalidInput):
-        pki_names.check_service_identity(PARTY1)
+        pki.issue_party_client_certificate(ca, SITE1)
 
 
 @pytest.mark.parametrize("name", ["alice", "bob.smith@example.org", "u1", "a" * 64, "x+y_z-w"])

@@ -32,6 +32,7 @@ from mahiru.pki import (
     create_network_ca,
     create_party_credentials,
     ensure_can_write,
+    issue_party_client_certificate,
     issue_registry_certificate,
     issue_site_certificate,
     issue_user_certificate,
@@ -49,6 +50,8 @@ REGISTRY_CERT = "registry.crt"
 REGISTRY_KEY = "registry.key"
 SITE_CERT = "site.crt"
 SITE_KEY = "site.key"
+PARTY_CLIENT_CERT = "party-client.crt"
+PARTY_CLIENT_KEY = "party-client.key"
 PARTY_KEY = "party.key"
 PARTY_PUBLIC_KEY = "party.pub"
 USER_CA_CERT = "user-ca.crt"
@@ -189,6 +192,37 @@ def site_command(
     _prepare(out_dir, paths, overwrite=overwrite)
     _save_issued(paths, issued, overwrite=overwrite)
     _report(paths, as_json=as_json, summary=f"created certificate of {site_id}", identity=site_id)
+
+
+@certs_group.command("party-client")
+@click.option(
+    "--ca", "ca_dir", type=_DIRECTORY, required=True, help="Directory with ca.crt and ca.key."
+)
+@click.option(
+    "--party", "party_id", required=True, metavar="PARTY_ID", help="party:<namespace>:<name>"
+)
+@click.option("--out", "out_dir", type=_DIRECTORY, required=True, help="Directory to write to.")
+@_common_options(LEAF_VALIDITY_DAYS)
+@handle_errors
+def party_client_command(
+    ca_dir: Path, party_id: str, out_dir: Path, days: int, overwrite: bool, as_json: bool
+) -> None:
+    """Create a party's network client certificate: OUT/party-client.crt and .key.
+
+    Issued by the network CA; the party's administrators present it to the
+    registry to register the party and its sites.
+    """
+    ca = _load_network_ca(ca_dir)
+    paths = _paths(out_dir, certificate=PARTY_CLIENT_CERT, private_key=PARTY_CLIENT_KEY)
+    issued = issue_party_client_certificate(ca, party_id, days=days)
+    _prepare(out_dir, paths, overwrite=overwrite)
+    _save_issued(paths, issued, overwrite=overwrite)
+    _report(
+        paths,
+        as_json=as_json,
+        summary=f"created client certificate of {party_id}",
+        identity=party_id,
+    )
 
 
 @certs_group.command("party")

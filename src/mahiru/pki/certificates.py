@@ -100,6 +100,24 @@ def issue_site_certificate(
     )
 
 
+def issue_party_client_certificate(
+    ca: CertifiedKey,
+    party_id: str,
+    *,
+    days: int = LEAF_VALIDITY_DAYS,
+    now: datetime | None = None,
+) -> CertifiedKey:
+    """A TLS client certificate naming a party, issued by the network CA.
+
+    A party's administrators use it to register the party and its sites at the
+    registry; the registrations themselves are signed with the party's main key.
+    """
+    check_party_id(party_id)
+    return _issue_service_certificate(
+        ca, party_id, dns_names=(), ip_addresses=(), days=days, now=now
+    )
+
+
 def create_user_ca(
     party_id: str, *, days: int = CA_VALIDITY_DAYS, now: datetime | None = None
 ) -> CertifiedKey:

@@ -56,12 +56,17 @@ def check_party_id(text: str) -> str:
 
 
 def check_service_identity(text: str) -> str:
-    """Return `text` if it names a service (`registry` or a site id), else raise InvalidInput."""
+    """Return `text` if it names a network member, else raise InvalidInput.
+
+    Network members are the registry, sites, and parties (a party's client
+    certificate lets its administrators talk to the registry).
+    """
     if text == REGISTRY_IDENTITY:
         return text
-    if not _SITE_ID.fullmatch(text):
+    if not (_SITE_ID.fullmatch(text) or _PARTY_ID.fullmatch(text)):
         raise InvalidInput(
-            f"not a service identity: {text!r} (expected 'registry' or site:<namespace>:<name>)",
+            f"not a service identity: {text!r} (expected 'registry', site:<namespace>:<name>"
+            " or party:<namespace>:<name>)",
             details={"identifier": text},
         )
     return text

@@ -1,0 +1,1 @@
+"""HTTP in: the registry and site apps, their authentication and error mapping."""

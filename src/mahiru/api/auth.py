@@ -1,0 +1,131 @@
+"""Who is calling: the verified client certificate, and the identity it carries.
+
+The certificate comes from one of two places (DESIGN §9):
+- the TLS connection itself, when the app serves TLS (the default); our uvicorn
+  protocol puts it in the ASGI scope as `extensions.tls.client_cert_chain`;
+- the `X-Mahiru-Client-Cert` header set by an nginx proxy that verified it,
+  accepted only from the configured trusted proxy addresses.
+
+Either way the app checks the issuer signature and validity dates itself, so a
+misconfigured proxy cannot make it trust a foreign certificate.
+"""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Collection
+from dataclasses import dataclass
+from urllib.parse import unquote
+
+from cryptography import x509
+from fastapi import Request
+
+from mahiru.errors import PermissionDenied, Unauthenticated
+from mahiru.pki import UserIdentity, issued_by, peer_identity, user_identity
+
+CLIENT_CERT_HEADER = "x-mahiru-client-cert"
+CLIENT_VERIFY_HEADER = "x-mahiru-client-verify"
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceCaller:
+    """A registry, site or party client certified by the network CA."""
+
+    identity: str
+    certificate: x509.Certificate
+
+    def __str__(self) -> str:
+        return self.identity
+
+
+@dataclass(frozen=True, slots=True)
+class UserCaller:
+    """A user certified by the site owner's user CA."""
+
+    user: UserIdentity
+    certificate: x509.Certificate
+
+    @property
+    def party(self) -> str:
+        """The user's party id text."""
+        return self.user.party
+
+    @property
+    def is_admin(self) -> bool:
+        """Whether the user has the admin role."""
+        return self.user.is_admin
+
+    def __str__(self) -> str:
+        return f"user:{self.user.name}@{self.user.party}"
+
+
+class CertificateAuthenticator:
+    """Finds and checks the caller's certificate for an app.
+
+    `network_ca` certifies services; `user_ca` (sites only) certifies the
+    owner party's users; `trusted_proxies` are the addresses whose certificate
+    header is believed (empty: never).
+    """
+
+    def __init__(
+        self,
+        network_ca: x509.Certificate,
+        *,
+        user_ca: x509.Certificate | None = None,
+        trusted_proxies: Collection[str] = (),
+    ) -> None:
+        self.network_ca = network_ca
+        self.user_ca = user_ca
+        self.trusted_proxies = frozenset(trusted_proxies)
+
+    def certificate(self, request: Request) -> x509.Certificate:
+        """The caller's client certificate, or Unauthenticated."""
+        tls = request.scope.get("extensions", {}).get("tls") or {}
+        chain = tls.get("client_cert_chain") or []
+        if chain:
+            return _load_pem(chain[0])
+        header = request.headers.get(CLIENT_CERT_HEADER)
+        client = request.client.host if request.client else None
+        if header and client in self.trusted_proxies:
+            if request.headers.get(CLIENT_VERIFY_HEADER, "SUCCESS") != "SUCCESS":
+                raise Unauthenticated("the proxy could not verify the client certificate")
+            return _load_pem(unquote(header))
+        raise Unauthenticated("a client certificate is required")
+
+    def _check_dates(self, cert: x509.Certificate) -> None:
+        now = datetime.datetime.now(datetime.UTC)
+        if not cert.not_valid_before_utc <= now <= cert.not_valid_after_utc:
+            raise Unauthenticated("the client certificate is expired or not yet valid")
+
+    def service(self, request: Request) -> ServiceCaller:
+        """A caller certified by the network CA (a site, the registry or a party client)."""
+        cert = self.certificate(request)
+        if not issued_by(cert, self.network_ca):
+            raise Unauthenticated("the client certificate was not issued by the network CA")
+        self._check_dates(cert)
+        return ServiceCaller(peer_identity(cert), cert)
+
+    def user(self, request: Request) -> UserCaller:
+        """A user of the owner party, certified by its user CA."""
+        if self.user_ca is None:
+            raise Unauthenticated("this service has no users")
+        cert = self.certificate(request)
+        if not issued_by(cert, self.user_ca):
+            raise Unauthenticated("the client certificate was not issued by this site's user CA")
+        self._check_dates(cert)
+        return UserCaller(user_identity(cert, issuer=self.user_ca), cert)
+
+    def admin(self, request: Request) -> UserCaller:
+        """A user with the admin role."""
+        caller = self.user(request)
+        if not caller.is_admin:
+            raise PermissionDenied(f"{caller} is not an admin of this site")
+        return caller
+
+
+def _load_pem(text: str | bytes) -> x509.Certificate:
+    data = text.encode() if isinstance(text, str) else text
+    try:
+        return x509.load_pem_x509_certificate(data)
+    except ValueError:
+        raise Unauthenticated("the client certificate is malformed") from None

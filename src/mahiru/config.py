@@ -1,0 +1,172 @@
+"""Typed configuration of the registry and sites, from a TOML or YAML file plus environment.
+
+Environment variables override file values: `MAHIRU_<KEY>` for a top-level
+key and `MAHIRU_<SECTION>__<KEY>` for a nested one (for example
+`MAHIRU_DATABASE_URL`, `MAHIRU_TLS__CERT`). Relative paths are resolved
+against the config file's folder. Errors name the file and the field.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from mahiru.errors import InvalidInput
+from mahiru.model.identifiers import PartyId, SiteId
+
+C = TypeVar("C", bound="_Strict")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ListenConfig(_Strict):
+    """Where the app listens."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8443, ge=0, le=65535)
+
+
+class TlsConfig(_Strict):
+    """The app's own TLS certificate and the network CA.
+
+    Without `cert`/`key` the app serves plain HTTP and must sit behind a
+    trusted proxy (see `trusted_proxies`).
+    """
+
+    cert: Path | None = None
+    key: Path | None = None
+    network_ca: Path
+    trusted_proxies: list[str] = Field(default_factory=list)
+
+
+class RegistryConfig(_Strict):
+    """Configuration of `mahiru serve registry`."""
+
+    listen: ListenConfig = ListenConfig()
+    tls: TlsConfig
+    database_url: str
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    max_body_bytes: int = Field(default=1_000_000, gt=0)
+
+
+class ContainerLimits(_Strict):
+    """Limits applied to every step container at a site."""
+
+    cpus: float = Field(default=1.0, gt=0)
+    memory_mb: int = Field(default=1024, gt=0)
+    timeout_seconds: int = Field(default=600, gt=0)
+    max_output_mb: int = Field(default=1024, gt=0)
+
+
+class SiteConfig(_Strict):
+    """Configuration of `mahiru serve site`."""
+
+    site_id: str
+    owner: str
+    listen: ListenConfig = ListenConfig()
+    tls: TlsConfig
+    user_ca: Path
+    registry_url: str
+    internal_url: str | None = None
+    external_url: str | None = None
+    database_url: str
+    data_dir: Path
+    has_store: bool = True
+    has_runner: bool = True
+    replication_interval_seconds: float = Field(default=10.0, gt=0)
+    request_timeout_seconds: float = Field(default=30.0, gt=0)
+    containers: ContainerLimits = ContainerLimits()
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    max_body_bytes: int = Field(default=1_000_000, gt=0)
+
+    @field_validator("site_id")
+    @classmethod
+    def _site_id(cls, value: str) -> str:
+        SiteId.parse(value)
+        return value
+
+    @field_validator("owner")
+    @classmethod
+    def _owner(cls, value: str) -> str:
+        PartyId.parse(value)
+        return value
+
+    @property
+    def site(self) -> SiteId:
+        """The site id as a value."""
+        return SiteId.parse(self.site_id)
+
+    @property
+    def owner_party(self) -> PartyId:
+        """The owner party id as a value."""
+        return PartyId.parse(self.owner)
+
+
+def _read(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as error:
+        raise InvalidInput(f"{path}: cannot read the configuration: {error.strerror}") from None
+    try:
+        data = tomllib.loads(text) if path.suffix == ".toml" else yaml.safe_load(text)
+    except (tomllib.TOMLDecodeError, yaml.YAMLError) as error:
+        raise InvalidInput(
+            f"{path}: not valid {path.suffix[1:].upper() or 'YAML'}: {error}"
+        ) from None
+    if not isinstance(data, dict):
+        raise InvalidInput(f"{path}: the configuration must be a mapping")
+    return data
+
+
+def _apply_environment(data: dict[str, Any], environ: Mapping[str, str]) -> None:
+    for key, value in environ.items():
+        if not key.startswith("MAHIRU_") or key.startswith("MAHIRU_TEST_"):
+            continue
+        path = key[len("MAHIRU_") :].lower().split("__")
+        target = data
+        for part in path[:-1]:
+            nested = target.setdefault(part, {})
+            if not isinstance(nested, dict):
+                raise InvalidInput(f"environment variable {key}: {part} is not a section")
+            target = nested
+        target[path[-1]] = yaml.safe_load(value) if value else value
+
+
+def _resolve_paths(model: BaseModel, base: Path) -> dict[str, Any]:
+    data = model.model_dump()
+
+    def fix(value: Any) -> Any:
+        if isinstance(value, Path) and not value.is_absolute():
+            return (base / value).resolve()
+        if isinstance(value, dict):
+            return {k: fix(v) for k, v in value.items()}
+        return value
+
+    return {k: fix(v) for k, v in data.items()}
+
+
+def load_config(cls: type[C], path: Path, environ: Mapping[str, str] | None = None) -> C:
+    """Load and validate a configuration file of class `cls`, with environment overrides."""
+    data = _read(path)
+    _apply_environment(data, os.environ if environ is None else environ)
+    try:
+        parsed = cls.model_validate(data)
+    except ValidationError as error:
+        problems = [
+            f"{'.'.join(str(p) for p in problem['loc']) or '(top)'}: {problem['msg']}"
+            for problem in error.errors()
+        ]
+        raise InvalidInput(
+            f"{path}: invalid configuration: {'; '.join(problems)}", problems
+        ) from None
+    except InvalidInput as error:
+        raise InvalidInput(f"{path}: invalid configuration: {error.message}") from None
+    return cls.model_validate(_resolve_paths(parsed, path.parent.resolve()))
