@@ -132,6 +132,8 @@ class AssetId:
         for segment in (self.namespace, self.name):
             if not isinstance(segment, str) or not _SEGMENT.fullmatch(segment):
                 raise InvalidIdentifier(f"illegal asset segment {segment!r}")
+        if not isinstance(self.site, SiteId):
+            raise InvalidIdentifier(f"asset site must be a SiteId, got {self.site!r}")
 
     def __str__(self) -> str:
         return f"asset:{self.namespace}:{self.name}:{self.site.namespace}:{self.site.name}"
@@ -173,6 +175,13 @@ class Wildcard:
     """`*`: any value, allowed only in the rule fields that say so."""
 
     kind: ClassVar[str] = "*"
+    _instance: ClassVar[Wildcard | None] = None
+
+    def __new__(cls) -> Wildcard:
+        # A single instance, because the policy code tests `value is WILDCARD`.
+        if cls._instance is None:
+            cls._instance = object.__new__(cls)
+        return cls._instance
 
     @classmethod
     def parse(cls, text: str) -> Wildcard:

@@ -182,7 +182,10 @@ def asset_from_dict(data: object) -> Asset:
     metadata = dict(_str_map(d.get("metadata"), f"asset {d['id']} metadata"))
     if "size" in d:
         metadata["size"] = d["size"]
-    asset = Asset(identifier, kind, metadata, d.get("image_digest"))
+    image_digest = d.get("image_digest")
+    if image_digest is not None and not isinstance(image_digest, str):
+        raise InvalidInput(f"asset {d['id']}: image_digest must be text")
+    asset = Asset(identifier, kind, metadata, image_digest)
     if "size" in metadata and asset.size is None:
         raise InvalidInput(f"asset {d['id']}: size must be a non-negative integer")
     return asset
@@ -207,6 +210,8 @@ def plan_to_dict(plan: Plan) -> dict[str, str]:
 
 def plan_from_dict(data: object) -> Plan:
     """Parse a plan."""
+    if not isinstance(data, Mapping):
+        raise InvalidInput(f"plan must be a mapping of step names, got {type(data).__name__}")
     return Plan({step: SiteId.parse(site) for step, site in _str_map(data, "plan").items()})
 
 

@@ -7,6 +7,7 @@ sources, duplicate names and cycles are InvalidInput naming the culprits.
 from __future__ import annotations
 
 import hashlib
+import heapq
 import json
 import re
 from collections.abc import Iterator, Mapping
@@ -72,6 +73,13 @@ class WorkflowStep:
             check_name(name, f"step {self.name!r} input")
         for name in self.outputs:
             check_name(name, f"step {self.name!r} output")
+        # `s.x` names a step input or a step output, so one name cannot be both.
+        both = sorted(set(self.inputs) & set(self.outputs))
+        if both:
+            raise InvalidInput(
+                f"step {self.name!r} uses {', '.join(both)} as both input and output name",
+                {"step": self.name, "names": both},
+            )
         object.__setattr__(self, "inputs", dict(sorted(self.inputs.items())))
         object.__setattr__(self, "outputs", dict(sorted(self.outputs.items())))
 
@@ -120,7 +128,8 @@ class Workflow:
                 if not self._source_exists(source):
                     unknown.append(f"{step.name}.{input_name} <- {source}")
         for output_name, ref in self.outputs.items():
-            if not self._source_exists(ref):
+            # A workflow output must be a step output, never a workflow input passed through.
+            if not isinstance(ref, StepOutputRef) or not self._source_exists(ref):
                 unknown.append(f"output {output_name} <- {ref}")
         if unknown:
             raise InvalidInput(
@@ -142,21 +151,37 @@ class Workflow:
             missing[step.name] = len(predecessors)
             for predecessor in predecessors:
                 consumers[predecessor].append(step.name)
+        # A heap, so the smallest ready name goes first whatever order the steps were listed in.
         ready = sorted(name for name, count in missing.items() if count == 0)
         order: list[str] = []
         while ready:
-            name = ready.pop()
+            name = heapq.heappop(ready)
             order.append(name)
             for consumer in consumers[name]:
                 missing[consumer] -= 1
                 if missing[consumer] == 0:
-                    ready.append(consumer)
+                    heapq.heappush(ready, consumer)
         if len(order) != len(self.steps):
-            cyclic = sorted(name for name, count in missing.items() if count > 0)
+            # Left over are the cycles and the steps downstream of them; name only the former.
+            left = {name for name, count in missing.items() if count > 0}
+            cyclic = sorted(name for name in left if self._reaches_itself(name, left))
             raise InvalidInput(
                 f"workflow has a cycle through steps: {', '.join(cyclic)}", {"cycle": cyclic}
             )
         return tuple(order)
+
+    def _reaches_itself(self, start: str, among: set[str]) -> bool:
+        """Whether following predecessors within `among` leads from `start` back to it."""
+        seen: set[str] = set()
+        frontier = [start]
+        while frontier:
+            for predecessor in self.predecessors(frontier.pop()) & among:
+                if predecessor == start:
+                    return True
+                if predecessor not in seen:
+                    seen.add(predecessor)
+                    frontier.append(predecessor)
+        return False
 
     def predecessors(self, step_name: str) -> set[str]:
         """Names of the steps whose outputs `step_name` consumes."""
@@ -171,7 +196,8 @@ class Workflow:
         return self._order
 
     def __hash__(self) -> int:
-        return hash((self.inputs, tuple(self.outputs.items()), tuple(self.steps)))
+        # Sorted, because equality of the mappings does not depend on their order.
+        return hash((self.inputs, tuple(sorted(self.outputs)), tuple(sorted(self.steps))))
 
 
 @dataclass(frozen=True, slots=True)

@@ -96,16 +96,20 @@ class Decision:
         return lines
 
     def explain(self) -> str:
-        """A human explanation: the headline, then what decided it."""
+        """A human explanation: the headline, then what decided it.
+
+        Allowed decisions show the rule chain behind every requirement; denied
+        ones show only what failed, so the reason is not buried.
+        """
         lines = [self.headline() + (f" ({self.note})" if self.note else "")]
-        if self.allowed:
-            for outcome in self.outcomes:
-                lines.append(f"  requirement {{{', '.join(outcome.requirement.texts())}}}:")
-                lines.append(f"    met by {outcome.explain()}")
-            for part in self.parts:
+        for outcome in self.outcomes:
+            if outcome.met == self.allowed:
+                status = "met by" if outcome.met else "not met:"
+                lines.append(f"  requirement {{{', '.join(outcome.requirement.texts())}}}")
+                lines.append(f"    {status} {outcome.explain()}")
+        for part in self.parts:
+            if self.allowed or not part.allowed:
                 lines.extend("  " + line for line in part.explain().splitlines())
-        else:
-            lines.extend("  " + line for line in self.failures())
         return "\n".join(lines)
 
     def to_dict(self) -> dict[str, Any]:

@@ -48,6 +48,17 @@ class _Rule:
                 raise InvalidInput(
                     f"{self.type_name} field {name!r}: {value!r} is not one of {', '.join(allowed)}"
                 )
+        # Text fields too, so a constructed rule always survives to_dict/rule_from_dict.
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name == "output" and not (
+                isinstance(value, str) and _OUTPUT_NAME.fullmatch(value)
+            ):
+                raise InvalidInput(
+                    f"{self.type_name} field 'output' must be an output name or '*', got {value!r}"
+                )
+            if f.name not in self.kinds and not isinstance(value, str):
+                raise InvalidInput(f"{self.type_name} field {f.name!r} must be text, got {value!r}")
 
     def to_dict(self) -> dict[str, str]:
         """The serialised form, with `type` first."""
@@ -246,7 +257,8 @@ def rule_from_dict(data: Mapping[str, Any]) -> Rule:
         if expected - given:
             problems.append(f"missing {', '.join(sorted(expected - given))}")
         if given - expected:
-            problems.append(f"unknown {', '.join(sorted(given - expected))}")
+            # YAML keys need not be strings; sort their text so mixed types cannot crash.
+            problems.append(f"unknown {', '.join(sorted(map(str, given - expected)))}")
         raise InvalidInput(
             f"{type_name} rule has wrong fields: {'; '.join(problems)}", {"rule": dict(data)}
         )

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -19,6 +20,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 
 from mahiru.errors import InvalidInput, InvalidSignature
 from mahiru.policy.rules import Rule, rule_from_dict
+
+_SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 
 #: Looks up the main public key of the party owning a namespace; None if unknown.
 KeyLookup = Callable[[str], Ed25519PublicKey | None]
@@ -86,7 +89,7 @@ class Revocation:
         if data["type"] != "Revocation":
             raise InvalidInput(f"not a revocation: type {data['type']!r}")
         rule_id, namespace = data["rule_id"], data["namespace"]
-        if not isinstance(rule_id, str) or len(rule_id) != 64:
+        if not isinstance(rule_id, str) or not _SHA256_HEX.fullmatch(rule_id):
             raise InvalidInput(f"revocation rule_id must be a hex sha256, got {rule_id!r}")
         if not isinstance(namespace, str) or not namespace:
             raise InvalidInput(f"revocation namespace must be text, got {namespace!r}")

@@ -9,7 +9,7 @@ change, and terminate on cycles.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import TypeAlias
 
 from mahiru.model.identifiers import Identifier
@@ -99,7 +99,7 @@ class RuleStore:
         else:
             bucket.remove(rule)
 
-    def up(self, kind: type[GroupingRule], start: Identifier) -> dict[Identifier, Path]:
+    def up(self, kind: type[GroupingRule], start: Identifier) -> Mapping[Identifier, Path]:
         """`start` and every group it is in, transitively, each with one shortest path.
 
         `kind` selects the grouping relation: InAssetCollection (assets),
