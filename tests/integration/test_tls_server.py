@@ -8,11 +8,11 @@ from pathlib import Path
 import httpx
 import pytest
 from fastapi import FastAPI, Request
+from tests.support.servers import serving
 
 from mahiru import pki
 from mahiru.api.auth import CLIENT_CERT_HEADER, CertificateAuthenticator
 from mahiru.api.errors import install_error_handlers
-from tests.support.servers import serving
 
 SITE = "site:party1.example.org:site1"
 PARTY = "party:party1.example.org:party1"
@@ -67,12 +67,15 @@ def _client(world: dict[str, Path], name: str) -> httpx.Client:
 
 def test_site_certificate_identifies_the_caller(world: dict[str, Path]) -> None:
     """A site's certificate reaches the app, which reads the site id from it."""
-    with serving(
-        _app(world),
-        certfile=world["server.crt"],
-        keyfile=world["server.key"],
-        client_ca_files=[world["ca.crt"], world["user-ca.crt"]],
-    ) as url, _client(world, "site") as client:
+    with (
+        serving(
+            _app(world),
+            certfile=world["server.crt"],
+            keyfile=world["server.key"],
+            client_ca_files=[world["ca.crt"], world["user-ca.crt"]],
+        ) as url,
+        _client(world, "site") as client,
+    ):
         assert client.get(f"{url}/service").json() == {"caller": SITE}
         response = client.get(f"{url}/user")
         assert response.status_code == 401
@@ -81,12 +84,15 @@ def test_site_certificate_identifies_the_caller(world: dict[str, Path]) -> None:
 
 def test_user_certificate_identifies_user_and_role(world: dict[str, Path]) -> None:
     """A user's certificate from the owner's user CA gives name and role; not a service."""
-    with serving(
-        _app(world),
-        certfile=world["server.crt"],
-        keyfile=world["server.key"],
-        client_ca_files=[world["ca.crt"], world["user-ca.crt"]],
-    ) as url, _client(world, "alice") as client:
+    with (
+        serving(
+            _app(world),
+            certfile=world["server.crt"],
+            keyfile=world["server.key"],
+            client_ca_files=[world["ca.crt"], world["user-ca.crt"]],
+        ) as url,
+        _client(world, "alice") as client,
+    ):
         assert client.get(f"{url}/user").json() == {"user": "alice", "role": "admin"}
         assert client.get(f"{url}/service").status_code == 401
 

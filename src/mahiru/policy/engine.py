@@ -125,6 +125,34 @@ class PolicyEngine:
         parts = tuple(self.may_access(site, permissions[item], str(item)) for item in items)
         return Decision.all_of(str(site), "run step", step, parts)
 
+    def step_requirements(self, permissions: JobPermissions, step: str) -> list[Requirement]:
+        """The distinct requirements a site must meet to run `step` (for fast checks)."""
+        spec = permissions.job.workflow.steps[step]
+        items = [
+            *(WorkflowItem(ItemKind.STEP_INPUT, step, name) for name in spec.inputs),
+            WorkflowItem(ItemKind.STEP, step),
+        ]
+        for output in spec.outputs:
+            items.append(WorkflowItem(ItemKind.OUTPUT_BASE, step, output))
+            items.append(WorkflowItem(ItemKind.STEP_OUTPUT, step, output))
+        return list({r: None for item in items for r in permissions[item]})
+
+    def sites_that_may_run(
+        self, permissions: JobPermissions, step: str, sites: list[SiteId]
+    ) -> list[SiteId]:
+        """The subset of `sites` that may run `step`, in the given order.
+
+        Equivalent to filtering by `may_run_step(...).allowed`, without
+        building explanations: the planner's hot path.
+        """
+        self._fresh()
+        requirements = self.step_requirements(permissions, step)
+        return [
+            site
+            for site in sites
+            if all(self._chain("access", site, r.ids) is not None for r in requirements)
+        ]
+
     def may_receive_outputs(self, permissions: JobPermissions, submitter_site: SiteId) -> Decision:
         """May the submitter use every workflow output, delivered to its own site?"""
         job = permissions.job

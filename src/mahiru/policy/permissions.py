@@ -54,7 +54,9 @@ class Permissions:
 def normalise(requirements: Iterable[Requirement]) -> Permissions:
     """Drop duplicate requirements and any that is a superset of another."""
     kept: list[Requirement] = []
-    for requirement in sorted(set(requirements), key=Requirement.sort_key):
+    # dict.fromkeys keeps the first of equal requirements (and so its origin);
+    # the sort is stable, so the result does not depend on hashing.
+    for requirement in sorted(dict.fromkeys(requirements), key=Requirement.sort_key):
         if not any(other.ids <= requirement.ids for other in kept):
             kept.append(requirement)
     return Permissions(tuple(kept))
@@ -120,7 +122,8 @@ class JobPermissions:
         compute_groups = store.up(InAssetCollection, compute)
         compute_categories = store.up(InAssetCategory, compute)
         requirements: list[Requirement] = []
-        for requirement in {r for permissions in sources for r in permissions}:
+        unique = dict.fromkeys(r for permissions in sources for r in permissions)
+        for requirement in sorted(unique, key=Requirement.sort_key):
             data_groups: set[Identifier] = set()
             data_categories: set[Identifier] = set()
             for x in requirement.ids:
