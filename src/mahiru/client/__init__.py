@@ -1,0 +1,1 @@
+"""HTTP out: typed clients for the registry and the site APIs."""

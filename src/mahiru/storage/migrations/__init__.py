@@ -1,0 +1,1 @@
+"""Alembic migrations of the Mahiru database; run by `mahiru.storage.db.migrate`."""

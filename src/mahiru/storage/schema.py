@@ -1,0 +1,211 @@
+"""The tables of the Mahiru database, as SQLAlchemy Core metadata.
+
+This is the current shape of the schema, used by the repositories and by
+Alembic to check that the migrations produce it. The migrations under
+`migrations/versions/` are frozen snapshots and never import this module's
+tables: a new column means a new revision there *and* a change here.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    Dialect,
+    ForeignKey,
+    Index,
+    MetaData,
+    Table,
+    Text,
+)
+from sqlalchemy.types import TypeDecorator
+
+#: Names for constraints and indexes, so that migrations can refer to them
+#: the same way on SQLite and PostgreSQL.
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+#: Names of the change logs kept in `change_heads`.
+REGISTRY_LOG = "registry"
+RULES_LOG = "rules"
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """A timezone-aware UTC timestamp on every backend.
+
+    SQLite has no time zones and hands back naive values; this type refuses
+    naive input and always returns aware UTC datetimes.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError(f"refusing to store a naive datetime {value!r}; use UTC")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+# The last version handed out by each change log. Writers lock their log's row
+# first, which serialises them and makes versions commit in increasing order:
+# a reader never sees version N+1 before N, so `changes_since` misses nothing.
+change_heads = Table(
+    "change_heads",
+    metadata,
+    Column("log", Text, primary_key=True),
+    Column("version", BigInteger, nullable=False),
+)
+
+# --- the registry (kept by the registry service) -------------------------------
+
+parties = Table(
+    "parties",
+    metadata,
+    Column("id", Text, primary_key=True),
+    Column("namespace", Text, nullable=False, unique=True),
+    Column("public_key_pem", Text, nullable=False),
+    Column("user_ca_pem", Text, nullable=False),
+)
+
+sites = Table(
+    "sites",
+    metadata,
+    Column("id", Text, primary_key=True),
+    Column("owner", Text, ForeignKey("parties.id"), nullable=False, index=True),
+    Column("admin", Text, ForeignKey("parties.id"), nullable=False, index=True),
+    Column("endpoints", JSON, nullable=False),
+    Column("tls_cert_pem", Text, nullable=False),
+    Column("has_store", Boolean, nullable=False),
+    Column("has_runner", Boolean, nullable=False),
+)
+
+registry_changes = Table(
+    "registry_changes",
+    metadata,
+    Column("version", BigInteger, primary_key=True, autoincrement=False),
+    Column("action", Text, nullable=False),
+    Column("subject", Text, nullable=False),
+    Column("record", JSON, nullable=True),
+    Column("at", UtcDateTime, nullable=False),
+)
+
+# --- a site's own rules --------------------------------------------------------
+
+rules = Table(
+    "rules",
+    metadata,
+    Column("rule_id", Text, primary_key=True),
+    Column("body", JSON, nullable=False),
+    Column("signer_namespace", Text, nullable=False),
+    Column("added_version", BigInteger, nullable=False),
+    Column("revocation", JSON, nullable=True),
+    Column("revoked_version", BigInteger, nullable=True),
+)
+
+rule_changes = Table(
+    "rule_changes",
+    metadata,
+    Column("version", BigInteger, primary_key=True, autoincrement=False),
+    Column("action", Text, nullable=False),
+    Column("rule_id", Text, nullable=False),
+    Column("body", JSON, nullable=False),
+    Column("at", UtcDateTime, nullable=False),
+)
+
+# --- replicas a site keeps of the registry and of its peers' rules -------------
+
+replica_sources = Table(
+    "replica_sources",
+    metadata,
+    Column("source", Text, primary_key=True),
+    Column("version", BigInteger, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+)
+
+# No foreign keys or unique namespaces here: a replica mirrors its source,
+# which enforces them, and must never refuse a batch its source accepted.
+replica_parties = Table(
+    "replica_parties",
+    metadata,
+    Column("id", Text, primary_key=True),
+    Column("namespace", Text, nullable=False, index=True),
+    Column("public_key_pem", Text, nullable=False),
+    Column("user_ca_pem", Text, nullable=False),
+)
+
+replica_sites = Table(
+    "replica_sites",
+    metadata,
+    Column("id", Text, primary_key=True),
+    Column("owner", Text, nullable=False),
+    Column("admin", Text, nullable=False),
+    Column("endpoints", JSON, nullable=False),
+    Column("tls_cert_pem", Text, nullable=False),
+    Column("has_store", Boolean, nullable=False),
+    Column("has_runner", Boolean, nullable=False),
+)
+
+replica_rules = Table(
+    "replica_rules",
+    metadata,
+    Column("source", Text, primary_key=True),
+    Column("rule_id", Text, primary_key=True),
+    Column("body", JSON, nullable=False),
+    Column("version", BigInteger, nullable=False),
+)
+
+replica_revocations = Table(
+    "replica_revocations",
+    metadata,
+    Column("source", Text, primary_key=True),
+    Column("rule_id", Text, primary_key=True),
+    Column("body", JSON, nullable=False),
+    Column("version", BigInteger, nullable=False),
+)
+
+replica_rejections = Table(
+    "replica_rejections",
+    metadata,
+    Column("source", Text, primary_key=True),
+    Column("version", BigInteger, primary_key=True, autoincrement=False),
+    Column("rule_id", Text, nullable=True),
+    Column("body", JSON, nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("at", UtcDateTime, nullable=False),
+)
+
+Index("ix_replica_revocations_rule_id", replica_revocations.c.rule_id)
+
+# --- assets stored at a site ---------------------------------------------------
+
+assets = Table(
+    "assets",
+    metadata,
+    Column("id", Text, primary_key=True),
+    Column("kind", Text, nullable=False),
+    Column("metadata", JSON, nullable=False),
+    Column("image_digest", Text, nullable=True, index=True),
+    Column("size", BigInteger, nullable=True),
+    Column("created_at", UtcDateTime, nullable=False),
+)
