@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv demo test lint typecheck unit clean
+.PHONY: venv demo test lint typecheck unit engine base-images assets postgres clean
 
 venv: $(STAMP)
 
@@ -25,8 +25,27 @@ typecheck: venv
 unit: venv
 	$(BIN)/pytest -q tests/unit
 
-test: lint typecheck
-	$(BIN)/pytest -q
+# A Docker-API container engine (Debian's dockerd, started if none answers)
+# and the locally built base images; nothing is pulled from a registry.
+engine:
+	bash scripts/ensure-engine.sh
+
+base-images: engine
+	bash scripts/build-base-image.sh
+
+assets: base-images venv
+	bash scripts/build-assets.sh
+
+# A local PostgreSQL for the storage and service tests on both backends.
+postgres:
+	@bash scripts/ensure-postgres.sh >/dev/null
+
+# All tests: lint, types, then unit, integration (SQLite and PostgreSQL) and
+# end-to-end tests with real containers. Set MAHIRU_TEST_POSTGRES_URL to use
+# your own PostgreSQL instead of the one scripts/ensure-postgres.sh starts.
+test: lint typecheck base-images
+	MAHIRU_TEST_POSTGRES_URL="$${MAHIRU_TEST_POSTGRES_URL:-$$(bash scripts/ensure-postgres.sh)}" \
+		$(BIN)/pytest -q
 
 demo: venv
 	$(BIN)/mahiru plan --rules examples/compute_to_data/rules.yaml \
