@@ -8,6 +8,7 @@ repositories they need on top of it.
 from mahiru.storage.assets import AssetRepository
 from mahiru.storage.blobs import BlobInfo, BlobStore, BlobWriter
 from mahiru.storage.db import Database, create_database
+from mahiru.storage.jobs import JobRepository
 from mahiru.storage.records import (
     AssetRecord,
     ChangeAction,
@@ -33,6 +34,7 @@ __all__ = [
     "ChangeAction",
     "ChangeBatch",
     "Database",
+    "JobRepository",
     "PartyRecord",
     "RegistryChange",
     "RegistryRepository",

@@ -275,10 +275,13 @@ def insert_ignoring_duplicates(session: Session, table: Table, values: dict[str,
     """
     dialect = session.get_bind().dialect.name
     if dialect == "postgresql":
-        statement: Any = postgresql_insert(table).values(values).on_conflict_do_nothing()
+        statement: Any = postgresql_insert(table)
     elif dialect == "sqlite":
-        statement = sqlite_insert(table).values(values).on_conflict_do_nothing()
+        statement = sqlite_insert(table)
     else:
         raise Internal(f"unsupported database dialect {dialect!r}")
-    result = session.execute(statement)
-    return bool(getattr(result, "rowcount", 0) == 1)
+    statement = statement.values(values).on_conflict_do_nothing()
+    # The outcome comes from RETURNING: psycopg 3 under SQLAlchemy 2.1 reports
+    # a rowcount of -1 for INSERT, so the rowcount cannot tell.
+    returned = session.execute(statement.returning(*table.primary_key.columns)).first()
+    return returned is not None

@@ -209,3 +209,80 @@ assets = Table(
     Column("size", BigInteger, nullable=True),
     Column("created_at", UtcDateTime, nullable=False),
 )
+
+# --- jobs: submitted here, and steps run here --------------------------------
+
+# Jobs submitted at this site. `version` goes up with every change; updates
+# compare it (and lock the row) so that no change is lost.
+jobs = Table(
+    "jobs",
+    metadata,
+    Column("id", Text, primary_key=True),
+    Column("submitter", Text, nullable=False, index=True),
+    Column("submitter_site", Text, nullable=False),
+    Column("job", JSON, nullable=False),
+    Column("plan", JSON, nullable=True),
+    Column("state", Text, nullable=False, index=True),
+    Column("reason", Text, nullable=True),
+    Column("version", BigInteger, nullable=False),
+    Column("submitted_at", UtcDateTime, nullable=False),
+    Column("started_at", UtcDateTime, nullable=True),
+    Column("finished_at", UtcDateTime, nullable=True),
+    Column("updated_at", UtcDateTime, nullable=False),
+)
+
+# Jobs of which a submitter's site handed this site steps to run (one per job:
+# the steps are those the plan puts at `site`).
+job_assignments = Table(
+    "job_assignments",
+    metadata,
+    Column("job_id", Text, primary_key=True),
+    Column("submitter_site", Text, nullable=False),
+    Column("site", Text, nullable=False),
+    Column("job", JSON, nullable=False),
+    Column("plan", JSON, nullable=False),
+    Column("received_at", UtcDateTime, nullable=False),
+)
+
+# One row per step of a job known here: the steps of jobs submitted here
+# (wherever they run) and the steps handed to this site. No foreign key: a
+# row belongs to a job in `jobs`, in `job_assignments`, or both.
+job_steps = Table(
+    "job_steps",
+    metadata,
+    Column("job_id", Text, primary_key=True),
+    Column("step", Text, primary_key=True),
+    Column("site", Text, nullable=False),
+    Column("state", Text, nullable=False, index=True),
+    Column("reason", Text, nullable=True),
+    Column("exit_code", BigInteger, nullable=True),
+    Column("log_tail", Text, nullable=True),
+    Column("results", JSON, nullable=False),
+    Column("version", BigInteger, nullable=False),
+    Column("submitted_at", UtcDateTime, nullable=False),
+    Column("started_at", UtcDateTime, nullable=True),
+    Column("finished_at", UtcDateTime, nullable=True),
+    Column("updated_at", UtcDateTime, nullable=False),
+)
+
+# The jobs that result provenance refers to, stored once by content digest.
+provenance_jobs = Table(
+    "provenance_jobs",
+    metadata,
+    Column("digest", Text, primary_key=True),
+    Column("job", JSON, nullable=False),
+)
+
+# How each result stored here was computed. One computation has one result
+# id, so the first provenance recorded for a result is as good as any.
+result_provenance = Table(
+    "result_provenance",
+    metadata,
+    Column("result_id", Text, primary_key=True),
+    Column("job_id", Text, nullable=False),
+    Column("step", Text, nullable=False),
+    Column("output", Text, nullable=False),
+    Column("submitter", Text, nullable=False),
+    Column("job_digest", Text, ForeignKey("provenance_jobs.digest"), nullable=False),
+    Column("recorded_at", UtcDateTime, nullable=False),
+)
