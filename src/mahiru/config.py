@@ -1,8 +1,10 @@
 """Typed configuration of the registry and sites, from a TOML or YAML file plus environment.
 
-Environment variables override file values: `MAHIRU_<KEY>` for a top-level
-key and `MAHIRU_<SECTION>__<KEY>` for a nested one (for example
-`MAHIRU_DATABASE_URL`, `MAHIRU_TLS__CERT`). Relative paths are resolved
+Environment variables override file values: `MAHIRU_CONFIG__<KEY>` for a
+top-level key and `MAHIRU_CONFIG__<SECTION>__<KEY>` for a nested one (for
+example `MAHIRU_CONFIG__DATABASE_URL`, `MAHIRU_CONFIG__TLS__CERT`). The
+distinct prefix keeps them apart from the CLI's own variables (MAHIRU_CERT,
+MAHIRU_REGISTRY_URL, ...). Relative paths are resolved
 against the config file's folder. Errors name the file and the field.
 """
 
@@ -21,6 +23,9 @@ from mahiru.errors import InvalidInput
 from mahiru.model.identifiers import PartyId, SiteId
 
 C = TypeVar("C", bound="_Strict")
+
+#: Prefix of the environment variables that override configuration values.
+ENV_PREFIX = "MAHIRU_CONFIG__"
 
 
 class _Strict(BaseModel):
@@ -86,6 +91,8 @@ class SiteConfig(_Strict):
     containers: ContainerLimits = ContainerLimits()
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     max_body_bytes: int = Field(default=1_000_000, gt=0)
+    #: Asset images are streamed, so they are limited separately from other bodies.
+    max_image_bytes: int = Field(default=64 * 1024**3, gt=0)
 
     @field_validator("site_id")
     @classmethod
@@ -128,9 +135,9 @@ def _read(path: Path) -> dict[str, Any]:
 
 def _apply_environment(data: dict[str, Any], environ: Mapping[str, str]) -> None:
     for key, value in environ.items():
-        if not key.startswith("MAHIRU_") or key.startswith("MAHIRU_TEST_"):
+        if not key.startswith(ENV_PREFIX):
             continue
-        path = key[len("MAHIRU_") :].lower().split("__")
+        path = key[len(ENV_PREFIX) :].lower().split("__")
         target = data
         for part in path[:-1]:
             nested = target.setdefault(part, {})

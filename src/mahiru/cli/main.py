@@ -15,11 +15,15 @@ def cli() -> None:
 
 def _register_commands() -> None:
     """Attach every command group; each lives in its own module."""
-    from mahiru.cli import certs, offline
+    from mahiru.cli import assets, certs, offline, register, rules, serve
 
     cli.add_command(certs.certs_group)
     cli.add_command(offline.plan_command)
     cli.add_command(offline.policy_group)
+    cli.add_command(serve.serve_group)
+    cli.add_command(register.register_group)
+    cli.add_command(assets.assets_group)
+    cli.add_command(rules.rules_group)
 
 
 def main() -> None:
