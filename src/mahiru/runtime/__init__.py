@@ -1,0 +1,40 @@
+"""The container side of job execution: images as archives, and isolated step containers.
+
+`ContainerRuntime` is what the orchestration uses; `DockerRuntime` provides it
+on a Docker-API engine (Docker or Podman). Step failures are `StepResult`
+values; an unreachable engine raises `mahiru.errors.Unavailable`.
+"""
+
+from mahiru.runtime.docker_engine import DockerRuntime, docker_available
+from mahiru.runtime.limits import StepLimits, limits_from_config
+from mahiru.runtime.protocol import ContainerInfo, ContainerRuntime, ImageConfig
+from mahiru.runtime.steps import (
+    INPUTS_DIR,
+    LABEL_JOB,
+    LABEL_ROLE,
+    LABEL_SITE,
+    LABEL_STEP,
+    OUTPUTS_DIR,
+    ROLE_STEP,
+    StepResult,
+    step_labels,
+)
+
+__all__ = [
+    "INPUTS_DIR",
+    "LABEL_JOB",
+    "LABEL_ROLE",
+    "LABEL_SITE",
+    "LABEL_STEP",
+    "OUTPUTS_DIR",
+    "ROLE_STEP",
+    "ContainerInfo",
+    "ContainerRuntime",
+    "DockerRuntime",
+    "ImageConfig",
+    "StepLimits",
+    "StepResult",
+    "docker_available",
+    "limits_from_config",
+    "step_labels",
+]

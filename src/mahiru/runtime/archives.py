@@ -1,0 +1,192 @@
+"""Tar streams to and from the engine: safe extraction, tarring host folders, atomic files.
+
+Everything here streams: memory use does not depend on the size of the data.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import stat
+import tarfile
+import tempfile
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from pathlib import Path, PurePosixPath
+from typing import BinaryIO
+
+from mahiru.errors import Conflict, InvalidInput
+
+CHUNK_SIZE = 1024 * 1024
+
+
+class ChunkReader(io.RawIOBase):
+    """A read-only binary file over an iterator of byte chunks (an HTTP body, say)."""
+
+    def __init__(self, chunks: Iterable[bytes]) -> None:
+        super().__init__()
+        self._chunks: Iterator[bytes] = iter(chunks)
+        self._buffer = b""
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
+        while not self._buffer:
+            chunk = next(self._chunks, None)
+            if chunk is None:
+                return 0
+            self._buffer = chunk
+        size = min(len(buffer), len(self._buffer))
+        buffer[:size] = self._buffer[:size]
+        self._buffer = self._buffer[size:]
+        return size
+
+
+def extract_tree(chunks: Iterable[bytes], dest: Path, *, prefix: str) -> None:
+    """Extract the tar stream `chunks`, whose members all lie under `prefix/`, into `dest`.
+
+    `prefix/` itself becomes `dest`. The stream is untrusted: absolute names,
+    `..` components, members outside `prefix/`, links that point outside
+    `dest` and device files, pipes and sockets are rejected with InvalidInput
+    (the rules of `tarfile.data_filter`, plus a stricter name check). The
+    result appears all at once: extraction goes into a temporary sibling that
+    is renamed to `dest` only when complete. `dest` must not exist, or be an
+    empty directory.
+    """
+    if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
+        raise Conflict(f"{dest} already exists and is not an empty directory")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    partial = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".partial"))
+    try:
+        with tarfile.open(fileobj=ChunkReader(chunks), mode="r|") as archive:
+            archive.extractall(partial, filter=_under_prefix_filter(prefix))
+        # mkdtemp made it 0700; the data is meant to be read by step containers.
+        partial.chmod(0o755)
+        os.replace(partial, dest)
+    except tarfile.TarError as error:
+        _remove_partial(partial)
+        raise InvalidInput(f"unusable archive for {dest}: {error}") from None
+    except BaseException:
+        _remove_partial(partial)
+        raise
+
+
+_TarFilter = Callable[[tarfile.TarInfo, str], tarfile.TarInfo | None]
+
+
+def _under_prefix_filter(prefix: str) -> _TarFilter:
+    def accept(member: tarfile.TarInfo, path: str) -> tarfile.TarInfo | None:
+        name = _relative_name(member.name, prefix)
+        if name is None:
+            return None  # `prefix/` itself: that is `dest`
+        renamed = member.replace(name=name, deep=False)
+        if member.islnk():
+            # Hard link targets are archive paths, so they carry the prefix too.
+            target = _relative_name(member.linkname, prefix)
+            if target is None:
+                raise InvalidInput(f"archive member {member.name!r} is a hard link to a directory")
+            renamed = renamed.replace(linkname=target, deep=False)
+        try:
+            return tarfile.data_filter(renamed, path)
+        except tarfile.FilterError as error:
+            raise InvalidInput(f"unsafe archive member {member.name!r}: {error}") from None
+
+    return accept
+
+
+def _relative_name(name: str, prefix: str) -> str | None:
+    """`name` relative to `prefix/`, None for `prefix` itself; InvalidInput if unsafe."""
+    path = PurePosixPath(name)
+    if path.is_absolute() or ".." in path.parts:
+        raise InvalidInput(f"unsafe archive member {name!r}: absolute, or contains '..'")
+    parts = [part for part in path.parts if part != "."]
+    if not parts or parts[0] != prefix:
+        raise InvalidInput(f"archive member {name!r} lies outside {prefix}/")
+    if len(parts) == 1:
+        return None
+    return "/".join(parts[1:])
+
+
+def _remove_partial(path: Path) -> None:
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def write_tree_tar(trees: Mapping[str, Path], out: BinaryIO) -> None:
+    """Write a tar of host folders to `out`, each placed at its absolute container path.
+
+    Entries belong to root and are readable by everyone (files keep only
+    their executable bit), so any container user can read them. Only regular
+    files and directories are allowed: InvalidInput names anything else.
+    """
+    with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as archive:
+        for target, source in trees.items():
+            top = _archive_path(target)
+            if not source.is_dir():
+                raise InvalidInput(f"{source} is not a directory")
+            source = source.resolve()
+            # The target's own folders, so that they exist with sane modes.
+            for depth in range(1, len(top.parts) + 1):
+                _add_entry(archive, source, "/".join(top.parts[:depth]))
+            for folder, subdirs, files in os.walk(source):
+                subdirs.sort()
+                base = Path(folder)
+                for name in [*subdirs, *sorted(files)]:
+                    path = base / name
+                    _add_entry(archive, path, str(top / path.relative_to(source)))
+
+
+def _archive_path(target: str) -> PurePosixPath:
+    path = PurePosixPath(target)
+    if not path.is_absolute() or ".." in path.parts or len(path.parts) < 2:
+        raise InvalidInput(f"container path {target!r} must be absolute, below / and without '..'")
+    return path.relative_to("/")
+
+
+def _add_entry(archive: tarfile.TarFile, path: Path, member: str) -> None:
+    info = os.lstat(path)
+    entry = tarfile.TarInfo(member)
+    entry.uid = entry.gid = 0
+    entry.uname = entry.gname = "root"
+    entry.mtime = int(info.st_mtime)
+    if stat.S_ISDIR(info.st_mode):
+        entry.type = tarfile.DIRTYPE
+        entry.mode = 0o755
+        archive.addfile(entry)
+        return
+    if not stat.S_ISREG(info.st_mode):
+        raise InvalidInput(f"{path} is not a regular file or directory (links are not allowed)")
+    entry.mode = 0o755 if info.st_mode & 0o111 else 0o644
+    entry.size = info.st_size
+    with path.open("rb") as content:
+        archive.addfile(entry, content)
+
+
+def write_file_atomically(chunks: Iterable[bytes], dest: Path) -> int:
+    """Stream `chunks` into `dest`: a temporary sibling, fsynced, then renamed. Returns the size.
+
+    A crash or an error leaves `dest` as it was (absent or the old file).
+    """
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(
+        dir=dest.parent, prefix=f".{dest.name}.", suffix=".partial"
+    )
+    size = 0
+    try:
+        with os.fdopen(handle, "wb") as out:
+            for chunk in chunks:
+                out.write(chunk)
+                size += len(chunk)
+            out.flush()
+            os.fsync(out.fileno())
+        os.chmod(temporary, 0o644)
+        os.replace(temporary, dest)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+    directory = os.open(dest.parent, os.O_RDONLY)
+    try:
+        os.fsync(directory)
+    finally:
+        os.close(directory)
+    return size

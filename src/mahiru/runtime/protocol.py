@@ -1,0 +1,110 @@
+"""What the rest of Mahiru needs from a container engine: the `ContainerRuntime` protocol.
+
+Images are moved around as `docker save` archives and referred to by the id
+the engine gives them. Failing steps are results, not exceptions; an engine
+that cannot be reached raises `mahiru.errors.Unavailable` (retry later).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+from mahiru.runtime.limits import StepLimits
+from mahiru.runtime.steps import StepResult
+
+
+@dataclass(frozen=True, slots=True)
+class ImageConfig:
+    """How a built image runs; None (or empty) keeps what the base image says."""
+
+    cmd: tuple[str, ...] | None = None
+    entrypoint: tuple[str, ...] | None = None
+    user: str | None = None
+    workdir: str | None = None
+    env: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class ContainerInfo:
+    """A step container as the engine lists it."""
+
+    id: str
+    name: str
+    status: str
+    labels: Mapping[str, str]
+
+
+class ContainerRuntime(Protocol):
+    """The container side of job execution."""
+
+    def load_image(self, archive: Path) -> str:
+        """Load a `docker save` archive (streamed from disk); returns the image id."""
+        ...
+
+    def save_image(self, image: str, dest: Path) -> None:
+        """Write `image` as a `docker save` archive to `dest`, atomically."""
+        ...
+
+    def has_image(self, image: str) -> bool:
+        """Whether the engine has `image` (an id or a name)."""
+        ...
+
+    def image_id(self, image: str) -> str:
+        """The id of `image` (a name or an id); NotFound if the engine lacks it."""
+        ...
+
+    def remove_image(self, image: str) -> None:
+        """Remove `image`; a missing image is fine, one in use is a Conflict."""
+        ...
+
+    def extract_data(self, image: str, dest: Path) -> None:
+        """Copy the content of `/data` in `image` to the new host directory `dest`, unrun."""
+        ...
+
+    def build_image(
+        self,
+        base_image: str,
+        trees: Mapping[str, Path],
+        *,
+        config: ImageConfig | None = None,
+        labels: Mapping[str, str] | None = None,
+        tag: str | None = None,
+    ) -> str:
+        """A new image: `base_image` plus each host folder at its container path; returns its id."""
+        ...
+
+    def build_data_image(
+        self,
+        base_image: str,
+        files: Path,
+        *,
+        labels: Mapping[str, str] | None = None,
+        tag: str | None = None,
+    ) -> str:
+        """A new data image: `base_image` plus the files of `files` under `/data`."""
+        ...
+
+    def run_step(
+        self,
+        compute_image: str,
+        inputs: Mapping[str, Path],
+        outputs: Sequence[str],
+        limits: StepLimits,
+        *,
+        output_dir: Path,
+        name: str | None = None,
+        labels: Mapping[str, str] | None = None,
+    ) -> StepResult:
+        """Run `compute_image` isolated; inputs mounted read-only, outputs in `output_dir/<o>`."""
+        ...
+
+    def list_step_containers(self, labels: Mapping[str, str] | None = None) -> list[ContainerInfo]:
+        """Step containers (running or not) carrying all of `labels`."""
+        ...
+
+    def stop_container(self, container_id: str) -> None:
+        """Kill and remove a container; a missing one is fine."""
+        ...

@@ -1,0 +1,199 @@
+"""Fixtures for the end-to-end tests that need a real container engine.
+
+`container_runtime` skips the test only when no engine answers; missing base
+images are built (scripts/build-base-image.sh), never pulled. Tests that use
+it are checked afterwards for step or scratch containers left behind.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import textwrap
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from mahiru.runtime import DockerRuntime, ImageConfig, docker_available
+from mahiru.runtime.assets import COMPUTE_BASE_IMAGE, DATA_BASE_IMAGE, build_scenario_assets
+
+ROOT = Path(__file__).resolve().parents[2]
+#: Marks every step container of this test session, so leftovers are ours.
+SESSION_LABEL = "mahiru.test-session"
+SESSION_ID = uuid.uuid4().hex[:12]
+
+#: A test-only compute program: argv[1] picks what it does. Stdlib only.
+PROBE_SOURCE = textwrap.dedent(
+    """
+    import errno, json, os, socket, sys, time
+    from pathlib import Path
+
+    IN = Path("/mahiru/inputs/input0")
+    OUT = Path("/mahiru/outputs/output0")
+
+
+    def fail():
+        for number in range(1, 101):
+            print(f"line {number}", flush=True)
+        # The engine reads stdout and stderr separately: let stdout land first.
+        time.sleep(0.5)
+        print("failing on purpose", file=sys.stderr)
+        return 3
+
+
+    def hang():
+        print("sleeping", flush=True)
+        time.sleep(3600)
+
+
+    def network():
+        print("interfaces:", sorted(os.listdir("/sys/class/net")), flush=True)
+        port = int((IN / "port").read_text())
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=3).close()
+        except OSError as error:
+            print("connect failed:", error)
+            return 4
+        print("connected")
+        return 0
+
+
+    def huge():
+        with open(OUT / "big.bin", "wb") as out:
+            for _ in range(3):
+                out.write(b"x" * (1024 * 1024))
+        return 0
+
+
+    def symlink():
+        os.symlink("/etc/passwd", OUT / "passwd")
+        return 0
+
+
+    def hog():
+        hoard = []
+        while True:
+            hoard.append(b"x" * (16 * 1024 * 1024))
+            print("holding", len(hoard) * 16, "MiB", flush=True)
+
+
+    def error_of(action):
+        try:
+            action()
+        except OSError as error:
+            return errno.errorcode.get(error.errno, str(error.errno))
+        return None
+
+
+    def read(path):
+        try:
+            return Path(path).read_text().strip()
+        except OSError:
+            return None
+
+
+    def isolation():
+        status = dict(
+            line.split(":\\t", 1) for line in Path("/proc/self/status").read_text().splitlines()
+        )
+        quota, period = read("/sys/fs/cgroup/cpu/cpu.cfs_quota_us"), read(
+            "/sys/fs/cgroup/cpu/cpu.cfs_period_us"
+        )
+        report = {
+            "uid": os.getuid(),
+            "gid": os.getgid(),
+            "cap_eff": status["CapEff"].strip(),
+            "no_new_privs": status["NoNewPrivs"].strip(),
+            "interfaces": sorted(os.listdir("/sys/class/net")),
+            "write_root": error_of(lambda: Path("/probe").write_text("x")),
+            "write_tmp": error_of(lambda: Path("/tmp/probe").write_text("x")),
+            "write_input_new": error_of(lambda: (IN / "new.txt").write_text("x")),
+            "write_input_existing": error_of(lambda: (IN / "data.json").write_text("x")),
+            "remove_input": error_of(lambda: (IN / "data.json").unlink()),
+            "input": read(IN / "data.json"),
+            "memory_limit": read("/sys/fs/cgroup/memory/memory.limit_in_bytes")
+            or read("/sys/fs/cgroup/memory.max"),
+            "pids_max": read("/sys/fs/cgroup/pids/pids.max") or read("/sys/fs/cgroup/pids.max"),
+            "cpu": f"{quota} {period}" if quota else read("/sys/fs/cgroup/cpu.max"),
+        }
+        (OUT / "report.json").write_text(json.dumps(report))
+        print(json.dumps(report))
+        return 0
+
+
+    sys.exit(globals()[sys.argv[1]]())
+    """
+)
+PROBE_MODES = ("fail", "hang", "network", "huge", "symlink", "hog", "isolation")
+
+
+@pytest.fixture(scope="session")
+def container_runtime() -> DockerRuntime:
+    """A runtime on the local engine, with the base images present; skips if no engine answers."""
+    if not docker_available():
+        pytest.skip(
+            "no container engine answers (DOCKER_HOST, else /var/run/docker.sock);"
+            " start one with scripts/ensure-engine.sh"
+        )
+    runtime = DockerRuntime(scratch_prefix=f"mahiru-test-{SESSION_ID}")
+    if not (runtime.has_image(DATA_BASE_IMAGE) and runtime.has_image(COMPUTE_BASE_IMAGE)):
+        built = subprocess.run(
+            ["bash", str(ROOT / "scripts" / "build-base-image.sh")],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if built.returncode != 0:
+            pytest.fail(f"scripts/build-base-image.sh failed:\n{built.stderr[-3000:]}")
+    return runtime
+
+
+@pytest.fixture
+def step_labels() -> dict[str, str]:
+    """Labels for the step containers of a test: they tie them to this session."""
+    return {SESSION_LABEL: SESSION_ID, "mahiru.job": f"job-{uuid.uuid4().hex[:8]}"}
+
+
+@pytest.fixture(autouse=True)
+def _no_containers_left(request: pytest.FixtureRequest) -> Iterator[None]:
+    """After a test that used the engine, none of its step or scratch containers remain."""
+    yield
+    if "container_runtime" not in request.fixturenames:
+        return
+    runtime: DockerRuntime = request.getfixturevalue("container_runtime")
+    steps = runtime.list_step_containers({SESSION_LABEL: SESSION_ID})
+    for container in steps:
+        runtime.stop_container(container.id)
+    scratch = runtime.remove_scratch_containers()
+    assert not steps, f"step containers left behind: {[c.name for c in steps]}"
+    assert scratch == 0, f"{scratch} scratch containers left behind"
+
+
+@pytest.fixture(scope="session")
+def scenario_archives(
+    container_runtime: DockerRuntime, tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, Path]:
+    """The scenario asset archives, built once per session."""
+    return build_scenario_assets(container_runtime, tmp_path_factory.mktemp("assets"))
+
+
+@pytest.fixture(scope="session")
+def probe_images(
+    container_runtime: DockerRuntime, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[dict[str, str]]:
+    """An image per probe mode (see PROBE_SOURCE), built once per session and removed after."""
+    program = tmp_path_factory.mktemp("probe")
+    (program / "probe.py").write_text(PROBE_SOURCE)
+    images = {
+        mode: container_runtime.build_image(
+            COMPUTE_BASE_IMAGE,
+            {"/opt/probe": program},
+            config=ImageConfig(cmd=("python3", "-u", "/opt/probe/probe.py", mode)),
+            labels={SESSION_LABEL: SESSION_ID},
+        )
+        for mode in PROBE_MODES
+    }
+    yield images
+    for image in images.values():
+        container_runtime.remove_image(image)
