@@ -1,0 +1,283 @@
+"""The site app: one FastAPI app serving the internal API (`/internal`) and the external one
+(`/external`), so two proxies can expose them separately.
+
+`create_site_app` is the one place a site is wired together. Everything it
+needs can be passed in (tests pass fakes or real pieces in a temp folder);
+whatever is missing is built from the configuration, and closed again when
+the app shuts down.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import httpx
+from fastapi import FastAPI, Request, Response
+from fastapi.openapi.utils import get_openapi
+
+from mahiru import __version__
+from mahiru.api.auth import CertificateAuthenticator
+from mahiru.api.errors import error_response, install_error_handlers
+from mahiru.api.middleware import install_middleware
+from mahiru.api.site_external import external_router
+from mahiru.api.site_internal import internal_router
+from mahiru.api.site_models import ErrorOut
+from mahiru.client.http import TlsIdentity
+from mahiru.client.registry import RegistryClient
+from mahiru.client.site import PeerClient
+from mahiru.config import SiteConfig
+from mahiru.errors import InvalidInput, MahiruError
+from mahiru.pki import load_certificate, user_ca_party
+from mahiru.services.site import RegistryFeed, RuleFeed, RuleFeedFactory, SiteServices
+from mahiru.storage import BlobStore, Database, SiteRecord, create_database
+
+logger = logging.getLogger("mahiru.site")
+
+
+def site_identity(config: SiteConfig) -> TlsIdentity | None:
+    """The TLS identity the site presents when it calls the registry and its peers."""
+    if config.tls.cert is None or config.tls.key is None:
+        return None
+    return TlsIdentity(config.tls.cert, config.tls.key, config.tls.network_ca)
+
+
+def site_authenticator(config: SiteConfig) -> CertificateAuthenticator:
+    """Checks callers against the network CA (sites) and the owner's user CA (users)."""
+    user_ca = load_certificate(config.user_ca)
+    party = user_ca_party(user_ca)
+    if party != config.owner:
+        raise InvalidInput(
+            f"{config.user_ca} is the user CA of {party}, but this site is owned by {config.owner}"
+        )
+    return CertificateAuthenticator(
+        load_certificate(config.tls.network_ca),
+        user_ca=user_ca,
+        trusted_proxies=config.tls.trusted_proxies,
+    )
+
+
+def _outgoing(identity: TlsIdentity | None) -> httpx.HTTPTransport:
+    """A transport for calls to the registry and peers, presenting `identity`.
+
+    Connections are not kept open between calls: each peer is called a few
+    times per replication interval, and an idle pooled connection would hold
+    up that peer's graceful shutdown until its timeout.
+    """
+    verify = identity.ssl_context() if identity is not None else True
+    return httpx.HTTPTransport(verify=verify, limits=httpx.Limits(max_keepalive_connections=0))
+
+
+def _timeout(config: SiteConfig) -> httpx.Timeout:
+    seconds = config.request_timeout_seconds
+    return httpx.Timeout(seconds, connect=min(seconds, 10.0))
+
+
+class _PeerFeeds:
+    """One feed per registered peer, made once and reused while its registration holds."""
+
+    def __init__(self, factory: RuleFeedFactory) -> None:
+        self._factory = factory
+        self._feeds: dict[str, tuple[SiteRecord, RuleFeed]] = {}
+        self._lock = threading.Lock()
+
+    def __call__(self, site: SiteRecord) -> RuleFeed:
+        with self._lock:
+            known = self._feeds.get(str(site.id))
+            if known is not None and known[0] == site:
+                return known[1]
+            if known is not None:
+                _close(known[1])
+            feed = self._factory(site)
+            self._feeds[str(site.id)] = (site, feed)
+            return feed
+
+    def close(self) -> None:
+        with self._lock:
+            for _, feed in self._feeds.values():
+                _close(feed)
+            self._feeds.clear()
+
+
+def _close(resource: object) -> None:
+    close = getattr(resource, "close", None)
+    if callable(close):
+        close()
+
+
+def create_site_app(
+    config: SiteConfig,
+    *,
+    database: Database | None = None,
+    blobs: BlobStore | None = None,
+    authenticator: CertificateAuthenticator | None = None,
+    registry_client: RegistryFeed | None = None,
+    peer_client_factory: RuleFeedFactory | None = None,
+    start_replication: bool = True,
+) -> FastAPI:
+    """The site app for `config`.
+
+    Given pieces are used as they are and left open; missing ones are built
+    from `config` (database at `database_url`, blobs under
+    `data_dir/blobs`, clients with the site's TLS identity and the
+    configured timeout) and closed at shutdown, as are the peer clients made
+    by `peer_client_factory` (one per registered peer, reused). With
+    `start_replication`, replication runs in the background while the app
+    runs; `POST /internal/replication/run` runs a round on demand.
+    """
+    to_close: list[Callable[[], None]] = []
+    identity = site_identity(config)
+    if identity is None:
+        logger.warning(
+            "no tls.cert/tls.key configured: calls to the registry and peers carry no certificate"
+        )
+    if database is None:
+        database = create_database(config.database_url)
+        to_close.append(database.close)
+    if blobs is None:
+        blobs = BlobStore(config.data_dir / "blobs")
+    if authenticator is None:
+        authenticator = site_authenticator(config)
+    if registry_client is None:
+        client = RegistryClient(
+            config.registry_url,
+            identity,
+            transport=_outgoing(identity),
+            timeout=_timeout(config),
+            retries=1,
+        )
+        to_close.append(client.close)
+        registry_client = client
+    if peer_client_factory is None:
+        timeout = _timeout(config)
+
+        def peer_client_factory(site: SiteRecord) -> RuleFeed:
+            return PeerClient(
+                site.endpoints.external or "",
+                identity,
+                transport=_outgoing(identity),
+                timeout=timeout,
+            )
+
+    peers = _PeerFeeds(peer_client_factory)
+    to_close.append(peers.close)
+    services = SiteServices.create(
+        site=config.site,
+        owner=config.owner_party,
+        database=database,
+        blobs=blobs,
+        registry=registry_client,
+        peers=peers,
+        replication_interval=config.replication_interval_seconds,
+        max_image_bytes=config.max_image_bytes,
+    )
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        logger.info(
+            "site starting",
+            extra={
+                "site": config.site_id,
+                "owner": config.owner,
+                "database": database.url,
+                "internal_url": config.internal_url,
+                "external_url": config.external_url,
+            },
+        )
+        if start_replication:
+            services.replication.start()
+        try:
+            yield
+        finally:
+            services.replication.stop()
+            for close in reversed(to_close):
+                close()
+            logger.info("site stopped", extra={"site": config.site_id})
+
+    app = FastAPI(
+        title=f"Mahiru site {config.site_id}",
+        version=__version__,
+        description=(
+            "The internal API (/internal) serves the users of the site's owner party; the"
+            " external API (/external) serves the other registered sites."
+        ),
+        docs_url=None,
+        redoc_url=None,
+        responses=_ERROR_RESPONSES,
+        lifespan=lifespan,
+        generate_unique_id_function=lambda route: route.name,
+    )
+    app.state.services = services
+    install_error_handlers(app)
+    _authenticate_other_paths(app, authenticator)
+    # Added after authentication, so they wrap it: refused requests are logged too.
+    install_middleware(app, body_limit=config.max_body_bytes, unlimited=("/internal/assets/",))
+    app.include_router(internal_router(services, authenticator))
+    app.include_router(external_router(services, authenticator))
+    _describe_security(app)
+    return app
+
+
+_ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    "4XX": {"model": ErrorOut, "description": "The request was refused."},
+    "5XX": {"model": ErrorOut, "description": "The site failed or a dependency is unavailable."},
+}
+
+
+def _authenticate_other_paths(app: FastAPI, authenticator: CertificateAuthenticator) -> None:
+    """Outside the two APIs (the OpenAPI document, unknown paths) any known caller may ask.
+
+    Routes under /internal and /external check their own, stricter, callers.
+    """
+
+    @app.middleware("http")
+    async def authenticate(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        path = request.url.path
+        if not path.startswith(("/internal/", "/external/")):
+            try:
+                request.state.caller = authenticator.service(request)
+            except MahiruError:
+                try:
+                    request.state.caller = authenticator.user(request)
+                except MahiruError as error:
+                    return error_response(error)
+        return await call_next(request)
+
+
+def _describe_security(app: FastAPI) -> None:
+    """Say in the OpenAPI document which certificate each operation needs."""
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = get_openapi(
+                title=app.title,
+                version=app.version,
+                description=app.description,
+                routes=app.routes,
+            )
+            schema.setdefault("components", {})["securitySchemes"] = {
+                "userCertificate": {
+                    "type": "mutualTLS",
+                    "description": "A certificate from the site owner's user CA"
+                    " (role admin for changes).",
+                },
+                "networkCertificate": {
+                    "type": "mutualTLS",
+                    "description": "The certificate of a registered site, from the network CA.",
+                },
+            }
+            for path, operations in schema.get("paths", {}).items():
+                scheme = (
+                    "networkCertificate" if path.startswith("/external/") else "userCertificate"
+                )
+                for operation in operations.values():
+                    operation["security"] = [{scheme: []}]
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]

@@ -1,0 +1,79 @@
+"""The external API of a site, under `/external`: for the other registered sites.
+
+Every endpoint needs a network certificate naming a site in the registry
+replica (with the registered key). Asset metadata and images are served only
+if this site's own policy engine lets the calling site access the asset;
+the requester's plan is never trusted.
+"""
+
+# No `from __future__ import annotations`: FastAPI must see the dependency aliases
+# defined inside the router factories, which string annotations would hide.
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Header, Query, Request
+from starlette.responses import Response
+
+from mahiru.api.auth import CertificateAuthenticator
+from mahiru.api.site_images import IMAGE_RESPONSES, image_response
+from mahiru.api.site_internal import stored_asset_id
+from mahiru.api.site_models import AssetOut, RuleChangeBatch
+from mahiru.errors import PermissionDenied
+from mahiru.model.identifiers import AssetId, ResultId
+from mahiru.services.site import SiteServices
+from mahiru.storage import SiteRecord
+
+
+def external_router(services: SiteServices, auth: CertificateAuthenticator) -> APIRouter:
+    """The routes of the external API, served by `services`."""
+
+    def peer(request: Request) -> SiteRecord:
+        caller = auth.service(request)
+        request.state.caller = caller
+        return services.registered_sites.identify(caller.identity, caller.certificate)
+
+    Peer = Annotated[SiteRecord, Depends(peer)]
+    router = APIRouter(prefix="/external", tags=["external"])
+
+    def check_access(site: SiteRecord, asset_id: AssetId | ResultId) -> None:
+        decision = services.policy.may_access_asset(site.id, asset_id)
+        if not decision.allowed:
+            raise PermissionDenied("; ".join(decision.failures()), decision.to_dict())
+
+    @router.get(
+        "/rules/changes", response_model=RuleChangeBatch, summary="This site's rule changes"
+    )
+    def rule_changes(
+        caller: Peer,
+        since: Annotated[int, Query(ge=0, description="the version last applied")],
+        limit: Annotated[int | None, Query(ge=1, le=10_000)] = None,
+    ) -> RuleChangeBatch:
+        """The signed rules and revocations published here after version `since`."""
+        return RuleChangeBatch.of(services.rules.changes_since(since, limit=limit))
+
+    @router.get("/assets/{asset_id}", response_model=AssetOut, summary="An asset's metadata")
+    def asset_metadata(asset_id: str, caller: Peer) -> AssetOut:
+        """An asset stored here, if policy lets the calling site access it."""
+        identifier = stored_asset_id(asset_id)
+        check_access(caller, identifier)
+        return AssetOut.of(services.assets.get(identifier))
+
+    @router.get(
+        "/assets/{asset_id}/image",
+        response_class=Response,
+        responses=IMAGE_RESPONSES,
+        summary="Download an asset's image",
+    )
+    def asset_image(
+        asset_id: str,
+        caller: Peer,
+        range_header: Annotated[str | None, Header(alias="Range")] = None,
+        if_range: Annotated[str | None, Header(alias="If-Range")] = None,
+    ) -> Response:
+        """Stream an asset's image (or a byte range, to resume), if policy allows it."""
+        identifier = stored_asset_id(asset_id)
+        check_access(caller, identifier)
+        image = services.assets.open_image(identifier)
+        return image_response(image, range_header, if_range)
+
+    return router

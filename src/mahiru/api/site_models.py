@@ -1,0 +1,380 @@
+"""The JSON bodies of the site API, as pydantic models (they make the OpenAPI document).
+
+Request models forbid unknown fields, so a typo is a 400 naming the field
+instead of being silently ignored. The domain parsers
+(`SignedRule.from_dict`, `job_from_dict`, ...) still run on the validated
+data: the models describe the shape, the domain checks the meaning.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, JsonValue
+
+from mahiru.policy.signing import Revocation, SignedRule
+from mahiru.services.site import SiteStatus, SourceStatus
+from mahiru.storage import AssetRecord, ChangeBatch, RejectedRule, RuleChange
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ErrorBody(BaseModel):
+    """What went wrong: the error type (InvalidInput, NotFound, ...), a message, details."""
+
+    type: str
+    message: str
+    details: JsonValue = None
+
+
+class ErrorOut(BaseModel):
+    """The one error shape of every Mahiru API."""
+
+    error: ErrorBody
+
+
+# --- assets --------------------------------------------------------------------
+
+
+class AssetIn(_Strict):
+    """An asset to describe at this site; its image is uploaded separately."""
+
+    id: str = Field(description="asset:<namespace>:<name>:<site namespace>:<site name>")
+    kind: Literal["data", "compute"] = "data"
+    metadata: dict[str, JsonValue] = Field(default_factory=dict)
+
+
+class AssetOut(BaseModel):
+    """A stored asset."""
+
+    id: str
+    kind: Literal["data", "compute"]
+    metadata: dict[str, JsonValue]
+    image_digest: str | None = Field(description="64 hex digits of the image's sha256, if any")
+    size: int | None = Field(description="image size in bytes, if there is an image")
+    created_at: datetime
+
+    @classmethod
+    def of(cls, record: AssetRecord) -> AssetOut:
+        """The model of a stored asset record."""
+        asset = record.asset
+        return cls(
+            id=str(asset.id),
+            kind="compute" if asset.kind.value == "compute" else "data",
+            metadata=dict(asset.metadata),
+            image_digest=asset.image_digest,
+            size=record.size,
+            created_at=record.created_at,
+        )
+
+
+class AssetList(BaseModel):
+    """Every asset stored at this site, by id."""
+
+    assets: list[AssetOut]
+
+
+# --- rules ---------------------------------------------------------------------
+
+
+class _SignedRuleBase(_Strict):
+    signature: str = Field(description="base64 Ed25519 signature over the rule's canonical bytes")
+
+
+class InAssetCollectionRule(_SignedRuleBase):
+    """Signed by the owner of the asset."""
+
+    type: Literal["InAssetCollection"]
+    asset: str
+    collection: str
+
+
+class InAssetCategoryRule(_SignedRuleBase):
+    """Signed by the owner of the category."""
+
+    type: Literal["InAssetCategory"]
+    asset: str
+    category: str
+
+
+class InPartyCategoryRule(_SignedRuleBase):
+    """Signed by the owner of the category."""
+
+    type: Literal["InPartyCategory"]
+    party: str
+    category: str
+
+
+class InSiteCategoryRule(_SignedRuleBase):
+    """Signed by the owner of the category."""
+
+    type: Literal["InSiteCategory"]
+    site: str
+    category: str
+
+
+class MayAccessRule(_SignedRuleBase):
+    """Signed by the owner of the asset."""
+
+    type: Literal["MayAccess"]
+    site: str
+    asset: str
+
+
+class MayUseRule(_SignedRuleBase):
+    """Signed by the owner of the asset."""
+
+    type: Literal["MayUse"]
+    party: str
+    asset: str
+    conditions: str
+
+
+class ResultOfDataInRule(_SignedRuleBase):
+    """Signed by the owner of the data."""
+
+    type: Literal["ResultOfDataIn"]
+    data: str
+    compute: str
+    output: str
+    collection: str
+
+
+class ResultOfComputeInRule(_SignedRuleBase):
+    """Signed by the owner of the compute asset."""
+
+    type: Literal["ResultOfComputeIn"]
+    data: str
+    compute: str
+    output: str
+    collection: str
+
+
+SignedRuleIn = Annotated[
+    InAssetCollectionRule
+    | InAssetCategoryRule
+    | InPartyCategoryRule
+    | InSiteCategoryRule
+    | MayAccessRule
+    | MayUseRule
+    | ResultOfDataInRule
+    | ResultOfComputeInRule,
+    Field(discriminator="type"),
+]
+
+
+class RevocationIn(_Strict):
+    """A revocation, signed by the owner of the namespace that signed the rule."""
+
+    type: Literal["Revocation"]
+    rule_id: str = Field(description="hex sha256 of the revoked rule's canonical bytes")
+    namespace: str
+    signature: str
+
+    def parse(self) -> Revocation:
+        """The domain value (strictly re-checked)."""
+        return Revocation.from_dict(self.model_dump())
+
+
+def parse_signed_rule(model: BaseModel) -> SignedRule:
+    """The domain value of a validated signed-rule model."""
+    return SignedRule.from_dict(model.model_dump())
+
+
+class RuleOutcomeOut(BaseModel):
+    """What storing a rule or revocation did: `changed` is false if it was already there."""
+
+    rule_id: str
+    changed: bool
+    version: int | None
+
+
+class RuleEntry(BaseModel):
+    """A rule the site decides by, with where it came from (this site, or a peer)."""
+
+    rule_id: str
+    source: str
+    rule: dict[str, str]
+
+
+class RuleList(BaseModel):
+    """Rules, oldest first."""
+
+    rules: list[RuleEntry]
+
+
+class RejectedRuleOut(BaseModel):
+    """A rule or revocation from a peer that failed validation, with the reason."""
+
+    source: str
+    version: int
+    rule_id: str | None
+    body: dict[str, JsonValue]
+    reason: str
+    at: datetime
+
+    @classmethod
+    def of(cls, rejected: RejectedRule) -> RejectedRuleOut:
+        """The model of a rejected rule record."""
+        return cls(
+            source=rejected.source,
+            version=rejected.version,
+            rule_id=rejected.rule_id,
+            body=dict(rejected.body),
+            reason=rejected.reason,
+            at=rejected.at,
+        )
+
+
+class RejectedRuleList(BaseModel):
+    """Rejected rules and revocations, by source and version."""
+
+    rejected: list[RejectedRuleOut]
+
+
+class RuleChangeOut(BaseModel):
+    """One entry of this site's rule log: a signed rule added, or a signed revocation."""
+
+    version: int
+    action: Literal["added", "revoked"]
+    rule_id: str
+    body: dict[str, str] = Field(description="the signed rule, or the signed revocation")
+    at: datetime
+
+
+class RuleChangeBatch(BaseModel):
+    """Rule changes after the asked version; ask again from `version` to continue."""
+
+    changes: list[RuleChangeOut]
+    version: int
+
+    @classmethod
+    def of(cls, batch: ChangeBatch[RuleChange]) -> RuleChangeBatch:
+        """The model of a batch of rule changes."""
+        changes = [
+            RuleChangeOut(
+                version=change.version,
+                action="added" if change.rule is not None else "revoked",
+                rule_id=change.rule_id,
+                body={key: str(value) for key, value in change.body().items()},
+                at=change.at,
+            )
+            for change in batch.changes
+        ]
+        return cls(changes=changes, version=batch.version)
+
+
+# --- policy --------------------------------------------------------------------
+
+
+class StepIn(_Strict):
+    """A workflow step."""
+
+    name: str
+    compute_asset: str
+    inputs: dict[str, str] = Field(default_factory=dict)
+    outputs: dict[str, str | None] = Field(default_factory=dict)
+
+
+class WorkflowIn(_Strict):
+    """A workflow: inputs, outputs and steps."""
+
+    inputs: list[str] = Field(default_factory=list)
+    outputs: dict[str, str] = Field(default_factory=dict)
+    steps: list[StepIn]
+
+
+class JobIn(_Strict):
+    """A job: the submitter, the workflow and the assets bound to its inputs."""
+
+    submitter: str
+    workflow: WorkflowIn
+    inputs: dict[str, str]
+
+
+class ExplainRequest(_Strict):
+    """Which decision to explain: access by `site` or use by `party` of one item of `job`."""
+
+    job: JobIn
+    item: str = Field(description="input, step, step.input, step.@output, step.output or output")
+    site: str | None = None
+    party: str | None = None
+
+
+class RequirementOut(BaseModel):
+    """One requirement of a decision and the rule chain that met it, if any."""
+
+    requirement: list[str]
+    origin: str | None = None
+    met: bool
+    chain: list[dict[str, str]] | None
+    explanation: str
+
+
+class DecisionOut(BaseModel):
+    """A policy decision and why: the rule chains, or what was missing."""
+
+    allowed: bool
+    subject: str
+    action: str
+    target: str
+    explanation: str
+    note: str | None = None
+    requirements: list[RequirementOut] | None = None
+    parts: list[DecisionOut] | None = None
+
+
+# --- status --------------------------------------------------------------------
+
+
+class SourceStatusOut(BaseModel):
+    """Replication from one source: the registry or a peer site."""
+
+    source: str
+    version: int
+    last_attempt: datetime | None
+    last_success: datetime | None
+    last_error: str | None
+    applied: int
+    rejected: int
+
+    @classmethod
+    def of(cls, status: SourceStatus) -> SourceStatusOut:
+        """The model of a source's status."""
+        return cls(
+            source=status.source,
+            version=status.version,
+            last_attempt=status.last_attempt,
+            last_success=status.last_success,
+            last_error=status.last_error,
+            applied=status.applied,
+            rejected=status.rejected,
+        )
+
+
+class StatusOut(BaseModel):
+    """The site's state: replication per source, rule and asset counts."""
+
+    site: str
+    owner: str
+    own_rules_version: int
+    rules_in_policy: int
+    rejected_rules: int
+    assets: int
+    replication: list[SourceStatusOut]
+
+    @classmethod
+    def of(cls, status: SiteStatus) -> StatusOut:
+        """The model of the site's status."""
+        return cls(
+            site=str(status.site),
+            owner=str(status.owner),
+            own_rules_version=status.own_rules_version,
+            rules_in_policy=status.rules_in_policy,
+            rejected_rules=status.rejected_rules,
+            assets=status.assets,
+            replication=[SourceStatusOut.of(source) for source in status.sources],
+        )

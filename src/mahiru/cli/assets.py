@@ -1,0 +1,306 @@
+"""`mahiru assets`: upload, list, show, download and delete the assets of one's own site.
+
+Every command talks to the site's internal API over mutual TLS, as a user of
+the site's owner party (--cert/--key: a certificate from `mahiru certs user`;
+uploads and deletions need the admin role) and checks the site's certificate
+against the network CA (--ca).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
+
+from mahiru.cli.errors import handle_errors
+from mahiru.cli.files import read_yaml
+from mahiru.client.http import TlsIdentity
+from mahiru.client.site import Progress as ProgressCallback
+from mahiru.client.site import SiteClient, asset_record_to_json
+from mahiru.errors import InvalidInput
+from mahiru.model.assets import Asset, AssetKind
+from mahiru.model.identifiers import AssetId, ResultId, parse_identifier
+from mahiru.storage import AssetRecord
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+_FILE = click.Path(dir_okay=False, path_type=Path)
+
+CONNECTION_HELP = """\b
+The connection options can also be set in the environment:
+  MAHIRU_SITE_URL  --site     MAHIRU_CERT  --cert
+  MAHIRU_CA        --ca       MAHIRU_KEY   --key (--tls-key)
+"""
+
+
+def site_options(*, tls_key_names: tuple[str, ...] = ("--key", "--tls-key")) -> Callable[[F], F]:
+    """--site, --cert, the TLS key, --ca and --json, for commands using the internal API.
+
+    Commands that also take a party key (`mahiru rules add --key`) name the
+    TLS key `--tls-key` only.
+    """
+
+    def decorate(command: F) -> F:
+        options = [
+            click.option(
+                "--site",
+                "site_url",
+                required=True,
+                envvar="MAHIRU_SITE_URL",
+                show_envvar=True,
+                metavar="URL",
+                help="The site's internal API, e.g. https://site1.example.org:8443/internal.",
+            ),
+            click.option(
+                "--cert",
+                type=_FILE,
+                required=True,
+                envvar="MAHIRU_CERT",
+                show_envvar=True,
+                help="Your user certificate (from `mahiru certs user`).",
+            ),
+            click.option(
+                *tls_key_names,
+                "tls_key",
+                type=_FILE,
+                required=True,
+                envvar="MAHIRU_KEY",
+                show_envvar=True,
+                help="The private key of --cert.",
+            ),
+            click.option(
+                "--ca",
+                type=_FILE,
+                required=True,
+                envvar="MAHIRU_CA",
+                show_envvar=True,
+                help="The network CA certificate (ca.crt), to check the site with.",
+            ),
+            click.option("--json", "as_json", is_flag=True, help="Print the result as JSON."),
+        ]
+        for option in reversed(options):
+            command = option(command)
+        return command
+
+    return decorate
+
+
+def connect(site_url: str, cert: Path, tls_key: Path, ca: Path) -> SiteClient:
+    """A client of the site's internal API with the user's TLS identity."""
+    return SiteClient(site_url, TlsIdentity(cert, tls_key, ca))
+
+
+def echo_json(data: Any) -> None:
+    """Print JSON for scripts."""
+    click.echo(json.dumps(data, indent=2, default=str))
+
+
+def _asset_id(text: str) -> AssetId | ResultId:
+    identifier = parse_identifier(text, ("asset", "result"))
+    assert isinstance(identifier, AssetId | ResultId)  # guaranteed by the allowed kinds
+    return identifier
+
+
+def _size(size: int | None) -> str:
+    if size is None:
+        return "-"
+    value = float(size)
+    for unit in ("B", "kB", "MB", "GB"):
+        if value < 1000 or unit == "GB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1000
+    return f"{size} B"
+
+
+def _describe(record: AssetRecord) -> str:
+    asset = record.asset
+    digest = f"sha256:{asset.image_digest[:12]}…" if asset.image_digest else "no image"
+    return f"{asset.id} ({asset.kind.value}, {_size(record.size)}, {digest})"
+
+
+@contextmanager
+def _progress_bar(enabled: bool) -> Iterator[ProgressCallback | None]:
+    """A rich progress bar on stderr for hashing and sending; None when disabled."""
+    if not enabled:
+        yield None
+        return
+    columns = (
+        TextColumn("{task.description:>9}"),
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, console=Console(stderr=True)) as bar:
+        tasks: dict[str, TaskID] = {}
+
+        def update(phase: str, done: int, total: int) -> None:
+            if phase not in tasks:
+                labels = {"hash": "hashing", "upload": "uploading", "download": "receiving"}
+                tasks[phase] = bar.add_task(labels.get(phase, phase), total=total)
+            bar.update(tasks[phase], completed=done, total=total)
+
+        yield update
+
+
+def _show_progress(as_json: bool) -> bool:
+    return not as_json and sys.stderr.isatty()
+
+
+@click.group("assets", epilog=CONNECTION_HELP)
+def assets_group() -> None:
+    """Upload, list, show, download and delete the assets of your party's site."""
+
+
+@assets_group.command("upload")
+@click.argument("asset_id")
+@click.argument(
+    "image", type=click.Path(dir_okay=False, exists=True, path_type=Path), required=False
+)
+@click.option(
+    "--kind",
+    type=click.Choice(["data", "compute"]),
+    default="data",
+    show_default=True,
+    help="A data set, or a compute asset (a program).",
+)
+@click.option(
+    "--metadata",
+    "metadata_path",
+    type=_FILE,
+    help="A YAML or JSON file with the asset's metadata (a mapping).",
+)
+@site_options()
+@handle_errors
+def upload_command(
+    asset_id: str,
+    image: Path | None,
+    kind: str,
+    metadata_path: Path | None,
+    site_url: str,
+    cert: Path,
+    tls_key: Path,
+    ca: Path,
+    as_json: bool,
+) -> None:
+    """Describe ASSET_ID at the site and upload its IMAGE (a container image archive).
+
+    The image is streamed from disk after its sha256 is computed; the site
+    keeps it only if the digest matches. Uploading the same asset again
+    changes nothing.
+    """
+    identifier = AssetId.parse(asset_id)
+    metadata: dict[str, Any] = {}
+    if metadata_path is not None:
+        loaded = read_yaml(metadata_path)
+        if not isinstance(loaded, dict):
+            raise InvalidInput(f"{metadata_path}: the metadata must be a mapping")
+        metadata = loaded
+    asset = Asset(identifier, AssetKind(kind), metadata)
+    with (
+        connect(site_url, cert, tls_key, ca) as site,
+        _progress_bar(_show_progress(as_json)) as bar,
+    ):
+        record = site.upload_asset(asset, image, progress=bar)
+    if as_json:
+        echo_json(asset_record_to_json(record))
+    else:
+        click.echo(f"stored {_describe(record)}")
+
+
+@assets_group.command("list")
+@site_options()
+@handle_errors
+def list_command(site_url: str, cert: Path, tls_key: Path, ca: Path, as_json: bool) -> None:
+    """List the assets stored at the site."""
+    with connect(site_url, cert, tls_key, ca) as site:
+        records = site.list_assets()
+    if as_json:
+        echo_json({"assets": [asset_record_to_json(record) for record in records]})
+        return
+    if not records:
+        click.echo("no assets")
+    for record in records:
+        click.echo(_describe(record))
+
+
+@assets_group.command("show")
+@click.argument("asset_id")
+@site_options()
+@handle_errors
+def show_command(
+    asset_id: str, site_url: str, cert: Path, tls_key: Path, ca: Path, as_json: bool
+) -> None:
+    """Show one asset: kind, image digest and size, metadata."""
+    with connect(site_url, cert, tls_key, ca) as site:
+        record = site.get_asset(_asset_id(asset_id))
+    if as_json:
+        echo_json(asset_record_to_json(record))
+        return
+    asset = record.asset
+    click.echo(f"id:       {asset.id}")
+    click.echo(f"kind:     {asset.kind.value}")
+    click.echo(f"image:    {'sha256:' + asset.image_digest if asset.image_digest else 'none'}")
+    click.echo(f"size:     {_size(record.size)}")
+    click.echo(f"stored:   {record.created_at.isoformat()}")
+    click.echo(f"metadata: {json.dumps(dict(asset.metadata), sort_keys=True)}")
+
+
+@assets_group.command("download")
+@click.argument("asset_id")
+@click.option("--out", "out_path", type=_FILE, required=True, help="Where to write the image.")
+@site_options()
+@handle_errors
+def download_command(
+    asset_id: str,
+    out_path: Path,
+    site_url: str,
+    cert: Path,
+    tls_key: Path,
+    ca: Path,
+    as_json: bool,
+) -> None:
+    """Download an asset's image to --out (atomically, digest verified, resumable)."""
+    identifier = _asset_id(asset_id)
+    with (
+        connect(site_url, cert, tls_key, ca) as site,
+        _progress_bar(_show_progress(as_json)) as bar,
+    ):
+        info = site.download_image(identifier, out_path, progress=bar)
+    if as_json:
+        echo_json(
+            {"asset": asset_id, "path": str(out_path), "digest": info.digest, "size": info.size}
+        )
+    else:
+        click.echo(f"wrote {out_path} ({_size(info.size)}, sha256:{info.digest})")
+
+
+@assets_group.command("delete")
+@click.argument("asset_id")
+@site_options()
+@handle_errors
+def delete_command(
+    asset_id: str, site_url: str, cert: Path, tls_key: Path, ca: Path, as_json: bool
+) -> None:
+    """Delete an asset from the site (and its image, unless another asset uses it)."""
+    with connect(site_url, cert, tls_key, ca) as site:
+        record = site.delete_asset(_asset_id(asset_id))
+    if as_json:
+        echo_json(asset_record_to_json(record))
+    else:
+        click.echo(f"deleted {_describe(record)}")

@@ -1,0 +1,175 @@
+"""`mahiru rules`: publish, list and revoke your party's rules at its site.
+
+Rules are signed here with the party's main key (--key party.key from
+`mahiru certs party`), which never leaves this machine; the site verifies
+each signature against the registry before storing the rule, and its peers
+verify it again when they replicate it. Because --key names the party key,
+these commands take the TLS key of the user certificate as --tls-key (or
+MAHIRU_KEY).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from mahiru.cli.assets import CONNECTION_HELP, connect, echo_json, site_options
+from mahiru.cli.errors import exit_code_for, handle_errors
+from mahiru.cli.files import load_rules
+from mahiru.errors import Conflict, InvalidInput, NotFound
+from mahiru.pki import load_party_private_key
+from mahiru.policy.signing import SignedRule, sign_revocation, sign_rule
+
+_FILE = click.Path(dir_okay=False, path_type=Path)
+#: The shortest rule id prefix `rules revoke` accepts.
+MIN_PREFIX = 8
+
+
+def _party_key_option(command: Any) -> Any:
+    return click.option(
+        "--key",
+        "party_key",
+        type=_FILE,
+        required=True,
+        envvar="MAHIRU_PARTY_KEY",
+        show_envvar=True,
+        help="Your party's main key (party.key from `mahiru certs party`), to sign with.",
+    )(command)
+
+
+@click.group("rules", epilog=CONNECTION_HELP)
+def rules_group() -> None:
+    """Publish, list and revoke your party's rules at its site."""
+
+
+@rules_group.command("add")
+@click.argument("rules_path", metavar="RULES.yaml", type=_FILE)
+@_party_key_option
+@site_options(tls_key_names=("--tls-key",))
+@handle_errors
+def add_command(
+    rules_path: Path,
+    party_key: Path,
+    site_url: str,
+    cert: Path,
+    tls_key: Path,
+    ca: Path,
+    as_json: bool,
+) -> None:
+    """Sign every rule of RULES.yaml with --key and publish it at the site.
+
+    Each rule is accepted or rejected on its own (with the reason); the exit
+    code is 0 only if all were accepted, else that of the worst rejection
+    (2 for a bad signature or an invalid rule).
+    """
+    rules = load_rules(rules_path)
+    key = load_party_private_key(party_key)
+    results: list[dict[str, Any]] = []
+    exit_code = 0
+    with connect(site_url, cert, tls_key, ca) as site:
+        for rule in rules:
+            signed = sign_rule(rule, key)
+            entry: dict[str, Any] = {"rule": rule.to_dict(), "rule_id": signed.rule_id}
+            try:
+                outcome = site.add_rule(signed)
+            except (InvalidInput, Conflict) as error:
+                # The rule's own fault: report it and go on with the others.
+                entry.update(status="rejected", error=error.to_dict()["error"])
+                exit_code = max(exit_code, exit_code_for(error))
+            else:
+                entry.update(
+                    status="added" if outcome["changed"] else "unchanged",
+                    version=outcome["version"],
+                )
+            results.append(entry)
+    counts = {status: sum(r["status"] == status for r in results) for status in _STATUSES}
+    if as_json:
+        echo_json({"results": results, **counts})
+    else:
+        for entry, rule in zip(results, rules, strict=True):
+            line = f"{entry['status']:<9}  {entry['rule_id'][:12]}  {rule}"
+            if entry["status"] == "rejected":
+                line += f"\n           {entry['error']['message']}"
+            click.echo(line, err=entry["status"] == "rejected")
+        click.echo(", ".join(f"{count} {status}" for status, count in counts.items()))
+    if exit_code:
+        sys.exit(exit_code)
+
+
+_STATUSES = ("added", "unchanged", "rejected")
+
+
+@rules_group.command("list")
+@click.option("--replicated", is_flag=True, help="Also list the rules replicated from peers.")
+@site_options()
+@handle_errors
+def list_command(
+    replicated: bool, site_url: str, cert: Path, tls_key: Path, ca: Path, as_json: bool
+) -> None:
+    """List the site's active rules (oldest first), and with --replicated its peers' too."""
+    with connect(site_url, cert, tls_key, ca) as site:
+        entries = site.list_rules(include_replicated=replicated)
+    if as_json:
+        echo_json({"rules": entries})
+        return
+    if not entries:
+        click.echo("no rules")
+    for entry in entries:
+        rule = SignedRule.from_dict(entry["rule"]).rule
+        click.echo(f"{entry['rule_id'][:12]}  {entry['source']}  {rule}")
+
+
+@rules_group.command("revoke")
+@click.argument("rule_id")
+@_party_key_option
+@site_options(tls_key_names=("--tls-key",))
+@handle_errors
+def revoke_command(
+    rule_id: str,
+    party_key: Path,
+    site_url: str,
+    cert: Path,
+    tls_key: Path,
+    ca: Path,
+    as_json: bool,
+) -> None:
+    """Revoke the site's rule RULE_ID (or a unique prefix of it), signing with --key."""
+    if len(rule_id) < MIN_PREFIX:
+        raise InvalidInput(f"give at least {MIN_PREFIX} characters of the rule id")
+    key = load_party_private_key(party_key)
+    with connect(site_url, cert, tls_key, ca) as site:
+        matches = [e for e in site.list_rules() if str(e["rule_id"]).startswith(rule_id)]
+        if not matches:
+            raise NotFound(f"no active rule {rule_id}… at the site", {"rule_id": rule_id})
+        if len(matches) > 1:
+            raise InvalidInput(
+                f"{rule_id} is the start of {len(matches)} rule ids; give more of it",
+                {"rule_ids": [e["rule_id"] for e in matches]},
+            )
+        rule = SignedRule.from_dict(matches[0]["rule"]).rule
+        outcome = site.revoke(sign_revocation(rule, key))
+    if as_json:
+        echo_json({"rule": rule.to_dict(), **outcome})
+    else:
+        state = "revoked" if outcome["changed"] else "was already revoked"
+        click.echo(f"{state}  {outcome['rule_id'][:12]}  {rule}")
+
+
+@rules_group.command("rejected")
+@site_options()
+@handle_errors
+def rejected_command(site_url: str, cert: Path, tls_key: Path, ca: Path, as_json: bool) -> None:
+    """List the rules from peers that the site rejected, with the reasons."""
+    with connect(site_url, cert, tls_key, ca) as site:
+        rejected = site.rejected_rules()
+    if as_json:
+        echo_json({"rejected": rejected})
+        return
+    if not rejected:
+        click.echo("no rejected rules")
+    for entry in rejected:
+        rule_id = (entry.get("rule_id") or "?")[:12]
+        click.echo(f"{entry['source']} v{entry['version']}  {rule_id}  {entry['reason']}")

@@ -1,0 +1,202 @@
+"""The assets a site stores: records in the database, images in the blob store.
+
+Images arrive as a stream and are never held in memory: chunks are hashed and
+written to a temporary file as they come, and the image becomes visible only
+once it is complete and has the digest the uploader announced. The record is
+updated after the image is stored, and deleted before its image, so a crash
+never leaves a record whose image is missing.
+
+An asset's image is immutable once set: assets are referred to by id in rules
+and in result ids, so new content needs a new id.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections.abc import AsyncIterable
+from dataclasses import dataclass
+from typing import BinaryIO
+
+from mahiru.errors import Conflict, InvalidInput, NotFound
+from mahiru.model.assets import Asset
+from mahiru.model.identifiers import AssetId, ResultId
+from mahiru.storage import AssetRecord, AssetRepository, BlobInfo, BlobStore, Database
+from mahiru.storage.blobs import normalise_digest
+
+logger = logging.getLogger("mahiru.site.assets")
+
+#: Chunks from the network are gathered up to this size before each disk write.
+WRITE_BUFFER_BYTES = 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class ImageFile:
+    """An open stored image: read it, then close it."""
+
+    file: BinaryIO
+    digest: str
+    size: int
+
+
+class AssetStore:
+    """Stores, lists, serves and deletes the assets of one site.
+
+    `max_image_bytes` bounds a single image upload.
+    """
+
+    def __init__(
+        self,
+        database: Database,
+        blobs: BlobStore,
+        *,
+        max_image_bytes: int,
+    ) -> None:
+        self._db = database
+        self._records = AssetRepository(database)
+        self._blobs = blobs
+        self._max_image_bytes = max_image_bytes
+        # Serialises "is this image still used?" with attaching images, so a
+        # delete never removes a file another asset is being given.
+        self._image_lock = threading.Lock()
+
+    # --- records -----------------------------------------------------------
+
+    def add(self, asset: Asset) -> AssetRecord:
+        """Store an asset's description (its image comes separately); return the record.
+
+        Describing a stored asset again with the same kind and metadata
+        returns its record unchanged; different content is a Conflict.
+        """
+        if asset.image_digest is not None:
+            raise InvalidInput(
+                f"{asset.id}: upload the image itself, not its digest",
+                {"asset": str(asset.id)},
+            )
+        try:
+            stored = self._records.get(asset.id)
+        except NotFound:
+            return self._records.add(asset)
+        if stored.asset.kind == asset.kind and dict(stored.asset.metadata) == dict(asset.metadata):
+            return stored
+        raise Conflict(
+            f"{asset.id} is already stored with a different kind or metadata;"
+            " delete it first to replace it",
+            {"asset": str(asset.id)},
+        )
+
+    def get(self, asset_id: AssetId | ResultId) -> AssetRecord:
+        """The record of a stored asset; NotFound if it is not stored here."""
+        return self._records.get(asset_id)
+
+    def list(self) -> list[AssetRecord]:
+        """Every stored asset, by id."""
+        return self._records.list()
+
+    def delete(self, asset_id: AssetId | ResultId) -> AssetRecord:
+        """Remove an asset, and its image unless another asset uses it; return the record."""
+        with self._image_lock:
+            record = self._records.delete(asset_id)
+            digest = record.asset.image_digest
+            if digest is not None and self._records.image_users(digest) == 0:
+                self._blobs.delete(digest)
+        logger.info("asset deleted", extra={"asset": str(asset_id), "digest": digest})
+        return record
+
+    # --- images ------------------------------------------------------------
+
+    async def upload_image(
+        self,
+        asset_id: AssetId | ResultId,
+        chunks: AsyncIterable[bytes],
+        expected_digest: str,
+        *,
+        declared_size: int | None = None,
+    ) -> AssetRecord:
+        """Store the image streamed in `chunks` for a described asset; return the new record.
+
+        The data must have `expected_digest` (`sha256:<hex>`), else nothing is
+        stored (InvalidInput). Disk work runs in threads, never on the event
+        loop, and memory use does not depend on the image size.
+        """
+        digest = normalise_digest(expected_digest)
+        record = await asyncio.to_thread(self._records.get, asset_id)
+        current = record.asset.image_digest
+        if current is not None and current != digest:
+            raise Conflict(
+                f"{asset_id} already has an image with digest sha256:{current};"
+                " delete the asset to store different content",
+                {"asset": str(asset_id), "digest": f"sha256:{current}"},
+            )
+        if declared_size is not None and declared_size > self._max_image_bytes:
+            raise InvalidInput(self._too_large(asset_id), {"limit": self._max_image_bytes})
+        writer = self._blobs.writer(digest)
+        try:
+            buffer = bytearray()
+            received = 0
+            async for chunk in chunks:
+                received += len(chunk)
+                if received > self._max_image_bytes:
+                    raise InvalidInput(self._too_large(asset_id), {"limit": self._max_image_bytes})
+                buffer += chunk
+                if len(buffer) >= WRITE_BUFFER_BYTES:
+                    await asyncio.to_thread(writer.write, bytes(buffer))
+                    buffer.clear()
+            if buffer:
+                await asyncio.to_thread(writer.write, bytes(buffer))
+            if declared_size is not None and received != declared_size:
+                raise InvalidInput(
+                    f"the image of {asset_id} ended after {received} of {declared_size} bytes",
+                    {"received": received, "declared": declared_size},
+                )
+            info = await asyncio.to_thread(writer.commit)
+        finally:
+            writer.abort()  # a no-op once committed
+        return await asyncio.to_thread(self.attach_image, asset_id, info)
+
+    def attach_image(self, asset_id: AssetId | ResultId, image: BlobInfo) -> AssetRecord:
+        """Record that a stored asset's image is the stored blob `image`; return the record.
+
+        For images already in the blob store (uploads, fetched inputs,
+        results). Raises Conflict if the asset already has another image.
+        """
+        with self._image_lock:
+            try:
+                with self._db.transaction():
+                    record = self._records.get(asset_id)
+                    current = record.asset.image_digest
+                    if current == image.digest:
+                        return record
+                    if current is not None:
+                        raise Conflict(
+                            f"{asset_id} already has an image with digest sha256:{current}",
+                            {"asset": str(asset_id), "digest": f"sha256:{current}"},
+                        )
+                    asset = record.asset
+                    self._records.delete(asset_id)
+                    updated = self._records.add(
+                        Asset(asset.id, asset.kind, asset.metadata, image.digest), size=image.size
+                    )
+            except BaseException:
+                # The blob was stored for this asset; if nothing uses it, drop it.
+                if self._records.image_users(image.digest) == 0:
+                    self._blobs.delete(image.digest)
+                raise
+        logger.info(
+            "asset image stored",
+            extra={"asset": str(asset_id), "digest": image.digest, "size": image.size},
+        )
+        return updated
+
+    def open_image(self, asset_id: AssetId | ResultId) -> ImageFile:
+        """Open a stored asset's image for reading; NotFound if it has none."""
+        record = self._records.get(asset_id)
+        digest = record.asset.image_digest
+        if digest is None:
+            raise NotFound(f"{asset_id} has no image", {"asset": str(asset_id)})
+        file = self._blobs.open(digest)
+        return ImageFile(file, digest, self._blobs.size(digest))
+
+    def _too_large(self, asset_id: AssetId | ResultId) -> str:
+        return f"the image of {asset_id} is larger than the limit of {self._max_image_bytes} bytes"

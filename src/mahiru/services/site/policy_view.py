@@ -1,0 +1,81 @@
+"""The policy a site decides by: its own rules plus every peer's, held in memory.
+
+Decisions never touch the network: the view keeps a `PolicyEngine` over a
+`RuleStore` built from the stored rules (this site's own and those
+replicated from its peers), and rebuilds it (swapping it in whole) after
+those rules change. A decision in progress keeps using the engine it
+started with.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+from mahiru.model.identifiers import Identifier, PartyId, SiteId
+from mahiru.model.items import WorkflowItem
+from mahiru.model.workflow import Job
+from mahiru.policy.decisions import Decision
+from mahiru.policy.engine import PolicyEngine
+from mahiru.policy.store import RuleStore
+from mahiru.storage import ReplicaRepository, RuleRepository
+
+logger = logging.getLogger("mahiru.site.policy")
+
+
+class PolicyView:
+    """This site's view of all valid, unrevoked rules, and decisions made from it.
+
+    `invalidate` (called after every change to the stored rules) only marks
+    the view stale; the next decision rebuilds it once, so publishing many
+    rules in a row costs one rebuild, not one per rule.
+    """
+
+    def __init__(self, rules: RuleRepository, replica: ReplicaRepository) -> None:
+        self._rules = rules
+        self._replica = replica
+        self._lock = threading.Lock()
+        self._stale = True
+        self._engine = PolicyEngine(RuleStore())
+
+    @property
+    def engine(self) -> PolicyEngine:
+        """The current engine (a snapshot: keep using it for one related set of decisions)."""
+        if self._stale:
+            with self._lock:
+                if self._stale:
+                    # Cleared before reading, so a change committed during the
+                    # read marks the view stale again instead of being lost.
+                    self._stale = False
+                    self._engine = self._build()
+        return self._engine
+
+    def invalidate(self) -> None:
+        """Note that the stored rules changed; the next decision sees the change."""
+        self._stale = True
+
+    def _build(self) -> PolicyEngine:
+        store = RuleStore(signed.rule for signed in self._rules.active_rules())
+        for signed in self._replica.rules():
+            store.add(signed.rule)
+        logger.info("policy loaded", extra={"rules": len(store)})
+        return PolicyEngine(store)
+
+    def rule_count(self) -> int:
+        """How many distinct rules decisions are made from."""
+        return len(self.engine.store)
+
+    def may_access_asset(self, site: SiteId, asset: Identifier) -> Decision:
+        """May `site` access (download) the primary asset `asset`?"""
+        return self.engine.may_access_asset(site, asset)
+
+    def explain(
+        self,
+        job: Job,
+        item: WorkflowItem,
+        *,
+        site: SiteId | None = None,
+        party: PartyId | None = None,
+    ) -> Decision:
+        """The access (with `site`) or use (with `party`) decision for one item of `job`."""
+        return self.engine.explain_item(job, item, site=site, party=party)

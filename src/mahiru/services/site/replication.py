@@ -1,0 +1,352 @@
+"""Replication: pulling the registry and every other site's rules into this site's replica.
+
+A round first brings the registry replica up to date, then asks each other
+registered site for its rule changes since the version last applied from it.
+Every rule and revocation is checked on its own against the keys of the
+registry replica; good ones are stored, bad ones are recorded with the reason
+and logged, and neither kind stops the other. A source that is down is
+logged and retried next round; the persisted replica keeps the site working
+meanwhile. A source reporting a lower version than the one applied was reset:
+its replica is forgotten and replicated again from 0.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
+from datetime import datetime
+from functools import partial
+from typing import Any, NamedTuple, Protocol
+
+from mahiru.errors import Conflict, InvalidSignature, MahiruError
+from mahiru.model.identifiers import SiteId
+from mahiru.services.site.validation import KeyRing
+from mahiru.storage import (
+    REGISTRY_SOURCE,
+    ChangeBatch,
+    RegistryChange,
+    RejectedRule,
+    ReplicaRepository,
+    RuleChange,
+    SiteRecord,
+)
+from mahiru.storage.changelog import Clock, utc_now
+
+logger = logging.getLogger("mahiru.site.replication")
+
+#: How many changes are asked for at a time.
+PAGE_SIZE = 500
+#: At most this many pages are pulled from one source per round, so a round ends.
+MAX_PAGES = 200
+
+
+@dataclass(frozen=True, slots=True)
+class UnreadableRuleChange:
+    """A rule change from a peer that could not even be parsed, with the reason."""
+
+    version: int
+    rule_id: str | None
+    body: Mapping[str, Any]
+    reason: str
+
+
+class PeerRuleBatch(NamedTuple):
+    """A page of a peer's rule log: parsed changes (or unreadable ones) and the version."""
+
+    changes: list[RuleChange | UnreadableRuleChange]
+    version: int
+
+
+class RegistryFeed(Protocol):
+    """Where registry changes come from (the registry client)."""
+
+    def changes_since(
+        self, version: int, limit: int | None = None
+    ) -> ChangeBatch[RegistryChange]: ...
+
+
+class RuleFeed(Protocol):
+    """Where a peer's rule changes come from (its external API's client)."""
+
+    def rule_changes(self, since: int, limit: int | None = None) -> PeerRuleBatch: ...
+
+
+#: Gives the feed of a registered site's rules (usually a client for its external API).
+RuleFeedFactory = Callable[[SiteRecord], RuleFeed]
+
+
+@dataclass(frozen=True, slots=True)
+class SourceStatus:
+    """How replication from one source (the registry or a peer) went lately."""
+
+    source: str
+    version: int = 0
+    last_attempt: datetime | None = None
+    last_success: datetime | None = None
+    last_error: str | None = None
+    applied: int = 0
+    rejected: int = 0
+
+
+class Replicator:
+    """Brings this site's replica of the registry and of its peers' rules up to date.
+
+    `on_change` is called after a round that stored anything, so the policy
+    view reloads. `run_once` may be called from several threads; rounds take
+    turns.
+    """
+
+    def __init__(
+        self,
+        site: SiteId,
+        replica: ReplicaRepository,
+        registry: RegistryFeed,
+        peers: RuleFeedFactory,
+        *,
+        on_change: Callable[[], None],
+        page_size: int = PAGE_SIZE,
+        clock: Clock = utc_now,
+    ) -> None:
+        self.site = site
+        self._replica = replica
+        self._registry = registry
+        self._peers = peers
+        self._on_change = on_change
+        self._page_size = page_size
+        self._clock = clock
+        self._round_lock = threading.Lock()
+        self._status_lock = threading.Lock()
+        self._status: dict[str, SourceStatus] = {}
+
+    def run_once(self) -> list[SourceStatus]:
+        """Replicate the registry, then every other registered site's rules; return the status.
+
+        Failures of single sources are logged and recorded in the status,
+        never raised.
+        """
+        with self._round_lock:
+            changed = self._replicate(REGISTRY_SOURCE, self._pull_registry)
+            sites = self._replica.sites()
+            registered = {str(site.id) for site in sites}
+            with self._status_lock:
+                registry_current = self._status[REGISTRY_SOURCE].last_error is None
+            for source in self._replica.sources():
+                # Only a registry replica fresh from this round says who left the network.
+                if registry_current and source != REGISTRY_SOURCE and source not in registered:
+                    # A site that left the network: its rules no longer count.
+                    logger.info(
+                        "forgetting a site that is no longer registered", extra={"source": source}
+                    )
+                    self._replica.forget(source)
+                    with self._status_lock:
+                        self._status.pop(source, None)
+                    changed = True
+            for site in sites:
+                if site.id == self.site:
+                    continue
+                if not site.endpoints.external:
+                    self._record(str(site.id), error="the site registered no external endpoint")
+                    continue
+                changed |= self._replicate(str(site.id), partial(self._pull_peer, site))
+            if changed:
+                self._on_change()
+        return self.status()
+
+    def status(self) -> list[SourceStatus]:
+        """The status of every source, the registry first, with the versions applied."""
+        versions = self._replica.sources()
+        with self._status_lock:
+            known = dict(self._status)
+        names = sorted(set(versions) | set(known), key=lambda s: (s != REGISTRY_SOURCE, s))
+        return [
+            replace(known.get(name, SourceStatus(name)), version=versions.get(name, 0))
+            for name in names
+        ]
+
+    # --- one source ----------------------------------------------------------
+
+    def _replicate(self, source: str, pull: Callable[[], tuple[int, int]]) -> bool:
+        """Run `pull` for `source`, recording how it went; return whether anything changed."""
+        started = self._clock()
+        try:
+            applied, rejected = pull()
+        except MahiruError as error:
+            logger.warning(
+                "replication failed; retrying next round",
+                extra={"source": source, "error_type": error.type_name, "error": error.message},
+            )
+            self._record(source, attempt=started, error=f"{error.type_name}: {error.message}")
+            return False
+        self._record(
+            source, attempt=started, success=self._clock(), applied=applied, rejected=rejected
+        )
+        if applied or rejected:
+            logger.info(
+                "replicated",
+                extra={"source": source, "applied": applied, "rejected": rejected},
+            )
+        return applied > 0
+
+    def _record(
+        self,
+        source: str,
+        *,
+        attempt: datetime | None = None,
+        success: datetime | None = None,
+        error: str | None = None,
+        applied: int = 0,
+        rejected: int = 0,
+    ) -> None:
+        with self._status_lock:
+            old = self._status.get(source, SourceStatus(source))
+            self._status[source] = SourceStatus(
+                source,
+                old.version,
+                attempt or self._clock(),
+                success or old.last_success,
+                error,
+                applied,
+                rejected,
+            )
+
+    def _pull_registry(self) -> tuple[int, int]:
+        """Apply the registry's changes page by page; return (applied, 0)."""
+        source = REGISTRY_SOURCE
+        version = self._replica.last_version(source)
+        applied = 0
+        reset = False
+        for _ in range(MAX_PAGES):
+            batch = self._registry.changes_since(version, limit=self._page_size)
+            if batch.version < version and not reset:
+                version, reset = self._forget_reset(source, version, batch.version), True
+                continue
+            try:
+                applied += self._replica.apply_registry_changes(batch.changes, batch.version)
+            except Conflict:
+                break  # another worker applied newer changes meanwhile
+            version = batch.version
+            if len(batch.changes) < self._page_size:
+                break
+        return applied, 0
+
+    def _pull_peer(self, site: SiteRecord) -> tuple[int, int]:
+        """Check and apply a peer's rule changes page by page; return (applied, rejected)."""
+        source = str(site.id)
+        feed = self._peers(site)
+        keys = KeyRing.of(self._replica.parties())
+        version = self._replica.last_version(source)
+        applied = rejected_count = 0
+        reset = False
+        for _ in range(MAX_PAGES):
+            batch = feed.rule_changes(version, limit=self._page_size)
+            if batch.version < version and not reset:
+                version, reset = self._forget_reset(source, version, batch.version), True
+                continue
+            accepted, rejected = self._check(source, batch.changes, keys)
+            try:
+                applied += self._replica.apply_rule_changes(
+                    source, accepted, batch.version, rejected
+                )
+            except Conflict:
+                break
+            rejected_count += len(rejected)
+            version = batch.version
+            if len(batch.changes) < self._page_size:
+                break
+        return applied, rejected_count
+
+    def _check(
+        self, source: str, changes: list[RuleChange | UnreadableRuleChange], keys: KeyRing
+    ) -> tuple[list[RuleChange], list[RejectedRule]]:
+        """Split a peer's changes into those to store and those rejected (each logged)."""
+        accepted: list[RuleChange] = []
+        rejected: list[RejectedRule] = []
+        for change in changes:
+            if isinstance(change, UnreadableRuleChange):
+                reason = f"unreadable: {change.reason}"
+                rejected.append(
+                    RejectedRule(
+                        source, change.version, change.rule_id, change.body, reason, self._clock()
+                    )
+                )
+            else:
+                try:
+                    keys.check_change(change)
+                except InvalidSignature as error:
+                    reason = error.message
+                    rejected.append(
+                        RejectedRule(
+                            source,
+                            change.version,
+                            change.rule_id,
+                            change.body(),
+                            reason,
+                            self._clock(),
+                        )
+                    )
+                else:
+                    accepted.append(change)
+                    continue
+            logger.warning(
+                "rejected a rule from a peer",
+                extra={
+                    "source": source,
+                    "version": change.version,
+                    "rule_id": change.rule_id,
+                    "reason": reason,
+                },
+            )
+        return accepted, rejected
+
+    def _forget_reset(self, source: str, applied: int, reported: int) -> int:
+        logger.warning(
+            "source was reset; replicating it again from the start",
+            extra={"source": source, "applied": applied, "reported": reported},
+        )
+        self._replica.forget(source)
+        return 0
+
+
+class ReplicationLoop:
+    """Runs replication rounds in a background thread, every `interval` seconds.
+
+    The first round starts at once. `trigger` starts the next round early.
+    """
+
+    def __init__(self, replicator: Replicator, interval: float) -> None:
+        self._replicator = replicator
+        self._interval = interval
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        """Start the background thread (once)."""
+        if self._thread is not None:
+            return
+        self._thread = threading.Thread(target=self._run, name="mahiru-replication", daemon=True)
+        self._thread.start()
+
+    def trigger(self) -> None:
+        """Run the next round now instead of at the end of the interval."""
+        self._wake.set()
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Stop after the current round (waiting at most `timeout` seconds for it)."""
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self._replicator.run_once()
+            except Exception:
+                # The loop must outlive any bug in a round; the next round retries.
+                logger.exception("replication round failed unexpectedly")
+            self._wake.wait(self._interval)
+            self._wake.clear()

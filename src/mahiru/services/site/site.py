@@ -1,0 +1,89 @@
+"""One site's services wired together: assets, rules, policy view, replication, peers."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from mahiru.model.identifiers import PartyId, SiteId
+from mahiru.services.site.assets import AssetStore
+from mahiru.services.site.peers import RegisteredSites
+from mahiru.services.site.policy_view import PolicyView
+from mahiru.services.site.replication import (
+    RegistryFeed,
+    ReplicationLoop,
+    Replicator,
+    RuleFeedFactory,
+    SourceStatus,
+)
+from mahiru.services.site.rules import RuleService
+from mahiru.storage import BlobStore, Database, ReplicaRepository, RuleRepository
+
+
+@dataclass(frozen=True, slots=True)
+class SiteStatus:
+    """A summary of the site's state, for operators."""
+
+    site: SiteId
+    owner: PartyId
+    own_rules_version: int
+    rules_in_policy: int
+    rejected_rules: int
+    assets: int
+    sources: list[SourceStatus]
+
+
+@dataclass(frozen=True, slots=True)
+class SiteServices:
+    """The services of one site, sharing one database and blob store."""
+
+    site: SiteId
+    owner: PartyId
+    assets: AssetStore
+    rules: RuleService
+    policy: PolicyView
+    replica: ReplicaRepository
+    replicator: Replicator
+    replication: ReplicationLoop
+    registered_sites: RegisteredSites
+
+    @classmethod
+    def create(
+        cls,
+        *,
+        site: SiteId,
+        owner: PartyId,
+        database: Database,
+        blobs: BlobStore,
+        registry: RegistryFeed,
+        peers: RuleFeedFactory,
+        replication_interval: float,
+        max_image_bytes: int,
+    ) -> SiteServices:
+        """Build the services on an opened (migrated) database and a blob store."""
+        replica = ReplicaRepository(database)
+        own_rules = RuleRepository(database)
+        policy = PolicyView(own_rules, replica)
+        replicator = Replicator(site, replica, registry, peers, on_change=policy.invalidate)
+        return cls(
+            site=site,
+            owner=owner,
+            assets=AssetStore(database, blobs, max_image_bytes=max_image_bytes),
+            rules=RuleService(own_rules, replica, on_change=policy.invalidate),
+            policy=policy,
+            replica=replica,
+            replicator=replicator,
+            replication=ReplicationLoop(replicator, replication_interval),
+            registered_sites=RegisteredSites(replica),
+        )
+
+    def status(self) -> SiteStatus:
+        """Replication versions and errors, rule and asset counts."""
+        return SiteStatus(
+            site=self.site,
+            owner=self.owner,
+            own_rules_version=self.rules.version(),
+            rules_in_policy=self.policy.rule_count(),
+            rejected_rules=len(self.replica.rejected_rules()),
+            assets=len(self.assets.list()),
+            sources=self.replicator.status(),
+        )

@@ -1,0 +1,323 @@
+"""The site's internal and external APIs over real mutual TLS: assets, rules, policy, callers."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from tests.support.sites import (
+    DATABASE_PARAMS,
+    DatabaseUrls,
+    Network,
+    database_urls,
+    may_access,
+    network,
+)
+
+from mahiru import pki
+from mahiru.client.http import TlsIdentity
+from mahiru.errors import Conflict, InvalidInput, NotFound, PermissionDenied
+from mahiru.model.assets import Asset, AssetKind
+from mahiru.model.identifiers import AssetId
+from mahiru.policy.signing import Revocation, sign_revocation
+from mahiru.storage import BlobStore
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(params=DATABASE_PARAMS)
+def databases(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[DatabaseUrls]:
+    """Fresh databases on each backend in turn."""
+    with database_urls(request, tmp_path_factory) as urls:
+        yield urls
+
+
+@pytest.fixture
+def net(tmp_path: Path, databases: DatabaseUrls) -> Iterator[Network]:
+    """A registry and the sites of p1, p2 and p3, registered and replicated once."""
+    with network(tmp_path, databases) as running:
+        running.replicate_all()
+        yield running
+
+
+def _asset_id(site: str, name: str) -> AssetId:
+    _, namespace, site_name = site.split(":")
+    return AssetId.parse(f"asset:{namespace}:{name}:{namespace}:{site_name}")
+
+
+def _image(path: Path, size: int) -> Path:
+    path.write_bytes(os.urandom(size))
+    return path
+
+
+def _raw(identity: TlsIdentity) -> httpx.Client:
+    return httpx.Client(verify=identity.ssl_context(), timeout=30)
+
+
+def _blob_files(data_dir: Path) -> list[Path]:
+    return [p for p in (data_dir / "blobs").rglob("*") if p.is_file()]
+
+
+def test_assets_and_rules_survive_a_restart(net: Network, tmp_path: Path) -> None:
+    """Upload, list, show, download; a new app on the same database and folder has it all."""
+    site = net.sites["p1"]
+    asset_id = _asset_id(site.id, "data1")
+    image = _image(tmp_path / "data1.tar", 3_000_000)
+    rule = site.party.sign(may_access("site:p2.org:site", str(asset_id)))
+    asset = Asset(asset_id, AssetKind.DATA, {"purpose": "test"})
+    with site.admin() as admin:
+        record = admin.upload_asset(asset, image)
+        assert record.asset.image_digest == hashlib.sha256(image.read_bytes()).hexdigest()
+        assert record.size == 3_000_000
+        assert admin.upload_asset(asset, image) == record  # again: nothing changes
+        assert admin.add_rule(rule)["changed"] is True
+    site.stop()
+    site.start()
+    with site.client(site.party.user) as user:
+        assert [r.asset.id for r in user.list_assets()] == [asset_id]
+        assert user.get_asset(asset_id) == record
+        info = user.download_image(asset_id, tmp_path / "copy.tar")
+        assert [entry["rule_id"] for entry in user.list_rules()] == [rule.rule_id]
+    assert (tmp_path / "copy.tar").read_bytes() == image.read_bytes()
+    assert info.digest == record.asset.image_digest
+    assert not list(tmp_path.glob(".copy.tar*"))  # no partial file left behind
+    with site.peer(net.sites["p2"].identity) as peer:
+        assert peer.asset_metadata(asset_id) == record  # the policy came back too
+
+
+def test_an_image_with_the_wrong_digest_is_not_stored(net: Network, tmp_path: Path) -> None:
+    """The site hashes while it writes and keeps nothing if the announced digest differs."""
+    site = net.sites["p1"]
+    asset_id = _asset_id(site.id, "data1")
+    with site.admin() as admin:
+        admin.create_asset(Asset(asset_id, AssetKind.DATA))
+    with _raw(site.party.admin) as raw:
+        response = raw.put(
+            f"{site.internal_url}/assets/{asset_id}/image",
+            content=b"x" * 100_000,
+            headers={"X-Mahiru-Digest": "sha256:" + "0" * 64},
+        )
+        assert response.status_code == 400
+        assert "was expected" in response.json()["error"]["message"]
+        missing = raw.put(f"{site.internal_url}/assets/{asset_id}/image", content=b"x")
+        assert missing.status_code == 400  # no digest header at all
+    with site.admin() as admin:
+        assert admin.get_asset(asset_id).asset.image_digest is None
+    assert _blob_files(site.config.data_dir) == []
+
+
+def test_asset_mistakes_are_refused_with_the_reason(net: Network, tmp_path: Path) -> None:
+    """Another site's asset id, changed metadata, unknown ids and deleted assets."""
+    site = net.sites["p1"]
+    asset_id = _asset_id(site.id, "data1")
+    image = _image(tmp_path / "data1.tar", 1000)
+    with site.admin() as admin:
+        with pytest.raises(InvalidInput, match=r"names site site:p2\.org:site"):
+            admin.create_asset(Asset(_asset_id("site:p2.org:site", "x"), AssetKind.DATA))
+        admin.upload_asset(Asset(asset_id, AssetKind.DATA, {"v": 1}), image)
+        with pytest.raises(Conflict):
+            admin.create_asset(Asset(asset_id, AssetKind.DATA, {"v": 2}))
+        with pytest.raises(Conflict, match="another image"):
+            admin.upload_asset(Asset(asset_id, AssetKind.DATA, {"v": 1}), _image(image, 1000))
+        with pytest.raises(NotFound):
+            admin.get_asset(_asset_id(site.id, "nothing"))
+        assert _blob_files(site.config.data_dir) != []
+        admin.delete_asset(asset_id)
+        with pytest.raises(NotFound):
+            admin.get_asset(asset_id)
+        with pytest.raises(NotFound):
+            admin.delete_asset(asset_id)
+    assert _blob_files(site.config.data_dir) == []  # the image went with its only asset
+
+
+def test_rules_are_verified_stored_listed_and_revoked(net: Network) -> None:
+    """Only the namespace owner's signature counts; a revocation is final."""
+    site = net.sites["p1"]
+    p1, p2 = net.parties["p1"], net.parties["p2"]
+    data = may_access("site:p2.org:site", "asset_collection:p1.org:public")
+    with site.admin() as admin:
+        good = p1.sign(data)
+        assert admin.add_rule(good)["changed"] is True
+        assert admin.add_rule(good)["changed"] is False
+        with pytest.raises(InvalidInput, match="signed by the wrong party"):
+            admin.add_rule(p2.sign({**data, "asset": "asset_collection:p1.org:other"}))
+        with pytest.raises(InvalidInput, match="unknown namespace"):
+            admin.add_rule(p1.sign({**data, "asset": "asset_collection:p9.org:x"}))
+        with pytest.raises(InvalidInput, match="wrong party"):
+            admin.revoke(sign_revocation(good.rule, p2.main_key))
+        # p2 may sign for its own namespace, but that cannot revoke p1's rule.
+        unsigned = Revocation(good.rule_id, p2.namespace, b"")
+        foreign = Revocation(
+            good.rule_id, p2.namespace, p2.main_key.sign(unsigned.canonical_bytes())
+        )
+        with pytest.raises(InvalidInput, match="cannot revoke it"):
+            admin.revoke(foreign)
+        assert admin.revoke(sign_revocation(good.rule, p1.main_key))["changed"] is True
+        assert admin.list_rules() == []
+        with pytest.raises(Conflict, match="revoked"):
+            admin.add_rule(good)
+
+
+def test_peers_get_assets_only_as_policy_allows(net: Network, tmp_path: Path) -> None:
+    """The serving site's own policy decides; a denial carries the explanation."""
+    site1, site2, site3 = (net.sites[name] for name in ("p1", "p2", "p3"))
+    asset_id = _asset_id(site1.id, "data1")
+    image = _image(tmp_path / "data1.tar", 2_500_000)
+    with site1.admin() as admin:
+        admin.upload_asset(Asset(asset_id, AssetKind.DATA), image)
+        admin.add_rule(site1.party.sign(may_access(site2.id, str(asset_id))))
+    with site1.peer(site2.identity) as peer:
+        assert peer.asset_metadata(asset_id).size == 2_500_000
+        # A partial file from an interrupted download is resumed from where it stopped.
+        digest = hashlib.sha256(image.read_bytes()).hexdigest()
+        partial = tmp_path / f".got.tar.{digest[:16]}.partial"
+        partial.write_bytes(image.read_bytes()[:1_000_000])
+        seen: list[int] = []
+        info = peer.download_image(
+            asset_id, tmp_path / "got.tar", progress=lambda p, d, t: seen.append(d)
+        )
+        assert (tmp_path / "got.tar").read_bytes() == image.read_bytes()
+        assert seen[0] > 1_000_000 and not partial.exists()
+        blobs = BlobStore(tmp_path / "site2-blobs")
+        assert peer.fetch_image(asset_id, blobs, expected_digest=digest) == info
+        assert blobs.has(digest)
+    with site1.peer(site3.identity) as peer:
+        with pytest.raises(PermissionDenied) as denied:
+            peer.asset_metadata(asset_id)
+        assert f"{site3.id} may not access {asset_id}: no MayAccess" in denied.value.message
+        assert denied.value.details["allowed"] is False
+        with pytest.raises(PermissionDenied):
+            peer.download_image(asset_id, tmp_path / "stolen.tar")
+    assert not (tmp_path / "stolen.tar").exists()
+
+
+def test_the_internal_api_is_for_the_owner_party_users(net: Network, tmp_path: Path) -> None:
+    """Site certificates and other parties' users are refused; plain users may only read."""
+    site = net.sites["p1"]
+    with _raw(net.sites["p2"].identity) as raw:  # a registered site
+        response = raw.get(f"{site.internal_url}/assets")
+        assert response.status_code == 401
+        assert response.json()["error"]["type"] == "Unauthenticated"
+    with _raw(net.parties["p2"].admin) as raw, pytest.raises(httpx.TransportError):
+        raw.get(f"{site.internal_url}/assets")  # not even the TLS handshake succeeds
+    site.stop()
+    site.start(extra_client_cas=(net.parties["p2"].user_ca,))  # now TLS lets it through
+    with _raw(net.parties["p2"].admin) as raw:
+        response = raw.get(f"{site.internal_url}/assets")
+        assert response.status_code == 401
+        assert "user CA" in response.json()["error"]["message"]
+    with site.client(site.party.user) as user:
+        assert user.list_assets() == []
+        assert user.status()["site"] == site.id
+        asset = Asset(_asset_id(site.id, "d"), AssetKind.DATA)
+        with pytest.raises(PermissionDenied, match="not an admin"):
+            user.create_asset(asset)
+        with pytest.raises(PermissionDenied, match="not an admin"):
+            user.add_rule(site.party.sign(may_access(site.id, str(asset.id))))
+        with pytest.raises(PermissionDenied, match="not an admin"):
+            user.delete_asset(asset.id)
+    with _raw(site.party.user) as raw:
+        response = raw.put(
+            f"{site.internal_url}/assets/{asset.id}/image",
+            content=b"data",
+            headers={"X-Mahiru-Digest": "sha256:" + hashlib.sha256(b"data").hexdigest()},
+        )
+        assert response.status_code == 403
+
+
+def test_the_external_api_is_for_registered_sites(net: Network, tmp_path: Path) -> None:
+    """Users, unregistered sites and impostors with another key are refused."""
+    site = net.sites["p1"]
+    url = f"{site.external_url}/rules/changes?since=0"
+    with _raw(site.party.admin) as raw:  # a user of the site's own party
+        response = raw.get(url)
+        assert response.status_code == 401
+        assert "network CA" in response.json()["error"]["message"]
+    unregistered = net.certs.site("site:p9.org:site")
+    with _raw(unregistered) as raw:
+        response = raw.get(url)
+        assert response.status_code == 403
+        assert "not a registered site" in response.json()["error"]["message"]
+    impostor = net.certs.identity(
+        "impostor", pki.issue_site_certificate(net.certs._ca, net.sites["p2"].id)
+    )
+    with _raw(impostor) as raw:
+        response = raw.get(url)
+        assert response.status_code == 401
+        assert "does not match" in response.json()["error"]["message"]
+    with site.peer(net.sites["p2"].identity) as peer:
+        assert peer.rule_changes(0).version == 0
+
+
+def test_bad_requests_get_the_error_shape(net: Network) -> None:
+    """Unknown fields, oversized bodies and bad ids are 400/413 with the JSON error shape."""
+    site = net.sites["p1"]
+    asset = {"id": str(_asset_id(site.id, "d")), "kind": "data"}
+    with _raw(site.party.admin) as raw:
+        response = raw.post(f"{site.internal_url}/assets", json={**asset, "colour": "red"})
+        assert response.status_code == 400
+        assert "colour" in response.json()["error"]["message"]
+        response = raw.post(
+            f"{site.internal_url}/assets", json={**asset, "metadata": {"x": "y" * 2_000_000}}
+        )
+        assert response.status_code == 413
+        response = raw.get(f"{site.internal_url}/assets/asset:nope")
+        assert response.status_code == 400
+        assert response.json()["error"]["type"] == "InvalidInput"
+        response = raw.get(f"{site.internal_url}/nothing-here")
+        assert response.status_code == 404
+        assert response.json()["error"]["type"] == "NotFound"
+
+
+def test_the_openapi_document_describes_both_apis(net: Network) -> None:
+    """Served to known callers only, with both prefixes and their certificate schemes."""
+    site = net.sites["p1"]
+    with _raw(site.party.user) as raw:
+        document = raw.get(f"https://127.0.0.1:{site.port}/openapi.json").json()
+    paths = document["paths"]
+    assert "/internal/assets/{asset_id}/image" in paths
+    assert "/external/rules/changes" in paths
+    assert paths["/external/assets/{asset_id}"]["get"]["security"] == [{"networkCertificate": []}]
+    assert paths["/internal/rules"]["post"]["security"] == [{"userCertificate": []}]
+    unregistered = net.certs.site("site:p9.org:site")
+    with _raw(unregistered) as raw:
+        assert raw.get(f"https://127.0.0.1:{site.port}/openapi.json").status_code == 200
+
+
+def test_policy_explanations_come_from_the_site(net: Network) -> None:
+    """The site explains a decision for one item of a job from its own rules."""
+    site = net.sites["p1"]
+    data = _asset_id(site.id, "data1")
+    job = {
+        "submitter": site.party.id,
+        "workflow": {
+            "inputs": ["input"],
+            "outputs": {"result": "compute.output0"},
+            "steps": [
+                {
+                    "name": "compute",
+                    "compute_asset": str(_asset_id(site.id, "script")),
+                    "inputs": {"input0": "input"},
+                    "outputs": {"output0": None},
+                }
+            ],
+        },
+        "inputs": {"input": str(data)},
+    }
+    with site.admin() as admin:
+        denied = admin.explain(job, "input", site="site:p2.org:site")
+        assert denied["allowed"] is False
+        assert "no MayAccess" in denied["requirements"][0]["explanation"]
+        admin.add_rule(site.party.sign(may_access("site:p2.org:site", str(data))))
+        allowed = admin.explain(job, "input", site="site:p2.org:site")
+        assert allowed["allowed"] is True
+        with pytest.raises(InvalidInput, match="exactly one"):
+            admin.explain(job, "input")
+        with pytest.raises(InvalidInput):
+            admin.explain(job, "nothing", party=site.party.id)

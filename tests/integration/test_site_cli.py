@@ -1,0 +1,171 @@
+"""`mahiru serve site` as a real process, used through `mahiru assets` and `mahiru rules`."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from tests.support.sites import (
+    Network,
+    SiteServer,
+    may_access,
+    network,
+)
+
+from mahiru.errors import MahiruError
+
+pytestmark = pytest.mark.integration
+
+MAHIRU = str(Path(sys.executable).parent / "mahiru")
+
+
+@pytest.fixture
+def served_site(tmp_path: Path) -> Iterator[tuple[Network, SiteServer]]:
+    """A registry and p2's site in-process, and p1's site as a `mahiru serve site` process."""
+    urls = lambda name: f"sqlite:///{tmp_path / name}.db"  # noqa: E731
+    with network(tmp_path, urls, names=("p2",)) as net:
+        party = net.certs.party("p1")
+        site = SiteServer(
+            net.certs,
+            party,
+            "site",
+            database_url=urls("site-p1"),
+            data_dir=tmp_path / "data-p1",
+            registry_url=net.registry.url,
+            replication_interval=0.5,
+        )
+        net.register(party, site)
+        config = site.config.model_dump(mode="json", exclude_none=True)
+        config_path = tmp_path / "site.yaml"
+        config_path.write_text(yaml.safe_dump(config))
+        log = (tmp_path / "site.log").open("w")
+        process = subprocess.Popen(
+            [MAHIRU, "serve", "site", "--config", str(config_path)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            _wait_until_synced(site, process, tmp_path / "site.log")
+            yield net, site
+        finally:
+            process.send_signal(signal.SIGTERM)
+            assert process.wait(timeout=30) == 0, (tmp_path / "site.log").read_text()[-3000:]
+            log.close()
+
+
+def _wait_until_synced(site: SiteServer, process: subprocess.Popen[bytes], log: Path) -> None:
+    """Wait until the site process serves and has replicated the registry once."""
+    deadline = time.monotonic() + 60
+    while True:
+        assert process.poll() is None, log.read_text()[-3000:]
+        assert time.monotonic() < deadline, log.read_text()[-3000:]
+        try:
+            with site.client(site.party.user) as user:
+                sources = {s["source"]: s for s in user.status()["replication"]}
+            if sources.get("registry", {}).get("version", 0) > 0:
+                return
+        except MahiruError:
+            pass
+        time.sleep(0.2)
+
+
+def _run(site: SiteServer, *args: str, tls_key_flag: str = "--key") -> tuple[int, Any, str]:
+    """Run `mahiru ARGS --json` as the site's admin; return exit code, JSON output, stderr."""
+    identity = site.party.admin
+    env = {**os.environ, "MAHIRU_SITE_URL": site.internal_url, "MAHIRU_CA": str(identity.ca)}
+    command = [MAHIRU, *args, "--cert", str(identity.cert), tls_key_flag, str(identity.key)]
+    done = subprocess.run(
+        [*command, "--json"], env=env, capture_output=True, text=True, timeout=120
+    )
+    output = json.loads(done.stdout) if done.stdout.strip() else None
+    return done.returncode, output, done.stderr
+
+
+def test_the_cli_serves_a_site_and_manages_its_assets_and_rules(
+    served_site: tuple[Network, SiteServer], tmp_path: Path
+) -> None:
+    """Upload and download an asset, publish rules (one rejected), list and revoke them."""
+    net, site = served_site
+    asset_id = "asset:p1.org:data1:p1.org:site"
+    image = tmp_path / "data1.tar"
+    image.write_bytes(os.urandom(5_000_000))
+    metadata = tmp_path / "meta.yaml"
+    metadata.write_text("purpose: testing\n")
+
+    code, record, _ = _run(
+        site, "assets", "upload", asset_id, str(image), "--metadata", str(metadata)
+    )
+    assert code == 0
+    assert record["size"] == 5_000_000 and record["metadata"] == {"purpose": "testing"}
+    code, listing, _ = _run(site, "assets", "list")
+    assert [a["id"] for a in listing["assets"]] == [asset_id]
+    code, copy, _ = _run(site, "assets", "download", asset_id, "--out", str(tmp_path / "copy.tar"))
+    assert code == 0 and copy["digest"] == record["image_digest"]
+    assert (tmp_path / "copy.tar").read_bytes() == image.read_bytes()
+    code, error, _ = _run(site, "assets", "show", "asset:p1.org:nothing:p1.org:site")
+    assert code == 2 and error["error"]["type"] == "NotFound"
+
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(
+        yaml.safe_dump(
+            {
+                "rules": [
+                    may_access(net.sites["p2"].id, asset_id),
+                    # p1's key cannot speak for p2's namespace: rejected, the others stored.
+                    may_access(site.id, "asset:p2.org:data:p2.org:site"),
+                    may_access("site:p1.org:other", asset_id),
+                ]
+            }
+        )
+    )
+    key = str(site.party.key_path)
+    code, added, _ = _run(site, "rules", "add", str(rules), "--key", key, tls_key_flag="--tls-key")
+    assert code == 2
+    assert [r["status"] for r in added["results"]] == ["added", "rejected", "added"]
+    assert "signed by the wrong party" in added["results"][1]["error"]["message"]
+    code, again, _ = _run(site, "rules", "add", str(rules), "--key", key, tls_key_flag="--tls-key")
+    assert [r["status"] for r in again["results"]] == ["unchanged", "rejected", "unchanged"]
+
+    code, listing, _ = _run(site, "rules", "list")
+    assert code == 0 and len(listing["rules"]) == 2
+    first = added["results"][0]["rule_id"]
+    code, revoked, _ = _run(
+        site, "rules", "revoke", first[:12], "--key", key, tls_key_flag="--tls-key"
+    )
+    assert code == 0 and revoked["changed"] is True
+    code, listing, _ = _run(site, "rules", "list")
+    assert [r["rule_id"] for r in listing["rules"]] == [added["results"][2]["rule_id"]]
+
+    code, deleted, _ = _run(site, "assets", "delete", asset_id)
+    assert code == 0 and deleted["id"] == asset_id
+
+
+def test_the_cli_refuses_a_user_without_the_admin_role(
+    served_site: tuple[Network, SiteServer], tmp_path: Path
+) -> None:
+    """A plain user may list but not upload: exit 3 with the reason."""
+    _, site = served_site
+    identity = site.party.user
+    env = {**os.environ, "MAHIRU_SITE_URL": site.internal_url, "MAHIRU_CERT": str(identity.cert)}
+    env.update(MAHIRU_KEY=str(identity.key), MAHIRU_CA=str(identity.ca))
+    listing = subprocess.run([MAHIRU, "assets", "list"], env=env, capture_output=True, text=True)
+    assert listing.returncode == 0 and "no assets" in listing.stdout
+    image = tmp_path / "x.tar"
+    image.write_bytes(b"x")
+    upload = subprocess.run(
+        [MAHIRU, "assets", "upload", "asset:p1.org:x:p1.org:site", str(image)],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert upload.returncode == 3
+    assert "not an admin" in upload.stderr

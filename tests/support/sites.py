@@ -1,0 +1,377 @@
+"""Shared pieces of the site integration tests (this module holds no tests).
+
+A `Network` is a PKI in a temporary folder, a real registry and real sites
+serving mutual TLS on loopback, each with its own database (SQLite files, or
+PostgreSQL schemas) and data folder. Servers can be stopped and started again
+on the same port, database and data folder, to test restarts.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from fastapi import FastAPI
+from sqlalchemy import Engine, text
+
+from mahiru import pki
+from mahiru.api.registry_app import create_registry_app
+from mahiru.api.site_app import create_site_app
+from mahiru.client.http import TlsIdentity
+from mahiru.client.registry import RegistryClient
+from mahiru.client.site import PeerClient, SiteClient
+from mahiru.config import ListenConfig, RegistryConfig, SiteConfig, TlsConfig
+from mahiru.model.identifiers import PartyId, SiteId
+from mahiru.policy.rules import Rule, rule_from_dict
+from mahiru.policy.signing import SignedRule, sign_rule
+from mahiru.services.site import SiteServices
+from mahiru.storage import PartyRecord, SiteEndpoints, SiteRecord
+from tests.support.servers import free_port, serving
+
+DatabaseUrls = Callable[[str], str]
+DATABASE_PARAMS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+
+
+@contextmanager
+def database_urls(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[DatabaseUrls]:
+    """Gives a fresh database URL per name, on the backend of `request.param`; drops them after."""
+    if request.param == "sqlite":
+        root = tmp_path_factory.mktemp("databases")
+        yield lambda name: f"sqlite:///{root / name}.db"
+        return
+    admin: Engine = request.getfixturevalue("postgres_admin_engine")
+    urls: dict[str, str] = {}
+    schemas: list[str] = []
+
+    def url(name: str) -> str:
+        if name not in urls:
+            schema = f"mahiru_test_{uuid.uuid4().hex[:16]}"
+            with admin.connect() as connection:
+                connection.execute(text(f'CREATE SCHEMA "{schema}"'))
+            schemas.append(schema)
+            options = admin.url.query.get("options")
+            search_path = f"-csearch_path={schema}"
+            if isinstance(options, str):
+                search_path = f"{options} {search_path}"
+            urls[name] = admin.url.update_query_dict({"options": search_path}).render_as_string(
+                hide_password=False
+            )
+        return urls[name]
+
+    try:
+        yield url
+    finally:
+        with admin.connect() as connection:
+            for schema in schemas:
+                connection.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+
+
+# --- keys and certificates ------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PartyKit:
+    """A party's keys and certificates: main key, user CA, an admin, a user, a client cert."""
+
+    id: str
+    namespace: str
+    main_key: Ed25519PrivateKey
+    key_path: Path
+    user_ca: Path
+    admin: TlsIdentity
+    user: TlsIdentity
+    client: TlsIdentity
+
+    def record(self) -> PartyRecord:
+        """The party as registered."""
+        return PartyRecord(
+            PartyId.parse(self.id),
+            self.namespace,
+            pki.public_key_pem(self.main_key),
+            self.user_ca.read_text(),
+        )
+
+    def sign(self, data: dict[str, str]) -> SignedRule:
+        """A rule from its dict form, signed with this party's main key."""
+        return sign_rule(rule_from_dict(data), self.main_key)
+
+
+class Pki:
+    """A network CA and the certificates of a test network, as files under `root`."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        root.mkdir(parents=True, exist_ok=True)
+        self._ca = pki.create_network_ca()
+        self.ca = root / "ca.crt"
+        pki.save_certified_key(self.ca, root / "ca.key", self._ca)
+
+    def _save(self, name: str, certified: pki.CertifiedKey) -> tuple[Path, Path]:
+        cert, key = self.root / f"{name}.crt", self.root / f"{name}.key"
+        pki.save_certified_key(cert, key, certified)
+        return cert, key
+
+    def registry(self) -> tuple[Path, Path]:
+        """The registry's certificate and key."""
+        return self._save("registry", pki.issue_registry_certificate(self._ca))
+
+    def identity(self, name: str, certified: pki.CertifiedKey) -> TlsIdentity:
+        """Save a certificate and key; the identity presenting them."""
+        cert, key = self._save(name, certified)
+        return TlsIdentity(cert, key, self.ca)
+
+    def site(self, site_id: str) -> TlsIdentity:
+        """A site's certificate (network CA), for serving and for calling peers."""
+        return self.identity(
+            site_id.replace(":", "_"), pki.issue_site_certificate(self._ca, site_id)
+        )
+
+    def party(self, name: str) -> PartyKit:
+        """Party `party:<name>.org:<name>` with an admin `<name>-admin` and a user `<name>-user`."""
+        namespace = f"{name}.org"
+        party_id = f"party:{namespace}:{name}"
+        credentials = pki.create_party_credentials(party_id)
+        key_path = self.root / f"{name}.party.key"
+        pki.save_private_key(key_path, credentials.main_key)
+        user_ca, _ = self._save(f"{name}-user-ca", credentials.user_ca)
+        return PartyKit(
+            id=party_id,
+            namespace=namespace,
+            main_key=credentials.main_key,
+            key_path=key_path,
+            user_ca=user_ca,
+            admin=self.identity(
+                f"{name}-admin", pki.issue_user_certificate(credentials.user_ca, "admin", "admin")
+            ),
+            user=self.identity(
+                f"{name}-user", pki.issue_user_certificate(credentials.user_ca, "user", "user")
+            ),
+            client=self.identity(
+                f"{name}-client", pki.issue_party_client_certificate(self._ca, party_id)
+            ),
+        )
+
+
+# --- servers --------------------------------------------------------------------
+
+_taken_ports: set[int] = set()
+
+
+def _port() -> int:
+    """A free port not handed to another server of these tests (ports are picked before use)."""
+    while True:
+        port = free_port()
+        if port not in _taken_ports:
+            _taken_ports.add(port)
+            return port
+
+
+class RegistryServer:
+    """The registry, on a fixed port and database across restarts."""
+
+    def __init__(self, certs: Pki, database_url: str) -> None:
+        self.port = _port()
+        self.url = f"https://127.0.0.1:{self.port}"
+        cert, key = certs.registry()
+        self.config = RegistryConfig(
+            tls=TlsConfig(cert=cert, key=key, network_ca=certs.ca), database_url=database_url
+        )
+        self._certs = certs
+        self._stack: ExitStack | None = None
+
+    def start(self) -> None:
+        """Serve a new registry app (on the same database)."""
+        stack = ExitStack()
+        stack.enter_context(
+            serving(
+                create_registry_app(self.config),
+                certfile=self.config.tls.cert,
+                keyfile=self.config.tls.key,
+                client_ca_files=[self._certs.ca],
+                port=self.port,
+            )
+        )
+        self._stack = stack
+
+    def stop(self) -> None:
+        """Stop serving."""
+        if self._stack is not None:
+            self._stack.close()
+            self._stack = None
+
+    def client(self, identity: TlsIdentity) -> RegistryClient:
+        """A registry client presenting `identity`."""
+        return RegistryClient(self.url, identity, retries=0)
+
+
+class SiteServer:
+    """A site of `party`, on a fixed port, database and data folder across restarts."""
+
+    def __init__(
+        self,
+        certs: Pki,
+        party: PartyKit,
+        name: str,
+        *,
+        database_url: str,
+        data_dir: Path,
+        registry_url: str,
+        replication_interval: float = 3600.0,
+    ) -> None:
+        self.id = f"site:{party.namespace}:{name}"
+        self.party = party
+        self.identity = certs.site(self.id)
+        self.port = _port()
+        base = f"https://127.0.0.1:{self.port}"
+        self.internal_url = f"{base}/internal"
+        self.external_url = f"{base}/external"
+        self.config = SiteConfig(
+            site_id=self.id,
+            owner=party.id,
+            listen=ListenConfig(port=self.port),
+            tls=TlsConfig(cert=self.identity.cert, key=self.identity.key, network_ca=certs.ca),
+            user_ca=party.user_ca,
+            registry_url=registry_url,
+            internal_url=self.internal_url,
+            external_url=self.external_url,
+            database_url=database_url,
+            data_dir=data_dir,
+            replication_interval_seconds=replication_interval,
+            request_timeout_seconds=10.0,
+        )
+        self._certs = certs
+        self._stack: ExitStack | None = None
+        self.app: FastAPI | None = None
+
+    def start(self, *, replication: bool = False, extra_client_cas: tuple[Path, ...] = ()) -> None:
+        """Serve a new app instance (same port, database and data folder)."""
+        self.app = create_site_app(self.config, start_replication=replication)
+        stack = ExitStack()
+        stack.enter_context(
+            serving(
+                self.app,
+                certfile=self.identity.cert,
+                keyfile=self.identity.key,
+                client_ca_files=[self._certs.ca, self.party.user_ca, *extra_client_cas],
+                port=self.port,
+            )
+        )
+        self._stack = stack
+
+    def stop(self) -> None:
+        """Stop serving (the app closes its database and clients)."""
+        if self._stack is not None:
+            self._stack.close()
+            self._stack = None
+
+    @property
+    def services(self) -> SiteServices:
+        """The running app's services (for looking inside in tests)."""
+        assert self.app is not None, "the site is not running"
+        services: SiteServices = self.app.state.services
+        return services
+
+    def record(self) -> SiteRecord:
+        """The site as registered."""
+        owner = PartyId.parse(self.party.id)
+        return SiteRecord(
+            SiteId.parse(self.id),
+            owner,
+            owner,
+            SiteEndpoints(self.internal_url, self.external_url),
+            self.identity.cert.read_text(),
+            has_store=True,
+            has_runner=True,
+        )
+
+    def admin(self) -> SiteClient:
+        """The internal API as the owner party's admin."""
+        return SiteClient(self.internal_url, self.party.admin, timeout=60)
+
+    def client(self, identity: TlsIdentity) -> SiteClient:
+        """The internal API as anyone."""
+        return SiteClient(self.internal_url, identity, timeout=60)
+
+    def peer(self, identity: TlsIdentity) -> PeerClient:
+        """The external API as another site (or anyone)."""
+        return PeerClient(self.external_url, identity, timeout=60)
+
+    def replicate(self) -> dict[str, Any]:
+        """Run a replication round through the internal API; the status afterwards."""
+        with self.client(self.party.user) as client:
+            return client.replicate_now()
+
+
+@dataclass
+class Network:
+    """A registry and one site per party, all registered."""
+
+    certs: Pki
+    registry: RegistryServer
+    parties: dict[str, PartyKit]
+    sites: dict[str, SiteServer]
+    stack: ExitStack = field(default_factory=ExitStack)
+
+    def register(self, party: PartyKit, *sites: SiteServer) -> None:
+        """Register a party and its sites at the registry."""
+        with self.registry.client(party.client) as registry:
+            registry.register_party(party.record(), party.main_key)
+            for site in sites:
+                registry.register_site(site.record(), party.main_key)
+
+    def replicate_all(self) -> None:
+        """One replication round at every site (twice: new peers are seen the first time)."""
+        for _ in range(2):
+            for site in self.sites.values():
+                site.replicate()
+
+
+@contextmanager
+def network(
+    root: Path, database_url: DatabaseUrls, names: tuple[str, ...] = ("p1", "p2", "p3")
+) -> Iterator[Network]:
+    """A running registry and one running site `site:<p>.org:site` per party name, registered."""
+    certs = Pki(root / "pki")
+    registry = RegistryServer(certs, database_url("registry"))
+    parties = {name: certs.party(name) for name in names}
+    sites = {
+        name: SiteServer(
+            certs,
+            party,
+            "site",
+            database_url=database_url(f"site-{name}"),
+            data_dir=root / f"data-{name}",
+            registry_url=registry.url,
+        )
+        for name, party in parties.items()
+    }
+    net = Network(certs, registry, parties, sites)
+    registry.start()
+    try:
+        for name, party in parties.items():
+            net.register(party, sites[name])
+        for site in sites.values():
+            site.start()
+        yield net
+    finally:
+        for site in sites.values():
+            site.stop()
+        registry.stop()
+
+
+def may_access(site: str, asset: str) -> dict[str, str]:
+    """The dict form of a MayAccess rule."""
+    return {"type": "MayAccess", "site": site, "asset": asset}
+
+
+def rule_of(data: dict[str, str]) -> Rule:
+    """A rule from its dict form."""
+    return rule_from_dict(data)
