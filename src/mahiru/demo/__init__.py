@@ -1,0 +1,1 @@
+"""`mahiru demo`: a registry and two sites on loopback running a bundled scenario."""
