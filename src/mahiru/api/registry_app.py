@@ -45,6 +45,9 @@ DEFAULT_CHANGES_LIMIT = 1000
 MAX_CHANGES_LIMIT = 10_000
 """The largest `limit` `GET /changes` accepts."""
 
+MAX_VERSION = 2**63 - 1
+"""The largest version a change log can reach (a 64-bit column): `since` is checked against it."""
+
 _SEGMENT = r"[A-Za-z0-9_.-]+"
 _PARTY_ID = rf"^party:{_SEGMENT}:{_SEGMENT}$"
 _SITE_ID = rf"^site:{_SEGMENT}:{_SEGMENT}$"
@@ -342,7 +345,9 @@ def _add_routes(app: FastAPI, service: RegistryService) -> None:
     )
     def get_changes(
         caller: Caller,
-        since: Annotated[int, Query(ge=0, description="The version already seen (0: none).")],
+        since: Annotated[
+            int, Query(ge=0, le=MAX_VERSION, description="The version already seen (0: none).")
+        ],
         limit: Annotated[
             int | None,
             Query(

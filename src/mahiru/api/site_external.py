@@ -15,6 +15,7 @@ from fastapi import APIRouter, Depends, Header, Query, Request
 from starlette.responses import Response
 
 from mahiru.api.auth import CertificateAuthenticator
+from mahiru.api.registry_app import MAX_VERSION
 from mahiru.api.site_images import IMAGE_RESPONSES, image_response
 from mahiru.api.site_internal import stored_asset_id
 from mahiru.api.site_models import AssetOut, RuleChangeBatch
@@ -45,7 +46,7 @@ def external_router(services: SiteServices, auth: CertificateAuthenticator) -> A
     )
     def rule_changes(
         caller: Peer,
-        since: Annotated[int, Query(ge=0, description="the version last applied")],
+        since: Annotated[int, Query(ge=0, le=MAX_VERSION, description="the version last applied")],
         limit: Annotated[int | None, Query(ge=1, le=10_000)] = None,
     ) -> RuleChangeBatch:
         """The signed rules and revocations published here after version `since`."""
