@@ -47,9 +47,10 @@ test: lint typecheck base-images
 	MAHIRU_TEST_POSTGRES_URL="$${MAHIRU_TEST_POSTGRES_URL:-$$(bash scripts/ensure-postgres.sh)}" \
 		$(BIN)/pytest -q
 
-demo: venv
-	$(BIN)/mahiru plan --rules examples/compute_to_data/rules.yaml \
-		--sites examples/compute_to_data/sites.yaml --job examples/compute_to_data/job.yaml
+# The main job: a registry and two sites on loopback with TLS, running the
+# compute-to-data scenario in real containers (see README.md).
+demo: venv base-images
+	$(BIN)/mahiru demo --assets build/assets
 
 clean:
 	rm -rf $(VENV) build .mypy_cache .ruff_cache .pytest_cache .hypothesis

@@ -25,13 +25,17 @@ from mahiru.api.errors import error_response, install_error_handlers
 from mahiru.api.middleware import install_middleware
 from mahiru.api.site_external import external_router
 from mahiru.api.site_internal import internal_router
+from mahiru.api.site_jobs import external_jobs_router, internal_jobs_router
 from mahiru.api.site_models import ErrorOut
 from mahiru.client.http import TlsIdentity
+from mahiru.client.jobs import PeerJobsClient
 from mahiru.client.registry import RegistryClient
 from mahiru.client.site import PeerClient
 from mahiru.config import SiteConfig
 from mahiru.errors import InvalidInput, MahiruError
 from mahiru.pki import load_certificate, user_ca_party
+from mahiru.runtime import ContainerRuntime, DockerRuntime, limits_from_config
+from mahiru.services.jobs import JobContext, JobPeer, JobPeers, JobServices
 from mahiru.services.site import RegistryFeed, RuleFeed, RuleFeedFactory, SiteServices
 from mahiru.storage import BlobStore, Database, SiteRecord, create_database
 
@@ -117,6 +121,8 @@ def create_site_app(
     registry_client: RegistryFeed | None = None,
     peer_client_factory: RuleFeedFactory | None = None,
     start_replication: bool = True,
+    container_runtime: ContainerRuntime | None = None,
+    start_jobs: bool = True,
 ) -> FastAPI:
     """The site app for `config`.
 
@@ -126,7 +132,10 @@ def create_site_app(
     configured timeout) and closed at shutdown, as are the peer clients made
     by `peer_client_factory` (one per registered peer, reused). With
     `start_replication`, replication runs in the background while the app
-    runs; `POST /internal/replication/run` runs a round on demand.
+    runs; `POST /internal/replication/run` runs a round on demand. With
+    `start_jobs`, the job services (step execution and job following) run
+    while the app runs, on `container_runtime` (by default the local Docker
+    API engine).
     """
     to_close: list[Callable[[], None]] = []
     identity = site_identity(config)
@@ -175,6 +184,29 @@ def create_site_app(
         max_image_bytes=config.max_image_bytes,
     )
 
+    timeout = _timeout(config)
+
+    def job_peer(site: SiteRecord) -> JobPeer:
+        return PeerJobsClient(
+            site.endpoints.external or "", identity, transport=_outgoing(identity), timeout=timeout
+        )
+
+    jobs = JobServices(
+        JobContext(
+            site=config.site,
+            owner=config.owner_party,
+            database=database,
+            blobs=blobs,
+            assets=services.assets,
+            policy=services.policy,
+            replica=services.replica,
+            peers=JobPeers(services.replica, job_peer),
+            runtime=container_runtime or DockerRuntime(),
+            limits=limits_from_config(config.containers),
+            work_dir=config.data_dir / "work",
+        )
+    )
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         logger.info(
@@ -189,9 +221,13 @@ def create_site_app(
         )
         if start_replication:
             services.replication.start()
+        if start_jobs:
+            jobs.start()
         try:
             yield
         finally:
+            if start_jobs:
+                jobs.stop()
             services.replication.stop()
             for close in reversed(to_close):
                 close()
@@ -211,12 +247,15 @@ def create_site_app(
         generate_unique_id_function=lambda route: route.name,
     )
     app.state.services = services
+    app.state.jobs = jobs
     install_error_handlers(app)
     _authenticate_other_paths(app, authenticator)
     # Added after authentication, so they wrap it: refused requests are logged too.
     install_middleware(app, body_limit=config.max_body_bytes, unlimited=("/internal/assets/",))
     app.include_router(internal_router(services, authenticator))
     app.include_router(external_router(services, authenticator))
+    app.include_router(internal_jobs_router(services, jobs, authenticator))
+    app.include_router(external_jobs_router(services, jobs, authenticator))
     _describe_security(app)
     return app
 

@@ -1,0 +1,158 @@
+"""Job routes of a site: `/internal/jobs` for its owner's users, `/external/jobs` and
+`/external/results` for the other registered sites.
+
+Users see, cancel and download only their own party's jobs (others' are 404).
+A site may hand over or cancel steps only as the job's submitter's site, and
+see step states only of jobs it takes part in. A result is served only if
+this site's policy, applied to how the result was made, lets the caller have it.
+"""
+
+# No `from __future__ import annotations`: FastAPI must see the dependency aliases
+# defined inside the router factories, which string annotations would hide.
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Depends, Header, Request
+from pydantic import BaseModel, ConfigDict
+from starlette.responses import Response
+
+from mahiru.api.auth import CertificateAuthenticator, UserCaller
+from mahiru.api.site_images import IMAGE_RESPONSES, image_response
+from mahiru.api.site_models import JobIn
+from mahiru.errors import InvalidInput
+from mahiru.model.identifiers import ResultId, parse_identifier
+from mahiru.model.jobs import JobStatus, StepAssignment, StepStatus, check_job_id
+from mahiru.model.serialization import job_from_dict
+from mahiru.services.jobs import JobServices
+from mahiru.services.site import SiteServices
+from mahiru.storage import SiteRecord
+
+JsonObject = dict[str, Any]
+
+
+class JobSubmission(BaseModel):
+    """A job to plan and run."""
+
+    model_config = ConfigDict(extra="forbid")
+    job: JobIn
+
+
+def _view(status: JobStatus, steps: list[StepStatus]) -> JsonObject:
+    return {"job": status.to_dict(), "steps": [s.to_dict() for s in steps]}
+
+
+def _steps(steps: list[StepStatus]) -> JsonObject:
+    return {"steps": [s.to_dict() for s in steps]}
+
+
+def _result_id(text: str) -> ResultId:
+    identifier = parse_identifier(text, ("result",))
+    assert isinstance(identifier, ResultId)  # guaranteed by the allowed kind
+    return identifier
+
+
+def internal_jobs_router(
+    services: SiteServices, jobs: JobServices, auth: CertificateAuthenticator
+) -> APIRouter:
+    """The job routes of the internal API."""
+
+    def user(request: Request) -> UserCaller:
+        caller = auth.user(request)
+        request.state.caller = caller
+        return caller
+
+    User = Annotated[UserCaller, Depends(user)]
+    router = APIRouter(prefix="/internal/jobs", tags=["jobs"])
+
+    @router.post("", status_code=201, summary="Submit a job")
+    def submit(body: JobSubmission, caller: User) -> JsonObject:
+        """Plan a job of the caller's party and start it; 403 with the explanation if denied."""
+        job = job_from_dict(body.job.model_dump())
+        status = jobs.desk.submit(job, caller.party)
+        return _view(*jobs.desk.get(status.job_id, caller.party))
+
+    @router.get("", summary="List jobs")
+    def list_jobs(caller: User) -> JsonObject:
+        """The jobs of the caller's party submitted at this site, oldest first."""
+        return {"jobs": [s.to_dict() for s in jobs.desk.of_party(caller.party)]}
+
+    @router.get("/{job_id}", summary="A job's status, plan and steps")
+    def get_job(job_id: str, caller: User) -> JsonObject:
+        """The job, its plan and each step's state with timestamps."""
+        return _view(*jobs.desk.get(check_job_id(job_id), caller.party))
+
+    @router.post("/{job_id}/cancel", summary="Cancel a job")
+    def cancel_job(job_id: str, caller: User) -> JsonObject:
+        """Cancel the job here and at the sites running its steps."""
+        jobs.desk.cancel(check_job_id(job_id), caller.party, str(caller))
+        return _view(*jobs.desk.get(job_id, caller.party))
+
+    @router.get(
+        "/{job_id}/outputs/{name}/image",
+        response_class=Response,
+        responses=IMAGE_RESPONSES,
+        summary="Download a workflow output",
+    )
+    def output_image(
+        job_id: str,
+        name: str,
+        caller: User,
+        range_header: Annotated[str | None, Header(alias="Range")] = None,
+        if_range: Annotated[str | None, Header(alias="If-Range")] = None,
+    ) -> Response:
+        """The image archive of a workflow output of a succeeded job."""
+        result = jobs.desk.output(check_job_id(job_id), name, caller.party)
+        return image_response(services.assets.open_image(result), range_header, if_range)
+
+    return router
+
+
+def external_jobs_router(
+    services: SiteServices, jobs: JobServices, auth: CertificateAuthenticator
+) -> APIRouter:
+    """The job and result routes of the external API."""
+
+    def peer(request: Request) -> SiteRecord:
+        caller = auth.service(request)
+        request.state.caller = caller
+        return services.registered_sites.identify(caller.identity, caller.certificate)
+
+    Peer = Annotated[SiteRecord, Depends(peer)]
+    router = APIRouter(prefix="/external", tags=["external"])
+
+    @router.post("/jobs/{job_id}/assignment", summary="Hand over steps")
+    def assign(job_id: str, body: Annotated[JsonObject, Body()], caller: Peer) -> JsonObject:
+        """Steps of a job for this site to run, from the job's submitter's site."""
+        assignment = StepAssignment.from_dict(body)
+        if assignment.job_id != job_id:
+            raise InvalidInput(f"the assignment is for job {assignment.job_id}, not {job_id}")
+        return _steps(jobs.assignments.receive(assignment, caller.id))
+
+    @router.get("/jobs/{job_id}/steps", summary="Step states")
+    def step_states(job_id: str, caller: Peer) -> JsonObject:
+        """The states of the steps of a job that this site runs."""
+        return _steps(jobs.assignments.statuses(check_job_id(job_id), caller.id))
+
+    @router.post("/jobs/{job_id}/cancel", summary="Cancel steps")
+    def cancel_steps(job_id: str, caller: Peer) -> JsonObject:
+        """Cancel this site's unfinished steps of a job (the submitter's site only)."""
+        return _steps(jobs.assignments.cancel(check_job_id(job_id), caller.id))
+
+    @router.get(
+        "/results/{result_id}/image",
+        response_class=Response,
+        responses=IMAGE_RESPONSES,
+        summary="Download a result",
+    )
+    def result_image(
+        result_id: str,
+        caller: Peer,
+        range_header: Annotated[str | None, Header(alias="Range")] = None,
+        if_range: Annotated[str | None, Header(alias="If-Range")] = None,
+    ) -> Response:
+        """A result's image, if this site's policy lets the caller access that result."""
+        result = _result_id(result_id)
+        jobs.authorise_result(result, caller.id)
+        return image_response(services.assets.open_image(result), range_header, if_range)
+
+    return router

@@ -1,0 +1,187 @@
+"""`mahiru jobs`: submit, follow, cancel and fetch the results of jobs at one's own site.
+
+Every command talks to the site's internal API over mutual TLS as a user of
+the site's owner party (same connection options as `mahiru assets`). A job
+denied by policy exits with 3 and the explanation; a job that failed or was
+cancelled exits with 1.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from mahiru.cli.assets import CONNECTION_HELP, echo_json, site_options
+from mahiru.cli.errors import EXIT_FAILED, handle_errors
+from mahiru.cli.files import load_job
+from mahiru.client.http import TlsIdentity
+from mahiru.client.jobs import JobsClient, JobView
+from mahiru.model.jobs import JobState, JobStatus
+
+_JOB_FILE = click.Path(dir_okay=False, exists=True, path_type=Path)
+
+
+def _connect(site_url: str, cert: Path, tls_key: Path, ca: Path) -> JobsClient:
+    return JobsClient(site_url, TlsIdentity(cert, tls_key, ca))
+
+
+def _summary(status: JobStatus) -> str:
+    reason = f" ({status.reason})" if status.reason else ""
+    return f"{status.job_id}  {status.state.value}{reason}"
+
+
+def _describe(view: JobView) -> list[str]:
+    status = view.status
+    lines = [f"job {_summary(status)}", f"  submitted {status.submitted_at.isoformat()}"]
+    if status.plan is not None:
+        lines.append("  plan:")
+        lines += [f"    {step}: {site}" for step, site in sorted(status.plan.assignments.items())]
+    lines.append("  steps:")
+    for step in view.steps:
+        times = ", ".join(
+            f"{label} {value.isoformat()}"
+            for label, value in (("started", step.started_at), ("finished", step.finished_at))
+            if value is not None
+        )
+        extra = f" exit code {step.exit_code}" if step.exit_code is not None else ""
+        reason = f": {step.reason}" if step.reason else ""
+        lines.append(f"    {step.step} at {step.site}: {step.state.value}{extra}{reason}")
+        if times:
+            lines.append(f"      {times}")
+        if step.state.value == "failed" and step.log_tail:
+            lines += [f"      | {line}" for line in step.log_tail.splitlines()[-10:]]
+    if status.state is JobState.SUCCEEDED:
+        lines.append("  outputs:")
+        lines += [f"    {name}: {rid}" for name, rid in status.outputs().items()]
+    return lines
+
+
+def _show(view: JobView, as_json: bool) -> None:
+    if as_json:
+        echo_json(view.to_json())
+    else:
+        click.echo("\n".join(_describe(view)))
+
+
+def _exit_for(view: JobView) -> None:
+    if view.status.state in (JobState.FAILED, JobState.CANCELLED):
+        sys.exit(EXIT_FAILED)
+
+
+@click.group("jobs", epilog=CONNECTION_HELP)
+def jobs_group() -> None:
+    """Submit, follow, cancel and fetch the results of jobs at your party's site."""
+
+
+@jobs_group.command("submit")
+@click.argument("job_file", type=_JOB_FILE)
+@click.option("--wait", is_flag=True, help="Wait until the job is finished.")
+@click.option("--timeout", type=float, default=3600.0, show_default=True, help="With --wait.")
+@site_options()
+@handle_errors
+def submit_command(
+    job_file: Path,
+    wait: bool,
+    timeout: float,
+    site_url: str,
+    cert: Path,
+    tls_key: Path,
+    ca: Path,
+    as_json: bool,
+) -> None:
+    """Submit the job in JOB_FILE (YAML); prints its id and plan (exit 3 if denied)."""
+    job = load_job(job_file)
+    with _connect(site_url, cert, tls_key, ca) as client:
+        view = client.submit(job)
+        if wait:
+            last: list[str] = []
+
+            def progress(current: JobView) -> None:
+                states = [f"{s.step} {s.state.value}" for s in current.steps]
+                if not as_json and states != last:
+                    click.echo(f"{current.status.state.value}: {', '.join(states)}", err=True)
+                    last[:] = states
+
+            view = client.wait(view.status.job_id, timeout, progress)
+    _show(view, as_json)
+    if wait:
+        _exit_for(view)
+
+
+@jobs_group.command("status")
+@click.argument("job_id")
+@site_options()
+@handle_errors
+def status_command(
+    job_id: str, site_url: str, cert: Path, tls_key: Path, ca: Path, as_json: bool
+) -> None:
+    """Show a job: its state, plan and steps with their timestamps."""
+    with _connect(site_url, cert, tls_key, ca) as client:
+        _show(client.status(job_id), as_json)
+
+
+@jobs_group.command("list")
+@site_options()
+@handle_errors
+def list_command(site_url: str, cert: Path, tls_key: Path, ca: Path, as_json: bool) -> None:
+    """List your party's jobs at the site, oldest first."""
+    with _connect(site_url, cert, tls_key, ca) as client:
+        jobs = client.list()
+    if as_json:
+        echo_json({"jobs": [status.to_dict() for status in jobs]})
+        return
+    if not jobs:
+        click.echo("no jobs")
+    for status in jobs:
+        click.echo(_summary(status))
+
+
+@jobs_group.command("cancel")
+@click.argument("job_id")
+@site_options()
+@handle_errors
+def cancel_command(
+    job_id: str, site_url: str, cert: Path, tls_key: Path, ca: Path, as_json: bool
+) -> None:
+    """Cancel a job that has not finished (its running steps are stopped)."""
+    with _connect(site_url, cert, tls_key, ca) as client:
+        _show(client.cancel(job_id), as_json)
+
+
+@jobs_group.command("result")
+@click.argument("job_id")
+@click.option(
+    "--output-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    required=True,
+    help="Where to write the /data files (one folder per workflow output).",
+)
+@click.option("--output", "names", multiple=True, help="Only this workflow output (repeatable).")
+@site_options()
+@handle_errors
+def result_command(
+    job_id: str,
+    output_dir: Path,
+    names: tuple[str, ...],
+    site_url: str,
+    cert: Path,
+    tls_key: Path,
+    ca: Path,
+    as_json: bool,
+) -> None:
+    """Write the /data files of a succeeded job's outputs to OUTPUT_DIR/<output>/."""
+    written: dict[str, list[str]] = {}
+    with _connect(site_url, cert, tls_key, ca) as client:
+        outputs = client.status(job_id).status.outputs()
+        for name in names or tuple(outputs):
+            files = client.download_output(job_id, name, output_dir / name)
+            written[name] = [str(path) for path in files]
+    if as_json:
+        echo_json({"job_id": job_id, "files": written})
+        return
+    for name, paths in written.items():
+        click.echo(f"{name}:")
+        for path in paths:
+            click.echo(f"  {path}")

@@ -1,0 +1,11 @@
+"""Job orchestration at one site (DESIGN §7): submission, hand-over, execution, collection.
+
+`JobServices` wires the parts together; the API layer calls its desks, and
+the app starts it with the site and stops it at shutdown.
+"""
+
+from mahiru.services.jobs.context import JobContext, KnownJob
+from mahiru.services.jobs.peers import JobPeer, JobPeerFactory, JobPeers
+from mahiru.services.jobs.service import JobServices
+
+__all__ = ["JobContext", "JobPeer", "JobPeerFactory", "JobPeers", "JobServices", "KnownJob"]

@@ -1,0 +1,82 @@
+"""This site's side of the hand-over: steps other sites (or itself) give it to run.
+
+Only the submitter's site named in an assignment may hand it over or cancel
+it, and that site must belong to the job's submitter. Step statuses are told
+to the sites taking part in the job only.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from mahiru.errors import InvalidInput, NotFound, PermissionDenied
+from mahiru.model.identifiers import SiteId
+from mahiru.model.jobs import StepAssignment, StepStatus
+from mahiru.services.jobs.context import JobContext
+
+logger = logging.getLogger("mahiru.site.jobs")
+
+
+class AssignmentDesk:
+    """Receives steps to run, reports their statuses and cancels them, for other sites."""
+
+    def __init__(
+        self, ctx: JobContext, on_steps: Callable[[], None], stop_job: Callable[[str], int]
+    ) -> None:
+        self._ctx = ctx
+        self._on_steps = on_steps
+        self._stop_job = stop_job
+
+    def receive(self, assignment: StepAssignment, caller: SiteId) -> list[StepStatus]:
+        """Record the steps handed to this site by `caller`; their statuses here."""
+        ctx = self._ctx
+        if caller != assignment.submitter_site:
+            raise PermissionDenied(
+                f"{caller} may not hand over steps of job {assignment.job_id}: only the"
+                f" submitter's site {assignment.submitter_site} may",
+                {"caller": str(caller), "submitter_site": str(assignment.submitter_site)},
+            )
+        if assignment.site != ctx.site:
+            raise InvalidInput(
+                f"the steps are meant for {assignment.site}, but this is {ctx.site}",
+                {"site": str(assignment.site)},
+            )
+        owner = ctx.replica.site(assignment.submitter_site).owner
+        if owner != assignment.job.submitter:
+            raise PermissionDenied(
+                f"{assignment.submitter_site} belongs to {owner}, not to the job's submitter"
+                f" {assignment.job.submitter}",
+                {"submitter": str(assignment.job.submitter), "owner": str(owner)},
+            )
+        statuses = ctx.jobs.upsert_step_assignment(assignment, ctx.now())
+        logger.info(
+            "steps received",
+            extra={"job": assignment.job_id, "steps": assignment.steps, "from": str(caller)},
+        )
+        self._on_steps()
+        return statuses
+
+    def statuses(self, job_id: str, caller: SiteId) -> list[StepStatus]:
+        """The statuses of the steps of a job this site runs, for a site taking part in it."""
+        ctx = self._ctx
+        known = ctx.known_job(job_id)
+        if caller not in known.sites:
+            raise NotFound(f"job {job_id} is not known here", {"job_id": job_id})
+        return [s for s in ctx.jobs.steps_of(job_id) if s.site == ctx.site]
+
+    def cancel(self, job_id: str, caller: SiteId) -> list[StepStatus]:
+        """Cancel this site's unfinished steps of a job, at its submitter's site's request."""
+        ctx = self._ctx
+        known = ctx.known_job(job_id)
+        if caller not in known.sites:
+            raise NotFound(f"job {job_id} is not known here", {"job_id": job_id})
+        if caller != known.submitter_site:
+            raise PermissionDenied(
+                f"only the submitter's site {known.submitter_site} may cancel job {job_id}",
+                {"caller": str(caller)},
+            )
+        cancelled = ctx.jobs.cancel_steps(job_id, f"cancelled by {caller}", ctx.now())
+        self._stop_job(job_id)
+        logger.info("steps cancelled", extra={"job": job_id, "by": str(caller)})
+        return [s for s in cancelled if s.site == ctx.site]

@@ -1,0 +1,75 @@
+"""What every part of job orchestration at one site shares: stores, policy, peers, engine."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+from mahiru.errors import NotFound
+from mahiru.model.identifiers import PartyId, SiteId
+from mahiru.model.workflow import Job, Plan
+from mahiru.runtime import ContainerRuntime, StepLimits
+from mahiru.services.jobs.peers import JobPeers
+from mahiru.services.site.assets import AssetStore
+from mahiru.services.site.policy_view import PolicyView
+from mahiru.storage import AssetRepository, BlobStore, Database, JobRepository, ReplicaRepository
+from mahiru.storage.changelog import Clock, utc_now
+
+
+@dataclass(frozen=True, slots=True)
+class KnownJob:
+    """A job known at this site (submitted here, or with steps handed to it)."""
+
+    job_id: str
+    job: Job
+    plan: Plan
+    submitter_site: SiteId
+
+    @property
+    def sites(self) -> set[SiteId]:
+        """Every site that takes part: the plan's sites and the submitter's."""
+        return {*self.plan.assignments.values(), self.submitter_site}
+
+
+@dataclass(frozen=True)
+class JobContext:
+    """The pieces of one site that orchestration uses (passed in, never global)."""
+
+    site: SiteId
+    owner: PartyId
+    database: Database
+    blobs: BlobStore
+    assets: AssetStore
+    policy: PolicyView
+    replica: ReplicaRepository
+    peers: JobPeers
+    runtime: ContainerRuntime
+    limits: StepLimits
+    work_dir: Path
+    clock: Clock = utc_now
+    jobs: JobRepository = field(init=False)
+    records: AssetRepository = field(init=False)
+    #: Engine image ids of archives already loaded, by blob digest.
+    loaded_images: dict[str, str] = field(default_factory=dict, init=False)
+    images_lock: threading.Lock = field(default_factory=threading.Lock, init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "jobs", JobRepository(self.database))
+        object.__setattr__(self, "records", AssetRepository(self.database))
+
+    def now(self) -> datetime:
+        """The current time (UTC)."""
+        return self.clock()
+
+    def known_job(self, job_id: str) -> KnownJob:
+        """The job and plan of `job_id`, submitted here or handed here; NotFound otherwise."""
+        try:
+            status = self.jobs.get_job(job_id)
+        except NotFound:
+            assignment = self.jobs.assignment(job_id)
+            return KnownJob(job_id, assignment.job, assignment.plan, assignment.submitter_site)
+        if status.plan is None:
+            raise NotFound(f"job {job_id} is not planned yet", {"job_id": job_id})
+        return KnownJob(job_id, status.job, status.plan, status.submitter_site)

@@ -1,0 +1,135 @@
+"""The submitter's site following its jobs: hand-over, remote step states, outputs, the end.
+
+Each round, for every planned or running job submitted here: deliver any
+assignment not delivered yet, mirror the states of steps run elsewhere,
+and once every step is done, collect the workflow outputs from the sites
+that made them into this site's store and mark the job succeeded. A job
+that failed or was cancelled has its remaining steps cancelled everywhere.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+
+from mahiru.errors import Conflict, MahiruError, NotFound, Unavailable
+from mahiru.model.identifiers import ResultId
+from mahiru.model.jobs import (
+    JobState,
+    JobStatus,
+    ResultProvenance,
+    workflow_output_sources,
+)
+from mahiru.services.jobs.context import JobContext, KnownJob
+from mahiru.services.jobs.dispatch import Dispatcher
+from mahiru.services.jobs.storing import result_stored, store_collected
+from mahiru.services.jobs.submission import JobDesk
+
+logger = logging.getLogger("mahiru.site.jobs")
+
+
+class JobCoordinator:
+    """Follows the jobs submitted here in a background thread, every `interval` seconds."""
+
+    def __init__(
+        self, ctx: JobContext, dispatcher: Dispatcher, desk: JobDesk, *, interval: float = 0.5
+    ) -> None:
+        self._ctx = ctx
+        self._dispatcher = dispatcher
+        self._desk = desk
+        self._interval = interval
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        """Start following jobs (also those left unfinished by an earlier run)."""
+        self._thread = threading.Thread(target=self._run, name="mahiru-jobs", daemon=True)
+        self._thread.start()
+
+    def wake(self) -> None:
+        """Run the next round now."""
+        self._wake.set()
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Stop after the current round."""
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                for status in self._ctx.jobs.list_jobs(states=[JobState.PLANNED, JobState.RUNNING]):
+                    if self._stop.is_set():
+                        break
+                    self._follow(status)
+            except Exception:
+                # The loop must outlive any bug in a round; the next round retries.
+                logger.exception("job round failed unexpectedly")
+            self._wake.wait(self._interval)
+            self._wake.clear()
+
+    def _follow(self, status: JobStatus) -> None:
+        ctx, job_id = self._ctx, status.job_id
+        self._dispatcher.deliver(status, attempts=1)
+        for site in sorted(
+            {s.site for s in ctx.jobs.steps_of(job_id) if not s.state.terminal} - {ctx.site},
+            key=str,
+        ):
+            try:
+                reported = ctx.peers.get(site).step_statuses(job_id)
+            except (Unavailable, NotFound) as error:
+                logger.debug("no step states yet: %s", error.message, extra={"job": job_id})
+                continue
+            for step_status in reported:
+                try:
+                    ctx.jobs.mirror_step_status(step_status, ctx.now())
+                except MahiruError as error:
+                    logger.warning(
+                        "bad step state report: %s", error.message, extra={"job": job_id}
+                    )
+        status = ctx.jobs.get_job(job_id)
+        if status.state in (JobState.FAILED, JobState.CANCELLED):
+            self._wind_down(status)
+        elif all(s.state.done for s in ctx.jobs.steps_of(job_id)):
+            self._finish(status)
+
+    def _wind_down(self, status: JobStatus) -> None:
+        """A job that failed: cancel what still runs of it, here and elsewhere."""
+        ctx = self._ctx
+        ctx.jobs.cancel_steps(status.job_id, f"job {status.state.value}", ctx.now())
+        self._desk.tell_participants(status)
+
+    def _finish(self, status: JobStatus) -> None:
+        """Collect the workflow outputs here, then mark the job succeeded."""
+        ctx = self._ctx
+        assert status.plan is not None  # planned or running jobs have their plan
+        known = KnownJob(status.job_id, status.job, status.plan, status.submitter_site)
+        try:
+            for source in workflow_output_sources(status.job, status.plan):
+                result, producer = source.asset, source.producer
+                if not isinstance(result, ResultId) or producer is None:
+                    continue  # workflow outputs are always step results
+                if result_stored(ctx, result):
+                    continue
+                info = ctx.peers.get(source.site).fetch_result(result, ctx.blobs)
+                provenance = ResultProvenance(
+                    result, status.job_id, producer.step, producer.output, status.job
+                )
+                store_collected(ctx, known, provenance, info)
+        except Unavailable as error:
+            logger.info(
+                "cannot collect outputs yet: %s", error.message, extra={"job": status.job_id}
+            )
+            return
+        except MahiruError as error:
+            reason = f"cannot collect the workflow outputs: {error.message}"
+            with contextlib.suppress(Conflict):  # it finished meanwhile
+                ctx.jobs.set_job_state(status.job_id, JobState.FAILED, reason, ctx.now())
+            return
+        ctx.jobs.set_job_state(status.job_id, JobState.SUCCEEDED, None, ctx.now())
+        logger.info("job succeeded", extra={"job": status.job_id})

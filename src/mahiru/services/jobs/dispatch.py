@@ -1,0 +1,81 @@
+"""Handing each participating site its steps, from the submitter's site.
+
+A peer that is unavailable is retried with backoff, here and by the
+coordinator's later rounds (handing over is idempotent); a peer that refuses
+(or is not registered) fails the job with its reason.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+from functools import partial
+
+from mahiru.errors import Conflict, MahiruError, Unavailable
+from mahiru.model.identifiers import SiteId
+from mahiru.model.jobs import JobState, JobStatus, StepAssignment
+from mahiru.services.jobs.assignment import AssignmentDesk
+from mahiru.services.jobs.context import JobContext
+from mahiru.services.jobs.peers import retrying
+
+logger = logging.getLogger("mahiru.site.jobs")
+
+
+class Dispatcher:
+    """Delivers a job's assignments; remembers (in memory) which were delivered."""
+
+    def __init__(self, ctx: JobContext, desk: AssignmentDesk, stop: threading.Event) -> None:
+        self._ctx = ctx
+        self._desk = desk
+        self._stop = stop
+        self._lock = threading.Lock()
+        self._delivered: set[tuple[str, SiteId]] = set()
+
+    def deliver(self, status: JobStatus, *, attempts: int = 3) -> bool:
+        """Hand every site of the plan its steps; True once all have them.
+
+        After a restart nothing counts as delivered, so assignments are sent
+        again; the receivers ignore repeats.
+        """
+        ctx = self._ctx
+        plan = status.plan
+        if plan is None or status.state.terminal:
+            return True
+        done = True
+        for site in sorted(set(plan.assignments.values()), key=str):
+            key = (status.job_id, site)
+            with self._lock:
+                if key in self._delivered:
+                    continue
+            assignment = StepAssignment(status.job_id, ctx.site, site, status.job, plan)
+            try:
+                if site == ctx.site:
+                    self._desk.receive(assignment, ctx.site)
+                else:
+                    peer = ctx.peers.get(site)
+                    retrying(
+                        partial(peer.assign, assignment),
+                        f"hand steps of {status.job_id} to {site}",
+                        attempts=attempts,
+                        stop=self._stop,
+                    )
+            except Unavailable as error:
+                logger.info(
+                    "cannot hand over steps yet: %s",
+                    error.message,
+                    extra={"job": status.job_id, "site": str(site)},
+                )
+                done = False
+                continue
+            except MahiruError as error:
+                self._fail(status.job_id, f"{site} refused its steps: {error.message}")
+                return True
+            with self._lock:
+                self._delivered.add(key)
+        return done
+
+    def _fail(self, job_id: str, reason: str) -> None:
+        logger.warning("job failed: %s", reason, extra={"job": job_id})
+        with contextlib.suppress(Conflict):  # it finished meanwhile
+            self._ctx.jobs.set_job_state(job_id, JobState.FAILED, reason, self._ctx.now())

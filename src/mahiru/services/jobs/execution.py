@@ -1,0 +1,207 @@
+"""Running one step at this site: policy re-check, readiness, inputs, container, results.
+
+`StepExecution.advance` moves a step of this site as far as it can go now,
+and says whether it is finished or should be tried again later (its
+producers are not done yet, or a peer or the container engine is
+unavailable). A step interrupted by a restart is redone from the work of the
+state it is in; it never moves backwards.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import shutil
+import threading
+
+from mahiru.errors import Conflict, MahiruError, NotFound, Unavailable
+from mahiru.model.items import ItemKind, WorkflowItem
+from mahiru.model.jobs import StepInput, StepState, StepStatus, step_inputs, step_results
+from mahiru.runtime import StepResult, step_labels
+from mahiru.services.jobs.context import JobContext, KnownJob
+from mahiru.services.jobs.fetching import InputFetcher
+from mahiru.services.jobs.storing import package_outputs, result_stored, store_step_results
+
+logger = logging.getLogger("mahiru.site.jobs")
+
+
+class _Blocked(Exception):
+    """A step this one needs failed or was cancelled: this one cannot run."""
+
+
+class StepExecution:
+    """Advances the steps this site runs (one call per step at a time)."""
+
+    def __init__(self, ctx: JobContext, fetcher: InputFetcher, stop: threading.Event) -> None:
+        self._ctx = ctx
+        self._fetcher = fetcher
+        self._stop = stop
+
+    def advance(self, status: StepStatus) -> bool:
+        """Move the step on; True once it is finished, False to try again later."""
+        ctx = self._ctx
+        known = ctx.known_job(status.job_id)
+        context = {"job": status.job_id, "step": status.step, "site": str(ctx.site)}
+        try:
+            return self._advance(known, status)
+        except Unavailable as error:
+            logger.info("step waits: %s", error.message, extra=context)
+            return False
+        except Conflict as error:
+            # Its state changed meanwhile (cancelled, most likely): nothing more to do.
+            logger.info("step stopped: %s", error.message, extra=context)
+            return True
+        except _Blocked as blocked:
+            self._set(known, status.step, StepState.CANCELLED, reason=str(blocked))
+            return True
+        except MahiruError as error:
+            logger.warning("step failed: %s", error.message, extra=context)
+            self._set(known, status.step, StepState.FAILED, reason=error.message)
+            return True
+
+    def _set(
+        self,
+        known: KnownJob,
+        step: str,
+        state: StepState,
+        *,
+        reason: str | None = None,
+        exit_code: int | None = None,
+        log_tail: str | None = None,
+    ) -> None:
+        with contextlib.suppress(Conflict):  # finished meanwhile (cancelled): that stands
+            self._ctx.jobs.set_step_state(
+                known.job_id,
+                step,
+                state,
+                self._ctx.now(),
+                reason=reason,
+                exit_code=exit_code,
+                log_tail=log_tail,
+            )
+
+    def _advance(self, known: KnownJob, status: StepStatus) -> bool:
+        ctx, step = self._ctx, status.step
+        engine = ctx.policy.engine
+        decision = engine.may_run_step(engine.job_permissions(known.job), step, ctx.site)
+        if not decision.allowed:
+            reason = "this site's policy does not permit the step here: " + "; ".join(
+                decision.failures()
+            )
+            self._set(known, step, StepState.FAILED, reason=reason)
+            return True
+        state = status.state
+        if state is StepState.WAITING:
+            results = step_results(known.job, step)
+            if results and all(result_stored(ctx, r) for r in results.values()):
+                self._set(known, step, StepState.REUSED)
+                return True
+            if not self._producers_done(known, step):
+                return False
+            ctx.jobs.set_step_state(known.job_id, step, StepState.FETCHING, ctx.now())
+            state = StepState.FETCHING
+        needed = step_inputs(known.job, known.plan, step, submitter_site=known.submitter_site)
+        fetched: list[str] = []
+        work = ctx.work_dir / known.job_id / step
+        shutil.rmtree(work, ignore_errors=True)
+        try:
+            digests: dict[WorkflowItem, str] = {}
+            for item in needed:
+                digest, was_fetched = self._fetcher.archive(item)
+                digests[item.item] = digest
+                if was_fetched:
+                    fetched.append(digest)
+            if state is StepState.FETCHING:
+                ctx.jobs.set_step_state(known.job_id, step, StepState.RUNNING, ctx.now())
+                state = StepState.RUNNING
+            result, bases = self._run(known, step, needed, digests)
+            if self._stop.is_set():
+                return False  # the site is stopping: redo the step after the restart
+            if not result.succeeded:
+                self._set(
+                    known,
+                    step,
+                    StepState.FAILED,
+                    reason=result.reason,
+                    exit_code=result.exit_code,
+                    log_tail="\n".join(result.log_tail),
+                )
+                return True
+            if state is StepState.RUNNING:
+                ctx.jobs.set_step_state(
+                    known.job_id, step, StepState.STORING, ctx.now(), exit_code=result.exit_code
+                )
+            images = package_outputs(ctx, known, step, result.outputs, bases)
+            store_step_results(ctx, known, step, images)
+            logger.info(
+                "step succeeded",
+                extra={"job": known.job_id, "step": step, "seconds": result.duration_seconds},
+            )
+            return True
+        finally:
+            self._fetcher.release(fetched)
+            shutil.rmtree(work, ignore_errors=True)
+
+    def _producers_done(self, known: KnownJob, step: str) -> bool:
+        """Whether every step this one reads from is done; _Blocked if one never will be."""
+        ctx = self._ctx
+        remote: dict[str, dict[str, StepStatus]] = {}
+        for producer in sorted(known.job.workflow.predecessors(step)):
+            site = known.plan.assignments[producer]
+            if site == ctx.site:
+                producer_status = ctx.jobs.step_status(known.job_id, producer)
+            else:
+                key = str(site)
+                if key not in remote:
+                    try:
+                        statuses = ctx.peers.get(site).step_statuses(known.job_id)
+                    except NotFound:
+                        return False  # the steps are not handed over there yet
+                    remote[key] = {s.step: s for s in statuses}
+                found = remote[key].get(producer)
+                if found is None:
+                    return False  # not handed over there yet
+                producer_status = found
+            if producer_status.state.done:
+                continue
+            if producer_status.state.terminal:
+                raise _Blocked(f"step {producer} {producer_status.state.value}")
+            return False
+        return True
+
+    def _run(
+        self, known: KnownJob, step: str, needed: list[StepInput], digests: dict[WorkflowItem, str]
+    ) -> tuple[StepResult, dict[str, str]]:
+        """Load the images, lay out the inputs and run the step's container."""
+        ctx = self._ctx
+        work = ctx.work_dir / known.job_id / step
+        compute = self._load(digests[WorkflowItem(ItemKind.STEP, step)])
+        inputs = {}
+        bases = {}
+        for item in needed:
+            if item.item.kind is ItemKind.STEP_INPUT:
+                name = item.item.part
+                inputs[name] = work / "inputs" / name
+                ctx.runtime.extract_data(self._load(digests[item.item]), inputs[name])
+            elif item.item.kind is ItemKind.OUTPUT_BASE:
+                bases[item.item.part] = self._load(digests[item.item])
+        outputs = sorted(known.job.workflow.steps[step].outputs)
+        labels = step_labels(site=str(ctx.site), job=known.job_id, step=step)
+        result = ctx.runtime.run_step(
+            compute, inputs, outputs, ctx.limits, output_dir=work / "outputs", labels=labels
+        )
+        return result, bases
+
+    def _load(self, digest: str) -> str:
+        """The engine's image id for a stored archive, loading it once."""
+        ctx = self._ctx
+        with ctx.images_lock:
+            image = ctx.loaded_images.get(digest)
+            if image is not None and ctx.runtime.has_image(image):
+                return image
+            path = ctx.blobs.path(digest)
+            if not path.is_file():
+                raise NotFound(f"image sha256:{digest} is not in the blob store")
+            image = ctx.runtime.load_image(path)
+            ctx.loaded_images[digest] = image
+            return image

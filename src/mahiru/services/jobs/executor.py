@@ -1,0 +1,130 @@
+"""The background worker that runs this site's steps, a bounded number at a time.
+
+Every round it looks at the unfinished steps this site runs (a restarted
+site finds its interrupted steps the same way) and hands each one that is
+not busy or backing off to a thread pool. A step that must wait (producers
+not done, a peer or the engine unavailable) is looked at again after a
+delay that doubles up to `MAX_BACKOFF` seconds.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+from mahiru.errors import MahiruError
+from mahiru.model.jobs import StepStatus
+from mahiru.runtime import LABEL_JOB, LABEL_SITE
+from mahiru.services.jobs.context import JobContext
+from mahiru.services.jobs.execution import StepExecution
+from mahiru.services.jobs.fetching import InputFetcher
+
+logger = logging.getLogger("mahiru.site.jobs")
+
+FIRST_BACKOFF = 0.25
+MAX_BACKOFF = 2.0
+
+
+class StepExecutor:
+    """Runs the steps handed to this site in the background, while started."""
+
+    def __init__(self, ctx: JobContext, *, max_parallel: int = 4, interval: float = 2.0) -> None:
+        self._ctx = ctx
+        self._interval = interval
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._execution = StepExecution(ctx, InputFetcher(ctx, self._stop), self._stop)
+        self._pool = ThreadPoolExecutor(max_parallel, thread_name_prefix="mahiru-step")
+        self._lock = threading.Lock()
+        self._busy: set[tuple[str, str]] = set()
+        self._backoff: dict[tuple[str, str], tuple[float, float]] = {}
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        """Remove step containers an earlier run of this site left, then start working."""
+        self._remove_leftovers()
+        self._thread = threading.Thread(target=self._run, name="mahiru-steps", daemon=True)
+        self._thread.start()
+
+    def wake(self) -> None:
+        """Look at the steps now (new steps were handed over, or something changed)."""
+        self._wake.set()
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Stop: running step containers are stopped and their steps redone after a restart."""
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+        self.stop_containers()
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+    def stop_containers(self, job_id: str | None = None) -> int:
+        """Stop this site's step containers (of one job, or all); how many there were."""
+        labels = {LABEL_SITE: str(self._ctx.site)}
+        if job_id is not None:
+            labels[LABEL_JOB] = job_id
+        try:
+            containers = self._ctx.runtime.list_step_containers(labels)
+            for container in containers:
+                self._ctx.runtime.stop_container(container.id)
+        except MahiruError as error:
+            logger.warning("cannot stop step containers: %s", error.message, extra=labels)
+            return 0
+        return len(containers)
+
+    def _remove_leftovers(self) -> None:
+        stopped = self.stop_containers()
+        if stopped:
+            logger.info(
+                "removed step containers left by an earlier run",
+                extra={"site": str(self._ctx.site), "containers": stopped},
+            )
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self._round()
+            except Exception:
+                # The worker must outlive any bug in a round; the next round retries.
+                logger.exception("step round failed unexpectedly")
+            self._wake.wait(self._interval)
+            self._wake.clear()
+
+    def _round(self) -> None:
+        now = time.monotonic()
+        for status in self._ctx.jobs.unfinished_steps(self._ctx.site):
+            key = (status.job_id, status.step)
+            with self._lock:
+                if key in self._busy or self._backoff.get(key, (0.0, 0.0))[0] > now:
+                    continue
+                self._busy.add(key)
+            self._pool.submit(self._work, status)
+
+    def _work(self, status: StepStatus) -> None:
+        key = (status.job_id, status.step)
+        finished = False
+        try:
+            finished = self._execution.advance(status)
+        except Exception:
+            logger.exception(
+                "step work failed unexpectedly", extra={"job": status.job_id, "step": status.step}
+            )
+        finally:
+            with self._lock:
+                self._busy.discard(key)
+                if finished:
+                    self._backoff.pop(key, None)
+                else:
+                    delay = min(
+                        self._backoff.get(key, (0.0, FIRST_BACKOFF / 2))[1] * 2, MAX_BACKOFF
+                    )
+                    self._backoff[key] = (time.monotonic() + delay, delay)
+                    timer = threading.Timer(delay, self._wake.set)
+                    timer.daemon = True
+                    timer.start()
+            if finished:
+                self._wake.set()

@@ -1,0 +1,89 @@
+"""Getting what a step needs onto this site: primary assets and earlier steps' results.
+
+Each comes from the local store if it is there, else from the site that
+holds it, over its external API; that site decides itself whether this site
+may have it. Fetched images live in the blob store while steps use them, and
+are removed afterwards unless a stored asset has the same image.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import Counter
+from collections.abc import Iterable
+
+from mahiru.errors import NotFound
+from mahiru.model.identifiers import AssetId, ResultId
+from mahiru.model.jobs import StepInput
+from mahiru.services.jobs.context import JobContext
+from mahiru.services.jobs.peers import retrying
+
+logger = logging.getLogger("mahiru.site.jobs")
+
+
+class InputFetcher:
+    """Finds or fetches the image archives of step inputs, and lets go of fetched ones."""
+
+    def __init__(self, ctx: JobContext, stop: threading.Event) -> None:
+        self._ctx = ctx
+        self._stop = stop
+        self._lock = threading.Lock()
+        self._users: Counter[str] = Counter()  # fetched blob digest -> steps using it
+
+    def archive(self, needed: StepInput) -> tuple[str, bool]:
+        """The blob digest of `needed`'s image archive here, and whether it was fetched.
+
+        Fetched images must be given back with `release` once the step is done.
+
+        Raises Unavailable while the holding site cannot be reached (after
+        a few retries), and its refusal (PermissionDenied, NotFound) as is.
+        """
+        local = self._stored(needed.asset)
+        if local is not None:
+            return local, False
+        if needed.site == self._ctx.site:
+            raise NotFound(
+                f"{needed.asset} ({needed.item}) is not stored at this site",
+                {"asset": str(needed.asset)},
+            )
+        peer = self._ctx.peers.get(needed.site)
+        asset = needed.asset
+        logger.info(
+            "fetching step input",
+            extra={"asset": str(asset), "site": str(needed.site), "item": str(needed.item)},
+        )
+        if isinstance(asset, AssetId):
+            info = retrying(
+                lambda: peer.fetch_image(asset, self._ctx.blobs), f"fetch {asset}", stop=self._stop
+            )
+        else:
+            info = retrying(
+                lambda: peer.fetch_result(asset, self._ctx.blobs),
+                f"fetch {asset}",
+                stop=self._stop,
+            )
+        with self._lock:
+            self._users[info.digest] += 1
+        return info.digest, True
+
+    def release(self, digests: Iterable[str]) -> None:
+        """Remove fetched images no step uses any more (unless a stored asset has them)."""
+        for digest in digests:
+            with self._lock:
+                self._users[digest] -= 1
+                if self._users[digest] > 0:
+                    continue
+                del self._users[digest]
+                if self._ctx.records.image_users(digest) == 0:
+                    self._ctx.blobs.delete(digest)
+
+    def _stored(self, asset: AssetId | ResultId) -> str | None:
+        try:
+            record = self._ctx.records.get(asset)
+        except NotFound:
+            return None
+        digest = record.asset.image_digest
+        if digest is None or not self._ctx.blobs.has(digest):
+            return None
+        return digest

@@ -1,0 +1,109 @@
+"""The other sites as orchestration calls them, and retrying calls that may be unavailable."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import Protocol, TypeVar
+
+from mahiru.errors import Unavailable
+from mahiru.model.identifiers import AssetId, ResultId, SiteId
+from mahiru.model.jobs import StepAssignment, StepStatus
+from mahiru.storage import BlobInfo, BlobStore, ReplicaRepository, SiteRecord
+
+logger = logging.getLogger("mahiru.site.jobs")
+
+T = TypeVar("T")
+
+
+class JobPeer(Protocol):
+    """Another site's external API, as far as jobs need it."""
+
+    def assign(self, assignment: StepAssignment) -> list[StepStatus]:
+        """Hand the site its steps of a job."""
+        ...
+
+    def step_statuses(self, job_id: str) -> list[StepStatus]:
+        """The statuses of the steps of a job the site runs."""
+        ...
+
+    def cancel(self, job_id: str) -> list[StepStatus]:
+        """Cancel the site's unfinished steps of a job."""
+        ...
+
+    def fetch_result(self, result: ResultId, blobs: BlobStore) -> BlobInfo:
+        """Copy a result's image into `blobs`."""
+        ...
+
+    def fetch_image(
+        self, asset_id: AssetId | ResultId, blobs: BlobStore, *, expected_digest: str | None = None
+    ) -> BlobInfo:
+        """Copy a primary asset's image into `blobs`."""
+        ...
+
+    def close(self) -> None:
+        """Close the connections."""
+        ...
+
+
+JobPeerFactory = Callable[[SiteRecord], JobPeer]
+
+
+class JobPeers:
+    """One client per registered site, made on first use and remade when its record changes."""
+
+    def __init__(self, replica: ReplicaRepository, factory: JobPeerFactory) -> None:
+        self._replica = replica
+        self._factory = factory
+        self._peers: dict[SiteId, tuple[SiteRecord, JobPeer]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, site: SiteId) -> JobPeer:
+        """The client of `site`; NotFound if the registry replica does not know it."""
+        record = self._replica.site(site)
+        with self._lock:
+            known = self._peers.get(site)
+            if known is not None and known[0] == record:
+                return known[1]
+            if known is not None:
+                known[1].close()
+            peer = self._factory(record)
+            self._peers[site] = (record, peer)
+            return peer
+
+    def close(self) -> None:
+        """Close every client."""
+        with self._lock:
+            for _, peer in self._peers.values():
+                peer.close()
+            self._peers.clear()
+
+
+def retrying(
+    action: Callable[[], T],
+    what: str,
+    *,
+    attempts: int = 4,
+    first_delay: float = 0.2,
+    stop: threading.Event | None = None,
+) -> T:
+    """Run `action`, retrying with exponential backoff while it raises Unavailable."""
+    delay = first_delay
+    for attempt in range(1, attempts + 1):
+        try:
+            return action()
+        except Unavailable as error:
+            if attempt == attempts or (stop is not None and stop.is_set()):
+                raise
+            logger.info(
+                "peer unavailable; retrying",
+                extra={"action": what, "attempt": attempt, "error": error.message},
+            )
+            if stop is not None:
+                stop.wait(delay)
+            else:
+                time.sleep(delay)
+            delay = min(delay * 2, 5.0)
+    raise AssertionError("unreachable")  # the loop returns or raises

@@ -1,0 +1,62 @@
+"""One site's job services wired together, started with the app and stopped at shutdown."""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+from mahiru.model.identifiers import ResultId, SiteId
+from mahiru.services.jobs.assignment import AssignmentDesk
+from mahiru.services.jobs.context import JobContext
+from mahiru.services.jobs.coordination import JobCoordinator
+from mahiru.services.jobs.dispatch import Dispatcher
+from mahiru.services.jobs.executor import StepExecutor
+from mahiru.services.jobs.results import authorise_result
+from mahiru.services.jobs.submission import JobDesk
+
+logger = logging.getLogger("mahiru.site.jobs")
+
+
+class JobServices:
+    """Submission and queries for users, hand-over for peers, and the two background loops.
+
+    On start, step containers an earlier run of this site left are removed,
+    and unfinished steps and jobs are picked up where they were.
+    """
+
+    def __init__(self, ctx: JobContext, *, max_parallel_steps: int = 4) -> None:
+        self.ctx = ctx
+        self._stop = threading.Event()
+        self.executor = StepExecutor(ctx, max_parallel=max_parallel_steps)
+        self.assignments = AssignmentDesk(ctx, self.executor.wake, self.executor.stop_containers)
+        dispatcher = Dispatcher(ctx, self.assignments, self._stop)
+        self.desk = JobDesk(
+            ctx,
+            dispatcher,
+            on_change=self._wake,
+            stop_job=self.executor.stop_containers,
+        )
+        self.coordinator = JobCoordinator(ctx, dispatcher, self.desk)
+
+    def _wake(self) -> None:
+        self.executor.wake()
+        self.coordinator.wake()
+
+    def start(self) -> None:
+        """Resume unfinished work and start the background loops."""
+        self.ctx.work_dir.mkdir(parents=True, exist_ok=True)
+        self.executor.start()
+        self.coordinator.start()
+        logger.info("job services started", extra={"site": str(self.ctx.site)})
+
+    def stop(self) -> None:
+        """Stop the loops; running steps are redone after the next start."""
+        self._stop.set()
+        self.coordinator.stop()
+        self.executor.stop()
+        self.ctx.peers.close()
+        logger.info("job services stopped", extra={"site": str(self.ctx.site)})
+
+    def authorise_result(self, result: ResultId, site: SiteId) -> None:
+        """PermissionDenied unless this site's policy lets `site` access the stored `result`."""
+        authorise_result(self.ctx, result, site)

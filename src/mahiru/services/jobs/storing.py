@@ -1,0 +1,120 @@
+"""Storing results: a step's outputs as data images, recorded with their provenance.
+
+A result becomes visible only all at once: its image goes to the blob store
+first, then its asset record, its provenance and (for a step that ran here)
+the step's `succeeded` state are written in one transaction. If that
+transaction fails, the images it would have used are removed again.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
+
+from mahiru.errors import NotFound
+from mahiru.model.assets import Asset, AssetKind
+from mahiru.model.identifiers import ResultId
+from mahiru.model.jobs import ResultProvenance, StepState, step_provenance
+from mahiru.runtime.assets import DATA_BASE_IMAGE
+from mahiru.services.jobs.context import JobContext, KnownJob
+from mahiru.storage import BlobInfo
+
+logger = logging.getLogger("mahiru.site.jobs")
+
+
+def result_stored(ctx: JobContext, result: ResultId) -> bool:
+    """Whether a result and its image are stored here."""
+    try:
+        record = ctx.records.get(result)
+    except NotFound:
+        return False
+    digest = record.asset.image_digest
+    return digest is not None and ctx.blobs.has(digest)
+
+
+def package_outputs(
+    ctx: JobContext,
+    known: KnownJob,
+    step: str,
+    outputs: Mapping[str, Path],
+    bases: Mapping[str, str],
+) -> dict[str, BlobInfo]:
+    """Build and save one data image per output (on its base image id, or the data base)."""
+    images: dict[str, BlobInfo] = {}
+    try:
+        for output, files in sorted(outputs.items()):
+            base = bases.get(output, DATA_BASE_IMAGE)
+            labels = {"mahiru.job": known.job_id, "mahiru.step": step, "mahiru.output": output}
+            image = ctx.runtime.build_data_image(base, files, labels=labels)
+            try:
+                with tempfile.TemporaryDirectory(dir=ctx.work_dir, prefix=".save-") as temp:
+                    archive = Path(temp) / "image.tar"
+                    ctx.runtime.save_image(image, archive)
+                    with archive.open("rb") as content:
+                        images[output] = ctx.blobs.write_stream(content)
+            finally:
+                ctx.runtime.remove_image(image)
+    except BaseException:
+        drop_unused(ctx, images.values())
+        raise
+    return images
+
+
+def store_step_results(
+    ctx: JobContext, known: KnownJob, step: str, images: Mapping[str, BlobInfo]
+) -> None:
+    """Record each output's image and provenance, and the step `succeeded`, atomically."""
+    _store(
+        ctx,
+        known,
+        step_provenance(known.job_id, known.job, step),
+        images,
+        lambda: ctx.jobs.set_step_state(known.job_id, step, StepState.SUCCEEDED, ctx.now()),
+    )
+
+
+def store_collected(
+    ctx: JobContext, known: KnownJob, provenance: ResultProvenance, image: BlobInfo
+) -> None:
+    """Record a result fetched from the site that made it (a workflow output)."""
+    _store(ctx, known, [provenance], {provenance.output: image}, lambda: None)
+
+
+def _store(
+    ctx: JobContext,
+    known: KnownJob,
+    provenances: list[ResultProvenance],
+    images: Mapping[str, BlobInfo],
+    finish: Callable[[], object],
+) -> None:
+    try:
+        with ctx.database.transaction():
+            for provenance in provenances:
+                image = images[provenance.output]
+                metadata = {
+                    "job_id": known.job_id,
+                    "step": provenance.step,
+                    "output": provenance.output,
+                    "size": image.size,
+                }
+                asset = Asset(provenance.result, AssetKind.DATA, metadata, image.digest)
+                if not ctx.records.has(provenance.result):
+                    ctx.records.add(asset, size=image.size)
+                ctx.jobs.add_provenance(provenance, ctx.now())
+            finish()
+    except BaseException:
+        drop_unused(ctx, images.values())
+        raise
+    logger.info(
+        "results stored",
+        extra={"job": known.job_id, "results": [str(p.result) for p in provenances]},
+    )
+
+
+def drop_unused(ctx: JobContext, images: Iterable[BlobInfo]) -> None:
+    """Delete blobs that no asset record uses (after a failed store)."""
+    for image in images:
+        if ctx.records.image_users(image.digest) == 0:
+            ctx.blobs.delete(image.digest)

@@ -1,0 +1,134 @@
+"""Jobs as the users of this site's owner party see them: submit, list, show, cancel, outputs.
+
+A job is planned here with this site's policy over the registry replica's
+sites; a denial is the planner's PermissionDenied, with its explanation.
+Users see and cancel only their own party's jobs; others' are NotFound.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Callable
+from functools import partial
+
+from mahiru.errors import InvalidInput, MahiruError, NotFound, PermissionDenied
+from mahiru.model.assets import submitter_site
+from mahiru.model.identifiers import AssetId, ResultId
+from mahiru.model.jobs import JobState, JobStatus, StepStatus
+from mahiru.model.workflow import Job
+from mahiru.planner import plan_job
+from mahiru.services.jobs.context import JobContext
+from mahiru.services.jobs.dispatch import Dispatcher
+from mahiru.services.jobs.peers import retrying
+
+logger = logging.getLogger("mahiru.site.jobs")
+
+
+class JobDesk:
+    """The jobs of this site's users."""
+
+    def __init__(
+        self,
+        ctx: JobContext,
+        dispatcher: Dispatcher,
+        *,
+        on_change: Callable[[], None],
+        stop_job: Callable[[str], int],
+    ) -> None:
+        self._ctx = ctx
+        self._dispatcher = dispatcher
+        self._on_change = on_change
+        self._stop_job = stop_job
+
+    def submit(self, job: Job, party: str) -> JobStatus:
+        """Plan, store and hand over a job of `party`; PermissionDenied if no plan is permitted."""
+        ctx = self._ctx
+        if str(job.submitter) != party:
+            raise PermissionDenied(
+                f"users of {party} may submit jobs only as {party}, not as {job.submitter}",
+                {"submitter": str(job.submitter), "party": party},
+            )
+        sites = [record.describe() for record in ctx.replica.sites()]
+        home = submitter_site(sites, job.submitter).id
+        if home != ctx.site:
+            raise InvalidInput(
+                f"jobs of {job.submitter} are submitted at {home}, not at {ctx.site}",
+                {"submitter_site": str(home)},
+            )
+        plan = plan_job(job, sites, ctx.policy.engine, self._sizes(job))
+        job_id = uuid.uuid4().hex
+        status = ctx.jobs.create_job(job_id, job, plan, ctx.site, ctx.now())
+        logger.info(
+            "job planned",
+            extra={"job": job_id, "plan": {s: str(site) for s, site in plan.assignments.items()}},
+        )
+        self._dispatcher.deliver(status)
+        self._on_change()
+        return ctx.jobs.get_job(job_id)
+
+    def _sizes(self, job: Job) -> dict[AssetId | ResultId, int]:
+        """Sizes of the job's primary assets stored here (the rest count as unknown)."""
+        wanted: set[AssetId | ResultId] = set(job.inputs.values())
+        for step in job.workflow.steps.values():
+            wanted.add(step.compute_asset)
+            wanted.update(base for base in step.outputs.values() if base is not None)
+        sizes: dict[AssetId | ResultId, int] = {}
+        for asset in wanted:
+            try:
+                size = self._ctx.records.get(asset).size
+            except NotFound:
+                continue
+            if size is not None:
+                sizes[asset] = size
+        return sizes
+
+    def of_party(self, party: str) -> list[JobStatus]:
+        """The jobs `party` submitted here, oldest first."""
+        return [s for s in self._ctx.jobs.list_jobs() if str(s.submitter) == party]
+
+    def get(self, job_id: str, party: str) -> tuple[JobStatus, list[StepStatus]]:
+        """A job of `party` and its steps; NotFound for unknown jobs and other parties' jobs."""
+        status = self._ctx.jobs.get_job(job_id)
+        if str(status.submitter) != party:
+            raise NotFound(f"job {job_id} is not known here", {"job_id": job_id})
+        return status, self._ctx.jobs.steps_of(job_id)
+
+    def cancel(self, job_id: str, party: str, who: str) -> JobStatus:
+        """Cancel a job of `party` here, stop its containers, and tell the other sites."""
+        ctx = self._ctx
+        self.get(job_id, party)  # NotFound for other parties' jobs
+        cancelled = ctx.jobs.cancel_job(job_id, f"cancelled by {who}", ctx.now())
+        self._stop_job(job_id)
+        self.tell_participants(cancelled)
+        logger.info("job cancelled", extra={"job": job_id, "by": who})
+        return cancelled
+
+    def tell_participants(self, status: JobStatus) -> None:
+        """Ask the other sites of a finished job to cancel what they still run of it."""
+        ctx = self._ctx
+        if status.plan is None:
+            return
+        for site in sorted(set(status.plan.assignments.values()) - {ctx.site}, key=str):
+            try:
+                peer = ctx.peers.get(site)
+                retrying(partial(peer.cancel, status.job_id), f"cancel {status.job_id} at {site}")
+            except MahiruError as error:
+                logger.warning(
+                    "cannot cancel steps at a peer: %s",
+                    error.message,
+                    extra={"job": status.job_id, "site": str(site)},
+                )
+
+    def output(self, job_id: str, name: str, party: str) -> ResultId:
+        """The result id of a workflow output of a succeeded job of `party`."""
+        status, _ = self.get(job_id, party)
+        outputs = status.outputs()
+        if name not in outputs:
+            raise NotFound(f"job {job_id} has no output {name!r}", {"outputs": sorted(outputs)})
+        if status.state is not JobState.SUCCEEDED:
+            raise NotFound(
+                f"job {job_id} is {status.state.value}: its outputs are there once it succeeded",
+                {"state": status.state.value},
+            )
+        return outputs[name]

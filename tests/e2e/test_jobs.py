@@ -1,0 +1,332 @@
+"""Jobs across real sites over mutual TLS, with real step containers (DESIGN §7)."""
+
+from __future__ import annotations
+
+import io
+import json
+import tarfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+from click.testing import CliRunner, Result
+from tests.support.jobs import Scenario, asset_id, compute_to_data
+from tests.support.sites import Network, network
+
+from mahiru.cli.main import _register_commands, cli
+from mahiru.client.jobs import JobsClient, JobView, PeerJobsClient, extract_data_files
+from mahiru.errors import InvalidInput, NotFound, PermissionDenied, Unauthenticated, Unavailable
+from mahiru.model.assets import Asset, AssetKind
+from mahiru.model.identifiers import AssetId
+from mahiru.model.jobs import JobState, StepState
+from mahiru.model.serialization import job_to_dict
+from mahiru.policy.signing import sign_revocation
+from mahiru.runtime import LABEL_JOB, DockerRuntime
+from mahiru.runtime.assets import INPUT_ASSET, MINMAX_ASSET, OUTPUT_BASE_ASSET
+from mahiru.storage import BlobStore
+
+pytestmark = pytest.mark.e2e
+
+WAIT = 120.0
+
+_register_commands()
+
+
+@pytest.fixture(scope="module")
+def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Network]:
+    """A registry and the sites of party1, party2 and party3 (which no rule mentions)."""
+    root = tmp_path_factory.mktemp("jobs")
+    names = ("party1", "party2", "party3")
+    with network(root, lambda name: f"sqlite:///{root / name}.db", names) as running:
+        running.replicate_all()
+        yield running
+
+
+@pytest.fixture(scope="module")
+def scenario(
+    net: Network,
+    container_runtime: DockerRuntime,
+    scenario_archives: dict[str, Path],
+    probe_images: dict[str, str],
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Scenario:
+    """The compute-to-data assets and rules, plus failing and sleeping compute assets."""
+    probes = tmp_path_factory.mktemp("probes")
+    computes = {"minmax": scenario_archives[MINMAX_ASSET]}
+    for mode in ("fail", "hang"):
+        computes[mode] = probes / f"{mode}.tar"
+        container_runtime.save_image(probe_images[mode], computes[mode])
+    return compute_to_data(
+        net, scenario_archives[INPUT_ASSET], scenario_archives[OUTPUT_BASE_ASSET], computes
+    )
+
+
+def user(scenario: Scenario) -> JobsClient:
+    """The jobs API of site1, as a user of party1."""
+    return JobsClient(scenario.site1.internal_url, scenario.site1.party.user, timeout=60)
+
+
+def test_compute_to_data_runs_at_the_data_and_delivers_1_and_34(
+    scenario: Scenario, container_runtime: DockerRuntime, tmp_path: Path
+) -> None:
+    """The step runs at site2 (only it may read the input); site1 gets [1, 34]."""
+    with user(scenario) as client:
+        started = time.monotonic()
+        submitted = client.submit(scenario.job())
+        job_id = submitted.status.job_id
+        assert submitted.status.plan is not None
+        assert {k: str(v) for k, v in submitted.status.plan.assignments.items()} == {
+            "compute": scenario.site2.id
+        }
+        view = client.wait(job_id, WAIT)
+        latency = time.monotonic() - started
+        assert view.status.state is JobState.SUCCEEDED, view.to_json()
+        print(f"compute-to-data job latency: {latency:.2f} s")
+        (step,) = view.steps
+        assert step.state is StepState.SUCCEEDED
+        assert step.started_at is not None and step.finished_at is not None
+        assert step.exit_code == 0
+        files = client.download_output(job_id, "result", tmp_path / "out")
+        assert [f.name for f in files] == ["data.json"]
+        assert json.loads(files[0].read_text()) == [1, 34]
+        assert [s.job_id for s in client.list()] == [job_id]
+    assert not container_runtime.list_step_containers({LABEL_JOB: job_id})
+
+
+def test_a_job_denied_by_policy_is_explained_and_runs_nothing(scenario: Scenario) -> None:
+    """No rule lets any site read the secret: 403 with the planner's explanation."""
+    secret = asset_id(scenario.site2, "secret")
+    with user(scenario) as client:
+        before = client.list()
+        with pytest.raises(PermissionDenied) as denied:
+            client.submit(scenario.job(data=secret))
+        assert "compute" in json.dumps(denied.value.details)
+        assert secret in json.dumps(denied.value.details) or secret in denied.value.message
+        assert client.list() == before
+
+
+def test_a_failing_step_fails_the_job_with_exit_code_and_log_tail(scenario: Scenario) -> None:
+    """The probe exits with 3: the job fails, saying so, with the end of its log."""
+    with user(scenario) as client:
+        job_id = client.submit(scenario.job("fail")).status.job_id
+        view = client.wait(job_id, WAIT)
+    assert view.status.state is JobState.FAILED
+    assert view.status.reason is not None and "code 3" in view.status.reason
+    (step,) = view.steps
+    assert step.state is StepState.FAILED
+    assert step.exit_code == 3
+    assert step.log_tail is not None and "failing on purpose" in step.log_tail
+
+
+def test_users_of_another_party_cannot_see_or_cancel_a_job(scenario: Scenario) -> None:
+    """party2's users are refused at site1, and site2 does not show them party1's job."""
+    with user(scenario) as client:
+        job_id = client.submit(scenario.job()).status.job_id
+        client.wait(job_id, WAIT)
+    # site1 does not trust party2's user CA: the TLS handshake already fails.
+    with JobsClient(scenario.site1.internal_url, scenario.site2.party.user) as other:
+        with pytest.raises((Unauthenticated, Unavailable)):
+            other.status(job_id)
+        with pytest.raises((Unauthenticated, Unavailable)):
+            other.cancel(job_id)
+    with JobsClient(scenario.site2.internal_url, scenario.site2.party.user) as other:
+        with pytest.raises(NotFound):
+            other.status(job_id)
+        with pytest.raises(NotFound):
+            other.cancel(job_id)
+        assert other.list() == []
+    with user(scenario) as client:
+        assert client.status(job_id).status.state is JobState.SUCCEEDED
+
+
+def _step_state(view: JobView) -> StepState:
+    (step,) = view.steps
+    return step.state
+
+
+def test_cancelling_a_running_step_stops_its_container(
+    scenario: Scenario, container_runtime: DockerRuntime
+) -> None:
+    """The sleeping step is running at site2; cancel at site1 stops its container there."""
+    with user(scenario) as client:
+        job_id = client.submit(scenario.job("hang")).status.job_id
+        deadline = time.monotonic() + WAIT
+        while not container_runtime.list_step_containers({LABEL_JOB: job_id}):
+            assert time.monotonic() < deadline, client.status(job_id).to_json()
+            time.sleep(0.2)
+        view = client.cancel(job_id)
+        assert view.status.state is JobState.CANCELLED
+        deadline = time.monotonic() + 30
+        while container_runtime.list_step_containers({LABEL_JOB: job_id}):
+            assert time.monotonic() < deadline, "the step container was not stopped"
+            time.sleep(0.2)
+    remote = scenario.site2.app.state.jobs.ctx.jobs.steps_of(job_id)  # type: ignore[union-attr]
+    assert [s.state for s in remote] == [StepState.CANCELLED]
+
+
+def _cli(scenario: Scenario, *args: str) -> Result:
+    identity = scenario.site1.party.user
+    env = {
+        "MAHIRU_SITE_URL": scenario.site1.internal_url,
+        "MAHIRU_CERT": str(identity.cert),
+        "MAHIRU_KEY": str(identity.key),
+        "MAHIRU_CA": str(identity.ca),
+    }
+    return CliRunner().invoke(cli, ["jobs", *args], env=env, catch_exceptions=False)
+
+
+def test_the_cli_submits_waits_and_writes_the_result(scenario: Scenario, tmp_path: Path) -> None:
+    """`mahiru jobs submit --wait`, `status`, `list` and `result --output-dir`; denied is 3."""
+    job_file = tmp_path / "job.yaml"
+    job_file.write_text(yaml.safe_dump(job_to_dict(scenario.job())))
+    submitted = _cli(scenario, "submit", str(job_file), "--wait", "--json")
+    assert submitted.exit_code == 0, submitted.output
+    job_id = json.loads(submitted.output)["job"]["job_id"]
+    status = _cli(scenario, "status", job_id)
+    assert status.exit_code == 0 and "succeeded" in status.output
+    assert job_id in _cli(scenario, "list").output
+    result = _cli(scenario, "result", job_id, "--output-dir", str(tmp_path / "out"))
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "out" / "result" / "data.json").read_text()) == [1, 34]
+
+    denied_file = tmp_path / "denied.yaml"
+    denied = scenario.job(data=asset_id(scenario.site2, "secret"))
+    denied_file.write_text(yaml.safe_dump(job_to_dict(denied)))
+    refused = _cli(scenario, "submit", str(denied_file), "--json")
+    assert refused.exit_code == 3
+    assert json.loads(refused.output)["error"]["type"] == "PermissionDenied"
+
+
+def test_a_result_is_served_only_to_sites_its_policy_admits(
+    net: Network, scenario: Scenario, tmp_path: Path
+) -> None:
+    """site2 serves the result to site1 (admitted by the rules) but not to site3."""
+    with user(scenario) as client:
+        job_id = client.submit(scenario.job()).status.job_id
+        view = client.wait(job_id, WAIT)
+    result = view.status.outputs()["result"]
+    site3 = net.sites["party3"]
+    blobs = BlobStore(tmp_path / "blobs")
+    with PeerJobsClient(scenario.site2.external_url, scenario.site1.identity) as peer:
+        assert peer.fetch_result(result, blobs).size > 0
+    with PeerJobsClient(scenario.site2.external_url, site3.identity) as peer:
+        with pytest.raises(PermissionDenied) as denied:
+            peer.fetch_result(result, blobs)
+        assert site3.id in denied.value.message
+        with pytest.raises(NotFound):
+            peer.step_statuses(job_id)
+        with pytest.raises(NotFound):
+            peer.cancel(job_id)
+
+
+def _tar(entries: list[tuple[str, bytes | None]]) -> bytes:
+    """A tar with files (bytes) and directories (None)."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as archive:
+        for name, content in entries:
+            info = tarfile.TarInfo(name)
+            if content is None:
+                info.type = tarfile.DIRTYPE
+                archive.addfile(info)
+            else:
+                info.size = len(content)
+                archive.addfile(info, io.BytesIO(content))
+    return buffer.getvalue()
+
+
+def _image_archive(path: Path, layers: list[list[tuple[str, bytes | None]]]) -> Path:
+    names = [f"layer{k}/layer.tar" for k in range(len(layers))]
+    manifest = json.dumps([{"Config": "config.json", "RepoTags": [], "Layers": names}]).encode()
+    path.write_bytes(
+        _tar(
+            [("manifest.json", manifest), ("config.json", b"{}")]
+            + [(name, _tar(layer)) for name, layer in zip(names, layers, strict=True)]
+        )
+    )
+    return path
+
+
+def test_data_files_are_read_from_a_saved_image_without_an_engine(tmp_path: Path) -> None:
+    """Layers apply in order, whiteouts and opaque folders hide lower files, /etc is ignored."""
+    archive = _image_archive(
+        tmp_path / "image.tar",
+        [
+            [("etc/passwd", b"root"), ("data", None), ("data/a.txt", b"old"), ("data/gone", b"x")],
+            [("data/sub", None), ("data/sub/b.txt", b"b"), ("data/sub/c.txt", b"c")],
+            [("data/a.txt", b"new"), ("data/.wh.gone", b""), ("data/sub/.wh..wh..opq", b"")],
+            [("data/sub/d.txt", b"d")],
+        ],
+    )
+    files = extract_data_files(archive, tmp_path / "out")
+    assert {str(f.relative_to(tmp_path / "out")): f.read_text() for f in files} == {
+        "a.txt": "new",
+        "sub/d.txt": "d",
+    }
+
+
+@pytest.mark.parametrize("name", ["/data/abs.txt", "data/../escape.txt"])
+def test_unsafe_names_in_a_saved_image_are_refused(tmp_path: Path, name: str) -> None:
+    """Absolute names and '..' in a layer: InvalidInput, nothing written outside."""
+    archive = _image_archive(tmp_path / "image.tar", [[(name, b"x")]])
+    with pytest.raises(InvalidInput):
+        extract_data_files(archive, tmp_path / "out")
+    assert not (tmp_path / "escape.txt").exists()
+
+
+def _wait_for_container(runtime: DockerRuntime, job_id: str, present: bool) -> None:
+    deadline = time.monotonic() + WAIT
+    while bool(runtime.list_step_containers({LABEL_JOB: job_id})) != present:
+        assert time.monotonic() < deadline, f"step container present: {not present}"
+        time.sleep(0.2)
+
+
+def test_a_site_restarted_while_its_step_runs_runs_it_again(
+    scenario: Scenario, container_runtime: DockerRuntime
+) -> None:
+    """site2 stops its container at shutdown, and runs the step again once back."""
+    site2 = scenario.site2
+    with user(scenario) as client:
+        job_id = client.submit(scenario.job("hang")).status.job_id
+        _wait_for_container(container_runtime, job_id, True)
+        site2.stop()
+        _wait_for_container(container_runtime, job_id, False)
+        assert client.status(job_id).status.state is JobState.RUNNING
+        site2.start()
+        _wait_for_container(container_runtime, job_id, True)
+        assert client.cancel(job_id).status.state is JobState.CANCELLED
+        _wait_for_container(container_runtime, job_id, False)
+
+
+def test_the_running_site_rechecks_the_step_against_its_own_policy(
+    net: Network, scenario: Scenario, scenario_archives: dict[str, Path]
+) -> None:
+    """site2 revoked its grant, site1 has not heard yet: site1 plans, site2 refuses the step."""
+    site2, party2 = scenario.site2, scenario.site2.party
+    data = asset_id(site2, "input_revoked")
+    grant = party2.sign({"type": "MayAccess", "site": site2.id, "asset": data})
+    results = {
+        "type": "ResultOfDataIn",
+        "data": data,
+        "compute": "*",
+        "output": "*",
+        "collection": f"asset_collection:{party2.namespace}:results",
+    }
+    with site2.admin() as admin:
+        admin.upload_asset(
+            Asset(AssetId.parse(data), AssetKind.DATA), scenario_archives[INPUT_ASSET]
+        )
+        admin.add_rule(grant)
+        admin.add_rule(party2.sign(results))
+    net.replicate_all()
+    with site2.admin() as admin:
+        admin.revoke(sign_revocation(grant.rule, party2.main_key))
+    with user(scenario) as client:
+        job_id = client.submit(scenario.job(data=data)).status.job_id
+        view = client.wait(job_id, WAIT)
+    assert view.status.state is JobState.FAILED
+    (step,) = view.steps
+    assert step.state is StepState.FAILED and step.started_at is None
+    assert step.reason is not None and "policy does not permit" in step.reason
+    assert data in step.reason
