@@ -39,7 +39,7 @@ METHODS = ("get", "put", "post", "patch", "delete")
 #: Internal operations that change assets or rules: admins only (DESIGN §9).
 ADMIN_ONLY = re.compile(r"^/internal/(assets|rules)(/|$)")
 #: Path parameters naming things the test network does not have (jobs and their results).
-NOTHING_THERE = ("{job_id}", "{result_id}")
+NOTHING_THERE = ("{job_id}", "{result_id}", "{token}")
 
 
 @dataclass(frozen=True)

@@ -14,20 +14,32 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, Header, Request
 from pydantic import BaseModel, ConfigDict
-from starlette.responses import Response
+from starlette.responses import FileResponse, Response
 
 from mahiru.api.auth import CertificateAuthenticator, UserCaller
 from mahiru.api.site_images import IMAGE_RESPONSES, image_response
 from mahiru.api.site_models import JobIn
 from mahiru.errors import InvalidInput
-from mahiru.model.identifiers import ResultId, parse_identifier
+from mahiru.model.identifiers import AssetId, ResultId, parse_identifier
 from mahiru.model.jobs import JobStatus, StepAssignment, StepStatus, check_job_id
 from mahiru.model.serialization import job_from_dict
 from mahiru.services.jobs import JobServices
+from mahiru.services.jobs.live_grants import LiveGrantRequest
 from mahiru.services.site import SiteServices
 from mahiru.storage import SiteRecord
 
 JsonObject = dict[str, Any]
+
+
+class LiveGrantIn(BaseModel):
+    """A request to read a live data asset here, for one input of one step of a job."""
+
+    model_config = ConfigDict(extra="forbid")
+    job_id: str
+    job: JobIn
+    step: str
+    input: str
+    asset: str
 
 
 class JobSubmission(BaseModel):
@@ -154,5 +166,41 @@ def external_jobs_router(
         result = _result_id(result_id)
         jobs.authorise_result(result, caller.id)
         return image_response(services.assets.open_image(result), range_header, if_range)
+
+    @router.post("/live/grants", status_code=201, summary="Grant live access to a data asset")
+    def live_grant(body: LiveGrantIn, caller: Peer) -> JsonObject:
+        """A token for the caller's step to read a live data asset, if this site's policy
+        lets the caller run that step; 403 with the explanation otherwise."""
+        asset = parse_identifier(body.asset, ("asset",))
+        assert isinstance(asset, AssetId)  # guaranteed by the allowed kind
+        request = LiveGrantRequest(
+            check_job_id(body.job_id),
+            job_from_dict(body.job.model_dump()),
+            body.step,
+            body.input,
+            asset,
+        )
+        token, grant = jobs.live.grant(request, caller.id)
+        return {"token": token, "grant": grant.to_dict()}
+
+    @router.get("/live/{token}/files", summary="List a live data asset's files")
+    def live_files(token: str, caller: Peer) -> JsonObject:
+        """The files of the granted asset's /data (the grantee site only)."""
+        return {"files": jobs.live.files(token, caller.id)}
+
+    @router.get(
+        "/live/{token}/files/{path:path}",
+        response_class=FileResponse,
+        summary="Read a file of a live data asset",
+    )
+    def live_file(token: str, path: str, caller: Peer) -> FileResponse:
+        """One file of the granted asset's /data (the grantee site only)."""
+        return FileResponse(jobs.live.file(token, caller.id, path))
+
+    @router.delete("/live/{token}", summary="Revoke a live grant")
+    def live_revoke(token: str, caller: Peer) -> JsonObject:
+        """End a grant before it expires (the grantee site only)."""
+        jobs.live.revoke(token, caller.id)
+        return {"revoked": True}
 
     return router

@@ -12,7 +12,7 @@ from mahiru.cli.errors import handle_errors
 @click.command("demo")
 @click.option(
     "--scenario",
-    type=click.Choice(["compute_to_data"]),
+    type=click.Choice(["compute_to_data", "data_access"]),
     default="compute_to_data",
     show_default=True,
     help="The scenario to run.",
@@ -35,8 +35,10 @@ def demo_command(scenario: str, keep: bool, workdir: Path | None, assets_dir: Pa
 
     Needs a running container engine and the base images (`make demo` sets up
     both). Prints the plan (the step runs at site2, where the data is), the
-    timeline of each step, and the result, which must be [1, 34].
+    timeline of each step, and the result, which must be [1, 34]. With
+    `--scenario data_access` the step runs at site1 and reads the input live
+    from site2, which never copies it to site1.
     """
     from mahiru.demo.runner import run_demo
 
-    run_demo(workdir=workdir, assets_dir=assets_dir, keep=keep)
+    run_demo(workdir=workdir, assets_dir=assets_dir, keep=keep, scenario_name=scenario)

@@ -19,8 +19,9 @@ from urllib.parse import quote
 
 import httpx
 
+from mahiru.client.downloads import BlobSink, download_to_file, stream_image
 from mahiru.client.http import DEFAULT_TIMEOUT, TlsIdentity, make_http_client, request
-from mahiru.client.site import PeerClient, _BlobSink, _download_to_file, _stream_image
+from mahiru.client.site import PeerClient
 from mahiru.errors import InvalidInput
 from mahiru.model.identifiers import ResultId
 from mahiru.model.jobs import JobStatus, StepAssignment, StepStatus
@@ -119,7 +120,7 @@ class JobsClient:
     def download_output_archive(self, job_id: str, name: str, dest: Path) -> BlobInfo:
         """Download a workflow output's image archive to `dest` (digest checked)."""
         path = f"/jobs/{quote(job_id)}/outputs/{quote(name)}/image"
-        return _download_to_file(self._http, path, dest, None, resume=False, progress=None)
+        return download_to_file(self._http, path, dest, None, resume=False, progress=None)
 
     def download_output(self, job_id: str, name: str, dest_dir: Path) -> builtins.list[Path]:
         """Extract the `/data` files of a workflow output into `dest_dir`; the files written."""
@@ -151,9 +152,9 @@ class PeerJobsClient(PeerClient):
 
     def fetch_result(self, result: ResultId, blobs: BlobStore) -> BlobInfo:
         """Copy a result's image into a blob store (resumed, digest verified)."""
-        sink = _BlobSink(blobs, None)
+        sink = BlobSink(blobs, None)
         try:
-            served = _stream_image(
+            served = stream_image(
                 self._http,
                 f"/results/{quote(str(result))}/image",
                 sink,

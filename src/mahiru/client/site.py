@@ -13,34 +13,35 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
-import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 from urllib.parse import quote
 
 import httpx
 
-from mahiru.client.http import DEFAULT_TIMEOUT, TlsIdentity, check, make_http_client, request
-from mahiru.errors import Conflict, InvalidInput, Unavailable
+from mahiru.client.downloads import (
+    CHUNK_SIZE,
+    DIGEST_HEADER,
+    BlobSink,
+    download_to_file,
+    stream_image,
+)
+from mahiru.client.downloads import (
+    Progress as Progress,  # re-exported: callers of upload_asset type their callbacks
+)
+from mahiru.client.http import DEFAULT_TIMEOUT, TlsIdentity, make_http_client, request
+from mahiru.errors import Conflict, InvalidInput
 from mahiru.model.assets import Asset, AssetKind
 from mahiru.model.identifiers import AssetId, ResultId, parse_identifier
 from mahiru.policy.signing import Revocation, SignedRule
 from mahiru.services.site.replication import PeerRuleBatch, UnreadableRuleChange
-from mahiru.storage import AssetRecord, BlobInfo, BlobStore, BlobWriter, RuleChange
+from mahiru.storage import AssetRecord, BlobInfo, BlobStore, RuleChange
 from mahiru.storage.blobs import normalise_digest
 
 logger = logging.getLogger("mahiru.client.site")
 
-#: The header carrying an image's digest, `sha256:<hex>`, on uploads and downloads.
-DIGEST_HEADER = "X-Mahiru-Digest"
-CHUNK_SIZE = 1024 * 1024
-DOWNLOAD_ATTEMPTS = 4
-
-#: Called as `progress(phase, done, total)`; phase is "hash", "upload" or "download".
-Progress = Callable[[str, int, int], None]
 #: JSON objects as the API returns them.
 JsonObject = dict[str, Any]
 
@@ -134,175 +135,6 @@ def _json(response: httpx.Response) -> Any:
         return response.json()
     except ValueError:
         raise InvalidInput(f"{response.request.url}: the response is not JSON") from None
-
-
-# --- downloads ----------------------------------------------------------------
-
-
-class _Sink(Protocol):
-    """Where downloaded bytes go; `restart` throws away what was written."""
-
-    @property
-    def size(self) -> int: ...
-
-    def write(self, chunk: bytes) -> None: ...
-
-    def restart(self) -> None: ...
-
-
-class _FileSink:
-    """A temporary file next to the destination, kept between calls so downloads resume."""
-
-    def __init__(self, partial: Path, resume: bool) -> None:
-        self.partial = partial
-        self._hash = hashlib.sha256()
-        self._file = partial.open("r+b" if resume and partial.exists() else "w+b")
-        while chunk := self._file.read(CHUNK_SIZE):
-            self._hash.update(chunk)
-        self._size = self._file.tell()
-
-    @property
-    def size(self) -> int:
-        return self._size
-
-    def write(self, chunk: bytes) -> None:
-        self._file.write(chunk)
-        self._hash.update(chunk)
-        self._size += len(chunk)
-
-    def restart(self) -> None:
-        self._file.seek(0)
-        self._file.truncate()
-        self._hash = hashlib.sha256()
-        self._size = 0
-
-    def finish(self, dest: Path, digest: str) -> BlobInfo:
-        """Move the file to `dest` if it has `digest`; else delete it and raise InvalidInput."""
-        actual = self._hash.hexdigest()
-        self._file.flush()
-        os.fsync(self._file.fileno())
-        self._file.close()
-        if actual != digest:
-            self.partial.unlink(missing_ok=True)
-            raise InvalidInput(
-                f"the downloaded image has sha256 {actual}, but the site announced {digest}",
-                {"expected": digest, "actual": actual},
-            )
-        os.replace(self.partial, dest)
-        return BlobInfo(digest, self._size)
-
-    def close(self) -> None:
-        self._file.close()
-
-
-class _BlobSink:
-    """A blob store writer; restarting begins a new one."""
-
-    def __init__(self, blobs: BlobStore, expected_digest: str | None) -> None:
-        self._blobs = blobs
-        self._expected = expected_digest
-        self.writer: BlobWriter = blobs.writer(expected_digest)
-
-    @property
-    def size(self) -> int:
-        return self.writer.size
-
-    def write(self, chunk: bytes) -> None:
-        self.writer.write(chunk)
-
-    def restart(self) -> None:
-        self.writer.abort()
-        self.writer = self._blobs.writer(self._expected)
-
-
-def _stream_image(
-    http: httpx.Client,
-    path: str,
-    sink: _Sink,
-    *,
-    expected_digest: str | None,
-    progress: Progress | None,
-    attempts: int = DOWNLOAD_ATTEMPTS,
-) -> str:
-    """Download an image into `sink`, resuming after dropped connections; return its digest."""
-    last_error: Exception | None = None
-    for attempt in range(attempts):
-        if attempt:
-            time.sleep(min(0.2 * 2**attempt, 5.0))
-        headers: dict[str, str] = {}
-        if sink.size:
-            headers["Range"] = f"bytes={sink.size}-"
-            if expected_digest is not None:
-                headers["If-Range"] = f'"sha256:{expected_digest}"'
-        try:
-            with http.stream("GET", path, headers=headers) as response:
-                if response.status_code == 416:  # we hold more than the image: start over
-                    sink.restart()
-                    continue
-                check(response)
-                digest = normalise_digest(response.headers.get(DIGEST_HEADER, ""))
-                if expected_digest is not None and digest != expected_digest:
-                    raise Conflict(
-                        f"{path}: the site serves image sha256:{digest},"
-                        f" not the expected sha256:{expected_digest}",
-                        {"expected": expected_digest, "served": digest},
-                    )
-                expected_digest = digest
-                offset = _range_start(response)
-                if offset != sink.size:
-                    sink.restart()
-                    if offset != 0:
-                        continue
-                total = offset + int(response.headers.get("content-length", 0))
-                # Written as received: a chunker would lose its buffer when the link drops.
-                for chunk in response.iter_bytes():
-                    sink.write(chunk)
-                    if progress is not None:
-                        progress("download", sink.size, total)
-                return digest
-        except httpx.TransportError as error:
-            last_error = error
-            logger.info(
-                "download interrupted; resuming",
-                extra={"path": path, "received": sink.size, "error": str(error)},
-            )
-    raise Unavailable(
-        f"{http.base_url}{path}: download failed after {attempts} attempts: {last_error}"
-    )
-
-
-def _range_start(response: httpx.Response) -> int:
-    """Where the body starts in the image: 0, or the start of a 206's Content-Range."""
-    if response.status_code != 206:
-        return 0
-    content_range = response.headers.get("content-range", "")
-    try:
-        unit, _, span = content_range.partition(" ")
-        start = int(span.split("-", 1)[0])
-    except ValueError:
-        return -1
-    return start if unit == "bytes" else -1
-
-
-def _download_to_file(
-    http: httpx.Client,
-    path: str,
-    dest: Path,
-    digest: str | None,
-    *,
-    resume: bool,
-    progress: Progress | None,
-) -> BlobInfo:
-    """Download an image to `dest` atomically, resuming a partial file from an earlier try."""
-    if not dest.parent.is_dir():
-        raise InvalidInput(f"{dest.parent}: no such directory")
-    tag = digest[:16] if digest else "unknown"
-    sink = _FileSink(dest.with_name(f".{dest.name}.{tag}.partial"), resume and digest is not None)
-    try:
-        served = _stream_image(http, path, sink, expected_digest=digest, progress=progress)
-        return sink.finish(dest, served)
-    finally:
-        sink.close()
 
 
 # --- the clients ----------------------------------------------------------------
@@ -401,7 +233,7 @@ class SiteClient:
         """Download an asset's image to `dest` (atomically, digest verified)."""
         digest = self.get_asset(asset_id).asset.image_digest
         path = f"{_asset_path(asset_id)}/image"
-        return _download_to_file(self._http, path, dest, digest, resume=resume, progress=progress)
+        return download_to_file(self._http, path, dest, digest, resume=resume, progress=progress)
 
     def delete_asset(self, asset_id: AssetId | ResultId) -> AssetRecord:
         """Delete a stored asset (and its image unless another asset uses it)."""
@@ -506,7 +338,7 @@ class PeerClient:
         """Download an asset's image to `dest` (atomically, digest verified, resumable)."""
         digest = self.asset_metadata(asset_id).asset.image_digest
         path = f"{_asset_path(asset_id)}/image"
-        return _download_to_file(self._http, path, dest, digest, resume=resume, progress=progress)
+        return download_to_file(self._http, path, dest, digest, resume=resume, progress=progress)
 
     def fetch_image(
         self,
@@ -522,10 +354,10 @@ class PeerClient:
         digest (or, without one, the digest the peer announced).
         """
         expected = None if expected_digest is None else normalise_digest(expected_digest)
-        sink = _BlobSink(blobs, expected)
+        sink = BlobSink(blobs, expected)
         try:
             path = f"{_asset_path(asset_id)}/image"
-            served = _stream_image(
+            served = stream_image(
                 self._http, path, sink, expected_digest=expected, progress=progress
             )
             info = sink.writer.commit()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,12 +15,32 @@ from mahiru.client.jobs import JobsClient, JobView
 from mahiru.demo.network import LocalNetwork
 from mahiru.errors import Internal, Unavailable
 from mahiru.model.jobs import JobState
+from mahiru.model.workflow import Job
+from mahiru.policy.rules import Rule
 from mahiru.runtime.assets import build_scenario_assets
 from mahiru.runtime.docker_engine import DockerRuntime, docker_available
 from mahiru.scenarios import compute_to_data as scenario
+from mahiru.scenarios import data_access
+from mahiru.scenarios.setup import PartyCredentials, SiteSpec
 
 REPLICATION_TIMEOUT = 60.0
 JOB_TIMEOUT = 300.0
+
+
+@dataclass(frozen=True, slots=True)
+class DemoScenario:
+    """What differs between the scenarios the demo runs (parties, sites and assets do not)."""
+
+    init_site: Callable[[str, PartyCredentials, SiteSpec, Path], int]
+    rules: Callable[[], list[Rule]]
+    job: Callable[[], Job]
+
+
+#: The scenarios `mahiru demo --scenario` runs, by name.
+SCENARIOS = {
+    "compute_to_data": DemoScenario(scenario.init_site, scenario.rules, scenario.job),
+    "data_access": DemoScenario(data_access.init_site, data_access.rules, data_access.job),
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,8 +100,10 @@ def run_demo(
     assets_dir: Path | None = None,
     keep: bool = False,
     console: Console | None = None,
+    scenario_name: str = "compute_to_data",
 ) -> DemoResult:
-    """Run the compute-to-data scenario on a fresh local network; stop it unless `keep`."""
+    """Run a scenario (compute-to-data by default) on a fresh local network; stop unless `keep`."""
+    chosen = SCENARIOS[scenario_name]
     console = console or Console(soft_wrap=True)
     if not docker_available():
         raise Unavailable(
@@ -107,14 +130,14 @@ def run_demo(
 
         console.print("[bold]3/5[/] setting up the sites: parties, assets and signed rules")
         for site in network.sites.values():
-            added = scenario.init_site(network.registry_url, site.credentials, site.spec, assets)
+            added = chosen.init_site(network.registry_url, site.credentials, site.spec, assets)
             console.print(f"  {site.spec.site}: {added} rules of {site.credentials.party.name}")
-        _wait_for_rules(network, len(scenario.rules()), console)
+        _wait_for_rules(network, len(chosen.rules()), console)
 
         console.print("[bold]4/5[/] submitting the job to site1")
         home = network.sites[scenario.SITE1]
         with JobsClient(home.spec.internal_url, home.credentials.site_identity()) as jobs:
-            view = jobs.submit(scenario.job())
+            view = jobs.submit(chosen.job())
             job_id = view.status.job_id
             plan = view.status.plan
             assert plan is not None

@@ -14,9 +14,11 @@ from mahiru.runtime.steps import (
     LABEL_ROLE,
     LABEL_SITE,
     LABEL_STEP,
+    LIVE_DIR,
     OUTPUTS_DIR,
     ROLE_STEP,
     StepResult,
+    live_environment,
     step_labels,
 )
 
@@ -26,6 +28,7 @@ __all__ = [
     "LABEL_ROLE",
     "LABEL_SITE",
     "LABEL_STEP",
+    "LIVE_DIR",
     "OUTPUTS_DIR",
     "ROLE_STEP",
     "ContainerInfo",
@@ -36,5 +39,6 @@ __all__ = [
     "StepResult",
     "docker_available",
     "limits_from_config",
+    "live_environment",
     "step_labels",
 ]

@@ -6,12 +6,15 @@
 
 Run `python -m mahiru.runtime.assets --out build/assets` (`scripts/build-assets.sh`
 does, after making sure the engine and the base images exist). Archives that
-already exist are kept unless --force is given.
+already exist are kept unless --force is given or the sources changed: a
+stamp file next to each archive records the digest of the sources it was
+built from.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import logging
 import shutil
 import sys
@@ -45,6 +48,17 @@ class BaseImages:
 
     data: str = DATA_BASE_IMAGE
     compute: str = COMPUTE_BASE_IMAGE
+
+
+def sources_digest() -> str:
+    """The sha256 over every asset source file (names and contents), in a stable order."""
+    digest = hashlib.sha256()
+    for path in sorted(
+        p for p in SOURCES.rglob("*") if p.is_file() and "__pycache__" not in p.parts
+    ):
+        digest.update(str(path.relative_to(SOURCES)).encode() + b"\0")
+        digest.update(path.read_bytes() + b"\0")
+    return digest.hexdigest()
 
 
 def _labels(name: str) -> dict[str, str]:
@@ -101,16 +115,19 @@ def build_scenario_assets(
 ) -> dict[str, Path]:
     """Build the scenario asset images and save each as `out_dir/<name>.tar`.
 
-    Returns the archive of every asset by name. Existing archives are kept
-    unless `force`. Each image is also left on the engine, tagged
+    Returns the archive of every asset by name. Existing archives built from
+    the current sources are kept unless `force`. Each image is also left on the engine, tagged
     `mahiru-assets/<name>:latest`, and the archive carries that tag.
     """
     out_dir.mkdir(parents=True, exist_ok=True)
     archives: dict[str, Path] = {}
+    current = sources_digest()
     for name, (build, base_of) in _BUILDERS.items():
         archive = out_dir / f"{name}.tar"
+        stamp = out_dir / f"{name}.sources"
         archives[name] = archive
-        if archive.exists() and not force:
+        up_to_date = stamp.exists() and stamp.read_text().strip() == current
+        if archive.exists() and up_to_date and not force:
             logger.info("asset archive exists", extra={"asset": name, "archive": str(archive)})
             continue
         base = base_of(bases)
@@ -123,6 +140,7 @@ def build_scenario_assets(
         start = time.monotonic()
         image = build(runtime, tag, bases)
         runtime.save_image(tag, archive)
+        stamp.write_text(current + "\n")
         if previous is not None and previous != image:
             _remove_if_unused(runtime, previous)
         logger.info(

@@ -40,6 +40,7 @@ from mahiru.runtime.protocol import ContainerInfo, ImageConfig
 from mahiru.runtime.steps import (
     INPUTS_DIR,
     LABEL_ROLE,
+    LIVE_DIR,
     OUTPUTS_DIR,
     ROLE_STEP,
     StepResult,
@@ -219,6 +220,8 @@ class DockerRuntime:
         output_dir: Path,
         name: str | None = None,
         labels: Mapping[str, str] | None = None,
+        live: Mapping[str, Path] | None = None,
+        environment: Mapping[str, str] | None = None,
     ) -> StepResult:
         """Run `compute_image` isolated and wait for it, at most `limits.timeout_seconds`.
 
@@ -229,8 +232,20 @@ class DockerRuntime:
         gain privileges, a non-root user and CPU, memory (without swap) and
         process limits. It is removed afterwards, whatever happens. A failed
         step leaves no output directories behind.
+
+        Live input `i` (data served by its owner's site while the step runs)
+        is the host Unix socket `live[i]`, mounted at `/mahiru/live/<i>.sock`:
+        a socket needs no network, so the container can reach that one
+        channel and nothing else. `environment` adds variables (the tokens).
         """
         mounts = self._input_mounts(inputs)
+        for live_name, socket_path in (live or {}).items():
+            check_io_name("input", live_name)
+            if not socket_path.is_socket():
+                raise NotFound(f"live input {live_name}: {socket_path} is not a socket")
+            # Connecting needs write permission on the socket, which a read-only
+            # mount keeps; it only stops the container replacing the file.
+            mounts.append(_bind(socket_path, f"{LIVE_DIR}/{live_name}.sock", read_only=True))
         names = [check_io_name("output", output) for output in outputs]
         if len(set(names)) != len(names):
             raise InvalidInput(f"duplicate step output names in {names}")
@@ -246,6 +261,7 @@ class DockerRuntime:
                 container_name,
                 {**(labels or {}), LABEL_ROLE: ROLE_STEP},
                 self._step_host_config(limits, mounts),
+                environment,
             )
             ran = self._start_and_wait(container, limits.timeout_seconds, log_context)
         except BaseException:
@@ -393,7 +409,12 @@ class DockerRuntime:
             self._remove_container(name)
 
     def _create_step_container(
-        self, image: str, name: str, labels: dict[str, str], host_config: Any
+        self,
+        image: str,
+        name: str,
+        labels: dict[str, str],
+        host_config: Any,
+        environment: Mapping[str, str] | None = None,
     ) -> str:
         try:
             with self._engine(f"create a step container from image {image}"):
@@ -402,7 +423,7 @@ class DockerRuntime:
                     name=name,
                     user=self._step_user,
                     labels=labels,
-                    environment={"HOME": "/tmp"},
+                    environment={**(environment or {}), "HOME": "/tmp"},
                     network_disabled=True,
                     host_config=host_config,
                 )

@@ -97,8 +97,14 @@ class ContainerRuntime(Protocol):
         output_dir: Path,
         name: str | None = None,
         labels: Mapping[str, str] | None = None,
+        live: Mapping[str, Path] | None = None,
+        environment: Mapping[str, str] | None = None,
     ) -> StepResult:
-        """Run `compute_image` isolated; inputs mounted read-only, outputs in `output_dir/<o>`."""
+        """Run `compute_image` isolated; inputs mounted read-only, outputs in `output_dir/<o>`.
+
+        `live` maps a live input's name to the host Unix socket that serves it
+        (mounted at `/mahiru/live/<name>.sock`); the container still has no network.
+        """
         ...
 
     def list_step_containers(self, labels: Mapping[str, str] | None = None) -> list[ContainerInfo]:

@@ -18,6 +18,19 @@ from mahiru.errors import InvalidInput
 
 INPUTS_DIR = "/mahiru/inputs"
 OUTPUTS_DIR = "/mahiru/outputs"
+#: Live input `i` is a Unix socket at `/mahiru/live/<i>.sock`, its path in the
+#: environment variable `MAHIRU_LIVE_<I>_SOCKET` and its token in `MAHIRU_LIVE_<I>_TOKEN`.
+LIVE_DIR = "/mahiru/live"
+
+
+def live_environment(name: str, token: str) -> dict[str, str]:
+    """The environment variables that tell a step container about live input `name`."""
+    key = re.sub(r"[^A-Za-z0-9]", "_", name).upper()
+    return {
+        f"MAHIRU_LIVE_{key}_SOCKET": f"{LIVE_DIR}/{name}.sock",
+        f"MAHIRU_LIVE_{key}_TOKEN": token,
+    }
+
 
 #: Every step container carries `mahiru.role=step`, so that an orchestrator can
 #: find its containers after a restart even if it set no labels of its own.

@@ -4,7 +4,8 @@
 and says whether it is finished or should be tried again later (its
 producers are not done yet, or a peer or the container engine is
 unavailable). A step interrupted by a restart is redone from the work of the
-state it is in; it never moves backwards.
+state it is in; it never moves backwards. A step that has met nothing but
+Unavailable for `unavailable_deadline` seconds fails, saying what it waited for.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import contextlib
 import logging
 import shutil
 import threading
+import time
 
 from mahiru.errors import Conflict, MahiruError, NotFound, Unavailable
 from mahiru.model.items import ItemKind, WorkflowItem
@@ -20,9 +22,13 @@ from mahiru.model.jobs import StepInput, StepState, StepStatus, step_inputs, ste
 from mahiru.runtime import StepResult, step_labels
 from mahiru.services.jobs.context import JobContext, KnownJob
 from mahiru.services.jobs.fetching import InputFetcher
+from mahiru.services.jobs.live_channel import LiveChannels
 from mahiru.services.jobs.storing import package_outputs, result_stored, store_step_results
 
 logger = logging.getLogger("mahiru.site.jobs")
+
+#: How long a step keeps retrying while a peer or the engine is unavailable (seconds).
+UNAVAILABLE_DEADLINE = 600.0
 
 
 class _Blocked(Exception):
@@ -32,21 +38,64 @@ class _Blocked(Exception):
 class StepExecution:
     """Advances the steps this site runs (one call per step at a time)."""
 
-    def __init__(self, ctx: JobContext, fetcher: InputFetcher, stop: threading.Event) -> None:
+    def __init__(
+        self,
+        ctx: JobContext,
+        fetcher: InputFetcher,
+        stop: threading.Event,
+        *,
+        unavailable_deadline: float = UNAVAILABLE_DEADLINE,
+    ) -> None:
         self._ctx = ctx
         self._fetcher = fetcher
         self._stop = stop
+        self._live = LiveChannels(ctx)
+        #: Seconds a step may meet only Unavailable before it fails (read at each attempt).
+        self.unavailable_deadline = unavailable_deadline
+        # Since when (monotonic) each step has met nothing but Unavailable; in memory only,
+        # so a restarted site gives its steps the whole deadline again.
+        self._unavailable_since: dict[tuple[str, str], float] = {}
 
     def advance(self, status: StepStatus) -> bool:
         """Move the step on; True once it is finished, False to try again later."""
+        key = (status.job_id, status.step)
+        try:
+            finished = self._advance_once(status)
+        except Unavailable as error:
+            return self._unavailable(status, error)
+        self._unavailable_since.pop(key, None)
+        return finished
+
+    def fail(self, status: StepStatus, reason: str) -> None:
+        """Fail the step with `reason` (unless it finished meanwhile)."""
+        self._unavailable_since.pop((status.job_id, status.step), None)
+        self._set(self._ctx.known_job(status.job_id), status.step, StepState.FAILED, reason=reason)
+
+    def _unavailable(self, status: StepStatus, error: Unavailable) -> bool:
+        """Wait for an unavailable peer or engine, up to the deadline; then fail the step."""
+        key = (status.job_id, status.step)
+        context = {"job": status.job_id, "step": status.step, "site": str(self._ctx.site)}
+        now = time.monotonic()
+        since = self._unavailable_since.setdefault(key, now)
+        if now - since < self.unavailable_deadline:
+            logger.info("step waits: %s", error.message, extra=context)
+            return False
+        reason = (
+            f"gave up after retrying for {now - since:.0f} s (limit"
+            f" {self.unavailable_deadline:g} s): {error.message}"
+        )
+        logger.warning("step failed: %s", reason, extra=context)
+        self.fail(status, reason)
+        return True
+
+    def _advance_once(self, status: StepStatus) -> bool:
         ctx = self._ctx
         known = ctx.known_job(status.job_id)
         context = {"job": status.job_id, "step": status.step, "site": str(ctx.site)}
         try:
             return self._advance(known, status)
-        except Unavailable as error:
-            logger.info("step waits: %s", error.message, extra=context)
-            return False
+        except Unavailable:
+            raise  # retried by `advance`, up to the deadline
         except Conflict as error:
             # Its state changed meanwhile (cancelled, most likely): nothing more to do.
             logger.info("step stopped: %s", error.message, extra=context)
@@ -106,7 +155,10 @@ class StepExecution:
         shutil.rmtree(work, ignore_errors=True)
         try:
             digests: dict[WorkflowItem, str] = {}
+            live = self._live.live_inputs(needed)
             for item in needed:
+                if item.item in live:
+                    continue  # read live from its owner's site while the step runs
                 digest, was_fetched = self._fetcher.archive(item)
                 digests[item.item] = digest
                 if was_fetched:
@@ -114,7 +166,7 @@ class StepExecution:
             if state is StepState.FETCHING:
                 ctx.jobs.set_step_state(known.job_id, step, StepState.RUNNING, ctx.now())
                 state = StepState.RUNNING
-            result, bases = self._run(known, step, needed, digests)
+            result, bases = self._run(known, step, needed, digests, live)
             if self._stop.is_set():
                 return False  # the site is stopping: redo the step after the restart
             if not result.succeeded:
@@ -170,7 +222,12 @@ class StepExecution:
         return True
 
     def _run(
-        self, known: KnownJob, step: str, needed: list[StepInput], digests: dict[WorkflowItem, str]
+        self,
+        known: KnownJob,
+        step: str,
+        needed: list[StepInput],
+        digests: dict[WorkflowItem, str],
+        live: set[WorkflowItem],
     ) -> tuple[StepResult, dict[str, str]]:
         """Load the images, lay out the inputs and run the step's container."""
         ctx = self._ctx
@@ -179,6 +236,8 @@ class StepExecution:
         inputs = {}
         bases = {}
         for item in needed:
+            if item.item in live:
+                continue
             if item.item.kind is ItemKind.STEP_INPUT:
                 name = item.item.part
                 inputs[name] = work / "inputs" / name
@@ -187,9 +246,17 @@ class StepExecution:
                 bases[item.item.part] = self._load(digests[item.item])
         outputs = sorted(known.job.workflow.steps[step].outputs)
         labels = step_labels(site=str(ctx.site), job=known.job_id, step=step)
-        result = ctx.runtime.run_step(
-            compute, inputs, outputs, ctx.limits, output_dir=work / "outputs", labels=labels
-        )
+        with self._live.open(known, step, [n for n in needed if n.item in live]) as channel:
+            result = ctx.runtime.run_step(
+                compute,
+                inputs,
+                outputs,
+                ctx.limits,
+                output_dir=work / "outputs",
+                labels=labels,
+                live=channel.sockets,
+                environment=channel.environment,
+            )
         return result, bases
 
     def _load(self, digest: str) -> str:

@@ -4,7 +4,9 @@ Every round it looks at the unfinished steps this site runs (a restarted
 site finds its interrupted steps the same way) and hands each one that is
 not busy or backing off to a thread pool. A step that must wait (producers
 not done, a peer or the engine unavailable) is looked at again after a
-delay that doubles up to `MAX_BACKOFF` seconds.
+delay that doubles up to `MAX_BACKOFF` seconds. An unexpected (non-Mahiru)
+error is a bug or an unmapped failure, which retrying rarely cures: the step
+is tried `max_unexpected_errors` times in a row, then fails with the error.
 """
 
 from __future__ import annotations
@@ -18,28 +20,44 @@ from mahiru.errors import MahiruError
 from mahiru.model.jobs import StepStatus
 from mahiru.runtime import LABEL_JOB, LABEL_SITE
 from mahiru.services.jobs.context import JobContext
-from mahiru.services.jobs.execution import StepExecution
+from mahiru.services.jobs.execution import UNAVAILABLE_DEADLINE, StepExecution
 from mahiru.services.jobs.fetching import InputFetcher
 
 logger = logging.getLogger("mahiru.site.jobs")
 
 FIRST_BACKOFF = 0.25
 MAX_BACKOFF = 2.0
+MAX_UNEXPECTED_ERRORS = 3
 
 
 class StepExecutor:
     """Runs the steps handed to this site in the background, while started."""
 
-    def __init__(self, ctx: JobContext, *, max_parallel: int = 4, interval: float = 2.0) -> None:
+    def __init__(
+        self,
+        ctx: JobContext,
+        *,
+        max_parallel: int = 4,
+        interval: float = 2.0,
+        max_unexpected_errors: int = MAX_UNEXPECTED_ERRORS,
+        unavailable_deadline: float = UNAVAILABLE_DEADLINE,
+    ) -> None:
         self._ctx = ctx
         self._interval = interval
+        self._max_unexpected_errors = max_unexpected_errors
         self._stop = threading.Event()
         self._wake = threading.Event()
-        self._execution = StepExecution(ctx, InputFetcher(ctx, self._stop), self._stop)
+        self.execution = StepExecution(
+            ctx,
+            InputFetcher(ctx, self._stop),
+            self._stop,
+            unavailable_deadline=unavailable_deadline,
+        )
         self._pool = ThreadPoolExecutor(max_parallel, thread_name_prefix="mahiru-step")
         self._lock = threading.Lock()
         self._busy: set[tuple[str, str]] = set()
         self._backoff: dict[tuple[str, str], tuple[float, float]] = {}
+        self._errors: dict[tuple[str, str], int] = {}  # unexpected errors in a row, per step
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
@@ -108,16 +126,16 @@ class StepExecutor:
         key = (status.job_id, status.step)
         finished = False
         try:
-            finished = self._execution.advance(status)
-        except Exception:
-            logger.exception(
-                "step work failed unexpectedly", extra={"job": status.job_id, "step": status.step}
-            )
+            finished = self.execution.advance(status)
+            self._errors.pop(key, None)
+        except Exception as error:
+            finished = self._unexpected(status, error)
         finally:
             with self._lock:
                 self._busy.discard(key)
                 if finished:
                     self._backoff.pop(key, None)
+                    self._errors.pop(key, None)
                 else:
                     delay = min(
                         self._backoff.get(key, (0.0, FIRST_BACKOFF / 2))[1] * 2, MAX_BACKOFF
@@ -128,3 +146,27 @@ class StepExecutor:
                     timer.start()
             if finished:
                 self._wake.set()
+
+    def _unexpected(self, status: StepStatus, error: Exception) -> bool:
+        """Log an unexpected error; fail the step once it happened too often. True if failed."""
+        key = (status.job_id, status.step)
+        context = {"job": status.job_id, "step": status.step}
+        count = self._errors.get(key, 0) + 1
+        self._errors[key] = count
+        logger.error(
+            "step work failed unexpectedly (%d of %d)",
+            count,
+            self._max_unexpected_errors,
+            exc_info=error,
+            extra=context,
+        )
+        if count < self._max_unexpected_errors:
+            return False
+        reason = f"unexpected error ({count} attempts): {type(error).__name__}: {error}"
+        try:
+            self.execution.fail(status, reason)
+        except Exception:
+            # The database itself may be what fails; the step is tried again later.
+            logger.exception("cannot fail the step", extra=context)
+            return False
+        return True

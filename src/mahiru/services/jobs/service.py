@@ -11,6 +11,7 @@ from mahiru.services.jobs.context import JobContext
 from mahiru.services.jobs.coordination import JobCoordinator
 from mahiru.services.jobs.dispatch import Dispatcher
 from mahiru.services.jobs.executor import StepExecutor
+from mahiru.services.jobs.live_grants import LiveGrants
 from mahiru.services.jobs.results import authorise_result
 from mahiru.services.jobs.submission import JobDesk
 
@@ -37,6 +38,7 @@ class JobServices:
             stop_job=self.executor.stop_containers,
         )
         self.coordinator = JobCoordinator(ctx, dispatcher, self.desk)
+        self.live = LiveGrants(ctx)
 
     def _wake(self) -> None:
         self.executor.wake()
@@ -54,6 +56,7 @@ class JobServices:
         self._stop.set()
         self.coordinator.stop()
         self.executor.stop()
+        self.live.revoke_all()
         self.ctx.peers.close()
         logger.info("job services stopped", extra={"site": str(self.ctx.site)})
 

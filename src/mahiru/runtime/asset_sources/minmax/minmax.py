@@ -6,15 +6,22 @@ is `/mahiru`, the input `input0` and the output `output0`, unless changed
 with --root/--input/--output or MAHIRU_ROOT/MAHIRU_MINMAX_INPUT/
 MAHIRU_MINMAX_OUTPUT. Bad input: a message on stderr and exit code 2.
 
+A live input (data access: the data stays at its owner's site) is read
+instead over HTTP through the Unix socket named by MAHIRU_LIVE_<INPUT>_SOCKET,
+as `/live/<token>/files/data.json` with the token in MAHIRU_LIVE_<INPUT>_TOKEN.
+
 Runs in a container with only the Python standard library.
 """
 
 from __future__ import annotations
 
 import argparse
+import http.client
 import json
 import math
 import os
+import re
+import socket
 import sys
 from pathlib import Path
 
@@ -25,12 +32,53 @@ class BadInput(Exception):
     """The input is missing or is not a non-empty JSON list of numbers."""
 
 
-def read_numbers(path: Path) -> list[float]:
-    """The numbers in the JSON list at `path`."""
+class _UnixConnection(http.client.HTTPConnection):
+    """HTTP over a Unix socket (the live channel to an input's owner)."""
+
+    def __init__(self, socket_path: str) -> None:
+        super().__init__("live", timeout=60)
+        self._socket_path = socket_path
+
+    def connect(self) -> None:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(self.timeout)
+        sock.connect(self._socket_path)
+        self.sock = sock
+
+
+def live_source(name: str) -> tuple[str, str] | None:
+    """The socket and token of live input `name`, if the step reads it live."""
+    key = re.sub(r"[^A-Za-z0-9]", "_", name).upper()
+    socket_path = os.environ.get(f"MAHIRU_LIVE_{key}_SOCKET")
+    token = os.environ.get(f"MAHIRU_LIVE_{key}_TOKEN")
+    if socket_path is None or token is None:
+        return None
+    return socket_path, token
+
+
+def read_live(socket_path: str, token: str, file_name: str) -> str:
+    """The text of file `file_name` of a live input, read through its channel."""
+    connection = _UnixConnection(socket_path)
     try:
-        text = path.read_text(encoding="utf-8")
+        connection.request("GET", f"/live/{token}/files/{file_name}")
+        response = connection.getresponse()
+        body = response.read()
     except OSError as error:
-        raise BadInput(f"cannot read {path}: {error.strerror}") from None
+        raise BadInput(f"cannot read live input over {socket_path}: {error}") from None
+    finally:
+        connection.close()
+    if response.status != 200:
+        raise BadInput(f"live input {file_name}: HTTP {response.status}: {body[:200]!r}")
+    return body.decode("utf-8")
+
+
+def read_numbers(path: Path, text: str | None = None) -> list[float]:
+    """The numbers in the JSON list at `path` (or in `text`, read from there already)."""
+    if text is None:
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError as error:
+            raise BadInput(f"cannot read {path}: {error.strerror}") from None
     try:
         data = json.loads(text)
     except ValueError as error:
@@ -65,8 +113,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     source = Path(args.root, "inputs", args.input, "data.json")
     target = Path(args.root, "outputs", args.output, "data.json")
+    live = live_source(args.input)
     try:
-        numbers = read_numbers(source)
+        if live is None:
+            numbers = read_numbers(source)
+        else:
+            numbers = read_numbers(source, read_live(*live, "data.json"))
     except BadInput as error:
         print(f"minmax: bad input: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT

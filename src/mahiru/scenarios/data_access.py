@@ -1,0 +1,155 @@
+"""The data access scenario: party1's script runs at site1 and reads party2's data live.
+
+The parties, sites and assets are those of the compute-to-data scenario, but
+the rules differ (`examples/data_access/rules.yaml`): site2 lets any site
+access the input, while only site1 may access the compute asset, so the step
+runs at site1. The input is marked `live_access`, so it is never copied to
+site1: site2 serves it only to that step's container, through a channel
+scoped to the step (see `mahiru.services.jobs.live_channel`). The result is
+`[1, 34]`, as in the other scenario.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import tempfile
+from collections.abc import Sequence
+from importlib import resources
+from pathlib import Path
+
+from mahiru.cli.files import load_job, load_rules
+from mahiru.client.http import TlsIdentity
+from mahiru.client.jobs import JobsClient, JobView
+from mahiru.client.site import SiteClient
+from mahiru.errors import Internal, MahiruError
+from mahiru.model.assets import Asset
+from mahiru.model.identifiers import SiteId
+from mahiru.model.jobs import JobState
+from mahiru.model.workflow import Job
+from mahiru.policy.rules import Rule
+from mahiru.scenarios import compute_to_data
+from mahiru.scenarios.compute_to_data import (
+    EXPECTED_RESULT,
+    INPUT,
+    OUTPUT_BASE,
+    PARTY1,
+    PARTY2,
+    SCRIPT,
+    SITE1,
+    SITE2,
+)
+from mahiru.scenarios.setup import (
+    PartyCredentials,
+    Progress,
+    SiteSpec,
+    add_rules,
+    own_rules,
+    register,
+    upload_assets,
+)
+
+__all__ = [
+    "EXPECTED_RESULT",
+    "INPUT",
+    "OUTPUT_BASE",
+    "PARTY1",
+    "PARTY2",
+    "SCRIPT",
+    "SITE1",
+    "SITE2",
+    "init_site",
+    "job",
+    "rules",
+    "site_assets",
+    "submit_job",
+]
+
+#: The asset metadata key that asks for live access (see `mahiru.model.assets.Asset`).
+LIVE_ACCESS = "live_access"
+
+#: How long `submit_job` waits for the job by default (seconds).
+JOB_TIMEOUT = 300.0
+
+
+def example_path(name: str) -> Path:
+    """A file of the bundled example (rules.yaml, sites.yaml, job.yaml)."""
+    return Path(str(resources.files("mahiru") / "examples" / "data_access" / name))
+
+
+def rules() -> list[Rule]:
+    """The scenario's rules (unsigned)."""
+    return load_rules(example_path("rules.yaml"))
+
+
+def job() -> Job:
+    """The scenario's job: min/max of party2's input, submitted by party1."""
+    return load_job(example_path("job.yaml"))
+
+
+def site_assets(site: SiteId, assets_dir: Path) -> list[tuple[Asset, Path]]:
+    """The assets `site` stores (as in compute-to-data), the input marked for live access."""
+    assets = []
+    for asset, archive in compute_to_data.site_assets(site, assets_dir):
+        if asset.id == INPUT:
+            asset = Asset(asset.id, asset.kind, {**asset.metadata, LIVE_ACCESS: True})
+        assets.append((asset, archive))
+    return assets
+
+
+def init_site(
+    registry_url: str,
+    credentials: PartyCredentials,
+    site: SiteSpec,
+    assets_dir: Path,
+    progress: Progress | None = None,
+) -> int:
+    """Register the party and site, upload the site's assets and add the party's rules.
+
+    Returns the number of rules added. Safe to run again.
+    """
+    register(registry_url, credentials, site)
+    with SiteClient(site.internal_url, credentials.site_identity()) as client:
+        upload_assets(client, site_assets(site.site, assets_dir), progress)
+        client.replicate_now()
+        return add_rules(
+            client, own_rules(rules(), credentials.party), credentials.party_dir / "party.key"
+        )
+
+
+def submit_job(site_url: str, identity: TlsIdentity, timeout: float = JOB_TIMEOUT) -> object:
+    """Run the scenario job at site1 and return its result; Internal if it did not succeed."""
+    with JobsClient(site_url, identity) as jobs:
+        view: JobView = jobs.submit(job())
+        view = jobs.wait(view.status.job_id, timeout)
+        if view.status.state is not JobState.SUCCEEDED:
+            raise Internal(
+                f"job {view.status.job_id} ended {view.status.state.value}: {view.status.reason}"
+            )
+        with tempfile.TemporaryDirectory(prefix="mahiru-result-") as temp:
+            files = jobs.download_output(view.status.job_id, "result", Path(temp))
+            data = next((f for f in files if f.name == "data.json"), None)
+            if data is None:
+                raise Internal(f"the output of job {view.status.job_id} has no data.json")
+            return json.loads(data.read_text())
+
+
+def submit_main(argv: Sequence[str] | None = None) -> int:
+    """Command line of `client1/submit_job.py`: run the job, print the result as JSON."""
+    parser = argparse.ArgumentParser(description="Run the data access job at site1.")
+    parser.add_argument("--site-url", required=True, help="site1's internal API URL")
+    parser.add_argument("--cert", type=Path, required=True, help="a user's certificate")
+    parser.add_argument("--key", type=Path, required=True, help="its private key")
+    parser.add_argument("--ca", type=Path, required=True, help="the network CA certificate")
+    parser.add_argument("--timeout", type=float, default=JOB_TIMEOUT, help="seconds to wait")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING)
+    try:
+        result = submit_job(args.site_url, TlsIdentity(args.cert, args.key, args.ca), args.timeout)
+    except MahiruError as error:
+        print(f"error: {error.message}", file=sys.stderr)
+        return 1
+    print(json.dumps({"result": result, "expected": EXPECTED_RESULT}))
+    return 0 if result == EXPECTED_RESULT else 1

@@ -1,0 +1,244 @@
+"""The computing site's side of live data access: one scoped channel per step and input.
+
+A step input whose asset is marked `live_access` at its owner's site is not
+fetched. Instead, while the step's container runs, this site holds a grant
+from the owner (a token bound to the asset, this site, the job and the step)
+and serves a Unix socket that is mounted into that container only. The
+container keeps `network_mode=none`: the socket is the one thing it can
+reach. Behind the socket a small HTTP relay forwards `GET /live/<token>/files`
+and `GET /live/<token>/files/<path>` (with that exact token) to the owner
+over mutual TLS, and refuses everything else. The bytes stream through
+memory; nothing of them is written to this site's store or disk. The grant
+is revoked and the socket removed when the step ends.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hmac
+import logging
+import os
+import re
+import secrets
+import shutil
+import socketserver
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+
+from mahiru.client.http import error_from_response, request
+from mahiru.errors import Internal, MahiruError, NotFound, PermissionDenied, Unavailable
+from mahiru.model.identifiers import AssetId
+from mahiru.model.items import ItemKind, WorkflowItem
+from mahiru.model.jobs import StepInput
+from mahiru.model.serialization import job_to_dict
+from mahiru.runtime import live_environment
+from mahiru.services.jobs.context import JobContext, KnownJob
+from mahiru.services.jobs.live_grants import is_live
+
+logger = logging.getLogger("mahiru.site.live")
+
+CHUNK = 64 * 1024
+_SEGMENT = re.compile(r"[A-Za-z0-9_.-]+")
+_PATH = re.compile(r"^/live/(?P<token>[A-Za-z0-9_-]+)/files(?:/(?P<path>[^?#]*))?$")
+
+
+def peer_http(peer: object) -> httpx.Client:
+    """The mutual-TLS HTTP client of a peer's external API (a `PeerJobsClient`)."""
+    http = getattr(peer, "_http", None)
+    if not isinstance(http, httpx.Client):
+        raise Internal(f"the client of a peer ({type(peer).__name__}) cannot do live access")
+    return http
+
+
+@dataclass
+class LiveChannel:
+    """What a step container needs for its live inputs: sockets and environment."""
+
+    sockets: dict[str, Path] = field(default_factory=dict)
+    environment: dict[str, str] = field(default_factory=dict)
+
+
+class LiveRelay(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
+    """A Unix-socket HTTP server relaying one token's reads to the owner's site."""
+
+    daemon_threads = True
+
+    def __init__(self, path: Path, owner: httpx.Client, token: str) -> None:
+        self.owner = owner
+        self.token = token
+        # A socket's path may have at most 107 bytes, which a deep data directory
+        # exceeds; bound through an open handle of its folder, the path stays short.
+        folder = os.open(path.parent, os.O_PATH | os.O_DIRECTORY)
+        try:
+            super().__init__(f"/proc/self/fd/{folder}/{path.name}", LiveRelayHandler)
+        finally:
+            os.close(folder)
+
+
+class LiveRelayHandler(BaseHTTPRequestHandler):
+    """Forwards GETs of the relay's token's files; refuses every other request."""
+
+    server: LiveRelay
+    protocol_version = "HTTP/1.1"
+    timeout = 60
+
+    def do_GET(self) -> None:
+        match = _PATH.match(self.path)
+        if match is None:
+            self._refuse(404, "only /live/<token>/files[/<path>] is served here")
+            return
+        if not hmac.compare_digest(match["token"].encode(), self.server.token.encode()):
+            self._refuse(403, "wrong token")
+            return
+        segments = match["path"].split("/") if match["path"] else []
+        if any(not _SEGMENT.fullmatch(part) or part in (".", "..") for part in segments):
+            # Dot segments would be resolved on the way and reach other endpoints.
+            self._refuse(400, "file paths are plain names: letters, digits, '_', '.', '-'")
+            return
+        url = "/".join([f"/live/{quote(self.server.token)}/files", *segments])
+        try:
+            with self.server.owner.stream("GET", url) as response:
+                if not response.is_success:
+                    response.read()
+                    error = error_from_response(response)
+                    self._refuse(response.status_code, error.message)
+                    return
+                self.send_response(200)
+                self.send_header(
+                    "Content-Type", response.headers.get("content-type", "application/octet-stream")
+                )
+                length = response.headers.get("content-length")
+                if length is not None:
+                    self.send_header("Content-Length", length)
+                    self.end_headers()
+                    for chunk in response.iter_bytes(CHUNK):
+                        self.wfile.write(chunk)
+                else:
+                    self.send_header("Transfer-Encoding", "chunked")
+                    self.end_headers()
+                    for chunk in response.iter_bytes(CHUNK):
+                        self.wfile.write(f"{len(chunk):x}\r\n".encode() + chunk + b"\r\n")
+                    self.wfile.write(b"0\r\n\r\n")
+        except httpx.HTTPError as error:
+            self._refuse(502, f"the data's site cannot be reached: {type(error).__name__}")
+        except OSError:
+            self.close_connection = True  # the container went away mid-transfer
+
+    def _refuse(self, status: int, message: str) -> None:
+        body = (message + "\n").encode("utf-8")
+        self.send_response(status)
+        self.send_header("Content-Type", "text/plain; charset=utf-8")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def _not_allowed(self) -> None:
+        self._refuse(405, "only GET is allowed")
+
+    do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = do_OPTIONS = _not_allowed
+
+    def address_string(self) -> str:
+        return "step container"
+
+    def log_message(self, format: str, *args: Any) -> None:
+        logger.debug("live relay: " + format, *args)
+
+
+class LiveChannels:
+    """Decides which step inputs are read live, and opens their channels for a step."""
+
+    def __init__(self, ctx: JobContext) -> None:
+        self._ctx = ctx
+
+    def live_inputs(self, needed: list[StepInput]) -> set[WorkflowItem]:
+        """The step inputs to read live: data assets at other sites marked `live_access`."""
+        ctx = self._ctx
+        live: set[WorkflowItem] = set()
+        for item in needed:
+            asset = item.asset
+            if item.item.kind is not ItemKind.STEP_INPUT or not isinstance(asset, AssetId):
+                continue
+            if item.site == ctx.site or ctx.records.has(asset):
+                continue
+            http = peer_http(ctx.peers.get(item.site))
+            path = f"/assets/{quote(str(asset), safe=':')}"
+            metadata = request(http, "GET", path).json().get("metadata")
+            if is_live(metadata):
+                live.add(item.item)
+        return live
+
+    @contextlib.contextmanager
+    def open(self, known: KnownJob, step: str, needed: list[StepInput]) -> Iterator[LiveChannel]:
+        """Grants and relays for the live inputs in `needed`, for as long as the step runs."""
+        channel = LiveChannel()
+        root = self._ctx.work_dir / "live" / secrets.token_hex(6)
+        relays: list[tuple[LiveRelay, threading.Thread]] = []
+        grants: list[tuple[httpx.Client, str]] = []
+        try:
+            if needed:
+                root.mkdir(parents=True)
+                root.chmod(0o700)  # only this site's user (and the engine) get to the sockets
+            for item in needed:
+                name = item.item.part
+                assert name is not None  # step inputs have a name
+                http = peer_http(self._ctx.peers.get(item.site))
+                token = self._grant(http, known, step, name, item)
+                grants.append((http, token))
+                socket_path = root / f"{name}.sock"
+                relay = LiveRelay(socket_path, http, token)
+                # The step runs as another user; the socket's folder keeps others out.
+                socket_path.chmod(0o666)
+                thread = threading.Thread(
+                    target=relay.serve_forever, name=f"mahiru-live-{name}", daemon=True
+                )
+                thread.start()
+                relays.append((relay, thread))
+                channel.sockets[name] = socket_path
+                channel.environment.update(live_environment(name, token))
+            yield channel
+        finally:
+            for relay, thread in relays:
+                relay.shutdown()
+                relay.server_close()
+                thread.join(10)
+            for http, token in grants:
+                self._revoke(http, token, known)
+            shutil.rmtree(root, ignore_errors=True)
+
+    def _grant(
+        self, http: httpx.Client, known: KnownJob, step: str, name: str, item: StepInput
+    ) -> str:
+        body = {
+            "job_id": known.job_id,
+            "job": job_to_dict(known.job),
+            "step": step,
+            "input": name,
+            "asset": str(item.asset),
+        }
+        answer = request(http, "POST", "/live/grants", json=body).json()
+        token = answer.get("token") if isinstance(answer, dict) else None
+        if not isinstance(token, str) or not re.fullmatch(r"[A-Za-z0-9_-]+", token):
+            raise Internal(f"{item.site} answered a live grant request without a usable token")
+        logger.info(
+            "live access granted to a step",
+            extra={"job": known.job_id, "step": step, "input": name, "asset": str(item.asset)},
+        )
+        return token
+
+    def _revoke(self, http: httpx.Client, token: str, known: KnownJob) -> None:
+        try:
+            request(http, "DELETE", f"/live/{quote(token)}")
+        except (PermissionDenied, NotFound):
+            pass  # expired already
+        except (Unavailable, MahiruError) as error:
+            # The grant still expires on its own.
+            logger.warning(
+                "cannot revoke a live grant: %s", error.message, extra={"job": known.job_id}
+            )

@@ -1,0 +1,205 @@
+"""The owner's side of live data access: grants that let one step read a data set here.
+
+A data asset with metadata `live_access: true` is never copied to the site
+that computes on it. That site asks for a grant for one step of one job; this
+site decides with its own policy (never the asker's plan) whether the asker
+may run that step, which must read the asset, and if so returns a random
+token bound to (asset, asking site, job, step, input) that expires. With the
+token and its own certificate, and nothing else, the asker reads the files
+of the asset's `/data`, which are unpacked here for the grant's lifetime.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import secrets
+import shutil
+import threading
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path, PurePosixPath
+
+from mahiru.client.jobs import extract_data_files
+from mahiru.errors import InvalidInput, NotFound, PermissionDenied
+from mahiru.model.assets import AssetKind
+from mahiru.model.identifiers import AssetId, SiteId
+from mahiru.model.workflow import Job
+from mahiru.services.jobs.context import JobContext
+
+logger = logging.getLogger("mahiru.site.live")
+
+#: How long a grant lives beyond the step's time limit (fetch and start-up slack).
+GRANT_MARGIN_SECONDS = 120.0
+
+LIVE_ACCESS = "live_access"
+
+
+def is_live(metadata: object) -> bool:
+    """Whether asset metadata asks for live access (`live_access: true`)."""
+    return isinstance(metadata, dict) and metadata.get(LIVE_ACCESS) is True
+
+
+@dataclass(frozen=True, slots=True)
+class LiveGrantRequest:
+    """A site's request to read `asset` live, for input `input` of `step` of a job."""
+
+    job_id: str
+    job: Job
+    step: str
+    input: str
+    asset: AssetId
+
+
+@dataclass(frozen=True, slots=True)
+class LiveGrant:
+    """A granted live access: who may read what, for which step, until when."""
+
+    token_hash: str
+    asset: AssetId
+    site: SiteId
+    job_id: str
+    step: str
+    input: str
+    expires_at: datetime
+    files: Path
+
+    def to_dict(self) -> dict[str, str]:
+        """What the grantee is told (the token itself travels separately)."""
+        return {
+            "asset": str(self.asset),
+            "site": str(self.site),
+            "job_id": self.job_id,
+            "step": self.step,
+            "input": self.input,
+            "expires_at": self.expires_at.isoformat(),
+        }
+
+
+def _hash(token: str) -> str:
+    # Only hashes are kept, so grants are found by exact match without comparing
+    # secrets byte by byte, and a memory dump holds no usable token.
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+class LiveGrants:
+    """Grants of live access to data sets stored here, held in memory (a restart revokes all)."""
+
+    def __init__(self, ctx: JobContext) -> None:
+        self._ctx = ctx
+        self._root = ctx.work_dir / "live-grants"
+        self._lock = threading.Lock()
+        self._grants: dict[str, LiveGrant] = {}
+        #: How long a grant lives: the step's time limit plus a margin.
+        self.ttl = timedelta(seconds=ctx.limits.timeout_seconds + GRANT_MARGIN_SECONDS)
+
+    def grant(self, request: LiveGrantRequest, caller: SiteId) -> tuple[str, LiveGrant]:
+        """A new token for `caller`, if this site's policy lets it run the step on the asset."""
+        ctx = self._ctx
+        record = ctx.records.get(request.asset)
+        asset = record.asset
+        if asset.kind is not AssetKind.DATA or not is_live(dict(asset.metadata)):
+            raise InvalidInput(
+                f"{request.asset} is not a data asset marked for live access",
+                {"asset": str(request.asset)},
+            )
+        definition = request.job.workflow.steps.get(request.step)
+        source = None if definition is None else definition.inputs.get(request.input)
+        if not isinstance(source, str) or request.job.inputs.get(source) != request.asset:
+            raise InvalidInput(
+                f"step {request.step!r} of the job does not read {request.asset}"
+                f" as its input {request.input!r}",
+                {"step": request.step, "input": request.input},
+            )
+        engine = ctx.policy.engine
+        decision = engine.may_run_step(engine.job_permissions(request.job), request.step, caller)
+        if not decision.allowed:
+            raise PermissionDenied(
+                f"{caller} may not run step {request.step}, which reads {request.asset}: "
+                + "; ".join(decision.failures()),
+                decision.to_dict(),
+            )
+        digest = asset.image_digest
+        if digest is None or not ctx.blobs.has(digest):
+            raise NotFound(f"{request.asset} has no stored image", {"asset": str(request.asset)})
+        token = secrets.token_urlsafe(32)
+        token_hash = _hash(token)
+        files = self._root / token_hash[:32]
+        shutil.rmtree(files, ignore_errors=True)
+        self._root.mkdir(parents=True, exist_ok=True)
+        extract_data_files(ctx.blobs.path(digest), files)
+        grant = LiveGrant(
+            token_hash,
+            request.asset,
+            caller,
+            request.job_id,
+            request.step,
+            request.input,
+            ctx.now() + self.ttl,
+            files,
+        )
+        with self._lock:
+            self._grants[token_hash] = grant
+        self.expire()
+        logger.info("live access granted", extra={**grant.to_dict()})
+        return token, grant
+
+    def file(self, token: str, caller: SiteId, path: str) -> Path:
+        """The file at `path` under the granted asset's /data; NotFound without a grant."""
+        grant = self._valid(token, caller)
+        parts = PurePosixPath(path).parts
+        if not parts or any(part in ("", ".", "..") for part in parts) or path.startswith("/"):
+            raise InvalidInput(f"invalid file path {path!r}", {"path": path})
+        found = grant.files.joinpath(*parts)
+        if not found.is_file() or found.is_symlink():
+            raise NotFound(f"{grant.asset} has no file /data/{path}", {"path": path})
+        return found
+
+    def files(self, token: str, caller: SiteId) -> list[dict[str, object]]:
+        """The files of the granted asset's /data: path and size, sorted by path."""
+        grant = self._valid(token, caller)
+        return [
+            {"path": found.relative_to(grant.files).as_posix(), "size": found.stat().st_size}
+            for found in sorted(grant.files.rglob("*"))
+            if found.is_file() and not found.is_symlink()
+        ]
+
+    def revoke(self, token: str, caller: SiteId) -> None:
+        """End a grant early (the grantee, when its step is over)."""
+        grant = self._valid(token, caller)
+        self._drop(grant.token_hash)
+        logger.info("live access revoked", extra={**grant.to_dict()})
+
+    def expire(self) -> None:
+        """Drop grants past their expiry, and their unpacked files."""
+        now = self._ctx.now()
+        with self._lock:
+            expired = [h for h, g in self._grants.items() if g.expires_at <= now]
+        for token_hash in expired:
+            self._drop(token_hash)
+
+    def revoke_all(self) -> None:
+        """Drop every grant (at shutdown)."""
+        with self._lock:
+            hashes = list(self._grants)
+        for token_hash in hashes:
+            self._drop(token_hash)
+
+    def _valid(self, token: str, caller: SiteId) -> LiveGrant:
+        self.expire()
+        with self._lock:
+            grant = self._grants.get(_hash(token))
+        if grant is None or grant.site != caller:
+            # One answer for unknown, expired, revoked and other sites' tokens, which
+            # says nothing about which tokens exist (as with other parties' jobs).
+            raise NotFound(
+                "no live access grant for this token and site here (unknown, expired or revoked)",
+                {"site": str(caller)},
+            )
+        return grant
+
+    def _drop(self, token_hash: str) -> None:
+        with self._lock:
+            grant = self._grants.pop(token_hash, None)
+        if grant is not None:
+            shutil.rmtree(grant.files, ignore_errors=True)

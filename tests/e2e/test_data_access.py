@@ -1,0 +1,349 @@
+"""Live data access across real sites, with real step containers (DESIGN §7, data access).
+
+party2's input is marked `live_access` and any site may access it; only
+site1 may access party1's compute assets, so steps run at site1 and read the
+input from site2 through a per-step channel, never copying it to site1.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from tests.support.sites import Network, SiteServer, network
+
+from mahiru.client.http import make_http_client, request
+from mahiru.client.jobs import JobsClient
+from mahiru.errors import NotFound, PermissionDenied
+from mahiru.model.assets import Asset, AssetKind
+from mahiru.model.identifiers import AssetId
+from mahiru.model.jobs import JobState
+from mahiru.model.serialization import job_from_dict, job_to_dict
+from mahiru.model.workflow import Job
+from mahiru.runtime import DockerRuntime, ImageConfig
+from mahiru.runtime.assets import COMPUTE_BASE_IMAGE, INPUT_ASSET, MINMAX_ASSET, OUTPUT_BASE_ASSET
+from mahiru.storage import BlobStore
+
+pytestmark = pytest.mark.e2e
+
+WAIT = 120.0
+INPUT_BYTES = b"[1, 21, 2, 8, 5, 3, 13, 1, 34]"
+
+#: A compute program that reports what its container can reach. Stdlib only.
+PROBE = textwrap.dedent(
+    """
+    import http.client, json, os, socket, sys
+    from pathlib import Path
+
+    TARGETS = json.loads(sys.argv[1])
+    SOCKET = os.environ["MAHIRU_LIVE_INPUT0_SOCKET"]
+    TOKEN = os.environ["MAHIRU_LIVE_INPUT0_TOKEN"]
+
+    class Unix(http.client.HTTPConnection):
+        def connect(self):
+            self.sock = socket.socket(socket.AF_UNIX)
+            self.sock.settimeout(30)
+            self.sock.connect(SOCKET)
+
+    def get(method, path):
+        connection = Unix("live")
+        connection.request(method, path)
+        response = connection.getresponse()
+        return response.status, response.read().decode(errors="replace")
+
+    def reach(host, port):
+        try:
+            socket.create_connection((host, port), timeout=3).close()
+            return "connected"
+        except OSError as error:
+            return type(error).__name__
+
+    report = {
+        "interfaces": sorted(os.listdir("/sys/class/net")),
+        "data": get("GET", f"/live/{TOKEN}/files/data.json"),
+        "listing": get("GET", f"/live/{TOKEN}/files"),
+        "wrong_token": get("GET", "/live/" + "x" * len(TOKEN) + "/files/data.json")[0],
+        "other_path": get("GET", "/external/assets")[0],
+        "escape": get("GET", f"/live/{TOKEN}/files/../../assets")[0],
+        "encoded": get("GET", f"/live/{TOKEN}/files/%2e%2e/%2e%2e/assets")[0],
+        "post": get("POST", f"/live/{TOKEN}/files/data.json")[0],
+        "reach": {f"{h}:{p}": reach(h, p) for h, p in TARGETS},
+    }
+    Path("/mahiru/outputs/output0/report.json").write_text(json.dumps(report))
+    print(json.dumps(report))
+    """
+)
+
+
+def asset_id(site: SiteServer, name: str) -> str:
+    """The id of asset `name` stored at `site`."""
+    namespace = site.party.namespace
+    return f"asset:{namespace}:{name}:{namespace}:{site.id.rsplit(':', 1)[1]}"
+
+
+@pytest.fixture(scope="module")
+def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Network]:
+    """A registry and the sites of party1, party2 and party3 (which may run nothing)."""
+    root = tmp_path_factory.mktemp("live")
+    names = ("party1", "party2", "party3")
+    with network(root, lambda name: f"sqlite:///{root / name}.db", names) as running:
+        running.replicate_all()
+        yield running
+
+
+@pytest.fixture(scope="module")
+def assets(
+    net: Network,
+    container_runtime: DockerRuntime,
+    scenario_archives: dict[str, Path],
+    tmp_path_factory: pytest.TempPathFactory,
+) -> dict[str, str]:
+    """The data access assets and rules: the live input at site2, the computes at site1."""
+    site1, site2 = net.sites["party1"], net.sites["party2"]
+    party1, party2 = site1.party, site2.party
+    program = tmp_path_factory.mktemp("probe-src")
+    (program / "probe.py").write_text(PROBE)
+    targets = [
+        ["127.0.0.1", site1.port],
+        ["127.0.0.1", site2.port],
+        ["172.17.0.1", site2.port],
+        ["172.17.0.1", 22],
+        ["10.0.0.1", 80],
+        ["8.8.8.8", 53],
+    ]
+    image = container_runtime.build_image(
+        COMPUTE_BASE_IMAGE,
+        {"/opt/probe": program},
+        config=ImageConfig(cmd=("python3", "-u", "/opt/probe/probe.py", json.dumps(targets))),
+    )
+    probe_archive = tmp_path_factory.mktemp("probe") / "probe.tar"
+    try:
+        container_runtime.save_image(image, probe_archive)
+    finally:
+        container_runtime.remove_image(image)
+    ids = {
+        "input": asset_id(site2, "input"),
+        "output_base": asset_id(site1, "output_base"),
+        "minmax": asset_id(site1, "minmax"),
+        "probe": asset_id(site1, "probe"),
+    }
+    results1 = f"asset_collection:{party1.namespace}:results"
+    results2 = f"asset_collection:{party2.namespace}:results"
+    rules2: list[dict[str, Any]] = [
+        {"type": "MayAccess", "site": "*", "asset": ids["input"]},
+        {
+            "type": "ResultOfDataIn",
+            "data": ids["input"],
+            "compute": "*",
+            "output": "*",
+            "collection": results2,
+        },
+        {"type": "MayAccess", "site": site1.id, "asset": results2},
+        {"type": "MayUse", "party": party1.id, "asset": results2, "conditions": "analysis"},
+    ]
+    rules1: list[dict[str, Any]] = [
+        {
+            "type": "ResultOfDataIn",
+            "data": ids["output_base"],
+            "compute": "*",
+            "output": "*",
+            "collection": results1,
+        },
+        {"type": "MayAccess", "site": site1.id, "asset": results1},
+        {"type": "MayUse", "party": party1.id, "asset": results1, "conditions": "own results"},
+    ]
+    for name in ("output_base", "minmax", "probe"):
+        rules1.append({"type": "MayAccess", "site": site1.id, "asset": ids[name]})
+    for name in ("minmax", "probe"):
+        rules1.append(
+            {
+                "type": "ResultOfComputeIn",
+                "data": "*",
+                "compute": ids[name],
+                "output": "*",
+                "collection": results1,
+            }
+        )
+    with site1.admin() as admin:
+        admin.upload_asset(
+            Asset(AssetId.parse(ids["output_base"]), AssetKind.DATA),
+            scenario_archives[OUTPUT_BASE_ASSET],
+        )
+        admin.upload_asset(
+            Asset(AssetId.parse(ids["minmax"]), AssetKind.COMPUTE),
+            scenario_archives[MINMAX_ASSET],
+        )
+        admin.upload_asset(Asset(AssetId.parse(ids["probe"]), AssetKind.COMPUTE), probe_archive)
+        for rule in rules1:
+            admin.add_rule(party1.sign(rule))
+    with site2.admin() as admin:
+        admin.upload_asset(
+            Asset(AssetId.parse(ids["input"]), AssetKind.DATA, {"live_access": True}),
+            scenario_archives[INPUT_ASSET],
+        )
+        for rule in rules2:
+            admin.add_rule(party2.sign(rule))
+    net.replicate_all()
+    return ids
+
+
+def job(net: Network, ids: dict[str, str], compute: str) -> Job:
+    """One step running `compute` on the live input, submitted by party1."""
+    return job_from_dict(
+        {
+            "submitter": net.sites["party1"].party.id,
+            "workflow": {
+                "inputs": ["input"],
+                "outputs": {"result": "compute.output0"},
+                "steps": [
+                    {
+                        "name": "compute",
+                        "compute_asset": ids[compute],
+                        "inputs": {"input0": "input"},
+                        "outputs": {"output0": ids["output_base"]},
+                    }
+                ],
+            },
+            "inputs": {"input": ids["input"]},
+        }
+    )
+
+
+def run(net: Network, ids: dict[str, str], compute: str, dest: Path) -> dict[str, Path]:
+    """Run the job at site1, check it ran there and succeeded; its output files by name."""
+    site1 = net.sites["party1"]
+    with JobsClient(site1.internal_url, site1.party.user, timeout=60) as client:
+        view = client.submit(job(net, ids, compute))
+        assert view.status.plan is not None
+        assert {k: str(v) for k, v in view.status.plan.assignments.items()} == {"compute": site1.id}
+        view = client.wait(view.status.job_id, WAIT)
+        assert view.status.state is JobState.SUCCEEDED, (view.status.reason, view.steps)
+        files = client.download_output(view.status.job_id, "result", dest)
+    return {f.name: f for f in files}
+
+
+def stored_files(root: Path) -> Iterator[Path]:
+    """Every regular file under `root`."""
+    return (path for path in root.rglob("*") if path.is_file() and not path.is_symlink())
+
+
+def test_the_step_runs_at_site1_reads_the_input_live_and_gives_1_and_34(
+    net: Network, assets: dict[str, str], tmp_path: Path
+) -> None:
+    """[1, 34] at site1, and no byte of the input is stored there afterwards."""
+    files = run(net, assets, "minmax", tmp_path / "result")
+    assert json.loads(files["data.json"].read_text()) == [1, 34]
+    site1, site2 = net.sites["party1"], net.sites["party2"]
+    with site1.admin() as admin:
+        stored = {str(record.asset.id) for record in admin.list_assets()}
+    assert assets["input"] not in stored
+    with site2.admin() as admin:
+        digest = admin.get_asset(AssetId.parse(assets["input"])).asset.image_digest
+    assert digest is not None
+    assert not BlobStore(site1.config.data_dir / "blobs").has(digest)
+    for path in stored_files(site1.config.data_dir):
+        assert INPUT_BYTES not in path.read_bytes(), path
+    # The grant was revoked when the step ended: site2 keeps nothing unpacked for it.
+    assert not list(stored_files(site2.config.data_dir / "work" / "live-grants"))
+
+
+def test_the_step_container_reaches_its_channel_and_nothing_else(
+    net: Network, assets: dict[str, str], tmp_path: Path
+) -> None:
+    """Only the live socket answers, only for its token and GETs of the granted files."""
+    files = run(net, assets, "probe", tmp_path / "report")
+    report = json.loads(files["report.json"].read_text())
+    assert report["interfaces"] == ["lo"]
+    assert report["data"][0] == 200 and json.loads(report["data"][1]) == json.loads(INPUT_BYTES)
+    assert json.loads(report["listing"][1])["files"] == [{"path": "data.json", "size": 31}]
+    assert report["wrong_token"] == 403
+    assert report["other_path"] == 404
+    assert report["escape"] == 400
+    assert report["encoded"] == 400
+    assert report["post"] == 405
+    assert set(report["reach"].values()) <= {"OSError", "ConnectionRefusedError", "TimeoutError"}
+    assert "connected" not in report["reach"].values()
+
+
+def grant_body(net: Network, assets: dict[str, str]) -> dict[str, Any]:
+    """A grant request for the minmax job's input."""
+    return {
+        "job_id": "0" * 32,
+        "job": job_to_dict(job(net, assets, "minmax")),
+        "step": "compute",
+        "input": "input0",
+        "asset": assets["input"],
+    }
+
+
+def test_site2_grants_only_sites_that_may_run_the_step_and_honours_only_their_tokens(
+    net: Network, assets: dict[str, str]
+) -> None:
+    """A site that may not run the step gets 403; a token works for its site only, until revoked."""
+    site1, site2, site3 = (net.sites[p] for p in ("party1", "party2", "party3"))
+    url = site2.external_url
+    with (
+        make_http_client(url, site1.identity) as as_site1,
+        make_http_client(url, site3.identity) as as_site3,
+    ):
+        with pytest.raises(PermissionDenied, match="may not run step compute"):
+            request(as_site3, "POST", "/live/grants", json=grant_body(net, assets))
+        token = request(as_site1, "POST", "/live/grants", json=grant_body(net, assets)).json()[
+            "token"
+        ]
+        data = request(as_site1, "GET", f"/live/{token}/files/data.json").content
+        assert json.loads(data) == json.loads(INPUT_BYTES)
+        with pytest.raises(NotFound, match="no live access grant"):
+            request(as_site3, "GET", f"/live/{token}/files/data.json")
+        with pytest.raises(NotFound, match="no live access grant"):
+            request(as_site1, "GET", f"/live/{'y' * len(token)}/files/data.json")
+        request(as_site1, "DELETE", f"/live/{token}")
+        with pytest.raises(NotFound, match="no live access grant"):
+            request(as_site1, "GET", f"/live/{token}/files/data.json")
+
+
+def test_the_demo_runs_the_data_access_scenario(
+    container_runtime: DockerRuntime, scenario_archives: dict[str, Path], tmp_path: Path
+) -> None:
+    """`mahiru demo --scenario data_access` plans the step at site1 and prints [1, 34]."""
+    mahiru = str(Path(sys.executable).parent / "mahiru")
+    assets_dir = str(next(iter(scenario_archives.values())).parent)
+    workdir = str(tmp_path / "work")
+    result = subprocess.run(
+        [mahiru, "demo", "--scenario", "data_access", "--workdir", workdir, "--assets", assets_dir],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "plan: step compute runs at site:party1.mahiru.example.org:site1" in result.stdout
+    assert json.loads((tmp_path / "work" / "result" / "data.json").read_text()) == [1, 34]
+    site1_data = tmp_path / "work" / "network" / "site1"
+    assert (site1_data / "data").is_dir()
+    for path in stored_files(site1_data):
+        assert INPUT_BYTES not in path.read_bytes(), path
+
+
+def test_a_grant_ends_when_it_expires(net: Network, assets: dict[str, str]) -> None:
+    """A token past its expiry reads nothing, and its unpacked files are gone."""
+    site1, site2 = net.sites["party1"], net.sites["party2"]
+    assert site2.app is not None
+    grants = site2.app.state.jobs.live
+    kept = grants.ttl
+    grants.ttl = timedelta(0)
+    try:
+        with make_http_client(site2.external_url, site1.identity) as as_site1:
+            answer = request(as_site1, "POST", "/live/grants", json=grant_body(net, assets))
+            token = answer.json()["token"]
+            with pytest.raises(NotFound, match="no live access grant"):
+                request(as_site1, "GET", f"/live/{token}/files/data.json")
+    finally:
+        grants.ttl = kept
+    assert not list(stored_files(site2.config.data_dir / "work" / "live-grants"))
