@@ -10,6 +10,7 @@ from mahiru.runtime.limits import StepLimits, limits_from_config
 from mahiru.runtime.protocol import ContainerInfo, ContainerRuntime, ImageConfig
 from mahiru.runtime.steps import (
     INPUTS_DIR,
+    LABEL_INSTANCE,
     LABEL_JOB,
     LABEL_ROLE,
     LABEL_SITE,
@@ -24,6 +25,7 @@ from mahiru.runtime.steps import (
 
 __all__ = [
     "INPUTS_DIR",
+    "LABEL_INSTANCE",
     "LABEL_JOB",
     "LABEL_ROLE",
     "LABEL_SITE",

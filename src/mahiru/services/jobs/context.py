@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import threading
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -58,6 +59,16 @@ class JobContext:
     def __post_init__(self) -> None:
         object.__setattr__(self, "jobs", JobRepository(self.database))
         object.__setattr__(self, "records", AssetRepository(self.database))
+
+    @property
+    def instance(self) -> str:
+        """Tells this site installation's containers from another's with the same site id.
+
+        Two deployments on one engine (tests, demos, a staging copy) may use
+        the same site id; step containers are labelled with this too, so a
+        restarting site stops only its own.
+        """
+        return hashlib.sha256(str(self.work_dir.resolve()).encode()).hexdigest()[:16]
 
     def now(self) -> datetime:
         """The current time (UTC)."""

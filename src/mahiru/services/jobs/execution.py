@@ -19,7 +19,7 @@ import time
 from mahiru.errors import Conflict, MahiruError, NotFound, Unavailable
 from mahiru.model.items import ItemKind, WorkflowItem
 from mahiru.model.jobs import StepInput, StepState, StepStatus, step_inputs, step_results
-from mahiru.runtime import StepResult, step_labels
+from mahiru.runtime import LABEL_INSTANCE, StepResult, step_labels
 from mahiru.services.jobs.context import JobContext, KnownJob
 from mahiru.services.jobs.fetching import InputFetcher
 from mahiru.services.jobs.live_channel import LiveChannels
@@ -246,6 +246,7 @@ class StepExecution:
                 bases[item.item.part] = self._load(digests[item.item])
         outputs = sorted(known.job.workflow.steps[step].outputs)
         labels = step_labels(site=str(ctx.site), job=known.job_id, step=step)
+        labels[LABEL_INSTANCE] = ctx.instance
         with self._live.open(known, step, [n for n in needed if n.item in live]) as channel:
             result = ctx.runtime.run_step(
                 compute,

@@ -18,7 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from mahiru.errors import MahiruError
 from mahiru.model.jobs import StepStatus
-from mahiru.runtime import LABEL_JOB, LABEL_SITE
+from mahiru.runtime import LABEL_INSTANCE, LABEL_JOB, LABEL_SITE
 from mahiru.services.jobs.context import JobContext
 from mahiru.services.jobs.execution import UNAVAILABLE_DEADLINE, StepExecution
 from mahiru.services.jobs.fetching import InputFetcher
@@ -82,7 +82,7 @@ class StepExecutor:
 
     def stop_containers(self, job_id: str | None = None) -> int:
         """Stop this site's step containers (of one job, or all); how many there were."""
-        labels = {LABEL_SITE: str(self._ctx.site)}
+        labels = {LABEL_SITE: str(self._ctx.site), LABEL_INSTANCE: self._ctx.instance}
         if job_id is not None:
             labels[LABEL_JOB] = job_id
         try:
