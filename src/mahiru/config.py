@@ -88,6 +88,8 @@ class SiteConfig(_Strict):
     has_runner: bool = True
     replication_interval_seconds: float = Field(default=10.0, gt=0)
     request_timeout_seconds: float = Field(default=30.0, gt=0)
+    #: How long a step keeps retrying while a peer (or the engine) is unavailable.
+    peer_retry_deadline_seconds: float = Field(default=600.0, gt=0)
     containers: ContainerLimits = ContainerLimits()
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     max_body_bytes: int = Field(default=1_000_000, gt=0)

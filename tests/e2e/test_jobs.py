@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import tarfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -26,6 +28,7 @@ from mahiru.policy.signing import sign_revocation
 from mahiru.runtime import LABEL_JOB, DockerRuntime
 from mahiru.runtime.assets import INPUT_ASSET, MINMAX_ASSET, OUTPUT_BASE_ASSET
 from mahiru.storage import BlobStore
+from mahiru.storage.blobs import normalise_digest
 
 pytestmark = pytest.mark.e2e
 
@@ -330,3 +333,62 @@ def test_the_running_site_rechecks_the_step_against_its_own_policy(
     assert step.state is StepState.FAILED and step.started_at is None
     assert step.reason is not None and "policy does not permit" in step.reason
     assert data in step.reason
+
+
+def test_a_compute_image_the_engine_has_is_downloaded_only_once(
+    scenario: Scenario, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """site2 asks site1 for the compute asset every time, but downloads it only when needed.
+
+    Once its engine has the image, site2 only fetches the asset's metadata (site1
+    checks the policy on that request too); when the engine no longer has the
+    image, site2 downloads it again.
+    """
+    app = scenario.site2.app
+    assert app is not None
+    ctx = app.state.jobs.ctx
+    compute = AssetId.parse(scenario.computes["minmax"])
+    asked: list[str] = []
+    downloaded: list[str] = []
+    metadata, fetch_image = PeerJobsClient.asset_metadata, PeerJobsClient.fetch_image
+
+    def asking(self: PeerJobsClient, asset: Any) -> Any:
+        asked.append(str(asset))
+        return metadata(self, asset)
+
+    def downloading(self: PeerJobsClient, asset: Any, *args: Any, **kwargs: Any) -> Any:
+        downloaded.append(str(asset))
+        return fetch_image(self, asset, *args, **kwargs)
+
+    monkeypatch.setattr(PeerJobsClient, "asset_metadata", asking)
+    monkeypatch.setattr(PeerJobsClient, "fetch_image", downloading)
+
+    def run() -> None:
+        """Run the job, then delete its result everywhere so the next run computes it again."""
+        with user(scenario) as client:
+            view = client.wait(client.submit(scenario.job()).status.job_id, WAIT)
+        assert view.status.state is JobState.SUCCEEDED, view.to_json()
+        result = view.status.outputs()["result"]
+        for site in (scenario.site1, scenario.site2):
+            with site.admin() as admin, contextlib.suppress(NotFound):
+                admin.delete_asset(result)
+
+    run()  # an earlier test may have left the result, which this run reuses
+    run()  # the engine has the image from now on (if it had not before)
+    with scenario.site1.admin() as admin:
+        announced = admin.get_asset(compute).asset.image_digest
+    assert announced is not None
+    digest = normalise_digest(announced)
+    assert digest in ctx.loaded_images
+    asked.clear()
+    downloaded.clear()
+    run()
+    assert asked.count(str(compute)) == 1
+    assert str(compute) not in downloaded
+    # As if someone removed the image from the engine: site2 must download it again.
+    ctx.loaded_images[digest] = "sha256:" + "0" * 64
+    asked.clear()
+    run()
+    assert asked.count(str(compute)) == 1
+    assert downloaded.count(str(compute)) == 1
+    assert ctx.loaded_images[digest] != "sha256:" + "0" * 64

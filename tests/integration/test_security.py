@@ -325,6 +325,38 @@ def test_unregistered_network_members_are_refused_by_the_external_api(
         assert _refusals(responses, (401, 403)) == []
 
 
+def _call_all_malformed(
+    client: httpx.Client, ops: list[Operation], values: dict[str, str]
+) -> dict[str, httpx.Response]:
+    """Call every operation with a body that is not JSON (nor anything the route expects)."""
+    responses = {}
+    for op in ops:
+        request = _request(op, values)
+        request.pop("json", None)
+        request["content"] = b"{not json"
+        request["headers"] = {**request["headers"], "content-type": "application/json"}
+        responses[str(op)] = client.request(**request)
+    return responses
+
+
+def test_refused_callers_are_refused_before_their_body_is_read(
+    world: World, unchanged: None
+) -> None:
+    """A wrong caller with a malformed body gets 401/403, never a validation error."""
+    site = world.site
+    base_url = f"https://127.0.0.1:{site.port}"
+    stranger = world.net.certs.site("site:p8.org:site")
+    calls = [
+        (world.net.sites["p2"].identity, _internal(world), (401,)),
+        (site.party.admin, _external(world), (401,)),
+        (stranger, _external(world), (401, 403)),
+    ]
+    for identity, ops, allowed in calls:
+        with _client(identity, base_url, world.net.certs.ca) as raw:
+            responses = _call_all_malformed(raw, ops, world.path_values())
+        assert _refusals(responses, allowed) == []
+
+
 def test_plain_users_are_refused_by_admin_endpoints(world: World, unchanged: None) -> None:
     """Changing assets or rules needs the admin role: 403 for a plain user."""
     site = world.site

@@ -18,9 +18,10 @@ from typing import Any
 import httpx
 from fastapi import FastAPI, Request, Response
 from fastapi.openapi.utils import get_openapi
+from starlette.concurrency import run_in_threadpool
 
 from mahiru import __version__
-from mahiru.api.auth import CertificateAuthenticator
+from mahiru.api.auth import CertificateAuthenticator, ServiceCaller, UserCaller
 from mahiru.api.errors import error_response, install_error_handlers
 from mahiru.api.middleware import install_middleware
 from mahiru.api.site_external import external_router
@@ -204,7 +205,8 @@ def create_site_app(
             runtime=container_runtime or DockerRuntime(),
             limits=limits_from_config(config.containers),
             work_dir=config.data_dir / "work",
-        )
+        ),
+        peer_retry_deadline=config.peer_retry_deadline_seconds,
     )
 
     @asynccontextmanager
@@ -249,7 +251,7 @@ def create_site_app(
     app.state.services = services
     app.state.jobs = jobs
     install_error_handlers(app)
-    _authenticate_other_paths(app, authenticator)
+    _authenticate(app, authenticator, services)
     # Added after authentication, so they wrap it: refused requests are logged too.
     install_middleware(app, body_limit=config.max_body_bytes, unlimited=("/internal/assets/",))
     app.include_router(internal_router(services, authenticator))
@@ -266,25 +268,39 @@ _ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 
-def _authenticate_other_paths(app: FastAPI, authenticator: CertificateAuthenticator) -> None:
-    """Outside the two APIs (the OpenAPI document, unknown paths) any known caller may ask.
+def _authenticate(
+    app: FastAPI, authenticator: CertificateAuthenticator, services: SiteServices
+) -> None:
+    """Check every caller before anything reads the request (DESIGN §9).
 
-    Routes under /internal and /external check their own, stricter, callers.
+    The external API takes registered sites only, the internal API the owner
+    party's users, and the rest (the OpenAPI document, unknown paths) either.
+    So a refused caller gets 401/403 whatever its body holds, never a
+    validation error. The routes still check admin roles and policy.
     """
+
+    def caller(request: Request) -> ServiceCaller | UserCaller:
+        path = request.url.path
+        if path.startswith("/external/"):
+            service = authenticator.service(request)
+            services.registered_sites.identify(service.identity, service.certificate)
+            return service
+        if path.startswith("/internal/"):
+            return authenticator.user(request)
+        try:
+            return authenticator.service(request)
+        except MahiruError:
+            return authenticator.user(request)
 
     @app.middleware("http")
     async def authenticate(
         request: Request, call_next: Callable[[Request], Awaitable[Response]]
     ) -> Response:
-        path = request.url.path
-        if not path.startswith(("/internal/", "/external/")):
-            try:
-                request.state.caller = authenticator.service(request)
-            except MahiruError:
-                try:
-                    request.state.caller = authenticator.user(request)
-                except MahiruError as error:
-                    return error_response(error)
+        try:
+            # In a worker thread: identifying a site reads the registry replica.
+            request.state.caller = await run_in_threadpool(caller, request)
+        except MahiruError as error:
+            return error_response(error)
         return await call_next(request)
 
 

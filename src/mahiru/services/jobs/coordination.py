@@ -30,15 +30,28 @@ logger = logging.getLogger("mahiru.site.jobs")
 
 
 class JobCoordinator:
-    """Follows the jobs submitted here in a background thread, every `interval` seconds."""
+    """Follows the jobs submitted here in a background thread.
+
+    Rounds come every `running_interval` seconds while a job runs, so its end
+    is seen soon after its last step finishes (each round asks every site
+    still running steps of it for their states), and every `interval`
+    seconds otherwise.
+    """
 
     def __init__(
-        self, ctx: JobContext, dispatcher: Dispatcher, desk: JobDesk, *, interval: float = 0.5
+        self,
+        ctx: JobContext,
+        dispatcher: Dispatcher,
+        desk: JobDesk,
+        *,
+        interval: float = 0.5,
+        running_interval: float = 0.1,
     ) -> None:
         self._ctx = ctx
         self._dispatcher = dispatcher
         self._desk = desk
         self._interval = interval
+        self._running_interval = running_interval
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
@@ -62,15 +75,17 @@ class JobCoordinator:
 
     def _run(self) -> None:
         while not self._stop.is_set():
+            running = False
             try:
                 for status in self._ctx.jobs.list_jobs(states=[JobState.PLANNED, JobState.RUNNING]):
                     if self._stop.is_set():
                         break
+                    running = running or status.state is JobState.RUNNING
                     self._follow(status)
             except Exception:
                 # The loop must outlive any bug in a round; the next round retries.
                 logger.exception("job round failed unexpectedly")
-            self._wake.wait(self._interval)
+            self._wake.wait(self._running_interval if running else self._interval)
             self._wake.clear()
 
     def _follow(self, status: JobStatus) -> None:

@@ -269,6 +269,10 @@ class StepExecution:
                 return image
             path = ctx.blobs.path(digest)
             if not path.is_file():
+                if ctx.loaded_images.pop(digest, None) is not None:
+                    # Its download was skipped because the engine had it, but it was
+                    # removed from the engine since: the retry fetches it again.
+                    raise Unavailable(f"image sha256:{digest} was removed from the engine")
                 raise NotFound(f"image sha256:{digest} is not in the blob store")
             image = ctx.runtime.load_image(path)
             ctx.loaded_images[digest] = image

@@ -4,6 +4,11 @@ Each comes from the local store if it is there, else from the site that
 holds it, over its external API; that site decides itself whether this site
 may have it. Fetched images live in the blob store while steps use them, and
 are removed afterwards unless a stored asset has the same image.
+
+A primary asset whose image the container engine already has (loaded for an
+earlier step) is not downloaded again: its holder is still asked for the
+asset's metadata, so it decides on access every time, and only the download
+of an image with the same digest is skipped.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from mahiru.model.identifiers import AssetId, ResultId
 from mahiru.model.jobs import StepInput
 from mahiru.services.jobs.context import JobContext
 from mahiru.services.jobs.peers import retrying
+from mahiru.storage.blobs import normalise_digest
 
 logger = logging.getLogger("mahiru.site.jobs")
 
@@ -54,8 +60,21 @@ class InputFetcher:
             extra={"asset": str(asset), "site": str(needed.site), "item": str(needed.item)},
         )
         if isinstance(asset, AssetId):
+            record = retrying(
+                lambda: peer.asset_metadata(asset), f"metadata of {asset}", stop=self._stop
+            )
+            announced = record.asset.image_digest
+            expected = None if announced is None else normalise_digest(announced)
+            if expected is not None and self._loaded(expected):
+                logger.info(
+                    "step input already loaded",
+                    extra={"asset": str(asset), "site": str(needed.site), "digest": expected},
+                )
+                return expected, False
             info = retrying(
-                lambda: peer.fetch_image(asset, self._ctx.blobs), f"fetch {asset}", stop=self._stop
+                lambda: peer.fetch_image(asset, self._ctx.blobs, expected_digest=expected),
+                f"fetch {asset}",
+                stop=self._stop,
             )
         else:
             info = retrying(
@@ -77,6 +96,17 @@ class InputFetcher:
                 del self._users[digest]
                 if self._ctx.records.image_users(digest) == 0:
                     self._ctx.blobs.delete(digest)
+
+    def _loaded(self, digest: str) -> bool:
+        """Whether the engine still has the image of archive `digest` loaded earlier."""
+        with self._ctx.images_lock:
+            image = self._ctx.loaded_images.get(digest)
+            if image is None:
+                return False
+            if self._ctx.runtime.has_image(image):
+                return True
+            del self._ctx.loaded_images[digest]  # removed from the engine: fetch it again
+            return False
 
     def _stored(self, asset: AssetId | ResultId) -> str | None:
         try:

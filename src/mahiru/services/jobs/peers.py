@@ -11,7 +11,7 @@ from typing import Protocol, TypeVar
 from mahiru.errors import Unavailable
 from mahiru.model.identifiers import AssetId, ResultId, SiteId
 from mahiru.model.jobs import StepAssignment, StepStatus
-from mahiru.storage import BlobInfo, BlobStore, ReplicaRepository, SiteRecord
+from mahiru.storage import AssetRecord, BlobInfo, BlobStore, ReplicaRepository, SiteRecord
 
 logger = logging.getLogger("mahiru.site.jobs")
 
@@ -31,6 +31,10 @@ class JobPeer(Protocol):
 
     def cancel(self, job_id: str) -> list[StepStatus]:
         """Cancel the site's unfinished steps of a job."""
+        ...
+
+    def asset_metadata(self, asset_id: AssetId | ResultId) -> AssetRecord:
+        """The record of an asset stored at the site, if its policy lets this site see it."""
         ...
 
     def fetch_result(self, result: ResultId, blobs: BlobStore) -> BlobInfo:

@@ -10,6 +10,7 @@ from mahiru.services.jobs.assignment import AssignmentDesk
 from mahiru.services.jobs.context import JobContext
 from mahiru.services.jobs.coordination import JobCoordinator
 from mahiru.services.jobs.dispatch import Dispatcher
+from mahiru.services.jobs.execution import UNAVAILABLE_DEADLINE
 from mahiru.services.jobs.executor import StepExecutor
 from mahiru.services.jobs.live_grants import LiveGrants
 from mahiru.services.jobs.results import authorise_result
@@ -25,10 +26,18 @@ class JobServices:
     and unfinished steps and jobs are picked up where they were.
     """
 
-    def __init__(self, ctx: JobContext, *, max_parallel_steps: int = 4) -> None:
+    def __init__(
+        self,
+        ctx: JobContext,
+        *,
+        max_parallel_steps: int = 4,
+        peer_retry_deadline: float = UNAVAILABLE_DEADLINE,
+    ) -> None:
         self.ctx = ctx
         self._stop = threading.Event()
-        self.executor = StepExecutor(ctx, max_parallel=max_parallel_steps)
+        self.executor = StepExecutor(
+            ctx, max_parallel=max_parallel_steps, unavailable_deadline=peer_retry_deadline
+        )
         self.assignments = AssignmentDesk(ctx, self.executor.wake, self.executor.stop_containers)
         dispatcher = Dispatcher(ctx, self.assignments, self._stop)
         self.desk = JobDesk(
