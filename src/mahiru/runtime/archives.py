@@ -60,7 +60,10 @@ def extract_tree(chunks: Iterable[bytes], dest: Path, *, prefix: str) -> None:
     partial = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".partial"))
     try:
         with tarfile.open(fileobj=ChunkReader(chunks), mode="r|") as archive:
-            archive.extractall(partial, filter=_under_prefix_filter(prefix))
+            if HAS_DATA_FILTER:
+                archive.extractall(partial, filter=_under_prefix_filter(prefix))
+            else:
+                _extract_checked(archive, partial, prefix)
         # mkdtemp made it 0700; the data is meant to be read by step containers.
         partial.chmod(0o755)
         os.replace(partial, dest)
@@ -73,6 +76,45 @@ def extract_tree(chunks: Iterable[bytes], dest: Path, *, prefix: str) -> None:
 
 
 _TarFilter = Callable[[tarfile.TarInfo, str], tarfile.TarInfo | None]
+
+#: Extraction filters arrived in Python 3.11.4; Debian bookworm ships 3.11.2,
+#: where `_extract_checked` applies the same rules by hand.
+HAS_DATA_FILTER = hasattr(tarfile, "data_filter")
+
+
+def _extract_checked(archive: tarfile.TarFile, dest: Path, prefix: str) -> None:
+    """Extract member by member with the rules of `tarfile.data_filter`, for old Pythons."""
+    root = dest.resolve()
+    for member in archive:
+        name = _relative_name(member.name, prefix)
+        if name is None:
+            continue
+        if not (member.isreg() or member.isdir() or member.issym() or member.islnk()):
+            raise InvalidInput(f"unsafe archive member {member.name!r}: not a file, folder or link")
+        target = (root / name).resolve()
+        if not target.is_relative_to(root):
+            raise InvalidInput(f"unsafe archive member {member.name!r}: outside the destination")
+        if member.issym():
+            link = PurePosixPath(member.linkname)
+            pointed = (target.parent / member.linkname).resolve()
+            if link.is_absolute() or not pointed.is_relative_to(root):
+                raise InvalidInput(
+                    f"unsafe archive member {member.name!r}: link to {member.linkname!r} leaves"
+                    " the destination"
+                )
+        if member.islnk():
+            linked = _relative_name(member.linkname, prefix)
+            if linked is None:
+                raise InvalidInput(f"archive member {member.name!r} is a hard link to a directory")
+            member.linkname = linked
+        member.name = name
+        # As data_filter: no ownership from the archive, no setuid/setgid/sticky bits,
+        # nobody but the owner may write.
+        member.uid, member.gid, member.uname, member.gname = os.getuid(), os.getgid(), "", ""
+        member.mode &= 0o755
+        if member.isdir():
+            member.mode |= 0o700
+        archive.extract(member, dest, set_attrs=not member.issym())
 
 
 def _under_prefix_filter(prefix: str) -> _TarFilter:
