@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv demo test lint typecheck unit engine base-images assets postgres clean
+.PHONY: venv demo test lint typecheck unit engine base-images assets postgres docker_tars deploy-test clean
 
 venv: $(STAMP)
 
@@ -35,6 +35,16 @@ base-images: engine
 
 assets: base-images venv
 	bash scripts/build-assets.sh
+
+# The service images (registry, site, nginx proxy, data base) as tarballs in
+# build/, built offline from Debian packages and host-built wheels.
+docker_tars: base-images venv
+	bash scripts/build-docker-tars.sh
+
+# The distributed deployment, for real: Vagrant's docker provider, Ansible,
+# nginx proxies, both scenarios (see docs/running-distributed-scenarios.md).
+deploy-test: venv
+	bash scripts/deploy-test.sh
 
 # A local PostgreSQL for the storage and service tests on both backends.
 postgres:

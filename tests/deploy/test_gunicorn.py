@@ -1,0 +1,181 @@
+"""The service images' way of running the apps: Gunicorn with uvicorn workers behind a proxy.
+
+These run `gunicorn --config deploy/service/gunicorn.conf.py` for real on
+loopback, the way the mahiru-registry image does, with the loopback address
+as the trusted proxy, and check what the deployment relies on: the app
+factories in mahiru.asgi, JSON logs on stdout, and that the client
+certificate header is believed only as the proxy sends it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import quote
+
+import httpx
+import pytest
+
+from mahiru.asgi import registry
+from mahiru.errors import InvalidInput
+from mahiru.pki import (
+    certificate_pem,
+    create_network_ca,
+    issue_party_client_certificate,
+    save_certificate,
+)
+
+pytest.importorskip("gunicorn")
+pytest.importorskip("uvicorn_worker")
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[2]
+GUNICORN_CONF = ROOT / "deploy" / "service" / "gunicorn.conf.py"
+PARTY = "party:party1.mahiru.example.org:party1"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def network(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
+    """A network CA on disk, a client certificate it issued, and one of another CA."""
+    folder = tmp_path_factory.mktemp("pki")
+    ca = create_network_ca("test network CA")
+    save_certificate(folder / "ca.crt", ca.certificate)
+    client = issue_party_client_certificate(ca, PARTY)
+    stranger = issue_party_client_certificate(create_network_ca("another CA"), PARTY)
+    return {
+        "folder": folder,
+        "client_pem": certificate_pem(client.certificate),
+        "stranger_pem": certificate_pem(stranger.certificate),
+    }
+
+
+def _registry_config(folder: Path, trusted: list[str]) -> Path:
+    path = folder / f"registry-{len(trusted)}.yaml"
+    path.write_text(
+        json.dumps(
+            {
+                "tls": {"network_ca": str(folder / "ca.crt"), "trusted_proxies": trusted},
+                "database_url": f"sqlite:///{folder}/registry.db",
+            }
+        )
+    )
+    return path
+
+
+@pytest.fixture(scope="module")
+def served(network: dict[str, object]) -> Iterator[tuple[str, Path]]:
+    """The registry under Gunicorn as the image runs it, and the file its stdout goes to."""
+    folder = network["folder"]
+    assert isinstance(folder, Path)
+    port = _free_port()
+    env = {
+        **os.environ,
+        "MAHIRU_SERVICE": "registry",
+        "MAHIRU_CONFIG_FILE": str(_registry_config(folder, ["127.0.0.1"])),
+        "MAHIRU_BIND": f"127.0.0.1:{port}",
+        "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}",
+    }
+    stdout = folder / "gunicorn.out"
+    with stdout.open("wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "gunicorn", "--config", str(GUNICORN_CONF)],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            cwd=folder,
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                httpx.get(f"{url}/health", timeout=1)
+                break
+            except httpx.TransportError:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    raise AssertionError(stdout.read_text()) from None
+                time.sleep(0.1)
+        yield url, stdout
+    finally:
+        process.terminate()
+        process.wait(timeout=20)
+
+
+def _as_proxy(pem: str, verify: str = "SUCCESS") -> dict[str, str]:
+    """The headers nginx sets: $ssl_client_escaped_cert and $ssl_client_verify."""
+    return {"X-Mahiru-Client-Cert": quote(pem, safe=""), "X-Mahiru-Client-Verify": verify}
+
+
+def test_the_proxy_passes_on_a_verified_certificate(
+    served: tuple[str, Path], network: dict[str, object]
+) -> None:
+    """A certificate of the network CA, forwarded by the trusted proxy, is let in."""
+    url, _ = served
+    response = httpx.get(f"{url}/health", headers=_as_proxy(str(network["client_pem"])))
+    assert response.status_code == 200, response.text
+
+
+@pytest.mark.parametrize(
+    ("what", "headers"),
+    [
+        ("no certificate", {}),
+        ("a certificate nginx could not verify", "FAILED:certificate has expired"),
+        ("a certificate of another CA", "stranger"),
+    ],
+)
+def test_callers_without_a_good_certificate_are_refused(
+    served: tuple[str, Path], network: dict[str, object], what: str, headers: object
+) -> None:
+    """No certificate, a failed verification or a foreign CA: 401 in the one error shape."""
+    url, _ = served
+    if headers == "stranger":
+        sent = _as_proxy(str(network["stranger_pem"]))
+    elif isinstance(headers, str):
+        sent = _as_proxy(str(network["client_pem"]), verify=headers)
+    else:
+        sent = {}
+    response = httpx.get(f"{url}/health", headers=sent)
+    assert response.status_code == 401, what
+    assert set(response.json()["error"]) == {"type", "message", "details"}
+
+
+def test_every_log_line_is_json(served: tuple[str, Path]) -> None:
+    """Gunicorn's own lines and the app's are JSON objects on stdout, none repeated."""
+    _, stdout = served
+    lines = [line for line in stdout.read_text().splitlines() if line.strip()]
+    events = [json.loads(line) for line in lines]
+    assert any(event["logger"].startswith("gunicorn") for event in events)
+    assert any(event["logger"] == "mahiru.access" for event in events)
+    assert not any(event["logger"] == "uvicorn.access" for event in events)
+    assert len(set(lines)) == len(lines)
+
+
+def test_the_factory_needs_the_config_file_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without MAHIRU_CONFIG_FILE the factory says which variable to set."""
+    monkeypatch.delenv("MAHIRU_CONFIG_FILE", raising=False)
+    with pytest.raises(InvalidInput, match="MAHIRU_CONFIG_FILE"):
+        registry()
+
+
+def test_the_factory_refuses_a_config_without_trusted_proxies(
+    monkeypatch: pytest.MonkeyPatch, network: dict[str, object]
+) -> None:
+    """Behind Gunicorn nobody could be authenticated without a trusted proxy: refused."""
+    folder = network["folder"]
+    assert isinstance(folder, Path)
+    monkeypatch.setenv("MAHIRU_CONFIG_FILE", str(_registry_config(folder, [])))
+    with pytest.raises(InvalidInput, match="trusted_proxies"):
+        registry()
