@@ -19,6 +19,7 @@ import time
 from mahiru.errors import Conflict, MahiruError, NotFound, Unavailable
 from mahiru.model.items import ItemKind, WorkflowItem
 from mahiru.model.jobs import StepInput, StepState, StepStatus, step_inputs, step_results
+from mahiru.policy.decisions import Decision
 from mahiru.runtime import LABEL_INSTANCE, StepResult, step_labels
 from mahiru.services.jobs.context import JobContext, KnownJob
 from mahiru.services.jobs.fetching import InputFetcher
@@ -129,10 +130,28 @@ class StepExecution:
                 log_tail=log_tail,
             )
 
+    def _may_run(self, known: KnownJob, step: str) -> Decision:
+        """This site's own decision on running `step`; a denial is re-checked after replicating.
+
+        The submitter planned with its replica; ours may lag behind it by a
+        replication round (rules just added elsewhere), so one denial first
+        brings the replica up to date and asks again.
+        """
+        engine = self._ctx.policy.engine
+        decision = engine.may_run_step(engine.job_permissions(known.job), step, self._ctx.site)
+        if decision.allowed or self._ctx.refresh_policy is None:
+            return decision
+        try:
+            self._ctx.refresh_policy()
+        except MahiruError as error:
+            logger.warning("cannot refresh the policy replica: %s", error.message)
+            return decision
+        engine = self._ctx.policy.engine
+        return engine.may_run_step(engine.job_permissions(known.job), step, self._ctx.site)
+
     def _advance(self, known: KnownJob, status: StepStatus) -> bool:
         ctx, step = self._ctx, status.step
-        engine = ctx.policy.engine
-        decision = engine.may_run_step(engine.job_permissions(known.job), step, ctx.site)
+        decision = self._may_run(known, step)
         if not decision.allowed:
             reason = "this site's policy does not permit the step here: " + "; ".join(
                 decision.failures()

@@ -56,7 +56,16 @@ class JobDesk:
                 f"jobs of {job.submitter} are submitted at {home}, not at {ctx.site}",
                 {"submitter_site": str(home)},
             )
-        plan = plan_job(job, sites, ctx.policy.engine, self._sizes(job))
+        try:
+            plan = plan_job(job, sites, ctx.policy.engine, self._sizes(job))
+        except PermissionDenied:
+            if ctx.refresh_policy is None:
+                raise
+            # The replica may lag a replication round behind rules just added
+            # elsewhere: bring it up to date once and plan again.
+            ctx.refresh_policy()
+            sites = [record.describe() for record in ctx.replica.sites()]
+            plan = plan_job(job, sites, ctx.policy.engine, self._sizes(job))
         job_id = uuid.uuid4().hex
         status = ctx.jobs.create_job(job_id, job, plan, ctx.site, ctx.now())
         logger.info(
