@@ -10,7 +10,7 @@ from __future__ import annotations
 import ssl
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import httpx
 
@@ -79,6 +79,31 @@ def make_http_client(
         headers=headers,
         follow_redirects=False,
     )
+
+
+class ApiClient:
+    """The shell every client of one API shares: its URL, connections, and closing them."""
+
+    def __init__(
+        self,
+        url: str,
+        identity: TlsIdentity | None,
+        *,
+        transport: httpx.BaseTransport | None = None,
+        timeout: httpx.Timeout | float = DEFAULT_TIMEOUT,
+    ) -> None:
+        self.url = url
+        self._http = make_http_client(url, identity, transport=transport, timeout=timeout)
+
+    def close(self) -> None:
+        """Close the connections."""
+        self._http.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
 
 
 def error_from_response(response: httpx.Response) -> MahiruError:

@@ -17,10 +17,8 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 from urllib.parse import quote
 
-import httpx
-
 from mahiru.client.downloads import BlobSink, download_to_file, stream_image
-from mahiru.client.http import DEFAULT_TIMEOUT, TlsIdentity, make_http_client, request
+from mahiru.client.http import ApiClient, request
 from mahiru.client.site import PeerClient
 from mahiru.errors import InvalidInput
 from mahiru.model.identifiers import ResultId
@@ -55,29 +53,8 @@ class JobView:
         return {"job": self.status.to_dict(), "steps": [s.to_dict() for s in self.steps]}
 
 
-class JobsClient:
+class JobsClient(ApiClient):
     """Jobs at one's own site: submit, list, show, wait for, cancel, fetch outputs."""
-
-    def __init__(
-        self,
-        internal_url: str,
-        identity: TlsIdentity | None,
-        *,
-        transport: httpx.BaseTransport | None = None,
-        timeout: httpx.Timeout | float = DEFAULT_TIMEOUT,
-    ) -> None:
-        self.url = internal_url
-        self._http = make_http_client(internal_url, identity, transport=transport, timeout=timeout)
-
-    def close(self) -> None:
-        """Close the connections."""
-        self._http.close()
-
-    def __enter__(self) -> JobsClient:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
 
     def submit(self, job: Job) -> JobView:
         """Submit a job; PermissionDenied (with the planner's explanation) if none may run."""

@@ -31,7 +31,7 @@ from mahiru.client.downloads import (
 from mahiru.client.downloads import (
     Progress as Progress,  # re-exported: callers of upload_asset type their callbacks
 )
-from mahiru.client.http import DEFAULT_TIMEOUT, TlsIdentity, make_http_client, request
+from mahiru.client.http import ApiClient, request
 from mahiru.errors import Conflict, InvalidInput
 from mahiru.model.assets import Asset, AssetKind
 from mahiru.model.identifiers import AssetId, ResultId, parse_identifier
@@ -140,29 +140,8 @@ def _json(response: httpx.Response) -> Any:
 # --- the clients ----------------------------------------------------------------
 
 
-class SiteClient:
+class SiteClient(ApiClient):
     """The internal API of one's own site: assets, rules, policy explanations, status."""
-
-    def __init__(
-        self,
-        internal_url: str,
-        identity: TlsIdentity | None,
-        *,
-        transport: httpx.BaseTransport | None = None,
-        timeout: httpx.Timeout | float = DEFAULT_TIMEOUT,
-    ) -> None:
-        self.url = internal_url
-        self._http = make_http_client(internal_url, identity, transport=transport, timeout=timeout)
-
-    def close(self) -> None:
-        """Close the connections."""
-        self._http.close()
-
-    def __enter__(self) -> SiteClient:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
 
     # --- assets --------------------------------------------------------------
 
@@ -292,29 +271,8 @@ class SiteClient:
         return result
 
 
-class PeerClient:
+class PeerClient(ApiClient):
     """Another site's external API, as this site calls it: rules, asset metadata and images."""
-
-    def __init__(
-        self,
-        external_url: str,
-        identity: TlsIdentity | None,
-        *,
-        transport: httpx.BaseTransport | None = None,
-        timeout: httpx.Timeout | float = DEFAULT_TIMEOUT,
-    ) -> None:
-        self.url = external_url
-        self._http = make_http_client(external_url, identity, transport=transport, timeout=timeout)
-
-    def close(self) -> None:
-        """Close the connections."""
-        self._http.close()
-
-    def __enter__(self) -> PeerClient:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
 
     def rule_changes(self, since: int, limit: int | None = None) -> PeerRuleBatch:
         """The peer's rule changes after version `since` (a `RuleFeed`)."""
