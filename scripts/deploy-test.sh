@@ -11,7 +11,8 @@
 #      otherwise an asset is uploaded through site2's internal proxy instead),
 #      then run_experiment on client1 (if submit_job.py exists)
 #   5. callers without the right client certificate are refused by the proxies
-#   6. mahiru_down then mahiru_up: the registrations and assets survive
+#   6. mahiru_down then mahiru_up: the registrations and assets survive, and
+#      run_experiment works again without configure_sites
 #   7. mahiru_up again changes nothing (changed=0 on every machine)
 #   8. the RAM and disk the running deployment uses
 #   9. vagrant destroy -f, and nothing of it is left
@@ -241,6 +242,10 @@ log "before: ${before//$'\n'/ }"
 log "after:  ${after//$'\n'/ }"
 [[ "$before" == "$after" ]] || die "the data changed across mahiru_down/mahiru_up"
 grep -q "$INPUT\|asset:" <<<"$after" || die "no assets at site2 to check persistence with"
+
+phase "run_experiment again, without configure_sites (assets and rules survived)"
+provision run_experiment client1
+grep -q 'gave \[1, 34\]' "$LAST_LOG" || die "run_experiment after mahiru_up did not give [1, 34]; see $LAST_LOG"
 
 phase "mahiru_up again changes nothing"
 provision mahiru_up "${MACHINES[@]}"
