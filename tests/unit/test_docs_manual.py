@@ -40,12 +40,6 @@ def test_the_manual_has_the_whole_sequence() -> None:
         assert command in script
 
 
-@pytest.mark.xfail(
-    reason="known failure under pytest since the last commits of stop 7: the same script passes"
-    " when run with bash directly (see the closing note); under pytest the first"
-    " `mahiru assets list` never reaches the site. To be fixed next session.",
-    strict=False,
-)
 def test_the_manual_setup_runs(tmp_path: Path) -> None:
     """Every command works as written; the services are stopped at the end, whatever happens."""
     script = tmp_path / "manual.sh"
