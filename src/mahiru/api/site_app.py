@@ -205,7 +205,6 @@ def create_site_app(
             runtime=container_runtime or DockerRuntime(),
             limits=limits_from_config(config.containers),
             work_dir=config.data_dir / "work",
-            refresh_policy=services.replicator.run_once,
         ),
         peer_retry_deadline=config.peer_retry_deadline_seconds,
     )

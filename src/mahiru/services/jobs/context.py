@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import threading
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -51,8 +50,6 @@ class JobContext:
     limits: StepLimits
     work_dir: Path
     clock: Clock = utc_now
-    #: Brings the policy replica up to date now (one replication round); None: cannot.
-    refresh_policy: Callable[[], object] | None = None
     jobs: JobRepository = field(init=False)
     records: AssetRepository = field(init=False)
     #: Engine image ids of archives already loaded, by blob digest.

@@ -137,17 +137,10 @@ class StepExecution:
         replication round (rules just added elsewhere), so one denial first
         brings the replica up to date and asks again.
         """
-        engine = self._ctx.policy.engine
-        decision = engine.may_run_step(engine.job_permissions(known.job), step, self._ctx.site)
-        if decision.allowed or self._ctx.refresh_policy is None:
-            return decision
-        try:
-            self._ctx.refresh_policy()
-        except MahiruError as error:
-            logger.warning("cannot refresh the policy replica: %s", error.message)
-            return decision
-        engine = self._ctx.policy.engine
-        return engine.may_run_step(engine.job_permissions(known.job), step, self._ctx.site)
+        site = self._ctx.site
+        return self._ctx.policy.decide(
+            lambda engine: engine.may_run_step(engine.job_permissions(known.job), step, site)
+        )
 
     def _advance(self, known: KnownJob, status: StepStatus) -> bool:
         ctx, step = self._ctx, status.step

@@ -111,8 +111,13 @@ class LiveGrants:
                 f" as its input {request.input!r}",
                 {"step": request.step, "input": request.input},
             )
-        engine = ctx.policy.engine
-        decision = engine.may_run_step(engine.job_permissions(request.job), request.step, caller)
+        # Decided from this site's replica, which may lag the requester's by a
+        # round: `decide` replicates once before a denial stands.
+        decision = ctx.policy.decide(
+            lambda engine: engine.may_run_step(
+                engine.job_permissions(request.job), request.step, caller
+            )
+        )
         if not decision.allowed:
             raise PermissionDenied(
                 f"{caller} may not run step {request.step}, which reads {request.asset}: "

@@ -5,6 +5,8 @@ from __future__ import annotations
 from mahiru.errors import PermissionDenied
 from mahiru.model.identifiers import ResultId, SiteId
 from mahiru.model.items import ItemKind, WorkflowItem
+from mahiru.policy.decisions import Decision
+from mahiru.policy.engine import PolicyEngine
 from mahiru.services.jobs.context import JobContext
 
 
@@ -15,9 +17,12 @@ def authorise_result(ctx: JobContext, result: ResultId, site: SiteId) -> None:
     job that made it); NotFound if none is recorded.
     """
     provenance = ctx.jobs.get_provenance(result)
-    engine = ctx.policy.engine
     item = WorkflowItem(ItemKind.STEP_OUTPUT, provenance.step, provenance.output)
-    permissions = engine.job_permissions(provenance.job)[item]
-    decision = engine.may_access(site, permissions, f"{result} ({item})")
+
+    def evaluate(engine: PolicyEngine) -> Decision:
+        permissions = engine.job_permissions(provenance.job)[item]
+        return engine.may_access(site, permissions, f"{result} ({item})")
+
+    decision = ctx.policy.decide(evaluate)
     if not decision.allowed:
         raise PermissionDenied("; ".join(decision.failures()), decision.to_dict())

@@ -5,13 +5,22 @@ Decisions never touch the network: the view keeps a `PolicyEngine` over a
 replicated from its peers), and rebuilds it (swapping it in whole) after
 those rules change. A decision in progress keeps using the engine it
 started with.
+
+The replica may lag a replication round behind rules just published
+elsewhere (a job planned at another site from fresher rules arrives here
+seconds later). So a denial made through `decide` brings the replica up to
+date once and decides again before it stands; refreshes are rate-limited so
+that callers cannot make the site replicate on every request.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
+from collections.abc import Callable
 
+from mahiru.errors import MahiruError
 from mahiru.model.identifiers import Identifier, PartyId, SiteId
 from mahiru.model.items import WorkflowItem
 from mahiru.model.workflow import Job
@@ -22,6 +31,12 @@ from mahiru.storage import ReplicaRepository, RuleRepository
 
 logger = logging.getLogger("mahiru.site.policy")
 
+#: The least time between two refreshes caused by denials (seconds).
+MIN_REFRESH_INTERVAL = 1.0
+
+#: A decision made with a given engine.
+Evaluate = Callable[[PolicyEngine], Decision]
+
 
 class PolicyView:
     """This site's view of all valid, unrevoked rules, and decisions made from it.
@@ -31,12 +46,55 @@ class PolicyView:
     rules in a row costs one rebuild, not one per rule.
     """
 
-    def __init__(self, rules: RuleRepository, replica: ReplicaRepository) -> None:
+    def __init__(
+        self,
+        rules: RuleRepository,
+        replica: ReplicaRepository,
+        *,
+        min_refresh_interval: float = MIN_REFRESH_INTERVAL,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._rules = rules
         self._replica = replica
         self._lock = threading.Lock()
         self._stale = True
         self._engine = PolicyEngine(RuleStore())
+        self._refresher: Callable[[], object] | None = None
+        self._refresh_lock = threading.Lock()
+        self._min_refresh_interval = min_refresh_interval
+        self._clock = clock
+        self._last_refresh: float | None = None
+
+    def use_refresher(self, refresher: Callable[[], object]) -> None:
+        """How to bring the replica up to date now (one replication round)."""
+        self._refresher = refresher
+
+    def refresh(self) -> bool:
+        """Replicate now, unless that happened less than the minimum interval ago.
+
+        Returns whether a refresh ran (False also without a refresher).
+        """
+        if self._refresher is None:
+            return False
+        with self._refresh_lock:
+            now = self._clock()
+            last = self._last_refresh
+            if last is not None and now - last < self._min_refresh_interval:
+                return False
+            self._last_refresh = now
+        try:
+            self._refresher()
+        except MahiruError as error:
+            logger.warning("cannot refresh the policy replica: %s", error.message)
+            return False
+        return True
+
+    def decide(self, evaluate: Evaluate) -> Decision:
+        """`evaluate` with the current engine; a denial is decided again after a refresh."""
+        decision = evaluate(self.engine)
+        if decision.allowed or not self.refresh():
+            return decision
+        return evaluate(self.engine)
 
     @property
     def engine(self) -> PolicyEngine:
@@ -67,7 +125,7 @@ class PolicyView:
 
     def may_access_asset(self, site: SiteId, asset: Identifier) -> Decision:
         """May `site` access (download) the primary asset `asset`?"""
-        return self.engine.may_access_asset(site, asset)
+        return self.decide(lambda engine: engine.may_access_asset(site, asset))
 
     def explain(
         self,

@@ -64,6 +64,7 @@ class SiteServices:
         own_rules = RuleRepository(database)
         policy = PolicyView(own_rules, replica)
         replicator = Replicator(site, replica, registry, peers, on_change=policy.invalidate)
+        policy.use_refresher(replicator.run_once)
         return cls(
             site=site,
             owner=owner,

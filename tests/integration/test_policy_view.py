@@ -1,0 +1,117 @@
+"""A site's policy view: a denial is decided again after one (rate-limited) refresh."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from mahiru.errors import Unavailable
+from mahiru.model.identifiers import AssetId, SiteId
+from mahiru.policy.rules import rule_from_dict
+from mahiru.policy.signing import sign_rule
+from mahiru.services.site import PolicyView
+from mahiru.storage import Database, ReplicaRepository, RuleRepository, create_database
+
+pytestmark = pytest.mark.integration
+
+ASSET = AssetId.parse("asset:p1.example.org:data:p1.example.org:site1")
+SITE2 = SiteId.parse("site:p2.example.org:site2")
+KEY = Ed25519PrivateKey.generate()
+
+
+class Clock:
+    """A monotonic clock the test moves by hand."""
+
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def db(db_url: str) -> Iterator[Database]:
+    database = create_database(db_url)
+    yield database
+    database.close()
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def view(db: Database, clock: Clock) -> PolicyView:
+    return PolicyView(RuleRepository(db), ReplicaRepository(db), clock=clock)
+
+
+class Refresher:
+    """Stands for a replication round: the first call brings the missing rule in."""
+
+    def __init__(self, db: Database, view: PolicyView, fail: bool = False) -> None:
+        self.db, self.view, self.fail = db, view, fail
+        self.calls = 0
+
+    def __call__(self) -> None:
+        self.calls += 1
+        if self.fail:
+            raise Unavailable("the registry does not answer")
+        if self.calls == 1:
+            rule = rule_from_dict({"type": "MayAccess", "site": str(SITE2), "asset": str(ASSET)})
+            RuleRepository(self.db).add(sign_rule(rule, KEY))
+            self.view.invalidate()
+
+
+def test_a_denial_is_decided_again_after_a_refresh(db: Database, view: PolicyView) -> None:
+    """The rule arrives with the refresh: the second decision, made after it, allows."""
+    refresher = Refresher(db, view)
+    view.use_refresher(refresher)
+    assert view.may_access_asset(SITE2, ASSET).allowed
+    assert refresher.calls == 1
+
+
+def test_an_allowed_decision_never_refreshes(db: Database, view: PolicyView) -> None:
+    refresher = Refresher(db, view)
+    view.use_refresher(refresher)
+    assert view.may_access_asset(SITE2, ASSET).allowed
+    assert view.may_access_asset(SITE2, ASSET).allowed
+    assert refresher.calls == 1  # only the first, denied, decision refreshed
+
+
+def test_denials_refresh_at_most_once_per_interval(
+    db: Database, view: PolicyView, clock: Clock
+) -> None:
+    """Callers cannot make the site replicate on every request."""
+    other = AssetId.parse("asset:p1.example.org:other:p1.example.org:site1")
+    refresher = Refresher(db, view)
+    view.use_refresher(refresher)
+    assert not view.may_access_asset(SITE2, other).allowed
+    assert not view.may_access_asset(SITE2, other).allowed
+    clock.now += 0.5
+    assert not view.may_access_asset(SITE2, other).allowed
+    assert refresher.calls == 1
+    clock.now += 1.0
+    assert not view.may_access_asset(SITE2, other).allowed
+    assert refresher.calls == 2
+
+
+def test_without_a_refresher_a_denial_stands(view: PolicyView) -> None:
+    assert not view.refresh()
+    decision = view.may_access_asset(SITE2, ASSET)
+    assert not decision.allowed
+    assert decision.failures()
+
+
+def test_a_failing_refresh_leaves_the_denial_and_is_logged(
+    db: Database, view: PolicyView, caplog: pytest.LogCaptureFixture
+) -> None:
+    refresher = Refresher(db, view, fail=True)
+    view.use_refresher(refresher)
+    with caplog.at_level(logging.WARNING, logger="mahiru.site.policy"):
+        assert not view.may_access_asset(SITE2, ASSET).allowed
+    assert refresher.calls == 1
+    assert "the registry does not answer" in caplog.text
