@@ -13,6 +13,7 @@ from tests.support.jobs import asset_id
 from tests.support.sites import Network, SiteServer, network
 
 from mahiru.client.jobs import JobsClient
+from mahiru.errors import NotFound
 from mahiru.model.assets import Asset, AssetKind
 from mahiru.model.identifiers import AssetId
 from mahiru.model.jobs import JobState, StepState
@@ -175,7 +176,11 @@ def test_a_peer_down_during_the_job_is_waited_for(net: Network, tmp_path: Path) 
         job_id = client.submit(_chain(net, "input_outage")).status.job_id
         deadline = time.monotonic() + WAIT
         while True:
-            states = {s.step: s.state for s in site2.app.state.jobs.ctx.jobs.steps_of(job_id)}  # type: ignore[union-attr]
+            try:  # handed over to site2 by the coordinator's next round
+                steps = site2.app.state.jobs.ctx.jobs.steps_of(job_id)  # type: ignore[union-attr]
+            except NotFound:
+                steps = []
+            states = {s.step: s.state for s in steps}
             if states.get("a") is StepState.SUCCEEDED:
                 break
             assert time.monotonic() < deadline

@@ -42,7 +42,6 @@ class JobServices:
         dispatcher = Dispatcher(ctx, self.assignments, self._stop)
         self.desk = JobDesk(
             ctx,
-            dispatcher,
             on_change=self._wake,
             stop_job=self.executor.stop_containers,
         )

@@ -19,7 +19,6 @@ from mahiru.model.jobs import JobState, JobStatus, StepStatus
 from mahiru.model.workflow import Job
 from mahiru.planner import plan_job
 from mahiru.services.jobs.context import JobContext
-from mahiru.services.jobs.dispatch import Dispatcher
 from mahiru.services.jobs.peers import retrying
 
 logger = logging.getLogger("mahiru.site.jobs")
@@ -31,18 +30,16 @@ class JobDesk:
     def __init__(
         self,
         ctx: JobContext,
-        dispatcher: Dispatcher,
         *,
         on_change: Callable[[], None],
         stop_job: Callable[[str], int],
     ) -> None:
         self._ctx = ctx
-        self._dispatcher = dispatcher
         self._on_change = on_change
         self._stop_job = stop_job
 
     def submit(self, job: Job, party: str) -> JobStatus:
-        """Plan, store and hand over a job of `party`; PermissionDenied if no plan is permitted."""
+        """Plan and store a job of `party` to hand over; PermissionDenied if none is permitted."""
         ctx = self._ctx
         if str(job.submitter) != party:
             raise PermissionDenied(
@@ -59,11 +56,10 @@ class JobDesk:
         try:
             plan = plan_job(job, sites, ctx.policy.engine, self._sizes(job))
         except PermissionDenied:
-            if ctx.refresh_policy is None:
-                raise
             # The replica may lag a replication round behind rules just added
             # elsewhere: bring it up to date once and plan again.
-            ctx.refresh_policy()
+            if not ctx.policy.refresh():
+                raise
             sites = [record.describe() for record in ctx.replica.sites()]
             plan = plan_job(job, sites, ctx.policy.engine, self._sizes(job))
         job_id = uuid.uuid4().hex
@@ -72,9 +68,11 @@ class JobDesk:
             "job planned",
             extra={"job": job_id, "plan": {s: str(site) for s, site in plan.assignments.items()}},
         )
-        self._dispatcher.deliver(status)
+        # The coordinator hands the steps over in its next round, which this
+        # starts now: a slow or unreachable participant never holds up the
+        # submitter's answer (it is retried there, as after a restart).
         self._on_change()
-        return ctx.jobs.get_job(job_id)
+        return status
 
     def _sizes(self, job: Job) -> dict[AssetId | ResultId, int]:
         """Sizes of the job's primary assets stored here (the rest count as unknown)."""
