@@ -179,11 +179,11 @@ def timeline(view: JobView) -> list[str]:
     return lines
 
 
-def _submit(site: SiteClient, jobs: JobsClient, give_up: float, say: Say) -> JobView:
+def _submit(site: SiteClient, jobs: JobsClient, workflow: Job, give_up: float, say: Say) -> JobView:
     """Submit the job; while policy denies it, let the rules replicate and try again."""
     while True:
         try:
-            return jobs.submit(job())
+            return jobs.submit(workflow)
         except PermissionDenied as denied:
             if time.monotonic() >= give_up:
                 raise
@@ -193,18 +193,24 @@ def _submit(site: SiteClient, jobs: JobsClient, give_up: float, say: Say) -> Job
 
 
 def submit_job(
-    site_url: str, identity: TlsIdentity, timeout: float, say: Say = _quiet
+    site_url: str,
+    identity: TlsIdentity,
+    timeout: float,
+    say: Say = _quiet,
+    workflow: Job | None = None,
 ) -> JobOutcome:
     """Submit the scenario job at site1 (its internal API), wait at most `timeout` seconds.
 
-    A denial by policy is retried for up to REPLICATION_WAIT seconds (the
-    sites may not have replicated each other's rules yet). Once the job
-    succeeded, its output is downloaded and read.
+    `workflow` is this scenario's job unless given (the data access scenario
+    runs its own through here). A denial by policy is retried for up to
+    REPLICATION_WAIT seconds (the sites may not have replicated each other's
+    rules yet). Once the job succeeded, its output is downloaded and read.
     """
     started = time.monotonic()
     deadline = started + timeout
+    workflow = job() if workflow is None else workflow
     with SiteClient(site_url, identity) as site, JobsClient(site_url, identity) as jobs:
-        view = _submit(site, jobs, min(deadline, started + REPLICATION_WAIT), say)
+        view = _submit(site, jobs, workflow, min(deadline, started + REPLICATION_WAIT), say)
         job_id = view.status.job_id
         plan = view.status.plan
         assert plan is not None  # a job is planned when it is submitted

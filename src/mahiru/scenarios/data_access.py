@@ -11,23 +11,13 @@ scoped to the step (see `mahiru.services.jobs.live_channel`). The result is
 
 from __future__ import annotations
 
-import argparse
-import json
-import logging
-import sys
-import tempfile
-from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
 
 from mahiru.cli.files import load_job, load_rules
-from mahiru.client.http import TlsIdentity
-from mahiru.client.jobs import JobsClient, JobView
 from mahiru.client.site import SiteClient
-from mahiru.errors import Internal, MahiruError
 from mahiru.model.assets import Asset
 from mahiru.model.identifiers import SiteId
-from mahiru.model.jobs import JobState
 from mahiru.model.workflow import Job
 from mahiru.policy.rules import Rule
 from mahiru.scenarios import compute_to_data
@@ -64,7 +54,6 @@ __all__ = [
     "job",
     "rules",
     "site_assets",
-    "submit_job",
 ]
 
 #: The asset metadata key that asks for live access (see `mahiru.model.assets.Asset`).
@@ -117,39 +106,3 @@ def init_site(
         return add_rules(
             client, own_rules(rules(), credentials.party), credentials.party_dir / "party.key"
         )
-
-
-def submit_job(site_url: str, identity: TlsIdentity, timeout: float = JOB_TIMEOUT) -> object:
-    """Run the scenario job at site1 and return its result; Internal if it did not succeed."""
-    with JobsClient(site_url, identity) as jobs:
-        view: JobView = jobs.submit(job())
-        view = jobs.wait(view.status.job_id, timeout)
-        if view.status.state is not JobState.SUCCEEDED:
-            raise Internal(
-                f"job {view.status.job_id} ended {view.status.state.value}: {view.status.reason}"
-            )
-        with tempfile.TemporaryDirectory(prefix="mahiru-result-") as temp:
-            files = jobs.download_output(view.status.job_id, "result", Path(temp))
-            data = next((f for f in files if f.name == "data.json"), None)
-            if data is None:
-                raise Internal(f"the output of job {view.status.job_id} has no data.json")
-            return json.loads(data.read_text())
-
-
-def submit_main(argv: Sequence[str] | None = None) -> int:
-    """Command line of `client1/submit_job.py`: run the job, print the result as JSON."""
-    parser = argparse.ArgumentParser(description="Run the data access job at site1.")
-    parser.add_argument("--site-url", required=True, help="site1's internal API URL")
-    parser.add_argument("--cert", type=Path, required=True, help="a user's certificate")
-    parser.add_argument("--key", type=Path, required=True, help="its private key")
-    parser.add_argument("--ca", type=Path, required=True, help="the network CA certificate")
-    parser.add_argument("--timeout", type=float, default=JOB_TIMEOUT, help="seconds to wait")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING)
-    try:
-        result = submit_job(args.site_url, TlsIdentity(args.cert, args.key, args.ca), args.timeout)
-    except MahiruError as error:
-        print(f"error: {error.message}", file=sys.stderr)
-        return 1
-    print(json.dumps({"result": result, "expected": EXPECTED_RESULT}))
-    return 0 if result == EXPECTED_RESULT else 1

@@ -17,6 +17,7 @@ from mahiru.cli.errors import EXIT_FAILED, exit_code_for
 from mahiru.client.http import TlsIdentity
 from mahiru.errors import MahiruError
 from mahiru.model.identifiers import PartyId, SiteId
+from mahiru.model.workflow import Job
 from mahiru.scenarios import compute_to_data
 from mahiru.scenarios.setup import PartyCredentials, SiteSpec
 
@@ -67,9 +68,9 @@ def init_site_main(
     return 0
 
 
-def _submit_parser() -> argparse.ArgumentParser:
+def _submit_parser(scenario: str) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        description="Submit the compute-to-data job at site1, wait for it and check its result."
+        description=f"Submit the {scenario} job at site1, wait for it and check its result."
         " The last line printed is a JSON summary; the exit code is 0 only if the result is"
         f" exactly {compute_to_data.EXPECTED_RESULT}."
     )
@@ -88,9 +89,17 @@ def _submit_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def submit_job_main(argv: Sequence[str] | None = None) -> int:
-    """Parse arguments, run the scenario job, print its plan, timeline and summary."""
-    args = _submit_parser().parse_args(argv)
+def submit_job_main(
+    argv: Sequence[str] | None = None,
+    scenario: str = "compute-to-data",
+    workflow: Job | None = None,
+) -> int:
+    """Parse arguments, run the scenario job, print its plan, timeline and summary.
+
+    The job is the compute-to-data one unless `workflow` is given; `scenario`
+    names it in the help text.
+    """
+    args = _submit_parser(scenario).parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
 
     def say(line: str) -> None:
@@ -98,7 +107,7 @@ def submit_job_main(argv: Sequence[str] | None = None) -> int:
 
     identity = TlsIdentity(args.cert, args.key, args.ca)
     try:
-        outcome = compute_to_data.submit_job(args.site_url, identity, args.timeout, say)
+        outcome = compute_to_data.submit_job(args.site_url, identity, args.timeout, say, workflow)
     except MahiruError as error:
         print(f"error: {error.message}", file=sys.stderr)
         print(json.dumps(error.to_dict()))
