@@ -135,4 +135,5 @@ def request(client: httpx.Client, method: str, url: str, **kwargs: Any) -> httpx
     try:
         return check(client.request(method, url, **kwargs))
     except httpx.TransportError as error:
-        raise Unavailable(f"{client.base_url}{url}: {type(error).__name__}: {error}") from None
+        where = f"{str(client.base_url).rstrip('/')}/{url.lstrip('/')}"
+        raise Unavailable(f"{where}: {type(error).__name__}: {error}") from None
