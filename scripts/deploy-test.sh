@@ -16,21 +16,31 @@
 #   7. mahiru_up again changes nothing (changed=0 on every machine)
 #   8. the RAM and disk the running deployment uses
 #   9. vagrant destroy -f, and nothing of it is left
+#  10. the data_access scenario: vagrant up, configure_sites, run_experiment
+#      (the step runs at site1 and reads the input live from site2, which
+#      keeps it: site1 never stores it), vagrant destroy -f
 # Each phase prints how long it took. On failure (or Ctrl-C) the machines'
 # container lists and the services' last log lines are shown, and everything
 # is destroyed all the same. Must run as root (apt, docker).
 #
-# Environment: KEEP=1 leaves the machines running at the end (for poking
-# around; `cd scenarios/compute_to_data && vagrant destroy -f` when done).
+# Environment: KEEP=1 leaves the machines of both scenarios running at the end
+# (for poking around; `vagrant destroy -f` in scenarios/compute_to_data and
+# scenarios/data_access when done).
 set -euo pipefail
 # shellcheck source=scripts/common.sh
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-SCENARIO=compute_to_data
-SCENARIO_DIR="$ROOT/scenarios/$SCENARIO"
 MACHINES=(registry site1 site2 client1 client2)
-PREFIX="mahiru-${SCENARIO//_/-}"
+SCENARIOS=(compute_to_data data_access)
+
+# The scenario the commands below act on (its folder and machine names).
+use_scenario() {
+    SCENARIO="$1"
+    SCENARIO_DIR="$ROOT/scenarios/$SCENARIO"
+    PREFIX="mahiru-${SCENARIO//_/-}"
+}
+use_scenario compute_to_data
 VENV="$ROOT/.venv"
 export PATH="$VENV/bin:$PATH"
 export VAGRANT_DEFAULT_PROVIDER=docker
@@ -83,7 +93,7 @@ provision_soft() {
     }
 }
 
-machine_containers() { docker ps -a --filter "name=^$PREFIX-" --format '{{.Names}}'; }
+machine_containers() { docker ps -a --filter "name=^${1:-$PREFIX}-" --format '{{.Names}}'; }
 
 destroy_all() {
     vg destroy -f >>"$LOGDIR/destroy.log" 2>&1 || true
@@ -138,10 +148,14 @@ log "$(vagrant --version), $(ansible-playbook --version 2>/dev/null | sed -n 1p)
 
 trap cleanup EXIT
 trap 'exit 130' INT TERM
-if [[ -n "$(machine_containers)" ]]; then
-    log "removing the machines of an earlier run"
-    destroy_all
-fi
+for scenario in "${SCENARIOS[@]}"; do
+    use_scenario "$scenario"
+    if [[ -n "$(machine_containers)" ]]; then
+        log "removing the machines of an earlier run of $scenario"
+        destroy_all
+    fi
+done
+use_scenario compute_to_data
 
 phase "building the images (make docker_tars, make assets)"
 bash "$ROOT/scripts/build-docker-tars.sh"
@@ -280,5 +294,38 @@ if [[ "${KEEP:-}" != 1 ]]; then
     leftover="$(docker network ls --format '{{.Name}}' | grep '^vagrant_network_' || true)"
     [[ -z "$leftover" ]] || log "note: networks left after vagrant destroy: ${leftover//$'\n'/ }"
 fi
+
+use_scenario data_access
+phase "data_access: vagrant up"
+vg up --provider docker >"$LOGDIR/up-data-access.log" 2>&1 || {
+    grep -E 'fatal:|FAILED|ERROR|error' "$LOGDIR/up-data-access.log" | tail -n 20 >&2
+    die "vagrant up (data_access) failed; see $LOGDIR/up-data-access.log"
+}
+
+phase "data_access: configure_sites on client1 and client2"
+provision configure_sites client1 client2
+
+phase "data_access: run_experiment on client1"
+provision run_experiment client1
+sed -n '/TASK \[Show the plan/,/PLAY RECAP/p' "$LAST_LOG" | grep -v '^$' >&2
+grep -q 'gave \[1, 34\]' "$LAST_LOG" || die "the data_access experiment did not give [1, 34]; see $LAST_LOG"
+grep -q "plan {'compute': 'site:party1.mahiru.example.org:site1'}" "$LAST_LOG" \
+    || die "the data_access step did not run at site1; see $LAST_LOG"
+# site2 granted the live access, and site1 stores no copy of the input.
+granted="$(docker exec "$PREFIX-site2" docker logs mahiru-site 2>&1 | grep -c '"live access granted"' || true)"
+((granted > 0)) || die "site2 logged no live access grant"
+at_site1="$(on client1 "\$HOME/mahiru/venv/bin/mahiru assets list --json" | jq -r '[.. | objects | select(has("id")) | .id] | join(" ")')"
+[[ "$at_site1" != *":input:"* ]] || die "site1 stores the input the step read live: $at_site1"
+log "site2 granted live access $granted time(s); site1 stores: $at_site1"
+
+phase "data_access: vagrant destroy"
+if [[ "${KEEP:-}" != 1 ]]; then
+    vg destroy -f >"$LOGDIR/destroy-data-access.log" 2>&1 || die "vagrant destroy failed; see $LOGDIR/destroy-data-access.log"
+    for scenario in "${SCENARIOS[@]}"; do
+        left="$(machine_containers "mahiru-${scenario//_/-}")"
+        [[ -z "$left" ]] || die "machines left after vagrant destroy: ${left//$'\n'/ }"
+    done
+fi
+
 phase "done"
 [[ -z "$experiment_failed" ]] || die "$experiment_failed"
