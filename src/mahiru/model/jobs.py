@@ -19,13 +19,14 @@ about a remote step: a report can only move it forward (`can_reach`).
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping, Set
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from enum import Enum
 from typing import Any, TypeVar
 
 from mahiru.errors import Conflict, InvalidIdentifier, InvalidInput
+from mahiru.model.fields import check_fields, optional_text, text
 from mahiru.model.identifiers import AssetId, PartyId, ResultId, SiteId
 from mahiru.model.items import ItemKind, WorkflowItem
 from mahiru.model.serialization import job_from_dict, job_to_dict, plan_from_dict, plan_to_dict
@@ -322,33 +323,6 @@ def workflow_output_sources(job: Job, plan: Plan) -> list[StepInput]:
 # --- strict dict forms --------------------------------------------------------------------
 
 
-def _fields(data: object, what: str, keys: Set[str]) -> Mapping[str, Any]:
-    """Check that `data` is a mapping with exactly `keys` (null values spelled out)."""
-    if not isinstance(data, Mapping):
-        raise InvalidInput(f"{what} must be a mapping, got {type(data).__name__}")
-    missing = keys - set(data)
-    unknown = set(data) - keys
-    if missing or unknown:
-        problems = []
-        if missing:
-            problems.append(f"missing {', '.join(sorted(missing))}")
-        if unknown:
-            problems.append(f"unknown field(s) {', '.join(sorted(map(str, unknown)))}")
-        raise InvalidInput(f"{what}: {'; '.join(problems)}")
-    return data
-
-
-def _text(data: Mapping[str, Any], key: str, what: str) -> str:
-    value = data[key]
-    if not isinstance(value, str) or not value:
-        raise InvalidInput(f"{what} field {key!r} must be non-empty text, got {value!r}")
-    return value
-
-
-def _optional_text(data: Mapping[str, Any], key: str, what: str) -> str | None:
-    return None if data[key] is None else _text(data, key, what)
-
-
 def _integer(data: Mapping[str, Any], key: str, what: str) -> int:
     value = data[key]
     if isinstance(value, bool) or not isinstance(value, int):
@@ -388,7 +362,7 @@ def _enum(cls: type[S], data: Mapping[str, Any], key: str, what: str) -> S:
 
 def _site(data: Mapping[str, Any], key: str, what: str) -> SiteId:
     try:
-        return SiteId.parse(_text(data, key, what))
+        return SiteId.parse(text(data, key, what))
     except InvalidIdentifier as error:
         raise InvalidInput(f"{what} field {key!r}: {error.message}") from None
 
@@ -491,7 +465,7 @@ class StepStatus:
     def from_dict(cls, data: object) -> StepStatus:
         """Parse the JSON form strictly: InvalidInput on any missing, unknown or bad field."""
         what = "step status"
-        d = _fields(data, what, _STEP_STATUS_KEYS)
+        d = check_fields(data, what, _STEP_STATUS_KEYS)
         exit_code = None if d["exit_code"] is None else _integer(d, "exit_code", what)
         log_tail = d["log_tail"]
         if log_tail is not None and not isinstance(log_tail, str):
@@ -506,7 +480,7 @@ class StepStatus:
             version=_integer(d, "version", what),
             started_at=_optional_time(d, "started_at", what),
             finished_at=_optional_time(d, "finished_at", what),
-            reason=_optional_text(d, "reason", what),
+            reason=optional_text(d, "reason", what),
             exit_code=exit_code,
             log_tail=log_tail,
             results=_results(d, "results", what),
@@ -657,7 +631,7 @@ class JobStatus:
     def from_dict(cls, data: object) -> JobStatus:
         """Parse the JSON form strictly; `submitter` and `outputs` must match the job."""
         what = "job status"
-        d = _fields(data, what, _JOB_STATUS_KEYS)
+        d = check_fields(data, what, _JOB_STATUS_KEYS)
         status = cls(
             job_id=check_job_id(d["job_id"]),
             job=job_from_dict(d["job"]),
@@ -669,7 +643,7 @@ class JobStatus:
             plan=None if d["plan"] is None else plan_from_dict(d["plan"]),
             started_at=_optional_time(d, "started_at", what),
             finished_at=_optional_time(d, "finished_at", what),
-            reason=_optional_text(d, "reason", what),
+            reason=optional_text(d, "reason", what),
         )
         if d["submitter"] != str(status.submitter):
             raise InvalidInput(f"{what}: submitter {d['submitter']!r} is not the job's submitter")
@@ -758,7 +732,7 @@ class StepAssignment:
     def from_dict(cls, data: object) -> StepAssignment:
         """Parse the JSON form strictly."""
         what = "step assignment"
-        d = _fields(data, what, {"job_id", "submitter_site", "site", "job", "plan"})
+        d = check_fields(data, what, {"job_id", "submitter_site", "site", "job", "plan"})
         return cls(
             check_job_id(d["job_id"]),
             _site(d, "submitter_site", what),
@@ -822,9 +796,9 @@ class ResultProvenance:
     def from_dict(cls, data: object) -> ResultProvenance:
         """Parse the JSON form strictly; `submitter` must be the job's."""
         what = "result provenance"
-        d = _fields(data, what, {"result", "job_id", "submitter", "step", "output", "job"})
+        d = check_fields(data, what, {"result", "job_id", "submitter", "step", "output", "job"})
         try:
-            result = ResultId.parse(_text(d, "result", what))
+            result = ResultId.parse(text(d, "result", what))
         except InvalidIdentifier as error:
             raise InvalidInput(f"{what} field 'result': {error.message}") from None
         provenance = cls(

@@ -15,6 +15,7 @@ import yaml
 
 from mahiru.errors import InvalidInput
 from mahiru.model.assets import Asset, AssetKind, SiteDescription
+from mahiru.model.fields import check_fields, name_map
 from mahiru.model.identifiers import AssetId, PartyId, ResultId, SiteId, parse_identifier
 from mahiru.model.workflow import (
     Job,
@@ -26,32 +27,6 @@ from mahiru.model.workflow import (
 )
 
 
-def _mapping(
-    data: object, what: str, required: set[str], optional: frozenset[str] | set[str] = frozenset()
-) -> Mapping[str, Any]:
-    """Check that `data` is a mapping with exactly the allowed keys."""
-    if not isinstance(data, Mapping):
-        raise InvalidInput(f"{what} must be a mapping, got {type(data).__name__}")
-    missing = required - set(data)
-    unknown = set(data) - required - set(optional)
-    if missing or unknown:
-        problems = []
-        if missing:
-            problems.append(f"missing {', '.join(sorted(missing))}")
-        if unknown:
-            problems.append(f"unknown field(s) {', '.join(sorted(map(str, unknown)))}")
-        raise InvalidInput(f"{what}: {'; '.join(problems)}")
-    return data
-
-
-def _str_map(data: object, what: str) -> Mapping[str, Any]:
-    if data is None:
-        return {}
-    if not isinstance(data, Mapping) or not all(isinstance(k, str) for k in data):
-        raise InvalidInput(f"{what} must be a mapping of names")
-    return data
-
-
 def _asset_id(text: object, what: str) -> AssetId:
     try:
         return AssetId.parse(text)  # type: ignore[arg-type]
@@ -61,16 +36,16 @@ def _asset_id(text: object, what: str) -> AssetId:
 
 def step_from_dict(data: object) -> WorkflowStep:
     """Parse one workflow step."""
-    d = _mapping(data, "workflow step", {"name", "compute_asset"}, {"inputs", "outputs"})
+    d = check_fields(data, "workflow step", {"name", "compute_asset"}, {"inputs", "outputs"})
     name = d["name"]
     where = f"step {name!r}"
     inputs = {
         k: parse_source(v, f"{where} input {k!r}")
-        for k, v in _str_map(d.get("inputs"), f"{where} inputs").items()
+        for k, v in name_map(d.get("inputs"), f"{where} inputs").items()
     }
     outputs = {
         k: (None if v is None else _asset_id(v, f"{where} output {k!r} base"))
-        for k, v in _str_map(d.get("outputs"), f"{where} outputs").items()
+        for k, v in name_map(d.get("outputs"), f"{where} outputs").items()
     }
     return WorkflowStep(
         name, _asset_id(d["compute_asset"], f"{where} compute_asset"), inputs, outputs
@@ -79,7 +54,7 @@ def step_from_dict(data: object) -> WorkflowStep:
 
 def workflow_from_dict(data: object) -> Workflow:
     """Parse and validate a workflow."""
-    d = _mapping(data, "workflow", {"steps"}, {"inputs", "outputs"})
+    d = check_fields(data, "workflow", {"steps"}, {"inputs", "outputs"})
     inputs = d.get("inputs") or []
     if not isinstance(inputs, list):
         raise InvalidInput("workflow inputs must be a list of names")
@@ -87,7 +62,7 @@ def workflow_from_dict(data: object) -> Workflow:
     if not isinstance(steps, list):
         raise InvalidInput("workflow steps must be a list")
     outputs: dict[str, StepOutputRef] = {}
-    for name, source in _str_map(d.get("outputs"), "workflow outputs").items():
+    for name, source in name_map(d.get("outputs"), "workflow outputs").items():
         ref = parse_source(source, f"workflow output {name!r}")
         if not isinstance(ref, StepOutputRef):
             raise InvalidInput(
@@ -118,10 +93,10 @@ def workflow_to_dict(workflow: Workflow) -> dict[str, Any]:
 
 def job_from_dict(data: object) -> Job:
     """Parse and validate a job."""
-    d = _mapping(data, "job", {"submitter", "workflow", "inputs"})
+    d = check_fields(data, "job", {"submitter", "workflow", "inputs"})
     submitter = PartyId.parse(d["submitter"])
     inputs: dict[str, AssetId | ResultId] = {}
-    for name, text in _str_map(d["inputs"], "job inputs").items():
+    for name, text in name_map(d["inputs"], "job inputs").items():
         value = parse_identifier(text, ("asset", "result"))
         assert isinstance(value, AssetId | ResultId)
         inputs[name] = value
@@ -139,7 +114,7 @@ def job_to_dict(job: Job) -> dict[str, Any]:
 
 def site_from_dict(data: object) -> SiteDescription:
     """Parse a site description."""
-    d = _mapping(data, "site", {"id", "owner"}, {"admin", "runner", "store", "endpoint"})
+    d = check_fields(data, "site", {"id", "owner"}, {"admin", "runner", "store", "endpoint"})
     for flag in ("runner", "store"):
         if not isinstance(d.get(flag, True), bool):
             raise InvalidInput(f"site {d['id']!r}: {flag} must be true or false")
@@ -172,14 +147,14 @@ def site_to_dict(site: SiteDescription) -> dict[str, Any]:
 
 def asset_from_dict(data: object) -> Asset:
     """Parse an asset description."""
-    d = _mapping(data, "asset", {"id"}, {"kind", "metadata", "image_digest", "size"})
+    d = check_fields(data, "asset", {"id"}, {"kind", "metadata", "image_digest", "size"})
     identifier = parse_identifier(d["id"], ("asset", "result"))
     assert isinstance(identifier, AssetId | ResultId)
     try:
         kind = AssetKind(d.get("kind", "data"))
     except ValueError:
         raise InvalidInput(f"asset {d['id']}: kind must be 'data' or 'compute'") from None
-    metadata = dict(_str_map(d.get("metadata"), f"asset {d['id']} metadata"))
+    metadata = dict(name_map(d.get("metadata"), f"asset {d['id']} metadata"))
     if "size" in d:
         metadata["size"] = d["size"]
     image_digest = d.get("image_digest")
@@ -212,7 +187,7 @@ def plan_from_dict(data: object) -> Plan:
     """Parse a plan."""
     if not isinstance(data, Mapping):
         raise InvalidInput(f"plan must be a mapping of step names, got {type(data).__name__}")
-    return Plan({step: SiteId.parse(site) for step, site in _str_map(data, "plan").items()})
+    return Plan({step: SiteId.parse(site) for step, site in name_map(data, "plan").items()})
 
 
 def to_json(data: Any) -> str:

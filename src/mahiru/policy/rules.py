@@ -15,6 +15,7 @@ from dataclasses import dataclass, fields
 from typing import Any, ClassVar, TypeAlias
 
 from mahiru.errors import InvalidInput
+from mahiru.model.fields import check_fields, mapping
 from mahiru.model.identifiers import (
     AssetCategoryId,
     AssetCollectionId,
@@ -241,8 +242,7 @@ RULE_TYPES: dict[str, type[Rule]] = {
 
 def rule_from_dict(data: Mapping[str, Any]) -> Rule:
     """Parse one rule from its dict form, checking type, fields and identifier kinds."""
-    if not isinstance(data, Mapping):
-        raise InvalidInput(f"a rule must be a mapping, got {data!r}")
+    mapping(data, "a rule")
     type_name = data.get("type")
     cls = RULE_TYPES.get(type_name) if isinstance(type_name, str) else None
     if cls is None:
@@ -251,17 +251,9 @@ def rule_from_dict(data: Mapping[str, Any]) -> Rule:
             {"rule": dict(data)},
         )
     expected = {f.name for f in fields(cls)}
-    given = set(data) - {"type"}
-    if given != expected:
-        problems = []
-        if expected - given:
-            problems.append(f"missing {', '.join(sorted(expected - given))}")
-        if given - expected:
-            # YAML keys need not be strings; sort their text so mixed types cannot crash.
-            problems.append(f"unknown {', '.join(sorted(map(str, given - expected)))}")
-        raise InvalidInput(
-            f"{type_name} rule has wrong fields: {'; '.join(problems)}", {"rule": dict(data)}
-        )
+    check_fields(
+        data, f"{type_name} rule", expected | {"type"}, headed=True, details={"rule": dict(data)}
+    )
     values: dict[str, Identifier | str] = {}
     for name in sorted(expected):
         value = data[name]

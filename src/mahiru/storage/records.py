@@ -8,7 +8,6 @@ replication exactly as they are stored.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from datetime import datetime
 from enum import Enum
@@ -16,46 +15,9 @@ from typing import Any, Generic, NamedTuple, TypeVar
 
 from mahiru.errors import InvalidInput
 from mahiru.model.assets import Asset, PartyDescription, SiteDescription
+from mahiru.model.fields import check_fields, flag, optional_text, text
 from mahiru.model.identifiers import PartyId, SiteId
 from mahiru.policy.signing import Revocation, SignedRule
-
-
-def _fields(
-    data: object, what: str, required: AbstractSet[str], optional: AbstractSet[str] = frozenset()
-) -> None:
-    """Check that `data` is a mapping with exactly the `required` (+ `optional`) keys."""
-    if not isinstance(data, Mapping):
-        raise InvalidInput(f"{what} must be a mapping, got {data!r}")
-    missing = required - set(data)
-    unknown = set(data) - required - optional
-    if missing or unknown:
-        problems = []
-        if missing:
-            problems.append(f"missing {', '.join(sorted(missing))}")
-        if unknown:
-            problems.append(f"unknown {', '.join(sorted(unknown))}")
-        raise InvalidInput(f"{what} has wrong fields: {'; '.join(problems)}", {"data": data})
-
-
-def _text(data: Mapping[str, Any], key: str, what: str) -> str:
-    value = data[key]
-    if not isinstance(value, str) or not value:
-        raise InvalidInput(f"{what} field {key!r} must be non-empty text, got {value!r}")
-    return value
-
-
-def _optional_text(data: Mapping[str, Any], key: str, what: str) -> str | None:
-    value = data.get(key)
-    if value is not None and (not isinstance(value, str) or not value):
-        raise InvalidInput(f"{what} field {key!r} must be non-empty text or null, got {value!r}")
-    return value
-
-
-def _flag(data: Mapping[str, Any], key: str, what: str) -> bool:
-    value = data[key]
-    if not isinstance(value, bool):
-        raise InvalidInput(f"{what} field {key!r} must be true or false, got {value!r}")
-    return value
 
 
 def _version(data: Mapping[str, Any], what: str) -> int:
@@ -104,12 +66,13 @@ class PartyRecord:
     def from_dict(cls, data: Mapping[str, Any]) -> PartyRecord:
         """Parse the JSON form strictly (InvalidInput on any wrong field)."""
         what = "party record"
-        _fields(data, what, {"id", "namespace", "public_key_pem", "user_ca_pem"})
+        keys = {"id", "namespace", "public_key_pem", "user_ca_pem"}
+        check_fields(data, what, keys, headed=True, details={"data": data})
         return cls(
-            PartyId.parse(_text(data, "id", what)),
-            _text(data, "namespace", what),
-            _text(data, "public_key_pem", what),
-            _text(data, "user_ca_pem", what),
+            PartyId.parse(text(data, "id", what)),
+            text(data, "namespace", what),
+            text(data, "public_key_pem", what),
+            text(data, "user_ca_pem", what),
         )
 
 
@@ -128,8 +91,10 @@ class SiteEndpoints:
     def from_dict(cls, data: Mapping[str, Any]) -> SiteEndpoints:
         """Parse the JSON form strictly."""
         what = "site endpoints"
-        _fields(data, what, set(), {"internal", "external"})
-        return cls(_optional_text(data, "internal", what), _optional_text(data, "external", what))
+        check_fields(
+            data, what, set(), {"internal", "external"}, headed=True, details={"data": data}
+        )
+        return cls(optional_text(data, "internal", what), optional_text(data, "external", what))
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,15 +137,15 @@ class SiteRecord:
         """Parse the JSON form strictly (InvalidInput on any wrong field)."""
         what = "site record"
         keys = {"id", "owner", "admin", "endpoints", "tls_cert_pem", "has_store", "has_runner"}
-        _fields(data, what, keys)
+        check_fields(data, what, keys, headed=True, details={"data": data})
         return cls(
-            SiteId.parse(_text(data, "id", what)),
-            PartyId.parse(_text(data, "owner", what)),
-            PartyId.parse(_text(data, "admin", what)),
+            SiteId.parse(text(data, "id", what)),
+            PartyId.parse(text(data, "owner", what)),
+            PartyId.parse(text(data, "admin", what)),
             SiteEndpoints.from_dict(data["endpoints"]),
-            _text(data, "tls_cert_pem", what),
-            _flag(data, "has_store", what),
-            _flag(data, "has_runner", what),
+            text(data, "tls_cert_pem", what),
+            flag(data, "has_store", what),
+            flag(data, "has_runner", what),
         )
 
 
@@ -230,10 +195,11 @@ class RegistryChange:
     def from_dict(cls, data: Mapping[str, Any]) -> RegistryChange:
         """Parse the JSON form strictly; the record must match the subject."""
         what = "registry change"
-        _fields(data, what, {"version", "action", "subject", "record", "at"})
+        keys = {"version", "action", "subject", "record", "at"}
+        check_fields(data, what, keys, headed=True, details={"data": data})
         actions = (ChangeAction.ADDED, ChangeAction.UPDATED, ChangeAction.REMOVED)
         action = _action(data, actions, what)
-        subject_text = _text(data, "subject", what)
+        subject_text = text(data, "subject", what)
         subject: PartyId | SiteId
         if subject_text.startswith("site:"):
             subject = SiteId.parse(subject_text)
@@ -289,9 +255,10 @@ class RuleChange:
         The rule_id must be the id of the rule in the body.
         """
         what = "rule change"
-        _fields(data, what, {"version", "action", "rule_id", "body", "at"})
+        keys = {"version", "action", "rule_id", "body", "at"}
+        check_fields(data, what, keys, headed=True, details={"data": data})
         action = _action(data, (ChangeAction.ADDED, ChangeAction.REVOKED), what)
-        rule_id = _text(data, "rule_id", what)
+        rule_id = text(data, "rule_id", what)
         rule: SignedRule | None = None
         revocation: Revocation | None = None
         if action is ChangeAction.ADDED:
