@@ -34,10 +34,7 @@ from mahiru.scenarios.setup import (
     PartyCredentials,
     Progress,
     SiteSpec,
-    add_rules,
-    own_rules,
-    register,
-    upload_assets,
+    set_up_site,
 )
 
 NS1 = "party1.mahiru.example.org"
@@ -114,13 +111,8 @@ def init_site(
 
     Returns the number of rules added. Safe to run again.
     """
-    register(registry_url, credentials, site)
-    with SiteClient(site.internal_url, credentials.site_identity()) as client:
-        upload_assets(client, site_assets(site.site, assets_dir), progress)
-        client.replicate_now()
-        return add_rules(
-            client, own_rules(rules(), credentials.party), credentials.party_dir / "party.key"
-        )
+    assets = site_assets(site.site, assets_dir)
+    return set_up_site(registry_url, credentials, site, assets, rules(), progress)
 
 
 #: How long a submission denied by policy is retried while the rules replicate (seconds).

@@ -15,7 +15,6 @@ from importlib import resources
 from pathlib import Path
 
 from mahiru.cli.files import load_job, load_rules
-from mahiru.client.site import SiteClient
 from mahiru.model.assets import Asset
 from mahiru.model.identifiers import SiteId
 from mahiru.model.workflow import Job
@@ -35,10 +34,7 @@ from mahiru.scenarios.setup import (
     PartyCredentials,
     Progress,
     SiteSpec,
-    add_rules,
-    own_rules,
-    register,
-    upload_assets,
+    set_up_site,
 )
 
 __all__ = [
@@ -99,10 +95,5 @@ def init_site(
 
     Returns the number of rules added. Safe to run again.
     """
-    register(registry_url, credentials, site)
-    with SiteClient(site.internal_url, credentials.site_identity()) as client:
-        upload_assets(client, site_assets(site.site, assets_dir), progress)
-        client.replicate_now()
-        return add_rules(
-            client, own_rules(rules(), credentials.party), credentials.party_dir / "party.key"
-        )
+    assets = site_assets(site.site, assets_dir)
+    return set_up_site(registry_url, credentials, site, assets, rules(), progress)

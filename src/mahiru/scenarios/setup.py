@@ -120,3 +120,24 @@ def own_rules(rules: Iterable[Rule], party: PartyId) -> list[Rule]:
     if not selected:
         raise InvalidInput(f"no rules for {party} (namespace {party.namespace}) in the rule set")
     return selected
+
+
+def set_up_site(
+    registry_url: str,
+    credentials: PartyCredentials,
+    site: SiteSpec,
+    assets: Iterable[tuple[Asset, Path | None]],
+    rules: Iterable[Rule],
+    progress: Progress | None = None,
+) -> int:
+    """Register the party and site, upload `assets` and add the party's share of `rules`.
+
+    Returns the number of rules added. Safe to run again.
+    """
+    register(registry_url, credentials, site)
+    with SiteClient(site.internal_url, credentials.site_identity()) as client:
+        upload_assets(client, assets, progress)
+        client.replicate_now()
+        return add_rules(
+            client, own_rules(rules, credentials.party), credentials.party_dir / "party.key"
+        )
