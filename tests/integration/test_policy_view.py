@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -11,9 +13,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from mahiru.errors import Unavailable
 from mahiru.model.identifiers import AssetId, SiteId
 from mahiru.policy.rules import rule_from_dict
-from mahiru.policy.signing import sign_rule
+from mahiru.policy.signing import SignedRule, sign_rule
 from mahiru.services.site import PolicyView
-from mahiru.storage import Database, ReplicaRepository, RuleRepository, create_database
+from mahiru.storage import Database, RuleRepository, create_database
 
 pytestmark = pytest.mark.integration
 
@@ -46,7 +48,7 @@ def clock() -> Clock:
 
 @pytest.fixture
 def view(db: Database, clock: Clock) -> PolicyView:
-    return PolicyView(RuleRepository(db), ReplicaRepository(db), clock=clock)
+    return PolicyView(RuleRepository(db).active_rules, clock=clock)
 
 
 class Refresher:
@@ -115,3 +117,20 @@ def test_a_failing_refresh_leaves_the_denial_and_is_logged(
         assert not view.may_access_asset(SITE2, ASSET).allowed
     assert refresher.calls == 1
     assert "the registry does not answer" in caplog.text
+
+
+def test_a_fresh_view_never_decides_from_a_half_built_engine(db: Database) -> None:
+    """Threads asking a fresh view at once all wait for the first build: none sees 0 rules."""
+    grant = {"type": "MayAccess", "site": str(SITE2), "asset": str(ASSET)}
+    rules = [sign_rule(rule_from_dict(grant), KEY)]
+
+    def slow_rules() -> list[SignedRule]:
+        time.sleep(0.3)
+        return rules
+
+    view = PolicyView(slow_rules)
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        counts = list(pool.map(lambda _: view.rule_count(), range(4)))
+        allowed = list(pool.map(lambda _: view.may_access_asset(SITE2, ASSET).allowed, range(4)))
+    assert counts == [1, 1, 1, 1]
+    assert allowed == [True] * 4

@@ -23,6 +23,7 @@ from tests.support.sites import (
     network,
 )
 
+from mahiru.errors import Conflict, MahiruError, PermissionDenied
 from mahiru.model.identifiers import AssetId, SiteId
 from mahiru.policy.rules import rule_from_dict
 from mahiru.policy.signing import SignedRule, sign_revocation, sign_rule
@@ -237,3 +238,70 @@ def test_replication_runs_in_the_background(net: Network) -> None:
     while rule.rule_id not in _rules_at(site2):
         assert time.monotonic() < deadline, "the rule was not replicated in the background"
         time.sleep(0.1)
+
+
+def _decides(site: SiteServer, grantee: SiteServer, asset: str) -> bool:
+    """Whether `site`'s policy lets `grantee` access `asset` (no refresh: the view as it is)."""
+    return site.services.policy.engine.may_access_asset(
+        SiteId.parse(grantee.id), AssetId.parse(asset)
+    ).allowed
+
+
+def test_a_site_takes_only_its_owners_rules(net: Network) -> None:
+    """Copying another party's signed rule to one's own site is refused (403), in any form."""
+    site1, site2, site3 = (net.sites[name] for name in ("p1", "p2", "p3"))
+    p2_rule = net.parties["p2"].sign(may_access(site1.id, _data("p2", "data")))
+    _publish(site2, p2_rule)
+    p3_rule = net.parties["p3"].sign(may_access(site1.id, _data("p3", "data")))
+    unknown = sign_rule(
+        rule_from_dict(may_access(site1.id, "asset:p9.org:data:p9.org:site")),
+        net.parties["p1"].main_key,
+    )
+    for site, rule in ((site1, p2_rule), (site1, p3_rule), (site3, p2_rule), (site1, unknown)):
+        with site.admin() as admin, pytest.raises(PermissionDenied, match="stores only rules of"):
+            admin.add_rule(rule)
+    assert p2_rule.rule_id not in {r["rule_id"] for r in site1.admin().list_rules()}
+
+
+@pytest.mark.parametrize("relay", ["own log", "third site"])
+def test_a_revocation_beats_every_re_published_copy(net: Network, relay: str) -> None:
+    """party2 revokes its rule at site2: every copy, whichever site relays it, loses force,
+    at every site, and the rule can never be added again."""
+    site1, site2, site3 = (net.sites[name] for name in ("p1", "p2", "p3"))
+    p2 = net.parties["p2"]
+    asset = _data("p2", "data")
+    rule = p2.sign(may_access(site1.id, asset))
+    _publish(site2, rule)
+    # A copy published elsewhere, as a site from before the namespace check (or a
+    # hostile one) would hold it: in site1's own log, or in site3's.
+    _inject(site1 if relay == "own log" else site3, rule)
+    net.replicate_all()
+    assert all(_decides(site, site1, asset) for site in net.sites.values())
+    with site2.admin() as admin:
+        admin.revoke(sign_revocation(rule.rule, p2.main_key))
+    net.replicate_all()
+    for site in net.sites.values():
+        assert rule.rule_id not in _rules_at(site), site.id
+        assert not _decides(site, site1, asset), site.id
+        assert not site.services.policy.may_access_asset(
+            SiteId.parse(site1.id), AssetId.parse(asset)
+        ).allowed
+    # Never again: not at the owner's site, and a restarted site still knows it.
+    with site2.admin() as admin, pytest.raises(Conflict, match="revoked"):
+        admin.add_rule(rule)
+    site1.stop()
+    site1.start()
+    assert not _decides(site1, site1, asset)
+
+
+def test_a_revocation_from_another_namespace_undoes_nothing(net: Network) -> None:
+    """A revocation counts only when signed for the rule's own namespace."""
+    site1, site2 = net.sites["p1"], net.sites["p2"]
+    asset = _data("p2", "data")
+    rule = net.parties["p2"].sign(may_access(site1.id, asset))
+    _publish(site2, rule)
+    net.replicate_all()
+    with site1.admin() as admin, pytest.raises(MahiruError):
+        admin.revoke(sign_revocation(rule.rule, net.parties["p1"].main_key))
+    net.replicate_all()
+    assert _decides(site1, site1, asset)

@@ -173,7 +173,7 @@ def internal_router(services: SiteServices, auth: CertificateAuthenticator) -> A
                     continue
                 entries.extend(
                     RuleEntry(rule_id=signed.rule_id, source=source, rule=signed.to_dict())
-                    for signed in services.replica.rules(source)
+                    for signed in services.rules.replicated(source)
                 )
         return RuleList(rules=entries)
 

@@ -11,7 +11,7 @@ import base64
 import binascii
 import json
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -149,3 +149,20 @@ def verify_revocation(revocation: Revocation, key_for_namespace: KeyLookup) -> N
             " owned by any registered party"
         )
     _verify(key, revocation.signature, revocation.canonical_bytes(), "revocation")
+
+
+def in_force(rules: Iterable[SignedRule], revocations: Iterable[Revocation]) -> list[SignedRule]:
+    """The rules no revocation undoes, each once, in the order given.
+
+    A revocation undoes a rule whatever site relayed either of them, but only
+    a rule signed for the revocation's namespace: the namespace owner signed
+    both (their signatures were checked when they arrived).
+    """
+    revoked = {(revocation.rule_id, revocation.namespace) for revocation in revocations}
+    active: dict[str, SignedRule] = {}
+    for signed in rules:
+        rule_id = signed.rule_id
+        if rule_id in active or (rule_id, signed.rule.signer_namespace()) in revoked:
+            continue
+        active[rule_id] = signed
+    return list(active.values())

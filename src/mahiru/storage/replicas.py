@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 
 from mahiru.errors import Conflict, InvalidInput, NotFound
 from mahiru.model.identifiers import PartyId, SiteId
-from mahiru.policy.signing import Revocation, SignedRule
+from mahiru.policy.signing import Revocation, SignedRule, in_force
 from mahiru.storage.changelog import Clock, utc_now
 from mahiru.storage.db import Database, insert_ignoring_duplicates
 from mahiru.storage.records import (
@@ -250,19 +250,17 @@ class ReplicaRepository:
             if source is not None:
                 statement = statement.where(replica_rules.c.source == _check_source(source))
             bodies = session.execute(statement).scalars().all()
-            revoked_bodies = session.execute(select(replica_revocations.c.body)).scalars().all()
-        revoked: dict[str, set[str]] = {}
-        for body in revoked_bodies:
-            revocation = Revocation.from_dict(body)
-            revoked.setdefault(revocation.rule_id, set()).add(revocation.namespace)
-        active: dict[str, SignedRule] = {}
-        for body in bodies:
-            signed = SignedRule.from_dict(body)
-            rule_id = signed.rule_id
-            if rule_id in active or signed.rule.signer_namespace() in revoked.get(rule_id, ()):
-                continue
-            active[rule_id] = signed
-        return list(active.values())
+        return in_force((SignedRule.from_dict(body) for body in bodies), self.revocations())
+
+    def revocations(self) -> list[Revocation]:
+        """Every revocation replicated from any peer (each was verified when it arrived)."""
+        with self._db.read() as session:
+            bodies = session.execute(
+                select(replica_revocations.c.body).order_by(
+                    replica_revocations.c.source, replica_revocations.c.version
+                )
+            ).scalars()
+            return [Revocation.from_dict(body) for body in bodies]
 
     def rejected_rules(self, source: str | None = None) -> list[RejectedRule]:
         """Rules and revocations from peers that were rejected, with the reasons."""

@@ -142,6 +142,16 @@ class RuleRepository:
             ).scalars()
             return [SignedRule.from_dict(body) for body in bodies]
 
+    def revocations(self) -> list[Revocation]:
+        """The revocations of rules published here, oldest first."""
+        with self._db.read() as session:
+            bodies = session.execute(
+                select(rules.c.revocation)
+                .where(rules.c.revoked_version.is_not(None))
+                .order_by(rules.c.revoked_version)
+            ).scalars()
+            return [Revocation.from_dict(body) for body in bodies]
+
     def version(self) -> int:
         """The version of the newest change (0 if no rule was ever added)."""
         with self._db.read() as session:

@@ -149,6 +149,11 @@ class StepExecution:
             reason = "this site's policy does not permit the step here: " + "; ".join(
                 decision.failures()
             )
+            logger.warning(
+                "step failed: %s",
+                reason,
+                extra={"job": known.job_id, "step": step, "site": str(ctx.site)},
+            )
             self._set(known, step, StepState.FAILED, reason=reason)
             return True
         state = status.state

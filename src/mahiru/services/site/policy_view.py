@@ -1,9 +1,9 @@
 """The policy a site decides by: its own rules plus every peer's, held in memory.
 
 Decisions never touch the network: the view keeps a `PolicyEngine` over a
-`RuleStore` built from the stored rules (this site's own and those
-replicated from its peers), and rebuilds it (swapping it in whole) after
-those rules change. A decision in progress keeps using the engine it
+`RuleStore` built from the rules in force (this site's own and those
+replicated from its peers, less every known revocation), and rebuilds it
+(swapping it in whole) after those rules change. A decision in progress keeps using the engine it
 started with.
 
 The replica may lag a replication round behind rules just published
@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 from mahiru.errors import MahiruError
 from mahiru.model.identifiers import Identifier, PartyId, SiteId
@@ -26,8 +26,8 @@ from mahiru.model.items import WorkflowItem
 from mahiru.model.workflow import Job
 from mahiru.policy.decisions import Decision
 from mahiru.policy.engine import PolicyEngine
+from mahiru.policy.signing import SignedRule
 from mahiru.policy.store import RuleStore
-from mahiru.storage import ReplicaRepository, RuleRepository
 
 logger = logging.getLogger("mahiru.site.policy")
 
@@ -48,17 +48,15 @@ class PolicyView:
 
     def __init__(
         self,
-        rules: RuleRepository,
-        replica: ReplicaRepository,
+        rules: Callable[[], Iterable[SignedRule]],
         *,
         min_refresh_interval: float = MIN_REFRESH_INTERVAL,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._rules = rules
-        self._replica = replica
         self._lock = threading.Lock()
         self._stale = True
-        self._engine = PolicyEngine(RuleStore())
+        self._engine: PolicyEngine | None = None
         self._refresher: Callable[[], object] | None = None
         self._refresh_lock = threading.Lock()
         self._min_refresh_interval = min_refresh_interval
@@ -98,24 +96,32 @@ class PolicyView:
 
     @property
     def engine(self) -> PolicyEngine:
-        """The current engine (a snapshot: keep using it for one related set of decisions)."""
-        if self._stale:
-            with self._lock:
-                if self._stale:
-                    # Cleared before reading, so a change committed during the
-                    # read marks the view stale again instead of being lost.
-                    self._stale = False
+        """The current engine (a snapshot: keep using it for one related set of decisions).
+
+        Never a half-built one: before the first build completes every caller
+        waits for it; during a rebuild the others keep the previous engine.
+        """
+        engine = self._engine
+        if engine is not None and not self._stale:
+            return engine
+        with self._lock:
+            if self._engine is None or self._stale:
+                # Cleared before reading, so a change committed during the
+                # read marks the view stale again instead of being lost.
+                self._stale = False
+                try:
                     self._engine = self._build()
-        return self._engine
+                except BaseException:
+                    self._stale = True
+                    raise
+            return self._engine
 
     def invalidate(self) -> None:
         """Note that the stored rules changed; the next decision sees the change."""
         self._stale = True
 
     def _build(self) -> PolicyEngine:
-        store = RuleStore(signed.rule for signed in self._rules.active_rules())
-        for signed in self._replica.rules():
-            store.add(signed.rule)
+        store = RuleStore(signed.rule for signed in self._rules())
         logger.info("policy loaded", extra={"rules": len(store)})
         return PolicyEngine(store)
 

@@ -1,9 +1,14 @@
 """The rules a site publishes: checked against the registry replica's keys, then stored.
 
 The site's own users add rules signed with their party's main key; peers
-replicate them from this site's change log. A rule is stored only if it
-verifies with the key of the party owning its signer namespace, and revoked
-only by a revocation that same party signed.
+replicate them from this site's change log. A rule is stored only if it is in
+the namespace of the site's owner party (rules of other namespaces arrive by
+replication from their owners' sites) and verifies with the owner's key, and
+revoked only by a revocation that same party signed.
+
+Revocation beats re-publication: a revocation known here, published here or
+replicated from any peer, undoes every copy of its rule whatever site relayed
+it (`in_force`), and a rule revoked anywhere can never be added again.
 """
 
 from __future__ import annotations
@@ -12,7 +17,9 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from mahiru.policy.signing import Revocation, SignedRule
+from mahiru.errors import Conflict, PermissionDenied
+from mahiru.model.identifiers import PartyId
+from mahiru.policy.signing import Revocation, SignedRule, in_force
 from mahiru.services.site.validation import KeyRing
 from mahiru.storage import ChangeBatch, ReplicaRepository, RuleChange, RuleRepository
 
@@ -40,10 +47,12 @@ class RuleService:
         rules: RuleRepository,
         replica: ReplicaRepository,
         *,
+        owner: PartyId,
         on_change: Callable[[], None],
     ) -> None:
         self._rules = rules
         self._replica = replica
+        self._owner = owner
         self._on_change = on_change
 
     def _keys(self) -> KeyRing:
@@ -52,10 +61,27 @@ class RuleService:
     def add(self, signed: SignedRule) -> RuleOutcome:
         """Verify and store a signed rule.
 
-        Raises InvalidSignature (with the reason) if it was not signed by the
-        owner of its namespace, Conflict if it was revoked before.
+        Raises PermissionDenied for a rule outside the namespace of this
+        site's owner, InvalidSignature (with the reason) if it was not signed
+        by the owner of its namespace, Conflict if it was revoked before, here
+        or at any peer.
         """
-        self._keys().check_rule(signed)
+        keys = self._keys()
+        namespace = signed.rule.signer_namespace()
+        owned = keys.namespaces_of(self._owner)
+        if namespace not in owned:
+            raise PermissionDenied(
+                f"this site stores only rules of {self._owner}'s namespace"
+                f" ({', '.join(sorted(owned)) or 'none registered yet'}); {signed.rule} belongs to"
+                f" namespace {namespace!r}: its owner publishes it at one of its own sites",
+                {"rule_id": signed.rule_id, "namespace": namespace, "owner": str(self._owner)},
+            )
+        keys.check_rule(signed)
+        if any(revocation.rule_id == signed.rule_id for revocation in self.revocations()):
+            raise Conflict(
+                f"rule {signed.rule_id} ({signed.rule}) was revoked and cannot be added again",
+                {"rule_id": signed.rule_id},
+            )
         version = self._rules.add(signed)
         if version is not None:
             logger.info(
@@ -79,9 +105,22 @@ class RuleService:
             self._on_change()
         return RuleOutcome(revocation.rule_id, version is not None, version)
 
+    def revocations(self) -> list[Revocation]:
+        """Every revocation known here: published here or replicated from any peer."""
+        return [*self._rules.revocations(), *self._replica.revocations()]
+
     def active(self) -> list[SignedRule]:
-        """This site's rules that are not revoked, oldest first."""
-        return self._rules.active_rules()
+        """This site's rules that no known revocation undoes, oldest first."""
+        return in_force(self._rules.active_rules(), self.revocations())
+
+    def replicated(self, source: str | None = None) -> list[SignedRule]:
+        """Peers' rules (of one `source` site, or all) that no known revocation undoes."""
+        return in_force(self._replica.rules(source), self.revocations())
+
+    def in_force(self) -> list[SignedRule]:
+        """Every rule decisions are made from: this site's and its peers', each once."""
+        revocations = self.revocations()
+        return in_force([*self._rules.active_rules(), *self._replica.rules()], revocations)
 
     def changes_since(self, version: int, *, limit: int | None = None) -> ChangeBatch[RuleChange]:
         """The change log after `version`, for peers replicating this site's rules."""

@@ -62,14 +62,15 @@ class SiteServices:
         """Build the services on an opened (migrated) database and a blob store."""
         replica = ReplicaRepository(database)
         own_rules = RuleRepository(database)
-        policy = PolicyView(own_rules, replica)
+        rules = RuleService(own_rules, replica, owner=owner, on_change=lambda: policy.invalidate())
+        policy = PolicyView(rules.in_force)
         replicator = Replicator(site, replica, registry, peers, on_change=policy.invalidate)
         policy.use_refresher(replicator.run_once)
         return cls(
             site=site,
             owner=owner,
             assets=AssetStore(database, blobs, max_image_bytes=max_image_bytes),
-            rules=RuleService(own_rules, replica, on_change=policy.invalidate),
+            rules=rules,
             policy=policy,
             replica=replica,
             replicator=replicator,
