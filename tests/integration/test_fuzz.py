@@ -38,6 +38,7 @@ from schemathesis.specs.openapi.checks import (
     response_schema_conformance,
     status_code_conformance,
 )
+from tests.support.images import data_layer, image_bytes
 from tests.support.sites import DATABASE_PARAMS, DatabaseUrls, database_urls
 
 from mahiru import pki
@@ -206,7 +207,7 @@ def _apps(root: Path, urls: DatabaseUrls) -> Iterator[Apps]:
     services.replicator.run_once()
     asset_id = AssetId.parse("asset:p1.org:data1:p1.org:site")
     services.assets.add(Asset(asset_id, AssetKind.DATA, {"purpose": "fuzzing"}))
-    image = b"some data" * 1000
+    image = image_bytes(data_layer(b"some data" * 1000))
 
     async def chunks() -> AsyncIterator[bytes]:
         yield image

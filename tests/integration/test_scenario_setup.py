@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from tests.support.images import write_image
 
 from mahiru.demo.network import LocalNetwork
 from mahiru.scenarios import compute_to_data as scenario
@@ -30,10 +31,10 @@ def network(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalNetwork]:
 
 @pytest.fixture(scope="module")
 def assets(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Stand-in asset archives: the site stores bytes; what they hold does not matter here."""
+    """Stand-in asset archives: sound images whose data does not matter here."""
     folder = tmp_path_factory.mktemp("assets")
     for name in scenario.ARCHIVES.values():
-        (folder / name).write_bytes(name.encode() * 1000)
+        write_image(folder / name, 1000, seed=name.encode())
     return folder
 
 

@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import os
+import tarfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
+from tests.support.images import (
+    Members,
+    add_file,
+    add_link,
+    image_bytes,
+    tar_bytes,
+    write_image,
+)
 from tests.support.sites import (
     DATABASE_PARAMS,
     DatabaseUrls,
@@ -25,6 +35,7 @@ from mahiru.model.assets import Asset, AssetKind
 from mahiru.model.identifiers import AssetId
 from mahiru.policy.signing import Revocation, sign_revocation
 from mahiru.storage import BlobStore
+from mahiru.storage.image_check import ImageCheck
 
 pytestmark = pytest.mark.integration
 
@@ -52,8 +63,7 @@ def _asset_id(site: str, name: str) -> AssetId:
 
 
 def _image(path: Path, size: int) -> Path:
-    path.write_bytes(os.urandom(size))
-    return path
+    return write_image(path, size)
 
 
 def _raw(identity: TlsIdentity) -> httpx.Client:
@@ -74,7 +84,7 @@ def test_assets_and_rules_survive_a_restart(net: Network, tmp_path: Path) -> Non
     with site.admin() as admin:
         record = admin.upload_asset(asset, image)
         assert record.asset.image_digest == hashlib.sha256(image.read_bytes()).hexdigest()
-        assert record.size == 3_000_000
+        assert record.size == image.stat().st_size
         assert admin.upload_asset(asset, image) == record  # again: nothing changes
         assert admin.add_rule(rule)["changed"] is True
     site.stop()
@@ -100,7 +110,7 @@ def test_an_image_with_the_wrong_digest_is_not_stored(net: Network, tmp_path: Pa
     with _raw(site.party.admin) as raw:
         response = raw.put(
             f"{site.internal_url}/assets/{asset_id}/image",
-            content=b"x" * 100_000,
+            content=write_image(tmp_path / "sound.tar", 100_000).read_bytes(),
             headers={"X-Mahiru-Digest": "sha256:" + "0" * 64},
         )
         assert response.status_code == 400
@@ -147,7 +157,7 @@ def test_rules_are_verified_stored_listed_and_revoked(net: Network) -> None:
         assert admin.add_rule(good)["changed"] is False
         with pytest.raises(InvalidInput, match="signed by the wrong party"):
             admin.add_rule(p2.sign({**data, "asset": "asset_collection:p1.org:other"}))
-        with pytest.raises(InvalidInput, match="unknown namespace"):
+        with pytest.raises(PermissionDenied, match="stores only rules of"):
             admin.add_rule(p1.sign({**data, "asset": "asset_collection:p9.org:x"}))
         with pytest.raises(InvalidInput, match="wrong party"):
             admin.revoke(sign_revocation(good.rule, p2.main_key))
@@ -173,7 +183,7 @@ def test_peers_get_assets_only_as_policy_allows(net: Network, tmp_path: Path) ->
         admin.upload_asset(Asset(asset_id, AssetKind.DATA), image)
         admin.add_rule(site1.party.sign(may_access(site2.id, str(asset_id))))
     with site1.peer(site2.identity) as peer:
-        assert peer.asset_metadata(asset_id).size == 2_500_000
+        assert peer.asset_metadata(asset_id).size == image.stat().st_size
         # A partial file from an interrupted download is resumed from where it stopped.
         digest = hashlib.sha256(image.read_bytes()).hexdigest()
         partial = tmp_path / f".got.tar.{digest[:16]}.partial"
@@ -321,3 +331,66 @@ def test_policy_explanations_come_from_the_site(net: Network) -> None:
             admin.explain(job, "input")
         with pytest.raises(InvalidInput):
             admin.explain(job, "nothing", party=site.party.id)
+
+
+def _bad_archives(tmp_path: Path) -> dict[str, bytes]:
+    """Uploads that must never be stored, by what is wrong with them."""
+
+    def outer(*members: Members) -> bytes:
+        return tar_bytes(lambda archive: [add(archive) for add in members])
+
+    def below_symlink(archive: tarfile.TarFile) -> None:
+        add_link(archive, "etc", "/etc")
+        add_file(archive, "etc/passwd", b"root::0:0")
+
+    zeros = tar_bytes(lambda a: add_file(a, "data/zeros", bytes(200 * 1024 * 1024)))
+    return {
+        "random bytes": os.urandom(200_000),
+        "dot-dot member": outer(lambda a: add_file(a, "../../../../tmp/x", b"x")),
+        "absolute member": outer(lambda a: add_file(a, "/tmp/x", b"x")),
+        "member below a symlink": image_bytes(tar_bytes(below_symlink)),
+        "hard link to /etc/shadow": outer(lambda a: add_link(a, "s", "/etc/shadow", hard=True)),
+        "gzip bomb": gzip.compress(bytes(200 * 1024 * 1024), compresslevel=1),
+        "gzip bomb layer": image_bytes(zeros, compress=True),
+        "no manifest": outer(lambda a: add_file(a, "hello", b"hi")),
+    }
+
+
+def test_unsound_uploads_are_refused_and_nothing_is_stored(net: Network, tmp_path: Path) -> None:
+    """Each is a 400 naming the problem; no blob, no temporary file, the record unchanged."""
+    site = net.sites["p1"]
+    asset_id = _asset_id(site.id, "data1")
+    with site.admin() as admin:
+        before = admin.create_asset(Asset(asset_id, AssetKind.DATA))
+    with _raw(site.party.admin) as raw:
+        for problem, body in _bad_archives(tmp_path).items():
+            response = raw.put(
+                f"{site.internal_url}/assets/{asset_id}/image",
+                content=body,
+                headers={"X-Mahiru-Digest": "sha256:" + hashlib.sha256(body).hexdigest()},
+            )
+            assert response.status_code == 400, (problem, response.text)
+            error = response.json()["error"]
+            assert error["type"] == "InvalidInput", problem
+            assert "image archive" in error["message"], (problem, error["message"])
+    with site.admin() as admin:
+        assert admin.get_asset(asset_id) == before
+    assert _blob_files(site.config.data_dir) == []
+
+
+def test_an_unsound_image_from_a_peer_is_not_stored(net: Network, tmp_path: Path) -> None:
+    """A hostile peer serving a broken archive gets nothing into a site's image store."""
+    site1, site2 = net.sites["p1"], net.sites["p2"]
+    asset_id = _asset_id(site1.id, "data1")
+    body = _bad_archives(tmp_path)["dot-dot member"]
+    services = site1.services
+    services.assets.add(Asset(asset_id, AssetKind.DATA))
+    # Stored behind the gate's back, as a hostile site would hold it.
+    info = BlobStore(site1.config.data_dir / "blobs").write_bytes(body)
+    services.assets.attach_image(asset_id, info)
+    with site1.admin() as admin:
+        admin.add_rule(site1.party.sign(may_access(site2.id, str(asset_id))))
+    receiving = BlobStore(tmp_path / "site2-blobs", check=ImageCheck)
+    with site1.peer(site2.identity) as peer, pytest.raises(InvalidInput, match="leads out"):
+        peer.fetch_image(asset_id, receiving)
+    assert list(receiving.digests()) == []

@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 import yaml
+from tests.support.images import write_image
 from tests.support.sites import (
     Network,
     SiteServer,
@@ -97,7 +98,7 @@ def test_the_cli_serves_a_site_and_manages_its_assets_and_rules(
     net, site = served_site
     asset_id = "asset:p1.org:data1:p1.org:site"
     image = tmp_path / "data1.tar"
-    image.write_bytes(os.urandom(5_000_000))
+    write_image(image, 5_000_000)
     metadata = tmp_path / "meta.yaml"
     metadata.write_text("purpose: testing\n")
 
@@ -105,7 +106,7 @@ def test_the_cli_serves_a_site_and_manages_its_assets_and_rules(
         site, "assets", "upload", asset_id, str(image), "--metadata", str(metadata)
     )
     assert code == 0
-    assert record["size"] == 5_000_000 and record["metadata"] == {"purpose": "testing"}
+    assert record["size"] == image.stat().st_size and record["metadata"] == {"purpose": "testing"}
     code, listing, _ = _run(site, "assets", "list")
     assert [a["id"] for a in listing["assets"]] == [asset_id]
     code, copy, _ = _run(site, "assets", "download", asset_id, "--out", str(tmp_path / "copy.tar"))
@@ -120,7 +121,7 @@ def test_the_cli_serves_a_site_and_manages_its_assets_and_rules(
             {
                 "rules": [
                     may_access(net.sites["p2"].id, asset_id),
-                    # p1's key cannot speak for p2's namespace: rejected, the others stored.
+                    # p2's namespace is not p1's site's to publish: rejected, the others stored.
                     may_access(site.id, "asset:p2.org:data:p2.org:site"),
                     may_access("site:p1.org:other", asset_id),
                 ]
@@ -129,9 +130,9 @@ def test_the_cli_serves_a_site_and_manages_its_assets_and_rules(
     )
     key = str(site.party.key_path)
     code, added, _ = _run(site, "rules", "add", str(rules), "--key", key, tls_key_flag="--tls-key")
-    assert code == 2
+    assert code == 3
     assert [r["status"] for r in added["results"]] == ["added", "rejected", "added"]
-    assert "signed by the wrong party" in added["results"][1]["error"]["message"]
+    assert "stores only rules of party:p1.org:p1" in added["results"][1]["error"]["message"]
     code, again, _ = _run(site, "rules", "add", str(rules), "--key", key, tls_key_flag="--tls-key")
     assert [r["status"] for r in again["results"]] == ["unchanged", "rejected", "unchanged"]
 
@@ -160,7 +161,7 @@ def test_the_cli_refuses_a_user_without_the_admin_role(
     listing = subprocess.run([MAHIRU, "assets", "list"], env=env, capture_output=True, text=True)
     assert listing.returncode == 0 and "no assets" in listing.stdout
     image = tmp_path / "x.tar"
-    image.write_bytes(b"x")
+    write_image(image)
     upload = subprocess.run(
         [MAHIRU, "assets", "upload", "asset:p1.org:x:p1.org:site", str(image)],
         env=env,

@@ -39,6 +39,7 @@ from mahiru.runtime import ContainerRuntime, DockerRuntime, limits_from_config
 from mahiru.services.jobs import JobContext, JobPeer, JobPeers, JobServices
 from mahiru.services.site import RegistryFeed, RuleFeed, RuleFeedFactory, SiteServices
 from mahiru.storage import BlobStore, Database, SiteRecord, create_database
+from mahiru.storage.image_check import ImageCheck
 
 logger = logging.getLogger("mahiru.site")
 
@@ -148,7 +149,9 @@ def create_site_app(
         database = create_database(config.database_url)
         to_close.append(database.close)
     if blobs is None:
-        blobs = BlobStore(config.data_dir / "blobs")
+        # The ingress gate: every image stored here (uploads, peers' assets and
+        # results) is checked as it streams in, and kept only if sound.
+        blobs = BlobStore(config.data_dir / "blobs", check=ImageCheck)
     if authenticator is None:
         authenticator = site_authenticator(config)
     if registry_client is None:

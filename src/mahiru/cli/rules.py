@@ -19,7 +19,7 @@ import click
 from mahiru.cli.assets import CONNECTION_HELP, connect, echo_json, site_options
 from mahiru.cli.errors import exit_code_for, handle_errors
 from mahiru.cli.files import load_rules
-from mahiru.errors import Conflict, InvalidInput, NotFound
+from mahiru.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 from mahiru.pki import load_party_private_key
 from mahiru.policy.signing import SignedRule, sign_revocation, sign_rule
 
@@ -75,7 +75,7 @@ def add_command(
             entry: dict[str, Any] = {"rule": rule.to_dict(), "rule_id": signed.rule_id}
             try:
                 outcome = site.add_rule(signed)
-            except (InvalidInput, Conflict) as error:
+            except (InvalidInput, Conflict, PermissionDenied) as error:
                 # The rule's own fault: report it and go on with the others.
                 entry.update(status="rejected", error=error.to_dict()["error"])
                 exit_code = max(exit_code, exit_code_for(error))

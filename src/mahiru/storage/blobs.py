@@ -26,7 +26,7 @@ import hashlib
 import os
 import re
 import tempfile
-from collections.abc import AsyncIterable, Iterable, Iterator
+from collections.abc import AsyncIterable, Callable, Iterable, Iterator
 from pathlib import Path
 from types import TracebackType
 from typing import BinaryIO, NamedTuple, Protocol, cast
@@ -43,6 +43,14 @@ class Readable(Protocol):
     """A binary file-like object to copy a blob from."""
 
     def read(self, size: int = -1, /) -> bytes: ...
+
+
+class StreamCheck(Protocol):
+    """Checks content as it is written (see `mahiru.storage.image_check.ImageCheck`)."""
+
+    def feed(self, chunk: bytes | bytearray | memoryview) -> None: ...
+
+    def finish(self) -> None: ...
 
 
 class BlobInfo(NamedTuple):
@@ -77,9 +85,12 @@ class BlobWriter:
     commits. Not thread-safe; use one writer from one task at a time.
     """
 
-    def __init__(self, store: BlobStore, expected_digest: str | None = None) -> None:
+    def __init__(
+        self, store: BlobStore, expected_digest: str | None = None, check: StreamCheck | None = None
+    ) -> None:
         self._store = store
         self._expected = None if expected_digest is None else normalise_digest(expected_digest)
+        self._check = check
         self._hash = hashlib.sha256()
         self._size = 0
         self._file, self._path = store._new_temp_file()
@@ -96,6 +107,12 @@ class BlobWriter:
             raise InvalidInput("this blob writer is already committed or aborted")
         if not isinstance(chunk, bytes | bytearray | memoryview):
             raise InvalidInput(f"blob chunks must be bytes, got {type(chunk).__name__}")
+        if self._check is not None:
+            try:
+                self._check.feed(chunk)
+            except BaseException:
+                self.abort()
+                raise
         self._hash.update(chunk)
         self._file.write(chunk)
         self._size += len(chunk)
@@ -109,6 +126,12 @@ class BlobWriter:
         if self._done:
             raise InvalidInput("this blob writer is already committed or aborted")
         digest = self._hash.hexdigest()
+        if self._check is not None:
+            try:
+                self._check.finish()
+            except BaseException:
+                self.abort()
+                raise
         if self._expected is not None and digest != self._expected:
             self.abort()
             raise InvalidInput(
@@ -159,11 +182,14 @@ class BlobStore:
 
     Creating a store deletes temporary files that crashed writers left
     behind; files still being written by another live process (they hold a
-    lock on them) are left alone.
+    lock on them) are left alone. With `check`, every blob written is checked
+    while it streams by a new `check()` and stored only if it passes (a
+    site's store of images checks that each is a sound image archive).
     """
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, *, check: Callable[[], StreamCheck] | None = None) -> None:
         self.root = Path(root)
+        self._check = check
         self._blobs = self.root / "sha256"
         self._tmp = self.root / "tmp"
         self._blobs.mkdir(parents=True, exist_ok=True)
@@ -209,7 +235,7 @@ class BlobStore:
 
     def writer(self, expected_digest: str | None = None) -> BlobWriter:
         """Start writing a blob chunk by chunk (see `BlobWriter`)."""
-        return BlobWriter(self, expected_digest)
+        return BlobWriter(self, expected_digest, None if self._check is None else self._check())
 
     def write_stream(
         self, source: Iterable[bytes] | Readable, expected_digest: str | None = None
