@@ -24,7 +24,7 @@ import httpx
 import pytest
 from tests.support.images import write_image
 from tests.support.servers import serving
-from tests.support.sites import Network, may_access, network
+from tests.support.sites import Network, may_access, may_use, network
 
 from mahiru import pki
 from mahiru.api.auth import CLIENT_CERT_HEADER, CLIENT_VERIFY_HEADER
@@ -37,8 +37,8 @@ from mahiru.model.identifiers import AssetId
 pytestmark = pytest.mark.integration
 
 METHODS = ("get", "put", "post", "patch", "delete")
-#: Internal operations that change assets or rules: admins only (DESIGN §9).
-ADMIN_ONLY = re.compile(r"^/internal/(assets|rules)(/|$)")
+#: Internal operations that change assets or rules, or make the site call out: admins only.
+ADMIN_ONLY = re.compile(r"^/internal/(assets|rules|replication)(/|$)")
 #: Path parameters naming things the test network does not have (jobs and their results).
 NOTHING_THERE = ("{job_id}", "{result_id}", "{token}")
 
@@ -192,6 +192,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         with site.admin() as admin:
             admin.upload_asset(Asset(asset_id, AssetKind.DATA, {"v": 1}), image)
             admin.add_rule(site.party.sign(may_access(net.sites["p2"].id, str(asset_id))))
+            admin.add_rule(site.party.sign(may_use(site.party.id, str(asset_id))))
         net.replicate_all()
         registry_app = create_registry_app(net.registry.config)
         registry_ops = operations(registry_app.openapi())

@@ -25,6 +25,7 @@ from tests.support.sites import (
     Network,
     database_urls,
     may_access,
+    may_use,
     network,
 )
 
@@ -80,6 +81,7 @@ def test_assets_and_rules_survive_a_restart(net: Network, tmp_path: Path) -> Non
     asset_id = _asset_id(site.id, "data1")
     image = _image(tmp_path / "data1.tar", 3_000_000)
     rule = site.party.sign(may_access("site:p2.org:site", str(asset_id)))
+    use = site.party.sign(may_use(site.party.id, str(asset_id)))
     asset = Asset(asset_id, AssetKind.DATA, {"purpose": "test"})
     with site.admin() as admin:
         record = admin.upload_asset(asset, image)
@@ -87,13 +89,14 @@ def test_assets_and_rules_survive_a_restart(net: Network, tmp_path: Path) -> Non
         assert record.size == image.stat().st_size
         assert admin.upload_asset(asset, image) == record  # again: nothing changes
         assert admin.add_rule(rule)["changed"] is True
+        admin.add_rule(use)
     site.stop()
     site.start()
     with site.client(site.party.user) as user:
         assert [r.asset.id for r in user.list_assets()] == [asset_id]
         assert user.get_asset(asset_id) == record
         info = user.download_image(asset_id, tmp_path / "copy.tar")
-        assert [entry["rule_id"] for entry in user.list_rules()] == [rule.rule_id]
+        assert [entry["rule_id"] for entry in user.list_rules()] == [rule.rule_id, use.rule_id]
     assert (tmp_path / "copy.tar").read_bytes() == image.read_bytes()
     assert info.digest == record.asset.image_digest
     assert not list(tmp_path.glob(".copy.tar*"))  # no partial file left behind
@@ -394,3 +397,58 @@ def test_an_unsound_image_from_a_peer_is_not_stored(net: Network, tmp_path: Path
     with site1.peer(site2.identity) as peer, pytest.raises(InvalidInput, match="leads out"):
         peer.fetch_image(asset_id, receiving)
     assert list(receiving.digests()) == []
+
+
+def test_a_damaged_or_missing_image_is_never_served(net: Network, tmp_path: Path) -> None:
+    """Four bytes overwritten: the stream is cut before it ends, the blob set aside, and the
+    next download is a clear 404, to users and peers alike; a removed blob is the same."""
+    site1, site2 = net.sites["p1"], net.sites["p2"]
+    asset_id = _asset_id(site1.id, "data1")
+    image = write_image(tmp_path / "data1.tar", 3_000_000)
+    with site1.admin() as admin:
+        record = admin.upload_asset(Asset(asset_id, AssetKind.DATA), image)
+        admin.add_rule(site1.party.sign(may_use(site1.party.id, str(asset_id))))
+        admin.add_rule(site1.party.sign(may_access(site2.id, str(asset_id))))
+    digest = record.asset.image_digest
+    assert digest is not None
+    stored = BlobStore(site1.config.data_dir / "blobs").path(digest)
+    stored.chmod(0o644)
+    with stored.open("r+b") as file:
+        file.seek(1_500_000)
+        file.write(b"\xde\xad\xbe\xef")
+    with _raw(site1.party.admin) as raw:
+        url = f"{site1.internal_url}/assets/{asset_id}/image"
+        # Cut off before its end: never a complete 200.
+        with pytest.raises(httpx.HTTPError), raw.stream("GET", url) as response:
+            for _ in response.iter_bytes():
+                pass
+        again = raw.get(f"{site1.internal_url}/assets/{asset_id}/image")
+        assert again.status_code == 404
+        assert "missing or damaged" in again.json()["error"]["message"]
+    assert not stored.exists()
+    assert (site1.config.data_dir / "blobs" / "damaged" / digest).is_file()
+    receiving = BlobStore(tmp_path / "site2-blobs", check=ImageCheck)
+    with site1.peer(site2.identity) as peer, pytest.raises(NotFound, match="missing or damaged"):
+        peer.fetch_image(asset_id, receiving)
+    with site1.admin() as admin, pytest.raises(NotFound, match="missing or damaged"):
+        admin.download_image(asset_id, tmp_path / "copy.tar")
+    assert not (tmp_path / "copy.tar").exists()
+    assert list(receiving.digests()) == []
+
+
+def test_internal_downloads_follow_the_policy(net: Network, tmp_path: Path) -> None:
+    """Admins and users alike download only what their party may use, told why otherwise."""
+    site = net.sites["p1"]
+    asset_id = _asset_id(site.id, "data1")
+    with site.admin() as admin:
+        admin.upload_asset(Asset(asset_id, AssetKind.DATA), write_image(tmp_path / "d.tar"))
+    for identity in (site.party.admin, site.party.user):
+        with site.client(identity) as client, pytest.raises(PermissionDenied, match="may not use"):
+            client.download_image(asset_id, tmp_path / "copy.tar")
+    with site.admin() as admin:
+        admin.add_rule(site.party.sign(may_use(site.party.id, str(asset_id))))
+    with site.client(site.party.user) as user:
+        user.download_image(asset_id, tmp_path / "copy.tar")
+    assert (tmp_path / "copy.tar").read_bytes() == (tmp_path / "d.tar").read_bytes()
+    with site.client(site.party.user) as user, pytest.raises(PermissionDenied, match="admin"):
+        user.replicate_now()

@@ -19,6 +19,7 @@ from tests.support.sites import (
     Network,
     SiteServer,
     may_access,
+    may_use,
     network,
 )
 
@@ -109,9 +110,10 @@ def test_the_cli_serves_a_site_and_manages_its_assets_and_rules(
     assert record["size"] == image.stat().st_size and record["metadata"] == {"purpose": "testing"}
     code, listing, _ = _run(site, "assets", "list")
     assert [a["id"] for a in listing["assets"]] == [asset_id]
-    code, copy, _ = _run(site, "assets", "download", asset_id, "--out", str(tmp_path / "copy.tar"))
-    assert code == 0 and copy["digest"] == record["image_digest"]
-    assert (tmp_path / "copy.tar").read_bytes() == image.read_bytes()
+    # No MayUse for p1 yet: the download is refused with the policy's reason.
+    code, error, _ = _run(site, "assets", "download", asset_id, "--out", str(tmp_path / "copy.tar"))
+    assert code == 3 and "may not use" in error["error"]["message"]
+    assert not (tmp_path / "copy.tar").exists()
     code, error, _ = _run(site, "assets", "show", "asset:p1.org:nothing:p1.org:site")
     assert code == 2 and error["error"]["type"] == "NotFound"
 
@@ -124,6 +126,7 @@ def test_the_cli_serves_a_site_and_manages_its_assets_and_rules(
                     # p2's namespace is not p1's site's to publish: rejected, the others stored.
                     may_access(site.id, "asset:p2.org:data:p2.org:site"),
                     may_access("site:p1.org:other", asset_id),
+                    may_use(site.party.id, asset_id),
                 ]
             }
         )
@@ -131,20 +134,31 @@ def test_the_cli_serves_a_site_and_manages_its_assets_and_rules(
     key = str(site.party.key_path)
     code, added, _ = _run(site, "rules", "add", str(rules), "--key", key, tls_key_flag="--tls-key")
     assert code == 3
-    assert [r["status"] for r in added["results"]] == ["added", "rejected", "added"]
+    assert [r["status"] for r in added["results"]] == ["added", "rejected", "added", "added"]
     assert "stores only rules of party:p1.org:p1" in added["results"][1]["error"]["message"]
     code, again, _ = _run(site, "rules", "add", str(rules), "--key", key, tls_key_flag="--tls-key")
-    assert [r["status"] for r in again["results"]] == ["unchanged", "rejected", "unchanged"]
+    assert [r["status"] for r in again["results"]] == [
+        "unchanged",
+        "rejected",
+        "unchanged",
+        "unchanged",
+    ]
+    code, copy, _ = _run(site, "assets", "download", asset_id, "--out", str(tmp_path / "copy.tar"))
+    assert code == 0 and copy["digest"] == record["image_digest"]
+    assert (tmp_path / "copy.tar").read_bytes() == image.read_bytes()
 
     code, listing, _ = _run(site, "rules", "list")
-    assert code == 0 and len(listing["rules"]) == 2
+    assert code == 0 and len(listing["rules"]) == 3
     first = added["results"][0]["rule_id"]
     code, revoked, _ = _run(
         site, "rules", "revoke", first[:12], "--key", key, tls_key_flag="--tls-key"
     )
     assert code == 0 and revoked["changed"] is True
     code, listing, _ = _run(site, "rules", "list")
-    assert [r["rule_id"] for r in listing["rules"]] == [added["results"][2]["rule_id"]]
+    assert [r["rule_id"] for r in listing["rules"]] == [
+        added["results"][2]["rule_id"],
+        added["results"][3]["rule_id"],
+    ]
 
     code, deleted, _ = _run(site, "assets", "delete", asset_id)
     assert code == 0 and deleted["id"] == asset_id

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 from tests.support.images import write_large_image
-from tests.support.sites import may_access, network
+from tests.support.sites import may_access, may_use, network
 
 from mahiru.model.assets import Asset, AssetKind
 from mahiru.model.identifiers import AssetId
@@ -113,6 +113,7 @@ def test_a_200_mb_image_streams_with_flat_memory(
         asset_id = AssetId.parse("asset:p1.org:big:p1.org:site")
         with site1.admin() as admin:
             admin.add_rule(site1.party.sign(may_access(site2.id, str(asset_id))))
+            admin.add_rule(site1.party.sign(may_use(site1.party.id, str(asset_id))))
             upload = _measure(
                 "upload", lambda: admin.upload_asset(Asset(asset_id, AssetKind.DATA), image)
             )

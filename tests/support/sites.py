@@ -305,8 +305,8 @@ class SiteServer:
         return PeerClient(self.external_url, identity, timeout=60)
 
     def replicate(self) -> dict[str, Any]:
-        """Run a replication round through the internal API; the status afterwards."""
-        with self.client(self.party.user) as client:
+        """Run a replication round through the internal API (as admin); the status afterwards."""
+        with self.client(self.party.admin) as client:
             return client.replicate_now()
 
 
@@ -370,6 +370,11 @@ def network(
 def may_access(site: str, asset: str) -> dict[str, str]:
     """The dict form of a MayAccess rule."""
     return {"type": "MayAccess", "site": site, "asset": asset}
+
+
+def may_use(party: str, asset: str) -> dict[str, str]:
+    """The dict form of a MayUse rule."""
+    return {"type": "MayUse", "party": party, "asset": asset, "conditions": "for the tests"}
 
 
 def rule_of(data: dict[str, str]) -> Rule:

@@ -257,8 +257,8 @@ def create_site_app(
     _authenticate(app, authenticator, services)
     # Added after authentication, so they wrap it: refused requests are logged too.
     install_middleware(app, body_limit=config.max_body_bytes, unlimited=("/internal/assets/",))
-    app.include_router(internal_router(services, authenticator))
-    app.include_router(external_router(services, authenticator))
+    app.include_router(internal_router(services, jobs.egress, authenticator))
+    app.include_router(external_router(services, jobs.egress, authenticator))
     app.include_router(internal_jobs_router(services, jobs, authenticator))
     app.include_router(external_jobs_router(services, jobs, authenticator))
     _describe_security(app)

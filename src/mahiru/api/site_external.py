@@ -19,14 +19,15 @@ from mahiru.api.registry_app import MAX_VERSION
 from mahiru.api.site_images import IMAGE_RESPONSES, image_response
 from mahiru.api.site_internal import stored_asset_id
 from mahiru.api.site_models import AssetOut, RuleChangeBatch
-from mahiru.errors import PermissionDenied
-from mahiru.model.identifiers import AssetId, ResultId
+from mahiru.services.jobs.egress import Egress
 from mahiru.services.site import SiteServices
 from mahiru.storage import SiteRecord
 
 
-def external_router(services: SiteServices, auth: CertificateAuthenticator) -> APIRouter:
-    """The routes of the external API, served by `services`."""
+def external_router(
+    services: SiteServices, egress: Egress, auth: CertificateAuthenticator
+) -> APIRouter:
+    """The routes of the external API, served by `services`; images leave through `egress`."""
 
     def peer(request: Request) -> SiteRecord:
         caller = auth.service(request)
@@ -35,11 +36,6 @@ def external_router(services: SiteServices, auth: CertificateAuthenticator) -> A
 
     Peer = Annotated[SiteRecord, Depends(peer)]
     router = APIRouter(prefix="/external", tags=["external"])
-
-    def check_access(site: SiteRecord, asset_id: AssetId | ResultId) -> None:
-        decision = services.policy.may_access_asset(site.id, asset_id)
-        if not decision.allowed:
-            raise PermissionDenied("; ".join(decision.failures()), decision.to_dict())
 
     @router.get(
         "/rules/changes", response_model=RuleChangeBatch, summary="This site's rule changes"
@@ -56,7 +52,7 @@ def external_router(services: SiteServices, auth: CertificateAuthenticator) -> A
     def asset_metadata(asset_id: str, caller: Peer) -> AssetOut:
         """An asset stored here, if policy lets the calling site access it."""
         identifier = stored_asset_id(asset_id)
-        check_access(caller, identifier)
+        egress.release_to_site(identifier, caller.id)
         return AssetOut.of(services.assets.get(identifier))
 
     @router.get(
@@ -72,9 +68,7 @@ def external_router(services: SiteServices, auth: CertificateAuthenticator) -> A
         if_range: Annotated[str | None, Header(alias="If-Range")] = None,
     ) -> Response:
         """Stream an asset's image (or a byte range, to resume), if policy allows it."""
-        identifier = stored_asset_id(asset_id)
-        check_access(caller, identifier)
-        image = services.assets.open_image(identifier)
+        image = egress.to_site(stored_asset_id(asset_id), caller.id)
         return image_response(image, range_header, if_range)
 
     return router

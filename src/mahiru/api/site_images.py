@@ -10,8 +10,7 @@ image is sent), as HTTP allows.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
-from typing import Any, BinaryIO
+from typing import Any
 
 from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.responses import Response
@@ -87,13 +86,12 @@ def image_response(image: ImageFile, range_header: str | None, if_range: str | N
     if wanted is None:
         headers["Content-Length"] = str(image.size)
         return StreamingResponse(
-            _read(image.file, 0, image.size),
+            image.read(),
             media_type="application/octet-stream",
             headers=headers,
         )
     first, last = wanted
     if first >= image.size:
-        image.file.close()
         body = error_body(
             "InvalidInput",
             f"the requested range starts beyond the end of the image ({image.size} bytes)",
@@ -106,23 +104,8 @@ def image_response(image: ImageFile, range_header: str | None, if_range: str | N
     headers["Content-Length"] = str(length)
     headers["Content-Range"] = f"bytes {first}-{last}/{image.size}"
     return StreamingResponse(
-        _read(image.file, first, length),
+        image.read(first, length),
         status_code=206,
         media_type="application/octet-stream",
         headers=headers,
     )
-
-
-def _read(file: BinaryIO, start: int, length: int) -> Iterator[bytes]:
-    """`length` bytes of `file` from `start`, a chunk at a time; closes the file."""
-    try:
-        file.seek(start)
-        remaining = length
-        while remaining > 0:
-            chunk = file.read(min(CHUNK_SIZE, remaining))
-            if not chunk:
-                break
-            remaining -= len(chunk)
-            yield chunk
-    finally:
-        file.close()

@@ -38,6 +38,7 @@ from mahiru.model.assets import Asset, AssetKind
 from mahiru.model.identifiers import AssetId, PartyId, ResultId, SiteId, parse_identifier
 from mahiru.model.items import WorkflowItem
 from mahiru.model.serialization import job_from_dict
+from mahiru.services.jobs.egress import Egress
 from mahiru.services.site import RuleOutcome, SiteServices
 from mahiru.storage import REGISTRY_SOURCE
 
@@ -64,8 +65,10 @@ def _outcome(outcome: RuleOutcome) -> RuleOutcomeOut:
     return RuleOutcomeOut(rule_id=outcome.rule_id, changed=outcome.changed, version=outcome.version)
 
 
-def internal_router(services: SiteServices, auth: CertificateAuthenticator) -> APIRouter:
-    """The routes of the internal API, served by `services`."""
+def internal_router(
+    services: SiteServices, egress: Egress, auth: CertificateAuthenticator
+) -> APIRouter:
+    """The routes of the internal API, served by `services`; images leave through `egress`."""
 
     def user(request: Request) -> UserCaller:
         caller = auth.user(request)
@@ -143,8 +146,9 @@ def internal_router(services: SiteServices, auth: CertificateAuthenticator) -> A
         range_header: Annotated[str | None, Header(alias="Range")] = None,
         if_range: Annotated[str | None, Header(alias="If-Range")] = None,
     ) -> Response:
-        """Stream an asset's image (or a byte range of it, to resume a download)."""
-        image = services.assets.open_image(stored_asset_id(asset_id))
+        """Stream an asset's or result's image (or a byte range, to resume a download),
+        if policy lets the caller's party use it; 403 with the explanation otherwise."""
+        image = egress.to_party(stored_asset_id(asset_id), PartyId.parse(caller.party))
         return image_response(image, range_header, if_range)
 
     @router.delete("/assets/{asset_id}", response_model=AssetOut, summary="Delete an asset")
@@ -214,8 +218,10 @@ def internal_router(services: SiteServices, auth: CertificateAuthenticator) -> A
         return DecisionOut.model_validate(decision.to_dict())
 
     @router.post("/replication/run", response_model=StatusOut, summary="Replicate now")
-    async def replicate_now(caller: User) -> StatusOut:
-        """Run a replication round now (waiting for one in progress); return the status."""
+    async def replicate_now(caller: Admin) -> StatusOut:
+        """Run a replication round now (waiting for one in progress); return the status.
+
+        Admins only: each round calls the registry and every peer."""
         await asyncio.to_thread(services.replicator.run_once)
         return StatusOut.of(await asyncio.to_thread(services.status))
 

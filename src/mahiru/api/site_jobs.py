@@ -20,7 +20,7 @@ from mahiru.api.auth import CertificateAuthenticator, UserCaller
 from mahiru.api.site_images import IMAGE_RESPONSES, image_response
 from mahiru.api.site_models import JobIn
 from mahiru.errors import InvalidInput
-from mahiru.model.identifiers import AssetId, ResultId, parse_identifier
+from mahiru.model.identifiers import AssetId, PartyId, ResultId, parse_identifier
 from mahiru.model.jobs import JobStatus, StepAssignment, StepStatus, check_job_id
 from mahiru.model.serialization import job_from_dict
 from mahiru.services.jobs import JobServices
@@ -114,7 +114,8 @@ def internal_jobs_router(
     ) -> Response:
         """The image archive of a workflow output of a succeeded job."""
         result = jobs.desk.output(check_job_id(job_id), name, caller.party)
-        return image_response(services.assets.open_image(result), range_header, if_range)
+        image = jobs.egress.to_party(result, PartyId.parse(caller.party))
+        return image_response(image, range_header, if_range)
 
     return router
 
@@ -163,9 +164,8 @@ def external_jobs_router(
         if_range: Annotated[str | None, Header(alias="If-Range")] = None,
     ) -> Response:
         """A result's image, if this site's policy lets the caller access that result."""
-        result = _result_id(result_id)
-        jobs.authorise_result(result, caller.id)
-        return image_response(services.assets.open_image(result), range_header, if_range)
+        image = jobs.egress.to_site(_result_id(result_id), caller.id)
+        return image_response(image, range_header, if_range)
 
     @router.post("/live/grants", status_code=201, summary="Grant live access to a data asset")
     def live_grant(body: LiveGrantIn, caller: Peer) -> JsonObject:

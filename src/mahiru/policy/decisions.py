@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from mahiru.errors import PermissionDenied
 from mahiru.policy.permissions import Requirement
 from mahiru.policy.rules import Rule
 
@@ -128,3 +129,19 @@ class Decision:
         if self.parts:
             out["parts"] = [p.to_dict() for p in self.parts]
         return out
+
+
+@dataclass(frozen=True, slots=True)
+class Release:
+    """Leave for bytes to go out of a site, made only from a decision that allowed it.
+
+    Every route that sends an asset, a result, a log or live data takes one
+    (the egress gate): constructing it from a denial raises PermissionDenied
+    with the decision's explanation, so bytes cannot leave without a yes.
+    """
+
+    decision: Decision
+
+    def __post_init__(self) -> None:
+        if not self.decision.allowed:
+            raise PermissionDenied("; ".join(self.decision.failures()), self.decision.to_dict())

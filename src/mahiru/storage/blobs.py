@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import fcntl
 import hashlib
+import logging
 import os
 import re
 import tempfile
@@ -32,6 +33,8 @@ from types import TracebackType
 from typing import BinaryIO, NamedTuple, Protocol, cast
 
 from mahiru.errors import InvalidInput, NotFound
+
+logger = logging.getLogger("mahiru.storage.blobs")
 
 _HEX_DIGEST = re.compile(r"[0-9a-f]{64}")
 _TMP_PREFIX = "blob-"
@@ -43,6 +46,10 @@ class Readable(Protocol):
     """A binary file-like object to copy a blob from."""
 
     def read(self, size: int = -1, /) -> bytes: ...
+
+
+class DamagedBlob(NotFound):
+    """A stored blob whose content no longer has its digest (it was set aside)."""
 
 
 class StreamCheck(Protocol):
@@ -299,6 +306,67 @@ class BlobStore:
             return False
         _fsync_dir(path.parent)
         return True
+
+    def read_verified(
+        self, digest: str, start: int = 0, length: int | None = None
+    ) -> Iterator[bytes]:
+        """`length` bytes of a blob from `start` (all of it by default), checked on the way.
+
+        The whole file is hashed while it is read (the part before `start` is
+        read but not yielded), and the last chunk is held back until the
+        digest is known: if the file no longer has its digest, it is set
+        aside (`set_aside`) and DamagedBlob is raised instead of completing
+        the read, so bad bytes never pass as a whole, good blob.
+        """
+        hex_digest = normalise_digest(digest)
+        try:
+            file = self.path(hex_digest).open("rb")
+        except FileNotFoundError:
+            raise NotFound(f"no blob with digest {digest} is stored", {"digest": digest}) from None
+        end = None if length is None else start + length
+        hasher = hashlib.sha256()
+        position = 0
+        held: bytes | None = None
+        with file:
+            while chunk := file.read(CHUNK_SIZE):
+                hasher.update(chunk)
+                first, position = position, position + len(chunk)
+                lo = max(start - first, 0)
+                hi = len(chunk) if end is None else min(end - first, len(chunk))
+                if lo < hi:
+                    if held is not None:
+                        yield held
+                    held = chunk[lo:hi]
+        if hasher.hexdigest() != hex_digest:
+            self.set_aside(hex_digest)
+            raise DamagedBlob(
+                f"blob sha256:{hex_digest} is damaged (its content has sha256"
+                f" {hasher.hexdigest()}); it was set aside",
+                {"digest": hex_digest},
+            )
+        if held is not None:
+            yield held
+
+    def verify(self, digest: str) -> bool:
+        """Whether a stored blob still has its digest (it is set aside if not)."""
+        try:
+            for _ in self.read_verified(digest):
+                pass
+        except DamagedBlob:
+            return False
+        return True
+
+    def set_aside(self, digest: str) -> Path | None:
+        """Move a damaged blob out of the store (into `damaged/`); where it went, or None."""
+        source = self.path(digest)
+        target = self.root / "damaged" / source.name
+        target.parent.mkdir(exist_ok=True)
+        try:
+            os.replace(source, target)
+        except FileNotFoundError:
+            return None
+        logger.error("damaged blob set aside", extra={"digest": source.name, "path": str(target)})
+        return target
 
     def digests(self) -> Iterator[str]:
         """The digests of all stored blobs (to find unused ones), in no particular order."""

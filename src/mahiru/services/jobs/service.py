@@ -5,15 +5,14 @@ from __future__ import annotations
 import logging
 import threading
 
-from mahiru.model.identifiers import ResultId, SiteId
 from mahiru.services.jobs.assignment import AssignmentDesk
 from mahiru.services.jobs.context import JobContext
 from mahiru.services.jobs.coordination import JobCoordinator
 from mahiru.services.jobs.dispatch import Dispatcher
+from mahiru.services.jobs.egress import Egress
 from mahiru.services.jobs.execution import UNAVAILABLE_DEADLINE
 from mahiru.services.jobs.executor import StepExecutor
 from mahiru.services.jobs.live_grants import LiveGrants
-from mahiru.services.jobs.results import authorise_result
 from mahiru.services.jobs.submission import JobDesk
 
 logger = logging.getLogger("mahiru.site.jobs")
@@ -47,6 +46,7 @@ class JobServices:
         )
         self.coordinator = JobCoordinator(ctx, dispatcher, self.desk)
         self.live = LiveGrants(ctx)
+        self.egress = Egress(ctx)
 
     def _wake(self) -> None:
         self.executor.wake()
@@ -67,7 +67,3 @@ class JobServices:
         self.live.revoke_all()
         self.ctx.peers.close()
         logger.info("job services stopped", extra={"site": str(self.ctx.site)})
-
-    def authorise_result(self, result: ResultId, site: SiteId) -> None:
-        """PermissionDenied unless this site's policy lets `site` access the stored `result`."""
-        authorise_result(self.ctx, result, site)

@@ -15,13 +15,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-from collections.abc import AsyncIterable
+from collections.abc import AsyncIterable, Iterator
 from dataclasses import dataclass
-from typing import BinaryIO
 
 from mahiru.errors import Conflict, InvalidInput, NotFound
 from mahiru.model.assets import Asset
 from mahiru.model.identifiers import AssetId, ResultId
+from mahiru.policy.decisions import Release
 from mahiru.storage import AssetRecord, AssetRepository, BlobInfo, BlobStore, Database
 from mahiru.storage.blobs import normalise_digest
 
@@ -33,11 +33,20 @@ WRITE_BUFFER_BYTES = 1024 * 1024
 
 @dataclass(frozen=True, slots=True)
 class ImageFile:
-    """An open stored image: read it, then close it."""
+    """A stored image released to go out: its digest, its size, and its bytes, checked."""
 
-    file: BinaryIO
     digest: str
     size: int
+    release: Release
+    _blobs: BlobStore
+
+    def read(self, start: int = 0, length: int | None = None) -> Iterator[bytes]:
+        """`length` bytes from `start`, verified against the digest as they are read.
+
+        A damaged image is set aside and DamagedBlob raised before its last
+        chunk, so a reader never takes bad bytes for the whole image.
+        """
+        return self._blobs.read_verified(self.digest, start, length)
 
 
 class AssetStore:
@@ -189,14 +198,24 @@ class AssetStore:
         )
         return updated
 
-    def open_image(self, asset_id: AssetId | ResultId) -> ImageFile:
-        """Open a stored asset's image for reading; NotFound if it has none."""
+    def open_image(self, asset_id: AssetId | ResultId, release: Release) -> ImageFile:
+        """A stored asset's image, to send where `release` (an allowing decision) says.
+
+        NotFound if it has no image, or its image is missing or was set aside
+        as damaged.
+        """
         record = self._records.get(asset_id)
         digest = record.asset.image_digest
         if digest is None:
             raise NotFound(f"{asset_id} has no image", {"asset": str(asset_id)})
-        file = self._blobs.open(digest)
-        return ImageFile(file, digest, self._blobs.size(digest))
+        try:
+            size = self._blobs.size(digest)
+        except NotFound:
+            raise NotFound(
+                f"the image of {asset_id} is missing or damaged at this site",
+                {"asset": str(asset_id), "digest": f"sha256:{digest}"},
+            ) from None
+        return ImageFile(digest, size, release, self._blobs)
 
     def _too_large(self, asset_id: AssetId | ResultId) -> str:
         return f"the image of {asset_id} is larger than the limit of {self._max_image_bytes} bytes"

@@ -1,0 +1,61 @@
+"""The egress gate: the one place that decides whether a stored asset or result leaves.
+
+Every image that goes out of this site - to a peer over the external API, to
+a user over the internal API, as a job's output - is opened through here:
+the site's own policy engine decides (access for a site, use for a party),
+and only an allowing decision makes the `Release` that `AssetStore.open_image`
+requires. A result's permissions are recomputed from its recorded provenance
+(the job that made it), never taken from the asker.
+"""
+
+from __future__ import annotations
+
+from mahiru.model.identifiers import AssetId, PartyId, ResultId, SiteId
+from mahiru.model.items import ItemKind, WorkflowItem
+from mahiru.policy.decisions import Decision, Release
+from mahiru.policy.engine import PolicyEngine
+from mahiru.policy.permissions import Permissions, primary
+from mahiru.services.jobs.context import JobContext
+from mahiru.services.site.assets import ImageFile
+
+
+class Egress:
+    """Decides, then opens: stored images for the sites and parties policy lets have them."""
+
+    def __init__(self, ctx: JobContext) -> None:
+        self._ctx = ctx
+
+    def _permissions(
+        self, engine: PolicyEngine, stored: AssetId | ResultId
+    ) -> tuple[Permissions, str]:
+        if isinstance(stored, AssetId):
+            return primary(stored), str(stored)
+        provenance = self._ctx.jobs.get_provenance(stored)  # NotFound if none is recorded
+        item = WorkflowItem(ItemKind.STEP_OUTPUT, provenance.step, provenance.output)
+        return engine.job_permissions(provenance.job)[item], f"{stored} ({item})"
+
+    def release_to_site(self, stored: AssetId | ResultId, site: SiteId) -> Release:
+        """Leave for `stored` to go to `site` (access); PermissionDenied with the reasons."""
+
+        def evaluate(engine: PolicyEngine) -> Decision:
+            permissions, target = self._permissions(engine, stored)
+            return engine.may_access(site, permissions, target)
+
+        return Release(self._ctx.policy.decide(evaluate))
+
+    def release_to_party(self, stored: AssetId | ResultId, party: PartyId) -> Release:
+        """Leave for `stored` to go to a user of `party` (use); PermissionDenied, with why."""
+
+        def evaluate(engine: PolicyEngine) -> Decision:
+            permissions, target = self._permissions(engine, stored)
+            return engine.may_use(party, permissions, target)
+
+        return Release(self._ctx.policy.decide(evaluate))
+
+    def to_site(self, stored: AssetId | ResultId, site: SiteId) -> ImageFile:
+        """The image of `stored`, for `site`, if this site's policy lets it access it."""
+        return self._ctx.assets.open_image(stored, self.release_to_site(stored, site))
+
+    def to_party(self, stored: AssetId | ResultId, party: PartyId) -> ImageFile:
+        """The image of `stored`, for a user of `party`, if policy lets the party use it."""
+        return self._ctx.assets.open_image(stored, self.release_to_party(stored, party))
