@@ -452,3 +452,31 @@ def test_internal_downloads_follow_the_policy(net: Network, tmp_path: Path) -> N
     assert (tmp_path / "copy.tar").read_bytes() == (tmp_path / "d.tar").read_bytes()
     with site.client(site.party.user) as user, pytest.raises(PermissionDenied, match="admin"):
         user.replicate_now()
+
+
+def test_asset_ids_cannot_be_squatted_or_given_new_content(net: Network, tmp_path: Path) -> None:
+    """Another party's namespace is refused (403); delete-then-upload keeps an id's bytes."""
+    site = net.sites["p1"]
+    squatted = AssetId.parse("asset:p2.org:fake:p1.org:site")
+    with site.admin() as admin:
+        with pytest.raises(PermissionDenied, match=r"only assets of party:p1\.org:p1"):
+            admin.create_asset(Asset(squatted, AssetKind.COMPUTE))
+        with pytest.raises(PermissionDenied):
+            admin.upload_asset(Asset(squatted, AssetKind.DATA), write_image(tmp_path / "s.tar"))
+        asset_id = _asset_id(site.id, "script")
+        first = write_image(tmp_path / "first.tar", 2000)
+        record = admin.upload_asset(Asset(asset_id, AssetKind.COMPUTE), first)
+        admin.delete_asset(asset_id)
+        with pytest.raises(Conflict, match="content never changes"):
+            admin.upload_asset(Asset(asset_id, AssetKind.COMPUTE), write_image(tmp_path / "b.tar"))
+        again = admin.upload_asset(Asset(asset_id, AssetKind.COMPUTE), first)
+        assert again.asset == record.asset
+    with site.client(site.party.admin) as admin:
+        assert [r.asset.id for r in admin.list_assets()] == [asset_id]
+    # The pin outlives a restart.
+    site.stop()
+    site.start()
+    with site.admin() as admin:
+        admin.delete_asset(asset_id)
+        with pytest.raises(Conflict, match="content never changes"):
+            admin.upload_asset(Asset(asset_id, AssetKind.COMPUTE), write_image(tmp_path / "c.tar"))

@@ -21,7 +21,7 @@ from mahiru.model.identifiers import AssetId, ResultId, parse_identifier
 from mahiru.storage.changelog import Clock, utc_now
 from mahiru.storage.db import Database, insert_ignoring_duplicates
 from mahiru.storage.records import AssetRecord
-from mahiru.storage.schema import assets
+from mahiru.storage.schema import asset_images, assets
 
 
 class AssetRepository:
@@ -97,6 +97,30 @@ class AssetRepository:
                 raise NotFound(f"{asset_id} is not stored here", {"asset": str(asset_id)})
             session.execute(delete(assets).where(assets.c.id == str(asset_id)))
         return _record_from_row(row)
+
+    def pin_image(self, asset_id: AssetId, digest: str) -> None:
+        """Record that `asset_id`'s content is the image `digest`, for good.
+
+        Raises Conflict if the id was ever given another image (even if the
+        asset was deleted since): an asset id's content never changes.
+        """
+        with self._db.transaction() as session:
+            inserted = insert_ignoring_duplicates(
+                session,
+                asset_images,
+                {"asset_id": str(asset_id), "image_digest": digest, "stored_at": self._clock()},
+            )
+            if inserted:
+                return
+            pinned = session.execute(
+                select(asset_images.c.image_digest).where(asset_images.c.asset_id == str(asset_id))
+            ).scalar_one()
+        if pinned != digest:
+            raise Conflict(
+                f"{asset_id} was stored with image sha256:{pinned} before; an asset id's content"
+                " never changes (rules about it name those bytes): give new content a new id",
+                {"asset": str(asset_id), "digest": f"sha256:{pinned}"},
+            )
 
     def image_users(self, digest: str) -> int:
         """How many stored assets use the image with this digest."""

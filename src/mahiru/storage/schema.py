@@ -214,6 +214,17 @@ assets = Table(
 
 # Jobs submitted at this site. `version` goes up with every change; updates
 # compare it (and lock the row) so that no change is lost.
+#: The image each asset id was first given. Never deleted, not even with the
+#: asset: an id's content is immutable, so a rule about an id keeps meaning
+#: the same bytes (new content needs a new id).
+asset_images = Table(
+    "asset_images",
+    metadata,
+    Column("asset_id", Text, primary_key=True),
+    Column("image_digest", Text, nullable=False),
+    Column("stored_at", UtcDateTime, nullable=False),
+)
+
 jobs = Table(
     "jobs",
     metadata,

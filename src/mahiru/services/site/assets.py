@@ -6,8 +6,9 @@ once it is complete and has the digest the uploader announced. The record is
 updated after the image is stored, and deleted before its image, so a crash
 never leaves a record whose image is missing.
 
-An asset's image is immutable once set: assets are referred to by id in rules
-and in result ids, so new content needs a new id.
+An asset's image is immutable once set, even across deleting the asset:
+assets are referred to by id in rules and in result ids, so new content needs
+a new id. A site stores only assets of its owner party's namespace.
 """
 
 from __future__ import annotations
@@ -18,9 +19,9 @@ import threading
 from collections.abc import AsyncIterable, Iterator
 from dataclasses import dataclass
 
-from mahiru.errors import Conflict, InvalidInput, NotFound
+from mahiru.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 from mahiru.model.assets import Asset
-from mahiru.model.identifiers import AssetId, ResultId
+from mahiru.model.identifiers import AssetId, PartyId, ResultId, SiteId
 from mahiru.policy.decisions import Release
 from mahiru.storage import AssetRecord, AssetRepository, BlobInfo, BlobStore, Database
 from mahiru.storage.blobs import normalise_digest
@@ -60,8 +61,12 @@ class AssetStore:
         database: Database,
         blobs: BlobStore,
         *,
+        site: SiteId,
+        owner: PartyId,
         max_image_bytes: int,
     ) -> None:
+        self._site = site
+        self._owner = owner
         self._db = database
         self._records = AssetRepository(database)
         self._blobs = blobs
@@ -78,6 +83,8 @@ class AssetStore:
         Describing a stored asset again with the same kind and metadata
         returns its record unchanged; different content is a Conflict.
         """
+        if isinstance(asset.id, AssetId):
+            self._check_own(asset.id)
         if asset.image_digest is not None:
             raise InvalidInput(
                 f"{asset.id}: upload the image itself, not its digest",
@@ -94,6 +101,20 @@ class AssetStore:
             " delete it first to replace it",
             {"asset": str(asset.id)},
         )
+
+    def _check_own(self, asset_id: AssetId) -> None:
+        """A site stores assets of its own owner's namespace, stored at itself, only."""
+        if asset_id.site != self._site:
+            raise InvalidInput(
+                f"{asset_id} names site {asset_id.site}, but this is {self._site}",
+                {"asset": str(asset_id), "site": str(self._site)},
+            )
+        if asset_id.namespace != self._owner.namespace:
+            raise PermissionDenied(
+                f"this site stores only assets of {self._owner}'s namespace"
+                f" ({self._owner.namespace}); {asset_id} is in namespace {asset_id.namespace!r}",
+                {"asset": str(asset_id), "owner": str(self._owner)},
+            )
 
     def get(self, asset_id: AssetId | ResultId) -> AssetRecord:
         """The record of a stored asset; NotFound if it is not stored here."""
@@ -182,6 +203,8 @@ class AssetStore:
                             f"{asset_id} already has an image with digest sha256:{current}",
                             {"asset": str(asset_id), "digest": f"sha256:{current}"},
                         )
+                    if isinstance(asset_id, AssetId):
+                        self._records.pin_image(asset_id, image.digest)
                     asset = record.asset
                     self._records.delete(asset_id)
                     updated = self._records.add(

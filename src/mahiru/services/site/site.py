@@ -69,7 +69,9 @@ class SiteServices:
         return cls(
             site=site,
             owner=owner,
-            assets=AssetStore(database, blobs, max_image_bytes=max_image_bytes),
+            assets=AssetStore(
+                database, blobs, site=site, owner=owner, max_image_bytes=max_image_bytes
+            ),
             rules=rules,
             policy=policy,
             replica=replica,
