@@ -38,6 +38,10 @@ class InvalidSignature(InvalidInput):
     """A signature that does not verify, or was made by the wrong party."""
 
 
+class TooLarge(InvalidInput):
+    """A request body or upload over its size limit (HTTP 413, however it was sent)."""
+
+
 class NotFound(MahiruError):
     """The named thing does not exist (here)."""
 

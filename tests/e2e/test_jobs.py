@@ -23,7 +23,7 @@ from mahiru.errors import InvalidInput, NotFound, PermissionDenied, Unauthentica
 from mahiru.model.assets import Asset, AssetKind
 from mahiru.model.identifiers import AssetId
 from mahiru.model.jobs import JobState, StepState
-from mahiru.model.serialization import job_to_dict
+from mahiru.model.serialization import job_from_dict, job_to_dict
 from mahiru.policy.signing import sign_revocation
 from mahiru.runtime import LABEL_JOB, DockerRuntime
 from mahiru.runtime.assets import INPUT_ASSET, MINMAX_ASSET, OUTPUT_BASE_ASSET
@@ -121,6 +121,68 @@ def test_a_failing_step_fails_the_job_with_exit_code_and_log_tail(scenario: Scen
     assert step.state is StepState.FAILED
     assert step.exit_code == 3
     assert step.log_tail is not None and "failing on purpose" in step.log_tail
+
+
+def test_a_step_log_reaches_the_submitter_only_where_it_may_use_the_outputs(
+    scenario: Scenario, scenario_archives: dict[str, Path], tmp_path: Path
+) -> None:
+    """Step a fails on party2's private data (party1 may not use its output): its log stays
+    at site2, and party1 sees why; the whole job would be allowed (b's output is usable)."""
+    site1, site2 = scenario.site1, scenario.site2
+    secret = asset_id(site2, "log_secret")
+    private = f"asset_collection:{site2.party.namespace}:private"
+    results1 = f"asset_collection:{site1.party.namespace}:results"
+    results2 = f"asset_collection:{site2.party.namespace}:results"
+    with site2.admin() as admin:
+        admin.upload_asset(
+            Asset(AssetId.parse(secret), AssetKind.DATA), scenario_archives[INPUT_ASSET]
+        )
+        for rule in (
+            {"type": "MayAccess", "site": site2.id, "asset": secret},
+            {"type": "MayAccess", "site": site2.id, "asset": private},
+            {"type": "ResultOfDataIn", "data": secret, "compute": "*", "output": "*",
+             "collection": private},
+            {"type": "ResultOfDataIn", "data": private, "compute": "*", "output": "*",
+             "collection": results2},
+        ):  # fmt: skip
+            admin.add_rule(site2.party.sign(rule))
+    own = {"data": results1, "compute": "*", "output": "*", "collection": results1}
+    with site1.admin() as admin:
+        admin.add_rule(site1.party.sign({"type": "ResultOfDataIn", **own}))
+    scenario.site1.replicate()
+    scenario.site2.replicate()
+
+    def step(name: str, compute: str, source: str) -> dict[str, Any]:
+        compute_asset = scenario.computes[compute]
+        return {"name": name, "compute_asset": compute_asset, "inputs": {"input0": source},
+                "outputs": {"output0": None}}  # fmt: skip
+
+    job = job_from_dict(
+        {
+            "submitter": scenario.party1,
+            "workflow": {
+                "inputs": ["input"],
+                "outputs": {"result": "b.output0"},
+                "steps": [step("a", "fail", "input"), step("b", "minmax", "a.output0")],
+            },
+            "inputs": {"input": secret},
+        }
+    )
+    with user(scenario) as client:
+        submitted = client.submit(job)
+        assert submitted.status.plan is not None
+        assert {str(s) for s in submitted.status.plan.assignments.values()} == {site2.id}
+        view = client.wait(submitted.status.job_id, WAIT)
+    assert view.status.state is JobState.FAILED
+    a = next(s for s in view.steps if s.step == "a")
+    assert a.state is StepState.FAILED and a.exit_code == 3
+    assert a.log_tail is not None
+    assert "failing on purpose" not in a.log_tail and "line 100" not in a.log_tail
+    assert "log withheld" in a.log_tail and "may not use a.output0" in a.log_tail
+    # The log stays at site2, where its administrator can read it.
+    assert site2.app is not None
+    held = site2.app.state.jobs.ctx.jobs.step_status(submitted.status.job_id, "a")
+    assert held.log_tail is not None and "failing on purpose" in held.log_tail
 
 
 def test_users_of_another_party_cannot_see_or_cancel_a_job(scenario: Scenario) -> None:

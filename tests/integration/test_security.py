@@ -299,20 +299,22 @@ def test_without_a_certificate_of_the_network_the_handshake_fails(
 
 
 def test_users_are_refused_by_the_external_api(world: World, unchanged: None) -> None:
-    """An admin of the site's own party is no site: 401 on every external endpoint."""
+    """An admin of the site's own party is known, but no site: 403 on every external endpoint."""
     site = world.site
     with _client(site.party.admin, f"https://127.0.0.1:{site.port}", world.net.certs.ca) as raw:
         responses = _call_all(raw, _external(world), world.path_values())
-    assert _refusals(responses, (401,)) == []
+    assert _refusals(responses, (403,)) == []
+    assert all("internal API" in r.json()["error"]["message"] for r in responses.values())
 
 
 def test_sites_are_refused_by_the_internal_api(world: World, unchanged: None) -> None:
-    """A registered peer site, and the site's own certificate, are no users: 401."""
+    """A registered peer site, and the site's own certificate, are known but no users: 403."""
     site = world.site
     for identity in (world.net.sites["p2"].identity, site.identity):
         with _client(identity, f"https://127.0.0.1:{site.port}", world.net.certs.ca) as raw:
             responses = _call_all(raw, _internal(world), world.path_values())
-        assert _refusals(responses, (401,)) == []
+        assert _refusals(responses, (403,)) == []
+        assert all("external API" in r.json()["error"]["message"] for r in responses.values())
 
 
 def test_unregistered_network_members_are_refused_by_the_external_api(
@@ -349,8 +351,8 @@ def test_refused_callers_are_refused_before_their_body_is_read(
     base_url = f"https://127.0.0.1:{site.port}"
     stranger = world.net.certs.site("site:p8.org:site")
     calls = [
-        (world.net.sites["p2"].identity, _internal(world), (401,)),
-        (site.party.admin, _external(world), (401,)),
+        (world.net.sites["p2"].identity, _internal(world), (403,)),
+        (site.party.admin, _external(world), (403,)),
         (stranger, _external(world), (401, 403)),
     ]
     for identity, ops, allowed in calls:
@@ -499,3 +501,13 @@ def test_bad_rules_are_rejected_with_the_reason(
     assert (response.status_code, response.json()["error"]["type"]) == expected, response.text
     error = response.json()["error"]
     assert re.search(reason, error["message"]), error["message"]
+
+
+def test_every_operation_documents_one_answer_per_kind_of_refusal(world: World) -> None:
+    """401 no identity, 403 a known caller refused, 413 a body over the limit: in both
+    OpenAPI documents, on every operation."""
+    for op in [*world.registry_ops, *world.site_ops]:
+        responses = op.spec.get("responses", {})
+        missing = {"401", "403", "413"} - set(responses)
+        assert not missing, f"{op} does not document {sorted(missing)}"
+        assert "known caller" in responses["403"]["description"], op

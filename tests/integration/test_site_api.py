@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import json
 import os
 import tarfile
 from collections.abc import Iterator
@@ -213,10 +214,10 @@ def test_peers_get_assets_only_as_policy_allows(net: Network, tmp_path: Path) ->
 def test_the_internal_api_is_for_the_owner_party_users(net: Network, tmp_path: Path) -> None:
     """Site certificates and other parties' users are refused; plain users may only read."""
     site = net.sites["p1"]
-    with _raw(net.sites["p2"].identity) as raw:  # a registered site
+    with _raw(net.sites["p2"].identity) as raw:  # a registered site: known, but no user
         response = raw.get(f"{site.internal_url}/assets")
-        assert response.status_code == 401
-        assert response.json()["error"]["type"] == "Unauthenticated"
+        assert response.status_code == 403
+        assert response.json()["error"]["type"] == "PermissionDenied"
     with _raw(net.parties["p2"].admin) as raw, pytest.raises(httpx.TransportError):
         raw.get(f"{site.internal_url}/assets")  # not even the TLS handshake succeeds
     site.stop()
@@ -248,10 +249,10 @@ def test_the_external_api_is_for_registered_sites(net: Network, tmp_path: Path) 
     """Users, unregistered sites and impostors with another key are refused."""
     site = net.sites["p1"]
     url = f"{site.external_url}/rules/changes?since=0"
-    with _raw(site.party.admin) as raw:  # a user of the site's own party
+    with _raw(site.party.admin) as raw:  # a user of the site's own party: known, but no site
         response = raw.get(url)
-        assert response.status_code == 401
-        assert "network CA" in response.json()["error"]["message"]
+        assert response.status_code == 403
+        assert "internal API" in response.json()["error"]["message"]
     unregistered = net.certs.site("site:p9.org:site")
     with _raw(unregistered) as raw:
         response = raw.get(url)
@@ -280,6 +281,16 @@ def test_bad_requests_get_the_error_shape(net: Network) -> None:
             f"{site.internal_url}/assets", json={**asset, "metadata": {"x": "y" * 2_000_000}}
         )
         assert response.status_code == 413
+        # The same body without a Content-Length (chunked): still 413, in the error shape.
+        big = json.dumps({**asset, "metadata": {"x": "y" * 2_000_000}}).encode()
+        chunked = raw.post(
+            f"{site.internal_url}/assets",
+            content=(big[i : i + 65536] for i in range(0, len(big), 65536)),
+            headers={"content-type": "application/json"},
+        )
+        assert chunked.status_code == 413, chunked.text
+        assert chunked.json()["error"]["type"] == "InvalidInput"
+        assert "larger than" in chunked.json()["error"]["message"]
         response = raw.get(f"{site.internal_url}/assets/asset:nope")
         assert response.status_code == 400
         assert response.json()["error"]["type"] == "InvalidInput"

@@ -101,6 +101,11 @@ class CertificateAuthenticator:
         """A caller certified by the network CA (a site, the registry or a party client)."""
         cert = self.certificate(request)
         if not issued_by(cert, self.network_ca):
+            if self.user_ca is not None and issued_by(cert, self.user_ca):
+                raise PermissionDenied(
+                    "this is the external API, for registered sites: a user certificate"
+                    " works at the internal API (/internal)"
+                )
             raise Unauthenticated("the client certificate was not issued by the network CA")
         self._check_dates(cert)
         return ServiceCaller(peer_identity(cert), cert)
@@ -111,6 +116,12 @@ class CertificateAuthenticator:
             raise Unauthenticated("this service has no users")
         cert = self.certificate(request)
         if not issued_by(cert, self.user_ca):
+            if issued_by(cert, self.network_ca):
+                raise PermissionDenied(
+                    "this is the internal API, for users with a certificate of this site's"
+                    " owner's user CA; site and party-client certificates work at the"
+                    " external API (/external) and the registry"
+                )
             raise Unauthenticated("the client certificate was not issued by this site's user CA")
         self._check_dates(cert)
         return UserCaller(user_identity(cert, issuer=self.user_ca), cert)

@@ -20,6 +20,7 @@ from mahiru.errors import (
     MahiruError,
     NotFound,
     PermissionDenied,
+    TooLarge,
     Unauthenticated,
     Unavailable,
 )
@@ -28,6 +29,7 @@ logger = logging.getLogger("mahiru.api")
 
 STATUS_CODES: dict[type[MahiruError], int] = {
     InvalidInput: 400,
+    TooLarge: 413,
     Unauthenticated: 401,
     PermissionDenied: 403,
     NotFound: 404,
@@ -56,6 +58,25 @@ def status_for(error: MahiruError) -> int:
         if cls in STATUS_CODES:
             return STATUS_CODES[cls]
     return 500
+
+
+def error_responses(model: type[Any], failed: str) -> dict[int | str, dict[str, Any]]:
+    """The error responses every operation documents, one answer per kind of refusal."""
+    return {
+        401: {
+            "model": model,
+            "description": "No identity: no client certificate, or one from no CA this"
+            " service knows.",
+        },
+        403: {
+            "model": model,
+            "description": "A known caller that may not do this (the wrong kind of"
+            " certificate, role or namespace, or a policy denial).",
+        },
+        413: {"model": model, "description": "The body is over its limit, however it is sent."},
+        "4XX": {"model": model, "description": "The request was refused (bad input: 400/404/409)."},
+        "5XX": {"model": model, "description": failed},
+    }
 
 
 def error_body(type_name: str, message: str, details: Any = None) -> dict[str, Any]:

@@ -67,20 +67,30 @@ class BodySizeLimit:
                 await self._reject(send)
                 return
         received = 0
+        started = refused = False
 
         async def limited_receive() -> Message:
-            nonlocal received
+            # Over the limit, the 413 goes out at once and the app is told the client
+            # left; raising here instead would reach FastAPI wrapped in an exception
+            # group and come out as a vague 400.
+            nonlocal received, refused
             message = await receive()
-            if message["type"] == "http.request":
+            if message["type"] == "http.request" and not refused:
                 received += len(message.get("body", b""))
-                if received > self.limit:
-                    raise _TooLarge()
+                if received > self.limit and not started:
+                    refused = True
+                    await self._reject(send)
+                    return {"type": "http.disconnect"}
             return message
 
-        try:
-            await self.app(scope, limited_receive, send)
-        except _TooLarge:
-            await self._reject(send)
+        async def guarded_send(message: Message) -> None:
+            nonlocal started
+            if refused:
+                return  # the 413 has been sent; whatever the app answers is dropped
+            started = True
+            await send(message)
+
+        await self.app(scope, limited_receive, guarded_send)
 
     def _exempt(self, path: str) -> bool:
         return any(path.startswith(prefix) and path.endswith("/image") for prefix in self.unlimited)
@@ -88,10 +98,6 @@ class BodySizeLimit:
     async def _reject(self, send: Send) -> None:
         body = error_body("InvalidInput", f"request body larger than {self.limit} bytes")
         await _send_json(send, 413, body)
-
-
-class _TooLarge(Exception):
-    pass
 
 
 async def _send_json(send: Send, status: int, body: dict[str, Any]) -> None:

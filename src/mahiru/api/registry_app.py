@@ -29,7 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from mahiru import __version__
 from mahiru.api.auth import CertificateAuthenticator, ServiceCaller
-from mahiru.api.errors import error_response, install_error_handlers
+from mahiru.api.errors import error_response, error_responses, install_error_handlers
 from mahiru.api.middleware import install_middleware
 from mahiru.config import RegistryConfig
 from mahiru.errors import Internal, InvalidInput, MahiruError
@@ -208,10 +208,7 @@ class ErrorModel(BaseModel):
     error: ErrorBody
 
 
-_ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
-    "4XX": {"model": ErrorModel, "description": "The request was refused."},
-    "5XX": {"model": ErrorModel, "description": "The registry failed or is unavailable."},
-}
+_ERROR_RESPONSES = error_responses(ErrorModel, "The registry failed or is unavailable.")
 
 
 # --- the app -------------------------------------------------------------------

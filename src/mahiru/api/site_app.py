@@ -22,7 +22,7 @@ from starlette.concurrency import run_in_threadpool
 
 from mahiru import __version__
 from mahiru.api.auth import CertificateAuthenticator, ServiceCaller, UserCaller
-from mahiru.api.errors import error_response, install_error_handlers
+from mahiru.api.errors import error_response, error_responses, install_error_handlers
 from mahiru.api.middleware import install_middleware
 from mahiru.api.site_external import external_router
 from mahiru.api.site_internal import internal_router
@@ -265,10 +265,7 @@ def create_site_app(
     return app
 
 
-_ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
-    "4XX": {"model": ErrorOut, "description": "The request was refused."},
-    "5XX": {"model": ErrorOut, "description": "The site failed or a dependency is unavailable."},
-}
+_ERROR_RESPONSES = error_responses(ErrorOut, "The site failed or a dependency is unavailable.")
 
 
 def _authenticate(

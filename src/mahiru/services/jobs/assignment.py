@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from dataclasses import replace
 
 from mahiru.errors import InvalidInput, NotFound, PermissionDenied
 from mahiru.model.identifiers import SiteId
 from mahiru.model.jobs import StepAssignment, StepStatus
 from mahiru.services.jobs.context import JobContext
+from mahiru.services.jobs.egress import Egress
 
 logger = logging.getLogger("mahiru.site.jobs")
 
@@ -22,9 +24,14 @@ class AssignmentDesk:
     """Receives steps to run, reports their statuses and cancels them, for other sites."""
 
     def __init__(
-        self, ctx: JobContext, on_steps: Callable[[], None], stop_job: Callable[[str], int]
+        self,
+        ctx: JobContext,
+        egress: Egress,
+        on_steps: Callable[[], None],
+        stop_job: Callable[[str], int],
     ) -> None:
         self._ctx = ctx
+        self._egress = egress
         self._on_steps = on_steps
         self._stop_job = stop_job
 
@@ -58,12 +65,19 @@ class AssignmentDesk:
         return statuses
 
     def statuses(self, job_id: str, caller: SiteId) -> list[StepStatus]:
-        """The statuses of the steps of a job this site runs, for a site taking part in it."""
+        """The statuses of the steps of a job this site runs, for a site taking part in it.
+
+        Log tails go only to the submitter's site, and only for steps whose
+        outputs the submitter may use; other participants need the states only.
+        """
         ctx = self._ctx
         known = ctx.known_job(job_id)
         if caller not in known.sites:
             raise NotFound(f"job {job_id} is not known here", {"job_id": job_id})
-        return [s for s in ctx.jobs.steps_of(job_id) if s.site == ctx.site]
+        own = [s for s in ctx.jobs.steps_of(job_id) if s.site == ctx.site]
+        if caller != known.submitter_site:
+            return [replace(s, log_tail=None) for s in own]
+        return self._egress.step_views(known.job, own, known.job.submitter)
 
     def cancel(self, job_id: str, caller: SiteId) -> list[StepStatus]:
         """Cancel this site's unfinished steps of a job, at its submitter's site's request."""

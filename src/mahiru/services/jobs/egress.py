@@ -4,14 +4,22 @@ Every image that goes out of this site - to a peer over the external API, to
 a user over the internal API, as a job's output - is opened through here:
 the site's own policy engine decides (access for a site, use for a party),
 and only an allowing decision makes the `Release` that `AssetStore.open_image`
-requires. A result's permissions are recomputed from its recorded provenance
-(the job that made it), never taken from the asker.
+requires. A step's log tail is output of the step too: it goes to a party
+only where that party may use every output of the step, and otherwise stays
+here (in the site's own log), the status saying why it was withheld. A
+result's permissions are recomputed from its recorded provenance (the job
+that made it), never taken from the asker.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from dataclasses import replace
+
 from mahiru.model.identifiers import AssetId, PartyId, ResultId, SiteId
 from mahiru.model.items import ItemKind, WorkflowItem
+from mahiru.model.jobs import StepStatus
+from mahiru.model.workflow import Job
 from mahiru.policy.decisions import Decision, Release
 from mahiru.policy.engine import PolicyEngine
 from mahiru.policy.permissions import Permissions, primary
@@ -59,3 +67,40 @@ class Egress:
     def to_party(self, stored: AssetId | ResultId, party: PartyId) -> ImageFile:
         """The image of `stored`, for a user of `party`, if policy lets the party use it."""
         return self._ctx.assets.open_image(stored, self.release_to_party(stored, party))
+
+    def step_views(
+        self, job: Job, statuses: Iterable[StepStatus], party: PartyId
+    ) -> list[StepStatus]:
+        """`statuses` as `party` may see them: each log tail only if it may use the step's outputs.
+
+        A withheld log is replaced by the reason, so the reader knows it exists.
+        """
+        statuses = list(statuses)
+        if not any(status.log_tail for status in statuses):
+            return statuses
+        engine = self._ctx.policy.engine
+        permissions = engine.job_permissions(job)
+        views = []
+        for status in statuses:
+            if status.log_tail:
+                decision = Decision.all_of(
+                    str(party),
+                    "see the log of",
+                    status.step,
+                    tuple(
+                        engine.may_use(party, permissions[item], str(item))
+                        for item in _outputs(job, status.step)
+                    ),
+                )
+                if not decision.allowed:
+                    withheld = "; ".join(decision.failures())
+                    status = replace(status, log_tail=f"(log withheld: {withheld})")
+            views.append(status)
+        return views
+
+
+def _outputs(job: Job, step: str) -> list[WorkflowItem]:
+    return [
+        WorkflowItem(ItemKind.STEP_OUTPUT, step, output)
+        for output in sorted(job.workflow.steps[step].outputs)
+    ]

@@ -187,6 +187,13 @@ class StepExecution:
             if self._stop.is_set():
                 return False  # the site is stopping: redo the step after the restart
             if not result.succeeded:
+                # The log stays here, for this site's administrator; the submitter
+                # sees it only where it may use the step's outputs (Egress.step_views).
+                logger.warning(
+                    "step failed: %s",
+                    result.reason,
+                    extra={"job": known.job_id, "step": step, "log_tail": result.log_tail},
+                )
                 self._set(
                     known,
                     step,

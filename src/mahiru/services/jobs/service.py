@@ -37,16 +37,19 @@ class JobServices:
         self.executor = StepExecutor(
             ctx, max_parallel=max_parallel_steps, unavailable_deadline=peer_retry_deadline
         )
-        self.assignments = AssignmentDesk(ctx, self.executor.wake, self.executor.stop_containers)
+        self.egress = Egress(ctx)
+        self.assignments = AssignmentDesk(
+            ctx, self.egress, self.executor.wake, self.executor.stop_containers
+        )
         dispatcher = Dispatcher(ctx, self.assignments, self._stop)
         self.desk = JobDesk(
             ctx,
+            self.egress,
             on_change=self._wake,
             stop_job=self.executor.stop_containers,
         )
         self.coordinator = JobCoordinator(ctx, dispatcher, self.desk)
         self.live = LiveGrants(ctx)
-        self.egress = Egress(ctx)
 
     def _wake(self) -> None:
         self.executor.wake()

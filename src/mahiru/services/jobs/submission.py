@@ -19,6 +19,7 @@ from mahiru.model.jobs import JobState, JobStatus, StepStatus
 from mahiru.model.workflow import Job
 from mahiru.planner import plan_job
 from mahiru.services.jobs.context import JobContext
+from mahiru.services.jobs.egress import Egress
 from mahiru.services.jobs.peers import retrying
 
 logger = logging.getLogger("mahiru.site.jobs")
@@ -30,11 +31,13 @@ class JobDesk:
     def __init__(
         self,
         ctx: JobContext,
+        egress: Egress,
         *,
         on_change: Callable[[], None],
         stop_job: Callable[[str], int],
     ) -> None:
         self._ctx = ctx
+        self._egress = egress
         self._on_change = on_change
         self._stop_job = stop_job
 
@@ -95,11 +98,15 @@ class JobDesk:
         return [s for s in self._ctx.jobs.list_jobs() if str(s.submitter) == party]
 
     def get(self, job_id: str, party: str) -> tuple[JobStatus, list[StepStatus]]:
-        """A job of `party` and its steps; NotFound for unknown jobs and other parties' jobs."""
+        """A job of `party` and its steps; NotFound for unknown jobs and other parties' jobs.
+
+        A step's log tail is shown only where `party` may use the step's outputs.
+        """
         status = self._ctx.jobs.get_job(job_id)
         if str(status.submitter) != party:
             raise NotFound(f"job {job_id} is not known here", {"job_id": job_id})
-        return status, self._ctx.jobs.steps_of(job_id)
+        steps = self._ctx.jobs.steps_of(job_id)
+        return status, self._egress.step_views(status.job, steps, status.submitter)
 
     def cancel(self, job_id: str, party: str, who: str) -> JobStatus:
         """Cancel a job of `party` here, stop its containers, and tell the other sites."""

@@ -19,7 +19,7 @@ import threading
 from collections.abc import AsyncIterable, Iterator
 from dataclasses import dataclass
 
-from mahiru.errors import Conflict, InvalidInput, NotFound, PermissionDenied
+from mahiru.errors import Conflict, InvalidInput, NotFound, PermissionDenied, TooLarge
 from mahiru.model.assets import Asset
 from mahiru.model.identifiers import AssetId, PartyId, ResultId, SiteId
 from mahiru.policy.decisions import Release
@@ -160,7 +160,7 @@ class AssetStore:
                 {"asset": str(asset_id), "digest": f"sha256:{current}"},
             )
         if declared_size is not None and declared_size > self._max_image_bytes:
-            raise InvalidInput(self._too_large(asset_id), {"limit": self._max_image_bytes})
+            raise TooLarge(self._too_large(asset_id), {"limit": self._max_image_bytes})
         writer = self._blobs.writer(digest)
         try:
             buffer = bytearray()
@@ -168,7 +168,7 @@ class AssetStore:
             async for chunk in chunks:
                 received += len(chunk)
                 if received > self._max_image_bytes:
-                    raise InvalidInput(self._too_large(asset_id), {"limit": self._max_image_bytes})
+                    raise TooLarge(self._too_large(asset_id), {"limit": self._max_image_bytes})
                 buffer += chunk
                 if len(buffer) >= WRITE_BUFFER_BYTES:
                     await asyncio.to_thread(writer.write, bytes(buffer))
