@@ -66,6 +66,21 @@ PROBE_SOURCE = textwrap.dedent(
         return 0
 
 
+    def flood():
+        # Three times a 64 MiB limit, a MiB at a time; when the room runs out,
+        # wait to be stopped instead of exiting.
+        try:
+            with open(OUT / "flood.bin", "wb") as out:
+                for _ in range(192):
+                    out.write(b"x" * (1024 * 1024))
+                    out.flush()
+                    time.sleep(0.01)
+        except OSError as error:
+            print("write failed:", error, flush=True)
+            time.sleep(60)
+        return 0
+
+
     def symlink():
         os.symlink("/etc/passwd", OUT / "passwd")
         return 0
@@ -125,7 +140,7 @@ PROBE_SOURCE = textwrap.dedent(
     sys.exit(globals()[sys.argv[1]]())
     """
 )
-PROBE_MODES = ("fail", "hang", "network", "huge", "symlink", "hog", "isolation")
+PROBE_MODES = ("fail", "hang", "network", "huge", "flood", "symlink", "hog", "isolation")
 
 
 @pytest.fixture(scope="session")

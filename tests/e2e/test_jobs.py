@@ -96,6 +96,8 @@ def test_compute_to_data_runs_at_the_data_and_delivers_1_and_34(
         assert json.loads(files[0].read_text()) == [1, 34]
         assert [s.job_id for s in client.list()] == [job_id]
     assert not container_runtime.list_step_containers({LABEL_JOB: job_id})
+    for site in (scenario.site1, scenario.site2):  # no per-job work folders left behind
+        assert not (site.config.data_dir / "work" / job_id).exists()
 
 
 def test_a_job_denied_by_policy_is_explained_and_runs_nothing(scenario: Scenario) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
@@ -30,6 +31,7 @@ from mahiru.runtime import (
 )
 from mahiru.runtime.archives import extract_tree
 from mahiru.runtime.assets import DATA_BASE_IMAGE, INPUT_ASSET, MINMAX_ASSET, OUTPUT_BASE_ASSET
+from mahiru.runtime.space import margin_bytes
 
 pytestmark = pytest.mark.e2e
 
@@ -343,9 +345,56 @@ def test_too_large_output_fails_and_leaves_nothing(
     """3 MiB written against a 1 MiB limit: failed, and the output directory is gone."""
     result = run(container_runtime, probe_images["huge"], tmp_path, step_labels)
     assert not result.succeeded
-    assert result.exit_code == 0
+    # It writes fast: measured after its clean exit, or caught and stopped in the act.
+    assert result.exit_code in (0, 137)
     assert "exceeds its limit" in result.reason
     assert list((tmp_path / "out").iterdir()) == []
+
+
+def test_a_step_cannot_write_more_than_its_limit_at_any_time(
+    container_runtime: DockerRuntime,
+    probe_images: dict[str, str],
+    step_labels: dict[str, str],
+    tmp_path: Path,
+) -> None:
+    """Writing 3 x 64 MiB: stopped while it writes, the host never holding more than the
+    limit plus the margin, and nothing left afterwards."""
+    limit = 64 * MIB
+    limits = StepLimits(cpus=1, memory_bytes=64 * MIB, timeout_seconds=60, max_output_bytes=limit)
+    space = tmp_path / "outputs"
+    peak = 0
+    done = threading.Event()
+
+    def on_host() -> int:
+        image = space.with_name(space.name + ".fs")
+        try:  # the sparse file holding the bounded file system, if one is mounted
+            return image.stat().st_blocks * 512
+        except FileNotFoundError:
+            return sum(f.stat().st_size for f in space.rglob("*") if f.is_file())
+
+    def sample() -> None:
+        nonlocal peak
+        while not done.wait(0.05):
+            with contextlib.suppress(OSError):
+                peak = max(peak, on_host())
+
+    sampler = threading.Thread(target=sample)
+    with container_runtime.output_space(space, limit) as bounded:
+        sampler.start()
+        try:
+            result = container_runtime.run_step(
+                probe_images["flood"], {}, ["output0"], limits, output_dir=space,
+                labels=step_labels,
+            )  # fmt: skip
+        finally:
+            done.set()
+            sampler.join()
+    assert bounded  # this machine mounts a size-bounded file system
+    assert not result.succeeded
+    assert "exceeds its limit" in result.reason, result.reason
+    assert "stopped while it ran" in result.reason, result.reason
+    assert 0 < peak <= limit + margin_bytes(limit), peak
+    assert not space.exists() and not space.with_name("outputs.fs").exists()
 
 
 def test_output_with_a_symlink_fails(

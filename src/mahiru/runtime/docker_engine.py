@@ -17,12 +17,13 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import socket
 import tempfile
 import threading
 import time
 import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,6 +38,7 @@ from mahiru.runtime.archives import CHUNK_SIZE, extract_tree, write_file_atomica
 from mahiru.runtime.limits import StepLimits
 from mahiru.runtime.outputs import discard_outputs, measure_outputs, prepare_output_dirs
 from mahiru.runtime.protocol import ContainerInfo, ImageConfig
+from mahiru.runtime.space import OutputWatch, bounded_folder, unmount_below
 from mahiru.runtime.steps import (
     INPUTS_DIR,
     LABEL_ROLE,
@@ -263,7 +265,11 @@ class DockerRuntime:
                 self._step_host_config(limits, mounts),
                 environment,
             )
-            ran = self._start_and_wait(container, limits.timeout_seconds, log_context)
+            step_container = container
+            with OutputWatch(
+                output_dirs, limits.max_output_bytes, lambda: self._kill(step_container)
+            ) as watch:
+                ran = self._start_and_wait(container, limits.timeout_seconds, log_context)
         except BaseException:
             discard_outputs(output_dirs.values())
             raise
@@ -276,9 +282,18 @@ class DockerRuntime:
         exit_code = None if state is None else int(state.get("ExitCode", -1))
         oom_killed = bool(state and state.get("OOMKilled"))
         check = measure_outputs(output_dirs, limits.max_output_bytes)
+        exceeded = None
+        if watch.exceeded:
+            exceeded = (
+                f"the step's output exceeds its limit of {limits.max_output_bytes} bytes"
+                " (the step was stopped while it ran)"
+            )
+        elif check.total_bytes > limits.max_output_bytes:
+            exceeded = check.problem
         succeeded, reason = judge_step(
             exit_code=exit_code,
             timed_out=ran.timed_out,
+            output_exceeded=exceeded,
             oom_killed=oom_killed,
             cancelled=cancelled,
             start_error=ran.start_error,
@@ -304,6 +319,10 @@ class DockerRuntime:
             output_bytes=check.total_bytes if succeeded else 0,
             outputs=dict(output_dirs) if succeeded else {},
         )
+
+    def output_space(self, path: Path, max_bytes: int) -> AbstractContextManager[bool]:
+        """A size-bounded folder for a step's outputs (see `mahiru.runtime.space`)."""
+        return bounded_folder(path, max_bytes)
 
     def list_step_containers(self, labels: Mapping[str, str] | None = None) -> list[ContainerInfo]:
         """Step containers (running or not) carrying all of `labels`, oldest first."""
@@ -333,14 +352,25 @@ class DockerRuntime:
             pass  # its removal is already in progress
 
     def remove_scratch_containers(self) -> int:
-        """Remove scratch containers a crashed process left behind; returns how many."""
+        """Remove scratch containers that crashed processes of this host left; how many.
+
+        Each scratch container names the process that made it; those of live
+        processes (another site on the same engine, say) are left alone.
+        """
         with self._engine("list scratch containers"):
-            found = self._docker().api.containers(all=True, filters={"name": self._scratch_prefix})
-        prefix = f"/{self._scratch_prefix}-"
-        stale = [e["Id"] for e in found if any(n.startswith(prefix) for n in e.get("Names", []))]
+            found = self._docker().api.containers(all=True, filters={"label": LABEL_SCRATCH_OWNER})
+        stale = [
+            entry["Id"]
+            for entry in found
+            if _owner_gone(str((entry.get("Labels") or {}).get(LABEL_SCRATCH_OWNER, "")))
+        ]
         for container in stale:
             self._remove_container(container)
         return len(stale)
+
+    def release_output_spaces(self, root: Path) -> int:
+        """Unmount the output file systems a crash left below `root`; how many."""
+        return unmount_below(root)
 
     # -- internals ---------------------------------------------------------------
 
@@ -403,7 +433,9 @@ class DockerRuntime:
         name = f"{self._scratch_prefix}-{uuid.uuid4().hex[:12]}"
         try:
             with self._engine(f"create a scratch container from image {image}"):
-                self._docker().api.create_container(image, command=command, name=name)
+                self._docker().api.create_container(
+                    image, command=command, name=name, labels={LABEL_SCRATCH_OWNER: _OWNER_TAG}
+                )
             yield name
         finally:
             self._remove_container(name)
@@ -615,6 +647,25 @@ def commit_config(
         inherited = [e for e in base.get("Env") or [] if e.split("=", 1)[0] not in config.env]
         commit["Env"] = inherited + [f"{key}={value}" for key, value in config.env.items()]
     return commit
+
+
+#: Names the process that made a scratch container, so a crashed one's are found.
+LABEL_SCRATCH_OWNER = "mahiru.scratch-owner"
+_OWNER_TAG = f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _owner_gone(tag: str) -> bool:
+    """Whether the process a scratch container names was of this host and is gone."""
+    host, _, pid = tag.rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
 
 
 def _bind(source: Path, target: str, *, read_only: bool) -> Any:

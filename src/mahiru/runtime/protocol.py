@@ -8,6 +8,7 @@ that cannot be reached raises `mahiru.errors.Unavailable` (retry later).
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -105,6 +106,20 @@ class ContainerRuntime(Protocol):
         `live` maps a live input's name to the host Unix socket that serves it
         (mounted at `/mahiru/live/<name>.sock`); the container still has no network.
         """
+        ...
+
+    def output_space(self, path: Path, max_bytes: int) -> AbstractContextManager[bool]:
+        """A new folder `path` for a step's outputs that cannot hold much more than
+        `max_bytes` at any time (see `mahiru.runtime.space`); removed on leaving.
+        Yields whether the bound holds by construction."""
+        ...
+
+    def release_output_spaces(self, root: Path) -> int:
+        """Unmount the output spaces a crash left below `root`; how many there were."""
+        ...
+
+    def remove_scratch_containers(self) -> int:
+        """Remove the scratch containers that crashed processes left; how many."""
         ...
 
     def list_step_containers(self, labels: Mapping[str, str] | None = None) -> list[ContainerInfo]:

@@ -93,14 +93,20 @@ def judge_step(
     timeout_seconds: float,
     memory_bytes: int,
     output_problem: str | None,
+    output_exceeded: str | None = None,
 ) -> tuple[bool, str]:
     """Whether a finished step succeeded, and why (or why not) in one sentence.
 
     The first cause wins: a killed container's exit code says nothing about
-    its program, and output is only judged for a program that exited cleanly.
+    its program, and output is only judged for a program that exited cleanly,
+    except for output past its limit (`output_exceeded`, the reason), which
+    fails the step whatever its exit code.
     """
     if timed_out:
         return False, f"the step ran longer than its {timeout_seconds:g} s limit and was killed"
+    if output_exceeded is not None:
+        # Before the exit code: a step that ran out of room fails because of it.
+        return False, output_exceeded
     if oom_killed:
         mib = memory_bytes / (1024 * 1024)
         return False, f"the step exceeded its {mib:g} MiB memory limit and was killed"

@@ -183,40 +183,57 @@ class StepExecution:
             if state is StepState.FETCHING:
                 ctx.jobs.set_step_state(known.job_id, step, StepState.RUNNING, ctx.now())
                 state = StepState.RUNNING
-            result, bases = self._run(known, step, needed, digests, live)
-            if self._stop.is_set():
-                return False  # the site is stopping: redo the step after the restart
-            if not result.succeeded:
-                # The log stays here, for this site's administrator; the submitter
-                # sees it only where it may use the step's outputs (Egress.step_views).
-                logger.warning(
-                    "step failed: %s",
-                    result.reason,
-                    extra={"job": known.job_id, "step": step, "log_tail": result.log_tail},
-                )
-                self._set(
-                    known,
-                    step,
-                    StepState.FAILED,
-                    reason=result.reason,
-                    exit_code=result.exit_code,
-                    log_tail="\n".join(result.log_tail),
-                )
-                return True
-            if state is StepState.RUNNING:
-                ctx.jobs.set_step_state(
-                    known.job_id, step, StepState.STORING, ctx.now(), exit_code=result.exit_code
-                )
-            images = package_outputs(ctx, known, step, result.outputs, bases)
-            store_step_results(ctx, known, step, images)
-            logger.info(
-                "step succeeded",
-                extra={"job": known.job_id, "step": step, "seconds": result.duration_seconds},
-            )
-            return True
+            # The outputs live in room that cannot outgrow the limit, until packaged.
+            with ctx.runtime.output_space(work / "outputs", ctx.limits.max_output_bytes):
+                return self._run_and_package(known, step, state, needed, digests, live)
         finally:
             self._fetcher.release(fetched)
             shutil.rmtree(work, ignore_errors=True)
+            with contextlib.suppress(OSError):  # other steps of the job may still work there
+                work.parent.rmdir()
+
+    def _run_and_package(
+        self,
+        known: KnownJob,
+        step: str,
+        state: StepState,
+        needed: list[StepInput],
+        digests: dict[WorkflowItem, str],
+        live: set[WorkflowItem],
+    ) -> bool:
+        """Run the step's container and package its outputs; True once the step is done."""
+        ctx = self._ctx
+        result, bases = self._run(known, step, needed, digests, live)
+        if self._stop.is_set():
+            return False  # the site is stopping: redo the step after the restart
+        if not result.succeeded:
+            # The log stays here, for this site's administrator; the submitter
+            # sees it only where it may use the step's outputs (Egress.step_views).
+            logger.warning(
+                "step failed: %s",
+                result.reason,
+                extra={"job": known.job_id, "step": step, "log_tail": result.log_tail},
+            )
+            self._set(
+                known,
+                step,
+                StepState.FAILED,
+                reason=result.reason,
+                exit_code=result.exit_code,
+                log_tail="\n".join(result.log_tail),
+            )
+            return True
+        if state is StepState.RUNNING:
+            ctx.jobs.set_step_state(
+                known.job_id, step, StepState.STORING, ctx.now(), exit_code=result.exit_code
+            )
+        images = package_outputs(ctx, known, step, result.outputs, bases)
+        store_step_results(ctx, known, step, images)
+        logger.info(
+            "step succeeded",
+            extra={"job": known.job_id, "step": step, "seconds": result.duration_seconds},
+        )
+        return True
 
     def _producers_done(self, known: KnownJob, step: str) -> bool:
         """Whether every step this one reads from is done; _Blocked if one never will be."""

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import logging
+import shutil
 import threading
 
+from mahiru.errors import MahiruError
 from mahiru.services.jobs.assignment import AssignmentDesk
 from mahiru.services.jobs.context import JobContext
 from mahiru.services.jobs.coordination import JobCoordinator
@@ -57,10 +59,38 @@ class JobServices:
 
     def start(self) -> None:
         """Resume unfinished work and start the background loops."""
-        self.ctx.work_dir.mkdir(parents=True, exist_ok=True)
+        self._clean_up()
         self.executor.start()
         self.coordinator.start()
         logger.info("job services started", extra={"site": str(self.ctx.site)})
+
+    def _clean_up(self) -> None:
+        """Remove what a crash may have left: output spaces, work folders, scratch containers.
+
+        Nothing of it is needed after a restart: every unfinished step is
+        redone from the state it is in, with fresh work folders.
+        """
+        work = self.ctx.work_dir
+        work.mkdir(parents=True, exist_ok=True)
+        runtime = self.ctx.runtime
+        unmounted = runtime.release_output_spaces(work)
+        removed = 0
+        for entry in list(work.iterdir()):
+            removed += 1
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry, ignore_errors=True)
+            else:
+                entry.unlink(missing_ok=True)
+        try:
+            scratch = runtime.remove_scratch_containers()
+        except MahiruError as error:
+            scratch = 0
+            logger.warning("cannot look for scratch containers: %s", error.message)
+        if unmounted or removed or scratch:
+            logger.info(
+                "cleaned up after an earlier run",
+                extra={"output_spaces": unmounted, "work_entries": removed, "scratch": scratch},
+            )
 
     def stop(self) -> None:
         """Stop the loops; running steps are redone after the next start."""
