@@ -14,6 +14,8 @@
 #   6. mahiru_down then mahiru_up: the registrations and assets survive, and
 #      run_experiment works again without configure_sites
 #   7. mahiru_up again changes nothing (changed=0 on every machine)
+#   7b. the documentation's clean-slate loop: MAHIRU_WIPE=1 mahiru_down (says
+#      what it deleted), mahiru_up, configure_sites twice, run_experiment
 #   8. the RAM and disk the running deployment uses
 #   9. vagrant destroy -f, and nothing of it is left
 #  10. the data_access scenario: vagrant up, configure_sites, run_experiment
@@ -267,6 +269,20 @@ grep -E '^[a-z0-9]+ +: ok=' "$LAST_LOG" | sed 's/^/    /' >&2
 if grep -E '^[a-z0-9]+ +: ok=' "$LAST_LOG" | grep -qv ' changed=0 '; then
     die "the second mahiru_up changed something; see $LAST_LOG"
 fi
+
+phase "the documentation's loop from a clean slate: MAHIRU_WIPE=1 mahiru_down, mahiru_up, configure_sites (twice), run_experiment"
+export MAHIRU_WIPE=1
+provision mahiru_down registry site1 site2
+unset MAHIRU_WIPE
+grep -q 'wiped: the registry database' "$LAST_LOG" || die "mahiru_down did not say it wiped the registry; see $LAST_LOG"
+grep -q 'wiped:.*the site database' "$LAST_LOG" || die "mahiru_down did not say it wiped the sites; see $LAST_LOG"
+provision mahiru_up "${MACHINES[@]}"
+wiped="$(on client2 "\$HOME/mahiru/venv/bin/mahiru assets list --json" | jq -c '[.. | objects | select(has("id")) | .id]')"
+[[ "$wiped" == "[]" ]] || die "site2 still has assets after the wipe: $wiped"
+provision configure_sites client1 client2
+provision configure_sites client1 client2
+provision run_experiment client1
+grep -q 'gave \[1, 34\]' "$LAST_LOG" || die "run_experiment from a clean slate did not give [1, 34]; see $LAST_LOG"
 
 phase "measuring the running deployment"
 {

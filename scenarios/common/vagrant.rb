@@ -13,7 +13,8 @@
 # Provisioners: `base` and `mahiru_up` run on `vagrant up`; `mahiru_down`,
 # `configure_sites` and `run_experiment` only when asked for with
 # `vagrant provision --provision-with NAME [MACHINE...]`. Extra arguments for
-# ansible-playbook can be given in MAHIRU_ANSIBLE_ARGS, e.g. "-e wipe=true".
+# ansible-playbook can be given in MAHIRU_ANSIBLE_ARGS; MAHIRU_WIPE=1 makes
+# `mahiru_down` delete the registry's and the sites' data too (a clean slate).
 require "shellwords"
 
 # Ansible is much faster when it sends modules through the open SSH
@@ -55,6 +56,7 @@ module Mahiru
         "clients" => network["clients"],
       }
       ansible.extra_vars = { "mahiru_scenario" => scenario, "mahiru_machines" => network }
+      ansible.extra_vars["wipe"] = true if ENV.fetch("MAHIRU_WIPE", "") == "1"
       ansible.raw_arguments = Shellwords.split(ENV.fetch("MAHIRU_ANSIBLE_ARGS", ""))
     end
   end

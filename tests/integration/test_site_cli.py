@@ -23,7 +23,10 @@ from tests.support.sites import (
     network,
 )
 
+from mahiru.client.site import SiteClient
 from mahiru.errors import MahiruError
+from mahiru.model.identifiers import AssetId
+from mahiru.storage import BlobStore
 
 pytestmark = pytest.mark.integration
 
@@ -184,3 +187,34 @@ def test_the_cli_refuses_a_user_without_the_admin_role(
     )
     assert upload.returncode == 3
     assert "not an admin" in upload.stderr
+
+
+def test_blobs_verify_finds_damaged_and_missing_images(
+    served_site: tuple[Network, SiteServer], tmp_path: Path
+) -> None:
+    """Four bytes overwritten and a removed file: both found, exit 1; sound stores exit 0."""
+    _, site = served_site
+    ids = [f"asset:p1.org:{name}:p1.org:site" for name in ("one", "two", "three")]
+    for number, asset_id in enumerate(ids):
+        image = write_image(tmp_path / f"{number}.tar", 50_000 + number)
+        code, _, _ = _run(site, "assets", "upload", asset_id, str(image))
+        assert code == 0
+    verify = [MAHIRU, "blobs", "verify", "--config", str(tmp_path / "site.yaml"), "--json"]
+    done = subprocess.run(verify, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == {"checked": 3, "damaged": [], "missing": []}
+    blobs = BlobStore(site.config.data_dir / "blobs")
+    with SiteClient(site.internal_url, site.party.admin) as admin:
+        digests = [admin.get_asset(AssetId.parse(i)).asset.image_digest or "" for i in ids]
+    damaged = blobs.path(digests[0])
+    damaged.chmod(0o644)
+    with damaged.open("r+b") as file:
+        file.seek(10_000)
+        file.write(b"\x00\x01\x02\x03")
+    blobs.path(digests[1]).unlink()
+    done = subprocess.run(verify, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1
+    assert json.loads(done.stdout) == {"checked": 3, "damaged": [ids[0]], "missing": [ids[1]]}
+    human = subprocess.run(verify[:-1], capture_output=True, text=True, timeout=60)
+    assert human.returncode == 1
+    assert f"missing: {ids[0]}" in human.stdout  # set aside by the first check

@@ -15,7 +15,7 @@ def cli() -> None:
 
 def _register_commands() -> None:
     """Attach every command group; each lives in its own module."""
-    from mahiru.cli import assets, certs, demo, jobs, offline, register, rules, serve
+    from mahiru.cli import assets, blobs, certs, demo, jobs, offline, register, rules, serve
 
     cli.add_command(certs.certs_group)
     cli.add_command(offline.plan_command)
@@ -23,6 +23,7 @@ def _register_commands() -> None:
     cli.add_command(serve.serve_group)
     cli.add_command(register.register_group)
     cli.add_command(assets.assets_group)
+    cli.add_command(blobs.blobs_group)
     cli.add_command(rules.rules_group)
     cli.add_command(jobs.jobs_group)
     cli.add_command(demo.demo_command)

@@ -50,6 +50,20 @@ class ImageFile:
         return self._blobs.read_verified(self.digest, start, length)
 
 
+@dataclass(frozen=True, slots=True)
+class ImageAudit:
+    """What checking every stored image against its record found."""
+
+    checked: int
+    damaged: list[str]  # asset ids whose image no longer has its digest (set aside now)
+    missing: list[str]  # asset ids whose record names an image that is not there
+
+    @property
+    def sound(self) -> bool:
+        """Whether every image is there and has its digest."""
+        return not self.damaged and not self.missing
+
+
 class AssetStore:
     """Stores, lists, serves and deletes the assets of one site.
 
@@ -239,6 +253,27 @@ class AssetStore:
                 {"asset": str(asset_id), "digest": f"sha256:{digest}"},
             ) from None
         return ImageFile(digest, size, release, self._blobs)
+
+    def audit_images(self) -> ImageAudit:
+        """Check every stored image against its digest; damaged ones are set aside."""
+        damaged: list[str] = []
+        missing: list[str] = []
+        checked = 0
+        for record in self._records.list():
+            digest = record.asset.image_digest
+            if digest is None:
+                continue
+            checked += 1
+            if not self._blobs.has(digest):
+                missing.append(str(record.asset.id))
+            elif not self._blobs.verify(digest):
+                damaged.append(str(record.asset.id))
+        if damaged or missing:
+            logger.error(
+                "stored images are damaged or missing",
+                extra={"damaged": damaged, "missing": missing},
+            )
+        return ImageAudit(checked, damaged, missing)
 
     def _too_large(self, asset_id: AssetId | ResultId) -> str:
         return f"the image of {asset_id} is larger than the limit of {self._max_image_bytes} bytes"
