@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import tarfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -218,3 +219,27 @@ def test_blobs_verify_finds_damaged_and_missing_images(
     human = subprocess.run(verify[:-1], capture_output=True, text=True, timeout=60)
     assert human.returncode == 1
     assert f"missing: {ids[0]}" in human.stdout  # set aside by the first check
+
+
+def test_assets_pack_makes_an_image_a_site_takes(
+    served_site: tuple[Network, SiteServer], tmp_path: Path
+) -> None:
+    """Files and a folder packed without an engine: a sound image, uploaded as is."""
+    _, site = served_site
+    (tmp_path / "numbers.json").write_text("[1, 2, 3]")
+    (tmp_path / "more").mkdir()
+    (tmp_path / "more" / "notes.txt").write_text("notes")
+    out = tmp_path / "packed.tar"
+    pack = [MAHIRU, "assets", "pack", str(tmp_path / "numbers.json"), str(tmp_path / "more")]
+    done = subprocess.run([*pack, "--out", str(out)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    with tarfile.open(out) as archive:
+        (layer,) = [m for m in archive.getnames() if m.endswith("layer.tar")]
+        inner = archive.extractfile(layer)
+        assert inner is not None
+        with tarfile.open(fileobj=inner) as files:
+            assert {"data/numbers.json", "data/more/notes.txt"} <= set(files.getnames())
+    code, record, _ = _run(site, "assets", "upload", "asset:p1.org:packed:p1.org:site", str(out))
+    assert code == 0 and record["size"] == out.stat().st_size
+    again = subprocess.run([*pack, "--out", str(out)], capture_output=True, text=True)
+    assert again.returncode != 0 and "--overwrite" in again.stderr

@@ -77,9 +77,9 @@ def test_site_certificate_identifies_the_caller(world: dict[str, Path]) -> None:
         _client(world, "site") as client,
     ):
         assert client.get(f"{url}/service").json() == {"caller": SITE}
-        response = client.get(f"{url}/user")
-        assert response.status_code == 401
-        assert response.json()["error"]["type"] == "Unauthenticated"
+        response = client.get(f"{url}/user")  # a known caller, but no user: 403
+        assert response.status_code == 403
+        assert response.json()["error"]["type"] == "PermissionDenied"
 
 
 def test_user_certificate_identifies_user_and_role(world: dict[str, Path]) -> None:
@@ -94,7 +94,7 @@ def test_user_certificate_identifies_user_and_role(world: dict[str, Path]) -> No
         _client(world, "alice") as client,
     ):
         assert client.get(f"{url}/user").json() == {"user": "alice", "role": "admin"}
-        assert client.get(f"{url}/service").status_code == 401
+        assert client.get(f"{url}/service").status_code == 403  # known, but no service
 
 
 def test_foreign_ca_and_missing_certificate_fail_the_handshake(world: dict[str, Path]) -> None:

@@ -76,5 +76,5 @@ def test_the_manual_setup_runs(tmp_path: Path) -> None:
                 os.kill(pid, signal.SIGKILL)
     logs = "".join(log.read_text()[-2000:] for log in tmp_path.glob("*.log"))
     assert process.returncode == 0, output[-4000:] + logs
-    assert "signed by the wrong party" in output
+    assert "stores only rules of party:p1.example.org:p1" in output
     assert "asset:p1.example.org:data1:p1.example.org:site1" in output

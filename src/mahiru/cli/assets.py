@@ -32,9 +32,10 @@ from mahiru.cli.files import read_yaml
 from mahiru.client.http import TlsIdentity
 from mahiru.client.site import Progress as ProgressCallback
 from mahiru.client.site import SiteClient, asset_record_to_json
-from mahiru.errors import InvalidInput
+from mahiru.errors import Conflict, InvalidInput
 from mahiru.model.assets import Asset, AssetKind
 from mahiru.model.identifiers import AssetId, ResultId, parse_identifier
+from mahiru.runtime.archives import write_data_image
 from mahiru.storage import AssetRecord
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -221,6 +222,30 @@ def upload_command(
         echo_json(asset_record_to_json(record))
     else:
         click.echo(f"stored {_describe(record)}")
+
+
+@assets_group.command("pack")
+@click.argument("files", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
+@click.option(
+    "--out",
+    "out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    required=True,
+    help="The image archive to write (refused if it exists, unless --overwrite).",
+)
+@click.option("--overwrite", is_flag=True, help="Replace --out if it exists.")
+@handle_errors
+def pack_command(files: tuple[Path, ...], out: Path, overwrite: bool) -> None:
+    """Pack FILES (files or folders) into a data image archive, under /data.
+
+    No container engine is needed; upload the result with `mahiru assets upload`.
+    """
+    if out.exists() and not overwrite:
+        raise Conflict(f"{out} exists; give --overwrite to replace it")
+    if not out.parent.is_dir():
+        raise InvalidInput(f"{out.parent}: no such directory")
+    size = write_data_image(files, out)
+    click.echo(f"wrote {out} ({size} bytes): {', '.join(f.name for f in files)} under /data")
 
 
 @assets_group.command("list")

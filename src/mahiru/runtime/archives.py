@@ -5,7 +5,9 @@ Everything here streams: memory use does not depend on the size of the data.
 
 from __future__ import annotations
 
+import hashlib
 import io
+import json
 import os
 import shutil
 import stat
@@ -232,3 +234,63 @@ def write_file_atomically(chunks: Iterable[bytes], dest: Path) -> int:
     finally:
         os.close(directory)
     return size
+
+
+def write_data_image(files: Iterable[Path], dest: Path) -> int:
+    """Write a data image archive (`docker save` format) with `files` under /data; its size.
+
+    Needs no container engine: the image has one layer holding `/data` (each
+    file, or each folder's contents, by name), and a config any engine loads
+    (`docker load`). Written atomically: `dest` appears only when complete.
+    """
+    sources = [Path(f) for f in files]
+    if not sources:
+        raise InvalidInput("give at least one file or folder to put under /data")
+    names = [source.name for source in sources]
+    if len(set(names)) != len(names):
+        raise InvalidInput(f"two of the files have the same name: {sorted(names)}")
+    with tempfile.TemporaryDirectory(dir=dest.parent, prefix=f".{dest.name}.") as work:
+        staging = Path(work) / "data"
+        staging.mkdir()
+        for source in sources:
+            if source.is_dir():
+                shutil.copytree(source, staging / source.name, symlinks=True)
+            elif source.is_file():
+                shutil.copy2(source, staging / source.name, follow_symlinks=False)
+            else:
+                raise InvalidInput(f"{source}: no such file or folder")
+        layer = Path(work) / "layer.tar"
+        with layer.open("wb") as out:
+            write_tree_tar({"/data": staging}, out)
+        diff_id = _sha256_of(layer)
+        config = json.dumps(
+            {
+                "architecture": "amd64",
+                "os": "linux",
+                "config": {},
+                "rootfs": {"type": "layers", "diff_ids": [f"sha256:{diff_id}"]},
+            },
+            sort_keys=True,
+        ).encode()
+        config_name = f"{hashlib.sha256(config).hexdigest()}.json"
+        manifest = json.dumps(
+            [{"Config": config_name, "RepoTags": None, "Layers": [f"{diff_id}/layer.tar"]}]
+        ).encode()
+        partial = Path(work) / "image.tar"
+        with tarfile.open(partial, "w", format=tarfile.PAX_FORMAT) as archive:
+            archive.add(layer, arcname=f"{diff_id}/layer.tar")
+            for name, data in ((config_name, config), ("manifest.json", manifest)):
+                entry = tarfile.TarInfo(name)
+                entry.size = len(data)
+                entry.mode = 0o644
+                archive.addfile(entry, io.BytesIO(data))
+        os.replace(partial, dest)
+    return dest.stat().st_size
+
+
+def _sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as file:
+        while chunk := file.read(CHUNK_SIZE):
+            digest.update(chunk)
+    return digest.hexdigest()
