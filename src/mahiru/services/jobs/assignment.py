@@ -56,6 +56,22 @@ class AssignmentDesk:
                 f" {assignment.job.submitter}",
                 {"submitter": str(assignment.job.submitter), "owner": str(owner)},
             )
+        # The whole decision, made here as the planner made it: every step at its
+        # planned site, and the outputs usable by the submitter and deliverable to
+        # its site. A plan this site's policy would not produce is refused.
+        decision = ctx.policy.decide(
+            lambda engine: engine.check_job(
+                engine.job_permissions(assignment.job),
+                assignment.plan.assignments,
+                assignment.submitter_site,
+            )
+        )
+        if not decision.allowed:
+            raise PermissionDenied(
+                f"{ctx.site} refuses the steps of job {assignment.job_id}: its policy does not"
+                " permit the job as planned: " + "; ".join(decision.failures()),
+                decision.to_dict(),
+            )
         statuses = ctx.jobs.upsert_step_assignment(assignment, ctx.now())
         logger.info(
             "steps received",

@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import replace
 
+from mahiru.errors import PermissionDenied
 from mahiru.model.identifiers import AssetId, PartyId, ResultId, SiteId
 from mahiru.model.items import ItemKind, WorkflowItem
 from mahiru.model.jobs import StepStatus
@@ -24,6 +25,7 @@ from mahiru.policy.decisions import Decision, Release
 from mahiru.policy.engine import PolicyEngine
 from mahiru.policy.permissions import Permissions, primary
 from mahiru.services.jobs.context import JobContext
+from mahiru.services.jobs.live_grants import is_live
 from mahiru.services.site.assets import ImageFile
 
 
@@ -32,6 +34,29 @@ class Egress:
 
     def __init__(self, ctx: JobContext) -> None:
         self._ctx = ctx
+
+    def _decide_for_site(
+        self, engine: PolicyEngine, stored: AssetId | ResultId, site: SiteId
+    ) -> Decision:
+        """Access for `site`; for a workflow output, also use by the job's submitter.
+
+        A site that releases a result makes the whole decision itself, as the
+        planner did: a result the submitter may not use never leaves for it,
+        whatever plan the asker followed.
+        """
+        if isinstance(stored, AssetId):
+            return engine.may_access(site, primary(stored), str(stored))
+        provenance = self._ctx.jobs.get_provenance(stored)  # NotFound if none is recorded
+        item = WorkflowItem(ItemKind.STEP_OUTPUT, provenance.step, provenance.output)
+        job = provenance.job
+        permissions = engine.job_permissions(job)[item]
+        parts = [engine.may_access(site, permissions, f"{stored} ({item})")]
+        if any(
+            (ref.step, ref.output) == (provenance.step, provenance.output)
+            for ref in job.workflow.outputs.values()
+        ):
+            parts.append(engine.may_use(job.submitter, permissions, f"{stored} ({item})"))
+        return Decision.all_of(str(site), "receive", str(stored), tuple(parts))
 
     def _permissions(
         self, engine: PolicyEngine, stored: AssetId | ResultId
@@ -43,13 +68,10 @@ class Egress:
         return engine.job_permissions(provenance.job)[item], f"{stored} ({item})"
 
     def release_to_site(self, stored: AssetId | ResultId, site: SiteId) -> Release:
-        """Leave for `stored` to go to `site` (access); PermissionDenied with the reasons."""
-
-        def evaluate(engine: PolicyEngine) -> Decision:
-            permissions, target = self._permissions(engine, stored)
-            return engine.may_access(site, permissions, target)
-
-        return Release(self._ctx.policy.decide(evaluate))
+        """Leave for `stored` to go to `site`; PermissionDenied with the reasons."""
+        return Release(
+            self._ctx.policy.decide(lambda engine: self._decide_for_site(engine, stored, site))
+        )
 
     def release_to_party(self, stored: AssetId | ResultId, party: PartyId) -> Release:
         """Leave for `stored` to go to a user of `party` (use); PermissionDenied, with why."""
@@ -61,8 +83,19 @@ class Egress:
         return Release(self._ctx.policy.decide(evaluate))
 
     def to_site(self, stored: AssetId | ResultId, site: SiteId) -> ImageFile:
-        """The image of `stored`, for `site`, if this site's policy lets it access it."""
-        return self._ctx.assets.open_image(stored, self.release_to_site(stored, site))
+        """The image of `stored`, for `site`, if this site's policy lets it have it.
+
+        A data set its owner marked for live access only never leaves whole:
+        its bytes go only through the live channel, to a running step.
+        """
+        release = self.release_to_site(stored, site)
+        if isinstance(stored, AssetId) and is_live(self._ctx.assets.get(stored).asset.metadata):
+            raise PermissionDenied(
+                f"{stored} is served only live, to a step that reads it while it runs;"
+                " its image never leaves the site that holds it",
+                {"asset": str(stored)},
+            )
+        return self._ctx.assets.open_image(stored, release)
 
     def to_party(self, stored: AssetId | ResultId, party: PartyId) -> ImageFile:
         """The image of `stored`, for a user of `party`, if policy lets the party use it."""

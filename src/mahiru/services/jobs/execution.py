@@ -20,6 +20,7 @@ from mahiru.errors import Conflict, MahiruError, NotFound, Unavailable
 from mahiru.model.items import ItemKind, WorkflowItem
 from mahiru.model.jobs import StepInput, StepState, StepStatus, step_inputs, step_results
 from mahiru.policy.decisions import Decision
+from mahiru.policy.engine import PolicyEngine
 from mahiru.runtime import LABEL_INSTANCE, StepResult, step_labels
 from mahiru.services.jobs.context import JobContext, KnownJob
 from mahiru.services.jobs.fetching import InputFetcher
@@ -138,9 +139,22 @@ class StepExecution:
         brings the replica up to date and asks again.
         """
         site = self._ctx.site
-        return self._ctx.policy.decide(
-            lambda engine: engine.may_run_step(engine.job_permissions(known.job), step, site)
-        )
+
+        def evaluate(engine: PolicyEngine) -> Decision:
+            permissions = engine.job_permissions(known.job)
+            # The step here, and the job as a whole as planned (the submitter may use
+            # its outputs): a site never runs a step of a job its policy refuses.
+            return Decision.all_of(
+                str(site),
+                "run step",
+                step,
+                (
+                    engine.may_run_step(permissions, step, site),
+                    engine.check_job(permissions, known.plan.assignments, known.submitter_site),
+                ),
+            )
+
+        return self._ctx.policy.decide(evaluate)
 
     def _advance(self, known: KnownJob, status: StepStatus) -> bool:
         ctx, step = self._ctx, status.step

@@ -1,0 +1,142 @@
+"""A registered but hostile site tries to get around the other sites' policies.
+
+p1's site acts as the hostile peer: it holds a valid site certificate and is
+registered like any other, and talks to p2's honest site over its external
+API directly, skipping its own site's checks. Every attempt must be refused
+with a reason, by p2's site deciding for itself.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from tests.support.images import write_image
+from tests.support.sites import Network, may_access, network
+
+from mahiru.client.jobs import JobsClient, PeerJobsClient
+from mahiru.errors import NotFound, PermissionDenied
+from mahiru.model.assets import Asset, AssetKind
+from mahiru.model.identifiers import AssetId, SiteId
+from mahiru.model.jobs import StepAssignment
+from mahiru.model.serialization import job_from_dict
+from mahiru.model.workflow import Plan
+from mahiru.storage import BlobStore
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def net(tmp_path: Path) -> Iterator[Network]:
+    """p1 (the hostile peer) and p2 (honest), registered and replicated."""
+    with network(tmp_path, lambda name: f"sqlite:///{tmp_path / name}.db", ("p1", "p2")) as n:
+        n.replicate_all()
+        yield n
+
+
+def _ids(net: Network) -> dict[str, str]:
+    site1, site2 = net.sites["p1"].id, net.sites["p2"].id
+    return {
+        "site1": site1,
+        "site2": site2,
+        "data": "asset:p2.org:data:p2.org:site",
+        "live": "asset:p2.org:live:p2.org:site",
+        "script": "asset:p1.org:script:p1.org:site",
+        "results1": "asset_collection:p1.org:results",
+        "results2": "asset_collection:p2.org:results",
+    }
+
+
+def test_a_hand_over_whose_outputs_the_submitter_may_not_use_is_refused(
+    net: Network, tmp_path: Path
+) -> None:
+    """site2 may run the step, but party1 may not use the result: site1's own planner would
+    refuse the job, and site2 refuses the hand-over made behind its back, saying why."""
+    ids = _ids(net)
+    site1, site2 = net.sites["p1"], net.sites["p2"]
+    with site2.admin() as admin:
+        admin.upload_asset(Asset(AssetId.parse(ids["data"]), AssetKind.DATA), write_image(
+            tmp_path / "d.tar"))  # fmt: skip
+        for rule in (
+            may_access(ids["site2"], ids["data"]),
+            {"type": "ResultOfDataIn", "data": ids["data"], "compute": "*", "output": "*",
+             "collection": ids["results2"]},
+            may_access(ids["site1"], ids["results2"]),
+            may_access(ids["site2"], ids["results2"]),
+            # No MayUse for party1: party1 may not have the result.
+        ):  # fmt: skip
+            admin.add_rule(site2.party.sign(rule))
+    with site1.admin() as admin:
+        for rule in (
+            may_access(ids["site2"], ids["script"]),
+            {"type": "ResultOfComputeIn", "data": "*", "compute": ids["script"], "output": "*",
+             "collection": ids["results1"]},
+            may_access(ids["site1"], ids["results1"]),
+            may_access(ids["site2"], ids["results1"]),
+            {"type": "MayUse", "party": site1.party.id, "asset": ids["results1"],
+             "conditions": "own"},
+        ):  # fmt: skip
+            admin.add_rule(site1.party.sign(rule))
+    net.replicate_all()
+    job = job_from_dict(
+        {
+            "submitter": site1.party.id,
+            "workflow": {
+                "inputs": ["input"],
+                "outputs": {"result": "compute.output0"},
+                "steps": [
+                    {"name": "compute", "compute_asset": ids["script"],
+                     "inputs": {"input0": "input"}, "outputs": {"output0": None}}
+                ],
+            },
+            "inputs": {"input": ids["data"]},
+        }
+    )  # fmt: skip
+    # The honest route: site1's own planner refuses the job.
+    with JobsClient(site1.internal_url, site1.party.user) as user, pytest.raises(
+        PermissionDenied, match="may not receive the workflow outputs"
+    ):  # fmt: skip
+        user.submit(job)
+    # The hostile route: site1 hands the step to site2 itself.
+    assignment = StepAssignment(
+        job_id=uuid.uuid4().hex,
+        submitter_site=SiteId.parse(ids["site1"]),
+        site=SiteId.parse(ids["site2"]),
+        job=job,
+        plan=Plan({"compute": SiteId.parse(ids["site2"])}),
+    )
+    with (
+        PeerJobsClient(site2.external_url, site1.identity) as peer,
+        pytest.raises(PermissionDenied) as refused,
+    ):
+        peer.assign(assignment)
+    message = refused.value.message
+    assert "does not permit the job as planned" in message
+    assert f"{site1.party.id} may not use" in message
+    assert site2.app is not None
+    with pytest.raises(NotFound):  # nothing of it was stored
+        site2.app.state.jobs.ctx.jobs.assignment(assignment.job_id)
+
+
+def test_a_live_only_data_set_never_leaves_whole(net: Network, tmp_path: Path) -> None:
+    """Metadata yes (the policy allows access), the image no: only the live channel."""
+    ids = _ids(net)
+    site1, site2 = net.sites["p1"], net.sites["p2"]
+    live = AssetId.parse(ids["live"])
+    with site2.admin() as admin:
+        admin.upload_asset(
+            Asset(live, AssetKind.DATA, {"live_access": True}), write_image(tmp_path / "l.tar")
+        )
+        admin.add_rule(site2.party.sign(may_access(ids["site1"], ids["live"])))
+    net.replicate_all()
+    blobs = BlobStore(tmp_path / "stolen")
+    with site2.peer(site1.identity) as peer:
+        assert peer.asset_metadata(live).asset.metadata == {"live_access": True}
+        with pytest.raises(PermissionDenied, match="served only live"):
+            peer.fetch_image(live, blobs)
+        with pytest.raises(PermissionDenied, match="served only live"):
+            peer.download_image(live, tmp_path / "stolen.tar")
+    assert list(blobs.digests()) == []
+    assert not (tmp_path / "stolen.tar").exists()
