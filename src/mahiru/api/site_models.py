@@ -340,6 +340,8 @@ class SourceStatusOut(BaseModel):
     last_error: str | None
     applied: int
     rejected: int
+    failures: int
+    next_attempt: datetime | None
 
     @classmethod
     def of(cls, status: SourceStatus) -> SourceStatusOut:
@@ -352,6 +354,8 @@ class SourceStatusOut(BaseModel):
             last_error=status.last_error,
             applied=status.applied,
             rejected=status.rejected,
+            failures=status.failures,
+            next_attempt=status.next_attempt,
         )
 
 

@@ -7,6 +7,7 @@ Unavailable (retryable).
 
 from __future__ import annotations
 
+import json
 import ssl
 from dataclasses import dataclass
 from pathlib import Path
@@ -137,3 +138,64 @@ def request(client: httpx.Client, method: str, url: str, **kwargs: Any) -> httpx
     except httpx.TransportError as error:
         where = f"{str(client.base_url).rstrip('/')}/{url.lstrip('/')}"
         raise Unavailable(f"{where}: {type(error).__name__}: {error}") from None
+
+
+#: Bounds on a JSON answer from a peer (who may be hostile): size, nesting and numbers.
+MAX_ANSWER_BYTES = 32 * 1024 * 1024
+MAX_JSON_DEPTH = 64
+MAX_INTEGER = 2**63 - 1
+
+
+def request_json(
+    client: httpx.Client,
+    method: str,
+    url: str,
+    *,
+    max_bytes: int = MAX_ANSWER_BYTES,
+    max_depth: int = MAX_JSON_DEPTH,
+    **kwargs: Any,
+) -> Any:
+    """Send a request and parse its JSON answer within bounds; InvalidInput if out of them.
+
+    The body is read as it arrives and refused past `max_bytes`; nesting
+    deeper than `max_depth`, integers beyond 64 bits, NaN and infinities are
+    refused too, so a malformed answer is one clear error, never a crash.
+    """
+    where = f"{str(client.base_url).rstrip('/')}/{url.lstrip('/')}"
+    try:
+        with client.stream(method, url, **kwargs) as response:
+            check(response)
+            body = bytearray()
+            for chunk in response.iter_bytes():
+                body += chunk
+                if len(body) > max_bytes:
+                    raise InvalidInput(f"{where}: the answer is larger than {max_bytes} bytes")
+    except httpx.TransportError as error:
+        raise Unavailable(f"{where}: {type(error).__name__}: {error}") from None
+    return parse_bounded_json(bytes(body), where, max_depth=max_depth)
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def parse_bounded_json(data: bytes, where: str, *, max_depth: int = MAX_JSON_DEPTH) -> Any:
+    """Parse JSON from an untrusted source within the bounds of `request_json`."""
+    try:
+        value = json.loads(data, parse_constant=_no_constant)
+    except RecursionError:
+        raise InvalidInput(f"{where}: the answer is nested too deeply") from None
+    except (ValueError, UnicodeDecodeError) as error:
+        raise InvalidInput(f"{where}: the answer is not JSON ({error})") from None
+    pending: list[tuple[Any, int]] = [(value, 1)]
+    while pending:
+        item, depth = pending.pop()
+        if depth > max_depth:
+            raise InvalidInput(f"{where}: the answer is nested deeper than {max_depth} levels")
+        if isinstance(item, dict):
+            pending.extend((child, depth + 1) for child in item.values())
+        elif isinstance(item, list):
+            pending.extend((child, depth + 1) for child in item)
+        elif isinstance(item, int) and not isinstance(item, bool) and abs(item) > MAX_INTEGER:
+            raise InvalidInput(f"{where}: the answer holds a number beyond 64 bits")
+    return value

@@ -31,7 +31,7 @@ from mahiru.client.downloads import (
 from mahiru.client.downloads import (
     Progress as Progress,  # re-exported: callers of upload_asset type their callbacks
 )
-from mahiru.client.http import ApiClient, request
+from mahiru.client.http import MAX_INTEGER, ApiClient, request, request_json
 from mahiru.errors import Conflict, InvalidInput
 from mahiru.model.assets import Asset, AssetKind
 from mahiru.model.identifiers import AssetId, ResultId, parse_identifier
@@ -101,7 +101,7 @@ def parse_rule_batch(data: object) -> PeerRuleBatch:
     if not isinstance(data, Mapping) or set(data) != {"changes", "version"}:
         raise InvalidInput("a rule change batch must be an object with changes and version")
     version, items = data["version"], data["changes"]
-    if not isinstance(version, int) or isinstance(version, bool) or version < 0:
+    if not isinstance(version, int) or isinstance(version, bool) or not 0 <= version <= MAX_INTEGER:
         raise InvalidInput(f"rule change batch version must be a natural number, got {version!r}")
     if not isinstance(items, list):
         raise InvalidInput("rule change batch changes must be a list")
@@ -111,7 +111,11 @@ def parse_rule_batch(data: object) -> PeerRuleBatch:
             changes.append(RuleChange.from_dict(item))
         except InvalidInput as error:
             number = item.get("version") if isinstance(item, Mapping) else None
-            if not isinstance(number, int) or isinstance(number, bool) or number < 1:
+            if (
+                not isinstance(number, int)
+                or isinstance(number, bool)
+                or not 1 <= number <= version
+            ):
                 raise InvalidInput(f"a rule change without a valid version: {item!r}") from None
             rule_id = item.get("rule_id")
             body = item.get("body")
@@ -279,7 +283,7 @@ class PeerClient(ApiClient):
         params: dict[str, int] = {"since": since}
         if limit is not None:
             params["limit"] = limit
-        return parse_rule_batch(_json(request(self._http, "GET", "/rules/changes", params=params)))
+        return parse_rule_batch(request_json(self._http, "GET", "/rules/changes", params=params))
 
     def asset_metadata(self, asset_id: AssetId | ResultId) -> AssetRecord:
         """The record of an asset stored at the peer, if policy lets this site see it."""

@@ -8,15 +8,22 @@ and logged, and neither kind stops the other. A source that is down is
 logged and retried next round; the persisted replica keeps the site working
 meanwhile. A source reporting a lower version than the one applied was reset:
 its replica is forgotten and replicated again from 0.
+
+Each source stands alone: whatever one peer answers (malformed, hostile, or
+something no one foresaw), only that peer's replication fails, with the
+error in the status, and the round goes on to the next. A source that keeps
+failing is tried less often (back-off), so a dead or hung peer does not slow
+every round down.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from functools import partial
 from typing import Any, NamedTuple, Protocol
 
@@ -40,6 +47,11 @@ logger = logging.getLogger("mahiru.site.replication")
 PAGE_SIZE = 500
 #: At most this many pages are pulled from one source per round, so a round ends.
 MAX_PAGES = 200
+#: Failures in a row after which a source is skipped for a while, and the longest wait.
+BACKOFF_AFTER = 3
+MAX_BACKOFF_SECONDS = 300.0
+#: Rejected bodies larger than this, or not plain JSON text, are kept only as a note.
+MAX_REJECTED_BODY = 64 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +100,15 @@ class SourceStatus:
     last_error: str | None = None
     applied: int = 0
     rejected: int = 0
+    failures: int = 0  # failed attempts in a row
+    next_attempt: datetime | None = None  # while backing off: not tried before this
+
+
+def backoff_seconds(failures: int) -> float:
+    """How long a source that failed `failures` times in a row is left alone."""
+    if failures < BACKOFF_AFTER:
+        return 0.0
+    return min(2.0 ** (failures - BACKOFF_AFTER), MAX_BACKOFF_SECONDS)
 
 
 class Replicator:
@@ -168,8 +189,16 @@ class Replicator:
     # --- one source ----------------------------------------------------------
 
     def _replicate(self, source: str, pull: Callable[[], tuple[int, int]]) -> bool:
-        """Run `pull` for `source`, recording how it went; return whether anything changed."""
+        """Run `pull` for `source`, recording how it went; return whether anything changed.
+
+        Nothing a source does escapes this: its failure is recorded in its own
+        status and the round goes on with the next source.
+        """
         started = self._clock()
+        with self._status_lock:
+            waiting = self._status.get(source, SourceStatus(source)).next_attempt
+        if waiting is not None and started < waiting:
+            return False  # backing off: tried again once the wait is over
         try:
             applied, rejected = pull()
         except MahiruError as error:
@@ -178,6 +207,14 @@ class Replicator:
                 extra={"source": source, "error_type": error.type_name, "error": error.message},
             )
             self._record(source, attempt=started, error=f"{error.type_name}: {error.message}")
+            return False
+        except Exception as error:
+            logger.exception(
+                "replication failed unexpectedly; retrying next round", extra={"source": source}
+            )
+            self._record(
+                source, attempt=started, error=f"Internal: {type(error).__name__}: {error}"[:500]
+            )
             return False
         self._record(
             source, attempt=started, success=self._clock(), applied=applied, rejected=rejected
@@ -201,14 +238,24 @@ class Replicator:
     ) -> None:
         with self._status_lock:
             old = self._status.get(source, SourceStatus(source))
+            when = attempt or self._clock()
+            failures = old.failures + 1 if error is not None else 0
+            wait = backoff_seconds(failures)
             self._status[source] = SourceStatus(
                 source,
                 old.version,
-                attempt or self._clock(),
+                when,
                 success or old.last_success,
                 error,
                 applied,
                 rejected,
+                failures,
+                when + timedelta(seconds=wait) if wait else None,
+            )
+        if wait:
+            logger.warning(
+                "backing off a failing source",
+                extra={"source": source, "failures": failures, "seconds": wait},
             )
 
     def _pull_registry(self) -> tuple[int, int]:
@@ -265,10 +312,15 @@ class Replicator:
         rejected: list[RejectedRule] = []
         for change in changes:
             if isinstance(change, UnreadableRuleChange):
-                reason = f"unreadable: {change.reason}"
+                reason = f"unreadable: {change.reason}"[:2000]
                 rejected.append(
                     RejectedRule(
-                        source, change.version, change.rule_id, change.body, reason, self._clock()
+                        source,
+                        change.version,
+                        _plain_id(change.rule_id),
+                        _storable(change.body),
+                        reason,
+                        self._clock(),
                     )
                 )
             else:
@@ -307,6 +359,25 @@ class Replicator:
         )
         self._replica.forget(source)
         return 0
+
+
+def _plain_text(text: str) -> bool:
+    return "\x00" not in text and not any("\ud800" <= c <= "\udfff" for c in text)
+
+
+def _plain_id(rule_id: str | None) -> str | None:
+    return rule_id if rule_id is not None and len(rule_id) <= 128 and _plain_text(rule_id) else None
+
+
+def _storable(body: Mapping[str, Any]) -> Mapping[str, Any]:
+    """A rejected body as it can be kept: itself if small plain JSON text, else a note."""
+    try:
+        text = json.dumps(body, ensure_ascii=False, allow_nan=False)
+    except (TypeError, ValueError, RecursionError):
+        return {"unstorable": "not plain JSON"}
+    if len(text) > MAX_REJECTED_BODY or not _plain_text(text):
+        return {"unstorable": f"{len(text)} characters, or text that cannot be stored"}
+    return body
 
 
 class ReplicationLoop:
