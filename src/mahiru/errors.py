@@ -6,6 +6,7 @@ them to status codes and the CLI to exit codes, each in one place.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 
@@ -76,3 +77,20 @@ class Internal(MahiruError):
     """A bug or an unexpected state: not the caller's fault."""
 
     type_name = "Internal"
+
+
+def path_redactor(*roots: object, placeholder: str = "<site data>") -> Callable[[str], str]:
+    """A function that replaces the given folders' paths in a text by `placeholder`.
+
+    A site's own folders are its business: error messages and step failure
+    reasons that reach users and other parties name them only as `placeholder`.
+    """
+    texts = sorted({str(root) for root in roots if str(root) not in ("", ".", "/")}, key=len)
+    texts.reverse()  # the longest first, so a folder inside another is replaced whole
+
+    def redact(text: str) -> str:
+        for root in texts:
+            text = text.replace(root, placeholder)
+        return text
+
+    return redact

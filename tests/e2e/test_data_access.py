@@ -21,7 +21,7 @@ from tests.support.sites import Network, SiteServer, network
 
 from mahiru.client.http import make_http_client, request
 from mahiru.client.jobs import JobsClient
-from mahiru.errors import NotFound, PermissionDenied
+from mahiru.errors import Conflict, NotFound, PermissionDenied
 from mahiru.model.assets import Asset, AssetKind
 from mahiru.model.identifiers import AssetId
 from mahiru.model.jobs import JobState
@@ -29,6 +29,7 @@ from mahiru.model.serialization import job_from_dict, job_to_dict
 from mahiru.model.workflow import Job
 from mahiru.runtime import DockerRuntime, ImageConfig
 from mahiru.runtime.assets import COMPUTE_BASE_IMAGE, INPUT_ASSET, MINMAX_ASSET, OUTPUT_BASE_ASSET
+from mahiru.services.jobs.live_grants import MAX_GRANTS_PER_SITE
 from mahiru.storage import BlobStore
 
 pytestmark = pytest.mark.e2e
@@ -346,4 +347,31 @@ def test_a_grant_ends_when_it_expires(net: Network, assets: dict[str, str]) -> N
                 request(as_site1, "GET", f"/live/{token}/files/data.json")
     finally:
         grants.ttl = kept
+    assert not list(stored_files(site2.config.data_dir / "work" / "live-grants"))
+
+
+def test_live_grants_are_bounded_per_site_and_share_one_copy(
+    net: Network, assets: dict[str, str]
+) -> None:
+    """25 grants asked for in a row: 16 granted, the rest refused; one unpacked copy; an
+    asset that does not exist gets the same answer as one that is not served live."""
+    site1, site2 = net.sites["party1"], net.sites["party2"]
+    tokens: list[str] = []
+    refused = 0
+    with make_http_client(site2.external_url, site1.identity) as as_site1:
+        try:
+            for _ in range(25):
+                try:
+                    answer = request(as_site1, "POST", "/live/grants", json=grant_body(net, assets))
+                except Conflict as error:
+                    assert "the most one site may hold" in error.message
+                    refused += 1
+                else:
+                    tokens.append(answer.json()["token"])
+            assert len(tokens) == MAX_GRANTS_PER_SITE and refused == 25 - MAX_GRANTS_PER_SITE
+            copies = [p for p in (site2.config.data_dir / "work" / "live-grants").iterdir()]
+            assert len(copies) == 1
+        finally:
+            for token in tokens:
+                request(as_site1, "DELETE", f"/live/{token}")
     assert not list(stored_files(site2.config.data_dir / "work" / "live-grants"))

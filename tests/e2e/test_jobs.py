@@ -21,7 +21,7 @@ from mahiru.cli.main import _register_commands, cli
 from mahiru.client.jobs import JobsClient, JobView, PeerJobsClient, extract_data_files
 from mahiru.errors import InvalidInput, NotFound, PermissionDenied, Unauthenticated, Unavailable
 from mahiru.model.assets import Asset, AssetKind
-from mahiru.model.identifiers import AssetId
+from mahiru.model.identifiers import AssetId, ResultId
 from mahiru.model.jobs import JobState, StepState
 from mahiru.model.serialization import job_from_dict, job_to_dict
 from mahiru.policy.signing import sign_revocation
@@ -277,11 +277,19 @@ def test_a_result_is_served_only_to_sites_its_policy_admits(
     site3 = net.sites["party3"]
     blobs = BlobStore(tmp_path / "blobs")
     with PeerJobsClient(scenario.site2.external_url, scenario.site1.identity) as peer:
-        assert peer.fetch_result(result, blobs).size > 0
+        fetched = peer.fetch_result(result, blobs)
+        assert fetched.size > 0
+        peer_digest = fetched.digest
+    never_made = ResultId("f" * 64)
     with PeerJobsClient(scenario.site2.external_url, site3.identity) as peer:
-        with pytest.raises(PermissionDenied) as denied:
+        # Refused, and told exactly what it would be told of a result never computed here.
+        with pytest.raises(NotFound) as denied:
             peer.fetch_result(result, blobs)
-        assert site3.id in denied.value.message
+        with pytest.raises(NotFound) as unknown:
+            peer.fetch_result(never_made, blobs)
+        assert denied.value.message == f"{result} is not available to {site3.id} here"
+        assert unknown.value.message == f"{never_made} is not available to {site3.id} here"
+        assert list(blobs.digests()) == [peer_digest]
         with pytest.raises(NotFound):
             peer.step_statuses(job_id)
         with pytest.raises(NotFound):

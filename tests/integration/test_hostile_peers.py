@@ -17,7 +17,7 @@ from tests.support.images import write_image
 from tests.support.sites import Network, may_access, network
 
 from mahiru.client.jobs import JobsClient, PeerJobsClient
-from mahiru.errors import NotFound, PermissionDenied
+from mahiru.errors import InvalidInput, NotFound, PermissionDenied, path_redactor
 from mahiru.model.assets import Asset, AssetKind
 from mahiru.model.identifiers import AssetId, SiteId
 from mahiru.model.jobs import StepAssignment
@@ -140,3 +140,29 @@ def test_a_live_only_data_set_never_leaves_whole(net: Network, tmp_path: Path) -
             peer.download_image(live, tmp_path / "stolen.tar")
     assert list(blobs.digests()) == []
     assert not (tmp_path / "stolen.tar").exists()
+
+
+def test_errors_name_no_folder_of_the_site(net: Network) -> None:
+    """An error that would name the site's data folder reaches callers with it redacted."""
+    site2 = net.sites["p2"]
+    assert site2.app is not None
+    data = site2.config.data_dir
+
+    @site2.app.get("/external/boom-for-the-test")
+    def boom() -> None:
+        raise InvalidInput(f"cannot read {data.resolve()}/blobs/x", {"path": f"{data}/work/y"})
+
+    with site2.peer(net.sites["p1"].identity) as peer:
+        response = peer._http.get("/boom-for-the-test")
+    assert response.status_code == 400
+    text = response.text
+    assert str(data) not in text and str(data.resolve()) not in text
+    assert "<site data>/blobs/x" in text and "<site data>/work/y" in text
+
+
+def test_the_redactor_replaces_each_folder_whole() -> None:
+    redact = path_redactor(Path("/srv/site"), Path("/srv/site/data"), Path("."))
+    assert (
+        redact("at /srv/site/data/work and /srv/site/x") == "at <site data>/work and <site data>/x"
+    )
+    assert redact("no path here.") == "no path here."

@@ -5,7 +5,9 @@ Every error response body is `{"error": {"type", "message", "details"}}`.
 
 from __future__ import annotations
 
+import json
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -89,12 +91,19 @@ def error_response(error: MahiruError) -> JSONResponse:
     return JSONResponse(error.to_dict(), status_code=status_for(error))
 
 
-def install_error_handlers(app: FastAPI) -> None:
-    """Make every error of `app`, expected or not, come out in the JSON error shape."""
+def install_error_handlers(app: FastAPI, *, redact: Callable[[str], str] | None = None) -> None:
+    """Make every error of `app`, expected or not, come out in the JSON error shape.
+
+    With `redact`, a Mahiru error's message and details pass through it first
+    (a site's own folder paths stay out of what callers read).
+    """
 
     async def on_mahiru_error(request: Request, error: Exception) -> JSONResponse:
         assert isinstance(error, MahiruError)
-        return error_response(error)
+        if redact is None:
+            return error_response(error)
+        body = json.loads(redact(json.dumps(error.to_dict())))
+        return JSONResponse(body, status_code=status_for(error))
 
     async def on_validation_error(request: Request, error: Exception) -> JSONResponse:
         assert isinstance(error, RequestValidationError)

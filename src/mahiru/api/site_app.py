@@ -33,7 +33,7 @@ from mahiru.client.jobs import PeerJobsClient
 from mahiru.client.registry import RegistryClient
 from mahiru.client.site import PeerClient
 from mahiru.config import SiteConfig
-from mahiru.errors import InvalidInput, MahiruError
+from mahiru.errors import InvalidInput, MahiruError, path_redactor
 from mahiru.pki import load_certificate, user_ca_party
 from mahiru.runtime import ContainerRuntime, DockerRuntime, limits_from_config
 from mahiru.services.jobs import JobContext, JobPeer, JobPeers, JobServices
@@ -253,7 +253,7 @@ def create_site_app(
     )
     app.state.services = services
     app.state.jobs = jobs
-    install_error_handlers(app)
+    install_error_handlers(app, redact=path_redactor(config.data_dir.resolve(), config.data_dir))
     _authenticate(app, authenticator, services)
     # Added after authentication, so they wrap it: refused requests are logged too.
     install_middleware(app, body_limit=config.max_body_bytes, unlimited=("/internal/assets/",))

@@ -13,10 +13,11 @@ that made it), never taken from the asker.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
 from dataclasses import replace
 
-from mahiru.errors import PermissionDenied
+from mahiru.errors import NotFound, PermissionDenied
 from mahiru.model.identifiers import AssetId, PartyId, ResultId, SiteId
 from mahiru.model.items import ItemKind, WorkflowItem
 from mahiru.model.jobs import StepStatus
@@ -27,6 +28,8 @@ from mahiru.policy.permissions import Permissions, primary
 from mahiru.services.jobs.context import JobContext
 from mahiru.services.jobs.live_grants import is_live
 from mahiru.services.site.assets import ImageFile
+
+logger = logging.getLogger("mahiru.site.egress")
 
 
 class Egress:
@@ -68,10 +71,31 @@ class Egress:
         return engine.job_permissions(provenance.job)[item], f"{stored} ({item})"
 
     def release_to_site(self, stored: AssetId | ResultId, site: SiteId) -> Release:
-        """Leave for `stored` to go to `site`; PermissionDenied with the reasons."""
-        return Release(
-            self._ctx.policy.decide(lambda engine: self._decide_for_site(engine, stored, site))
-        )
+        """Leave for `stored` to go to `site`; PermissionDenied with the reasons.
+
+        For a result, a site that may not have it is told "not found", exactly
+        as for a result that does not exist: results are named by how they are
+        computed, so anyone can name one, and the answer must not say whether
+        it was computed here. The reasons go to this site's log.
+        """
+        if isinstance(stored, AssetId):
+            return Release(
+                self._ctx.policy.decide(lambda engine: self._decide_for_site(engine, stored, site))
+            )
+        unavailable = NotFound(f"{stored} is not available to {site} here", {"result": str(stored)})
+        try:
+            decision = self._ctx.policy.decide(
+                lambda engine: self._decide_for_site(engine, stored, site)
+            )
+        except NotFound:
+            raise unavailable from None
+        if not decision.allowed:
+            logger.info(
+                "result refused",
+                extra={"result": str(stored), "site": str(site), "why": decision.failures()},
+            )
+            raise unavailable
+        return Release(decision)
 
     def release_to_party(self, stored: AssetId | ResultId, party: PartyId) -> Release:
         """Leave for `stored` to go to a user of `party` (use); PermissionDenied, with why."""

@@ -16,7 +16,7 @@ import shutil
 import threading
 import time
 
-from mahiru.errors import Conflict, MahiruError, NotFound, Unavailable
+from mahiru.errors import Conflict, MahiruError, NotFound, Unavailable, path_redactor
 from mahiru.model.items import ItemKind, WorkflowItem
 from mahiru.model.jobs import StepInput, StepState, StepStatus, step_inputs, step_results
 from mahiru.policy.decisions import Decision
@@ -52,6 +52,9 @@ class StepExecution:
         self._fetcher = fetcher
         self._stop = stop
         self._live = LiveChannels(ctx)
+        # Failure reasons reach the submitter's users and other sites: no paths of ours.
+        data = ctx.work_dir.parent
+        self._redact = path_redactor(data.resolve(), data)
         #: Seconds a step may meet only Unavailable before it fails (read at each attempt).
         self.unavailable_deadline = unavailable_deadline
         # Since when (monotonic) each step has met nothing but Unavailable; in memory only,
@@ -126,7 +129,7 @@ class StepExecution:
                 step,
                 state,
                 self._ctx.now(),
-                reason=reason,
+                reason=None if reason is None else self._redact(reason),
                 exit_code=exit_code,
                 log_tail=log_tail,
             )

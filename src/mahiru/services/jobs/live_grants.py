@@ -6,7 +6,12 @@ site decides with its own policy (never the asker's plan) whether the asker
 may run that step, which must read the asset, and if so returns a random
 token bound to (asset, asking site, job, step, input) that expires. With the
 token and its own certificate, and nothing else, the asker reads the files
-of the asset's `/data`, which are unpacked here for the grant's lifetime.
+of the asset's `/data`, which are unpacked here while any grant uses them.
+
+Grants are bounded: a site may hold at most MAX_GRANTS_PER_SITE at once,
+and grants of the same image share one unpacked copy, so asking again and
+again costs neither disk nor time. The policy decides before anything is
+looked up, so a site without access learns nothing of which assets exist.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ from datetime import datetime, timedelta
 from pathlib import Path, PurePosixPath
 
 from mahiru.client.jobs import extract_data_files
-from mahiru.errors import InvalidInput, NotFound, PermissionDenied
+from mahiru.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 from mahiru.model.assets import AssetKind
 from mahiru.model.identifiers import AssetId, SiteId
 from mahiru.model.workflow import Job
@@ -31,6 +36,8 @@ logger = logging.getLogger("mahiru.site.live")
 
 #: How long a grant lives beyond the step's time limit (fetch and start-up slack).
 GRANT_MARGIN_SECONDS = 120.0
+#: Live grants one site may hold here at once (each is a running step reading data).
+MAX_GRANTS_PER_SITE = 16
 
 LIVE_ACCESS = "live_access"
 
@@ -89,6 +96,7 @@ class LiveGrants:
         self._ctx = ctx
         self._root = ctx.work_dir / "live-grants"
         self._lock = threading.Lock()
+        self._unpack_lock = threading.Lock()
         self._grants: dict[str, LiveGrant] = {}
         #: How long a grant lives: the step's time limit plus a margin.
         self.ttl = timedelta(seconds=ctx.limits.timeout_seconds + GRANT_MARGIN_SECONDS)
@@ -96,13 +104,6 @@ class LiveGrants:
     def grant(self, request: LiveGrantRequest, caller: SiteId) -> tuple[str, LiveGrant]:
         """A new token for `caller`, if this site's policy lets it run the step on the asset."""
         ctx = self._ctx
-        record = ctx.records.get(request.asset)
-        asset = record.asset
-        if asset.kind is not AssetKind.DATA or not is_live(dict(asset.metadata)):
-            raise InvalidInput(
-                f"{request.asset} is not a data asset marked for live access",
-                {"asset": str(request.asset)},
-            )
         definition = request.job.workflow.steps.get(request.step)
         source = None if definition is None else definition.inputs.get(request.input)
         if not isinstance(source, str) or request.job.inputs.get(source) != request.asset:
@@ -111,8 +112,8 @@ class LiveGrants:
                 f" as its input {request.input!r}",
                 {"step": request.step, "input": request.input},
             )
-        # Decided from this site's replica, which may lag the requester's by a
-        # round: `decide` replicates once before a denial stands.
+        # Decided first, from this site's replica, which may lag the requester's
+        # by a round: `decide` replicates once before a denial stands.
         decision = ctx.policy.decide(
             lambda engine: engine.may_run_step(
                 engine.job_permissions(request.job), request.step, caller
@@ -124,30 +125,57 @@ class LiveGrants:
                 + "; ".join(decision.failures()),
                 decision.to_dict(),
             )
-        digest = asset.image_digest
-        if digest is None or not ctx.blobs.has(digest):
-            raise NotFound(f"{request.asset} has no stored image", {"asset": str(request.asset)})
-        token = secrets.token_urlsafe(32)
-        token_hash = _hash(token)
-        files = self._root / token_hash[:32]
-        shutil.rmtree(files, ignore_errors=True)
-        self._root.mkdir(parents=True, exist_ok=True)
-        extract_data_files(ctx.blobs.path(digest), files)
-        grant = LiveGrant(
-            token_hash,
-            request.asset,
-            caller,
-            request.job_id,
-            request.step,
-            request.input,
-            ctx.now() + self.ttl,
-            files,
+        unavailable = NotFound(
+            f"{request.asset} is not a data set served live here", {"asset": str(request.asset)}
         )
-        with self._lock:
-            self._grants[token_hash] = grant
+        try:
+            asset = ctx.records.get(request.asset).asset
+        except NotFound:
+            raise unavailable from None
+        digest = asset.image_digest
+        if asset.kind is not AssetKind.DATA or not is_live(dict(asset.metadata)) or digest is None:
+            raise unavailable
+        if not ctx.blobs.has(digest):
+            raise unavailable
         self.expire()
+        with self._lock:
+            held = sum(1 for g in self._grants.values() if g.site == caller)
+        if held >= MAX_GRANTS_PER_SITE:
+            raise Conflict(
+                f"{caller} holds {held} live grants here, the most one site may hold at once;"
+                " revoke those of finished steps first",
+                {"site": str(caller), "limit": MAX_GRANTS_PER_SITE},
+            )
+        token = secrets.token_urlsafe(32)
+        with self._unpack_lock:  # so no grant drops the shared files in between
+            grant = LiveGrant(
+                _hash(token),
+                request.asset,
+                caller,
+                request.job_id,
+                request.step,
+                request.input,
+                ctx.now() + self.ttl,
+                self._unpacked(digest),
+            )
+            with self._lock:
+                self._grants[grant.token_hash] = grant
         logger.info("live access granted", extra={**grant.to_dict()})
         return token, grant
+
+    def _unpacked(self, digest: str) -> Path:
+        """The /data files of image `digest`, unpacked once and shared by its grants.
+
+        Called with the unpack lock held.
+        """
+        files = self._root / digest[:32]
+        with self._lock:
+            shared = any(g.files == files for g in self._grants.values())
+        if not shared:
+            shutil.rmtree(files, ignore_errors=True)
+            self._root.mkdir(parents=True, exist_ok=True)
+            extract_data_files(self._ctx.blobs.path(digest), files)
+        return files
 
     def file(self, token: str, caller: SiteId, path: str) -> Path:
         """The file at `path` under the granted asset's /data; NotFound without a grant."""
@@ -204,7 +232,11 @@ class LiveGrants:
         return grant
 
     def _drop(self, token_hash: str) -> None:
-        with self._lock:
-            grant = self._grants.pop(token_hash, None)
-        if grant is not None:
-            shutil.rmtree(grant.files, ignore_errors=True)
+        with self._unpack_lock:
+            with self._lock:
+                grant = self._grants.pop(token_hash, None)
+                still_used = grant is not None and any(
+                    g.files == grant.files for g in self._grants.values()
+                )
+            if grant is not None and not still_used:
+                shutil.rmtree(grant.files, ignore_errors=True)
