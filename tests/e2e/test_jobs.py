@@ -464,3 +464,32 @@ def test_a_compute_image_the_engine_has_is_downloaded_only_once(
     assert asked.count(str(compute)) == 1
     assert downloaded.count(str(compute)) == 1
     assert ctx.loaded_images[digest] != "sha256:" + "0" * 64
+
+
+def test_a_damaged_result_is_computed_again_never_reused(
+    scenario: Scenario, tmp_path: Path
+) -> None:
+    """The result's image damaged at both sites: the same job again recomputes (not
+    `reused`), sets the damaged copies aside, and delivers [1, 34]."""
+    job = scenario.job(data=None)
+    with user(scenario) as client:
+        first = client.wait(client.submit(job).status.job_id, WAIT)
+        assert first.status.state is JobState.SUCCEEDED, first.to_json()
+        result = first.status.outputs()["result"]
+        damaged = []
+        for site in (scenario.site1, scenario.site2):
+            assert site.app is not None
+            digest = site.app.state.jobs.ctx.records.get(result).asset.image_digest
+            path = BlobStore(site.config.data_dir / "blobs").path(digest)
+            path.chmod(0o644)
+            with path.open("r+b") as file:
+                file.seek(path.stat().st_size // 2)
+                file.write(b"\x00\xff\x00\xff")
+            damaged.append(site.config.data_dir / "blobs" / "damaged" / digest)
+        again = client.wait(client.submit(job).status.job_id, WAIT)
+        assert again.status.state is JobState.SUCCEEDED, again.to_json()
+        (step,) = again.steps
+        assert step.state is StepState.SUCCEEDED  # computed again, not reused
+        (data,) = client.download_output(again.status.job_id, "result", tmp_path / "out")
+        assert json.loads(data.read_text()) == [1, 34]
+    assert all(path.is_file() for path in damaged)  # set aside, for the operator

@@ -25,13 +25,17 @@ logger = logging.getLogger("mahiru.site.jobs")
 
 
 def result_stored(ctx: JobContext, result: ResultId) -> bool:
-    """Whether a result and its image are stored here."""
+    """Whether a result is stored here with a sound image, to be reused.
+
+    The image is checked against its digest first: a damaged one is set aside
+    (and the result computed again), never reused.
+    """
     try:
         record = ctx.records.get(result)
     except NotFound:
         return False
     digest = record.asset.image_digest
-    return digest is not None and ctx.blobs.has(digest)
+    return digest is not None and ctx.blobs.has(digest) and ctx.blobs.verify(digest)
 
 
 def package_outputs(
@@ -100,6 +104,11 @@ def _store(
                     "size": image.size,
                 }
                 asset = Asset(provenance.result, AssetKind.DATA, metadata, image.digest)
+                if ctx.records.has(provenance.result):
+                    stored = ctx.records.get(provenance.result).asset.image_digest
+                    if stored is None or not ctx.blobs.has(stored):
+                        # Its image was damaged (set aside) or lost: the new one replaces it.
+                        ctx.records.delete(provenance.result)
                 if not ctx.records.has(provenance.result):
                     ctx.records.add(asset, size=image.size)
                 ctx.jobs.add_provenance(provenance, ctx.now())
