@@ -162,6 +162,7 @@ class Record:
     unsure: int = 0  # submissions cut off after they were sent: the site may have the job
     kills: Counter[str] = field(default_factory=Counter)
     recoveries: list[float] = field(default_factory=list)
+    killer_error: BaseException | None = None
 
 
 def _restart(service: Service) -> float:
@@ -173,6 +174,15 @@ def _restart(service: Service) -> float:
 
 
 def _killer(net: LocalNetwork, rng: random.Random, stop: threading.Event, record: Record) -> None:
+    try:
+        _kill_at_random(net, rng, stop, record)
+    except BaseException as error:  # the test fails on it: a service may not have come back
+        record.killer_error = error
+
+
+def _kill_at_random(
+    net: LocalNetwork, rng: random.Random, stop: threading.Event, record: Record
+) -> None:
     services = {"registry": net.registry, **{s.name: d.service for s, d in net.sites.items()}}
     while not stop.wait(rng.uniform(0.5, 2.5)) and sum(record.kills.values()) < MAX_KILLS:
         name = rng.choice(sorted(services))
@@ -225,6 +235,7 @@ def test_jobs_survive_random_kills_and_leave_nothing_behind(
     finally:
         stop.set()
         killer.join()
+    assert record.killer_error is None, f"the killer failed: {record.killer_error!r}"
     chaos_ended = time.monotonic()
     # The services are all up again; every job must now come to an end.
     outcomes: dict[str, JobState] = {}
