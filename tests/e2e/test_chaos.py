@@ -51,6 +51,7 @@ pytestmark = pytest.mark.e2e
 JOBS = 30
 IN_FLIGHT = 3
 MAX_KILLS = 40
+MIN_KILLS = 15
 DEADLINE = 600.0
 #: How long a job may take to finish once the killing has stopped (seconds).
 SETTLE = 240.0
@@ -232,6 +233,9 @@ def test_jobs_survive_random_kills_and_leave_nothing_behind(
             while len(pending) >= IN_FLIGHT and time.monotonic() < deadline:
                 pending = [j for j in pending if not _finished(client, j)]
                 time.sleep(0.3)
+        # Fast runs end before the killer got going: let it reach its minimum.
+        while sum(record.kills.values()) < MIN_KILLS and time.monotonic() < deadline:
+            time.sleep(0.5)
     finally:
         stop.set()
         killer.join()
@@ -265,7 +269,7 @@ def test_jobs_survive_random_kills_and_leave_nothing_behind(
         f" max {max(record.recoveries):.2f} s, chaos {chaos_ended - started:.0f} s,"
         f" settled {settled - chaos_ended:.1f} s after it, lost 0"
     )
-    assert sum(record.kills.values()) >= 10, record.kills
+    assert sum(record.kills.values()) >= MIN_KILLS, record.kills
     assert len(succeeded) == JOBS, dict(Counter(s.value for s in outcomes.values()))
     # No record lost: every accepted job is there, and at most the cut-off ones besides.
     assert set(record.accepted) <= listed

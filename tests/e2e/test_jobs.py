@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import io
 import json
 import tarfile
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +29,7 @@ from mahiru.model.serialization import job_from_dict, job_to_dict
 from mahiru.policy.signing import sign_revocation
 from mahiru.runtime import LABEL_JOB, DockerRuntime
 from mahiru.runtime.assets import INPUT_ASSET, MINMAX_ASSET, OUTPUT_BASE_ASSET
+from mahiru.services.jobs.receipts import Receipts
 from mahiru.storage import BlobStore
 from mahiru.storage.blobs import normalise_digest
 
@@ -400,11 +403,14 @@ def test_the_running_site_rechecks_the_step_against_its_own_policy(
     with user(scenario) as client:
         job_id = client.submit(scenario.job(data=data)).status.job_id
         view = client.wait(job_id, WAIT)
+    # site2 refuses the hand-over itself (it checks the whole job as planned), so the
+    # step never starts and the job fails with site2's reason.
     assert view.status.state is JobState.FAILED
     (step,) = view.steps
-    assert step.state is StepState.FAILED and step.started_at is None
-    assert step.reason is not None and "policy does not permit" in step.reason
-    assert data in step.reason
+    assert step.state in (StepState.FAILED, StepState.CANCELLED) and step.started_at is None
+    reason = view.status.reason
+    assert reason is not None and "policy does not permit" in reason, reason
+    assert data in reason
 
 
 def test_a_compute_image_the_engine_has_is_downloaded_only_once(
@@ -493,3 +499,34 @@ def test_a_damaged_result_is_computed_again_never_reused(
         (data,) = client.download_output(again.status.job_id, "result", tmp_path / "out")
         assert json.loads(data.read_text()) == [1, 34]
     assert all(path.is_file() for path in damaged)  # set aside, for the operator
+
+
+def test_a_stored_result_whose_receipt_does_not_verify_is_never_reused(
+    scenario: Scenario,
+) -> None:
+    """A poisoned cache: the stored result's receipt re-signed by nobody (or missing). The
+    same job again computes it afresh instead of reusing it, and stores a sound receipt."""
+    job = scenario.job()
+    with user(scenario) as client:
+        first = client.wait(client.submit(job).status.job_id, WAIT)
+        assert first.status.state is JobState.SUCCEEDED, first.to_json()
+        result = first.status.outputs()["result"]
+        for site, poison in ((scenario.site2, "forged"), (scenario.site1, "missing")):
+            assert site.app is not None
+            records = site.app.state.jobs.ctx.records
+            record = records.get(result)
+            metadata = dict(record.asset.metadata)
+            if poison == "forged":
+                receipts = [dict(r) for r in metadata["receipts"]]
+                receipts[0]["signature"] = base64.b64encode(b"\x30" * 70).decode()
+                metadata["receipts"] = receipts
+            else:
+                metadata.pop("receipts")
+            records.delete(result)
+            records.add(replace(record.asset, metadata=metadata), size=record.size)
+        again = client.wait(client.submit(job).status.job_id, WAIT)
+        assert again.status.state is JobState.SUCCEEDED, again.to_json()
+        (step,) = again.steps
+        assert step.state is StepState.SUCCEEDED  # computed again, not reused
+    assert scenario.site2.app is not None
+    assert Receipts(scenario.site2.app.state.jobs.ctx).stored(result) is not None

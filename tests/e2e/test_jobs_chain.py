@@ -190,3 +190,55 @@ def test_a_peer_down_during_the_job_is_waited_for(net: Network, tmp_path: Path) 
         assert not client.status(job_id).status.state.terminal
         site2.start()
         _check_result(client, job_id, tmp_path / "out")
+
+
+def test_the_result_s_receipt_chain_verifies_offline_and_tampering_fails_it(
+    net: Network, tmp_path: Path
+) -> None:
+    """`mahiru results verify`: the three steps' receipts, each signed by the site that ran
+    the step, check out with the registry's records alone; an edited receipt, a wrong
+    digest or a receipt re-signed by another site do not."""
+    import subprocess
+    import sys
+
+    with _client(net) as client:
+        view = client.wait(client.submit(_chain(net)).status.job_id, WAIT)
+    assert view.status.state is JobState.SUCCEEDED, view.to_json()
+    result = view.status.outputs()["result"]
+    site1 = net.sites["party1"]
+    with site1.client(site1.party.user) as user:
+        record = user.get_asset(result)
+    document = {
+        "id": str(result),
+        "image_digest": record.asset.image_digest,
+        "metadata": dict(record.asset.metadata),
+    }
+    with net.registry.client(net.parties["party1"].client) as registry:
+        sites = [site.to_dict() for site in registry.sites()]
+    (tmp_path / "registry.json").write_text(json.dumps({"sites": sites}))
+
+    def verify(data: dict[str, Any]) -> subprocess.CompletedProcess[str]:
+        (tmp_path / "result.json").write_text(json.dumps(data))
+        command = [sys.executable, "-m", "mahiru", "results", "verify"]
+        command += [str(tmp_path / "result.json"), "--registry", str(tmp_path / "registry.json")]
+        return subprocess.run([*command, "--json"], capture_output=True, text=True, timeout=60)
+
+    done = verify(document)
+    assert done.returncode == 0, done.stdout + done.stderr
+    report = json.loads(done.stdout)
+    assert report["verified"] is True and len(report["receipts"]) == 3
+    ran_at = {line.split(" computed at ")[1].split(",")[0] for line in report["receipts"]}
+    assert ran_at == {net.sites[name].id for name in NAMES}
+
+    tampered = json.loads(json.dumps(document))
+    tampered["metadata"]["receipts"][-1]["step"] = "z"
+    wrong_digest = {**document, "image_digest": "0" * 64}
+    resigned = json.loads(json.dumps(document))
+    elsewhere = next(r for r in resigned["metadata"]["receipts"] if r["site"] != site1.id)
+    elsewhere["site"] = site1.id  # now claims site1 computed it: site1 never signed that
+    for broken, why in ((tampered, "does not verify"), (wrong_digest, "names image"),
+                        (resigned, "does not verify")):  # fmt: skip
+        done = verify(broken)
+        assert done.returncode == 1, done.stdout
+        assert json.loads(done.stdout)["verified"] is False
+        assert why in json.loads(done.stdout)["reason"]

@@ -13,6 +13,7 @@ import logging
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from functools import partial
 from typing import Any
 
 import httpx
@@ -34,7 +35,8 @@ from mahiru.client.registry import RegistryClient
 from mahiru.client.site import PeerClient
 from mahiru.config import SiteConfig
 from mahiru.errors import InvalidInput, MahiruError, path_redactor
-from mahiru.pki import load_certificate, user_ca_party
+from mahiru.pki import load_certificate, load_tls_private_key, user_ca_party
+from mahiru.pki.signatures import sign_with_tls_key
 from mahiru.runtime import ContainerRuntime, DockerRuntime, limits_from_config
 from mahiru.services.jobs import JobContext, JobPeer, JobPeers, JobServices
 from mahiru.services.site import RegistryFeed, RuleFeed, RuleFeedFactory, SiteServices
@@ -208,6 +210,7 @@ def create_site_app(
             runtime=container_runtime or DockerRuntime(),
             limits=limits_from_config(config.containers),
             work_dir=config.data_dir / "work",
+            sign=_receipt_signer(config),
         ),
         peer_retry_deadline=config.peer_retry_deadline_seconds,
     )
@@ -263,6 +266,13 @@ def create_site_app(
     app.include_router(external_jobs_router(services, jobs, authenticator))
     _describe_security(app)
     return app
+
+
+def _receipt_signer(config: SiteConfig) -> Callable[[bytes], bytes] | None:
+    """Signs receipts with the site's TLS key (None without one)."""
+    if config.tls.key is None:
+        return None
+    return partial(sign_with_tls_key, load_tls_private_key(config.tls.key))
 
 
 _ERROR_RESPONSES = error_responses(ErrorOut, "The site failed or a dependency is unavailable.")

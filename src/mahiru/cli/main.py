@@ -15,7 +15,18 @@ def cli() -> None:
 
 def _register_commands() -> None:
     """Attach every command group; each lives in its own module."""
-    from mahiru.cli import assets, blobs, certs, demo, jobs, offline, register, rules, serve
+    from mahiru.cli import (
+        assets,
+        blobs,
+        certs,
+        demo,
+        jobs,
+        offline,
+        register,
+        results,
+        rules,
+        serve,
+    )
 
     cli.add_command(certs.certs_group)
     cli.add_command(offline.plan_command)
@@ -26,6 +37,7 @@ def _register_commands() -> None:
     cli.add_command(blobs.blobs_group)
     cli.add_command(rules.rules_group)
     cli.add_command(jobs.jobs_group)
+    cli.add_command(results.results_group)
     cli.add_command(demo.demo_command)
 
 

@@ -113,6 +113,17 @@ class Decision:
                 lines.extend("  " + line for line in part.explain().splitlines())
         return "\n".join(lines)
 
+    def rule_ids(self) -> list[str]:
+        """The ids of the rules in every chain that met a requirement, each once, sorted."""
+        ids: set[str] = set()
+        pending = [self]
+        while pending:
+            decision = pending.pop()
+            for outcome in decision.outcomes:
+                ids.update(rule.rule_id() for rule in outcome.chain or ())
+            pending.extend(decision.parts)
+        return sorted(ids)
+
     def to_dict(self) -> dict[str, Any]:
         """JSON form, recursively."""
         out: dict[str, Any] = {

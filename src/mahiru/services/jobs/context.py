@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -50,6 +51,8 @@ class JobContext:
     limits: StepLimits
     work_dir: Path
     clock: Clock = utc_now
+    #: Signs what this site vouches for (result receipts) with its TLS key; None: no key.
+    sign: Callable[[bytes], bytes] | None = None
     jobs: JobRepository = field(init=False)
     records: AssetRepository = field(init=False)
     #: Engine image ids of archives already loaded, by blob digest.

@@ -13,16 +13,18 @@ import contextlib
 import logging
 import threading
 
-from mahiru.errors import Conflict, MahiruError, NotFound, Unavailable
+from mahiru.errors import Conflict, InvalidInput, MahiruError, NotFound, Unavailable
 from mahiru.model.identifiers import ResultId
 from mahiru.model.jobs import (
     JobState,
     JobStatus,
     ResultProvenance,
+    step_inputs,
     workflow_output_sources,
 )
 from mahiru.services.jobs.context import JobContext, KnownJob
 from mahiru.services.jobs.dispatch import Dispatcher
+from mahiru.services.jobs.receipts import Receipts
 from mahiru.services.jobs.storing import result_stored, store_collected
 from mahiru.services.jobs.submission import JobDesk
 
@@ -50,6 +52,7 @@ class JobCoordinator:
         self._ctx = ctx
         self._dispatcher = dispatcher
         self._desk = desk
+        self._receipts = Receipts(ctx)
         self._interval = interval
         self._running_interval = running_interval
         self._stop = threading.Event()
@@ -131,11 +134,26 @@ class JobCoordinator:
                     continue  # workflow outputs are always step results
                 if result_stored(ctx, result):
                     continue
-                info = ctx.peers.get(source.site).fetch_result(result, ctx.blobs)
+                peer = ctx.peers.get(source.site)
+                record = peer.asset_metadata(result)
+                digest = record.asset.image_digest
+                if digest is None:
+                    raise InvalidInput(f"{result} at {source.site} has no image")
+                chain = self._receipts.verify(result, digest, record.asset.metadata)
+                expected = step_inputs(
+                    status.job, status.plan, producer.step, submitter_site=status.submitter_site
+                )
+                self._receipts.check_claims(chain, result, source.site, expected)
+                info = peer.fetch_result(result, ctx.blobs)
+                if info.digest != digest:
+                    raise InvalidInput(
+                        f"{source.site} served {result} with sha256:{info.digest}, not the"
+                        f" sha256:{digest} its receipt names"
+                    )
                 provenance = ResultProvenance(
                     result, status.job_id, producer.step, producer.output, status.job
                 )
-                store_collected(ctx, known, provenance, info)
+                store_collected(ctx, known, provenance, info, chain)
         except Unavailable as error:
             logger.info(
                 "cannot collect outputs yet: %s", error.message, extra={"job": status.job_id}

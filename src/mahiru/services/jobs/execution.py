@@ -15,22 +15,36 @@ import logging
 import shutil
 import threading
 import time
+from dataclasses import dataclass
 
 from mahiru.errors import Conflict, MahiruError, NotFound, Unavailable, path_redactor
 from mahiru.model.items import ItemKind, WorkflowItem
 from mahiru.model.jobs import StepInput, StepState, StepStatus, step_inputs, step_results
+from mahiru.model.receipts import ReceiptChain, ReceiptInput
 from mahiru.policy.decisions import Decision
 from mahiru.policy.engine import PolicyEngine
 from mahiru.runtime import LABEL_INSTANCE, StepResult, step_labels
 from mahiru.services.jobs.context import JobContext, KnownJob
 from mahiru.services.jobs.fetching import InputFetcher
 from mahiru.services.jobs.live_channel import LiveChannels
+from mahiru.services.jobs.receipts import Receipts, receipt_item
 from mahiru.services.jobs.storing import package_outputs, result_stored, store_step_results
 
 logger = logging.getLogger("mahiru.site.jobs")
 
 #: How long a step keeps retrying while a peer or the engine is unavailable (seconds).
 UNAVAILABLE_DEADLINE = 600.0
+
+
+@dataclass(frozen=True, slots=True)
+class _Made:
+    """What a step runs on: its inputs, their digests and receipt chains, and the ids of
+    the rules that allowed it here (all of which its receipts record)."""
+
+    needed: list[StepInput]
+    digests: dict[WorkflowItem, str]
+    chains: list[ReceiptChain]
+    rules: list[str]
 
 
 class _Blocked(Exception):
@@ -52,6 +66,7 @@ class StepExecution:
         self._fetcher = fetcher
         self._stop = stop
         self._live = LiveChannels(ctx)
+        self._receipts = Receipts(ctx)
         # Failure reasons reach the submitter's users and other sites: no paths of ours.
         data = ctx.work_dir.parent
         self._redact = path_redactor(data.resolve(), data)
@@ -189,12 +204,23 @@ class StepExecution:
         shutil.rmtree(work, ignore_errors=True)
         try:
             digests: dict[WorkflowItem, str] = {}
+            chains: list[ReceiptChain] = []
             live = self._live.live_inputs(needed)
             for item in needed:
                 if item.item in live:
                     continue  # read live from its owner's site while the step runs
-                digest, was_fetched = self._fetcher.archive(item)
+                producer_inputs = None
+                if item.producer is not None:
+                    producer_inputs = step_inputs(
+                        known.job,
+                        known.plan,
+                        item.producer.step,
+                        submitter_site=known.submitter_site,
+                    )
+                digest, was_fetched, chain = self._fetcher.archive(item, producer_inputs)
                 digests[item.item] = digest
+                if chain is not None:
+                    chains.append(chain)
                 if was_fetched:
                     fetched.append(digest)
             if state is StepState.FETCHING:
@@ -202,7 +228,8 @@ class StepExecution:
                 state = StepState.RUNNING
             # The outputs live in room that cannot outgrow the limit, until packaged.
             with ctx.runtime.output_space(work / "outputs", ctx.limits.max_output_bytes):
-                return self._run_and_package(known, step, state, needed, digests, live)
+                made = _Made(needed, digests, chains, decision.rule_ids())
+                return self._run_and_package(known, step, state, made, live)
         finally:
             self._fetcher.release(fetched)
             shutil.rmtree(work, ignore_errors=True)
@@ -214,13 +241,12 @@ class StepExecution:
         known: KnownJob,
         step: str,
         state: StepState,
-        needed: list[StepInput],
-        digests: dict[WorkflowItem, str],
+        made: _Made,
         live: set[WorkflowItem],
     ) -> bool:
         """Run the step's container and package its outputs; True once the step is done."""
         ctx = self._ctx
-        result, bases = self._run(known, step, needed, digests, live)
+        result, bases = self._run(known, step, made.needed, made.digests, live)
         if self._stop.is_set():
             return False  # the site is stopping: redo the step after the restart
         if not result.succeeded:
@@ -245,7 +271,25 @@ class StepExecution:
                 known.job_id, step, StepState.STORING, ctx.now(), exit_code=result.exit_code
             )
         images = package_outputs(ctx, known, step, result.outputs, bases)
-        store_step_results(ctx, known, step, images)
+        results = step_results(known.job, step)
+        ran_on = [
+            ReceiptInput(receipt_item(n), str(n.asset), made.digests[n.item])
+            for n in made.needed
+            if n.item in made.digests
+        ]
+        chains = {}
+        for output, image in images.items():
+            chains[output] = self._receipts.make(
+                known,
+                step,
+                output,
+                results[output],
+                image.digest,
+                ran_on,
+                made.rules,
+                made.chains,
+            )
+        store_step_results(ctx, known, step, images, chains)
         logger.info(
             "step succeeded",
             extra={"job": known.job_id, "step": step, "seconds": result.duration_seconds},

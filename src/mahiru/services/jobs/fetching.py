@@ -18,11 +18,13 @@ import threading
 from collections import Counter
 from collections.abc import Iterable
 
-from mahiru.errors import NotFound
+from mahiru.errors import InvalidInput, NotFound
 from mahiru.model.identifiers import AssetId, ResultId
 from mahiru.model.jobs import StepInput
+from mahiru.model.receipts import ReceiptChain
 from mahiru.services.jobs.context import JobContext
 from mahiru.services.jobs.peers import retrying
+from mahiru.services.jobs.receipts import Receipts
 from mahiru.storage.blobs import normalise_digest
 
 logger = logging.getLogger("mahiru.site.jobs")
@@ -35,26 +37,38 @@ class InputFetcher:
         self._ctx = ctx
         self._stop = stop
         self._lock = threading.Lock()
+        self._receipts = Receipts(ctx)
         self._users: Counter[str] = Counter()  # fetched blob digest -> steps using it
 
-    def archive(self, needed: StepInput) -> tuple[str, bool]:
-        """The blob digest of `needed`'s image archive here, and whether it was fetched.
+    def archive(
+        self, needed: StepInput, producer_inputs: list[StepInput] | None = None
+    ) -> tuple[str, bool, ReceiptChain | None]:
+        """The blob digest of `needed`'s image archive here, whether it was fetched, and
+        (for a result) its verified receipt chain.
 
-        Fetched images must be given back with `release` once the step is done.
+        A result is taken only if its receipt chain verifies and, when this job
+        made it (`producer_inputs`: what its step runs on), says it was made at
+        the planned site on exactly those. Fetched images must be given back
+        with `release` once the step is done.
 
         Raises Unavailable while the holding site cannot be reached (after
         a few retries), and its refusal (PermissionDenied, NotFound) as is.
         """
-        local = self._stored(needed.asset)
+        asset = needed.asset
+        local = self._stored(asset)
+        if local is not None and isinstance(asset, ResultId):
+            chain = self._receipts.stored(asset)
+            if chain is not None:
+                return local, False, chain
+            local = None  # no receipt that verifies: never used
         if local is not None:
-            return local, False
+            return local, False, None
         if needed.site == self._ctx.site:
             raise NotFound(
                 f"{needed.asset} ({needed.item}) is not stored at this site",
                 {"asset": str(needed.asset)},
             )
         peer = self._ctx.peers.get(needed.site)
-        asset = needed.asset
         logger.info(
             "fetching step input",
             extra={"asset": str(asset), "site": str(needed.site), "item": str(needed.item)},
@@ -70,21 +84,36 @@ class InputFetcher:
                     "step input already loaded",
                     extra={"asset": str(asset), "site": str(needed.site), "digest": expected},
                 )
-                return expected, False
+                return expected, False, None
             info = retrying(
                 lambda: peer.fetch_image(asset, self._ctx.blobs, expected_digest=expected),
                 f"fetch {asset}",
                 stop=self._stop,
             )
+            chain = None
         else:
+            record = retrying(
+                lambda: peer.asset_metadata(asset), f"receipts of {asset}", stop=self._stop
+            )
+            digest = record.asset.image_digest
+            if digest is None:
+                raise InvalidInput(f"{asset} at {needed.site} has no image")
+            chain = self._receipts.verify(asset, normalise_digest(digest), record.asset.metadata)
+            if producer_inputs is not None:
+                self._receipts.check_claims(chain, asset, needed.site, producer_inputs)
             info = retrying(
                 lambda: peer.fetch_result(asset, self._ctx.blobs),
                 f"fetch {asset}",
                 stop=self._stop,
             )
+            if info.digest != normalise_digest(digest):
+                raise InvalidInput(
+                    f"{needed.site} served {asset} with sha256:{info.digest}, not the"
+                    f" sha256:{digest} its receipt names"
+                )
         with self._lock:
             self._users[info.digest] += 1
-        return info.digest, True
+        return info.digest, True, chain
 
     def release(self, digests: Iterable[str]) -> None:
         """Remove fetched images no step uses any more (unless a stored asset has them)."""

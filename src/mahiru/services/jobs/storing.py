@@ -17,8 +17,10 @@ from mahiru.errors import NotFound
 from mahiru.model.assets import Asset, AssetKind
 from mahiru.model.identifiers import ResultId
 from mahiru.model.jobs import ResultProvenance, StepState, step_provenance
+from mahiru.model.receipts import ReceiptChain
 from mahiru.runtime.assets import DATA_BASE_IMAGE
 from mahiru.services.jobs.context import JobContext, KnownJob
+from mahiru.services.jobs.receipts import RECEIPTS_KEY, Receipts
 from mahiru.storage import BlobInfo
 
 logger = logging.getLogger("mahiru.site.jobs")
@@ -35,7 +37,10 @@ def result_stored(ctx: JobContext, result: ResultId) -> bool:
     except NotFound:
         return False
     digest = record.asset.image_digest
-    return digest is not None and ctx.blobs.has(digest) and ctx.blobs.verify(digest)
+    if digest is None or not ctx.blobs.has(digest) or not ctx.blobs.verify(digest):
+        return False
+    # Only a result whose receipt chain verifies is reused.
+    return Receipts(ctx).stored(result) is not None
 
 
 def package_outputs(
@@ -67,23 +72,40 @@ def package_outputs(
 
 
 def store_step_results(
-    ctx: JobContext, known: KnownJob, step: str, images: Mapping[str, BlobInfo]
+    ctx: JobContext,
+    known: KnownJob,
+    step: str,
+    images: Mapping[str, BlobInfo],
+    chains: Mapping[str, ReceiptChain],
 ) -> None:
-    """Record each output's image and provenance, and the step `succeeded`, atomically."""
+    """Record each output's image, receipts and provenance, and the step `succeeded`,
+    atomically."""
     _store(
         ctx,
         known,
         step_provenance(known.job_id, known.job, step),
         images,
+        chains,
         lambda: ctx.jobs.set_step_state(known.job_id, step, StepState.SUCCEEDED, ctx.now()),
     )
 
 
 def store_collected(
-    ctx: JobContext, known: KnownJob, provenance: ResultProvenance, image: BlobInfo
+    ctx: JobContext,
+    known: KnownJob,
+    provenance: ResultProvenance,
+    image: BlobInfo,
+    chain: ReceiptChain,
 ) -> None:
     """Record a result fetched from the site that made it (a workflow output)."""
-    _store(ctx, known, [provenance], {provenance.output: image}, lambda: None)
+    _store(
+        ctx,
+        known,
+        [provenance],
+        {provenance.output: image},
+        {provenance.output: chain},
+        lambda: None,
+    )
 
 
 def _store(
@@ -91,6 +113,7 @@ def _store(
     known: KnownJob,
     provenances: list[ResultProvenance],
     images: Mapping[str, BlobInfo],
+    chains: Mapping[str, ReceiptChain],
     finish: Callable[[], object],
 ) -> None:
     try:
@@ -102,12 +125,18 @@ def _store(
                     "step": provenance.step,
                     "output": provenance.output,
                     "size": image.size,
+                    RECEIPTS_KEY: chains[provenance.output].to_list(),
                 }
                 asset = Asset(provenance.result, AssetKind.DATA, metadata, image.digest)
                 if ctx.records.has(provenance.result):
                     stored = ctx.records.get(provenance.result).asset.image_digest
-                    if stored is None or not ctx.blobs.has(stored):
-                        # Its image was damaged (set aside) or lost: the new one replaces it.
+                    if (
+                        stored is None
+                        or not ctx.blobs.has(stored)
+                        or not result_stored(ctx, provenance.result)
+                    ):
+                        # Its image was damaged or lost, or it has no receipt that
+                        # verifies: the new one replaces it.
                         ctx.records.delete(provenance.result)
                 if not ctx.records.has(provenance.result):
                     ctx.records.add(asset, size=image.size)

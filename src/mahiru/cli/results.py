@@ -1,0 +1,99 @@
+"""`mahiru results verify`: check a result's receipt chain offline.
+
+    mahiru assets show RESULT --json > result.json     # the result's record, with receipts
+    mahiru register show --json > registry.json        # the registry's parties and sites
+    mahiru results verify result.json --registry registry.json
+
+Every receipt of the chain must be signed with the key of the registered
+certificate of the site that says it computed the result, the result must
+have the image digest its record names, and every result a step ran on must
+have the digest that step's receipt names. Nothing is asked of any site.
+Exit 0 if the chain verifies, 1 if it does not, 2 for unreadable files.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from mahiru.cli.assets import echo_json
+from mahiru.cli.errors import handle_errors
+from mahiru.errors import InvalidInput, InvalidSignature, MahiruError
+from mahiru.model.identifiers import ResultId, SiteId, parse_identifier
+from mahiru.model.receipts import ReceiptChain, verify_chain
+from mahiru.pki.signatures import verify_with_certificate
+
+_FILE = click.Path(dir_okay=False, exists=True, path_type=Path)
+
+
+def _load(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as error:
+        raise InvalidInput(f"{path}: cannot read JSON: {error}") from None
+
+
+def _certificates(registry: Any, path: Path) -> dict[str, str]:
+    sites = registry.get("sites") if isinstance(registry, dict) else None
+    if not isinstance(sites, list):
+        raise InvalidInput(f"{path}: expected `mahiru register show --json` output (with sites)")
+    found: dict[str, str] = {}
+    for site in sites:
+        if isinstance(site, dict) and isinstance(site.get("id"), str):
+            certificate = site.get("tls_cert_pem")
+            if isinstance(certificate, str):
+                found[site["id"]] = certificate
+    return found
+
+
+@click.group("results")
+def results_group() -> None:
+    """Check workflow results."""
+
+
+@results_group.command("verify")
+@click.argument("record_file", type=_FILE)
+@click.option(
+    "--registry",
+    "registry_file",
+    type=_FILE,
+    required=True,
+    help="The registry's records (`mahiru register show --json`).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the outcome as JSON.")
+@handle_errors
+def verify_command(record_file: Path, registry_file: Path, as_json: bool) -> None:
+    """Check the receipt chain of the result in RECORD_FILE (`mahiru assets show --json`)."""
+    record = _load(record_file)
+    if not isinstance(record, dict) or not isinstance(record.get("metadata"), dict):
+        raise InvalidInput(f"{record_file}: expected `mahiru assets show RESULT --json` output")
+    identifier = parse_identifier(str(record.get("id")), ("result",))
+    assert isinstance(identifier, ResultId)  # guaranteed by the allowed kind
+    digest = str(record.get("image_digest") or "").removeprefix("sha256:")
+    certificates = _certificates(_load(registry_file), registry_file)
+
+    def check(site: SiteId, data: bytes, signature: bytes) -> None:
+        certificate = certificates.get(str(site))
+        if certificate is None:
+            raise InvalidSignature(f"{site} is not in the registry's records")
+        verify_with_certificate(certificate, data, signature, who=str(site))
+
+    try:
+        chain = ReceiptChain.from_list(record["metadata"].get("receipts"))
+        lines = verify_chain(identifier, digest, chain, check)
+    except MahiruError as error:
+        if as_json:
+            echo_json({"result": str(identifier), "verified": False, "reason": error.message})
+        else:
+            click.echo(f"{identifier} does NOT verify: {error.message}", err=True)
+        sys.exit(1)
+    if as_json:
+        echo_json({"result": str(identifier), "verified": True, "receipts": lines})
+        return
+    click.echo(f"{identifier} verifies: {len(lines)} receipts")
+    for line in lines:
+        click.echo(f"  {line}")

@@ -1,0 +1,232 @@
+"""Result receipts: what a site signs about each result it computed.
+
+A result id names how a result was computed, not what it holds, so anyone can
+name one; a receipt says what was actually made. The producing site signs a
+canonical JSON document with the result id, the digest of its image, the
+job, step and output it came from, the digest of every image the step ran on
+(the compute asset, each input, each output base) and the ids of the rules
+that allowed it, and the time. Whoever holds the registry's site records can
+check a receipt offline; a result built on other results carries their
+receipts too (`ReceiptChain`), so the whole derivation can be checked.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from mahiru.errors import InvalidInput
+from mahiru.model.identifiers import ResultId, SiteId, parse_identifier
+
+_HEX = re.compile(r"[0-9a-f]{64}")
+
+#: The item of a step's compute asset in a receipt's inputs (step inputs use
+#: their names, output bases `@<output>`).
+COMPUTE_ITEM = "compute"
+
+
+@dataclass(frozen=True, slots=True)
+class ReceiptInput:
+    """One image a step ran on: its item, its asset or result id, and its digest."""
+
+    item: str
+    id: str
+    digest: str
+
+    def to_dict(self) -> dict[str, str]:
+        """The JSON form."""
+        return {"item": self.item, "id": self.id, "digest": self.digest}
+
+
+@dataclass(frozen=True, slots=True)
+class Receipt:
+    """What `site` says it computed: `result`, whose image has `digest`."""
+
+    result: ResultId
+    digest: str
+    job_id: str
+    step: str
+    output: str
+    site: SiteId
+    inputs: tuple[ReceiptInput, ...]
+    rules: tuple[str, ...]
+    at: datetime
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON form (what is signed, in canonical form)."""
+        return {
+            "result": str(self.result),
+            "digest": self.digest,
+            "job_id": self.job_id,
+            "step": self.step,
+            "output": self.output,
+            "site": str(self.site),
+            "inputs": [i.to_dict() for i in self.inputs],
+            "rules": list(self.rules),
+            "at": self.at.isoformat(),
+        }
+
+    def canonical_bytes(self) -> bytes:
+        """The bytes the producing site signs."""
+        return json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":")).encode()
+
+    def input(self, item: str) -> ReceiptInput | None:
+        """The input of this item, if the receipt lists it."""
+        return next((i for i in self.inputs if i.item == item), None)
+
+    @classmethod
+    def from_dict(cls, data: object) -> Receipt:
+        """Parse the JSON form strictly; InvalidInput naming what is wrong."""
+        keys = {"result", "digest", "job_id", "step", "output", "site", "inputs", "rules", "at"}
+        if not isinstance(data, Mapping) or set(data) != keys:
+            raise InvalidInput(f"a receipt has exactly the fields {sorted(keys)}")
+        result = parse_identifier(_text(data, "result"), ("result",))
+        assert isinstance(result, ResultId)  # guaranteed by the allowed kind
+        inputs = data["inputs"]
+        if not isinstance(inputs, list):
+            raise InvalidInput("receipt inputs must be a list")
+        parsed_inputs = []
+        for entry in inputs:
+            if not isinstance(entry, Mapping) or set(entry) != {"item", "id", "digest"}:
+                raise InvalidInput("each receipt input has exactly: item, id, digest")
+            parsed_inputs.append(
+                ReceiptInput(_text(entry, "item"), _text(entry, "id"), _digest(entry, "digest"))
+            )
+        rules = data["rules"]
+        if not isinstance(rules, list) or not all(
+            isinstance(r, str) and _HEX.fullmatch(r) for r in rules
+        ):
+            raise InvalidInput("receipt rules must be a list of rule ids")
+        try:
+            at = datetime.fromisoformat(_text(data, "at"))
+        except ValueError:
+            raise InvalidInput("receipt time is not an ISO 8601 time") from None
+        return cls(
+            result,
+            _digest(data, "digest"),
+            _text(data, "job_id"),
+            _text(data, "step"),
+            _text(data, "output"),
+            SiteId.parse(_text(data, "site")),
+            tuple(parsed_inputs),
+            tuple(rules),
+            at,
+        )
+
+
+def _text(data: Mapping[str, Any], key: str) -> str:
+    value = data[key]
+    if not isinstance(value, str) or not value or len(value) > 512:
+        raise InvalidInput(f"receipt field {key!r} must be text, got {value!r:.80}")
+    return value
+
+
+def _digest(data: Mapping[str, Any], key: str) -> str:
+    value = _text(data, key)
+    if not _HEX.fullmatch(value):
+        raise InvalidInput(f"receipt field {key!r} must be a sha256 hex digest")
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class SignedReceipt:
+    """A receipt with its producing site's signature over its canonical bytes."""
+
+    receipt: Receipt
+    signature: bytes
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON form: the receipt's fields plus base64 `signature`."""
+        return {**self.receipt.to_dict(), "signature": base64.b64encode(self.signature).decode()}
+
+    @classmethod
+    def from_dict(cls, data: object) -> SignedReceipt:
+        """Parse the JSON form strictly."""
+        if not isinstance(data, Mapping) or "signature" not in data:
+            raise InvalidInput("a signed receipt needs a 'signature'")
+        signature = data["signature"]
+        try:
+            decoded = base64.b64decode(signature, validate=True)
+        except (binascii.Error, ValueError, TypeError):
+            raise InvalidInput("receipt signature is not base64") from None
+        return cls(Receipt.from_dict({k: v for k, v in data.items() if k != "signature"}), decoded)
+
+
+#: Checks `signature` over `data` with the registered key of `site`; raises
+#: InvalidSignature (with the reason) if it does not verify or the site is unknown.
+SignatureCheck = Callable[[SiteId, bytes, bytes], None]
+
+
+@dataclass(frozen=True, slots=True)
+class ReceiptChain:
+    """A result's receipt and those of the results it was built on, recursively."""
+
+    receipts: tuple[SignedReceipt, ...]
+
+    def to_list(self) -> list[dict[str, Any]]:
+        """The JSON form."""
+        return [r.to_dict() for r in self.receipts]
+
+    @classmethod
+    def from_list(cls, data: object) -> ReceiptChain:
+        """Parse the JSON form (a list of signed receipts)."""
+        if not isinstance(data, list) or not data or len(data) > 10_000:
+            raise InvalidInput("a receipt chain is a non-empty list of receipts")
+        return cls(tuple(SignedReceipt.from_dict(entry) for entry in data))
+
+    def of(self, result: ResultId) -> SignedReceipt | None:
+        """The receipt of `result` in the chain, if there is one."""
+        return next((r for r in self.receipts if r.receipt.result == result), None)
+
+
+def verify_chain(
+    result: ResultId, digest: str, chain: ReceiptChain, check: SignatureCheck
+) -> list[str]:
+    """Check `result`'s whole derivation; the lines of what was verified.
+
+    Every receipt must be signed by its producing site; `result` must have
+    image `digest`; every input that is a result must have a receipt in the
+    chain whose digest is the one its consumer says it ran on. Raises
+    InvalidSignature (a bad or forged signature) or InvalidInput (a broken
+    link), naming the receipt.
+    """
+    lines: list[str] = []
+    pending: list[tuple[ResultId, str, str]] = [(result, digest, "the result")]
+    seen: set[str] = set()
+    while pending:
+        wanted, wanted_digest, why = pending.pop()
+        signed = chain.of(wanted)
+        if signed is None:
+            raise InvalidInput(f"no receipt for {wanted} ({why})", {"result": str(wanted)})
+        receipt = signed.receipt
+        if receipt.digest != wanted_digest:
+            raise InvalidInput(
+                f"the receipt of {wanted} names image sha256:{receipt.digest}, but {why}"
+                f" has sha256:{wanted_digest}",
+                {"result": str(wanted)},
+            )
+        if str(wanted) in seen:
+            continue
+        seen.add(str(wanted))
+        check(receipt.site, receipt.canonical_bytes(), signed.signature)
+        lines.append(
+            f"{wanted}: sha256:{receipt.digest}, step {receipt.step}.{receipt.output} of job"
+            f" {receipt.job_id}, computed at {receipt.site}, signed by it"
+        )
+        for entry in receipt.inputs:
+            if entry.id.startswith("result:"):
+                parsed = parse_identifier(entry.id, ("result",))
+                assert isinstance(parsed, ResultId)
+                pending.append((parsed, entry.digest, f"{wanted} ran on it as {entry.item}"))
+    return lines
+
+
+def receipt_rules(decision_rules: Sequence[str]) -> tuple[str, ...]:
+    """Rule ids as a receipt keeps them: each once, sorted."""
+    return tuple(sorted(set(decision_rules)))

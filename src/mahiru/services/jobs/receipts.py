@@ -1,0 +1,130 @@
+"""This site's receipts for the results it computes, and its checks of other sites' receipts.
+
+A result is run on, reused or collected only if its receipt chain verifies:
+every receipt signed by the site that computed it (checked with that site's
+certificate from the registry replica), its image the one the receipt names,
+and what it says it ran on the same as what this job says the step runs on.
+Whatever does not verify is refused with the reason.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from mahiru.errors import InvalidInput, InvalidSignature, MahiruError, NotFound
+from mahiru.model.identifiers import ResultId, SiteId
+from mahiru.model.items import ItemKind
+from mahiru.model.jobs import StepInput
+from mahiru.model.receipts import (
+    COMPUTE_ITEM,
+    Receipt,
+    ReceiptChain,
+    ReceiptInput,
+    SignedReceipt,
+    verify_chain,
+)
+from mahiru.pki.signatures import verify_with_certificate
+from mahiru.services.jobs.context import JobContext, KnownJob
+
+#: Where a result's receipt chain is kept, in the metadata of its asset record.
+RECEIPTS_KEY = "receipts"
+
+
+def receipt_item(needed: StepInput) -> str:
+    """How a receipt names one thing a step runs on."""
+    item = needed.item
+    if item.kind is ItemKind.STEP:
+        return COMPUTE_ITEM
+    if item.kind is ItemKind.OUTPUT_BASE:
+        return f"@{item.part}"
+    return str(item.part)
+
+
+class Receipts:
+    """Makes and checks receipt chains for the results of one site."""
+
+    def __init__(self, ctx: JobContext) -> None:
+        self._ctx = ctx
+
+    def check_signature(self, site: SiteId, data: bytes, signature: bytes) -> None:
+        """InvalidSignature unless `site`'s registered certificate verifies `signature`."""
+        try:
+            record = self._ctx.replica.site(site)
+        except NotFound:
+            raise InvalidSignature(f"{site} is not a registered site") from None
+        verify_with_certificate(record.tls_cert_pem, data, signature, who=str(site))
+
+    def verify(self, result: ResultId, digest: str, metadata: Mapping[str, Any]) -> ReceiptChain:
+        """The verified receipt chain in a result's metadata; InvalidInput/Signature if none."""
+        chain = ReceiptChain.from_list(metadata.get(RECEIPTS_KEY))
+        verify_chain(result, digest, chain, self.check_signature)
+        return chain
+
+    def stored(self, result: ResultId) -> ReceiptChain | None:
+        """The verified chain of a result stored here; None if it has none that verifies."""
+        try:
+            record = self._ctx.records.get(result)
+            digest = record.asset.image_digest
+            if digest is None:
+                return None
+            return self.verify(result, digest, record.asset.metadata)
+        except MahiruError:
+            return None
+
+    def check_claims(
+        self, chain: ReceiptChain, result: ResultId, producer: SiteId, expected: list[StepInput]
+    ) -> None:
+        """InvalidInput unless `result`'s receipt says it was computed at `producer` on
+        exactly what the job says the producing step runs on (`expected`)."""
+        signed = chain.of(result)
+        assert signed is not None  # verify_chain found it
+        receipt = signed.receipt
+        if receipt.site != producer:
+            raise InvalidInput(
+                f"{result} was computed at {receipt.site}, but the plan has it made at {producer}",
+                {"result": str(result)},
+            )
+        wanted = {receipt_item(n): str(n.asset) for n in expected}
+        if receipt.input(COMPUTE_ITEM) is None:
+            raise InvalidInput(f"the receipt of {result} names no compute image")
+        for entry in receipt.inputs:
+            if wanted.get(entry.item) != entry.id:
+                raise InvalidInput(
+                    f"the receipt of {result} says {entry.item} was {entry.id}, but the job"
+                    f" has {wanted.get(entry.item)}",
+                    {"result": str(result)},
+                )
+
+    def make(
+        self,
+        known: KnownJob,
+        step: str,
+        output: str,
+        result: ResultId,
+        digest: str,
+        inputs: list[ReceiptInput],
+        rules: list[str],
+        input_chains: list[ReceiptChain],
+    ) -> ReceiptChain:
+        """This site's signed receipt for a result it computed, with its inputs' chains."""
+        ctx = self._ctx
+        if ctx.sign is None:
+            raise InvalidInput("this site has no key to sign receipts with (tls.key)")
+        receipt = Receipt(
+            result,
+            digest,
+            known.job_id,
+            step,
+            output,
+            ctx.site,
+            tuple(sorted(inputs, key=lambda i: i.item)),
+            tuple(sorted(set(rules))),
+            ctx.now(),
+        )
+        signed = SignedReceipt(receipt, ctx.sign(receipt.canonical_bytes()))
+        receipts: dict[str, SignedReceipt] = {str(result): signed}
+        for chain in input_chains:
+            for entry in chain.receipts:
+                receipts.setdefault(str(entry.receipt.result), entry)
+        return ReceiptChain(tuple(receipts.values()))
