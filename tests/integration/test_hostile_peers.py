@@ -166,3 +166,83 @@ def test_the_redactor_replaces_each_folder_whole() -> None:
         redact("at /srv/site/data/work and /srv/site/x") == "at <site data>/work and <site data>/x"
     )
     assert redact("no path here.") == "no path here."
+
+
+def test_a_hand_over_naming_a_producer_that_may_not_run_its_step_is_refused(
+    net: Network, tmp_path: Path
+) -> None:
+    """Result-cache poisoning, first move: the hostile submitter's plan has step a (on
+    p2's data) run at its own site, which may not read that data, and hands step b to
+    site2 to run on a's 'output'. site2 checks the whole plan and refuses."""
+    ids = _ids(net)
+    site1, site2 = net.sites["p1"], net.sites["p2"]
+    with site2.admin() as admin:
+        admin.upload_asset(Asset(AssetId.parse(ids["data"]), AssetKind.DATA), write_image(
+            tmp_path / "d.tar"))  # fmt: skip
+        for rule in (
+            may_access(ids["site2"], ids["data"]),  # only site2 may read the data
+            {"type": "ResultOfDataIn", "data": ids["data"], "compute": "*", "output": "*",
+             "collection": ids["results2"]},
+            {"type": "ResultOfDataIn", "data": ids["results2"], "compute": "*", "output": "*",
+             "collection": ids["results2"]},
+            may_access(ids["site1"], ids["results2"]),
+            may_access(ids["site2"], ids["results2"]),
+            {"type": "MayUse", "party": site1.party.id, "asset": ids["results2"],
+             "conditions": "analysis"},
+        ):  # fmt: skip
+            admin.add_rule(site2.party.sign(rule))
+    with site1.admin() as admin:
+        for rule in (
+            may_access(ids["site1"], ids["script"]),
+            may_access(ids["site2"], ids["script"]),
+            {"type": "ResultOfComputeIn", "data": "*", "compute": ids["script"], "output": "*",
+             "collection": ids["results1"]},
+            {"type": "ResultOfDataIn", "data": ids["results1"], "compute": "*", "output": "*",
+             "collection": ids["results1"]},
+            may_access(ids["site1"], ids["results1"]),
+            may_access(ids["site2"], ids["results1"]),
+            {"type": "MayUse", "party": site1.party.id, "asset": ids["results1"],
+             "conditions": "own"},
+        ):  # fmt: skip
+            admin.add_rule(site1.party.sign(rule))
+    net.replicate_all()
+
+    def step(name: str, source: str) -> dict[str, object]:
+        return {"name": name, "compute_asset": ids["script"], "inputs": {"input0": source},
+                "outputs": {"output0": None}}  # fmt: skip
+
+    job = job_from_dict(
+        {
+            "submitter": site1.party.id,
+            "workflow": {
+                "inputs": ["input"],
+                "outputs": {"result": "b.output0"},
+                "steps": [step("a", "input"), step("b", "a.output0")],
+            },
+            "inputs": {"input": ids["data"]},
+        }
+    )
+    site1_id, site2_id = SiteId.parse(ids["site1"]), SiteId.parse(ids["site2"])
+    assignment = StepAssignment(
+        job_id=uuid.uuid4().hex,
+        submitter_site=site1_id,
+        site=site2_id,
+        job=job,
+        plan=Plan({"a": site1_id, "b": site2_id}),
+    )
+    with (
+        PeerJobsClient(site2.external_url, site1.identity) as peer,
+        pytest.raises(PermissionDenied) as refused,
+    ):
+        peer.assign(assignment)
+    assert f"{site1_id} may not access a.input0" in refused.value.message
+    # The honest plan (both steps at site2) is taken.
+    honest = StepAssignment(
+        job_id=uuid.uuid4().hex,
+        submitter_site=site1_id,
+        site=site2_id,
+        job=job,
+        plan=Plan({"a": site2_id, "b": site2_id}),
+    )
+    with PeerJobsClient(site2.external_url, site1.identity) as peer:
+        assert {s.step for s in peer.assign(honest)} == {"a", "b"}
