@@ -20,7 +20,7 @@ from dataclasses import replace
 from mahiru.errors import NotFound, PermissionDenied
 from mahiru.model.identifiers import AssetId, PartyId, ResultId, SiteId
 from mahiru.model.items import ItemKind, WorkflowItem
-from mahiru.model.jobs import StepStatus
+from mahiru.model.jobs import ResultProvenance, StepStatus
 from mahiru.model.workflow import Job
 from mahiru.policy.decisions import Decision, Release
 from mahiru.policy.engine import PolicyEngine
@@ -47,28 +47,27 @@ class Egress:
         planner did: a result the submitter may not use never leaves for it,
         whatever plan the asker followed.
         """
-        if isinstance(stored, AssetId):
-            return engine.may_access(site, primary(stored), str(stored))
-        provenance = self._ctx.jobs.get_provenance(stored)  # NotFound if none is recorded
-        item = WorkflowItem(ItemKind.STEP_OUTPUT, provenance.step, provenance.output)
-        job = provenance.job
-        permissions = engine.job_permissions(job)[item]
-        parts = [engine.may_access(site, permissions, f"{stored} ({item})")]
-        if any(
+        permissions, target, provenance = self._permissions(engine, stored)
+        access = engine.may_access(site, permissions, target)
+        if provenance is None or not any(
             (ref.step, ref.output) == (provenance.step, provenance.output)
-            for ref in job.workflow.outputs.values()
+            for ref in provenance.job.workflow.outputs.values()
         ):
-            parts.append(engine.may_use(job.submitter, permissions, f"{stored} ({item})"))
-        return Decision.all_of(str(site), "receive", str(stored), tuple(parts))
+            return access
+        use = engine.may_use(provenance.job.submitter, permissions, target)
+        return Decision.all_of(str(site), "receive", str(stored), (access, use))
 
     def _permissions(
         self, engine: PolicyEngine, stored: AssetId | ResultId
-    ) -> tuple[Permissions, str]:
+    ) -> tuple[Permissions, str, ResultProvenance | None]:
+        """The permissions of a stored asset or result (from its provenance), a name for
+        it in explanations, and the provenance (None for an asset)."""
         if isinstance(stored, AssetId):
-            return primary(stored), str(stored)
+            return primary(stored), str(stored), None
         provenance = self._ctx.jobs.get_provenance(stored)  # NotFound if none is recorded
         item = WorkflowItem(ItemKind.STEP_OUTPUT, provenance.step, provenance.output)
-        return engine.job_permissions(provenance.job)[item], f"{stored} ({item})"
+        permissions = engine.job_permissions(provenance.job)[item]
+        return permissions, f"{stored} ({item})", provenance
 
     def release_to_site(self, stored: AssetId | ResultId, site: SiteId) -> Release:
         """Leave for `stored` to go to `site`; PermissionDenied with the reasons.
@@ -101,7 +100,7 @@ class Egress:
         """Leave for `stored` to go to a user of `party` (use); PermissionDenied, with why."""
 
         def evaluate(engine: PolicyEngine) -> Decision:
-            permissions, target = self._permissions(engine, stored)
+            permissions, target, _ = self._permissions(engine, stored)
             return engine.may_use(party, permissions, target)
 
         return Release(self._ctx.policy.decide(evaluate))
