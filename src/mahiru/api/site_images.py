@@ -19,7 +19,6 @@ from mahiru.api.errors import error_body
 from mahiru.services.site import ImageFile
 
 DIGEST_HEADER = "X-Mahiru-Digest"
-CHUNK_SIZE = 1024 * 1024
 
 _RANGE = re.compile(r"bytes=(\d*)-(\d*)")
 

@@ -13,7 +13,7 @@ import contextlib
 import logging
 import threading
 
-from mahiru.errors import Conflict, InvalidInput, MahiruError, NotFound, Unavailable
+from mahiru.errors import Conflict, MahiruError, NotFound, Unavailable
 from mahiru.model.identifiers import ResultId
 from mahiru.model.jobs import (
     JobState,
@@ -134,22 +134,12 @@ class JobCoordinator:
                     continue  # workflow outputs are always step results
                 if result_stored(ctx, result):
                     continue
-                peer = ctx.peers.get(source.site)
-                record = peer.asset_metadata(result)
-                digest = record.asset.image_digest
-                if digest is None:
-                    raise InvalidInput(f"{result} at {source.site} has no image")
-                chain = self._receipts.verify(result, digest, record.asset.metadata)
                 expected = step_inputs(
                     status.job, status.plan, producer.step, submitter_site=status.submitter_site
                 )
-                self._receipts.check_claims(chain, result, source.site, expected)
-                info = peer.fetch_result(result, ctx.blobs)
-                if info.digest != digest:
-                    raise InvalidInput(
-                        f"{source.site} served {result} with sha256:{info.digest}, not the"
-                        f" sha256:{digest} its receipt names"
-                    )
+                info, chain = self._receipts.fetch(
+                    ctx.peers.get(source.site), result, source.site, expected
+                )
                 provenance = ResultProvenance(
                     result, status.job_id, producer.step, producer.output, status.job
                 )

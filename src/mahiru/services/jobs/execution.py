@@ -159,18 +159,13 @@ class StepExecution:
         site = self._ctx.site
 
         def evaluate(engine: PolicyEngine) -> Decision:
+            # The job as a whole as planned: every step at its site (this step here)
+            # and outputs the submitter may use; a site never runs a step of a job
+            # its policy refuses.
             permissions = engine.job_permissions(known.job)
-            # The step here, and the job as a whole as planned (the submitter may use
-            # its outputs): a site never runs a step of a job its policy refuses.
-            return Decision.all_of(
-                str(site),
-                "run step",
-                step,
-                (
-                    engine.may_run_step(permissions, step, site),
-                    engine.check_job(permissions, known.plan.assignments, known.submitter_site),
-                ),
-            )
+            if known.plan.assignments.get(step) != site:
+                return engine.may_run_step(permissions, step, site)
+            return engine.check_job(permissions, known.plan.assignments, known.submitter_site)
 
         return self._ctx.policy.decide(evaluate)
 

@@ -18,7 +18,7 @@ import threading
 from collections import Counter
 from collections.abc import Iterable
 
-from mahiru.errors import InvalidInput, NotFound
+from mahiru.errors import NotFound
 from mahiru.model.identifiers import AssetId, ResultId
 from mahiru.model.jobs import StepInput
 from mahiru.model.receipts import ReceiptChain
@@ -92,25 +92,13 @@ class InputFetcher:
             )
             chain = None
         else:
-            record = retrying(
-                lambda: peer.asset_metadata(asset), f"receipts of {asset}", stop=self._stop
+            info, chain = self._receipts.fetch(
+                peer,
+                asset,
+                needed.site,
+                producer_inputs,
+                lambda request, what: retrying(request, what, stop=self._stop),
             )
-            digest = record.asset.image_digest
-            if digest is None:
-                raise InvalidInput(f"{asset} at {needed.site} has no image")
-            chain = self._receipts.verify(asset, normalise_digest(digest), record.asset.metadata)
-            if producer_inputs is not None:
-                self._receipts.check_claims(chain, asset, needed.site, producer_inputs)
-            info = retrying(
-                lambda: peer.fetch_result(asset, self._ctx.blobs),
-                f"fetch {asset}",
-                stop=self._stop,
-            )
-            if info.digest != normalise_digest(digest):
-                raise InvalidInput(
-                    f"{needed.site} served {asset} with sha256:{info.digest}, not the"
-                    f" sha256:{digest} its receipt names"
-                )
         with self._lock:
             self._users[info.digest] += 1
         return info.digest, True, chain

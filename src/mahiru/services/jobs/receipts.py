@@ -9,7 +9,7 @@ Whatever does not verify is refused with the reason.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from mahiru.errors import InvalidInput, InvalidSignature, MahiruError, NotFound
@@ -26,9 +26,19 @@ from mahiru.model.receipts import (
 )
 from mahiru.pki.signatures import verify_with_certificate
 from mahiru.services.jobs.context import JobContext, KnownJob
+from mahiru.services.jobs.peers import JobPeer
+from mahiru.storage import BlobInfo
+from mahiru.storage.blobs import normalise_digest
 
 #: Where a result's receipt chain is kept, in the metadata of its asset record.
 RECEIPTS_KEY = "receipts"
+
+#: Makes one request to a peer: `call(request, what)` (`what` names it in messages).
+Call = Callable[[Callable[[], Any], str], Any]
+
+
+def _direct(request: Callable[[], Any], what: str) -> Any:
+    return request()
 
 
 def receipt_item(needed: StepInput) -> str:
@@ -95,6 +105,36 @@ class Receipts:
                     f" has {wanted.get(entry.item)}",
                     {"result": str(result)},
                 )
+
+    def fetch(
+        self,
+        peer: JobPeer,
+        result: ResultId,
+        holder: SiteId,
+        expected: list[StepInput] | None,
+        call: Call = _direct,
+    ) -> tuple[BlobInfo, ReceiptChain]:
+        """Fetch a result from `holder` into this site's blobs, only if its receipts verify.
+
+        With `expected` (what the producing step of this job runs on) the
+        receipt must also say it was made at `holder` on exactly those.
+        `call` wraps each request to the peer (to retry it, say).
+        """
+        record = call(lambda: peer.asset_metadata(result), f"receipts of {result}")
+        digest = record.asset.image_digest
+        if digest is None:
+            raise InvalidInput(f"{result} at {holder} has no image")
+        digest = normalise_digest(digest)
+        chain = self.verify(result, digest, record.asset.metadata)
+        if expected is not None:
+            self.check_claims(chain, result, holder, expected)
+        info = call(lambda: peer.fetch_result(result, self._ctx.blobs), f"fetch {result}")
+        if info.digest != digest:
+            raise InvalidInput(
+                f"{holder} served {result} with sha256:{info.digest}, not the"
+                f" sha256:{digest} its receipt names"
+            )
+        return info, chain
 
     def make(
         self,

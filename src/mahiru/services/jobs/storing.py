@@ -29,8 +29,9 @@ logger = logging.getLogger("mahiru.site.jobs")
 def result_stored(ctx: JobContext, result: ResultId) -> bool:
     """Whether a result is stored here with a sound image, to be reused.
 
-    The image is checked against its digest first: a damaged one is set aside
-    (and the result computed again), never reused.
+    Its receipt chain must verify, and then its image is checked against its
+    digest: a damaged one is set aside (and the result computed again), never
+    reused.
     """
     try:
         record = ctx.records.get(result)

@@ -62,10 +62,6 @@ class KeyRing:
     def __len__(self) -> int:
         return len(self._owners)
 
-    def namespaces_of(self, party: PartyId) -> set[str]:
-        """The namespaces `party` owns (empty if it is not registered)."""
-        return {namespace for namespace, owner in self._owners.items() if owner.party == party}
-
     def key_for_namespace(self, namespace: str) -> Ed25519PublicKey | None:
         """The main key of the party owning `namespace`, or None (a `KeyLookup`)."""
         owner = self._owners.get(namespace)
