@@ -7,10 +7,12 @@ input from site2 through a per-step channel, never copying it to site1.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
 import sys
 import textwrap
+import time
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -24,7 +26,7 @@ from mahiru.client.jobs import JobsClient
 from mahiru.errors import Conflict, NotFound, PermissionDenied
 from mahiru.model.assets import Asset, AssetKind
 from mahiru.model.identifiers import AssetId
-from mahiru.model.jobs import JobState
+from mahiru.model.jobs import JobState, StepState
 from mahiru.model.serialization import job_from_dict, job_to_dict
 from mahiru.model.workflow import Job
 from mahiru.runtime import DockerRuntime, ImageConfig
@@ -129,11 +131,23 @@ def assets(
         container_runtime.save_image(image, probe_archive)
     finally:
         container_runtime.remove_image(image)
+    # A step that runs until cancelled (bounded), so that a job is really running it.
+    image = container_runtime.build_image(
+        COMPUTE_BASE_IMAGE,
+        {"/opt/sleeper": program},
+        config=ImageConfig(cmd=("python3", "-c", "import time; time.sleep(600)")),
+    )
+    sleeper_archive = tmp_path_factory.mktemp("sleeper") / "sleeper.tar"
+    try:
+        container_runtime.save_image(image, sleeper_archive)
+    finally:
+        container_runtime.remove_image(image)
     ids = {
         "input": asset_id(site2, "input"),
         "output_base": asset_id(site1, "output_base"),
         "minmax": asset_id(site1, "minmax"),
         "probe": asset_id(site1, "probe"),
+        "sleeper": asset_id(site1, "sleeper"),
     }
     results1 = f"asset_collection:{party1.namespace}:results"
     results2 = f"asset_collection:{party2.namespace}:results"
@@ -160,9 +174,9 @@ def assets(
         {"type": "MayAccess", "site": site1.id, "asset": results1},
         {"type": "MayUse", "party": party1.id, "asset": results1, "conditions": "own results"},
     ]
-    for name in ("output_base", "minmax", "probe"):
+    for name in ("output_base", "minmax", "probe", "sleeper"):
         rules1.append({"type": "MayAccess", "site": site1.id, "asset": ids[name]})
-    for name in ("minmax", "probe"):
+    for name in ("minmax", "probe", "sleeper"):
         rules1.append(
             {
                 "type": "ResultOfComputeIn",
@@ -182,6 +196,7 @@ def assets(
             scenario_archives[MINMAX_ASSET],
         )
         admin.upload_asset(Asset(AssetId.parse(ids["probe"]), AssetKind.COMPUTE), probe_archive)
+        admin.upload_asset(Asset(AssetId.parse(ids["sleeper"]), AssetKind.COMPUTE), sleeper_archive)
         for rule in rules1:
             admin.add_rule(party1.sign(rule))
     with site2.admin() as admin:
@@ -273,15 +288,50 @@ def test_the_step_container_reaches_its_channel_and_nothing_else(
     assert "connected" not in report["reach"].values()
 
 
-def grant_body(net: Network, assets: dict[str, str]) -> dict[str, Any]:
-    """A grant request for the minmax job's input."""
+def grant_body(net: Network, assets: dict[str, str], job_id: str) -> dict[str, Any]:
+    """A grant request for the input of the sleeper job `job_id`, submitted at site1."""
     return {
-        "job_id": "0" * 32,
-        "job": job_to_dict(job(net, assets, "minmax")),
+        "job_id": job_id,
+        "job": job_to_dict(job(net, assets, "sleeper")),
+        "submitter_site": net.sites["party1"].id,
         "step": "compute",
         "input": "input0",
         "asset": assets["input"],
     }
+
+
+def held_grants(site: SiteServer) -> int:
+    """How many live grants `site` holds for others now."""
+    assert site.app is not None
+    grants = site.app.state.jobs.live
+    grants.expire()
+    return len(grants._grants)
+
+
+@contextlib.contextmanager
+def running_job(net: Network, assets: dict[str, str]) -> Iterator[str]:
+    """The id of a sleeper job whose step runs at site1 (with its own live grant), until
+    the block ends; then the job is cancelled and its grant gone."""
+    site1, site2 = net.sites["party1"], net.sites["party2"]
+    with JobsClient(site1.internal_url, site1.party.user, timeout=60) as client:
+        job_id = client.submit(job(net, assets, "sleeper")).status.job_id
+        try:
+            deadline = time.monotonic() + WAIT
+            while time.monotonic() < deadline:
+                steps = client.status(job_id).steps
+                if steps and steps[0].state is StepState.RUNNING and held_grants(site2):
+                    break
+                assert not (steps and steps[0].state.terminal), steps
+                time.sleep(0.2)
+            else:
+                raise AssertionError(f"the sleeper step did not start within {WAIT} s")
+            yield job_id
+        finally:
+            client.cancel(job_id)
+            deadline = time.monotonic() + WAIT
+            while held_grants(site2) and time.monotonic() < deadline:
+                time.sleep(0.2)
+    assert held_grants(site2) == 0
 
 
 def test_site2_grants_only_sites_that_may_run_the_step_and_honours_only_their_tokens(
@@ -291,14 +341,14 @@ def test_site2_grants_only_sites_that_may_run_the_step_and_honours_only_their_to
     site1, site2, site3 = (net.sites[p] for p in ("party1", "party2", "party3"))
     url = site2.external_url
     with (
+        running_job(net, assets) as job_id,
         make_http_client(url, site1.identity) as as_site1,
         make_http_client(url, site3.identity) as as_site3,
     ):
+        body = grant_body(net, assets, job_id)
         with pytest.raises(PermissionDenied, match="may not run step compute"):
-            request(as_site3, "POST", "/live/grants", json=grant_body(net, assets))
-        token = request(as_site1, "POST", "/live/grants", json=grant_body(net, assets)).json()[
-            "token"
-        ]
+            request(as_site3, "POST", "/live/grants", json=body)
+        token = request(as_site1, "POST", "/live/grants", json=body).json()["token"]
         data = request(as_site1, "GET", f"/live/{token}/files/data.json").content
         assert json.loads(data) == json.loads(INPUT_BYTES)
         with pytest.raises(NotFound, match="no live access grant"):
@@ -338,40 +388,90 @@ def test_a_grant_ends_when_it_expires(net: Network, assets: dict[str, str]) -> N
     assert site2.app is not None
     grants = site2.app.state.jobs.live
     kept = grants.ttl
-    grants.ttl = timedelta(0)
-    try:
-        with make_http_client(site2.external_url, site1.identity) as as_site1:
-            answer = request(as_site1, "POST", "/live/grants", json=grant_body(net, assets))
+    with (
+        running_job(net, assets) as job_id,
+        make_http_client(site2.external_url, site1.identity) as as_site1,
+    ):
+        grants.ttl = timedelta(0)
+        try:
+            answer = request(as_site1, "POST", "/live/grants", json=grant_body(net, assets, job_id))
             token = answer.json()["token"]
             with pytest.raises(NotFound, match="no live access grant"):
                 request(as_site1, "GET", f"/live/{token}/files/data.json")
-    finally:
-        grants.ttl = kept
+        finally:
+            grants.ttl = kept
     assert not list(stored_files(site2.config.data_dir / "work" / "live-grants"))
 
 
 def test_live_grants_are_bounded_per_site_and_share_one_copy(
     net: Network, assets: dict[str, str]
 ) -> None:
-    """25 grants asked for in a row: 16 granted, the rest refused; one unpacked copy; an
-    asset that does not exist gets the same answer as one that is not served live."""
+    """25 grants asked for in a row while a step holds one: 15 more granted, the rest
+    refused; one unpacked copy."""
     site1, site2 = net.sites["party1"], net.sites["party2"]
     tokens: list[str] = []
     refused = 0
-    with make_http_client(site2.external_url, site1.identity) as as_site1:
+    with (
+        running_job(net, assets) as job_id,
+        make_http_client(site2.external_url, site1.identity) as as_site1,
+    ):
         try:
             for _ in range(25):
                 try:
-                    answer = request(as_site1, "POST", "/live/grants", json=grant_body(net, assets))
+                    body = grant_body(net, assets, job_id)
+                    answer = request(as_site1, "POST", "/live/grants", json=body)
                 except Conflict as error:
                     assert "the most one site may hold" in error.message
                     refused += 1
                 else:
                     tokens.append(answer.json()["token"])
-            assert len(tokens) == MAX_GRANTS_PER_SITE and refused == 25 - MAX_GRANTS_PER_SITE
+            assert len(tokens) == MAX_GRANTS_PER_SITE - 1
+            assert refused == 25 - (MAX_GRANTS_PER_SITE - 1)
             copies = [p for p in (site2.config.data_dir / "work" / "live-grants").iterdir()]
             assert len(copies) == 1
         finally:
             for token in tokens:
                 request(as_site1, "DELETE", f"/live/{token}")
     assert not list(stored_files(site2.config.data_dir / "work" / "live-grants"))
+
+
+def test_a_grant_needs_a_job_its_submitters_site_says_runs_the_step_at_the_asker(
+    net: Network, assets: dict[str, str]
+) -> None:
+    """Made-up, altered, foreign and finished jobs get no grant, each with its reason; only
+    a site storing a step's input hears about the job from its submitter's site."""
+    site1, site2, site3 = (net.sites[p] for p in ("party1", "party2", "party3"))
+    with (
+        make_http_client(site2.external_url, site1.identity) as as_site1,
+        make_http_client(site1.external_url, site2.identity) as site2_asks_site1,
+        make_http_client(site1.external_url, site3.identity) as site3_asks_site1,
+    ):
+        with running_job(net, assets) as job_id:
+            body = grant_body(net, assets, job_id)
+            attempts = {
+                "does not confirm": {**body, "job_id": "0" * 32},
+                "differs from the job": {
+                    **body,
+                    "job": job_to_dict(job(net, assets, "minmax")),
+                },
+                "does not belong to the job's submitter": {**body, "submitter_site": site2.id},
+            }
+            for reason, attempt in attempts.items():
+                with pytest.raises(PermissionDenied, match=reason):
+                    request(as_site1, "POST", "/live/grants", json=attempt)
+            # The submitter's site tells the data's site the step's state, and nothing more.
+            answer = request(site2_asks_site1, "GET", f"/jobs/{job_id}/readers").json()
+            assert job_from_dict(answer["job"]) == job(net, assets, "sleeper")
+            [step] = answer["steps"]
+            assert (step["step"], step["site"]) == ("compute", site1.id)
+            assert step["log_tail"] is None and step["reason"] is None
+            # A site storing none of its inputs hears what it hears for a made-up job.
+            with pytest.raises(NotFound) as unknown_job:
+                request(site3_asks_site1, "GET", f"/jobs/{'0' * 32}/readers")
+            with pytest.raises(NotFound) as not_its_data:
+                request(site3_asks_site1, "GET", f"/jobs/{job_id}/readers")
+            assert not_its_data.value.message == unknown_job.value.message.replace("0" * 32, job_id)
+        # Cancelled now: the submitter's site has seen the step finish.
+        with pytest.raises(PermissionDenied, match=r"has finished \(cancelled\)"):
+            request(as_site1, "POST", "/live/grants", json=body)
+    assert held_grants(site2) == 0

@@ -20,9 +20,9 @@ from mahiru.api.auth import CertificateAuthenticator, UserCaller
 from mahiru.api.site_images import IMAGE_RESPONSES, image_response
 from mahiru.api.site_models import JobIn
 from mahiru.errors import InvalidInput
-from mahiru.model.identifiers import AssetId, PartyId, ResultId, parse_identifier
+from mahiru.model.identifiers import AssetId, PartyId, ResultId, SiteId, parse_identifier
 from mahiru.model.jobs import JobStatus, StepAssignment, StepStatus, check_job_id
-from mahiru.model.serialization import job_from_dict
+from mahiru.model.serialization import job_from_dict, job_to_dict
 from mahiru.services.jobs import JobServices
 from mahiru.services.jobs.live_grants import LiveGrantRequest
 from mahiru.services.site import SiteServices
@@ -37,6 +37,8 @@ class LiveGrantIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     job_id: str
     job: JobIn
+    #: The site the job was submitted at, which the data's site asks about the step.
+    submitter_site: str
     step: str
     input: str
     asset: str
@@ -146,6 +148,13 @@ def external_jobs_router(
         """The states of the steps of a job that this site runs."""
         return _steps(jobs.assignments.statuses(check_job_id(job_id), caller.id))
 
+    @router.get("/jobs/{job_id}/readers", summary="A job's steps that read the caller's data")
+    def readers(job_id: str, caller: Peer) -> JsonObject:
+        """A job submitted here and the states of its steps that read data stored at the
+        caller, which asks before it grants a step live access to that data."""
+        job, steps = jobs.assignments.readers(check_job_id(job_id), caller.id)
+        return {"job": job_to_dict(job), **_steps(steps)}
+
     @router.post("/jobs/{job_id}/cancel", summary="Cancel steps")
     def cancel_steps(job_id: str, caller: Peer) -> JsonObject:
         """Cancel this site's unfinished steps of a job (the submitter's site only)."""
@@ -176,6 +185,7 @@ def external_jobs_router(
         request = LiveGrantRequest(
             check_job_id(body.job_id),
             job_from_dict(body.job.model_dump()),
+            SiteId.parse(body.submitter_site),
             body.step,
             body.input,
             asset,

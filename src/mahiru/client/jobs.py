@@ -23,7 +23,7 @@ from mahiru.client.site import PeerClient
 from mahiru.errors import InvalidInput
 from mahiru.model.identifiers import ResultId
 from mahiru.model.jobs import JobStatus, StepAssignment, StepStatus
-from mahiru.model.serialization import job_to_dict
+from mahiru.model.serialization import job_from_dict, job_to_dict
 from mahiru.model.workflow import Job
 from mahiru.storage import BlobInfo, BlobStore
 from mahiru.storage.blobs import normalise_digest
@@ -126,6 +126,14 @@ class PeerJobsClient(PeerClient):
         """Cancel the peer's unfinished steps of a job."""
         data = request(self._http, "POST", f"/jobs/{quote(job_id)}/cancel").json()
         return [StepStatus.from_dict(item) for item in data["steps"]]
+
+    def readers(self, job_id: str) -> tuple[Job, list[StepStatus]]:
+        """A job submitted at the peer, and its steps that read data stored at this site."""
+        data = request(self._http, "GET", f"/jobs/{quote(job_id)}/readers").json()
+        steps = data.get("steps") if isinstance(data, dict) else None
+        if not isinstance(steps, list) or not all(isinstance(item, dict) for item in steps):
+            raise InvalidInput(f"the answer about job {job_id} has no list of steps")
+        return job_from_dict(data.get("job")), [StepStatus.from_dict(item) for item in steps]
 
     def fetch_result(self, result: ResultId, blobs: BlobStore) -> BlobInfo:
         """Copy a result's image into a blob store (resumed, digest verified)."""

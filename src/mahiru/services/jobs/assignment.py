@@ -12,8 +12,9 @@ from collections.abc import Callable
 from dataclasses import replace
 
 from mahiru.errors import InvalidInput, NotFound, PermissionDenied
-from mahiru.model.identifiers import SiteId
+from mahiru.model.identifiers import AssetId, SiteId
 from mahiru.model.jobs import StepAssignment, StepStatus
+from mahiru.model.workflow import Job
 from mahiru.services.jobs.context import JobContext
 from mahiru.services.jobs.egress import Egress
 
@@ -94,6 +95,42 @@ class AssignmentDesk:
         if caller != known.submitter_site:
             return [replace(s, log_tail=None) for s in own]
         return self._egress.step_views(known.job, own, known.job.submitter)
+
+    def readers(self, job_id: str, caller: SiteId) -> tuple[Job, list[StepStatus]]:
+        """A job submitted here, and the states of its steps that read data stored at `caller`.
+
+        What a data set's site asks before it grants a step live access: whether
+        the job exists, which site runs the step and whether it has finished.
+        Only the submitter's site answers (it plans and mirrors every step), and
+        only to a site storing an input of one of the job's steps; everyone else
+        hears "not known" as for a job that does not exist. States only: no
+        reasons, no logs.
+        """
+        ctx = self._ctx
+        unknown = NotFound(f"job {job_id} is not known here", {"job_id": job_id})
+        try:
+            known = ctx.known_job(job_id)
+        except NotFound:
+            raise unknown from None
+        if known.submitter_site != ctx.site:
+            raise unknown
+        job = known.job
+        reading = {
+            name
+            for name, step in job.workflow.steps.items()
+            for source in step.inputs.values()
+            if isinstance(source, str)
+            and isinstance(asset := job.inputs.get(source), AssetId)
+            and asset.site == caller
+        }
+        if not reading:
+            raise unknown
+        steps = [
+            replace(status, reason=None, log_tail=None, exit_code=None)
+            for status in ctx.jobs.steps_of(job_id)
+            if status.step in reading
+        ]
+        return job, steps
 
     def cancel(self, job_id: str, caller: SiteId) -> list[StepStatus]:
         """Cancel this site's unfinished steps of a job, at its submitter's site's request."""

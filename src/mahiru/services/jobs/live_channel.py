@@ -218,6 +218,7 @@ class LiveChannels:
         body = {
             "job_id": known.job_id,
             "job": job_to_dict(known.job),
+            "submitter_site": str(known.submitter_site),
             "step": step,
             "input": name,
             "asset": str(item.asset),

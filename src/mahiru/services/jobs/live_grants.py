@@ -8,6 +8,11 @@ token bound to (asset, asking site, job, step, input) that expires. With the
 token and its own certificate, and nothing else, the asker reads the files
 of the asset's `/data`, which are unpacked here while any grant uses them.
 
+The asker's word that it runs the step is not enough: before granting, this
+site asks the job's submitter's site (which plans the job and mirrors every
+step) for the job and the state of the step, and grants only if that site
+knows the same job, plans the step at the asker and has not seen it finish.
+
 Grants are bounded: a site may hold at most MAX_GRANTS_PER_SITE at once,
 and grants of the same image share one unpacked copy, so asking again and
 again costs neither disk nor time. The policy decides before anything is
@@ -21,6 +26,7 @@ import logging
 import secrets
 import shutil
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path, PurePosixPath
@@ -29,6 +35,7 @@ from mahiru.client.jobs import extract_data_files
 from mahiru.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 from mahiru.model.assets import AssetKind
 from mahiru.model.identifiers import AssetId, SiteId
+from mahiru.model.jobs import StepStatus
 from mahiru.model.workflow import Job
 from mahiru.services.jobs.context import JobContext
 
@@ -53,6 +60,7 @@ class LiveGrantRequest:
 
     job_id: str
     job: Job
+    submitter_site: SiteId
     step: str
     input: str
     asset: AssetId
@@ -89,11 +97,16 @@ def _hash(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8")).hexdigest()
 
 
+#: Asks a job's submitter's site for the job and its steps that read data stored here.
+AskSubmitter = Callable[[SiteId, str], tuple[Job, list[StepStatus]]]
+
+
 class LiveGrants:
     """Grants of live access to data sets stored here, held in memory (a restart revokes all)."""
 
-    def __init__(self, ctx: JobContext) -> None:
+    def __init__(self, ctx: JobContext, ask_submitter: AskSubmitter) -> None:
         self._ctx = ctx
+        self._ask_submitter = ask_submitter
         self._root = ctx.work_dir / "live-grants"
         self._lock = threading.Lock()
         self._unpack_lock = threading.Lock()
@@ -146,6 +159,7 @@ class LiveGrants:
                 " revoke those of finished steps first",
                 {"site": str(caller), "limit": MAX_GRANTS_PER_SITE},
             )
+        self._confirm(request, caller)
         token = secrets.token_urlsafe(32)
         with self._unpack_lock:  # so no grant drops the shared files in between
             grant = LiveGrant(
@@ -162,6 +176,41 @@ class LiveGrants:
                 self._grants[grant.token_hash] = grant
         logger.info("live access granted", extra={**grant.to_dict()})
         return token, grant
+
+    def _confirm(self, request: LiveGrantRequest, caller: SiteId) -> None:
+        """Refuse unless the job's submitter's site says `caller` runs the step, unfinished."""
+        ctx = self._ctx
+        submitter_site = request.submitter_site
+        what = f"step {request.step} of job {request.job_id}"
+        if ctx.replica.site(submitter_site).owner != request.job.submitter:
+            raise PermissionDenied(
+                f"{submitter_site} does not belong to the job's submitter {request.job.submitter}",
+                {"submitter_site": str(submitter_site)},
+            )
+        try:
+            job, steps = self._ask_submitter(submitter_site, request.job_id)
+        except (NotFound, InvalidInput) as error:
+            raise PermissionDenied(
+                f"{submitter_site} does not confirm {what}: {error.message}",
+                {"job_id": request.job_id, "submitter_site": str(submitter_site)},
+            ) from None
+        if job != request.job:
+            raise PermissionDenied(
+                f"job {request.job_id} differs from the job its submitter's site"
+                f" {submitter_site} planned",
+                {"job_id": request.job_id},
+            )
+        status = next((s for s in steps if s.step == request.step), None)
+        if status is None or status.site != caller:
+            raise PermissionDenied(
+                f"{submitter_site} does not plan {what} at {caller}",
+                {"job_id": request.job_id, "step": request.step},
+            )
+        if status.state.terminal:
+            raise PermissionDenied(
+                f"{what} has finished ({status.state.value}) according to {submitter_site}",
+                {"job_id": request.job_id, "step": request.step, "state": status.state.value},
+            )
 
     def _unpacked(self, digest: str) -> Path:
         """The /data files of image `digest`, unpacked once and shared by its grants.

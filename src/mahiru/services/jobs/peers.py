@@ -11,6 +11,7 @@ from typing import Protocol, TypeVar
 from mahiru.errors import Unavailable
 from mahiru.model.identifiers import AssetId, ResultId, SiteId
 from mahiru.model.jobs import StepAssignment, StepStatus
+from mahiru.model.workflow import Job
 from mahiru.storage import AssetRecord, BlobInfo, BlobStore, ReplicaRepository, SiteRecord
 
 logger = logging.getLogger("mahiru.site.jobs")
@@ -31,6 +32,10 @@ class JobPeer(Protocol):
 
     def cancel(self, job_id: str) -> list[StepStatus]:
         """Cancel the site's unfinished steps of a job."""
+        ...
+
+    def readers(self, job_id: str) -> tuple[Job, list[StepStatus]]:
+        """A job submitted at the site, and its steps that read data stored at this site."""
         ...
 
     def asset_metadata(self, asset_id: AssetId | ResultId) -> AssetRecord:

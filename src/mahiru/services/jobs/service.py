@@ -7,6 +7,9 @@ import shutil
 import threading
 
 from mahiru.errors import MahiruError
+from mahiru.model.identifiers import SiteId
+from mahiru.model.jobs import StepStatus
+from mahiru.model.workflow import Job
 from mahiru.services.jobs.assignment import AssignmentDesk
 from mahiru.services.jobs.context import JobContext
 from mahiru.services.jobs.coordination import JobCoordinator
@@ -51,7 +54,13 @@ class JobServices:
             stop_job=self.executor.stop_containers,
         )
         self.coordinator = JobCoordinator(ctx, dispatcher, self.desk)
-        self.live = LiveGrants(ctx)
+        self.live = LiveGrants(ctx, self._ask_submitter)
+
+    def _ask_submitter(self, site: SiteId, job_id: str) -> tuple[Job, list[StepStatus]]:
+        """A job submitted at `site` and its steps reading data stored here (for live grants)."""
+        if site == self.ctx.site:
+            return self.assignments.readers(job_id, site)
+        return self.ctx.peers.get(site).readers(job_id)
 
     def _wake(self) -> None:
         self.executor.wake()
