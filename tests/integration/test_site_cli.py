@@ -136,11 +136,17 @@ def test_the_cli_serves_a_site_and_manages_its_assets_and_rules(
         )
     )
     key = str(site.party.key_path)
-    code, added, _ = _run(site, "rules", "add", str(rules), "--key", key, tls_key_flag="--tls-key")
+    code, added, _ = _run(
+        site, "rules", "add", str(rules), "--signing-key", key, tls_key_flag="--tls-key"
+    )
     assert code == 3
     assert [r["status"] for r in added["results"]] == ["added", "rejected", "added", "added"]
     assert "stores only rules of party:p1.org:p1" in added["results"][1]["error"]["message"]
-    code, again, _ = _run(site, "rules", "add", str(rules), "--key", key, tls_key_flag="--tls-key")
+    # The old name of --signing-key still works, with a note.
+    code, again, note = _run(
+        site, "rules", "add", str(rules), "--key", key, tls_key_flag="--tls-key"
+    )
+    assert "--key is now --signing-key" in note
     assert [r["status"] for r in again["results"]] == [
         "unchanged",
         "rejected",
@@ -155,7 +161,7 @@ def test_the_cli_serves_a_site_and_manages_its_assets_and_rules(
     assert code == 0 and len(listing["rules"]) == 3
     first = added["results"][0]["rule_id"]
     code, revoked, _ = _run(
-        site, "rules", "revoke", first[:12], "--key", key, tls_key_flag="--tls-key"
+        site, "rules", "revoke", first[:12], "--signing-key", key, tls_key_flag="--tls-key"
     )
     assert code == 0 and revoked["changed"] is True
     code, listing, _ = _run(site, "rules", "list")

@@ -27,9 +27,9 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 
+from mahiru.cli.connection import site_client
 from mahiru.cli.errors import handle_errors
 from mahiru.cli.files import read_yaml
-from mahiru.client.http import TlsIdentity
 from mahiru.client.site import Progress as ProgressCallback
 from mahiru.client.site import SiteClient, asset_record_to_json
 from mahiru.errors import Conflict, InvalidInput
@@ -52,7 +52,7 @@ The connection options can also be set in the environment:
 def site_options(*, tls_key_names: tuple[str, ...] = ("--key", "--tls-key")) -> Callable[[F], F]:
     """--site, --cert, the TLS key, --ca and --json, for commands using the internal API.
 
-    Commands that also take a party key (`mahiru rules add --key`) name the
+    Commands that also take a party key (`mahiru rules add --signing-key`, old name `--key`) name the
     TLS key `--tls-key` only.
     """
 
@@ -103,7 +103,7 @@ def site_options(*, tls_key_names: tuple[str, ...] = ("--key", "--tls-key")) -> 
 
 def connect(site_url: str, cert: Path, tls_key: Path, ca: Path) -> SiteClient:
     """A client of the site's internal API with the user's TLS identity."""
-    return SiteClient(site_url, TlsIdentity(cert, tls_key, ca))
+    return site_client(site_url, cert, tls_key, ca)
 
 
 def echo_json(data: Any) -> None:
@@ -186,6 +186,11 @@ def assets_group() -> None:
     type=_FILE,
     help="A YAML or JSON file with the asset's metadata (a mapping).",
 )
+@click.option(
+    "--no-image",
+    is_flag=True,
+    help="Describe the asset without an image (it can run or be used by nothing yet).",
+)
 @site_options()
 @handle_errors
 def upload_command(
@@ -193,6 +198,7 @@ def upload_command(
     image: Path | None,
     kind: str,
     metadata_path: Path | None,
+    no_image: bool,
     site_url: str,
     cert: Path,
     tls_key: Path,
@@ -202,10 +208,24 @@ def upload_command(
     """Describe ASSET_ID at the site and upload its IMAGE (a container image archive).
 
     The image is streamed from disk after its sha256 is computed; the site
-    keeps it only if the digest matches. Uploading the same asset again
-    changes nothing.
+    keeps it only if the digest matches and the archive is sound. Uploading
+    the same asset again changes nothing. An upload that fails or is
+    interrupted leaves no asset without an image behind.
+
+    \b
+    Example:
+      mahiru assets pack data.json --out input.tar
+      mahiru assets upload asset:party1.example.org:input:party1.example.org:site1 input.tar
     """
     identifier = AssetId.parse(asset_id)
+    if image is None and not no_image:
+        raise InvalidInput(
+            f"no IMAGE given for {asset_id}: name the image archive to upload"
+            " (`mahiru assets pack FILES --out X.tar` makes one), or give --no-image"
+            " to describe the asset without one"
+        )
+    if image is not None and no_image:
+        raise InvalidInput("give either IMAGE or --no-image, not both")
     metadata: dict[str, Any] = {}
     if metadata_path is not None:
         loaded = read_yaml(metadata_path)
@@ -288,12 +308,20 @@ def show_command(
 
 @assets_group.command("download")
 @click.argument("asset_id")
-@click.option("--out", "out_path", type=_FILE, required=True, help="Where to write the image.")
+@click.option(
+    "--out",
+    "out_path",
+    type=_FILE,
+    required=True,
+    help="Where to write the image (refused if it exists, unless --overwrite).",
+)
+@click.option("--overwrite", is_flag=True, help="Replace --out if it exists.")
 @site_options()
 @handle_errors
 def download_command(
     asset_id: str,
     out_path: Path,
+    overwrite: bool,
     site_url: str,
     cert: Path,
     tls_key: Path,
@@ -302,6 +330,8 @@ def download_command(
 ) -> None:
     """Download an asset's image to --out (atomically, digest verified, resumable)."""
     identifier = _asset_id(asset_id)
+    if out_path.exists() and not overwrite:
+        raise Conflict(f"{out_path} exists; give --overwrite to replace it")
     with (
         connect(site_url, cert, tls_key, ca) as site,
         _progress_bar(_show_progress(as_json)) as bar,

@@ -24,13 +24,25 @@ EXIT_FAILED = 1
 EXIT_INVALID = 2
 EXIT_DENIED = 3
 EXIT_UNAVAILABLE = 4
+#: A wait that ended by its --timeout; what was waited for goes on.
+EXIT_TIMEOUT = 5
+#: Interrupted (Ctrl-C), as shells report SIGINT.
+EXIT_INTERRUPTED = 130
 
 P = ParamSpec("P")
 R = TypeVar("R")
 
 
+class TimedOut(MahiruError):
+    """A wait ended by its timeout; what was waited for goes on (exit 5)."""
+
+    type_name = "TimedOut"
+
+
 def exit_code_for(error: MahiruError) -> int:
-    """The exit code documented in STYLE.md for an error."""
+    """The exit code of an error (the table is in docs/cli.md)."""
+    if isinstance(error, TimedOut):
+        return EXIT_TIMEOUT
     if isinstance(error, InvalidInput | NotFound):
         return EXIT_INVALID
     if isinstance(error, PermissionDenied | Unauthenticated):
@@ -40,12 +52,79 @@ def exit_code_for(error: MahiruError) -> int:
     return EXIT_FAILED
 
 
+#: Lines of a denial's explanation printed for people (--json gives all).
+MAX_DETAIL_LINES = 40
+
+
 def report_error(error: MahiruError, *, as_json: bool) -> None:
-    """Print an error for people (one line on stderr) or scripts (JSON on stdout)."""
+    """Print an error for people (on stderr) or scripts (JSON on stdout).
+
+    A policy denial is followed by its explanation, indented (as `mahiru
+    plan` prints it), up to MAX_DETAIL_LINES lines.
+    """
     if as_json:
         click.echo(json.dumps(error.to_dict(), indent=2, default=str))
-    else:
-        click.echo(f"error: {error.message}", err=True)
+        return
+    click.echo(f"error: {error.message}", err=True)
+    if isinstance(error, PermissionDenied):
+        lines = explanation_lines(error.details)
+        for line in lines[:MAX_DETAIL_LINES]:
+            click.echo(f"  {line}", err=True)
+        if len(lines) > MAX_DETAIL_LINES:
+            more = len(lines) - MAX_DETAIL_LINES
+            click.echo(f"  ... and {more} more lines (--json shows them all)", err=True)
+
+
+def explanation_lines(details: object) -> list[str]:
+    """The explanation of a denial, from its details, as lines for people.
+
+    A planner's denial ({"steps": ..., "outputs": ...}) is shown whole, site by
+    site; a policy decision by the explanations of its unmet parts.
+    """
+    if isinstance(details, dict) and "steps" in details:
+        return detail_lines(details)
+    lines: list[str] = []
+
+    def unmet(node: object) -> None:
+        if not isinstance(node, dict):
+            return
+        failed = node.get("allowed") is False or node.get("met") is False
+        explanation = node.get("explanation")
+        children = [*_list(node.get("parts")), *_list(node.get("requirements"))]
+        explained_below = any(isinstance(c, dict) and c.get("allowed") is False for c in children)
+        if (
+            failed
+            and isinstance(explanation, str)
+            and explanation not in lines
+            and not explained_below
+        ):
+            lines.append(explanation)
+        for child in children:
+            unmet(child)
+
+    unmet(details)
+    return lines
+
+
+def _list(value: object) -> list[object]:
+    return value if isinstance(value, list) else []
+
+
+def detail_lines(details: object) -> list[str]:
+    """Flatten denial details (nested mappings and lists of lines) into indented lines."""
+    lines: list[str] = []
+    if isinstance(details, dict):
+        for key, value in details.items():
+            inner = detail_lines(value)
+            if inner:
+                lines.append(f"{key}:")
+                lines.extend(f"  {line}" for line in inner)
+    elif isinstance(details, list):
+        for value in details:
+            lines.extend(detail_lines(value))
+    elif details is not None:
+        lines.append(str(details))
+    return lines
 
 
 def handle_errors(func: Callable[P, R]) -> Callable[P, R]:
@@ -59,5 +138,21 @@ def handle_errors(func: Callable[P, R]) -> Callable[P, R]:
         except MahiruError as error:
             report_error(error, as_json=as_json)
             sys.exit(exit_code_for(error))
+        except OSError as error:
+            # A file that cannot be read or written: the user's to fix, in one line.
+            report_error(InvalidInput(describe_os_error(error)), as_json=as_json)
+            sys.exit(EXIT_INVALID)
+        except KeyboardInterrupt:
+            click.echo("interrupted", err=True)
+            sys.exit(EXIT_INTERRUPTED)
 
     return wrapper
+
+
+def describe_os_error(error: OSError) -> str:
+    """One line for a file-system error: what failed, on which path."""
+    reason = error.strerror or str(error) or type(error).__name__
+    paths = [str(p) for p in (error.filename, error.filename2) if p is not None]
+    if not paths:
+        return reason
+    return f"{' -> '.join(paths)}: {reason}"

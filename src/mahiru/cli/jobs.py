@@ -14,17 +14,18 @@ from pathlib import Path
 import click
 
 from mahiru.cli.assets import CONNECTION_HELP, echo_json, site_options
-from mahiru.cli.errors import EXIT_FAILED, handle_errors
+from mahiru.cli.connection import jobs_client
+from mahiru.cli.errors import EXIT_FAILED, TimedOut, handle_errors
 from mahiru.cli.files import load_job
-from mahiru.client.http import TlsIdentity
 from mahiru.client.jobs import JobsClient, JobView
+from mahiru.errors import Conflict, InvalidInput
 from mahiru.model.jobs import JobState, JobStatus
 
 _JOB_FILE = click.Path(dir_okay=False, exists=True, path_type=Path)
 
 
 def _connect(site_url: str, cert: Path, tls_key: Path, ca: Path) -> JobsClient:
-    return JobsClient(site_url, TlsIdentity(cert, tls_key, ca))
+    return jobs_client(site_url, cert, tls_key, ca)
 
 
 def _summary(status: JobStatus) -> str:
@@ -70,6 +71,35 @@ def _exit_for(view: JobView) -> None:
         sys.exit(EXIT_FAILED)
 
 
+def _wait(client: JobsClient, job_id: str, timeout: float, as_json: bool) -> JobView:
+    """Follow a job until it finishes, showing each change of its steps on stderr.
+
+    A wait that ends by its timeout shows the job and raises TimedOut (exit
+    5): the job itself goes on.
+    """
+    last: list[str] = []
+
+    def progress(current: JobView) -> None:
+        states = [f"{s.step} {s.state.value}" for s in current.steps]
+        if not as_json and states != last:
+            click.echo(f"{current.status.state.value}: {', '.join(states)}", err=True)
+            last[:] = states
+
+    view = client.wait(job_id, timeout, progress)
+    if not view.status.state.terminal:
+        _show(view, as_json)
+        raise TimedOut(
+            f"job {job_id} did not finish within {timeout:g} s (it is"
+            f" {view.status.state.value} and goes on); follow it with"
+            f" `mahiru jobs wait {job_id}`",
+            {"job_id": job_id, "state": view.status.state.value, "timeout": timeout},
+        )
+    return view
+
+
+_TIMEOUT_HELP = "Seconds to wait before giving up (exit 5); the job goes on."
+
+
 @click.group("jobs", epilog=CONNECTION_HELP)
 def jobs_group() -> None:
     """Submit, follow, cancel and fetch the results of jobs at your party's site."""
@@ -78,7 +108,14 @@ def jobs_group() -> None:
 @jobs_group.command("submit")
 @click.argument("job_file", type=_JOB_FILE)
 @click.option("--wait", is_flag=True, help="Wait until the job is finished.")
-@click.option("--timeout", type=float, default=3600.0, show_default=True, help="With --wait.")
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=0),
+    default=3600.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="With --wait: " + _TIMEOUT_HELP,
+)
 @site_options()
 @handle_errors
 def submit_command(
@@ -91,23 +128,53 @@ def submit_command(
     ca: Path,
     as_json: bool,
 ) -> None:
-    """Submit the job in JOB_FILE (YAML); prints its id and plan (exit 3 if denied)."""
+    """Submit the job in JOB_FILE (YAML); prints its id and plan (exit 3 if denied).
+
+    With --wait, follows the job until it finishes: exit 0 if it succeeded,
+    1 if it failed or was cancelled, 5 if --timeout passed first.
+
+    \b
+    Example:
+      mahiru jobs submit job.yaml --wait --timeout 600
+    """
     job = load_job(job_file)
     with _connect(site_url, cert, tls_key, ca) as client:
         view = client.submit(job)
         if wait:
-            last: list[str] = []
-
-            def progress(current: JobView) -> None:
-                states = [f"{s.step} {s.state.value}" for s in current.steps]
-                if not as_json and states != last:
-                    click.echo(f"{current.status.state.value}: {', '.join(states)}", err=True)
-                    last[:] = states
-
-            view = client.wait(view.status.job_id, timeout, progress)
+            job_id = view.status.job_id
+            click.echo(f"submitted job {job_id}; waiting up to {timeout:g} s", err=True)
+            view = _wait(client, job_id, timeout, as_json)
     _show(view, as_json)
     if wait:
         _exit_for(view)
+
+
+@jobs_group.command("wait")
+@click.argument("job_id")
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=0),
+    default=3600.0,
+    show_default=True,
+    metavar="SECONDS",
+    help=_TIMEOUT_HELP,
+)
+@site_options()
+@handle_errors
+def wait_command(
+    job_id: str, timeout: float, site_url: str, cert: Path, tls_key: Path, ca: Path, as_json: bool
+) -> None:
+    """Wait until a job finishes: exit 0 if it succeeded, 1 if it failed or was cancelled,
+    5 if --timeout passed first.
+
+    \b
+    Example:
+      mahiru jobs wait 3f2a9c... --timeout 600 && mahiru jobs result 3f2a9c... --output-dir out
+    """
+    with _connect(site_url, cert, tls_key, ca) as client:
+        view = _wait(client, job_id, timeout, as_json)
+    _show(view, as_json)
+    _exit_for(view)
 
 
 @jobs_group.command("status")
@@ -174,7 +241,21 @@ def result_command(
     """Write the /data files of a succeeded job's outputs to OUTPUT_DIR/<output>/."""
     written: dict[str, list[str]] = {}
     with _connect(site_url, cert, tls_key, ca) as client:
-        outputs = client.status(job_id).status.outputs()
+        status = client.status(job_id).status
+        if status.state is not JobState.SUCCEEDED:
+            reason = f" ({status.reason})" if status.reason else ""
+            raise Conflict(
+                f"job {job_id} is {status.state.value}{reason}: only a succeeded job has results",
+                {"job_id": job_id, "state": status.state.value},
+            )
+        outputs = status.outputs()
+        unknown = sorted(set(names) - set(outputs))
+        if unknown:
+            raise InvalidInput(
+                f"job {job_id} has no output {', '.join(map(repr, unknown))};"
+                f" its outputs: {', '.join(sorted(outputs))}",
+                {"outputs": sorted(outputs)},
+            )
         for name in names or tuple(outputs):
             files = client.download_output(job_id, name, output_dir / name)
             written[name] = [str(path) for path in files]

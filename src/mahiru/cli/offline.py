@@ -11,7 +11,7 @@ from pathlib import Path
 
 import click
 
-from mahiru.cli.errors import EXIT_DENIED, handle_errors
+from mahiru.cli.errors import EXIT_DENIED, detail_lines, handle_errors
 from mahiru.cli.files import load_job, load_rules, load_sites
 from mahiru.errors import InvalidInput, PermissionDenied
 from mahiru.model.identifiers import PartyId, SiteId
@@ -47,7 +47,7 @@ def plan_command(rules_path: Path, sites_path: Path, job_path: Path, as_json: bo
             click.echo(json.dumps(denial.to_dict(), indent=2))
         else:
             click.echo(f"denied: {denial.message}", err=True)
-            for line in _detail_lines(denial.details):
+            for line in detail_lines(denial.details):
                 click.echo(f"  {line}", err=True)
         raise SystemExit(EXIT_DENIED) from None
     if as_json:
@@ -57,23 +57,6 @@ def plan_command(rules_path: Path, sites_path: Path, job_path: Path, as_json: bo
     click.echo(f"Plan for the job of {job.submitter}:")
     for step in job.workflow.topological_order():
         click.echo(f"  {step.ljust(width)}  ->  {plan[step]}")
-
-
-def _detail_lines(details: object) -> list[str]:
-    """Flatten denial details (nested dicts and lists of lines) into indented lines."""
-    lines: list[str] = []
-    if isinstance(details, dict):
-        for key, value in details.items():
-            inner = _detail_lines(value)
-            if inner:
-                lines.append(f"{key}:")
-                lines.extend(f"  {line}" for line in inner)
-    elif isinstance(details, list):
-        for value in details:
-            lines.extend(_detail_lines(value))
-    elif details is not None:
-        lines.append(str(details))
-    return lines
 
 
 @click.group("policy")

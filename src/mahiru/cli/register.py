@@ -19,8 +19,8 @@ import click
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from mahiru.cli.certs import PARTY_KEY, PARTY_PUBLIC_KEY, USER_CA_CERT
+from mahiru.cli.connection import registry_client
 from mahiru.cli.errors import handle_errors
-from mahiru.client.http import TlsIdentity
 from mahiru.client.registry import RegistryClient
 from mahiru.errors import InvalidInput
 from mahiru.model.identifiers import PartyId, SiteId
@@ -278,7 +278,7 @@ def remove_party_command(
 
 
 def _client(registry_url: str, cert: Path, key: Path, ca: Path) -> RegistryClient:
-    return RegistryClient(registry_url, TlsIdentity(cert=cert, key=key, ca=ca))
+    return registry_client(registry_url, cert, key, ca)
 
 
 def _load_party(party_dir: Path) -> tuple[PartyRecord, Ed25519PrivateKey]:

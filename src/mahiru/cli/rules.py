@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import click
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from mahiru.cli.assets import CONNECTION_HELP, connect, echo_json, site_options
 from mahiru.cli.errors import exit_code_for, handle_errors
@@ -29,15 +30,36 @@ MIN_PREFIX = 8
 
 
 def _party_key_option(command: Any) -> Any:
-    return click.option(
+    command = click.option(
         "--key",
+        "old_party_key",
+        type=_FILE,
+        hidden=True,
+        help="Old name of --signing-key.",
+    )(command)
+    return click.option(
+        "--signing-key",
         "party_key",
         type=_FILE,
-        required=True,
         envvar="MAHIRU_PARTY_KEY",
         show_envvar=True,
         help="Your party's main key (party.key from `mahiru certs party`), to sign with.",
     )(command)
+
+
+def _signing_key(party_key: Path | None, old_party_key: Path | None) -> Ed25519PrivateKey:
+    """The party's signing key from --signing-key (or its old name --key, with a note)."""
+    if old_party_key is not None:
+        if party_key is not None and party_key != old_party_key:
+            raise InvalidInput("give the signing key once, as --signing-key")
+        click.echo(
+            "note: --key is now --signing-key here (--key names the TLS key everywhere else)",
+            err=True,
+        )
+        party_key = old_party_key
+    if party_key is None:
+        raise InvalidInput("no signing key: give --signing-key party.key (or set MAHIRU_PARTY_KEY)")
+    return load_party_private_key(party_key)
 
 
 @click.group("rules", epilog=CONNECTION_HELP)
@@ -52,21 +74,22 @@ def rules_group() -> None:
 @handle_errors
 def add_command(
     rules_path: Path,
-    party_key: Path,
+    party_key: Path | None,
+    old_party_key: Path | None,
     site_url: str,
     cert: Path,
     tls_key: Path,
     ca: Path,
     as_json: bool,
 ) -> None:
-    """Sign every rule of RULES.yaml with --key and publish it at the site.
+    """Sign every rule of RULES.yaml with --signing-key and publish it at the site.
 
     Each rule is accepted or rejected on its own (with the reason); the exit
     code is 0 only if all were accepted, else that of the worst rejection
     (2 for a bad signature or an invalid rule).
     """
     rules = load_rules(rules_path)
-    key = load_party_private_key(party_key)
+    key = _signing_key(party_key, old_party_key)
     results: list[dict[str, Any]] = []
     exit_code = 0
     with connect(site_url, cert, tls_key, ca) as site:
@@ -129,7 +152,8 @@ def list_command(
 @handle_errors
 def revoke_command(
     rule_id: str,
-    party_key: Path,
+    party_key: Path | None,
+    old_party_key: Path | None,
     site_url: str,
     cert: Path,
     tls_key: Path,
@@ -139,7 +163,7 @@ def revoke_command(
     """Revoke the site's rule RULE_ID (or a unique prefix of it), signing with --key."""
     if len(rule_id) < MIN_PREFIX:
         raise InvalidInput(f"give at least {MIN_PREFIX} characters of the rule id")
-    key = load_party_private_key(party_key)
+    key = _signing_key(party_key, old_party_key)
     with connect(site_url, cert, tls_key, ca) as site:
         matches = [e for e in site.list_rules() if str(e["rule_id"]).startswith(rule_id)]
         if not matches:

@@ -11,6 +11,7 @@ kept only if the digest matches.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 from collections.abc import Iterator, Mapping
@@ -32,7 +33,7 @@ from mahiru.client.downloads import (
     Progress as Progress,  # re-exported: callers of upload_asset type their callbacks
 )
 from mahiru.client.http import MAX_INTEGER, ApiClient, request, request_json
-from mahiru.errors import Conflict, InvalidInput
+from mahiru.errors import Conflict, InvalidInput, MahiruError, NotFound
 from mahiru.model.assets import Asset, AssetKind
 from mahiru.model.identifiers import AssetId, ResultId, parse_identifier
 from mahiru.policy.signing import Revocation, SignedRule
@@ -160,12 +161,35 @@ class SiteClient(ApiClient):
         """Describe an asset and upload its image from a file, streaming; return the record.
 
         The file's sha256 is computed first and verified by the site. An
-        asset that already has this image is left as it is.
+        asset that already has this image is left as it is. If the image
+        cannot be stored (refused, failed, interrupted), an asset described
+        by this call is deleted again, so no asset without its image is left.
         """
-        record = self.create_asset(asset)
         if image_path is None:
-            return record
+            return self.create_asset(asset)
         info = file_digest(image_path, progress)
+        try:
+            self.get_asset(asset.id)
+            new = False
+        except NotFound:
+            new = True
+        record = self.create_asset(asset)
+        try:
+            return self._upload_image(asset, record, image_path, info, progress)
+        except BaseException:
+            if new:
+                with contextlib.suppress(MahiruError):
+                    self.delete_asset(asset.id)
+            raise
+
+    def _upload_image(
+        self,
+        asset: Asset,
+        record: AssetRecord,
+        image_path: Path,
+        info: BlobInfo,
+        progress: Progress | None,
+    ) -> AssetRecord:
         current = record.asset.image_digest
         if current == info.digest:
             if progress is not None:

@@ -89,6 +89,12 @@ def parse_tls_private_key(data: bytes, *, source: str = "private key") -> TlsPri
 def parse_party_private_key(data: bytes, *, source: str = "party key") -> ed25519.Ed25519PrivateKey:
     """An Ed25519 private key from unencrypted PEM; anything else is InvalidInput."""
     key = _parse_private_key(data, source)
+    if isinstance(key, ec.EllipticCurvePrivateKey):
+        raise InvalidInput(
+            f"{source} is a TLS key (ECDSA), not a party's signing key: sign with the party's"
+            " main key (party.key from `mahiru certs party`)",
+            details={"source": source},
+        )
     if not isinstance(key, ed25519.Ed25519PrivateKey):
         raise InvalidInput(f"{source} is not an Ed25519 private key", details={"source": source})
     return key

@@ -57,14 +57,19 @@ class JobDesk:
                 {"submitter_site": str(home)},
             )
         try:
-            plan = plan_job(job, sites, ctx.policy.engine, self._sizes(job))
+            try:
+                plan = plan_job(job, sites, ctx.policy.engine, self._sizes(job))
+            except PermissionDenied:
+                # The replica may lag a replication round behind rules just added
+                # elsewhere: bring it up to date once and plan again.
+                if not ctx.policy.refresh():
+                    raise
+                sites = [record.describe() for record in ctx.replica.sites()]
+                plan = plan_job(job, sites, ctx.policy.engine, self._sizes(job))
         except PermissionDenied:
-            # The replica may lag a replication round behind rules just added
-            # elsewhere: bring it up to date once and plan again.
-            if not ctx.policy.refresh():
-                raise
-            sites = [record.describe() for record in ctx.replica.sites()]
-            plan = plan_job(job, sites, ctx.policy.engine, self._sizes(job))
+            # A mistyped asset id reads better as what it is than as a denial.
+            self._check_assets_known(job)
+            raise
         job_id = uuid.uuid4().hex
         status = ctx.jobs.create_job(job_id, job, plan, ctx.site, ctx.now())
         logger.info(
@@ -76,6 +81,37 @@ class JobDesk:
         # submitter's answer (it is retried there, as after a restart).
         self._on_change()
         return status
+
+    def _check_assets_known(self, job: Job) -> None:
+        """NotFound naming each primary asset of `job` that no site is known to store.
+
+        Asked only after planning failed: an asset whose site is not registered,
+        one said to be stored here that is not, and one its site does not show
+        to this site (which cannot tell "unknown" from "hidden" there).
+        """
+        ctx = self._ctx
+        unknown: dict[str, str] = {}
+        registered = {record.id for record in ctx.replica.sites()}
+        for asset in sorted(_primary_assets(job), key=str):
+            site = asset.site
+            if site not in registered:
+                unknown[str(asset)] = f"no site {site} is registered"
+            elif site == ctx.site:
+                if not ctx.records.has(asset):
+                    unknown[str(asset)] = f"{site} (this site) does not store it"
+            else:
+                try:
+                    ctx.peers.get(site).asset_metadata(asset)
+                except NotFound:
+                    unknown[str(asset)] = f"{site} does not store it or does not show it here"
+                except MahiruError:
+                    continue  # unreachable or refusing: the denial stands as it is
+        if unknown:
+            raise NotFound(
+                "the job names assets that are not known: "
+                + "; ".join(f"{asset}: {why}" for asset, why in unknown.items()),
+                {"unknown_assets": unknown},
+            )
 
     def _sizes(self, job: Job) -> dict[AssetId | ResultId, int]:
         """Sizes of the job's primary assets stored here (the rest count as unknown)."""
@@ -146,3 +182,12 @@ class JobDesk:
                 {"state": status.state.value},
             )
         return outputs[name]
+
+
+def _primary_assets(job: Job) -> set[AssetId]:
+    """The stored assets a job names: its inputs, compute assets and output bases."""
+    named: set[AssetId | ResultId] = set(job.inputs.values())
+    for step in job.workflow.steps.values():
+        named.add(step.compute_asset)
+        named.update(base for base in step.outputs.values() if base is not None)
+    return {asset for asset in named if isinstance(asset, AssetId)}
