@@ -475,3 +475,42 @@ def test_a_grant_needs_a_job_its_submitters_site_says_runs_the_step_at_the_asker
         with pytest.raises(PermissionDenied, match=r"has finished \(cancelled\)"):
             request(as_site1, "POST", "/live/grants", json=body)
     assert held_grants(site2) == 0
+
+
+def test_a_wait_that_times_out_says_so_and_exits_5(
+    net: Network, assets: dict[str, str], tmp_path: Path
+) -> None:
+    """`jobs submit --wait --timeout` and `jobs wait` on a job that goes on: exit 5 with the
+    job id and the timeout; after cancelling, `jobs wait` exits 1 and `jobs result` refuses
+    without leaving a folder behind."""
+    site1, site2 = net.sites["party1"], net.sites["party2"]
+    user = site1.party.user
+    mahiru = str(Path(sys.executable).parent / "mahiru")
+    connection = ["--site", site1.internal_url, "--cert", str(user.cert), "--key", str(user.key)]
+    connection += ["--ca", str(user.ca)]
+    job_file = tmp_path / "sleeper.yaml"
+    job_file.write_text(json.dumps(job_to_dict(job(net, assets, "sleeper"))))
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [mahiru, *args, *connection], capture_output=True, text=True, timeout=300
+        )
+
+    submitted = cli("jobs", "submit", str(job_file), "--wait", "--timeout", "1")
+    assert submitted.returncode == 5, submitted.stderr
+    [job_id] = [w for w in submitted.stderr.split() if len(w) == 32 and w.isalnum()][:1]
+    assert f"submitted job {job_id}" in submitted.stderr
+    assert f"job {job_id} did not finish within 1 s" in submitted.stderr
+    waited = cli("jobs", "wait", job_id, "--timeout", "0.5")
+    assert waited.returncode == 5 and "did not finish within 0.5 s" in waited.stderr
+    cancelled = cli("jobs", "cancel", job_id)
+    assert cancelled.returncode == 0, cancelled.stderr
+    assert cli("jobs", "wait", job_id, "--timeout", "60").returncode == 1
+    out = tmp_path / "result"
+    result = cli("jobs", "result", job_id, "--output-dir", str(out))
+    assert result.returncode == 1 and "only a succeeded job has results" in result.stderr
+    assert not out.exists()
+    deadline = time.monotonic() + WAIT
+    while held_grants(site2) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert held_grants(site2) == 0
