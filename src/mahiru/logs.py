@@ -1,4 +1,4 @@
-"""Structured logs: one JSON object per line on stdout (STYLE §7).
+"""Structured logs: one JSON object per line on stdout.
 
 Use `logging.getLogger("mahiru....")` everywhere and pass context as
 `extra={...}`; `configure_logging` makes every record a JSON line.

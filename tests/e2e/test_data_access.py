@@ -1,4 +1,4 @@
-"""Live data access across real sites, with real step containers (DESIGN §7, data access).
+"""Live data access across real sites, with real step containers (reference: Execution, data access).
 
 party2's input is marked `live_access` and any site may access it; only
 site1 may access party1's compute assets, so steps run at site1 and read the

@@ -1,4 +1,4 @@
-"""Jobs across real sites over mutual TLS, with real step containers (DESIGN §7)."""
+"""Jobs across real sites over mutual TLS, with real step containers (reference: Execution)."""
 
 from __future__ import annotations
 

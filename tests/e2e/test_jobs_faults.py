@@ -1,5 +1,5 @@
 """Jobs when things go wrong: a site killed mid-step, a step over its time limit, a step
-reaching for the network, and steps that meet errors retrying cannot cure (DESIGN §7).
+reaching for the network, and steps that meet errors retrying cannot cure (reference: Execution).
 
 The first three run on a `LocalNetwork`: the registry and both sites are real
 `mahiru serve` processes, so a site can be SIGKILLed and started again. The

@@ -1,4 +1,4 @@
-"""The scenarios' client scripts, run as an administrator would run them (DESIGN §7).
+"""The scenarios' client scripts, run as an administrator would run them (reference: Execution).
 
 For each scenario (compute_to_data, data_access) a registry and site1/site2
 run as `mahiru serve` processes; the two init_site.py scripts set them up with

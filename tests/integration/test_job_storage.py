@@ -1,4 +1,4 @@
-"""Jobs, steps and result provenance in the database, on SQLite and PostgreSQL (DESIGN §7, §8)."""
+"""Jobs, steps and result provenance in the database, on SQLite and PostgreSQL (reference: Execution, §8)."""
 
 from __future__ import annotations
 

@@ -68,7 +68,7 @@ class World:
         return PolicyEngine(RuleStore(self.rules))
 
     def submitter_site(self, party: PartyId) -> SiteId:
-        """The party's own site with a store, first by id (DESIGN §10)."""
+        """The party's own site with a store, first by id (reference: Command line)."""
         own = sorted(str(s.id) for s in self.sites if s.owner == party and s.store)
         return SiteId.parse(own[0])
 

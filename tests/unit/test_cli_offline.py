@@ -198,3 +198,20 @@ def test_explain_bad_arguments_exit_2(args: list[str], message: str) -> None:
     assert result.returncode == 2
     assert message in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_plan_reads_the_rules_as_rules_list_json_prints_them(tmp_path: Path) -> None:
+    """`mahiru rules list --json` output (entries with rule id, source and the signed rule)
+    plans the same as the plain rules."""
+    rules = example_data("rules")["rules"]
+    listed = {
+        "rules": [
+            {"rule_id": f"{n:064x}", "source": SITE1, "rule": {**rule, "signature": "c2ln"}}
+            for n, rule in enumerate(rules)
+        ]
+    }
+    path = tmp_path / "listed.json"
+    path.write_text(json.dumps(listed))
+    result = plan(path, EXAMPLE / "sites.yaml", EXAMPLE / "job.yaml", "--json")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == {"plan": {"compute": SITE2}}

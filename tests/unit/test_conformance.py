@@ -1,8 +1,8 @@
 """The YAML conformance cases of tests/cases: one test per file (format in tests/cases/README.md).
 
 Each case gives rules, sites and a job as the offline commands read them
-(DESIGN §10), and states the expected permissions, decisions and plan or
-denial, derived by hand from DESIGN §5 and §6.
+(reference: Command line), and states the expected permissions, decisions and plan or
+denial, derived by hand from reference: Policy semantics and §6.
 """
 
 from __future__ import annotations
@@ -92,7 +92,7 @@ def _params() -> list[Any]:
 
 
 def _submitter_site(job: Job, sites: list[SiteDescription]) -> SiteId | None:
-    """The submitter's site (DESIGN §10): owned by the submitter, with a store, first by id."""
+    """The submitter's site (reference: Command line): owned by the submitter, with a store, first by id."""
     own = sorted(str(s.id) for s in sites if s.owner == job.submitter and s.store)
     return SiteId.parse(own[0]) if own else None
 
@@ -167,7 +167,7 @@ def _check_plan(
         plan = plan_job(job, sites, engine, sizes=sizes)
         actual = {step: str(site) for step, site in plan.assignments.items()}
         assert actual == expect["plan"]
-        # The plan must be one the engine itself permits (DESIGN §5, last bullet).
+        # The plan must be one the engine itself permits (reference: Policy semantics, last bullet).
         submitter_site = _submitter_site(job, sites)
         assert submitter_site is not None
         permissions = engine.job_permissions(job)

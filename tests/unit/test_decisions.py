@@ -55,7 +55,7 @@ def test_requirement_met_by_an_empty_chain_is_still_met() -> None:
 
 @pytest.mark.parametrize("verb", ["MayAccess", "MayUse"])
 def test_unmet_single_requirement_says_no_grant_for_it_or_its_containers(verb: str) -> None:
-    """The DESIGN §5 wording: `no MayAccess for X or anything containing it`."""
+    """The reference: Policy semantics wording: `no MayAccess for X or anything containing it`."""
     outcome = unmet(RESULTS, verb=verb)
     assert not outcome.met
     assert outcome.explain() == f"no {verb} for {RESULTS} or anything containing it"

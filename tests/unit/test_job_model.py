@@ -1,4 +1,4 @@
-"""Job and step state machines, step inputs, readiness and status values (DESIGN §7)."""
+"""Job and step state machines, step inputs, readiness and status values (reference: Execution)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The policy engine decides exactly as the reference evaluator of DESIGN §5 does."""
+"""The policy engine decides exactly as the reference evaluator of reference: Policy semantics does."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The eight rule types (DESIGN §4): field kinds, strict parsing, canonical bytes, signer."""
+"""The eight rule types (reference: Rules): field kinds, strict parsing, canonical bytes, signer."""
 
 from __future__ import annotations
 
@@ -30,7 +30,7 @@ from mahiru.policy.rules import (
     rule_from_dict,
 )
 
-#: DESIGN §4, transcribed: identifier fields and the kinds each allows.
+#: reference: Rules, transcribed: identifier fields and the kinds each allows.
 KINDS: dict[str, dict[str, set[str]]] = {
     "InAssetCollection": {
         "asset": {"asset", "asset_collection"},
@@ -52,13 +52,13 @@ KINDS: dict[str, dict[str, set[str]]] = {
         "collection": {"asset_collection"},
     },
 }
-#: DESIGN §4, transcribed: text fields.
+#: reference: Rules, transcribed: text fields.
 TEXT_FIELDS: dict[str, dict[str, str]] = {
     "MayUse": {"conditions": "for research only"},
     "ResultOfDataIn": {"output": "*"},
     "ResultOfComputeIn": {"output": "output0"},
 }
-#: DESIGN §4, transcribed: the field whose owner must sign.
+#: reference: Rules, transcribed: the field whose owner must sign.
 SIGNER_FIELD = {
     "InAssetCollection": "asset",
     "InAssetCategory": "category",
@@ -116,7 +116,7 @@ FIELDS = [(t, f) for t in KINDS for f in [*KINDS[t], *TEXT_FIELDS.get(t, {})]]
 
 
 def test_the_rule_types_are_those_of_the_design() -> None:
-    """Exactly the eight rule types of DESIGN §4 exist, with exactly its fields."""
+    """Exactly the eight rule types of reference: Rules exist, with exactly its fields."""
     assert set(RULE_TYPES) == set(KINDS)
     for type_name, cls in RULE_TYPES.items():
         assert {f.name for f in fields(cls)} == {
@@ -359,7 +359,7 @@ def test_canonical_bytes_are_ascii_for_unicode_conditions() -> None:
 
 @pytest.mark.parametrize("type_name", sorted(KINDS))
 def test_signer_namespace_is_that_of_the_design_field(type_name: str) -> None:
-    """The rule is signed by the owner of the DESIGN §4 field's namespace, no other field's."""
+    """The rule is signed by the owner of the reference: Rules field's namespace, no other field's."""
     rule = rule_from_dict(valid_dict(type_name))
     assert rule.signer_namespace() == f"ns-{SIGNER_FIELD[type_name]}"
 
@@ -421,7 +421,7 @@ def test_rule_text_form_names_type_and_fields() -> None:
 
 
 def test_design_example_rules_parse() -> None:
-    """Every rule of the RULES.yaml example in DESIGN §10 is valid."""
+    """Every rule of the RULES.yaml example in reference: Command line is valid."""
     text = """
 rules:
   - {type: MayAccess, site: "site:p1.example.org:site1", asset: "asset_collection:p1.example.org:public"}

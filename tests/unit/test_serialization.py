@@ -35,7 +35,7 @@ DATA = "asset:p1.example.org:data1:p1.example.org:site1"
 BASE = "asset:p2.example.org:base:p2.example.org:site2"
 RESULT = "result:" + "ab" * 32
 
-#: The JOB.yaml example of DESIGN §10, verbatim.
+#: The JOB.yaml example of reference: Command line, verbatim.
 DESIGN_JOB_YAML = """\
 submitter: "party:p1.example.org:p1"
 workflow:
@@ -78,7 +78,7 @@ def job_dict() -> dict[str, Any]:
 
 
 def test_design_example_job_parses() -> None:
-    """The JOB.yaml of DESIGN §10 is a valid job with the meaning it shows."""
+    """The JOB.yaml of reference: Command line is a valid job with the meaning it shows."""
     job = job_from_dict(load_yaml_text(DESIGN_JOB_YAML, "job"))
     assert job.submitter == PartyId("p1.example.org", "p1")
     assert job.workflow.inputs == ("input",)

@@ -58,7 +58,7 @@ RULES: dict[str, dict[str, str]] = {
         "collection": "asset_collection:ns-collection:c",
     },
 }
-#: DESIGN §4: whose namespace owner signs each rule type.
+#: reference: Rules: whose namespace owner signs each rule type.
 SIGNER_FIELD = {
     "InAssetCollection": "asset",
     "InAssetCategory": "category",
@@ -147,7 +147,7 @@ def test_rule_signed_by_another_fields_owner_is_rejected(
 def test_in_asset_category_needs_the_category_owner_not_the_asset_owner(
     keys: dict[str, Ed25519PrivateKey], lookup: KeyLookup
 ) -> None:
-    """The DESIGN §4 example: categories are their owner's statement."""
+    """The reference: Rules example: categories are their owner's statement."""
     in_category = rule("InAssetCategory")
     verify_rule(sign_rule(in_category, keys["ns-category"]), lookup)
     with pytest.raises(InvalidSignature):

@@ -1,6 +1,6 @@
 """Who is calling: the verified client certificate, and the identity it carries.
 
-The certificate comes from one of two places (DESIGN §9):
+The certificate comes from one of two places (docs/security.md):
 - the TLS connection itself, when the app serves TLS (the default); our uvicorn
   protocol puts it in the ASGI scope as `extensions.tls.client_cert_chain`;
 - the `X-Mahiru-Client-Cert` header set by an nginx proxy that verified it,

@@ -1,4 +1,4 @@
-"""The registry's HTTP API (DESIGN §8): parties, sites, signed registrations and changes.
+"""The registry's HTTP API (reference: HTTP APIs): parties, sites, signed registrations and changes.
 
     GET  /parties                    {"parties": [party, ...]}
     GET  /parties/{party_id}         party

@@ -281,7 +281,7 @@ _ERROR_RESPONSES = error_responses(ErrorOut, "The site failed or a dependency is
 def _authenticate(
     app: FastAPI, authenticator: CertificateAuthenticator, services: SiteServices
 ) -> None:
-    """Check every caller before anything reads the request (DESIGN §9).
+    """Check every caller before anything reads the request (docs/security.md).
 
     The external API takes registered sites only, the internal API the owner
     party's users, and the rest (the OpenAPI document, unknown paths) either.

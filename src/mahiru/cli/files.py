@@ -1,4 +1,4 @@
-"""Loading the YAML files of the offline commands (DESIGN §10), with errors naming the file."""
+"""Loading the YAML files of the offline commands (reference: Command line), with errors naming the file."""
 
 from __future__ import annotations
 
@@ -64,8 +64,24 @@ def _parse_each(path: Path, items: list[Any], parse: Callable[[Any], T]) -> list
 
 
 def load_rules(path: Path) -> list[Rule]:
-    """RULES.yaml: `rules: [...]`."""
-    return _parse_each(path, _section(path, read_yaml(path), "rules"), rule_from_dict)
+    """RULES.yaml: `rules: [...]`.
+
+    Entries as `mahiru rules list --json` prints them (`{"rule_id", "source",
+    "rule"}`, the rule signed) are read too: their rule, without the signature
+    (the offline commands take rules as given).
+    """
+    return _parse_each(path, _section(path, read_yaml(path), "rules"), _rule_entry)
+
+
+_LISTED_RULE_KEYS = {"rule_id", "source", "rule"}
+
+
+def _rule_entry(item: Any) -> Rule:
+    if isinstance(item, Mapping) and set(item) == _LISTED_RULE_KEYS:
+        item = item["rule"]
+    if isinstance(item, Mapping) and "signature" in item:
+        item = {key: value for key, value in item.items() if key != "signature"}
+    return rule_from_dict(item)
 
 
 def load_sites(path: Path) -> tuple[list[SiteDescription], dict[AssetId | ResultId, int]]:

@@ -1,4 +1,4 @@
-"""`mahiru plan` and `mahiru policy explain`: offline decisions from YAML files (DESIGN §10).
+"""`mahiru plan` and `mahiru policy explain`: offline decisions from YAML files (reference: Command line).
 
 The rules are taken as given (no signatures): these commands answer "what
 would the system decide" for a set of rules, sites and a job.

@@ -1,4 +1,4 @@
-"""Assets, sites and parties as described to the rest of the system (DESIGN §3, §8)."""
+"""Assets, sites and parties as described to the rest of the system (reference: Assets, workflows, jobs and results, §8)."""
 
 from __future__ import annotations
 

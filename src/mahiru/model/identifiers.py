@@ -1,4 +1,4 @@
-"""Identifiers of parties, sites, assets and their groupings (DESIGN §2).
+"""Identifiers of parties, sites, assets and their groupings (reference: Identifiers).
 
 Every identifier is a frozen value with a strict parser and a text form that
 round-trips through it. `parse_identifier` reads any kind; each class's

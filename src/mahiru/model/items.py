@@ -1,4 +1,4 @@
-"""Workflow items: the things of a workflow that policies decide about (DESIGN §3).
+"""Workflow items: the things of a workflow that policies decide about (reference: Assets, workflows, jobs and results).
 
 Text forms: a workflow input `name`; a step `s` (its compute asset); a step
 input `s.in`; an output base `s.@out`; a step output `s.out`; a workflow

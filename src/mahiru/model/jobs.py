@@ -1,4 +1,4 @@
-"""Jobs as they run: states, where step inputs come from, and status values (DESIGN §7).
+"""Jobs as they run: states, where step inputs come from, and status values (reference: Execution).
 
 Pure: no I/O and no clock. Every change of state takes the time as `now` and
 goes through `advance_job` or `advance_step`, which refuse any transition the
@@ -213,7 +213,7 @@ def _version(value: int) -> None:
 
 
 def step_results(job: Job, step: str) -> dict[str, ResultId]:
-    """The result id of each output of `step` (output name -> id), by DESIGN §3."""
+    """The result id of each output of `step` (output name -> id), by reference: Assets, workflows, jobs and results."""
     _step_of(job, step)
     return {ref.output: rid for ref, rid in job.result_ids().items() if ref.step == step}
 
@@ -747,7 +747,7 @@ class ResultProvenance:
     """How a result was made: output `output` of step `step` of job `job_id`.
 
     It carries the whole job, so the site serving the result can recompute
-    the result's permissions later (DESIGN §5). Construction checks that
+    the result's permissions later (reference: Policy semantics). Construction checks that
     `result` is that output's result id.
     """
 

@@ -1,4 +1,4 @@
-"""Workflows, jobs and the items policies talk about (DESIGN §3).
+"""Workflows, jobs and the items policies talk about (reference: Assets, workflows, jobs and results).
 
 A workflow is a DAG of steps. Construction validates it completely: unknown
 sources, duplicate names and cycles are InvalidInput naming the culprits.
@@ -224,7 +224,7 @@ class Job:
         return hash((self.submitter, self.workflow, tuple(self.inputs.items())))
 
     def result_ids(self) -> dict[StepOutputRef, ResultId]:
-        """The content-independent identity of every step output (DESIGN §3)."""
+        """The content-independent identity of every step output (reference: Assets, workflows, jobs and results)."""
         descriptions: dict[StepOutputRef, str] = {}
         ids: dict[StepOutputRef, ResultId] = {}
         for step_name in self.workflow.topological_order():

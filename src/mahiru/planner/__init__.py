@@ -1,4 +1,4 @@
-"""The planner: which site runs each step of a job (DESIGN §6). Pure: no I/O.
+"""The planner: which site runs each step of a job (reference: Planner). Pure: no I/O.
 
 `plan_job` returns the permitted plan that moves the fewest bytes, or raises
 NoPermittedPlan carrying a PlanDenied that explains, per step, why each site

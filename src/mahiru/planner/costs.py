@@ -1,4 +1,4 @@
-"""What a plan costs: the bytes it moves between sites (DESIGN §6).
+"""What a plan costs: the bytes it moves between sites (reference: Planner).
 
 Primary assets stay at the site that stores them: an AssetId names it. A job
 input bound to a ResultId (a result of an earlier job) is taken to be at the

@@ -1,4 +1,4 @@
-"""Planning a job: candidates from the policy engine, then the cheapest plan (DESIGN §6)."""
+"""Planning a job: candidates from the policy engine, then the cheapest plan (reference: Planner)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Choosing a site for every step at least cost (DESIGN §6).
+"""Choosing a site for every step at least cost (reference: Planner).
 
 The cost (see `costs`) is a sum of node terms and pairwise edge terms, so the
 problem is a metric labelling on the graph of steps. The search:

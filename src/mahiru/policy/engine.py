@@ -1,4 +1,4 @@
-"""The policy engine: every access, use, step and job decision is made here (DESIGN §5)."""
+"""The policy engine: every access, use, step and job decision is made here (reference: Policy semantics)."""
 
 from __future__ import annotations
 
@@ -166,7 +166,7 @@ class PolicyEngine:
     def check_job(
         self, permissions: JobPermissions, plan: Mapping[str, SiteId], submitter_site: SiteId
     ) -> Decision:
-        """Is the job permitted with this plan (DESIGN §5, last bullet)?"""
+        """Is the job permitted with this plan (reference: Policy semantics, last bullet)?"""
         parts = [
             self.may_run_step(permissions, step, plan[step])
             for step in permissions.job.workflow.topological_order()

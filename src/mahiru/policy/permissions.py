@@ -1,4 +1,4 @@
-"""Permissions of workflow items (DESIGN §5): lists of requirements, kept normalised.
+"""Permissions of workflow items (reference: Policy semantics): lists of requirements, kept normalised.
 
 A requirement is a set of asset or collection ids; a subject meets it if it is
 granted any one of them (directly or via a containing collection). Permissions

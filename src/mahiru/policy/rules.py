@@ -1,4 +1,4 @@
-"""The eight rule types of DESIGN §4, their kind checks and canonical byte form.
+"""The eight rule types of reference: Rules, their kind checks and canonical byte form.
 
 Rules are immutable values. `rule_from_dict` parses the YAML/JSON form
 strictly (unknown fields and wrong kinds are InvalidInput); `canonical_bytes`

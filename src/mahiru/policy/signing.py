@@ -1,7 +1,7 @@
 """Ed25519 signatures on rules and revocations, and the signer-authority check.
 
 A rule is valid only if its signature verifies with the main key of the party
-that owns the namespace named by the rule's signer field (DESIGN §4). Keys are
+that owns the namespace named by the rule's signer field (reference: Rules). Keys are
 looked up through a callable so the pure core never does I/O.
 """
 

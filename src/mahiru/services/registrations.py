@@ -1,4 +1,4 @@
-"""Signed registration documents: what a party asks the registry to change (DESIGN §8).
+"""Signed registration documents: what a party asks the registry to change (reference: HTTP APIs).
 
 A document is one JSON object, in one of four shapes:
 

@@ -1,4 +1,4 @@
-"""The registry service: who may register, update and remove parties and sites (DESIGN §8-9).
+"""The registry service: who may register, update and remove parties and sites (reference: HTTP APIs-9).
 
 Every change arrives as a signed registration document (`registrations`) from
 a caller authenticated by its network certificate, whose identity text the

@@ -1,4 +1,4 @@
-"""Job orchestration at one site (DESIGN §7): submission, hand-over, execution, collection.
+"""Job orchestration at one site (reference: Execution): submission, hand-over, execution, collection.
 
 `JobServices` wires the parts together; the API layer calls its desks, and
 the app starts it with the site and stops it at shutdown.

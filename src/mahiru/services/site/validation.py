@@ -1,4 +1,4 @@
-"""Checking signed rules and revocations with the keys of the registry replica (DESIGN §4).
+"""Checking signed rules and revocations with the keys of the registry replica (reference: Rules).
 
 A rule is valid only if its signature verifies with the main key of the party
 that owns its signer namespace. When it does not, the reason says which of
