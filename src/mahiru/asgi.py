@@ -5,7 +5,8 @@
     MAHIRU_CONFIG_FILE=/etc/mahiru/site.yaml \
         gunicorn -k uvicorn_worker.UvicornWorker --workers 1 'mahiru.asgi:site()'
 
-This is how the container images run the registry and the sites (docs/running-distributed-scenarios.md),
+This is how the container images run the registry and the sites
+(docs/running-distributed-scenarios.md),
 behind an nginx proxy that terminates TLS. Gunicorn serves plain HTTP here,
 so the configuration must list the proxies in `tls.trusted_proxies`: only
 their `X-Mahiru-Client-Cert` header is believed. A site's `tls.cert` and

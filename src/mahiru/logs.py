@@ -12,7 +12,17 @@ import logging
 import sys
 from typing import Any
 
-_STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName"}
+#: Record attributes that are not context: the standard ones, and uvicorn's copy of
+#: the message with terminal colour codes.
+_STANDARD = set(vars(logging.makeLogRecord({}))) | {
+    "message",
+    "asctime",
+    "taskName",
+    "color_message",
+}
+#: Libraries whose INFO lines repeat what Mahiru logs itself (each outgoing call of
+#: the HTTP client; each request, which `mahiru.access` logs once): shown at debug.
+_CHATTY = ("httpx", "httpcore", "uvicorn.access")
 
 
 class JsonFormatter(logging.Formatter):
@@ -47,3 +57,6 @@ def configure_logging(level: str = "info") -> None:
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
         logging.getLogger(name).handlers.clear()
         logging.getLogger(name).propagate = True
+    quiet = logging.DEBUG if level.lower() == "debug" else logging.WARNING
+    for name in _CHATTY:
+        logging.getLogger(name).setLevel(quiet)

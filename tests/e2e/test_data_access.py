@@ -1,8 +1,10 @@
-"""Live data access across real sites, with real step containers (reference: Execution, data access).
+"""Live data access across real sites, with real step containers.
 
 party2's input is marked `live_access` and any site may access it; only
 site1 may access party1's compute assets, so steps run at site1 and read the
 input from site2 through a per-step channel, never copying it to site1.
+
+See docs/reference.md, "Execution, data access".
 """
 
 from __future__ import annotations

@@ -1,4 +1,7 @@
-"""Jobs, steps and result provenance in the database, on SQLite and PostgreSQL (reference: Execution, §8)."""
+"""Jobs, steps and result provenance in the database, on SQLite and PostgreSQL.
+
+See docs/reference.md, "Execution".
+"""
 
 from __future__ import annotations
 

@@ -249,3 +249,27 @@ def test_assets_pack_makes_an_image_a_site_takes(
     assert code == 0 and record["size"] == out.stat().st_size
     again = subprocess.run([*pack, "--out", str(out)], capture_output=True, text=True)
     assert again.returncode != 0 and "--overwrite" in again.stderr
+
+
+def test_an_idle_site_logs_nothing_per_poll_and_each_request_once(
+    served_site: tuple[Network, SiteServer], tmp_path: Path
+) -> None:
+    """With replication every 0.5 s, 4 s of idling add no line; 3 requests add 3 lines,
+    none from the HTTP libraries and none with terminal colour codes."""
+    net, site = served_site
+    net.replicate_all()  # so that p2's site knows p1's, and answers its polls
+    log = tmp_path / "site.log"
+    time.sleep(2.0)  # let start-up and the first good rounds finish their lines
+    before = len(log.read_text().splitlines())
+    time.sleep(4.0)
+    idle = log.read_text().splitlines()[before:]
+    assert idle == []
+    with site.client(site.party.user) as user:
+        for _ in range(3):
+            user.status()
+    time.sleep(0.5)
+    lines = [json.loads(line) for line in log.read_text().splitlines()]
+    assert not [e for e in lines if e["logger"] in ("httpx", "httpcore", "uvicorn.access")]
+    assert not [e for e in lines if "color_message" in e]
+    requests = [e for e in lines[before:] if e["logger"] == "mahiru.access"]
+    assert len(requests) == 3 and len(lines) - before == 3, lines[before:]

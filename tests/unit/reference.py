@@ -1,4 +1,4 @@
-"""A reference evaluator for reference: Policy semantics, written to be checked against it line by line.
+"""A reference evaluator of the policy semantics (docs/reference.md), checked line by line.
 
 It scans the plain rule list for every question: no indices, no caches and
 no normalisation. Its only liberty is dropping *duplicate* requirements

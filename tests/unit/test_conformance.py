@@ -2,7 +2,7 @@
 
 Each case gives rules, sites and a job as the offline commands read them
 (reference: Command line), and states the expected permissions, decisions and plan or
-denial, derived by hand from reference: Policy semantics and §6.
+denial, derived by hand from the reference's Policy semantics and Planner.
 """
 
 from __future__ import annotations
@@ -92,7 +92,7 @@ def _params() -> list[Any]:
 
 
 def _submitter_site(job: Job, sites: list[SiteDescription]) -> SiteId | None:
-    """The submitter's site (reference: Command line): owned by the submitter, with a store, first by id."""
+    """The submitter's site: owned by the submitter, with a store, the first by id."""
     own = sorted(str(s.id) for s in sites if s.owner == job.submitter and s.store)
     return SiteId.parse(own[0]) if own else None
 

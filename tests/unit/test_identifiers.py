@@ -1,4 +1,7 @@
-"""Identifiers (reference: Identifiers): eight kinds plus `*`, strict parsing, and text forms that round-trip."""
+"""Identifiers: eight kinds plus `*`, strict parsing, and text forms that round-trip.
+
+See docs/reference.md, "Identifiers".
+"""
 
 from __future__ import annotations
 
@@ -77,7 +80,7 @@ def test_valid_text_parses_to_its_kind_and_round_trips(text: str, cls: type, val
 
 
 def test_every_kind_of_design_table_is_known() -> None:
-    """The registry of kinds is exactly reference: Identifiers's eight kinds plus the wildcard."""
+    """The registry of kinds is exactly the reference's eight kinds plus the wildcard."""
     assert set(IDENTIFIER_CLASSES) == {*SEGMENTS, "result", "*"}
 
 

@@ -1,4 +1,4 @@
-"""The policy engine decides exactly as the reference evaluator of reference: Policy semantics does."""
+"""The policy engine decides exactly as the reference evaluator of the policy semantics."""
 
 from __future__ import annotations
 

@@ -359,7 +359,7 @@ def test_canonical_bytes_are_ascii_for_unicode_conditions() -> None:
 
 @pytest.mark.parametrize("type_name", sorted(KINDS))
 def test_signer_namespace_is_that_of_the_design_field(type_name: str) -> None:
-    """The rule is signed by the owner of the reference: Rules field's namespace, no other field's."""
+    """The rule is signed by the owner of the signing field's namespace, no other field's."""
     rule = rule_from_dict(valid_dict(type_name))
     assert rule.signer_namespace() == f"ns-{SIGNER_FIELD[type_name]}"
 

@@ -1,4 +1,4 @@
-"""Ed25519 signatures on rules and revocations, checked against the right owner's key (§4)."""
+"""Ed25519 signatures on rules and revocations, checked against the right owner's key."""
 
 from __future__ import annotations
 

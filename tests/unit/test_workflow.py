@@ -1,4 +1,7 @@
-"""Workflows, jobs, result identity, plans and workflow items (reference: Assets, workflows, jobs and results)."""
+"""Workflows, jobs, result identity, plans and workflow items.
+
+See docs/reference.md, "Assets, workflows, jobs and results".
+"""
 
 from __future__ import annotations
 
@@ -484,7 +487,7 @@ ITEM_WORKFLOW = Workflow(
     ],
 )
 def test_each_item_kind_parses_and_round_trips(text: str, item: WorkflowItem) -> None:
-    """Every item text form of reference: Assets, workflows, jobs and results resolves to its item and prints back."""
+    """Every item text form resolves to its item and prints back."""
     assert WorkflowItem.parse(text, ITEM_WORKFLOW) == item
     assert str(item) == text
 

@@ -52,8 +52,8 @@ The connection options can also be set in the environment:
 def site_options(*, tls_key_names: tuple[str, ...] = ("--key", "--tls-key")) -> Callable[[F], F]:
     """--site, --cert, the TLS key, --ca and --json, for commands using the internal API.
 
-    Commands that also take a party key (`mahiru rules add --signing-key`, old name `--key`) name the
-    TLS key `--tls-key` only.
+    Commands that also take a party key (`mahiru rules add --signing-key`, old name
+    `--key`) name the TLS key `--tls-key` only.
     """
 
     def decorate(command: F) -> F:

@@ -1,4 +1,7 @@
-"""Loading the YAML files of the offline commands (reference: Command line), with errors naming the file."""
+"""Loading the YAML files of the offline commands, with errors naming the file.
+
+See docs/reference.md, "Command line".
+"""
 
 from __future__ import annotations
 

@@ -1,7 +1,9 @@
-"""`mahiru plan` and `mahiru policy explain`: offline decisions from YAML files (reference: Command line).
+"""`mahiru plan` and `mahiru policy explain`: offline decisions from YAML files.
 
 The rules are taken as given (no signatures): these commands answer "what
 would the system decide" for a set of rules, sites and a job.
+
+See docs/reference.md, "Command line".
 """
 
 from __future__ import annotations

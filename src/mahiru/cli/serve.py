@@ -55,8 +55,14 @@ def serve_group() -> None:
     required=True,
     help="The registry's configuration file (YAML, or TOML if it ends in .toml).",
 )
+@click.option(
+    "--log-level",
+    type=click.Choice(["debug", "info", "warning", "error"]),
+    default=None,
+    help="How much to log (default: log_level in the configuration, else info).",
+)
 @handle_errors
-def registry_command(config_path: Path) -> None:
+def registry_command(config_path: Path, log_level: str | None) -> None:
     """Run the registry: the list of parties and sites every member replicates.
 
     \b
@@ -70,6 +76,8 @@ def registry_command(config_path: Path) -> None:
     from mahiru.storage.db import create_database
 
     config = load_service_config(RegistryConfig, config_path)
+    if log_level is not None:
+        config = config.model_copy(update={"log_level": log_level})
     configure_logging(config.log_level)
     database = create_database(config.database_url)
     try:
@@ -215,8 +223,14 @@ def _listen(listen: ListenConfig) -> socket.socket:
     required=True,
     help="The site's configuration file (YAML, or TOML if it ends in .toml).",
 )
+@click.option(
+    "--log-level",
+    type=click.Choice(["debug", "info", "warning", "error"]),
+    default=None,
+    help="How much to log (default: log_level in the configuration, else info).",
+)
 @handle_errors
-def site_command(config_path: Path) -> None:
+def site_command(config_path: Path, log_level: str | None) -> None:
     """Run a site: its internal API (/internal) and external API (/external).
 
     \b
@@ -236,6 +250,8 @@ def site_command(config_path: Path) -> None:
     from mahiru.storage.db import create_database
 
     config = load_service_config(SiteConfig, config_path)
+    if log_level is not None:
+        config = config.model_copy(update={"log_level": log_level})
     configure_logging(config.log_level)
     database = create_database(config.database_url)
     try:

@@ -1,4 +1,7 @@
-"""Assets, sites and parties as described to the rest of the system (reference: Assets, workflows, jobs and results, §8)."""
+"""Assets, sites and parties as described to the rest of the system.
+
+See docs/reference.md, "Assets, workflows, jobs and results".
+"""
 
 from __future__ import annotations
 

@@ -1,9 +1,11 @@
-"""Workflow items: the things of a workflow that policies decide about (reference: Assets, workflows, jobs and results).
+"""Workflow items: the things of a workflow that policies decide about.
 
 Text forms: a workflow input `name`; a step `s` (its compute asset); a step
 input `s.in`; an output base `s.@out`; a step output `s.out`; a workflow
 output `name`. Names are unique across inputs, outputs and steps, so a bare
 name is never ambiguous.
+
+See docs/reference.md, "Assets, workflows, jobs and results".
 """
 
 from __future__ import annotations

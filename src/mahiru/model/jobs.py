@@ -213,7 +213,7 @@ def _version(value: int) -> None:
 
 
 def step_results(job: Job, step: str) -> dict[str, ResultId]:
-    """The result id of each output of `step` (output name -> id), by reference: Assets, workflows, jobs and results."""
+    """The result id of each output of `step` (output name -> id), see the reference."""
     _step_of(job, step)
     return {ref.output: rid for ref, rid in job.result_ids().items() if ref.step == step}
 

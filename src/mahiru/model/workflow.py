@@ -1,7 +1,9 @@
-"""Workflows, jobs and the items policies talk about (reference: Assets, workflows, jobs and results).
+"""Workflows, jobs and the items policies talk about.
 
 A workflow is a DAG of steps. Construction validates it completely: unknown
 sources, duplicate names and cycles are InvalidInput naming the culprits.
+
+See docs/reference.md, "Assets, workflows, jobs and results".
 """
 
 from __future__ import annotations
@@ -224,7 +226,7 @@ class Job:
         return hash((self.submitter, self.workflow, tuple(self.inputs.items())))
 
     def result_ids(self) -> dict[StepOutputRef, ResultId]:
-        """The content-independent identity of every step output (reference: Assets, workflows, jobs and results)."""
+        """The content-independent identity of every step output (see docs/reference.md)."""
         descriptions: dict[StepOutputRef, str] = {}
         ids: dict[StepOutputRef, ResultId] = {}
         for step_name in self.workflow.topological_order():

@@ -1,4 +1,4 @@
-"""Which sites may run each step, or why no plan can exist (reference: Policy semantics, §6).
+"""Which sites may run each step, or why no plan can exist (reference: Policy semantics, Planner).
 
 Permissions depend only on the job, never on the plan, so whether a site may
 run a step is decided per step and site, once. A plan exists iff every step

@@ -1,4 +1,7 @@
-"""Planning a job: candidates from the policy engine, then the cheapest plan (reference: Planner)."""
+"""Planning a job: candidates from the policy engine, then the cheapest plan.
+
+See docs/reference.md, "Planner".
+"""
 
 from __future__ import annotations
 

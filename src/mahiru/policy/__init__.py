@@ -1,1 +1,1 @@
-"""Policy: signed rules, their store, and the engine that decides (reference: Rules-5)."""
+"""Policy: signed rules, their store, and the engine that decides (see docs/reference.md)."""

@@ -1,4 +1,7 @@
-"""The policy engine: every access, use, step and job decision is made here (reference: Policy semantics)."""
+"""The policy engine: every access, use, step and job decision is made here.
+
+See docs/reference.md, "Policy semantics".
+"""
 
 from __future__ import annotations
 

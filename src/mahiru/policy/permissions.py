@@ -1,9 +1,11 @@
-"""Permissions of workflow items (reference: Policy semantics): lists of requirements, kept normalised.
+"""Permissions of workflow items: lists of requirements, kept normalised.
 
 A requirement is a set of asset or collection ids; a subject meets it if it is
 granted any one of them (directly or via a containing collection). Permissions
 are the conjunction of their requirements. Normalisation drops duplicates and
 supersets, so permissions stay small however deep the workflow is.
+
+See docs/reference.md, "Policy semantics".
 """
 
 from __future__ import annotations

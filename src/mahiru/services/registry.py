@@ -1,4 +1,4 @@
-"""The registry service: who may register, update and remove parties and sites (reference: HTTP APIs-9).
+"""The registry service: who may register, update and remove parties and sites.
 
 Every change arrives as a signed registration document (`registrations`) from
 a caller authenticated by its network certificate, whose identity text the
@@ -21,6 +21,8 @@ HTTP layer passes in. What is checked, before anything is stored:
 The checks and the write run in one transaction, and the version the write
 produced is compared with the document's base version before the commit, so
 two documents made against the same version can never both apply.
+
+See docs/reference.md, "HTTP APIs-9".
 """
 
 from __future__ import annotations

@@ -1,7 +1,9 @@
-"""Job orchestration at one site (reference: Execution): submission, hand-over, execution, collection.
+"""Job orchestration at one site: submission, hand-over, execution, collection.
 
 `JobServices` wires the parts together; the API layer calls its desks, and
 the app starts it with the site and stops it at shutdown.
+
+See docs/reference.md, "Execution".
 """
 
 from mahiru.services.jobs.context import JobContext, KnownJob
