@@ -401,7 +401,15 @@ def test_a_refused_or_interrupted_upload_leaves_no_asset(world: World) -> None:
         text=True,
         env=env,
     )
-    time.sleep(1.0)
+    # Interrupted while the image streams: once the asset is described at the site.
+    deadline = time.monotonic() + 60
+    with site1.admin() as client:
+        while time.monotonic() < deadline and process.poll() is None:
+            try:
+                client.get_asset(AssetId.parse(stopped))
+                break
+            except NotFound:
+                time.sleep(0.02)
     process.send_signal(signal.SIGINT)
     _, stderr = process.communicate(timeout=60)
     assert process.returncode == 130, stderr

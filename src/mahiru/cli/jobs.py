@@ -142,7 +142,8 @@ def submit_command(
         view = client.submit(job)
         if wait:
             job_id = view.status.job_id
-            click.echo(f"submitted job {job_id}; waiting up to {timeout:g} s", err=True)
+            if not as_json:
+                click.echo(f"submitted job {job_id}; waiting up to {timeout:g} s", err=True)
             view = _wait(client, job_id, timeout, as_json)
     _show(view, as_json)
     if wait:

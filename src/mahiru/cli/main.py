@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import sys
+
 import click
 
 from mahiru import __version__
+from mahiru.cli.errors import EXIT_INTERRUPTED
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -42,6 +45,10 @@ def _register_commands() -> None:
 
 
 def main() -> None:
-    """Run the CLI (the `mahiru` console script)."""
-    _register_commands()
-    cli(prog_name="mahiru")
+    """Run the CLI (the `mahiru` console script); Ctrl-C at any point exits 130."""
+    try:
+        _register_commands()
+        cli(prog_name="mahiru")
+    except KeyboardInterrupt:
+        click.echo("interrupted", err=True)
+        sys.exit(EXIT_INTERRUPTED)

@@ -17,7 +17,7 @@ from mahiru.model.assets import submitter_site
 from mahiru.model.identifiers import AssetId, ResultId
 from mahiru.model.jobs import JobState, JobStatus, StepStatus
 from mahiru.model.workflow import Job
-from mahiru.planner import plan_job
+from mahiru.planner import NoPermittedPlan, plan_job
 from mahiru.services.jobs.context import JobContext
 from mahiru.services.jobs.egress import Egress
 from mahiru.services.jobs.peers import retrying
@@ -66,9 +66,11 @@ class JobDesk:
                     raise
                 sites = [record.describe() for record in ctx.replica.sites()]
                 plan = plan_job(job, sites, ctx.policy.engine, self._sizes(job))
-        except PermissionDenied:
-            # A mistyped asset id reads better as what it is than as a denial.
-            self._check_assets_known(job)
+        except NoPermittedPlan as denial:
+            # A step no site may run because of a mistyped asset id reads better
+            # as what it is than as a denial.
+            if denial.denial.steps:
+                self._check_assets_known(job)
             raise
         job_id = uuid.uuid4().hex
         status = ctx.jobs.create_job(job_id, job, plan, ctx.site, ctx.now())
