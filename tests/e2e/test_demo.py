@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -53,3 +56,54 @@ def test_demo_without_engine_says_how_to_get_one(tmp_path: Path) -> None:
     assert result.returncode == 4
     assert "no container engine answers" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.e2e
+def test_demo_keep_leaves_profiles_that_reach_both_sites_and_the_registry(
+    container_runtime: DockerRuntime, scenario_archives: dict[str, Path], tmp_path: Path
+) -> None:
+    """`mahiru demo --keep` writes profiles for both admins and prints how to use them: with
+    MAHIRU_CONFIG alone, site and registry commands work, and --profile picks the party."""
+    assets = next(iter(scenario_archives.values())).parent
+    workdir = tmp_path / "work"
+    result = subprocess.run(
+        [MAHIRU, "demo", "--keep", "--workdir", str(workdir), "--assets", str(assets)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    pids = [
+        int(pid)
+        for line in result.stdout.splitlines()
+        if line.startswith("Stop them with: kill")
+        for pid in line.split("kill", 1)[1].split()
+    ]
+    try:
+        assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+        profiles = workdir / "profiles.toml"
+        assert f"export MAHIRU_CONFIG={profiles}" in result.stdout
+        clean = {k: v for k, v in os.environ.items() if not k.startswith("MAHIRU_")}
+        env = {**clean, "MAHIRU_CONFIG": str(profiles)}
+
+        def cli(*args: str, **extra: str) -> subprocess.CompletedProcess[str]:
+            return subprocess.run(
+                [MAHIRU, *args], capture_output=True, text=True, timeout=60, env={**env, **extra}
+            )
+
+        jobs = cli("jobs", "list")
+        assert jobs.returncode == 0 and "succeeded" in jobs.stdout, jobs.stderr
+        registry = cli("register", "show")
+        assert (
+            registry.returncode == 0 and "site:party2.mahiru.example.org:site2" in registry.stdout
+        )
+        assets2 = cli("--profile", "party2-admin", "assets", "list")
+        assert assets2.returncode == 0 and ":input:" in assets2.stdout, assets2.stderr
+        # The environment still wins over the profile.
+        moved = cli("assets", "list", MAHIRU_SITE_URL="https://127.0.0.1:1/internal")
+        assert moved.returncode == 4, moved.stderr
+        unknown = cli("--profile", "nobody", "jobs", "list")
+        assert unknown.returncode == 2 and "no profile 'nobody'" in unknown.stderr
+    finally:
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)

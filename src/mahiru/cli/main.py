@@ -7,13 +7,39 @@ import sys
 import click
 
 from mahiru import __version__
-from mahiru.cli.errors import EXIT_INTERRUPTED
+from mahiru.cli.errors import EXIT_INTERRUPTED, exit_code_for, report_error
+from mahiru.cli.profiles import profile_defaults
+from mahiru.client.profiles import CONFIG_ENV, PROFILE_ENV, config_path, load_profile
+from mahiru.errors import MahiruError
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="mahiru")
-def cli() -> None:
-    """Mahiru: a federated, policy-driven data exchange."""
+@click.option(
+    "--profile",
+    envvar=PROFILE_ENV,
+    show_envvar=True,
+    metavar="NAME",
+    help="Take URLs and credentials from this profile of the profiles file"
+    f" (${CONFIG_ENV}, else ~/.config/mahiru/config.toml); options still win.",
+)
+@click.pass_context
+def cli(ctx: click.Context, profile: str | None) -> None:
+    """Mahiru: a federated, policy-driven data exchange.
+
+    \b
+    Examples:
+      mahiru demo --keep
+      mahiru --profile alice jobs submit job.yaml --wait
+      mahiru plan --rules rules.yaml --sites sites.yaml --job job.yaml
+    """
+    try:
+        chosen = load_profile(profile, config_path())
+    except MahiruError as error:
+        report_error(error, as_json=False)
+        sys.exit(exit_code_for(error))
+    if chosen is not None:
+        ctx.default_map = profile_defaults(cli, chosen)
 
 
 def _register_commands() -> None:

@@ -19,6 +19,7 @@ import yaml
 
 from mahiru import pki
 from mahiru.client.http import TlsIdentity
+from mahiru.client.profiles import Profile
 from mahiru.client.registry import RegistryClient
 from mahiru.client.site import SiteClient
 from mahiru.errors import Unavailable
@@ -217,6 +218,24 @@ class LocalNetwork:
         """Stop every service, sites first."""
         for service in reversed(self.services()):
             service.stop()
+
+    def profile(self, site: SiteId, name: str) -> Profile:
+        """A CLI profile for `site`'s party admin: the site, the registry, every key."""
+        demo_site = self.sites[site]
+        credentials = demo_site.credentials
+        client = credentials.registry_identity()
+        return Profile(
+            name,
+            site=demo_site.spec.internal_url,
+            registry=self.registry_url,
+            cert=str(credentials.admin_cert),
+            key=str(credentials.admin_key),
+            client_cert=str(client.cert),
+            client_key=str(client.key),
+            ca=str(self.network_ca),
+            signing_key=str(credentials.party_dir / "party.key"),
+            party_dir=str(credentials.party_dir),
+        )
 
     def environment(self, site: SiteId) -> dict[str, str]:
         """Environment variables that point the `mahiru` CLI at `site` as its admin."""

@@ -12,6 +12,7 @@ from pathlib import Path
 from rich.console import Console
 
 from mahiru.client.jobs import JobsClient, JobView
+from mahiru.client.profiles import CONFIG_ENV, write_profiles
 from mahiru.demo.network import LocalNetwork
 from mahiru.errors import Internal, Unavailable
 from mahiru.model.jobs import JobState
@@ -166,17 +167,30 @@ def run_demo(
             raise Internal(f"expected {scenario.EXPECTED_RESULT}, got {result}")
         if keep:
             stop = False
-            _print_keep(network, console)
+            _print_keep(network, console, root)
         return DemoResult(job_id, plan_text, result, root)
     finally:
         if stop:
             network.stop()
 
 
-def _print_keep(network: LocalNetwork, console: Console) -> None:
-    console.print("\nThe services keep running. To use site1 as party1's admin:")
-    for key, value in network.environment(scenario.SITE1).items():
-        console.print(f"  export {key}={value}")
-    console.print("  mahiru jobs list")
+def _print_keep(network: LocalNetwork, console: Console, root: Path) -> None:
+    profiles = root / "profiles.toml"
+    write_profiles(
+        profiles,
+        [
+            network.profile(scenario.SITE1, "party1-admin"),
+            network.profile(scenario.SITE2, "party2-admin"),
+        ],
+        default="party1-admin",
+    )
+    console.print(
+        "\nThe services keep running. Profiles for the parties' admins (site, registry,"
+        f" every key) are in {profiles}; to use them:"
+    )
+    console.print(f"  export {CONFIG_ENV}={profiles}")
+    console.print("  mahiru jobs list                              # party1-admin, the default")
+    console.print("  mahiru --profile party2-admin assets list")
+    console.print("  mahiru register show")
     pids = " ".join(str(s.process.pid) for s in network.services() if s.process is not None)
     console.print(f"Stop them with: kill {pids}")
