@@ -149,8 +149,23 @@ def _apply_environment(data: dict[str, Any], environ: Mapping[str, str]) -> None
         target[path[-1]] = yaml.safe_load(value) if value else value
 
 
+#: A SQLite URL with a relative path (`sqlite:///name.db`); four slashes make it absolute.
+_RELATIVE_SQLITE = "sqlite:///"
+
+
 def _resolve_paths(model: BaseModel, base: Path) -> dict[str, Any]:
+    """The configuration with relative paths made absolute from the file's folder.
+
+    That includes a SQLite `database_url` with a relative path, so that
+    `sqlite:///site1.db` means the file next to the configuration wherever
+    the service is started from.
+    """
     data = model.model_dump()
+    url = data.get("database_url")
+    if isinstance(url, str) and url.startswith(_RELATIVE_SQLITE):
+        path = url[len(_RELATIVE_SQLITE) :]
+        if path and not path.startswith("/") and not path.startswith(":memory:"):
+            data["database_url"] = _RELATIVE_SQLITE + str((base / path).resolve())
 
     def fix(value: Any) -> Any:
         if isinstance(value, Path) and not value.is_absolute():

@@ -24,6 +24,16 @@ def test_yaml_file_with_relative_paths_resolved_against_its_folder(tmp_path: Pat
     assert config.tls.network_ca == tmp_path / "certs" / "ca.crt"
     assert config.listen.port == 9443
     assert config.listen.host == "127.0.0.1"
+    assert config.database_url == f"sqlite:///{tmp_path / 'registry.db'}"
+
+
+@pytest.mark.parametrize(
+    "url", ["sqlite:////abs/r.db", "sqlite:///:memory:", "postgresql+psycopg://u:p@h/db"]
+)
+def test_absolute_memory_and_server_database_urls_are_kept(tmp_path: Path, url: str) -> None:
+    path = tmp_path / "registry.yaml"
+    path.write_text(REGISTRY_YAML.replace("sqlite:///registry.db", f"\"{url}\""))
+    assert load_config(RegistryConfig, path, environ={}).database_url == url
 
 
 def test_toml_file(tmp_path: Path) -> None:

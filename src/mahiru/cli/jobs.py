@@ -116,12 +116,14 @@ def jobs_group() -> None:
     metavar="SECONDS",
     help="With --wait: " + _TIMEOUT_HELP,
 )
+@click.option("-q", "--quiet", is_flag=True, help="Print only the job id (for scripts).")
 @site_options()
 @handle_errors
 def submit_command(
     job_file: Path,
     wait: bool,
     timeout: float,
+    quiet: bool,
     site_url: str,
     cert: Path,
     tls_key: Path,
@@ -142,10 +144,13 @@ def submit_command(
         view = client.submit(job)
         if wait:
             job_id = view.status.job_id
-            if not as_json:
+            if not as_json and not quiet:
                 click.echo(f"submitted job {job_id}; waiting up to {timeout:g} s", err=True)
-            view = _wait(client, job_id, timeout, as_json)
-    _show(view, as_json)
+            view = _wait(client, job_id, timeout, as_json or quiet)
+    if quiet:
+        click.echo(view.status.job_id)
+    else:
+        _show(view, as_json)
     if wait:
         _exit_for(view)
 

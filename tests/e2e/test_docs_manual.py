@@ -1,4 +1,4 @@
-"""The shell blocks of docs/manual-setup.md, run in order, set up a working network."""
+"""The shell blocks of docs/manual-setup.md, run in order, set up a network and run a job."""
 
 from __future__ import annotations
 
@@ -13,7 +13,9 @@ from pathlib import Path
 import pytest
 from tests.support.servers import free_port
 
-pytestmark = pytest.mark.integration
+from mahiru.runtime.assets import MINMAX_ASSET
+
+pytestmark = pytest.mark.e2e
 
 ROOT = Path(__file__).resolve().parents[2]
 DOC = ROOT / "docs" / "manual-setup.md"
@@ -22,6 +24,12 @@ BIN = Path(sys.executable).parent
 
 def _script() -> str:
     return "\n".join(re.findall(r"```sh\n(.*?)```", DOC.read_text(), re.S))
+
+
+def test_no_block_would_end_an_interactive_shell() -> None:
+    """Blocks are pasted into people's shells: no `set -e`, no `exit`."""
+    for line in _script().splitlines():
+        assert not line.startswith(("set -e", "exit")), line
 
 
 def test_the_manual_has_the_whole_sequence() -> None:
@@ -36,17 +44,23 @@ def test_the_manual_has_the_whole_sequence() -> None:
         "mahiru assets upload",
         "mahiru rules add",
         "mahiru rules list --replicated",
+        "jobs submit",
+        "jobs wait",
+        "jobs result",
     ):
         assert command in script
 
 
-def test_the_manual_setup_runs(tmp_path: Path) -> None:
-    """Every command works as written; the services are stopped at the end, whatever happens."""
+def test_the_manual_setup_runs(tmp_path: Path, scenario_archives: dict[str, Path]) -> None:
+    """Every command works as written, through to the job's result; the services are
+    stopped at the end, whatever happens."""
     script = tmp_path / "manual.sh"
-    script.write_text(_script())
+    script.write_text("set -eu\n" + _script())
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("MAHIRU_")}
     env = {
-        **os.environ,
+        **clean,
         "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+        "MINMAX": str(scenario_archives[MINMAX_ASSET]),
     }
     ports: set[int] = set()
     while len(ports) < 3:  # three distinct ports that were free a moment ago
@@ -65,7 +79,7 @@ def test_the_manual_setup_runs(tmp_path: Path) -> None:
         start_new_session=True,
     )
     try:
-        output, _ = process.communicate(timeout=180)
+        output, _ = process.communicate(timeout=420)
     except subprocess.TimeoutExpired:
         os.killpg(process.pid, signal.SIGKILL)
         output, _ = process.communicate()
@@ -78,3 +92,5 @@ def test_the_manual_setup_runs(tmp_path: Path) -> None:
     assert process.returncode == 0, output[-4000:] + logs
     assert "stores only rules of party:p1.example.org:p1" in output
     assert "asset:p1.example.org:data1:p1.example.org:site1" in output
+    assert "compute: site:p2.example.org:site2" in output
+    assert (tmp_path / "result" / "minmax" / "data.json").read_text().split() == ["[1,", "9]"]
