@@ -507,7 +507,12 @@ def test_a_wait_that_times_out_says_so_and_exits_5(
     assert waited.returncode == 5 and "did not finish within 0.5 s" in waited.stderr
     cancelled = cli("jobs", "cancel", job_id)
     assert cancelled.returncode == 0, cancelled.stderr
-    assert cli("jobs", "wait", job_id, "--timeout", "60").returncode == 1
+    # Job ids may be shortened to a unique prefix.
+    assert cli("jobs", "wait", job_id[:6], "--timeout", "60").returncode == 1
+    logs = cli("jobs", "logs", job_id[:8])
+    assert logs.returncode == 0 and f"== compute at {site1.id}: cancelled" in logs.stdout
+    no_step = cli("jobs", "logs", job_id, "nosuch")
+    assert no_step.returncode == 2 and "has no step 'nosuch'" in no_step.stderr
     out = tmp_path / "result"
     result = cli("jobs", "result", job_id, "--output-dir", str(out))
     assert result.returncode == 1 and "only a succeeded job has results" in result.stderr

@@ -32,7 +32,7 @@ def test_yaml_file_with_relative_paths_resolved_against_its_folder(tmp_path: Pat
 )
 def test_absolute_memory_and_server_database_urls_are_kept(tmp_path: Path, url: str) -> None:
     path = tmp_path / "registry.yaml"
-    path.write_text(REGISTRY_YAML.replace("sqlite:///registry.db", f"\"{url}\""))
+    path.write_text(REGISTRY_YAML.replace("sqlite:///registry.db", f'"{url}"'))
     assert load_config(RegistryConfig, path, environ={}).database_url == url
 
 

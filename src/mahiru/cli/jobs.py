@@ -18,7 +18,7 @@ from mahiru.cli.connection import jobs_client
 from mahiru.cli.errors import EXIT_FAILED, TimedOut, handle_errors
 from mahiru.cli.files import load_job
 from mahiru.client.jobs import JobsClient, JobView
-from mahiru.errors import Conflict, InvalidInput
+from mahiru.errors import Conflict, InvalidInput, NotFound
 from mahiru.model.jobs import JobState, JobStatus
 
 _JOB_FILE = click.Path(dir_okay=False, exists=True, path_type=Path)
@@ -98,6 +98,30 @@ def _wait(client: JobsClient, job_id: str, timeout: float, as_json: bool) -> Job
 
 
 _TIMEOUT_HELP = "Seconds to wait before giving up (exit 5); the job goes on."
+#: The shortest job id prefix the commands accept.
+MIN_PREFIX = 4
+
+
+def _job_id(client: JobsClient, text: str) -> str:
+    """The full id of the job `text` names: the id itself, or a unique prefix of one."""
+    text = text.strip().lower()
+    if len(text) == 32:
+        return text
+    if len(text) < MIN_PREFIX or not all(c in "0123456789abcdef" for c in text):
+        raise InvalidInput(
+            f"{text!r} is not a job id: give the 32 hex digits, or at least the first"
+            f" {MIN_PREFIX} of them (`mahiru jobs list` shows the ids)"
+        )
+    matches = [status.job_id for status in client.list() if status.job_id.startswith(text)]
+    if not matches:
+        raise NotFound(f"no job of yours here starts with {text!r}", {"prefix": text})
+    if len(matches) > 1:
+        raise InvalidInput(
+            f"{text!r} starts {len(matches)} job ids ({', '.join(sorted(matches)[:5])});"
+            " give more of the id",
+            {"matches": sorted(matches)},
+        )
+    return matches[0]
 
 
 @click.group("jobs", epilog=CONNECTION_HELP)
@@ -175,10 +199,10 @@ def wait_command(
 
     \b
     Example:
-      mahiru jobs wait 3f2a9c... --timeout 600 && mahiru jobs result 3f2a9c... --output-dir out
+      mahiru jobs wait 3f2a --timeout 600 && mahiru jobs result 3f2a --output-dir out
     """
     with _connect(site_url, cert, tls_key, ca) as client:
-        view = _wait(client, job_id, timeout, as_json)
+        view = _wait(client, _job_id(client, job_id), timeout, as_json)
     _show(view, as_json)
     _exit_for(view)
 
@@ -190,16 +214,28 @@ def wait_command(
 def status_command(
     job_id: str, site_url: str, cert: Path, tls_key: Path, ca: Path, as_json: bool
 ) -> None:
-    """Show a job: its state, plan and steps with their timestamps."""
+    """Show a job: its state, plan and steps with their timestamps.
+
+    JOB_ID may be a unique prefix of the id, here and in every `jobs` command.
+
+    \b
+    Example:
+      mahiru jobs status 3f2a
+    """
     with _connect(site_url, cert, tls_key, ca) as client:
-        _show(client.status(job_id), as_json)
+        _show(client.status(_job_id(client, job_id)), as_json)
 
 
 @jobs_group.command("list")
 @site_options()
 @handle_errors
 def list_command(site_url: str, cert: Path, tls_key: Path, ca: Path, as_json: bool) -> None:
-    """List your party's jobs at the site, oldest first."""
+    """List your party's jobs at the site, oldest first.
+
+    \b
+    Example:
+      mahiru jobs list --json
+    """
     with _connect(site_url, cert, tls_key, ca) as client:
         jobs = client.list()
     if as_json:
@@ -218,9 +254,14 @@ def list_command(site_url: str, cert: Path, tls_key: Path, ca: Path, as_json: bo
 def cancel_command(
     job_id: str, site_url: str, cert: Path, tls_key: Path, ca: Path, as_json: bool
 ) -> None:
-    """Cancel a job that has not finished (its running steps are stopped)."""
+    """Cancel a job that has not finished (its running steps are stopped).
+
+    \b
+    Example:
+      mahiru jobs cancel 3f2a
+    """
     with _connect(site_url, cert, tls_key, ca) as client:
-        _show(client.cancel(job_id), as_json)
+        _show(client.cancel(_job_id(client, job_id)), as_json)
 
 
 @jobs_group.command("result")
@@ -244,9 +285,15 @@ def result_command(
     ca: Path,
     as_json: bool,
 ) -> None:
-    """Write the /data files of a succeeded job's outputs to OUTPUT_DIR/<output>/."""
+    """Write the /data files of a succeeded job's outputs to OUTPUT_DIR/<output>/.
+
+    \b
+    Example:
+      mahiru jobs result 3f2a --output-dir result
+    """
     written: dict[str, list[str]] = {}
     with _connect(site_url, cert, tls_key, ca) as client:
+        job_id = _job_id(client, job_id)
         status = client.status(job_id).status
         if status.state is not JobState.SUCCEEDED:
             reason = f" ({status.reason})" if status.reason else ""
@@ -272,3 +319,43 @@ def result_command(
         click.echo(f"{name}:")
         for path in paths:
             click.echo(f"  {path}")
+
+
+@jobs_group.command("logs")
+@click.argument("job_id")
+@click.argument("step", required=False)
+@site_options()
+@handle_errors
+def logs_command(
+    job_id: str,
+    step: str | None,
+    site_url: str,
+    cert: Path,
+    tls_key: Path,
+    ca: Path,
+    as_json: bool,
+) -> None:
+    """Show the end of the log of each step of a job (or of STEP only).
+
+    A step's log is shown only where your party may use the step's outputs,
+    as with results; otherwise it says so.
+
+    \b
+    Example:
+      mahiru jobs logs 3f2a compute
+    """
+    with _connect(site_url, cert, tls_key, ca) as client:
+        view = client.status(_job_id(client, job_id))
+    steps = [s for s in view.steps if step is None or s.step == step]
+    if step is not None and not steps:
+        known = ", ".join(s.step for s in view.steps)
+        raise NotFound(f"job {view.status.job_id} has no step {step!r} (steps: {known})")
+    if as_json:
+        echo_json({"job_id": view.status.job_id, "logs": {s.step: s.log_tail for s in steps}})
+        return
+    for status in steps:
+        click.echo(f"== {status.step} at {status.site}: {status.state.value}")
+        if status.log_tail is None:
+            click.echo("   (no log here: not finished, or your party may not use its outputs)")
+        else:
+            click.echo(status.log_tail.rstrip("\n"))

@@ -160,7 +160,7 @@ def revoke_command(
     ca: Path,
     as_json: bool,
 ) -> None:
-    """Revoke the site's rule RULE_ID (or a unique prefix of it), signing with --key."""
+    """Revoke the site's rule RULE_ID (or a unique prefix of it), signing with your key."""
     if len(rule_id) < MIN_PREFIX:
         raise InvalidInput(f"give at least {MIN_PREFIX} characters of the rule id")
     key = _signing_key(party_key, old_party_key)

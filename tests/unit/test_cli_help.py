@@ -1,0 +1,51 @@
+"""Every command's --help: an example, and units where a number needs one."""
+
+from __future__ import annotations
+
+import click
+import pytest
+from click.testing import CliRunner
+
+from mahiru.cli.main import _register_commands, cli
+
+_register_commands()
+
+
+def _leaves(group: click.Group, path: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    found: list[tuple[str, ...]] = []
+    for name, command in sorted(group.commands.items()):
+        if isinstance(command, click.Group):
+            found += _leaves(command, (*path, name))
+        else:
+            found.append((*path, name))
+    return found
+
+
+COMMANDS = _leaves(cli)
+
+
+def test_there_are_commands_to_check() -> None:
+    assert ("jobs", "logs") in COMMANDS and ("completion",) in COMMANDS and len(COMMANDS) > 30
+
+
+@pytest.mark.parametrize("path", COMMANDS, ids=" ".join)
+def test_every_command_shows_an_example(path: tuple[str, ...]) -> None:
+    result = CliRunner().invoke(cli, [*path, "--help"])
+    assert result.exit_code == 0, result.output
+    assert "Example" in result.output
+    assert "mahiru " in result.output.split("Example", 1)[1]
+
+
+@pytest.mark.parametrize("path", COMMANDS, ids=" ".join)
+def test_a_timeout_says_its_unit(path: tuple[str, ...]) -> None:
+    result = CliRunner().invoke(cli, [*path, "--help"])
+    for line in result.output.splitlines():
+        if line.strip().startswith("--timeout"):
+            assert "SECONDS" in line or "seconds" in result.output.lower(), line
+
+
+@pytest.mark.parametrize("shell", ["bash", "zsh", "fish"])
+def test_completion_prints_a_script_for_each_shell(shell: str) -> None:
+    result = CliRunner().invoke(cli, ["completion", shell])
+    assert result.exit_code == 0
+    assert "_MAHIRU_COMPLETE" in result.output
