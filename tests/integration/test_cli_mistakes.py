@@ -418,3 +418,41 @@ def test_a_refused_or_interrupted_upload_leaves_no_asset(world: World) -> None:
         for asset in (refused, stopped):
             with pytest.raises(NotFound):
                 client.get_asset(AssetId.parse(asset))
+
+
+def test_policy_explain_asks_a_running_site(world: World) -> None:
+    """`policy explain --at URL` decides with the site's rules: denied (3, with the missing
+    rule) until the owner publishes one, then allowed (0)."""
+    site1 = world.net.sites["p1"]
+    p1 = site1.party
+    asset = "asset:p1.org:explained:p1.org:site"
+    job = {
+        "submitter": p1.id,
+        "workflow": {
+            "inputs": ["x"],
+            "outputs": {"y": "s.out"},
+            "steps": [
+                {
+                    "name": "s",
+                    "compute_asset": asset,
+                    "inputs": {"in": "x"},
+                    "outputs": {"out": None},
+                }
+            ],
+        },
+        "inputs": {"x": asset},
+    }
+    job_file = write_yaml(world.root / "explain-job.yaml", job)
+    ask = ["policy", "explain", "--job", job_file, "--item", "x", "--site", site1.id, "--at"]
+    ask += [site1.internal_url, "--cert", str(p1.user.cert), "--key", str(p1.user.key)]
+    ask += ["--ca", str(p1.user.ca)]
+    denied = run(ask)
+    assert denied.returncode == 3, denied.stderr
+    assert "no MayAccess" in denied.stdout
+    with site1.admin() as admin:
+        admin.add_rule(p1.sign({"type": "MayAccess", "site": site1.id, "asset": asset}))
+    allowed = run(ask)
+    assert allowed.returncode == 0, allowed.stdout + allowed.stderr
+    assert "MayAccess" in allowed.stdout
+    both = run([*ask, "--rules", job_file])
+    assert both.returncode == 2 and "exactly one of --rules" in both.stderr
