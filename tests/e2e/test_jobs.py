@@ -20,7 +20,7 @@ from tests.support.jobs import Scenario, asset_id, compute_to_data
 from tests.support.sites import Network, network
 
 from mahiru.cli.main import _register_commands, cli
-from mahiru.client.jobs import JobsClient, JobView, PeerJobsClient, extract_data_files
+from mahiru.client.jobs import JobsClient, JobView, PeerJobsClient
 from mahiru.errors import InvalidInput, NotFound, PermissionDenied, Unauthenticated, Unavailable
 from mahiru.model.assets import Asset, AssetKind
 from mahiru.model.identifiers import AssetId, ResultId
@@ -28,6 +28,7 @@ from mahiru.model.jobs import JobState, StepState
 from mahiru.model.serialization import job_from_dict, job_to_dict
 from mahiru.policy.signing import sign_revocation
 from mahiru.runtime import LABEL_JOB, DockerRuntime
+from mahiru.runtime.archives import extract_data_files
 from mahiru.runtime.assets import INPUT_ASSET, MINMAX_ASSET, OUTPUT_BASE_ASSET
 from mahiru.services.jobs.receipts import Receipts
 from mahiru.storage import BlobStore

@@ -50,11 +50,11 @@ from mahiru.model.assets import Asset, AssetKind
 from mahiru.model.identifiers import AssetId, PartyId, SiteId
 from mahiru.policy.rules import rule_from_dict
 from mahiru.policy.signing import sign_rule
-from mahiru.services.registrations import Registration
 from mahiru.services.registry import RegistryService
-from mahiru.services.site.replication import PeerRuleBatch
 from mahiru.storage import PartyRecord, SiteEndpoints, SiteRecord
 from mahiru.storage.db import create_database
+from mahiru.storage.records import PeerRuleBatch
+from mahiru.storage.registrations import Registration
 
 pytestmark = pytest.mark.integration
 

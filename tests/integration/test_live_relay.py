@@ -12,6 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from mahiru.client.jobs import PeerJobsClient
 from mahiru.services.jobs.live_channel import LiveRelay
 
 TOKEN = "t0ken-for-one-step_abc"
@@ -45,7 +46,8 @@ def relay(tmp_path: Path) -> Iterator[tuple[Path, list[str]]]:
             return httpx.Response(200, content=b"[1, 2]\n")
         return httpx.Response(404, json={"error": {"type": "NotFound", "message": "no such"}})
 
-    client = httpx.Client(base_url="https://site2/external", transport=httpx.MockTransport(owner))
+    # The relay reads through the peer port; here the client of it talks to a fake owner.
+    client = PeerJobsClient("https://site2/external", None, transport=httpx.MockTransport(owner))
     # A deep folder: longer than a socket path may be, which the relay must cope with.
     folder = tmp_path.joinpath(*["deep-folder-name"] * 8)
     folder.mkdir(parents=True)

@@ -38,9 +38,9 @@ from mahiru.errors import (
     Unavailable,
 )
 from mahiru.model.identifiers import PartyId, SiteId
-from mahiru.services.registrations import Registration, SignedRegistration
 from mahiru.services.registry import RegistryService
 from mahiru.storage import ChangeAction, PartyRecord, SiteEndpoints, SiteRecord, create_database
+from mahiru.storage.registrations import Registration, SignedRegistration
 
 pytestmark = pytest.mark.integration
 

@@ -12,7 +12,8 @@ import pytest
 from mahiru import pki
 from mahiru.errors import InvalidInput, InvalidSignature
 from mahiru.model.identifiers import PartyId, SiteId
-from mahiru.services.registrations import (
+from mahiru.storage.records import PartyRecord, SiteEndpoints, SiteRecord
+from mahiru.storage.registrations import (
     MAX_AGE,
     MAX_CLOCK_SKEW,
     Registration,
@@ -21,7 +22,6 @@ from mahiru.services.registrations import (
     canonical_json,
     check_fresh,
 )
-from mahiru.storage.records import PartyRecord, SiteEndpoints, SiteRecord
 
 PARTY = PartyId.parse("party:party1.example.org:party1")
 SITE = SiteId.parse("site:party1.example.org:site1")

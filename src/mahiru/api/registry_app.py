@@ -35,9 +35,9 @@ from mahiru.config import RegistryConfig
 from mahiru.errors import Internal, InvalidInput, MahiruError
 from mahiru.model.identifiers import PartyId, SiteId
 from mahiru.pki import load_certificate
-from mahiru.services.registrations import SignedRegistration
 from mahiru.services.registry import RegistryService
 from mahiru.storage.db import Database, create_database
+from mahiru.storage.registrations import SignedRegistration
 
 DEFAULT_CHANGES_LIMIT = 1000
 """How many changes `GET /changes` returns when the caller gives no limit."""

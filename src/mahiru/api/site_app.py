@@ -37,7 +37,9 @@ from mahiru.config import SiteConfig
 from mahiru.errors import InvalidInput, MahiruError, path_redactor
 from mahiru.pki import load_certificate, load_tls_private_key, user_ca_party
 from mahiru.pki.signatures import sign_with_tls_key
-from mahiru.runtime import ContainerRuntime, DockerRuntime, limits_from_config
+from mahiru.runtime.docker_engine import DockerRuntime
+from mahiru.runtime.limits import limits_from_config
+from mahiru.runtime.protocol import ContainerRuntime
 from mahiru.services.jobs import JobContext, JobPeer, JobPeers, JobServices
 from mahiru.services.site import RegistryFeed, RuleFeed, RuleFeedFactory, SiteServices
 from mahiru.storage import BlobStore, Database, SiteRecord, create_database

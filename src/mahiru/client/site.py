@@ -37,9 +37,9 @@ from mahiru.errors import Conflict, InvalidInput, MahiruError, NotFound
 from mahiru.model.assets import Asset, AssetKind
 from mahiru.model.identifiers import AssetId, ResultId, parse_identifier
 from mahiru.policy.signing import Revocation, SignedRule
-from mahiru.services.site.replication import PeerRuleBatch, UnreadableRuleChange
 from mahiru.storage import AssetRecord, BlobInfo, BlobStore, RuleChange
 from mahiru.storage.blobs import normalise_digest
+from mahiru.storage.records import PeerRuleBatch, UnreadableRuleChange
 
 logger = logging.getLogger("mahiru.client.site")
 

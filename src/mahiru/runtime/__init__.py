@@ -3,9 +3,14 @@
 `ContainerRuntime` is what the orchestration uses; `DockerRuntime` provides it
 on a Docker-API engine (Docker or Podman). Step failures are `StepResult`
 values; an unreachable engine raises `mahiru.errors.Unavailable`.
+
+`DockerRuntime` and `docker_available` are loaded on first use, so that
+importing the runner's port (this package's other modules) never loads the
+Docker SDK.
 """
 
-from mahiru.runtime.docker_engine import DockerRuntime, docker_available
+from typing import Any
+
 from mahiru.runtime.limits import StepLimits, limits_from_config
 from mahiru.runtime.protocol import ContainerInfo, ContainerRuntime, ImageConfig
 from mahiru.runtime.steps import (
@@ -44,3 +49,11 @@ __all__ = [
     "live_environment",
     "step_labels",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name in ("DockerRuntime", "docker_available"):
+        from mahiru.runtime import docker_engine
+
+        return getattr(docker_engine, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

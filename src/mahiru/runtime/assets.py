@@ -26,13 +26,16 @@ from pathlib import Path
 
 from mahiru.errors import MahiruError, NotFound, Unavailable
 from mahiru.runtime.docker_engine import DockerRuntime
-from mahiru.runtime.protocol import ContainerRuntime, ImageConfig
+from mahiru.runtime.protocol import (
+    COMPUTE_BASE_IMAGE,
+    DATA_BASE_IMAGE,
+    ContainerRuntime,
+    ImageConfig,
+)
 
 logger = logging.getLogger("mahiru.runtime.assets")
 
 SOURCES = Path(__file__).parent / "asset_sources"
-DATA_BASE_IMAGE = "mahiru-data-base:latest"
-COMPUTE_BASE_IMAGE = "mahiru-base:latest"
 TAG_PREFIX = "mahiru-assets/"
 MINMAX_DIR = "/opt/mahiru-minmax"
 

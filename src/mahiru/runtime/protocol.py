@@ -16,6 +16,11 @@ from typing import Protocol
 from mahiru.runtime.limits import StepLimits
 from mahiru.runtime.steps import StepResult
 
+#: The base images every engine that runs steps has (built from Debian packages):
+#: the minimal image outputs are built on, and the one compute assets start from.
+DATA_BASE_IMAGE = "mahiru-data-base:latest"
+COMPUTE_BASE_IMAGE = "mahiru-base:latest"
+
 
 @dataclass(frozen=True, slots=True)
 class ImageConfig:

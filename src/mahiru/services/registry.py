@@ -39,7 +39,10 @@ from mahiru.errors import Conflict, InvalidInput, NotFound, PermissionDenied, Un
 from mahiru.model.identifiers import PartyId, SiteId
 from mahiru.pki import issued_by, parse_certificate, parse_party_public_key, peer_identity
 from mahiru.pki import user_ca_party as _user_ca_party
-from mahiru.services.registrations import (
+from mahiru.storage.changelog import Clock, utc_now
+from mahiru.storage.db import Database
+from mahiru.storage.records import ChangeBatch, PartyRecord, RegistryChange, SiteRecord
+from mahiru.storage.registrations import (
     MAX_AGE,
     MAX_CLOCK_SKEW,
     STALE_BASE_VERSION,
@@ -49,9 +52,6 @@ from mahiru.services.registrations import (
     SignedRegistration,
     check_fresh,
 )
-from mahiru.storage.changelog import Clock, utc_now
-from mahiru.storage.db import Database
-from mahiru.storage.records import ChangeBatch, PartyRecord, RegistryChange, SiteRecord
 from mahiru.storage.registry import RegistryRepository
 
 logger = logging.getLogger("mahiru.registry")

@@ -306,3 +306,20 @@ class AssetRecord:
     asset: Asset
     size: int | None
     created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class UnreadableRuleChange:
+    """A rule change from a peer that could not even be parsed, with the reason."""
+
+    version: int
+    rule_id: str | None
+    body: Mapping[str, Any]
+    reason: str
+
+
+class PeerRuleBatch(NamedTuple):
+    """A page of a peer's rule log: parsed changes (or unreadable ones) and the version."""
+
+    changes: list[RuleChange | UnreadableRuleChange]
+    version: int

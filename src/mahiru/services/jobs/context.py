@@ -12,7 +12,8 @@ from pathlib import Path
 from mahiru.errors import NotFound
 from mahiru.model.identifiers import PartyId, SiteId
 from mahiru.model.workflow import Job, Plan
-from mahiru.runtime import ContainerRuntime, StepLimits
+from mahiru.runtime.limits import StepLimits
+from mahiru.runtime.protocol import ContainerRuntime
 from mahiru.services.jobs.peers import JobPeers
 from mahiru.services.site.assets import AssetStore
 from mahiru.services.site.policy_view import PolicyView

@@ -23,7 +23,7 @@ from mahiru.model.jobs import StepInput, StepState, StepStatus, step_inputs, ste
 from mahiru.model.receipts import ReceiptChain, ReceiptInput
 from mahiru.policy.decisions import Decision
 from mahiru.policy.engine import PolicyEngine
-from mahiru.runtime import LABEL_INSTANCE, StepResult, step_labels
+from mahiru.runtime.steps import LABEL_INSTANCE, StepResult, step_labels
 from mahiru.services.jobs.context import JobContext, KnownJob
 from mahiru.services.jobs.fetching import InputFetcher
 from mahiru.services.jobs.live_channel import LiveChannels

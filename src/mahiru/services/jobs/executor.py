@@ -18,7 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from mahiru.errors import MahiruError
 from mahiru.model.jobs import StepStatus
-from mahiru.runtime import LABEL_INSTANCE, LABEL_JOB, LABEL_SITE
+from mahiru.runtime.steps import LABEL_INSTANCE, LABEL_JOB, LABEL_SITE
 from mahiru.services.jobs.context import JobContext
 from mahiru.services.jobs.execution import UNAVAILABLE_DEADLINE, StepExecution
 from mahiru.services.jobs.fetching import InputFetcher

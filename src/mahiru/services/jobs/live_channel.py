@@ -28,33 +28,28 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
-import httpx
-
-from mahiru.client.http import error_from_response, request
-from mahiru.errors import Internal, MahiruError, NotFound, PermissionDenied, Unavailable
+from mahiru.errors import (
+    Internal,
+    InvalidInput,
+    MahiruError,
+    NotFound,
+    PermissionDenied,
+    Unavailable,
+)
 from mahiru.model.identifiers import AssetId
 from mahiru.model.items import ItemKind, WorkflowItem
 from mahiru.model.jobs import StepInput
 from mahiru.model.serialization import job_to_dict
-from mahiru.runtime import live_environment
+from mahiru.runtime.steps import live_environment
 from mahiru.services.jobs.context import JobContext, KnownJob
 from mahiru.services.jobs.live_grants import is_live
+from mahiru.services.jobs.peers import JobPeer
 
 logger = logging.getLogger("mahiru.site.live")
 
-CHUNK = 64 * 1024
 _SEGMENT = re.compile(r"[A-Za-z0-9_.-]+")
 _PATH = re.compile(r"^/live/(?P<token>[A-Za-z0-9_-]+)/files(?:/(?P<path>[^?#]*))?$")
-
-
-def peer_http(peer: object) -> httpx.Client:
-    """The mutual-TLS HTTP client of a peer's external API (a `PeerJobsClient`)."""
-    http = getattr(peer, "_http", None)
-    if not isinstance(http, httpx.Client):
-        raise Internal(f"the client of a peer ({type(peer).__name__}) cannot do live access")
-    return http
 
 
 @dataclass
@@ -70,7 +65,7 @@ class LiveRelay(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
 
     daemon_threads = True
 
-    def __init__(self, path: Path, owner: httpx.Client, token: str) -> None:
+    def __init__(self, path: Path, owner: JobPeer, token: str) -> None:
         self.owner = owner
         self.token = token
         # A socket's path may have at most 107 bytes, which a deep data directory
@@ -102,32 +97,26 @@ class LiveRelayHandler(BaseHTTPRequestHandler):
             # Dot segments would be resolved on the way and reach other endpoints.
             self._refuse(400, "file paths are plain names: letters, digits, '_', '.', '-'")
             return
-        url = "/".join([f"/live/{quote(self.server.token)}/files", *segments])
         try:
-            with self.server.owner.stream("GET", url) as response:
-                if not response.is_success:
-                    response.read()
-                    error = error_from_response(response)
-                    self._refuse(response.status_code, error.message)
+            with self.server.owner.live_file(self.server.token, "/".join(segments)) as answer:
+                if answer.status != 200:
+                    self._refuse(answer.status, answer.message)
                     return
                 self.send_response(200)
-                self.send_header(
-                    "Content-Type", response.headers.get("content-type", "application/octet-stream")
-                )
-                length = response.headers.get("content-length")
-                if length is not None:
-                    self.send_header("Content-Length", length)
+                self.send_header("Content-Type", answer.content_type)
+                if answer.length is not None:
+                    self.send_header("Content-Length", answer.length)
                     self.end_headers()
-                    for chunk in response.iter_bytes(CHUNK):
+                    for chunk in answer.chunks:
                         self.wfile.write(chunk)
                 else:
                     self.send_header("Transfer-Encoding", "chunked")
                     self.end_headers()
-                    for chunk in response.iter_bytes(CHUNK):
+                    for chunk in answer.chunks:
                         self.wfile.write(f"{len(chunk):x}\r\n".encode() + chunk + b"\r\n")
                     self.wfile.write(b"0\r\n\r\n")
-        except httpx.HTTPError as error:
-            self._refuse(502, f"the data's site cannot be reached: {type(error).__name__}")
+        except Unavailable as error:
+            self._refuse(502, error.message)
         except OSError:
             self.close_connection = True  # the container went away mid-transfer
 
@@ -167,10 +156,8 @@ class LiveChannels:
                 continue
             if item.site == ctx.site or ctx.records.has(asset):
                 continue
-            http = peer_http(ctx.peers.get(item.site))
-            path = f"/assets/{quote(str(asset), safe=':')}"
-            metadata = request(http, "GET", path).json().get("metadata")
-            if is_live(metadata):
+            metadata = ctx.peers.get(item.site).asset_metadata(asset).asset.metadata
+            if is_live(dict(metadata)):
                 live.add(item.item)
         return live
 
@@ -180,7 +167,7 @@ class LiveChannels:
         channel = LiveChannel()
         root = self._ctx.work_dir / "live" / secrets.token_hex(6)
         relays: list[tuple[LiveRelay, threading.Thread]] = []
-        grants: list[tuple[httpx.Client, str]] = []
+        grants: list[tuple[JobPeer, str]] = []
         try:
             if needed:
                 root.mkdir(parents=True)
@@ -188,11 +175,11 @@ class LiveChannels:
             for item in needed:
                 name = item.item.part
                 assert name is not None  # step inputs have a name
-                http = peer_http(self._ctx.peers.get(item.site))
-                token = self._grant(http, known, step, name, item)
-                grants.append((http, token))
+                owner = self._ctx.peers.get(item.site)
+                token = self._grant(owner, known, step, name, item)
+                grants.append((owner, token))
                 socket_path = root / f"{name}.sock"
-                relay = LiveRelay(socket_path, http, token)
+                relay = LiveRelay(socket_path, owner, token)
                 # The step runs as another user; the socket's folder keeps others out.
                 socket_path.chmod(0o666)
                 thread = threading.Thread(
@@ -208,13 +195,11 @@ class LiveChannels:
                 relay.shutdown()
                 relay.server_close()
                 thread.join(10)
-            for http, token in grants:
-                self._revoke(http, token, known)
+            for owner, token in grants:
+                self._revoke(owner, token, known)
             shutil.rmtree(root, ignore_errors=True)
 
-    def _grant(
-        self, http: httpx.Client, known: KnownJob, step: str, name: str, item: StepInput
-    ) -> str:
+    def _grant(self, owner: JobPeer, known: KnownJob, step: str, name: str, item: StepInput) -> str:
         body = {
             "job_id": known.job_id,
             "job": job_to_dict(known.job),
@@ -223,19 +208,19 @@ class LiveChannels:
             "input": name,
             "asset": str(item.asset),
         }
-        answer = request(http, "POST", "/live/grants", json=body).json()
-        token = answer.get("token") if isinstance(answer, dict) else None
-        if not isinstance(token, str) or not re.fullmatch(r"[A-Za-z0-9_-]+", token):
-            raise Internal(f"{item.site} answered a live grant request without a usable token")
+        try:
+            token = owner.live_grant(body)
+        except InvalidInput as error:
+            raise Internal(f"{item.site}: {error.message}") from None
         logger.info(
             "live access granted to a step",
             extra={"job": known.job_id, "step": step, "input": name, "asset": str(item.asset)},
         )
         return token
 
-    def _revoke(self, http: httpx.Client, token: str, known: KnownJob) -> None:
+    def _revoke(self, owner: JobPeer, token: str, known: KnownJob) -> None:
         try:
-            request(http, "DELETE", f"/live/{quote(token)}")
+            owner.live_revoke(token)
         except (PermissionDenied, NotFound):
             pass  # expired already
         except (Unavailable, MahiruError) as error:

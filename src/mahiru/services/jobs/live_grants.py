@@ -31,12 +31,12 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path, PurePosixPath
 
-from mahiru.client.jobs import extract_data_files
 from mahiru.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 from mahiru.model.assets import AssetKind
 from mahiru.model.identifiers import AssetId, SiteId
 from mahiru.model.jobs import StepStatus
 from mahiru.model.workflow import Job
+from mahiru.runtime.archives import extract_data_files
 from mahiru.services.jobs.context import JobContext
 
 logger = logging.getLogger("mahiru.site.live")

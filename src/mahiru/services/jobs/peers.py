@@ -5,12 +5,14 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
-from typing import Protocol, TypeVar
+from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager
+from typing import Any, Protocol, TypeVar
 
 from mahiru.errors import Unavailable
 from mahiru.model.identifiers import AssetId, ResultId, SiteId
 from mahiru.model.jobs import StepAssignment, StepStatus
+from mahiru.model.live import LiveAnswer
 from mahiru.model.workflow import Job
 from mahiru.storage import AssetRecord, BlobInfo, BlobStore, ReplicaRepository, SiteRecord
 
@@ -36,6 +38,18 @@ class JobPeer(Protocol):
 
     def readers(self, job_id: str) -> tuple[Job, list[StepStatus]]:
         """A job submitted at the site, and its steps that read data stored at this site."""
+        ...
+
+    def live_grant(self, request_body: Mapping[str, Any]) -> str:
+        """A token to read a live data set at the site, for one input of one step."""
+        ...
+
+    def live_revoke(self, token: str) -> None:
+        """End a live grant early."""
+        ...
+
+    def live_file(self, token: str, path: str) -> AbstractContextManager[LiveAnswer]:
+        """Read the granted data's file listing (`path` "") or one of its files, streaming."""
         ...
 
     def asset_metadata(self, asset_id: AssetId | ResultId) -> AssetRecord:

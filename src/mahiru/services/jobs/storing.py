@@ -18,7 +18,7 @@ from mahiru.model.assets import Asset, AssetKind
 from mahiru.model.identifiers import ResultId
 from mahiru.model.jobs import ResultProvenance, StepState, step_provenance
 from mahiru.model.receipts import ReceiptChain
-from mahiru.runtime.assets import DATA_BASE_IMAGE
+from mahiru.runtime.protocol import DATA_BASE_IMAGE
 from mahiru.services.jobs.context import JobContext, KnownJob
 from mahiru.services.jobs.receipts import RECEIPTS_KEY, Receipts
 from mahiru.storage import BlobInfo

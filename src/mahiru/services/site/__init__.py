@@ -8,18 +8,17 @@ from mahiru.services.site.assets import AssetStore, ImageFile
 from mahiru.services.site.peers import RegisteredSites
 from mahiru.services.site.policy_view import PolicyView
 from mahiru.services.site.replication import (
-    PeerRuleBatch,
     RegistryFeed,
     ReplicationLoop,
     Replicator,
     RuleFeed,
     RuleFeedFactory,
     SourceStatus,
-    UnreadableRuleChange,
 )
 from mahiru.services.site.rules import RuleOutcome, RuleService
 from mahiru.services.site.site import SiteServices, SiteStatus
 from mahiru.services.site.validation import KeyRing, Rejection
+from mahiru.storage.records import PeerRuleBatch, UnreadableRuleChange
 
 __all__ = [
     "AssetStore",

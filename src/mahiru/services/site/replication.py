@@ -25,7 +25,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from functools import partial
-from typing import Any, NamedTuple, Protocol
+from typing import Any, Protocol
 
 from mahiru.errors import Conflict, InvalidSignature, MahiruError
 from mahiru.model.identifiers import SiteId
@@ -40,6 +40,7 @@ from mahiru.storage import (
     SiteRecord,
 )
 from mahiru.storage.changelog import Clock, utc_now
+from mahiru.storage.records import PeerRuleBatch, UnreadableRuleChange
 
 logger = logging.getLogger("mahiru.site.replication")
 
@@ -52,23 +53,6 @@ BACKOFF_AFTER = 3
 MAX_BACKOFF_SECONDS = 300.0
 #: Rejected bodies larger than this, or not plain JSON text, are kept only as a note.
 MAX_REJECTED_BODY = 64 * 1024
-
-
-@dataclass(frozen=True, slots=True)
-class UnreadableRuleChange:
-    """A rule change from a peer that could not even be parsed, with the reason."""
-
-    version: int
-    rule_id: str | None
-    body: Mapping[str, Any]
-    reason: str
-
-
-class PeerRuleBatch(NamedTuple):
-    """A page of a peer's rule log: parsed changes (or unreadable ones) and the version."""
-
-    changes: list[RuleChange | UnreadableRuleChange]
-    version: int
 
 
 class RegistryFeed(Protocol):
