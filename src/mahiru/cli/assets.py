@@ -29,10 +29,10 @@ from rich.progress import (
 
 from mahiru.cli.connection import site_client
 from mahiru.cli.errors import handle_errors
-from mahiru.cli.files import read_yaml
 from mahiru.client.site import Progress as ProgressCallback
 from mahiru.client.site import SiteClient, asset_record_to_json
 from mahiru.errors import Conflict, InvalidInput
+from mahiru.files import read_yaml
 from mahiru.model.assets import Asset, AssetKind
 from mahiru.model.identifiers import AssetId, ResultId, parse_identifier
 from mahiru.runtime.archives import write_data_image

@@ -10,46 +10,37 @@ from typing import ParamSpec, TypeVar
 
 import click
 
-from mahiru.errors import (
-    InvalidInput,
-    MahiruError,
-    NotFound,
-    PermissionDenied,
-    Unauthenticated,
-    Unavailable,
+from mahiru.errors import InvalidInput, MahiruError, PermissionDenied
+from mahiru.exit_codes import (
+    EXIT_DENIED,
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_INVALID,
+    EXIT_OK,
+    EXIT_TIMEOUT,
+    EXIT_UNAVAILABLE,
+    TimedOut,
+    exit_code_for,
 )
 
-EXIT_OK = 0
-EXIT_FAILED = 1
-EXIT_INVALID = 2
-EXIT_DENIED = 3
-EXIT_UNAVAILABLE = 4
-#: A wait that ended by its --timeout; what was waited for goes on.
-EXIT_TIMEOUT = 5
-#: Interrupted (Ctrl-C), as shells report SIGINT.
-EXIT_INTERRUPTED = 130
+__all__ = [
+    "EXIT_DENIED",
+    "EXIT_FAILED",
+    "EXIT_INTERRUPTED",
+    "EXIT_INVALID",
+    "EXIT_OK",
+    "EXIT_TIMEOUT",
+    "EXIT_UNAVAILABLE",
+    "TimedOut",
+    "detail_lines",
+    "exit_code_for",
+    "explanation_lines",
+    "handle_errors",
+    "report_error",
+]
 
 P = ParamSpec("P")
 R = TypeVar("R")
-
-
-class TimedOut(MahiruError):
-    """A wait ended by its timeout; what was waited for goes on (exit 5)."""
-
-    type_name = "TimedOut"
-
-
-def exit_code_for(error: MahiruError) -> int:
-    """The exit code of an error (the table is in docs/cli.md)."""
-    if isinstance(error, TimedOut):
-        return EXIT_TIMEOUT
-    if isinstance(error, InvalidInput | NotFound):
-        return EXIT_INVALID
-    if isinstance(error, PermissionDenied | Unauthenticated):
-        return EXIT_DENIED
-    if isinstance(error, Unavailable):
-        return EXIT_UNAVAILABLE
-    return EXIT_FAILED
 
 
 #: Lines of a denial's explanation printed for people (--json gives all).

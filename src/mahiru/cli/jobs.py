@@ -16,9 +16,9 @@ import click
 from mahiru.cli.assets import CONNECTION_HELP, echo_json, site_options
 from mahiru.cli.connection import jobs_client
 from mahiru.cli.errors import EXIT_FAILED, TimedOut, handle_errors
-from mahiru.cli.files import load_job
 from mahiru.client.jobs import JobsClient, JobView
 from mahiru.errors import Conflict, InvalidInput, NotFound
+from mahiru.files import load_job
 from mahiru.model.jobs import JobState, JobStatus
 
 _JOB_FILE = click.Path(dir_okay=False, exists=True, path_type=Path)

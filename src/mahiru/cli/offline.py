@@ -15,8 +15,8 @@ import click
 
 from mahiru.cli.connection import site_client
 from mahiru.cli.errors import EXIT_DENIED, detail_lines, handle_errors
-from mahiru.cli.files import load_job, load_rules, load_sites
 from mahiru.errors import InvalidInput, PermissionDenied
+from mahiru.files import load_job, load_rules, load_sites
 from mahiru.model.identifiers import PartyId, SiteId
 from mahiru.model.items import WorkflowItem
 from mahiru.model.serialization import job_to_dict, plan_to_dict

@@ -19,8 +19,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from mahiru.cli.assets import CONNECTION_HELP, connect, echo_json, site_options
 from mahiru.cli.errors import exit_code_for, handle_errors
-from mahiru.cli.files import load_rules
 from mahiru.errors import Conflict, InvalidInput, NotFound, PermissionDenied
+from mahiru.files import load_rules
 from mahiru.pki import load_party_private_key
 from mahiru.policy.signing import SignedRule, sign_revocation, sign_rule
 

@@ -21,11 +21,11 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from mahiru.cli.files import load_job, load_rules
 from mahiru.client.http import TlsIdentity
 from mahiru.client.jobs import JobsClient, JobView
 from mahiru.client.site import SiteClient
 from mahiru.errors import InvalidInput, PermissionDenied
+from mahiru.files import load_job, load_rules
 from mahiru.model.assets import Asset, AssetKind
 from mahiru.model.identifiers import AssetId, PartyId, SiteId
 from mahiru.model.jobs import JobState

@@ -14,7 +14,7 @@ from __future__ import annotations
 from importlib import resources
 from pathlib import Path
 
-from mahiru.cli.files import load_job, load_rules
+from mahiru.files import load_job, load_rules
 from mahiru.model.assets import Asset
 from mahiru.model.identifiers import SiteId
 from mahiru.model.workflow import Job

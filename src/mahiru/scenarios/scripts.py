@@ -13,9 +13,9 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from mahiru.cli.errors import EXIT_FAILED, exit_code_for
 from mahiru.client.http import TlsIdentity
 from mahiru.errors import MahiruError
+from mahiru.exit_codes import EXIT_FAILED, exit_code_for
 from mahiru.model.identifiers import PartyId, SiteId
 from mahiru.model.workflow import Job
 from mahiru.scenarios import compute_to_data
