@@ -27,10 +27,10 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 
-from mahiru.cli.connection import site_client
+from mahiru.cli.connection import CONNECTION_HELP, connect, echo_json, site_options
 from mahiru.cli.errors import handle_errors
 from mahiru.client.site import Progress as ProgressCallback
-from mahiru.client.site import SiteClient, asset_record_to_json
+from mahiru.client.site import asset_record_to_json
 from mahiru.errors import Conflict, InvalidInput
 from mahiru.files import read_yaml
 from mahiru.model.assets import Asset, AssetKind
@@ -41,74 +41,6 @@ from mahiru.storage import AssetRecord
 F = TypeVar("F", bound=Callable[..., Any])
 
 _FILE = click.Path(dir_okay=False, path_type=Path)
-
-CONNECTION_HELP = """\b
-The connection options can also be set in the environment:
-  MAHIRU_SITE_URL  --site     MAHIRU_CERT  --cert
-  MAHIRU_CA        --ca       MAHIRU_KEY   --key (--tls-key)
-"""
-
-
-def site_options(*, tls_key_names: tuple[str, ...] = ("--key", "--tls-key")) -> Callable[[F], F]:
-    """--site, --cert, the TLS key, --ca and --json, for commands using the internal API.
-
-    Commands that also take a party key (`mahiru rules add --signing-key`, old name
-    `--key`) name the TLS key `--tls-key` only.
-    """
-
-    def decorate(command: F) -> F:
-        options = [
-            click.option(
-                "--site",
-                "site_url",
-                required=True,
-                envvar="MAHIRU_SITE_URL",
-                show_envvar=True,
-                metavar="URL",
-                help="The site's internal API, e.g. https://site1.example.org:8443/internal.",
-            ),
-            click.option(
-                "--cert",
-                type=_FILE,
-                required=True,
-                envvar="MAHIRU_CERT",
-                show_envvar=True,
-                help="Your user certificate (from `mahiru certs user`).",
-            ),
-            click.option(
-                *tls_key_names,
-                "tls_key",
-                type=_FILE,
-                required=True,
-                envvar="MAHIRU_KEY",
-                show_envvar=True,
-                help="The private key of --cert.",
-            ),
-            click.option(
-                "--ca",
-                type=_FILE,
-                required=True,
-                envvar="MAHIRU_CA",
-                show_envvar=True,
-                help="The network CA certificate (ca.crt), to check the site with.",
-            ),
-            click.option("--json", "as_json", is_flag=True, help="Print the result as JSON."),
-        ]
-        for option in reversed(options):
-            command = option(command)
-        return command
-
-    return decorate
-
-
-def connect(site_url: str, cert: Path, tls_key: Path, ca: Path) -> SiteClient:
-    """A client of the site's internal API with the user's TLS identity."""
-    return site_client(site_url, cert, tls_key, ca)
-
-
-def echo_json(data: Any) -> None:
-    """Print JSON for scripts."""
-    click.echo(json.dumps(data, indent=2, default=str))
 
 
 def _asset_id(text: str) -> AssetId | ResultId:

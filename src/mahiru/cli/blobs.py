@@ -16,7 +16,7 @@ from pathlib import Path
 
 import click
 
-from mahiru.cli.assets import echo_json
+from mahiru.cli.connection import echo_json
 from mahiru.cli.errors import handle_errors
 from mahiru.cli.serve import load_service_config
 from mahiru.config import SiteConfig

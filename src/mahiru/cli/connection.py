@@ -12,12 +12,16 @@ only as a closed connection).
 
 from __future__ import annotations
 
+import json
 import socket
 import ssl
+from collections.abc import Callable
 from enum import Enum
 from pathlib import Path
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
+import click
 import httpx
 from cryptography import x509
 
@@ -30,8 +34,75 @@ from mahiru.pki.files import load_certificate, read_file
 from mahiru.pki.identity import peer_identity, user_ca_party, user_identity
 from mahiru.pki.keys import CertifiedKey, check_key_matches, parse_tls_private_key
 
+F = TypeVar("F", bound=Callable[..., Any])
+_FILE = click.Path(dir_okay=False, path_type=Path)
+
 #: Seconds the diagnosis of a failed connection may take, per step.
 DIAGNOSIS_TIMEOUT = 10.0
+
+
+CONNECTION_HELP = """\b
+The connection options can also be set in the environment:
+  MAHIRU_SITE_URL  --site     MAHIRU_CERT  --cert
+  MAHIRU_CA        --ca       MAHIRU_KEY   --key (--tls-key)
+"""
+
+
+def site_options(*, tls_key_names: tuple[str, ...] = ("--key", "--tls-key")) -> Callable[[F], F]:
+    """--site, --cert, the TLS key, --ca and --json, for commands using the internal API.
+
+    Commands that also take a party key (`mahiru rules add --signing-key`, old name
+    `--key`) name the TLS key `--tls-key` only.
+    """
+
+    def decorate(command: F) -> F:
+        options = [
+            click.option(
+                "--site",
+                "site_url",
+                required=True,
+                envvar="MAHIRU_SITE_URL",
+                show_envvar=True,
+                metavar="URL",
+                help="The site's internal API, e.g. https://site1.example.org:8443/internal.",
+            ),
+            click.option(
+                "--cert",
+                type=_FILE,
+                required=True,
+                envvar="MAHIRU_CERT",
+                show_envvar=True,
+                help="Your user certificate (from `mahiru certs user`).",
+            ),
+            click.option(
+                *tls_key_names,
+                "tls_key",
+                type=_FILE,
+                required=True,
+                envvar="MAHIRU_KEY",
+                show_envvar=True,
+                help="The private key of --cert.",
+            ),
+            click.option(
+                "--ca",
+                type=_FILE,
+                required=True,
+                envvar="MAHIRU_CA",
+                show_envvar=True,
+                help="The network CA certificate (ca.crt), to check the site with.",
+            ),
+            click.option("--json", "as_json", is_flag=True, help="Print the result as JSON."),
+        ]
+        for option in reversed(options):
+            command = option(command)
+        return command
+
+    return decorate
+
+
+def echo_json(data: Any) -> None:
+    """Print JSON for scripts."""
+    click.echo(json.dumps(data, indent=2, default=str))
 
 
 class Api(Enum):
@@ -298,3 +369,8 @@ def _refused(url: str, identity: TlsIdentity, api: Api, server: bytes | None) ->
         f"the registry at {url} refused your certificate: it takes party-client certificates"
         f" issued by its network CA, and --ca {identity.ca} may be another network's"
     )
+
+
+def connect(site_url: str, cert: Path, tls_key: Path, ca: Path) -> SiteClient:
+    """A client of the site's internal API with the user's TLS identity."""
+    return site_client(site_url, cert, tls_key, ca)

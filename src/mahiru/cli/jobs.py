@@ -13,8 +13,7 @@ from pathlib import Path
 
 import click
 
-from mahiru.cli.assets import CONNECTION_HELP, echo_json, site_options
-from mahiru.cli.connection import jobs_client
+from mahiru.cli.connection import CONNECTION_HELP, echo_json, jobs_client, site_options
 from mahiru.cli.errors import EXIT_FAILED, TimedOut, handle_errors
 from mahiru.client.jobs import JobsClient, JobView
 from mahiru.errors import Conflict, InvalidInput, NotFound

@@ -20,7 +20,7 @@ from typing import Any
 
 import click
 
-from mahiru.cli.assets import echo_json
+from mahiru.cli.connection import echo_json
 from mahiru.cli.errors import handle_errors
 from mahiru.errors import InvalidInput, InvalidSignature, MahiruError
 from mahiru.model.identifiers import ResultId, SiteId, parse_identifier

@@ -17,7 +17,7 @@ from typing import Any
 import click
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from mahiru.cli.assets import CONNECTION_HELP, connect, echo_json, site_options
+from mahiru.cli.connection import CONNECTION_HELP, connect, echo_json, site_options
 from mahiru.cli.errors import exit_code_for, handle_errors
 from mahiru.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 from mahiru.files import load_rules
