@@ -3,12 +3,20 @@
 Uvicorn does not hand the verified client certificate to the app, so a small
 protocol subclass adds it to the ASGI scope as `extensions.tls`, the shape the
 ASGI TLS extension describes.
+
+A client certificate refused during the handshake never reaches the app, and
+Python's TLS layer says nothing of it; the server's TLS objects log each such
+refusal with OpenSSL's reason, at most once a minute per reason (with the
+count of those not logged), so that an operator sees why callers fail.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import ssl
+import threading
+import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from pathlib import Path
 from typing import Any
@@ -16,10 +24,59 @@ from typing import Any
 import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
+logger = logging.getLogger("mahiru.tls")
+
+#: Seconds between two log lines about refused certificates with the same reason.
+REFUSAL_LOG_INTERVAL = 60.0
+
 Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
 Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+
+class _RefusalLog:
+    """Logs refused client certificates, at most once per interval and reason."""
+
+    def __init__(self, interval: float = REFUSAL_LOG_INTERVAL) -> None:
+        self._interval = interval
+        self._lock = threading.Lock()
+        self._last: dict[str, float] = {}
+        self._quiet: dict[str, int] = {}
+
+    def note(self, reason: str) -> None:
+        now = time.monotonic()
+        with self._lock:
+            last = self._last.get(reason)
+            if last is not None and now - last < self._interval:
+                self._quiet[reason] = self._quiet.get(reason, 0) + 1
+                return
+            self._last[reason] = now
+            unlogged = self._quiet.pop(reason, 0)
+        logger.warning(
+            "refused a client certificate during the TLS handshake",
+            extra={"reason": reason, "unlogged_since_last": unlogged},
+        )
+
+
+REFUSALS = _RefusalLog()
+
+
+class _HandshakeLoggingSSLObject(ssl.SSLObject):
+    """The server's TLS object: a failed check of the client's certificate is logged."""
+
+    def do_handshake(self) -> None:
+        try:
+            super().do_handshake()
+        except ssl.SSLCertVerificationError as error:
+            REFUSALS.note(f"certificate not accepted: {error.verify_message}")
+            raise
+        except ssl.SSLWantReadError:
+            raise
+        except ssl.SSLError as error:
+            if error.reason == "PEER_DID_NOT_RETURN_A_CERTIFICATE":
+                REFUSALS.note("no client certificate")
+            raise
 
 
 class _WithClientCertificate:
@@ -89,4 +146,5 @@ def make_server(
         config.load()
         assert config.ssl is not None
         config.ssl.load_verify_locations(cadata=ca_bundle)
+        config.ssl.sslobject_class = _HandshakeLoggingSSLObject
     return uvicorn.Server(config)

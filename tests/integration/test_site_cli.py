@@ -273,3 +273,25 @@ def test_an_idle_site_logs_nothing_per_poll_and_each_request_once(
     assert not [e for e in lines if "color_message" in e]
     requests = [e for e in lines[before:] if e["logger"] == "mahiru.access"]
     assert len(requests) == 3 and len(lines) - before == 3, lines[before:]
+
+
+def test_a_refused_certificate_is_logged_once_with_its_reason(
+    served_site: tuple[Network, SiteServer], tmp_path: Path
+) -> None:
+    """A user certificate of another party fails the handshake: the caller hears why
+    (exit 2), the site's log says why once, however often it happens within a minute."""
+    net, site = served_site
+    stranger = net.certs.party("p3").user
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MAHIRU_")}
+    args = ["assets", "list", "--site", site.internal_url, "--cert", str(stranger.cert)]
+    args += ["--key", str(stranger.key), "--ca", str(stranger.ca)]
+    for _ in range(3):
+        done = subprocess.run([MAHIRU, *args], capture_output=True, text=True, env=env, timeout=60)
+        assert done.returncode == 2 and "refused your certificate" in done.stderr, done.stderr
+    time.sleep(0.5)
+    lines = [json.loads(line) for line in (tmp_path / "site.log").read_text().splitlines()]
+    refused = [
+        e for e in lines if e["event"] == "refused a client certificate during the TLS handshake"
+    ]
+    assert len(refused) == 1, refused
+    assert refused[0]["level"] == "warning" and "certificate" in refused[0]["reason"]
