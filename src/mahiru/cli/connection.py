@@ -31,7 +31,7 @@ from mahiru.client.registry import RegistryClient
 from mahiru.client.site import SiteClient
 from mahiru.errors import InvalidInput, MahiruError
 from mahiru.pki.files import load_certificate, read_file
-from mahiru.pki.identity import peer_identity, user_ca_party, user_identity
+from mahiru.pki.identity import issued_by, peer_identity, user_ca_party, user_identity
 from mahiru.pki.keys import CertifiedKey, check_key_matches, parse_tls_private_key
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -235,7 +235,7 @@ def _check_kind(
             f"--cert {cert} is a user certificate; {api.value} takes your party's party-client"
             " certificate (`mahiru certs party-client`), issued by the network CA"
         )
-    if not _issued_by(certificate, authority):
+    if not issued_by(certificate, authority):
         raise InvalidInput(
             f"--cert {cert} was not issued by the CA in --ca {ca}: a certificate of another"
             " network, or the CA of another network"
@@ -253,14 +253,6 @@ def _is_user_ca(authority: x509.Certificate) -> bool:
     try:
         user_ca_party(authority)
     except MahiruError:
-        return False
-    return True
-
-
-def _issued_by(certificate: x509.Certificate, issuer: x509.Certificate) -> bool:
-    try:
-        certificate.verify_directly_issued_by(issuer)
-    except Exception:
         return False
     return True
 
