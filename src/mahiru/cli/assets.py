@@ -27,7 +27,7 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 
-from mahiru.cli.connection import CONNECTION_HELP, connect, echo_json, site_options
+from mahiru.cli.connection import CONNECTION_HELP, echo_json, site_client, site_options
 from mahiru.cli.errors import handle_errors
 from mahiru.client.site import Progress as ProgressCallback
 from mahiru.client.site import asset_record_to_json
@@ -166,7 +166,7 @@ def upload_command(
         metadata = loaded
     asset = Asset(identifier, AssetKind(kind), metadata)
     with (
-        connect(site_url, cert, tls_key, ca) as site,
+        site_client(site_url, cert, tls_key, ca) as site,
         _progress_bar(_show_progress(as_json)) as bar,
     ):
         record = site.upload_asset(asset, image, progress=bar)
@@ -205,7 +205,7 @@ def pack_command(files: tuple[Path, ...], out: Path, overwrite: bool) -> None:
 @handle_errors
 def list_command(site_url: str, cert: Path, tls_key: Path, ca: Path, as_json: bool) -> None:
     """List the assets stored at the site."""
-    with connect(site_url, cert, tls_key, ca) as site:
+    with site_client(site_url, cert, tls_key, ca) as site:
         records = site.list_assets()
     if as_json:
         echo_json({"assets": [asset_record_to_json(record) for record in records]})
@@ -224,7 +224,7 @@ def show_command(
     asset_id: str, site_url: str, cert: Path, tls_key: Path, ca: Path, as_json: bool
 ) -> None:
     """Show one asset: kind, image digest and size, metadata."""
-    with connect(site_url, cert, tls_key, ca) as site:
+    with site_client(site_url, cert, tls_key, ca) as site:
         record = site.get_asset(_asset_id(asset_id))
     if as_json:
         echo_json(asset_record_to_json(record))
@@ -265,7 +265,7 @@ def download_command(
     if out_path.exists() and not overwrite:
         raise Conflict(f"{out_path} exists; give --overwrite to replace it")
     with (
-        connect(site_url, cert, tls_key, ca) as site,
+        site_client(site_url, cert, tls_key, ca) as site,
         _progress_bar(_show_progress(as_json)) as bar,
     ):
         info = site.download_image(identifier, out_path, progress=bar)
@@ -285,7 +285,7 @@ def delete_command(
     asset_id: str, site_url: str, cert: Path, tls_key: Path, ca: Path, as_json: bool
 ) -> None:
     """Delete an asset from the site (and its image, unless another asset uses it)."""
-    with connect(site_url, cert, tls_key, ca) as site:
+    with site_client(site_url, cert, tls_key, ca) as site:
         record = site.delete_asset(_asset_id(asset_id))
     if as_json:
         echo_json(asset_record_to_json(record))

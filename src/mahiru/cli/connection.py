@@ -30,8 +30,9 @@ from mahiru.client.jobs import JobsClient
 from mahiru.client.registry import RegistryClient
 from mahiru.client.site import SiteClient
 from mahiru.errors import InvalidInput, MahiruError
+from mahiru.model.identifiers import PartyId, SiteId
 from mahiru.pki.files import load_certificate, read_file
-from mahiru.pki.identity import issued_by, peer_identity, user_ca_party, user_identity
+from mahiru.pki.identity import is_ca, issued_by, peer_identity, user_ca_party, user_identity
 from mahiru.pki.keys import CertifiedKey, check_key_matches, parse_tls_private_key
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -196,11 +197,7 @@ def _certificate(
 
 
 def _check_ca(authority: x509.Certificate, path: Path) -> None:
-    try:
-        basic = authority.extensions.get_extension_for_class(x509.BasicConstraints).value
-    except x509.ExtensionNotFound:
-        basic = None
-    if basic is None or not basic.ca:
+    if not is_ca(authority):
         raise InvalidInput(
             f"--ca {path} is not a CA certificate: give the network CA (ca.crt) that issued"
             " the registry's and the sites' certificates"
@@ -344,8 +341,8 @@ def _refused(url: str, identity: TlsIdentity, api: Api, server: bytes | None) ->
     if api is Api.SITE:
         user = user_identity(load_certificate(identity.cert))
         site = server_identity or "the site"
-        namespace = server_identity.split(":")[1] if server_identity else None
-        if namespace is not None and user.party.split(":")[1] != namespace:
+        namespace = SiteId.parse(server_identity).namespace if server_identity else None
+        if namespace is not None and PartyId.parse(user.party).namespace != namespace:
             return InvalidInput(
                 f"{site} refused your certificate: its internal API takes user certificates"
                 f" of its owner party's user CA (namespace {namespace}), and yours is of"
@@ -361,8 +358,3 @@ def _refused(url: str, identity: TlsIdentity, api: Api, server: bytes | None) ->
         f"the registry at {url} refused your certificate: it takes party-client certificates"
         f" issued by its network CA, and --ca {identity.ca} may be another network's"
     )
-
-
-def connect(site_url: str, cert: Path, tls_key: Path, ca: Path) -> SiteClient:
-    """A client of the site's internal API with the user's TLS identity."""
-    return site_client(site_url, cert, tls_key, ca)

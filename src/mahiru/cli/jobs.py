@@ -15,16 +15,13 @@ import click
 
 from mahiru.cli.connection import CONNECTION_HELP, echo_json, jobs_client, site_options
 from mahiru.cli.errors import EXIT_FAILED, TimedOut, handle_errors
+from mahiru.cli.prefixes import resolve_prefix
 from mahiru.client.jobs import JobsClient, JobView
 from mahiru.errors import Conflict, InvalidInput, NotFound
 from mahiru.files import load_job
 from mahiru.model.jobs import JobState, JobStatus
 
 _JOB_FILE = click.Path(dir_okay=False, exists=True, path_type=Path)
-
-
-def _connect(site_url: str, cert: Path, tls_key: Path, ca: Path) -> JobsClient:
-    return jobs_client(site_url, cert, tls_key, ca)
 
 
 def _summary(status: JobStatus) -> str:
@@ -106,21 +103,12 @@ def _job_id(client: JobsClient, text: str) -> str:
     text = text.strip().lower()
     if len(text) == 32:
         return text
-    if len(text) < MIN_PREFIX or not all(c in "0123456789abcdef" for c in text):
-        raise InvalidInput(
-            f"{text!r} is not a job id: give the 32 hex digits, or at least the first"
-            f" {MIN_PREFIX} of them (`mahiru jobs list` shows the ids)"
-        )
-    matches = [status.job_id for status in client.list() if status.job_id.startswith(text)]
-    if not matches:
-        raise NotFound(f"no job of yours here starts with {text!r}", {"prefix": text})
-    if len(matches) > 1:
-        raise InvalidInput(
-            f"{text!r} starts {len(matches)} job ids ({', '.join(sorted(matches)[:5])});"
-            " give more of the id",
-            {"matches": sorted(matches)},
-        )
-    return matches[0]
+    if not all(c in "0123456789abcdef" for c in text):
+        raise InvalidInput(f"{text!r} is not a job id: job ids are hex digits")
+    ids = (status.job_id for status in client.list())
+    return resolve_prefix(
+        text, ids, what="job id", minimum=MIN_PREFIX, hint="`mahiru jobs list` shows the ids"
+    )
 
 
 @click.group("jobs", epilog=CONNECTION_HELP)
@@ -163,7 +151,7 @@ def submit_command(
       mahiru jobs submit job.yaml --wait --timeout 600
     """
     job = load_job(job_file)
-    with _connect(site_url, cert, tls_key, ca) as client:
+    with jobs_client(site_url, cert, tls_key, ca) as client:
         view = client.submit(job)
         if wait:
             job_id = view.status.job_id
@@ -200,7 +188,7 @@ def wait_command(
     Example:
       mahiru jobs wait 3f2a --timeout 600 && mahiru jobs result 3f2a --output-dir out
     """
-    with _connect(site_url, cert, tls_key, ca) as client:
+    with jobs_client(site_url, cert, tls_key, ca) as client:
         view = _wait(client, _job_id(client, job_id), timeout, as_json)
     _show(view, as_json)
     _exit_for(view)
@@ -221,7 +209,7 @@ def status_command(
     Example:
       mahiru jobs status 3f2a
     """
-    with _connect(site_url, cert, tls_key, ca) as client:
+    with jobs_client(site_url, cert, tls_key, ca) as client:
         _show(client.status(_job_id(client, job_id)), as_json)
 
 
@@ -235,7 +223,7 @@ def list_command(site_url: str, cert: Path, tls_key: Path, ca: Path, as_json: bo
     Example:
       mahiru jobs list --json
     """
-    with _connect(site_url, cert, tls_key, ca) as client:
+    with jobs_client(site_url, cert, tls_key, ca) as client:
         jobs = client.list()
     if as_json:
         echo_json({"jobs": [status.to_dict() for status in jobs]})
@@ -259,7 +247,7 @@ def cancel_command(
     Example:
       mahiru jobs cancel 3f2a
     """
-    with _connect(site_url, cert, tls_key, ca) as client:
+    with jobs_client(site_url, cert, tls_key, ca) as client:
         _show(client.cancel(_job_id(client, job_id)), as_json)
 
 
@@ -291,7 +279,7 @@ def result_command(
       mahiru jobs result 3f2a --output-dir result
     """
     written: dict[str, list[str]] = {}
-    with _connect(site_url, cert, tls_key, ca) as client:
+    with jobs_client(site_url, cert, tls_key, ca) as client:
         job_id = _job_id(client, job_id)
         status = client.status(job_id).status
         if status.state is not JobState.SUCCEEDED:
@@ -343,7 +331,7 @@ def logs_command(
     Example:
       mahiru jobs logs 3f2a compute
     """
-    with _connect(site_url, cert, tls_key, ca) as client:
+    with jobs_client(site_url, cert, tls_key, ca) as client:
         view = client.status(_job_id(client, job_id))
     steps = [s for s in view.steps if step is None or s.step == step]
     if step is not None and not steps:

@@ -17,9 +17,10 @@ from typing import Any
 import click
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from mahiru.cli.connection import CONNECTION_HELP, connect, echo_json, site_options
+from mahiru.cli.connection import CONNECTION_HELP, echo_json, site_client, site_options
 from mahiru.cli.errors import exit_code_for, handle_errors
-from mahiru.errors import Conflict, InvalidInput, NotFound, PermissionDenied
+from mahiru.cli.prefixes import resolve_prefix
+from mahiru.errors import Conflict, InvalidInput, PermissionDenied
 from mahiru.files import load_rules
 from mahiru.pki import load_party_private_key
 from mahiru.policy.signing import SignedRule, sign_revocation, sign_rule
@@ -27,6 +28,7 @@ from mahiru.policy.signing import SignedRule, sign_revocation, sign_rule
 _FILE = click.Path(dir_okay=False, path_type=Path)
 #: The shortest rule id prefix `rules revoke` accepts.
 MIN_PREFIX = 8
+_RULES_HINT = "`mahiru rules list` shows the active rules"
 
 
 def _party_key_option(command: Any) -> Any:
@@ -92,7 +94,7 @@ def add_command(
     key = _signing_key(party_key, old_party_key)
     results: list[dict[str, Any]] = []
     exit_code = 0
-    with connect(site_url, cert, tls_key, ca) as site:
+    with site_client(site_url, cert, tls_key, ca) as site:
         for rule in rules:
             signed = sign_rule(rule, key)
             entry: dict[str, Any] = {"rule": rule.to_dict(), "rule_id": signed.rule_id}
@@ -133,7 +135,7 @@ def list_command(
     replicated: bool, site_url: str, cert: Path, tls_key: Path, ca: Path, as_json: bool
 ) -> None:
     """List the site's active rules (oldest first), and with --replicated its peers' too."""
-    with connect(site_url, cert, tls_key, ca) as site:
+    with site_client(site_url, cert, tls_key, ca) as site:
         entries = site.list_rules(include_replicated=replicated)
     if as_json:
         echo_json({"rules": entries})
@@ -161,19 +163,15 @@ def revoke_command(
     as_json: bool,
 ) -> None:
     """Revoke the site's rule RULE_ID (or a unique prefix of it), signing with your key."""
-    if len(rule_id) < MIN_PREFIX:
-        raise InvalidInput(f"give at least {MIN_PREFIX} characters of the rule id")
+    if len(rule_id) < MIN_PREFIX:  # before the key is read or the site is asked
+        resolve_prefix(rule_id, (), what="rule id", minimum=MIN_PREFIX, hint=_RULES_HINT)
     key = _signing_key(party_key, old_party_key)
-    with connect(site_url, cert, tls_key, ca) as site:
-        matches = [e for e in site.list_rules() if str(e["rule_id"]).startswith(rule_id)]
-        if not matches:
-            raise NotFound(f"no active rule {rule_id}… at the site", {"rule_id": rule_id})
-        if len(matches) > 1:
-            raise InvalidInput(
-                f"{rule_id} is the start of {len(matches)} rule ids; give more of it",
-                {"rule_ids": [e["rule_id"] for e in matches]},
-            )
-        rule = SignedRule.from_dict(matches[0]["rule"]).rule
+    with site_client(site_url, cert, tls_key, ca) as site:
+        entries = {str(e["rule_id"]): e for e in site.list_rules()}
+        found = resolve_prefix(
+            rule_id, entries, what="rule id", minimum=MIN_PREFIX, hint=_RULES_HINT
+        )
+        rule = SignedRule.from_dict(entries[found]["rule"]).rule
         outcome = site.revoke(sign_revocation(rule, key))
     if as_json:
         echo_json({"rule": rule.to_dict(), **outcome})
@@ -187,7 +185,7 @@ def revoke_command(
 @handle_errors
 def rejected_command(site_url: str, cert: Path, tls_key: Path, ca: Path, as_json: bool) -> None:
     """List the rules from peers that the site rejected, with the reasons."""
-    with connect(site_url, cert, tls_key, ca) as site:
+    with site_client(site_url, cert, tls_key, ca) as site:
         rejected = site.rejected_rules()
     if as_json:
         echo_json({"rejected": rejected})

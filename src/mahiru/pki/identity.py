@@ -103,13 +103,18 @@ def user_identity(
 def user_ca_party(certificate: x509.Certificate | bytes | str) -> str:
     """The party id a user CA certificate was created for; InvalidInput if it names none."""
     cert = _as_certificate(certificate)
-    basic = _basic_constraints(cert)
-    if basic is None or not basic.ca:
+    if not is_ca(cert):
         raise InvalidInput(
             "the certificate is not a CA certificate",
             details={"subject": cert.subject.rfc4514_string()},
         )
     return check_party_id(_single_attribute(cert.subject, NameOID.ORGANIZATION_NAME))
+
+
+def is_ca(certificate: x509.Certificate) -> bool:
+    """Whether a certificate says it is a CA (basic constraints with `ca` set)."""
+    basic = _basic_constraints(certificate)
+    return basic is not None and basic.ca
 
 
 def issued_by(certificate: x509.Certificate, issuer: x509.Certificate) -> bool:
