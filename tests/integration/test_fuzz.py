@@ -51,7 +51,7 @@ from mahiru.model.identifiers import AssetId, PartyId, SiteId
 from mahiru.policy.rules import rule_from_dict
 from mahiru.policy.signing import sign_rule
 from mahiru.services.registry import RegistryService
-from mahiru.storage import PartyRecord, SiteEndpoints, SiteRecord
+from mahiru.storage import PartyRecord, RegistryRepository, SiteEndpoints, SiteRecord
 from mahiru.storage.db import create_database
 from mahiru.storage.records import PeerRuleBatch
 from mahiru.storage.registrations import Registration
@@ -176,7 +176,9 @@ def _apps(root: Path, urls: DatabaseUrls) -> Iterator[Apps]:
 
     tls = TlsConfig(network_ca=root / "ca.crt", trusted_proxies=[TEST_CLIENT])
     registry_db = create_database(urls("registry"))
-    service = RegistryService(registry_db, network_ca=ca.certificate)
+    service = RegistryService(
+        registry_db, RegistryRepository(registry_db), network_ca=ca.certificate
+    )
     now = datetime.datetime.now(datetime.UTC)
     for name, (party, site, key) in records.items():
         caller = pki.peer_identity(pki.load_certificate(root / f"{name}-client.crt"))

@@ -39,7 +39,14 @@ from mahiru.errors import (
 )
 from mahiru.model.identifiers import PartyId, SiteId
 from mahiru.services.registry import RegistryService
-from mahiru.storage import ChangeAction, PartyRecord, SiteEndpoints, SiteRecord, create_database
+from mahiru.storage import (
+    ChangeAction,
+    PartyRecord,
+    RegistryRepository,
+    SiteEndpoints,
+    SiteRecord,
+    create_database,
+)
 from mahiru.storage.registrations import Registration, SignedRegistration
 
 pytestmark = pytest.mark.integration
@@ -501,7 +508,9 @@ def test_documents_made_against_one_version_apply_at_most_once(db_url: str, worl
     """Of many documents signed against the same version, racing, exactly one applies."""
     database = create_database(db_url)
     try:
-        service = RegistryService(database, network_ca=world.ca.certificate)
+        service = RegistryService(
+            database, RegistryRepository(database), network_ca=world.ca.certificate
+        )
         party = world.parties[PARTY1]
         service.put_party(
             str(PARTY1),

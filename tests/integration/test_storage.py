@@ -14,6 +14,7 @@ from alembic.runtime.migration import MigrationContext
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import inspect, text
 
+from mahiru.clock import utc_now
 from mahiru.errors import Conflict, InvalidInput, InvalidSignature, NotFound
 from mahiru.model.assets import Asset, AssetKind
 from mahiru.model.identifiers import AssetId, PartyId, ResultId, SiteId
@@ -35,7 +36,6 @@ from mahiru.storage import (
     SiteRecord,
     create_database,
 )
-from mahiru.storage.changelog import utc_now
 from mahiru.storage.db import head_revision
 from mahiru.storage.schema import metadata
 

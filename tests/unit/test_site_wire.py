@@ -20,6 +20,7 @@ from mahiru.client.site import (
     asset_record_to_json,
     parse_rule_batch,
 )
+from mahiru.clock import utc_now
 from mahiru.errors import InvalidInput
 from mahiru.model.assets import Asset, AssetKind
 from mahiru.model.identifiers import AssetId
@@ -27,7 +28,6 @@ from mahiru.policy.rules import rule_from_dict
 from mahiru.policy.signing import sign_rule
 from mahiru.services.site import UnreadableRuleChange
 from mahiru.storage import AssetRecord, BlobStore, ChangeAction, RuleChange
-from mahiru.storage.changelog import utc_now
 
 SIZE = 1000
 

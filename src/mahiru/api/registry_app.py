@@ -31,6 +31,7 @@ from mahiru import __version__
 from mahiru.api.auth import CertificateAuthenticator, ServiceCaller
 from mahiru.api.errors import error_response, error_responses, install_error_handlers
 from mahiru.api.middleware import install_middleware
+from mahiru.clock import SYSTEM_CLOCK
 from mahiru.config import RegistryConfig
 from mahiru.errors import Internal, InvalidInput, MahiruError
 from mahiru.model.identifiers import PartyId, SiteId
@@ -38,6 +39,7 @@ from mahiru.pki import load_certificate
 from mahiru.services.registry import RegistryService
 from mahiru.storage.db import Database, create_database
 from mahiru.storage.registrations import SignedRegistration
+from mahiru.storage.registry import RegistryRepository
 
 DEFAULT_CHANGES_LIMIT = 1000
 """How many changes `GET /changes` returns when the caller gives no limit."""
@@ -234,7 +236,9 @@ def create_registry_app(
         )
     owns_database = database is None
     db = create_database(config.database_url) if database is None else database
-    service = RegistryService(db, network_ca=authenticator.network_ca)
+    service = RegistryService(
+        db, RegistryRepository(db, clock=SYSTEM_CLOCK), network_ca=authenticator.network_ca
+    )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

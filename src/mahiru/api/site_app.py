@@ -33,6 +33,7 @@ from mahiru.client.http import TlsIdentity
 from mahiru.client.jobs import PeerJobsClient
 from mahiru.client.registry import RegistryClient
 from mahiru.client.site import PeerClient
+from mahiru.clock import SYSTEM_CLOCK
 from mahiru.config import SiteConfig
 from mahiru.errors import InvalidInput, MahiruError, path_redactor
 from mahiru.pki import load_certificate, load_tls_private_key, user_ca_party
@@ -42,7 +43,7 @@ from mahiru.runtime.limits import limits_from_config
 from mahiru.runtime.protocol import ContainerRuntime
 from mahiru.services.jobs import JobContext, JobPeer, JobPeers, JobServices
 from mahiru.services.site import RegistryFeed, RuleFeed, RuleFeedFactory, SiteServices
-from mahiru.storage import BlobStore, Database, SiteRecord, create_database
+from mahiru.storage import BlobStore, Database, SiteRecord, SiteRepositories, create_database
 from mahiru.storage.image_check import ImageCheck
 
 logger = logging.getLogger("mahiru.site")
@@ -181,15 +182,18 @@ def create_site_app(
 
     peers = _PeerFeeds(peer_client_factory)
     to_close.append(peers.close)
+    clock = SYSTEM_CLOCK
+    repositories = SiteRepositories.open(database, clock=clock)
     services = SiteServices.create(
         site=config.site,
         owner=config.owner_party,
-        database=database,
+        repositories=repositories,
         blobs=blobs,
         registry=registry_client,
         peers=peers,
         replication_interval=config.replication_interval_seconds,
         max_image_bytes=config.max_image_bytes,
+        clock=clock,
     )
 
     timeout = _timeout(config)
@@ -212,6 +216,9 @@ def create_site_app(
             runtime=container_runtime or DockerRuntime(),
             limits=limits_from_config(config.containers),
             work_dir=config.data_dir / "work",
+            jobs=repositories.jobs,
+            records=repositories.assets,
+            clock=clock,
             sign=_receipt_signer(config),
         ),
         peer_retry_deadline=config.peer_retry_deadline_seconds,

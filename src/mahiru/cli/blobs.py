@@ -21,7 +21,7 @@ from mahiru.cli.errors import handle_errors
 from mahiru.cli.serve import load_service_config
 from mahiru.config import SiteConfig
 from mahiru.services.site.assets import AssetStore
-from mahiru.storage import BlobStore, create_database
+from mahiru.storage import AssetRepository, BlobStore, create_database
 
 
 @click.group("blobs")
@@ -46,6 +46,7 @@ def verify_command(config_path: Path, as_json: bool) -> None:
     try:
         store = AssetStore(
             database,
+            AssetRepository(database),
             BlobStore(config.data_dir / "blobs"),
             site=config.site,
             owner=config.owner_party,

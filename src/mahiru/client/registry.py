@@ -26,9 +26,9 @@ import httpx
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from mahiru.client.http import DEFAULT_TIMEOUT, TlsIdentity, make_http_client, request
+from mahiru.clock import utc_now
 from mahiru.errors import Conflict, Internal, InvalidInput, Unavailable
 from mahiru.model.identifiers import PartyId, SiteId
-from mahiru.storage.changelog import utc_now
 from mahiru.storage.records import ChangeBatch, PartyRecord, RegistryChange, SiteRecord
 from mahiru.storage.registrations import (
     STALE_BASE_VERSION,

@@ -35,11 +35,11 @@ from urllib.parse import urlsplit
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+from mahiru.clock import SYSTEM_CLOCK, Clock
 from mahiru.errors import Conflict, InvalidInput, NotFound, PermissionDenied, Unauthenticated
 from mahiru.model.identifiers import PartyId, SiteId
 from mahiru.pki import issued_by, parse_certificate, parse_party_public_key, peer_identity
 from mahiru.pki import user_ca_party as _user_ca_party
-from mahiru.storage.changelog import Clock, utc_now
 from mahiru.storage.db import Database
 from mahiru.storage.records import ChangeBatch, PartyRecord, RegistryChange, SiteRecord
 from mahiru.storage.registrations import (
@@ -67,14 +67,15 @@ class RegistryService:
     def __init__(
         self,
         database: Database,
+        repository: RegistryRepository,
         *,
         network_ca: x509.Certificate,
-        clock: Clock = utc_now,
+        clock: Clock = SYSTEM_CLOCK,
         max_age: timedelta = MAX_AGE,
         max_clock_skew: timedelta = MAX_CLOCK_SKEW,
     ) -> None:
         self._database = database
-        self._repository = RegistryRepository(database, clock=clock)
+        self._repository = repository
         self._network_ca = network_ca
         self._clock = clock
         self._max_age = max_age
@@ -213,7 +214,7 @@ class RegistryService:
             raise InvalidInput(f"expected a {action} document, got {registration.action}")
         check_fresh(
             registration,
-            self._clock(),
+            self._clock.now(),
             max_age=self._max_age,
             max_clock_skew=self._max_clock_skew,
         )
@@ -286,7 +287,7 @@ class RegistryService:
                 f"{what} was issued to {identity}, not to {record.id}",
                 {"site": str(record.id), "certificate_identity": identity},
             )
-        now = self._clock()
+        now = self._clock.now()
         if not certificate.not_valid_before_utc <= now <= certificate.not_valid_after_utc:
             raise InvalidInput(
                 f"{what} is expired or not yet valid (valid from"

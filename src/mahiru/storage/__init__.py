@@ -1,8 +1,9 @@
 """Persistent storage: the database (SQLAlchemy + Alembic) and content-addressed blobs.
 
 This is an adapter layer: it imports the model and policy packages, never the
-reverse. Services get a `Database` from `create_database` and build the
-repositories they need on top of it.
+reverse. The composition root opens a `Database` with `create_database` and
+builds the repositories on it (`SiteRepositories.open` for a site); services
+are handed the repositories they use.
 """
 
 from mahiru.storage.assets import AssetRepository
@@ -22,6 +23,7 @@ from mahiru.storage.records import (
 )
 from mahiru.storage.registry import RegistryRepository
 from mahiru.storage.replicas import REGISTRY_SOURCE, ReplicaRepository
+from mahiru.storage.repositories import SiteRepositories
 from mahiru.storage.rules import RuleRepository
 
 __all__ = [
@@ -44,5 +46,6 @@ __all__ = [
     "RuleRepository",
     "SiteEndpoints",
     "SiteRecord",
+    "SiteRepositories",
     "create_database",
 ]

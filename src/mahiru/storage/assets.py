@@ -15,10 +15,10 @@ from typing import Any
 from sqlalchemy import delete, func, select
 from sqlalchemy.engine import Row
 
+from mahiru.clock import SYSTEM_CLOCK, Clock
 from mahiru.errors import Conflict, InvalidInput, NotFound
 from mahiru.model.assets import Asset, AssetKind
 from mahiru.model.identifiers import AssetId, ResultId, parse_identifier
-from mahiru.storage.changelog import Clock, utc_now
 from mahiru.storage.db import Database, insert_ignoring_duplicates
 from mahiru.storage.records import AssetRecord
 from mahiru.storage.schema import asset_images, assets
@@ -27,7 +27,7 @@ from mahiru.storage.schema import asset_images, assets
 class AssetRepository:
     """The asset records of one site."""
 
-    def __init__(self, database: Database, *, clock: Clock = utc_now) -> None:
+    def __init__(self, database: Database, *, clock: Clock = SYSTEM_CLOCK) -> None:
         self._db = database
         self._clock = clock
 
@@ -43,7 +43,7 @@ class AssetRepository:
             raise InvalidInput(f"asset size must be a non-negative integer, got {size!r}")
         metadata = _json_metadata(asset)
         record = AssetRecord(
-            Asset(asset.id, asset.kind, metadata, asset.image_digest), size, self._clock()
+            Asset(asset.id, asset.kind, metadata, asset.image_digest), size, self._clock.now()
         )
         with self._db.transaction() as session:
             inserted = insert_ignoring_duplicates(
@@ -108,7 +108,7 @@ class AssetRepository:
             inserted = insert_ignoring_duplicates(
                 session,
                 asset_images,
-                {"asset_id": str(asset_id), "image_digest": digest, "stored_at": self._clock()},
+                {"asset_id": str(asset_id), "image_digest": digest, "stored_at": self._clock.now()},
             )
             if inserted:
                 return

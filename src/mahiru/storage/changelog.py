@@ -9,22 +9,11 @@ was still in flight.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from datetime import UTC, datetime
-
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from mahiru.errors import Internal
 from mahiru.storage.schema import change_heads
-
-#: Where repositories get the time from; tests pass a fixed clock.
-Clock = Callable[[], datetime]
-
-
-def utc_now() -> datetime:
-    """The current time, timezone-aware, in UTC."""
-    return datetime.now(UTC)
 
 
 def begin_change(session: Session, log: str) -> int:

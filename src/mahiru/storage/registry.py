@@ -14,10 +14,10 @@ from sqlalchemy import delete, insert, or_, select, update
 from sqlalchemy.engine import Row
 from sqlalchemy.orm import Session
 
+from mahiru.clock import SYSTEM_CLOCK, Clock
 from mahiru.errors import Conflict, NotFound
 from mahiru.model.identifiers import PartyId, SiteId
 from mahiru.storage import changelog
-from mahiru.storage.changelog import Clock, utc_now
 from mahiru.storage.db import Database
 from mahiru.storage.db import positive_limit as _positive_limit
 from mahiru.storage.records import (
@@ -34,7 +34,7 @@ from mahiru.storage.schema import REGISTRY_LOG, parties, registry_changes, sites
 class RegistryRepository:
     """Parties and sites of the network, and every change made to them, versioned."""
 
-    def __init__(self, database: Database, *, clock: Clock = utc_now) -> None:
+    def __init__(self, database: Database, *, clock: Clock = SYSTEM_CLOCK) -> None:
         self._db = database
         self._clock = clock
 
@@ -153,7 +153,7 @@ class RegistryRepository:
                 action=action.value,
                 subject=str(subject),
                 record=record,
-                at=self._clock(),
+                at=self._clock.now(),
             )
         )
         return version

@@ -18,10 +18,10 @@ from typing import Any
 from sqlalchemy import delete, insert, select, update
 from sqlalchemy.orm import Session
 
+from mahiru.clock import SYSTEM_CLOCK, Clock
 from mahiru.errors import Conflict, InvalidInput, NotFound
 from mahiru.model.identifiers import PartyId, SiteId
 from mahiru.policy.signing import Revocation, SignedRule, in_force
-from mahiru.storage.changelog import Clock, utc_now
 from mahiru.storage.db import Database, insert_ignoring_duplicates
 from mahiru.storage.records import (
     ChangeAction,
@@ -54,7 +54,7 @@ def _check_source(source: str) -> str:
 class ReplicaRepository:
     """The registry's parties and sites and every peer's rules, as last seen, per source."""
 
-    def __init__(self, database: Database, *, clock: Clock = utc_now) -> None:
+    def __init__(self, database: Database, *, clock: Clock = SYSTEM_CLOCK) -> None:
         self._db = database
         self._clock = clock
 
@@ -98,7 +98,7 @@ class ReplicaRepository:
         insert_ignoring_duplicates(
             session,
             replica_sources,
-            {"source": source, "version": 0, "updated_at": self._clock()},
+            {"source": source, "version": 0, "updated_at": self._clock.now()},
         )
         last: int = session.execute(
             select(replica_sources.c.version)
@@ -117,7 +117,7 @@ class ReplicaRepository:
         session.execute(
             update(replica_sources)
             .where(replica_sources.c.source == source)
-            .values(version=version, updated_at=self._clock())
+            .values(version=version, updated_at=self._clock.now())
         )
 
     # --- applying batches --------------------------------------------------

@@ -13,10 +13,10 @@ from sqlalchemy import insert, select, update
 from sqlalchemy.engine import Row
 from sqlalchemy.orm import Session
 
+from mahiru.clock import SYSTEM_CLOCK, Clock
 from mahiru.errors import Conflict, InvalidSignature, NotFound
 from mahiru.policy.signing import Revocation, SignedRule
 from mahiru.storage import changelog
-from mahiru.storage.changelog import Clock, utc_now
 from mahiru.storage.db import Database
 from mahiru.storage.db import positive_limit as _positive_limit
 from mahiru.storage.records import ChangeAction, ChangeBatch, RuleChange
@@ -26,7 +26,7 @@ from mahiru.storage.schema import RULES_LOG, rule_changes, rules
 class RuleRepository:
     """Signed rules published at this site, their revocations, and a versioned log of both."""
 
-    def __init__(self, database: Database, *, clock: Clock = utc_now) -> None:
+    def __init__(self, database: Database, *, clock: Clock = SYSTEM_CLOCK) -> None:
         self._db = database
         self._clock = clock
 
@@ -108,7 +108,11 @@ class RuleRepository:
     ) -> None:
         session.execute(
             insert(rule_changes).values(
-                version=version, action=action.value, rule_id=rule_id, body=body, at=self._clock()
+                version=version,
+                action=action.value,
+                rule_id=rule_id,
+                body=body,
+                at=self._clock.now(),
             )
         )
 

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
+from mahiru.clock import SYSTEM_CLOCK, Clock
 from mahiru.errors import NotFound
 from mahiru.model.identifiers import PartyId, SiteId
 from mahiru.model.workflow import Job, Plan
@@ -18,7 +19,6 @@ from mahiru.services.jobs.peers import JobPeers
 from mahiru.services.site.assets import AssetStore
 from mahiru.services.site.policy_view import PolicyView
 from mahiru.storage import AssetRepository, BlobStore, Database, JobRepository, ReplicaRepository
-from mahiru.storage.changelog import Clock, utc_now
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,18 +51,14 @@ class JobContext:
     runtime: ContainerRuntime
     limits: StepLimits
     work_dir: Path
-    clock: Clock = utc_now
+    jobs: JobRepository
+    records: AssetRepository
+    clock: Clock = SYSTEM_CLOCK
     #: Signs what this site vouches for (result receipts) with its TLS key; None: no key.
     sign: Callable[[bytes], bytes] | None = None
-    jobs: JobRepository = field(init=False)
-    records: AssetRepository = field(init=False)
     #: Engine image ids of archives already loaded, by blob digest.
     loaded_images: dict[str, str] = field(default_factory=dict, init=False)
     images_lock: threading.Lock = field(default_factory=threading.Lock, init=False)
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "jobs", JobRepository(self.database))
-        object.__setattr__(self, "records", AssetRepository(self.database))
 
     @property
     def instance(self) -> str:
@@ -76,7 +72,7 @@ class JobContext:
 
     def now(self) -> datetime:
         """The current time (UTC)."""
-        return self.clock()
+        return self.clock.now()
 
     def known_job(self, job_id: str) -> KnownJob:
         """The job and plan of `job_id`, submitted here or handed here; NotFound otherwise."""

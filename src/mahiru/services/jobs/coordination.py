@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import threading
 
 from mahiru.errors import Conflict, MahiruError, NotFound, Unavailable
 from mahiru.model.identifiers import ResultId
@@ -22,6 +21,7 @@ from mahiru.model.jobs import (
     step_inputs,
     workflow_output_sources,
 )
+from mahiru.services.background import BackgroundLoop
 from mahiru.services.jobs.context import JobContext, KnownJob
 from mahiru.services.jobs.dispatch import Dispatcher
 from mahiru.services.jobs.receipts import Receipts
@@ -53,43 +53,32 @@ class JobCoordinator:
         self._dispatcher = dispatcher
         self._desk = desk
         self._receipts = Receipts(ctx)
-        self._interval = interval
         self._running_interval = running_interval
-        self._stop = threading.Event()
-        self._wake = threading.Event()
-        self._thread: threading.Thread | None = None
+        self.loop = BackgroundLoop(
+            "mahiru-jobs", self._round, interval, logger=logger, context={"site": str(ctx.site)}
+        )
 
     def start(self) -> None:
         """Start following jobs (also those left unfinished by an earlier run)."""
-        self._thread = threading.Thread(target=self._run, name="mahiru-jobs", daemon=True)
-        self._thread.start()
+        self.loop.start()
 
     def wake(self) -> None:
         """Run the next round now."""
-        self._wake.set()
+        self.loop.wake()
 
     def stop(self, timeout: float = 30.0) -> None:
         """Stop after the current round."""
-        self._stop.set()
-        self._wake.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
-            self._thread = None
+        self.loop.stop(timeout)
 
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            running = False
-            try:
-                for status in self._ctx.jobs.list_jobs(states=[JobState.PLANNED, JobState.RUNNING]):
-                    if self._stop.is_set():
-                        break
-                    running = running or status.state is JobState.RUNNING
-                    self._follow(status)
-            except Exception:
-                # The loop must outlive any bug in a round; the next round retries.
-                logger.exception("job round failed unexpectedly")
-            self._wake.wait(self._running_interval if running else self._interval)
-            self._wake.clear()
+    def _round(self) -> float | None:
+        """Follow each unfinished job once; sooner again while one runs."""
+        running = False
+        for status in self._ctx.jobs.list_jobs(states=[JobState.PLANNED, JobState.RUNNING]):
+            if self.loop.stopping:
+                break
+            running = running or status.state is JobState.RUNNING
+            self._follow(status)
+        return self._running_interval if running else None
 
     def _follow(self, status: JobStatus) -> None:
         ctx, job_id = self._ctx, status.job_id

@@ -14,7 +14,6 @@ import contextlib
 import logging
 import shutil
 import threading
-import time
 from dataclasses import dataclass
 
 from mahiru.errors import Conflict, MahiruError, NotFound, Unavailable, path_redactor
@@ -95,7 +94,7 @@ class StepExecution:
         """Wait for an unavailable peer or engine, up to the deadline; then fail the step."""
         key = (status.job_id, status.step)
         context = {"job": status.job_id, "step": status.step, "site": str(self._ctx.site)}
-        now = time.monotonic()
+        now = self._ctx.clock.monotonic()
         since = self._unavailable_since.setdefault(key, now)
         if now - since < self.unavailable_deadline:
             logger.info("step waits: %s", error.message, extra=context)

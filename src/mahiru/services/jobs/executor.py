@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from concurrent.futures import ThreadPoolExecutor
 
 from mahiru.errors import MahiruError
 from mahiru.model.jobs import StepStatus
 from mahiru.runtime.steps import LABEL_INSTANCE, LABEL_JOB, LABEL_SITE
+from mahiru.services.background import BackgroundLoop, Unexpected, guarded
 from mahiru.services.jobs.context import JobContext
 from mahiru.services.jobs.execution import UNAVAILABLE_DEADLINE, StepExecution
 from mahiru.services.jobs.fetching import InputFetcher
@@ -43,14 +43,14 @@ class StepExecutor:
         unavailable_deadline: float = UNAVAILABLE_DEADLINE,
     ) -> None:
         self._ctx = ctx
-        self._interval = interval
         self._max_unexpected_errors = max_unexpected_errors
-        self._stop = threading.Event()
-        self._wake = threading.Event()
+        self.loop = BackgroundLoop(
+            "mahiru-steps", self._round, interval, logger=logger, context={"site": str(ctx.site)}
+        )
         self.execution = StepExecution(
             ctx,
-            InputFetcher(ctx, self._stop),
-            self._stop,
+            InputFetcher(ctx, self.loop.stop_event),
+            self.loop.stop_event,
             unavailable_deadline=unavailable_deadline,
         )
         self._pool = ThreadPoolExecutor(max_parallel, thread_name_prefix="mahiru-step")
@@ -58,25 +58,19 @@ class StepExecutor:
         self._busy: set[tuple[str, str]] = set()
         self._backoff: dict[tuple[str, str], tuple[float, float]] = {}
         self._errors: dict[tuple[str, str], int] = {}  # unexpected errors in a row, per step
-        self._thread: threading.Thread | None = None
 
     def start(self) -> None:
         """Remove step containers an earlier run of this site left, then start working."""
         self._remove_leftovers()
-        self._thread = threading.Thread(target=self._run, name="mahiru-steps", daemon=True)
-        self._thread.start()
+        self.loop.start()
 
     def wake(self) -> None:
         """Look at the steps now (new steps were handed over, or something changed)."""
-        self._wake.set()
+        self.loop.wake()
 
     def stop(self, timeout: float = 30.0) -> None:
         """Stop: running step containers are stopped and their steps redone after a restart."""
-        self._stop.set()
-        self._wake.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
-            self._thread = None
+        self.loop.stop(timeout)
         self.stop_containers()
         self._pool.shutdown(wait=True, cancel_futures=True)
 
@@ -102,18 +96,9 @@ class StepExecutor:
                 extra={"site": str(self._ctx.site), "containers": stopped},
             )
 
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                self._round()
-            except Exception:
-                # The worker must outlive any bug in a round; the next round retries.
-                logger.exception("step round failed unexpectedly")
-            self._wake.wait(self._interval)
-            self._wake.clear()
-
     def _round(self) -> None:
-        now = time.monotonic()
+        """Hand each unfinished step of this site that is neither busy nor waiting to the pool."""
+        now = self._ctx.clock.monotonic()
         for status in self._ctx.jobs.unfinished_steps(self._ctx.site):
             key = (status.job_id, status.step)
             with self._lock:
@@ -126,10 +111,12 @@ class StepExecutor:
         key = (status.job_id, status.step)
         finished = False
         try:
-            finished = self.execution.advance(status)
-            self._errors.pop(key, None)
-        except Exception as error:
-            finished = self._unexpected(status, error)
+            outcome = guarded(lambda: self.execution.advance(status))
+            if isinstance(outcome, Unexpected):
+                finished = self._unexpected(status, outcome.error)
+            else:
+                finished = outcome
+                self._errors.pop(key, None)
         finally:
             with self._lock:
                 self._busy.discard(key)
@@ -140,12 +127,12 @@ class StepExecutor:
                     delay = min(
                         self._backoff.get(key, (0.0, FIRST_BACKOFF / 2))[1] * 2, MAX_BACKOFF
                     )
-                    self._backoff[key] = (time.monotonic() + delay, delay)
-                    timer = threading.Timer(delay, self._wake.set)
+                    self._backoff[key] = (self._ctx.clock.monotonic() + delay, delay)
+                    timer = threading.Timer(delay, self.loop.wake)
                     timer.daemon = True
                     timer.start()
             if finished:
-                self._wake.set()
+                self.loop.wake()
 
     def _unexpected(self, status: StepStatus, error: Exception) -> bool:
         """Log an unexpected error; fail the step once it happened too often. True if failed."""
@@ -163,10 +150,9 @@ class StepExecutor:
         if count < self._max_unexpected_errors:
             return False
         reason = f"unexpected error ({count} attempts): {type(error).__name__}: {error}"
-        try:
-            self.execution.fail(status, reason)
-        except Exception:
+        failing = guarded(lambda: self.execution.fail(status, reason))
+        if isinstance(failing, Unexpected):
             # The database itself may be what fails; the step is tried again later.
-            logger.exception("cannot fail the step", extra=context)
+            logger.error("cannot fail the step", exc_info=failing.error, extra=context)
             return False
         return True

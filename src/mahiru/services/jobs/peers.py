@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager
 from typing import Any, Protocol, TypeVar
@@ -124,9 +123,6 @@ def retrying(
                 "peer unavailable; retrying",
                 extra={"action": what, "attempt": attempt, "error": error.message},
             )
-            if stop is not None:
-                stop.wait(delay)
-            else:
-                time.sleep(delay)
+            (stop or threading.Event()).wait(delay)  # cut short when told to stop
             delay = min(delay * 2, 5.0)
     raise AssertionError("unreachable")  # the loop returns or raises

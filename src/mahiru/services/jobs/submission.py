@@ -8,10 +8,10 @@ Users see and cancel only their own party's jobs; others' are NotFound.
 from __future__ import annotations
 
 import logging
-import uuid
 from collections.abc import Callable
 from functools import partial
 
+from mahiru.clock import IdSource, random_id
 from mahiru.errors import InvalidInput, MahiruError, NotFound, PermissionDenied
 from mahiru.model.assets import submitter_site
 from mahiru.model.identifiers import AssetId, ResultId
@@ -35,8 +35,10 @@ class JobDesk:
         *,
         on_change: Callable[[], None],
         stop_job: Callable[[str], int],
+        new_id: IdSource = random_id,
     ) -> None:
         self._ctx = ctx
+        self._new_id = new_id
         self._egress = egress
         self._on_change = on_change
         self._stop_job = stop_job
@@ -72,7 +74,7 @@ class JobDesk:
             if denial.denial.steps:
                 self._check_assets_known(job)
             raise
-        job_id = uuid.uuid4().hex
+        job_id = self._new_id()
         status = ctx.jobs.create_job(job_id, job, plan, ctx.site, ctx.now())
         logger.info(
             "job planned",

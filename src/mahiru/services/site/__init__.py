@@ -9,7 +9,6 @@ from mahiru.services.site.peers import RegisteredSites
 from mahiru.services.site.policy_view import PolicyView
 from mahiru.services.site.replication import (
     RegistryFeed,
-    ReplicationLoop,
     Replicator,
     RuleFeed,
     RuleFeedFactory,
@@ -29,7 +28,6 @@ __all__ = [
     "RegisteredSites",
     "RegistryFeed",
     "Rejection",
-    "ReplicationLoop",
     "Replicator",
     "RuleFeed",
     "RuleFeedFactory",

@@ -73,6 +73,7 @@ class AssetStore:
     def __init__(
         self,
         database: Database,
+        records: AssetRepository,
         blobs: BlobStore,
         *,
         site: SiteId,
@@ -82,7 +83,7 @@ class AssetStore:
         self._site = site
         self._owner = owner
         self._db = database
-        self._records = AssetRepository(database)
+        self._records = records
         self._blobs = blobs
         self._max_image_bytes = max_image_bytes
         # Serialises "is this image still used?" with attaching images, so a

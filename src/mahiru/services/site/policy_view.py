@@ -17,9 +17,9 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from collections.abc import Callable, Iterable
 
+from mahiru.clock import SYSTEM_CLOCK, Clock
 from mahiru.errors import MahiruError
 from mahiru.model.identifiers import Identifier, PartyId, SiteId
 from mahiru.model.items import WorkflowItem
@@ -51,7 +51,7 @@ class PolicyView:
         rules: Callable[[], Iterable[SignedRule]],
         *,
         min_refresh_interval: float = MIN_REFRESH_INTERVAL,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self._rules = rules
         self._lock = threading.Lock()
@@ -75,7 +75,7 @@ class PolicyView:
         if self._refresher is None:
             return False
         with self._refresh_lock:
-            now = self._clock()
+            now = self._clock.monotonic()
             last = self._last_refresh
             if last is not None and now - last < self._min_refresh_interval:
                 return False

@@ -27,8 +27,10 @@ from datetime import datetime, timedelta
 from functools import partial
 from typing import Any, Protocol
 
+from mahiru.clock import SYSTEM_CLOCK, Clock
 from mahiru.errors import Conflict, InvalidSignature, MahiruError
 from mahiru.model.identifiers import SiteId
+from mahiru.services.background import Unexpected, guarded
 from mahiru.services.site.validation import KeyRing
 from mahiru.storage import (
     REGISTRY_SOURCE,
@@ -39,7 +41,6 @@ from mahiru.storage import (
     RuleChange,
     SiteRecord,
 )
-from mahiru.storage.changelog import Clock, utc_now
 from mahiru.storage.records import PeerRuleBatch, UnreadableRuleChange
 
 logger = logging.getLogger("mahiru.site.replication")
@@ -112,7 +113,7 @@ class Replicator:
         *,
         on_change: Callable[[], None],
         page_size: int = PAGE_SIZE,
-        clock: Clock = utc_now,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self.site = site
         self._replica = replica
@@ -124,6 +125,10 @@ class Replicator:
         self._round_lock = threading.Lock()
         self._status_lock = threading.Lock()
         self._status: dict[str, SourceStatus] = {}
+
+    def round(self) -> None:
+        """One round, for the background loop (which logs what escapes it)."""
+        self.run_once()
 
     def run_once(self) -> list[SourceStatus]:
         """Replicate the registry, then every other registered site's rules; return the status.
@@ -178,30 +183,32 @@ class Replicator:
         Nothing a source does escapes this: its failure is recorded in its own
         status and the round goes on with the next source.
         """
-        started = self._clock()
+        started = self._clock.now()
         with self._status_lock:
             waiting = self._status.get(source, SourceStatus(source)).next_attempt
         if waiting is not None and started < waiting:
             return False  # backing off: tried again once the wait is over
-        try:
-            applied, rejected = pull()
-        except MahiruError as error:
-            logger.warning(
-                "replication failed; retrying next round",
-                extra={"source": source, "error_type": error.type_name, "error": error.message},
-            )
-            self._record(source, attempt=started, error=f"{error.type_name}: {error.message}")
+        outcome = guarded(pull)
+        if isinstance(outcome, Unexpected):
+            error = outcome.error
+            if isinstance(error, MahiruError):
+                logger.warning(
+                    "replication failed; retrying next round",
+                    extra={"source": source, "error_type": error.type_name, "error": error.message},
+                )
+                reason = f"{error.type_name}: {error.message}"
+            else:
+                logger.error(
+                    "replication failed unexpectedly; retrying next round",
+                    exc_info=error,
+                    extra={"source": source},
+                )
+                reason = f"Internal: {outcome.describe()}"[:500]
+            self._record(source, attempt=started, error=reason)
             return False
-        except Exception as error:
-            logger.exception(
-                "replication failed unexpectedly; retrying next round", extra={"source": source}
-            )
-            self._record(
-                source, attempt=started, error=f"Internal: {type(error).__name__}: {error}"[:500]
-            )
-            return False
+        applied, rejected = outcome
         self._record(
-            source, attempt=started, success=self._clock(), applied=applied, rejected=rejected
+            source, attempt=started, success=self._clock.now(), applied=applied, rejected=rejected
         )
         if applied or rejected:
             logger.info(
@@ -222,7 +229,7 @@ class Replicator:
     ) -> None:
         with self._status_lock:
             old = self._status.get(source, SourceStatus(source))
-            when = attempt or self._clock()
+            when = attempt or self._clock.now()
             failures = old.failures + 1 if error is not None else 0
             wait = backoff_seconds(failures)
             self._status[source] = SourceStatus(
@@ -304,7 +311,7 @@ class Replicator:
                         _plain_id(change.rule_id),
                         _storable(change.body),
                         reason,
-                        self._clock(),
+                        self._clock.now(),
                     )
                 )
             else:
@@ -319,7 +326,7 @@ class Replicator:
                             change.rule_id,
                             change.body(),
                             reason,
-                            self._clock(),
+                            self._clock.now(),
                         )
                     )
                 else:
@@ -362,46 +369,3 @@ def _storable(body: Mapping[str, Any]) -> Mapping[str, Any]:
     if len(text) > MAX_REJECTED_BODY or not _plain_text(text):
         return {"unstorable": f"{len(text)} characters, or text that cannot be stored"}
     return body
-
-
-class ReplicationLoop:
-    """Runs replication rounds in a background thread, every `interval` seconds.
-
-    The first round starts at once. `trigger` starts the next round early.
-    """
-
-    def __init__(self, replicator: Replicator, interval: float) -> None:
-        self._replicator = replicator
-        self._interval = interval
-        self._stop = threading.Event()
-        self._wake = threading.Event()
-        self._thread: threading.Thread | None = None
-
-    def start(self) -> None:
-        """Start the background thread (once)."""
-        if self._thread is not None:
-            return
-        self._thread = threading.Thread(target=self._run, name="mahiru-replication", daemon=True)
-        self._thread.start()
-
-    def trigger(self) -> None:
-        """Run the next round now instead of at the end of the interval."""
-        self._wake.set()
-
-    def stop(self, timeout: float = 30.0) -> None:
-        """Stop after the current round (waiting at most `timeout` seconds for it)."""
-        self._stop.set()
-        self._wake.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
-            self._thread = None
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                self._replicator.run_once()
-            except Exception:
-                # The loop must outlive any bug in a round; the next round retries.
-                logger.exception("replication round failed unexpectedly")
-            self._wake.wait(self._interval)
-            self._wake.clear()

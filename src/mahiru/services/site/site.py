@@ -2,21 +2,23 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
+from mahiru.clock import SYSTEM_CLOCK, Clock
 from mahiru.model.identifiers import PartyId, SiteId
+from mahiru.services.background import BackgroundLoop
 from mahiru.services.site.assets import AssetStore
 from mahiru.services.site.peers import RegisteredSites
 from mahiru.services.site.policy_view import PolicyView
 from mahiru.services.site.replication import (
     RegistryFeed,
-    ReplicationLoop,
     Replicator,
     RuleFeedFactory,
     SourceStatus,
 )
 from mahiru.services.site.rules import RuleService
-from mahiru.storage import BlobStore, Database, ReplicaRepository, RuleRepository
+from mahiru.storage import BlobStore, ReplicaRepository, SiteRepositories
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,7 +45,7 @@ class SiteServices:
     policy: PolicyView
     replica: ReplicaRepository
     replicator: Replicator
-    replication: ReplicationLoop
+    replication: BackgroundLoop
     registered_sites: RegisteredSites
 
     @classmethod
@@ -52,31 +54,46 @@ class SiteServices:
         *,
         site: SiteId,
         owner: PartyId,
-        database: Database,
+        repositories: SiteRepositories,
         blobs: BlobStore,
         registry: RegistryFeed,
         peers: RuleFeedFactory,
         replication_interval: float,
         max_image_bytes: int,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> SiteServices:
-        """Build the services on an opened (migrated) database and a blob store."""
-        replica = ReplicaRepository(database)
-        own_rules = RuleRepository(database)
-        rules = RuleService(own_rules, replica, owner=owner, on_change=lambda: policy.invalidate())
-        policy = PolicyView(rules.in_force)
-        replicator = Replicator(site, replica, registry, peers, on_change=policy.invalidate)
+        """Build the services on a site's repositories and blob store."""
+        replica = repositories.replica
+        rules = RuleService(
+            repositories.rules, replica, owner=owner, on_change=lambda: policy.invalidate()
+        )
+        policy = PolicyView(rules.in_force, clock=clock)
+        replicator = Replicator(
+            site, replica, registry, peers, on_change=policy.invalidate, clock=clock
+        )
         policy.use_refresher(replicator.run_once)
         return cls(
             site=site,
             owner=owner,
             assets=AssetStore(
-                database, blobs, site=site, owner=owner, max_image_bytes=max_image_bytes
+                repositories.database,
+                repositories.assets,
+                blobs,
+                site=site,
+                owner=owner,
+                max_image_bytes=max_image_bytes,
             ),
             rules=rules,
             policy=policy,
             replica=replica,
             replicator=replicator,
-            replication=ReplicationLoop(replicator, replication_interval),
+            replication=BackgroundLoop(
+                "mahiru-replication",
+                replicator.round,
+                replication_interval,
+                logger=logging.getLogger("mahiru.site.replication"),
+                context={"site": str(site)},
+            ),
             registered_sites=RegisteredSites(replica),
         )
 

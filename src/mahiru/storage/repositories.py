@@ -1,0 +1,38 @@
+"""The repositories of one site's database, built together at the composition root."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from mahiru.clock import SYSTEM_CLOCK, Clock
+from mahiru.storage.assets import AssetRepository
+from mahiru.storage.db import Database
+from mahiru.storage.jobs import JobRepository
+from mahiru.storage.replicas import ReplicaRepository
+from mahiru.storage.rules import RuleRepository
+
+
+@dataclass(frozen=True, slots=True)
+class SiteRepositories:
+    """Every repository a site's services use, on one database.
+
+    `database` is the unit of work: `database.transaction()` spans the
+    repositories' changes made inside it.
+    """
+
+    database: Database
+    assets: AssetRepository
+    rules: RuleRepository
+    replica: ReplicaRepository
+    jobs: JobRepository
+
+    @classmethod
+    def open(cls, database: Database, *, clock: Clock = SYSTEM_CLOCK) -> SiteRepositories:
+        """The repositories on an opened (migrated) `database`, timed by `clock`."""
+        return cls(
+            database=database,
+            assets=AssetRepository(database, clock=clock),
+            rules=RuleRepository(database, clock=clock),
+            replica=ReplicaRepository(database, clock=clock),
+            jobs=JobRepository(database),
+        )
