@@ -11,6 +11,7 @@ import pytest
 
 from mahiru import pki
 from mahiru.errors import InvalidInput, InvalidSignature
+from mahiru.model.canonical import canonical_json
 from mahiru.model.identifiers import PartyId, SiteId
 from mahiru.storage.records import PartyRecord, SiteEndpoints, SiteRecord
 from mahiru.storage.registrations import (
@@ -19,7 +20,6 @@ from mahiru.storage.registrations import (
     Registration,
     RegistrationAction,
     SignedRegistration,
-    canonical_json,
     check_fresh,
 )
 
@@ -84,7 +84,9 @@ def test_signature_covers_canonical_json_of_everything_but_the_signature() -> No
     body = {k: v for k, v in signed.to_dict().items() if k != "signature"}
     expected = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     KEY.public_key().verify(signed.signature, expected.encode("utf-8"))
-    assert canonical_json({"b": "é", "a": [1, 2]}) == '{"a":[1,2],"b":"é"}'.encode()
+    assert canonical_json({"b": "é", "a": [1, 2]}, escape_non_ascii=False) == (
+        '{"a":[1,2],"b":"é"}'.encode()
+    )
 
 
 def test_issued_at_is_kept_to_whole_seconds_in_utc() -> None:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ from datetime import datetime
 from typing import Any
 
 from mahiru.errors import InvalidInput
+from mahiru.model.canonical import canonical_json
 from mahiru.model.identifiers import ResultId, SiteId, parse_identifier
 
 _HEX = re.compile(r"[0-9a-f]{64}")
@@ -74,7 +74,7 @@ class Receipt:
 
     def canonical_bytes(self) -> bytes:
         """The bytes the producing site signs."""
-        return json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":")).encode()
+        return canonical_json(self.to_dict())
 
     def input(self, item: str) -> ReceiptInput | None:
         """The input of this item, if the receipt lists it."""

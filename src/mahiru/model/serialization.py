@@ -7,6 +7,7 @@ InvalidInput naming the culprit.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Mapping
 from typing import Any
@@ -15,6 +16,7 @@ import yaml
 
 from mahiru.errors import InvalidInput
 from mahiru.model.assets import Asset, AssetKind, SiteDescription
+from mahiru.model.canonical import canonical_json
 from mahiru.model.fields import check_fields, name_map
 from mahiru.model.identifiers import AssetId, PartyId, ResultId, SiteId, parse_identifier
 from mahiru.model.workflow import (
@@ -110,6 +112,11 @@ def job_to_dict(job: Job) -> dict[str, Any]:
         "workflow": workflow_to_dict(job.workflow),
         "inputs": {k: str(v) for k, v in job.inputs.items()},
     }
+
+
+def job_digest(job: Job) -> str:
+    """The hex SHA-256 of the job's canonical JSON: equal jobs, equal digests."""
+    return hashlib.sha256(canonical_json(job_to_dict(job))).hexdigest()
 
 
 def site_from_dict(data: object) -> SiteDescription:

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import hashlib
 import heapq
-import json
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 
 from mahiru.errors import InvalidInput
+from mahiru.model.canonical import canonical_json
 from mahiru.model.identifiers import AssetId, PartyId, ResultId, SiteId
 
 _NAME = re.compile(r"[A-Za-z0-9_-]+")
@@ -227,7 +227,6 @@ class Job:
 
     def result_ids(self) -> dict[StepOutputRef, ResultId]:
         """The content-independent identity of every step output (see docs/reference.md)."""
-        descriptions: dict[StepOutputRef, str] = {}
         ids: dict[StepOutputRef, ResultId] = {}
         for step_name in self.workflow.topological_order():
             step = self.workflow.steps[step_name]
@@ -239,18 +238,15 @@ class Job:
                     inputs[input_name] = str(self.inputs[source])
             for output in step.outputs:
                 ref = StepOutputRef(step_name, output)
-                canonical = json.dumps(
+                canonical = canonical_json(
                     {
                         "compute": str(step.compute_asset),
                         "output": output,
                         "base": str(step.outputs[output]) if step.outputs[output] else None,
                         "inputs": inputs,
-                    },
-                    sort_keys=True,
-                    separators=(",", ":"),
+                    }
                 )
-                descriptions[ref] = canonical
-                ids[ref] = ResultId(hashlib.sha256(canonical.encode()).hexdigest())
+                ids[ref] = ResultId(hashlib.sha256(canonical).hexdigest())
         return ids
 
 

@@ -8,13 +8,13 @@ is the exact byte string that signatures cover.
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any, ClassVar, TypeAlias
 
 from mahiru.errors import InvalidInput
+from mahiru.model.canonical import canonical_json
 from mahiru.model.fields import check_fields, mapping
 from mahiru.model.identifiers import (
     AssetCategoryId,
@@ -70,7 +70,7 @@ class _Rule:
 
     def canonical_bytes(self) -> bytes:
         """The exact bytes a signature covers: sorted-key compact JSON, UTF-8."""
-        return json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":")).encode()
+        return canonical_json(self.to_dict())
 
     def rule_id(self) -> str:
         """A stable id: the hex sha256 of the canonical bytes."""

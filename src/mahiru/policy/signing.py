@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -19,6 +18,7 @@ from cryptography.exceptions import InvalidSignature as _CryptoInvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from mahiru.errors import InvalidInput, InvalidSignature
+from mahiru.model.canonical import canonical_json
 from mahiru.policy.rules import Rule, rule_from_dict
 
 _SHA256_HEX = re.compile(r"[0-9a-f]{64}")
@@ -63,7 +63,7 @@ class Revocation:
     def canonical_bytes(self) -> bytes:
         """The bytes the revocation's signature covers."""
         body = {"type": "Revocation", "rule_id": self.rule_id, "namespace": self.namespace}
-        return json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
+        return canonical_json(body)
 
     def to_dict(self) -> dict[str, str]:
         """The serialised form."""

@@ -23,8 +23,6 @@ submitter's site, which sets it once it has collected the outputs.
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
@@ -50,7 +48,13 @@ from mahiru.model.jobs import (
     check_step_status,
     derive_job_state,
 )
-from mahiru.model.serialization import job_from_dict, job_to_dict, plan_from_dict, plan_to_dict
+from mahiru.model.serialization import (
+    job_digest,
+    job_from_dict,
+    job_to_dict,
+    plan_from_dict,
+    plan_to_dict,
+)
 from mahiru.model.workflow import Job, Plan
 from mahiru.storage.db import Database, insert_ignoring_duplicates
 from mahiru.storage.schema import (
@@ -346,8 +350,7 @@ class JobRepository:
         computation, so every job that made it made it the same way.
         """
         job_dict = job_to_dict(provenance.job)
-        canonical = json.dumps(job_dict, sort_keys=True, separators=(",", ":"))
-        digest = hashlib.sha256(canonical.encode()).hexdigest()
+        digest = job_digest(provenance.job)
         with self._db.transaction() as session:
             insert_ignoring_duplicates(
                 session, provenance_jobs, {"digest": digest, "job": job_dict}

@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -49,6 +48,7 @@ from cryptography.exceptions import InvalidSignature as _CryptoInvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from mahiru.errors import InvalidInput, InvalidSignature
+from mahiru.model.canonical import canonical_json
 from mahiru.model.identifiers import PartyId, SiteId
 from mahiru.storage.records import PartyRecord, SiteRecord
 
@@ -91,22 +91,6 @@ class RegistrationOutcome:
 
     version: int
     changed: bool
-
-
-def canonical_json(value: Any) -> bytes:
-    """The canonical bytes of a JSON value: sorted keys, no whitespace, UTF-8.
-
-    Anything that is not plain JSON (non-finite numbers, non-text keys, other
-    objects, text that is not valid Unicode) is InvalidInput.
-    """
-    try:
-        text = json.dumps(
-            value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
-        )
-        return text.encode("utf-8")
-    except (TypeError, ValueError) as error:
-        # UnicodeEncodeError (lone surrogates) is a ValueError too.
-        raise InvalidInput(f"not a plain JSON document: {error}") from None
 
 
 def format_time(moment: datetime) -> str:
@@ -218,7 +202,7 @@ class Registration:
 
     def canonical_bytes(self) -> bytes:
         """The bytes the signature covers."""
-        return canonical_json(self.to_dict())
+        return canonical_json(self.to_dict(), escape_non_ascii=False)
 
     def sign(self, key: Ed25519PrivateKey) -> SignedRegistration:
         """This registration signed with a party's main key."""
@@ -274,7 +258,9 @@ class SignedRegistration:
             raise InvalidInput("the registration document has no 'signature'")
         body = {key: value for key, value in data.items() if key != "signature"}
         signed = cls(Registration.from_dict(body), _decode_signature(data["signature"]))
-        if canonical_json(signed.to_dict()) != canonical_json(dict(data)):
+        if canonical_json(signed.to_dict(), escape_non_ascii=False) != canonical_json(
+            dict(data), escape_non_ascii=False
+        ):
             raise InvalidInput(
                 f"{signed.registration}: the document is not in normal form"
                 " (write it as SignedRegistration.to_dict does: every record field present,"
