@@ -9,11 +9,19 @@ was still in flight.
 
 from __future__ import annotations
 
-from sqlalchemy import select, update
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from sqlalchemy import Table, select, update
+from sqlalchemy.engine import Row
 from sqlalchemy.orm import Session
 
 from mahiru.errors import Internal
+from mahiru.storage.db import Database, positive_limit
+from mahiru.storage.records import ChangeBatch, RegistryChange, RuleChange
 from mahiru.storage.schema import change_heads
+
+C = TypeVar("C", RegistryChange, RuleChange)
 
 
 def begin_change(session: Session, log: str) -> int:
@@ -43,3 +51,29 @@ def current_version(session: Session, log: str) -> int:
     if version is None:
         raise Internal(f"change log {log!r} is missing; was the database migrated?")
     return version
+
+
+def changes_since(
+    database: Database,
+    log: str,
+    table: Table,
+    version: int,
+    limit: int | None,
+    from_row: Callable[[Row[Any]], C],
+) -> ChangeBatch[C]:
+    """The entries of `log` (stored in `table`) after `version`, oldest first, and where to go on.
+
+    With `limit`, at most that many entries are returned and the version to
+    continue from is that of the last one; the caller asks again until no
+    entries come back. Without it, every entry up to the log's head.
+    """
+    with database.read() as session:
+        head = current_version(session, log)
+        statement = select(table).where(table.c.version > version).order_by(table.c.version)
+        if limit is not None:
+            statement = statement.limit(positive_limit(limit))
+        rows = session.execute(statement).all()
+    changes = [from_row(row) for row in rows]
+    if limit is not None and len(rows) == limit:
+        head = rows[-1]._mapping["version"]
+    return ChangeBatch(changes, head)

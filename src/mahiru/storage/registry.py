@@ -19,22 +19,26 @@ from mahiru.errors import Conflict, NotFound
 from mahiru.model.identifiers import PartyId, SiteId
 from mahiru.storage import changelog
 from mahiru.storage.db import Database
-from mahiru.storage.db import positive_limit as _positive_limit
+from mahiru.storage.directory import Directory, party_from_row, site_from_row
 from mahiru.storage.records import (
     ChangeAction,
     ChangeBatch,
     PartyRecord,
     RegistryChange,
-    SiteEndpoints,
     SiteRecord,
 )
 from mahiru.storage.schema import REGISTRY_LOG, parties, registry_changes, sites
 
 
-class RegistryRepository:
-    """Parties and sites of the network, and every change made to them, versioned."""
+class RegistryRepository(Directory):
+    """Parties and sites of the network, and every change made to them, versioned.
+
+    The queries (`parties`, `party`, `party_for_namespace`, `sites`, `site`)
+    are the `Directory`'s, on the registry's own tables.
+    """
 
     def __init__(self, database: Database, *, clock: Clock = SYSTEM_CLOCK) -> None:
+        super().__init__(database, parties, sites)
         self._db = database
         self._clock = clock
 
@@ -160,44 +164,6 @@ class RegistryRepository:
 
     # --- queries -----------------------------------------------------------
 
-    def party(self, party_id: PartyId) -> PartyRecord:
-        """The party with this id; NotFound if it is not registered."""
-        with self._db.read() as session:
-            row = _party_row(session, party_id)
-        if row is None:
-            raise NotFound(f"{party_id} is not registered", {"party": str(party_id)})
-        return party_from_row(row)
-
-    def party_for_namespace(self, namespace: str) -> PartyRecord:
-        """The party owning `namespace`; NotFound if nobody does."""
-        with self._db.read() as session:
-            row = session.execute(
-                select(parties).where(parties.c.namespace == namespace)
-            ).one_or_none()
-        if row is None:
-            raise NotFound(f"no party owns namespace {namespace!r}", {"namespace": namespace})
-        return party_from_row(row)
-
-    def parties(self) -> list[PartyRecord]:
-        """All registered parties, by id."""
-        with self._db.read() as session:
-            rows = session.execute(select(parties).order_by(parties.c.id)).all()
-        return [party_from_row(row) for row in rows]
-
-    def site(self, site_id: SiteId) -> SiteRecord:
-        """The site with this id; NotFound if it is not registered."""
-        with self._db.read() as session:
-            row = _site_row(session, site_id)
-        if row is None:
-            raise NotFound(f"{site_id} is not registered", {"site": str(site_id)})
-        return site_from_row(row)
-
-    def sites(self) -> list[SiteRecord]:
-        """All registered sites, by id."""
-        with self._db.read() as session:
-            rows = session.execute(select(sites).order_by(sites.c.id)).all()
-        return [site_from_row(row) for row in rows]
-
     def version(self) -> int:
         """The version of the newest change (0 for an empty registry)."""
         with self._db.read() as session:
@@ -211,20 +177,9 @@ class RegistryRepository:
         With `limit`, at most that many changes are returned and the version
         is that of the last one; ask again until no changes come back.
         """
-        with self._db.read() as session:
-            head = changelog.current_version(session, REGISTRY_LOG)
-            statement = (
-                select(registry_changes)
-                .where(registry_changes.c.version > version)
-                .order_by(registry_changes.c.version)
-            )
-            if limit is not None:
-                statement = statement.limit(_positive_limit(limit))
-            rows = session.execute(statement).all()
-        changes = [_registry_change_from_row(row) for row in rows]
-        if limit is not None and len(changes) == limit:
-            head = changes[-1].version
-        return ChangeBatch(changes, head)
+        return changelog.changes_since(
+            self._db, REGISTRY_LOG, registry_changes, version, limit, _registry_change_from_row
+        )
 
 
 def _registry_change_from_row(row: Row[Any]) -> RegistryChange:
@@ -251,25 +206,3 @@ def _party_row(session: Session, party_id: PartyId) -> Row[Any] | None:
 
 def _site_row(session: Session, site_id: SiteId) -> Row[Any] | None:
     return session.execute(select(sites).where(sites.c.id == str(site_id))).one_or_none()
-
-
-def party_from_row(row: Row[Any]) -> PartyRecord:
-    """Rebuild a party from a row of `parties` or `replica_parties`."""
-    data = row._mapping
-    return PartyRecord(
-        PartyId.parse(data["id"]), data["namespace"], data["public_key_pem"], data["user_ca_pem"]
-    )
-
-
-def site_from_row(row: Row[Any]) -> SiteRecord:
-    """Rebuild a site from a row of `sites` or `replica_sites`."""
-    data = row._mapping
-    return SiteRecord(
-        SiteId.parse(data["id"]),
-        PartyId.parse(data["owner"]),
-        PartyId.parse(data["admin"]),
-        SiteEndpoints.from_dict(data["endpoints"]),
-        data["tls_cert_pem"],
-        bool(data["has_store"]),
-        bool(data["has_runner"]),
-    )

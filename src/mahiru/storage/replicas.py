@@ -19,19 +19,17 @@ from sqlalchemy import delete, insert, select, update
 from sqlalchemy.orm import Session
 
 from mahiru.clock import SYSTEM_CLOCK, Clock
-from mahiru.errors import Conflict, InvalidInput, NotFound
-from mahiru.model.identifiers import PartyId, SiteId
+from mahiru.errors import Conflict, InvalidInput
+from mahiru.model.identifiers import SiteId
 from mahiru.policy.signing import Revocation, SignedRule, in_force
 from mahiru.storage.db import Database, insert_ignoring_duplicates
+from mahiru.storage.directory import Directory
 from mahiru.storage.records import (
     ChangeAction,
-    PartyRecord,
     RegistryChange,
     RejectedRule,
     RuleChange,
-    SiteRecord,
 )
-from mahiru.storage.registry import party_from_row, site_from_row
 from mahiru.storage.schema import (
     replica_parties,
     replica_rejections,
@@ -51,10 +49,15 @@ def _check_source(source: str) -> str:
     return source
 
 
-class ReplicaRepository:
-    """The registry's parties and sites and every peer's rules, as last seen, per source."""
+class ReplicaRepository(Directory):
+    """The registry's parties and sites and every peer's rules, as last seen, per source.
+
+    The queries on the replicated registry (`parties`, `party`,
+    `party_for_namespace`, `sites`, `site`) are the `Directory`'s.
+    """
 
     def __init__(self, database: Database, *, clock: Clock = SYSTEM_CLOCK) -> None:
+        super().__init__(database, replica_parties, replica_sites)
         self._db = database
         self._clock = clock
 
@@ -189,51 +192,6 @@ class ReplicaRepository:
             return applied
 
     # --- the replicated registry -------------------------------------------
-
-    def parties(self) -> list[PartyRecord]:
-        """All parties as last replicated from the registry, by id."""
-        with self._db.read() as session:
-            rows = session.execute(select(replica_parties).order_by(replica_parties.c.id)).all()
-        return [party_from_row(row) for row in rows]
-
-    def party(self, party_id: PartyId) -> PartyRecord:
-        """A replicated party; NotFound if the registry did not list it."""
-        with self._db.read() as session:
-            row = session.execute(
-                select(replica_parties).where(replica_parties.c.id == str(party_id))
-            ).one_or_none()
-        if row is None:
-            raise NotFound(f"{party_id} is not registered", {"party": str(party_id)})
-        return party_from_row(row)
-
-    def party_for_namespace(self, namespace: str) -> PartyRecord:
-        """The replicated party owning `namespace`; NotFound if none does."""
-        with self._db.read() as session:
-            row = session.execute(
-                select(replica_parties)
-                .where(replica_parties.c.namespace == namespace)
-                .order_by(replica_parties.c.id)
-                .limit(1)
-            ).one_or_none()
-        if row is None:
-            raise NotFound(f"no party owns namespace {namespace!r}", {"namespace": namespace})
-        return party_from_row(row)
-
-    def sites(self) -> list[SiteRecord]:
-        """All sites as last replicated from the registry, by id."""
-        with self._db.read() as session:
-            rows = session.execute(select(replica_sites).order_by(replica_sites.c.id)).all()
-        return [site_from_row(row) for row in rows]
-
-    def site(self, site_id: SiteId) -> SiteRecord:
-        """A replicated site; NotFound if the registry did not list it."""
-        with self._db.read() as session:
-            row = session.execute(
-                select(replica_sites).where(replica_sites.c.id == str(site_id))
-            ).one_or_none()
-        if row is None:
-            raise NotFound(f"{site_id} is not registered", {"site": str(site_id)})
-        return site_from_row(row)
 
     # --- replicated rules --------------------------------------------------
 

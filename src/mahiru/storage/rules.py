@@ -18,7 +18,6 @@ from mahiru.errors import Conflict, InvalidSignature, NotFound
 from mahiru.policy.signing import Revocation, SignedRule
 from mahiru.storage import changelog
 from mahiru.storage.db import Database
-from mahiru.storage.db import positive_limit as _positive_limit
 from mahiru.storage.records import ChangeAction, ChangeBatch, RuleChange
 from mahiru.storage.schema import RULES_LOG, rule_changes, rules
 
@@ -167,20 +166,9 @@ class RuleRepository:
         With `limit`, at most that many changes are returned and the version
         is that of the last one; ask again until no changes come back.
         """
-        with self._db.read() as session:
-            head = changelog.current_version(session, RULES_LOG)
-            statement = (
-                select(rule_changes)
-                .where(rule_changes.c.version > version)
-                .order_by(rule_changes.c.version)
-            )
-            if limit is not None:
-                statement = statement.limit(_positive_limit(limit))
-            rows = session.execute(statement).all()
-        changes = [_rule_change_from_row(row) for row in rows]
-        if limit is not None and len(changes) == limit:
-            head = changes[-1].version
-        return ChangeBatch(changes, head)
+        return changelog.changes_since(
+            self._db, RULES_LOG, rule_changes, version, limit, _rule_change_from_row
+        )
 
 
 def _rule_change_from_row(row: Row[Any]) -> RuleChange:
