@@ -32,7 +32,7 @@ def test_missing_and_unknown_fields_are_listed_sorted_in_one_error() -> None:
     with pytest.raises(InvalidInput) as error:
         check_fields(data, "thing", {"a", "b", "c"}, {"d"})
     assert error.value.message == "thing: missing a, c; unknown field(s) y, z"
-    assert error.value.details is None
+    assert error.value.details == {"missing": ["a", "c"], "unknown": ["y", "z"]}
 
 
 def test_headed_wording_says_wrong_fields_first() -> None:

@@ -49,56 +49,78 @@ The connection options can also be set in the environment:
 """
 
 
+def connection_options(
+    url_option: Callable[[F], F],
+    *,
+    cert_help: str,
+    peer: str,
+    key_names: tuple[str, ...] = ("--key",),
+    key_parameter: str = "key",
+) -> Callable[[F], F]:
+    """The URL option, --cert, the TLS key, --ca and --json, each settable in the environment.
+
+    `peer` names what --ca checks ("the site", "the registry").
+    """
+    options: list[Callable[[Any], Any]] = [
+        url_option,
+        click.option(
+            "--cert",
+            type=_FILE,
+            required=True,
+            envvar="MAHIRU_CERT",
+            show_envvar=True,
+            help=cert_help,
+        ),
+        click.option(
+            *key_names,
+            key_parameter,
+            type=_FILE,
+            required=True,
+            envvar="MAHIRU_KEY",
+            show_envvar=True,
+            help="The private key of --cert.",
+        ),
+        click.option(
+            "--ca",
+            type=_FILE,
+            required=True,
+            envvar="MAHIRU_CA",
+            show_envvar=True,
+            help=f"The network CA certificate (ca.crt), to check {peer} with.",
+        ),
+        click.option("--json", "as_json", is_flag=True, help="Print the result as JSON."),
+    ]
+
+    def decorate(command: F) -> F:
+        for option in reversed(options):
+            command = option(command)
+        return command
+
+    return decorate
+
+
 def site_options(*, tls_key_names: tuple[str, ...] = ("--key", "--tls-key")) -> Callable[[F], F]:
     """--site, --cert, the TLS key, --ca and --json, for commands using the internal API.
 
     Commands that also take a party key (`mahiru rules add --signing-key`, old name
     `--key`) name the TLS key `--tls-key` only.
     """
-
-    def decorate(command: F) -> F:
-        options = [
-            click.option(
-                "--site",
-                "site_url",
-                required=True,
-                envvar="MAHIRU_SITE_URL",
-                show_envvar=True,
-                metavar="URL",
-                help="The site's internal API, e.g. https://site1.example.org:8443/internal.",
-            ),
-            click.option(
-                "--cert",
-                type=_FILE,
-                required=True,
-                envvar="MAHIRU_CERT",
-                show_envvar=True,
-                help="Your user certificate (from `mahiru certs user`).",
-            ),
-            click.option(
-                *tls_key_names,
-                "tls_key",
-                type=_FILE,
-                required=True,
-                envvar="MAHIRU_KEY",
-                show_envvar=True,
-                help="The private key of --cert.",
-            ),
-            click.option(
-                "--ca",
-                type=_FILE,
-                required=True,
-                envvar="MAHIRU_CA",
-                show_envvar=True,
-                help="The network CA certificate (ca.crt), to check the site with.",
-            ),
-            click.option("--json", "as_json", is_flag=True, help="Print the result as JSON."),
-        ]
-        for option in reversed(options):
-            command = option(command)
-        return command
-
-    return decorate
+    site = click.option(
+        "--site",
+        "site_url",
+        required=True,
+        envvar="MAHIRU_SITE_URL",
+        show_envvar=True,
+        metavar="URL",
+        help="The site's internal API, e.g. https://site1.example.org:8443/internal.",
+    )
+    return connection_options(
+        site,
+        cert_help="Your user certificate (from `mahiru certs user`).",
+        peer="the site",
+        key_names=tls_key_names,
+        key_parameter="tls_key",
+    )
 
 
 def echo_json(data: Any) -> None:

@@ -19,7 +19,7 @@ import click
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from mahiru.cli.certs import PARTY_KEY, PARTY_PUBLIC_KEY, USER_CA_CERT
-from mahiru.cli.connection import registry_client
+from mahiru.cli.connection import connection_options, registry_client
 from mahiru.cli.errors import handle_errors
 from mahiru.client.registry import RegistryClient
 from mahiru.errors import InvalidInput
@@ -52,47 +52,19 @@ def register_group() -> None:
     """
 
 
-def _connection_options(command: F) -> F:
-    """--registry, --cert, --key, --ca and --json."""
-    options = [
-        click.option(
-            "--registry",
-            "registry_url",
-            required=True,
-            envvar="MAHIRU_REGISTRY_URL",
-            show_envvar=True,
-            metavar="URL",
-            help="The registry's URL, e.g. https://registry.example.org:8443.",
-        ),
-        click.option(
-            "--cert",
-            type=_FILE,
-            required=True,
-            envvar="MAHIRU_CERT",
-            show_envvar=True,
-            help="This side's network certificate (e.g. party-client.crt).",
-        ),
-        click.option(
-            "--key",
-            type=_FILE,
-            required=True,
-            envvar="MAHIRU_KEY",
-            show_envvar=True,
-            help="The private key of --cert.",
-        ),
-        click.option(
-            "--ca",
-            type=_FILE,
-            required=True,
-            envvar="MAHIRU_CA",
-            show_envvar=True,
-            help="The network CA certificate (ca.crt), to check the registry with.",
-        ),
-        click.option("--json", "as_json", is_flag=True, help="Print the result as JSON."),
-    ]
-    for option in reversed(options):
-        command = option(command)
-    return command
+_connection_options = connection_options(
+    click.option(
+        "--registry",
+        "registry_url",
+        required=True,
+        envvar="MAHIRU_REGISTRY_URL",
+        show_envvar=True,
+        metavar="URL",
+        help="The registry's URL, e.g. https://registry.example.org:8443.",
+    ),
+    cert_help="This side's network certificate (e.g. party-client.crt).",
+    peer="the registry",
+)
 
 
 def _party_dir_option(command: F) -> F:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from collections.abc import Set as AbstractSet
+from datetime import datetime
 from typing import Any
 
 from mahiru.errors import InvalidInput
@@ -34,6 +35,7 @@ def check_fields(
     Otherwise one InvalidInput (with `details`) lists every missing and unknown field:
     `"job: missing inputs; unknown field(s) x"`, or when `headed` (the wording rules and
     stored records have always used) `"MayAccess rule has wrong fields: missing asset; unknown x"`.
+    Without `details`, the error's details list the missing and unknown fields.
     """
     checked = mapping(data, what)
     missing = required - set(checked)
@@ -47,6 +49,8 @@ def check_fields(
             label = "unknown" if headed else "unknown field(s)"
             problems.append(f"{label} {', '.join(sorted(map(str, unknown)))}")
         heading = f"{what} has wrong fields" if headed else what
+        if details is None:
+            details = {"missing": sorted(missing), "unknown": sorted(map(str, unknown))}
         raise InvalidInput(f"{heading}: {'; '.join(problems)}", details)
     return checked
 
@@ -82,3 +86,37 @@ def flag(data: Mapping[str, Any], key: str, what: str) -> bool:
     if not isinstance(value, bool):
         raise InvalidInput(f"{what} field {key!r} must be true or false, got {value!r}")
     return value
+
+
+def integer(data: Mapping[str, Any], key: str, what: str, *, minimum: int | None = None) -> int:
+    """Return field `key` of `data`, which must be an integer (not a bool), at least `minimum`."""
+    value = data[key]
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int)
+        or (minimum is not None and value < minimum)
+    ):
+        kind = "a positive integer" if minimum == 1 else "an integer"
+        if minimum is not None and minimum != 1:
+            kind = f"an integer of at least {minimum}"
+        raise InvalidInput(f"{what} field {key!r} must be {kind}, got {value!r}")
+    return value
+
+
+def timestamp(data: Mapping[str, Any], key: str, what: str) -> datetime:
+    """Return field `key` of `data`, which must be an ISO 8601 time with a zone."""
+    value = data[key]
+    try:
+        parsed = datetime.fromisoformat(value) if isinstance(value, str) else None
+    except ValueError:
+        parsed = None
+    if parsed is None or parsed.tzinfo is None:
+        raise InvalidInput(
+            f"{what} field {key!r} must be an ISO 8601 time with zone, got {value!r}"
+        )
+    return parsed
+
+
+def optional_timestamp(data: Mapping[str, Any], key: str, what: str) -> datetime | None:
+    """Return field `key` of `data`: null, or an ISO 8601 time with a zone."""
+    return None if data[key] is None else timestamp(data, key, what)

@@ -26,7 +26,14 @@ from enum import Enum
 from typing import Any, TypeVar
 
 from mahiru.errors import Conflict, InvalidIdentifier, InvalidInput
-from mahiru.model.fields import check_fields, optional_text, text
+from mahiru.model.fields import (
+    check_fields,
+    integer,
+    optional_text,
+    optional_timestamp,
+    text,
+    timestamp,
+)
 from mahiru.model.identifiers import AssetId, PartyId, ResultId, SiteId
 from mahiru.model.items import ItemKind, WorkflowItem
 from mahiru.model.serialization import job_from_dict, job_to_dict, plan_from_dict, plan_to_dict
@@ -323,30 +330,6 @@ def workflow_output_sources(job: Job, plan: Plan) -> list[StepInput]:
 # --- strict dict forms --------------------------------------------------------------------
 
 
-def _integer(data: Mapping[str, Any], key: str, what: str) -> int:
-    value = data[key]
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise InvalidInput(f"{what} field {key!r} must be an integer, got {value!r}")
-    return value
-
-
-def _time(data: Mapping[str, Any], key: str, what: str) -> datetime:
-    value = data[key]
-    try:
-        parsed = datetime.fromisoformat(value) if isinstance(value, str) else None
-    except ValueError:
-        parsed = None
-    if parsed is None or parsed.tzinfo is None:
-        raise InvalidInput(
-            f"{what} field {key!r} must be an ISO 8601 time with zone, got {value!r}"
-        )
-    return parsed
-
-
-def _optional_time(data: Mapping[str, Any], key: str, what: str) -> datetime | None:
-    return None if data[key] is None else _time(data, key, what)
-
-
 def _iso(value: datetime | None) -> str | None:
     return None if value is None else value.isoformat()
 
@@ -466,7 +449,7 @@ class StepStatus:
         """Parse the JSON form strictly: InvalidInput on any missing, unknown or bad field."""
         what = "step status"
         d = check_fields(data, what, _STEP_STATUS_KEYS)
-        exit_code = None if d["exit_code"] is None else _integer(d, "exit_code", what)
+        exit_code = None if d["exit_code"] is None else integer(d, "exit_code", what)
         log_tail = d["log_tail"]
         if log_tail is not None and not isinstance(log_tail, str):
             raise InvalidInput(f"{what} field 'log_tail' must be text or null")
@@ -475,11 +458,11 @@ class StepStatus:
             step=check_name(d["step"], "step"),
             site=_site(d, "site", what),
             state=_enum(StepState, d, "state", what),
-            submitted_at=_time(d, "submitted_at", what),
-            updated_at=_time(d, "updated_at", what),
-            version=_integer(d, "version", what),
-            started_at=_optional_time(d, "started_at", what),
-            finished_at=_optional_time(d, "finished_at", what),
+            submitted_at=timestamp(d, "submitted_at", what),
+            updated_at=timestamp(d, "updated_at", what),
+            version=integer(d, "version", what),
+            started_at=optional_timestamp(d, "started_at", what),
+            finished_at=optional_timestamp(d, "finished_at", what),
             reason=optional_text(d, "reason", what),
             exit_code=exit_code,
             log_tail=log_tail,
@@ -637,12 +620,12 @@ class JobStatus:
             job=job_from_dict(d["job"]),
             submitter_site=_site(d, "submitter_site", what),
             state=_enum(JobState, d, "state", what),
-            submitted_at=_time(d, "submitted_at", what),
-            updated_at=_time(d, "updated_at", what),
-            version=_integer(d, "version", what),
+            submitted_at=timestamp(d, "submitted_at", what),
+            updated_at=timestamp(d, "updated_at", what),
+            version=integer(d, "version", what),
             plan=None if d["plan"] is None else plan_from_dict(d["plan"]),
-            started_at=_optional_time(d, "started_at", what),
-            finished_at=_optional_time(d, "finished_at", what),
+            started_at=optional_timestamp(d, "started_at", what),
+            finished_at=optional_timestamp(d, "finished_at", what),
             reason=optional_text(d, "reason", what),
         )
         if d["submitter"] != str(status.submitter):

@@ -15,29 +15,13 @@ from typing import Any, Generic, NamedTuple, TypeVar
 
 from mahiru.errors import InvalidInput
 from mahiru.model.assets import Asset, PartyDescription, SiteDescription
-from mahiru.model.fields import check_fields, flag, optional_text, text
+from mahiru.model.fields import check_fields, flag, integer, optional_text, text, timestamp
 from mahiru.model.identifiers import PartyId, SiteId
 from mahiru.policy.signing import Revocation, SignedRule
 
 
 def _version(data: Mapping[str, Any], what: str) -> int:
-    value = data["version"]
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise InvalidInput(f"{what} field 'version' must be a positive integer, got {value!r}")
-    return value
-
-
-def _timestamp(data: Mapping[str, Any], key: str, what: str) -> datetime:
-    value = data[key]
-    try:
-        parsed = datetime.fromisoformat(value) if isinstance(value, str) else None
-    except ValueError:
-        parsed = None
-    if parsed is None or parsed.tzinfo is None:
-        raise InvalidInput(
-            f"{what} field {key!r} must be an ISO 8601 time with zone, got {value!r}"
-        )
-    return parsed
+    return integer(data, "version", what, minimum=1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -216,7 +200,7 @@ class RegistryChange:
             record = PartyRecord.from_dict(raw)
         if record is not None and record.id != subject:
             raise InvalidInput(f"{what}: record {record.id} does not match subject {subject}")
-        return cls(_version(data, what), action, subject, record, _timestamp(data, "at", what))
+        return cls(_version(data, what), action, subject, record, timestamp(data, "at", what))
 
 
 @dataclass(frozen=True, slots=True)
@@ -269,7 +253,7 @@ class RuleChange:
             body_id = revocation.rule_id
         if body_id != rule_id:
             raise InvalidInput(f"{what}: rule_id {rule_id} does not match its body ({body_id})")
-        at = _timestamp(data, "at", what)
+        at = timestamp(data, "at", what)
         return cls(_version(data, what), action, rule_id, rule, revocation, at)
 
 

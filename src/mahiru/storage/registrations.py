@@ -49,6 +49,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 
 from mahiru.errors import InvalidInput, InvalidSignature
 from mahiru.model.canonical import canonical_json
+from mahiru.model.fields import check_fields
 from mahiru.model.identifiers import PartyId, SiteId
 from mahiru.storage.records import PartyRecord, SiteRecord
 
@@ -321,18 +322,7 @@ def _action(value: object) -> RegistrationAction:
 
 
 def _exact_fields(data: Mapping[str, Any], expected: set[str], what: str) -> None:
-    missing = expected - set(data)
-    unknown = set(data) - expected
-    if missing or unknown:
-        problems = []
-        if missing:
-            problems.append(f"missing {', '.join(sorted(missing))}")
-        if unknown:
-            problems.append(f"unknown {', '.join(sorted(map(str, unknown)))}")
-        raise InvalidInput(
-            f"{what} document has wrong fields: {'; '.join(problems)}",
-            {"missing": sorted(missing), "unknown": sorted(map(str, unknown))},
-        )
+    check_fields(data, f"{what} document", expected, headed=True)
 
 
 def _decode_signature(value: object) -> bytes:
