@@ -24,13 +24,12 @@ from contextlib import asynccontextmanager
 from typing import Annotated, Any, Literal
 
 from fastapi import Body, Depends, FastAPI, Query, Request, Response
-from fastapi.openapi.utils import get_openapi
 from pydantic import BaseModel, ConfigDict, Field
 
-from mahiru import __version__
 from mahiru.api.auth import CertificateAuthenticator, ServiceCaller
 from mahiru.api.errors import error_response, error_responses, install_error_handlers
 from mahiru.api.middleware import install_middleware
+from mahiru.api.openapi import NETWORK_CERTIFICATE, describe_security, new_app
 from mahiru.clock import SYSTEM_CLOCK
 from mahiru.config import RegistryConfig
 from mahiru.errors import Internal, InvalidInput, MahiruError
@@ -248,21 +247,12 @@ def create_registry_app(
             if owns_database:
                 db.close()
 
-    app = FastAPI(
-        title="Mahiru registry",
-        version=__version__,
-        description=__doc__,
-        docs_url=None,
-        redoc_url=None,
-        responses=_ERROR_RESPONSES,
-        lifespan=lifespan,
-        generate_unique_id_function=lambda route: route.name,
-    )
+    app = new_app("Mahiru registry", __doc__ or "", responses=_ERROR_RESPONSES, lifespan=lifespan)
     install_error_handlers(app)
     _install_authentication(app, authenticator)
     # Added after authentication, so they wrap it: refused requests are logged too.
     install_middleware(app, body_limit=config.max_body_bytes)
-    _describe_security(app)
+    describe_security(app, NETWORK_CERTIFICATE, lambda path: "networkCertificate")
     _add_routes(app, service)
     return app
 
@@ -373,27 +363,3 @@ def _add_routes(app: FastAPI, service: RegistryService) -> None:
     def get_health(caller: Caller) -> dict[str, Any]:
         """Whether the registry is up and its database readable."""
         return {"status": "ok", "version": service.version()}
-
-
-def _describe_security(app: FastAPI) -> None:
-    """Say in the OpenAPI document that every operation needs a network certificate."""
-
-    def openapi() -> dict[str, Any]:
-        if app.openapi_schema is None:
-            schema = get_openapi(
-                title=app.title,
-                version=app.version,
-                description=app.description,
-                routes=app.routes,
-            )
-            schema.setdefault("components", {})["securitySchemes"] = {
-                "networkCertificate": {
-                    "type": "mutualTLS",
-                    "description": "A client certificate issued by the network CA.",
-                }
-            }
-            schema["security"] = [{"networkCertificate": []}]
-            app.openapi_schema = schema
-        return app.openapi_schema
-
-    app.openapi = openapi  # type: ignore[method-assign]

@@ -14,17 +14,15 @@ import threading
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from functools import partial
-from typing import Any
 
 import httpx
 from fastapi import FastAPI, Request, Response
-from fastapi.openapi.utils import get_openapi
 from starlette.concurrency import run_in_threadpool
 
-from mahiru import __version__
 from mahiru.api.auth import CertificateAuthenticator, ServiceCaller, UserCaller
 from mahiru.api.errors import error_response, error_responses, install_error_handlers
 from mahiru.api.middleware import install_middleware
+from mahiru.api.openapi import NETWORK_CERTIFICATE, USER_CERTIFICATE, describe_security, new_app
 from mahiru.api.site_external import external_router
 from mahiru.api.site_internal import internal_router
 from mahiru.api.site_jobs import external_jobs_router, internal_jobs_router
@@ -250,18 +248,12 @@ def create_site_app(
                 close()
             logger.info("site stopped", extra={"site": config.site_id})
 
-    app = FastAPI(
-        title=f"Mahiru site {config.site_id}",
-        version=__version__,
-        description=(
-            "The internal API (/internal) serves the users of the site's owner party; the"
-            " external API (/external) serves the other registered sites."
-        ),
-        docs_url=None,
-        redoc_url=None,
+    app = new_app(
+        f"Mahiru site {config.site_id}",
+        "The internal API (/internal) serves the users of the site's owner party; the"
+        " external API (/external) serves the other registered sites.",
         responses=_ERROR_RESPONSES,
         lifespan=lifespan,
-        generate_unique_id_function=lambda route: route.name,
     )
     app.state.services = services
     app.state.jobs = jobs
@@ -273,7 +265,11 @@ def create_site_app(
     app.include_router(external_router(services, jobs.egress, authenticator))
     app.include_router(internal_jobs_router(services, jobs, authenticator))
     app.include_router(external_jobs_router(services, jobs, authenticator))
-    _describe_security(app)
+    describe_security(
+        app,
+        {**USER_CERTIFICATE, **NETWORK_CERTIFICATE},
+        lambda path: "networkCertificate" if path.startswith("/external/") else "userCertificate",
+    )
     return app
 
 
@@ -321,37 +317,3 @@ def _authenticate(
         except MahiruError as error:
             return error_response(error)
         return await call_next(request)
-
-
-def _describe_security(app: FastAPI) -> None:
-    """Say in the OpenAPI document which certificate each operation needs."""
-
-    def openapi() -> dict[str, Any]:
-        if app.openapi_schema is None:
-            schema = get_openapi(
-                title=app.title,
-                version=app.version,
-                description=app.description,
-                routes=app.routes,
-            )
-            schema.setdefault("components", {})["securitySchemes"] = {
-                "userCertificate": {
-                    "type": "mutualTLS",
-                    "description": "A certificate from the site owner's user CA"
-                    " (role admin for changes).",
-                },
-                "networkCertificate": {
-                    "type": "mutualTLS",
-                    "description": "The certificate of a registered site, from the network CA.",
-                },
-            }
-            for path, operations in schema.get("paths", {}).items():
-                scheme = (
-                    "networkCertificate" if path.startswith("/external/") else "userCertificate"
-                )
-                for operation in operations.values():
-                    operation["security"] = [{scheme: []}]
-            app.openapi_schema = schema
-        return app.openapi_schema
-
-    app.openapi = openapi  # type: ignore[method-assign]

@@ -9,6 +9,7 @@ the requester's plan is never trusted.
 # No `from __future__ import annotations`: FastAPI must see the dependency aliases
 # defined inside the router factories, which string annotations would hide.
 
+from collections.abc import Callable
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, Query, Request
@@ -24,17 +25,24 @@ from mahiru.services.site import SiteServices
 from mahiru.storage import SiteRecord
 
 
-def external_router(
-    services: SiteServices, egress: Egress, auth: CertificateAuthenticator
-) -> APIRouter:
-    """The routes of the external API, served by `services`; images leave through `egress`."""
+def registered_peer(
+    services: SiteServices, auth: CertificateAuthenticator
+) -> Callable[[Request], SiteRecord]:
+    """A route dependency: the registered site calling, known by its certificate."""
 
     def peer(request: Request) -> SiteRecord:
         caller = auth.service(request)
         request.state.caller = caller
         return services.registered_sites.identify(caller.identity, caller.certificate)
 
-    Peer = Annotated[SiteRecord, Depends(peer)]
+    return peer
+
+
+def external_router(
+    services: SiteServices, egress: Egress, auth: CertificateAuthenticator
+) -> APIRouter:
+    """The routes of the external API, served by `services`; images leave through `egress`."""
+    Peer = Annotated[SiteRecord, Depends(registered_peer(services, auth))]
     router = APIRouter(prefix="/external", tags=["external"])
 
     @router.get(

@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict
 from starlette.responses import FileResponse, Response
 
 from mahiru.api.auth import CertificateAuthenticator, UserCaller
+from mahiru.api.site_external import registered_peer
 from mahiru.api.site_images import IMAGE_RESPONSES, image_response
 from mahiru.api.site_models import JobIn
 from mahiru.errors import InvalidInput
@@ -126,13 +127,7 @@ def external_jobs_router(
     services: SiteServices, jobs: JobServices, auth: CertificateAuthenticator
 ) -> APIRouter:
     """The job and result routes of the external API."""
-
-    def peer(request: Request) -> SiteRecord:
-        caller = auth.service(request)
-        request.state.caller = caller
-        return services.registered_sites.identify(caller.identity, caller.certificate)
-
-    Peer = Annotated[SiteRecord, Depends(peer)]
+    Peer = Annotated[SiteRecord, Depends(registered_peer(services, auth))]
     router = APIRouter(prefix="/external", tags=["external"])
 
     @router.post("/jobs/{job_id}/assignment", summary="Hand over steps")
