@@ -429,7 +429,7 @@ def test_a_compute_image_the_engine_has_is_downloaded_only_once(
     compute = AssetId.parse(scenario.computes["minmax"])
     asked: list[str] = []
     downloaded: list[str] = []
-    metadata, fetch_image = PeerJobsClient.asset_metadata, PeerJobsClient.fetch_image
+    metadata, fetch_image = PeerJobsClient.get_asset, PeerJobsClient.fetch_image
 
     def asking(self: PeerJobsClient, asset: Any) -> Any:
         asked.append(str(asset))
@@ -439,7 +439,7 @@ def test_a_compute_image_the_engine_has_is_downloaded_only_once(
         downloaded.append(str(asset))
         return fetch_image(self, asset, *args, **kwargs)
 
-    monkeypatch.setattr(PeerJobsClient, "asset_metadata", asking)
+    monkeypatch.setattr(PeerJobsClient, "get_asset", asking)
     monkeypatch.setattr(PeerJobsClient, "fetch_image", downloading)
 
     def run() -> None:

@@ -133,7 +133,7 @@ def test_a_live_only_data_set_never_leaves_whole(net: Network, tmp_path: Path) -
     net.replicate_all()
     blobs = BlobStore(tmp_path / "stolen")
     with site2.peer(site1.identity) as peer:
-        assert peer.asset_metadata(live).asset.metadata == {"live_access": True}
+        assert peer.get_asset(live).asset.metadata == {"live_access": True}
         with pytest.raises(PermissionDenied, match="served only live"):
             peer.fetch_image(live, blobs)
         with pytest.raises(PermissionDenied, match="served only live"):

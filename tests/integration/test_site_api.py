@@ -102,7 +102,7 @@ def test_assets_and_rules_survive_a_restart(net: Network, tmp_path: Path) -> Non
     assert info.digest == record.asset.image_digest
     assert not list(tmp_path.glob(".copy.tar*"))  # no partial file left behind
     with site.peer(net.sites["p2"].identity) as peer:
-        assert peer.asset_metadata(asset_id) == record  # the policy came back too
+        assert peer.get_asset(asset_id) == record  # the policy came back too
 
 
 def test_an_image_with_the_wrong_digest_is_not_stored(net: Network, tmp_path: Path) -> None:
@@ -187,7 +187,7 @@ def test_peers_get_assets_only_as_policy_allows(net: Network, tmp_path: Path) ->
         admin.upload_asset(Asset(asset_id, AssetKind.DATA), image)
         admin.add_rule(site1.party.sign(may_access(site2.id, str(asset_id))))
     with site1.peer(site2.identity) as peer:
-        assert peer.asset_metadata(asset_id).size == image.stat().st_size
+        assert peer.get_asset(asset_id).size == image.stat().st_size
         # A partial file from an interrupted download is resumed from where it stopped.
         digest = hashlib.sha256(image.read_bytes()).hexdigest()
         partial = tmp_path / f".got.tar.{digest[:16]}.partial"
@@ -203,7 +203,7 @@ def test_peers_get_assets_only_as_policy_allows(net: Network, tmp_path: Path) ->
         assert blobs.has(digest)
     with site1.peer(site3.identity) as peer:
         with pytest.raises(PermissionDenied) as denied:
-            peer.asset_metadata(asset_id)
+            peer.get_asset(asset_id)
         assert f"{site3.id} may not access {asset_id}: no MayAccess" in denied.value.message
         assert denied.value.details["allowed"] is False
         with pytest.raises(PermissionDenied):

@@ -145,7 +145,28 @@ def _json(response: httpx.Response) -> Any:
 # --- the clients ----------------------------------------------------------------
 
 
-class SiteClient(ApiClient):
+class _AssetReader(ApiClient):
+    """What both APIs of a site serve alike: an asset's record and its image."""
+
+    def get_asset(self, asset_id: AssetId | ResultId) -> AssetRecord:
+        """An asset's record (at a peer: if policy lets this site see it)."""
+        return asset_record_from_json(_json(request(self._http, "GET", _asset_path(asset_id))))
+
+    def download_image(
+        self,
+        asset_id: AssetId | ResultId,
+        dest: Path,
+        *,
+        resume: bool = True,
+        progress: Progress | None = None,
+    ) -> BlobInfo:
+        """Download an asset's image to `dest` (atomically, digest verified, resumable)."""
+        digest = self.get_asset(asset_id).asset.image_digest
+        path = f"{_asset_path(asset_id)}/image"
+        return download_to_file(self._http, path, dest, digest, resume=resume, progress=progress)
+
+
+class SiteClient(_AssetReader):
     """The internal API of one's own site: assets, rules, policy explanations, status."""
 
     # --- assets --------------------------------------------------------------
@@ -225,23 +246,6 @@ class SiteClient(ApiClient):
         data = _json(request(self._http, "GET", "/assets"))
         return [asset_record_from_json(item) for item in data["assets"]]
 
-    def get_asset(self, asset_id: AssetId | ResultId) -> AssetRecord:
-        """One stored asset's record."""
-        return asset_record_from_json(_json(request(self._http, "GET", _asset_path(asset_id))))
-
-    def download_image(
-        self,
-        asset_id: AssetId | ResultId,
-        dest: Path,
-        *,
-        resume: bool = True,
-        progress: Progress | None = None,
-    ) -> BlobInfo:
-        """Download an asset's image to `dest` (atomically, digest verified)."""
-        digest = self.get_asset(asset_id).asset.image_digest
-        path = f"{_asset_path(asset_id)}/image"
-        return download_to_file(self._http, path, dest, digest, resume=resume, progress=progress)
-
     def delete_asset(self, asset_id: AssetId | ResultId) -> AssetRecord:
         """Delete a stored asset (and its image unless another asset uses it)."""
         response = request(self._http, "DELETE", _asset_path(asset_id))
@@ -299,7 +303,7 @@ class SiteClient(ApiClient):
         return result
 
 
-class PeerClient(ApiClient):
+class PeerClient(_AssetReader):
     """Another site's external API, as this site calls it: rules, asset metadata and images."""
 
     def rule_changes(self, since: int, limit: int | None = None) -> PeerRuleBatch:
@@ -308,23 +312,6 @@ class PeerClient(ApiClient):
         if limit is not None:
             params["limit"] = limit
         return parse_rule_batch(request_json(self._http, "GET", "/rules/changes", params=params))
-
-    def asset_metadata(self, asset_id: AssetId | ResultId) -> AssetRecord:
-        """The record of an asset stored at the peer, if policy lets this site see it."""
-        return asset_record_from_json(_json(request(self._http, "GET", _asset_path(asset_id))))
-
-    def download_image(
-        self,
-        asset_id: AssetId | ResultId,
-        dest: Path,
-        *,
-        resume: bool = True,
-        progress: Progress | None = None,
-    ) -> BlobInfo:
-        """Download an asset's image to `dest` (atomically, digest verified, resumable)."""
-        digest = self.asset_metadata(asset_id).asset.image_digest
-        path = f"{_asset_path(asset_id)}/image"
-        return download_to_file(self._http, path, dest, digest, resume=resume, progress=progress)
 
     def fetch_image(
         self,

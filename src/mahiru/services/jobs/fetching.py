@@ -75,7 +75,7 @@ class InputFetcher:
         )
         if isinstance(asset, AssetId):
             record = retrying(
-                lambda: peer.asset_metadata(asset), f"metadata of {asset}", stop=self._stop
+                lambda: peer.get_asset(asset), f"metadata of {asset}", stop=self._stop
             )
             announced = record.asset.image_digest
             expected = None if announced is None else normalise_digest(announced)

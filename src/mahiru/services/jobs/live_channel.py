@@ -156,7 +156,7 @@ class LiveChannels:
                 continue
             if item.site == ctx.site or ctx.records.has(asset):
                 continue
-            metadata = ctx.peers.get(item.site).asset_metadata(asset).asset.metadata
+            metadata = ctx.peers.get(item.site).get_asset(asset).asset.metadata
             if is_live(dict(metadata)):
                 live.add(item.item)
         return live

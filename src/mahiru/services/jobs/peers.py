@@ -51,7 +51,7 @@ class JobPeer(Protocol):
         """Read the granted data's file listing (`path` "") or one of its files, streaming."""
         ...
 
-    def asset_metadata(self, asset_id: AssetId | ResultId) -> AssetRecord:
+    def get_asset(self, asset_id: AssetId | ResultId) -> AssetRecord:
         """The record of an asset stored at the site, if its policy lets this site see it."""
         ...
 

@@ -120,7 +120,7 @@ class Receipts:
         receipt must also say it was made at `holder` on exactly those.
         `call` wraps each request to the peer (to retry it, say).
         """
-        record = call(lambda: peer.asset_metadata(result), f"receipts of {result}")
+        record = call(lambda: peer.get_asset(result), f"receipts of {result}")
         digest = record.asset.image_digest
         if digest is None:
             raise InvalidInput(f"{result} at {holder} has no image")

@@ -105,7 +105,7 @@ class JobDesk:
                     unknown[str(asset)] = f"{site} (this site) does not store it"
             else:
                 try:
-                    ctx.peers.get(site).asset_metadata(asset)
+                    ctx.peers.get(site).get_asset(asset)
                 except NotFound:
                     unknown[str(asset)] = f"{site} does not store it or does not show it here"
                 except MahiruError:
