@@ -24,7 +24,7 @@ from mahiru.model.jobs import (
     step_results,
 )
 from mahiru.model.workflow import Job, Plan, StepOutputRef, Workflow, WorkflowStep
-from mahiru.storage import Database, JobRepository, create_database
+from mahiru.storage import Database, JobRepository, ProvenanceRepository, create_database
 
 pytestmark = pytest.mark.integration
 
@@ -362,7 +362,7 @@ def test_unfinished_steps_are_found_after_reopening_the_database(open_db: OpenDb
 
 def test_result_provenance_round_trips_and_the_first_one_stays(open_db: OpenDb) -> None:
     """A result's provenance survives a restart; a second job making it changes nothing."""
-    repo = JobRepository(open_db())
+    repo = ProvenanceRepository(open_db())
     job = chain()
     (provenance,) = step_provenance("j1", job, "s1")
     assert repo.add_provenance(provenance, at(0)) == provenance
@@ -370,7 +370,7 @@ def test_result_provenance_round_trips_and_the_first_one_stays(open_db: OpenDb) 
     assert repo.add_provenance(same_computation, at(1)) == provenance
     (first_step,) = step_provenance("j2", chain(P2), "s0")
     repo.add_provenance(first_step, at(2))
-    again = JobRepository(open_db())
+    again = ProvenanceRepository(open_db())
     assert again.get_provenance(provenance.result) == provenance
     assert again.get_provenance(first_step.result).submitter == P2
     with pytest.raises(NotFound, match="result:"):
@@ -380,7 +380,7 @@ def test_result_provenance_round_trips_and_the_first_one_stays(open_db: OpenDb) 
 def test_provenance_and_step_success_can_commit_together(open_db: OpenDb) -> None:
     """Repository calls inside one outer transaction commit or roll back as one."""
     database = open_db()
-    repo = JobRepository(database)
+    repo, provenances = JobRepository(database), ProvenanceRepository(database)
     job = chain()
     repo.create_job("j1", job, plan_for(job), HOME, at(0))
     for minute, state in enumerate([F, R, S], start=1):
@@ -388,12 +388,12 @@ def test_provenance_and_step_success_can_commit_together(open_db: OpenDb) -> Non
     with pytest.raises(RuntimeError), database.transaction():
         repo.set_step_state("j1", "s0", DONE, at(4))
         for provenance in step_provenance("j1", job, "s0"):
-            repo.add_provenance(provenance, at(4))
+            provenances.add_provenance(provenance, at(4))
         raise RuntimeError("crash before commit")
     assert repo.step_status("j1", "s0").state is S
     (provenance,) = step_provenance("j1", job, "s0")
     with pytest.raises(NotFound):
-        repo.get_provenance(provenance.result)
+        provenances.get_provenance(provenance.result)
 
 
 # --- concurrency -----------------------------------------------------------------------------

@@ -215,6 +215,7 @@ def create_site_app(
             limits=limits_from_config(config.containers),
             work_dir=config.data_dir / "work",
             jobs=repositories.jobs,
+            provenance=repositories.provenance,
             records=repositories.assets,
             clock=clock,
             sign=_receipt_signer(config),

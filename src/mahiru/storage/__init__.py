@@ -10,6 +10,7 @@ from mahiru.storage.assets import AssetRepository
 from mahiru.storage.blobs import BlobInfo, BlobStore, BlobWriter
 from mahiru.storage.db import Database, create_database
 from mahiru.storage.jobs import JobRepository
+from mahiru.storage.provenance import ProvenanceRepository
 from mahiru.storage.records import (
     AssetRecord,
     ChangeAction,
@@ -38,6 +39,7 @@ __all__ = [
     "Database",
     "JobRepository",
     "PartyRecord",
+    "ProvenanceRepository",
     "RegistryChange",
     "RegistryRepository",
     "RejectedRule",

@@ -1,4 +1,4 @@
-"""Jobs and their steps as a site keeps them, and the provenance of the results it stores.
+"""Jobs and their steps as a site keeps them (provenance: storage/provenance.py).
 
 A site plays two roles, both kept here. As the *submitter's site* it keeps
 the jobs its users submitted (`create_job`, `set_plan`, `set_job_state`,
@@ -25,19 +25,16 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from datetime import datetime
-from typing import Any
 
-from sqlalchemy import Select, insert, select, update
-from sqlalchemy.engine import Row
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from mahiru.errors import Conflict, Internal, NotFound
+from mahiru.errors import Conflict, NotFound
 from mahiru.model.identifiers import PartyId, ResultId, SiteId
 from mahiru.model.jobs import (
     TERMINAL_STEP_STATES,
     JobState,
     JobStatus,
-    ResultProvenance,
     StepAssignment,
     StepState,
     StepStatus,
@@ -48,28 +45,20 @@ from mahiru.model.jobs import (
     check_step_status,
     derive_job_state,
 )
-from mahiru.model.serialization import (
-    job_digest,
-    job_from_dict,
-    job_to_dict,
-    plan_from_dict,
-    plan_to_dict,
-)
 from mahiru.model.workflow import Job, Plan
+from mahiru.storage import job_rows
 from mahiru.storage.db import Database, insert_ignoring_duplicates
 from mahiru.storage.schema import (
     job_assignments,
     job_steps,
     jobs,
-    provenance_jobs,
-    result_provenance,
 )
 
 _UNFINISHED = [state.value for state in StepState if state not in TERMINAL_STEP_STATES]
 
 
 class JobRepository:
-    """The jobs submitted at a site, the steps it runs, and its results' provenance."""
+
 
     def __init__(self, database: Database) -> None:
         self._db = database
@@ -87,35 +76,37 @@ class JobRepository:
         state = JobState.SUBMITTED if plan is None else JobState.PLANNED
         status = JobStatus(check_job_id(job_id), job, submitter_site, state, now, now, plan=plan)
         with self._db.transaction() as session:
-            if not insert_ignoring_duplicates(session, jobs, _job_values(status)):
-                stored = _job_from_row(_one(session, _select_job(job_id), f"job {job_id}"))
+            if not insert_ignoring_duplicates(session, jobs, job_rows.job_values(status)):
+                stored = job_rows.job_from_row(
+                    job_rows.one(session, job_rows.select_job(job_id), f"job {job_id}")
+                )
                 if (stored.job, stored.plan, stored.submitter_site) != (job, plan, submitter_site):
                     raise Conflict(
                         f"job {job_id} already exists with different content", {"job_id": job_id}
                     )
                 return stored
             if plan is not None:
-                _insert_steps(session, status, now)
+                job_rows.insert_steps(session, status, now)
         return status
 
     def set_plan(self, job_id: str, plan: Plan, now: datetime) -> JobStatus:
         """Move a submitted job to `planned` with `plan`, creating its step rows."""
         with self._db.transaction() as session:
-            current = self._locked_job(session, job_id)
+            current = job_rows.locked_job(session, job_id)
             if current is None:
-                raise _job_not_found(job_id)
+                raise job_rows.job_not_found(job_id)
             new = advance_job(current, JobState.PLANNED, now, plan=plan)
-            _write_job(session, current, new)
-            _insert_steps(session, new, now)
+            job_rows.write_job(session, current, new)
+            job_rows.insert_steps(session, new, now)
         return new
 
     def get_job(self, job_id: str) -> JobStatus:
         """The status of a job submitted here; NotFound if there is none."""
         with self._db.read() as session:
-            row = session.execute(_select_job(job_id)).one_or_none()
+            row = session.execute(job_rows.select_job(job_id)).one_or_none()
         if row is None:
-            raise _job_not_found(job_id)
-        return _job_from_row(row)
+            raise job_rows.job_not_found(job_id)
+        return job_rows.job_from_row(row)
 
     def list_jobs(
         self, submitter: PartyId | None = None, states: Iterable[JobState] | None = None
@@ -128,7 +119,7 @@ class JobRepository:
             statement = statement.where(jobs.c.state.in_([s.value for s in states]))
         with self._db.read() as session:
             rows = session.execute(statement).all()
-        return [_job_from_row(row) for row in rows]
+        return [job_rows.job_from_row(row) for row in rows]
 
     def set_job_state(
         self, job_id: str, state: JobState, reason: str | None, now: datetime
@@ -139,9 +130,9 @@ class JobRepository:
         To plan a job use `set_plan`; to cancel one with its steps, `cancel_job`.
         """
         with self._db.transaction() as session:
-            current = self._locked_job(session, job_id)
+            current = job_rows.locked_job(session, job_id)
             if current is None:
-                raise _job_not_found(job_id)
+                raise job_rows.job_not_found(job_id)
             new = advance_job(current, state, now, reason)
             if state is JobState.SUCCEEDED:
                 undone = session.execute(
@@ -156,7 +147,7 @@ class JobRepository:
                         f"job {job_id} cannot succeed: steps {', '.join(names)} are not done",
                         {"job_id": job_id, "steps": names},
                     )
-            _write_job(session, current, new)
+            job_rows.write_job(session, current, new)
         return new
 
     def cancel_job(self, job_id: str, reason: str, now: datetime) -> JobStatus:
@@ -166,11 +157,11 @@ class JobRepository:
         the steps is the caller's business.
         """
         with self._db.transaction() as session:
-            current = self._locked_job(session, job_id)
+            current = job_rows.locked_job(session, job_id)
             if current is None:
-                raise _job_not_found(job_id)
+                raise job_rows.job_not_found(job_id)
             new = advance_job(current, JobState.CANCELLED, now, reason)
-            _write_job(session, current, new)
+            job_rows.write_job(session, current, new)
             self._cancel_steps(session, new, job_id, reason, now)
         return new
 
@@ -187,7 +178,7 @@ class JobRepository:
         """
         job_id = assignment.job_id
         with self._db.transaction() as session:
-            submitted = self._locked_job(session, job_id)
+            submitted = job_rows.locked_job(session, job_id)
             if submitted is not None and (
                 submitted.job,
                 submitted.plan,
@@ -199,10 +190,12 @@ class JobRepository:
                     {"job_id": job_id},
                 )
             if not insert_ignoring_duplicates(
-                session, job_assignments, _assignment_values(assignment, now)
+                session, job_assignments, job_rows.assignment_values(assignment, now)
             ):
-                stored = _assignment_from_row(
-                    _one(session, _select_assignment(job_id), f"assignment of job {job_id}")
+                stored = job_rows.assignment_from_row(
+                    job_rows.one(
+                        session, job_rows.select_assignment(job_id), f"assignment of job {job_id}"
+                    )
                 )
                 if stored != assignment:
                     raise Conflict(
@@ -212,22 +205,22 @@ class JobRepository:
             steps = assignment.steps
             for step in steps:
                 waiting = StepStatus.waiting(job_id, step, assignment.site, now)
-                insert_ignoring_duplicates(session, job_steps, _step_values(waiting))
+                insert_ignoring_duplicates(session, job_steps, job_rows.step_values(waiting))
             rows = session.execute(
                 select(job_steps)
                 .where(job_steps.c.job_id == job_id)
                 .where(job_steps.c.step.in_(steps))
             ).all()
-        by_step = {status.step: status for status in map(_step_from_row, rows)}
+        by_step = {status.step: status for status in map(job_rows.step_from_row, rows)}
         return [by_step[step] for step in steps]
 
     def assignment(self, job_id: str) -> StepAssignment:
         """The steps handed to this site for a job; NotFound if none were."""
         with self._db.read() as session:
-            row = session.execute(_select_assignment(job_id)).one_or_none()
+            row = session.execute(job_rows.select_assignment(job_id)).one_or_none()
         if row is None:
             raise NotFound(f"no steps of job {job_id} were handed to this site", {"job_id": job_id})
-        return _assignment_from_row(row)
+        return job_rows.assignment_from_row(row)
 
     def set_step_state(
         self,
@@ -247,9 +240,9 @@ class JobRepository:
         its steps in the same transaction.
         """
         with self._db.transaction() as session:
-            submitted = self._locked_job(session, job_id)
-            current = self._locked_step(session, job_id, step)
-            job = submitted.job if submitted is not None else self._assigned_job(session, job_id)
+            submitted = job_rows.locked_job(session, job_id)
+            current = job_rows.locked_step(session, job_id, step)
+            job = submitted.job if submitted is not None else job_rows.assigned_job(session, job_id)
             new = advance_step(
                 job,
                 current,
@@ -260,7 +253,7 @@ class JobRepository:
                 log_tail=log_tail,
                 results=results,
             )
-            _write_step(session, current, new)
+            job_rows.write_step(session, current, new)
             self._follow_steps(session, submitted, now)
         return new
 
@@ -274,12 +267,12 @@ class JobRepository:
         a Conflict or InvalidInput. `now` is the time of any job change.
         """
         with self._db.transaction() as session:
-            submitted = self._locked_job(session, status.job_id)
-            current = self._locked_step(session, status.job_id, status.step)
+            submitted = job_rows.locked_job(session, status.job_id)
+            current = job_rows.locked_step(session, status.job_id, status.step)
             job = (
                 submitted.job
                 if submitted is not None
-                else self._assigned_job(session, status.job_id)
+                else job_rows.assigned_job(session, status.job_id)
             )
             check_step_status(job, status)
             if status.site != current.site:
@@ -296,23 +289,23 @@ class JobRepository:
                     f" {current.state.value} to {status.state.value}",
                     {"from": current.state.value, "to": status.state.value},
                 )
-            _write_step(session, current, status)
+            job_rows.write_step(session, current, status)
             self._follow_steps(session, submitted, now)
         return status
 
     def cancel_steps(self, job_id: str, reason: str, now: datetime) -> list[StepStatus]:
         """Cancel every unfinished step of a job known here; return the cancelled statuses."""
         with self._db.transaction() as session:
-            submitted = self._locked_job(session, job_id)
+            submitted = job_rows.locked_job(session, job_id)
             return self._cancel_steps(session, submitted, job_id, reason, now)
 
     def step_status(self, job_id: str, step: str) -> StepStatus:
         """The status of one step; NotFound if it is not known here."""
         with self._db.read() as session:
-            row = session.execute(_select_step(job_id, step)).one_or_none()
+            row = session.execute(job_rows.select_step(job_id, step)).one_or_none()
         if row is None:
-            raise _step_not_found(job_id, step)
-        return _step_from_row(row)
+            raise job_rows.step_not_found(job_id, step)
+        return job_rows.step_from_row(row)
 
     def steps_of(self, job_id: str) -> list[StepStatus]:
         """The statuses of a job's steps known here, by step name; NotFound for unknown jobs."""
@@ -320,9 +313,9 @@ class JobRepository:
             rows = session.execute(
                 select(job_steps).where(job_steps.c.job_id == job_id).order_by(job_steps.c.step)
             ).all()
-            if not rows and not self._job_known(session, job_id):
-                raise _job_not_found(job_id)
-        return [_step_from_row(row) for row in rows]
+            if not rows and not job_rows.job_known(session, job_id):
+                raise job_rows.job_not_found(job_id)
+        return [job_rows.step_from_row(row) for row in rows]
 
     def unfinished_steps(self, site: SiteId | None = None) -> list[StepStatus]:
         """Steps not in a final state (optionally only those run at `site`), by job and step.
@@ -339,74 +332,9 @@ class JobRepository:
             statement = statement.where(job_steps.c.site == str(site))
         with self._db.read() as session:
             rows = session.execute(statement).all()
-        return [_step_from_row(row) for row in rows]
-
-    # --- result provenance --------------------------------------------------------------
-
-    def add_provenance(self, provenance: ResultProvenance, now: datetime) -> ResultProvenance:
-        """Record how a result was made; if one is recorded already, keep and return that.
-
-        Any provenance of a result will do: its id is a hash of the
-        computation, so every job that made it made it the same way.
-        """
-        job_dict = job_to_dict(provenance.job)
-        digest = job_digest(provenance.job)
-        with self._db.transaction() as session:
-            insert_ignoring_duplicates(
-                session, provenance_jobs, {"digest": digest, "job": job_dict}
-            )
-            inserted = insert_ignoring_duplicates(
-                session,
-                result_provenance,
-                {
-                    "result_id": str(provenance.result),
-                    "job_id": provenance.job_id,
-                    "step": provenance.step,
-                    "output": provenance.output,
-                    "submitter": str(provenance.submitter),
-                    "job_digest": digest,
-                    "recorded_at": now,
-                },
-            )
-            if inserted:
-                return provenance
-            row = _one(session, _select_provenance(provenance.result), f"{provenance.result}")
-        return _provenance_from_row(row)
-
-    def get_provenance(self, result_id: ResultId) -> ResultProvenance:
-        """How a result was made; NotFound if no provenance is recorded for it."""
-        with self._db.read() as session:
-            row = session.execute(_select_provenance(result_id)).one_or_none()
-        if row is None:
-            raise NotFound(f"no provenance is recorded for {result_id}", {"result": str(result_id)})
-        return _provenance_from_row(row)
+        return [job_rows.step_from_row(row) for row in rows]
 
     # --- inside a transaction ------------------------------------------------------------
-
-    def _locked_job(self, session: Session, job_id: str) -> JobStatus | None:
-        row = session.execute(_select_job(job_id).with_for_update()).one_or_none()
-        return None if row is None else _job_from_row(row)
-
-    def _locked_step(self, session: Session, job_id: str, step: str) -> StepStatus:
-        row = session.execute(_select_step(job_id, step).with_for_update()).one_or_none()
-        if row is None:
-            raise _step_not_found(job_id, step)
-        return _step_from_row(row)
-
-    def _assigned_job(self, session: Session, job_id: str) -> Job:
-        job = session.execute(
-            select(job_assignments.c.job).where(job_assignments.c.job_id == job_id)
-        ).scalar_one_or_none()
-        if job is None:
-            # Step rows are only ever created with their job or assignment.
-            raise Internal(f"job {job_id} has step rows but no job or assignment")
-        return job_from_dict(job)
-
-    def _job_known(self, session: Session, job_id: str) -> bool:
-        for statement in (_select_job(job_id), _select_assignment(job_id)):
-            if session.execute(statement).first() is not None:
-                return True
-        return False
 
     def _cancel_steps(
         self,
@@ -424,15 +352,15 @@ class JobRepository:
             .with_for_update()
         ).all()
         if not rows:
-            if submitted is None and not self._job_known(session, job_id):
-                raise _job_not_found(job_id)
+            if submitted is None and not job_rows.job_known(session, job_id):
+                raise job_rows.job_not_found(job_id)
             return []
-        job = submitted.job if submitted is not None else self._assigned_job(session, job_id)
+        job = submitted.job if submitted is not None else job_rows.assigned_job(session, job_id)
         cancelled = []
         for row in rows:
-            current = _step_from_row(row)
+            current = job_rows.step_from_row(row)
             new = advance_step(job, current, StepState.CANCELLED, now, reason=reason)
-            _write_step(session, current, new)
+            job_rows.write_step(session, current, new)
             cancelled.append(new)
         self._follow_steps(session, submitted, now)
         return cancelled
@@ -462,194 +390,4 @@ class JobRepository:
             new = advance_job(submitted, JobState.RUNNING, now)
         else:
             return
-        _write_job(session, submitted, new)
-
-
-# --- rows ------------------------------------------------------------------------------------
-
-
-def _select_job(job_id: str) -> Select[Any]:
-    return select(jobs).where(jobs.c.id == job_id)
-
-
-def _select_step(job_id: str, step: str) -> Select[Any]:
-    return select(job_steps).where(job_steps.c.job_id == job_id).where(job_steps.c.step == step)
-
-
-def _select_assignment(job_id: str) -> Select[Any]:
-    return select(job_assignments).where(job_assignments.c.job_id == job_id)
-
-
-def _select_provenance(result_id: ResultId) -> Select[Any]:
-    return (
-        select(result_provenance, provenance_jobs.c.job)
-        .join(provenance_jobs, provenance_jobs.c.digest == result_provenance.c.job_digest)
-        .where(result_provenance.c.result_id == str(result_id))
-    )
-
-
-def _one(session: Session, statement: Select[Any], what: str) -> Row[Any]:
-    row = session.execute(statement).one_or_none()
-    if row is None:
-        raise Internal(f"{what} vanished inside its transaction")
-    return row
-
-
-def _job_not_found(job_id: str) -> NotFound:
-    return NotFound(f"job {job_id} is not known here", {"job_id": job_id})
-
-
-def _step_not_found(job_id: str, step: str) -> NotFound:
-    return NotFound(
-        f"step {step!r} of job {job_id} is not known here", {"job_id": job_id, "step": step}
-    )
-
-
-def _job_values(status: JobStatus) -> dict[str, Any]:
-    return {
-        "id": status.job_id,
-        "submitter": str(status.submitter),
-        "submitter_site": str(status.submitter_site),
-        "job": job_to_dict(status.job),
-        "plan": None if status.plan is None else plan_to_dict(status.plan),
-        "state": status.state.value,
-        "reason": status.reason,
-        "version": status.version,
-        "submitted_at": status.submitted_at,
-        "started_at": status.started_at,
-        "finished_at": status.finished_at,
-        "updated_at": status.updated_at,
-    }
-
-
-def _job_from_row(row: Row[Any]) -> JobStatus:
-    data = row._mapping
-    return JobStatus(
-        job_id=data["id"],
-        job=job_from_dict(data["job"]),
-        submitter_site=SiteId.parse(data["submitter_site"]),
-        state=JobState(data["state"]),
-        submitted_at=data["submitted_at"],
-        updated_at=data["updated_at"],
-        version=data["version"],
-        plan=None if data["plan"] is None else plan_from_dict(data["plan"]),
-        started_at=data["started_at"],
-        finished_at=data["finished_at"],
-        reason=data["reason"],
-    )
-
-
-def _write_job(session: Session, old: JobStatus, new: JobStatus) -> None:
-    """Replace `old` by `new`, only if the row still holds `old`'s version."""
-    values = _job_values(new)
-    del values["id"], values["job"], values["submitter"], values["submitter_site"]
-    result = session.execute(
-        update(jobs)
-        .where(jobs.c.id == old.job_id)
-        .where(jobs.c.version == old.version)
-        .values(values)
-    )
-    if getattr(result, "rowcount", 0) != 1:
-        raise Conflict(
-            f"job {old.job_id} was changed concurrently; read it again and retry",
-            {"job_id": old.job_id},
-        )
-
-
-def _insert_steps(session: Session, status: JobStatus, now: datetime) -> None:
-    assert status.plan is not None  # callers insert steps only for planned jobs
-    rows = [
-        _step_values(StepStatus.waiting(status.job_id, step, site, now))
-        for step, site in status.plan.assignments.items()
-    ]
-    if rows:
-        session.execute(insert(job_steps), rows)
-
-
-def _step_values(status: StepStatus) -> dict[str, Any]:
-    return {
-        "job_id": status.job_id,
-        "step": status.step,
-        "site": str(status.site),
-        "state": status.state.value,
-        "reason": status.reason,
-        "exit_code": status.exit_code,
-        "log_tail": status.log_tail,
-        "results": {output: str(rid) for output, rid in status.results.items()},
-        "version": status.version,
-        "submitted_at": status.submitted_at,
-        "started_at": status.started_at,
-        "finished_at": status.finished_at,
-        "updated_at": status.updated_at,
-    }
-
-
-def _step_from_row(row: Row[Any]) -> StepStatus:
-    data = row._mapping
-    return StepStatus(
-        job_id=data["job_id"],
-        step=data["step"],
-        site=SiteId.parse(data["site"]),
-        state=StepState(data["state"]),
-        submitted_at=data["submitted_at"],
-        updated_at=data["updated_at"],
-        version=data["version"],
-        started_at=data["started_at"],
-        finished_at=data["finished_at"],
-        reason=data["reason"],
-        exit_code=data["exit_code"],
-        log_tail=data["log_tail"],
-        results={output: ResultId.parse(rid) for output, rid in data["results"].items()},
-    )
-
-
-def _write_step(session: Session, old: StepStatus, new: StepStatus) -> None:
-    """Replace `old` by `new`, only if the row still holds `old`'s version."""
-    values = _step_values(new)
-    del values["job_id"], values["step"]
-    result = session.execute(
-        update(job_steps)
-        .where(job_steps.c.job_id == old.job_id)
-        .where(job_steps.c.step == old.step)
-        .where(job_steps.c.version == old.version)
-        .values(values)
-    )
-    if getattr(result, "rowcount", 0) != 1:
-        raise Conflict(
-            f"step {old.step!r} of job {old.job_id} was changed concurrently; read it again"
-            " and retry",
-            {"job_id": old.job_id, "step": old.step},
-        )
-
-
-def _assignment_values(assignment: StepAssignment, now: datetime) -> dict[str, Any]:
-    return {
-        "job_id": assignment.job_id,
-        "submitter_site": str(assignment.submitter_site),
-        "site": str(assignment.site),
-        "job": job_to_dict(assignment.job),
-        "plan": plan_to_dict(assignment.plan),
-        "received_at": now,
-    }
-
-
-def _assignment_from_row(row: Row[Any]) -> StepAssignment:
-    data = row._mapping
-    return StepAssignment(
-        data["job_id"],
-        SiteId.parse(data["submitter_site"]),
-        SiteId.parse(data["site"]),
-        job_from_dict(data["job"]),
-        plan_from_dict(data["plan"]),
-    )
-
-
-def _provenance_from_row(row: Row[Any]) -> ResultProvenance:
-    data = row._mapping
-    return ResultProvenance(
-        ResultId.parse(data["result_id"]),
-        data["job_id"],
-        data["step"],
-        data["output"],
-        job_from_dict(data["job"]),
-    )
+        job_rows.write_job(session, submitted, new)

@@ -8,6 +8,7 @@ from mahiru.clock import SYSTEM_CLOCK, Clock
 from mahiru.storage.assets import AssetRepository
 from mahiru.storage.db import Database
 from mahiru.storage.jobs import JobRepository
+from mahiru.storage.provenance import ProvenanceRepository
 from mahiru.storage.replicas import ReplicaRepository
 from mahiru.storage.rules import RuleRepository
 
@@ -25,6 +26,7 @@ class SiteRepositories:
     rules: RuleRepository
     replica: ReplicaRepository
     jobs: JobRepository
+    provenance: ProvenanceRepository
 
     @classmethod
     def open(cls, database: Database, *, clock: Clock = SYSTEM_CLOCK) -> SiteRepositories:
@@ -35,4 +37,5 @@ class SiteRepositories:
             rules=RuleRepository(database, clock=clock),
             replica=ReplicaRepository(database, clock=clock),
             jobs=JobRepository(database),
+            provenance=ProvenanceRepository(database),
         )

@@ -18,7 +18,14 @@ from mahiru.runtime.protocol import ContainerRuntime
 from mahiru.services.jobs.peers import JobPeers
 from mahiru.services.site.assets import AssetStore
 from mahiru.services.site.policy_view import PolicyView
-from mahiru.storage import AssetRepository, BlobStore, Database, JobRepository, ReplicaRepository
+from mahiru.storage import (
+    AssetRepository,
+    BlobStore,
+    Database,
+    JobRepository,
+    ProvenanceRepository,
+    ReplicaRepository,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +59,7 @@ class JobContext:
     limits: StepLimits
     work_dir: Path
     jobs: JobRepository
+    provenance: ProvenanceRepository
     records: AssetRepository
     clock: Clock = SYSTEM_CLOCK
     #: Signs what this site vouches for (result receipts) with its TLS key; None: no key.

@@ -64,7 +64,7 @@ class Egress:
         it in explanations, and the provenance (None for an asset)."""
         if isinstance(stored, AssetId):
             return primary(stored), str(stored), None
-        provenance = self._ctx.jobs.get_provenance(stored)  # NotFound if none is recorded
+        provenance = self._ctx.provenance.get_provenance(stored)  # NotFound if none is recorded
         item = WorkflowItem(ItemKind.STEP_OUTPUT, provenance.step, provenance.output)
         permissions = engine.job_permissions(provenance.job)[item]
         return permissions, f"{stored} ({item})", provenance

@@ -142,7 +142,7 @@ def _store(
                         ctx.records.delete(provenance.result)
                 if not ctx.records.has(provenance.result):
                     ctx.records.add(asset, size=image.size)
-                ctx.jobs.add_provenance(provenance, ctx.now())
+                ctx.provenance.add_provenance(provenance, ctx.now())
             finish()
     except BaseException:
         drop_unused(ctx, images.values())
