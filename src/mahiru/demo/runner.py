@@ -19,7 +19,8 @@ from mahiru.model.jobs import JobState
 from mahiru.model.workflow import Job
 from mahiru.policy.rules import Rule
 from mahiru.runtime.assets import build_scenario_assets
-from mahiru.runtime.docker_engine import DockerRuntime, docker_available
+from mahiru.runtime.docker_connection import docker_available
+from mahiru.runtime.docker_engine import DockerRuntime
 from mahiru.scenarios import compute_to_data as scenario
 from mahiru.scenarios import data_access
 from mahiru.scenarios.setup import PartyCredentials, SiteSpec

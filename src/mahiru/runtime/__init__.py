@@ -52,8 +52,12 @@ __all__ = [
 
 
 def __getattr__(name: str) -> Any:
-    if name in ("DockerRuntime", "docker_available"):
-        from mahiru.runtime import docker_engine
+    if name == "DockerRuntime":
+        from mahiru.runtime.docker_engine import DockerRuntime
 
-        return getattr(docker_engine, name)
+        return DockerRuntime
+    if name == "docker_available":
+        from mahiru.runtime.docker_connection import docker_available
+
+        return docker_available
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

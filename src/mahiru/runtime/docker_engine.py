@@ -1,29 +1,18 @@
-"""`ContainerRuntime` on the Docker Engine API: Docker, or Podman's compatible service.
+"""`ContainerRuntime` on the Docker Engine API: step containers, isolated and bounded.
 
-The only module that talks to the `docker` SDK. It finds the engine the way
-the `docker` CLI does (`DOCKER_HOST`, else `/var/run/docker.sock`), so
-`DOCKER_HOST=unix:///run/podman/podman.sock` selects Podman. Engine errors
-are mapped to Mahiru's error tree in one place, `_engine`.
-
-Images are never pulled: every image must already be on the engine or be
-loaded from an archive. Scratch containers (created, never started, to copy
-files in or out of an image) are named `<scratch_prefix>-<random>`; they are
-removed as soon as they are done with, and `remove_scratch_containers`
-cleans up after a crash.
+With `docker_connection` (the engine client and its error mapping) and
+`docker_images` (images and scratch containers), the only modules that talk
+to the `docker` SDK.
 """
 
 from __future__ import annotations
 
 import contextlib
-import logging
 import os
-import socket
-import tempfile
-import threading
 import time
 import uuid
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from contextlib import AbstractContextManager, contextmanager
+from collections.abc import Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,11 +22,12 @@ import docker.errors
 import docker.types
 import docker.utils
 
-from mahiru.errors import Conflict, Internal, InvalidInput, MahiruError, NotFound, Unavailable
-from mahiru.runtime.archives import CHUNK_SIZE, extract_tree, write_file_atomically, write_tree_tar
+from mahiru.errors import Conflict, InvalidInput, MahiruError, NotFound
+from mahiru.runtime.docker_connection import logger
+from mahiru.runtime.docker_images import DockerImages
 from mahiru.runtime.limits import StepLimits
 from mahiru.runtime.outputs import discard_outputs, measure_outputs, prepare_output_dirs
-from mahiru.runtime.protocol import ContainerInfo, ImageConfig
+from mahiru.runtime.protocol import ContainerInfo
 from mahiru.runtime.space import OutputWatch, bounded_folder, unmount_below
 from mahiru.runtime.steps import (
     INPUTS_DIR,
@@ -51,32 +41,13 @@ from mahiru.runtime.steps import (
     tail_lines,
 )
 
-logger = logging.getLogger("mahiru.runtime")
-
 #: nobody:nogroup, present in Debian-based images and in mahiru-data-base.
 DEFAULT_STEP_USER = "65534:65534"
 #: After a kill, how long the engine gets to report the container stopped.
 KILL_GRACE_SECONDS = 10.0
-#: A command for creating a scratch container from an image that has none;
-#: it is never run (but becomes the Cmd of an image committed from it).
-_PLACEHOLDER_CMD = ["/bin/sh"]
 
 
-def docker_available(timeout: float = 3.0) -> bool:
-    """Whether a Docker-API engine answers within `timeout` seconds."""
-    try:
-        client = docker.from_env(timeout=max(1, round(timeout)))
-    except (docker.errors.DockerException, OSError):
-        return False
-    try:
-        return bool(client.ping())
-    except (docker.errors.DockerException, OSError):
-        return False
-    finally:
-        client.close()
-
-
-class DockerRuntime:
+class DockerRuntime(DockerImages):
     """Images and isolated step containers on a Docker-API engine.
 
     Connects lazily: constructing one never fails, and every operation
@@ -93,122 +64,14 @@ class DockerRuntime:
         scratch_prefix: str = "mahiru-scratch",
         scratch_dir: Path | None = None,
     ) -> None:
-        self._client = client
-        self._timeout = timeout
+        super().__init__(
+            client, timeout=timeout, scratch_prefix=scratch_prefix, scratch_dir=scratch_dir
+        )
         self._step_user = step_user
         self._log_tail_lines = log_tail_lines
-        self._scratch_prefix = scratch_prefix
-        self._scratch_dir = scratch_dir
-        self._lock = threading.Lock()
         self._owner: tuple[int, int] | None = None
         self._owner_known = False
         self._stopped: set[str] = set()
-
-    # -- images ---------------------------------------------------------------
-
-    def load_image(self, archive: Path) -> str:
-        """Load a `docker save` archive, streamed from disk; returns the image id."""
-        if not archive.is_file():
-            raise NotFound(f"image archive {archive} does not exist")
-        with (
-            archive.open("rb") as content,
-            self._engine(f"load image archive {archive}", bad_input_is_invalid=True),
-        ):
-            images = self._docker().images.load(content)
-        ids = sorted({image.id for image in images})
-        if len(ids) != 1:
-            raise InvalidInput(f"{archive}: expected exactly one image, found {len(ids)}")
-        return str(ids[0])
-
-    def save_image(self, image: str, dest: Path) -> None:
-        """Write `image` as a `docker save` archive to `dest` (temporary file, fsync, rename).
-
-        Saved by name, the archive carries the name; saved by id, it carries none.
-        """
-        action = f"save image {image}"
-        with self._engine(action):
-            chunks = self._docker().api.get_image(image, chunk_size=CHUNK_SIZE)
-        write_file_atomically(self._stream(chunks, action), dest)
-
-    def has_image(self, image: str) -> bool:
-        """Whether the engine has `image` (an id or a name)."""
-        try:
-            with self._engine(f"inspect image {image}"):
-                self._docker().images.get(image)
-        except NotFound:
-            return False
-        return True
-
-    def remove_image(self, image: str) -> None:
-        """Remove `image`; a missing image is fine, one in use is a Conflict."""
-        try:
-            with self._engine(f"remove image {image}"):
-                self._docker().images.remove(image)
-        except NotFound:
-            pass
-
-    def image_id(self, image: str) -> str:
-        """The id of `image` (a name or an id); NotFound if the engine lacks it."""
-        with self._engine(f"inspect image {image}"):
-            return str(self._docker().images.get(image).id)
-
-    # -- copying files out of and into images ---------------------------------
-
-    def extract_data(self, image: str, dest: Path) -> None:
-        """Copy the content of `/data` in `image` to `dest` without running the image.
-
-        `dest` must not exist (or be empty) and appears complete or not at
-        all. The archive is checked member by member: see `extract_tree`.
-        """
-        with self._scratch_container(image) as container:
-            action = f"copy /data out of image {image}"
-            try:
-                with self._engine(action):
-                    chunks, _ = self._docker().api.get_archive(container, "/data", CHUNK_SIZE)
-            except NotFound:
-                raise NotFound(f"image {image} has no /data") from None
-            extract_tree(self._stream(chunks, action), dest, prefix="data")
-
-    def build_image(
-        self,
-        base_image: str,
-        trees: Mapping[str, Path],
-        *,
-        config: ImageConfig | None = None,
-        labels: Mapping[str, str] | None = None,
-        tag: str | None = None,
-    ) -> str:
-        """A new image: `base_image` plus each host folder at its container path.
-
-        No Dockerfile and nothing pulled: a scratch container from the base
-        receives a tar of the folders and is committed. Files replace those of
-        the base at the same paths. Returns the new image's id.
-        """
-        base_config = self._image_config(base_image)
-        with tempfile.TemporaryFile(dir=self._scratch_dir) as archive:
-            write_tree_tar(trees, archive)
-            archive.seek(0)
-            repository, version = docker.utils.parse_repository_tag(tag) if tag else (None, None)
-            commit = commit_config(base_config, config or ImageConfig(), labels or {})
-            with self._scratch_container(base_image, base_config) as container:
-                with self._engine(f"copy files into a container of {base_image}"):
-                    self._docker().api.put_archive(container, "/", archive)
-                with self._engine(f"commit an image from {base_image}"):
-                    result = self._docker().api.commit(
-                        container, repository=repository, tag=version, conf=commit
-                    )
-        return str(result["Id"])
-
-    def build_data_image(
-        self,
-        base_image: str,
-        files: Path,
-        *,
-        labels: Mapping[str, str] | None = None,
-        tag: str | None = None,
-    ) -> str:
-        """A new data image: `base_image` plus the files of `files` under `/data`."""
-        return self.build_image(base_image, {"/data": files}, labels=labels, tag=tag)
 
     # -- steps ------------------------------------------------------------------
 
@@ -351,94 +214,11 @@ class DockerRuntime:
         except Conflict:
             pass  # its removal is already in progress
 
-    def remove_scratch_containers(self) -> int:
-        """Remove scratch containers that crashed processes of this host left; how many.
-
-        Each scratch container names the process that made it; those of live
-        processes (another site on the same engine, say) are left alone.
-        """
-        with self._engine("list scratch containers"):
-            found = self._docker().api.containers(all=True, filters={"label": LABEL_SCRATCH_OWNER})
-        stale = [
-            entry["Id"]
-            for entry in found
-            if _owner_gone(str((entry.get("Labels") or {}).get(LABEL_SCRATCH_OWNER, "")))
-        ]
-        for container in stale:
-            self._remove_container(container)
-        return len(stale)
-
     def release_output_spaces(self, root: Path) -> int:
         """Unmount the output file systems a crash left below `root`; how many."""
         return unmount_below(root)
 
     # -- internals ---------------------------------------------------------------
-
-    def _docker(self) -> Any:
-        with self._lock:
-            if self._client is None:
-                with self._engine("connect to the container engine"):
-                    self._client = docker.from_env(timeout=max(1, round(self._timeout)))
-            return self._client
-
-    @contextmanager
-    def _engine(self, action: str, bad_input_is_invalid: bool = False) -> Iterator[None]:
-        """Map docker SDK errors raised while doing `action` to Mahiru errors.
-
-        Wrap engine calls only: the SDK's connection errors are OSErrors, so
-        wrapping local file work would turn a full disk into Unavailable.
-        """
-        try:
-            yield
-        except docker.errors.NotFound as error:
-            raise NotFound(f"{action}: {_explain(error)}") from None
-        except docker.errors.ImageLoadError as error:
-            raise InvalidInput(f"{action}: not a usable image archive: {error}") from None
-        except docker.errors.APIError as error:
-            status = error.status_code or 0
-            if status == 409:
-                raise Conflict(f"{action}: {_explain(error)}") from None
-            if 400 <= status < 500 or bad_input_is_invalid:
-                raise InvalidInput(f"{action}: {_explain(error)}") from None
-            raise Internal(f"{action}: the container engine failed: {_explain(error)}") from None
-        except (docker.errors.DockerException, OSError) as error:
-            raise Unavailable(
-                f"{action}: the container engine is not available ({error});"
-                " is it running? (scripts/ensure-engine.sh starts one)"
-            ) from None
-
-    def _stream(self, chunks: Iterable[bytes], action: str) -> Iterator[bytes]:
-        """`chunks`, with engine errors raised while reading them mapped by `_engine`."""
-        with self._engine(action):
-            yield from chunks
-
-    def _image_config(self, image: str) -> dict[str, Any]:
-        with self._engine(f"inspect image {image}"):
-            config = self._docker().api.inspect_image(image).get("Config") or {}
-        return dict(config)
-
-    @contextmanager
-    def _scratch_container(
-        self, image: str, config: Mapping[str, Any] | None = None
-    ) -> Iterator[str]:
-        """A container of `image`, never started, to copy files in or out; removed after.
-
-        It is known by its (random) name from the start, so that it is
-        removed even if an interruption lands while the engine creates it.
-        """
-        if config is None:
-            config = self._image_config(image)
-        # The engine refuses to create a container without any command.
-        command = None if config.get("Cmd") or config.get("Entrypoint") else _PLACEHOLDER_CMD
-        name = f"{self._scratch_prefix}-{uuid.uuid4().hex[:12]}"
-        try:
-            with self._engine(f"create a scratch container from image {image}"):
-                self._docker().api.create_container(
-                    image, command=command, name=name, labels={LABEL_SCRATCH_OWNER: _OWNER_TAG}
-                )
-            yield name
-        finally:
-            self._remove_container(name)
 
     def _create_step_container(
         self,
@@ -476,18 +256,6 @@ class DockerRuntime:
             return
         if found["Config"].get("Labels") == labels and found["State"].get("Status") == "created":
             self._remove_container(str(found["Id"]))
-
-    def _remove_container(self, container: str) -> None:
-        """Remove a container we created; never raises, as it runs in `finally` blocks."""
-        try:
-            with self._engine(f"remove container {container}"):
-                self._docker().api.remove_container(container, force=True, v=True)
-        except (NotFound, Conflict):
-            pass  # gone, or its removal is already in progress
-        except MahiruError as error:
-            logger.warning(
-                "could not remove container", extra={"container": container, "error": str(error)}
-            )
 
     def _input_mounts(self, inputs: Mapping[str, Path]) -> list[Any]:
         mounts = []
@@ -625,54 +393,7 @@ class _Run:
     start_error: str | None = None
 
 
-def commit_config(
-    base: Mapping[str, Any], config: ImageConfig, labels: Mapping[str, str]
-) -> dict[str, Any]:
-    """The image configuration to commit a scratch container of `base` with.
-
-    The engine fills every field left out here from the scratch container,
-    labels included, so the base's settings carry over unless overridden.
-    """
-    commit: dict[str, Any] = {"Labels": {**(base.get("Labels") or {}), **labels}}
-    if config.entrypoint is not None:
-        commit["Entrypoint"] = list(config.entrypoint)
-    cmd = config.cmd if config.cmd is not None else base.get("Cmd")
-    if cmd:
-        commit["Cmd"] = list(cmd)
-    if config.user is not None:
-        commit["User"] = config.user
-    if config.workdir is not None:
-        commit["WorkingDir"] = config.workdir
-    if config.env:
-        inherited = [e for e in base.get("Env") or [] if e.split("=", 1)[0] not in config.env]
-        commit["Env"] = inherited + [f"{key}={value}" for key, value in config.env.items()]
-    return commit
-
-
-#: Names the process that made a scratch container, so a crashed one's are found.
-LABEL_SCRATCH_OWNER = "mahiru.scratch-owner"
-_OWNER_TAG = f"{socket.gethostname()}:{os.getpid()}"
-
-
-def _owner_gone(tag: str) -> bool:
-    """Whether the process a scratch container names was of this host and is gone."""
-    host, _, pid = tag.rpartition(":")
-    if host != socket.gethostname() or not pid.isdigit():
-        return False
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False
-    return False
-
-
 def _bind(source: Path, target: str, *, read_only: bool) -> Any:
     return docker.types.Mount(
         target=target, source=str(source.resolve()), type="bind", read_only=read_only
     )
-
-
-def _explain(error: Any) -> str:
-    return str(getattr(error, "explanation", None) or error)

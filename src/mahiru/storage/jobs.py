@@ -58,8 +58,6 @@ _UNFINISHED = [state.value for state in StepState if state not in TERMINAL_STEP_
 
 
 class JobRepository:
-
-
     def __init__(self, database: Database) -> None:
         self._db = database
 
