@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 
 from mahiru.model.identifiers import Identifier, parse_identifier
@@ -12,6 +10,10 @@ from mahiru.policy.rules import (
     InAssetCollection,
     InPartyCategory,
     InSiteCategory,
+    MayAccess,
+    MayUse,
+    ResultOfComputeIn,
+    ResultOfDataIn,
     Rule,
     rule_from_dict,
 )
@@ -81,7 +83,7 @@ def test_adding_a_rule_twice_changes_nothing() -> None:
     version = store.version
     store.add(r("MayAccess", site="*", asset=DATA))
     assert len(store) == 1
-    assert store.may_access[i(DATA)] == [MAY_ACCESS]
+    assert store.indexed(MayAccess, i(DATA)) == [MAY_ACCESS]
     assert store.version == version
 
 
@@ -91,8 +93,8 @@ def test_removing_a_rule_drops_it_and_its_index_entry() -> None:
     store.remove(MAY_ACCESS)
     assert store.rules() == [MAY_USE]
     assert MAY_ACCESS not in store
-    assert store.may_access.get(i(DATA), []) == []
-    assert store.may_use[i(DATA)] == [MAY_USE]
+    assert list(store.indexed(MayAccess, i(DATA))) == []
+    assert store.indexed(MayUse, i(DATA)) == [MAY_USE]
 
 
 def test_removing_an_absent_rule_changes_nothing() -> None:
@@ -124,33 +126,30 @@ def test_rule_can_be_added_again_after_removal() -> None:
     store = RuleStore([MAY_ACCESS])
     store.remove(MAY_ACCESS)
     store.add(MAY_ACCESS)
-    assert store.may_access[i(DATA)] == [MAY_ACCESS]
+    assert store.indexed(MayAccess, i(DATA)) == [MAY_ACCESS]
 
 
 # --- index buckets ----------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
-    ("rule", "bucket", "key"),
+    ("rule", "key"),
     [
-        (MAY_ACCESS, "may_access", DATA),
-        (r("MayAccess", site="site:p:s", asset="asset_collection:p:c"), "may_access", None),
-        (MAY_USE, "may_use", DATA),
-        (DATA_IN, "result_of_data", DATA),
-        (COMPUTE_IN, "result_of_compute", SCRIPT),
+        (MAY_ACCESS, DATA),
+        (r("MayAccess", site="site:p:s", asset="asset_collection:p:c"), "asset_collection:p:c"),
+        (MAY_USE, DATA),
+        (DATA_IN, DATA),
+        (COMPUTE_IN, SCRIPT),
     ],
 )
-def test_grants_and_result_rules_are_indexed_by_what_they_are_about(
-    rule: Rule, bucket: str, key: str | None
-) -> None:
+def test_grants_and_result_rules_are_indexed_by_what_they_are_about(rule: Rule, key: str) -> None:
     """MayAccess/MayUse by asset, ResultOfDataIn by data, ResultOfComputeIn by compute."""
     store = RuleStore([rule])
-    index: dict[Identifier, list[Any]] = getattr(store, bucket)
-    expected_key = i(key) if key is not None else rule.asset  # type: ignore[union-attr]
-    assert index[expected_key] == [rule]
-    for other in ("may_access", "may_use", "result_of_data", "result_of_compute"):
-        if other != bucket:
-            assert not any(getattr(store, other).values())
+    assert type(rule).index_field in {"asset", "data", "compute"}
+    assert store.indexed(type(rule), i(key)) == [rule]
+    for other in (MayAccess, MayUse, ResultOfDataIn, ResultOfComputeIn):
+        if other is not type(rule):
+            assert list(store.indexed(other, i(key))) == []
 
 
 def test_buckets_hold_every_rule_about_the_same_id() -> None:
@@ -158,14 +157,16 @@ def test_buckets_hold_every_rule_about_the_same_id() -> None:
     first = r("MayAccess", site="site:p:a", asset=DATA)
     second = r("MayAccess", site="site_category:p:b", asset=DATA)
     store = RuleStore([first, second])
-    assert store.may_access[i(DATA)] == [first, second]
+    assert store.indexed(MayAccess, i(DATA)) == [first, second]
 
 
 def test_result_rules_are_not_indexed_by_their_wildcards() -> None:
     """A `*` in the non-indexed field does not put the rule under `*`."""
     store = RuleStore([DATA_IN, COMPUTE_IN])
-    assert i("*") not in store.result_of_data
-    assert i("*") not in store.result_of_compute
+    assert list(store.indexed(ResultOfDataIn, i("*"))) == []
+    assert list(store.indexed(ResultOfComputeIn, i("*"))) == []
+    assert store.indexed(ResultOfDataIn, i(DATA)) == [DATA_IN]
+    assert store.indexed(ResultOfComputeIn, i(SCRIPT)) == [COMPUTE_IN]
 
 
 # --- up() -------------------------------------------------------------------------------

@@ -5,7 +5,7 @@ See docs/reference.md, "Policy semantics".
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from mahiru.model.identifiers import WILDCARD, Identifier, PartyId, SiteId
 from mahiru.model.items import ItemKind, WorkflowItem
@@ -66,9 +66,9 @@ class PolicyEngine:
         found: Chain = None
         for x in sorted(ids, key=str):
             for y, asset_path in store.up(InAssetCollection, x).items():
-                grants: list[MayAccess] | list[MayUse]
+                grants: Sequence[MayAccess] | Sequence[MayUse]
                 grants = (
-                    store.may_access.get(y, []) if verb == "access" else store.may_use.get(y, [])
+                    store.indexed(MayAccess, y) if verb == "access" else store.indexed(MayUse, y)
                 )
                 for rule in grants:
                     who = rule.site if isinstance(rule, MayAccess) else rule.party

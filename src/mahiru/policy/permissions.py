@@ -16,7 +16,12 @@ from dataclasses import dataclass, field
 from mahiru.model.identifiers import WILDCARD, AssetId, Identifier
 from mahiru.model.items import ItemKind, WorkflowItem
 from mahiru.model.workflow import Job, StepOutputRef
-from mahiru.policy.rules import InAssetCategory, InAssetCollection
+from mahiru.policy.rules import (
+    InAssetCategory,
+    InAssetCollection,
+    ResultOfComputeIn,
+    ResultOfDataIn,
+)
 from mahiru.policy.store import RuleStore
 
 
@@ -134,14 +139,14 @@ class JobPermissions:
             data_side = {
                 rule.collection
                 for d in data_groups
-                for rule in store.result_of_data.get(d, ())
+                for rule in store.indexed(ResultOfDataIn, d)
                 if rule.output in (output, "*")
                 and (rule.compute is WILDCARD or rule.compute in compute_categories)
             }
             compute_side = {
                 rule.collection
                 for c in compute_groups
-                for rule in store.result_of_compute.get(c, ())
+                for rule in store.indexed(ResultOfComputeIn, c)
                 if rule.output in (output, "*")
                 and (rule.data is WILDCARD or rule.data in data_categories)
             }

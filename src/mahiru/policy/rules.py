@@ -41,6 +41,8 @@ class _Rule:
     #: the field whose namespace owner must sign the rule
     signer_field: ClassVar[str] = ""
     type_name: ClassVar[str] = ""
+    #: The field the rule store indexes rules of this kind by.
+    index_field: ClassVar[str] = ""
 
     def __post_init__(self) -> None:
         for name, allowed in self.kinds.items():
@@ -100,6 +102,7 @@ class InAssetCollection(_Rule):
     }
     signer_field: ClassVar[str] = "asset"
     type_name: ClassVar[str] = "InAssetCollection"
+    index_field: ClassVar[str] = "asset"
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,6 +118,7 @@ class InAssetCategory(_Rule):
     }
     signer_field: ClassVar[str] = "category"
     type_name: ClassVar[str] = "InAssetCategory"
+    index_field: ClassVar[str] = "asset"
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,6 +134,7 @@ class InPartyCategory(_Rule):
     }
     signer_field: ClassVar[str] = "category"
     type_name: ClassVar[str] = "InPartyCategory"
+    index_field: ClassVar[str] = "party"
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,6 +150,7 @@ class InSiteCategory(_Rule):
     }
     signer_field: ClassVar[str] = "category"
     type_name: ClassVar[str] = "InSiteCategory"
+    index_field: ClassVar[str] = "site"
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,6 +166,7 @@ class MayAccess(_Rule):
     }
     signer_field: ClassVar[str] = "asset"
     type_name: ClassVar[str] = "MayAccess"
+    index_field: ClassVar[str] = "asset"
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,6 +183,7 @@ class MayUse(_Rule):
     }
     signer_field: ClassVar[str] = "asset"
     type_name: ClassVar[str] = "MayUse"
+    index_field: ClassVar[str] = "asset"
 
 
 @dataclass(frozen=True, slots=True)
@@ -194,6 +202,7 @@ class ResultOfDataIn(_Rule):
     }
     signer_field: ClassVar[str] = "data"
     type_name: ClassVar[str] = "ResultOfDataIn"
+    index_field: ClassVar[str] = "data"
 
 
 @dataclass(frozen=True, slots=True)
@@ -212,6 +221,7 @@ class ResultOfComputeIn(_Rule):
     }
     signer_field: ClassVar[str] = "compute"
     type_name: ClassVar[str] = "ResultOfComputeIn"
+    index_field: ClassVar[str] = "compute"
 
 
 Rule: TypeAlias = (

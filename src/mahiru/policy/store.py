@@ -9,8 +9,8 @@ change, and terminate on cycles.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
-from typing import TypeAlias
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, TypeAlias, TypeVar
 
 from mahiru.model.identifiers import Identifier
 from mahiru.policy.rules import (
@@ -18,14 +18,11 @@ from mahiru.policy.rules import (
     InAssetCollection,
     InPartyCategory,
     InSiteCategory,
-    MayAccess,
-    MayUse,
-    ResultOfComputeIn,
-    ResultOfDataIn,
     Rule,
 )
 
 GroupingRule: TypeAlias = InAssetCollection | InAssetCategory | InSiteCategory | InPartyCategory
+R = TypeVar("R", bound=Rule)
 #: How x reaches an ancestor: the grouping rules followed, in order from x.
 Path: TypeAlias = tuple[GroupingRule, ...]
 
@@ -35,16 +32,11 @@ class RuleStore:
 
     def __init__(self, rules: Iterable[Rule] = ()) -> None:
         self._rules: dict[Rule, int] = {}
-        self._parents: dict[type[GroupingRule], dict[Identifier, list[GroupingRule]]] = {
-            InAssetCollection: defaultdict(list),
-            InAssetCategory: defaultdict(list),
-            InSiteCategory: defaultdict(list),
-            InPartyCategory: defaultdict(list),
-        }
-        self.may_access: dict[Identifier, list[MayAccess]] = defaultdict(list)
-        self.may_use: dict[Identifier, list[MayUse]] = defaultdict(list)
-        self.result_of_data: dict[Identifier, list[ResultOfDataIn]] = defaultdict(list)
-        self.result_of_compute: dict[Identifier, list[ResultOfComputeIn]] = defaultdict(list)
+        # Rules by kind, then by the value of the kind's `index_field`; each list
+        # holds rules of its kind only (what `indexed` promises its callers).
+        self._by_kind: dict[type, dict[Identifier, list[Any]]] = defaultdict(
+            lambda: defaultdict(list)
+        )
         self._up_cache: dict[tuple[type[GroupingRule], Identifier], dict[Identifier, Path]] = {}
         self.version = 0
         for rule in rules:
@@ -76,28 +68,16 @@ class RuleStore:
     def _index(self, rule: Rule, *, adding: bool) -> None:
         self.version += 1
         self._up_cache.clear()
-        bucket: list[Rule]
-        match rule:
-            case InAssetCollection():
-                bucket = self._parents[InAssetCollection][rule.asset]  # type: ignore[assignment]
-            case InAssetCategory():
-                bucket = self._parents[InAssetCategory][rule.asset]  # type: ignore[assignment]
-            case InSiteCategory():
-                bucket = self._parents[InSiteCategory][rule.site]  # type: ignore[assignment]
-            case InPartyCategory():
-                bucket = self._parents[InPartyCategory][rule.party]  # type: ignore[assignment]
-            case MayAccess():
-                bucket = self.may_access[rule.asset]  # type: ignore[assignment]
-            case MayUse():
-                bucket = self.may_use[rule.asset]  # type: ignore[assignment]
-            case ResultOfDataIn():
-                bucket = self.result_of_data[rule.data]  # type: ignore[assignment]
-            case ResultOfComputeIn():
-                bucket = self.result_of_compute[rule.compute]  # type: ignore[assignment]
+        bucket = self._by_kind[type(rule)][getattr(rule, rule.index_field)]
         if adding:
             bucket.append(rule)
         else:
             bucket.remove(rule)
+
+    def indexed(self, kind: type[R], key: Identifier) -> Sequence[R]:
+        """The rules of `kind` whose index field (`kind.index_field`) is `key`."""
+        by_key = self._by_kind.get(kind)
+        return () if by_key is None else by_key.get(key, ())
 
     def up(self, kind: type[GroupingRule], start: Identifier) -> Mapping[Identifier, Path]:
         """`start` and every group it is in, transitively, each with one shortest path.
@@ -110,13 +90,12 @@ class RuleStore:
         cached = self._up_cache.get(key)
         if cached is not None:
             return cached
-        parents = self._parents[kind]
         reached: dict[Identifier, Path] = {start: ()}
         frontier = [start]
         while frontier:
             following: list[Identifier] = []
             for node in frontier:
-                for rule in parents.get(node, ()):
+                for rule in self.indexed(kind, node):
                     group: Identifier = (
                         rule.collection if isinstance(rule, InAssetCollection) else rule.category
                     )
