@@ -109,7 +109,7 @@ class ClientCertificateProtocol(H11Protocol):
 
 
 def make_server(
-    app: Any,
+    app: ASGIApp,
     *,
     host: str,
     port: int,

@@ -49,3 +49,11 @@ def test_completion_prints_a_script_for_each_shell(shell: str) -> None:
     result = CliRunner().invoke(cli, ["completion", shell])
     assert result.exit_code == 0
     assert "_MAHIRU_COMPLETE" in result.output
+
+
+@pytest.mark.parametrize("path", COMMANDS, ids=" ".join)
+def test_the_help_text_is_dedented_like_its_summary(path: tuple[str, ...]) -> None:
+    """Docstring lines keep their own indentation only, not the source code's."""
+    result = CliRunner().invoke(cli, [*path, "--help"])
+    description = result.output.split("\n\n", 1)[1].split("Options:", 1)[0]
+    assert not [line for line in description.splitlines() if line.startswith("        ")]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import sys
 
 import click
@@ -108,7 +109,9 @@ def _add_examples(group: click.Group, path: tuple[str, ...] = ()) -> None:
             continue
         example = EXAMPLES.get(where)
         if example is not None and "Example" not in (command.help or ""):
-            command.help = f"{command.help or ''}\n\n\b\nExample:\n  {example}"
+            # Dedent the docstring first: the example's lines are not indented.
+            text = inspect.cleandoc(command.help or "")
+            command.help = f"{text}\n\n\b\nExample:\n  {example}"
 
 
 def _register_commands() -> None:

@@ -15,10 +15,10 @@ from __future__ import annotations
 import logging
 import signal
 import socket
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from types import FrameType
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import click
 
@@ -27,7 +27,8 @@ from mahiru.config import ListenConfig, RegistryConfig, SiteConfig, TlsConfig, l
 from mahiru.errors import Internal, InvalidInput, Unavailable
 from mahiru.logs import configure_logging
 from mahiru.pki import load_certificate, load_certified_key
-from mahiru.server import make_server
+from mahiru.server import ASGIApp, make_server
+from mahiru.storage.db import Database
 
 logger = logging.getLogger("mahiru.serve")
 
@@ -47,21 +48,30 @@ def serve_group() -> None:
     """
 
 
-@serve_group.command("registry")
-@click.option(
-    "--config",
-    "config_path",
-    type=_CONFIG_FILE,
-    required=True,
-    help="The registry's configuration file (YAML, or TOML if it ends in .toml).",
-)
-@click.option(
-    "--log-level",
-    type=click.Choice(["debug", "info", "warning", "error"]),
-    default=None,
-    help="How much to log (default: log_level in the configuration, else info).",
-)
-@handle_errors
+def _service_options(kind: str) -> Callable[[Callable[..., None]], click.Command]:
+    """The command `mahiru serve KIND`, with the options every service takes."""
+
+    def decorate(function: Callable[..., None]) -> click.Command:
+        function = handle_errors(function)
+        function = click.option(
+            "--log-level",
+            type=click.Choice(["debug", "info", "warning", "error"]),
+            default=None,
+            help="How much to log (default: log_level in the configuration, else info).",
+        )(function)
+        function = click.option(
+            "--config",
+            "config_path",
+            type=_CONFIG_FILE,
+            required=True,
+            help=f"The {kind}'s configuration file (YAML, or TOML if it ends in .toml).",
+        )(function)
+        return serve_group.command(kind)(function)
+
+    return decorate
+
+
+@_service_options("registry")
 def registry_command(config_path: Path, log_level: str | None) -> None:
     """Run the registry: the list of parties and sites every member replicates.
 
@@ -73,9 +83,48 @@ def registry_command(config_path: Path, log_level: str | None) -> None:
     without them it serves plain HTTP to the proxies in tls.trusted_proxies.
     """
     from mahiru.api.registry_app import create_registry_app
+
+    def make(config: RegistryConfig, database: Database) -> tuple[ASGIApp, list[Path]]:
+        return create_registry_app(config, database=database), [config.tls.network_ca]
+
+    _serve("registry", RegistryConfig, config_path, log_level, make)
+
+
+@_service_options("site")
+def site_command(config_path: Path, log_level: str | None) -> None:
+    """Run a site: its internal API (/internal) and external API (/external).
+
+    \b
+    The configuration names at least:
+      site_id, owner   the site and its owner party, as registered
+      tls.network_ca   the network CA, whose certificates peer sites present
+      user_ca          the owner party's user CA, whose certificates users present
+      registry_url     where the registry is
+      database_url     sqlite:///PATH or postgresql+psycopg://USER:PASS@HOST/DB
+      data_dir         where asset images are stored
+    and, to serve TLS itself and to call its peers, tls.cert and tls.key (from
+    `mahiru certs site`). Replication of the registry and of the peers' rules runs
+    in the background every replication_interval_seconds.
+    """
+    from mahiru.api.site_app import create_site_app
+
+    def make(config: SiteConfig, database: Database) -> tuple[ASGIApp, list[Path]]:
+        return create_site_app(config, database=database), [config.tls.network_ca, config.user_ca]
+
+    _serve("site", SiteConfig, config_path, log_level, make)
+
+
+def _serve(
+    name: str,
+    kind: type[C],
+    config_path: Path,
+    log_level: str | None,
+    make: Callable[[C, Database], tuple[ASGIApp, list[Path]]],
+) -> None:
+    """Load the configuration, open the database, build the app and serve it."""
     from mahiru.storage.db import create_database
 
-    config = load_service_config(RegistryConfig, config_path)
+    config = load_service_config(kind, config_path)
     if log_level is not None:
         config = config.model_copy(update={"log_level": log_level})
     configure_logging(config.log_level)
@@ -85,13 +134,13 @@ def registry_command(config_path: Path, log_level: str | None) -> None:
             "database ready",
             extra={"database": database.url, "revision": database.current_revision()},
         )
-        app = create_registry_app(config, database=database)
+        app, client_ca_files = make(config, database)
         run_service(
             app,
-            name="registry",
+            name=name,
             listen=config.listen,
             tls=config.tls,
-            client_ca_files=[config.tls.network_ca],
+            client_ca_files=client_ca_files,
             log_level=config.log_level,
         )
     finally:
@@ -104,7 +153,7 @@ def load_service_config(cls: type[C], path: Path, environ: Mapping[str, str] | N
 
 
 def run_service(
-    app: Any,
+    app: ASGIApp,
     *,
     name: str,
     listen: ListenConfig,
@@ -213,60 +262,3 @@ def _listen(listen: ListenConfig) -> socket.socket:
             {"host": listen.host, "port": listen.port},
         ) from None
     return listener
-
-
-@serve_group.command("site")
-@click.option(
-    "--config",
-    "config_path",
-    type=_CONFIG_FILE,
-    required=True,
-    help="The site's configuration file (YAML, or TOML if it ends in .toml).",
-)
-@click.option(
-    "--log-level",
-    type=click.Choice(["debug", "info", "warning", "error"]),
-    default=None,
-    help="How much to log (default: log_level in the configuration, else info).",
-)
-@handle_errors
-def site_command(config_path: Path, log_level: str | None) -> None:
-    """Run a site: its internal API (/internal) and external API (/external).
-
-    \b
-    The configuration names at least:
-      site_id, owner   the site and its owner party, as registered
-      tls.network_ca   the network CA, whose certificates peer sites present
-      user_ca          the owner party's user CA, whose certificates users present
-      registry_url     where the registry is
-      database_url     sqlite:///PATH or postgresql+psycopg://USER:PASS@HOST/DB
-      data_dir         where asset images are stored
-    and, to serve TLS itself and to call its peers, tls.cert and tls.key (from
-    `mahiru certs site`). Replication of the registry and of the peers' rules runs
-    in the background every replication_interval_seconds.
-    """
-    from mahiru.api.site_app import create_site_app
-    from mahiru.config import SiteConfig
-    from mahiru.storage.db import create_database
-
-    config = load_service_config(SiteConfig, config_path)
-    if log_level is not None:
-        config = config.model_copy(update={"log_level": log_level})
-    configure_logging(config.log_level)
-    database = create_database(config.database_url)
-    try:
-        logger.info(
-            "database ready",
-            extra={"database": database.url, "revision": database.current_revision()},
-        )
-        app = create_site_app(config, database=database)
-        run_service(
-            app,
-            name="site",
-            listen=config.listen,
-            tls=config.tls,
-            client_ca_files=[config.tls.network_ca, config.user_ca],
-            log_level=config.log_level,
-        )
-    finally:
-        database.close()
