@@ -21,10 +21,10 @@ import pytest
 from mahiru.config import ContainerLimits
 from mahiru.errors import Conflict, InvalidInput, NotFound, Unavailable
 from mahiru.runtime import (
+    ContainerOutcome,
     DockerRuntime,
     ImageConfig,
     StepLimits,
-    StepResult,
     archives,
     docker_available,
     limits_from_config,
@@ -74,7 +74,7 @@ def run(
     *,
     inputs: dict[str, Path] | None = None,
     limits: StepLimits = LIMITS,
-) -> StepResult:
+) -> ContainerOutcome:
     return runtime.run_step(
         image, inputs or {}, ["output0"], limits, output_dir=tmp_path / "out", labels=labels
     )
@@ -449,7 +449,7 @@ def test_stopping_a_step_container_cancels_the_step(
     tmp_path: Path,
 ) -> None:
     """An orchestrator finds a running step by its labels and stops it; the run ends cancelled."""
-    results: list[StepResult] = []
+    results: list[ContainerOutcome] = []
     runner = threading.Thread(
         target=lambda: results.append(
             run(container_runtime, probe_images["hang"], tmp_path, step_labels)

@@ -33,7 +33,7 @@ def _deadline(config: SiteConfig) -> float:
     database = create_database(config.database_url)
     try:
         app = create_site_app(config, database=database, start_replication=False, start_jobs=False)
-        deadline: float = app.state.jobs.executor.execution.unavailable_deadline
+        deadline: float = app.state.jobs.worker.execution.unavailable_deadline
     finally:
         database.close()
     return deadline

@@ -83,24 +83,24 @@ def internal_jobs_router(
     def submit(body: JobSubmission, caller: User) -> JsonObject:
         """Plan a job of the caller's party and start it; 403 with the explanation if denied."""
         job = job_from_dict(body.job.model_dump())
-        status = jobs.desk.submit(job, caller.party)
-        return _view(*jobs.desk.get(status.job_id, caller.party))
+        status = jobs.submissions.submit(job, caller.party)
+        return _view(*jobs.submissions.get(status.job_id, caller.party))
 
     @router.get("", summary="List jobs")
     def list_jobs(caller: User) -> JsonObject:
         """The jobs of the caller's party submitted at this site, oldest first."""
-        return {"jobs": [s.to_dict() for s in jobs.desk.of_party(caller.party)]}
+        return {"jobs": [s.to_dict() for s in jobs.submissions.of_party(caller.party)]}
 
     @router.get("/{job_id}", summary="A job's status, plan and steps")
     def get_job(job_id: str, caller: User) -> JsonObject:
         """The job, its plan and each step's state with timestamps."""
-        return _view(*jobs.desk.get(check_job_id(job_id), caller.party))
+        return _view(*jobs.submissions.get(check_job_id(job_id), caller.party))
 
     @router.post("/{job_id}/cancel", summary="Cancel a job")
     def cancel_job(job_id: str, caller: User) -> JsonObject:
         """Cancel the job here and at the sites running its steps."""
-        jobs.desk.cancel(check_job_id(job_id), caller.party, str(caller))
-        return _view(*jobs.desk.get(job_id, caller.party))
+        jobs.submissions.cancel(check_job_id(job_id), caller.party, str(caller))
+        return _view(*jobs.submissions.get(job_id, caller.party))
 
     @router.get(
         "/{job_id}/outputs/{name}/image",
@@ -116,7 +116,7 @@ def internal_jobs_router(
         if_range: Annotated[str | None, Header(alias="If-Range")] = None,
     ) -> Response:
         """The image archive of a workflow output of a succeeded job."""
-        result = jobs.desk.output(check_job_id(job_id), name, caller.party)
+        result = jobs.submissions.output(check_job_id(job_id), name, caller.party)
         image = jobs.egress.to_party(result, PartyId.parse(caller.party))
         return image_response(image, range_header, if_range)
 

@@ -1,7 +1,7 @@
 """The container side of job execution: images as archives, and isolated step containers.
 
 `ContainerRuntime` is what the orchestration uses; `DockerRuntime` provides it
-on a Docker-API engine (Docker or Podman). Step failures are `StepResult`
+on a Docker-API engine (Docker or Podman). Step failures are `ContainerOutcome`
 values; an unreachable engine raises `mahiru.errors.Unavailable`.
 
 `DockerRuntime` and `docker_available` are loaded on first use, so that
@@ -23,7 +23,7 @@ from mahiru.runtime.steps import (
     LIVE_DIR,
     OUTPUTS_DIR,
     ROLE_STEP,
-    StepResult,
+    ContainerOutcome,
     live_environment,
     step_labels,
 )
@@ -39,11 +39,11 @@ __all__ = [
     "OUTPUTS_DIR",
     "ROLE_STEP",
     "ContainerInfo",
+    "ContainerOutcome",
     "ContainerRuntime",
     "DockerRuntime",
     "ImageConfig",
     "StepLimits",
-    "StepResult",
     "docker_available",
     "limits_from_config",
     "live_environment",

@@ -35,7 +35,7 @@ from mahiru.runtime.steps import (
     LIVE_DIR,
     OUTPUTS_DIR,
     ROLE_STEP,
-    StepResult,
+    ContainerOutcome,
     check_io_name,
     judge_step,
     tail_lines,
@@ -87,7 +87,7 @@ class DockerRuntime(DockerImages):
         labels: Mapping[str, str] | None = None,
         live: Mapping[str, Path] | None = None,
         environment: Mapping[str, str] | None = None,
-    ) -> StepResult:
+    ) -> ContainerOutcome:
         """Run `compute_image` isolated and wait for it, at most `limits.timeout_seconds`.
 
         Input `i` is bind-mounted read-only at `/mahiru/inputs/<i>`; output
@@ -170,7 +170,7 @@ class DockerRuntime(DockerImages):
             "step container finished",
             extra={**log_context, "succeeded": succeeded, "reason": reason, "seconds": ran.seconds},
         )
-        return StepResult(
+        return ContainerOutcome(
             succeeded=succeeded,
             reason=reason,
             exit_code=exit_code,

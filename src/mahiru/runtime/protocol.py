@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Protocol
 
 from mahiru.runtime.limits import StepLimits
-from mahiru.runtime.steps import StepResult
+from mahiru.runtime.steps import ContainerOutcome
 
 #: The base images every engine that runs steps has (built from Debian packages):
 #: the minimal image outputs are built on, and the one compute assets start from.
@@ -105,7 +105,7 @@ class ContainerRuntime(Protocol):
         labels: Mapping[str, str] | None = None,
         live: Mapping[str, Path] | None = None,
         environment: Mapping[str, str] | None = None,
-    ) -> StepResult:
+    ) -> ContainerOutcome:
         """Run `compute_image` isolated; inputs mounted read-only, outputs in `output_dir/<o>`.
 
         `live` maps a live input's name to the host Unix socket that serves it

@@ -3,7 +3,7 @@
 A step container sees input `i` at `/mahiru/inputs/<i>/` (read-only) and
 writes output `o` under `/mahiru/outputs/<o>/`. A step that fails (non-zero
 exit, timeout, out of memory, output too large or of the wrong kind) is a
-`StepResult` with `succeeded=False` and a reason for people, never an
+`ContainerOutcome` with `succeeded=False` and a reason for people, never an
 exception: exceptions are for the caller's mistakes and an unavailable engine.
 """
 
@@ -63,7 +63,7 @@ def step_labels(*, site: str, job: str, step: str, **extra: str) -> dict[str, st
 
 
 @dataclass(frozen=True, slots=True)
-class StepResult:
+class ContainerOutcome:
     """The outcome of one step container.
 
     On success `outputs` maps each output name to the host directory holding

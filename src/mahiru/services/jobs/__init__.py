@@ -1,6 +1,7 @@
 """Job orchestration at one site: submission, hand-over, execution, collection.
 
-`JobServices` wires the parts together; the API layer calls its desks, and
+`JobServices` wires the parts together; the API layer calls its submissions and
+assignments, and
 the app starts it with the site and stops it at shutdown.
 
 See docs/reference.md, "Execution".

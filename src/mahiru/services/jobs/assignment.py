@@ -21,7 +21,7 @@ from mahiru.services.jobs.egress import Egress
 logger = logging.getLogger("mahiru.site.jobs")
 
 
-class AssignmentDesk:
+class StepAssignments:
     """Receives steps to run, reports their statuses and cancels them, for other sites."""
 
     def __init__(

@@ -26,7 +26,7 @@ from mahiru.services.jobs.context import JobContext, KnownJob
 from mahiru.services.jobs.dispatch import Dispatcher
 from mahiru.services.jobs.receipts import Receipts
 from mahiru.services.jobs.storing import result_stored, store_collected
-from mahiru.services.jobs.submission import JobDesk
+from mahiru.services.jobs.submission import JobSubmissions
 
 logger = logging.getLogger("mahiru.site.jobs")
 
@@ -44,14 +44,14 @@ class JobCoordinator:
         self,
         ctx: JobContext,
         dispatcher: Dispatcher,
-        desk: JobDesk,
+        submissions: JobSubmissions,
         *,
         interval: float = 0.5,
         running_interval: float = 0.1,
     ) -> None:
         self._ctx = ctx
         self._dispatcher = dispatcher
-        self._desk = desk
+        self._submissions = submissions
         self._receipts = Receipts(ctx)
         self._running_interval = running_interval
         self.loop = BackgroundLoop(
@@ -109,7 +109,7 @@ class JobCoordinator:
         """A job that failed: cancel what still runs of it, here and elsewhere."""
         ctx = self._ctx
         ctx.jobs.cancel_steps(status.job_id, f"job {status.state.value}", ctx.now())
-        self._desk.tell_participants(status)
+        self._submissions.tell_participants(status)
 
     def _finish(self, status: JobStatus) -> None:
         """Collect the workflow outputs here, then mark the job succeeded."""

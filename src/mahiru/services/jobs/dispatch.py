@@ -15,7 +15,7 @@ from functools import partial
 from mahiru.errors import Conflict, MahiruError, Unavailable
 from mahiru.model.identifiers import SiteId
 from mahiru.model.jobs import JobState, JobStatus, StepAssignment
-from mahiru.services.jobs.assignment import AssignmentDesk
+from mahiru.services.jobs.assignment import StepAssignments
 from mahiru.services.jobs.context import JobContext
 from mahiru.services.jobs.peers import retrying
 
@@ -25,9 +25,11 @@ logger = logging.getLogger("mahiru.site.jobs")
 class Dispatcher:
     """Delivers a job's assignments; remembers (in memory) which were delivered."""
 
-    def __init__(self, ctx: JobContext, desk: AssignmentDesk, stop: threading.Event) -> None:
+    def __init__(
+        self, ctx: JobContext, assignments: StepAssignments, stop: threading.Event
+    ) -> None:
         self._ctx = ctx
-        self._desk = desk
+        self._assignments = assignments
         self._stop = stop
         self._lock = threading.Lock()
         self._delivered: set[tuple[str, SiteId]] = set()
@@ -51,7 +53,7 @@ class Dispatcher:
             assignment = StepAssignment(status.job_id, ctx.site, site, status.job, plan)
             try:
                 if site == ctx.site:
-                    self._desk.receive(assignment, ctx.site)
+                    self._assignments.receive(assignment, ctx.site)
                 else:
                     peer = ctx.peers.get(site)
                     retrying(

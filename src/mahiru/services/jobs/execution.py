@@ -22,7 +22,7 @@ from mahiru.model.jobs import StepInput, StepState, StepStatus, step_inputs, ste
 from mahiru.model.receipts import ReceiptChain, ReceiptInput
 from mahiru.policy.decisions import Decision
 from mahiru.policy.engine import PolicyEngine
-from mahiru.runtime.steps import LABEL_INSTANCE, StepResult, step_labels
+from mahiru.runtime.steps import LABEL_INSTANCE, ContainerOutcome, step_labels
 from mahiru.services.jobs.context import JobContext, KnownJob
 from mahiru.services.jobs.fetching import InputFetcher
 from mahiru.services.jobs.live_channel import LiveChannels
@@ -324,7 +324,7 @@ class StepExecution:
         needed: list[StepInput],
         digests: dict[WorkflowItem, str],
         live: set[WorkflowItem],
-    ) -> tuple[StepResult, dict[str, str]]:
+    ) -> tuple[ContainerOutcome, dict[str, str]]:
         """Load the images, lay out the inputs and run the step's container."""
         ctx = self._ctx
         work = ctx.work_dir / known.job_id / step

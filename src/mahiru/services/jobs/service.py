@@ -10,15 +10,15 @@ from mahiru.errors import MahiruError
 from mahiru.model.identifiers import SiteId
 from mahiru.model.jobs import StepStatus
 from mahiru.model.workflow import Job
-from mahiru.services.jobs.assignment import AssignmentDesk
+from mahiru.services.jobs.assignment import StepAssignments
 from mahiru.services.jobs.context import JobContext
 from mahiru.services.jobs.coordination import JobCoordinator
 from mahiru.services.jobs.dispatch import Dispatcher
 from mahiru.services.jobs.egress import Egress
 from mahiru.services.jobs.execution import UNAVAILABLE_DEADLINE
-from mahiru.services.jobs.executor import StepExecutor
 from mahiru.services.jobs.live_grants import LiveGrants
-from mahiru.services.jobs.submission import JobDesk
+from mahiru.services.jobs.submission import JobSubmissions
+from mahiru.services.jobs.worker import StepWorker
 
 logger = logging.getLogger("mahiru.site.jobs")
 
@@ -39,21 +39,21 @@ class JobServices:
     ) -> None:
         self.ctx = ctx
         self._stop = threading.Event()
-        self.executor = StepExecutor(
+        self.worker = StepWorker(
             ctx, max_parallel=max_parallel_steps, unavailable_deadline=peer_retry_deadline
         )
         self.egress = Egress(ctx)
-        self.assignments = AssignmentDesk(
-            ctx, self.egress, self.executor.wake, self.executor.stop_containers
+        self.assignments = StepAssignments(
+            ctx, self.egress, self.worker.wake, self.worker.stop_containers
         )
         dispatcher = Dispatcher(ctx, self.assignments, self._stop)
-        self.desk = JobDesk(
+        self.submissions = JobSubmissions(
             ctx,
             self.egress,
             on_change=self._wake,
-            stop_job=self.executor.stop_containers,
+            stop_job=self.worker.stop_containers,
         )
-        self.coordinator = JobCoordinator(ctx, dispatcher, self.desk)
+        self.coordinator = JobCoordinator(ctx, dispatcher, self.submissions)
         self.live = LiveGrants(ctx, self._ask_submitter)
 
     def _ask_submitter(self, site: SiteId, job_id: str) -> tuple[Job, list[StepStatus]]:
@@ -63,13 +63,13 @@ class JobServices:
         return self.ctx.peers.get(site).readers(job_id)
 
     def _wake(self) -> None:
-        self.executor.wake()
+        self.worker.wake()
         self.coordinator.wake()
 
     def start(self) -> None:
         """Resume unfinished work and start the background loops."""
         self._clean_up()
-        self.executor.start()
+        self.worker.start()
         self.coordinator.start()
         logger.info("job services started", extra={"site": str(self.ctx.site)})
 
@@ -105,7 +105,7 @@ class JobServices:
         """Stop the loops; running steps are redone after the next start."""
         self._stop.set()
         self.coordinator.stop()
-        self.executor.stop()
+        self.worker.stop()
         self.live.revoke_all()
         self.ctx.peers.close()
         logger.info("job services stopped", extra={"site": str(self.ctx.site)})

@@ -25,7 +25,7 @@ from mahiru.services.jobs.peers import retrying
 logger = logging.getLogger("mahiru.site.jobs")
 
 
-class JobDesk:
+class JobSubmissions:
     """The jobs of this site's users."""
 
     def __init__(

@@ -30,7 +30,7 @@ MAX_BACKOFF = 2.0
 MAX_UNEXPECTED_ERRORS = 3
 
 
-class StepExecutor:
+class StepWorker:
     """Runs the steps handed to this site in the background, while started."""
 
     def __init__(
