@@ -21,6 +21,7 @@ from mahiru.model.serialization import job_from_dict
 from mahiru.model.workflow import Job
 from mahiru.runtime import DockerRuntime
 from mahiru.runtime.assets import INPUT_ASSET, MINMAX_ASSET
+from mahiru.storage import JobRepository, create_database
 
 pytestmark = pytest.mark.e2e
 
@@ -163,6 +164,17 @@ def test_the_submitter_site_restarted_mid_job_still_finishes_it(
     with _client(net) as client:
         job_id = client.submit(_chain(net, "input_restart")).status.job_id
     site1.stop()
+    # What the stopped site left in its database: the job unfinished, its last
+    # step (c, run at site1) not done, so finishing it below needs the resume.
+    database = create_database(site1.config.database_url)
+    try:
+        jobs = JobRepository(database)
+        left = jobs.get_job(job_id)
+        steps = {s.step: s.state for s in jobs.steps_of(job_id)}
+    finally:
+        database.close()
+    assert not left.state.terminal, left.state
+    assert not steps["c"].done, steps
     time.sleep(2)
     site1.start()
     with _client(net) as client:

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import logging
 import ssl
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 from fastapi import FastAPI, Request
 from tests.support.servers import serving
 
-from mahiru import pki
+from mahiru import pki, server
 from mahiru.api.auth import CLIENT_CERT_HEADER, CertificateAuthenticator
 from mahiru.api.errors import install_error_handlers
 
@@ -97,19 +99,41 @@ def test_user_certificate_identifies_user_and_role(world: dict[str, Path]) -> No
         assert client.get(f"{url}/service").status_code == 403  # known, but no service
 
 
-def test_foreign_ca_and_missing_certificate_fail_the_handshake(world: dict[str, Path]) -> None:
-    """Without a certificate of a trusted CA no request reaches the app."""
-    with serving(
-        _app(world),
-        certfile=world["server.crt"],
-        keyfile=world["server.key"],
-        client_ca_files=[world["ca.crt"]],
-    ) as url:
+def test_foreign_ca_and_missing_certificate_fail_the_handshake(
+    world: dict[str, Path], monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Without a certificate of a trusted CA the TLS handshake refuses: no request reaches
+    the app, and the server's TLS layer names why (not some other transport failure)."""
+    monkeypatch.setattr(server, "REFUSALS", server._RefusalLog(interval=0.0))
+    reached: list[str] = []
+    app = _app(world)
+
+    @app.middleware("http")
+    async def note(request: Any, call_next: Any) -> Any:
+        reached.append(request.url.path)
+        return await call_next(request)
+
+    with (
+        caplog.at_level(logging.WARNING, logger="mahiru.tls"),
+        serving(
+            app,
+            certfile=world["server.crt"],
+            keyfile=world["server.key"],
+            client_ca_files=[world["ca.crt"]],
+        ) as url,
+    ):
         with _client(world, "intruder") as client, pytest.raises(httpx.TransportError):
             client.get(f"{url}/service")
         context = ssl.create_default_context(cafile=world["ca.crt"])
         with httpx.Client(verify=context) as client, pytest.raises(httpx.TransportError):
             client.get(f"{url}/service")
+        with _client(world, "site") as client:  # the server still serves trusted callers
+            assert client.get(f"{url}/service").json() == {"caller": SITE}
+    reasons = [r.reason for r in caplog.records if r.name == "mahiru.tls"]  # type: ignore[attr-defined]
+    assert len(reasons) == 2, reasons
+    assert reasons[0].startswith("certificate not accepted:"), reasons
+    assert reasons[1] == "no client certificate", reasons
+    assert reached == ["/service"]  # only the trusted caller's request
 
 
 def test_forwarded_certificate_is_believed_only_from_trusted_proxies(
