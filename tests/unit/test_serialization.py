@@ -196,43 +196,88 @@ def test_missing_required_fields_are_rejected(path: tuple[Any, ...], culprit: st
 
 
 @pytest.mark.parametrize(
-    ("path", "value"),
+    ("path", "value", "message"),
     [
-        (("submitter",), "site:p1.example.org:site1"),
-        (("submitter",), "party:p1"),
-        (("submitter",), 5),
-        (("inputs", "input"), "party:p1.example.org:p1"),
-        (("inputs", "input"), "asset_collection:p1.example.org:c"),
-        (("inputs", "input"), "*"),
-        (("inputs", "input"), None),
-        (("inputs",), ["input"]),
-        (("inputs",), {1: DATA}),
-        (("workflow",), ["steps"]),
-        (("workflow", "inputs"), "input"),
-        (("workflow", "inputs"), ["input", "in.put"]),
-        (("workflow", "steps"), {"name": "x"}),
-        (("workflow", "steps", 0), "prepare"),
-        (("workflow", "outputs"), ["result"]),
-        (("workflow", "outputs", "result"), "input"),
-        (("workflow", "outputs", "result"), 7),
-        (("workflow", "outputs", "result"), "nothere.out"),
-        (("workflow", "steps", 0, "name"), "pre.pare"),
-        (("workflow", "steps", 0, "name"), 5),
-        (("workflow", "steps", 0, "compute_asset"), "asset:p1:script"),
-        (("workflow", "steps", 0, "compute_asset"), "asset_collection:p1:scripts"),
-        (("workflow", "steps", 0, "inputs"), ["data"]),
-        (("workflow", "steps", 0, "inputs", "data"), 5),
-        (("workflow", "steps", 0, "inputs", "data"), "nothere"),
-        (("workflow", "steps", 0, "outputs"), "out"),
-        (("workflow", "steps", 0, "outputs", "out"), "asset:p2:base"),
-        (("workflow", "steps", 0, "outputs", "out"), 5),
-        (("workflow", "steps", 1, "inputs", "a"), "combine.out"),
+        (("submitter",), "site:p1.example.org:site1", "job submitter: 'site:p1.example.org:site1'"),
+        (("submitter",), "party:p1", "job submitter: 'party:p1'"),
+        (("submitter",), 5, "job submitter: expected a party identifier, got 5"),
+        (
+            ("inputs", "input"),
+            "party:p1.example.org:p1",
+            "job input 'input': 'party:p1.example.org:p1'",
+        ),
+        (
+            ("inputs", "input"),
+            "asset_collection:p1.example.org:c",
+            "job input 'input': 'asset_collection",
+        ),
+        (("inputs", "input"), "*", "job input 'input': '*'"),
+        (("inputs", "input"), None, "job input 'input': expected an identifier text, got None"),
+        (("inputs",), ["input"], "job inputs must be a mapping of names"),
+        (("inputs",), {1: DATA}, "job inputs must be a mapping of names"),
+        (("workflow",), ["steps"], "workflow must be a mapping, got list"),
+        (("workflow", "inputs"), "input", "workflow inputs must be a list of names"),
+        (("workflow", "inputs"), ["input", "in.put"], "invalid workflow name 'in.put'"),
+        (("workflow", "steps"), {"name": "x"}, "workflow steps must be a list"),
+        (("workflow", "steps", 0), "prepare", "workflow step must be a mapping, got str"),
+        (("workflow", "outputs"), ["result"], "workflow outputs must be a mapping of names"),
+        (
+            ("workflow", "outputs", "result"),
+            "input",
+            "workflow output 'result' must name a step output",
+        ),
+        (
+            ("workflow", "outputs", "result"),
+            7,
+            "workflow output 'result': source must be a string, got 7",
+        ),
+        (("workflow", "outputs", "result"), "nothere.out", "output result <- nothere.out"),
+        (("workflow", "steps", 0, "name"), "pre.pare", "invalid step name 'pre.pare'"),
+        (("workflow", "steps", 0, "name"), 5, "invalid step name 5"),
+        (
+            ("workflow", "steps", 0, "compute_asset"),
+            "asset:p1:script",
+            "step 'prepare' compute_asset: 'asset:p1:script'",
+        ),
+        (
+            ("workflow", "steps", 0, "compute_asset"),
+            "asset_collection:p1:scripts",
+            "step 'prepare' compute_asset: 'asset_collection:p1:scripts'",
+        ),
+        (
+            ("workflow", "steps", 0, "inputs"),
+            ["data"],
+            "step 'prepare' inputs must be a mapping of names",
+        ),
+        (
+            ("workflow", "steps", 0, "inputs", "data"),
+            5,
+            "step 'prepare' input 'data': source must be a string, got 5",
+        ),
+        (("workflow", "steps", 0, "inputs", "data"), "nothere", "prepare.data <- nothere"),
+        (
+            ("workflow", "steps", 0, "outputs"),
+            "out",
+            "step 'prepare' outputs must be a mapping of names",
+        ),
+        (
+            ("workflow", "steps", 0, "outputs", "out"),
+            "asset:p2:base",
+            "step 'prepare' output 'out' base: 'asset:p2:base'",
+        ),
+        (
+            ("workflow", "steps", 0, "outputs", "out"),
+            5,
+            "step 'prepare' output 'out' base: expected a asset identifier, got 5",
+        ),
+        (("workflow", "steps", 1, "inputs", "a"), "combine.out", "cycle through steps: combine"),
     ],
 )
-def test_wrong_values_are_rejected(path: tuple[Any, ...], value: Any) -> None:
-    """Wrong types, bad identifiers, wrong identifier kinds and bad references are InvalidInput."""
-    with pytest.raises(InvalidInput):
+def test_wrong_values_are_rejected(path: tuple[Any, ...], value: Any, message: str) -> None:
+    """Wrong types, bad identifiers, kinds and references are InvalidInput naming the field."""
+    with pytest.raises(InvalidInput) as error:
         job_from_dict(_set(job_dict(), path, value))
+    assert message in error.value.message
 
 
 def test_bad_compute_asset_error_names_the_step_and_field() -> None:
@@ -399,13 +444,22 @@ def test_plan_round_trips() -> None:
 
 
 @pytest.mark.parametrize(
-    "data",
-    [None, ["a"], "a", {"a": "party:p1:p1"}, {"a": "site:p1"}, {"a": 5}, {1: "site:p1:s1"}],
+    ("data", "message"),
+    [
+        (None, "plan must be a mapping of step names, got NoneType"),
+        (["a"], "plan must be a mapping of step names, got list"),
+        ("a", "plan must be a mapping of step names, got str"),
+        ({"a": "party:p1:p1"}, "plan step 'a': 'party:p1:p1' is not a site identifier"),
+        ({"a": "site:p1"}, "plan step 'a': 'site:p1' has 1 segments"),
+        ({"a": 5}, "plan step 'a': expected a site identifier, got 5"),
+        ({1: "site:p1:s1"}, "plan must be a mapping of names"),
+    ],
 )
-def test_bad_plans_are_rejected(data: Any) -> None:
-    """A plan must map step names to site ids; anything else is InvalidInput."""
-    with pytest.raises(InvalidInput):
+def test_bad_plans_are_rejected(data: Any, message: str) -> None:
+    """A plan must map step names to site ids; anything else is InvalidInput saying where."""
+    with pytest.raises(InvalidInput) as error:
         plan_from_dict(data)
+    assert message in error.value.message
 
 
 # --- text helpers -----------------------------------------------------------------------

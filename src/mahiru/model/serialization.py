@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
 
 import yaml
 
@@ -28,12 +28,19 @@ from mahiru.model.workflow import (
     parse_source,
 )
 
+T = TypeVar("T")
 
-def _asset_id(text: object, what: str) -> AssetId:
+
+def _named(what: str, parse: Callable[[Any], T], text: object) -> T:
+    """`parse(text)`, its InvalidInput prefixed with the field `what` being parsed."""
     try:
-        return AssetId.parse(text)  # type: ignore[arg-type]
+        return parse(text)
     except InvalidInput as error:
         raise InvalidInput(f"{what}: {error.message}") from None
+
+
+def _asset_id(text: object, what: str) -> AssetId:
+    return _named(what, AssetId.parse, text)
 
 
 def step_from_dict(data: object) -> WorkflowStep:
@@ -93,15 +100,19 @@ def workflow_to_dict(workflow: Workflow) -> dict[str, Any]:
     }
 
 
+def _job_input(text: str) -> AssetId | ResultId:
+    value = parse_identifier(text, ("asset", "result"))
+    assert isinstance(value, AssetId | ResultId)
+    return value
+
+
 def job_from_dict(data: object) -> Job:
     """Parse and validate a job."""
     d = check_fields(data, "job", {"submitter", "workflow", "inputs"})
-    submitter = PartyId.parse(d["submitter"])
+    submitter = _named("job submitter", PartyId.parse, d["submitter"])
     inputs: dict[str, AssetId | ResultId] = {}
     for name, text in name_map(d["inputs"], "job inputs").items():
-        value = parse_identifier(text, ("asset", "result"))
-        assert isinstance(value, AssetId | ResultId)
-        inputs[name] = value
+        inputs[name] = _named(f"job input {name!r}", _job_input, text)
     return Job(submitter, workflow_from_dict(d["workflow"]), inputs)
 
 
@@ -194,7 +205,12 @@ def plan_from_dict(data: object) -> Plan:
     """Parse a plan."""
     if not isinstance(data, Mapping):
         raise InvalidInput(f"plan must be a mapping of step names, got {type(data).__name__}")
-    return Plan({step: SiteId.parse(site) for step, site in name_map(data, "plan").items()})
+    return Plan(
+        {
+            step: _named(f"plan step {step!r}", SiteId.parse, site)
+            for step, site in name_map(data, "plan").items()
+        }
+    )
 
 
 def to_json(data: Any) -> str:
