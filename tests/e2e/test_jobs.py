@@ -425,7 +425,7 @@ def test_a_compute_image_the_engine_has_is_downloaded_only_once(
     """
     app = scenario.site2.app
     assert app is not None
-    ctx = app.state.jobs.ctx
+    images = app.state.jobs.worker.images
     compute = AssetId.parse(scenario.computes["minmax"])
     asked: list[str] = []
     downloaded: list[str] = []
@@ -458,19 +458,19 @@ def test_a_compute_image_the_engine_has_is_downloaded_only_once(
         announced = admin.get_asset(compute).asset.image_digest
     assert announced is not None
     digest = normalise_digest(announced)
-    assert digest in ctx.loaded_images
+    assert images.image(digest) is not None
     asked.clear()
     downloaded.clear()
     run()
     assert asked.count(str(compute)) == 1
     assert str(compute) not in downloaded
     # As if someone removed the image from the engine: site2 must download it again.
-    ctx.loaded_images[digest] = "sha256:" + "0" * 64
+    images.remember(digest, "sha256:" + "0" * 64)
     asked.clear()
     run()
     assert asked.count(str(compute)) == 1
     assert downloaded.count(str(compute)) == 1
-    assert ctx.loaded_images[digest] != "sha256:" + "0" * 64
+    assert images.image(digest) not in (None, "sha256:" + "0" * 64)
 
 
 def test_a_damaged_result_is_computed_again_never_reused(

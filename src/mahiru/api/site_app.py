@@ -204,7 +204,6 @@ def create_site_app(
     jobs = JobServices(
         JobContext(
             site=config.site,
-            owner=config.owner_party,
             database=database,
             blobs=blobs,
             assets=services.assets,

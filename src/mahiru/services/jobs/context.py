@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import hashlib
-import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
 from mahiru.clock import SYSTEM_CLOCK, Clock
 from mahiru.errors import NotFound
-from mahiru.model.identifiers import PartyId, SiteId
+from mahiru.model.identifiers import SiteId
 from mahiru.model.workflow import Job, Plan
 from mahiru.runtime.limits import StepLimits
 from mahiru.runtime.protocol import ContainerRuntime
@@ -48,7 +47,6 @@ class JobContext:
     """The pieces of one site that orchestration uses (passed in, never global)."""
 
     site: SiteId
-    owner: PartyId
     database: Database
     blobs: BlobStore
     assets: AssetStore
@@ -64,9 +62,6 @@ class JobContext:
     clock: Clock = SYSTEM_CLOCK
     #: Signs what this site vouches for (result receipts) with its TLS key; None: no key.
     sign: Callable[[bytes], bytes] | None = None
-    #: Engine image ids of archives already loaded, by blob digest.
-    loaded_images: dict[str, str] = field(default_factory=dict, init=False)
-    images_lock: threading.Lock = field(default_factory=threading.Lock, init=False)
 
     @property
     def instance(self) -> str:

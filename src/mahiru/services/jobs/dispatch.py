@@ -12,12 +12,13 @@ import logging
 import threading
 from functools import partial
 
+from mahiru.clock import SYSTEM_CLOCK, Clock
 from mahiru.errors import Conflict, MahiruError, Unavailable
 from mahiru.model.identifiers import SiteId
 from mahiru.model.jobs import JobState, JobStatus, StepAssignment
 from mahiru.services.jobs.assignment import StepAssignments
-from mahiru.services.jobs.context import JobContext
-from mahiru.services.jobs.peers import retrying
+from mahiru.services.jobs.peers import JobPeers, retrying
+from mahiru.storage import JobRepository
 
 logger = logging.getLogger("mahiru.site.jobs")
 
@@ -26,9 +27,19 @@ class Dispatcher:
     """Delivers a job's assignments; remembers (in memory) which were delivered."""
 
     def __init__(
-        self, ctx: JobContext, assignments: StepAssignments, stop: threading.Event
+        self,
+        site: SiteId,
+        jobs: JobRepository,
+        peers: JobPeers,
+        assignments: StepAssignments,
+        stop: threading.Event,
+        *,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
-        self._ctx = ctx
+        self._site = site
+        self._jobs = jobs
+        self._peers = peers
+        self._clock = clock
         self._assignments = assignments
         self._stop = stop
         self._lock = threading.Lock()
@@ -40,7 +51,6 @@ class Dispatcher:
         After a restart nothing counts as delivered, so assignments are sent
         again; the receivers ignore repeats.
         """
-        ctx = self._ctx
         plan = status.plan
         if plan is None or status.state.terminal:
             return True
@@ -50,12 +60,12 @@ class Dispatcher:
             with self._lock:
                 if key in self._delivered:
                     continue
-            assignment = StepAssignment(status.job_id, ctx.site, site, status.job, plan)
+            assignment = StepAssignment(status.job_id, self._site, site, status.job, plan)
             try:
-                if site == ctx.site:
-                    self._assignments.receive(assignment, ctx.site)
+                if site == self._site:
+                    self._assignments.receive(assignment, self._site)
                 else:
-                    peer = ctx.peers.get(site)
+                    peer = self._peers.get(site)
                     retrying(
                         partial(peer.assign, assignment),
                         f"hand steps of {status.job_id} to {site}",
@@ -80,4 +90,4 @@ class Dispatcher:
     def _fail(self, job_id: str, reason: str) -> None:
         logger.warning("job failed: %s", reason, extra={"job": job_id})
         with contextlib.suppress(Conflict):  # it finished meanwhile
-            self._ctx.jobs.set_job_state(job_id, JobState.FAILED, reason, self._ctx.now())
+            self._jobs.set_job_state(job_id, JobState.FAILED, reason, self._clock.now())

@@ -25,9 +25,10 @@ from mahiru.model.workflow import Job
 from mahiru.policy.decisions import Decision, Release
 from mahiru.policy.engine import PolicyEngine
 from mahiru.policy.permissions import Permissions, primary
-from mahiru.services.jobs.context import JobContext
 from mahiru.services.jobs.live_grants import is_live
-from mahiru.services.site.assets import ImageFile
+from mahiru.services.site.assets import AssetStore, ImageFile
+from mahiru.services.site.policy_view import PolicyView
+from mahiru.storage import ProvenanceRepository
 
 logger = logging.getLogger("mahiru.site.egress")
 
@@ -35,8 +36,12 @@ logger = logging.getLogger("mahiru.site.egress")
 class Egress:
     """Decides, then opens: stored images for the sites and parties policy lets have them."""
 
-    def __init__(self, ctx: JobContext) -> None:
-        self._ctx = ctx
+    def __init__(
+        self, policy: PolicyView, assets: AssetStore, provenance: ProvenanceRepository
+    ) -> None:
+        self._policy = policy
+        self._assets = assets
+        self._provenance = provenance
 
     def _decide_for_site(
         self, engine: PolicyEngine, stored: AssetId | ResultId, site: SiteId
@@ -64,7 +69,7 @@ class Egress:
         it in explanations, and the provenance (None for an asset)."""
         if isinstance(stored, AssetId):
             return primary(stored), str(stored), None
-        provenance = self._ctx.provenance.get_provenance(stored)  # NotFound if none is recorded
+        provenance = self._provenance.get_provenance(stored)  # NotFound if none is recorded
         item = WorkflowItem(ItemKind.STEP_OUTPUT, provenance.step, provenance.output)
         permissions = engine.job_permissions(provenance.job)[item]
         return permissions, f"{stored} ({item})", provenance
@@ -79,11 +84,11 @@ class Egress:
         """
         if isinstance(stored, AssetId):
             return Release(
-                self._ctx.policy.decide(lambda engine: self._decide_for_site(engine, stored, site))
+                self._policy.decide(lambda engine: self._decide_for_site(engine, stored, site))
             )
         unavailable = NotFound(f"{stored} is not available to {site} here", {"result": str(stored)})
         try:
-            decision = self._ctx.policy.decide(
+            decision = self._policy.decide(
                 lambda engine: self._decide_for_site(engine, stored, site)
             )
         except NotFound:
@@ -103,7 +108,7 @@ class Egress:
             permissions, target, _ = self._permissions(engine, stored)
             return engine.may_use(party, permissions, target)
 
-        return Release(self._ctx.policy.decide(evaluate))
+        return Release(self._policy.decide(evaluate))
 
     def to_site(self, stored: AssetId | ResultId, site: SiteId) -> ImageFile:
         """The image of `stored`, for `site`, if this site's policy lets it have it.
@@ -112,17 +117,17 @@ class Egress:
         its bytes go only through the live channel, to a running step.
         """
         release = self.release_to_site(stored, site)
-        if isinstance(stored, AssetId) and is_live(self._ctx.assets.get(stored).asset.metadata):
+        if isinstance(stored, AssetId) and is_live(self._assets.get(stored).asset.metadata):
             raise PermissionDenied(
                 f"{stored} is served only live, to a step that reads it while it runs;"
                 " its image never leaves the site that holds it",
                 {"asset": str(stored)},
             )
-        return self._ctx.assets.open_image(stored, release)
+        return self._assets.open_image(stored, release)
 
     def to_party(self, stored: AssetId | ResultId, party: PartyId) -> ImageFile:
         """The image of `stored`, for a user of `party`, if policy lets the party use it."""
-        return self._ctx.assets.open_image(stored, self.release_to_party(stored, party))
+        return self._assets.open_image(stored, self.release_to_party(stored, party))
 
     def step_views(
         self, job: Job, statuses: Iterable[StepStatus], party: PartyId
@@ -134,7 +139,7 @@ class Egress:
         statuses = list(statuses)
         if not any(status.log_tail for status in statuses):
             return statuses
-        engine = self._ctx.policy.engine
+        engine = self._policy.engine
         permissions = engine.job_permissions(job)
         views = []
         for status in statuses:

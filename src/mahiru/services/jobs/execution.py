@@ -25,6 +25,7 @@ from mahiru.policy.engine import PolicyEngine
 from mahiru.runtime.steps import LABEL_INSTANCE, ContainerOutcome, step_labels
 from mahiru.services.jobs.context import JobContext, KnownJob
 from mahiru.services.jobs.fetching import InputFetcher
+from mahiru.services.jobs.images import LoadedImages
 from mahiru.services.jobs.live_channel import LiveChannels
 from mahiru.services.jobs.receipts import Receipts, receipt_item
 from mahiru.services.jobs.storing import package_outputs, result_stored, store_step_results
@@ -57,12 +58,14 @@ class StepExecution:
         self,
         ctx: JobContext,
         fetcher: InputFetcher,
+        images: LoadedImages,
         stop: threading.Event,
         *,
         unavailable_deadline: float = UNAVAILABLE_DEADLINE,
     ) -> None:
         self._ctx = ctx
         self._fetcher = fetcher
+        self._images = images
         self._stop = stop
         self._live = LiveChannels(ctx)
         self._receipts = Receipts(ctx)
@@ -358,18 +361,4 @@ class StepExecution:
 
     def _load(self, digest: str) -> str:
         """The engine's image id for a stored archive, loading it once."""
-        ctx = self._ctx
-        with ctx.images_lock:
-            image = ctx.loaded_images.get(digest)
-            if image is not None and ctx.runtime.has_image(image):
-                return image
-            path = ctx.blobs.path(digest)
-            if not path.is_file():
-                if ctx.loaded_images.pop(digest, None) is not None:
-                    # Its download was skipped because the engine had it, but it was
-                    # removed from the engine since: the retry fetches it again.
-                    raise Unavailable(f"image sha256:{digest} was removed from the engine")
-                raise NotFound(f"image sha256:{digest} is not in the blob store")
-            image = ctx.runtime.load_image(path)
-            ctx.loaded_images[digest] = image
-            return image
+        return self._images.load(digest)

@@ -23,6 +23,7 @@ from mahiru.model.identifiers import AssetId, ResultId
 from mahiru.model.jobs import StepInput
 from mahiru.model.receipts import ReceiptChain
 from mahiru.services.jobs.context import JobContext
+from mahiru.services.jobs.images import LoadedImages
 from mahiru.services.jobs.peers import retrying
 from mahiru.services.jobs.receipts import Receipts
 from mahiru.storage.blobs import normalise_digest
@@ -33,8 +34,9 @@ logger = logging.getLogger("mahiru.site.jobs")
 class InputFetcher:
     """Finds or fetches the image archives of step inputs, and lets go of fetched ones."""
 
-    def __init__(self, ctx: JobContext, stop: threading.Event) -> None:
+    def __init__(self, ctx: JobContext, images: LoadedImages, stop: threading.Event) -> None:
         self._ctx = ctx
+        self._images = images
         self._stop = stop
         self._lock = threading.Lock()
         self._receipts = Receipts(ctx)
@@ -79,7 +81,7 @@ class InputFetcher:
             )
             announced = record.asset.image_digest
             expected = None if announced is None else normalise_digest(announced)
-            if expected is not None and self._loaded(expected):
+            if expected is not None and self._images.on_engine(expected):
                 logger.info(
                     "step input already loaded",
                     extra={"asset": str(asset), "site": str(needed.site), "digest": expected},
@@ -113,17 +115,6 @@ class InputFetcher:
                 del self._users[digest]
                 if self._ctx.records.image_users(digest) == 0:
                     self._ctx.blobs.delete(digest)
-
-    def _loaded(self, digest: str) -> bool:
-        """Whether the engine still has the image of archive `digest` loaded earlier."""
-        with self._ctx.images_lock:
-            image = self._ctx.loaded_images.get(digest)
-            if image is None:
-                return False
-            if self._ctx.runtime.has_image(image):
-                return True
-            del self._ctx.loaded_images[digest]  # removed from the engine: fetch it again
-            return False
 
     def _stored(self, asset: AssetId | ResultId) -> str | None:
         try:

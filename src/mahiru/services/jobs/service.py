@@ -42,11 +42,13 @@ class JobServices:
         self.worker = StepWorker(
             ctx, max_parallel=max_parallel_steps, unavailable_deadline=peer_retry_deadline
         )
-        self.egress = Egress(ctx)
+        self.egress = Egress(ctx.policy, ctx.assets, ctx.provenance)
         self.assignments = StepAssignments(
             ctx, self.egress, self.worker.wake, self.worker.stop_containers
         )
-        dispatcher = Dispatcher(ctx, self.assignments, self._stop)
+        dispatcher = Dispatcher(
+            ctx.site, ctx.jobs, ctx.peers, self.assignments, self._stop, clock=ctx.clock
+        )
         self.submissions = JobSubmissions(
             ctx,
             self.egress,

@@ -22,6 +22,7 @@ from mahiru.services.background import BackgroundLoop, Unexpected, guarded
 from mahiru.services.jobs.context import JobContext
 from mahiru.services.jobs.execution import UNAVAILABLE_DEADLINE, StepExecution
 from mahiru.services.jobs.fetching import InputFetcher
+from mahiru.services.jobs.images import LoadedImages
 
 logger = logging.getLogger("mahiru.site.jobs")
 
@@ -47,9 +48,11 @@ class StepWorker:
         self.loop = BackgroundLoop(
             "mahiru-steps", self._round, interval, logger=logger, context={"site": str(ctx.site)}
         )
+        self.images = LoadedImages(ctx.runtime, ctx.blobs)
         self.execution = StepExecution(
             ctx,
-            InputFetcher(ctx, self.loop.stop_event),
+            InputFetcher(ctx, self.images, self.loop.stop_event),
+            self.images,
             self.loop.stop_event,
             unavailable_deadline=unavailable_deadline,
         )
