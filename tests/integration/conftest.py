@@ -14,6 +14,9 @@ from collections.abc import Iterator
 import pytest
 from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import make_url
+from tests.support.db import OpenDb
+
+from mahiru.storage import Database, create_database
 
 POSTGRES_URL_ENV = "MAHIRU_TEST_POSTGRES_URL"
 
@@ -59,3 +62,24 @@ def db_url(
     finally:
         with admin.connect() as connection:
             connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+
+
+@pytest.fixture
+def open_db(db_url: str) -> Iterator[OpenDb]:
+    """Opens the test's database (again); everything opened is closed afterwards."""
+    opened: list[Database] = []
+
+    def open_() -> Database:
+        database = create_database(db_url)
+        opened.append(database)
+        return database
+
+    yield open_
+    for database in opened:
+        database.close()
+
+
+@pytest.fixture
+def db(open_db: OpenDb) -> Database:
+    """The test's database, freshly migrated."""
+    return open_db()

@@ -6,10 +6,11 @@ See docs/reference.md, "Execution".
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from tests.support.db import OpenDb
 
 from mahiru.errors import Conflict, InvalidInput, NotFound
 from mahiru.model.identifiers import AssetId, PartyId, ResultId, SiteId
@@ -24,11 +25,10 @@ from mahiru.model.jobs import (
     step_results,
 )
 from mahiru.model.workflow import Job, Plan, StepOutputRef, Workflow, WorkflowStep
-from mahiru.storage import Database, JobRepository, ProvenanceRepository, create_database
+from mahiru.storage import JobRepository, ProvenanceRepository
 
 pytestmark = pytest.mark.integration
 
-OpenDb = Callable[[], Database]
 
 HOME = SiteId("p1.example.org", "home")
 SITE2 = SiteId("p2.example.org", "site2")
@@ -45,21 +45,6 @@ TO_SUCCESS = [F, R, S, DONE]
 
 def at(minutes: int) -> datetime:
     return T0 + timedelta(minutes=minutes)
-
-
-@pytest.fixture
-def open_db(db_url: str) -> Iterator[OpenDb]:
-    """Opens the test's database (again); everything opened is closed afterwards."""
-    opened: list[Database] = []
-
-    def open_() -> Database:
-        database = create_database(db_url)
-        opened.append(database)
-        return database
-
-    yield open_
-    for database in opened:
-        database.close()
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -15,7 +14,7 @@ from mahiru.model.identifiers import AssetId, SiteId
 from mahiru.policy.rules import rule_from_dict
 from mahiru.policy.signing import SignedRule, sign_rule
 from mahiru.services.site import PolicyView
-from mahiru.storage import Database, RuleRepository, create_database
+from mahiru.storage import Database, RuleRepository
 
 pytestmark = pytest.mark.integration
 
@@ -32,13 +31,6 @@ class Clock:
 
     def monotonic(self) -> float:
         return self.now
-
-
-@pytest.fixture
-def db(db_url: str) -> Iterator[Database]:
-    database = create_database(db_url)
-    yield database
-    database.close()
 
 
 @pytest.fixture

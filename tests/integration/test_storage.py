@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -13,6 +13,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import inspect, text
+from tests.support.db import OpenDb
 
 from mahiru.clock import utc_now
 from mahiru.errors import Conflict, InvalidInput, InvalidSignature, NotFound
@@ -40,29 +41,6 @@ from mahiru.storage.db import head_revision
 from mahiru.storage.schema import metadata
 
 pytestmark = pytest.mark.integration
-
-OpenDb = Callable[[], Database]
-
-
-@pytest.fixture
-def open_db(db_url: str) -> Iterator[OpenDb]:
-    """Opens the test's database (again); everything opened is closed afterwards."""
-    opened: list[Database] = []
-
-    def open_() -> Database:
-        database = create_database(db_url)
-        opened.append(database)
-        return database
-
-    yield open_
-    for database in opened:
-        database.close()
-
-
-@pytest.fixture
-def db(open_db: OpenDb) -> Database:
-    """The test's database, freshly migrated."""
-    return open_db()
 
 
 def party(name: str, namespace: str | None = None, key: str = "KEY") -> PartyRecord:
