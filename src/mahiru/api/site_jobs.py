@@ -21,7 +21,7 @@ from mahiru.api.site_external import registered_peer
 from mahiru.api.site_images import IMAGE_RESPONSES, image_response
 from mahiru.api.site_models import JobIn
 from mahiru.errors import InvalidInput
-from mahiru.model.identifiers import AssetId, PartyId, ResultId, SiteId, parse_identifier
+from mahiru.model.identifiers import AssetId, JobId, PartyId, ResultId, SiteId, parse_identifier
 from mahiru.model.jobs import JobStatus, StepAssignment, StepStatus, check_job_id
 from mahiru.model.serialization import job_from_dict, job_to_dict
 from mahiru.services.jobs import JobServices
@@ -36,7 +36,7 @@ class LiveGrantIn(BaseModel):
     """A request to read a live data asset here, for one input of one step of a job."""
 
     model_config = ConfigDict(extra="forbid")
-    job_id: str
+    job_id: JobId
     job: JobIn
     #: The site the job was submitted at, which the data's site asks about the step.
     submitter_site: str
@@ -92,12 +92,12 @@ def internal_jobs_router(
         return {"jobs": [s.to_dict() for s in jobs.submissions.of_party(caller.party)]}
 
     @router.get("/{job_id}", summary="A job's status, plan and steps")
-    def get_job(job_id: str, caller: User) -> JsonObject:
+    def get_job(job_id: JobId, caller: User) -> JsonObject:
         """The job, its plan and each step's state with timestamps."""
         return _view(*jobs.submissions.get(check_job_id(job_id), caller.party))
 
     @router.post("/{job_id}/cancel", summary="Cancel a job")
-    def cancel_job(job_id: str, caller: User) -> JsonObject:
+    def cancel_job(job_id: JobId, caller: User) -> JsonObject:
         """Cancel the job here and at the sites running its steps."""
         jobs.submissions.cancel(check_job_id(job_id), caller.party, str(caller))
         return _view(*jobs.submissions.get(job_id, caller.party))
@@ -109,7 +109,7 @@ def internal_jobs_router(
         summary="Download a workflow output",
     )
     def output_image(
-        job_id: str,
+        job_id: JobId,
         name: str,
         caller: User,
         range_header: Annotated[str | None, Header(alias="Range")] = None,
@@ -131,7 +131,7 @@ def external_jobs_router(
     router = APIRouter(prefix="/external", tags=["external"])
 
     @router.post("/jobs/{job_id}/assignment", summary="Hand over steps")
-    def assign(job_id: str, body: Annotated[JsonObject, Body()], caller: Peer) -> JsonObject:
+    def assign(job_id: JobId, body: Annotated[JsonObject, Body()], caller: Peer) -> JsonObject:
         """Steps of a job for this site to run, from the job's submitter's site."""
         assignment = StepAssignment.from_dict(body)
         if assignment.job_id != job_id:
@@ -139,19 +139,19 @@ def external_jobs_router(
         return _steps(jobs.assignments.receive(assignment, caller.id))
 
     @router.get("/jobs/{job_id}/steps", summary="Step states")
-    def step_states(job_id: str, caller: Peer) -> JsonObject:
+    def step_states(job_id: JobId, caller: Peer) -> JsonObject:
         """The states of the steps of a job that this site runs."""
         return _steps(jobs.assignments.statuses(check_job_id(job_id), caller.id))
 
     @router.get("/jobs/{job_id}/readers", summary="A job's steps that read the caller's data")
-    def readers(job_id: str, caller: Peer) -> JsonObject:
+    def readers(job_id: JobId, caller: Peer) -> JsonObject:
         """A job submitted here and the states of its steps that read data stored at the
         caller, which asks before it grants a step live access to that data."""
         job, steps = jobs.assignments.readers(check_job_id(job_id), caller.id)
         return {"job": job_to_dict(job), **_steps(steps)}
 
     @router.post("/jobs/{job_id}/cancel", summary="Cancel steps")
-    def cancel_steps(job_id: str, caller: Peer) -> JsonObject:
+    def cancel_steps(job_id: JobId, caller: Peer) -> JsonObject:
         """Cancel this site's unfinished steps of a job (the submitter's site only)."""
         return _steps(jobs.assignments.cancel(check_job_id(job_id), caller.id))
 

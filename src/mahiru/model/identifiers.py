@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import ClassVar, TypeAlias, TypeVar
+from typing import ClassVar, NewType, TypeAlias, TypeVar
 
 from mahiru.errors import InvalidIdentifier
 
@@ -258,3 +258,8 @@ def namespace_of(identifier: Identifier) -> str | None:
     if isinstance(identifier, ResultId | Wildcard):
         return None
     return identifier.namespace
+
+
+#: A job's id: text checked by `mahiru.model.jobs.check_job_id` (1 to 128 letters,
+#: digits, '_', '.' or '-'); new ones are 32 random hexadecimal digits.
+JobId = NewType("JobId", str)

@@ -22,7 +22,7 @@ from typing import Any
 
 from mahiru.errors import InvalidInput
 from mahiru.model.canonical import canonical_json
-from mahiru.model.identifiers import ResultId, SiteId, parse_identifier
+from mahiru.model.identifiers import JobId, ResultId, SiteId, parse_identifier
 
 _HEX = re.compile(r"[0-9a-f]{64}")
 
@@ -50,7 +50,7 @@ class Receipt:
 
     result: ResultId
     digest: str
-    job_id: str
+    job_id: JobId
     step: str
     output: str
     site: SiteId
@@ -110,7 +110,7 @@ class Receipt:
         return cls(
             result,
             _digest(data, "digest"),
-            _text(data, "job_id"),
+            JobId(_text(data, "job_id")),
             _text(data, "step"),
             _text(data, "output"),
             SiteId.parse(_text(data, "site")),

@@ -10,7 +10,7 @@ from sqlalchemy.engine import Row
 from sqlalchemy.orm import Session
 
 from mahiru.errors import Conflict, Internal, NotFound
-from mahiru.model.identifiers import ResultId, SiteId
+from mahiru.model.identifiers import JobId, ResultId, SiteId
 from mahiru.model.jobs import (
     JobState,
     JobStatus,
@@ -32,15 +32,15 @@ from mahiru.storage.schema import (
 )
 
 
-def select_job(job_id: str) -> Select[Any]:
+def select_job(job_id: JobId) -> Select[Any]:
     return select(jobs).where(jobs.c.id == job_id)
 
 
-def select_step(job_id: str, step: str) -> Select[Any]:
+def select_step(job_id: JobId, step: str) -> Select[Any]:
     return select(job_steps).where(job_steps.c.job_id == job_id).where(job_steps.c.step == step)
 
 
-def select_assignment(job_id: str) -> Select[Any]:
+def select_assignment(job_id: JobId) -> Select[Any]:
     return select(job_assignments).where(job_assignments.c.job_id == job_id)
 
 
@@ -51,11 +51,11 @@ def one(session: Session, statement: Select[Any], what: str) -> Row[Any]:
     return row
 
 
-def job_not_found(job_id: str) -> NotFound:
+def job_not_found(job_id: JobId) -> NotFound:
     return NotFound(f"job {job_id} is not known here", {"job_id": job_id})
 
 
-def step_not_found(job_id: str, step: str) -> NotFound:
+def step_not_found(job_id: JobId, step: str) -> NotFound:
     return NotFound(
         f"step {step!r} of job {job_id} is not known here", {"job_id": job_id, "step": step}
     )
@@ -200,13 +200,13 @@ def assignment_from_row(row: Row[Any]) -> StepAssignment:
     )
 
 
-def locked_job(session: Session, job_id: str) -> JobStatus | None:
+def locked_job(session: Session, job_id: JobId) -> JobStatus | None:
     """The job submitted here, its row locked for the transaction; None if unknown."""
     row = session.execute(select_job(job_id).with_for_update()).one_or_none()
     return None if row is None else job_from_row(row)
 
 
-def locked_step(session: Session, job_id: str, step: str) -> StepStatus:
+def locked_step(session: Session, job_id: JobId, step: str) -> StepStatus:
     """A step, its row locked for the transaction; NotFound if unknown."""
     row = session.execute(select_step(job_id, step).with_for_update()).one_or_none()
     if row is None:
@@ -214,7 +214,7 @@ def locked_step(session: Session, job_id: str, step: str) -> StepStatus:
     return step_from_row(row)
 
 
-def assigned_job(session: Session, job_id: str) -> Job:
+def assigned_job(session: Session, job_id: JobId) -> Job:
     """The job of steps handed here (its assignment must exist)."""
     job = session.execute(
         select(job_assignments.c.job).where(job_assignments.c.job_id == job_id)
@@ -225,7 +225,7 @@ def assigned_job(session: Session, job_id: str) -> Job:
     return job_from_dict(job)
 
 
-def job_known(session: Session, job_id: str) -> bool:
+def job_known(session: Session, job_id: JobId) -> bool:
     """Whether the job was submitted or handed here."""
     for statement in (select_job(job_id), select_assignment(job_id)):
         if session.execute(statement).first() is not None:

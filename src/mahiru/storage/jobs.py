@@ -30,7 +30,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from mahiru.errors import Conflict, NotFound
-from mahiru.model.identifiers import PartyId, ResultId, SiteId
+from mahiru.model.identifiers import JobId, PartyId, ResultId, SiteId
 from mahiru.model.jobs import (
     TERMINAL_STEP_STATES,
     JobState,
@@ -64,7 +64,7 @@ class JobRepository:
     # --- jobs submitted here ------------------------------------------------------------
 
     def create_job(
-        self, job_id: str, job: Job, plan: Plan | None, submitter_site: SiteId, now: datetime
+        self, job_id: JobId, job: Job, plan: Plan | None, submitter_site: SiteId, now: datetime
     ) -> JobStatus:
         """Store a job submitted here: `planned` with a step row per step, or `submitted`.
 
@@ -87,7 +87,7 @@ class JobRepository:
                 job_rows.insert_steps(session, status, now)
         return status
 
-    def set_plan(self, job_id: str, plan: Plan, now: datetime) -> JobStatus:
+    def set_plan(self, job_id: JobId, plan: Plan, now: datetime) -> JobStatus:
         """Move a submitted job to `planned` with `plan`, creating its step rows."""
         with self._db.transaction() as session:
             current = job_rows.locked_job(session, job_id)
@@ -98,7 +98,7 @@ class JobRepository:
             job_rows.insert_steps(session, new, now)
         return new
 
-    def get_job(self, job_id: str) -> JobStatus:
+    def get_job(self, job_id: JobId) -> JobStatus:
         """The status of a job submitted here; NotFound if there is none."""
         with self._db.read() as session:
             row = session.execute(job_rows.select_job(job_id)).one_or_none()
@@ -120,7 +120,7 @@ class JobRepository:
         return [job_rows.job_from_row(row) for row in rows]
 
     def set_job_state(
-        self, job_id: str, state: JobState, reason: str | None, now: datetime
+        self, job_id: JobId, state: JobState, reason: str | None, now: datetime
     ) -> JobStatus:
         """Move a job submitted here to `state`; Conflict if that transition is not allowed.
 
@@ -148,7 +148,7 @@ class JobRepository:
             job_rows.write_job(session, current, new)
         return new
 
-    def cancel_job(self, job_id: str, reason: str, now: datetime) -> JobStatus:
+    def cancel_job(self, job_id: JobId, reason: str, now: datetime) -> JobStatus:
         """Cancel a job submitted here and every unfinished step row of it, at once.
 
         Conflict if the job is already finished. Telling the sites that run
@@ -212,7 +212,7 @@ class JobRepository:
         by_step = {status.step: status for status in map(job_rows.step_from_row, rows)}
         return [by_step[step] for step in steps]
 
-    def assignment(self, job_id: str) -> StepAssignment:
+    def assignment(self, job_id: JobId) -> StepAssignment:
         """The steps handed to this site for a job; NotFound if none were."""
         with self._db.read() as session:
             row = session.execute(job_rows.select_assignment(job_id)).one_or_none()
@@ -222,7 +222,7 @@ class JobRepository:
 
     def set_step_state(
         self,
-        job_id: str,
+        job_id: JobId,
         step: str,
         new_state: StepState,
         now: datetime,
@@ -291,13 +291,13 @@ class JobRepository:
             self._follow_steps(session, submitted, now)
         return status
 
-    def cancel_steps(self, job_id: str, reason: str, now: datetime) -> list[StepStatus]:
+    def cancel_steps(self, job_id: JobId, reason: str, now: datetime) -> list[StepStatus]:
         """Cancel every unfinished step of a job known here; return the cancelled statuses."""
         with self._db.transaction() as session:
             submitted = job_rows.locked_job(session, job_id)
             return self._cancel_steps(session, submitted, job_id, reason, now)
 
-    def step_status(self, job_id: str, step: str) -> StepStatus:
+    def step_status(self, job_id: JobId, step: str) -> StepStatus:
         """The status of one step; NotFound if it is not known here."""
         with self._db.read() as session:
             row = session.execute(job_rows.select_step(job_id, step)).one_or_none()
@@ -305,7 +305,7 @@ class JobRepository:
             raise job_rows.step_not_found(job_id, step)
         return job_rows.step_from_row(row)
 
-    def steps_of(self, job_id: str) -> list[StepStatus]:
+    def steps_of(self, job_id: JobId) -> list[StepStatus]:
         """The statuses of a job's steps known here, by step name; NotFound for unknown jobs."""
         with self._db.read() as session:
             rows = session.execute(
@@ -338,7 +338,7 @@ class JobRepository:
         self,
         session: Session,
         submitted: JobStatus | None,
-        job_id: str,
+        job_id: JobId,
         reason: str,
         now: datetime,
     ) -> list[StepStatus]:

@@ -9,21 +9,21 @@ from typing import Any
 
 from mahiru.errors import InvalidIdentifier, InvalidInput
 from mahiru.model.fields import text
-from mahiru.model.identifiers import ResultId, SiteId
+from mahiru.model.identifiers import JobId, ResultId, SiteId
 from mahiru.model.jobs.states import JOB_ID_PATTERN, JobState, S, StepState
 from mahiru.model.workflow import Job, Plan, check_name
 
 # --- checks shared by the values below ----------------------------------------------------
 
 
-def check_job_id(job_id: object) -> str:
+def check_job_id(job_id: object) -> JobId:
     """Validate a job id: 1 to 128 letters, digits, '_', '.' or '-'."""
     if not isinstance(job_id, str) or not JOB_ID_PATTERN.fullmatch(job_id):
         raise InvalidInput(
             f"invalid job id {job_id!r}: use 1 to 128 letters, digits, '_', '.' and '-'",
             {"job_id": job_id},
         )
-    return job_id
+    return JobId(job_id)
 
 
 def check_plan(job: Job, plan: Plan) -> None:

@@ -7,7 +7,7 @@ from typing import Any
 
 from mahiru.errors import InvalidIdentifier, InvalidInput
 from mahiru.model.fields import check_fields, text
-from mahiru.model.identifiers import PartyId, ResultId, SiteId
+from mahiru.model.identifiers import JobId, PartyId, ResultId, SiteId
 from mahiru.model.jobs.checks import check_job_id, check_plan, site_field, step_results, steps_at
 from mahiru.model.serialization import job_from_dict, job_to_dict, plan_from_dict, plan_to_dict
 from mahiru.model.workflow import Job, Plan, StepOutputRef, check_name
@@ -23,7 +23,7 @@ class StepAssignment:
     against its own policy and knows where each input comes from.
     """
 
-    job_id: str
+    job_id: JobId
     submitter_site: SiteId
     site: SiteId
     job: Job
@@ -77,7 +77,7 @@ class ResultProvenance:
     """
 
     result: ResultId
-    job_id: str
+    job_id: JobId
     step: str
     output: str
     job: Job
@@ -138,7 +138,7 @@ class ResultProvenance:
         return provenance
 
 
-def step_provenance(job_id: str, job: Job, step: str) -> list[ResultProvenance]:
+def step_provenance(job_id: JobId, job: Job, step: str) -> list[ResultProvenance]:
     """The provenance of each output of `step`, by output name."""
     return [
         ResultProvenance(rid, job_id, step, output, job)

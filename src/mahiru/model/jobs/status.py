@@ -9,7 +9,7 @@ from typing import Any
 
 from mahiru.errors import InvalidInput
 from mahiru.model.fields import check_fields, integer, optional_text, optional_timestamp, timestamp
-from mahiru.model.identifiers import PartyId, ResultId, SiteId
+from mahiru.model.identifiers import JobId, PartyId, ResultId, SiteId
 from mahiru.model.jobs.checks import (
     aware,
     check_job_id,
@@ -47,7 +47,7 @@ class StepStatus:
     change, so a copy can tell which of two statuses is newer.
     """
 
-    job_id: str
+    job_id: JobId
     step: str
     site: SiteId
     state: StepState
@@ -95,7 +95,7 @@ class StepStatus:
         object.__setattr__(self, "results", dict(sorted(self.results.items())))
 
     @classmethod
-    def waiting(cls, job_id: str, step: str, site: SiteId, now: datetime) -> StepStatus:
+    def waiting(cls, job_id: JobId, step: str, site: SiteId, now: datetime) -> StepStatus:
         """A step just handed to `site`, waiting for its inputs."""
         return cls(job_id, step, site, StepState.WAITING, now, now)
 
@@ -213,7 +213,7 @@ class JobStatus:
     values. `version` goes up by one with every change.
     """
 
-    job_id: str
+    job_id: JobId
     job: Job
     submitter_site: SiteId
     state: JobState
@@ -251,7 +251,7 @@ class JobStatus:
             raise InvalidInput(f"{what}: a {self.state.value} job needs started_at")
 
     @classmethod
-    def submitted(cls, job_id: str, job: Job, submitter_site: SiteId, now: datetime) -> JobStatus:
+    def submitted(cls, job_id: JobId, job: Job, submitter_site: SiteId, now: datetime) -> JobStatus:
         """A job just submitted at `submitter_site`, not planned yet."""
         return cls(job_id, job, submitter_site, JobState.SUBMITTED, now, now)
 

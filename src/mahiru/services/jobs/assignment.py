@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import replace
 
 from mahiru.errors import InvalidInput, NotFound, PermissionDenied
-from mahiru.model.identifiers import AssetId, SiteId
+from mahiru.model.identifiers import AssetId, JobId, SiteId
 from mahiru.model.jobs import StepAssignment, StepStatus
 from mahiru.model.workflow import Job
 from mahiru.services.jobs.context import JobContext
@@ -29,7 +29,7 @@ class StepAssignments:
         ctx: JobContext,
         egress: Egress,
         on_steps: Callable[[], None],
-        stop_job: Callable[[str], int],
+        stop_job: Callable[[JobId], int],
     ) -> None:
         self._ctx = ctx
         self._egress = egress
@@ -81,7 +81,7 @@ class StepAssignments:
         self._on_steps()
         return statuses
 
-    def statuses(self, job_id: str, caller: SiteId) -> list[StepStatus]:
+    def statuses(self, job_id: JobId, caller: SiteId) -> list[StepStatus]:
         """The statuses of the steps of a job this site runs, for a site taking part in it.
 
         Log tails go only to the submitter's site, and only for steps whose
@@ -96,7 +96,7 @@ class StepAssignments:
             return [replace(s, log_tail=None) for s in own]
         return self._egress.step_views(known.job, own, known.job.submitter)
 
-    def readers(self, job_id: str, caller: SiteId) -> tuple[Job, list[StepStatus]]:
+    def readers(self, job_id: JobId, caller: SiteId) -> tuple[Job, list[StepStatus]]:
         """A job submitted here, and the states of its steps that read data stored at `caller`.
 
         What a data set's site asks before it grants a step live access: whether
@@ -132,7 +132,7 @@ class StepAssignments:
         ]
         return job, steps
 
-    def cancel(self, job_id: str, caller: SiteId) -> list[StepStatus]:
+    def cancel(self, job_id: JobId, caller: SiteId) -> list[StepStatus]:
         """Cancel this site's unfinished steps of a job, at its submitter's site's request."""
         ctx = self._ctx
         known = ctx.known_job(job_id)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from mahiru.clock import SYSTEM_CLOCK, Clock
 from mahiru.errors import NotFound
-from mahiru.model.identifiers import SiteId
+from mahiru.model.identifiers import JobId, SiteId
 from mahiru.model.workflow import Job, Plan
 from mahiru.runtime.limits import StepLimits
 from mahiru.runtime.protocol import ContainerRuntime
@@ -31,7 +31,7 @@ from mahiru.storage import (
 class KnownJob:
     """A job known at this site (submitted here, or with steps handed to it)."""
 
-    job_id: str
+    job_id: JobId
     job: Job
     plan: Plan
     submitter_site: SiteId
@@ -77,7 +77,7 @@ class JobContext:
         """The current time (UTC)."""
         return self.clock.now()
 
-    def known_job(self, job_id: str) -> KnownJob:
+    def known_job(self, job_id: JobId) -> KnownJob:
         """The job and plan of `job_id`, submitted here or handed here; NotFound otherwise."""
         try:
             status = self.jobs.get_job(job_id)

@@ -14,7 +14,7 @@ from functools import partial
 
 from mahiru.clock import SYSTEM_CLOCK, Clock
 from mahiru.errors import Conflict, MahiruError, Unavailable
-from mahiru.model.identifiers import SiteId
+from mahiru.model.identifiers import JobId, SiteId
 from mahiru.model.jobs import JobState, JobStatus, StepAssignment
 from mahiru.services.jobs.assignment import StepAssignments
 from mahiru.services.jobs.peers import JobPeers, retrying
@@ -87,7 +87,7 @@ class Dispatcher:
                 self._delivered.add(key)
         return done
 
-    def _fail(self, job_id: str, reason: str) -> None:
+    def _fail(self, job_id: JobId, reason: str) -> None:
         logger.warning("job failed: %s", reason, extra={"job": job_id})
         with contextlib.suppress(Conflict):  # it finished meanwhile
             self._jobs.set_job_state(job_id, JobState.FAILED, reason, self._clock.now())

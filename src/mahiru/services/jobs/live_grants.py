@@ -33,7 +33,7 @@ from pathlib import Path, PurePosixPath
 
 from mahiru.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 from mahiru.model.assets import AssetKind
-from mahiru.model.identifiers import AssetId, SiteId
+from mahiru.model.identifiers import AssetId, JobId, SiteId
 from mahiru.model.jobs import StepStatus
 from mahiru.model.workflow import Job
 from mahiru.runtime.archives import extract_data_files
@@ -58,7 +58,7 @@ def is_live(metadata: object) -> bool:
 class LiveGrantRequest:
     """A site's request to read `asset` live, for input `input` of `step` of a job."""
 
-    job_id: str
+    job_id: JobId
     job: Job
     submitter_site: SiteId
     step: str
@@ -73,7 +73,7 @@ class LiveGrant:
     token_hash: str
     asset: AssetId
     site: SiteId
-    job_id: str
+    job_id: JobId
     step: str
     input: str
     expires_at: datetime
@@ -98,7 +98,7 @@ def _hash(token: str) -> str:
 
 
 #: Asks a job's submitter's site for the job and its steps that read data stored here.
-AskSubmitter = Callable[[SiteId, str], tuple[Job, list[StepStatus]]]
+AskSubmitter = Callable[[SiteId, JobId], tuple[Job, list[StepStatus]]]
 
 
 class LiveGrants:

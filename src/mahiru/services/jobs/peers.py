@@ -9,7 +9,7 @@ from contextlib import AbstractContextManager
 from typing import Any, Protocol, TypeVar
 
 from mahiru.errors import Unavailable
-from mahiru.model.identifiers import AssetId, ResultId, SiteId
+from mahiru.model.identifiers import AssetId, JobId, ResultId, SiteId
 from mahiru.model.jobs import StepAssignment, StepStatus
 from mahiru.model.live import LiveAnswer
 from mahiru.model.workflow import Job
@@ -27,15 +27,15 @@ class JobPeer(Protocol):
         """Hand the site its steps of a job."""
         ...
 
-    def step_statuses(self, job_id: str) -> list[StepStatus]:
+    def step_statuses(self, job_id: JobId) -> list[StepStatus]:
         """The statuses of the steps of a job the site runs."""
         ...
 
-    def cancel(self, job_id: str) -> list[StepStatus]:
+    def cancel(self, job_id: JobId) -> list[StepStatus]:
         """Cancel the site's unfinished steps of a job."""
         ...
 
-    def readers(self, job_id: str) -> tuple[Job, list[StepStatus]]:
+    def readers(self, job_id: JobId) -> tuple[Job, list[StepStatus]]:
         """A job submitted at the site, and its steps that read data stored at this site."""
         ...
 

@@ -7,7 +7,7 @@ import shutil
 import threading
 
 from mahiru.errors import MahiruError
-from mahiru.model.identifiers import SiteId
+from mahiru.model.identifiers import JobId, SiteId
 from mahiru.model.jobs import StepStatus
 from mahiru.model.workflow import Job
 from mahiru.services.jobs.assignment import StepAssignments
@@ -58,7 +58,7 @@ class JobServices:
         self.coordinator = JobCoordinator(ctx, dispatcher, self.submissions)
         self.live = LiveGrants(ctx, self._ask_submitter)
 
-    def _ask_submitter(self, site: SiteId, job_id: str) -> tuple[Job, list[StepStatus]]:
+    def _ask_submitter(self, site: SiteId, job_id: JobId) -> tuple[Job, list[StepStatus]]:
         """A job submitted at `site` and its steps reading data stored here (for live grants)."""
         if site == self.ctx.site:
             return self.assignments.readers(job_id, site)

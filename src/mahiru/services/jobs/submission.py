@@ -14,7 +14,7 @@ from functools import partial
 from mahiru.clock import IdSource, random_id
 from mahiru.errors import InvalidInput, MahiruError, NotFound, PermissionDenied
 from mahiru.model.assets import submitter_site
-from mahiru.model.identifiers import AssetId, ResultId
+from mahiru.model.identifiers import AssetId, JobId, ResultId
 from mahiru.model.jobs import JobState, JobStatus, StepStatus
 from mahiru.model.workflow import Job
 from mahiru.planner import NoPermittedPlan, plan_job
@@ -34,7 +34,7 @@ class JobSubmissions:
         egress: Egress,
         *,
         on_change: Callable[[], None],
-        stop_job: Callable[[str], int],
+        stop_job: Callable[[JobId], int],
         new_id: IdSource = random_id,
     ) -> None:
         self._ctx = ctx
@@ -74,7 +74,7 @@ class JobSubmissions:
             if denial.denial.steps:
                 self._check_assets_known(job)
             raise
-        job_id = self._new_id()
+        job_id = JobId(self._new_id())
         status = ctx.jobs.create_job(job_id, job, plan, ctx.site, ctx.now())
         logger.info(
             "job planned",
@@ -137,7 +137,7 @@ class JobSubmissions:
         """The jobs `party` submitted here, oldest first."""
         return [s for s in self._ctx.jobs.list_jobs() if str(s.submitter) == party]
 
-    def get(self, job_id: str, party: str) -> tuple[JobStatus, list[StepStatus]]:
+    def get(self, job_id: JobId, party: str) -> tuple[JobStatus, list[StepStatus]]:
         """A job of `party` and its steps; NotFound for unknown jobs and other parties' jobs.
 
         A step's log tail is shown only where `party` may use the step's outputs.
@@ -148,7 +148,7 @@ class JobSubmissions:
         steps = self._ctx.jobs.steps_of(job_id)
         return status, self._egress.step_views(status.job, steps, status.submitter)
 
-    def cancel(self, job_id: str, party: str, who: str) -> JobStatus:
+    def cancel(self, job_id: JobId, party: str, who: str) -> JobStatus:
         """Cancel a job of `party` here, stop its containers, and tell the other sites."""
         ctx = self._ctx
         self.get(job_id, party)  # NotFound for other parties' jobs
@@ -174,7 +174,7 @@ class JobSubmissions:
                     extra={"job": status.job_id, "site": str(site)},
                 )
 
-    def output(self, job_id: str, name: str, party: str) -> ResultId:
+    def output(self, job_id: JobId, name: str, party: str) -> ResultId:
         """The result id of a workflow output of a succeeded job of `party`."""
         status, _ = self.get(job_id, party)
         outputs = status.outputs()

@@ -16,6 +16,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 
 from mahiru.errors import MahiruError
+from mahiru.model.identifiers import JobId
 from mahiru.model.jobs import StepStatus
 from mahiru.runtime.steps import LABEL_INSTANCE, LABEL_JOB, LABEL_SITE
 from mahiru.services.background import BackgroundLoop, Unexpected, guarded
@@ -77,7 +78,7 @@ class StepWorker:
         self.stop_containers()
         self._pool.shutdown(wait=True, cancel_futures=True)
 
-    def stop_containers(self, job_id: str | None = None) -> int:
+    def stop_containers(self, job_id: JobId | None = None) -> int:
         """Stop this site's step containers (of one job, or all); how many there were."""
         labels = {LABEL_SITE: str(self._ctx.site), LABEL_INSTANCE: self._ctx.instance}
         if job_id is not None:
