@@ -21,6 +21,7 @@ from cryptography import x509
 from fastapi import Request
 
 from mahiru.errors import PermissionDenied, Unauthenticated
+from mahiru.model.identifiers import PartyId
 from mahiru.pki import UserIdentity, issued_by, peer_identity, user_identity
 
 CLIENT_CERT_HEADER = "x-mahiru-client-cert"
@@ -46,9 +47,9 @@ class UserCaller:
     certificate: x509.Certificate
 
     @property
-    def party(self) -> str:
-        """The user's party id text."""
-        return self.user.party
+    def party(self) -> PartyId:
+        """The user's party."""
+        return PartyId.parse(self.user.party)
 
     @property
     def is_admin(self) -> bool:

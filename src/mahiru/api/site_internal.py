@@ -142,7 +142,7 @@ def internal_router(
     ) -> Response:
         """Stream an asset's or result's image (or a byte range, to resume a download),
         if policy lets the caller's party use it; 403 with the explanation otherwise."""
-        image = egress.to_party(stored_asset_id(asset_id), PartyId.parse(caller.party))
+        image = egress.to_party(stored_asset_id(asset_id), caller.party)
         return image_response(image, range_header, if_range)
 
     @router.delete("/assets/{asset_id}", response_model=AssetOut, summary="Delete an asset")

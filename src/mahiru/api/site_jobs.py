@@ -21,7 +21,7 @@ from mahiru.api.site_external import registered_peer
 from mahiru.api.site_images import IMAGE_RESPONSES, image_response
 from mahiru.api.site_models import JobIn
 from mahiru.errors import InvalidInput
-from mahiru.model.identifiers import AssetId, JobId, PartyId, ResultId, SiteId, parse_identifier
+from mahiru.model.identifiers import AssetId, JobId, ResultId, SiteId, parse_identifier
 from mahiru.model.jobs import JobStatus, StepAssignment, StepStatus, check_job_id
 from mahiru.model.serialization import job_from_dict, job_to_dict
 from mahiru.services.jobs import JobServices
@@ -117,7 +117,7 @@ def internal_jobs_router(
     ) -> Response:
         """The image archive of a workflow output of a succeeded job."""
         result = jobs.submissions.output(check_job_id(job_id), name, caller.party)
-        image = jobs.egress.to_party(result, PartyId.parse(caller.party))
+        image = jobs.egress.to_party(result, caller.party)
         return image_response(image, range_header, if_range)
 
     return router

@@ -14,7 +14,7 @@ from functools import partial
 from mahiru.clock import IdSource, random_id
 from mahiru.errors import InvalidInput, MahiruError, NotFound, PermissionDenied
 from mahiru.model.assets import submitter_site
-from mahiru.model.identifiers import AssetId, JobId, ResultId
+from mahiru.model.identifiers import AssetId, JobId, PartyId, ResultId
 from mahiru.model.jobs import JobState, JobStatus, StepStatus
 from mahiru.model.workflow import Job
 from mahiru.planner import NoPermittedPlan, plan_job
@@ -43,13 +43,13 @@ class JobSubmissions:
         self._on_change = on_change
         self._stop_job = stop_job
 
-    def submit(self, job: Job, party: str) -> JobStatus:
+    def submit(self, job: Job, party: PartyId) -> JobStatus:
         """Plan and store a job of `party` to hand over; PermissionDenied if none is permitted."""
         ctx = self._ctx
-        if str(job.submitter) != party:
+        if job.submitter != party:
             raise PermissionDenied(
                 f"users of {party} may submit jobs only as {party}, not as {job.submitter}",
-                {"submitter": str(job.submitter), "party": party},
+                {"submitter": str(job.submitter), "party": str(party)},
             )
         sites = [record.describe() for record in ctx.replica.sites()]
         home = submitter_site(sites, job.submitter).id
@@ -133,22 +133,22 @@ class JobSubmissions:
                 sizes[asset] = size
         return sizes
 
-    def of_party(self, party: str) -> list[JobStatus]:
+    def of_party(self, party: PartyId) -> list[JobStatus]:
         """The jobs `party` submitted here, oldest first."""
-        return [s for s in self._ctx.jobs.list_jobs() if str(s.submitter) == party]
+        return [s for s in self._ctx.jobs.list_jobs() if s.submitter == party]
 
-    def get(self, job_id: JobId, party: str) -> tuple[JobStatus, list[StepStatus]]:
+    def get(self, job_id: JobId, party: PartyId) -> tuple[JobStatus, list[StepStatus]]:
         """A job of `party` and its steps; NotFound for unknown jobs and other parties' jobs.
 
         A step's log tail is shown only where `party` may use the step's outputs.
         """
         status = self._ctx.jobs.get_job(job_id)
-        if str(status.submitter) != party:
+        if status.submitter != party:
             raise NotFound(f"job {job_id} is not known here", {"job_id": job_id})
         steps = self._ctx.jobs.steps_of(job_id)
         return status, self._egress.step_views(status.job, steps, status.submitter)
 
-    def cancel(self, job_id: JobId, party: str, who: str) -> JobStatus:
+    def cancel(self, job_id: JobId, party: PartyId, who: str) -> JobStatus:
         """Cancel a job of `party` here, stop its containers, and tell the other sites."""
         ctx = self._ctx
         self.get(job_id, party)  # NotFound for other parties' jobs
@@ -174,7 +174,7 @@ class JobSubmissions:
                     extra={"job": status.job_id, "site": str(site)},
                 )
 
-    def output(self, job_id: JobId, name: str, party: str) -> ResultId:
+    def output(self, job_id: JobId, name: str, party: PartyId) -> ResultId:
         """The result id of a workflow output of a succeeded job of `party`."""
         status, _ = self.get(job_id, party)
         outputs = status.outputs()
