@@ -60,6 +60,8 @@ class RegistryConfig(_Strict):
     database_url: str
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     max_body_bytes: int = Field(default=1_000_000, gt=0)
+    #: Certificate identities (e.g. a party or site id) that may read /metrics.
+    metrics_scrapers: list[str] = Field(default_factory=list)
 
 
 class ContainerLimits(_Strict):
@@ -95,6 +97,8 @@ class SiteConfig(_Strict):
     max_body_bytes: int = Field(default=1_000_000, gt=0)
     #: Asset images are streamed, so they are limited separately from other bodies.
     max_image_bytes: int = Field(default=64 * 1024**3, gt=0)
+    #: User names (besides admins) whose certificates may read /internal/metrics.
+    metrics_scrapers: list[str] = Field(default_factory=list)
 
     @field_validator("site_id")
     @classmethod

@@ -531,3 +531,36 @@ def test_a_stored_result_whose_receipt_does_not_verify_is_never_reused(
         assert step.state is StepState.SUCCEEDED  # computed again, not reused
     assert scenario.site2.app is not None
     assert Receipts(scenario.site2.app.state.jobs.ctx).stored(result) is not None
+
+
+def test_the_metrics_follow_a_job_at_both_sites(scenario: Scenario, tmp_path: Path) -> None:
+    """A job computed anew moves the job, step, duration, decision and transfer metrics."""
+    from tests.integration.test_metrics import value
+
+    result = str(next(iter(scenario.job().result_ids().values())))
+    for site in (scenario.site1, scenario.site2):  # computed anew, not reused
+        with site.admin() as admin, contextlib.suppress(NotFound):
+            admin.delete_asset(ResultId.parse(result))
+
+    def scrape() -> tuple[str, str]:
+        with scenario.site1.admin() as one, scenario.site2.admin() as two:
+            return one.metrics(), two.metrics()
+
+    before1, before2 = scrape()
+    with user(scenario) as client:
+        view = client.wait(client.submit(scenario.job()).status.job_id, WAIT)
+        assert view.status.state is JobState.SUCCEEDED, view.to_json()
+        client.download_output(view.status.job_id, "result", tmp_path / "out")
+    after1, after2 = scrape()
+
+    def grew(name: str, before: str, after: str, by: float = 1, **labels: str) -> None:
+        assert value(after, name, **labels) >= value(before, name, **labels) + by, (name, labels)
+
+    grew("mahiru_jobs", before1, after1, state="succeeded")
+    grew("mahiru_steps", before2, after2, site=scenario.site2.id, state="succeeded")
+    grew("mahiru_step_duration_seconds_count", before2, after2)
+    grew("mahiru_policy_decisions_total", before2, after2, action="run", outcome="allowed")
+    grew("mahiru_image_bytes_received_total", before2, after2, by=1000)  # the result, stored
+    grew("mahiru_image_bytes_received_total", before1, after1, by=1000)  # and collected
+    grew("mahiru_image_bytes_sent_total", before2, after2, by=1000, api="external")
+    grew("mahiru_image_bytes_sent_total", before1, after1, by=1000, api="internal")

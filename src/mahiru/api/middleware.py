@@ -12,6 +12,7 @@ from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoin
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from mahiru.api.errors import error_body
+from mahiru.api.metrics import ServiceMetrics
 
 logger = logging.getLogger("mahiru.access")
 
@@ -22,7 +23,12 @@ class AccessLog(BaseHTTPMiddleware):
     """Gives each request an id and logs one JSON line with caller and outcome.
 
     Handlers record the caller they authenticated in `request.state.caller`.
+    With `metrics`, each request is counted there too, by its route template.
     """
+
+    def __init__(self, app: ASGIApp, metrics: ServiceMetrics | None = None) -> None:
+        super().__init__(app)
+        self._metrics = metrics
 
     async def dispatch(self, request: Request, call_next: RequestResponseEndpoint) -> Response:
         incoming = request.headers.get(REQUEST_ID_HEADER, "")
@@ -31,6 +37,12 @@ class AccessLog(BaseHTTPMiddleware):
         start = time.perf_counter()
         response = await call_next(request)
         response.headers[REQUEST_ID_HEADER] = request.state.request_id
+        seconds = time.perf_counter() - start
+        if self._metrics is not None:
+            route = getattr(request.scope.get("route"), "path", None) or "unmatched"
+            length = response.headers.get("content-length", "")
+            sent = int(length) if length.isdigit() else None
+            self._metrics.request(route, request.method, response.status_code, seconds, sent)
         logger.info(
             "request",
             extra={
@@ -40,7 +52,7 @@ class AccessLog(BaseHTTPMiddleware):
                 "status": response.status_code,
                 "caller": str(getattr(request.state, "caller", None) or "anonymous"),
                 "outcome": "ok" if response.status_code < 400 else "error",
-                "duration_ms": round((time.perf_counter() - start) * 1000, 2),
+                "duration_ms": round(seconds * 1000, 2),
             },
         )
         return response
@@ -117,7 +129,13 @@ async def _send_json(send: Send, status: int, body: dict[str, Any]) -> None:
     await send({"type": "http.response.body", "body": data})
 
 
-def install_middleware(app: FastAPI, *, body_limit: int, unlimited: tuple[str, ...] = ()) -> None:
-    """Add the access log and the body size limit to `app`."""
-    app.add_middleware(AccessLog)
+def install_middleware(
+    app: FastAPI,
+    *,
+    body_limit: int,
+    unlimited: tuple[str, ...] = (),
+    metrics: ServiceMetrics | None = None,
+) -> None:
+    """Add the access log (counting requests in `metrics`) and the body size limit to `app`."""
+    app.add_middleware(AccessLog, metrics=metrics)
     app.add_middleware(BodySizeLimit, limit=body_limit, unlimited=unlimited)

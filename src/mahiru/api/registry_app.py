@@ -28,11 +28,12 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from mahiru.api.auth import CertificateAuthenticator, ServiceCaller
 from mahiru.api.errors import error_response, error_responses, install_error_handlers
+from mahiru.api.metrics import ServiceMetrics
 from mahiru.api.middleware import install_middleware
 from mahiru.api.openapi import NETWORK_CERTIFICATE, describe_security, new_app
 from mahiru.clock import SYSTEM_CLOCK
 from mahiru.config import RegistryConfig
-from mahiru.errors import Internal, InvalidInput, MahiruError
+from mahiru.errors import Internal, InvalidInput, MahiruError, PermissionDenied
 from mahiru.model.identifiers import PartyId, SiteId
 from mahiru.pki import load_certificate
 from mahiru.services.registry import RegistryService
@@ -251,7 +252,21 @@ def create_registry_app(
     install_error_handlers(app)
     _install_authentication(app, authenticator)
     # Added after authentication, so they wrap it: refused requests are logged too.
-    install_middleware(app, body_limit=config.max_body_bytes)
+    metrics = ServiceMetrics()
+    install_middleware(app, body_limit=config.max_body_bytes, metrics=metrics)
+
+    @app.get("/metrics", include_in_schema=False)
+    def read_metrics(caller: Caller) -> Response:
+        """The registry's Prometheus metrics, for the identities named in metrics_scrapers."""
+        if caller.identity not in config.metrics_scrapers:
+            raise PermissionDenied(
+                f"{caller} may not read the metrics: only the identities named in"
+                " metrics_scrapers may",
+                {"scrapers": list(config.metrics_scrapers)},
+            )
+        body, content_type = metrics.render()
+        return Response(body, media_type=content_type)
+
     describe_security(app, NETWORK_CERTIFICATE, lambda path: "networkCertificate")
     _add_routes(app, service)
     return app

@@ -21,6 +21,7 @@ from starlette.concurrency import run_in_threadpool
 
 from mahiru.api.auth import CertificateAuthenticator, ServiceCaller, UserCaller
 from mahiru.api.errors import error_response, error_responses, install_error_handlers
+from mahiru.api.metrics import ReplicationState, SiteMetrics, SiteState
 from mahiru.api.middleware import install_middleware
 from mahiru.api.openapi import NETWORK_CERTIFICATE, USER_CERTIFICATE, describe_security, new_app
 from mahiru.api.site_external import external_router
@@ -31,9 +32,9 @@ from mahiru.client.http import TlsIdentity
 from mahiru.client.jobs import PeerJobsClient
 from mahiru.client.registry import RegistryClient
 from mahiru.client.site import PeerClient
-from mahiru.clock import SYSTEM_CLOCK
+from mahiru.clock import SYSTEM_CLOCK, Clock
 from mahiru.config import SiteConfig
-from mahiru.errors import InvalidInput, MahiruError, path_redactor
+from mahiru.errors import InvalidInput, MahiruError, PermissionDenied, path_redactor
 from mahiru.pki import load_certificate, load_tls_private_key, user_ca_party
 from mahiru.pki.signatures import sign_with_tls_key
 from mahiru.runtime.docker_engine import DockerRuntime
@@ -143,6 +144,7 @@ def create_site_app(
     API engine).
     """
     to_close: list[Callable[[], None]] = []
+    metrics = SiteMetrics()
     identity = site_identity(config)
     if identity is None:
         logger.warning(
@@ -154,7 +156,7 @@ def create_site_app(
     if blobs is None:
         # The ingress gate: every image stored here (uploads, peers' assets and
         # results) is checked as it streams in, and kept only if sound.
-        blobs = BlobStore(config.data_dir / "blobs", check=ImageCheck)
+        blobs = BlobStore(config.data_dir / "blobs", check=metrics.counting(ImageCheck))
     if authenticator is None:
         authenticator = site_authenticator(config)
     if registry_client is None:
@@ -192,6 +194,7 @@ def create_site_app(
         replication_interval=config.replication_interval_seconds,
         max_image_bytes=config.max_image_bytes,
         clock=clock,
+        on_decision=metrics.decision,
     )
 
     timeout = _timeout(config)
@@ -257,10 +260,28 @@ def create_site_app(
     )
     app.state.services = services
     app.state.jobs = jobs
+    metrics.watch(_site_state(config, repositories, services, jobs, clock))
     install_error_handlers(app, redact=path_redactor(config.data_dir.resolve(), config.data_dir))
     _authenticate(app, authenticator, services)
     # Added after authentication, so they wrap it: refused requests are logged too.
-    install_middleware(app, body_limit=config.max_body_bytes, unlimited=("/internal/assets/",))
+    install_middleware(
+        app, body_limit=config.max_body_bytes, unlimited=("/internal/assets/",), metrics=metrics
+    )
+
+    @app.get("/internal/metrics", include_in_schema=False)
+    def read_metrics(request: Request) -> Response:
+        """The site's Prometheus metrics, for its admins and configured scrapers."""
+        caller = request.state.caller
+        assert isinstance(caller, UserCaller)  # /internal/ admits users only
+        if not caller.is_admin and caller.user.name not in config.metrics_scrapers:
+            raise PermissionDenied(
+                f"{caller} may not read the metrics: only admins and the users named in"
+                " metrics_scrapers may",
+                {"scrapers": list(config.metrics_scrapers)},
+            )
+        body, content_type = metrics.render()
+        return Response(body, media_type=content_type)
+
     app.include_router(internal_router(services, jobs.egress, authenticator))
     app.include_router(external_router(services, jobs.egress, authenticator))
     app.include_router(internal_jobs_router(services, jobs, authenticator))
@@ -271,6 +292,39 @@ def create_site_app(
         lambda path: "networkCertificate" if path.startswith("/external/") else "userCertificate",
     )
     return app
+
+
+def _site_state(
+    config: SiteConfig,
+    repositories: SiteRepositories,
+    services: SiteServices,
+    jobs: JobServices,
+    clock: Clock,
+) -> SiteState:
+    """Where the metrics read the site's state from when scraped."""
+
+    def replication() -> list[ReplicationState]:
+        now = clock.now()
+        return [
+            (
+                source.source,
+                source.version,
+                None
+                if source.last_success is None
+                else (now - source.last_success).total_seconds(),
+                source.failures,
+            )
+            for source in services.replicator.status()
+        ]
+
+    loops = (services.replication, jobs.worker.loop, jobs.coordinator.loop)
+    return SiteState(
+        repositories.database,
+        config.site_id,
+        replication,
+        lambda: len(repositories.replica.rejected_rules()),
+        lambda: {loop.name: loop.failures for loop in loops},
+    )
 
 
 def _receipt_signer(config: SiteConfig) -> Callable[[bytes], bytes] | None:

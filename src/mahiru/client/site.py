@@ -302,6 +302,10 @@ class SiteClient(_AssetReader):
         result: JsonObject = _json(request(self._http, "GET", "/status"))
         return result
 
+    def metrics(self) -> str:
+        """The site's Prometheus metrics (text format); for admins and configured scrapers."""
+        return request(self._http, "GET", "/metrics").text
+
 
 class PeerClient(_AssetReader):
     """Another site's external API, as this site calls it: rules, asset metadata and images."""

@@ -52,8 +52,10 @@ class PolicyView:
         *,
         min_refresh_interval: float = MIN_REFRESH_INTERVAL,
         clock: Clock = SYSTEM_CLOCK,
+        on_decision: Callable[[Decision], None] | None = None,
     ) -> None:
         self._rules = rules
+        self._on_decision = on_decision
         self._lock = threading.Lock()
         self._stale = True
         self._engine: PolicyEngine | None = None
@@ -90,9 +92,11 @@ class PolicyView:
     def decide(self, evaluate: Evaluate) -> Decision:
         """`evaluate` with the current engine; a denial is decided again after a refresh."""
         decision = evaluate(self.engine)
-        if decision.allowed or not self.refresh():
-            return decision
-        return evaluate(self.engine)
+        if not decision.allowed and self.refresh():
+            decision = evaluate(self.engine)
+        if self._on_decision is not None:
+            self._on_decision(decision)
+        return decision
 
     @property
     def engine(self) -> PolicyEngine:

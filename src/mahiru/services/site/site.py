@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from mahiru.clock import SYSTEM_CLOCK, Clock
 from mahiru.model.identifiers import PartyId, SiteId
+from mahiru.policy.decisions import Decision
 from mahiru.services.background import BackgroundLoop
 from mahiru.services.site.assets import AssetStore
 from mahiru.services.site.peers import RegisteredSites
@@ -61,13 +63,14 @@ class SiteServices:
         replication_interval: float,
         max_image_bytes: int,
         clock: Clock = SYSTEM_CLOCK,
+        on_decision: Callable[[Decision], None] | None = None,
     ) -> SiteServices:
         """Build the services on a site's repositories and blob store."""
         replica = repositories.replica
         rules = RuleService(
             repositories.rules, replica, owner=owner, on_change=lambda: policy.invalidate()
         )
-        policy = PolicyView(rules.in_force, clock=clock)
+        policy = PolicyView(rules.in_force, clock=clock, on_decision=on_decision)
         replicator = Replicator(
             site, replica, registry, peers, on_change=policy.invalidate, clock=clock
         )

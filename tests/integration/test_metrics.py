@@ -1,0 +1,129 @@
+"""Prometheus metrics: served to admins and configured scrapers only, with every metric named."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from tests.support.sites import Network, network
+
+from mahiru.client.registry import RegistryClient
+from mahiru.errors import PermissionDenied
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[2]
+
+SITE_METRICS = (
+    "mahiru_http_requests_total",
+    "mahiru_http_request_duration_seconds_bucket",
+    "mahiru_image_bytes_sent_total",
+    "mahiru_image_bytes_received_total",
+    "mahiru_policy_decisions_total",
+    "mahiru_jobs",
+    "mahiru_steps",
+    "mahiru_step_duration_seconds_count",
+    "mahiru_replication_version",
+    "mahiru_replication_seconds_since_success",
+    "mahiru_replication_failures",
+    "mahiru_rules_rejected",
+    "mahiru_background_failures_total",
+)
+
+
+@pytest.fixture
+def net(tmp_path: Path) -> Iterator[Network]:
+    with network(tmp_path, lambda name: f"sqlite:///{tmp_path / name}.db") as running:
+        running.replicate_all()
+        yield running
+
+
+def value(text: str, name: str, **labels: str) -> float:
+    """The value of one sample of `text` (0 if absent)."""
+    wanted = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
+    for line in text.splitlines():
+        match = re.fullmatch(r"(\w+)(?:\{(.*)\})? (\S+)", line)
+        if match is None or match.group(1) != name:
+            continue
+        found = ",".join(sorted((match.group(2) or "").split(","))) if match.group(2) else ""
+        if found == wanted:
+            return float(match.group(3))
+    return 0.0
+
+
+def test_an_admin_reads_every_site_metric_and_a_plain_user_is_refused(net: Network) -> None:
+    """Each metric of the site is exposed to its admin; a user without the admin role gets 403."""
+    site = net.sites["p1"]
+    with site.admin() as admin:
+        admin.status()
+        text = admin.metrics()
+    for name in SITE_METRICS:
+        assert re.search(rf"^(# TYPE )?{name}", text, re.M), name
+    assert value(text, "mahiru_replication_version", source="registry") >= 1
+    with site.client(site.party.user) as user, pytest.raises(PermissionDenied) as refused:
+        user.metrics()
+    assert "metrics_scrapers" in refused.value.message
+
+
+def test_requests_are_counted_by_route_template_and_status(net: Network) -> None:
+    """Two status calls and a refused one show up under their route, by status."""
+    site = net.sites["p1"]
+    with site.admin() as admin:
+        before = admin.metrics()
+        admin.status()
+        admin.status()
+        with site.client(site.party.user) as user, pytest.raises(PermissionDenied):
+            user.metrics()
+        after = admin.metrics()
+    labels = {"route": "/internal/status", "method": "GET", "status": "200"}
+    assert value(after, "mahiru_http_requests_total", **labels) == (
+        value(before, "mahiru_http_requests_total", **labels) + 2
+    )
+    refused = {"route": "/internal/metrics", "method": "GET", "status": "403"}
+    assert value(after, "mahiru_http_requests_total", **refused) == 1
+
+
+def test_a_user_named_as_scraper_reads_the_metrics(net: Network) -> None:
+    """metrics_scrapers admits a non-admin user by name (a monitoring certificate)."""
+    site = net.sites["p1"]
+    site.stop()
+    site.config = site.config.model_copy(update={"metrics_scrapers": ["user"]})
+    site.start()
+    with site.client(site.party.user) as user:
+        assert "mahiru_jobs" in user.metrics()
+
+
+def test_the_registry_serves_its_metrics_to_configured_identities_only(net: Network) -> None:
+    """A party client not named in metrics_scrapers gets 403; a named one the metrics."""
+    party = net.parties["p1"]
+    with httpx.Client(verify=party.client.ssl_context(), timeout=30) as client:
+        refused = client.get(f"{net.registry.url}/metrics")
+    assert refused.status_code == 403
+    net.registry.stop()
+    net.registry.config = net.registry.config.model_copy(update={"metrics_scrapers": [party.id]})
+    net.registry.start()
+    with RegistryClient(net.registry.url, party.client, retries=0) as registry:
+        registry.version()
+    with httpx.Client(verify=party.client.ssl_context(), timeout=30) as client:
+        answer = client.get(f"{net.registry.url}/metrics")
+    assert answer.status_code == 200, answer.text
+    assert (
+        value(
+            answer.text, "mahiru_http_requests_total", route="/version", method="GET", status="200"
+        )
+        >= 1
+    )
+
+
+def test_the_documented_metrics_are_the_ones_served(net: Network) -> None:
+    """docs/metrics.md lists exactly the metrics a site serves."""
+    documented = set(
+        re.findall(r"^\| `(mahiru_\w+)` \|", (ROOT / "docs" / "metrics.md").read_text(), re.M)
+    )
+    with net.sites["p1"].admin() as admin:
+        served = set(re.findall(r"^# TYPE (mahiru_\w+) ", admin.metrics(), re.M))
+    normalised = {name.removesuffix("_total") for name in documented}
+    assert normalised == {name.removesuffix("_total") for name in served}
