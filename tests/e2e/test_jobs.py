@@ -17,6 +17,7 @@ import pytest
 import yaml
 from click.testing import CliRunner, Result
 from tests.support.jobs import Scenario, asset_id, compute_to_data
+from tests.support.metrics import value
 from tests.support.sites import Network, network
 
 from mahiru.cli.main import _register_commands, cli
@@ -535,8 +536,6 @@ def test_a_stored_result_whose_receipt_does_not_verify_is_never_reused(
 
 def test_the_metrics_follow_a_job_at_both_sites(scenario: Scenario, tmp_path: Path) -> None:
     """A job computed anew moves the job, step, duration, decision and transfer metrics."""
-    from tests.integration.test_metrics import value
-
     result = str(next(iter(scenario.job().result_ids().values())))
     for site in (scenario.site1, scenario.site2):  # computed anew, not reused
         with site.admin() as admin, contextlib.suppress(NotFound):

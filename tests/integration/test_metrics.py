@@ -8,6 +8,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from tests.support.metrics import value
 from tests.support.sites import Network, network
 
 from mahiru.client.registry import RegistryClient
@@ -39,19 +40,6 @@ def net(tmp_path: Path) -> Iterator[Network]:
     with network(tmp_path, lambda name: f"sqlite:///{tmp_path / name}.db") as running:
         running.replicate_all()
         yield running
-
-
-def value(text: str, name: str, **labels: str) -> float:
-    """The value of one sample of `text` (0 if absent)."""
-    wanted = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
-    for line in text.splitlines():
-        match = re.fullmatch(r"(\w+)(?:\{(.*)\})? (\S+)", line)
-        if match is None or match.group(1) != name:
-            continue
-        found = ",".join(sorted((match.group(2) or "").split(","))) if match.group(2) else ""
-        if found == wanted:
-            return float(match.group(3))
-    return 0.0
 
 
 def test_an_admin_reads_every_site_metric_and_a_plain_user_is_refused(net: Network) -> None:
