@@ -485,6 +485,7 @@ def test_peer_rules_are_replicated_with_revocations_and_rejections(db: Database)
     assert replica.sources() == {source: 3, other: 3}
     replica.forget(other)
     assert replica.rules() == [] and replica.rejected_rules() == [bad]
+    assert replica.rejected_count() == 1
     with pytest.raises(InvalidInput):
         replica.apply_rule_changes("not-a-site", [], 1)
 
@@ -501,6 +502,7 @@ def test_a_failed_rule_batch_keeps_nothing(db: Database) -> None:
     with pytest.raises(InvalidInput):
         replica.apply_rule_changes(source, [good, mismatched], 3, [bad])
     assert replica.rules() == [] and replica.rejected_rules() == []
+    assert replica.rejected_count() == 0
     assert replica.last_version(source) == 0
 
 

@@ -10,6 +10,7 @@ right after a restart too.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -116,22 +117,15 @@ class SiteMetrics(ServiceMetrics):
         self.registry.register(_SiteCollector(source))
 
 
+@dataclass(frozen=True, slots=True)
 class SiteState:
     """Where a site's metrics read its state from (set up by the composition root)."""
 
-    def __init__(
-        self,
-        database: Database,
-        site: str,
-        replication: Callable[[], list[ReplicationState]],
-        rejected_rules: Callable[[], int],
-        loop_failures: Callable[[], dict[str, int]],
-    ) -> None:
-        self.database = database
-        self.site = site
-        self.replication = replication
-        self.rejected_rules = rejected_rules
-        self.loop_failures = loop_failures
+    database: Database
+    site: str
+    replication: Callable[[], list[ReplicationState]]
+    rejected_rules: Callable[[], int]
+    loop_failures: Callable[[], dict[str, int]]
 
 
 #: One replication source: (name, version applied, seconds since its last success or

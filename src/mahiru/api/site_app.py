@@ -322,7 +322,7 @@ def _site_state(
         repositories.database,
         config.site_id,
         replication,
-        lambda: len(repositories.replica.rejected_rules()),
+        repositories.replica.rejected_count,
         lambda: {loop.name: loop.failures for loop in loops},
     )
 

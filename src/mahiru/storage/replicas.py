@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from mahiru.clock import SYSTEM_CLOCK, Clock
@@ -233,6 +233,13 @@ class ReplicaRepository(Directory):
             RejectedRule(row.source, row.version, row.rule_id, row.body, row.reason, row.at)
             for row in rows
         ]
+
+    def rejected_count(self) -> int:
+        """How many rules and revocations from peers were rejected (without reading them)."""
+        with self._db.read() as session:
+            return int(
+                session.execute(select(func.count()).select_from(replica_rejections)).scalar_one()
+            )
 
 
 def _in_batch(change_version: int, last: int, version: int, source: str) -> bool:

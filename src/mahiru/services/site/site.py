@@ -107,7 +107,7 @@ class SiteServices:
             owner=self.owner,
             own_rules_version=self.rules.version(),
             rules_in_policy=self.policy.rule_count(),
-            rejected_rules=len(self.replica.rejected_rules()),
+            rejected_rules=self.replica.rejected_count(),
             assets=len(self.assets.list()),
             sources=self.replicator.status(),
         )
