@@ -7,6 +7,7 @@ are handed the repositories they use.
 """
 
 from mahiru.storage.assets import AssetRepository
+from mahiru.storage.audit import AuditLog, AuditPage, AuditQuery
 from mahiru.storage.blobs import BlobInfo, BlobStore, BlobWriter
 from mahiru.storage.db import Database, create_database
 from mahiru.storage.jobs import JobRepository
@@ -31,6 +32,9 @@ __all__ = [
     "REGISTRY_SOURCE",
     "AssetRecord",
     "AssetRepository",
+    "AuditLog",
+    "AuditPage",
+    "AuditQuery",
     "BlobInfo",
     "BlobStore",
     "BlobWriter",

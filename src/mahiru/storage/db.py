@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import contextvars
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +47,8 @@ class _Active:
 
     session: Session
     read_only: bool
+    #: Work to do just before the outermost transaction commits (see `Database.defer`).
+    deferred: list[Callable[[Session], None]] = field(default_factory=list)
 
 
 class Database:
@@ -106,16 +108,46 @@ class Database:
         if active is not None:
             if active.read_only and not read_only:
                 raise Internal("a write transaction was opened inside a read-only one")
-            with _mapped_errors(self.url), active.session.begin_nested():
-                yield active.session
+            mark = len(active.deferred)
+            try:
+                with _mapped_errors(self.url), active.session.begin_nested():
+                    yield active.session
+            except BaseException:
+                # The savepoint rolled back: so does the work it deferred.
+                del active.deferred[mark:]
+                raise
             return
         maker = self._read_sessions if read_only else self._sessions
         with _mapped_errors(self.url), maker() as session, session.begin():
-            token = self._active.set(_Active(session, read_only))
+            current = _Active(session, read_only)
+            token = self._active.set(current)
             try:
                 yield session
+                done = 0
+                while done < len(current.deferred):
+                    current.deferred[done](session)
+                    done += 1
             finally:
                 self._active.reset(token)
+
+    @property
+    def writing(self) -> bool:
+        """Whether a write transaction is open in this thread or task."""
+        active = self._active.get()
+        return active is not None and not active.read_only
+
+    def defer(self, work: Callable[[Session], None]) -> None:
+        """Run `work` in the current write transaction just before it commits.
+
+        For writes that must come last, after every lock the transaction
+        takes (the audit log's, which serialises its writers): taking that
+        lock first and another after it could deadlock two transactions.
+        Work deferred inside a savepoint that rolls back is dropped with it.
+        """
+        active = self._active.get()
+        if active is None or active.read_only:
+            raise Internal("Database.defer needs an open write transaction")
+        active.deferred.append(work)
 
     def current_revision(self) -> str | None:
         """The Alembic revision the database is at (None if never migrated)."""

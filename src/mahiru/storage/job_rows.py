@@ -112,14 +112,16 @@ def write_job(session: Session, old: JobStatus, new: JobStatus) -> None:
         )
 
 
-def insert_steps(session: Session, status: JobStatus, now: datetime) -> None:
+def insert_steps(session: Session, status: JobStatus, now: datetime) -> list[StepStatus]:
+    """Insert a `waiting` row for every step of a planned job; return those statuses."""
     assert status.plan is not None  # callers insert steps only for planned jobs
-    rows = [
-        step_values(StepStatus.waiting(status.job_id, step, site, now))
+    waiting = [
+        StepStatus.waiting(status.job_id, step, site, now)
         for step, site in status.plan.assignments.items()
     ]
-    if rows:
-        session.execute(insert(job_steps), rows)
+    if waiting:
+        session.execute(insert(job_steps), [step_values(step) for step in waiting])
+    return waiting
 
 
 def step_values(status: StepStatus) -> dict[str, Any]:

@@ -30,6 +30,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from mahiru.errors import Conflict, NotFound
+from mahiru.model.audit import AuditEntry, AuditKind
 from mahiru.model.identifiers import JobId, PartyId, ResultId, SiteId
 from mahiru.model.jobs import (
     TERMINAL_STEP_STATES,
@@ -47,6 +48,7 @@ from mahiru.model.jobs import (
 )
 from mahiru.model.workflow import Job, Plan
 from mahiru.storage import job_rows
+from mahiru.storage.audit import AuditLog
 from mahiru.storage.db import Database, insert_ignoring_duplicates
 from mahiru.storage.schema import (
     job_assignments,
@@ -58,8 +60,11 @@ _UNFINISHED = [state.value for state in StepState if state not in TERMINAL_STEP_
 
 
 class JobRepository:
-    def __init__(self, database: Database) -> None:
+    """Jobs and steps, every state change also written to the audit log in its transaction."""
+
+    def __init__(self, database: Database, *, audit: AuditLog | None = None) -> None:
         self._db = database
+        self._audit = audit if audit is not None else AuditLog(database)
 
     # --- jobs submitted here ------------------------------------------------------------
 
@@ -83,8 +88,9 @@ class JobRepository:
                         f"job {job_id} already exists with different content", {"job_id": job_id}
                     )
                 return stored
+            self._job_changed(None, status)
             if plan is not None:
-                job_rows.insert_steps(session, status, now)
+                self._insert_steps(session, status, now)
         return status
 
     def set_plan(self, job_id: JobId, plan: Plan, now: datetime) -> JobStatus:
@@ -94,8 +100,8 @@ class JobRepository:
             if current is None:
                 raise job_rows.job_not_found(job_id)
             new = advance_job(current, JobState.PLANNED, now, plan=plan)
-            job_rows.write_job(session, current, new)
-            job_rows.insert_steps(session, new, now)
+            self._write_job(session, current, new)
+            self._insert_steps(session, new, now)
         return new
 
     def get_job(self, job_id: JobId) -> JobStatus:
@@ -145,7 +151,7 @@ class JobRepository:
                         f"job {job_id} cannot succeed: steps {', '.join(names)} are not done",
                         {"job_id": job_id, "steps": names},
                     )
-            job_rows.write_job(session, current, new)
+            self._write_job(session, current, new)
         return new
 
     def cancel_job(self, job_id: JobId, reason: str, now: datetime) -> JobStatus:
@@ -159,7 +165,7 @@ class JobRepository:
             if current is None:
                 raise job_rows.job_not_found(job_id)
             new = advance_job(current, JobState.CANCELLED, now, reason)
-            job_rows.write_job(session, current, new)
+            self._write_job(session, current, new)
             self._cancel_steps(session, new, job_id, reason, now)
         return new
 
@@ -203,7 +209,8 @@ class JobRepository:
             steps = assignment.steps
             for step in steps:
                 waiting = StepStatus.waiting(job_id, step, assignment.site, now)
-                insert_ignoring_duplicates(session, job_steps, job_rows.step_values(waiting))
+                if insert_ignoring_duplicates(session, job_steps, job_rows.step_values(waiting)):
+                    self._step_changed(assignment.job, None, waiting)
             rows = session.execute(
                 select(job_steps)
                 .where(job_steps.c.job_id == job_id)
@@ -251,7 +258,7 @@ class JobRepository:
                 log_tail=log_tail,
                 results=results,
             )
-            job_rows.write_step(session, current, new)
+            self._write_step(session, job, current, new)
             self._follow_steps(session, submitted, now)
         return new
 
@@ -287,7 +294,7 @@ class JobRepository:
                     f" {current.state.value} to {status.state.value}",
                     {"from": current.state.value, "to": status.state.value},
                 )
-            job_rows.write_step(session, current, status)
+            self._write_step(session, job, current, status)
             self._follow_steps(session, submitted, now)
         return status
 
@@ -358,7 +365,7 @@ class JobRepository:
         for row in rows:
             current = job_rows.step_from_row(row)
             new = advance_step(job, current, StepState.CANCELLED, now, reason=reason)
-            job_rows.write_step(session, current, new)
+            self._write_step(session, job, current, new)
             cancelled.append(new)
         self._follow_steps(session, submitted, now)
         return cancelled
@@ -388,4 +395,53 @@ class JobRepository:
             new = advance_job(submitted, JobState.RUNNING, now)
         else:
             return
-        job_rows.write_job(session, submitted, new)
+        self._write_job(session, submitted, new)
+
+    def _write_job(self, session: Session, old: JobStatus, new: JobStatus) -> None:
+        job_rows.write_job(session, old, new)
+        self._job_changed(old, new)
+
+    def _write_step(self, session: Session, job: Job, old: StepStatus, new: StepStatus) -> None:
+        job_rows.write_step(session, old, new)
+        self._step_changed(job, old, new)
+
+    def _insert_steps(self, session: Session, status: JobStatus, now: datetime) -> None:
+        for waiting in job_rows.insert_steps(session, status, now):
+            self._step_changed(status.job, None, waiting)
+
+    def _job_changed(self, old: JobStatus | None, new: JobStatus) -> None:
+        details: dict[str, str | None] = {"from": None if old is None else old.state.value}
+        if new.reason:
+            details["reason"] = new.reason
+        self._audit.record(
+            AuditEntry(
+                AuditKind.JOB,
+                "state",
+                new.state.value,
+                actor=str(new.submitter_site),
+                party=str(new.submitter),
+                job=new.job_id,
+                details=details,
+            )
+        )
+
+    def _step_changed(self, job: Job, old: StepStatus | None, new: StepStatus) -> None:
+        details: dict[str, object] = {"from": None if old is None else old.state.value}
+        if new.reason:
+            details["reason"] = new.reason
+        if new.exit_code is not None:
+            details["exit_code"] = new.exit_code
+        if new.results:
+            details["results"] = {output: str(rid) for output, rid in new.results.items()}
+        self._audit.record(
+            AuditEntry(
+                AuditKind.STEP,
+                "state",
+                new.state.value,
+                actor=str(new.site),
+                party=str(job.submitter),
+                job=new.job_id,
+                step=new.step,
+                details=details,
+            )
+        )

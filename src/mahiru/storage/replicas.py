@@ -22,6 +22,7 @@ from mahiru.clock import SYSTEM_CLOCK, Clock
 from mahiru.errors import Conflict, InvalidInput
 from mahiru.model.identifiers import SiteId
 from mahiru.policy.signing import Revocation, SignedRule, in_force
+from mahiru.storage.audit import AuditLog, rule_entry
 from mahiru.storage.db import Database, insert_ignoring_duplicates
 from mahiru.storage.directory import Directory
 from mahiru.storage.records import (
@@ -56,10 +57,13 @@ class ReplicaRepository(Directory):
     `party_for_namespace`, `sites`, `site`) are the `Directory`'s.
     """
 
-    def __init__(self, database: Database, *, clock: Clock = SYSTEM_CLOCK) -> None:
+    def __init__(
+        self, database: Database, *, clock: Clock = SYSTEM_CLOCK, audit: AuditLog | None = None
+    ) -> None:
         super().__init__(database, replica_parties, replica_sites)
         self._db = database
         self._clock = clock
+        self._audit = audit if audit is not None else AuditLog(database, clock=clock)
 
     # --- bookkeeping -------------------------------------------------------
 
@@ -165,6 +169,14 @@ class ReplicaRepository(Directory):
                 if not _in_batch(change.version, last, version, source):
                     continue
                 _apply_rule_change(session, source, change)
+                self._audit.record(
+                    rule_entry(
+                        change.action.value,
+                        str(change.rule_id),
+                        None if change.rule is None else str(change.rule.rule),
+                        source=source,
+                    )
+                )
                 applied += 1
             for rejection in rejected:
                 if rejection.source != source:
@@ -186,6 +198,14 @@ class ReplicaRepository(Directory):
                             body=dict(rejection.body),
                             reason=rejection.reason,
                             at=rejection.at,
+                        )
+                    )
+                    self._audit.record(
+                        rule_entry(
+                            "rejected",
+                            rejection.rule_id or "(no id)",
+                            source=source,
+                            reason=rejection.reason,
                         )
                     )
             self._end_batch(session, source, version)

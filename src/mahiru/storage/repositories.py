@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from mahiru.clock import SYSTEM_CLOCK, Clock
 from mahiru.storage.assets import AssetRepository
+from mahiru.storage.audit import AuditLog
 from mahiru.storage.db import Database
 from mahiru.storage.jobs import JobRepository
 from mahiru.storage.provenance import ProvenanceRepository
@@ -27,15 +28,18 @@ class SiteRepositories:
     replica: ReplicaRepository
     jobs: JobRepository
     provenance: ProvenanceRepository
+    audit: AuditLog
 
     @classmethod
     def open(cls, database: Database, *, clock: Clock = SYSTEM_CLOCK) -> SiteRepositories:
         """The repositories on an opened (migrated) `database`, timed by `clock`."""
+        audit = AuditLog(database, clock=clock)
         return cls(
             database=database,
             assets=AssetRepository(database, clock=clock),
-            rules=RuleRepository(database, clock=clock),
-            replica=ReplicaRepository(database, clock=clock),
-            jobs=JobRepository(database),
+            rules=RuleRepository(database, clock=clock, audit=audit),
+            replica=ReplicaRepository(database, clock=clock, audit=audit),
+            jobs=JobRepository(database, audit=audit),
             provenance=ProvenanceRepository(database),
+            audit=audit,
         )

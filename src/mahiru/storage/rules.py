@@ -17,6 +17,7 @@ from mahiru.clock import SYSTEM_CLOCK, Clock
 from mahiru.errors import Conflict, InvalidSignature, NotFound
 from mahiru.policy.signing import Revocation, SignedRule
 from mahiru.storage import changelog
+from mahiru.storage.audit import AuditLog, rule_entry
 from mahiru.storage.db import Database
 from mahiru.storage.records import ChangeAction, ChangeBatch, RuleChange
 from mahiru.storage.schema import RULES_LOG, rule_changes, rules
@@ -25,9 +26,12 @@ from mahiru.storage.schema import RULES_LOG, rule_changes, rules
 class RuleRepository:
     """Signed rules published at this site, their revocations, and a versioned log of both."""
 
-    def __init__(self, database: Database, *, clock: Clock = SYSTEM_CLOCK) -> None:
+    def __init__(
+        self, database: Database, *, clock: Clock = SYSTEM_CLOCK, audit: AuditLog | None = None
+    ) -> None:
         self._db = database
         self._clock = clock
+        self._audit = audit if audit is not None else AuditLog(database, clock=clock)
 
     def add(self, signed: SignedRule) -> int | None:
         """Store a rule; return the new version, or None if it was already stored.
@@ -60,6 +64,7 @@ class RuleRepository:
                 )
             )
             self._log(session, version, ChangeAction.ADDED, rule_id, body)
+            self._audit.record(rule_entry("added", rule_id, str(signed.rule)))
             return version
 
     def revoke(self, revocation: Revocation) -> int | None:
@@ -95,6 +100,7 @@ class RuleRepository:
                 .values(revocation=body, revoked_version=version)
             )
             self._log(session, version, ChangeAction.REVOKED, rule_id, dict(body))
+            self._audit.record(rule_entry("revoked", rule_id, actor=revocation.namespace))
             return version
 
     def _log(

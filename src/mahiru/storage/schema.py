@@ -40,6 +40,7 @@ metadata = MetaData(naming_convention=NAMING_CONVENTION)
 #: Names of the change logs kept in `change_heads`.
 REGISTRY_LOG = "registry"
 RULES_LOG = "rules"
+AUDIT_LOG = "audit"
 
 
 class UtcDateTime(TypeDecorator[datetime]):
@@ -296,4 +297,26 @@ result_provenance = Table(
     Column("submitter", Text, nullable=False),
     Column("job_digest", Text, ForeignKey("provenance_jobs.digest"), nullable=False),
     Column("recorded_at", UtcDateTime, nullable=False),
+)
+
+# --- the audit log ---------------------------------------------------------------
+
+# One row per event, numbered by the `audit` change log and chained by hash
+# (see mahiru.model.audit). Rows are only ever appended.
+audit_log = Table(
+    "audit_log",
+    metadata,
+    Column("seq", BigInteger, primary_key=True, autoincrement=False),
+    Column("at", UtcDateTime, nullable=False),
+    Column("kind", Text, nullable=False, index=True),
+    Column("action", Text, nullable=False),
+    Column("outcome", Text, nullable=False),
+    Column("actor", Text, nullable=True),
+    Column("party", Text, nullable=True, index=True),
+    Column("job", Text, nullable=True, index=True),
+    Column("step", Text, nullable=True),
+    Column("asset", Text, nullable=True, index=True),
+    Column("details", JSON, nullable=False),
+    Column("prev", Text, nullable=False),
+    Column("hash", Text, nullable=False),
 )

@@ -1,0 +1,194 @@
+"""A site's audit log: appended inside the transactions whose changes it records.
+
+`AuditLog.record` adds an entry to the current transaction (or to a new
+one). The entry is numbered and chained just before that transaction commits,
+after every other lock it took, so the log's order is commit order and a
+rolled-back change leaves no record behind. Readers page through it newest
+first; `verify` walks the whole chain oldest first, in batches.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Select, select
+from sqlalchemy.engine import Row
+from sqlalchemy.orm import Session
+
+from mahiru.clock import SYSTEM_CLOCK, Clock
+from mahiru.errors import NotFound
+from mahiru.model.audit import (
+    GENESIS,
+    AuditEntry,
+    AuditKind,
+    AuditRecord,
+    ChainCheck,
+    check_chain,
+    record_hash,
+)
+from mahiru.storage.changelog import begin_change, current_version, next_version
+from mahiru.storage.db import Database, positive_limit
+from mahiru.storage.schema import AUDIT_LOG, audit_log
+
+#: The most records one page holds.
+MAX_PAGE = 500
+#: Records read per query while verifying.
+VERIFY_BATCH = 2_000
+
+
+@dataclass(frozen=True, slots=True)
+class AuditQuery:
+    """Which records to list: all filters must match (None: any)."""
+
+    job: str | None = None
+    asset: str | None = None
+    kind: AuditKind | None = None
+    since: datetime | None = None
+    #: Only records about this party (set for callers who may see no others).
+    party: str | None = None
+    #: Only records older than this number (the `next` of the previous page).
+    before: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AuditPage:
+    """Records, newest first, and the `before` that continues the list (None: no more)."""
+
+    records: list[AuditRecord]
+    next: int | None
+
+
+class AuditLog:
+    """The append-only, hash-chained log of one site's events."""
+
+    def __init__(self, database: Database, *, clock: Clock = SYSTEM_CLOCK) -> None:
+        self._db = database
+        self._clock = clock
+
+    def record(self, entry: AuditEntry) -> None:
+        """Log `entry` with the current (or a new) transaction; it is kept only if that commits."""
+        at = self._clock.now().astimezone(UTC)
+
+        def append(session: Session) -> None:
+            _append(session, entry, at)
+
+        if self._db.writing:
+            self._db.defer(append)
+            return
+        with self._db.transaction():
+            self._db.defer(append)
+
+    def page(self, query: AuditQuery, limit: int = 100) -> AuditPage:
+        """The newest records matching `query`, at most `limit` (up to MAX_PAGE)."""
+        limit = min(positive_limit(limit), MAX_PAGE)
+        statement = _filtered(select(audit_log), query).order_by(audit_log.c.seq.desc())
+        with self._db.read() as session:
+            rows = session.execute(statement.limit(limit + 1)).all()
+        records = [_record_from_row(row) for row in rows[:limit]]
+        more = len(rows) > limit
+        return AuditPage(records, records[-1].seq if more and records else None)
+
+    def get(self, seq: int) -> AuditRecord:
+        """One record by its number; NotFound if there is none."""
+        with self._db.read() as session:
+            row = session.execute(select(audit_log).where(audit_log.c.seq == seq)).one_or_none()
+        if row is None:
+            raise NotFound(f"there is no audit record {seq}", {"seq": seq})
+        return _record_from_row(row)
+
+    def head(self) -> int:
+        """The number of the newest record (0 when the log is empty)."""
+        with self._db.read() as session:
+            return current_version(session, AUDIT_LOG)
+
+    def verify(self) -> ChainCheck:
+        """Walk the whole chain and name the first record where it breaks, if any."""
+        with self._db.read() as session:
+            head = current_version(session, AUDIT_LOG)
+            return check_chain(_all_records(session), head)
+
+
+def rule_entry(
+    outcome: str,
+    rule_id: str,
+    rule: str | None = None,
+    *,
+    source: str | None = None,
+    actor: str | None = None,
+    reason: str | None = None,
+) -> AuditEntry:
+    """The record of a rule `added`, `revoked` or `rejected` (from `source`, a peer, if any)."""
+    details = {"rule_id": rule_id, "rule": rule, "source": source, "reason": reason}
+    return AuditEntry(
+        AuditKind.RULE,
+        "rule",
+        outcome,
+        actor=actor if actor is not None else source,
+        details={key: value for key, value in details.items() if value is not None},
+    )
+
+
+def _append(session: Session, entry: AuditEntry, at: datetime) -> None:
+    last = begin_change(session, AUDIT_LOG)
+    prev = GENESIS
+    if last:
+        stored = session.execute(
+            select(audit_log.c.hash).where(audit_log.c.seq == last)
+        ).scalar_one_or_none()
+        # A missing head row is tampering; chaining to GENESIS keeps it visible.
+        prev = stored if stored is not None else GENESIS
+    seq = next_version(session, AUDIT_LOG, last)
+    values: dict[str, Any] = entry.to_dict()
+    values.update(seq=seq, at=at, prev=prev, hash=record_hash(seq, at, entry, prev))
+    session.execute(audit_log.insert().values(values))
+
+
+def _filtered(statement: Select[Any], query: AuditQuery) -> Select[Any]:
+    for column, value in (
+        (audit_log.c.job, query.job),
+        (audit_log.c.asset, query.asset),
+        (audit_log.c.kind, None if query.kind is None else query.kind.value),
+        (audit_log.c.party, query.party),
+    ):
+        if value is not None:
+            statement = statement.where(column == value)
+    if query.since is not None:
+        statement = statement.where(audit_log.c.at >= query.since)
+    if query.before is not None:
+        statement = statement.where(audit_log.c.seq < query.before)
+    return statement
+
+
+def _all_records(session: Session) -> Iterator[AuditRecord]:
+    after = 0
+    while True:
+        rows = session.execute(
+            select(audit_log)
+            .where(audit_log.c.seq > after)
+            .order_by(audit_log.c.seq)
+            .limit(VERIFY_BATCH)
+        ).all()
+        for row in rows:
+            yield _record_from_row(row)
+        if len(rows) < VERIFY_BATCH:
+            return
+        after = rows[-1]._mapping["seq"]
+
+
+def _record_from_row(row: Row[Any]) -> AuditRecord:
+    data = row._mapping
+    entry = AuditEntry(
+        kind=data["kind"],
+        action=data["action"],
+        outcome=data["outcome"],
+        actor=data["actor"],
+        party=data["party"],
+        job=data["job"],
+        step=data["step"],
+        asset=data["asset"],
+        details=data["details"],
+    )
+    return AuditRecord(data["seq"], data["at"], entry, data["prev"], data["hash"])
