@@ -215,7 +215,7 @@ def _apps(root: Path, urls: DatabaseUrls) -> Iterator[Apps]:
         yield image
 
     digest = f"sha256:{hashlib.sha256(image).hexdigest()}"
-    asyncio.run(services.assets.upload_image(asset_id, chunks(), digest))
+    asyncio.run(services.assets.upload_image(asset_id, chunks(), digest, sender="party:p1.org:p1"))
     rule = rule_from_dict({"type": "MayAccess", "site": "site:p2.org:site", "asset": str(asset_id)})
     services.rules.add(sign_rule(rule, records["p1"][2]))
     yield Apps(

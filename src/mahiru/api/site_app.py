@@ -16,6 +16,7 @@ from contextlib import asynccontextmanager
 from functools import partial
 
 import httpx
+from cryptography.hazmat.primitives import hashes
 from fastapi import FastAPI, Request, Response
 from starlette.concurrency import run_in_threadpool
 
@@ -35,6 +36,7 @@ from mahiru.client.site import PeerClient
 from mahiru.clock import SYSTEM_CLOCK, Clock
 from mahiru.config import SiteConfig
 from mahiru.errors import InvalidInput, MahiruError, PermissionDenied, path_redactor
+from mahiru.model.audit import AuditEntry, AuditKind
 from mahiru.pki import load_certificate, load_tls_private_key, user_ca_party
 from mahiru.pki.signatures import sign_with_tls_key
 from mahiru.runtime.docker_engine import DockerRuntime
@@ -219,6 +221,7 @@ def create_site_app(
             jobs=repositories.jobs,
             provenance=repositories.provenance,
             records=repositories.assets,
+            transfers=services.transfers,
             clock=clock,
             sign=_receipt_signer(config),
         ),
@@ -369,5 +372,32 @@ def _authenticate(
             # In a worker thread: identifying a site reads the registry replica.
             request.state.caller = await run_in_threadpool(caller, request)
         except MahiruError as error:
+            await run_in_threadpool(refused, request, error)
             return error_response(error)
         return await call_next(request)
+
+    def refused(request: Request, error: MahiruError) -> None:
+        try:
+            certificate = authenticator.certificate(request)
+        except MahiruError:
+            presented: dict[str, str] = {}
+        else:
+            presented = {
+                "subject": certificate.subject.rfc4514_string(),
+                "issuer": certificate.issuer.rfc4514_string(),
+                "fingerprint": certificate.fingerprint(hashes.SHA256()).hex(),
+            }
+        services.audit.record(
+            AuditEntry(
+                AuditKind.REFUSAL,
+                "authenticate",
+                "refused",
+                actor=presented.get("subject", "(no certificate)"),
+                details={
+                    "method": request.method,
+                    "path": request.url.path,
+                    "reason": error.message,
+                    **presented,
+                },
+            )
+        )

@@ -114,7 +114,11 @@ def internal_router(
         length = request.headers.get("content-length")
         declared = int(length) if length is not None and length.isdigit() else None
         record = await services.assets.upload_image(
-            stored_asset_id(asset_id), _body(request), digest, declared_size=declared
+            stored_asset_id(asset_id),
+            _body(request),
+            digest,
+            sender=str(caller.party),
+            declared_size=declared,
         )
         return AssetOut.of(record)
 

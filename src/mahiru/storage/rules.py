@@ -103,6 +103,13 @@ class RuleRepository:
             self._audit.record(rule_entry("revoked", rule_id, actor=revocation.namespace))
             return version
 
+    def rejected(
+        self, rule_id: str, rule: str | None, reason: str, *, revocation: bool = False
+    ) -> None:
+        """Record in the audit log that a rule (or its revocation) was refused, and why."""
+        what = "revocation rejected" if revocation else "rejected"
+        self._audit.record(rule_entry(what, rule_id, rule, reason=reason))
+
     def _log(
         self,
         session: Session,

@@ -17,6 +17,7 @@ from mahiru.model.jobs import StepAssignment, StepStatus
 from mahiru.model.workflow import Job
 from mahiru.services.jobs.context import JobContext
 from mahiru.services.jobs.egress import Egress
+from mahiru.services.site.policy_view import Concerning
 
 logger = logging.getLogger("mahiru.site.jobs")
 
@@ -65,7 +66,14 @@ class StepAssignments:
                 engine.job_permissions(assignment.job),
                 assignment.plan.assignments,
                 assignment.submitter_site,
-            )
+            ),
+            Concerning(
+                "receive steps",
+                str(caller),
+                party=str(assignment.job.submitter),
+                job=assignment.job_id,
+                step=", ".join(assignment.steps),
+            ),
         )
         if not decision.allowed:
             raise PermissionDenied(

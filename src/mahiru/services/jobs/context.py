@@ -10,13 +10,14 @@ from pathlib import Path
 
 from mahiru.clock import SYSTEM_CLOCK, Clock
 from mahiru.errors import NotFound
-from mahiru.model.identifiers import JobId, SiteId
+from mahiru.model.identifiers import AssetId, JobId, ResultId, SiteId
 from mahiru.model.workflow import Job, Plan
 from mahiru.runtime.limits import StepLimits
 from mahiru.runtime.protocol import ContainerRuntime
 from mahiru.services.jobs.peers import JobPeers
 from mahiru.services.site.assets import AssetStore
 from mahiru.services.site.policy_view import PolicyView
+from mahiru.services.site.transfers import Transfer, TransferLog
 from mahiru.storage import (
     AssetRepository,
     BlobStore,
@@ -59,6 +60,7 @@ class JobContext:
     jobs: JobRepository
     provenance: ProvenanceRepository
     records: AssetRepository
+    transfers: TransferLog
     clock: Clock = SYSTEM_CLOCK
     #: Signs what this site vouches for (result receipts) with its TLS key; None: no key.
     sign: Callable[[bytes], bytes] | None = None
@@ -87,3 +89,8 @@ class JobContext:
         if status.plan is None:
             raise NotFound(f"job {job_id} is not planned yet", {"job_id": job_id})
         return KnownJob(job_id, status.job, status.plan, status.submitter_site)
+
+
+def incoming(known: KnownJob, asset: AssetId | ResultId, source: SiteId, here: SiteId) -> Transfer:
+    """An image of `asset` coming from `source` to this site for job `known`."""
+    return Transfer(asset, str(source), str(here), party=str(known.job.submitter), job=known.job_id)

@@ -127,7 +127,7 @@ class JobCoordinator:
                     status.job, status.plan, producer.step, submitter_site=status.submitter_site
                 )
                 info, chain = self._receipts.fetch(
-                    ctx.peers.get(source.site), result, source.site, expected
+                    known, ctx.peers.get(source.site), result, source.site, expected
                 )
                 provenance = ResultProvenance(
                     result, status.job_id, producer.step, producer.output, status.job

@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 from dataclasses import replace
+from functools import partial
 
 from mahiru.errors import NotFound, PermissionDenied
 from mahiru.model.identifiers import AssetId, PartyId, ResultId, SiteId
@@ -27,7 +28,8 @@ from mahiru.policy.engine import PolicyEngine
 from mahiru.policy.permissions import Permissions, primary
 from mahiru.services.jobs.live_grants import is_live
 from mahiru.services.site.assets import AssetStore, ImageFile
-from mahiru.services.site.policy_view import PolicyView
+from mahiru.services.site.policy_view import Concerning, PolicyView
+from mahiru.services.site.transfers import Transfer, TransferLog
 from mahiru.storage import ProvenanceRepository
 
 logger = logging.getLogger("mahiru.site.egress")
@@ -37,14 +39,23 @@ class Egress:
     """Decides, then opens: stored images for the sites and parties policy lets have them."""
 
     def __init__(
-        self, policy: PolicyView, assets: AssetStore, provenance: ProvenanceRepository
+        self,
+        policy: PolicyView,
+        assets: AssetStore,
+        provenance: ProvenanceRepository,
+        transfers: TransferLog,
     ) -> None:
         self._policy = policy
         self._assets = assets
-        self._provenance = provenance
+        self._transfers = transfers
+        self._provenance_store = provenance
 
     def _decide_for_site(
-        self, engine: PolicyEngine, stored: AssetId | ResultId, site: SiteId
+        self,
+        engine: PolicyEngine,
+        stored: AssetId | ResultId,
+        provenance: ResultProvenance | None,
+        site: SiteId,
     ) -> Decision:
         """Access for `site`; for a workflow output, also use by the job's submitter.
 
@@ -52,7 +63,7 @@ class Egress:
         planner did: a result the submitter may not use never leaves for it,
         whatever plan the asker followed.
         """
-        permissions, target, provenance = self._permissions(engine, stored)
+        permissions, target = _permissions(engine, stored, provenance)
         access = engine.may_access(site, permissions, target)
         if provenance is None or not any(
             (ref.step, ref.output) == (provenance.step, provenance.output)
@@ -62,17 +73,11 @@ class Egress:
         use = engine.may_use(provenance.job.submitter, permissions, target)
         return Decision.all_of(str(site), "receive", str(stored), (access, use))
 
-    def _permissions(
-        self, engine: PolicyEngine, stored: AssetId | ResultId
-    ) -> tuple[Permissions, str, ResultProvenance | None]:
-        """The permissions of a stored asset or result (from its provenance), a name for
-        it in explanations, and the provenance (None for an asset)."""
+    def _provenance(self, stored: AssetId | ResultId) -> ResultProvenance | None:
+        """How a result was made (NotFound if that is not recorded); None for an asset."""
         if isinstance(stored, AssetId):
-            return primary(stored), str(stored), None
-        provenance = self._provenance.get_provenance(stored)  # NotFound if none is recorded
-        item = WorkflowItem(ItemKind.STEP_OUTPUT, provenance.step, provenance.output)
-        permissions = engine.job_permissions(provenance.job)[item]
-        return permissions, f"{stored} ({item})", provenance
+            return None
+        return self._provenance_store.get_provenance(stored)
 
     def release_to_site(self, stored: AssetId | ResultId, site: SiteId) -> Release:
         """Leave for `stored` to go to `site`; PermissionDenied with the reasons.
@@ -82,33 +87,51 @@ class Egress:
         computed, so anyone can name one, and the answer must not say whether
         it was computed here. The reasons go to this site's log.
         """
+        return self._release_to_site(stored, site)[0]
+
+    def _release_to_site(
+        self, stored: AssetId | ResultId, site: SiteId
+    ) -> tuple[Release, Concerning]:
         if isinstance(stored, AssetId):
-            return Release(
-                self._policy.decide(lambda engine: self._decide_for_site(engine, stored, site))
+            about = _about("release to site", str(site), stored, None)
+            decision = self._policy.decide(
+                lambda engine: self._decide_for_site(engine, stored, None, site), about
             )
+            return Release(decision), about
         unavailable = NotFound(f"{stored} is not available to {site} here", {"result": str(stored)})
         try:
-            decision = self._policy.decide(
-                lambda engine: self._decide_for_site(engine, stored, site)
-            )
+            provenance = self._provenance(stored)
         except NotFound:
             raise unavailable from None
+        about = _about("release to site", str(site), stored, provenance)
+        decision = self._policy.decide(
+            lambda engine: self._decide_for_site(engine, stored, provenance, site), about
+        )
         if not decision.allowed:
             logger.info(
                 "result refused",
                 extra={"result": str(stored), "site": str(site), "why": decision.failures()},
             )
             raise unavailable
-        return Release(decision)
+        return Release(decision), about
 
     def release_to_party(self, stored: AssetId | ResultId, party: PartyId) -> Release:
         """Leave for `stored` to go to a user of `party` (use); PermissionDenied, with why."""
+        return self._release_to_party(stored, party)[0]
+
+    def _release_to_party(
+        self, stored: AssetId | ResultId, party: PartyId
+    ) -> tuple[Release, Concerning]:
+        provenance = self._provenance(stored)
 
         def evaluate(engine: PolicyEngine) -> Decision:
-            permissions, target, _ = self._permissions(engine, stored)
+            permissions, target = _permissions(engine, stored, provenance)
             return engine.may_use(party, permissions, target)
 
-        return Release(self._policy.decide(evaluate))
+        about = replace(
+            _about("release to party", str(party), stored, provenance), party=str(party)
+        )
+        return Release(self._policy.decide(evaluate, about)), about
 
     def to_site(self, stored: AssetId | ResultId, site: SiteId) -> ImageFile:
         """The image of `stored`, for `site`, if this site's policy lets it have it.
@@ -116,18 +139,33 @@ class Egress:
         A data set its owner marked for live access only never leaves whole:
         its bytes go only through the live channel, to a running step.
         """
-        release = self.release_to_site(stored, site)
+        release, about = self._release_to_site(stored, site)
         if isinstance(stored, AssetId) and is_live(self._assets.get(stored).asset.metadata):
             raise PermissionDenied(
                 f"{stored} is served only live, to a step that reads it while it runs;"
                 " its image never leaves the site that holds it",
                 {"asset": str(stored)},
             )
-        return self._assets.open_image(stored, release)
+        return self._recorded(self._assets.open_image(stored, release), stored, about, str(site))
 
     def to_party(self, stored: AssetId | ResultId, party: PartyId) -> ImageFile:
         """The image of `stored`, for a user of `party`, if policy lets the party use it."""
-        return self._assets.open_image(stored, self.release_to_party(stored, party))
+        release, about = self._release_to_party(stored, party)
+        image = self._assets.open_image(stored, release)
+        return self._recorded(image, stored, about, str(party))
+
+    def _recorded(
+        self, image: ImageFile, stored: AssetId | ResultId, about: Concerning, destination: str
+    ) -> ImageFile:
+        """`image`, each read of it recorded in the audit log as a transfer to `destination`."""
+        transfer = Transfer(
+            stored,
+            str(self._transfers.site),
+            destination,
+            party=about.party,
+            job=about.job,
+        )
+        return image.recorded_by(partial(self._transfers.sending, transfer, image.digest))
 
     def step_views(
         self, job: Job, statuses: Iterable[StepStatus], party: PartyId
@@ -158,6 +196,33 @@ class Egress:
                     status = replace(status, log_tail=f"(log withheld: {withheld})")
             views.append(status)
         return views
+
+
+def _permissions(
+    engine: PolicyEngine, stored: AssetId | ResultId, provenance: ResultProvenance | None
+) -> tuple[Permissions, str]:
+    """The permissions of a stored asset, or of a result from its provenance, and a name
+    for it in explanations."""
+    if provenance is None:
+        return primary(stored), str(stored)
+    item = WorkflowItem(ItemKind.STEP_OUTPUT, provenance.step, provenance.output)
+    return engine.job_permissions(provenance.job)[item], f"{stored} ({item})"
+
+
+def _about(
+    action: str, actor: str, stored: AssetId | ResultId, provenance: ResultProvenance | None
+) -> Concerning:
+    """A release of `stored`; for a result, part of the job that made it."""
+    if provenance is None:
+        return Concerning(action, actor, asset=str(stored))
+    return Concerning(
+        action,
+        actor,
+        party=str(provenance.job.submitter),
+        job=provenance.job_id,
+        step=provenance.step,
+        asset=str(stored),
+    )
 
 
 def _outputs(job: Job, step: str) -> list[WorkflowItem]:

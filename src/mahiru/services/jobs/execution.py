@@ -29,6 +29,7 @@ from mahiru.services.jobs.images import LoadedImages
 from mahiru.services.jobs.live_channel import LiveChannels
 from mahiru.services.jobs.receipts import Receipts, receipt_item
 from mahiru.services.jobs.storing import package_outputs, result_stored, store_step_results
+from mahiru.services.site.policy_view import Concerning
 
 logger = logging.getLogger("mahiru.site.jobs")
 
@@ -169,7 +170,16 @@ class StepExecution:
                 return engine.may_run_step(permissions, step, site)
             return engine.check_job(permissions, known.plan.assignments, known.submitter_site)
 
-        return self._ctx.policy.decide(evaluate)
+        return self._ctx.policy.decide(
+            evaluate,
+            Concerning(
+                "run step",
+                str(known.submitter_site),
+                party=str(known.job.submitter),
+                job=known.job_id,
+                step=step,
+            ),
+        )
 
     def _advance(self, known: KnownJob, status: StepStatus) -> bool:
         ctx, step = self._ctx, status.step
@@ -214,7 +224,7 @@ class StepExecution:
                         item.producer.step,
                         submitter_site=known.submitter_site,
                     )
-                digest, was_fetched, chain = self._fetcher.archive(item, producer_inputs)
+                digest, was_fetched, chain = self._fetcher.archive(known, item, producer_inputs)
                 digests[item.item] = digest
                 if chain is not None:
                     chains.append(chain)

@@ -22,7 +22,7 @@ from mahiru.errors import NotFound
 from mahiru.model.identifiers import AssetId, ResultId
 from mahiru.model.jobs import StepInput
 from mahiru.model.receipts import ReceiptChain
-from mahiru.services.jobs.context import JobContext
+from mahiru.services.jobs.context import JobContext, KnownJob, incoming
 from mahiru.services.jobs.images import LoadedImages
 from mahiru.services.jobs.peers import retrying
 from mahiru.services.jobs.receipts import Receipts
@@ -43,7 +43,7 @@ class InputFetcher:
         self._users: Counter[str] = Counter()  # fetched blob digest -> steps using it
 
     def archive(
-        self, needed: StepInput, producer_inputs: list[StepInput] | None = None
+        self, known: KnownJob, needed: StepInput, producer_inputs: list[StepInput] | None = None
     ) -> tuple[str, bool, ReceiptChain | None]:
         """The blob digest of `needed`'s image archive here, whether it was fetched, and
         (for a result) its verified receipt chain.
@@ -87,14 +87,18 @@ class InputFetcher:
                     extra={"asset": str(asset), "site": str(needed.site), "digest": expected},
                 )
                 return expected, False, None
+            transfers = self._ctx.transfers
+            started = transfers.started()
             info = retrying(
                 lambda: peer.fetch_image(asset, self._ctx.blobs, expected_digest=expected),
                 f"fetch {asset}",
                 stop=self._stop,
             )
+            transfers.received(incoming(known, asset, needed.site, self._ctx.site), info, started)
             chain = None
         else:
             info, chain = self._receipts.fetch(
+                known,
                 peer,
                 asset,
                 needed.site,

@@ -38,6 +38,7 @@ from mahiru.model.jobs import StepStatus
 from mahiru.model.workflow import Job
 from mahiru.runtime.archives import extract_data_files
 from mahiru.services.jobs.context import JobContext
+from mahiru.services.site.policy_view import Concerning
 
 logger = logging.getLogger("mahiru.site.live")
 
@@ -130,7 +131,15 @@ class LiveGrants:
         decision = ctx.policy.decide(
             lambda engine: engine.may_run_step(
                 engine.job_permissions(request.job), request.step, caller
-            )
+            ),
+            Concerning(
+                "live grant",
+                str(caller),
+                party=str(request.job.submitter),
+                job=request.job_id,
+                step=request.step,
+                asset=str(request.asset),
+            ),
         )
         if not decision.allowed:
             raise PermissionDenied(

@@ -25,7 +25,7 @@ from mahiru.model.receipts import (
     verify_chain,
 )
 from mahiru.pki.signatures import verify_with_certificate
-from mahiru.services.jobs.context import JobContext, KnownJob
+from mahiru.services.jobs.context import JobContext, KnownJob, incoming
 from mahiru.services.jobs.peers import JobPeer
 from mahiru.storage import BlobInfo
 from mahiru.storage.blobs import normalise_digest
@@ -108,6 +108,7 @@ class Receipts:
 
     def fetch(
         self,
+        known: KnownJob,
         peer: JobPeer,
         result: ResultId,
         holder: SiteId,
@@ -128,12 +129,15 @@ class Receipts:
         chain = self.verify(result, digest, record.asset.metadata)
         if expected is not None:
             self.check_claims(chain, result, holder, expected)
+        transfers = self._ctx.transfers
+        started = transfers.started()
         info = call(lambda: peer.fetch_result(result, self._ctx.blobs), f"fetch {result}")
         if info.digest != digest:
             raise InvalidInput(
                 f"{holder} served {result} with sha256:{info.digest}, not the"
                 f" sha256:{digest} its receipt names"
             )
+        transfers.received(incoming(known, result, holder, self._ctx.site), info, started)
         return info, chain
 
     def make(

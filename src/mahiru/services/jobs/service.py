@@ -42,7 +42,7 @@ class JobServices:
         self.worker = StepWorker(
             ctx, max_parallel=max_parallel_steps, unavailable_deadline=peer_retry_deadline
         )
-        self.egress = Egress(ctx.policy, ctx.assets, ctx.provenance)
+        self.egress = Egress(ctx.policy, ctx.assets, ctx.provenance, ctx.transfers)
         self.assignments = StepAssignments(
             ctx, self.egress, self.worker.wake, self.worker.stop_containers
         )

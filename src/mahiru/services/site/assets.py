@@ -16,13 +16,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-from collections.abc import AsyncIterable, Iterator
-from dataclasses import dataclass
+from collections.abc import AsyncIterable, Callable, Iterator
+from dataclasses import dataclass, replace
 
 from mahiru.errors import Conflict, InvalidInput, NotFound, PermissionDenied, TooLarge
 from mahiru.model.assets import Asset
 from mahiru.model.identifiers import AssetId, PartyId, ResultId, SiteId
 from mahiru.policy.decisions import Release
+from mahiru.services.site.transfers import Transfer, TransferLog
 from mahiru.storage import AssetRecord, AssetRepository, BlobInfo, BlobStore, Database
 from mahiru.storage.blobs import normalise_digest
 
@@ -40,6 +41,8 @@ class ImageFile:
     size: int
     release: Release
     _blobs: BlobStore
+    #: Wraps every read (chunks, bytes expected): how the transfer gets recorded.
+    _sending: Callable[[Iterator[bytes], int], Iterator[bytes]] | None = None
 
     def read(self, start: int = 0, length: int | None = None) -> Iterator[bytes]:
         """`length` bytes from `start`, verified against the digest as they are read.
@@ -47,7 +50,14 @@ class ImageFile:
         A damaged image is set aside and DamagedBlob raised before its last
         chunk, so a reader never takes bad bytes for the whole image.
         """
-        return self._blobs.read_verified(self.digest, start, length)
+        chunks = self._blobs.read_verified(self.digest, start, length)
+        if self._sending is None:
+            return chunks
+        return self._sending(chunks, self.size - start if length is None else length)
+
+    def recorded_by(self, sending: Callable[[Iterator[bytes], int], Iterator[bytes]]) -> ImageFile:
+        """This image, each read of it passed through `sending` (which records it)."""
+        return replace(self, _sending=sending)
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,7 +89,9 @@ class AssetStore:
         site: SiteId,
         owner: PartyId,
         max_image_bytes: int,
+        transfers: TransferLog | None = None,
     ) -> None:
+        self._transfers = transfers
         self._site = site
         self._owner = owner
         self._db = database
@@ -157,6 +169,7 @@ class AssetStore:
         chunks: AsyncIterable[bytes],
         expected_digest: str,
         *,
+        sender: str,
         declared_size: int | None = None,
     ) -> AssetRecord:
         """Store the image streamed in `chunks` for a described asset; return the new record.
@@ -166,6 +179,7 @@ class AssetStore:
         loop, and memory use does not depend on the image size.
         """
         digest = normalise_digest(expected_digest)
+        started = self._transfers.started() if self._transfers is not None else 0.0
         record = await asyncio.to_thread(self._records.get, asset_id)
         current = record.asset.image_digest
         if current is not None and current != digest:
@@ -198,7 +212,11 @@ class AssetStore:
             info = await asyncio.to_thread(writer.commit)
         finally:
             writer.abort()  # a no-op once committed
-        return await asyncio.to_thread(self.attach_image, asset_id, info)
+        stored = await asyncio.to_thread(self.attach_image, asset_id, info)
+        if self._transfers is not None:
+            transfer = Transfer(asset_id, sender, str(self._site), party=sender)
+            await asyncio.to_thread(self._transfers.received, transfer, info, started)
+        return stored
 
     def attach_image(self, asset_id: AssetId | ResultId, image: BlobInfo) -> AssetRecord:
         """Record that a stored asset's image is the stored blob `image`; return the record.

@@ -18,16 +18,19 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 
 from mahiru.clock import SYSTEM_CLOCK, Clock
 from mahiru.errors import MahiruError
-from mahiru.model.identifiers import Identifier, PartyId, SiteId
+from mahiru.model.audit import AuditEntry, AuditKind, shorten
+from mahiru.model.identifiers import AssetId, PartyId, SiteId
 from mahiru.model.items import WorkflowItem
 from mahiru.model.workflow import Job
 from mahiru.policy.decisions import Decision
 from mahiru.policy.engine import PolicyEngine
 from mahiru.policy.signing import SignedRule
 from mahiru.policy.store import RuleStore
+from mahiru.storage import AuditLog
 
 logger = logging.getLogger("mahiru.site.policy")
 
@@ -36,6 +39,41 @@ MIN_REFRESH_INTERVAL = 1.0
 
 #: A decision made with a given engine.
 Evaluate = Callable[[PolicyEngine], Decision]
+
+
+@dataclass(frozen=True, slots=True)
+class Concerning:
+    """What a decision is about and who asked, as the audit log records it.
+
+    `action` names the decision path (`run step`, `receive steps`, `live
+    grant`, `release to site`, `release to party`); `party` is the party
+    whose job or download it is, which lets that party's users read the record.
+    """
+
+    action: str
+    actor: str
+    party: str | None = None
+    job: str | None = None
+    step: str | None = None
+    asset: str | None = None
+
+    def entry(self, decision: Decision) -> AuditEntry:
+        """The audit record of `decision` made about this."""
+        return AuditEntry(
+            AuditKind.DECISION,
+            self.action,
+            "allowed" if decision.allowed else "denied",
+            actor=self.actor,
+            party=self.party,
+            job=self.job,
+            step=self.step,
+            asset=self.asset,
+            details={
+                "decision": decision.headline(),
+                "explanation": shorten(decision.explain()),
+                "rules": decision.rule_ids(),
+            },
+        )
 
 
 class PolicyView:
@@ -52,9 +90,11 @@ class PolicyView:
         *,
         min_refresh_interval: float = MIN_REFRESH_INTERVAL,
         clock: Clock = SYSTEM_CLOCK,
+        audit: AuditLog | None = None,
         on_decision: Callable[[Decision], None] | None = None,
     ) -> None:
         self._rules = rules
+        self._audit = audit
         self._on_decision = on_decision
         self._lock = threading.Lock()
         self._stale = True
@@ -89,11 +129,16 @@ class PolicyView:
             return False
         return True
 
-    def decide(self, evaluate: Evaluate) -> Decision:
-        """`evaluate` with the current engine; a denial is decided again after a refresh."""
+    def decide(self, evaluate: Evaluate, about: Concerning) -> Decision:
+        """`evaluate` with the current engine; a denial is decided again after a refresh.
+
+        The decision that stands is written to the audit log, with `about`.
+        """
         decision = evaluate(self.engine)
         if not decision.allowed and self.refresh():
             decision = evaluate(self.engine)
+        if self._audit is not None:
+            self._audit.record(about.entry(decision))
         if self._on_decision is not None:
             self._on_decision(decision)
         return decision
@@ -133,9 +178,12 @@ class PolicyView:
         """How many distinct rules decisions are made from."""
         return len(self.engine.store)
 
-    def may_access_asset(self, site: SiteId, asset: Identifier) -> Decision:
+    def may_access_asset(self, site: SiteId, asset: AssetId) -> Decision:
         """May `site` access (download) the primary asset `asset`?"""
-        return self.decide(lambda engine: engine.may_access_asset(site, asset))
+        return self.decide(
+            lambda engine: engine.may_access_asset(site, asset),
+            Concerning("release to site", str(site), asset=str(asset)),
+        )
 
     def explain(
         self,

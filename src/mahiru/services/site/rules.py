@@ -17,7 +17,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from mahiru.errors import Conflict, PermissionDenied
+from mahiru.errors import Conflict, MahiruError, PermissionDenied
 from mahiru.model.identifiers import PartyId
 from mahiru.policy.signing import Revocation, SignedRule, in_force
 from mahiru.services.site.validation import KeyRing
@@ -66,6 +66,22 @@ class RuleService:
         by the owner of its namespace, Conflict if it was revoked before, here
         or at any peer.
         """
+        try:
+            self._check_new(signed)
+            version = self._rules.add(signed)
+        except MahiruError as error:
+            self._rules.rejected(signed.rule_id, str(signed.rule), error.message)
+            raise
+        if version is not None:
+            logger.info(
+                "rule added",
+                extra={"rule_id": signed.rule_id, "rule": str(signed.rule), "version": version},
+            )
+            self._on_change()
+        return RuleOutcome(signed.rule_id, version is not None, version)
+
+    def _check_new(self, signed: SignedRule) -> None:
+        """Refuse a rule this site may not store (see `add`)."""
         namespace = signed.rule.signer_namespace()
         if namespace != self._owner.namespace:
             raise PermissionDenied(
@@ -80,14 +96,6 @@ class RuleService:
                 f"rule {signed.rule_id} ({signed.rule}) was revoked and cannot be added again",
                 {"rule_id": signed.rule_id},
             )
-        version = self._rules.add(signed)
-        if version is not None:
-            logger.info(
-                "rule added",
-                extra={"rule_id": signed.rule_id, "rule": str(signed.rule), "version": version},
-            )
-            self._on_change()
-        return RuleOutcome(signed.rule_id, version is not None, version)
 
     def revoke(self, revocation: Revocation) -> RuleOutcome:
         """Verify a signed revocation and revoke the rule it names.
@@ -96,8 +104,12 @@ class RuleService:
         of its namespace or names another namespace than the rule's signer,
         NotFound if the rule is not stored here.
         """
-        self._keys().check_revocation(revocation)
-        version = self._rules.revoke(revocation)
+        try:
+            self._keys().check_revocation(revocation)
+            version = self._rules.revoke(revocation)
+        except MahiruError as error:
+            self._rules.rejected(revocation.rule_id, None, error.message, revocation=True)
+            raise
         if version is not None:
             logger.info("rule revoked", extra={"rule_id": revocation.rule_id, "version": version})
             self._on_change()

@@ -20,7 +20,8 @@ from mahiru.services.site.replication import (
     SourceStatus,
 )
 from mahiru.services.site.rules import RuleService
-from mahiru.storage import BlobStore, ReplicaRepository, SiteRepositories
+from mahiru.services.site.transfers import TransferLog
+from mahiru.storage import AuditLog, BlobStore, ReplicaRepository, SiteRepositories
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +50,8 @@ class SiteServices:
     replicator: Replicator
     replication: BackgroundLoop
     registered_sites: RegisteredSites
+    audit: AuditLog
+    transfers: TransferLog
 
     @classmethod
     def create(
@@ -70,11 +73,14 @@ class SiteServices:
         rules = RuleService(
             repositories.rules, replica, owner=owner, on_change=lambda: policy.invalidate()
         )
-        policy = PolicyView(rules.in_force, clock=clock, on_decision=on_decision)
+        policy = PolicyView(
+            rules.in_force, clock=clock, audit=repositories.audit, on_decision=on_decision
+        )
         replicator = Replicator(
             site, replica, registry, peers, on_change=policy.invalidate, clock=clock
         )
         policy.use_refresher(replicator.run_once)
+        transfers = TransferLog(site, repositories.audit, clock)
         return cls(
             site=site,
             owner=owner,
@@ -85,6 +91,7 @@ class SiteServices:
                 site=site,
                 owner=owner,
                 max_image_bytes=max_image_bytes,
+                transfers=transfers,
             ),
             rules=rules,
             policy=policy,
@@ -98,6 +105,8 @@ class SiteServices:
                 context={"site": str(site)},
             ),
             registered_sites=RegisteredSites(replica),
+            audit=repositories.audit,
+            transfers=transfers,
         )
 
     def status(self) -> SiteStatus:
