@@ -11,20 +11,20 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from functools import partial
 
 import httpx
-from cryptography.hazmat.primitives import hashes
 from fastapi import FastAPI, Request, Response
-from starlette.concurrency import run_in_threadpool
 
-from mahiru.api.auth import CertificateAuthenticator, ServiceCaller, UserCaller
-from mahiru.api.errors import error_response, error_responses, install_error_handlers
+from mahiru.api.auth import CertificateAuthenticator, UserCaller
+from mahiru.api.errors import error_responses, install_error_handlers
 from mahiru.api.metrics import ReplicationState, SiteMetrics, SiteState
 from mahiru.api.middleware import install_middleware
 from mahiru.api.openapi import NETWORK_CERTIFICATE, USER_CERTIFICATE, describe_security, new_app
+from mahiru.api.site_audit import audit_router
+from mahiru.api.site_callers import authenticate_callers
 from mahiru.api.site_external import external_router
 from mahiru.api.site_internal import internal_router
 from mahiru.api.site_jobs import external_jobs_router, internal_jobs_router
@@ -35,8 +35,7 @@ from mahiru.client.registry import RegistryClient
 from mahiru.client.site import PeerClient
 from mahiru.clock import SYSTEM_CLOCK, Clock
 from mahiru.config import SiteConfig
-from mahiru.errors import InvalidInput, MahiruError, PermissionDenied, path_redactor
-from mahiru.model.audit import AuditEntry, AuditKind
+from mahiru.errors import InvalidInput, PermissionDenied, path_redactor
 from mahiru.pki import load_certificate, load_tls_private_key, user_ca_party
 from mahiru.pki.signatures import sign_with_tls_key
 from mahiru.runtime.docker_engine import DockerRuntime
@@ -265,7 +264,7 @@ def create_site_app(
     app.state.jobs = jobs
     metrics.watch(_site_state(config, repositories, services, jobs, clock))
     install_error_handlers(app, redact=path_redactor(config.data_dir.resolve(), config.data_dir))
-    _authenticate(app, authenticator, services)
+    authenticate_callers(app, authenticator, services)
     # Added after authentication, so they wrap it: refused requests are logged too.
     install_middleware(
         app, body_limit=config.max_body_bytes, unlimited=("/internal/assets/",), metrics=metrics
@@ -289,6 +288,7 @@ def create_site_app(
     app.include_router(external_router(services, jobs.egress, authenticator))
     app.include_router(internal_jobs_router(services, jobs, authenticator))
     app.include_router(external_jobs_router(services, jobs, authenticator))
+    app.include_router(audit_router(services, authenticator))
     describe_security(
         app,
         {**USER_CERTIFICATE, **NETWORK_CERTIFICATE},
@@ -338,66 +338,3 @@ def _receipt_signer(config: SiteConfig) -> Callable[[bytes], bytes] | None:
 
 
 _ERROR_RESPONSES = error_responses(ErrorOut, "The site failed or a dependency is unavailable.")
-
-
-def _authenticate(
-    app: FastAPI, authenticator: CertificateAuthenticator, services: SiteServices
-) -> None:
-    """Check every caller before anything reads the request (docs/security.md).
-
-    The external API takes registered sites only, the internal API the owner
-    party's users, and the rest (the OpenAPI document, unknown paths) either.
-    So a refused caller gets 401/403 whatever its body holds, never a
-    validation error. The routes still check admin roles and policy.
-    """
-
-    def caller(request: Request) -> ServiceCaller | UserCaller:
-        path = request.url.path
-        if path.startswith("/external/"):
-            service = authenticator.service(request)
-            services.registered_sites.identify(service.identity, service.certificate)
-            return service
-        if path.startswith("/internal/"):
-            return authenticator.user(request)
-        try:
-            return authenticator.service(request)
-        except MahiruError:
-            return authenticator.user(request)
-
-    @app.middleware("http")
-    async def authenticate(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        try:
-            # In a worker thread: identifying a site reads the registry replica.
-            request.state.caller = await run_in_threadpool(caller, request)
-        except MahiruError as error:
-            await run_in_threadpool(refused, request, error)
-            return error_response(error)
-        return await call_next(request)
-
-    def refused(request: Request, error: MahiruError) -> None:
-        try:
-            certificate = authenticator.certificate(request)
-        except MahiruError:
-            presented: dict[str, str] = {}
-        else:
-            presented = {
-                "subject": certificate.subject.rfc4514_string(),
-                "issuer": certificate.issuer.rfc4514_string(),
-                "fingerprint": certificate.fingerprint(hashes.SHA256()).hex(),
-            }
-        services.audit.record(
-            AuditEntry(
-                AuditKind.REFUSAL,
-                "authenticate",
-                "refused",
-                actor=presented.get("subject", "(no certificate)"),
-                details={
-                    "method": request.method,
-                    "path": request.url.path,
-                    "reason": error.message,
-                    **presented,
-                },
-            )
-        )

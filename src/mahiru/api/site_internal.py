@@ -15,7 +15,7 @@ from fastapi import APIRouter, Depends, Header, Request
 from starlette.requests import ClientDisconnect
 from starlette.responses import Response
 
-from mahiru.api.auth import CertificateAuthenticator, UserCaller
+from mahiru.api.auth import CertificateAuthenticator, UserCaller, user_dependencies
 from mahiru.api.site_images import IMAGE_RESPONSES, IMAGE_UPLOAD_BODY, image_response
 from mahiru.api.site_models import (
     AssetIn,
@@ -33,7 +33,7 @@ from mahiru.api.site_models import (
     StatusOut,
     parse_signed_rule,
 )
-from mahiru.errors import InvalidInput, PermissionDenied
+from mahiru.errors import InvalidInput
 from mahiru.model.assets import Asset, AssetKind
 from mahiru.model.identifiers import AssetId, PartyId, ResultId, SiteId, parse_identifier
 from mahiru.model.items import WorkflowItem
@@ -70,17 +70,7 @@ def internal_router(
 ) -> APIRouter:
     """The routes of the internal API, served by `services`; images leave through `egress`."""
 
-    def user(request: Request) -> UserCaller:
-        caller = auth.user(request)
-        request.state.caller = caller
-        return caller
-
-    def admin(request: Request) -> UserCaller:
-        caller = user(request)
-        if not caller.is_admin:
-            raise PermissionDenied(f"{caller} is not an admin of this site")
-        return caller
-
+    user, admin = user_dependencies(auth)
     User = Annotated[UserCaller, Depends(user)]
     Admin = Annotated[UserCaller, Depends(admin)]
     router = APIRouter(prefix="/internal", tags=["internal"])

@@ -12,11 +12,11 @@ this site's policy, applied to how the result was made, lets the caller have it.
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Depends, Header, Request
+from fastapi import APIRouter, Body, Depends, Header
 from pydantic import BaseModel, ConfigDict
 from starlette.responses import FileResponse, Response
 
-from mahiru.api.auth import CertificateAuthenticator, UserCaller
+from mahiru.api.auth import CertificateAuthenticator, UserCaller, user_dependencies
 from mahiru.api.site_external import registered_peer
 from mahiru.api.site_images import IMAGE_RESPONSES, image_response
 from mahiru.api.site_models import JobIn
@@ -71,11 +71,7 @@ def internal_jobs_router(
 ) -> APIRouter:
     """The job routes of the internal API."""
 
-    def user(request: Request) -> UserCaller:
-        caller = auth.user(request)
-        request.state.caller = caller
-        return caller
-
+    user, _ = user_dependencies(auth)
     User = Annotated[UserCaller, Depends(user)]
     router = APIRouter(prefix="/internal/jobs", tags=["jobs"])
 

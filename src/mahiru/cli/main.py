@@ -118,6 +118,7 @@ def _register_commands() -> None:
     """Attach every command group; each lives in its own module."""
     from mahiru.cli import (
         assets,
+        audit,
         blobs,
         certs,
         demo,
@@ -139,6 +140,7 @@ def _register_commands() -> None:
     cli.add_command(rules.rules_group)
     cli.add_command(jobs.jobs_group)
     cli.add_command(results.results_group)
+    cli.add_command(audit.audit_group)
     cli.add_command(demo.demo_command)
     cli.add_command(completion_command)
     _add_examples(cli)

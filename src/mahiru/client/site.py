@@ -306,6 +306,25 @@ class SiteClient(_AssetReader):
         """The site's Prometheus metrics (text format); for admins and configured scrapers."""
         return request(self._http, "GET", "/metrics").text
 
+    def audit_records(self, **filters: str | int | None) -> JsonObject:
+        """A page of the audit log, newest first: `{"records": [...], "next": N | null}`.
+
+        Filters: job, asset, kind, since (ISO 8601), before (a page's next), limit.
+        """
+        params = {key: value for key, value in filters.items() if value is not None}
+        result: JsonObject = _json(request(self._http, "GET", "/audit", params=params))
+        return result
+
+    def audit_record(self, seq: int) -> JsonObject:
+        """One audit record by its number."""
+        result: JsonObject = _json(request(self._http, "GET", f"/audit/{seq}"))
+        return result
+
+    def verify_audit(self) -> JsonObject:
+        """The site's check of its whole audit chain."""
+        result: JsonObject = _json(request(self._http, "GET", "/audit/verify"))
+        return result
+
 
 class PeerClient(_AssetReader):
     """Another site's external API, as this site calls it: rules, asset metadata and images."""

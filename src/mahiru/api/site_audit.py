@@ -1,0 +1,150 @@
+"""The audit log of a site under `/internal/audit`: list, show, verify.
+
+Admins read every record; other users read the records about their own
+party (its jobs, its downloads), and get 403 for any other record. Listing
+is paged newest first: pass a page's `next` as `before` for the one after it.
+"""
+
+# No `from __future__ import annotations`: FastAPI must see the dependency aliases
+# defined inside the router factory, which string annotations would hide.
+
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query
+from pydantic import BaseModel, JsonValue
+
+from mahiru.api.auth import CertificateAuthenticator, UserCaller, user_dependencies
+from mahiru.errors import InvalidInput, PermissionDenied
+from mahiru.model.audit import AuditKind, AuditRecord, ChainCheck
+from mahiru.services.site import SiteServices
+from mahiru.storage import AuditQuery
+
+
+class AuditRecordOut(BaseModel):
+    """One event of the site, in the hash chain."""
+
+    seq: int
+    at: datetime
+    kind: str
+    action: str
+    outcome: str
+    actor: str | None
+    party: str | None
+    job: str | None
+    step: str | None
+    asset: str | None
+    details: JsonValue
+    prev: str
+    hash: str
+
+    @classmethod
+    def of(cls, record: AuditRecord) -> "AuditRecordOut":
+        """The API form of a stored record."""
+        entry = record.entry
+        return cls(
+            seq=record.seq,
+            at=record.at,
+            kind=entry.kind,
+            action=entry.action,
+            outcome=entry.outcome,
+            actor=entry.actor,
+            party=entry.party,
+            job=entry.job,
+            step=entry.step,
+            asset=entry.asset,
+            details=dict(entry.details),
+            prev=record.prev,
+            hash=record.hash,
+        )
+
+
+class AuditPageOut(BaseModel):
+    """Records newest first; `next` continues the list (as `before`), null at the end."""
+
+    records: list[AuditRecordOut]
+    next: int | None
+
+
+class ChainCheckOut(BaseModel):
+    """Whether the chain is whole; if not, the first broken record and why."""
+
+    intact: bool
+    records: int
+    head: int
+    head_hash: str
+    broken_at: int | None
+    problem: str | None
+
+    @classmethod
+    def of(cls, check: ChainCheck) -> "ChainCheckOut":
+        """The API form of a chain check."""
+        return cls(**check.to_dict())
+
+
+def _kind(text: str | None) -> AuditKind | None:
+    if text is None:
+        return None
+    try:
+        return AuditKind(text)
+    except ValueError:
+        kinds = ", ".join(kind.value for kind in AuditKind)
+        raise InvalidInput(f"unknown audit record kind {text!r}; use one of {kinds}") from None
+
+
+def readable_party(caller: UserCaller) -> str | None:
+    """The only party whose records `caller` may read (None: any, for admins)."""
+    return None if caller.is_admin else str(caller.party)
+
+
+def audit_router(services: SiteServices, auth: CertificateAuthenticator) -> APIRouter:
+    """The audit routes of the internal API."""
+    user, _ = user_dependencies(auth)
+    User = Annotated[UserCaller, Depends(user)]
+    router = APIRouter(prefix="/internal/audit", tags=["audit"])
+
+    @router.get("", response_model=AuditPageOut, summary="List audit records")
+    def list_records(
+        caller: User,
+        job: str | None = None,
+        asset: str | None = None,
+        kind: str | None = None,
+        since: Annotated[datetime | None, Query(description="ISO 8601 time")] = None,
+        before: Annotated[int | None, Query(ge=1, description="a page's `next`")] = None,
+        limit: Annotated[int, Query(ge=1, le=500)] = 100,
+    ) -> AuditPageOut:
+        """Records matching every filter given, newest first (one party's for non-admins)."""
+        if since is not None and since.tzinfo is None:
+            raise InvalidInput("since must carry a time zone, e.g. 2026-12-06T10:00:00Z")
+        query = AuditQuery(
+            job=job,
+            asset=asset,
+            kind=_kind(kind),
+            since=since,
+            party=readable_party(caller),
+            before=before,
+        )
+        page = services.audit.page(query, limit)
+        return AuditPageOut(
+            records=[AuditRecordOut.of(record) for record in page.records], next=page.next
+        )
+
+    @router.get("/verify", response_model=ChainCheckOut, summary="Verify the audit chain")
+    def verify(caller: User) -> ChainCheckOut:
+        """Recompute the whole hash chain; name the first broken record, if any."""
+        return ChainCheckOut.of(services.audit.verify())
+
+    @router.get("/{seq}", response_model=AuditRecordOut, summary="Show an audit record")
+    def show(seq: int, caller: User) -> AuditRecordOut:
+        """One record; 403 for a record about another party, unless the caller is an admin."""
+        record = services.audit.get(seq)
+        party = readable_party(caller)
+        if party is not None and record.entry.party != party:
+            raise PermissionDenied(
+                f"{caller} may not read audit record {seq}: it is not about {party}"
+                " (only admins read every record)",
+                {"seq": seq},
+            )
+        return AuditRecordOut.of(record)
+
+    return router
