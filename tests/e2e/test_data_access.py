@@ -360,6 +360,10 @@ def test_site2_grants_only_sites_that_may_run_the_step_and_honours_only_their_to
         request(as_site1, "DELETE", f"/live/{token}")
         with pytest.raises(NotFound, match="no live access grant"):
             request(as_site1, "GET", f"/live/{token}/files/data.json")
+    with site2.admin() as admin:  # both grant decisions are in site2's audit log
+        records = admin.audit_records(job=job_id, kind="decision")["records"]
+    grants = {(r["actor"], r["outcome"]) for r in records if r["action"] == "live grant"}
+    assert {(site1.id, "allowed"), (site3.id, "denied")} <= grants, records
 
 
 def test_the_demo_runs_the_data_access_scenario(

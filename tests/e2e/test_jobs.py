@@ -413,6 +413,11 @@ def test_the_running_site_rechecks_the_step_against_its_own_policy(
     reason = view.status.reason
     assert reason is not None and "policy does not permit" in reason, reason
     assert data in reason
+    with site2.admin() as admin:
+        records = admin.audit_records(job=job_id, kind="decision")["records"]
+    denied = [r for r in records if r["action"] == "receive steps"]
+    assert [r["outcome"] for r in denied] == ["denied"], records
+    assert data in denied[0]["details"]["explanation"]
 
 
 def test_a_compute_image_the_engine_has_is_downloaded_only_once(
@@ -563,3 +568,72 @@ def test_the_metrics_follow_a_job_at_both_sites(scenario: Scenario, tmp_path: Pa
     grew("mahiru_image_bytes_received_total", before1, after1, by=1000)  # and collected
     grew("mahiru_image_bytes_sent_total", before2, after2, by=1000, api="external")
     grew("mahiru_image_bytes_sent_total", before1, after1, by=1000, api="internal")
+
+
+def _audit(site: Any, **filters: Any) -> list[dict[str, Any]]:
+    with site.admin() as admin:
+        records: list[dict[str, Any]] = admin.audit_records(limit=500, **filters)["records"]
+    return records
+
+
+def _has(records: list[dict[str, Any]], **expected: Any) -> dict[str, Any]:
+    found = [r for r in records if all(r.get(k) == v for k, v in expected.items())]
+    assert found, (expected, [(r["kind"], r["action"], r["outcome"], r["actor"]) for r in records])
+    return found[0]
+
+
+def test_every_decision_and_transfer_of_a_job_is_audited_at_both_sites(
+    scenario: Scenario, tmp_path: Path
+) -> None:
+    """Plan, hand-over, run, result release and delivery, transfers and states, at each site."""
+    result = str(next(iter(scenario.job().result_ids().values())))
+    for site in (scenario.site1, scenario.site2):  # computed anew, not reused
+        with site.admin() as admin, contextlib.suppress(NotFound):
+            admin.delete_asset(ResultId.parse(result))
+    with user(scenario) as client:
+        job_id = client.submit(scenario.job()).status.job_id
+        view = client.wait(job_id, WAIT)
+        assert view.status.state is JobState.SUCCEEDED, view.to_json()
+        client.download_output(job_id, "result", tmp_path / "out")
+    site1, site2 = scenario.site1, scenario.site2
+    party = site1.party.id
+    at_submitter = list(reversed(_audit(site1, job=job_id)))  # oldest first
+    at_runner = list(reversed(_audit(site2, job=job_id)))
+    assert all(r["party"] == party for r in at_submitter + at_runner)
+
+    plan = _has(at_submitter, kind="decision", action="plan job", outcome="allowed")
+    assert f"compute at {site2.id}" in plan["details"]["explanation"]
+    states = [r["outcome"] for r in at_submitter if r["kind"] == "job"]
+    assert states == ["planned", "running", "succeeded"], states
+    received = _has(at_submitter, kind="transfer", action="receive", asset=result)
+    assert received["details"]["from"] == site2.id and received["details"]["bytes"] > 1000
+    _has(at_submitter, kind="decision", action="release to party", outcome="allowed")
+    _has(at_submitter, kind="transfer", action="send", actor=party, outcome="complete")
+
+    _has(at_runner, kind="decision", action="receive steps", outcome="allowed", actor=site1.id)
+    run = _has(at_runner, kind="decision", action="run step", outcome="allowed", step="compute")
+    assert run["details"]["rules"] and "may" in run["details"]["explanation"]
+    steps = [r["outcome"] for r in at_runner if r["kind"] == "step"]
+    assert steps[0] == "waiting" and steps[-1] == "succeeded" and "running" in steps, steps
+    release = _has(at_runner, kind="decision", action="release to site", asset=result)
+    assert (release["outcome"], release["actor"]) == ("allowed", site1.id)
+    sent = _has(at_runner, kind="transfer", action="send", asset=result)
+    assert sent["details"]["digest"] == received["details"]["digest"]
+    assert sent["details"]["bytes"] == received["details"]["bytes"]
+    for site in (site1, site2):
+        with site.admin() as admin:
+            assert admin.verify_audit()["intact"]
+
+
+def test_refused_plans_and_refused_steps_are_audited(scenario: Scenario) -> None:
+    """A job no plan permits, and a step its site refuses, each leave a denied decision."""
+    secret = asset_id(scenario.site2, "secret")
+    with user(scenario) as client, pytest.raises(PermissionDenied):
+        client.submit(scenario.job(data=secret))
+    refused = [
+        r
+        for r in _audit(scenario.site1, kind="decision")
+        if r["action"] == "plan job" and r["outcome"] == "denied"
+    ]
+    assert refused and secret in refused[0]["details"]["explanation"], refused[0]["details"]
+    assert refused[0]["party"] == scenario.site1.party.id and refused[0]["job"] is None

@@ -113,7 +113,7 @@ def internal_jobs_router(
     ) -> Response:
         """The image archive of a workflow output of a succeeded job."""
         result = jobs.submissions.output(check_job_id(job_id), name, caller.party)
-        image = jobs.egress.to_party(result, caller.party)
+        image = jobs.egress.to_party(result, caller.party, job_id=job_id)
         return image_response(image, range_header, if_range)
 
     return router

@@ -19,7 +19,7 @@ from dataclasses import replace
 from functools import partial
 
 from mahiru.errors import NotFound, PermissionDenied
-from mahiru.model.identifiers import AssetId, PartyId, ResultId, SiteId
+from mahiru.model.identifiers import AssetId, JobId, PartyId, ResultId, SiteId
 from mahiru.model.items import ItemKind, WorkflowItem
 from mahiru.model.jobs import ResultProvenance, StepStatus
 from mahiru.model.workflow import Job
@@ -120,7 +120,7 @@ class Egress:
         return self._release_to_party(stored, party)[0]
 
     def _release_to_party(
-        self, stored: AssetId | ResultId, party: PartyId
+        self, stored: AssetId | ResultId, party: PartyId, job_id: JobId | None = None
     ) -> tuple[Release, Concerning]:
         provenance = self._provenance(stored)
 
@@ -148,9 +148,14 @@ class Egress:
             )
         return self._recorded(self._assets.open_image(stored, release), stored, about, str(site))
 
-    def to_party(self, stored: AssetId | ResultId, party: PartyId) -> ImageFile:
-        """The image of `stored`, for a user of `party`, if policy lets the party use it."""
-        release, about = self._release_to_party(stored, party)
+    def to_party(
+        self, stored: AssetId | ResultId, party: PartyId, *, job_id: JobId | None = None
+    ) -> ImageFile:
+        """The image of `stored`, for a user of `party`, if policy lets the party use it.
+
+        `job_id` names the job whose output it is delivered as, for the audit log.
+        """
+        release, about = self._release_to_party(stored, party, job_id)
         image = self._assets.open_image(stored, release)
         return self._recorded(image, stored, about, str(party))
 

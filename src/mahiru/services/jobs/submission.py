@@ -21,6 +21,7 @@ from mahiru.planner import NoPermittedPlan, plan_job
 from mahiru.services.jobs.context import JobContext
 from mahiru.services.jobs.egress import Egress
 from mahiru.services.jobs.peers import retrying
+from mahiru.services.site.policy_view import Concerning
 
 logger = logging.getLogger("mahiru.site.jobs")
 
@@ -69,13 +70,19 @@ class JobSubmissions:
                 sites = [record.describe() for record in ctx.replica.sites()]
                 plan = plan_job(job, sites, ctx.policy.engine, self._sizes(job))
         except NoPermittedPlan as denial:
+            about = Concerning("plan job", str(party), str(party))
+            ctx.policy.planned(about, False, denial.denial.explain())
             # A step no site may run because of a mistyped asset id reads better
             # as what it is than as a denial.
             if denial.denial.steps:
                 self._check_assets_known(job)
             raise
         job_id = JobId(self._new_id())
-        status = ctx.jobs.create_job(job_id, job, plan, ctx.site, ctx.now())
+        placed = ", ".join(f"{step} at {site}" for step, site in sorted(plan.assignments.items()))
+        with ctx.database.transaction():  # the decision and the job it made, or neither
+            about = Concerning("plan job", str(party), str(party), job=job_id)
+            ctx.policy.planned(about, True, f"planned: {placed}")
+            status = ctx.jobs.create_job(job_id, job, plan, ctx.site, ctx.now())
         logger.info(
             "job planned",
             extra={"job": job_id, "plan": {s: str(site) for s, site in plan.assignments.items()}},

@@ -143,6 +143,22 @@ class PolicyView:
             self._on_decision(decision)
         return decision
 
+    def planned(self, about: Concerning, allowed: bool, explanation: str) -> None:
+        """Record the planner's decision on a job submitted here (it plans with `engine`)."""
+        if self._audit is None:
+            return
+        self._audit.record(
+            AuditEntry(
+                AuditKind.DECISION,
+                about.action,
+                "allowed" if allowed else "denied",
+                actor=about.actor,
+                party=about.party,
+                job=about.job,
+                details={"explanation": shorten(explanation)},
+            )
+        )
+
     @property
     def engine(self) -> PolicyEngine:
         """The current engine (a snapshot: keep using it for one related set of decisions).
