@@ -348,9 +348,9 @@ def test_the_audit_commands_list_show_and_verify(net: Network) -> None:
     missing = run("show", "999999")
     assert missing.returncode == 2 and "there is no audit record 999999" in missing.stderr
 
-    with create_database(site.config.database_url) as database:  # someone edits the database
-        with database.transaction() as session:
-            session.execute(update(audit_log).where(audit_log.c.seq == 1).values(outcome="x"))
+    # Someone edits the database behind the site's back.
+    with create_database(site.config.database_url) as database, database.transaction() as session:
+        session.execute(update(audit_log).where(audit_log.c.seq == 1).values(outcome="x"))
     broken = run("verify")
     assert broken.returncode == 1
     assert "broken at record 1" in broken.stderr
