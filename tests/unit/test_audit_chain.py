@@ -1,4 +1,4 @@
-"""The audit log's hash chain: a change, removal or insertion is named at the first broken record."""
+"""The audit hash chain: a change, removal or insertion is named at the first broken record."""
 
 from __future__ import annotations
 
