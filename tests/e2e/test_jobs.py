@@ -262,6 +262,21 @@ def test_the_cli_submits_waits_and_writes_the_result(scenario: Scenario, tmp_pat
     result = _cli(scenario, "result", job_id, "--output-dir", str(tmp_path / "out"))
     assert result.exit_code == 0, result.output
     assert json.loads((tmp_path / "out" / "result" / "data.json").read_text()) == [1, 34]
+    provenance = _cli(scenario, "provenance", job_id[:8])
+    assert provenance.exit_code == 0, provenance.output
+    document = json.loads(provenance.output)
+    result_id = str(next(iter(scenario.job().result_ids().values())))
+    assert document["entity"][f"mahiru:{result_id}"]["mahiru:workflowOutput"] == "result"
+    ran = document["wasAssociatedWith"].values()
+    assert {
+        "prov:activity": f"mahiru:step:{job_id}:compute",
+        "prov:agent": f"mahiru:{scenario.site2.id}",
+    } in ran
+    assert f"mahiru:{scenario.site2.party.id}" in document["agent"]
+    dot = _cli(scenario, "provenance", job_id, "--format", "dot")
+    assert dot.exit_code == 0 and dot.output.startswith("digraph provenance {")
+    assert f'"mahiru:{result_id}"' in dot.output
+    assert _cli(scenario, "provenance", "nosuchjob").exit_code == 2
 
     denied_file = tmp_path / "denied.yaml"
     denied = scenario.job(data=asset_id(scenario.site2, "secret"))

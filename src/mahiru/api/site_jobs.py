@@ -98,6 +98,11 @@ def internal_jobs_router(
         jobs.submissions.cancel(check_job_id(job_id), caller.party, str(caller))
         return _view(*jobs.submissions.get(job_id, caller.party))
 
+    @router.get("/{job_id}/provenance", summary="A job's provenance (W3C PROV-JSON)")
+    def provenance(job_id: JobId, caller: User) -> JsonObject:
+        """How the job made its results: inputs, compute assets, steps, sites and parties."""
+        return jobs.submissions.provenance(check_job_id(job_id), caller.party)
+
     @router.get(
         "/{job_id}/outputs/{name}/image",
         response_class=Response,

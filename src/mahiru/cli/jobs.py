@@ -20,6 +20,7 @@ from mahiru.client.jobs import JobsClient, JobView
 from mahiru.errors import Conflict, InvalidInput, NotFound
 from mahiru.files import load_job
 from mahiru.model.jobs import JobState, JobStatus
+from mahiru.model.prov import to_dot
 
 _JOB_FILE = click.Path(dir_okay=False, exists=True, path_type=Path)
 
@@ -211,6 +212,41 @@ def status_command(
     """
     with jobs_client(site_url, cert, tls_key, ca) as client:
         _show(client.status(_job_id(client, job_id)), as_json)
+
+
+@jobs_group.command("provenance")
+@click.argument("job_id")
+@click.option(
+    "--format",
+    "output_format",
+    type=click.Choice(["prov-json", "dot"]),
+    default="prov-json",
+    show_default=True,
+    help="W3C PROV-JSON, or a Graphviz graph (draw it with `dot -Tsvg`).",
+)
+@site_options()
+@handle_errors
+def provenance_command(
+    job_id: str,
+    output_format: str,
+    site_url: str,
+    cert: Path,
+    tls_key: Path,
+    ca: Path,
+    as_json: bool,
+) -> None:
+    """Print how a job made its results: inputs, compute assets, steps, sites and parties.
+
+    \b
+    Example:
+      mahiru jobs provenance 3f2a --format dot | dot -Tsvg > provenance.svg
+    """
+    with jobs_client(site_url, cert, tls_key, ca) as client:
+        document = client.provenance(_job_id(client, job_id))
+    if output_format == "dot":
+        click.echo(to_dot(document), nl=False)
+    else:
+        echo_json(document)
 
 
 @jobs_group.command("list")

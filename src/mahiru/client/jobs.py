@@ -78,6 +78,13 @@ class JobsClient(ApiClient):
         data = request(self._http, "GET", "/jobs").json()
         return [JobStatus.from_dict(item) for item in data["jobs"]]
 
+    def provenance(self, job_id: str) -> dict[str, Any]:
+        """How a job made its results, as a W3C PROV-JSON document."""
+        document: dict[str, Any] = request(
+            self._http, "GET", f"/jobs/{quote(job_id)}/provenance"
+        ).json()
+        return document
+
     def cancel(self, job_id: str) -> JobView:
         """Cancel a job that has not finished."""
         path = f"/jobs/{quote(job_id)}/cancel"

@@ -7,15 +7,18 @@ Users see and cancel only their own party's jobs; others' are NotFound.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Callable
 from functools import partial
+from typing import Any
 
 from mahiru.clock import IdSource, random_id
 from mahiru.errors import InvalidInput, MahiruError, NotFound, PermissionDenied
 from mahiru.model.assets import submitter_site
 from mahiru.model.identifiers import AssetId, JobId, PartyId, ResultId
 from mahiru.model.jobs import JobState, JobStatus, StepStatus
+from mahiru.model.prov import job_provenance
 from mahiru.model.workflow import Job
 from mahiru.planner import NoPermittedPlan, plan_job
 from mahiru.services.jobs.context import JobContext
@@ -154,6 +157,15 @@ class JobSubmissions:
             raise NotFound(f"job {job_id} is not known here", {"job_id": job_id})
         steps = self._ctx.jobs.steps_of(job_id)
         return status, self._egress.step_views(status.job, steps, status.submitter)
+
+    def provenance(self, job_id: JobId, party: PartyId) -> dict[str, Any]:
+        """How a job of `party` made its results, as a W3C PROV-JSON document."""
+        status, steps = self.get(job_id, party)
+        owners = {}
+        for site in set(status.plan.assignments.values()) if status.plan is not None else ():
+            with contextlib.suppress(NotFound):  # a site since removed from the registry
+                owners[site] = self._ctx.replica.site(site).owner
+        return job_provenance(status, steps, owners)
 
     def cancel(self, job_id: JobId, party: PartyId, who: str) -> JobStatus:
         """Cancel a job of `party` here, stop its containers, and tell the other sites."""
