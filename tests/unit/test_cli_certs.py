@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner, Result
 from cryptography import x509
+from cryptography.hazmat.primitives.serialization import pkcs12
 
 from mahiru import pki
 from mahiru.cli.certs import certs_group
@@ -147,6 +148,15 @@ def test_user_certificate_carries_name_party_and_role(
     assert document["role"] == role
     assert document["files"]["certificate"] == str(out / "alice.crt")
     assert mode(out / "alice.key") == 0o600
+    # The browser bundle holds the same certificate and key, readable by its owner only.
+    assert document["files"]["browser_bundle"] == str(out / "alice.p12")
+    assert mode(out / "alice.p12") == 0o600
+    bundle = pkcs12.load_pkcs12((out / "alice.p12").read_bytes(), None)
+    assert bundle.cert is not None
+    assert bundle.cert.certificate == pki.load_certificate(out / "alice.crt")
+    assert (
+        bundle.key is not None and bundle.key.public_key() == bundle.cert.certificate.public_key()
+    )
     cert = pki.load_certificate(out / "alice.crt")
     identity = pki.user_identity(cert, issuer=pki.load_certificate(party_dir / "user-ca.crt"))
     assert identity == pki.UserIdentity(name="alice", party=PARTY1, role=Role(role))

@@ -19,6 +19,7 @@ import httpx
 from fastapi import FastAPI, Request, Response
 
 from mahiru.api.auth import CertificateAuthenticator, UserCaller
+from mahiru.api.dashboard import dashboard_router
 from mahiru.api.errors import error_responses, install_error_handlers
 from mahiru.api.metrics import ReplicationState, SiteMetrics, SiteState
 from mahiru.api.middleware import install_middleware
@@ -289,6 +290,7 @@ def create_site_app(
     app.include_router(internal_jobs_router(services, jobs, authenticator))
     app.include_router(external_jobs_router(services, jobs, authenticator))
     app.include_router(audit_router(services, authenticator))
+    app.include_router(dashboard_router(services, jobs, authenticator, clock))
     describe_security(
         app,
         {**USER_CERTIFICATE, **NETWORK_CERTIFICATE},

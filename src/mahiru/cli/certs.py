@@ -38,6 +38,7 @@ from mahiru.pki import (
     issue_user_certificate,
     load_certified_key,
     save_certified_key,
+    save_pkcs12,
     save_private_key,
     save_public_key,
     user_ca_party,
@@ -288,17 +289,25 @@ def user_command(
     overwrite: bool,
     as_json: bool,
 ) -> None:
-    """Create a user's client certificate: OUT/NAME.crt and OUT/NAME.key.
+    """Create a user's client certificate: OUT/NAME.crt and OUT/NAME.key, and both as
+    OUT/NAME.p12 for a web browser (the site's dashboard).
 
     Issued by the party's user CA in PARTY_DIR, with the user's NAME, party and ROLE.
+    The .p12 file has no password: like the key, it is readable by you only.
     """
     check_user_name(user_name)
     user_ca = load_certified_key(party_dir / USER_CA_CERT, party_dir / USER_CA_KEY)
     party_id = user_ca_party(user_ca.certificate)
-    paths = _paths(out_dir, certificate=f"{user_name}.crt", private_key=f"{user_name}.key")
+    paths = _paths(
+        out_dir,
+        certificate=f"{user_name}.crt",
+        private_key=f"{user_name}.key",
+        browser_bundle=f"{user_name}.p12",
+    )
     issued = issue_user_certificate(user_ca, user_name, role, days=days)
     _prepare(out_dir, paths, overwrite=overwrite)
     _save_issued(paths, issued, overwrite=overwrite)
+    save_pkcs12(paths["browser_bundle"], issued, name=user_name, overwrite=overwrite)
     _report(
         paths,
         as_json=as_json,

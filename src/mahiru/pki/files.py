@@ -15,7 +15,9 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
+from cryptography.hazmat.primitives.serialization import pkcs12
 
 from mahiru.errors import Conflict, InvalidInput, NotFound
 from mahiru.pki.keys import (
@@ -122,6 +124,30 @@ def save_certified_key(
     save_private_key(key_path, certified.private_key, overwrite=overwrite)
     save_certificate(certificate_path, certified.certificate, overwrite=overwrite)
     return Path(certificate_path), Path(key_path)
+
+
+def save_pkcs12(
+    path: Path,
+    certified: CertifiedKey,
+    *,
+    name: str,
+    password: str = "",
+    overwrite: bool = False,
+) -> Path:
+    """Write a certificate and its key as one PKCS#12 file (mode 0600), for a web browser.
+
+    Browsers import a user certificate this way. Without `password` the file
+    is not encrypted: keep it as private as the key itself.
+    """
+    encryption = (
+        serialization.BestAvailableEncryption(password.encode())
+        if password
+        else serialization.NoEncryption()
+    )
+    data = pkcs12.serialize_key_and_certificates(
+        name.encode(), certified.private_key, certified.certificate, None, encryption
+    )
+    return write_file(path, data, mode=PRIVATE_FILE_MODE, overwrite=overwrite)
 
 
 def read_file(path: Path) -> bytes:

@@ -29,6 +29,8 @@ from mahiru.model.audit import (
     check_chain,
     record_hash,
 )
+from mahiru.model.jobs import JobStatus, StepStatus
+from mahiru.model.workflow import Job
 from mahiru.storage.changelog import begin_change, current_version, next_version
 from mahiru.storage.db import Database, positive_limit
 from mahiru.storage.schema import AUDIT_LOG, audit_log
@@ -128,6 +130,43 @@ def rule_entry(
         outcome,
         actor=actor if actor is not None else source,
         details={key: value for key, value in details.items() if value is not None},
+    )
+
+
+def job_entry(old: JobStatus | None, new: JobStatus) -> AuditEntry:
+    """The record of a job submitted here entering a state (`old` None: just created)."""
+    details: dict[str, str | None] = {"from": None if old is None else old.state.value}
+    if new.reason:
+        details["reason"] = new.reason
+    return AuditEntry(
+        AuditKind.JOB,
+        "state",
+        new.state.value,
+        actor=str(new.submitter_site),
+        party=str(new.submitter),
+        job=new.job_id,
+        details=details,
+    )
+
+
+def step_entry(job: Job, old: StepStatus | None, new: StepStatus) -> AuditEntry:
+    """The record of a step of `job` entering a state (`old` None: just handed over)."""
+    details: dict[str, object] = {"from": None if old is None else old.state.value}
+    if new.reason:
+        details["reason"] = new.reason
+    if new.exit_code is not None:
+        details["exit_code"] = new.exit_code
+    if new.results:
+        details["results"] = {output: str(rid) for output, rid in new.results.items()}
+    return AuditEntry(
+        AuditKind.STEP,
+        "state",
+        new.state.value,
+        actor=str(new.site),
+        party=str(job.submitter),
+        job=new.job_id,
+        step=new.step,
+        details=details,
     )
 
 

@@ -26,11 +26,10 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from mahiru.errors import Conflict, NotFound
-from mahiru.model.audit import AuditEntry, AuditKind
 from mahiru.model.identifiers import JobId, PartyId, ResultId, SiteId
 from mahiru.model.jobs import (
     TERMINAL_STEP_STATES,
@@ -48,8 +47,8 @@ from mahiru.model.jobs import (
 )
 from mahiru.model.workflow import Job, Plan
 from mahiru.storage import job_rows
-from mahiru.storage.audit import AuditLog
-from mahiru.storage.db import Database, insert_ignoring_duplicates
+from mahiru.storage.audit import AuditLog, job_entry, step_entry
+from mahiru.storage.db import Database, insert_ignoring_duplicates, positive_limit
 from mahiru.storage.schema import (
     job_assignments,
     job_steps,
@@ -124,6 +123,25 @@ class JobRepository:
         with self._db.read() as session:
             rows = session.execute(statement).all()
         return [job_rows.job_from_row(row) for row in rows]
+
+    def recent_jobs(
+        self, submitter: PartyId, *, offset: int = 0, limit: int = 50
+    ) -> tuple[list[JobStatus], int]:
+        """One page of `submitter`'s jobs submitted here, newest first, and how many there are."""
+        where = jobs.c.submitter == str(submitter)
+        statement = (
+            select(jobs)
+            .where(where)
+            .order_by(jobs.c.submitted_at.desc(), jobs.c.id)
+            .offset(max(offset, 0))
+            .limit(positive_limit(limit))
+        )
+        with self._db.read() as session:
+            rows = session.execute(statement).all()
+            total = session.execute(
+                select(func.count()).select_from(jobs).where(where)
+            ).scalar_one()
+        return [job_rows.job_from_row(row) for row in rows], total
 
     def set_job_state(
         self, job_id: JobId, state: JobState, reason: str | None, now: datetime
@@ -410,38 +428,7 @@ class JobRepository:
             self._step_changed(status.job, None, waiting)
 
     def _job_changed(self, old: JobStatus | None, new: JobStatus) -> None:
-        details: dict[str, str | None] = {"from": None if old is None else old.state.value}
-        if new.reason:
-            details["reason"] = new.reason
-        self._audit.record(
-            AuditEntry(
-                AuditKind.JOB,
-                "state",
-                new.state.value,
-                actor=str(new.submitter_site),
-                party=str(new.submitter),
-                job=new.job_id,
-                details=details,
-            )
-        )
+        self._audit.record(job_entry(old, new))
 
     def _step_changed(self, job: Job, old: StepStatus | None, new: StepStatus) -> None:
-        details: dict[str, object] = {"from": None if old is None else old.state.value}
-        if new.reason:
-            details["reason"] = new.reason
-        if new.exit_code is not None:
-            details["exit_code"] = new.exit_code
-        if new.results:
-            details["results"] = {output: str(rid) for output, rid in new.results.items()}
-        self._audit.record(
-            AuditEntry(
-                AuditKind.STEP,
-                "state",
-                new.state.value,
-                actor=str(new.site),
-                party=str(job.submitter),
-                job=new.job_id,
-                step=new.step,
-                details=details,
-            )
-        )
+        self._audit.record(step_entry(job, old, new))

@@ -145,7 +145,7 @@ class JobSubmissions:
 
     def of_party(self, party: PartyId) -> list[JobStatus]:
         """The jobs `party` submitted here, oldest first."""
-        return [s for s in self._ctx.jobs.list_jobs() if s.submitter == party]
+        return self._ctx.jobs.list_jobs(submitter=party)
 
     def get(self, job_id: JobId, party: PartyId) -> tuple[JobStatus, list[StepStatus]]:
         """A job of `party` and its steps; NotFound for unknown jobs and other parties' jobs.
