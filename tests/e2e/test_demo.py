@@ -5,13 +5,19 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
+import httpx
 import pytest
+from cryptography.hazmat.primitives.serialization import pkcs12
 
+from mahiru import pki
+from mahiru.client.http import TlsIdentity
 from mahiru.runtime import DockerRuntime
 
 MAHIRU = str(Path(sys.executable).parent / "mahiru")
@@ -82,6 +88,27 @@ def test_demo_keep_leaves_profiles_that_reach_both_sites_and_the_registry(
         assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
         profiles = workdir / "profiles.toml"
         assert f"export MAHIRU_CONFIG={profiles}" in result.stdout
+        # The dashboard's address, and a certificate bundle a browser can import.
+        dashboard = re.search(
+            r"Dashboard of site1: (https://127\.0\.0\.1:\d+/internal/ui/)", result.stdout
+        )
+        assert dashboard is not None, result.stdout
+        bundle = re.search(r"import (\S+\.p12) \(no password\)", result.stdout)
+        assert bundle is not None and Path(bundle.group(1)).is_file()
+        loaded = pkcs12.load_pkcs12(Path(bundle.group(1)).read_bytes(), None)
+        assert loaded.cert is not None and loaded.key is not None
+        trusted = re.search(r"trust (\S+\.crt) for websites", result.stdout)
+        assert trusted is not None
+        ca = Path(trusted.group(1))
+        with tempfile.TemporaryDirectory() as scratch:
+            key = Path(scratch) / "key.pem"
+            cert = Path(scratch) / "cert.pem"
+            key.write_bytes(pki.private_key_pem(loaded.key))  # type: ignore[arg-type]
+            cert.write_text(pki.certificate_pem(loaded.cert.certificate))
+            identity = TlsIdentity(cert, key, ca)
+            with httpx.Client(verify=identity.ssl_context(), timeout=30) as browser_like:
+                page = browser_like.get(dashboard.group(1), follow_redirects=True)
+        assert page.status_code == 200 and "succeeded" in page.text
         clean = {k: v for k, v in os.environ.items() if not k.startswith("MAHIRU_")}
         env = {**clean, "MAHIRU_CONFIG": str(profiles)}
 

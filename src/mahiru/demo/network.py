@@ -156,11 +156,10 @@ class LocalNetwork:
             party_dir / "party-client.key",
             pki.issue_party_client_certificate(ca, str(party)),
         )
-        pki.save_certified_key(
-            party_dir / "admin.crt",
-            party_dir / "admin.key",
-            pki.issue_user_certificate(credentials.user_ca, "admin", "admin"),
-        )
+        admin_certificate = pki.issue_user_certificate(credentials.user_ca, "admin", "admin")
+        pki.save_certified_key(party_dir / "admin.crt", party_dir / "admin.key", admin_certificate)
+        # The same for a web browser (the dashboard).
+        pki.save_pkcs12(party_dir / "admin.p12", admin_certificate, name="admin")
         site_dir = self.root / site.name
         site_dir.mkdir()
         pki.save_certified_key(

@@ -193,5 +193,12 @@ def _print_keep(network: LocalNetwork, console: Console, root: Path) -> None:
     console.print("  mahiru jobs list                              # party1-admin, the default")
     console.print("  mahiru --profile party2-admin assets list")
     console.print("  mahiru register show")
+    site1 = network.sites[scenario.SITE1]
+    bundle = site1.credentials.admin_cert.with_suffix(".p12")
+    console.print(
+        f"Dashboard of site1: {site1.spec.internal_url}/ui/\n"
+        f"  in a browser, import {bundle} (no password) as your certificate and trust"
+        f" {network.network_ca} for websites (docs/dashboard.md shows how)"
+    )
     pids = " ".join(str(s.process.pid) for s in network.services() if s.process is not None)
     console.print(f"Stop them with: kill {pids}")
