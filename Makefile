@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv demo test lint typecheck unit engine base-images assets postgres docker_tars deploy-test clean
+.PHONY: venv demo test lint typecheck unit engine base-images assets postgres browser docker_tars deploy-test clean
 
 venv: $(STAMP)
 
@@ -53,7 +53,11 @@ postgres:
 # All tests: lint, types, then unit, integration (SQLite and PostgreSQL) and
 # end-to-end tests with real containers. Set MAHIRU_TEST_POSTGRES_URL to use
 # your own PostgreSQL instead of the one scripts/ensure-postgres.sh starts.
-test: lint typecheck base-images
+# Headless Chromium for the dashboard's browser tests (Debian's package).
+browser:
+	bash scripts/ensure-chromium.sh
+
+test: lint typecheck base-images browser
 	MAHIRU_TEST_POSTGRES_URL="$${MAHIRU_TEST_POSTGRES_URL:-$$(bash scripts/ensure-postgres.sh)}" \
 		$(BIN)/pytest -q
 
