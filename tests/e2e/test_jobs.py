@@ -387,7 +387,8 @@ def test_a_site_restarted_while_its_step_runs_runs_it_again(
         _wait_for_container(container_runtime, job_id, True)
         site2.stop()
         _wait_for_container(container_runtime, job_id, False)
-        assert client.status(job_id).status.state is JobState.RUNNING
+        # Not failed (site1 may or may not have heard that the step started).
+        assert client.status(job_id).status.state in (JobState.PLANNED, JobState.RUNNING)
         site2.start()
         _wait_for_container(container_runtime, job_id, True)
         assert client.cancel(job_id).status.state is JobState.CANCELLED
@@ -630,9 +631,13 @@ def test_every_decision_and_transfer_of_a_job_is_audited_at_both_sites(
     assert run["details"]["rules"] and "may" in run["details"]["explanation"]
     steps = [r["outcome"] for r in at_runner if r["kind"] == "step"]
     assert steps[0] == "waiting" and steps[-1] == "succeeded" and "running" in steps, steps
-    release = _has(at_runner, kind="decision", action="release to site", asset=result)
+    # A site fetching a result names the result, not the job: the release is recorded
+    # under the job of the result's provenance (the first that computed it), so look
+    # these up by the result, newest first.
+    about_result = _audit(site2, asset=result)
+    release = _has(about_result, kind="decision", action="release to site")
     assert (release["outcome"], release["actor"]) == ("allowed", site1.id)
-    sent = _has(at_runner, kind="transfer", action="send", asset=result)
+    sent = _has(about_result, kind="transfer", action="send")
     assert sent["details"]["digest"] == received["details"]["digest"]
     assert sent["details"]["bytes"] == received["details"]["bytes"]
     for site in (site1, site2):

@@ -131,6 +131,8 @@ class Egress:
         about = replace(
             _about("release to party", str(party), stored, provenance), party=str(party)
         )
+        if job_id is not None:  # the job the user asked for its output (another made it first)
+            about = replace(about, job=job_id)
         return Release(self._policy.decide(evaluate, about)), about
 
     def to_site(self, stored: AssetId | ResultId, site: SiteId) -> ImageFile:
