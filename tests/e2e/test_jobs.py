@@ -314,6 +314,12 @@ def test_a_result_is_served_only_to_sites_its_policy_admits(
             peer.step_statuses(job_id)
         with pytest.raises(NotFound):
             peer.cancel(job_id)
+    # The site that refused says why in its own audit log (never to the asker).
+    with scenario.site2.admin() as admin:
+        records = admin.audit_records(asset=str(result), kind="decision")["records"]
+    refused = [r for r in records if r["actor"] == site3.id and r["action"] == "release to site"]
+    assert refused and refused[0]["outcome"] == "denied"
+    assert f"{site3.id} may not" in refused[0]["details"]["explanation"]
 
 
 def _tar(entries: list[tuple[str, bytes | None]]) -> bytes:

@@ -10,11 +10,13 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from mahiru.errors import Unavailable
+from mahiru.model.audit import AuditKind
 from mahiru.model.identifiers import AssetId, SiteId
 from mahiru.policy.rules import rule_from_dict
 from mahiru.policy.signing import SignedRule, sign_rule
 from mahiru.services.site import PolicyView
-from mahiru.storage import Database, RuleRepository
+from mahiru.services.site.policy_view import Concerning
+from mahiru.storage import AuditLog, AuditQuery, Database, RuleRepository
 
 pytestmark = pytest.mark.integration
 
@@ -126,3 +128,33 @@ def test_a_fresh_view_never_decides_from_a_half_built_engine(db: Database) -> No
         allowed = list(pool.map(lambda _: view.may_access_asset(SITE2, ASSET).allowed, range(4)))
     assert counts == [1, 1, 1, 1]
     assert allowed == [True] * 4
+
+
+def test_every_decision_that_stands_is_audited_with_what_it_concerned(
+    db: Database, clock: Clock
+) -> None:
+    """The denial before a refresh is not recorded; the decision after it is, with its
+    context, explanation and allowing rules; a denial that stands is recorded as denied."""
+    audit = AuditLog(db)
+    view = PolicyView(RuleRepository(db).active_rules, clock=clock, audit=audit)
+    about = Concerning("run step", str(SITE2), party="party:p1.example.org:p1", job="j1", step="s")
+    assert not view.decide(lambda engine: engine.may_access_asset(SITE2, ASSET), about)
+    view.use_refresher(Refresher(db, view))
+    clock.now += 10
+    assert view.decide(lambda engine: engine.may_access_asset(SITE2, ASSET), about)
+    decisions = audit.page(AuditQuery(kind=AuditKind.DECISION)).records
+    denied, allowed = (r.entry for r in reversed(decisions))
+    assert (denied.outcome, allowed.outcome) == ("denied", "allowed")
+    for entry in (denied, allowed):
+        assert (entry.kind, entry.action, entry.actor, entry.party, entry.job, entry.step) == (
+            "decision",
+            "run step",
+            str(SITE2),
+            "party:p1.example.org:p1",
+            "j1",
+            "s",
+        )
+    assert "no MayAccess" in denied.details["explanation"] and not denied.details["rules"]
+    assert allowed.details["decision"] == f"{SITE2} may access {ASSET}"
+    assert len(allowed.details["rules"]) == 1
+    assert audit.verify().intact
