@@ -23,16 +23,15 @@ submitter's site, which sets it once it has collected the outputs.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from datetime import datetime
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from mahiru.errors import Conflict, NotFound
-from mahiru.model.identifiers import JobId, PartyId, ResultId, SiteId
+from mahiru.errors import Conflict
+from mahiru.model.identifiers import JobId, ResultId, SiteId
 from mahiru.model.jobs import (
-    TERMINAL_STEP_STATES,
     JobState,
     JobStatus,
     StepAssignment,
@@ -48,21 +47,23 @@ from mahiru.model.jobs import (
 from mahiru.model.workflow import Job, Plan
 from mahiru.storage import job_rows
 from mahiru.storage.audit import AuditLog, job_entry, step_entry
-from mahiru.storage.db import Database, insert_ignoring_duplicates, positive_limit
+from mahiru.storage.db import Database, insert_ignoring_duplicates
+from mahiru.storage.job_queries import UNFINISHED, JobQueries
 from mahiru.storage.schema import (
     job_assignments,
     job_steps,
     jobs,
 )
 
-_UNFINISHED = [state.value for state in StepState if state not in TERMINAL_STEP_STATES]
 
+class JobRepository(JobQueries):
+    """Jobs and steps, every state change also written to the audit log in its transaction.
 
-class JobRepository:
-    """Jobs and steps, every state change also written to the audit log in its transaction."""
+    The reading queries are `JobQueries`'.
+    """
 
     def __init__(self, database: Database, *, audit: AuditLog | None = None) -> None:
-        self._db = database
+        super().__init__(database)
         self._audit = audit if audit is not None else AuditLog(database)
 
     # --- jobs submitted here ------------------------------------------------------------
@@ -102,46 +103,6 @@ class JobRepository:
             self._write_job(session, current, new)
             self._insert_steps(session, new, now)
         return new
-
-    def get_job(self, job_id: JobId) -> JobStatus:
-        """The status of a job submitted here; NotFound if there is none."""
-        with self._db.read() as session:
-            row = session.execute(job_rows.select_job(job_id)).one_or_none()
-        if row is None:
-            raise job_rows.job_not_found(job_id)
-        return job_rows.job_from_row(row)
-
-    def list_jobs(
-        self, submitter: PartyId | None = None, states: Iterable[JobState] | None = None
-    ) -> list[JobStatus]:
-        """Jobs submitted here, oldest first, optionally only one party's or in some states."""
-        statement = select(jobs).order_by(jobs.c.submitted_at, jobs.c.id)
-        if submitter is not None:
-            statement = statement.where(jobs.c.submitter == str(submitter))
-        if states is not None:
-            statement = statement.where(jobs.c.state.in_([s.value for s in states]))
-        with self._db.read() as session:
-            rows = session.execute(statement).all()
-        return [job_rows.job_from_row(row) for row in rows]
-
-    def recent_jobs(
-        self, submitter: PartyId, *, offset: int = 0, limit: int = 50
-    ) -> tuple[list[JobStatus], int]:
-        """One page of `submitter`'s jobs submitted here, newest first, and how many there are."""
-        where = jobs.c.submitter == str(submitter)
-        statement = (
-            select(jobs)
-            .where(where)
-            .order_by(jobs.c.submitted_at.desc(), jobs.c.id)
-            .offset(max(offset, 0))
-            .limit(positive_limit(limit))
-        )
-        with self._db.read() as session:
-            rows = session.execute(statement).all()
-            total = session.execute(
-                select(func.count()).select_from(jobs).where(where)
-            ).scalar_one()
-        return [job_rows.job_from_row(row) for row in rows], total
 
     def set_job_state(
         self, job_id: JobId, state: JobState, reason: str | None, now: datetime
@@ -237,14 +198,6 @@ class JobRepository:
         by_step = {status.step: status for status in map(job_rows.step_from_row, rows)}
         return [by_step[step] for step in steps]
 
-    def assignment(self, job_id: JobId) -> StepAssignment:
-        """The steps handed to this site for a job; NotFound if none were."""
-        with self._db.read() as session:
-            row = session.execute(job_rows.select_assignment(job_id)).one_or_none()
-        if row is None:
-            raise NotFound(f"no steps of job {job_id} were handed to this site", {"job_id": job_id})
-        return job_rows.assignment_from_row(row)
-
     def set_step_state(
         self,
         job_id: JobId,
@@ -322,41 +275,6 @@ class JobRepository:
             submitted = job_rows.locked_job(session, job_id)
             return self._cancel_steps(session, submitted, job_id, reason, now)
 
-    def step_status(self, job_id: JobId, step: str) -> StepStatus:
-        """The status of one step; NotFound if it is not known here."""
-        with self._db.read() as session:
-            row = session.execute(job_rows.select_step(job_id, step)).one_or_none()
-        if row is None:
-            raise job_rows.step_not_found(job_id, step)
-        return job_rows.step_from_row(row)
-
-    def steps_of(self, job_id: JobId) -> list[StepStatus]:
-        """The statuses of a job's steps known here, by step name; NotFound for unknown jobs."""
-        with self._db.read() as session:
-            rows = session.execute(
-                select(job_steps).where(job_steps.c.job_id == job_id).order_by(job_steps.c.step)
-            ).all()
-            if not rows and not job_rows.job_known(session, job_id):
-                raise job_rows.job_not_found(job_id)
-        return [job_rows.step_from_row(row) for row in rows]
-
-    def unfinished_steps(self, site: SiteId | None = None) -> list[StepStatus]:
-        """Steps not in a final state (optionally only those run at `site`), by job and step.
-
-        After a restart, the site resumes or fails those it runs itself and
-        asks the other sites about the rest.
-        """
-        statement = (
-            select(job_steps)
-            .where(job_steps.c.state.in_(_UNFINISHED))
-            .order_by(job_steps.c.job_id, job_steps.c.step)
-        )
-        if site is not None:
-            statement = statement.where(job_steps.c.site == str(site))
-        with self._db.read() as session:
-            rows = session.execute(statement).all()
-        return [job_rows.step_from_row(row) for row in rows]
-
     # --- inside a transaction ------------------------------------------------------------
 
     def _cancel_steps(
@@ -370,7 +288,7 @@ class JobRepository:
         rows = session.execute(
             select(job_steps)
             .where(job_steps.c.job_id == job_id)
-            .where(job_steps.c.state.in_(_UNFINISHED))
+            .where(job_steps.c.state.in_(UNFINISHED))
             .order_by(job_steps.c.step)
             .with_for_update()
         ).all()
