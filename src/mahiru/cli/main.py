@@ -91,6 +91,9 @@ EXAMPLES = {
         " --external-url https://site1.example.org/external"
     ),
     ("results", "verify"): "mahiru results verify result.json --registry registry.json",
+    ("audit", "list"): "mahiru audit list --kind decision --since 2026-12-06T00:00:00Z",
+    ("audit", "show"): "mahiru audit show 17",
+    ("audit", "verify"): "mahiru audit verify --json",
     ("rules", "add"): "mahiru --profile alice rules add rules.yaml",
     ("rules", "list"): "mahiru --profile alice rules list --replicated",
     ("rules", "rejected"): "mahiru --profile alice rules rejected",
