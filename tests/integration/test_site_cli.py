@@ -259,7 +259,17 @@ def test_an_idle_site_logs_nothing_per_poll_and_each_request_once(
     net, site = served_site
     net.replicate_all()  # so that p2's site knows p1's, and answers its polls
     log = tmp_path / "site.log"
-    time.sleep(2.0)  # let start-up and the first good rounds finish their lines
+    # Let start-up and the first good rounds finish their lines: wait for 1.5 s without
+    # a new line (at most 30 s), then make the site build its policy once.
+    deadline, count, quiet_since = time.monotonic() + 30, -1, time.monotonic()
+    while time.monotonic() < deadline and time.monotonic() - quiet_since < 1.5:
+        now_count = len(log.read_text().splitlines())
+        if now_count != count:
+            count, quiet_since = now_count, time.monotonic()
+        time.sleep(0.1)
+    with site.client(site.party.user) as user:
+        user.status()
+    time.sleep(0.5)
     before = len(log.read_text().splitlines())
     time.sleep(4.0)
     idle = log.read_text().splitlines()[before:]

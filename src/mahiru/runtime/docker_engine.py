@@ -139,6 +139,10 @@ class DockerRuntime(DockerImages):
         finally:
             if container is not None:
                 self._remove_container(container)
+            else:
+                # Interrupted between the engine creating it and us learning its id:
+                # it is still ours by its name and labels.
+                self._remove_if_unstarted(container_name, {**(labels or {}), LABEL_ROLE: ROLE_STEP})
         state = ran.state
         cancelled = (state is None and ran.start_error is None) or container in self._stopped
         self._stopped.discard(container)
