@@ -497,10 +497,14 @@ def test_interrupted_run_removes_its_container_and_outputs(
         text=True,
     )
     try:
-        deadline = time.monotonic() + 20
-        while not container_runtime.list_step_containers(step_labels):
+        # Interrupted while the step runs: once its container is running (not while the
+        # engine is still creating or starting it).
+        deadline = time.monotonic() + 30
+        while not [
+            c for c in container_runtime.list_step_containers(step_labels) if c.status == "running"
+        ]:
             assert process.poll() is None, process.communicate()[1]
-            assert time.monotonic() < deadline, "the step container never appeared"
+            assert time.monotonic() < deadline, "the step container never ran"
             time.sleep(0.05)
         os.kill(process.pid, signal.SIGINT)
         _, stderr = process.communicate(timeout=60)  # generous: a loaded engine is slow

@@ -412,8 +412,12 @@ def test_a_refused_or_interrupted_upload_leaves_no_asset(world: World) -> None:
                 time.sleep(0.02)
     process.send_signal(signal.SIGINT)
     _, stderr = process.communicate(timeout=60)
-    assert process.returncode == 130, stderr
-    assert "interrupted" in stderr and "Traceback" not in stderr
+    # The site refuses the junk as soon as its first bytes arrive; the Ctrl-C may come
+    # before the command hears that (exit 130) or after (exit 2). Either way it says
+    # what happened, and no asset is left behind.
+    assert process.returncode in (130, 2), stderr
+    expected = "interrupted" if process.returncode == 130 else "not a sound image archive"
+    assert expected in stderr and "Traceback" not in stderr
     with site1.admin() as client:
         for asset in (refused, stopped):
             with pytest.raises(NotFound):
