@@ -476,6 +476,9 @@ def test_interrupted_run_removes_its_container_and_outputs(
 ) -> None:
     """Ctrl-C (KeyboardInterrupt) while a step runs: the container and outputs are gone."""
     script = (
+        # Ctrl-C as in a terminal, whatever SIGINT disposition this process passes on.
+        "import signal; signal.signal(signal.SIGINT, signal.default_int_handler)\n"
+        "import faulthandler; faulthandler.register(signal.SIGUSR1)\n"
         "import json, sys\n"
         "from pathlib import Path\n"
         "from mahiru.runtime import DockerRuntime, StepLimits\n"
@@ -507,7 +510,12 @@ def test_interrupted_run_removes_its_container_and_outputs(
             assert time.monotonic() < deadline, "the step container never ran"
             time.sleep(0.05)
         os.kill(process.pid, signal.SIGINT)
-        _, stderr = process.communicate(timeout=60)  # generous: a loaded engine is slow
+        try:
+            _, stderr = process.communicate(timeout=60)  # generous: a loaded engine is slow
+        except subprocess.TimeoutExpired:
+            process.send_signal(signal.SIGUSR1)  # the child dumps its threads' stacks
+            _, stderr = process.communicate(timeout=10)
+            raise AssertionError(f"no exit 60 s after Ctrl-C; its stacks:\n{stderr}") from None
     finally:
         if process.poll() is None:
             process.kill()
