@@ -82,7 +82,8 @@ class ChainCheckOut(BaseModel):
         return cls(**check.to_dict())
 
 
-def _kind(text: str | None) -> AuditKind | None:
+def audit_kind(text: str | None) -> AuditKind | None:
+    """The kind named by a query parameter (None: any); InvalidInput naming the kinds."""
     if text is None:
         return None
     try:
@@ -119,7 +120,7 @@ def audit_router(services: SiteServices, auth: CertificateAuthenticator) -> APIR
         query = AuditQuery(
             job=job,
             asset=asset,
-            kind=_kind(kind),
+            kind=audit_kind(kind),
             since=since,
             party=readable_party(caller),
             before=before,

@@ -59,20 +59,27 @@ class Concerning:
 
     def entry(self, decision: Decision) -> AuditEntry:
         """The audit record of `decision` made about this."""
+        return self.record(
+            decision.allowed,
+            {
+                "decision": decision.headline(),
+                "explanation": shorten(decision.explain()),
+                "rules": decision.rule_ids(),
+            },
+        )
+
+    def record(self, allowed: bool, details: dict[str, object]) -> AuditEntry:
+        """The audit record of a decision about this, allowed or not, with `details`."""
         return AuditEntry(
             AuditKind.DECISION,
             self.action,
-            "allowed" if decision.allowed else "denied",
+            "allowed" if allowed else "denied",
             actor=self.actor,
             party=self.party,
             job=self.job,
             step=self.step,
             asset=self.asset,
-            details={
-                "decision": decision.headline(),
-                "explanation": shorten(decision.explain()),
-                "rules": decision.rule_ids(),
-            },
+            details=details,
         )
 
 
@@ -145,19 +152,8 @@ class PolicyView:
 
     def planned(self, about: Concerning, allowed: bool, explanation: str) -> None:
         """Record the planner's decision on a job submitted here (it plans with `engine`)."""
-        if self._audit is None:
-            return
-        self._audit.record(
-            AuditEntry(
-                AuditKind.DECISION,
-                about.action,
-                "allowed" if allowed else "denied",
-                actor=about.actor,
-                party=about.party,
-                job=about.job,
-                details={"explanation": shorten(explanation)},
-            )
-        )
+        if self._audit is not None:
+            self._audit.record(about.record(allowed, {"explanation": shorten(explanation)}))
 
     @property
     def engine(self) -> PolicyEngine:
