@@ -4,10 +4,11 @@
     mahiru register show --json > registry.json        # the registry's parties and sites
     mahiru results verify result.json --registry registry.json
 
-Every receipt of the chain must be signed with the key of the registered
-certificate of the site that says it computed the result, the result must
-have the image digest its record names, and every result a step ran on must
-have the digest that step's receipt names. Nothing is asked of any site.
+Every receipt of the chain must be written in its canonical form and signed
+with the key of the registered certificate of the site that says it computed
+the result (a certificate issued to that very site); the result must have
+the image digest its record names, and every result a step ran on must have
+the digest that step's receipt names. Nothing is asked of any site.
 Exit 0 if the chain verifies, 1 if it does not, 2 for unreadable files.
 """
 
@@ -22,10 +23,10 @@ import click
 
 from mahiru.cli.connection import echo_json
 from mahiru.cli.errors import handle_errors
-from mahiru.errors import InvalidInput, InvalidSignature, MahiruError
-from mahiru.model.identifiers import ResultId, SiteId, parse_identifier
+from mahiru.errors import InvalidInput, MahiruError
+from mahiru.model.identifiers import ResultId, parse_identifier
 from mahiru.model.receipts import ReceiptChain, verify_chain
-from mahiru.pki.signatures import verify_with_certificate
+from mahiru.pki.signatures import SiteSignatures
 
 _FILE = click.Path(dir_okay=False, exists=True, path_type=Path)
 
@@ -45,8 +46,12 @@ def _certificates(registry: Any, path: Path) -> dict[str, str]:
     for site in sites:
         if isinstance(site, dict) and isinstance(site.get("id"), str):
             certificate = site.get("tls_cert_pem")
-            if isinstance(certificate, str):
-                found[site["id"]] = certificate
+            # Which of two records of one site to believe is not for this command to guess.
+            if (
+                isinstance(certificate, str)
+                and found.setdefault(site["id"], certificate) != certificate
+            ):
+                raise InvalidInput(f"{path}: two different certificates for {site['id']}")
     return found
 
 
@@ -75,13 +80,7 @@ def verify_command(record_file: Path, registry_file: Path, as_json: bool) -> Non
     assert isinstance(identifier, ResultId)  # guaranteed by the allowed kind
     digest = str(record.get("image_digest") or "").removeprefix("sha256:")
     certificates = _certificates(_load(registry_file), registry_file)
-
-    def check(site: SiteId, data: bytes, signature: bytes) -> None:
-        certificate = certificates.get(str(site))
-        if certificate is None:
-            raise InvalidSignature(f"{site} is not in the registry's records")
-        verify_with_certificate(certificate, data, signature, who=str(site))
-
+    check = SiteSignatures(lambda site: certificates.get(str(site)))
     try:
         chain = ReceiptChain.from_list(record["metadata"].get("receipts"))
         lines = verify_chain(identifier, digest, chain, check)

@@ -8,6 +8,15 @@ job, step and output it came from, the digest of every image the step ran on
 that allowed it, and the time. Whoever holds the registry's site records can
 check a receipt offline; a result built on other results carries their
 receipts too (`ReceiptChain`), so the whole derivation can be checked.
+
+A receipt has one written form. The signature covers the canonical JSON
+bytes of its fields (`canonical_json`), never the bytes it arrived in, so a
+signature made over any other byte form (key order, whitespace, escapes)
+does not verify; and a receipt whose fields are not written the one way
+`to_dict` writes them (a time in another ISO form, inputs or rules out of
+order or repeated, a signature in padded-differently base64) is refused as
+it is parsed, before its signature is looked at, so no two documents pass
+for the same signed receipt.
 """
 
 from __future__ import annotations
@@ -16,8 +25,8 @@ import base64
 import binascii
 import re
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import Any
 
 from mahiru.errors import InvalidInput
@@ -107,17 +116,45 @@ class Receipt:
             at = datetime.fromisoformat(_text(data, "at"))
         except ValueError:
             raise InvalidInput("receipt time is not an ISO 8601 time") from None
-        return cls(
+        if at.utcoffset() != timedelta(0):
+            # One instant, one written form: the time in UTC, as `isoformat` writes it.
+            raise InvalidInput("receipt time must be in UTC, with its offset (+00:00)")
+        receipt = cls.of(
             result,
             _digest(data, "digest"),
             JobId(_text(data, "job_id")),
             _text(data, "step"),
             _text(data, "output"),
             SiteId.parse(_text(data, "site")),
-            tuple(parsed_inputs),
-            tuple(rules),
+            parsed_inputs,
+            rules,
             at,
         )
+        # `of` orders inputs and rules and keeps each once; any other form differs.
+        written = receipt.to_dict()
+        for key in sorted(keys):
+            if written[key] != data[key]:
+                raise InvalidInput(
+                    f"receipt field {key!r} is not in its canonical form", {"field": key}
+                )
+        return receipt
+
+    @classmethod
+    def of(
+        cls,
+        result: ResultId,
+        digest: str,
+        job_id: JobId,
+        step: str,
+        output: str,
+        site: SiteId,
+        inputs: Sequence[ReceiptInput],
+        rules: Sequence[str],
+        at: datetime,
+    ) -> Receipt:
+        """A receipt in canonical form: inputs in order, rules sorted, each once."""
+        ordered = tuple(sorted(set(inputs), key=lambda i: (i.item, i.id, i.digest)))
+        return cls(result, digest, job_id, step, output, site, ordered, receipt_rules(rules), at)
 
 
 def _text(data: Mapping[str, Any], key: str) -> str:
@@ -155,6 +192,8 @@ class SignedReceipt:
             decoded = base64.b64decode(signature, validate=True)
         except (binascii.Error, ValueError, TypeError):
             raise InvalidInput("receipt signature is not base64") from None
+        if base64.b64encode(decoded).decode() != signature:
+            raise InvalidInput("receipt signature is not in canonical base64")
         return cls(Receipt.from_dict({k: v for k, v in data.items() if k != "signature"}), decoded)
 
 
@@ -165,9 +204,26 @@ SignatureCheck = Callable[[SiteId, bytes, bytes], None]
 
 @dataclass(frozen=True, slots=True)
 class ReceiptChain:
-    """A result's receipt and those of the results it was built on, recursively."""
+    """A result's receipt and those of the results it was built on, recursively.
+
+    A chain holds at most one receipt per result (InvalidInput otherwise), and
+    finds each by its result id in constant time.
+    """
 
     receipts: tuple[SignedReceipt, ...]
+    _index: dict[ResultId, SignedReceipt] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        index: dict[ResultId, SignedReceipt] = {}
+        for signed in self.receipts:
+            result = signed.receipt.result
+            if result in index:
+                raise InvalidInput(
+                    f"the receipt chain holds more than one receipt of {result}",
+                    {"result": str(result)},
+                )
+            index[result] = signed
+        object.__setattr__(self, "_index", index)
 
     def to_list(self) -> list[dict[str, Any]]:
         """The JSON form."""
@@ -182,7 +238,7 @@ class ReceiptChain:
 
     def of(self, result: ResultId) -> SignedReceipt | None:
         """The receipt of `result` in the chain, if there is one."""
-        return next((r for r in self.receipts if r.receipt.result == result), None)
+        return self._index.get(result)
 
 
 def verify_chain(
@@ -195,6 +251,10 @@ def verify_chain(
     chain whose digest is the one its consumer says it ran on. Raises
     InvalidSignature (a bad or forged signature) or InvalidInput (a broken
     link), naming the receipt.
+
+    Linear in the chain: each receipt is found by its result id in constant
+    time and its signature checked once, however many results were built on
+    it; each further use of it only compares the digest its consumer names.
     """
     lines: list[str] = []
     pending: list[tuple[ResultId, str, str]] = [(result, digest, "the result")]

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from mahiru.errors import InvalidInput, InvalidSignature, MahiruError, NotFound
+from mahiru.errors import InvalidInput, MahiruError, NotFound
 from mahiru.model.identifiers import ResultId, SiteId
 from mahiru.model.items import ItemKind
 from mahiru.model.jobs import StepInput
@@ -24,7 +24,7 @@ from mahiru.model.receipts import (
     SignedReceipt,
     verify_chain,
 )
-from mahiru.pki.signatures import verify_with_certificate
+from mahiru.pki.signatures import SiteSignatures
 from mahiru.services.jobs.context import JobContext, KnownJob, incoming
 from mahiru.services.jobs.peers import JobPeer
 from mahiru.storage import BlobInfo
@@ -57,18 +57,21 @@ class Receipts:
     def __init__(self, ctx: JobContext) -> None:
         self._ctx = ctx
 
-    def check_signature(self, site: SiteId, data: bytes, signature: bytes) -> None:
-        """InvalidSignature unless `site`'s registered certificate verifies `signature`."""
+    def _certificate_of(self, site: SiteId) -> str | None:
+        """The certificate the registry replica holds for `site`; None if it is unknown."""
         try:
-            record = self._ctx.replica.site(site)
+            return self._ctx.replica.site(site).tls_cert_pem
         except NotFound:
-            raise InvalidSignature(f"{site} is not a registered site") from None
-        verify_with_certificate(record.tls_cert_pem, data, signature, who=str(site))
+            return None
 
     def verify(self, result: ResultId, digest: str, metadata: Mapping[str, Any]) -> ReceiptChain:
-        """The verified receipt chain in a result's metadata; InvalidInput/Signature if none."""
+        """The verified receipt chain in a result's metadata; InvalidInput/Signature if none.
+
+        Each receipt is checked with the certificate the registry replica holds
+        for the site it names (see `SiteSignatures`).
+        """
         chain = ReceiptChain.from_list(metadata.get(RECEIPTS_KEY))
-        verify_chain(result, digest, chain, self.check_signature)
+        verify_chain(result, digest, chain, SiteSignatures(self._certificate_of))
         return chain
 
     def stored(self, result: ResultId) -> ReceiptChain | None:
@@ -155,16 +158,8 @@ class Receipts:
         ctx = self._ctx
         if ctx.sign is None:
             raise InvalidInput("this site has no key to sign receipts with (tls.key)")
-        receipt = Receipt(
-            result,
-            digest,
-            known.job_id,
-            step,
-            output,
-            ctx.site,
-            tuple(sorted(inputs, key=lambda i: i.item)),
-            tuple(sorted(set(rules))),
-            ctx.now(),
+        receipt = Receipt.of(
+            result, digest, known.job_id, step, output, ctx.site, inputs, rules, ctx.now()
         )
         signed = SignedReceipt(receipt, ctx.sign(receipt.canonical_bytes()))
         receipts: dict[str, SignedReceipt] = {str(result): signed}
