@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from mahiru.errors import InvalidInput, MahiruError, NotFound
-from mahiru.model.identifiers import ResultId, SiteId
+from mahiru.model.identifiers import AssetId, ResultId, SiteId
 from mahiru.model.items import ItemKind
 from mahiru.model.jobs import StepInput
 from mahiru.model.receipts import (
@@ -89,7 +89,9 @@ class Receipts:
         self, chain: ReceiptChain, result: ResultId, producer: SiteId, expected: list[StepInput]
     ) -> None:
         """InvalidInput unless `result`'s receipt says it was computed at `producer` on
-        exactly what the job says the producing step runs on (`expected`)."""
+        what the job says the producing step runs on (`expected`): each image it lists
+        is the one the job names, and it lists them all but those a step may have read
+        live (step inputs bound to primary assets)."""
         signed = chain.of(result)
         assert signed is not None  # verify_chain found it
         receipt = signed.receipt
@@ -99,8 +101,19 @@ class Receipts:
                 {"result": str(result)},
             )
         wanted = {receipt_item(n): str(n.asset) for n in expected}
-        if receipt.input(COMPUTE_ITEM) is None:
-            raise InvalidInput(f"the receipt of {result} names no compute image")
+        listed = {entry.item for entry in receipt.inputs}
+        for needed in expected:
+            # A step input bound to a primary asset may have been read live, and
+            # what is read live is never copied, so not listed; all else must be.
+            may_be_live = needed.item.kind is ItemKind.STEP_INPUT and isinstance(
+                needed.asset, AssetId
+            )
+            if receipt_item(needed) not in listed and not may_be_live:
+                raise InvalidInput(
+                    f"the receipt of {result} does not list {receipt_item(needed)}"
+                    f" ({needed.asset}), which the job says the step runs on",
+                    {"result": str(result)},
+                )
         for entry in receipt.inputs:
             if wanted.get(entry.item) != entry.id:
                 raise InvalidInput(
