@@ -85,10 +85,6 @@ class Receipt:
         """The bytes the producing site signs."""
         return canonical_json(self.to_dict())
 
-    def input(self, item: str) -> ReceiptInput | None:
-        """The input of this item, if the receipt lists it."""
-        return next((i for i in self.inputs if i.item == item), None)
-
     @classmethod
     def from_dict(cls, data: object) -> Receipt:
         """Parse the JSON form strictly; InvalidInput naming what is wrong."""
