@@ -3,8 +3,8 @@
 Decisions never touch the network: the view keeps a `PolicyEngine` over a
 `RuleStore` built from the rules in force (this site's own and those
 replicated from its peers, less every known revocation), and rebuilds it
-(swapping it in whole) after those rules change. A decision in progress keeps using the engine it
-started with.
+(swapping it in whole) after those rules change. A decision in progress keeps
+using the engine it started with.
 
 The replica may lag a replication round behind rules just published
 elsewhere (a job planned at another site from fresher rules arrives here
@@ -344,11 +344,6 @@ class PolicyView:
         if rules == previous.rules:
             return previous  # the same rules: every decision made from them still stands
         return _Snapshot(PolicyEngine(store), rules, previous.version + 1)
-
-    @property
-    def version(self) -> int:
-        """The number of the set of rules in force; it changes whenever that set does."""
-        return self._current().version
 
     def rule_count(self) -> int:
         """How many distinct rules decisions are made from."""
