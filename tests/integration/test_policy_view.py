@@ -23,6 +23,7 @@ pytestmark = pytest.mark.integration
 ASSET = AssetId.parse("asset:p1.example.org:data:p1.example.org:site1")
 SITE2 = SiteId.parse("site:p2.example.org:site2")
 KEY = Ed25519PrivateKey.generate()
+GRANT = {"type": "MayAccess", "site": str(SITE2), "asset": str(ASSET)}
 
 
 class Clock:
@@ -158,3 +159,54 @@ def test_every_decision_that_stands_is_audited_with_what_it_concerned(
     assert allowed.details["decision"] == f"{SITE2} may access {ASSET}"
     assert len(allowed.details["rules"]) == 1
     assert audit.verify().intact
+
+
+def _decisions(audit: AuditLog) -> list[str]:
+    """The outcomes of the decisions recorded, oldest first."""
+    return [
+        r.entry.outcome for r in reversed(audit.page(AuditQuery(kind=AuditKind.DECISION)).records)
+    ]
+
+
+def test_decide_once_takes_a_decision_again_only_when_something_it_rests_on_changed(
+    db: Database, clock: Clock
+) -> None:
+    """Asked again about the same thing: answered from memory while the rules and the basis
+    are the same; decided (and recorded) anew for another basis, after `forget`, and after
+    a rule change."""
+    audit = AuditLog(db)
+    view = PolicyView(RuleRepository(db).active_rules, clock=clock, audit=audit)
+    RuleRepository(db).add(sign_rule(rule_from_dict(GRANT), KEY))
+    about = Concerning("run step", str(SITE2), job="j1", step="s")
+
+    def ask(basis: object) -> bool:
+        decision = view.decide_once(
+            lambda engine: engine.may_access_asset(SITE2, ASSET), about, basis=basis
+        )
+        return decision.allowed
+
+    assert all(ask("plan 1") for _ in range(5))
+    assert _decisions(audit) == ["allowed"]
+    assert ask("plan 2") and ask("plan 2")
+    assert _decisions(audit) == ["allowed"] * 2
+    view.forget(job="j1", step="s")
+    assert ask("plan 2") and ask("plan 2")
+    assert _decisions(audit) == ["allowed"] * 3
+    other = AssetId.parse("asset:p1.example.org:other:p1.example.org:site1")
+    RuleRepository(db).add(sign_rule(rule_from_dict({**GRANT, "asset": str(other)}), KEY))
+    view.invalidate()
+    assert ask("plan 2") and ask("plan 2")
+    assert _decisions(audit) == ["allowed"] * 4
+
+
+def test_decide_once_remembers_no_denial(db: Database, clock: Clock) -> None:
+    """A denial is decided anew each time it is asked (a refresh may have changed it)."""
+    audit = AuditLog(db)
+    view = PolicyView(RuleRepository(db).active_rules, clock=clock, audit=audit)
+    about = Concerning("run step", str(SITE2), job="j1", step="s")
+    for _ in range(3):
+        decision = view.decide_once(
+            lambda engine: engine.may_access_asset(SITE2, ASSET), about, basis="plan"
+        )
+        assert not decision.allowed
+    assert _decisions(audit) == ["denied"] * 3

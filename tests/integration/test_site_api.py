@@ -36,7 +36,7 @@ from mahiru.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 from mahiru.model.assets import Asset, AssetKind
 from mahiru.model.identifiers import AssetId
 from mahiru.policy.signing import Revocation, sign_revocation
-from mahiru.storage import BlobStore
+from mahiru.storage import AuditQuery, BlobStore
 from mahiru.storage.image_check import ImageCheck
 
 pytestmark = pytest.mark.integration
@@ -345,6 +345,46 @@ def test_policy_explanations_come_from_the_site(net: Network) -> None:
             admin.explain(job, "input")
         with pytest.raises(InvalidInput):
             admin.explain(job, "nothing", party=site.party.id)
+
+
+def test_explanations_and_the_dashboard_s_policy_pages_write_no_audit_record(
+    net: Network,
+) -> None:
+    """Asking why, or who may access or use the assets, is an answer, not an act: the API's
+    explanations and the dashboard's assets and "Why?" pages add nothing to the audit log."""
+    site = net.sites["p1"]
+    data = _asset_id(site.id, "data1")
+    job = {
+        "submitter": site.party.id,
+        "workflow": {
+            "inputs": ["input"],
+            "outputs": {"result": "compute.output0"},
+            "steps": [
+                {
+                    "name": "compute",
+                    "compute_asset": str(_asset_id(site.id, "script")),
+                    "inputs": {"input0": "input"},
+                    "outputs": {"output0": None},
+                }
+            ],
+        },
+        "inputs": {"input": str(data)},
+    }
+    with site.admin() as admin:
+        admin.add_rule(site.party.sign(may_access("site:p2.org:site", str(data))))
+    audit = site.services.audit
+    before = audit.page(AuditQuery(), 1000).records
+    base = site.internal_url.removesuffix("/internal")
+    with (
+        site.admin() as admin,
+        httpx.Client(base_url=base, verify=site.party.admin.ssl_context(), timeout=30) as ui,
+    ):
+        for grantee in ("site:p2.org:site", "site:p3.org:site"):
+            admin.explain(job, "input", site=grantee)
+        admin.explain(job, "compute.output0", party=site.party.id)
+        for page in ("/internal/ui/assets", "/internal/ui/why"):
+            assert ui.get(page).status_code == 200, page
+    assert audit.page(AuditQuery(), 1000).records == before
 
 
 def _bad_archives(tmp_path: Path) -> dict[str, bytes]:

@@ -241,10 +241,13 @@ def test_replication_runs_in_the_background(net: Network) -> None:
 
 
 def _decides(site: SiteServer, grantee: SiteServer, asset: str) -> bool:
-    """Whether `site`'s policy lets `grantee` access `asset` (no refresh: the view as it is)."""
-    return site.services.policy.engine.may_access_asset(
-        SiteId.parse(grantee.id), AssetId.parse(asset)
-    ).allowed
+    """Whether `site`'s policy lets `grantee` access `asset` (no refresh, no record: the view
+    as it is)."""
+    return (
+        site.services.policy.reader()
+        .may_access_asset(SiteId.parse(grantee.id), AssetId.parse(asset))
+        .allowed
+    )
 
 
 def test_a_site_takes_only_its_owners_rules(net: Network) -> None:

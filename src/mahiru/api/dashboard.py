@@ -170,7 +170,7 @@ def dashboard_router(
 
     @router.get("/assets")
     def assets(caller: User) -> HTMLResponse:
-        engine = services.policy.engine
+        reader = services.policy.reader()  # answers only: nothing here is audited
         site_ids = [record.id for record in services.replica.sites()]
         party_ids = [record.id for record in services.replica.parties()]
 
@@ -182,12 +182,12 @@ def dashboard_router(
                 "sites": [
                     str(site)
                     for site in site_ids
-                    if engine.may_access(site, permissions, text).allowed
+                    if reader.may_access(site, permissions, text).allowed
                 ],
                 "parties": [
                     str(party)
                     for party in party_ids
-                    if engine.may_use(party, permissions, text).allowed
+                    if reader.may_use(party, permissions, text).allowed
                 ],
             }
 
@@ -203,9 +203,7 @@ def dashboard_router(
             stored.append(row)
         stored_ids = {row["id"] for row in stored}
         known = [
-            who(asset)
-            for asset in _assets_named(engine.store.rules())
-            if str(asset) not in stored_ids
+            who(asset) for asset in _assets_named(reader.rules()) if str(asset) not in stored_ids
         ]
         return pages.render("assets.html", caller, "Assets", "Assets", stored=stored, known=known)
 
@@ -256,8 +254,8 @@ def dashboard_router(
         error = None
         if chosen is not None:
             status, _ = jobs.submissions.get(chosen, caller.party)
-            engine = services.policy.engine
-            items = sorted(str(key) for key in engine.job_permissions(status.job).items())
+            reader = services.policy.reader()
+            items = sorted(str(key) for key in reader.job_permissions(status.job).items())
             if item and (site or party):
                 try:
                     decision = _explain(services, status.job, item, site, party)

@@ -184,7 +184,7 @@ class Egress:
         statuses = list(statuses)
         if not any(status.log_tail for status in statuses):
             return statuses
-        engine = self._policy.engine
+        engine = self._policy.reader()  # a filter on what is shown, not an act: unaudited
         permissions = engine.job_permissions(job)
         views = []
         for status in statuses:

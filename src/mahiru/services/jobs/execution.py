@@ -85,14 +85,22 @@ class StepExecution:
         try:
             finished = self._advance_once(status)
         except Unavailable as error:
-            return self._unavailable(status, error)
-        self._unavailable_since.pop(key, None)
+            finished = self._unavailable(status, error)
+        else:
+            self._unavailable_since.pop(key, None)
+        if finished:
+            self._settled(key)
         return finished
 
     def fail(self, status: StepStatus, reason: str) -> None:
         """Fail the step with `reason` (unless it finished meanwhile)."""
         self._unavailable_since.pop((status.job_id, status.step), None)
+        self._settled((status.job_id, status.step))
         self._set(self._ctx.known_job(status.job_id), status.step, StepState.FAILED, reason=reason)
+
+    def _settled(self, key: tuple[str, str]) -> None:
+        """The step is done here: its run decision need not be remembered any more."""
+        self._ctx.policy.forget(job=key[0], step=key[1])
 
     def _unavailable(self, status: StepStatus, error: Unavailable) -> bool:
         """Wait for an unavailable peer or engine, up to the deadline; then fail the step."""
@@ -153,11 +161,13 @@ class StepExecution:
             )
 
     def _may_run(self, known: KnownJob, step: str) -> Decision:
-        """This site's own decision on running `step`; a denial is re-checked after replicating.
+        """This site's own decision on running `step`, taken once per set of rules in force.
 
-        The submitter planned with its replica; ours may lag behind it by a
-        replication round (rules just added elsewhere), so one denial first
-        brings the replica up to date and asks again.
+        Taken at the step's first look (so before it leaves WAITING) and
+        again only after the rules changed: a step that waits an hour for its
+        inputs is decided, and audited, once. A denial is never remembered;
+        it is re-checked after replicating, since the submitter planned with
+        its replica and ours may lag behind it by a replication round.
         """
         site = self._ctx.site
 
@@ -170,16 +180,14 @@ class StepExecution:
                 return engine.may_run_step(permissions, step, site)
             return engine.check_job(permissions, known.plan.assignments, known.submitter_site)
 
-        return self._ctx.policy.decide(
-            evaluate,
-            Concerning(
-                "run step",
-                str(known.submitter_site),
-                party=str(known.job.submitter),
-                job=known.job_id,
-                step=step,
-            ),
+        about = Concerning(
+            "run step",
+            str(known.submitter_site),
+            party=str(known.job.submitter),
+            job=known.job_id,
+            step=step,
         )
+        return self._ctx.policy.decide_once(evaluate, about, basis=known)
 
     def _advance(self, known: KnownJob, status: StepStatus) -> bool:
         ctx, step = self._ctx, status.step

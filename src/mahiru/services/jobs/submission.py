@@ -20,7 +20,7 @@ from mahiru.model.identifiers import AssetId, JobId, PartyId, ResultId
 from mahiru.model.jobs import JobState, JobStatus, StepStatus
 from mahiru.model.prov import job_provenance
 from mahiru.model.workflow import Job
-from mahiru.planner import NoPermittedPlan, plan_job
+from mahiru.planner import NoPermittedPlan
 from mahiru.services.jobs.context import JobContext
 from mahiru.services.jobs.egress import Egress
 from mahiru.services.jobs.peers import retrying
@@ -63,15 +63,11 @@ class JobSubmissions:
                 {"submitter_site": str(home)},
             )
         try:
-            try:
-                plan = plan_job(job, sites, ctx.policy.engine, self._sizes(job))
-            except PermissionDenied:
-                # The replica may lag a replication round behind rules just added
-                # elsewhere: bring it up to date once and plan again.
-                if not ctx.policy.refresh():
-                    raise
-                sites = [record.describe() for record in ctx.replica.sites()]
-                plan = plan_job(job, sites, ctx.policy.engine, self._sizes(job))
+            # Planned again after a refresh if no plan is permitted: the replica
+            # may lag a replication round behind rules just added elsewhere.
+            plan = ctx.policy.plan(
+                job, lambda: [record.describe() for record in ctx.replica.sites()], self._sizes(job)
+            )
         except NoPermittedPlan as denial:
             about = Concerning("plan job", str(party), str(party))
             ctx.policy.planned(about, False, denial.denial.explain())

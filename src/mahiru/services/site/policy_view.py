@@ -3,31 +3,46 @@
 Decisions never touch the network: the view keeps a `PolicyEngine` over a
 `RuleStore` built from the rules in force (this site's own and those
 replicated from its peers, less every known revocation), and rebuilds it
-(swapping it in whole) after those rules change. A decision in progress keeps using the engine it
-started with.
+(swapping it in whole) after those rules change. A decision in progress keeps
+using the engine it started with.
 
 The replica may lag a replication round behind rules just published
 elsewhere (a job planned at another site from fresher rules arrives here
 seconds later). So a denial made through `decide` brings the replica up to
 date once and decides again before it stands; refreshes are rate-limited so
 that callers cannot make the site replicate on every request.
+
+The engine never leaves the view. Decisions that act (and are audited) go
+through `decide`, which hands the engine to the evaluation for that one
+decision; a job is planned through `plan`; questions that only read
+(explanations, who may access or use an asset, which log a reader may see) go
+through a `PolicyReader`, which can answer but never audits. `decide_once`
+takes a decision about the same thing on the same basis once per set of rules
+in force: asked again before the rules change, it answers from memory and
+writes nothing.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Iterable
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from mahiru.clock import SYSTEM_CLOCK, Clock
-from mahiru.errors import MahiruError
+from mahiru.errors import MahiruError, PermissionDenied
+from mahiru.model.assets import SiteDescription
 from mahiru.model.audit import AuditEntry, AuditKind, shorten
 from mahiru.model.identifiers import AssetId, PartyId, SiteId
 from mahiru.model.items import WorkflowItem
-from mahiru.model.workflow import Job
+from mahiru.model.workflow import Job, Plan
+from mahiru.planner import plan_job
+from mahiru.planner.costs import Sizes
 from mahiru.policy.decisions import Decision
 from mahiru.policy.engine import PolicyEngine
+from mahiru.policy.permissions import JobPermissions, Permissions
+from mahiru.policy.rules import Rule
 from mahiru.policy.signing import SignedRule
 from mahiru.policy.store import RuleStore
 from mahiru.storage import AuditLog
@@ -37,8 +52,83 @@ logger = logging.getLogger("mahiru.site.policy")
 #: The least time between two refreshes caused by denials (seconds).
 MIN_REFRESH_INTERVAL = 1.0
 
+#: How many decisions `decide_once` remembers at most (the oldest are forgotten first).
+MAX_REMEMBERED = 10_000
+
 #: A decision made with a given engine.
 Evaluate = Callable[[PolicyEngine], Decision]
+
+
+@dataclass(frozen=True, slots=True)
+class _Snapshot:
+    """An engine, the rules it was built from and the number of that set of rules.
+
+    `version` changes exactly when the set of rules in force does (not on a
+    rebuild that found the same rules), so a decision made with one version
+    stands for as long as the view's version is the same.
+    """
+
+    engine: PolicyEngine
+    rules: frozenset[Rule]
+    version: int
+
+
+@dataclass(frozen=True, slots=True)
+class _Remembered:
+    """A decision `decide_once` took, with the rules version and basis it was taken on."""
+
+    version: int
+    basis: object
+    decision: Decision
+
+
+class PolicyReader:
+    """Read-only answers from one snapshot of the rules in force: nothing it says is audited.
+
+    For explanations, dashboard pages and filtering what a reader sees; never
+    for a decision that lets something happen (those go through
+    `PolicyView.decide`, which records them).
+    """
+
+    __slots__ = ("_engine",)
+
+    def __init__(self, engine: PolicyEngine) -> None:
+        self._engine = engine
+
+    def rule_count(self) -> int:
+        """How many distinct rules the answers are made from."""
+        return len(self._engine.store)
+
+    def rules(self) -> list[Rule]:
+        """The rules the answers are made from."""
+        return self._engine.store.rules()
+
+    def job_permissions(self, job: Job) -> JobPermissions:
+        """The permissions of every item of `job`."""
+        return self._engine.job_permissions(job)
+
+    def may_access(self, site: SiteId, permissions: Permissions, target: str) -> Decision:
+        """Whether `site` may access something with `permissions` (named `target`)."""
+        return self._engine.may_access(site, permissions, target)
+
+    def may_access_asset(self, site: SiteId, asset: AssetId) -> Decision:
+        """Whether `site` may access the primary asset `asset`."""
+        return self._engine.may_access_asset(site, asset)
+
+    def may_use(self, party: PartyId, permissions: Permissions, target: str) -> Decision:
+        """Whether `party` may use something with `permissions` (named `target`)."""
+        return self._engine.may_use(party, permissions, target)
+
+    def explain(
+        self,
+        job: Job,
+        item: WorkflowItem,
+        *,
+        site: SiteId | None = None,
+        party: PartyId | None = None,
+    ) -> Decision:
+        """The access (with `site`) or use (with `party`) decision for one item of `job`."""
+        return self._engine.explain_item(job, item, site=site, party=party)
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,12 +195,14 @@ class PolicyView:
         self._on_decision = on_decision
         self._lock = threading.Lock()
         self._stale = True
-        self._engine: PolicyEngine | None = None
+        self._snapshot: _Snapshot | None = None
         self._refresher: Callable[[], object] | None = None
         self._refresh_lock = threading.Lock()
         self._min_refresh_interval = min_refresh_interval
         self._clock = clock
         self._last_refresh: float | None = None
+        self._remembered: OrderedDict[Concerning, _Remembered] = OrderedDict()
+        self._remembered_lock = threading.Lock()
 
     def use_refresher(self, refresher: Callable[[], object]) -> None:
         """How to bring the replica up to date now (one replication round)."""
@@ -141,54 +233,121 @@ class PolicyView:
 
         The decision that stands is written to the audit log, with `about`.
         """
-        decision = evaluate(self.engine)
+        return self._decide(evaluate, about)[0]
+
+    def decide_once(self, evaluate: Evaluate, about: Concerning, *, basis: object) -> Decision:
+        """`decide`, unless this was allowed before on the same rules: then that decision.
+
+        A decision about `about` taken on an equal `basis` (what the decision
+        depends on besides the rules, such as the job and its plan) is taken
+        again, and audited, only after the rules in force changed. Denials are
+        not remembered: each one is decided (and refreshed) anew.
+        """
+        version = self._current().version
+        with self._remembered_lock:
+            remembered = self._remembered.get(about)
+        if remembered is not None and remembered.version == version and remembered.basis == basis:
+            return remembered.decision
+        decision, version = self._decide(evaluate, about)
+        with self._remembered_lock:
+            self._remembered.pop(about, None)
+            if decision.allowed:
+                self._remembered[about] = _Remembered(version, basis, decision)
+                while len(self._remembered) > MAX_REMEMBERED:
+                    self._remembered.popitem(last=False)
+        return decision
+
+    def forget(self, *, job: str, step: str | None = None) -> None:
+        """Drop the decisions `decide_once` remembers about `job` (or one step of it): settled.
+
+        Remembered decisions are bounded anyway (`MAX_REMEMBERED`); this keeps
+        the memory to what is still undecided.
+        """
+        with self._remembered_lock:
+            for about in list(self._remembered):
+                if about.job == job and (step is None or about.step == step):
+                    del self._remembered[about]
+
+    def _decide(self, evaluate: Evaluate, about: Concerning) -> tuple[Decision, int]:
+        """The decision that stands and the version of the rules it was made from; audited."""
+        snapshot = self._current()
+        decision = evaluate(snapshot.engine)
         if not decision.allowed and self.refresh():
-            decision = evaluate(self.engine)
+            snapshot = self._current()
+            decision = evaluate(snapshot.engine)
         if self._audit is not None:
             self._audit.record(about.entry(decision))
         if self._on_decision is not None:
             self._on_decision(decision)
-        return decision
+        return decision, snapshot.version
+
+    def plan(
+        self,
+        job: Job,
+        sites: Callable[[], Sequence[SiteDescription]],
+        sizes: Sizes | None = None,
+    ) -> Plan:
+        """The planner's plan for `job` on `sites()` under the current rules.
+
+        A job no plan is permitted for is planned again after one refresh (the
+        replica may lag behind rules just added elsewhere), on the sites as
+        they are then. The caller records the outcome (`planned`).
+        """
+        try:
+            return plan_job(job, sites(), self._current().engine, sizes)
+        except PermissionDenied:
+            if not self.refresh():
+                raise
+            return plan_job(job, sites(), self._current().engine, sizes)
 
     def planned(self, about: Concerning, allowed: bool, explanation: str) -> None:
-        """Record the planner's decision on a job submitted here (it plans with `engine`)."""
+        """Record the outcome of planning a job submitted here (see `plan`)."""
         if self._audit is not None:
             self._audit.record(about.record(allowed, {"explanation": shorten(explanation)}))
 
-    @property
-    def engine(self) -> PolicyEngine:
-        """The current engine (a snapshot: keep using it for one related set of decisions).
+    def reader(self) -> PolicyReader:
+        """Read-only, unaudited answers from the current rules (one snapshot: keep it for
+        one related set of questions)."""
+        return PolicyReader(self._current().engine)
+
+    def _current(self) -> _Snapshot:
+        """The current snapshot (keep using it for one related set of decisions).
 
         Never a half-built one: before the first build completes every caller
-        waits for it; during a rebuild the others keep the previous engine.
+        waits for it; during a rebuild the others keep the previous one.
         """
-        engine = self._engine
-        if engine is not None and not self._stale:
-            return engine
+        snapshot = self._snapshot
+        if snapshot is not None and not self._stale:
+            return snapshot
         with self._lock:
-            if self._engine is None or self._stale:
+            if self._snapshot is None or self._stale:
                 # Cleared before reading, so a change committed during the
                 # read marks the view stale again instead of being lost.
                 self._stale = False
                 try:
-                    self._engine = self._build()
+                    self._snapshot = self._build(self._snapshot)
                 except BaseException:
                     self._stale = True
                     raise
-            return self._engine
+            return self._snapshot
 
     def invalidate(self) -> None:
         """Note that the stored rules changed; the next decision sees the change."""
         self._stale = True
 
-    def _build(self) -> PolicyEngine:
+    def _build(self, previous: _Snapshot | None) -> _Snapshot:
         store = RuleStore(signed.rule for signed in self._rules())
+        rules = frozenset(store.rules())
         logger.info("policy loaded", extra={"rules": len(store)})
-        return PolicyEngine(store)
+        if previous is None:
+            return _Snapshot(PolicyEngine(store), rules, 1)
+        if rules == previous.rules:
+            return previous  # the same rules: every decision made from them still stands
+        return _Snapshot(PolicyEngine(store), rules, previous.version + 1)
 
     def rule_count(self) -> int:
         """How many distinct rules decisions are made from."""
-        return len(self.engine.store)
+        return self.reader().rule_count()
 
     def may_access_asset(self, site: SiteId, asset: AssetId) -> Decision:
         """May `site` access (download) the primary asset `asset`?"""
@@ -205,5 +364,7 @@ class PolicyView:
         site: SiteId | None = None,
         party: PartyId | None = None,
     ) -> Decision:
-        """The access (with `site`) or use (with `party`) decision for one item of `job`."""
-        return self.engine.explain_item(job, item, site=site, party=party)
+        """The access (with `site`) or use (with `party`) decision for one item of `job`.
+
+        An explanation only: not audited, and nothing may act on it."""
+        return self.reader().explain(job, item, site=site, party=party)
