@@ -10,6 +10,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from fastapi import FastAPI, Request, Response
+from starlette.middleware import Middleware
 from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -170,7 +171,8 @@ class CrossSiteRefusal:
     - outside the `forms` prefixes (the dashboard's HTML forms, which carry a
       per-user token instead), carry `X-Mahiru-Client` or `Content-Type:
       application/json`.
-    It runs before authentication and routing: a refused request reaches nothing.
+    It runs after authentication and before routing: a refused request reaches
+    no route.
     """
 
     def __init__(
@@ -268,10 +270,13 @@ def install_middleware(
     """Add the browser boundary, the access log (counting requests in `metrics`) and the body
     size limit to `app`.
 
-    Cross-site requests are refused inside the access log, so they are logged;
-    the security headers go on every response, the size limit's too.
+    Cross-site requests are refused innermost, after authentication (a caller
+    without an identity still gets 401) and before routing; the security
+    headers go on every response, the size limit's too.
     """
-    app.add_middleware(CrossSiteRefusal, origins=tuple(origins), forms=forms)
+    # add_middleware wraps what is there; appending puts the check inside everything added so
+    # far, authentication included.
+    app.user_middleware.append(Middleware(CrossSiteRefusal, origins=tuple(origins), forms=forms))
     app.add_middleware(AccessLog, metrics=metrics)
     app.add_middleware(BodySizeLimit, limit=body_limit, unlimited=unlimited)
     app.add_middleware(SecurityHeaders)
