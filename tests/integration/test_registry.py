@@ -27,7 +27,7 @@ from tests.support.servers import serving
 from mahiru import pki
 from mahiru.api.auth import CLIENT_CERT_HEADER, CertificateAuthenticator
 from mahiru.api.registry_app import create_registry_app
-from mahiru.client.http import TlsIdentity
+from mahiru.client.http import CLIENT_HEADER, TlsIdentity
 from mahiru.client.registry import RegistryClient
 from mahiru.config import RegistryConfig, TlsConfig
 from mahiru.errors import (
@@ -573,7 +573,7 @@ def _raw_client(world: World, name: str | None) -> httpx.Client:
     context = ssl.create_default_context(cafile=world.path("ca.crt"))
     if name is not None:
         context.load_cert_chain(world.path(f"{name}.crt"), world.path(f"{name}.key"))
-    return httpx.Client(verify=context, timeout=10)
+    return httpx.Client(verify=context, timeout=10, headers={CLIENT_HEADER: "1"})
 
 
 @pytest.mark.parametrize("name", [None, "intruder"], ids=["no certificate", "foreign CA"])

@@ -30,7 +30,7 @@ from mahiru import pki
 from mahiru.api.auth import CLIENT_CERT_HEADER, CLIENT_VERIFY_HEADER
 from mahiru.api.registry_app import create_registry_app
 from mahiru.api.site_app import create_site_app
-from mahiru.client.http import TlsIdentity
+from mahiru.client.http import CLIENT_HEADER, TlsIdentity
 from mahiru.model.assets import Asset, AssetKind
 from mahiru.model.identifiers import AssetId
 
@@ -127,7 +127,9 @@ def _client(identity: TlsIdentity | None, base_url: str, ca: Path) -> httpx.Clie
         verify: Any = ssl.create_default_context(cafile=str(ca))
     else:
         verify = identity.ssl_context()
-    return httpx.Client(base_url=base_url, verify=verify, timeout=30)
+    # Marked as our clients mark their requests, so only the caller decides the answer.
+    headers = {CLIENT_HEADER: "1"}
+    return httpx.Client(base_url=base_url, verify=verify, timeout=30, headers=headers)
 
 
 def _call_all(

@@ -31,7 +31,7 @@ from tests.support.sites import (
 )
 
 from mahiru import pki
-from mahiru.client.http import TlsIdentity
+from mahiru.client.http import CLIENT_HEADER, TlsIdentity
 from mahiru.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 from mahiru.model.assets import Asset, AssetKind
 from mahiru.model.identifiers import AssetId
@@ -69,7 +69,9 @@ def _image(path: Path, size: int) -> Path:
 
 
 def _raw(identity: TlsIdentity) -> httpx.Client:
-    return httpx.Client(verify=identity.ssl_context(), timeout=30)
+    """A plain httpx client marked as our clients are, so only the request decides the answer."""
+    headers = {CLIENT_HEADER: "1"}
+    return httpx.Client(verify=identity.ssl_context(), timeout=30, headers=headers)
 
 
 def _blob_files(data_dir: Path) -> list[Path]:

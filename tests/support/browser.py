@@ -101,9 +101,10 @@ class Browser:
             raise AssertionError(f"chromium could not load the page: {errors}")
         return done
 
-    def dom(self, url: str) -> str:
-        """The page at `url` as Chromium rendered it (its DOM, serialised)."""
-        done = self._run("--dump-dom", url)
+    def dom(self, url: str, *options: str) -> str:
+        """The page at `url` as Chromium rendered it (its DOM, serialised), with Chromium's
+        command-line `options`."""
+        done = self._run(*options, "--dump-dom", url)
         if done.returncode != 0 or "<html" not in done.stdout:
             raise AssertionError(
                 f"chromium failed on {url} (exit {done.returncode}): {done.stderr[-2000:]}"

@@ -27,9 +27,11 @@ from mahiru.client.http import TlsIdentity
 from mahiru.client.registry import RegistryClient
 from mahiru.client.site import PeerClient, SiteClient
 from mahiru.config import ListenConfig, RegistryConfig, SiteConfig, TlsConfig
-from mahiru.model.identifiers import PartyId, SiteId
+from mahiru.model.identifiers import AssetId, PartyId, SiteId
+from mahiru.model.workflow import Job, StepOutputRef, Workflow, WorkflowStep
 from mahiru.policy.rules import Rule, rule_from_dict
 from mahiru.policy.signing import SignedRule, sign_rule
+from mahiru.services.jobs import JobServices
 from mahiru.services.site import SiteServices
 from mahiru.storage import PartyRecord, SiteEndpoints, SiteRecord
 from tests.support.servers import free_port, serving
@@ -251,9 +253,16 @@ class SiteServer:
         self._stack: ExitStack | None = None
         self.app: FastAPI | None = None
 
-    def start(self, *, replication: bool = False, extra_client_cas: tuple[Path, ...] = ()) -> None:
-        """Serve a new app instance (same port, database and data folder)."""
-        self.app = create_site_app(self.config, start_replication=replication)
+    def start(
+        self,
+        *,
+        replication: bool = False,
+        jobs: bool = True,
+        extra_client_cas: tuple[Path, ...] = (),
+    ) -> None:
+        """Serve a new app instance (same port, database and data folder); without `jobs`, no
+        step runs and no job moves on by itself."""
+        self.app = create_site_app(self.config, start_replication=replication, start_jobs=jobs)
         stack = ExitStack()
         stack.enter_context(
             serving(
@@ -365,6 +374,25 @@ def network(
         for site in sites.values():
             site.stop()
         registry.stop()
+
+
+def waiting_job(site: SiteServer) -> str:
+    """The id of a new job of the site's party, stored as submitted (no plan, no steps): it
+    stays so on a site started without `jobs` until someone cancels it."""
+    assert site.app is not None, "the site is not running"
+    jobs: JobServices = site.app.state.jobs
+    party = PartyId.parse(site.party.id)
+    data = AssetId.parse(f"asset:{site.party.namespace}:data:{site.party.namespace}:site")
+    workflow = Workflow(
+        ["x"],
+        {"y": StepOutputRef("s", "out")},
+        [WorkflowStep("s", data, {"in": "x"}, {"out": None})],
+    )
+    job_id = uuid.uuid4().hex
+    jobs.ctx.jobs.create_job(
+        job_id, Job(party, workflow, {"x": data}), None, SiteId.parse(site.id), jobs.ctx.now()
+    )
+    return job_id
 
 
 def may_access(site: str, asset: str) -> dict[str, str]:

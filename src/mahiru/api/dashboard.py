@@ -4,9 +4,12 @@ It is part of the internal API, so a browser gets in with a user certificate
 of the site's owner party, exactly like the command line; each page shows
 what that user may see through the API (its party's jobs, the audit records
 about its party, or all of them for an admin). Graphs are SVG drawn here
-(`mahiru.api.svg`); no script runs in the page. The one form that changes
-something (cancelling a job) carries a token bound to the user and the job,
-so another web site cannot make the browser submit it.
+(`mahiru.api.svg`); no script runs in the page, and its one stylesheet is
+served from here, so the pages need nothing their Content-Security-Policy
+forbids (`mahiru.api.middleware.SECURITY_HEADERS`). The one form that changes
+something (cancelling a job) carries a token bound to the user and the job;
+besides, the apps refuse every state change a browser sends for another web
+site (`mahiru.api.middleware.CrossSiteRefusal`).
 """
 
 # No `from __future__ import annotations`: FastAPI must see the dependency alias
@@ -19,11 +22,12 @@ import secrets
 from collections.abc import Iterable
 from dataclasses import fields
 from datetime import datetime
+from importlib.resources import files
 from typing import Annotated, Any
 from urllib.parse import parse_qs, urlencode
 
 from fastapi import APIRouter, Depends, Query, Request
-from fastapi.responses import HTMLResponse, RedirectResponse
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from jinja2 import Environment, PackageLoader, select_autoescape
 
 from mahiru.api.auth import CertificateAuthenticator, UserCaller, user_dependencies
@@ -110,6 +114,12 @@ def dashboard_router(
     def cancel_token(caller: UserCaller, job_id: str) -> str:
         message = f"{caller}|{job_id}".encode()
         return hmac.new(secret, message, hashlib.sha256).hexdigest()
+
+    stylesheet = files("mahiru.api").joinpath("templates/dashboard.css").read_bytes()
+
+    @router.get("/style.css")
+    def style(caller: User) -> Response:
+        return Response(stylesheet, media_type="text/css")
 
     @router.get("/")
     def home(caller: User) -> RedirectResponse:

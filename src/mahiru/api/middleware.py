@@ -1,18 +1,22 @@
-"""Request ids, access logs and body size limits for every app."""
+"""Request ids, access logs, body size limits and the browser boundary for every app."""
 
 from __future__ import annotations
 
 import logging
 import time
 import uuid
+from collections.abc import Iterable
 from typing import Any
+from urllib.parse import urlsplit
 
 from fastapi import FastAPI, Request, Response
+from starlette.middleware import Middleware
 from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from mahiru.api.errors import error_body
 from mahiru.api.metrics import ServiceMetrics
+from mahiru.client.http import CLIENT_HEADER
 
 logger = logging.getLogger("mahiru.access")
 
@@ -129,13 +133,150 @@ async def _send_json(send: Send, status: int, body: dict[str, Any]) -> None:
     await send({"type": "http.response.body", "body": data})
 
 
+#: Methods that change nothing; every other one must come from the app's own pages or clients.
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+#: Said by a browser of a request another origin made it send (`same-site`: another port or
+#: subdomain of the same site, still another origin).
+_FOREIGN_FETCH = frozenset({b"cross-site", b"same-site"})
+_DEFAULT_PORTS = {"https": "443", "http": "80"}
+
+
+def origin_of(url: str) -> str:
+    """The origin of `url` as a browser writes it in `Origin`: scheme://host[:port], the
+    default port left out."""
+    parts = urlsplit(url.strip().lower())
+    return _origin(parts.scheme, parts.netloc)
+
+
+def _origin(scheme: str, host: str) -> str:
+    host = host.lower().rsplit("@", 1)[-1]
+    if host.endswith(f":{_DEFAULT_PORTS.get(scheme, '')}"):
+        host = host.rsplit(":", 1)[0]
+    return f"{scheme}://{host}"
+
+
+class CrossSiteRefusal:
+    """Refuses with 403 every state-changing request a browser sends for another web site.
+
+    A browser that holds a user's certificate presents it to us whichever page
+    asks, so a page elsewhere could post a form here. What a browser adds and
+    a page cannot forge tells such requests apart: `Sec-Fetch-Site` and
+    `Origin`. Our clients send neither, but send `X-Mahiru-Client` or a JSON
+    body, which a page elsewhere cannot make a browser send without a CORS
+    preflight that these apps never allow. So a request with a method outside
+    SAFE_METHODS must
+    - not be marked `cross-site` or `same-site` by the browser;
+    - carry no `Origin`, or the app's own: the request's scheme and Host, or
+      one of `origins` (the addresses browsers use, when a proxy stands between);
+    - outside the `forms` prefixes (the dashboard's HTML forms, which carry a
+      per-user token instead), carry `X-Mahiru-Client` or `Content-Type:
+      application/json`.
+    It runs after authentication and before routing: a refused request reaches
+    no route.
+    """
+
+    def __init__(
+        self, app: ASGIApp, origins: Iterable[str] = (), forms: tuple[str, ...] = ()
+    ) -> None:
+        self.app = app
+        self.origins = frozenset(origin_of(url) for url in origins)
+        self.forms = forms
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] not in SAFE_METHODS:
+            reason = self._refusal(scope)
+            if reason is not None:
+                message = (
+                    "a request that changes something must come from this service's own pages"
+                    f" or from a Mahiru client: {reason}"
+                )
+                await _send_json(send, 403, error_body("PermissionDenied", message))
+                return
+        await self.app(scope, receive, send)
+
+    def _refusal(self, scope: Scope) -> str | None:
+        """Why the request is refused, or None."""
+        headers: dict[bytes, list[bytes]] = {}
+        for name, value in scope.get("headers", []):
+            headers.setdefault(name.lower(), []).append(value)
+        for fetch in headers.get(b"sec-fetch-site", []):
+            if fetch.strip().lower() in _FOREIGN_FETCH:
+                return f"the browser sent it for another site (Sec-Fetch-Site: {_shown(fetch)})"
+        hosts = headers.get(b"host", [])
+        own = {*self.origins, *(_origin(scope["scheme"], h.decode("latin-1")) for h in hosts[:1])}
+        for origin in headers.get(b"origin", []):
+            if origin.decode("latin-1").strip().lower() not in own:
+                return f"it was sent from a page of another origin ({_shown(origin)})"
+        if any(scope["path"].startswith(prefix) for prefix in self.forms):
+            return None
+        if headers.get(CLIENT_HEADER.lower().encode()):
+            return None
+        for content_type in headers.get(b"content-type", [])[:1]:
+            if content_type.split(b";", 1)[0].strip().lower() == b"application/json":
+                return None
+        return f"it is neither JSON (Content-Type: application/json) nor marked {CLIENT_HEADER}"
+
+
+def _shown(value: bytes) -> str:
+    """A header value a caller sent, cut short, for an error message."""
+    text = value.decode("latin-1")
+    return repr(text if len(text) <= 80 else f"{text[:80]}…")
+
+
+#: What a browser may do with any page of these apps: show it only on its own (never framed),
+#: load only its stylesheet, send forms only to it, and never tell another site where it was.
+SECURITY_HEADERS = (
+    (
+        b"content-security-policy",
+        b"default-src 'none'; style-src 'self'; form-action 'self'; frame-ancestors 'none';"
+        b" base-uri 'none'",
+    ),
+    (b"x-frame-options", b"DENY"),
+    (b"referrer-policy", b"no-referrer"),
+    (b"x-content-type-options", b"nosniff"),
+)
+_SECURITY_NAMES = frozenset(name for name, _ in SECURITY_HEADERS)
+
+
+class SecurityHeaders:
+    """Sends SECURITY_HEADERS with every response, errors and refusals included."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                kept = [(k, v) for k, v in message.get("headers", []) if k not in _SECURITY_NAMES]
+                message = {**message, "headers": [*kept, *SECURITY_HEADERS]}
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
 def install_middleware(
     app: FastAPI,
     *,
     body_limit: int,
     unlimited: tuple[str, ...] = (),
     metrics: ServiceMetrics | None = None,
+    origins: Iterable[str] = (),
+    forms: tuple[str, ...] = (),
 ) -> None:
-    """Add the access log (counting requests in `metrics`) and the body size limit to `app`."""
+    """Add the browser boundary, the access log (counting requests in `metrics`) and the body
+    size limit to `app`.
+
+    Cross-site requests are refused innermost, after authentication (a caller
+    without an identity still gets 401) and before routing; the security
+    headers go on every response, the size limit's too.
+    """
+    # add_middleware wraps what is there; appending puts the check inside everything added so
+    # far, authentication included.
+    app.user_middleware.append(Middleware(CrossSiteRefusal, origins=tuple(origins), forms=forms))
     app.add_middleware(AccessLog, metrics=metrics)
     app.add_middleware(BodySizeLimit, limit=body_limit, unlimited=unlimited)
+    app.add_middleware(SecurityHeaders)

@@ -19,6 +19,7 @@ import httpx
 from fastapi import FastAPI, Request, Response
 
 from mahiru.api.auth import CertificateAuthenticator, UserCaller
+from mahiru.api.dashboard import BASE as DASHBOARD
 from mahiru.api.dashboard import dashboard_router
 from mahiru.api.errors import error_responses, install_error_handlers
 from mahiru.api.metrics import ReplicationState, SiteMetrics, SiteState
@@ -268,7 +269,12 @@ def create_site_app(
     authenticate_callers(app, authenticator, services)
     # Added after authentication, so they wrap it: refused requests are logged too.
     install_middleware(
-        app, body_limit=config.max_body_bytes, unlimited=("/internal/assets/",), metrics=metrics
+        app,
+        body_limit=config.max_body_bytes,
+        unlimited=("/internal/assets/",),
+        metrics=metrics,
+        origins=[url for url in (config.internal_url, config.external_url) if url],
+        forms=(f"{DASHBOARD}/",),
     )
 
     @app.get("/internal/metrics", include_in_schema=False)

@@ -41,6 +41,11 @@ _ERRORS: dict[str, type[MahiruError]] = {
 
 DEFAULT_TIMEOUT = httpx.Timeout(30.0, connect=10.0)
 
+#: Sent with every request of our clients. The apps take a request that changes something
+#: only with this header or a JSON body: a page of another web site cannot make a browser
+#: send either (docs/security.md, "Cross-site requests").
+CLIENT_HEADER = "X-Mahiru-Client"
+
 
 @dataclass(frozen=True, slots=True)
 class TlsIdentity:
@@ -70,14 +75,17 @@ def make_http_client(
     timeout: httpx.Timeout | float = DEFAULT_TIMEOUT,
     headers: dict[str, str] | None = None,
 ) -> httpx.Client:
-    """An httpx client for `base_url` with mutual TLS (or an injected transport for tests)."""
+    """An httpx client for `base_url` with mutual TLS (or an injected transport for tests).
+
+    Every request says it comes from a Mahiru client (CLIENT_HEADER).
+    """
     verify: ssl.SSLContext | bool = identity.ssl_context() if identity is not None else True
     return httpx.Client(
         base_url=base_url,
         verify=verify,
         transport=transport,
         timeout=timeout,
-        headers=headers,
+        headers={CLIENT_HEADER: "1", **(headers or {})},
         follow_redirects=False,
     )
 
