@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import datetime
 import hashlib
-import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -294,7 +293,6 @@ def _site_headers(apps: Apps, operation: APIOperation) -> dict[str, str]:
 
 def test_the_registry_holds_up_to_fuzzing(apps: Apps) -> None:
     """Valid and invalid requests from a network member: no 5xx, the error shape, the schema."""
-    start = time.monotonic()
     headers = {CLIENT_CERT_HEADER: apps.network_cert, CLIENT_HEADER: "1"}
     for operation in _operations(apps.registry):
         _fuzz(operation, headers, mode=GenerationMode.POSITIVE, max_examples=MAX_EXAMPLES)
@@ -307,12 +305,10 @@ def test_the_registry_holds_up_to_fuzzing(apps: Apps) -> None:
                 max_examples=KNOWN_EXAMPLES,
                 path_parameters=apps.known,
             )
-    assert time.monotonic() - start < 60
 
 
 def test_the_site_holds_up_to_fuzzing(apps: Apps) -> None:
     """Both APIs, as the owner's admin and as a registered peer: the same checks."""
-    start = time.monotonic()
     for operation in _operations(apps.site):
         headers = _site_headers(apps, operation)
         _fuzz(operation, headers, mode=GenerationMode.POSITIVE, max_examples=MAX_EXAMPLES)
@@ -325,7 +321,6 @@ def test_the_site_holds_up_to_fuzzing(apps: Apps) -> None:
                 max_examples=KNOWN_EXAMPLES,
                 path_parameters=apps.known,
             )
-    assert time.monotonic() - start < 60
 
 
 @pytest.mark.parametrize("app_name", ["registry", "site"])
