@@ -18,7 +18,7 @@ from collections.abc import Iterable
 from dataclasses import replace
 from functools import partial
 
-from mahiru.errors import NotFound, PermissionDenied
+from mahiru.errors import NotFound, NotKnown, PermissionDenied
 from mahiru.model.identifiers import AssetId, JobId, PartyId, ResultId, SiteId
 from mahiru.model.items import ItemKind, WorkflowItem
 from mahiru.model.jobs import ResultProvenance, StepStatus
@@ -98,7 +98,7 @@ class Egress:
                 lambda engine: self._decide_for_site(engine, stored, None, site), about
             )
             return Release(decision), about
-        unavailable = NotFound(f"{stored} is not available to {site} here", {"result": str(stored)})
+        unavailable = NotKnown("result", stored)
         try:
             provenance = self._provenance(stored)
         except NotFound:
