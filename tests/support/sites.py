@@ -251,9 +251,19 @@ class SiteServer:
         self._stack: ExitStack | None = None
         self.app: FastAPI | None = None
 
-    def start(self, *, replication: bool = False, extra_client_cas: tuple[Path, ...] = ()) -> None:
-        """Serve a new app instance (same port, database and data folder)."""
-        self.app = create_site_app(self.config, start_replication=replication)
+    def start(
+        self,
+        *,
+        replication: bool = False,
+        extra_client_cas: tuple[Path, ...] = (),
+        jobs: bool = True,
+    ) -> None:
+        """Serve a new app instance (same port, database and data folder).
+
+        Without `jobs`, no step runs and no job is followed: jobs stored in a
+        test keep the states it gives them.
+        """
+        self.app = create_site_app(self.config, start_replication=replication, start_jobs=jobs)
         stack = ExitStack()
         stack.enter_context(
             serving(
