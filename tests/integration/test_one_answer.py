@@ -338,7 +338,7 @@ def test_a_data_site_hears_only_which_steps_reading_its_data_still_run(world: Wo
     with _client(site2.identity, site1.external_url) as client:
         nothing = client.get(f"/jobs/{'0' * 32}/readers", params={"job_digest": job_digest(job)})
     other_job = job_digest(_job(site1.party.id, {"a": ("x", data2)}, world.compute))
-    for refused in (ask(site2.identity, other_job), ask(site2.identity, "")):
+    for refused in (ask(site2.identity, d) for d in (other_job, "", "é" * 64, job_id)):
         assert refused.status_code == 404
         assert _shape(refused, job_id) == _shape(nothing, "0" * 32)
     repo.cancel_job(job_id, "done", _now())
