@@ -49,6 +49,19 @@ class NotFound(MahiruError):
     type_name = "NotFound"
 
 
+class NotKnown(NotFound):
+    """One answer for a named thing the caller may not know of: not there, or not theirs.
+
+    Every route that takes an id (a job, a result, an audit record, a grant
+    token) answers both cases with this, so a caller cannot tell a thing that
+    exists but is not its business from a thing that does not exist: the
+    status, the message and the details depend only on what it asked for.
+    """
+
+    def __init__(self, kind: str, name: object) -> None:
+        super().__init__(f"{kind} {name} is not known here", {"kind": kind, "id": str(name)})
+
+
 class PermissionDenied(MahiruError):
     """Policy or authorisation forbids this; `details` holds the explanation."""
 

@@ -29,7 +29,7 @@ from mahiru.errors import Conflict, NotFound, PermissionDenied
 from mahiru.model.assets import Asset, AssetKind
 from mahiru.model.identifiers import AssetId
 from mahiru.model.jobs import JobState, StepState
-from mahiru.model.serialization import job_from_dict, job_to_dict
+from mahiru.model.serialization import job_digest, job_from_dict, job_to_dict
 from mahiru.model.workflow import Job
 from mahiru.runtime import DockerRuntime, ImageConfig
 from mahiru.runtime.assets import COMPUTE_BASE_IMAGE, INPUT_ASSET, MINMAX_ASSET, OUTPUT_BASE_ASSET
@@ -445,7 +445,8 @@ def test_a_grant_needs_a_job_its_submitters_site_says_runs_the_step_at_the_asker
     net: Network, assets: dict[str, str]
 ) -> None:
     """Made-up, altered, foreign and finished jobs get no grant, each with its reason; only
-    a site storing a step's input hears about the job from its submitter's site."""
+    a site storing a step's input hears, from its submitter's site, which steps reading it
+    still run, and where."""
     site1, site2, site3 = (net.sites[p] for p in ("party1", "party2", "party3"))
     with (
         make_http_client(site2.external_url, site1.identity) as as_site1,
@@ -456,7 +457,7 @@ def test_a_grant_needs_a_job_its_submitters_site_says_runs_the_step_at_the_asker
             body = grant_body(net, assets, job_id)
             attempts = {
                 "does not confirm": {**body, "job_id": "0" * 32},
-                "differs from the job": {
+                "does not confirm step": {
                     **body,
                     "job": job_to_dict(job(net, assets, "minmax")),
                 },
@@ -465,20 +466,20 @@ def test_a_grant_needs_a_job_its_submitters_site_says_runs_the_step_at_the_asker
             for reason, attempt in attempts.items():
                 with pytest.raises(PermissionDenied, match=reason):
                     request(as_site1, "POST", "/live/grants", json=attempt)
-            # The submitter's site tells the data's site the step's state, and nothing more.
-            answer = request(site2_asks_site1, "GET", f"/jobs/{job_id}/readers").json()
-            assert job_from_dict(answer["job"]) == job(net, assets, "sleeper")
-            [step] = answer["steps"]
-            assert (step["step"], step["site"]) == ("compute", site1.id)
-            assert step["log_tail"] is None and step["reason"] is None
+            # The submitter's site tells the data's site where the step reading it runs.
+            digest = {"job_digest": job_digest(job(net, assets, "sleeper"))}
+            answer = request(
+                site2_asks_site1, "GET", f"/jobs/{job_id}/readers", params=digest
+            ).json()
+            assert answer == {"job_id": job_id, "readers": [{"step": "compute", "site": site1.id}]}
             # A site storing none of its inputs hears what it hears for a made-up job.
             with pytest.raises(NotFound) as unknown_job:
-                request(site3_asks_site1, "GET", f"/jobs/{'0' * 32}/readers")
+                request(site3_asks_site1, "GET", f"/jobs/{'0' * 32}/readers", params=digest)
             with pytest.raises(NotFound) as not_its_data:
-                request(site3_asks_site1, "GET", f"/jobs/{job_id}/readers")
+                request(site3_asks_site1, "GET", f"/jobs/{job_id}/readers", params=digest)
             assert not_its_data.value.message == unknown_job.value.message.replace("0" * 32, job_id)
-        # Cancelled now: the submitter's site has seen the step finish.
-        with pytest.raises(PermissionDenied, match=r"has finished \(cancelled\)"):
+        # Cancelled now: the submitter's site lists no running reader.
+        with pytest.raises(PermissionDenied, match=r"or it has finished"):
             request(as_site1, "POST", "/live/grants", json=body)
     assert held_grants(site2) == 0
 

@@ -307,8 +307,8 @@ def test_a_result_is_served_only_to_sites_its_policy_admits(
             peer.fetch_result(result, blobs)
         with pytest.raises(NotFound) as unknown:
             peer.fetch_result(never_made, blobs)
-        assert denied.value.message == f"{result} is not available to {site3.id} here"
-        assert unknown.value.message == f"{never_made} is not available to {site3.id} here"
+        assert denied.value.message == f"result {result} is not known here"
+        assert unknown.value.message == f"result {never_made} is not known here"
         assert list(blobs.digests()) == [peer_digest]
         with pytest.raises(NotFound):
             peer.step_statuses(job_id)

@@ -115,3 +115,27 @@ def test_the_documented_metrics_are_the_ones_served(net: Network) -> None:
         served = set(re.findall(r"^# TYPE (mahiru_\w+) ", admin.metrics(), re.M))
     normalised = {name.removesuffix("_total") for name in documented}
     assert normalised == {name.removesuffix("_total") for name in served}
+
+
+def test_a_metrics_refusal_names_none_of_the_allowed_scrapers(net: Network) -> None:
+    """The 403 of a site's and of the registry's metrics lists nobody who may scrape."""
+    site, other = net.sites["p1"], net.parties["p2"]
+    scrapers = ["monitor-7f3a", "user-admin-9c"]
+    site.stop()
+    site.config = site.config.model_copy(update={"metrics_scrapers": scrapers})
+    site.start()
+    with httpx.Client(verify=site.party.user.ssl_context(), timeout=30) as client:
+        site_refusal = client.get(f"{site.internal_url}/metrics")
+    net.registry.stop()
+    net.registry.config = net.registry.config.model_copy(
+        update={"metrics_scrapers": [*scrapers, other.id]}
+    )
+    net.registry.start()
+    with httpx.Client(verify=net.parties["p1"].client.ssl_context(), timeout=30) as client:
+        registry_refusal = client.get(f"{net.registry.url}/metrics")
+    for refused in (site_refusal, registry_refusal):
+        assert refused.status_code == 403
+        error = refused.json()["error"]
+        assert error["type"] == "PermissionDenied" and error["details"] is None
+        for allowed in (*scrapers, other.id):
+            assert allowed not in refused.text

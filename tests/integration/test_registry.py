@@ -232,12 +232,14 @@ def test_registering_the_same_record_again_changes_nothing(registry: Registry) -
 
 
 def test_a_party_cannot_be_registered_by_another_partys_certificate(registry: Registry) -> None:
-    """Only the party's own client certificate may register it, even with its key."""
+    """Only the party's own client certificate may register it, even with its key; the
+    refusal's details list no one who may."""
     party = registry.world.parties[PARTY1]
     for name in ("party2", "impostor", "site1"):
         with registry.client(name) as client, pytest.raises(PermissionDenied) as raised:
             client.register_party(party.record(), party.key)
         assert "only party:p1.example.org:party1 itself" in raised.value.message
+        assert raised.value.details == {"caller": raised.value.details["caller"]}
     with registry.client() as client:
         assert client.parties() == []
 

@@ -489,20 +489,44 @@ def test_a_damaged_or_missing_image_is_never_served(net: Network, tmp_path: Path
     assert list(receiving.digests()) == []
 
 
-def test_internal_downloads_follow_the_policy(net: Network, tmp_path: Path) -> None:
-    """Admins and users alike download only what their party may use, told why otherwise."""
+def test_an_owner_fetches_its_own_asset_from_its_own_site_audited(
+    net: Network, tmp_path: Path
+) -> None:
+    """Admins and plain users of the owner download its asset (whole and a range) with no
+    MayUse, each through an allowing "release to party" decision and a recorded transfer."""
     site = net.sites["p1"]
     asset_id = _asset_id(site.id, "data1")
+    image = write_image(tmp_path / "d.tar", 40_000)
     with site.admin() as admin:
-        admin.upload_asset(Asset(asset_id, AssetKind.DATA), write_image(tmp_path / "d.tar"))
+        admin.upload_asset(Asset(asset_id, AssetKind.DATA, {"live_access": True}), image)
     for identity in (site.party.admin, site.party.user):
-        with site.client(identity) as client, pytest.raises(PermissionDenied, match="may not use"):
-            client.download_image(asset_id, tmp_path / "copy.tar")
+        copy = tmp_path / f"{identity.cert.stem}.tar"
+        with site.client(identity) as client:
+            client.download_image(asset_id, copy)
+        assert copy.read_bytes() == image.read_bytes()
+    with _raw(site.party.user) as raw:
+        ranged = raw.get(
+            f"{site.internal_url}/assets/{asset_id}/image", headers={"Range": "bytes=5-9"}
+        )
+    assert ranged.status_code == 206 and ranged.content == image.read_bytes()[5:10]
     with site.admin() as admin:
-        admin.add_rule(site.party.sign(may_use(site.party.id, str(asset_id))))
-    with site.client(site.party.user) as user:
-        user.download_image(asset_id, tmp_path / "copy.tar")
-    assert (tmp_path / "copy.tar").read_bytes() == (tmp_path / "d.tar").read_bytes()
+        records = admin.audit_records(limit=500, asset=str(asset_id))["records"]
+    decisions = [r for r in records if r["action"] == "release to party"]
+    assert len(decisions) == 3
+    for decision in decisions:
+        assert (decision["outcome"], decision["party"]) == ("allowed", site.party.id)
+        assert "may use" in decision["details"]["decision"]
+        assert "the asset is its own" in decision["details"]["explanation"]
+    sent = [r for r in records if r["kind"] == "transfer" and r["action"] == "send"]
+    assert len(sent) == 3 and {r["details"]["to"] for r in sent} == {site.party.id}
+    assert sorted(r["details"]["bytes"] for r in sent) == [
+        5,
+        image.stat().st_size,
+        image.stat().st_size,
+    ]
+    # Another party's site still gets nothing without a MayAccess: the owner's right is its own.
+    with site.peer(net.sites["p2"].identity) as peer, pytest.raises(PermissionDenied):
+        peer.download_image(asset_id, tmp_path / "stolen.tar")
     with site.client(site.party.user) as user, pytest.raises(PermissionDenied, match="admin"):
         user.replicate_now()
 

@@ -114,10 +114,9 @@ def test_the_cli_serves_a_site_and_manages_its_assets_and_rules(
     assert record["size"] == image.stat().st_size and record["metadata"] == {"purpose": "testing"}
     code, listing, _ = _run(site, "assets", "list")
     assert [a["id"] for a in listing["assets"]] == [asset_id]
-    # No MayUse for p1 yet: the download is refused with the policy's reason.
-    code, error, _ = _run(site, "assets", "download", asset_id, "--out", str(tmp_path / "copy.tar"))
-    assert code == 3 and "may not use" in error["error"]["message"]
-    assert not (tmp_path / "copy.tar").exists()
+    # The asset is p1's own: its users take it back from its site without a MayUse.
+    code, own, _ = _run(site, "assets", "download", asset_id, "--out", str(tmp_path / "own.tar"))
+    assert code == 0 and own["digest"] == record["image_digest"]
     code, error, _ = _run(site, "assets", "show", "asset:p1.org:nothing:p1.org:site")
     assert code == 2 and error["error"]["type"] == "NotFound"
 

@@ -257,11 +257,14 @@ class SiteServer:
         self,
         *,
         replication: bool = False,
-        jobs: bool = True,
         extra_client_cas: tuple[Path, ...] = (),
+        jobs: bool = True,
     ) -> None:
-        """Serve a new app instance (same port, database and data folder); without `jobs`, no
-        step runs and no job moves on by itself."""
+        """Serve a new app instance (same port, database and data folder).
+
+        Without `jobs`, no step runs and no job is followed: jobs stored in a
+        test keep the states it gives them.
+        """
         self.app = create_site_app(self.config, start_replication=replication, start_jobs=jobs)
         stack = ExitStack()
         stack.enter_context(

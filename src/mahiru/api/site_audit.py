@@ -15,7 +15,7 @@ from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, JsonValue
 
 from mahiru.api.auth import CertificateAuthenticator, UserCaller, user_dependencies
-from mahiru.errors import InvalidInput, PermissionDenied
+from mahiru.errors import InvalidInput, NotFound, NotKnown
 from mahiru.model.audit import AuditKind, AuditRecord, ChainCheck
 from mahiru.services.site import SiteServices
 from mahiru.storage import AuditQuery
@@ -137,15 +137,14 @@ def audit_router(services: SiteServices, auth: CertificateAuthenticator) -> APIR
 
     @router.get("/{seq}", response_model=AuditRecordOut, summary="Show an audit record")
     def show(seq: int, caller: User) -> AuditRecordOut:
-        """One record; 403 for a record about another party, unless the caller is an admin."""
-        record = services.audit.get(seq)
+        """One record; a record about another party is, to a non-admin, not there."""
+        try:
+            record = services.audit.get(seq)
+        except NotFound:
+            raise NotKnown("audit record", seq) from None
         party = readable_party(caller)
         if party is not None and record.entry.party != party:
-            raise PermissionDenied(
-                f"{caller} may not read audit record {seq}: it is not about {party}"
-                " (only admins read every record)",
-                {"seq": seq},
-            )
+            raise NotKnown("audit record", seq)
         return AuditRecordOut.of(record)
 
     return router

@@ -12,7 +12,7 @@ this site's policy, applied to how the result was made, lets the caller have it.
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Depends, Header
+from fastapi import APIRouter, Body, Depends, Header, Query
 from pydantic import BaseModel, ConfigDict
 from starlette.responses import FileResponse, Response
 
@@ -23,7 +23,7 @@ from mahiru.api.site_models import JobIn
 from mahiru.errors import InvalidInput
 from mahiru.model.identifiers import AssetId, JobId, ResultId, SiteId, parse_identifier
 from mahiru.model.jobs import JobStatus, StepAssignment, StepStatus, check_job_id
-from mahiru.model.serialization import job_from_dict, job_to_dict
+from mahiru.model.serialization import job_from_dict
 from mahiru.services.jobs import JobServices
 from mahiru.services.jobs.live_grants import LiveGrantRequest
 from mahiru.services.site import SiteServices
@@ -144,12 +144,22 @@ def external_jobs_router(
         """The states of the steps of a job that this site runs."""
         return _steps(jobs.assignments.statuses(check_job_id(job_id), caller.id))
 
-    @router.get("/jobs/{job_id}/readers", summary="A job's steps that read the caller's data")
-    def readers(job_id: JobId, caller: Peer) -> JsonObject:
-        """A job submitted here and the states of its steps that read data stored at the
-        caller, which asks before it grants a step live access to that data."""
-        job, steps = jobs.assignments.readers(check_job_id(job_id), caller.id)
-        return {"job": job_to_dict(job), **_steps(steps)}
+    @router.get(
+        "/jobs/{job_id}/readers", summary="A job's unfinished steps that read the caller's data"
+    )
+    def readers(
+        job_id: JobId,
+        caller: Peer,
+        job_digest: Annotated[
+            str, Query(max_length=64, description="hex sha256 of the job's canonical JSON")
+        ],
+    ) -> JsonObject:
+        """The unfinished steps of a job submitted here that read data stored at the caller,
+        and where they run: all the caller learns of the job, which it asks before it
+        grants a step live access to that data. Any other site, or a digest of another
+        job, is answered as for a job that does not exist."""
+        found = jobs.assignments.readers(check_job_id(job_id), caller.id, job_digest)
+        return {"job_id": job_id, "readers": [reader.to_dict() for reader in found]}
 
     @router.post("/jobs/{job_id}/cancel", summary="Cancel steps")
     def cancel_steps(job_id: JobId, caller: Peer) -> JsonObject:

@@ -24,8 +24,8 @@ from mahiru.client.site import PeerClient
 from mahiru.errors import InvalidInput, Unavailable
 from mahiru.model.identifiers import ResultId
 from mahiru.model.jobs import JobStatus, StepAssignment, StepStatus
-from mahiru.model.live import LiveAnswer
-from mahiru.model.serialization import job_from_dict, job_to_dict
+from mahiru.model.live import LiveAnswer, LiveReader
+from mahiru.model.serialization import job_to_dict
 from mahiru.model.workflow import Job
 from mahiru.runtime.archives import extract_data_files
 from mahiru.storage import BlobInfo, BlobStore
@@ -177,13 +177,16 @@ class PeerJobsClient(PeerClient):
                 f"the data's site cannot be reached: {type(error).__name__}"
             ) from None
 
-    def readers(self, job_id: str) -> tuple[Job, list[StepStatus]]:
-        """A job submitted at the peer, and its steps that read data stored at this site."""
-        data = request(self._http, "GET", f"/jobs/{quote(job_id)}/readers").json()
-        steps = data.get("steps") if isinstance(data, dict) else None
-        if not isinstance(steps, list) or not all(isinstance(item, dict) for item in steps):
-            raise InvalidInput(f"the answer about job {job_id} has no list of steps")
-        return job_from_dict(data.get("job")), [StepStatus.from_dict(item) for item in steps]
+    def readers(self, job_id: str, job_digest: str) -> list[LiveReader]:
+        """The unfinished steps of the job with that digest, submitted at the peer, that
+        read data stored at this site, and where they run."""
+        data = request(
+            self._http, "GET", f"/jobs/{quote(job_id)}/readers", params={"job_digest": job_digest}
+        ).json()
+        readers = data.get("readers") if isinstance(data, dict) else None
+        if not isinstance(readers, list):
+            raise InvalidInput(f"the answer about job {job_id} has no list of readers")
+        return [LiveReader.from_dict(item) for item in readers]
 
     def fetch_result(self, result: ResultId, blobs: BlobStore) -> BlobInfo:
         """Copy a result's image into a blob store (resumed, digest verified)."""

@@ -6,7 +6,7 @@ from collections.abc import Iterable
 
 from sqlalchemy import func, select
 
-from mahiru.errors import NotFound
+from mahiru.errors import NotKnown
 from mahiru.model.identifiers import JobId, PartyId, SiteId
 from mahiru.model.jobs import (
     TERMINAL_STEP_STATES,
@@ -75,7 +75,7 @@ class JobQueries:
         with self._db.read() as session:
             row = session.execute(job_rows.select_assignment(job_id)).one_or_none()
         if row is None:
-            raise NotFound(f"no steps of job {job_id} were handed to this site", {"job_id": job_id})
+            raise NotKnown("job", job_id)
         return job_rows.assignment_from_row(row)
 
     def step_status(self, job_id: JobId, step: str) -> StepStatus:

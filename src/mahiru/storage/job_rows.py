@@ -9,7 +9,7 @@ from sqlalchemy import Select, insert, select, update
 from sqlalchemy.engine import Row
 from sqlalchemy.orm import Session
 
-from mahiru.errors import Conflict, Internal, NotFound
+from mahiru.errors import Conflict, Internal, NotFound, NotKnown
 from mahiru.model.identifiers import JobId, ResultId, SiteId
 from mahiru.model.jobs import (
     JobState,
@@ -52,7 +52,7 @@ def one(session: Session, statement: Select[Any], what: str) -> Row[Any]:
 
 
 def job_not_found(job_id: JobId) -> NotFound:
-    return NotFound(f"job {job_id} is not known here", {"job_id": job_id})
+    return NotKnown("job", job_id)
 
 
 def step_not_found(job_id: JobId, step: str) -> NotFound:

@@ -2,7 +2,8 @@
 
 Only the submitter's site named in an assignment may hand it over or cancel
 it, and that site must belong to the job's submitter. Step statuses are told
-to the sites taking part in the job only.
+to the sites taking part in the job only; every other site is answered as
+for a job that does not exist (`NotKnown`).
 """
 
 from __future__ import annotations
@@ -11,11 +12,12 @@ import logging
 from collections.abc import Callable
 from dataclasses import replace
 
-from mahiru.errors import InvalidInput, NotFound, PermissionDenied
-from mahiru.model.identifiers import AssetId, JobId, SiteId
+from mahiru.errors import InvalidInput, NotFound, NotKnown, PermissionDenied
+from mahiru.model import serialization
+from mahiru.model.identifiers import JobId, SiteId
 from mahiru.model.jobs import StepAssignment, StepStatus
-from mahiru.model.workflow import Job
-from mahiru.services.jobs.context import JobContext
+from mahiru.model.live import LiveReader, live_readers, steps_reading
+from mahiru.services.jobs.context import JobContext, KnownJob
 from mahiru.services.jobs.egress import Egress
 from mahiru.services.site.policy_view import Concerning
 
@@ -94,64 +96,60 @@ class StepAssignments:
 
         Log tails go only to the submitter's site, and only for steps whose
         outputs the submitter may use; other participants need the states only.
+        Any other site hears what it hears for a job that does not exist.
         """
         ctx = self._ctx
-        known = ctx.known_job(job_id)
-        if caller not in known.sites:
-            raise NotFound(f"job {job_id} is not known here", {"job_id": job_id})
+        known = self._known_to(job_id, caller)
         own = [s for s in ctx.jobs.steps_of(job_id) if s.site == ctx.site]
         if caller != known.submitter_site:
             return [replace(s, log_tail=None) for s in own]
         return self._egress.step_views(known.job, own, known.job.submitter)
 
-    def readers(self, job_id: JobId, caller: SiteId) -> tuple[Job, list[StepStatus]]:
-        """A job submitted here, and the states of its steps that read data stored at `caller`.
+    def readers(self, job_id: JobId, caller: SiteId, job_digest: str) -> list[LiveReader]:
+        """The unfinished steps of a job submitted here that read data stored at `caller`.
 
-        What a data set's site asks before it grants a step live access: whether
-        the job exists, which site runs the step and whether it has finished.
-        Only the submitter's site answers (it plans and mirrors every step), and
-        only to a site storing an input of one of the job's steps; everyone else
-        hears "not known" as for a job that does not exist. States only: no
-        reasons, no logs.
+        What a data set's site asks before it grants a step live access: which
+        of the job's steps reading its data still run, and where. Only the
+        submitter's site answers (it plans and mirrors every step), only about
+        the job whose digest the asker names (the one it was sent), and only to
+        a site storing an input of one of the job's steps; everyone else hears
+        what it hears for a job that does not exist. Nothing else about the
+        job is told: no other steps, no inputs, no reasons or logs, and for a
+        finished job no readers at all.
         """
         ctx = self._ctx
-        unknown = NotFound(f"job {job_id} is not known here", {"job_id": job_id})
         try:
-            known = ctx.known_job(job_id)
+            status = ctx.jobs.get_job(job_id)
         except NotFound:
-            raise unknown from None
-        if known.submitter_site != ctx.site:
-            raise unknown
-        job = known.job
-        reading = {
-            name
-            for name, step in job.workflow.steps.items()
-            for source in step.inputs.values()
-            if isinstance(source, str)
-            and isinstance(asset := job.inputs.get(source), AssetId)
-            and asset.site == caller
-        }
-        if not reading:
-            raise unknown
-        steps = [
-            replace(status, reason=None, log_tail=None, exit_code=None)
-            for status in ctx.jobs.steps_of(job_id)
-            if status.step in reading
-        ]
-        return job, steps
+            raise NotKnown("job", job_id) from None
+        if (
+            status.submitter_site != ctx.site
+            or job_digest != serialization.job_digest(status.job)  # public: no secret to time
+            or not steps_reading(status.job, caller)
+        ):
+            raise NotKnown("job", job_id)
+        return live_readers(status, ctx.jobs.steps_of(job_id), caller)
 
     def cancel(self, job_id: JobId, caller: SiteId) -> list[StepStatus]:
-        """Cancel this site's unfinished steps of a job, at its submitter's site's request."""
+        """Cancel this site's unfinished steps of a job, at its submitter's site's request.
+
+        Any other site hears what it hears for a job that does not exist.
+        """
         ctx = self._ctx
-        known = ctx.known_job(job_id)
-        if caller not in known.sites:
-            raise NotFound(f"job {job_id} is not known here", {"job_id": job_id})
+        known = self._known_to(job_id, caller)
         if caller != known.submitter_site:
-            raise PermissionDenied(
-                f"only the submitter's site {known.submitter_site} may cancel job {job_id}",
-                {"caller": str(caller)},
-            )
+            raise NotKnown("job", job_id)
         cancelled = ctx.jobs.cancel_steps(job_id, f"cancelled by {caller}", ctx.now())
         self._stop_job(job_id)
         logger.info("steps cancelled", extra={"job": job_id, "by": str(caller)})
         return [s for s in cancelled if s.site == ctx.site]
+
+    def _known_to(self, job_id: JobId, caller: SiteId) -> KnownJob:
+        """The job, if `caller` takes part in it; NotKnown otherwise, as for no such job."""
+        try:
+            known = self._ctx.known_job(job_id)
+        except NotFound:
+            raise NotKnown("job", job_id) from None
+        if caller not in known.sites:
+            raise NotKnown("job", job_id)
+        return known

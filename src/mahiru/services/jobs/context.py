@@ -9,7 +9,7 @@ from datetime import datetime
 from pathlib import Path
 
 from mahiru.clock import SYSTEM_CLOCK, Clock
-from mahiru.errors import NotFound
+from mahiru.errors import NotFound, NotKnown
 from mahiru.model.identifiers import AssetId, JobId, ResultId, SiteId
 from mahiru.model.workflow import Job, Plan
 from mahiru.runtime.limits import StepLimits
@@ -87,7 +87,7 @@ class JobContext:
             assignment = self.jobs.assignment(job_id)
             return KnownJob(job_id, assignment.job, assignment.plan, assignment.submitter_site)
         if status.plan is None:
-            raise NotFound(f"job {job_id} is not planned yet", {"job_id": job_id})
+            raise NotKnown("job", job_id)  # the peers it is told to know only its plan
         return KnownJob(job_id, status.job, status.plan, status.submitter_site)
 
 

@@ -4,7 +4,9 @@ Every image that goes out of this site - to a peer over the external API, to
 a user over the internal API, as a job's output - is opened through here:
 the site's own policy engine decides (access for a site, use for a party),
 and only an allowing decision makes the `Release` that `AssetStore.open_image`
-requires. A step's log tail is output of the step too: it goes to a party
+requires. A party's users may always take back an asset
+of the party's own namespace, by a decision that says so, audited like any
+other. A step's log tail is output of the step too: it goes to a party
 only where that party may use every output of the step, and otherwise stays
 here (in the site's own log), the status saying why it was withheld. A
 result's permissions are recomputed from its recorded provenance (the job
@@ -18,7 +20,7 @@ from collections.abc import Iterable
 from dataclasses import replace
 from functools import partial
 
-from mahiru.errors import NotFound, PermissionDenied
+from mahiru.errors import NotFound, NotKnown, PermissionDenied
 from mahiru.model.identifiers import AssetId, JobId, PartyId, ResultId, SiteId
 from mahiru.model.items import ItemKind, WorkflowItem
 from mahiru.model.jobs import ResultProvenance, StepStatus
@@ -98,7 +100,7 @@ class Egress:
                 lambda engine: self._decide_for_site(engine, stored, None, site), about
             )
             return Release(decision), about
-        unavailable = NotFound(f"{stored} is not available to {site} here", {"result": str(stored)})
+        unavailable = NotKnown("result", stored)
         try:
             provenance = self._provenance(stored)
         except NotFound:
@@ -125,6 +127,8 @@ class Egress:
         provenance = self._provenance(stored)
 
         def evaluate(engine: PolicyEngine) -> Decision:
+            if isinstance(stored, AssetId) and stored.namespace == party.namespace:
+                return _owners_use(party, stored)
             permissions, target = _permissions(engine, stored, provenance)
             return engine.may_use(party, permissions, target)
 
@@ -203,6 +207,15 @@ class Egress:
                     status = replace(status, log_tail=f"(log withheld: {withheld})")
             views.append(status)
         return views
+
+
+def _owners_use(party: PartyId, asset: AssetId) -> Decision:
+    """A party uses an asset of its own namespace: its own data, needing no rule of its own.
+
+    Taken, audited and recorded like any other release, so an owner's users
+    fetching its assets back from its site leave the same trail as anyone.
+    """
+    return Decision(True, str(party), "use", str(asset), note="the asset is its own")
 
 
 def _permissions(

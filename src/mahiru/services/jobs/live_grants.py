@@ -10,8 +10,9 @@ of the asset's `/data`, which are unpacked here while any grant uses them.
 
 The asker's word that it runs the step is not enough: before granting, this
 site asks the job's submitter's site (which plans the job and mirrors every
-step) for the job and the state of the step, and grants only if that site
-knows the same job, plans the step at the asker and has not seen it finish.
+step) which steps of the job, named by its digest, read data stored here
+and have not finished, and where; it grants only if that site lists the
+step at the asker. It learns nothing else about the job.
 
 Grants are bounded: a site may hold at most MAX_GRANTS_PER_SITE at once,
 and grants of the same image share one unpacked copy, so asking again and
@@ -34,7 +35,8 @@ from pathlib import Path, PurePosixPath
 from mahiru.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 from mahiru.model.assets import AssetKind
 from mahiru.model.identifiers import AssetId, JobId, SiteId
-from mahiru.model.jobs import StepStatus
+from mahiru.model.live import LiveReader
+from mahiru.model.serialization import job_digest
 from mahiru.model.workflow import Job
 from mahiru.runtime.archives import extract_data_files
 from mahiru.services.jobs.context import JobContext
@@ -98,8 +100,9 @@ def _hash(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8")).hexdigest()
 
 
-#: Asks a job's submitter's site for the job and its steps that read data stored here.
-AskSubmitter = Callable[[SiteId, JobId], tuple[Job, list[StepStatus]]]
+#: Asks a job's submitter's site, for the job with this digest, its unfinished steps that
+#: read data stored here (the site, the job id, the job's digest).
+AskSubmitter = Callable[[SiteId, JobId, str], list[LiveReader]]
 
 
 class LiveGrants:
@@ -197,28 +200,19 @@ class LiveGrants:
                 {"submitter_site": str(submitter_site)},
             )
         try:
-            job, steps = self._ask_submitter(submitter_site, request.job_id)
+            readers = self._ask_submitter(submitter_site, request.job_id, job_digest(request.job))
         except (NotFound, InvalidInput) as error:
+            # Also a job other than the one the asker sent: the submitter's site
+            # answers only about the job with that digest.
             raise PermissionDenied(
                 f"{submitter_site} does not confirm {what}: {error.message}",
                 {"job_id": request.job_id, "submitter_site": str(submitter_site)},
             ) from None
-        if job != request.job:
+        if LiveReader(request.step, caller) not in readers:
             raise PermissionDenied(
-                f"job {request.job_id} differs from the job its submitter's site"
-                f" {submitter_site} planned",
-                {"job_id": request.job_id},
-            )
-        status = next((s for s in steps if s.step == request.step), None)
-        if status is None or status.site != caller:
-            raise PermissionDenied(
-                f"{submitter_site} does not plan {what} at {caller}",
+                f"{submitter_site} does not say that {what} runs at {caller}"
+                " (it is not planned there, or it has finished)",
                 {"job_id": request.job_id, "step": request.step},
-            )
-        if status.state.terminal:
-            raise PermissionDenied(
-                f"{what} has finished ({status.state.value}) according to {submitter_site}",
-                {"job_id": request.job_id, "step": request.step, "state": status.state.value},
             )
 
     def _unpacked(self, digest: str) -> Path:

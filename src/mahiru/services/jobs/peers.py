@@ -11,8 +11,7 @@ from typing import Any, Protocol, TypeVar
 from mahiru.errors import Unavailable
 from mahiru.model.identifiers import AssetId, JobId, ResultId, SiteId
 from mahiru.model.jobs import StepAssignment, StepStatus
-from mahiru.model.live import LiveAnswer
-from mahiru.model.workflow import Job
+from mahiru.model.live import LiveAnswer, LiveReader
 from mahiru.storage import AssetRecord, BlobInfo, BlobStore, ReplicaRepository, SiteRecord
 
 logger = logging.getLogger("mahiru.site.jobs")
@@ -35,8 +34,9 @@ class JobPeer(Protocol):
         """Cancel the site's unfinished steps of a job."""
         ...
 
-    def readers(self, job_id: JobId) -> tuple[Job, list[StepStatus]]:
-        """A job submitted at the site, and its steps that read data stored at this site."""
+    def readers(self, job_id: JobId, job_digest: str) -> list[LiveReader]:
+        """The unfinished steps of the job with that digest, submitted at the site, that
+        read data stored at this site, and where they run."""
         ...
 
     def live_grant(self, request_body: Mapping[str, Any]) -> str:

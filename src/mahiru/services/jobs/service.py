@@ -8,8 +8,7 @@ import threading
 
 from mahiru.errors import MahiruError
 from mahiru.model.identifiers import JobId, SiteId
-from mahiru.model.jobs import StepStatus
-from mahiru.model.workflow import Job
+from mahiru.model.live import LiveReader
 from mahiru.services.jobs.assignment import StepAssignments
 from mahiru.services.jobs.context import JobContext
 from mahiru.services.jobs.coordination import JobCoordinator
@@ -58,11 +57,11 @@ class JobServices:
         self.coordinator = JobCoordinator(ctx, dispatcher, self.submissions)
         self.live = LiveGrants(ctx, self._ask_submitter)
 
-    def _ask_submitter(self, site: SiteId, job_id: JobId) -> tuple[Job, list[StepStatus]]:
-        """A job submitted at `site` and its steps reading data stored here (for live grants)."""
+    def _ask_submitter(self, site: SiteId, job_id: JobId, job_digest: str) -> list[LiveReader]:
+        """The unfinished steps of a job submitted at `site` reading data stored here."""
         if site == self.ctx.site:
-            return self.assignments.readers(job_id, site)
-        return self.ctx.peers.get(site).readers(job_id)
+            return self.assignments.readers(job_id, site, job_digest)
+        return self.ctx.peers.get(site).readers(job_id, job_digest)
 
     def _wake(self) -> None:
         self.worker.wake()

@@ -14,7 +14,7 @@ from functools import partial
 from typing import Any
 
 from mahiru.clock import IdSource, random_id
-from mahiru.errors import InvalidInput, MahiruError, NotFound, PermissionDenied
+from mahiru.errors import InvalidInput, MahiruError, NotFound, NotKnown, PermissionDenied
 from mahiru.model.assets import submitter_site
 from mahiru.model.identifiers import AssetId, JobId, PartyId, ResultId
 from mahiru.model.jobs import JobState, JobStatus, StepStatus
@@ -150,7 +150,7 @@ class JobSubmissions:
         """
         status = self._ctx.jobs.get_job(job_id)
         if status.submitter != party:
-            raise NotFound(f"job {job_id} is not known here", {"job_id": job_id})
+            raise NotKnown("job", job_id)
         steps = self._ctx.jobs.steps_of(job_id)
         return status, self._egress.step_views(status.job, steps, status.submitter)
 
