@@ -134,6 +134,12 @@ class Pki:
             site_id.replace(":", "_"), pki.issue_site_certificate(self._ca, site_id)
         )
 
+    def user(self, party: PartyKit, name: str, role: str = "user") -> TlsIdentity:
+        """Another user `name` of `party`, certified by its user CA."""
+        user_ca = pki.load_certified_key(party.user_ca, party.user_ca.with_suffix(".key"))
+        certified = pki.issue_user_certificate(user_ca, name, role)
+        return self.identity(f"{party.namespace}-{name}", certified)
+
     def party(self, name: str) -> PartyKit:
         """Party `party:<name>.org:<name>` with an admin `<name>-admin` and a user `<name>-user`."""
         namespace = f"{name}.org"
@@ -251,9 +257,16 @@ class SiteServer:
         self._stack: ExitStack | None = None
         self.app: FastAPI | None = None
 
-    def start(self, *, replication: bool = False, extra_client_cas: tuple[Path, ...] = ()) -> None:
-        """Serve a new app instance (same port, database and data folder)."""
-        self.app = create_site_app(self.config, start_replication=replication)
+    def start(
+        self,
+        *,
+        replication: bool = False,
+        extra_client_cas: tuple[Path, ...] = (),
+        jobs: bool = True,
+    ) -> None:
+        """Serve a new app instance (same port, database and data folder); without `jobs`,
+        submitted jobs stay planned (no step is handed over or run)."""
+        self.app = create_site_app(self.config, start_replication=replication, start_jobs=jobs)
         stack = ExitStack()
         stack.enter_context(
             serving(
