@@ -7,6 +7,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -45,6 +48,8 @@ from mahiru.storage.job_rows import job_values
 from mahiru.storage.schema import audit_log, change_heads, jobs
 
 pytestmark = pytest.mark.integration
+
+MAHIRU = str(Path(sys.executable).parent / "mahiru")
 
 DATA = "asset:p1.org:data:p1.org:site"
 SCRIPT = "asset:p1.org:script:p1.org:site"
@@ -177,7 +182,8 @@ def test_each_act_names_the_acting_user_in_the_audit_log(people: People, tmp_pat
 
 
 def test_a_job_records_and_shows_who_submitted_it(people: People) -> None:
-    """Status (API and client), listing and provenance name the submitting user."""
+    """Status (API, client and `mahiru jobs status`), listing and provenance name the
+    submitting user."""
     site, alice = people.site, people.alice
     with people.jobs(alice) as jobs:
         view = jobs.submit(_job(site))
@@ -192,6 +198,18 @@ def test_a_job_records_and_shows_who_submitted_it(people: People) -> None:
     assert {"prov:delegate": person, "prov:responsible": f"mahiru:{site.party.id}"} in delegations
     associations = document["wasAssociatedWith"].values()
     assert {"prov:activity": f"mahiru:job:{job_id}", "prov:agent": person} in associations
+    env = {
+        **os.environ,
+        "MAHIRU_SITE_URL": site.internal_url,
+        "MAHIRU_CERT": str(alice.cert),
+        "MAHIRU_KEY": str(alice.key),
+        "MAHIRU_CA": str(alice.ca),
+    }
+    shown = subprocess.run(
+        [MAHIRU, "jobs", "status", job_id], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert shown.returncode == 0, shown.stderr
+    assert f"by {people.name(alice)}" in shown.stdout
 
 
 def test_a_plain_user_sees_and_cancels_only_their_own_jobs(people: People) -> None:
