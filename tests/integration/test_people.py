@@ -242,7 +242,7 @@ def test_a_plain_user_sees_and_cancels_only_their_own_jobs(people: People) -> No
     assert cancelled["user"] == people.name(people.admin)
 
 
-def test_the_dashboard_shows_a_plain_user_their_own_jobs_and_every_page_the_user(
+def test_the_dashboard_lists_a_plain_user_s_own_jobs_and_shows_who_did_what(
     people: People,
 ) -> None:
     """The jobs page lists a plain user's jobs only, another user's job page is 404; the
