@@ -212,7 +212,7 @@ def test_a_job_records_and_shows_who_submitted_it(people: People) -> None:
     assert f"by {people.name(alice)}" in shown.stdout
 
 
-def test_a_plain_user_sees_and_cancels_only_their_own_jobs(people: People) -> None:
+def test_a_plain_user_sees_and_cancels_only_their_own_jobs(people: People, tmp_path: Path) -> None:
     """Alice and Bob see, cancel, trace and fetch only their own jobs (another user's is
     answered like an unknown id); the admin sees and cancels both."""
     site = people.site
@@ -226,7 +226,7 @@ def test_a_plain_user_sees_and_cancels_only_their_own_jobs(people: People) -> No
             alice.status,
             alice.cancel,
             alice.provenance,
-            lambda job_id: alice.download_output_archive(job_id, "result", Path("unused")),
+            lambda job_id: alice.download_output_archive(job_id, "result", tmp_path / "out"),
         ):
             with pytest.raises(NotFound) as other_user:
                 attempt(theirs)
