@@ -79,8 +79,9 @@ def test_the_jobs_page_lists_the_job_with_its_state(
     dom = browser.dom(_ui(scenario, "/jobs"))
     assert f'href="/internal/ui/jobs/{job_id}"' in dom
     text = _text(dom)
-    assert "1 job of party:party1.org:party1" in text and "succeeded" in text
+    assert "1 job you submitted at this site" in text and "succeeded" in text
     assert "user:user@party:party1.org:party1" in text  # who is signed in
+    assert '<td class="user">user@party:party1.org:party1</td>' in dom  # who submitted it
 
 
 def test_the_job_page_shows_plan_graph_timeline_and_result(
@@ -143,6 +144,7 @@ def test_the_assets_rules_audit_and_status_pages(
     audit_text = _text(audit)
     for expected in ("plan job", "release to party", "succeeded"):
         assert expected in audit_text, expected
+    assert '<td class="user">user@party:party1.org:party1</td>' in audit  # who submitted it
     status = _text(browser.dom(_ui(scenario, "/status")))
     assert "registry" in status and setup.site2.id in status
     assert "reachable" in status

@@ -607,7 +607,8 @@ def _has(records: list[dict[str, Any]], **expected: Any) -> dict[str, Any]:
 def test_every_decision_and_transfer_of_a_job_is_audited_at_both_sites(
     scenario: Scenario, tmp_path: Path
 ) -> None:
-    """Plan, hand-over, run, result release and delivery, transfers and states, at each site."""
+    """Plan, hand-over, run, result release and delivery, transfers and states, at each site;
+    the user's own acts (submitting, downloading the output) name the user."""
     result = str(next(iter(scenario.job().result_ids().values())))
     for site in (scenario.site1, scenario.site2):  # computed anew, not reused
         with site.admin() as admin, contextlib.suppress(NotFound):
@@ -625,12 +626,18 @@ def test_every_decision_and_transfer_of_a_job_is_audited_at_both_sites(
 
     plan = _has(at_submitter, kind="decision", action="plan job", outcome="allowed")
     assert f"compute at {site2.id}" in plan["details"]["explanation"]
+    person = f"user@{party}"
+    assert plan["user"] == person
     states = [r["outcome"] for r in at_submitter if r["kind"] == "job"]
     assert states == ["planned", "running", "succeeded"], states
     received = _has(at_submitter, kind="transfer", action="receive", asset=result)
     assert received["details"]["from"] == site2.id and received["details"]["bytes"] > 1000
-    _has(at_submitter, kind="decision", action="release to party", outcome="allowed")
-    _has(at_submitter, kind="transfer", action="send", actor=party, outcome="complete")
+    _has(at_submitter, kind="decision", action="release to party", outcome="allowed", user=person)
+    _has(at_submitter, kind="transfer", action="send", actor=party, outcome="complete", user=person)
+    _has(at_submitter, kind="job", outcome="planned", user=person)
+    # What the sites do by themselves names no user; the other site never learns who asked.
+    assert all(r["user"] is None for r in at_runner)
+    assert all(r["user"] is None for r in at_submitter if r["outcome"] in ("running", "succeeded"))
 
     _has(at_runner, kind="decision", action="receive steps", outcome="allowed", actor=site1.id)
     run = _has(at_runner, kind="decision", action="run step", outcome="allowed", step="compute")
@@ -663,3 +670,4 @@ def test_refused_plans_and_refused_steps_are_audited(scenario: Scenario) -> None
     ]
     assert refused and secret in refused[0]["details"]["explanation"], refused[0]["details"]
     assert refused[0]["party"] == scenario.site1.party.id and refused[0]["job"] is None
+    assert refused[0]["user"] == f"user@{scenario.site1.party.id}"  # who asked

@@ -269,8 +269,10 @@ def test_rule_changes_and_refusals_are_recorded(net: Network) -> None:
     assert "internal API" in paths["/internal/assets"]["details"]["reason"]
 
 
-def test_users_read_only_their_own_party_s_records(net: Network, tmp_path: Path) -> None:
-    """A plain user lists its party's records only and gets 403 for others; admins read all."""
+def test_users_read_only_the_records_of_their_own_acts(net: Network, tmp_path: Path) -> None:
+    """A plain user lists the records of their own acts only (not the admin's upload, not
+    another site's download); others are, to them, not there; admins read all (jobs:
+    test_people.py)."""
     site1, site2 = net.sites["p1"], net.sites["p2"]
     asset_id = AssetId.parse("asset:p1.org:data1:p1.org:site")
     with site1.admin() as admin:
@@ -278,15 +280,22 @@ def test_users_read_only_their_own_party_s_records(net: Network, tmp_path: Path)
         admin.add_rule(site1.party.sign(may_access(site2.id, str(asset_id))))
     with site1.peer(site2.identity) as peer:
         peer.get_asset(asset_id)  # a decision about a download by another site
+    with site1.client(site1.party.user) as user:
+        user.download_image(asset_id, tmp_path / "mine.tar")
     everything = _records(site1)
     theirs = _one(everything, action="release to site", actor=site2.id)
     assert theirs["party"] is None
+    upload = _one(everything, kind="transfer", action="receive", user=f"admin@{site1.party.id}")
+    assert upload["party"] == site1.party.id  # the admin's act, about the user's party
     with site1.client(site1.party.user) as user:
         own = user.audit_records(limit=500)["records"]
-        assert own and all(r["party"] == site1.party.id for r in own)
-        assert len(own) < len(everything)
-        with pytest.raises(NotFound, match=f"audit record {theirs['seq']} is not known here"):
-            user.audit_record(theirs["seq"])
+        assert {r["action"] for r in own} == {"release to party", "send"}
+        assert all(
+            r["party"] == site1.party.id and r["user"] == f"user@{site1.party.id}" for r in own
+        )
+        for other in (theirs, upload):
+            with pytest.raises(NotFound, match=f"audit record {other['seq']} is not known here"):
+                user.audit_record(other["seq"])
         assert user.audit_record(own[0]["seq"])["hash"] == own[0]["hash"]
         assert user.verify_audit()["intact"]
     with site1.admin() as admin:
@@ -312,7 +321,8 @@ def test_bad_audit_queries_are_refused_with_the_reason(net: Network) -> None:
 
 
 def test_the_audit_commands_list_show_and_verify(net: Network) -> None:
-    """`mahiru audit list|show|verify` with --json and as text; a broken chain exits 1."""
+    """`mahiru audit list|show|verify` with --json and as text, naming the acting user; a
+    broken chain exits 1."""
     site = net.sites["p1"]
     with site.admin() as admin:
         admin.add_rule(site.party.sign(may_access(site.id, "asset:p1.org:x:p1.org:site")))
@@ -336,8 +346,10 @@ def test_the_audit_commands_list_show_and_verify(net: Network) -> None:
     assert [r["outcome"] for r in records] == ["added"]
     text = run("list", "--kind", "rule")
     assert text.returncode == 0 and "rule" in text.stdout and "added" in text.stdout
+    assert f"user=admin@{site.party.id}" in text.stdout  # who added it
     shown = run("show", str(records[0]["seq"]))
     assert shown.returncode == 0 and records[0]["hash"] in shown.stdout
+    assert f"user:     admin@{site.party.id}" in shown.stdout
     assert json.loads(run("show", str(records[0]["seq"]), "--json").stdout) == records[0]
     verified = run("verify")
     assert verified.returncode == 0 and "intact" in verified.stdout

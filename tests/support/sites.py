@@ -136,6 +136,12 @@ class Pki:
             site_id.replace(":", "_"), pki.issue_site_certificate(self._ca, site_id)
         )
 
+    def user(self, party: PartyKit, name: str, role: str = "user") -> TlsIdentity:
+        """Another user `name` of `party`, certified by its user CA."""
+        user_ca = pki.load_certified_key(party.user_ca, party.user_ca.with_suffix(".key"))
+        certified = pki.issue_user_certificate(user_ca, name, role)
+        return self.identity(f"{party.namespace}-{name}", certified)
+
     def party(self, name: str) -> PartyKit:
         """Party `party:<name>.org:<name>` with an admin `<name>-admin` and a user `<name>-user`."""
         namespace = f"{name}.org"

@@ -22,6 +22,7 @@ from fastapi import Request
 
 from mahiru.errors import PermissionDenied, Unauthenticated
 from mahiru.model.identifiers import PartyId
+from mahiru.model.people import Person
 from mahiru.pki import UserIdentity, issued_by, peer_identity, user_identity
 
 CLIENT_CERT_HEADER = "x-mahiru-client-cert"
@@ -55,6 +56,11 @@ class UserCaller:
     def is_admin(self) -> bool:
         """Whether the user has the admin role."""
         return self.user.is_admin
+
+    @property
+    def person(self) -> Person:
+        """The user as the site's jobs and audit log name them (`name@party`), with their role."""
+        return Person(self.user.name, self.party, admin=self.is_admin)
 
     def __str__(self) -> str:
         return f"user:{self.user.name}@{self.user.party}"

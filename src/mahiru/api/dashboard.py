@@ -2,11 +2,12 @@
 
 It is part of the internal API, so a browser gets in with a user certificate
 of the site's owner party, exactly like the command line; each page shows
-what that user may see through the API (its party's jobs, the audit records
-about its party, or all of them for an admin). Graphs are SVG drawn here
-(`mahiru.api.svg`); no script runs in the page, and its one stylesheet is
-served from here, so the pages need nothing their Content-Security-Policy
-forbids (`mahiru.api.middleware.SECURITY_HEADERS`). The one form that changes
+what that user may see through the API (the jobs they submitted and the
+audit records of their acts and jobs; for an admin, every job of the party
+and every record). Graphs are SVG drawn here (`mahiru.api.svg`); no script
+runs in the page, and its one stylesheet is served from here, so the pages
+need nothing their Content-Security-Policy forbids
+(`mahiru.api.middleware.SECURITY_HEADERS`). The one form that changes
 something (cancelling a job) carries a token bound to the user and the job;
 besides, the apps refuse every state change a browser sends for another web
 site (`mahiru.api.middleware.CrossSiteRefusal`).
@@ -31,7 +32,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from jinja2 import Environment, PackageLoader, select_autoescape
 
 from mahiru.api.auth import CertificateAuthenticator, UserCaller, user_dependencies
-from mahiru.api.site_audit import audit_kind, readable_party
+from mahiru.api.site_audit import audit_kind, readable_party, readable_person
 from mahiru.api.svg import timeline, workflow_graph
 from mahiru.clock import Clock
 from mahiru.errors import InvalidInput, MahiruError, PermissionDenied
@@ -128,7 +129,10 @@ def dashboard_router(
     @router.get("/jobs")
     def job_list(caller: User, page: Annotated[int, Query(ge=1)] = 1) -> HTMLResponse:
         listed, total = jobs.ctx.jobs.recent_jobs(
-            caller.party, offset=(page - 1) * JOBS_PER_PAGE, limit=JOBS_PER_PAGE
+            caller.party,
+            submitted_by=caller.person.jobs_submitted_by(),
+            offset=(page - 1) * JOBS_PER_PAGE,
+            limit=JOBS_PER_PAGE,
         )
         pages_count = max((total + JOBS_PER_PAGE - 1) // JOBS_PER_PAGE, 1)
         return pages.render(
@@ -141,11 +145,12 @@ def dashboard_router(
             page=page,
             pages=pages_count,
             party=caller.party,
+            admin=caller.is_admin,
         )
 
     @router.get("/jobs/{job_id}")
     def job_page(job_id: JobId, caller: User) -> HTMLResponse:
-        status, steps = jobs.submissions.get(check_job_id(job_id), caller.party)
+        status, steps = jobs.submissions.get(check_job_id(job_id), caller.person)
         by_step = {step.step: step for step in steps}
         workflow = status.job.workflow
         order = workflow.topological_order()
@@ -175,7 +180,7 @@ def dashboard_router(
                 "the cancel form is out of date or was not made by this dashboard: reload the"
                 " job's page and try again"
             )
-        jobs.submissions.cancel(job_id, caller.party, str(caller))
+        jobs.submissions.cancel(job_id, caller.person)
         return RedirectResponse(f"{BASE}/jobs/{job_id}", status_code=303)
 
     @router.get("/assets")
@@ -257,13 +262,15 @@ def dashboard_router(
         site: str | None = None,
         party: str | None = None,
     ) -> HTMLResponse:
-        recent, _ = jobs.ctx.jobs.recent_jobs(caller.party, limit=JOBS_PER_PAGE)
+        recent, _ = jobs.ctx.jobs.recent_jobs(
+            caller.party, submitted_by=caller.person.jobs_submitted_by(), limit=JOBS_PER_PAGE
+        )
         chosen = check_job_id(job) if job else (recent[0].job_id if recent else None)
         items: list[str] = []
         decision: Decision | None = None
         error = None
         if chosen is not None:
-            status, _ = jobs.submissions.get(chosen, caller.party)
+            status, _ = jobs.submissions.get(chosen, caller.person)
             reader = services.policy.reader()
             items = sorted(str(key) for key in reader.job_permissions(status.job).items())
             if item and (site or party):
@@ -301,6 +308,7 @@ def dashboard_router(
             asset=asset or None,
             kind=audit_kind(kind or None),
             party=readable_party(caller),
+            person=readable_person(caller),
             before=before,
         )
         page = services.audit.page(query, RECORDS_PER_PAGE)

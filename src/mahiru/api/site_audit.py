@@ -1,7 +1,8 @@
 """The audit log of a site under `/internal/audit`: list, show, verify.
 
-Admins read every record; other users read the records about their own
-party (its jobs, its downloads), and get 403 for any other record. Listing
+Admins read every record; other users read the records of their own acts
+(uploads, downloads, submissions, cancels) and about the jobs they submitted,
+and get 403 for any other record. Listing
 is paged newest first: pass a page's `next` as `before` for the one after it.
 """
 
@@ -30,6 +31,7 @@ class AuditRecordOut(BaseModel):
     action: str
     outcome: str
     actor: str | None
+    user: str | None
     party: str | None
     job: str | None
     step: str | None
@@ -49,6 +51,7 @@ class AuditRecordOut(BaseModel):
             action=entry.action,
             outcome=entry.outcome,
             actor=entry.actor,
+            user=entry.user,
             party=entry.party,
             job=entry.job,
             step=entry.step,
@@ -98,6 +101,11 @@ def readable_party(caller: UserCaller) -> str | None:
     return None if caller.is_admin else str(caller.party)
 
 
+def readable_person(caller: UserCaller) -> str | None:
+    """The person whose acts and jobs are the only records `caller` may read (None: any)."""
+    return caller.person.jobs_submitted_by()
+
+
 def audit_router(services: SiteServices, auth: CertificateAuthenticator) -> APIRouter:
     """The audit routes of the internal API."""
     user, _ = user_dependencies(auth)
@@ -123,6 +131,7 @@ def audit_router(services: SiteServices, auth: CertificateAuthenticator) -> APIR
             kind=audit_kind(kind),
             since=since,
             party=readable_party(caller),
+            person=readable_person(caller),
             before=before,
         )
         page = services.audit.page(query, limit)
@@ -137,14 +146,19 @@ def audit_router(services: SiteServices, auth: CertificateAuthenticator) -> APIR
 
     @router.get("/{seq}", response_model=AuditRecordOut, summary="Show an audit record")
     def show(seq: int, caller: User) -> AuditRecordOut:
-        """One record; a record about another party is, to a non-admin, not there."""
+        """One record; a record the caller may not read (neither their act nor about their
+        job, unless the caller is an admin) is, to them, not there."""
         try:
             record = services.audit.get(seq)
         except NotFound:
             raise NotKnown("audit record", seq) from None
-        party = readable_party(caller)
-        if party is not None and record.entry.party != party:
-            raise NotKnown("audit record", seq)
+        if not caller.is_admin:
+            # The same filter as listing, so that both agree on what a user reads.
+            mine = AuditQuery(
+                party=readable_party(caller), person=readable_person(caller), before=seq + 1
+            )
+            if services.audit.page(mine, 1).records[:1] != [record]:
+                raise NotKnown("audit record", seq)
         return AuditRecordOut.of(record)
 
     return router

@@ -108,6 +108,7 @@ def internal_router(
             _body(request),
             digest,
             sender=str(caller.party),
+            user=caller.person,
             declared_size=declared,
         )
         return AssetOut.of(record)
@@ -136,7 +137,7 @@ def internal_router(
     ) -> Response:
         """Stream an asset's or result's image (or a byte range, to resume a download),
         if policy lets the caller's party use it; 403 with the explanation otherwise."""
-        image = egress.to_party(stored_asset_id(asset_id), caller.party)
+        image = egress.to_party(stored_asset_id(asset_id), caller.party, user=caller.person)
         return image_response(image, range_header, if_range)
 
     @router.delete("/assets/{asset_id}", response_model=AssetOut, summary="Delete an asset")
@@ -149,7 +150,7 @@ def internal_router(
     @router.post("/rules", response_model=RuleOutcomeOut, summary="Add a signed rule")
     def add_rule(body: SignedRuleIn, caller: Admin) -> RuleOutcomeOut:
         """Store a rule signed by the owner of its namespace; peers then replicate it."""
-        return _outcome(services.rules.add(parse_signed_rule(body)))
+        return _outcome(services.rules.add(parse_signed_rule(body), user=caller.person))
 
     @router.get("/rules", response_model=RuleList, summary="List rules")
     def list_rules(caller: User, include_replicated: bool = False) -> RuleList:
@@ -172,7 +173,7 @@ def internal_router(
     @router.post("/rules/revocations", response_model=RuleOutcomeOut, summary="Revoke a rule")
     def revoke_rule(body: RevocationIn, caller: Admin) -> RuleOutcomeOut:
         """Revoke a rule stored here, with a revocation signed by its namespace owner."""
-        return _outcome(services.rules.revoke(body.parse()))
+        return _outcome(services.rules.revoke(body.parse(), user=caller.person))
 
     @router.get(
         "/rules/rejected", response_model=RejectedRuleList, summary="List rejected peer rules"

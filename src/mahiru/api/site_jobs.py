@@ -1,7 +1,8 @@
 """Job routes of a site: `/internal/jobs` for its owner's users, `/external/jobs` and
 `/external/results` for the other registered sites.
 
-Users see, cancel and download only their own party's jobs (others' are 404).
+A plain user sees, cancels and downloads only the jobs they submitted; an
+admin every job of their party (others' are 404, like jobs that do not exist).
 A site may hand over or cancel steps only as the job's submitter's site, and
 see step states only of jobs it takes part in. A result is served only if
 this site's policy, applied to how the result was made, lets the caller have it.
@@ -79,29 +80,31 @@ def internal_jobs_router(
     def submit(body: JobSubmission, caller: User) -> JsonObject:
         """Plan a job of the caller's party and start it; 403 with the explanation if denied."""
         job = job_from_dict(body.job.model_dump())
-        status = jobs.submissions.submit(job, caller.party)
-        return _view(*jobs.submissions.get(status.job_id, caller.party))
+        status = jobs.submissions.submit(job, caller.person)
+        return _view(*jobs.submissions.get(status.job_id, caller.person))
 
     @router.get("", summary="List jobs")
     def list_jobs(caller: User) -> JsonObject:
-        """The jobs of the caller's party submitted at this site, oldest first."""
-        return {"jobs": [s.to_dict() for s in jobs.submissions.of_party(caller.party)]}
+        """The jobs submitted at this site that the caller sees (their own; an admin's:
+        their party's), oldest first."""
+        return {"jobs": [s.to_dict() for s in jobs.submissions.visible_to(caller.person)]}
 
     @router.get("/{job_id}", summary="A job's status, plan and steps")
     def get_job(job_id: JobId, caller: User) -> JsonObject:
-        """The job, its plan and each step's state with timestamps."""
-        return _view(*jobs.submissions.get(check_job_id(job_id), caller.party))
+        """The job, who submitted it, its plan and each step's state with timestamps."""
+        return _view(*jobs.submissions.get(check_job_id(job_id), caller.person))
 
     @router.post("/{job_id}/cancel", summary="Cancel a job")
     def cancel_job(job_id: JobId, caller: User) -> JsonObject:
         """Cancel the job here and at the sites running its steps."""
-        jobs.submissions.cancel(check_job_id(job_id), caller.party, str(caller))
-        return _view(*jobs.submissions.get(job_id, caller.party))
+        jobs.submissions.cancel(check_job_id(job_id), caller.person)
+        return _view(*jobs.submissions.get(job_id, caller.person))
 
     @router.get("/{job_id}/provenance", summary="A job's provenance (W3C PROV-JSON)")
     def provenance(job_id: JobId, caller: User) -> JsonObject:
-        """How the job made its results: inputs, compute assets, steps, sites and parties."""
-        return jobs.submissions.provenance(check_job_id(job_id), caller.party)
+        """How the job made its results: inputs, compute assets, steps, sites, parties and
+        the person who submitted it."""
+        return jobs.submissions.provenance(check_job_id(job_id), caller.person)
 
     @router.get(
         "/{job_id}/outputs/{name}/image",
@@ -117,8 +120,8 @@ def internal_jobs_router(
         if_range: Annotated[str | None, Header(alias="If-Range")] = None,
     ) -> Response:
         """The image archive of a workflow output of a succeeded job."""
-        result = jobs.submissions.output(check_job_id(job_id), name, caller.party)
-        image = jobs.egress.to_party(result, caller.party, job_id=job_id)
+        result = jobs.submissions.output(check_job_id(job_id), name, caller.person)
+        image = jobs.egress.to_party(result, caller.party, job_id=job_id, user=caller.person)
         return image_response(image, range_header, if_range)
 
     return router

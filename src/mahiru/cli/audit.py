@@ -3,7 +3,10 @@
 The site writes a record for every policy decision it takes, every image it
 sends or receives, every rule added, revoked or rejected, every job and step
 state change and every refused caller, each chained to the one before by its
-SHA-256. Admins read every record; other users the records about their party.
+SHA-256. A record of a person's act (an upload, a rule added or revoked, a
+job submitted or cancelled, a download) names them as `user=<name>@<party>`.
+Admins read every record; other users the records of their own acts and about
+the jobs they submitted.
 """
 
 from __future__ import annotations
@@ -87,7 +90,9 @@ def list_command(
 
 def _line(record: dict[str, Any]) -> str:
     about = " ".join(
-        f"{key}={record[key]}" for key in ("job", "step", "asset") if record.get(key) is not None
+        f"{key}={record[key]}"
+        for key in ("user", "job", "step", "asset")
+        if record.get(key) is not None
     )
     actor = record.get("actor") or "-"
     return (
@@ -109,7 +114,8 @@ def show_command(
     if as_json:
         echo_json(record)
         return
-    for key in ("seq", "at", "kind", "action", "outcome", "actor", "party", "job", "step", "asset"):
+    keys = ("seq", "at", "kind", "action", "outcome", "actor", "user", "party", "job", "step")
+    for key in (*keys, "asset"):
         if record.get(key) is not None:
             click.echo(f"{key + ':':<9} {record[key]}")
     details = record.get("details") or {}

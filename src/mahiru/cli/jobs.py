@@ -32,7 +32,8 @@ def _summary(status: JobStatus) -> str:
 
 def _describe(view: JobView) -> list[str]:
     status = view.status
-    lines = [f"job {_summary(status)}", f"  submitted {status.submitted_at.isoformat()}"]
+    by = status.submitted_by or f"a user of {status.submitter}"
+    lines = [f"job {_summary(status)}", f"  submitted {status.submitted_at.isoformat()} by {by}"]
     if status.plan is not None:
         lines.append("  plan:")
         lines += [f"    {step}: {site}" for step, site in sorted(status.plan.assignments.items())]

@@ -46,8 +46,10 @@ class AuditEntry:
     """What happened, as the writer states it (the log adds order, time and hashes).
 
     `party` is the party the event concerns (a job's submitter, a party that
-    receives an image); users of that party may read the record, admins read
-    all. `actor` is who asked or acted (a site, party or certificate).
+    receives an image). `actor` is who asked or acted (a site, party or
+    certificate); `user` is the person (`Person`'s text form, `name@party`)
+    whose request it was, for every act of a user: an upload, a rule added or
+    revoked, a job submitted or cancelled, a download.
     """
 
     #: An `AuditKind` (kept as text, so a tampered row still reads and fails its check).
@@ -60,6 +62,7 @@ class AuditEntry:
     step: str | None = None
     asset: str | None = None
     details: Mapping[str, Any] = field(default_factory=dict)
+    user: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON form (the fields every record hash covers, less order and time)."""
@@ -68,6 +71,7 @@ class AuditEntry:
             "action": self.action,
             "outcome": self.outcome,
             "actor": self.actor,
+            "user": self.user,
             "party": self.party,
             "job": self.job,
             "step": self.step,
@@ -98,8 +102,16 @@ class AuditRecord:
 
 
 def record_hash(seq: int, at: datetime, entry: AuditEntry, prev: str) -> str:
-    """The SHA-256 (hex) of a record: its number, time, content and the hash before it."""
-    document = {"seq": seq, "at": at.isoformat(), "prev": prev, **entry.to_dict()}
+    """The SHA-256 (hex) of a record: its number, time, content and the hash before it.
+
+    A record without a `user` is hashed without that key, as every record was
+    before records named the user: those keep verifying, and a user given to
+    one of them (or taken from a newer one) changes its hash.
+    """
+    content = entry.to_dict()
+    if content["user"] is None:
+        del content["user"]
+    document = {"seq": seq, "at": at.isoformat(), "prev": prev, **content}
     return hashlib.sha256(canonical_json(document)).hexdigest()
 
 

@@ -2,7 +2,9 @@
 
 Entities are the job's inputs, its compute and output base assets and the
 results of its steps; activities are the steps (with their times); agents
-are the sites that ran them, their owners and the submitting party. Every
+are the sites that ran them, their owners, the submitting party and the person
+of that party who submitted the job (`mahiru:user:<name>@<party>`, acting on
+the party's behalf), when the job recorded them. Every
 Mahiru id becomes a qualified name in the `mahiru` namespace (`urn:mahiru:`),
 so `asset:p1.org:data:p1.org:site` is `mahiru:asset:p1.org:data:p1.org:site`.
 """
@@ -77,6 +79,11 @@ def job_provenance(
         },
     )
     b.relation("wasAssociatedWith", **{"prov:activity": job_node, "prov:agent": submitter})
+    if status.submitted_by is not None:
+        person = _q(f"user:{status.submitted_by}")
+        b.node("agent", person, **{"prov:type": "prov:Person", "prov:label": "submitted by"})
+        b.relation("wasAssociatedWith", **{"prov:activity": job_node, "prov:agent": person})
+        b.relation("actedOnBehalfOf", **{"prov:delegate": person, "prov:responsible": submitter})
     for name, asset in job.inputs.items():
         b.node("entity", _q(asset), **{"prov:type": "mahiru:Input", "prov:label": name})
     for step_name in job.workflow.topological_order():

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Select, select
+from sqlalchemy import Select, or_, select
 from sqlalchemy.engine import Row
 from sqlalchemy.orm import Session
 
@@ -33,7 +33,7 @@ from mahiru.model.jobs import JobStatus, StepStatus
 from mahiru.model.workflow import Job
 from mahiru.storage.changelog import begin_change, current_version, next_version
 from mahiru.storage.db import Database, positive_limit
-from mahiru.storage.schema import AUDIT_LOG, audit_log
+from mahiru.storage.schema import AUDIT_LOG, audit_log, jobs
 
 #: The most records one page holds.
 MAX_PAGE = 500
@@ -51,6 +51,9 @@ class AuditQuery:
     since: datetime | None = None
     #: Only records about this party (set for callers who may see no others).
     party: str | None = None
+    #: Only records of this person's acts and about the jobs they submitted here
+    #: (set for plain users, who see only their own jobs).
+    person: str | None = None
     #: Only records older than this number (the `next` of the previous page).
     before: int | None = None
 
@@ -121,8 +124,10 @@ def rule_entry(
     source: str | None = None,
     actor: str | None = None,
     reason: str | None = None,
+    user: str | None = None,
 ) -> AuditEntry:
-    """The record of a rule `added`, `revoked` or `rejected` (from `source`, a peer, if any)."""
+    """The record of a rule `added`, `revoked` or `rejected` (from `source`, a peer, if any),
+    at the request of `user` (None: arrived by replication)."""
     details = {"rule_id": rule_id, "rule": rule, "source": source, "reason": reason}
     return AuditEntry(
         AuditKind.RULE,
@@ -130,11 +135,13 @@ def rule_entry(
         outcome,
         actor=actor if actor is not None else source,
         details={key: value for key, value in details.items() if value is not None},
+        user=user,
     )
 
 
-def job_entry(old: JobStatus | None, new: JobStatus) -> AuditEntry:
-    """The record of a job submitted here entering a state (`old` None: just created)."""
+def job_entry(old: JobStatus | None, new: JobStatus, user: str | None = None) -> AuditEntry:
+    """The record of a job submitted here entering a state (`old` None: just created),
+    by the act of `user` (None: the site moved it along)."""
     details: dict[str, str | None] = {"from": None if old is None else old.state.value}
     if new.reason:
         details["reason"] = new.reason
@@ -146,11 +153,15 @@ def job_entry(old: JobStatus | None, new: JobStatus) -> AuditEntry:
         party=str(new.submitter),
         job=new.job_id,
         details=details,
+        user=user,
     )
 
 
-def step_entry(job: Job, old: StepStatus | None, new: StepStatus) -> AuditEntry:
-    """The record of a step of `job` entering a state (`old` None: just handed over)."""
+def step_entry(
+    job: Job, old: StepStatus | None, new: StepStatus, user: str | None = None
+) -> AuditEntry:
+    """The record of a step of `job` entering a state (`old` None: just handed over),
+    by the act of `user` (None: the site moved it along)."""
     details: dict[str, object] = {"from": None if old is None else old.state.value}
     if new.reason:
         details["reason"] = new.reason
@@ -167,6 +178,7 @@ def step_entry(job: Job, old: StepStatus | None, new: StepStatus) -> AuditEntry:
         job=new.job_id,
         step=new.step,
         details=details,
+        user=user,
     )
 
 
@@ -194,6 +206,11 @@ def _filtered(statement: Select[Any], query: AuditQuery) -> Select[Any]:
     ):
         if value is not None:
             statement = statement.where(column == value)
+    if query.person is not None:
+        own_jobs = select(jobs.c.id).where(jobs.c.submitted_by == query.person)
+        statement = statement.where(
+            or_(audit_log.c.user == query.person, audit_log.c.job.in_(own_jobs))
+        )
     if query.since is not None:
         statement = statement.where(audit_log.c.at >= query.since)
     if query.before is not None:
@@ -229,5 +246,6 @@ def _record_from_row(row: Row[Any]) -> AuditRecord:
         step=data["step"],
         asset=data["asset"],
         details=data["details"],
+        user=data["user"],
     )
     return AuditRecord(data["seq"], data["at"], entry, data["prev"], data["hash"])

@@ -39,12 +39,19 @@ class JobQueries:
         return job_rows.job_from_row(row)
 
     def list_jobs(
-        self, submitter: PartyId | None = None, states: Iterable[JobState] | None = None
+        self,
+        submitter: PartyId | None = None,
+        states: Iterable[JobState] | None = None,
+        *,
+        submitted_by: str | None = None,
     ) -> list[JobStatus]:
-        """Jobs submitted here, oldest first, optionally only one party's or in some states."""
+        """Jobs submitted here, oldest first, optionally only one party's (or one person's,
+        `submitted_by`) or in some states."""
         statement = select(jobs).order_by(jobs.c.submitted_at, jobs.c.id)
         if submitter is not None:
             statement = statement.where(jobs.c.submitter == str(submitter))
+        if submitted_by is not None:
+            statement = statement.where(jobs.c.submitted_by == submitted_by)
         if states is not None:
             statement = statement.where(jobs.c.state.in_([s.value for s in states]))
         with self._db.read() as session:
@@ -52,10 +59,18 @@ class JobQueries:
         return [job_rows.job_from_row(row) for row in rows]
 
     def recent_jobs(
-        self, submitter: PartyId, *, offset: int = 0, limit: int = 50
+        self,
+        submitter: PartyId,
+        *,
+        submitted_by: str | None = None,
+        offset: int = 0,
+        limit: int = 50,
     ) -> tuple[list[JobStatus], int]:
-        """One page of `submitter`'s jobs submitted here, newest first, and how many there are."""
+        """One page of `submitter`'s jobs submitted here (only one person's, with
+        `submitted_by`), newest first, and how many there are."""
         where = jobs.c.submitter == str(submitter)
+        if submitted_by is not None:
+            where = where & (jobs.c.submitted_by == submitted_by)
         statement = (
             select(jobs)
             .where(where)

@@ -65,6 +65,7 @@ def job_values(status: JobStatus) -> dict[str, Any]:
     return {
         "id": status.job_id,
         "submitter": str(status.submitter),
+        "submitted_by": status.submitted_by,
         "submitter_site": str(status.submitter_site),
         "job": job_to_dict(status.job),
         "plan": None if status.plan is None else plan_to_dict(status.plan),
@@ -92,13 +93,15 @@ def job_from_row(row: Row[Any]) -> JobStatus:
         started_at=data["started_at"],
         finished_at=data["finished_at"],
         reason=data["reason"],
+        submitted_by=data["submitted_by"],
     )
 
 
 def write_job(session: Session, old: JobStatus, new: JobStatus) -> None:
     """Replace `old` by `new`, only if the row still holds `old`'s version."""
     values = job_values(new)
-    del values["id"], values["job"], values["submitter"], values["submitter_site"]
+    for fixed in ("id", "job", "submitter", "submitter_site", "submitted_by"):
+        del values[fixed]
     result = session.execute(
         update(jobs)
         .where(jobs.c.id == old.job_id)

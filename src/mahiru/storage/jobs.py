@@ -69,26 +69,48 @@ class JobRepository(JobQueries):
     # --- jobs submitted here ------------------------------------------------------------
 
     def create_job(
-        self, job_id: JobId, job: Job, plan: Plan | None, submitter_site: SiteId, now: datetime
+        self,
+        job_id: JobId,
+        job: Job,
+        plan: Plan | None,
+        submitter_site: SiteId,
+        now: datetime,
+        *,
+        submitted_by: str | None = None,
     ) -> JobStatus:
-        """Store a job submitted here: `planned` with a step row per step, or `submitted`.
+        """Store a job submitted here (by the person `submitted_by`): `planned` with a step
+        row per step, or `submitted`.
 
         Creating the same job (same job, plan and site) again returns the
         stored status unchanged; a different job under this id is a Conflict.
         """
         state = JobState.SUBMITTED if plan is None else JobState.PLANNED
-        status = JobStatus(check_job_id(job_id), job, submitter_site, state, now, now, plan=plan)
+        status = JobStatus(
+            check_job_id(job_id),
+            job,
+            submitter_site,
+            state,
+            now,
+            now,
+            plan=plan,
+            submitted_by=submitted_by,
+        )
         with self._db.transaction() as session:
             if not insert_ignoring_duplicates(session, jobs, job_rows.job_values(status)):
                 stored = job_rows.job_from_row(
                     job_rows.one(session, job_rows.select_job(job_id), f"job {job_id}")
                 )
-                if (stored.job, stored.plan, stored.submitter_site) != (job, plan, submitter_site):
+                if (stored.job, stored.plan, stored.submitter_site, stored.submitted_by) != (
+                    job,
+                    plan,
+                    submitter_site,
+                    submitted_by,
+                ):
                     raise Conflict(
                         f"job {job_id} already exists with different content", {"job_id": job_id}
                     )
                 return stored
-            self._job_changed(None, status)
+            self._job_changed(None, status, submitted_by)
             if plan is not None:
                 self._insert_steps(session, status, now)
         return status
@@ -133,8 +155,11 @@ class JobRepository(JobQueries):
             self._write_job(session, current, new)
         return new
 
-    def cancel_job(self, job_id: JobId, reason: str, now: datetime) -> JobStatus:
-        """Cancel a job submitted here and every unfinished step row of it, at once.
+    def cancel_job(
+        self, job_id: JobId, reason: str, now: datetime, *, user: str | None = None
+    ) -> JobStatus:
+        """Cancel a job submitted here and every unfinished step row of it, at once, at the
+        request of the person `user` (named in their audit records).
 
         Conflict if the job is already finished. Telling the sites that run
         the steps is the caller's business.
@@ -144,8 +169,8 @@ class JobRepository(JobQueries):
             if current is None:
                 raise job_rows.job_not_found(job_id)
             new = advance_job(current, JobState.CANCELLED, now, reason)
-            self._write_job(session, current, new)
-            self._cancel_steps(session, new, job_id, reason, now)
+            self._write_job(session, current, new, user)
+            self._cancel_steps(session, new, job_id, reason, now, user)
         return new
 
     # --- steps ------------------------------------------------------------------------
@@ -284,6 +309,7 @@ class JobRepository(JobQueries):
         job_id: JobId,
         reason: str,
         now: datetime,
+        user: str | None = None,
     ) -> list[StepStatus]:
         rows = session.execute(
             select(job_steps)
@@ -301,7 +327,7 @@ class JobRepository(JobQueries):
         for row in rows:
             current = job_rows.step_from_row(row)
             new = advance_step(job, current, StepState.CANCELLED, now, reason=reason)
-            self._write_step(session, job, current, new)
+            self._write_step(session, job, current, new, user)
             cancelled.append(new)
         self._follow_steps(session, submitted, now)
         return cancelled
@@ -333,20 +359,26 @@ class JobRepository(JobQueries):
             return
         self._write_job(session, submitted, new)
 
-    def _write_job(self, session: Session, old: JobStatus, new: JobStatus) -> None:
+    def _write_job(
+        self, session: Session, old: JobStatus, new: JobStatus, user: str | None = None
+    ) -> None:
         job_rows.write_job(session, old, new)
-        self._job_changed(old, new)
+        self._job_changed(old, new, user)
 
-    def _write_step(self, session: Session, job: Job, old: StepStatus, new: StepStatus) -> None:
+    def _write_step(
+        self, session: Session, job: Job, old: StepStatus, new: StepStatus, user: str | None = None
+    ) -> None:
         job_rows.write_step(session, old, new)
-        self._step_changed(job, old, new)
+        self._step_changed(job, old, new, user)
 
     def _insert_steps(self, session: Session, status: JobStatus, now: datetime) -> None:
         for waiting in job_rows.insert_steps(session, status, now):
             self._step_changed(status.job, None, waiting)
 
-    def _job_changed(self, old: JobStatus | None, new: JobStatus) -> None:
-        self._audit.record(job_entry(old, new))
+    def _job_changed(self, old: JobStatus | None, new: JobStatus, user: str | None = None) -> None:
+        self._audit.record(job_entry(old, new, user))
 
-    def _step_changed(self, job: Job, old: StepStatus | None, new: StepStatus) -> None:
-        self._audit.record(step_entry(job, old, new))
+    def _step_changed(
+        self, job: Job, old: StepStatus | None, new: StepStatus, user: str | None = None
+    ) -> None:
+        self._audit.record(step_entry(job, old, new, user))

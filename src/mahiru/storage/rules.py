@@ -33,8 +33,9 @@ class RuleRepository:
         self._clock = clock
         self._audit = audit if audit is not None else AuditLog(database, clock=clock)
 
-    def add(self, signed: SignedRule) -> int | None:
-        """Store a rule; return the new version, or None if it was already stored.
+    def add(self, signed: SignedRule, *, user: str | None = None) -> int | None:
+        """Store a rule at the request of the person `user`; return the new version, or
+        None if it was already stored.
 
         Adding the same rule again changes nothing. Raises Conflict if the
         rule was revoked: a revocation is final (re-adding it would let an
@@ -64,11 +65,20 @@ class RuleRepository:
                 )
             )
             self._log(session, version, ChangeAction.ADDED, rule_id, body)
-            self._audit.record(rule_entry("added", rule_id, str(signed.rule)))
+            self._audit.record(
+                rule_entry(
+                    "added",
+                    rule_id,
+                    str(signed.rule),
+                    actor=signed.rule.signer_namespace(),
+                    user=user,
+                )
+            )
             return version
 
-    def revoke(self, revocation: Revocation) -> int | None:
-        """Mark a stored rule revoked; return the new version, or None if it already was.
+    def revoke(self, revocation: Revocation, *, user: str | None = None) -> int | None:
+        """Mark a stored rule revoked at the request of the person `user`; return the new
+        version, or None if it already was.
 
         Raises NotFound for a rule that is not stored here, and
         InvalidSignature if the revocation names a namespace other than the
@@ -100,15 +110,24 @@ class RuleRepository:
                 .values(revocation=body, revoked_version=version)
             )
             self._log(session, version, ChangeAction.REVOKED, rule_id, dict(body))
-            self._audit.record(rule_entry("revoked", rule_id, actor=revocation.namespace))
+            self._audit.record(
+                rule_entry("revoked", rule_id, actor=revocation.namespace, user=user)
+            )
             return version
 
     def rejected(
-        self, rule_id: str, rule: str | None, reason: str, *, revocation: bool = False
+        self,
+        rule_id: str,
+        rule: str | None,
+        reason: str,
+        *,
+        revocation: bool = False,
+        user: str | None = None,
     ) -> None:
-        """Record in the audit log that a rule (or its revocation) was refused, and why."""
+        """Record in the audit log that a rule (or its revocation) `user` sent was refused,
+        and why."""
         what = "revocation rejected" if revocation else "rejected"
-        self._audit.record(rule_entry(what, rule_id, rule, reason=reason))
+        self._audit.record(rule_entry(what, rule_id, rule, reason=reason, user=user))
 
     def _log(
         self,

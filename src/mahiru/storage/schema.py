@@ -232,6 +232,8 @@ jobs = Table(
     Column("id", Text, primary_key=True),
     Column("submitter", Text, nullable=False, index=True),
     Column("submitter_site", Text, nullable=False),
+    # The person (`name@party`) who submitted it; NULL for jobs from before 0005.
+    Column("submitted_by", Text, nullable=True, index=True),
     Column("job", JSON, nullable=False),
     Column("plan", JSON, nullable=True),
     Column("state", Text, nullable=False, index=True),
@@ -312,6 +314,8 @@ audit_log = Table(
     Column("action", Text, nullable=False),
     Column("outcome", Text, nullable=False),
     Column("actor", Text, nullable=True),
+    # The person (`name@party`) whose act it records; NULL for no person's act.
+    Column("user", Text, nullable=True, index=True),
     Column("party", Text, nullable=True, index=True),
     Column("job", Text, nullable=True, index=True),
     Column("step", Text, nullable=True),

@@ -30,6 +30,7 @@ from mahiru.model.jobs.states import (
     StepState,
     check_transition,
 )
+from mahiru.model.people import Person
 from mahiru.model.serialization import job_from_dict, job_to_dict, plan_from_dict, plan_to_dict
 from mahiru.model.workflow import Job, Plan, check_name
 
@@ -210,7 +211,9 @@ class JobStatus:
 
     `started_at` is when its first step started and `finished_at` when it
     reached a final state. The steps' own statuses are separate `StepStatus`
-    values. `version` goes up by one with every change.
+    values. `version` goes up by one with every change. `submitted_by` names
+    the person (a user of the submitting party, `name@party`) who submitted
+    it; None for jobs stored before jobs recorded it.
     """
 
     job_id: JobId
@@ -224,12 +227,21 @@ class JobStatus:
     started_at: datetime | None = None
     finished_at: datetime | None = None
     reason: str | None = None
+    submitted_by: str | None = None
 
     def __post_init__(self) -> None:
         check_job_id(self.job_id)
         what = f"status of job {self.job_id}"
         if not isinstance(self.job, Job) or not isinstance(self.state, JobState):
             raise InvalidInput(f"{what}: job must be a Job and state a JobState")
+        if self.submitted_by is not None and (
+            not isinstance(self.submitted_by, str)
+            or Person.parse(self.submitted_by).party != self.submitter
+        ):
+            raise InvalidInput(
+                f"{what}: submitted_by must name a user of {self.submitter},"
+                f" not {self.submitted_by!r}"
+            )
         check_version(self.version)
         check_reason(self.reason, self.state)
         for name in ("submitted_at", "updated_at", "started_at", "finished_at"):
@@ -270,6 +282,7 @@ class JobStatus:
         return {
             "job_id": self.job_id,
             "submitter": str(self.submitter),
+            "submitted_by": self.submitted_by,
             "submitter_site": str(self.submitter_site),
             "job": job_to_dict(self.job),
             "plan": None if self.plan is None else plan_to_dict(self.plan),
@@ -300,6 +313,7 @@ class JobStatus:
             started_at=optional_timestamp(d, "started_at", what),
             finished_at=optional_timestamp(d, "finished_at", what),
             reason=optional_text(d, "reason", what),
+            submitted_by=optional_text(d, "submitted_by", what),
         )
         if d["submitter"] != str(status.submitter):
             raise InvalidInput(f"{what}: submitter {d['submitter']!r} is not the job's submitter")

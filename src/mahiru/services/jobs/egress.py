@@ -24,6 +24,7 @@ from mahiru.errors import NotFound, NotKnown, PermissionDenied
 from mahiru.model.identifiers import AssetId, JobId, PartyId, ResultId, SiteId
 from mahiru.model.items import ItemKind, WorkflowItem
 from mahiru.model.jobs import ResultProvenance, StepStatus
+from mahiru.model.people import Person
 from mahiru.model.workflow import Job
 from mahiru.policy.decisions import Decision, Release
 from mahiru.policy.engine import PolicyEngine
@@ -122,7 +123,11 @@ class Egress:
         return self._release_to_party(stored, party)[0]
 
     def _release_to_party(
-        self, stored: AssetId | ResultId, party: PartyId, job_id: JobId | None = None
+        self,
+        stored: AssetId | ResultId,
+        party: PartyId,
+        job_id: JobId | None = None,
+        user: Person | None = None,
     ) -> tuple[Release, Concerning]:
         provenance = self._provenance(stored)
 
@@ -137,6 +142,8 @@ class Egress:
         )
         if job_id is not None:  # the job the user asked for its output (another made it first)
             about = replace(about, job=job_id)
+        if user is not None:
+            about = replace(about, user=str(user))
         return Release(self._policy.decide(evaluate, about)), about
 
     def to_site(self, stored: AssetId | ResultId, site: SiteId) -> ImageFile:
@@ -155,13 +162,19 @@ class Egress:
         return self._recorded(self._assets.open_image(stored, release), stored, about, str(site))
 
     def to_party(
-        self, stored: AssetId | ResultId, party: PartyId, *, job_id: JobId | None = None
+        self,
+        stored: AssetId | ResultId,
+        party: PartyId,
+        *,
+        job_id: JobId | None = None,
+        user: Person | None = None,
     ) -> ImageFile:
         """The image of `stored`, for a user of `party`, if policy lets the party use it.
 
-        `job_id` names the job whose output it is delivered as, for the audit log.
+        `job_id` names the job whose output it is delivered as, and `user` the
+        person who asked, for the audit log.
         """
-        release, about = self._release_to_party(stored, party, job_id)
+        release, about = self._release_to_party(stored, party, job_id, user)
         image = self._assets.open_image(stored, release)
         return self._recorded(image, stored, about, str(party))
 
@@ -175,6 +188,7 @@ class Egress:
             destination,
             party=about.party,
             job=about.job,
+            user=about.user,
         )
         return image.recorded_by(partial(self._transfers.sending, transfer, image.digest))
 

@@ -2,7 +2,10 @@
 
 A job is planned here with this site's policy over the registry replica's
 sites; a denial is the planner's PermissionDenied, with its explanation.
-Users see and cancel only their own party's jobs; others' are NotFound.
+A job records the person who submitted it. A plain user sees, cancels and
+fetches the outputs of only the jobs they submitted; an admin those of every
+user of the party (`Person.sees_job`). Any other job is NotFound, alike
+whether it exists or not.
 """
 
 from __future__ import annotations
@@ -16,8 +19,9 @@ from typing import Any
 from mahiru.clock import IdSource, random_id
 from mahiru.errors import InvalidInput, MahiruError, NotFound, NotKnown, PermissionDenied
 from mahiru.model.assets import submitter_site
-from mahiru.model.identifiers import AssetId, JobId, PartyId, ResultId
+from mahiru.model.identifiers import AssetId, JobId, ResultId
 from mahiru.model.jobs import JobState, JobStatus, StepStatus
+from mahiru.model.people import Person
 from mahiru.model.prov import job_provenance
 from mahiru.model.workflow import Job
 from mahiru.planner import NoPermittedPlan
@@ -47,9 +51,11 @@ class JobSubmissions:
         self._on_change = on_change
         self._stop_job = stop_job
 
-    def submit(self, job: Job, party: PartyId) -> JobStatus:
-        """Plan and store a job of `party` to hand over; PermissionDenied if none is permitted."""
+    def submit(self, job: Job, person: Person) -> JobStatus:
+        """Plan and store a job `person` submits for their party, to hand over;
+        PermissionDenied if none is permitted."""
         ctx = self._ctx
+        party, user = person.party, str(person)
         if job.submitter != party:
             raise PermissionDenied(
                 f"users of {party} may submit jobs only as {party}, not as {job.submitter}",
@@ -69,7 +75,7 @@ class JobSubmissions:
                 job, lambda: [record.describe() for record in ctx.replica.sites()], self._sizes(job)
             )
         except NoPermittedPlan as denial:
-            about = Concerning("plan job", str(party), str(party))
+            about = Concerning("plan job", str(party), str(party), user=user)
             ctx.policy.planned(about, False, denial.denial.explain())
             # A step no site may run because of a mistyped asset id reads better
             # as what it is than as a denial.
@@ -79,9 +85,9 @@ class JobSubmissions:
         job_id = JobId(self._new_id())
         placed = ", ".join(f"{step} at {site}" for step, site in sorted(plan.assignments.items()))
         with ctx.database.transaction():  # the decision and the job it made, or neither
-            about = Concerning("plan job", str(party), str(party), job=job_id)
+            about = Concerning("plan job", str(party), str(party), job=job_id, user=user)
             ctx.policy.planned(about, True, f"planned: {placed}")
-            status = ctx.jobs.create_job(job_id, job, plan, ctx.site, ctx.now())
+            status = ctx.jobs.create_job(job_id, job, plan, ctx.site, ctx.now(), submitted_by=user)
         logger.info(
             "job planned",
             extra={"job": job_id, "plan": {s: str(site) for s, site in plan.assignments.items()}},
@@ -139,35 +145,45 @@ class JobSubmissions:
                 sizes[asset] = size
         return sizes
 
-    def of_party(self, party: PartyId) -> list[JobStatus]:
-        """The jobs `party` submitted here, oldest first."""
-        return self._ctx.jobs.list_jobs(submitter=party)
+    def visible_to(self, person: Person) -> list[JobStatus]:
+        """The jobs submitted here that `person` sees (`Person.sees_job`), oldest first."""
+        return self._ctx.jobs.list_jobs(
+            submitter=person.party, submitted_by=person.jobs_submitted_by()
+        )
 
-    def get(self, job_id: JobId, party: PartyId) -> tuple[JobStatus, list[StepStatus]]:
-        """A job of `party` and its steps; NotFound for unknown jobs and other parties' jobs.
+    def get(self, job_id: JobId, person: Person) -> tuple[JobStatus, list[StepStatus]]:
+        """A job `person` sees, and its steps; NotFound for unknown jobs and every job they
+        do not see (another party's, or for a plain user, another user's).
 
-        A step's log tail is shown only where `party` may use the step's outputs.
+        A step's log tail is shown only where the job's party may use the step's outputs.
         """
-        status = self._ctx.jobs.get_job(job_id)
-        if status.submitter != party:
+        try:
+            status = self._ctx.jobs.get_job(job_id)
+        except NotFound:
+            status = None
+        if status is None or not person.sees_job(status.submitter, status.submitted_by):
             raise NotKnown("job", job_id)
         steps = self._ctx.jobs.steps_of(job_id)
         return status, self._egress.step_views(status.job, steps, status.submitter)
 
-    def provenance(self, job_id: JobId, party: PartyId) -> dict[str, Any]:
-        """How a job of `party` made its results, as a W3C PROV-JSON document."""
-        status, steps = self.get(job_id, party)
+    def provenance(self, job_id: JobId, person: Person) -> dict[str, Any]:
+        """How a job `person` sees made its results, as a W3C PROV-JSON document."""
+        status, steps = self.get(job_id, person)
         owners = {}
         for site in set(status.plan.assignments.values()) if status.plan is not None else ():
             with contextlib.suppress(NotFound):  # a site since removed from the registry
                 owners[site] = self._ctx.replica.site(site).owner
         return job_provenance(status, steps, owners)
 
-    def cancel(self, job_id: JobId, party: PartyId, who: str) -> JobStatus:
-        """Cancel a job of `party` here, stop its containers, and tell the other sites."""
+    def cancel(self, job_id: JobId, person: Person) -> JobStatus:
+        """Cancel a job `person` sees here, stop its containers, and tell the other sites.
+
+        The audit records of the cancelled job and steps name `person`.
+        """
         ctx = self._ctx
-        self.get(job_id, party)  # NotFound for other parties' jobs
-        cancelled = ctx.jobs.cancel_job(job_id, f"cancelled by {who}", ctx.now())
+        self.get(job_id, person)  # NotFound for jobs they do not see
+        who = str(person)
+        cancelled = ctx.jobs.cancel_job(job_id, f"cancelled by user:{who}", ctx.now(), user=who)
         self._stop_job(job_id)
         self.tell_participants(cancelled)
         logger.info("job cancelled", extra={"job": job_id, "by": who})
@@ -189,9 +205,9 @@ class JobSubmissions:
                     extra={"job": status.job_id, "site": str(site)},
                 )
 
-    def output(self, job_id: JobId, name: str, party: PartyId) -> ResultId:
-        """The result id of a workflow output of a succeeded job of `party`."""
-        status, _ = self.get(job_id, party)
+    def output(self, job_id: JobId, name: str, person: Person) -> ResultId:
+        """The result id of a workflow output of a succeeded job `person` sees."""
+        status, _ = self.get(job_id, person)
         outputs = status.outputs()
         if name not in outputs:
             raise NotFound(f"job {job_id} has no output {name!r}", {"outputs": sorted(outputs)})

@@ -22,6 +22,7 @@ from dataclasses import dataclass, replace
 from mahiru.errors import Conflict, InvalidInput, NotFound, PermissionDenied, TooLarge
 from mahiru.model.assets import Asset
 from mahiru.model.identifiers import AssetId, PartyId, ResultId, SiteId
+from mahiru.model.people import Person
 from mahiru.policy.decisions import Release
 from mahiru.services.site.transfers import Transfer, TransferLog
 from mahiru.storage import AssetRecord, AssetRepository, BlobInfo, BlobStore, Database
@@ -170,9 +171,13 @@ class AssetStore:
         expected_digest: str,
         *,
         sender: str,
+        user: Person | None = None,
         declared_size: int | None = None,
     ) -> AssetRecord:
         """Store the image streamed in `chunks` for a described asset; return the new record.
+
+        `sender` is the party uploading it, `user` the person (named in the
+        audit record of the transfer).
 
         The data must have `expected_digest` (`sha256:<hex>`), else nothing is
         stored (InvalidInput). Disk work runs in threads, never on the event
@@ -214,7 +219,13 @@ class AssetStore:
             writer.abort()  # a no-op once committed
         stored = await asyncio.to_thread(self.attach_image, asset_id, info)
         if self._transfers is not None:
-            transfer = Transfer(asset_id, sender, str(self._site), party=sender)
+            transfer = Transfer(
+                asset_id,
+                sender,
+                str(self._site),
+                party=sender,
+                user=None if user is None else str(user),
+            )
             await asyncio.to_thread(self._transfers.received, transfer, info, started)
         return stored
 

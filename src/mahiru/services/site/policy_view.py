@@ -137,7 +137,8 @@ class Concerning:
 
     `action` names the decision path (`run step`, `receive steps`, `live
     grant`, `release to site`, `release to party`); `party` is the party
-    whose job or download it is, which lets that party's users read the record.
+    whose job or download it is, which lets that party's users read the record;
+    `user` the person (`name@party`) whose request it decides, if a person's.
     """
 
     action: str
@@ -146,6 +147,7 @@ class Concerning:
     job: str | None = None
     step: str | None = None
     asset: str | None = None
+    user: str | None = None
 
     def entry(self, decision: Decision) -> AuditEntry:
         """The audit record of `decision` made about this."""
@@ -170,6 +172,7 @@ class Concerning:
             step=self.step,
             asset=self.asset,
             details=details,
+            user=self.user,
         )
 
 

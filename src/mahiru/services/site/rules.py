@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 from mahiru.errors import Conflict, MahiruError, PermissionDenied
 from mahiru.model.identifiers import PartyId
+from mahiru.model.people import Person
 from mahiru.policy.signing import Revocation, SignedRule, in_force
 from mahiru.services.site.validation import KeyRing
 from mahiru.storage import ChangeBatch, ReplicaRepository, RuleChange, RuleRepository
@@ -58,19 +59,20 @@ class RuleService:
     def _keys(self) -> KeyRing:
         return KeyRing.of(self._replica.parties())
 
-    def add(self, signed: SignedRule) -> RuleOutcome:
-        """Verify and store a signed rule.
+    def add(self, signed: SignedRule, *, user: Person | None = None) -> RuleOutcome:
+        """Verify and store a signed rule sent by `user` (named in the audit record).
 
         Raises PermissionDenied for a rule outside the namespace of this
         site's owner, InvalidSignature (with the reason) if it was not signed
         by the owner of its namespace, Conflict if it was revoked before, here
         or at any peer.
         """
+        who = None if user is None else str(user)
         try:
             self._check_new(signed)
-            version = self._rules.add(signed)
+            version = self._rules.add(signed, user=who)
         except MahiruError as error:
-            self._rules.rejected(signed.rule_id, str(signed.rule), error.message)
+            self._rules.rejected(signed.rule_id, str(signed.rule), error.message, user=who)
             raise
         if version is not None:
             logger.info(
@@ -97,18 +99,19 @@ class RuleService:
                 {"rule_id": signed.rule_id},
             )
 
-    def revoke(self, revocation: Revocation) -> RuleOutcome:
-        """Verify a signed revocation and revoke the rule it names.
+    def revoke(self, revocation: Revocation, *, user: Person | None = None) -> RuleOutcome:
+        """Verify a signed revocation sent by `user` and revoke the rule it names.
 
         Raises InvalidSignature if the revocation was not signed by the owner
         of its namespace or names another namespace than the rule's signer,
         NotFound if the rule is not stored here.
         """
+        who = None if user is None else str(user)
         try:
             self._keys().check_revocation(revocation)
-            version = self._rules.revoke(revocation)
+            version = self._rules.revoke(revocation, user=who)
         except MahiruError as error:
-            self._rules.rejected(revocation.rule_id, None, error.message, revocation=True)
+            self._rules.rejected(revocation.rule_id, None, error.message, revocation=True, user=who)
             raise
         if version is not None:
             logger.info("rule revoked", extra={"rule_id": revocation.rule_id, "version": version})

@@ -18,13 +18,15 @@ from mahiru.storage import AuditLog, BlobInfo
 
 @dataclass(frozen=True, slots=True)
 class Transfer:
-    """One image moving: `asset` from `source` to `destination`, for `party`'s job `job`."""
+    """One image moving: `asset` from `source` to `destination`, for `party`'s job `job`;
+    `user` is the person whose upload or download it is (None: between sites)."""
 
     asset: AssetId | ResultId
     source: str
     destination: str
     party: str | None = None
     job: str | None = None
+    user: str | None = None
 
 
 class TransferLog:
@@ -83,5 +85,6 @@ class TransferLog:
                     "digest": f"sha256:{digest}",
                     "seconds": round(self._clock.monotonic() - started, 6),
                 },
+                user=transfer.user,
             )
         )
