@@ -334,13 +334,14 @@ def _run_failing(
 def test_an_unexpected_error_fails_the_step_after_three_attempts(
     inprocess: Scenario, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A non-Mahiru exception is retried twice, then fails the step with the error's text."""
+    """A non-Mahiru exception is retried twice, then fails the step naming the error's type
+    (its text, which can name the step's files, stays in the site's log)."""
     started = time.monotonic()
     view, runs = _run_failing(inprocess, monkeypatch, RuntimeError("engine exploded"))
     assert view.status.state is JobState.FAILED, view.to_json()
     assert runs == 3
     step = _only_step(view)
-    assert step.reason == "unexpected error (3 attempts): RuntimeError: engine exploded"
+    assert step.reason == "unexpected error (3 attempts): RuntimeError"
     assert time.monotonic() - started < 60
 
 

@@ -31,7 +31,7 @@ from mahiru.model.identifiers import PartyId, SiteId
 from mahiru.policy.rules import Rule, rule_from_dict
 from mahiru.policy.signing import SignedRule, sign_rule
 from mahiru.services.site import SiteServices
-from mahiru.storage import PartyRecord, SiteEndpoints, SiteRecord
+from mahiru.storage import BlobStore, PartyRecord, SiteEndpoints, SiteRecord
 from tests.support.servers import free_port, serving
 
 DatabaseUrls = Callable[[str], str]
@@ -251,9 +251,15 @@ class SiteServer:
         self._stack: ExitStack | None = None
         self.app: FastAPI | None = None
 
-    def start(self, *, replication: bool = False, extra_client_cas: tuple[Path, ...] = ()) -> None:
-        """Serve a new app instance (same port, database and data folder)."""
-        self.app = create_site_app(self.config, start_replication=replication)
+    def start(
+        self,
+        *,
+        replication: bool = False,
+        extra_client_cas: tuple[Path, ...] = (),
+        blobs: BlobStore | None = None,
+    ) -> None:
+        """Serve a new app instance (same port, database and data folder; `blobs` injected)."""
+        self.app = create_site_app(self.config, start_replication=replication, blobs=blobs)
         stack = ExitStack()
         stack.enter_context(
             serving(

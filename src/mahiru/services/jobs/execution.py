@@ -22,6 +22,7 @@ from mahiru.model.jobs import StepInput, StepState, StepStatus, step_inputs, ste
 from mahiru.model.receipts import ReceiptChain, ReceiptInput
 from mahiru.policy.decisions import Decision
 from mahiru.policy.engine import PolicyEngine
+from mahiru.runtime.outputs import cut
 from mahiru.runtime.steps import LABEL_INSTANCE, ContainerOutcome, step_labels
 from mahiru.services.jobs.context import JobContext, KnownJob
 from mahiru.services.jobs.fetching import InputFetcher
@@ -277,7 +278,25 @@ class StepExecution:
             ctx.jobs.set_step_state(
                 known.job_id, step, StepState.STORING, ctx.now(), exit_code=result.exit_code
             )
-        images = package_outputs(ctx, known, step, result.outputs, bases)
+        try:
+            images = package_outputs(ctx, known, step, result.outputs, bases)
+        except Unavailable:
+            raise
+        except MahiruError as error:
+            # What went wrong names the step's files (its own choice of text, which
+            # can carry its data): that stays in this site's log, cut short.
+            logger.warning(
+                "step outputs could not be packed",
+                extra={"job": known.job_id, "step": step, "error": cut(error.message)},
+            )
+            self._set(
+                known,
+                step,
+                StepState.FAILED,
+                reason="the step's outputs could not be packed into data images",
+                exit_code=result.exit_code,
+            )
+            return True
         results = step_results(known.job, step)
         ran_on = [
             ReceiptInput(receipt_item(n), str(n.asset), made.digests[n.item])
