@@ -22,9 +22,10 @@ from mahiru.api.site_images import IMAGE_RESPONSES, image_response
 from mahiru.api.site_models import JobIn
 from mahiru.errors import InvalidInput
 from mahiru.model.identifiers import AssetId, JobId, ResultId, SiteId, parse_identifier
-from mahiru.model.jobs import JobStatus, StepAssignment, StepStatus, check_job_id
+from mahiru.model.jobs import JobStatus, StepAssignment, check_job_id
 from mahiru.model.serialization import job_from_dict, job_to_dict
 from mahiru.services.jobs import JobServices
+from mahiru.services.jobs.egress import StepView
 from mahiru.services.jobs.live_grants import LiveGrantRequest
 from mahiru.services.site import SiteServices
 from mahiru.storage import SiteRecord
@@ -52,11 +53,11 @@ class JobSubmission(BaseModel):
     job: JobIn
 
 
-def _view(status: JobStatus, steps: list[StepStatus]) -> JsonObject:
+def _view(status: JobStatus, steps: list[StepView]) -> JsonObject:
     return {"job": status.to_dict(), "steps": [s.to_dict() for s in steps]}
 
 
-def _steps(steps: list[StepStatus]) -> JsonObject:
+def _steps(steps: list[StepView]) -> JsonObject:
     return {"steps": [s.to_dict() for s in steps]}
 
 

@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import replace
 
 from mahiru.errors import InvalidInput, NotFound, PermissionDenied
 from mahiru.model.identifiers import AssetId, JobId, SiteId
-from mahiru.model.jobs import StepAssignment, StepStatus
+from mahiru.model.jobs import StepAssignment
 from mahiru.model.workflow import Job
 from mahiru.services.jobs.context import JobContext
-from mahiru.services.jobs.egress import Egress
+from mahiru.services.jobs.egress import Egress, StepView
 from mahiru.services.site.policy_view import Concerning
 
 logger = logging.getLogger("mahiru.site.jobs")
@@ -37,7 +36,7 @@ class StepAssignments:
         self._on_steps = on_steps
         self._stop_job = stop_job
 
-    def receive(self, assignment: StepAssignment, caller: SiteId) -> list[StepStatus]:
+    def receive(self, assignment: StepAssignment, caller: SiteId) -> list[StepView]:
         """Record the steps handed to this site by `caller`; their statuses here."""
         ctx = self._ctx
         if caller != assignment.submitter_site:
@@ -87,13 +86,14 @@ class StepAssignments:
             extra={"job": assignment.job_id, "steps": assignment.steps, "from": str(caller)},
         )
         self._on_steps()
-        return statuses
+        return self._egress.step_views(assignment.job, statuses, assignment.job.submitter)
 
-    def statuses(self, job_id: JobId, caller: SiteId) -> list[StepStatus]:
+    def statuses(self, job_id: JobId, caller: SiteId) -> list[StepView]:
         """The statuses of the steps of a job this site runs, for a site taking part in it.
 
-        Log tails go only to the submitter's site, and only for steps whose
-        outputs the submitter may use; other participants need the states only.
+        A step's output (reason, exit code, log tail) goes only to the submitter's
+        site, and only for steps whose outputs the submitter may use; other
+        participants need the states only.
         """
         ctx = self._ctx
         known = ctx.known_job(job_id)
@@ -101,10 +101,10 @@ class StepAssignments:
             raise NotFound(f"job {job_id} is not known here", {"job_id": job_id})
         own = [s for s in ctx.jobs.steps_of(job_id) if s.site == ctx.site]
         if caller != known.submitter_site:
-            return [replace(s, log_tail=None) for s in own]
+            return self._egress.step_states(own)
         return self._egress.step_views(known.job, own, known.job.submitter)
 
-    def readers(self, job_id: JobId, caller: SiteId) -> tuple[Job, list[StepStatus]]:
+    def readers(self, job_id: JobId, caller: SiteId) -> tuple[Job, list[StepView]]:
         """A job submitted here, and the states of its steps that read data stored at `caller`.
 
         What a data set's site asks before it grants a step live access: whether
@@ -133,14 +133,10 @@ class StepAssignments:
         }
         if not reading:
             raise unknown
-        steps = [
-            replace(status, reason=None, log_tail=None, exit_code=None)
-            for status in ctx.jobs.steps_of(job_id)
-            if status.step in reading
-        ]
+        steps = self._egress.step_states(s for s in ctx.jobs.steps_of(job_id) if s.step in reading)
         return job, steps
 
-    def cancel(self, job_id: JobId, caller: SiteId) -> list[StepStatus]:
+    def cancel(self, job_id: JobId, caller: SiteId) -> list[StepView]:
         """Cancel this site's unfinished steps of a job, at its submitter's site's request."""
         ctx = self._ctx
         known = ctx.known_job(job_id)
@@ -154,4 +150,4 @@ class StepAssignments:
         cancelled = ctx.jobs.cancel_steps(job_id, f"cancelled by {caller}", ctx.now())
         self._stop_job(job_id)
         logger.info("steps cancelled", extra={"job": job_id, "by": str(caller)})
-        return [s for s in cancelled if s.site == ctx.site]
+        return self._egress.step_states(s for s in cancelled if s.site == ctx.site)

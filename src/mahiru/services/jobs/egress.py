@@ -15,13 +15,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
-from dataclasses import replace
+from dataclasses import InitVar, dataclass, replace
 from functools import partial
+from typing import Any, final
 
 from mahiru.errors import NotFound, PermissionDenied
 from mahiru.model.identifiers import AssetId, JobId, PartyId, ResultId, SiteId
 from mahiru.model.items import ItemKind, WorkflowItem
-from mahiru.model.jobs import ResultProvenance, StepStatus
+from mahiru.model.jobs import LOG_TAIL_CHARS, ResultProvenance, StepStatus
 from mahiru.model.workflow import Job
 from mahiru.policy.decisions import Decision, Release
 from mahiru.policy.engine import PolicyEngine
@@ -33,6 +34,17 @@ from mahiru.services.site.transfers import Transfer, TransferLog
 from mahiru.storage import ProvenanceRepository
 
 logger = logging.getLogger("mahiru.site.egress")
+
+
+@final
+class _Gate:
+    """What the constructors of the gate's outgoing values ask for; only this module has
+    one, so only the gate builds them (and a call without it does not type-check)."""
+
+    __slots__ = ()
+
+
+_GATE = _Gate()
 
 
 class Egress:
@@ -176,33 +188,90 @@ class Egress:
 
     def step_views(
         self, job: Job, statuses: Iterable[StepStatus], party: PartyId
-    ) -> list[StepStatus]:
-        """`statuses` as `party` may see them: each log tail only if it may use the step's outputs.
+    ) -> list[StepView]:
+        """`statuses` as a user or the site of `party` may see them: each step's output
+        (failure reason, exit code, log tail) only where `party` may use every output of
+        the step; otherwise its state and times, and "withheld" saying why.
 
-        A withheld log is replaced by the reason, so the reader knows it exists.
+        A step's reason and exit code are its output as much as its log is: a
+        failure can be made to say anything the step read.
         """
         statuses = list(statuses)
-        if not any(status.log_tail for status in statuses):
-            return statuses
-        engine = self._policy.engine
-        permissions = engine.job_permissions(job)
+        decisions = self._may_see_outputs(job, [s.step for s in statuses if _has_output(s)], party)
         views = []
         for status in statuses:
-            if status.log_tail:
-                decision = Decision.all_of(
-                    str(party),
-                    "see the log of",
-                    status.step,
-                    tuple(
-                        engine.may_use(party, permissions[item], str(item))
-                        for item in _outputs(job, status.step)
-                    ),
-                )
-                if not decision.allowed:
-                    withheld = "; ".join(decision.failures())
-                    status = replace(status, log_tail=f"(log withheld: {withheld})")
-            views.append(status)
+            decision = decisions.get(status.step)
+            if decision is not None and not decision.allowed:
+                status = _withheld(status, "; ".join(decision.failures()))
+            views.append(StepView(status, _GATE))
         return views
+
+    def step_states(self, statuses: Iterable[StepStatus]) -> list[StepView]:
+        """`statuses` for a site that needs to know how far steps are, and nothing they made."""
+        return [
+            StepView(_withheld(s, "states only") if _has_output(s) else s, _GATE) for s in statuses
+        ]
+
+    def _may_see_outputs(self, job: Job, steps: list[str], party: PartyId) -> dict[str, Decision]:
+        """Per step, whether `party` may use every output of it: the decision the step's
+        output goes out under. Read from the policy without an audit record (a view is
+        asked for on every poll; the decisions that moved the data are recorded)."""
+        if not steps:
+            return {}
+        engine = self._policy.engine  # the one place the gate reads the engine directly
+        permissions = engine.job_permissions(job)
+        return {
+            step: Decision.all_of(
+                str(party),
+                "see the output of",
+                step,
+                tuple(
+                    engine.may_use(party, permissions[item], str(item))
+                    for item in _outputs(job, step)
+                ),
+            )
+            for step in steps
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class StepView:
+    """A step's status as it may go out of this site; only the egress gate builds one.
+
+    Its reason, exit code and log tail are there only if the viewer may use the
+    step's outputs. Routes send step views, never bare statuses, so step data
+    cannot leave except through `Egress.step_views` or `Egress.step_states`.
+    """
+
+    status: StepStatus
+    gate: InitVar[_Gate]
+
+    def __post_init__(self, gate: _Gate) -> None:
+        if gate is not _GATE:
+            raise TypeError("a StepView is built by the egress gate only")
+
+    @property
+    def step(self) -> str:
+        """The step's name."""
+        return self.status.step
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON form (the status's, as cut for the viewer)."""
+        return self.status.to_dict()
+
+
+def _has_output(status: StepStatus) -> bool:
+    return (status.reason, status.exit_code, status.log_tail) != (None, None, None)
+
+
+def _withheld(status: StepStatus, why: str) -> StepStatus:
+    """`status` without the step's output: state and times, and why the rest is not there."""
+    return replace(
+        status,
+        reason=None if status.reason is None else f"(withheld: {why})",
+        exit_code=None,
+        log_tail=None if status.log_tail is None else f"(log withheld: {why})"[-LOG_TAIL_CHARS:],
+    )
 
 
 def _permissions(

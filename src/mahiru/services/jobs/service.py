@@ -61,7 +61,8 @@ class JobServices:
     def _ask_submitter(self, site: SiteId, job_id: JobId) -> tuple[Job, list[StepStatus]]:
         """A job submitted at `site` and its steps reading data stored here (for live grants)."""
         if site == self.ctx.site:
-            return self.assignments.readers(job_id, site)
+            job, steps = self.assignments.readers(job_id, site)
+            return job, [view.status for view in steps]
         return self.ctx.peers.get(site).readers(job_id)
 
     def _wake(self) -> None:

@@ -17,12 +17,12 @@ from mahiru.clock import IdSource, random_id
 from mahiru.errors import InvalidInput, MahiruError, NotFound, PermissionDenied
 from mahiru.model.assets import submitter_site
 from mahiru.model.identifiers import AssetId, JobId, PartyId, ResultId
-from mahiru.model.jobs import JobState, JobStatus, StepStatus
+from mahiru.model.jobs import JobState, JobStatus
 from mahiru.model.prov import job_provenance
 from mahiru.model.workflow import Job
 from mahiru.planner import NoPermittedPlan, plan_job
 from mahiru.services.jobs.context import JobContext
-from mahiru.services.jobs.egress import Egress
+from mahiru.services.jobs.egress import Egress, StepView
 from mahiru.services.jobs.peers import retrying
 from mahiru.services.site.policy_view import Concerning
 
@@ -147,10 +147,11 @@ class JobSubmissions:
         """The jobs `party` submitted here, oldest first."""
         return self._ctx.jobs.list_jobs(submitter=party)
 
-    def get(self, job_id: JobId, party: PartyId) -> tuple[JobStatus, list[StepStatus]]:
+    def get(self, job_id: JobId, party: PartyId) -> tuple[JobStatus, list[StepView]]:
         """A job of `party` and its steps; NotFound for unknown jobs and other parties' jobs.
 
-        A step's log tail is shown only where `party` may use the step's outputs.
+        A step's output (reason, exit code, log tail) is shown only where `party`
+        may use the step's outputs (the egress gate's step views).
         """
         status = self._ctx.jobs.get_job(job_id)
         if status.submitter != party:
@@ -165,7 +166,7 @@ class JobSubmissions:
         for site in set(status.plan.assignments.values()) if status.plan is not None else ():
             with contextlib.suppress(NotFound):  # a site since removed from the registry
                 owners[site] = self._ctx.replica.site(site).owner
-        return job_provenance(status, steps, owners)
+        return job_provenance(status, [view.status for view in steps], owners)
 
     def cancel(self, job_id: JobId, party: PartyId, who: str) -> JobStatus:
         """Cancel a job of `party` here, stop its containers, and tell the other sites."""
