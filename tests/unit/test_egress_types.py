@@ -58,7 +58,7 @@ def test_no_module_but_the_gate_holds_its_key_or_builds_its_values() -> None:
     assert offenders == []
     # The scan looks at the right names: the gate itself has them all.
     gate = ast.parse(GATE.read_text())
-    assert GATE_KEY <= _uses(gate) and GATE_BUILT <= _calls(gate)
+    assert _uses(gate) >= GATE_KEY and _calls(gate) >= GATE_BUILT
 
 
 def test_a_step_view_cannot_be_built_without_the_gates_key() -> None:

@@ -343,40 +343,23 @@ class BlobStore:
     ) -> Iterator[bytes]:
         """`length` bytes of a blob from `start` (all of it by default), checked on the way.
 
-        The whole file is hashed while it is read (the part before `start` is
-        read but not yielded), and the last chunk is held back until the
-        digest is known: if the file no longer has its digest, it is set
-        aside (`set_aside`) and DamagedBlob is raised instead of completing
-        the read, so bad bytes never pass as a whole, good blob.
+        As `read_checked`; a blob that no longer has its digest is also set
+        aside (`set_aside`), so it is never served again.
         """
         hex_digest = normalise_digest(digest)
         try:
             file = self.path(hex_digest).open("rb")
         except FileNotFoundError:
             raise NotFound(f"no blob with digest {digest} is stored", {"digest": digest}) from None
-        end = None if length is None else start + length
-        hasher = hashlib.sha256()
-        position = 0
-        held: bytes | None = None
         with file:
-            while chunk := file.read(CHUNK_SIZE):
-                hasher.update(chunk)
-                first, position = position, position + len(chunk)
-                lo = max(start - first, 0)
-                hi = len(chunk) if end is None else min(end - first, len(chunk))
-                if lo < hi:
-                    if held is not None:
-                        yield held
-                    held = chunk[lo:hi]
-        if hasher.hexdigest() != hex_digest:
-            self.set_aside(hex_digest)
-            raise DamagedBlob(
-                f"blob sha256:{hex_digest} is damaged (its content has sha256"
-                f" {hasher.hexdigest()}); it was set aside",
-                {"digest": hex_digest},
-            )
-        if held is not None:
-            yield held
+            try:
+                yield from read_checked(file, hex_digest, start, length)
+            except DamagedBlob as damaged:
+                self.set_aside(hex_digest)
+                raise DamagedBlob(
+                    f"blob sha256:{hex_digest} is damaged ({damaged.message}); it was set aside",
+                    {"digest": hex_digest},
+                ) from None
 
     def verify(self, digest: str) -> bool:
         """Whether a stored blob still has its digest (it is set aside if not)."""
@@ -406,6 +389,40 @@ class BlobStore:
                 for entry in folder.iterdir():
                     if _HEX_DIGEST.fullmatch(entry.name):
                         yield entry.name
+
+
+def read_checked(
+    file: Readable, digest: str, start: int = 0, length: int | None = None
+) -> Iterator[bytes]:
+    """`length` bytes of `file` from `start` (all of it by default), checked against `digest`.
+
+    The whole file is hashed while it is read (the part before `start` is
+    read but not yielded), and the last chunk is held back until the digest
+    is known: if the content does not have `digest`, DamagedBlob is raised
+    instead of completing the read, so bad bytes never pass as a whole,
+    good file.
+    """
+    hex_digest = normalise_digest(digest)
+    end = None if length is None else start + length
+    hasher = hashlib.sha256()
+    position = 0
+    held: bytes | None = None
+    while chunk := file.read(CHUNK_SIZE):
+        hasher.update(chunk)
+        first, position = position, position + len(chunk)
+        lo = max(start - first, 0)
+        hi = len(chunk) if end is None else min(end - first, len(chunk))
+        if lo < hi:
+            if held is not None:
+                yield held
+            held = chunk[lo:hi]
+    if hasher.hexdigest() != hex_digest:
+        raise DamagedBlob(
+            f"its content has sha256 {hasher.hexdigest()}, not {hex_digest}",
+            {"digest": hex_digest},
+        )
+    if held is not None:
+        yield held
 
 
 def _chunks(source: Iterable[bytes] | Readable) -> Iterator[bytes]:

@@ -4,19 +4,26 @@ Every image that goes out of this site - to a peer over the external API, to
 a user over the internal API, as a job's output - is opened through here:
 the site's own policy engine decides (access for a site, use for a party),
 and only an allowing decision makes the `Release` that `AssetStore.open_image`
-requires. A step's log tail is output of the step too: it goes to a party
-only where that party may use every output of the step, and otherwise stays
-here (in the site's own log), the status saying why it was withheld. A
-result's permissions are recomputed from its recorded provenance (the job
-that made it), never taken from the asker.
+requires. A result's permissions are recomputed from its recorded provenance
+(the job that made it), never taken from the asker.
+
+What goes out about a step and the files of a live data set are values only
+this module builds (`StepView`, `LiveFile`: their constructors ask for a key
+no other module has). A step's output - its failure reason, exit code and
+log tail - goes to a party only where that party may use every output of
+the step, and otherwise stays here (in the site's own log), the view saying
+why it was withheld. A live file goes to the site its grant names, checked
+against the digest recorded when its image was unpacked as it is read, and
+recorded as a transfer.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import InitVar, dataclass, replace
 from functools import partial
+from pathlib import Path
 from typing import Any, final
 
 from mahiru.errors import NotFound, PermissionDenied
@@ -27,11 +34,12 @@ from mahiru.model.workflow import Job
 from mahiru.policy.decisions import Decision, Release
 from mahiru.policy.engine import PolicyEngine
 from mahiru.policy.permissions import Permissions, primary
-from mahiru.services.jobs.live_grants import is_live
+from mahiru.services.jobs.live_grants import LiveGrants, is_live
 from mahiru.services.site.assets import AssetStore, ImageFile
 from mahiru.services.site.policy_view import Concerning, PolicyView
 from mahiru.services.site.transfers import Transfer, TransferLog
 from mahiru.storage import ProvenanceRepository
+from mahiru.storage.blobs import DamagedBlob, read_checked
 
 logger = logging.getLogger("mahiru.site.egress")
 
@@ -56,7 +64,9 @@ class Egress:
         assets: AssetStore,
         provenance: ProvenanceRepository,
         transfers: TransferLog,
+        live: LiveGrants,
     ) -> None:
+        self._live = live
         self._policy = policy
         self._assets = assets
         self._transfers = transfers
@@ -186,6 +196,37 @@ class Egress:
         )
         return image.recorded_by(partial(self._transfers.sending, transfer, image.digest))
 
+    def live_file(self, token: str, caller: SiteId, path: str) -> LiveFile:
+        """A file of the data set granted to `caller` for one step, under the grant's decision.
+
+        Its bytes are checked against the sha256 recorded when the set's
+        verified image was unpacked, as they are read; each read is recorded as
+        a transfer to `caller`, for the job's party.
+        """
+        granted = self._live.file(token, caller, path)
+        grant = granted.grant
+        transfer = Transfer(
+            grant.asset,
+            str(self._transfers.site),
+            str(caller),
+            party=str(grant.party),
+            job=grant.job_id,
+            path=granted.path,
+        )
+        return LiveFile(
+            granted.path,
+            granted.digest,
+            granted.size,
+            grant.release,
+            granted.location,
+            partial(self._transfers.sending, transfer, granted.digest),
+            _GATE,
+        )
+
+    def live_files(self, token: str, caller: SiteId) -> list[dict[str, object]]:
+        """The files of the data set granted to `caller`: path, size and recorded sha256."""
+        return self._live.files(token, caller)
+
     def step_views(
         self, job: Job, statuses: Iterable[StepStatus], party: PartyId
     ) -> list[StepView]:
@@ -232,6 +273,48 @@ class Egress:
             )
             for step in steps
         }
+
+
+@dataclass(frozen=True, slots=True)
+class LiveFile:
+    """One file of a live data set, released to the step it was granted for; only the egress
+    gate builds one.
+
+    `read` yields its bytes checked against `digest` (the last chunk is held
+    back until the whole file has it), each read recorded as a transfer.
+    """
+
+    path: str
+    digest: str
+    size: int
+    release: Release
+    _location: Path
+    _sending: Callable[[Iterator[bytes], int], Iterator[bytes]]
+    gate: InitVar[_Gate]
+
+    def __post_init__(self, gate: _Gate) -> None:
+        if gate is not _GATE:
+            raise TypeError("a LiveFile is built by the egress gate only")
+
+    def read(self) -> Iterator[bytes]:
+        """The file's bytes, verified as they are read; DamagedBlob before the end if not."""
+        return self._sending(self._verified(), self.size)
+
+    def _verified(self) -> Iterator[bytes]:
+        try:
+            file = self._location.open("rb")
+        except FileNotFoundError:
+            raise NotFound(f"the live file /data/{self.path} is gone") from None
+        with file:
+            try:
+                # Never past the recorded size: a grown file does not fill the answer.
+                yield from read_checked(file, self.digest, 0, self.size)
+            except DamagedBlob as damaged:
+                logger.error(
+                    "live file damaged: not sent whole",
+                    extra={"path": self.path, "why": damaged.message},
+                )
+                raise
 
 
 @dataclass(frozen=True, slots=True)

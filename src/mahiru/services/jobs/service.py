@@ -42,7 +42,8 @@ class JobServices:
         self.worker = StepWorker(
             ctx, max_parallel=max_parallel_steps, unavailable_deadline=peer_retry_deadline
         )
-        self.egress = Egress(ctx.policy, ctx.assets, ctx.provenance, ctx.transfers)
+        self.live = LiveGrants(ctx, self._ask_submitter)
+        self.egress = Egress(ctx.policy, ctx.assets, ctx.provenance, ctx.transfers, self.live)
         self.assignments = StepAssignments(
             ctx, self.egress, self.worker.wake, self.worker.stop_containers
         )
@@ -56,7 +57,6 @@ class JobServices:
             stop_job=self.worker.stop_containers,
         )
         self.coordinator = JobCoordinator(ctx, dispatcher, self.submissions)
-        self.live = LiveGrants(ctx, self._ask_submitter)
 
     def _ask_submitter(self, site: SiteId, job_id: JobId) -> tuple[Job, list[StepStatus]]:
         """A job submitted at `site` and its steps reading data stored here (for live grants)."""

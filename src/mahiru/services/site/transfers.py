@@ -25,6 +25,8 @@ class Transfer:
     destination: str
     party: str | None = None
     job: str | None = None
+    #: For one file of a data set read live: its path under the set's /data.
+    path: str | None = None
 
 
 class TransferLog:
@@ -67,6 +69,7 @@ class TransferLog:
         complete: bool,
     ) -> None:
         other = transfer.destination if action == "send" else transfer.source
+        where = {} if transfer.path is None else {"path": transfer.path}
         self._audit.record(
             AuditEntry(
                 AuditKind.TRANSFER,
@@ -82,6 +85,7 @@ class TransferLog:
                     "bytes": size,
                     "digest": f"sha256:{digest}",
                     "seconds": round(self._clock.monotonic() - started, 6),
+                    **where,
                 },
             )
         )
