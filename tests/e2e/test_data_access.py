@@ -281,7 +281,9 @@ def test_the_step_container_reaches_its_channel_and_nothing_else(
     report = json.loads(files["report.json"].read_text())
     assert report["interfaces"] == ["lo"]
     assert report["data"][0] == 200 and json.loads(report["data"][1]) == json.loads(INPUT_BYTES)
-    assert json.loads(report["listing"][1])["files"] == [{"path": "data.json", "size": 31}]
+    digest = hashlib.sha256(report["data"][1].encode()).hexdigest()
+    listed = [{"path": "data.json", "size": 31, "sha256": digest}]
+    assert json.loads(report["listing"][1])["files"] == listed
     assert report["wrong_token"] == 403
     assert report["other_path"] == 404
     assert report["escape"] == 400
