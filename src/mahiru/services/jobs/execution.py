@@ -16,7 +16,14 @@ import shutil
 import threading
 from dataclasses import dataclass
 
-from mahiru.errors import Conflict, MahiruError, NotFound, Unavailable, path_redactor
+from mahiru.errors import (
+    Conflict,
+    InvalidInput,
+    MahiruError,
+    NotFound,
+    Unavailable,
+    path_redactor,
+)
 from mahiru.model.items import ItemKind, WorkflowItem
 from mahiru.model.jobs import StepInput, StepState, StepStatus, step_inputs, step_results
 from mahiru.model.receipts import ReceiptChain, ReceiptInput
@@ -369,7 +376,19 @@ class StepExecution:
             if item.item.kind is ItemKind.STEP_INPUT:
                 name = item.item.part
                 inputs[name] = work / "inputs" / name
-                ctx.runtime.extract_data(self._load(digests[item.item]), inputs[name])
+                image = self._load(digests[item.item])
+                try:
+                    ctx.runtime.extract_data(image, inputs[name])
+                except Unavailable:
+                    raise
+                except MahiruError as error:
+                    # The input may be an earlier step's output: what is wrong with it
+                    # names that step's files, which stay in this site's log.
+                    logger.warning(
+                        "step input could not be laid out",
+                        extra={"job": known.job_id, "step": step, "error": cut(error.message)},
+                    )
+                    raise InvalidInput(f"input {name} could not be laid out for the step") from None
             elif item.item.kind is ItemKind.OUTPUT_BASE:
                 bases[item.item.part] = self._load(digests[item.item])
         outputs = sorted(known.job.workflow.steps[step].outputs)
