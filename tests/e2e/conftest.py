@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from tests.support.leaks import LEAK_MARKER, LEAK_VARIANTS
 
 from mahiru.runtime import DockerRuntime, ImageConfig, docker_available
 from mahiru.runtime.assets import COMPUTE_BASE_IMAGE, DATA_BASE_IMAGE, build_scenario_assets
@@ -87,6 +88,29 @@ PROBE_SOURCE = textwrap.dedent(
         return 0
 
 
+    def leak(variant):
+        # Names that carry the step's data, on entries that are not output.
+        mark = "@LEAK_MARKER@"
+        name = (mark + "-") * 40
+        if variant == "symlink":
+            os.symlink("/etc/passwd", OUT / name[:250])
+        elif variant == "fifo":
+            os.mkfifo(OUT / name[:250])
+        elif variant == "socket":  # a socket's path holds at most 107 bytes
+            socket.socket(socket.AF_UNIX).bind(str(OUT / name[:80]))
+        elif variant == "dirlink":
+            os.symlink("/etc", OUT / name[:250], target_is_directory=True)
+        elif variant == "deep":
+            folder = OUT
+            for _ in range(14):  # ~3.8 KiB of path: just under PATH_MAX
+                folder = folder / name[:250]
+                folder.mkdir()
+            os.symlink("/etc/passwd", folder / name[:250])
+        elif variant == "bytes":
+            os.symlink("/etc/passwd", bytes(OUT) + b"/" + mark.encode() + b"\\xff\\xfe\\n\\x1b[31m")
+        return 0
+
+
     def hog():
         hoard = []
         while True:
@@ -138,10 +162,20 @@ PROBE_SOURCE = textwrap.dedent(
         return 0
 
 
-    sys.exit(globals()[sys.argv[1]]())
+    sys.exit(globals()[sys.argv[1]](*sys.argv[2:]))
     """
+).replace("@LEAK_MARKER@", LEAK_MARKER)
+PROBE_MODES = (
+    "fail",
+    "hang",
+    "network",
+    "huge",
+    "flood",
+    "symlink",
+    "hog",
+    "isolation",
+    *(f"leak {variant}" for variant in LEAK_VARIANTS),
 )
-PROBE_MODES = ("fail", "hang", "network", "huge", "flood", "symlink", "hog", "isolation")
 
 
 @pytest.fixture(scope="session")
@@ -209,7 +243,7 @@ def probe_images(
         mode: container_runtime.build_image(
             COMPUTE_BASE_IMAGE,
             {"/opt/probe": program},
-            config=ImageConfig(cmd=("python3", "-u", "/opt/probe/probe.py", mode)),
+            config=ImageConfig(cmd=("python3", "-u", "/opt/probe/probe.py", *mode.split())),
             labels={SESSION_LABEL: SESSION_ID},
         )
         for mode in PROBE_MODES

@@ -10,6 +10,7 @@ See docs/reference.md, "Execution, data access".
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import subprocess
 import sys
@@ -25,7 +26,7 @@ from tests.support.sites import Network, SiteServer, network
 
 from mahiru.client.http import make_http_client, request
 from mahiru.client.jobs import JobsClient
-from mahiru.errors import Conflict, NotFound, PermissionDenied
+from mahiru.errors import Conflict, NotFound, PermissionDenied, Unavailable
 from mahiru.model.assets import Asset, AssetKind
 from mahiru.model.identifiers import AssetId
 from mahiru.model.jobs import JobState, StepState
@@ -280,7 +281,9 @@ def test_the_step_container_reaches_its_channel_and_nothing_else(
     report = json.loads(files["report.json"].read_text())
     assert report["interfaces"] == ["lo"]
     assert report["data"][0] == 200 and json.loads(report["data"][1]) == json.loads(INPUT_BYTES)
-    assert json.loads(report["listing"][1])["files"] == [{"path": "data.json", "size": 31}]
+    digest = hashlib.sha256(report["data"][1].encode()).hexdigest()
+    listed = [{"path": "data.json", "size": 31, "sha256": digest}]
+    assert json.loads(report["listing"][1])["files"] == listed
     assert report["wrong_token"] == 403
     assert report["other_path"] == 404
     assert report["escape"] == 400
@@ -364,6 +367,56 @@ def test_site2_grants_only_sites_that_may_run_the_step_and_honours_only_their_to
         records = admin.audit_records(job=job_id, kind="decision")["records"]
     grants = {(r["actor"], r["outcome"]) for r in records if r["action"] == "live grant"}
     assert {(site1.id, "allowed"), (site3.id, "denied")} <= grants, records
+
+
+def test_a_live_file_goes_out_only_whole_and_as_recorded_and_each_read_is_a_transfer(
+    net: Network, assets: dict[str, str]
+) -> None:
+    """A live file is sent only with the sha256 recorded when its verified image was unpacked:
+    changed, cut, grown or swapped for a link, it never arrives whole; a file that was not
+    in the image is not there; every read is a transfer record at the data's site."""
+    site1, site2 = net.sites["party1"], net.sites["party2"]
+    with (
+        running_job(net, assets) as job_id,
+        make_http_client(site2.external_url, site1.identity) as as_site1,
+    ):
+        body = grant_body(net, assets, job_id)
+        token = request(as_site1, "POST", "/live/grants", json=body).json()["token"]
+        original = request(as_site1, "GET", f"/live/{token}/files/data.json").content
+        assert json.loads(original) == json.loads(INPUT_BYTES)
+        expected = hashlib.sha256(original).hexdigest()
+        listing = request(as_site1, "GET", f"/live/{token}/files").json()["files"]
+        assert {"path": "data.json", "size": len(original), "sha256": expected} in listing
+        (unpacked,) = (site2.config.data_dir / "work" / "live-grants").glob("*/data.json")
+        tampered = {
+            "changed": lambda: unpacked.write_bytes(original.replace(b"34", b"99")),
+            "cut": lambda: unpacked.write_bytes(original[:-3]),
+            "grown": lambda: unpacked.write_bytes(original + b" " * 5000),
+            "link": lambda: (unpacked.unlink(), unpacked.symlink_to("/etc/hostname")),
+        }
+        for how, tamper in tampered.items():
+            tamper()
+            with pytest.raises(Unavailable):
+                request(as_site1, "GET", f"/live/{token}/files/data.json")
+            unpacked.unlink()
+            unpacked.write_bytes(original)
+            assert request(as_site1, "GET", f"/live/{token}/files/data.json").content == (
+                original
+            ), how
+        (unpacked.parent / "planted.json").write_bytes(b"[]")
+        with pytest.raises(NotFound, match="no file"):
+            request(as_site1, "GET", f"/live/{token}/files/planted.json")
+        request(as_site1, "DELETE", f"/live/{token}")
+    with site2.admin() as admin:
+        records = admin.audit_records(job=job_id, kind="transfer")["records"]
+    sent = [
+        (r["outcome"], r["details"]["path"], r["details"]["digest"])
+        for r in records
+        if r["action"] == "send" and r["actor"] == site1.id and "path" in r["details"]
+    ]
+    whole = ("complete", "data.json", f"sha256:{expected}")
+    assert sent.count(whole) >= 1 + len(tampered), sent  # the reads that went out whole
+    assert all(entry == whole or entry[0] == "incomplete" for entry in sent), sent
 
 
 def test_the_demo_runs_the_data_access_scenario(

@@ -17,6 +17,7 @@ import pytest
 import yaml
 from click.testing import CliRunner, Result
 from tests.support.jobs import Scenario, asset_id, compute_to_data
+from tests.support.leaks import LEAK_MARKER
 from tests.support.metrics import value
 from tests.support.sites import Network, network
 
@@ -63,9 +64,10 @@ def scenario(
     """The compute-to-data assets and rules, plus failing and sleeping compute assets."""
     probes = tmp_path_factory.mktemp("probes")
     computes = {"minmax": scenario_archives[MINMAX_ASSET]}
-    for mode in ("fail", "hang"):
-        computes[mode] = probes / f"{mode}.tar"
-        container_runtime.save_image(probe_images[mode], computes[mode])
+    for mode in ("fail", "hang", "leak deep", "leak bytes"):
+        name = mode.replace(" ", "_")
+        computes[name] = probes / f"{name}.tar"
+        container_runtime.save_image(probe_images[mode], computes[name])
     return compute_to_data(
         net, scenario_archives[INPUT_ASSET], scenario_archives[OUTPUT_BASE_ASSET], computes
     )
@@ -123,9 +125,10 @@ def test_a_failing_step_fails_the_job_with_exit_code_and_log_tail(scenario: Scen
         job_id = client.submit(scenario.job("fail")).status.job_id
         view = client.wait(job_id, WAIT)
     assert view.status.state is JobState.FAILED
-    assert view.status.reason is not None and "code 3" in view.status.reason
     (step,) = view.steps
+    assert view.status.reason == "step compute failed"
     assert step.state is StepState.FAILED
+    assert step.reason is not None and "code 3" in step.reason
     assert step.exit_code == 3
     assert step.log_tail is not None and "failing on purpose" in step.log_tail
 
@@ -133,8 +136,9 @@ def test_a_failing_step_fails_the_job_with_exit_code_and_log_tail(scenario: Scen
 def test_a_step_log_reaches_the_submitter_only_where_it_may_use_the_outputs(
     scenario: Scenario, scenario_archives: dict[str, Path], tmp_path: Path
 ) -> None:
-    """Step a fails on party2's private data (party1 may not use its output): its log stays
-    at site2, and party1 sees why; the whole job would be allowed (b's output is usable)."""
+    """Step a fails on party2's private data (party1 may not use its output): its log, reason
+    and exit code stay at site2, and party1 sees its state and why the rest is withheld;
+    the whole job would be allowed (b's output is usable)."""
     site1, site2 = scenario.site1, scenario.site2
     secret = asset_id(site2, "log_secret")
     private = f"asset_collection:{site2.party.namespace}:private"
@@ -182,14 +186,36 @@ def test_a_step_log_reaches_the_submitter_only_where_it_may_use_the_outputs(
         view = client.wait(submitted.status.job_id, WAIT)
     assert view.status.state is JobState.FAILED
     a = next(s for s in view.steps if s.step == "a")
-    assert a.state is StepState.FAILED and a.exit_code == 3
+    # The reason and exit code are the step's output as much as its log is.
+    assert a.state is StepState.FAILED and a.exit_code is None
+    assert a.reason is not None and "code 3" not in a.reason
+    assert "withheld" in a.reason and "may not use a.output0" in a.reason
     assert a.log_tail is not None
     assert "failing on purpose" not in a.log_tail and "line 100" not in a.log_tail
     assert "log withheld" in a.log_tail and "may not use a.output0" in a.log_tail
-    # The log stays at site2, where its administrator can read it.
+    assert view.status.reason == "step a failed"  # the job's reason carries none of it either
+    # The output stays at site2, where its administrator can read it.
     assert site2.app is not None
     held = site2.app.state.jobs.ctx.jobs.step_status(submitted.status.job_id, "a")
     assert held.log_tail is not None and "failing on purpose" in held.log_tail
+    assert held.exit_code == 3 and held.reason is not None and "code 3" in held.reason
+
+
+@pytest.mark.parametrize("variant", ["deep", "bytes"])
+def test_no_text_a_step_chose_reaches_the_submitter_in_a_reason(
+    scenario: Scenario, variant: str
+) -> None:
+    """A step leaving a link named with ~4 KiB of its data (or with non-UTF-8 bytes) fails
+    with a fixed reason: neither the step's nor the job's reason holds any of the name."""
+    with user(scenario) as client:
+        job_id = client.submit(scenario.job(f"leak_{variant}")).status.job_id
+        view = client.wait(job_id, WAIT)
+    assert view.status.state is JobState.FAILED, view.to_json()
+    (step,) = view.steps
+    assert step.reason is not None and "holds 1 entries that are not regular" in step.reason
+    assert view.status.reason == "step compute failed"
+    shown = view.to_json()
+    assert LEAK_MARKER not in shown and "SECRET" not in shown
 
 
 def test_users_of_another_party_cannot_see_or_cancel_a_job(scenario: Scenario) -> None:

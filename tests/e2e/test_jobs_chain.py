@@ -12,7 +12,7 @@ import pytest
 from tests.support.jobs import asset_id
 from tests.support.sites import Network, SiteServer, network
 
-from mahiru.client.jobs import JobsClient
+from mahiru.client.jobs import JobsClient, PeerJobsClient
 from mahiru.errors import NotFound
 from mahiru.model.assets import Asset, AssetKind
 from mahiru.model.identifiers import AssetId
@@ -140,7 +140,8 @@ def _check_result(
 
 
 def test_a_chain_runs_its_steps_at_three_different_sites(net: Network, tmp_path: Path) -> None:
-    """a at site2 (the input), b at site3, c at site1: results travel, policy permitting."""
+    """a at site2 (the input), b at site3, c at site1: results travel, policy permitting;
+    site2 tells step a's exit code to the submitter's site only, and states to site3."""
     with _client(net) as client:
         started = time.monotonic()
         view = client.submit(_chain(net))
@@ -152,6 +153,11 @@ def test_a_chain_runs_its_steps_at_three_different_sites(net: Network, tmp_path:
         }
         _check_result(client, view.status.job_id, tmp_path / "out")
         print(f"three-site chain latency: {time.monotonic() - started:.2f} s")
+        site1, site2, site3 = (net.sites[name] for name in NAMES)
+        for asker, exit_code in ((site1, 0), (site3, None)):
+            with PeerJobsClient(site2.external_url, asker.identity) as peer:
+                (a,) = peer.step_statuses(view.status.job_id)
+            assert (a.step, a.state, a.exit_code) == ("a", StepState.SUCCEEDED, exit_code)
         again = client.submit(_chain(net)).status.job_id
         _check_result(client, again, tmp_path / "again", StepState.REUSED)
 

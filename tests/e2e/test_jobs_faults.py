@@ -262,7 +262,7 @@ def test_a_step_over_its_time_limit_fails_the_job_with_a_timeout_reason(
     step = _only_step(view)
     assert step.state is StepState.FAILED
     assert step.reason is not None and f"longer than its {STEP_TIMEOUT} s limit" in step.reason
-    assert view.status.reason is not None and "limit" in view.status.reason
+    assert view.status.reason == f"step {step.step} failed"
     assert step.log_tail is not None and "sleeping" in step.log_tail
     assert step.started_at is not None and step.finished_at is not None
     assert (step.finished_at - step.started_at).total_seconds() >= STEP_TIMEOUT
@@ -334,13 +334,14 @@ def _run_failing(
 def test_an_unexpected_error_fails_the_step_after_three_attempts(
     inprocess: Scenario, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A non-Mahiru exception is retried twice, then fails the step with the error's text."""
+    """A non-Mahiru exception is retried twice, then fails the step naming the error's type
+    (its text, which can name the step's files, stays in the site's log)."""
     started = time.monotonic()
     view, runs = _run_failing(inprocess, monkeypatch, RuntimeError("engine exploded"))
     assert view.status.state is JobState.FAILED, view.to_json()
     assert runs == 3
     step = _only_step(view)
-    assert step.reason == "unexpected error (3 attempts): RuntimeError: engine exploded"
+    assert step.reason == "unexpected error (3 attempts): RuntimeError"
     assert time.monotonic() - started < 60
 
 

@@ -15,6 +15,7 @@ import pytest
 
 from mahiru.errors import InvalidInput, NotFound
 from mahiru.storage import BlobInfo, BlobStore
+from mahiru.storage.image_check import ImageCheck
 
 pytestmark = pytest.mark.integration
 
@@ -176,3 +177,14 @@ def test_async_code_can_write_chunks_as_they_arrive(tmp_path: Path) -> None:
     with pytest.raises(InvalidInput):
         asyncio.run(store.write_async(arriving(), expected_digest="1" * 64))
     assert leftovers(tmp_path) == [store.path(DIGEST)]
+
+
+def test_a_checking_copy_of_a_store_refuses_what_its_check_refuses(tmp_path: Path) -> None:
+    """`checking` adds a check on top of the store's own; the copy stores nothing it refuses."""
+    store = BlobStore(tmp_path)
+    checked = store.checking(ImageCheck)
+    with pytest.raises(InvalidInput, match="image archive"):
+        checked.write_bytes(DATA)
+    assert leftovers(tmp_path) == []
+    assert store.write_bytes(DATA).digest == DIGEST  # the unchecked original is unchanged
+    assert checked.has(DIGEST)  # the same blobs, seen through either

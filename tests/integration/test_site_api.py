@@ -434,6 +434,31 @@ def test_unsound_uploads_are_refused_and_nothing_is_stored(net: Network, tmp_pat
     assert _blob_files(site.config.data_dir) == []
 
 
+def test_a_site_given_an_unchecked_blob_store_still_refuses_unsound_uploads(
+    net: Network, tmp_path: Path
+) -> None:
+    """An injected store without the ingress check gets it added: every unsound upload is a 400
+    and the injected store holds nothing."""
+    site = net.sites["p1"]
+    injected = BlobStore(tmp_path / "injected-blobs")  # no check of its own
+    site.stop()
+    site.start(blobs=injected)
+    asset_id = _asset_id(site.id, "data1")
+    with site.admin() as admin:
+        admin.create_asset(Asset(asset_id, AssetKind.DATA))
+    with _raw(site.party.admin) as raw:
+        for problem, body in _bad_archives(tmp_path).items():
+            response = raw.put(
+                f"{site.internal_url}/assets/{asset_id}/image",
+                content=body,
+                headers={"X-Mahiru-Digest": "sha256:" + hashlib.sha256(body).hexdigest()},
+            )
+            assert response.status_code == 400, (problem, response.text)
+            assert "image archive" in response.json()["error"]["message"], problem
+    assert list(injected.digests()) == []
+    assert list((tmp_path / "injected-blobs" / "tmp").iterdir()) == []
+
+
 def test_an_unsound_image_from_a_peer_is_not_stored(net: Network, tmp_path: Path) -> None:
     """A hostile peer serving a broken archive gets nothing into a site's image store."""
     site1, site2 = net.sites["p1"], net.sites["p2"]

@@ -33,7 +33,7 @@ from mahiru.policy.rules import Rule, rule_from_dict
 from mahiru.policy.signing import SignedRule, sign_rule
 from mahiru.services.jobs import JobServices
 from mahiru.services.site import SiteServices
-from mahiru.storage import PartyRecord, SiteEndpoints, SiteRecord
+from mahiru.storage import BlobStore, PartyRecord, SiteEndpoints, SiteRecord
 from tests.support.servers import free_port, serving
 
 DatabaseUrls = Callable[[str], str]
@@ -265,13 +265,16 @@ class SiteServer:
         replication: bool = False,
         extra_client_cas: tuple[Path, ...] = (),
         jobs: bool = True,
+        blobs: BlobStore | None = None,
     ) -> None:
-        """Serve a new app instance (same port, database and data folder).
+        """Serve a new app instance (same port, database and data folder; `blobs` injected).
 
         Without `jobs`, no step runs and no job is followed: jobs stored in a
         test keep the states it gives them.
         """
-        self.app = create_site_app(self.config, start_replication=replication, start_jobs=jobs)
+        self.app = create_site_app(
+            self.config, start_replication=replication, start_jobs=jobs, blobs=blobs
+        )
         stack = ExitStack()
         stack.enter_context(
             serving(

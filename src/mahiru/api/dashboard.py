@@ -150,7 +150,8 @@ def dashboard_router(
 
     @router.get("/jobs/{job_id}")
     def job_page(job_id: JobId, caller: User) -> HTMLResponse:
-        status, steps = jobs.submissions.get(check_job_id(job_id), caller.person)
+        status, views = jobs.submissions.get(check_job_id(job_id), caller.person)
+        steps = [view.status for view in views]
         by_step = {step.step: step for step in steps}
         workflow = status.job.workflow
         order = workflow.topological_order()

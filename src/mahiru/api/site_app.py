@@ -135,7 +135,8 @@ def create_site_app(
 ) -> FastAPI:
     """The site app for `config`.
 
-    Given pieces are used as they are and left open; missing ones are built
+    Given pieces are used as they are and left open (a given blob store
+    gets the ingress check of images added); missing ones are built
     from `config` (database at `database_url`, blobs under
     `data_dir/blobs`, clients with the site's TLS identity and the
     configured timeout) and closed at shutdown, as are the peer clients made
@@ -156,10 +157,12 @@ def create_site_app(
     if database is None:
         database = create_database(config.database_url)
         to_close.append(database.close)
+    # The ingress gate: every image stored here (uploads, peers' assets and results)
+    # is checked as it streams in, and kept only if sound. A store passed in is
+    # given the check too, never trusted to have one.
     if blobs is None:
-        # The ingress gate: every image stored here (uploads, peers' assets and
-        # results) is checked as it streams in, and kept only if sound.
-        blobs = BlobStore(config.data_dir / "blobs", check=metrics.counting(ImageCheck))
+        blobs = BlobStore(config.data_dir / "blobs")
+    blobs = blobs.checking(metrics.counting(ImageCheck))
     if authenticator is None:
         authenticator = site_authenticator(config)
     if registry_client is None:

@@ -15,17 +15,18 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, Header, Query
 from pydantic import BaseModel, ConfigDict
-from starlette.responses import FileResponse, Response
+from starlette.responses import Response, StreamingResponse
 
 from mahiru.api.auth import CertificateAuthenticator, UserCaller, user_dependencies
 from mahiru.api.site_external import registered_peer
-from mahiru.api.site_images import IMAGE_RESPONSES, image_response
+from mahiru.api.site_images import DIGEST_HEADER, IMAGE_RESPONSES, image_response
 from mahiru.api.site_models import JobIn
 from mahiru.errors import InvalidInput
 from mahiru.model.identifiers import AssetId, JobId, ResultId, SiteId, parse_identifier
-from mahiru.model.jobs import JobStatus, StepAssignment, StepStatus, check_job_id
+from mahiru.model.jobs import JobStatus, StepAssignment, check_job_id
 from mahiru.model.serialization import job_from_dict
 from mahiru.services.jobs import JobServices
+from mahiru.services.jobs.egress import StepView
 from mahiru.services.jobs.live_grants import LiveGrantRequest
 from mahiru.services.site import SiteServices
 from mahiru.storage import SiteRecord
@@ -53,11 +54,11 @@ class JobSubmission(BaseModel):
     job: JobIn
 
 
-def _view(status: JobStatus, steps: list[StepStatus]) -> JsonObject:
+def _view(status: JobStatus, steps: list[StepView]) -> JsonObject:
     return {"job": status.to_dict(), "steps": [s.to_dict() for s in steps]}
 
 
-def _steps(steps: list[StepStatus]) -> JsonObject:
+def _steps(steps: list[StepView]) -> JsonObject:
     return {"steps": [s.to_dict() for s in steps]}
 
 
@@ -205,16 +206,22 @@ def external_jobs_router(
     @router.get("/live/{token}/files", summary="List a live data asset's files")
     def live_files(token: str, caller: Peer) -> JsonObject:
         """The files of the granted asset's /data (the grantee site only)."""
-        return {"files": jobs.live.files(token, caller.id)}
+        return {"files": jobs.egress.live_files(token, caller.id)}
 
     @router.get(
         "/live/{token}/files/{path:path}",
-        response_class=FileResponse,
+        response_class=StreamingResponse,
         summary="Read a file of a live data asset",
     )
-    def live_file(token: str, path: str, caller: Peer) -> FileResponse:
-        """One file of the granted asset's /data (the grantee site only)."""
-        return FileResponse(jobs.live.file(token, caller.id, path))
+    def live_file(token: str, path: str, caller: Peer) -> StreamingResponse:
+        """One file of the granted asset's /data (the grantee site only), checked against
+        its recorded sha256 as it is sent."""
+        file = jobs.egress.live_file(token, caller.id, path)
+        return StreamingResponse(
+            file.read(),
+            media_type="application/octet-stream",
+            headers={"Content-Length": str(file.size), DIGEST_HEADER: f"sha256:{file.digest}"},
+        )
 
     @router.delete("/live/{token}", summary="Revoke a live grant")
     def live_revoke(token: str, caller: Peer) -> JsonObject:

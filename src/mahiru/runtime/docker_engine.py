@@ -26,7 +26,7 @@ from mahiru.errors import Conflict, InvalidInput, MahiruError, NotFound
 from mahiru.runtime.docker_connection import logger
 from mahiru.runtime.docker_images import DockerImages
 from mahiru.runtime.limits import StepLimits
-from mahiru.runtime.outputs import discard_outputs, measure_outputs, prepare_output_dirs
+from mahiru.runtime.outputs import cut, discard_outputs, measure_outputs, prepare_output_dirs
 from mahiru.runtime.protocol import ContainerInfo
 from mahiru.runtime.space import OutputWatch, bounded_folder, unmount_below
 from mahiru.runtime.steps import (
@@ -302,6 +302,10 @@ class DockerRuntime(DockerImages):
         except InvalidInput as error:
             # The engine refused the image's command (missing program, say):
             # a broken compute asset, which fails its step like any other.
+            logger.warning(
+                "step container could not start",
+                extra={**log_context, "engine_said": cut(error.message)},
+            )
             return _Run(start_error=error.message)
         logger.info("step container started", extra=dict(log_context))
         started = time.monotonic()

@@ -111,7 +111,9 @@ def judge_step(
         mib = memory_bytes / (1024 * 1024)
         return False, f"the step exceeded its {mib:g} MiB memory limit and was killed"
     if start_error is not None:
-        return False, f"the step container could not start: {start_error}"
+        # The engine's words name the image's command, which its compute asset
+        # chose: they go to this site's log (the runtime logs them), not here.
+        return False, "the step container could not start: the engine refused its command"
     if cancelled:
         return False, "the step was cancelled (its container was stopped)"
     if exit_code is None:

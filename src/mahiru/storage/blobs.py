@@ -21,6 +21,7 @@ resumable: after a dropped connection, ask the peer for the bytes from
 from __future__ import annotations
 
 import asyncio
+import copy
 import fcntl
 import hashlib
 import logging
@@ -58,6 +59,21 @@ class StreamCheck(Protocol):
     def feed(self, chunk: bytes | bytearray | memoryview) -> None: ...
 
     def finish(self) -> None: ...
+
+
+class _Checks:
+    """Several checks run on the same stream, in order; the first to refuse wins."""
+
+    def __init__(self, checks: list[StreamCheck]) -> None:
+        self._checks = checks
+
+    def feed(self, chunk: bytes | bytearray | memoryview) -> None:
+        for check in self._checks:
+            check.feed(chunk)
+
+    def finish(self) -> None:
+        for check in self._checks:
+            check.finish()
 
 
 class BlobInfo(NamedTuple):
@@ -196,7 +212,7 @@ class BlobStore:
 
     def __init__(self, root: Path, *, check: Callable[[], StreamCheck] | None = None) -> None:
         self.root = Path(root)
-        self._check = check
+        self._checks: tuple[Callable[[], StreamCheck], ...] = () if check is None else (check,)
         self._blobs = self.root / "sha256"
         self._tmp = self.root / "tmp"
         self._blobs.mkdir(parents=True, exist_ok=True)
@@ -240,9 +256,24 @@ class BlobStore:
                 pass
             os.close(fd)
 
+    def checking(self, check: Callable[[], StreamCheck]) -> BlobStore:
+        """This store (same root, same blobs), every blob written through it also checked by
+        a new `check()`, after the checks the store already had.
+
+        How a site makes whatever store it is given its ingress gate: it never
+        trusts a store to check, it adds the check itself.
+        """
+        checked = copy.copy(self)
+        checked._checks = (*self._checks, check)
+        return checked
+
     def writer(self, expected_digest: str | None = None) -> BlobWriter:
         """Start writing a blob chunk by chunk (see `BlobWriter`)."""
-        return BlobWriter(self, expected_digest, None if self._check is None else self._check())
+        if not self._checks:
+            return BlobWriter(self, expected_digest, None)
+        if len(self._checks) == 1:
+            return BlobWriter(self, expected_digest, self._checks[0]())
+        return BlobWriter(self, expected_digest, _Checks([make() for make in self._checks]))
 
     def write_stream(
         self, source: Iterable[bytes] | Readable, expected_digest: str | None = None
@@ -312,40 +343,23 @@ class BlobStore:
     ) -> Iterator[bytes]:
         """`length` bytes of a blob from `start` (all of it by default), checked on the way.
 
-        The whole file is hashed while it is read (the part before `start` is
-        read but not yielded), and the last chunk is held back until the
-        digest is known: if the file no longer has its digest, it is set
-        aside (`set_aside`) and DamagedBlob is raised instead of completing
-        the read, so bad bytes never pass as a whole, good blob.
+        As `read_checked`; a blob that no longer has its digest is also set
+        aside (`set_aside`), so it is never served again.
         """
         hex_digest = normalise_digest(digest)
         try:
             file = self.path(hex_digest).open("rb")
         except FileNotFoundError:
             raise NotFound(f"no blob with digest {digest} is stored", {"digest": digest}) from None
-        end = None if length is None else start + length
-        hasher = hashlib.sha256()
-        position = 0
-        held: bytes | None = None
         with file:
-            while chunk := file.read(CHUNK_SIZE):
-                hasher.update(chunk)
-                first, position = position, position + len(chunk)
-                lo = max(start - first, 0)
-                hi = len(chunk) if end is None else min(end - first, len(chunk))
-                if lo < hi:
-                    if held is not None:
-                        yield held
-                    held = chunk[lo:hi]
-        if hasher.hexdigest() != hex_digest:
-            self.set_aside(hex_digest)
-            raise DamagedBlob(
-                f"blob sha256:{hex_digest} is damaged (its content has sha256"
-                f" {hasher.hexdigest()}); it was set aside",
-                {"digest": hex_digest},
-            )
-        if held is not None:
-            yield held
+            try:
+                yield from read_checked(file, hex_digest, start, length)
+            except DamagedBlob as damaged:
+                self.set_aside(hex_digest)
+                raise DamagedBlob(
+                    f"blob sha256:{hex_digest} is damaged ({damaged.message}); it was set aside",
+                    {"digest": hex_digest},
+                ) from None
 
     def verify(self, digest: str) -> bool:
         """Whether a stored blob still has its digest (it is set aside if not)."""
@@ -375,6 +389,40 @@ class BlobStore:
                 for entry in folder.iterdir():
                     if _HEX_DIGEST.fullmatch(entry.name):
                         yield entry.name
+
+
+def read_checked(
+    file: Readable, digest: str, start: int = 0, length: int | None = None
+) -> Iterator[bytes]:
+    """`length` bytes of `file` from `start` (all of it by default), checked against `digest`.
+
+    The whole file is hashed while it is read (the part before `start` is
+    read but not yielded), and the last chunk is held back until the digest
+    is known: if the content does not have `digest`, DamagedBlob is raised
+    instead of completing the read, so bad bytes never pass as a whole,
+    good file.
+    """
+    hex_digest = normalise_digest(digest)
+    end = None if length is None else start + length
+    hasher = hashlib.sha256()
+    position = 0
+    held: bytes | None = None
+    while chunk := file.read(CHUNK_SIZE):
+        hasher.update(chunk)
+        first, position = position, position + len(chunk)
+        lo = max(start - first, 0)
+        hi = len(chunk) if end is None else min(end - first, len(chunk))
+        if lo < hi:
+            if held is not None:
+                yield held
+            held = chunk[lo:hi]
+    if hasher.hexdigest() != hex_digest:
+        raise DamagedBlob(
+            f"its content has sha256 {hasher.hexdigest()}, not {hex_digest}",
+            {"digest": hex_digest},
+        )
+    if held is not None:
+        yield held
 
 
 def _chunks(source: Iterable[bytes] | Readable) -> Iterator[bytes]:

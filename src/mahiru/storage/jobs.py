@@ -343,16 +343,15 @@ class JobRepository(JobQueries):
         derived = derive_job_state(StepState(state) for state in states)
         if derived in (JobState.FAILED, JobState.CANCELLED):
             culprit = session.execute(
-                select(job_steps.c.step, job_steps.c.reason)
+                select(job_steps.c.step)
                 .where(job_steps.c.job_id == job_id)
                 .where(job_steps.c.state == derived.value)
                 .order_by(job_steps.c.finished_at, job_steps.c.step)
                 .limit(1)
-            ).one()
-            reason = f"step {culprit.step} {derived.value}"
-            if culprit.reason:
-                reason += f": {culprit.reason}"
-            new = advance_job(submitted, derived, now, reason)
+            ).scalar_one()
+            # The step's own reason is its output, shown (or withheld) with the step
+            # by the egress gate; the job's reason names the step only.
+            new = advance_job(submitted, derived, now, f"step {culprit} {derived.value}")
         elif derived is not JobState.PLANNED and submitted.state is JobState.PLANNED:
             new = advance_job(submitted, JobState.RUNNING, now)
         else:

@@ -10,15 +10,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import replace
 
 from mahiru.errors import InvalidInput, NotFound, NotKnown, PermissionDenied
 from mahiru.model import serialization
 from mahiru.model.identifiers import JobId, SiteId
-from mahiru.model.jobs import StepAssignment, StepStatus
+from mahiru.model.jobs import StepAssignment
 from mahiru.model.live import LiveReader, live_readers, steps_reading
 from mahiru.services.jobs.context import JobContext, KnownJob
-from mahiru.services.jobs.egress import Egress
+from mahiru.services.jobs.egress import Egress, StepView
 from mahiru.services.site.policy_view import Concerning
 
 logger = logging.getLogger("mahiru.site.jobs")
@@ -39,7 +38,7 @@ class StepAssignments:
         self._on_steps = on_steps
         self._stop_job = stop_job
 
-    def receive(self, assignment: StepAssignment, caller: SiteId) -> list[StepStatus]:
+    def receive(self, assignment: StepAssignment, caller: SiteId) -> list[StepView]:
         """Record the steps handed to this site by `caller`; their statuses here."""
         ctx = self._ctx
         if caller != assignment.submitter_site:
@@ -89,20 +88,21 @@ class StepAssignments:
             extra={"job": assignment.job_id, "steps": assignment.steps, "from": str(caller)},
         )
         self._on_steps()
-        return statuses
+        return self._egress.step_views(assignment.job, statuses, assignment.job.submitter)
 
-    def statuses(self, job_id: JobId, caller: SiteId) -> list[StepStatus]:
+    def statuses(self, job_id: JobId, caller: SiteId) -> list[StepView]:
         """The statuses of the steps of a job this site runs, for a site taking part in it.
 
-        Log tails go only to the submitter's site, and only for steps whose
-        outputs the submitter may use; other participants need the states only.
-        Any other site hears what it hears for a job that does not exist.
+        A step's output (reason, exit code, log tail) goes only to the submitter's
+        site, and only for steps whose outputs the submitter may use; other
+        participants need the states only. Any other site hears what it hears
+        for a job that does not exist.
         """
         ctx = self._ctx
         known = self._known_to(job_id, caller)
         own = [s for s in ctx.jobs.steps_of(job_id) if s.site == ctx.site]
         if caller != known.submitter_site:
-            return [replace(s, log_tail=None) for s in own]
+            return self._egress.step_states(own)
         return self._egress.step_views(known.job, own, known.job.submitter)
 
     def readers(self, job_id: JobId, caller: SiteId, job_digest: str) -> list[LiveReader]:
@@ -130,7 +130,7 @@ class StepAssignments:
             raise NotKnown("job", job_id)
         return live_readers(status, ctx.jobs.steps_of(job_id), caller)
 
-    def cancel(self, job_id: JobId, caller: SiteId) -> list[StepStatus]:
+    def cancel(self, job_id: JobId, caller: SiteId) -> list[StepView]:
         """Cancel this site's unfinished steps of a job, at its submitter's site's request.
 
         Any other site hears what it hears for a job that does not exist.
@@ -142,7 +142,7 @@ class StepAssignments:
         cancelled = ctx.jobs.cancel_steps(job_id, f"cancelled by {caller}", ctx.now())
         self._stop_job(job_id)
         logger.info("steps cancelled", extra={"job": job_id, "by": str(caller)})
-        return [s for s in cancelled if s.site == ctx.site]
+        return self._egress.step_states(s for s in cancelled if s.site == ctx.site)
 
     def _known_to(self, job_id: JobId, caller: SiteId) -> KnownJob:
         """The job, if `caller` takes part in it; NotKnown otherwise, as for no such job."""

@@ -4,38 +4,58 @@ Every image that goes out of this site - to a peer over the external API, to
 a user over the internal API, as a job's output - is opened through here:
 the site's own policy engine decides (access for a site, use for a party),
 and only an allowing decision makes the `Release` that `AssetStore.open_image`
-requires. A party's users may always take back an asset
-of the party's own namespace, by a decision that says so, audited like any
-other. A step's log tail is output of the step too: it goes to a party
-only where that party may use every output of the step, and otherwise stays
-here (in the site's own log), the status saying why it was withheld. A
-result's permissions are recomputed from its recorded provenance (the job
-that made it), never taken from the asker.
+requires. A party's users may always take back an asset of the party's own
+namespace, by a decision that says so, audited like any other. A result's
+permissions are recomputed from its recorded provenance (the job that made
+it), never taken from the asker.
+
+What goes out about a step and the files of a live data set are values only
+this module builds (`StepView`, `LiveFile`: their constructors ask for a key
+no other module has). A step's output - its failure reason, exit code and
+log tail - goes to a party only where that party may use every output of
+the step, and otherwise stays here (in the site's own log), the view saying
+why it was withheld. A live file goes to the site its grant names, checked
+against the digest recorded when its image was unpacked as it is read, and
+recorded as a transfer.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
-from dataclasses import replace
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import InitVar, dataclass, replace
 from functools import partial
+from pathlib import Path
+from typing import Any, final
 
 from mahiru.errors import NotFound, NotKnown, PermissionDenied
 from mahiru.model.identifiers import AssetId, JobId, PartyId, ResultId, SiteId
 from mahiru.model.items import ItemKind, WorkflowItem
-from mahiru.model.jobs import ResultProvenance, StepStatus
+from mahiru.model.jobs import LOG_TAIL_CHARS, ResultProvenance, StepStatus
 from mahiru.model.people import Person
 from mahiru.model.workflow import Job
 from mahiru.policy.decisions import Decision, Release
 from mahiru.policy.engine import PolicyEngine
 from mahiru.policy.permissions import Permissions, primary
-from mahiru.services.jobs.live_grants import is_live
+from mahiru.services.jobs.live_grants import LiveGrants, is_live
 from mahiru.services.site.assets import AssetStore, ImageFile
 from mahiru.services.site.policy_view import Concerning, PolicyView
 from mahiru.services.site.transfers import Transfer, TransferLog
 from mahiru.storage import ProvenanceRepository
+from mahiru.storage.blobs import DamagedBlob, read_checked
 
 logger = logging.getLogger("mahiru.site.egress")
+
+
+@final
+class _Gate:
+    """What the constructors of the gate's outgoing values ask for; only this module has
+    one, so only the gate builds them (and a call without it does not type-check)."""
+
+    __slots__ = ()
+
+
+_GATE = _Gate()
 
 
 class Egress:
@@ -47,7 +67,9 @@ class Egress:
         assets: AssetStore,
         provenance: ProvenanceRepository,
         transfers: TransferLog,
+        live: LiveGrants,
     ) -> None:
+        self._live = live
         self._policy = policy
         self._assets = assets
         self._transfers = transfers
@@ -192,35 +214,165 @@ class Egress:
         )
         return image.recorded_by(partial(self._transfers.sending, transfer, image.digest))
 
+    def live_file(self, token: str, caller: SiteId, path: str) -> LiveFile:
+        """A file of the data set granted to `caller` for one step, under the grant's decision.
+
+        Its bytes are checked against the sha256 recorded when the set's
+        verified image was unpacked, as they are read; each read is recorded as
+        a transfer to `caller`, for the job's party.
+        """
+        granted = self._live.file(token, caller, path)
+        grant = granted.grant
+        transfer = Transfer(
+            grant.asset,
+            str(self._transfers.site),
+            str(caller),
+            party=str(grant.party),
+            job=grant.job_id,
+            path=granted.path,
+        )
+        return LiveFile(
+            granted.path,
+            granted.digest,
+            granted.size,
+            grant.release,
+            granted.location,
+            partial(self._transfers.sending, transfer, granted.digest),
+            _GATE,
+        )
+
+    def live_files(self, token: str, caller: SiteId) -> list[dict[str, object]]:
+        """The files of the data set granted to `caller`: path, size and recorded sha256."""
+        return self._live.files(token, caller)
+
     def step_views(
         self, job: Job, statuses: Iterable[StepStatus], party: PartyId
-    ) -> list[StepStatus]:
-        """`statuses` as `party` may see them: each log tail only if it may use the step's outputs.
+    ) -> list[StepView]:
+        """`statuses` as a user or the site of `party` may see them: each step's output
+        (failure reason, exit code, log tail) only where `party` may use every output of
+        the step; otherwise its state and times, and "withheld" saying why.
 
-        A withheld log is replaced by the reason, so the reader knows it exists.
+        A step's reason and exit code are its output as much as its log is: a
+        failure can be made to say anything the step read.
         """
         statuses = list(statuses)
-        if not any(status.log_tail for status in statuses):
-            return statuses
-        engine = self._policy.reader()  # a filter on what is shown, not an act: unaudited
-        permissions = engine.job_permissions(job)
+        decisions = self._may_see_outputs(job, [s.step for s in statuses if _has_output(s)], party)
         views = []
         for status in statuses:
-            if status.log_tail:
-                decision = Decision.all_of(
-                    str(party),
-                    "see the log of",
-                    status.step,
-                    tuple(
-                        engine.may_use(party, permissions[item], str(item))
-                        for item in _outputs(job, status.step)
-                    ),
-                )
-                if not decision.allowed:
-                    withheld = "; ".join(decision.failures())
-                    status = replace(status, log_tail=f"(log withheld: {withheld})")
-            views.append(status)
+            decision = decisions.get(status.step)
+            if decision is not None and not decision.allowed:
+                status = _withheld(status, "; ".join(decision.failures()))
+            views.append(StepView(status, _GATE))
         return views
+
+    def step_states(self, statuses: Iterable[StepStatus]) -> list[StepView]:
+        """`statuses` for a site that needs to know how far steps are, and nothing they made."""
+        return [
+            StepView(_withheld(s, "states only") if _has_output(s) else s, _GATE) for s in statuses
+        ]
+
+    def _may_see_outputs(self, job: Job, steps: list[str], party: PartyId) -> dict[str, Decision]:
+        """Per step, whether `party` may use every output of it: the decision the step's
+        output goes out under. Read from the policy without an audit record (a view is
+        asked for on every poll; the decisions that moved the data are recorded)."""
+        if not steps:
+            return {}
+        engine = self._policy.reader()  # a filter on what is shown, not an act: unaudited
+        permissions = engine.job_permissions(job)
+        return {
+            step: Decision.all_of(
+                str(party),
+                "see the output of",
+                step,
+                tuple(
+                    engine.may_use(party, permissions[item], str(item))
+                    for item in _outputs(job, step)
+                ),
+            )
+            for step in steps
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class LiveFile:
+    """One file of a live data set, released to the step it was granted for; only the egress
+    gate builds one.
+
+    `read` yields its bytes checked against `digest` (the last chunk is held
+    back until the whole file has it), each read recorded as a transfer.
+    """
+
+    path: str
+    digest: str
+    size: int
+    release: Release
+    _location: Path
+    _sending: Callable[[Iterator[bytes], int], Iterator[bytes]]
+    gate: InitVar[_Gate]
+
+    def __post_init__(self, gate: _Gate) -> None:
+        if gate is not _GATE:
+            raise TypeError("a LiveFile is built by the egress gate only")
+
+    def read(self) -> Iterator[bytes]:
+        """The file's bytes, verified as they are read; DamagedBlob before the end if not."""
+        return self._sending(self._verified(), self.size)
+
+    def _verified(self) -> Iterator[bytes]:
+        try:
+            file = self._location.open("rb")
+        except FileNotFoundError:
+            raise NotFound(f"the live file /data/{self.path} is gone") from None
+        with file:
+            try:
+                # Never past the recorded size: a grown file does not fill the answer.
+                yield from read_checked(file, self.digest, 0, self.size)
+            except DamagedBlob as damaged:
+                logger.error(
+                    "live file damaged: not sent whole",
+                    extra={"path": self.path, "why": damaged.message},
+                )
+                raise
+
+
+@dataclass(frozen=True, slots=True)
+class StepView:
+    """A step's status as it may go out of this site; only the egress gate builds one.
+
+    Its reason, exit code and log tail are there only if the viewer may use the
+    step's outputs. Routes send step views, never bare statuses, so step data
+    cannot leave except through `Egress.step_views` or `Egress.step_states`.
+    """
+
+    status: StepStatus
+    gate: InitVar[_Gate]
+
+    def __post_init__(self, gate: _Gate) -> None:
+        if gate is not _GATE:
+            raise TypeError("a StepView is built by the egress gate only")
+
+    @property
+    def step(self) -> str:
+        """The step's name."""
+        return self.status.step
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON form (the status's, as cut for the viewer)."""
+        return self.status.to_dict()
+
+
+def _has_output(status: StepStatus) -> bool:
+    return (status.reason, status.exit_code, status.log_tail) != (None, None, None)
+
+
+def _withheld(status: StepStatus, why: str) -> StepStatus:
+    """`status` without the step's output: state and times, and why the rest is not there."""
+    return replace(
+        status,
+        reason=None if status.reason is None else f"(withheld: {why})",
+        exit_code=None,
+        log_tail=None if status.log_tail is None else f"(log withheld: {why})"[-LOG_TAIL_CHARS:],
+    )
 
 
 def _owners_use(party: PartyId, asset: AssetId) -> Decision:

@@ -16,12 +16,20 @@ import shutil
 import threading
 from dataclasses import dataclass
 
-from mahiru.errors import Conflict, MahiruError, NotFound, Unavailable, path_redactor
+from mahiru.errors import (
+    Conflict,
+    InvalidInput,
+    MahiruError,
+    NotFound,
+    Unavailable,
+    path_redactor,
+)
 from mahiru.model.items import ItemKind, WorkflowItem
 from mahiru.model.jobs import StepInput, StepState, StepStatus, step_inputs, step_results
 from mahiru.model.receipts import ReceiptChain, ReceiptInput
 from mahiru.policy.decisions import Decision
 from mahiru.policy.engine import PolicyEngine
+from mahiru.runtime.outputs import cut
 from mahiru.runtime.steps import LABEL_INSTANCE, ContainerOutcome, step_labels
 from mahiru.services.jobs.context import JobContext, KnownJob
 from mahiru.services.jobs.fetching import InputFetcher
@@ -285,7 +293,25 @@ class StepExecution:
             ctx.jobs.set_step_state(
                 known.job_id, step, StepState.STORING, ctx.now(), exit_code=result.exit_code
             )
-        images = package_outputs(ctx, known, step, result.outputs, bases)
+        try:
+            images = package_outputs(ctx, known, step, result.outputs, bases)
+        except Unavailable:
+            raise
+        except MahiruError as error:
+            # What went wrong names the step's files (its own choice of text, which
+            # can carry its data): that stays in this site's log, cut short.
+            logger.warning(
+                "step outputs could not be packed",
+                extra={"job": known.job_id, "step": step, "error": cut(error.message)},
+            )
+            self._set(
+                known,
+                step,
+                StepState.FAILED,
+                reason="the step's outputs could not be packed into data images",
+                exit_code=result.exit_code,
+            )
+            return True
         results = step_results(known.job, step)
         ran_on = [
             ReceiptInput(receipt_item(n), str(n.asset), made.digests[n.item])
@@ -358,7 +384,19 @@ class StepExecution:
             if item.item.kind is ItemKind.STEP_INPUT:
                 name = item.item.part
                 inputs[name] = work / "inputs" / name
-                ctx.runtime.extract_data(self._load(digests[item.item]), inputs[name])
+                image = self._load(digests[item.item])
+                try:
+                    ctx.runtime.extract_data(image, inputs[name])
+                except Unavailable:
+                    raise
+                except MahiruError as error:
+                    # The input may be an earlier step's output: what is wrong with it
+                    # names that step's files, which stay in this site's log.
+                    logger.warning(
+                        "step input could not be laid out",
+                        extra={"job": known.job_id, "step": step, "error": cut(error.message)},
+                    )
+                    raise InvalidInput(f"input {name} could not be laid out for the step") from None
             elif item.item.kind is ItemKind.OUTPUT_BASE:
                 bases[item.item.part] = self._load(digests[item.item])
         outputs = sorted(known.job.workflow.steps[step].outputs)

@@ -6,7 +6,10 @@ site decides with its own policy (never the asker's plan) whether the asker
 may run that step, which must read the asset, and if so returns a random
 token bound to (asset, asking site, job, step, input) that expires. With the
 token and its own certificate, and nothing else, the asker reads the files
-of the asset's `/data`, which are unpacked here while any grant uses them.
+of the asset's `/data`, which are unpacked here (from the image, checked
+against its digest first) while any grant uses them; each file's sha256 is
+recorded as it is unpacked, and the egress gate sends only recorded files,
+checked against that digest as they are read.
 
 The asker's word that it runs the step is not enough: before granting, this
 site asks the job's submitter's site (which plans the job and mirrors every
@@ -27,20 +30,22 @@ import logging
 import secrets
 import shutil
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path, PurePosixPath
 
 from mahiru.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 from mahiru.model.assets import AssetKind
-from mahiru.model.identifiers import AssetId, JobId, SiteId
+from mahiru.model.identifiers import AssetId, JobId, PartyId, SiteId
 from mahiru.model.live import LiveReader
 from mahiru.model.serialization import job_digest
 from mahiru.model.workflow import Job
+from mahiru.policy.decisions import Release
 from mahiru.runtime.archives import extract_data_files
 from mahiru.services.jobs.context import JobContext
 from mahiru.services.site.policy_view import Concerning
+from mahiru.storage.blobs import CHUNK_SIZE
 
 logger = logging.getLogger("mahiru.site.live")
 
@@ -81,6 +86,12 @@ class LiveGrant:
     input: str
     expires_at: datetime
     files: Path
+    #: The sha256 and size of each file under `files` (by its path there), taken as
+    #: the image was unpacked from its verified blob: what every read is checked against.
+    digests: Mapping[str, tuple[str, int]]
+    #: The job's submitting party, and the decision that let the grantee run the step.
+    party: PartyId
+    release: Release
 
     def to_dict(self) -> dict[str, str]:
         """What the grantee is told (the token itself travels separately)."""
@@ -92,6 +103,25 @@ class LiveGrant:
             "input": self.input,
             "expires_at": self.expires_at.isoformat(),
         }
+
+
+@dataclass(frozen=True, slots=True)
+class GrantedFile:
+    """A file of a granted data set: where it is unpacked, and its recorded sha256 and size."""
+
+    grant: LiveGrant
+    path: str
+    location: Path
+    digest: str
+    size: int
+
+
+def _file_digest(path: Path) -> str:
+    hasher = hashlib.sha256()
+    with path.open("rb") as file:
+        while chunk := file.read(CHUNK_SIZE):
+            hasher.update(chunk)
+    return hasher.hexdigest()
 
 
 def _hash(token: str) -> str:
@@ -174,6 +204,7 @@ class LiveGrants:
         self._confirm(request, caller)
         token = secrets.token_urlsafe(32)
         with self._unpack_lock:  # so no grant drops the shared files in between
+            files, digests = self._unpacked(digest)
             grant = LiveGrant(
                 _hash(token),
                 request.asset,
@@ -182,7 +213,10 @@ class LiveGrants:
                 request.step,
                 request.input,
                 ctx.now() + self.ttl,
-                self._unpacked(digest),
+                files,
+                digests,
+                request.job.submitter,
+                Release(decision),
             )
             with self._lock:
                 self._grants[grant.token_hash] = grant
@@ -215,38 +249,53 @@ class LiveGrants:
                 {"job_id": request.job_id, "step": request.step},
             )
 
-    def _unpacked(self, digest: str) -> Path:
-        """The /data files of image `digest`, unpacked once and shared by its grants.
+    def _unpacked(self, digest: str) -> tuple[Path, Mapping[str, tuple[str, int]]]:
+        """The /data files of image `digest`, unpacked once and shared by its grants, and
+        the sha256 and size of each.
 
-        Called with the unpack lock held.
+        The image is checked against its digest before it is unpacked (a damaged
+        one is set aside and nothing is granted), so the recorded file digests
+        are those of the image the asset names. Called with the unpack lock held.
         """
         files = self._root / digest[:32]
         with self._lock:
-            shared = any(g.files == files for g in self._grants.values())
-        if not shared:
-            shutil.rmtree(files, ignore_errors=True)
-            self._root.mkdir(parents=True, exist_ok=True)
-            extract_data_files(self._ctx.blobs.path(digest), files)
-        return files
+            shared = next((g.digests for g in self._grants.values() if g.files == files), None)
+        if shared is not None:
+            return files, shared
+        shutil.rmtree(files, ignore_errors=True)
+        self._root.mkdir(parents=True, exist_ok=True)
+        if not self._ctx.blobs.verify(digest):
+            raise NotFound(f"the image {digest} of the data set is damaged; it was set aside")
+        digests = {}
+        for found in extract_data_files(self._ctx.blobs.path(digest), files):
+            if found.is_file() and not found.is_symlink():
+                digests[found.relative_to(files).as_posix()] = (
+                    _file_digest(found),
+                    found.stat().st_size,
+                )
+        return files, dict(sorted(digests.items()))
 
-    def file(self, token: str, caller: SiteId, path: str) -> Path:
-        """The file at `path` under the granted asset's /data; NotFound without a grant."""
+    def file(self, token: str, caller: SiteId, path: str) -> GrantedFile:
+        """The file at `path` under the granted asset's /data; NotFound without a grant.
+
+        Only the files recorded when the image was unpacked are served.
+        """
         grant = self._valid(token, caller)
         parts = PurePosixPath(path).parts
         if not parts or any(part in ("", ".", "..") for part in parts) or path.startswith("/"):
             raise InvalidInput(f"invalid file path {path!r}", {"path": path})
-        found = grant.files.joinpath(*parts)
-        if not found.is_file() or found.is_symlink():
+        name = "/".join(parts)
+        recorded = grant.digests.get(name)
+        if recorded is None:
             raise NotFound(f"{grant.asset} has no file /data/{path}", {"path": path})
-        return found
+        return GrantedFile(grant, name, grant.files.joinpath(*parts), *recorded)
 
     def files(self, token: str, caller: SiteId) -> list[dict[str, object]]:
-        """The files of the granted asset's /data: path and size, sorted by path."""
+        """The files of the granted asset's /data: path, size and sha256, sorted by path."""
         grant = self._valid(token, caller)
         return [
-            {"path": found.relative_to(grant.files).as_posix(), "size": found.stat().st_size}
-            for found in sorted(grant.files.rglob("*"))
-            if found.is_file() and not found.is_symlink()
+            {"path": name, "size": size, "sha256": digest}
+            for name, (digest, size) in grant.digests.items()
         ]
 
     def revoke(self, token: str, caller: SiteId) -> None:

@@ -41,7 +41,8 @@ class JobServices:
         self.worker = StepWorker(
             ctx, max_parallel=max_parallel_steps, unavailable_deadline=peer_retry_deadline
         )
-        self.egress = Egress(ctx.policy, ctx.assets, ctx.provenance, ctx.transfers)
+        self.live = LiveGrants(ctx, self._ask_submitter)
+        self.egress = Egress(ctx.policy, ctx.assets, ctx.provenance, ctx.transfers, self.live)
         self.assignments = StepAssignments(
             ctx, self.egress, self.worker.wake, self.worker.stop_containers
         )
@@ -55,7 +56,6 @@ class JobServices:
             stop_job=self.worker.stop_containers,
         )
         self.coordinator = JobCoordinator(ctx, dispatcher, self.submissions)
-        self.live = LiveGrants(ctx, self._ask_submitter)
 
     def _ask_submitter(self, site: SiteId, job_id: JobId, job_digest: str) -> list[LiveReader]:
         """The unfinished steps of a job submitted at `site` reading data stored here."""

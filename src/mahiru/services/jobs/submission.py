@@ -20,13 +20,13 @@ from mahiru.clock import IdSource, random_id
 from mahiru.errors import InvalidInput, MahiruError, NotFound, NotKnown, PermissionDenied
 from mahiru.model.assets import submitter_site
 from mahiru.model.identifiers import AssetId, JobId, ResultId
-from mahiru.model.jobs import JobState, JobStatus, StepStatus
+from mahiru.model.jobs import JobState, JobStatus
 from mahiru.model.people import Person
 from mahiru.model.prov import job_provenance
 from mahiru.model.workflow import Job
 from mahiru.planner import NoPermittedPlan
 from mahiru.services.jobs.context import JobContext
-from mahiru.services.jobs.egress import Egress
+from mahiru.services.jobs.egress import Egress, StepView
 from mahiru.services.jobs.peers import retrying
 from mahiru.services.site.policy_view import Concerning
 
@@ -151,11 +151,12 @@ class JobSubmissions:
             submitter=person.party, submitted_by=person.jobs_submitted_by()
         )
 
-    def get(self, job_id: JobId, person: Person) -> tuple[JobStatus, list[StepStatus]]:
-        """A job `person` sees, and its steps; NotFound for unknown jobs and every job they
+    def get(self, job_id: JobId, person: Person) -> tuple[JobStatus, list[StepView]]:
+        """A job `person` sees, and its steps; NotKnown for unknown jobs and every job they
         do not see (another party's, or for a plain user, another user's).
 
-        A step's log tail is shown only where the job's party may use the step's outputs.
+        A step's output (reason, exit code, log tail) is shown only where the job's
+        party may use the step's outputs (the egress gate's step views).
         """
         try:
             status = self._ctx.jobs.get_job(job_id)
@@ -173,7 +174,7 @@ class JobSubmissions:
         for site in set(status.plan.assignments.values()) if status.plan is not None else ():
             with contextlib.suppress(NotFound):  # a site since removed from the registry
                 owners[site] = self._ctx.replica.site(site).owner
-        return job_provenance(status, steps, owners)
+        return job_provenance(status, [view.status for view in steps], owners)
 
     def cancel(self, job_id: JobId, person: Person) -> JobStatus:
         """Cancel a job `person` sees here, stop its containers, and tell the other sites.

@@ -153,7 +153,8 @@ class StepWorker:
         )
         if count < self._max_unexpected_errors:
             return False
-        reason = f"unexpected error ({count} attempts): {type(error).__name__}: {error}"
+        # The type only: an error's text can name the step's files (the log has it).
+        reason = f"unexpected error ({count} attempts): {type(error).__name__}"
         failing = guarded(lambda: self.execution.fail(status, reason))
         if isinstance(failing, Unexpected):
             # The database itself may be what fails; the step is tried again later.

@@ -27,6 +27,8 @@ class Transfer:
     party: str | None = None
     job: str | None = None
     user: str | None = None
+    #: For one file of a data set read live: its path under the set's /data.
+    path: str | None = None
 
 
 class TransferLog:
@@ -69,6 +71,7 @@ class TransferLog:
         complete: bool,
     ) -> None:
         other = transfer.destination if action == "send" else transfer.source
+        where = {} if transfer.path is None else {"path": transfer.path}
         self._audit.record(
             AuditEntry(
                 AuditKind.TRANSFER,
@@ -84,6 +87,7 @@ class TransferLog:
                     "bytes": size,
                     "digest": f"sha256:{digest}",
                     "seconds": round(self._clock.monotonic() - started, 6),
+                    **where,
                 },
                 user=transfer.user,
             )
