@@ -389,7 +389,7 @@ def network(
 
 
 def waiting_job(site: SiteServer) -> str:
-    """The id of a new job of the site's party, stored as submitted (no plan, no steps): it
+    """The id of a new job of the party's plain user, stored as submitted (no plan, no steps): it
     stays so on a site started without `jobs` until someone cancels it."""
     assert site.app is not None, "the site is not running"
     jobs: JobServices = site.app.state.jobs
@@ -402,7 +402,12 @@ def waiting_job(site: SiteServer) -> str:
     )
     job_id = uuid.uuid4().hex
     jobs.ctx.jobs.create_job(
-        job_id, Job(party, workflow, {"x": data}), None, SiteId.parse(site.id), jobs.ctx.now()
+        job_id,
+        Job(party, workflow, {"x": data}),
+        None,
+        SiteId.parse(site.id),
+        jobs.ctx.now(),
+        submitted_by=f"user@{site.party.id}",  # the party's plain user (site.party.user)
     )
     return job_id
 
