@@ -197,6 +197,7 @@ class RegistryServer:
                 keyfile=self.config.tls.key,
                 client_ca_files=[self._certs.ca],
                 port=self.port,
+                limits=self.config.callers,
             )
         )
         self._stack = stack
@@ -262,6 +263,7 @@ class SiteServer:
                 keyfile=self.identity.key,
                 client_ca_files=[self._certs.ca, self.party.user_ca, *extra_client_cas],
                 port=self.port,
+                limits=self.config.callers,
             )
         )
         self._stack = stack
