@@ -25,7 +25,10 @@ from tests.support.sites import Network, SiteServer, network
 from mahiru.client.http import TlsIdentity
 from mahiru.config import CallerLimits
 from mahiru.model.assets import Asset, AssetKind
+from mahiru.model.audit import AuditKind
 from mahiru.model.identifiers import AssetId
+from mahiru.services.site.refusals import MAX_RECORD_BYTES
+from mahiru.storage import AuditLog, AuditQuery, create_database
 
 pytestmark = pytest.mark.integration
 
@@ -46,7 +49,8 @@ def _limited(site: SiteServer, **limits: Any) -> None:
         **limits,
     }
     site.stop()
-    site.config = site.config.model_copy(update={"callers": CallerLimits(**fields)})
+    callers = site.config.callers.model_copy(update=fields)
+    site.config = site.config.model_copy(update={"callers": callers})
     site.start()
 
 
@@ -229,3 +233,143 @@ def test_an_honest_upload_longer_than_every_deadline_passes(net: Network, tmp_pa
             headers={"X-Mahiru-Digest": "sha256:" + hashlib.sha256(image).hexdigest()},
         )
     assert response.status_code == 200, response.text
+
+
+async def _asgi_status(app: Any, method: str, path: str, pem: str | None) -> int:
+    """The status `app` answers a bodiless request with, called as the TLS server calls it
+    (httpx's own checks of a 60 kB URL would take longer than the site's answer)."""
+    status = 0
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        nonlocal status
+        if message["type"] == "http.response.start":
+            status = message["status"]
+
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": method,
+        "scheme": "https",
+        "path": path,
+        "raw_path": path.encode(),
+        "root_path": "",
+        "query_string": b"",
+        "headers": [(b"host", b"127.0.0.1")],
+        "client": ("127.0.0.1", 50000),
+        "server": ("127.0.0.1", 443),
+        "extensions": {"tls": {"client_cert_chain": [pem]}} if pem else {},
+    }
+    await app(scope, receive, send)
+    return status
+
+
+def _refusal_records(site: SiteServer) -> list[dict[str, Any]]:
+    """Every refusal record of `site` (read from its database, the site stopped or not)."""
+    with create_database(site.config.database_url) as database:
+        log = AuditLog(database)
+        records, before = [], None
+        while True:
+            page = log.page(AuditQuery(kind=AuditKind.REFUSAL, before=before), 500)
+            records += [record.to_dict() for record in page.records]
+            if page.next is None:
+                return records
+            before = page.next
+
+
+def test_ten_thousand_refused_requests_add_a_bounded_number_of_records_and_bytes(
+    net: Network,
+) -> None:
+    """10,000 refusals (over TLS and in-process; both APIs; three identities and none; 60 kB
+    paths) add at most 2 records per identity and reason, each under MAX_RECORD_BYTES, and
+    their counts add up to every refusal once the site stops."""
+    site, peer = net.sites["p1"], net.sites["p2"]
+    _limited(site, refused_burst=10**6)  # the rate limit is another test's subject
+    before = len(_refusal_records(site))
+    sent = 0
+    callers = [
+        (peer.identity, "/internal/assets"),
+        (site.party.user, "/external/rules/changes"),
+        (net.parties["p2"].client, "/internal/jobs"),
+    ]
+    for identity, path in callers:  # over real TLS, on one kept-alive connection each
+        with httpx.Client(verify=identity.ssl_context(), timeout=30) as client:
+            for n in range(100):
+                long = f"{path}/{'x' * 10_000}{n}"
+                assert client.get(f"https://127.0.0.1:{site.port}{long}").status_code == 403
+                sent += 1
+
+    async def in_process() -> int:
+        count = 0
+        for identity, path in [*callers, (None, "/internal/assets")]:
+            pem = None if identity is None else identity.cert.read_text()
+            for n in range((10_000 - sent) // 4):
+                method = ("GET", "POST", "DELETE")[n % 3]
+                status = await _asgi_status(site.app, method, f"{path}/{'y' * 60_000}{n}", pem)
+                assert status in (401, 403), status
+                count += 1
+        return count
+
+    sent += asyncio.run(in_process())
+    assert sent == 10_000
+    site.stop()
+    added = _refusal_records(site)[: len(_refusal_records(site)) - before]
+    pairs = {(r["details"].get("fingerprint", r["actor"]), r["details"]["reason"]) for r in added}
+    assert len(pairs) == 4  # three certificates and none, each refused for one reason
+    assert len(added) <= 2 * len(pairs)  # the first of each interval, and one summary
+    assert all(len(json.dumps(record)) <= MAX_RECORD_BYTES for record in added)
+    assert sum(record["details"]["count"] for record in added) == sent
+    assert all(len(record["details"]["path"]) <= 256 for record in added)
+
+
+@pytest.fixture
+def net3(tmp_path: Path) -> Iterator[Network]:
+    """Three registered sites; p1's allows few refusals and few external requests per caller."""
+    with network(tmp_path, lambda name: f"sqlite:///{tmp_path / name}.db") as net:
+        net.replicate_all()
+        _limited(
+            net.sites["p1"],
+            refused_burst=5,
+            refused_per_second=0.001,
+            external_burst=10,
+            external_per_second=0.001,
+        )
+        yield net
+
+
+def _is_rate_limited(response: httpx.Response) -> bool:
+    if response.status_code != 429:
+        return False
+    error = response.json()["error"]
+    assert set(error) == {"type", "message", "details"} and error["type"] == "RateLimited"
+    assert int(response.headers["Retry-After"]) >= 1
+    return True
+
+
+def test_a_flooding_identity_is_answered_429_while_others_are_unaffected(net3: Network) -> None:
+    """Refused callers beyond their burst get 429 with Retry-After, on either API; a site
+    flooding the external API gets 429; other identities keep their own answers."""
+    site, peer, other = net3.sites["p1"], net3.sites["p2"], net3.sites["p3"]
+    for identity, path in (
+        (peer.identity, "/internal/assets"),
+        (site.party.user, "/external/rules/changes?since=0"),
+    ):
+        with httpx.Client(verify=identity.ssl_context(), timeout=30) as flood:
+            answers = [flood.get(f"https://127.0.0.1:{site.port}{path}") for _ in range(8)]
+        assert [a.status_code for a in answers[:5]] == [403] * 5
+        assert all(_is_rate_limited(a) for a in answers[5:])
+    # Another refused identity is refused for what it is, not for the flood.
+    with httpx.Client(verify=other.identity.ssl_context(), timeout=30) as client:
+        assert client.get(f"{site.internal_url}/assets").status_code == 403
+    # A site calling the external API more often than its rate.
+    with httpx.Client(verify=peer.identity.ssl_context(), timeout=30) as flood:
+        answers = [flood.get(f"{site.external_url}/rules/changes?since=0") for _ in range(12)]
+    assert [a.status_code for a in answers[:10]] == [200] * 10
+    assert all(_is_rate_limited(a) for a in answers[10:])
+    with httpx.Client(verify=other.identity.ssl_context(), timeout=30) as client:
+        assert client.get(f"{site.external_url}/rules/changes?since=0").status_code == 200
+    with site.client(site.party.user) as user:  # the internal API is not the external's limit
+        user.list_assets()

@@ -26,7 +26,7 @@ from mahiru.api.site_app import create_site_app
 from mahiru.client.http import TlsIdentity
 from mahiru.client.registry import RegistryClient
 from mahiru.client.site import PeerClient, SiteClient
-from mahiru.config import ListenConfig, RegistryConfig, SiteConfig, TlsConfig
+from mahiru.config import CallerLimits, ListenConfig, RegistryConfig, SiteConfig, TlsConfig
 from mahiru.model.identifiers import PartyId, SiteId
 from mahiru.policy.rules import Rule, rule_from_dict
 from mahiru.policy.signing import SignedRule, sign_rule
@@ -247,6 +247,9 @@ class SiteServer:
             data_dir=data_dir,
             replication_interval_seconds=replication_interval,
             request_timeout_seconds=10.0,
+            # Tests walk every route as every caller: only the tests of rate limits
+            # (tests/integration/test_bounded_callers.py) set theirs low.
+            callers=CallerLimits(refused_burst=100_000, external_burst=100_000),
         )
         self._certs = certs
         self._stack: ExitStack | None = None
