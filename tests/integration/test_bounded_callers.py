@@ -23,7 +23,6 @@ from tests.support.images import write_image
 from tests.support.sites import Network, SiteServer, network
 
 from mahiru.client.http import TlsIdentity
-from mahiru.config import CallerLimits
 from mahiru.model.assets import Asset, AssetKind
 from mahiru.model.audit import AuditKind
 from mahiru.model.identifiers import AssetId
