@@ -137,8 +137,8 @@ def _head(method: str, path: str, **headers: str) -> bytes:
 def test_a_slowloris_of_200_connections_is_shed_while_an_honest_client_is_answered(
     net: Network,
 ) -> None:
-    """Half-sent heads (on both APIs) and trickled bodies (JSON and image uploads) are all
-    closed by their deadlines; an honest client keeps getting answers meanwhile."""
+    """Stalled TLS handshakes, half-sent heads (on both APIs) and trickled bodies (JSON and
+    image uploads) are all closed by their deadlines; an honest client is answered meanwhile."""
     site, peer = net.sites["p1"], net.sites["p2"]
     user = site.party.admin
     asset = "asset:p1.org:big:p1.org:site"
@@ -180,14 +180,25 @@ def test_a_slowloris_of_200_connections_is_shed_while_an_honest_client_is_answer
             while not done.is_set() and len(honest) < 500:
                 honest.append(client.get(f"{site.internal_url}/assets").status_code)
 
+    async def stall_handshake() -> bytes:
+        # TCP only, then silence: the TLS handshake never starts.
+        reader, writer = await asyncio.open_connection("127.0.0.1", _port(site))
+        try:
+            return await asyncio.wait_for(_read_all(reader), timeout=SHED_WAIT)
+        finally:
+            writer.close()
+
     async def attack() -> list[bytes]:
         opening = asyncio.Semaphore(10)
+        stalled = [stall_handshake() for _ in range(20)]
         holds = [
             _hold(_port(site), identity, start, piece, 0.3, opening)
             for n in range(200)
             for _, identity, start, piece in [variants[n % len(variants)]]
         ]
-        return await asyncio.gather(*holds)
+        answers = await asyncio.gather(*holds, *stalled)
+        assert answers[len(holds) :] == [b""] * len(stalled)
+        return answers[: len(holds)]
 
     asker = threading.Thread(target=ask_honestly)
     asker.start()
@@ -372,3 +383,39 @@ def test_a_flooding_identity_is_answered_429_while_others_are_unaffected(net3: N
         assert client.get(f"{site.external_url}/rules/changes?since=0").status_code == 200
     with site.client(site.party.user) as user:  # the internal API is not the external's limit
         user.list_assets()
+
+
+def test_requests_beyond_the_concurrency_limit_are_answered_503_until_others_finish(
+    net: Network,
+) -> None:
+    """With two requests held open by slow bodies, a third is answered 503 (Retry-After, the
+    one error shape) at once; once the slow ones are shed, it is answered again."""
+    site = net.sites["p1"]
+    _limited(site, max_concurrent_requests=2)
+    user = site.party.admin
+    start = _head("POST", "/internal/rules", **{"Content-Length": "1000"}) + b"\r\n{"
+    url = f"{site.internal_url}/assets"
+
+    async def crowd() -> list[bytes]:
+        opening = asyncio.Semaphore(2)
+        holding = [
+            asyncio.create_task(_hold(_port(site), user, start, b" ", 0.3, opening))
+            for _ in range(2)
+        ]
+        async with httpx.AsyncClient(verify=user.ssl_context(), timeout=30) as client:
+            for _ in range(100):  # until both slow requests are being handled
+                response = await client.get(url)
+                if response.status_code == 503:
+                    break
+                await asyncio.sleep(0.05)
+            assert response.status_code == 503, response.text
+            assert response.json()["error"]["type"] == "Unavailable"
+            assert response.headers["Retry-After"] == "1"
+            answers = await asyncio.gather(*holding)
+            assert (await client.get(url)).status_code == 200
+        return answers
+
+    answers = asyncio.run(crowd())
+    # A slow request that arrived while the probe was handled was itself the one too many.
+    assert all(answer.startswith((b"HTTP/1.1 408", b"HTTP/1.1 503")) for answer in answers)
+    assert any(answer.startswith(b"HTTP/1.1 408") for answer in answers)
