@@ -41,6 +41,8 @@ GUNICORN_CONF = ROOT / "deploy" / "service" / "gunicorn.conf.py"
 PARTY = "party:party1.mahiru.example.org:party1"
 #: The head deadline the served registry keeps.
 SLOW_HEAD_SECONDS = 2
+#: How many refusals of one identity the served registry answers before 429.
+REFUSED_BURST = 5
 
 
 def _free_port() -> int:
@@ -92,6 +94,8 @@ def served(network: dict[str, object]) -> Iterator[tuple[str, Path]]:
         "MAHIRU_CONFIG__CALLERS__HEAD_TIMEOUT_SECONDS": str(SLOW_HEAD_SECONDS),
         "MAHIRU_CONFIG__CALLERS__BODY_IDLE_TIMEOUT_SECONDS": "1",
         "MAHIRU_CONFIG__CALLERS__BODY_MIN_BYTES_PER_SECOND": "200",
+        "MAHIRU_CONFIG__CALLERS__REFUSED_BURST": str(REFUSED_BURST),
+        "MAHIRU_CONFIG__CALLERS__REFUSED_PER_SECOND": "0.001",
         "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}",
     }
     stdout = folder / "gunicorn.out"
@@ -195,6 +199,22 @@ def test_the_worker_sheds_slow_callers_at_the_deadlines(
         assert answer.startswith(b"HTTP/1.1 408"), answer[:200]
     else:
         assert answer == b"", answer[:200]
+
+
+def test_an_identity_refused_too_often_is_answered_429(served: tuple[str, Path]) -> None:
+    """The registry answers 429 with Retry-After to a refused certificate beyond its burst;
+    another refused certificate still gets its own 401."""
+    url, _ = served
+    flood, other = (
+        certificate_pem(issue_party_client_certificate(create_network_ca(name), PARTY).certificate)
+        for name in ("flood CA", "other CA")
+    )
+    answers = [httpx.get(f"{url}/health", headers=_as_proxy(flood)) for _ in range(8)]
+    assert [a.status_code for a in answers[:REFUSED_BURST]] == [401] * REFUSED_BURST
+    for answer in answers[REFUSED_BURST:]:
+        assert answer.status_code == 429 and int(answer.headers["Retry-After"]) >= 1
+        assert answer.json()["error"]["type"] == "RateLimited"
+    assert httpx.get(f"{url}/health", headers=_as_proxy(other)).status_code == 401
 
 
 def test_every_log_line_is_json(served: tuple[str, Path]) -> None:

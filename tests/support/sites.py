@@ -182,7 +182,9 @@ class RegistryServer:
         self.url = f"https://127.0.0.1:{self.port}"
         cert, key = certs.registry()
         self.config = RegistryConfig(
-            tls=TlsConfig(cert=cert, key=key, network_ca=certs.ca), database_url=database_url
+            tls=TlsConfig(cert=cert, key=key, network_ca=certs.ca),
+            database_url=database_url,
+            callers=CallerLimits(refused_burst=100_000),
         )
         self._certs = certs
         self._stack: ExitStack | None = None

@@ -15,8 +15,21 @@ import math
 import threading
 from collections import OrderedDict
 
+from cryptography.hazmat.primitives import hashes
+from fastapi import Request
+
+from mahiru.api.auth import CertificateAuthenticator
 from mahiru.clock import SYSTEM_CLOCK, Clock
-from mahiru.errors import RateLimited
+from mahiru.errors import MahiruError, RateLimited
+
+
+def caller_identity(authenticator: CertificateAuthenticator, request: Request) -> str:
+    """Whom a request counts against: its certificate's SHA-256 fingerprint, else its address."""
+    try:
+        certificate = authenticator.certificate(request)
+    except MahiruError:
+        return f"address {request.client.host if request.client else 'unknown'}"
+    return certificate.fingerprint(hashes.SHA256()).hex()
 
 
 class RateLimit:

@@ -13,13 +13,12 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 
-from cryptography.hazmat.primitives import hashes
 from fastapi import FastAPI, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from mahiru.api.auth import CertificateAuthenticator, ServiceCaller, UserCaller
 from mahiru.api.errors import error_response
-from mahiru.api.rate_limits import RateLimit
+from mahiru.api.rate_limits import RateLimit, caller_identity
 from mahiru.clock import SYSTEM_CLOCK, Clock
 from mahiru.config import CallerLimits
 from mahiru.errors import MahiruError
@@ -120,16 +119,15 @@ def _refusal(
 ) -> Refusal:
     """What is recorded of a refused request: the certificate presented, the endpoint asked."""
     asked = {"method": request.method, "path": request.url.path}
+    identity = caller_identity(authenticator, request)
     try:
         certificate = authenticator.certificate(request)
     except MahiruError:
-        address = request.client.host if request.client else "unknown"
-        return Refusal(f"address {address}", error.message, "(no certificate)", asked)
-    fingerprint = certificate.fingerprint(hashes.SHA256()).hex()
+        return Refusal(identity, error.message, "(no certificate)", asked)
     subject = certificate.subject.rfc4514_string()
     presented = {
         "subject": subject,
         "issuer": certificate.issuer.rfc4514_string(),
-        "fingerprint": fingerprint,
+        "fingerprint": identity,
     }
-    return Refusal(fingerprint, error.message, subject, {**asked, **presented})
+    return Refusal(identity, error.message, subject, {**asked, **presented})
