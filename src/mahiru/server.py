@@ -180,6 +180,16 @@ class ClientCertificateProtocol(H11Protocol):
                 self._body_bytes = 0
                 self._arm(now + self._body_check_interval())
 
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        if self.transport.is_closing() or self._awaiting_head:
+            return
+        if self.conn.their_state is h11.IDLE and self.conn.trailing_data[0]:
+            # Part of the next head came with the last request (pipelined): its
+            # deadline runs from now, not from when more of it arrives.
+            self._awaiting_head, self._phase_start = True, self.loop.time()
+            self._arm(self._phase_start + self.limits.head_timeout_seconds)
+
     def _busy(self) -> bool:
         # The asking request's own task is already counted.
         return len(self.tasks) > self.limits.max_concurrent_requests

@@ -137,8 +137,9 @@ def _head(method: str, path: str, **headers: str) -> bytes:
 def test_a_slowloris_of_200_connections_is_shed_while_an_honest_client_is_answered(
     net: Network,
 ) -> None:
-    """Stalled TLS handshakes, half-sent heads (on both APIs) and trickled bodies (JSON and
-    image uploads) are all closed by their deadlines; an honest client is answered meanwhile."""
+    """Stalled TLS handshakes, half-sent heads (on both APIs, and behind a pipelined request)
+    and trickled bodies (JSON and image uploads) are all closed by their deadlines; an honest
+    client is answered meanwhile."""
     site, peer = net.sites["p1"], net.sites["p2"]
     user = site.party.admin
     asset = "asset:p1.org:big:p1.org:site"
@@ -148,6 +149,13 @@ def test_a_slowloris_of_200_connections_is_shed_while_an_honest_client_is_answer
         # A head that never ends, one header line at a time (beats an idle timer).
         ("head", peer.identity, _head("GET", "/external/rules/changes?since=0"), b"X-a: b\r\n"),
         ("head", user, _head("GET", "/internal/assets"), b"X-a: b\r\n"),
+        # A whole request, then the next one's head begun behind it and never ended.
+        (
+            "pipelined",
+            user,
+            _head("GET", "/internal/assets") + b"\r\n" + _head("GET", "/internal/assets"),
+            b"X-a: b\r\n",
+        ),
         # Bodies trickled a byte at a time, far below the floor.
         (
             "body",
@@ -212,6 +220,8 @@ def test_a_slowloris_of_200_connections_is_shed_while_an_honest_client_is_answer
         kind = variants[n % len(variants)][0]
         if kind == "head":
             assert answer == b"", answer[:200]
+        elif kind == "pipelined":  # the first request answered, the second cut
+            assert answer.startswith(b"HTTP/1.1 200") and answer.count(b"HTTP/1.1") == 1
         else:
             status, _, rest = answer.partition(b"\r\n")
             assert status == b"HTTP/1.1 408 Request Timeout", answer[:200]
