@@ -24,22 +24,24 @@ def main() -> None:
     parser.add_argument("--records", type=int, default=10_000)
     parser.add_argument("--added", type=int, default=10)
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as folder:
-        with create_database(f"sqlite:///{Path(folder) / 'audit.db'}") as database:
-            log = AuditLog(database)
-            with database.transaction():
-                for n in range(args.records):
-                    log.record(AuditEntry(AuditKind.JOB, "state", "running", details={"n": n}))
-            log.verify()
-            with database.transaction():
-                for n in range(args.added):
-                    log.record(AuditEntry(AuditKind.JOB, "state", "done", details={"n": n}))
-            start = time.perf_counter()
-            partial = log.verify(full=False)
-            partial_seconds = time.perf_counter() - start
-            start = time.perf_counter()
-            full = log.verify()
-            full_seconds = time.perf_counter() - start
+    with (
+        tempfile.TemporaryDirectory() as folder,
+        create_database(f"sqlite:///{Path(folder) / 'audit.db'}") as database,
+    ):
+        log = AuditLog(database)
+        with database.transaction():
+            for n in range(args.records):
+                log.record(AuditEntry(AuditKind.JOB, "state", "running", details={"n": n}))
+        log.verify()
+        with database.transaction():
+            for n in range(args.added):
+                log.record(AuditEntry(AuditKind.JOB, "state", "done", details={"n": n}))
+        start = time.perf_counter()
+        partial = log.verify(full=False)
+        partial_seconds = time.perf_counter() - start
+        start = time.perf_counter()
+        full = log.verify()
+        full_seconds = time.perf_counter() - start
     assert partial.intact and full.intact
     print(f"full walk:            {full.records:>7} records in {full_seconds * 1000:8.1f} ms")
     print(f"from the checkpoint:  {partial.records:>7} records in {partial_seconds * 1000:8.1f} ms")
