@@ -429,3 +429,32 @@ def test_requests_beyond_the_concurrency_limit_are_answered_503_until_others_fin
     # A slow request that arrived while the probe was handled was itself the one too many.
     assert all(answer.startswith((b"HTTP/1.1 408", b"HTTP/1.1 503")) for answer in answers)
     assert any(answer.startswith(b"HTTP/1.1 408") for answer in answers)
+
+
+def test_connections_beyond_the_limit_are_closed_at_once(net: Network) -> None:
+    """With three connections open, a fourth is closed unanswered, even with a whole request;
+    once the idle three are shed at the head deadline, a new one is answered."""
+    site = net.sites["p1"]
+    _limited(site, max_connections=3)
+    user = site.party.admin
+    request = _head("GET", "/internal/assets") + b"\r\n"
+
+    async def crowd() -> tuple[bytes, bytes]:
+        opening = asyncio.Semaphore(3)
+        idle = [await _connect(_port(site), user, opening) for _ in range(3)]
+        reader, writer = await _connect(_port(site), user, opening)
+        writer.write(request)
+        turned_away = await asyncio.wait_for(_read_all(reader), timeout=SHED_WAIT)
+        writer.close()
+        for idle_reader, idle_writer in idle:  # shed at the head deadline
+            assert await asyncio.wait_for(_read_all(idle_reader), timeout=SHED_WAIT) == b""
+            idle_writer.close()
+        reader, writer = await _connect(_port(site), user, opening)
+        writer.write(request)
+        answered = await asyncio.wait_for(reader.readuntil(b"\r\n"), timeout=SHED_WAIT)
+        writer.close()
+        return turned_away, answered
+
+    turned_away, answered = asyncio.run(crowd())
+    assert turned_away == b""
+    assert answered.startswith(b"HTTP/1.1 200")
