@@ -25,7 +25,14 @@ from typing import TypeVar
 
 from fastapi import FastAPI
 
-from mahiru.config import CallerLimits, RegistryConfig, SiteConfig, TlsConfig, load_config
+from mahiru.config import (
+    CallerLimits,
+    RegistryConfig,
+    SiteConfig,
+    TlsConfig,
+    load_caller_limits,
+    load_config,
+)
 from mahiru.errors import InvalidInput
 from mahiru.logs import configure_logging
 
@@ -51,20 +58,14 @@ def site() -> FastAPI:
     return create_site_app(config)
 
 
-#: The environment variable naming the service the image runs (registry or site).
-SERVICE_VARIABLE = "MAHIRU_SERVICE"
-
-
 def caller_limits() -> CallerLimits:
-    """The `callers` limits of the service named by MAHIRU_SERVICE, from MAHIRU_CONFIG_FILE."""
-    service = os.environ.get(SERVICE_VARIABLE, "")
-    cls: type[RegistryConfig | SiteConfig] = SiteConfig if service == "site" else RegistryConfig
+    """The `callers` limits of the service configured by the file in MAHIRU_CONFIG_FILE."""
     name = os.environ.get(CONFIG_FILE_VARIABLE)
     if not name:
         raise InvalidInput(
             f"{CONFIG_FILE_VARIABLE} is not set: set it to the service's configuration file"
         )
-    return load_config(cls, Path(name)).callers
+    return load_caller_limits(Path(name))
 
 
 def _load(cls: type[C]) -> C:

@@ -212,6 +212,23 @@ def _resolve_paths(model: BaseModel, base: Path) -> dict[str, Any]:
     return {k: fix(v) for k, v in data.items()}
 
 
+def load_caller_limits(path: Path, environ: Mapping[str, str] | None = None) -> CallerLimits:
+    """The `callers` section of the registry's or a site's configuration file (defaults if
+    absent), with environment overrides; the rest of the file is checked when it is loaded."""
+    data = _read(path)
+    _apply_environment(data, os.environ if environ is None else environ)
+    try:
+        return CallerLimits.model_validate(data.get("callers") or {})
+    except ValidationError as error:
+        problems = [
+            f"callers.{'.'.join(str(p) for p in problem['loc'])}: {problem['msg']}"
+            for problem in error.errors()
+        ]
+        raise InvalidInput(
+            f"{path}: invalid configuration: {'; '.join(problems)}", problems
+        ) from None
+
+
 def load_config(cls: type[C], path: Path, environ: Mapping[str, str] | None = None) -> C:
     """Load and validate a configuration file of class `cls`, with environment overrides."""
     data = _read(path)
