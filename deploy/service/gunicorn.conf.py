@@ -13,7 +13,9 @@ if _service not in ("registry", "site"):
     raise SystemExit(f"MAHIRU_SERVICE must be 'registry' or 'site', not {_service!r}")
 
 wsgi_app = f"mahiru.asgi:{_service}()"
-worker_class = "uvicorn_worker.UvicornWorker"
+# uvicorn's worker with the service's head and body deadlines and limits on
+# connections and concurrent requests (the `callers` section of its config).
+worker_class = "mahiru.asgi_worker.BoundedWorker"
 bind = [os.environ.get("MAHIRU_BIND", "0.0.0.0:8000")]
 # A site runs exactly one worker: each worker would start its own background
 # replication (and later step execution), doing all of it twice.

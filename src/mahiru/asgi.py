@@ -1,9 +1,9 @@
 """App factories for running the services under Gunicorn with uvicorn workers.
 
     MAHIRU_CONFIG_FILE=/etc/mahiru/registry.yaml \
-        gunicorn -k uvicorn_worker.UvicornWorker 'mahiru.asgi:registry()'
+        gunicorn -k mahiru.asgi_worker.BoundedWorker 'mahiru.asgi:registry()'
     MAHIRU_CONFIG_FILE=/etc/mahiru/site.yaml \
-        gunicorn -k uvicorn_worker.UvicornWorker --workers 1 'mahiru.asgi:site()'
+        gunicorn -k mahiru.asgi_worker.BoundedWorker --workers 1 'mahiru.asgi:site()'
 
 This is how the container images run the registry and the sites
 (docs/running-distributed-scenarios.md),
@@ -25,7 +25,14 @@ from typing import TypeVar
 
 from fastapi import FastAPI
 
-from mahiru.config import RegistryConfig, SiteConfig, TlsConfig, load_config
+from mahiru.config import (
+    CallerLimits,
+    RegistryConfig,
+    SiteConfig,
+    TlsConfig,
+    load_caller_limits,
+    load_config,
+)
 from mahiru.errors import InvalidInput
 from mahiru.logs import configure_logging
 
@@ -49,6 +56,16 @@ def site() -> FastAPI:
 
     config = _load(SiteConfig)
     return create_site_app(config)
+
+
+def caller_limits() -> CallerLimits:
+    """The `callers` limits of the service configured by the file in MAHIRU_CONFIG_FILE."""
+    name = os.environ.get(CONFIG_FILE_VARIABLE)
+    if not name:
+        raise InvalidInput(
+            f"{CONFIG_FILE_VARIABLE} is not set: set it to the service's configuration file"
+        )
+    return load_caller_limits(Path(name))
 
 
 def _load(cls: type[C]) -> C:

@@ -52,6 +52,35 @@ class TlsConfig(_Strict):
     trusted_proxies: list[str] = Field(default_factory=list)
 
 
+class CallerLimits(_Strict):
+    """How much of a service one caller may hold, and for how long (docs/security.md).
+
+    A request's head (and, when the service serves TLS itself, the handshake
+    before it) must arrive within `head_timeout_seconds`. A body may pause
+    at most `body_idle_timeout_seconds` between two chunks and must keep up
+    `body_min_bytes_per_second` on average once that first grace has passed,
+    so an honest large upload of any size passes while a trickle is cut.
+    """
+
+    head_timeout_seconds: float = Field(default=10.0, gt=0)
+    body_idle_timeout_seconds: float = Field(default=30.0, gt=0)
+    body_min_bytes_per_second: int = Field(default=1024, ge=0)
+    #: Open connections beyond this are closed as soon as they arrive.
+    max_connections: int = Field(default=1000, gt=0)
+    #: Requests handled at once; beyond this the answer is 503 with Retry-After.
+    max_concurrent_requests: int = Field(default=200, gt=0)
+    #: Refused requests per identity: a bucket this deep, refilled at this rate.
+    refused_burst: int = Field(default=20, gt=0)
+    refused_per_second: float = Field(default=1.0, gt=0)
+    #: Requests per calling site on the external API (a site: none).
+    external_burst: int = Field(default=200, gt=0)
+    external_per_second: float = Field(default=50.0, gt=0)
+    #: Identities tracked by each rate limit (the least recent are forgotten).
+    tracked_identities: int = Field(default=10_000, gt=0)
+    #: Refusals of one identity for one reason fold into one record per interval.
+    refusal_audit_interval_seconds: float = Field(default=60.0, gt=0)
+
+
 class RegistryConfig(_Strict):
     """Configuration of `mahiru serve registry`."""
 
@@ -62,6 +91,7 @@ class RegistryConfig(_Strict):
     max_body_bytes: int = Field(default=1_000_000, gt=0)
     #: Certificate identities (e.g. a party or site id) that may read /metrics.
     metrics_scrapers: list[str] = Field(default_factory=list)
+    callers: CallerLimits = CallerLimits()
 
 
 class ContainerLimits(_Strict):
@@ -99,6 +129,7 @@ class SiteConfig(_Strict):
     max_image_bytes: int = Field(default=64 * 1024**3, gt=0)
     #: User names (besides admins) whose certificates may read /internal/metrics.
     metrics_scrapers: list[str] = Field(default_factory=list)
+    callers: CallerLimits = CallerLimits()
 
     @field_validator("site_id")
     @classmethod
@@ -179,6 +210,23 @@ def _resolve_paths(model: BaseModel, base: Path) -> dict[str, Any]:
         return value
 
     return {k: fix(v) for k, v in data.items()}
+
+
+def load_caller_limits(path: Path, environ: Mapping[str, str] | None = None) -> CallerLimits:
+    """The `callers` section of the registry's or a site's configuration file (defaults if
+    absent), with environment overrides; the rest of the file is checked when it is loaded."""
+    data = _read(path)
+    _apply_environment(data, os.environ if environ is None else environ)
+    try:
+        return CallerLimits.model_validate(data.get("callers") or {})
+    except ValidationError as error:
+        problems = [
+            f"callers.{'.'.join(str(p) for p in problem['loc'])}: {problem['msg']}"
+            for problem in error.errors()
+        ]
+        raise InvalidInput(
+            f"{path}: invalid configuration: {'; '.join(problems)}", problems
+        ) from None
 
 
 def load_config(cls: type[C], path: Path, environ: Mapping[str, str] | None = None) -> C:

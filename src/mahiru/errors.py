@@ -86,6 +86,22 @@ class Unavailable(MahiruError):
     type_name = "Unavailable"
 
 
+class RateLimited(Unavailable):
+    """The caller sent more than its share; retry after `retry_after` seconds.
+
+    The details hold `retry_after_seconds`, which the HTTP layer also sends
+    as the Retry-After header.
+    """
+
+    type_name = "RateLimited"
+
+    @property
+    def retry_after(self) -> int:
+        """Whole seconds until a retry may succeed (at least 1)."""
+        value = self.details.get("retry_after_seconds") if isinstance(self.details, dict) else None
+        return value if isinstance(value, int) and value > 0 else 1
+
+
 class Internal(MahiruError):
     """A bug or an unexpected state: not the caller's fault."""
 

@@ -39,6 +39,10 @@ pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
 GUNICORN_CONF = ROOT / "deploy" / "service" / "gunicorn.conf.py"
 PARTY = "party:party1.mahiru.example.org:party1"
+#: The head deadline the served registry keeps.
+SLOW_HEAD_SECONDS = 2
+#: How many refusals of one identity the served registry answers before 429.
+REFUSED_BURST = 5
 
 
 def _free_port() -> int:
@@ -86,6 +90,12 @@ def served(network: dict[str, object]) -> Iterator[tuple[str, Path]]:
         "MAHIRU_SERVICE": "registry",
         "MAHIRU_CONFIG_FILE": str(_registry_config(folder, ["127.0.0.1"])),
         "MAHIRU_BIND": f"127.0.0.1:{port}",
+        # Short deadlines, for the test of slow callers (the others are quick).
+        "MAHIRU_CONFIG__CALLERS__HEAD_TIMEOUT_SECONDS": str(SLOW_HEAD_SECONDS),
+        "MAHIRU_CONFIG__CALLERS__BODY_IDLE_TIMEOUT_SECONDS": "1",
+        "MAHIRU_CONFIG__CALLERS__BODY_MIN_BYTES_PER_SECOND": "200",
+        "MAHIRU_CONFIG__CALLERS__REFUSED_BURST": str(REFUSED_BURST),
+        "MAHIRU_CONFIG__CALLERS__REFUSED_PER_SECOND": "0.001",
         "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}",
     }
     stdout = folder / "gunicorn.out"
@@ -150,6 +160,61 @@ def test_callers_without_a_good_certificate_are_refused(
     response = httpx.get(f"{url}/health", headers=sent)
     assert response.status_code == 401, what
     assert set(response.json()["error"]) == {"type", "message", "details"}
+
+
+@pytest.mark.parametrize("what", ["a head that never ends", "a trickled body"])
+def test_the_worker_sheds_slow_callers_at_the_deadlines(
+    served: tuple[str, Path], network: dict[str, object], what: str
+) -> None:
+    """Under Gunicorn too, a head or body trickled in is cut (a body with 408), not held."""
+    if what == "a trickled body":  # from a caller the proxy vouches for, to a route that reads
+        proxied = "".join(f"{k}: {v}\r\n" for k, v in _as_proxy(str(network["client_pem"])).items())
+        start = (
+            "POST /registrations HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            f"{proxied}Content-Length: 100000\r\n\r\n{{"
+        ).encode()
+        piece = b" "
+    else:
+        start, piece = b"GET /health HTTP/1.1\r\nHost: x\r\n", b"X-a: b\r\n"
+    url, _ = served
+    host, port = url.removeprefix("http://").split(":")
+    answer = b""
+    with socket.create_connection((host, int(port)), timeout=1) as sock:
+        sock.sendall(start)
+        deadline = time.monotonic() + SLOW_HEAD_SECONDS + 15
+        while time.monotonic() < deadline:
+            try:
+                sock.sendall(piece)
+                chunk = sock.recv(65536)  # waits at most the socket's timeout
+            except TimeoutError:
+                continue
+            except OSError:
+                break  # the worker cut the connection
+            if not chunk:
+                break
+            answer += chunk
+        else:
+            raise AssertionError(f"{what}: still open after {SLOW_HEAD_SECONDS + 15} s")
+    if what == "a trickled body":
+        assert answer.startswith(b"HTTP/1.1 408"), answer[:200]
+    else:
+        assert answer == b"", answer[:200]
+
+
+def test_an_identity_refused_too_often_is_answered_429(served: tuple[str, Path]) -> None:
+    """The registry answers 429 with Retry-After to a refused certificate beyond its burst;
+    another refused certificate still gets its own 401."""
+    url, _ = served
+    flood, other = (
+        certificate_pem(issue_party_client_certificate(create_network_ca(name), PARTY).certificate)
+        for name in ("flood CA", "other CA")
+    )
+    answers = [httpx.get(f"{url}/health", headers=_as_proxy(flood)) for _ in range(8)]
+    assert [a.status_code for a in answers[:REFUSED_BURST]] == [401] * REFUSED_BURST
+    for answer in answers[REFUSED_BURST:]:
+        assert answer.status_code == 429 and int(answer.headers["Retry-After"]) >= 1
+        assert answer.json()["error"]["type"] == "RateLimited"
+    assert httpx.get(f"{url}/health", headers=_as_proxy(other)).status_code == 401
 
 
 def test_every_log_line_is_json(served: tuple[str, Path]) -> None:

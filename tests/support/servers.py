@@ -10,6 +10,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from mahiru.config import CallerLimits
 from mahiru.server import make_server
 
 
@@ -28,6 +29,7 @@ def serving(
     keyfile: Path | None,
     client_ca_files: list[Path],
     port: int | None = None,
+    limits: CallerLimits | None = None,
 ) -> Iterator[str]:
     """Serve `app` on 127.0.0.1 in a thread; yields the base URL; stops on exit."""
     port = port or free_port()
@@ -38,6 +40,7 @@ def serving(
         certfile=certfile,
         keyfile=keyfile,
         client_ca_files=client_ca_files,
+        limits=limits,
     )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()

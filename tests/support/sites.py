@@ -26,7 +26,7 @@ from mahiru.api.site_app import create_site_app
 from mahiru.client.http import TlsIdentity
 from mahiru.client.registry import RegistryClient
 from mahiru.client.site import PeerClient, SiteClient
-from mahiru.config import ListenConfig, RegistryConfig, SiteConfig, TlsConfig
+from mahiru.config import CallerLimits, ListenConfig, RegistryConfig, SiteConfig, TlsConfig
 from mahiru.model.identifiers import AssetId, PartyId, SiteId
 from mahiru.model.workflow import Job, StepOutputRef, Workflow, WorkflowStep
 from mahiru.policy.rules import Rule, rule_from_dict
@@ -190,7 +190,9 @@ class RegistryServer:
         self.url = f"https://127.0.0.1:{self.port}"
         cert, key = certs.registry()
         self.config = RegistryConfig(
-            tls=TlsConfig(cert=cert, key=key, network_ca=certs.ca), database_url=database_url
+            tls=TlsConfig(cert=cert, key=key, network_ca=certs.ca),
+            database_url=database_url,
+            callers=CallerLimits(refused_burst=100_000),
         )
         self._certs = certs
         self._stack: ExitStack | None = None
@@ -205,6 +207,7 @@ class RegistryServer:
                 keyfile=self.config.tls.key,
                 client_ca_files=[self._certs.ca],
                 port=self.port,
+                limits=self.config.callers,
             )
         )
         self._stack = stack
@@ -254,6 +257,9 @@ class SiteServer:
             data_dir=data_dir,
             replication_interval_seconds=replication_interval,
             request_timeout_seconds=10.0,
+            # Tests walk every route as every caller: only the tests of rate limits
+            # (tests/integration/test_bounded_callers.py) set theirs low.
+            callers=CallerLimits(refused_burst=100_000, external_burst=100_000),
         )
         self._certs = certs
         self._stack: ExitStack | None = None
@@ -283,6 +289,7 @@ class SiteServer:
                 keyfile=self.identity.key,
                 client_ca_files=[self._certs.ca, self.party.user_ca, *extra_client_cas],
                 port=self.port,
+                limits=self.config.callers,
             )
         )
         self._stack = stack

@@ -6,7 +6,13 @@ from pathlib import Path
 
 import pytest
 
-from mahiru.config import RegistryConfig, SiteConfig, load_config
+from mahiru.config import (
+    CallerLimits,
+    RegistryConfig,
+    SiteConfig,
+    load_caller_limits,
+    load_config,
+)
 from mahiru.errors import InvalidInput
 
 REGISTRY_YAML = """
@@ -95,3 +101,19 @@ def test_missing_file(tmp_path: Path) -> None:
     """A missing file is named."""
     with pytest.raises(InvalidInput, match="cannot read the configuration"):
         load_config(RegistryConfig, tmp_path / "nope.yaml", environ={})
+
+
+def test_the_gunicorn_worker_reads_the_caller_limits_of_either_service(tmp_path: Path) -> None:
+    """`load_caller_limits` reads `callers` from a site's or the registry's file (defaults
+    when absent), with environment overrides, and names the file and field when invalid."""
+    site = tmp_path / "site.yaml"
+    site.write_text("site_id: x\ncallers:\n  head_timeout_seconds: 3\n")
+    assert load_caller_limits(site, {}).head_timeout_seconds == 3
+    registry = tmp_path / "registry.yaml"
+    registry.write_text("database_url: sqlite://\n")
+    assert load_caller_limits(registry, {}) == CallerLimits()
+    env = {"MAHIRU_CONFIG__CALLERS__MAX_CONNECTIONS": "7"}
+    assert load_caller_limits(registry, env).max_connections == 7
+    site.write_text("callers:\n  body_idle_timeout_seconds: -1\n")
+    with pytest.raises(InvalidInput, match=r"site.yaml.*callers.body_idle_timeout_seconds"):
+        load_caller_limits(site, {})

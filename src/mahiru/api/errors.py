@@ -22,6 +22,7 @@ from mahiru.errors import (
     MahiruError,
     NotFound,
     PermissionDenied,
+    RateLimited,
     TooLarge,
     Unauthenticated,
     Unavailable,
@@ -37,6 +38,7 @@ STATUS_CODES: dict[type[MahiruError], int] = {
     NotFound: 404,
     Conflict: 409,
     Unavailable: 503,
+    RateLimited: 429,
     Internal: 500,
 }
 
@@ -50,6 +52,7 @@ _HTTP_TYPES = {
     411: "InvalidInput",
     413: "InvalidInput",
     415: "InvalidInput",
+    429: "RateLimited",
     503: "Unavailable",
 }
 
@@ -86,9 +89,18 @@ def error_body(type_name: str, message: str, details: Any = None) -> dict[str, A
     return {"error": {"type": type_name, "message": message, "details": details}}
 
 
+def error_headers(error: MahiruError) -> dict[str, str] | None:
+    """The headers an error's response carries besides its body (Retry-After for a 429)."""
+    if isinstance(error, RateLimited):
+        return {"Retry-After": str(error.retry_after)}
+    return None
+
+
 def error_response(error: MahiruError) -> JSONResponse:
     """The response for a Mahiru error."""
-    return JSONResponse(error.to_dict(), status_code=status_for(error))
+    return JSONResponse(
+        error.to_dict(), status_code=status_for(error), headers=error_headers(error)
+    )
 
 
 def install_error_handlers(app: FastAPI, *, redact: Callable[[str], str] | None = None) -> None:
@@ -103,7 +115,7 @@ def install_error_handlers(app: FastAPI, *, redact: Callable[[str], str] | None 
         if redact is None:
             return error_response(error)
         body = json.loads(redact(json.dumps(error.to_dict())))
-        return JSONResponse(body, status_code=status_for(error))
+        return JSONResponse(body, status_code=status_for(error), headers=error_headers(error))
 
     async def on_validation_error(request: Request, error: Exception) -> JSONResponse:
         assert isinstance(error, RequestValidationError)

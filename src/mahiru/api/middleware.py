@@ -21,6 +21,8 @@ from mahiru.client.http import CLIENT_HEADER
 logger = logging.getLogger("mahiru.access")
 
 REQUEST_ID_HEADER = "X-Request-Id"
+#: The most characters of a request's path an access log line holds.
+LOGGED_PATH = 256
 
 
 class AccessLog(BaseHTTPMiddleware):
@@ -52,7 +54,8 @@ class AccessLog(BaseHTTPMiddleware):
             extra={
                 "request_id": request.state.request_id,
                 "method": request.method,
-                "path": request.url.path,
+                # Cut: a caller's path must not make the log as long as it likes.
+                "path": request.url.path[:LOGGED_PATH],
                 "status": response.status_code,
                 "caller": str(getattr(request.state, "caller", None) or "anonymous"),
                 "outcome": "ok" if response.status_code < 400 else "error",

@@ -31,6 +31,7 @@ from mahiru.api.errors import error_response, error_responses, install_error_han
 from mahiru.api.metrics import ServiceMetrics
 from mahiru.api.middleware import install_middleware
 from mahiru.api.openapi import NETWORK_CERTIFICATE, describe_security, new_app
+from mahiru.api.rate_limits import RateLimit, caller_identity
 from mahiru.clock import SYSTEM_CLOCK
 from mahiru.config import RegistryConfig
 from mahiru.errors import Internal, InvalidInput, MahiruError, PermissionDenied
@@ -250,7 +251,16 @@ def create_registry_app(
 
     app = new_app("Mahiru registry", __doc__ or "", responses=_ERROR_RESPONSES, lifespan=lifespan)
     install_error_handlers(app)
-    _install_authentication(app, authenticator)
+    _install_authentication(
+        app,
+        authenticator,
+        RateLimit(
+            "refused requests",
+            burst=config.callers.refused_burst,
+            per_second=config.callers.refused_per_second,
+            tracked=config.callers.tracked_identities,
+        ),
+    )
     # Added after authentication, so they wrap it: refused requests are logged too.
     metrics = ServiceMetrics()
     install_middleware(app, body_limit=config.max_body_bytes, metrics=metrics)
@@ -271,8 +281,11 @@ def create_registry_app(
     return app
 
 
-def _install_authentication(app: FastAPI, authenticator: CertificateAuthenticator) -> None:
-    """Refuse every request without a network certificate, before anything else runs."""
+def _install_authentication(
+    app: FastAPI, authenticator: CertificateAuthenticator, refusals: RateLimit
+) -> None:
+    """Refuse every request without a network certificate, before anything else runs;
+    an identity refused more often than `refusals` allows is answered 429."""
 
     @app.middleware("http")
     async def authenticate(
@@ -281,6 +294,10 @@ def _install_authentication(app: FastAPI, authenticator: CertificateAuthenticato
         try:
             request.state.caller = authenticator.service(request)
         except MahiruError as error:
+            try:
+                refusals.check(caller_identity(authenticator, request))
+            except MahiruError as limited:
+                return error_response(limited)
             return error_response(error)
         return await call_next(request)
 

@@ -269,7 +269,8 @@ def create_site_app(
     app.state.jobs = jobs
     metrics.watch(_site_state(config, repositories, services, jobs, clock))
     install_error_handlers(app, redact=path_redactor(config.data_dir.resolve(), config.data_dir))
-    authenticate_callers(app, authenticator, services)
+    # The pending refusal summaries are written before the database closes.
+    to_close.append(authenticate_callers(app, authenticator, services, config.callers))
     # Added after authentication, so they wrap it: refused requests are logged too.
     install_middleware(
         app,

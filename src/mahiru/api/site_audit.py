@@ -78,6 +78,7 @@ class ChainCheckOut(BaseModel):
     head_hash: str
     broken_at: int | None
     problem: str | None
+    verified_from: int
 
     @classmethod
     def of(cls, check: ChainCheck) -> "ChainCheckOut":
@@ -140,9 +141,15 @@ def audit_router(services: SiteServices, auth: CertificateAuthenticator) -> APIR
         )
 
     @router.get("/verify", response_model=ChainCheckOut, summary="Verify the audit chain")
-    def verify(caller: User) -> ChainCheckOut:
-        """Recompute the whole hash chain; name the first broken record, if any."""
-        return ChainCheckOut.of(services.audit.verify())
+    def verify(
+        caller: User,
+        full: Annotated[
+            bool, Query(description="walk the whole chain, not only what was added since")
+        ] = False,
+    ) -> ChainCheckOut:
+        """Recompute the hash chain from the last record verified (the whole chain with
+        `full=true`); name the first broken record, if any."""
+        return ChainCheckOut.of(services.audit.verify(full=full))
 
     @router.get("/{seq}", response_model=AuditRecordOut, summary="Show an audit record")
     def show(seq: int, caller: User) -> AuditRecordOut:

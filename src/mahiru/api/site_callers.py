@@ -1,37 +1,65 @@
-"""Who may call which part of a site, checked before any route runs, and the record of
-every caller refused.
+"""Who may call which part of a site, checked before any route runs, how often, and the
+record of every caller refused.
 
 The external API takes registered sites only, the internal API the owner
 party's users, and the rest (the OpenAPI document, unknown paths) either.
-Each refusal is written to the audit log with the certificate presented and
-the endpoint asked for.
+Refusals go to the audit log with the certificate presented and the
+endpoint asked for, folded per identity and reason (services.site.refusals).
+An identity refused more often than its rate limit allows, and a site
+calling the external API more often than its own, is answered 429.
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 
-from cryptography.hazmat.primitives import hashes
 from fastapi import FastAPI, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from mahiru.api.auth import CertificateAuthenticator, ServiceCaller, UserCaller
 from mahiru.api.errors import error_response
+from mahiru.api.rate_limits import RateLimit, caller_identity
+from mahiru.clock import SYSTEM_CLOCK, Clock
+from mahiru.config import CallerLimits
 from mahiru.errors import MahiruError
-from mahiru.model.audit import AuditEntry, AuditKind
 from mahiru.services.site import SiteServices
+from mahiru.services.site.refusals import Refusal, RefusalRecorder
 
 
 def authenticate_callers(
-    app: FastAPI, authenticator: CertificateAuthenticator, services: SiteServices
-) -> None:
+    app: FastAPI,
+    authenticator: CertificateAuthenticator,
+    services: SiteServices,
+    limits: CallerLimits,
+    *,
+    clock: Clock = SYSTEM_CLOCK,
+) -> Callable[[], None]:
     """Check every caller before anything reads the request (docs/security.md).
 
     The external API takes registered sites only, the internal API the owner
     party's users, and the rest (the OpenAPI document, unknown paths) either.
     So a refused caller gets 401/403 whatever its body holds, never a
-    validation error. The routes still check admin roles and policy.
+    validation error (or 429 beyond its rate of refusals). The routes still
+    check admin roles and policy. Returns what writes the pending refusal
+    summaries, for when the site stops.
     """
+    recorder = RefusalRecorder(
+        services.audit, clock, interval=limits.refusal_audit_interval_seconds
+    )
+    refusals = RateLimit(
+        "refused requests",
+        burst=limits.refused_burst,
+        per_second=limits.refused_per_second,
+        tracked=limits.tracked_identities,
+        clock=clock,
+    )
+    external = RateLimit(
+        "requests to the external API",
+        burst=limits.external_burst,
+        per_second=limits.external_per_second,
+        tracked=limits.tracked_identities,
+        clock=clock,
+    )
 
     def caller(request: Request) -> ServiceCaller | UserCaller:
         path = request.url.path
@@ -50,36 +78,56 @@ def authenticate_callers(
     async def authenticate(
         request: Request, call_next: Callable[[Request], Awaitable[Response]]
     ) -> Response:
+        # In a worker thread: identifying a site reads the registry replica.
+        identified = await run_in_threadpool(identify, request)
+        if isinstance(identified, MahiruError):
+            return error_response(identified)
+        request.state.caller = identified
         try:
-            # In a worker thread: identifying a site reads the registry replica.
-            request.state.caller = await run_in_threadpool(caller, request)
+            if isinstance(request.state.caller, ServiceCaller) and request.url.path.startswith(
+                "/external/"
+            ):
+                external.check(str(request.state.caller.identity))
         except MahiruError as error:
-            await run_in_threadpool(refused, request, error)
             return error_response(error)
+        if recorder.due():
+            await run_in_threadpool(recorder.flush_due)
         return await call_next(request)
 
-    def refused(request: Request, error: MahiruError) -> None:
+    def identify(request: Request) -> ServiceCaller | UserCaller | MahiruError:
+        """The caller, or the error to answer it with (its refusal recorded)."""
         try:
-            certificate = authenticator.certificate(request)
-        except MahiruError:
-            presented: dict[str, str] = {}
-        else:
-            presented = {
-                "subject": certificate.subject.rfc4514_string(),
-                "issuer": certificate.issuer.rfc4514_string(),
-                "fingerprint": certificate.fingerprint(hashes.SHA256()).hex(),
-            }
-        services.audit.record(
-            AuditEntry(
-                AuditKind.REFUSAL,
-                "authenticate",
-                "refused",
-                actor=presented.get("subject", "(no certificate)"),
-                details={
-                    "method": request.method,
-                    "path": request.url.path,
-                    "reason": error.message,
-                    **presented,
-                },
-            )
-        )
+            return caller(request)
+        except MahiruError as error:
+            return refused(request, error)
+
+    def refused(request: Request, error: MahiruError) -> MahiruError:
+        """Record the refusal (folded); the error to answer: `error`, or 429 beyond the rate."""
+        refusal = _refusal(authenticator, request, error)
+        recorder.refused(refusal)
+        try:
+            refusals.check(refusal.identity)
+        except MahiruError as limited:
+            return limited
+        return error
+
+    return recorder.flush
+
+
+def _refusal(
+    authenticator: CertificateAuthenticator, request: Request, error: MahiruError
+) -> Refusal:
+    """What is recorded of a refused request: the certificate presented, the endpoint asked."""
+    asked = {"method": request.method, "path": request.url.path}
+    identity = caller_identity(authenticator, request)
+    try:
+        certificate = authenticator.certificate(request)
+    except MahiruError:
+        return Refusal(identity, error.message, "(no certificate)", asked)
+    subject = certificate.subject.rfc4514_string()
+    presented = {
+        "subject": subject,
+        "issuer": certificate.issuer.rfc4514_string(),
+        "fingerprint": identity,
+    }
+    return Refusal(identity, error.message, subject, {**asked, **presented})

@@ -23,7 +23,14 @@ from typing import TypeVar
 import click
 
 from mahiru.cli.errors import handle_errors
-from mahiru.config import ListenConfig, RegistryConfig, SiteConfig, TlsConfig, load_config
+from mahiru.config import (
+    CallerLimits,
+    ListenConfig,
+    RegistryConfig,
+    SiteConfig,
+    TlsConfig,
+    load_config,
+)
 from mahiru.errors import Internal, InvalidInput, Unavailable
 from mahiru.logs import configure_logging
 from mahiru.pki import load_certificate, load_certified_key
@@ -142,6 +149,7 @@ def _serve(
             tls=config.tls,
             client_ca_files=client_ca_files,
             log_level=config.log_level,
+            limits=config.callers,
         )
     finally:
         database.close()
@@ -160,6 +168,7 @@ def run_service(
     tls: TlsConfig,
     client_ca_files: Sequence[Path],
     log_level: str = "info",
+    limits: CallerLimits | None = None,
 ) -> None:
     """Serve `app` until SIGTERM or SIGINT, then shut down cleanly and return.
 
@@ -167,7 +176,7 @@ def run_service(
     from one of `client_ca_files`; without it, plain HTTP for the proxies in
     `tls.trusted_proxies` (a warning is logged). Unusable TLS files are
     InvalidInput naming them; an address that cannot be listened on is
-    Unavailable.
+    Unavailable. Every connection is held to `limits` (mahiru.server).
     """
     certfile, keyfile = _tls_files(name, tls, client_ca_files)
     listener = _listen(listen)
@@ -189,6 +198,7 @@ def run_service(
             keyfile=keyfile,
             client_ca_files=list(client_ca_files),
             log_level=log_level,
+            limits=limits,
         )
         # uvicorn set up its own log handlers; route its records to ours again.
         configure_logging(log_level)

@@ -22,6 +22,7 @@ from mahiru.errors import (
     MahiruError,
     NotFound,
     PermissionDenied,
+    RateLimited,
     Unauthenticated,
     Unavailable,
 )
@@ -35,6 +36,7 @@ _ERRORS: dict[str, type[MahiruError]] = {
         Unauthenticated,
         Conflict,
         Unavailable,
+        RateLimited,
         Internal,
     )
 }

@@ -320,9 +320,11 @@ class SiteClient(_AssetReader):
         result: JsonObject = _json(request(self._http, "GET", f"/audit/{seq}"))
         return result
 
-    def verify_audit(self) -> JsonObject:
-        """The site's check of its whole audit chain."""
-        result: JsonObject = _json(request(self._http, "GET", "/audit/verify"))
+    def verify_audit(self, *, full: bool = True) -> JsonObject:
+        """The site's check of its whole audit chain (not `full`: of what was added since its
+        last check)."""
+        params = {"full": "true" if full else "false"}
+        result: JsonObject = _json(request(self._http, "GET", "/audit/verify", params=params))
         return result
 
 

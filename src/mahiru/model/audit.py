@@ -124,6 +124,8 @@ class ChainCheck:
     head_hash: str
     broken_at: int | None = None
     problem: str | None = None
+    #: The first record this check walked (1: the whole chain; more: from a checkpoint).
+    verified_from: int = 1
 
     @property
     def intact(self) -> bool:
@@ -139,20 +141,24 @@ class ChainCheck:
             "head_hash": self.head_hash,
             "broken_at": self.broken_at,
             "problem": self.problem,
+            "verified_from": self.verified_from,
         }
 
 
-def check_chain(records: Iterable[AuditRecord], head: int) -> ChainCheck:
+def check_chain(
+    records: Iterable[AuditRecord], head: int, *, after: int = 0, after_hash: str = GENESIS
+) -> ChainCheck:
     """Walk `records` (oldest first) against the log's last number `head`.
 
     Names the first record that is missing, out of place, changed, or not
     linked to the one before it; records after `head` were added behind the
-    log's back.
+    log's back. With `after`, the walk starts at the record after that one,
+    trusting it to hash to `after_hash` (a checkpoint verified before).
     """
-    expected, prev, count = 1, GENESIS, 0
+    expected, prev, count = after + 1, after_hash, 0
 
     def broken(at: int, problem: str) -> ChainCheck:
-        return ChainCheck(count, head, prev, at, problem)
+        return ChainCheck(count, head, prev, at, problem, after + 1)
 
     for record in records:
         if record.seq > head:
@@ -172,7 +178,7 @@ def check_chain(records: Iterable[AuditRecord], head: int) -> ChainCheck:
         expected, prev, count = expected + 1, record.hash, count + 1
     if expected <= head:
         return broken(expected, f"records {expected} to {head} are missing")
-    return ChainCheck(count, head, prev)
+    return ChainCheck(count, head, prev, verified_from=after + 1)
 
 
 def shorten(text: str, limit: int = MAX_EXPLANATION) -> str:

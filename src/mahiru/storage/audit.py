@@ -4,11 +4,14 @@
 one). The entry is numbered and chained just before that transaction commits,
 after every other lock it took, so the log's order is commit order and a
 rolled-back change leaves no record behind. Readers page through it newest
-first; `verify` walks the whole chain oldest first, in batches.
+first; `verify` walks the whole chain oldest first, in batches, or (not
+`full`) only the records after the last one this process verified: a page
+that shows the chain's state on every load costs the records added since.
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -72,6 +75,9 @@ class AuditLog:
     def __init__(self, database: Database, *, clock: Clock = SYSTEM_CLOCK) -> None:
         self._db = database
         self._clock = clock
+        # The newest record a check found intact, and its hash (in memory, per process).
+        self._checkpoint_lock = threading.Lock()
+        self._checkpoint: tuple[int, str] = (0, GENESIS)
 
     def record(self, entry: AuditEntry) -> None:
         """Log `entry` with the current (or a new) transaction; it is kept only if that commits."""
@@ -109,11 +115,28 @@ class AuditLog:
         with self._db.read() as session:
             return current_version(session, AUDIT_LOG)
 
-    def verify(self) -> ChainCheck:
-        """Walk the whole chain and name the first record where it breaks, if any."""
+    def verify(self, *, full: bool = True) -> ChainCheck:
+        """Walk the chain and name the first record where it breaks, if any.
+
+        Not `full`: walk only the records after the checkpoint (the newest
+        record found intact before), after checking that record is still
+        there and unchanged; changes further back are found by a full walk.
+        A broken chain drops the checkpoint, so every later check walks it
+        all and reports the break again.
+        """
+        with self._checkpoint_lock:
+            after, after_hash = (0, GENESIS) if full else self._checkpoint
         with self._db.read() as session:
             head = current_version(session, AUDIT_LOG)
-            return check_chain(_all_records(session), head)
+            check = _checkpoint_check(session, head, after, after_hash) or check_chain(
+                _all_records(session, after), head, after=after, after_hash=after_hash
+            )
+        with self._checkpoint_lock:
+            if not check.intact:
+                self._checkpoint = (0, GENESIS)
+            elif check.head >= self._checkpoint[0]:
+                self._checkpoint = (check.head, check.head_hash)
+        return check
 
 
 def rule_entry(
@@ -218,8 +241,26 @@ def _filtered(statement: Select[Any], query: AuditQuery) -> Select[Any]:
     return statement
 
 
-def _all_records(session: Session) -> Iterator[AuditRecord]:
-    after = 0
+def _checkpoint_check(session: Session, head: int, seq: int, hash: str) -> ChainCheck | None:
+    """A broken check if the checkpoint record `seq` is gone or changed; None if it stands."""
+    if seq == 0:
+        return None
+
+    def broken(problem: str) -> ChainCheck:
+        return ChainCheck(0, head, hash, seq, problem, seq)
+
+    if head < seq:
+        return broken(f"records {head + 1} to {seq} are missing: the log is shorter than before")
+    row = session.execute(select(audit_log).where(audit_log.c.seq == seq)).one_or_none()
+    if row is None:
+        return broken(f"record {seq} is missing")
+    record = _record_from_row(row)
+    if record.hash != hash or record_hash(seq, record.at, record.entry, record.prev) != hash:
+        return broken(f"record {seq} was changed since it was last verified")
+    return None
+
+
+def _all_records(session: Session, after: int = 0) -> Iterator[AuditRecord]:
     while True:
         rows = session.execute(
             select(audit_log)
