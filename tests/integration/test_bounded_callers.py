@@ -22,7 +22,7 @@ import pytest
 from tests.support.images import write_image
 from tests.support.sites import Network, SiteServer, network
 
-from mahiru.client.http import TlsIdentity
+from mahiru.client.http import CLIENT_HEADER, TlsIdentity
 from mahiru.model.assets import Asset, AssetKind
 from mahiru.model.audit import AuditKind
 from mahiru.model.identifiers import AssetId
@@ -174,7 +174,11 @@ def test_a_slowloris_of_200_connections_is_shed_while_an_honest_client_is_answer
             _head(
                 "PUT",
                 f"/internal/assets/{asset}/image",
-                **{"X-Mahiru-Digest": "sha256:" + "0" * 64, "Content-Length": "100000000"},
+                **{
+                    "X-Mahiru-Digest": "sha256:" + "0" * 64,
+                    "Content-Length": "100000000",
+                    CLIENT_HEADER: "1",  # as our clients send it: past the cross-site check
+                },
             )
             + b"\r\n",
             b"x",
@@ -250,7 +254,10 @@ def test_an_honest_upload_longer_than_every_deadline_passes(net: Network, tmp_pa
         response = client.put(
             f"{site.internal_url}/assets/{asset}/image",
             content=steadily(),
-            headers={"X-Mahiru-Digest": "sha256:" + hashlib.sha256(image).hexdigest()},
+            headers={
+                "X-Mahiru-Digest": "sha256:" + hashlib.sha256(image).hexdigest(),
+                CLIENT_HEADER: "1",
+            },
         )
     assert response.status_code == 200, response.text
 
@@ -403,7 +410,14 @@ def test_requests_beyond_the_concurrency_limit_are_answered_503_until_others_fin
     site = net.sites["p1"]
     _limited(site, max_concurrent_requests=2)
     user = site.party.admin
-    start = _head("POST", "/internal/rules", **{"Content-Length": "1000"}) + b"\r\n{"
+    start = (
+        _head(
+            "POST",
+            "/internal/rules",
+            **{"Content-Type": "application/json", "Content-Length": "1000"},
+        )
+        + b"\r\n{"
+    )
     url = f"{site.internal_url}/assets"
 
     async def crowd() -> list[bytes]:
@@ -425,10 +439,14 @@ def test_requests_beyond_the_concurrency_limit_are_answered_503_until_others_fin
             assert (await client.get(url)).status_code == 200
         return answers
 
-    answers = asyncio.run(crowd())
-    # A slow request that arrived while the probe was handled was itself the one too many.
-    assert all(answer.startswith((b"HTTP/1.1 408", b"HTTP/1.1 503")) for answer in answers)
-    assert any(answer.startswith(b"HTTP/1.1 408") for answer in answers)
+    for _ in range(5):
+        answers = asyncio.run(crowd())
+        # A slow request that arrived while the probe was handled was itself the one too
+        # many; then nothing was held to its deadline, and the crowd gathers again.
+        assert all(answer.startswith((b"HTTP/1.1 408", b"HTTP/1.1 503")) for answer in answers)
+        if any(answer.startswith(b"HTTP/1.1 408") for answer in answers):
+            break
+    assert any(answer.startswith(b"HTTP/1.1 408") for answer in answers), answers
 
 
 def test_connections_beyond_the_limit_are_closed_at_once(net: Network) -> None:

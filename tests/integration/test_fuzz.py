@@ -45,7 +45,7 @@ from mahiru.api.auth import CLIENT_CERT_HEADER
 from mahiru.api.registry_app import create_registry_app
 from mahiru.api.site_app import create_site_app
 from mahiru.client.http import CLIENT_HEADER
-from mahiru.config import RegistryConfig, SiteConfig, TlsConfig
+from mahiru.config import CallerLimits, RegistryConfig, SiteConfig, TlsConfig
 from mahiru.model.assets import Asset, AssetKind
 from mahiru.model.identifiers import AssetId, PartyId, SiteId
 from mahiru.policy.rules import rule_from_dict
@@ -64,6 +64,10 @@ MAX_EXAMPLES = 12
 NEGATIVE_EXAMPLES = 6
 #: Cases with the ids of things that exist, so that the success paths are fuzzed too.
 KNOWN_EXAMPLES = 6
+
+#: Every fuzzed request comes from one address and a few certificates: the rate limits of
+#: refused and external requests (tests/integration/test_bounded_callers.py) stay out of it.
+UNLIMITED = CallerLimits(refused_burst=1_000_000, external_burst=1_000_000)
 
 
 @schemathesis.check
@@ -187,7 +191,8 @@ def _apps(root: Path, urls: DatabaseUrls) -> Iterator[Apps]:
         document = Registration.put_site(site, base_version=service.version(), issued_at=now)
         service.apply(caller, document.sign(key))
     registry = create_registry_app(
-        RegistryConfig(tls=tls, database_url=registry_db.url), database=registry_db
+        RegistryConfig(tls=tls, database_url=registry_db.url, callers=UNLIMITED),
+        database=registry_db,
     )
     site_db = create_database(urls("site"))
     site = create_site_app(
@@ -199,6 +204,7 @@ def _apps(root: Path, urls: DatabaseUrls) -> Iterator[Apps]:
             registry_url="https://registry.invalid",
             database_url=site_db.url,
             data_dir=root / "site-data",
+            callers=UNLIMITED,
         ),
         database=site_db,
         registry_client=_RegistryFeed(service),
