@@ -9,6 +9,7 @@ import os
 import tarfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -24,6 +25,7 @@ from tests.support.sites import (
     DATABASE_PARAMS,
     DatabaseUrls,
     Network,
+    SiteServer,
     database_urls,
     may_access,
     may_use,
@@ -316,11 +318,9 @@ def test_the_openapi_document_describes_both_apis(net: Network) -> None:
         assert raw.get(f"https://127.0.0.1:{site.port}/openapi.json").status_code == 200
 
 
-def test_policy_explanations_come_from_the_site(net: Network) -> None:
-    """The site explains a decision for one item of a job from its own rules."""
-    site = net.sites["p1"]
-    data = _asset_id(site.id, "data1")
-    job = {
+def _one_step_job(site: SiteServer, data: AssetId) -> dict[str, Any]:
+    """A job of `site`'s party running its script on `data`, as the explain API takes it."""
+    return {
         "submitter": site.party.id,
         "workflow": {
             "inputs": ["input"],
@@ -336,6 +336,13 @@ def test_policy_explanations_come_from_the_site(net: Network) -> None:
         },
         "inputs": {"input": str(data)},
     }
+
+
+def test_policy_explanations_come_from_the_site(net: Network) -> None:
+    """The site explains a decision for one item of a job from its own rules."""
+    site = net.sites["p1"]
+    data = _asset_id(site.id, "data1")
+    job = _one_step_job(site, data)
     with site.admin() as admin:
         denied = admin.explain(job, "input", site="site:p2.org:site")
         assert denied["allowed"] is False
@@ -356,22 +363,7 @@ def test_explanations_and_the_dashboard_s_policy_pages_write_no_audit_record(
     explanations and the dashboard's assets and "Why?" pages add nothing to the audit log."""
     site = net.sites["p1"]
     data = _asset_id(site.id, "data1")
-    job = {
-        "submitter": site.party.id,
-        "workflow": {
-            "inputs": ["input"],
-            "outputs": {"result": "compute.output0"},
-            "steps": [
-                {
-                    "name": "compute",
-                    "compute_asset": str(_asset_id(site.id, "script")),
-                    "inputs": {"input0": "input"},
-                    "outputs": {"output0": None},
-                }
-            ],
-        },
-        "inputs": {"input": str(data)},
-    }
+    job = _one_step_job(site, data)
     with site.admin() as admin:
         admin.add_rule(site.party.sign(may_access("site:p2.org:site", str(data))))
     audit = site.services.audit
