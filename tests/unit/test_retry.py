@@ -3,30 +3,13 @@
 from __future__ import annotations
 
 import threading
-from datetime import UTC, datetime
 
 import pytest
+from tests.support.manual_clock import ManualClock
 
 from mahiru.errors import Conflict, InvalidInput, Unavailable
 from mahiru.retry import Backoff, retry, wait
-
-
-class ManualClock:
-    """A clock whose time passes only by sleeping on it; it remembers each sleep."""
-
-    def __init__(self) -> None:
-        self.seconds = 1000.0
-        self.sleeps: list[float] = []
-
-    def now(self) -> datetime:
-        return datetime.fromtimestamp(self.seconds, UTC)
-
-    def monotonic(self) -> float:
-        return self.seconds
-
-    def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.seconds += seconds
+from mahiru.services.jobs.peers import retrying
 
 
 class Flaky:
@@ -201,3 +184,25 @@ def test_retry_needs_a_limit() -> None:
         retry(lambda: 1, backoff=Backoff(1.0), clock=ManualClock())
     with pytest.raises(ValueError):
         retry(lambda: 1, backoff=Backoff(1.0), clock=ManualClock(), attempts=0)
+
+
+def test_retrying_a_peer_doubles_from_the_first_delay_up_to_five_seconds() -> None:
+    """retrying(): 0.2 s doubling, capped at 5 s, for attempts - 1 pauses; then the error."""
+    clock = ManualClock()
+    action = Flaky(*(Unavailable("down") for _ in range(10)))
+    with pytest.raises(Unavailable):
+        retrying(action, "call a peer", attempts=8, clock=clock)
+    assert action.calls == 8
+    assert clock.sleeps == pytest.approx([0.2, 0.4, 0.8, 1.6, 3.2, 5.0, 5.0])
+
+
+def test_retrying_a_peer_stops_pausing_once_told_to_stop() -> None:
+    """With the stop event set, the first Unavailable escapes without a pause."""
+    clock = ManualClock()
+    stop = threading.Event()
+    stop.set()
+    action = Flaky(Unavailable("down"))
+    with pytest.raises(Unavailable):
+        retrying(action, "call a peer", stop=stop, clock=clock)
+    assert action.calls == 1
+    assert clock.sleeps == []
