@@ -29,6 +29,7 @@ from mahiru.api.auth import CLIENT_CERT_HEADER, CertificateAuthenticator
 from mahiru.api.registry_app import create_registry_app
 from mahiru.client.http import CLIENT_HEADER, TlsIdentity
 from mahiru.client.registry import RegistryClient
+from mahiru.clock import SystemClock
 from mahiru.config import RegistryConfig, TlsConfig
 from mahiru.errors import (
     Conflict,
@@ -462,6 +463,13 @@ def test_a_replayed_document_is_refused(registry: Registry) -> None:
         assert client.site(SITE1) == world.site_record()
 
 
+class _HourAheadClock(SystemClock):
+    """The system clock, but an hour fast: what a client with a wrong clock signs at."""
+
+    def now(self) -> datetime:
+        return super().now() + timedelta(hours=1)
+
+
 def test_an_expired_document_is_refused(registry: Registry) -> None:
     """A document signed long ago is refused even against the current version."""
     party = registry.world.parties[PARTY1]
@@ -472,10 +480,7 @@ def test_an_expired_document_is_refused(registry: Registry) -> None:
         with pytest.raises(InvalidInput, match="sign it again"):
             client.submit(old)
         late_client = RegistryClient(
-            registry.url,
-            registry.world.identity("party1"),
-            retries=0,
-            clock=lambda: now() + timedelta(hours=1),
+            registry.url, registry.world.identity("party1"), retries=0, clock=_HourAheadClock()
         )
         with late_client, pytest.raises(InvalidInput, match="check the clocks"):
             late_client.register_party(party.record(), party.key)

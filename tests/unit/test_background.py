@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from mahiru.services.background import BackgroundLoop, Unexpected, failure_pause, guarded
+from mahiru.services.background import BackgroundLoop, Unexpected, guarded
 
 LOGGER = logging.getLogger("mahiru.test.background")
 
@@ -79,7 +79,7 @@ def test_pauses_grow_after_failures_up_to_the_limit() -> None:
         loop.stop()
     gaps = [b - a for a, b in itertools.pairwise(times)]
     assert gaps[0] >= 0.045 and gaps[1] >= 0.095 and gaps[2] >= 0.195
-    assert [failure_pause(0.05, n, 0.2) for n in range(1, 6)] == [0.05, 0.1, 0.2, 0.2, 0.2]
+    assert [loop.failure_backoff.delay(n) for n in range(1, 6)] == [0.05, 0.1, 0.2, 0.2, 0.2]
 
 
 def test_a_round_chooses_its_own_pause_and_wake_starts_the_next_at_once() -> None:
@@ -103,3 +103,61 @@ def test_a_round_chooses_its_own_pause_and_wake_starts_the_next_at_once() -> Non
     finally:
         loop.stop()
     assert loop.failures == 0
+
+
+def test_wake_after_shortens_the_pause_and_an_earlier_wake_up_stands() -> None:
+    """wake_after(0.1) ends a 30 s pause after about 0.1 s; a later wake_after does not delay it."""
+    times: list[float] = []
+
+    def round_() -> float | None:
+        times.append(time.monotonic())
+        return 30.0
+
+    loop = BackgroundLoop("test-wake-after", round_, 0.01, logger=LOGGER)
+    loop.start()
+    try:
+        wait_for(lambda: len(times) == 1)
+        loop.wake_after(0.1)
+        loop.wake_after(20.0)
+        wait_for(lambda: len(times) == 2)
+        gap = times[1] - times[0]
+        assert 0.09 <= gap < 5.0
+        time.sleep(0.2)
+        assert len(times) == 2  # the wake-up was used up: back to the round's own 30 s
+    finally:
+        loop.stop()
+
+
+def test_wake_after_asked_during_a_round_shortens_the_pause_after_it() -> None:
+    """A round that asks to be woken in 0.05 s is run again then, not after its 30 s."""
+    count: list[int] = []
+    loop: BackgroundLoop
+
+    def round_() -> float | None:
+        count.append(1)
+        if len(count) == 1:
+            loop.wake_after(0.05)
+        return 30.0
+
+    loop = BackgroundLoop("test-wake-during", round_, 0.01, logger=LOGGER)
+    loop.start()
+    try:
+        wait_for(lambda: len(count) == 2)
+    finally:
+        loop.stop()
+
+
+def test_stop_ends_a_long_pause_at_once() -> None:
+    """stop() does not wait out the pause the loop is in."""
+    ran = threading.Event()
+
+    def round_() -> float | None:
+        ran.set()
+        return 60.0
+
+    loop = BackgroundLoop("test-stop", round_, 0.01, logger=LOGGER)
+    loop.start()
+    ran.wait(5)
+    started = time.monotonic()
+    loop.stop(timeout=10)
+    assert time.monotonic() - started < 2.0

@@ -11,6 +11,7 @@ from typing import Any
 import httpx
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from tests.support.manual_clock import ManualClock
 
 from mahiru.api.site_images import parse_range
 from mahiru.api.site_models import AssetOut
@@ -21,7 +22,7 @@ from mahiru.client.site import (
     parse_rule_batch,
 )
 from mahiru.clock import utc_now
-from mahiru.errors import InvalidInput
+from mahiru.errors import InvalidInput, Unavailable
 from mahiru.model.assets import Asset, AssetKind
 from mahiru.model.identifiers import AssetId
 from mahiru.policy.rules import rule_from_dict
@@ -147,8 +148,57 @@ def test_a_dropped_download_resumes_where_it_stopped(tmp_path: Path) -> None:
         )
         return httpx.Response(206 if start else 200, headers=headers, stream=body)
 
-    peer = PeerClient("https://site.test/external", None, transport=httpx.MockTransport(serve))
+    clock = ManualClock()
+    peer = PeerClient(
+        "https://site.test/external", None, transport=httpx.MockTransport(serve), clock=clock
+    )
     blobs = BlobStore(tmp_path / "blobs")
     assert peer.fetch_image(AssetId.parse("asset:p1.org:d:p1.org:s"), blobs) == (digest, len(data))
     assert asked == [None, "bytes=1000000-"]
     assert blobs.path(digest).read_bytes() == data
+    assert clock.sleeps == [0.4]  # the pause before resuming, slept on the client's clock
+
+
+def test_a_download_that_keeps_dropping_gives_up_after_four_attempts(tmp_path: Path) -> None:
+    """Four dropped attempts with 0.4, 0.8 and 1.6 s between them, then Unavailable."""
+    data = os.urandom(1000)
+    asked: list[str | None] = []
+
+    def serve(request: httpx.Request) -> httpx.Response:
+        asked.append(request.headers.get("range"))
+        headers = {"X-Mahiru-Digest": f"sha256:{hashlib.sha256(data).hexdigest()}"}
+        return httpx.Response(200, headers=headers, stream=_Dropping(data, 0))
+
+    clock = ManualClock()
+    peer = PeerClient(
+        "https://site.test/external", None, transport=httpx.MockTransport(serve), clock=clock
+    )
+    with pytest.raises(Unavailable, match="download failed after 4 attempts: connection reset"):
+        peer.fetch_image(AssetId.parse("asset:p1.org:d:p1.org:s"), BlobStore(tmp_path / "blobs"))
+    assert len(asked) == 4
+    assert clock.sleeps == [0.4, 0.8, 1.6]
+
+
+def test_a_refused_range_starts_the_download_over(tmp_path: Path) -> None:
+    """A 416 to a resumed download throws the partial bytes away; the next attempt asks for all."""
+    data = os.urandom(2000)
+    digest = hashlib.sha256(data).hexdigest()
+    asked: list[str | None] = []
+
+    def serve(request: httpx.Request) -> httpx.Response:
+        asked.append(request.headers.get("range"))
+        headers = {"X-Mahiru-Digest": f"sha256:{digest}"}
+        if len(asked) == 1:
+            return httpx.Response(200, headers=headers, stream=_Dropping(data, 500))
+        if asked[-1]:
+            return httpx.Response(416, headers=headers)
+        return httpx.Response(200, headers=headers, content=data)
+
+    clock = ManualClock()
+    peer = PeerClient(
+        "https://site.test/external", None, transport=httpx.MockTransport(serve), clock=clock
+    )
+    blobs = BlobStore(tmp_path / "blobs")
+    assert peer.fetch_image(AssetId.parse("asset:p1.org:d:p1.org:s"), blobs) == (digest, len(data))
+    assert asked == [None, "bytes=500-", None]
+    assert clock.sleeps == [0.4, 0.8]

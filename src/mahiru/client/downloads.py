@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
@@ -18,7 +17,9 @@ from typing import Protocol
 import httpx
 
 from mahiru.client.http import check
+from mahiru.clock import SYSTEM_CLOCK, Clock
 from mahiru.errors import Conflict, InvalidInput, Unavailable
+from mahiru.retry import Backoff, retry
 from mahiru.storage import BlobInfo, BlobStore, BlobWriter
 from mahiru.storage.blobs import normalise_digest
 
@@ -28,6 +29,8 @@ logger = logging.getLogger("mahiru.client.site")
 DIGEST_HEADER = "X-Mahiru-Digest"
 CHUNK_SIZE = 1024 * 1024
 DOWNLOAD_ATTEMPTS = 4
+#: The pause before each new attempt: 0.4 s, doubling, at most 5 s.
+DOWNLOAD_BACKOFF = Backoff(0.4, cap=5.0)
 
 #: Called as `progress(phase, done, total)`; phase is "hash", "upload" or "download".
 Progress = Callable[[str, int, int], None]
@@ -117,52 +120,67 @@ def stream_image(
     expected_digest: str | None,
     progress: Progress | None,
     attempts: int = DOWNLOAD_ATTEMPTS,
+    clock: Clock = SYSTEM_CLOCK,
 ) -> str:
     """Download an image into `sink`, resuming after dropped connections; return its digest."""
-    last_error: Exception | None = None
-    for attempt in range(attempts):
-        if attempt:
-            time.sleep(min(0.2 * 2**attempt, 5.0))
+
+    def attempt() -> str:
+        nonlocal expected_digest
         headers: dict[str, str] = {}
         if sink.size:
             headers["Range"] = f"bytes={sink.size}-"
             if expected_digest is not None:
                 headers["If-Range"] = f'"sha256:{expected_digest}"'
-        try:
-            with http.stream("GET", path, headers=headers) as response:
-                if response.status_code == 416:  # we hold more than the image: start over
-                    sink.restart()
-                    continue
-                check(response)
-                digest = normalise_digest(response.headers.get(DIGEST_HEADER, ""))
-                if expected_digest is not None and digest != expected_digest:
-                    raise Conflict(
-                        f"{path}: the site serves image sha256:{digest},"
-                        f" not the expected sha256:{expected_digest}",
-                        {"expected": expected_digest, "served": digest},
-                    )
-                expected_digest = digest
-                offset = _range_start(response)
-                if offset != sink.size:
-                    sink.restart()
-                    if offset != 0:
-                        continue
-                total = offset + int(response.headers.get("content-length", 0))
-                # Written as received: a chunker would lose its buffer when the link drops.
-                for chunk in response.iter_bytes():
-                    sink.write(chunk)
-                    if progress is not None:
-                        progress("download", sink.size, total)
-                return digest
-        except httpx.TransportError as error:
-            last_error = error
+        with http.stream("GET", path, headers=headers) as response:
+            if response.status_code == 416:  # we hold more than the image: start over
+                sink.restart()
+                raise _StartOver("the site refused the range asked for")
+            check(response)
+            digest = normalise_digest(response.headers.get(DIGEST_HEADER, ""))
+            if expected_digest is not None and digest != expected_digest:
+                raise Conflict(
+                    f"{path}: the site serves image sha256:{digest},"
+                    f" not the expected sha256:{expected_digest}",
+                    {"expected": expected_digest, "served": digest},
+                )
+            expected_digest = digest
+            offset = _range_start(response)
+            if offset != sink.size:
+                sink.restart()
+                if offset != 0:
+                    raise _StartOver("the site sent another range than asked for")
+            total = offset + int(response.headers.get("content-length", 0))
+            # Written as received: a chunker would lose its buffer when the link drops.
+            for chunk in response.iter_bytes():
+                sink.write(chunk)
+                if progress is not None:
+                    progress("download", sink.size, total)
+            return digest
+
+    def interrupted(error: Exception, failures: int, pause: float) -> None:
+        if isinstance(error, httpx.TransportError):
             logger.info(
                 "download interrupted; resuming",
                 extra={"path": path, "received": sink.size, "error": str(error)},
             )
-    raise Unavailable(
-        f"{http.base_url}{path}: download failed after {attempts} attempts: {last_error}"
-    )
+
+    try:
+        return retry(
+            attempt,
+            backoff=DOWNLOAD_BACKOFF,
+            clock=clock,
+            attempts=attempts,
+            retry_on=(httpx.TransportError, _StartOver),
+            on_retry=interrupted,
+        )
+    except (httpx.TransportError, _StartOver) as error:
+        raise Unavailable(
+            f"{http.base_url}{path}: download failed after {attempts} attempts: {error}"
+        ) from None
+
+
+class _StartOver(Exception):
+    """The site could not resume the download; the next attempt starts from the beginning."""
 
 
 def _range_start(response: httpx.Response) -> int:
@@ -186,6 +204,7 @@ def download_to_file(
     *,
     resume: bool,
     progress: Progress | None,
+    clock: Clock = SYSTEM_CLOCK,
 ) -> BlobInfo:
     """Download an image to `dest` atomically, resuming a partial file from an earlier try."""
     if not dest.parent.is_dir():
@@ -193,7 +212,9 @@ def download_to_file(
     tag = digest[:16] if digest else "unknown"
     sink = FileSink(dest.with_name(f".{dest.name}.{tag}.partial"), resume and digest is not None)
     try:
-        served = stream_image(http, path, sink, expected_digest=digest, progress=progress)
+        served = stream_image(
+            http, path, sink, expected_digest=digest, progress=progress, clock=clock
+        )
         return sink.finish(dest, served)
     finally:
         sink.close()

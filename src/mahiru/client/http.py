@@ -15,6 +15,7 @@ from typing import Any, Self
 
 import httpx
 
+from mahiru.clock import SYSTEM_CLOCK, Clock
 from mahiru.errors import (
     Conflict,
     Internal,
@@ -93,7 +94,10 @@ def make_http_client(
 
 
 class ApiClient:
-    """The shell every client of one API shares: its URL, connections, and closing them."""
+    """The shell every client of one API shares: its URL, connections, and closing them.
+
+    `clock` is what pauses between retried downloads sleep on.
+    """
 
     def __init__(
         self,
@@ -102,9 +106,11 @@ class ApiClient:
         *,
         transport: httpx.BaseTransport | None = None,
         timeout: httpx.Timeout | float = DEFAULT_TIMEOUT,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self.url = url
         self._http = make_http_client(url, identity, transport=transport, timeout=timeout)
+        self._clock = clock
 
     def close(self) -> None:
         """Close the connections."""

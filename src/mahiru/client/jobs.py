@@ -111,7 +111,9 @@ class JobsClient(ApiClient):
     def download_output_archive(self, job_id: str, name: str, dest: Path) -> BlobInfo:
         """Download a workflow output's image archive to `dest` (digest checked)."""
         path = f"/jobs/{quote(job_id)}/outputs/{quote(name)}/image"
-        return download_to_file(self._http, path, dest, None, resume=False, progress=None)
+        return download_to_file(
+            self._http, path, dest, None, resume=False, progress=None, clock=self._clock
+        )
 
     def download_output(self, job_id: str, name: str, dest_dir: Path) -> builtins.list[Path]:
         """Extract the `/data` files of a workflow output into `dest_dir`; the files written."""
@@ -198,6 +200,7 @@ class PeerJobsClient(PeerClient):
                 sink,
                 expected_digest=None,
                 progress=None,
+                clock=self._clock,
             )
             info = sink.writer.commit()
             if info.digest != normalise_digest(served):

@@ -15,8 +15,6 @@ registry is unreachable or unavailable are retried with a growing delay.
 
 from __future__ import annotations
 
-import random
-import time
 from collections.abc import Callable
 from datetime import datetime
 from types import TracebackType
@@ -26,9 +24,10 @@ import httpx
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from mahiru.client.http import DEFAULT_TIMEOUT, TlsIdentity, make_http_client, request
-from mahiru.clock import utc_now
+from mahiru.clock import SYSTEM_CLOCK, Clock
 from mahiru.errors import Conflict, Internal, InvalidInput, Unavailable
 from mahiru.model.identifiers import PartyId, SiteId
+from mahiru.retry import Backoff, retry
 from mahiru.storage.records import ChangeBatch, PartyRecord, RegistryChange, SiteRecord
 from mahiru.storage.registrations import (
     STALE_BASE_VERSION,
@@ -43,6 +42,9 @@ T = TypeVar("T")
 RegistrationMaker = Callable[[int, datetime], Registration]
 
 _SIGNING_ATTEMPTS = 5
+#: Between signings: at most 0.25 s, 0.5 s, then 1 s, each drawn from its lowest fifth up, so
+#: registrations racing each other do not retry in lockstep.
+_SIGNING_BACKOFF = Backoff(0.25, cap=1.0, jitter=0.8)
 
 
 class RegistryClient:
@@ -51,7 +53,8 @@ class RegistryClient:
     `identity` is this side's certificate and key plus the network CA; None
     uses no client certificate (only useful with a test transport or a proxy).
     Requests that find the registry unavailable are tried `retries` more
-    times, after `retry_delay` seconds, doubling each time.
+    times, after `retry_delay` seconds, doubling each time. `clock` gives the
+    time registrations are signed at and is what the pauses sleep on.
     """
 
     def __init__(
@@ -63,14 +66,14 @@ class RegistryClient:
         timeout: httpx.Timeout | float = DEFAULT_TIMEOUT,
         retries: int = 2,
         retry_delay: float = 0.5,
-        clock: Callable[[], datetime] = utc_now,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         if retries < 0 or retry_delay < 0:
             raise InvalidInput("retries and retry_delay must not be negative")
         self.url = url.rstrip("/")
         self._http = make_http_client(self.url, identity, transport=transport, timeout=timeout)
         self._retries = retries
-        self._retry_delay = retry_delay
+        self._backoff = Backoff(retry_delay)
         self._clock = clock
 
     def close(self) -> None:
@@ -180,19 +183,14 @@ class RegistryClient:
         If another registration changed the registry in between, make and sign
         it again (a few times) rather than fail.
         """
-        for attempt in range(1, _SIGNING_ATTEMPTS + 1):
-            document = make(self.version(), self._clock()).sign(main_key)
-            try:
-                return self.submit(document)
-            except Conflict as error:
-                stale = isinstance(error.details, dict) and (
-                    error.details.get("reason") == STALE_BASE_VERSION
-                )
-                if not stale or attempt == _SIGNING_ATTEMPTS:
-                    raise
-            # Registrations racing each other must not retry in lockstep.
-            time.sleep(random.uniform(0.05, 0.25) * attempt)
-        raise Internal("unreachable: the last signing attempt returns or raises")
+        return retry(
+            lambda: self.submit(make(self.version(), self._clock.now()).sign(main_key)),
+            backoff=_SIGNING_BACKOFF,
+            clock=self._clock,
+            attempts=_SIGNING_ATTEMPTS,
+            retry_on=Conflict,
+            retry_if=_stale,
+        )
 
     def submit(self, document: SignedRegistration) -> RegistrationOutcome:
         """Send a signed registration document as it is; the registry's outcome."""
@@ -216,14 +214,13 @@ class RegistryClient:
 
     def _send(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         """Send a request, trying again while the registry is unavailable."""
-        delay = self._retry_delay
-        for _ in range(self._retries):
-            try:
-                return request(self._http, method, path, **kwargs)
-            except Unavailable:
-                time.sleep(delay)
-                delay *= 2
-        return request(self._http, method, path, **kwargs)
+        return retry(
+            lambda: request(self._http, method, path, **kwargs),
+            backoff=self._backoff,
+            clock=self._clock,
+            attempts=self._retries + 1,
+            retry_on=Unavailable,
+        )
 
     def _parse(self, what: str, parse: Callable[[], T]) -> T:
         """Run `parse` on a response; malformed responses are the registry's fault."""
@@ -234,6 +231,12 @@ class RegistryClient:
             raise Internal(
                 f"the registry at {self.url} sent an invalid {what}: {message}"
             ) from None
+
+
+def _stale(error: Exception) -> bool:
+    """Whether a Conflict says another registration changed the registry first."""
+    details = error.details if isinstance(error, Conflict) else None
+    return isinstance(details, dict) and details.get("reason") == STALE_BASE_VERSION
 
 
 def _version(data: Any) -> int:

@@ -163,7 +163,9 @@ class _AssetReader(ApiClient):
         """Download an asset's image to `dest` (atomically, digest verified, resumable)."""
         digest = self.get_asset(asset_id).asset.image_digest
         path = f"{_asset_path(asset_id)}/image"
-        return download_to_file(self._http, path, dest, digest, resume=resume, progress=progress)
+        return download_to_file(
+            self._http, path, dest, digest, resume=resume, progress=progress, clock=self._clock
+        )
 
 
 class SiteClient(_AssetReader):
@@ -356,7 +358,12 @@ class PeerClient(_AssetReader):
         try:
             path = f"{_asset_path(asset_id)}/image"
             served = stream_image(
-                self._http, path, sink, expected_digest=expected, progress=progress
+                self._http,
+                path,
+                sink,
+                expected_digest=expected,
+                progress=progress,
+                clock=self._clock,
             )
             info = sink.writer.commit()
             if info.digest != served:

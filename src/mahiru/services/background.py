@@ -4,9 +4,14 @@ A `BackgroundLoop` runs a round, waits, and runs the next, in its own thread,
 until stopped. A round that raises something unexpected never ends the
 loop: the failure is logged once with the loop's context (with its
 traceback the first time, as a count while the same failure repeats),
-counted, and the next round comes after a growing pause. `guarded` is the
-same supervision for one piece of work inside a round (one step, one peer):
-it hands back what went wrong instead of letting it escape.
+counted, and the next round comes after a growing pause (a `Backoff` from
+the interval to `max_failure_pause`). `guarded` is the same supervision for
+one piece of work inside a round (one step, one peer): it hands back what
+went wrong instead of letting it escape.
+
+The loop waits on a condition variable, so `wake` and `wake_after` cut a
+pause short; such waits run on the system's monotonic clock, as threading's
+own timeouts do.
 
 This module holds the only `except Exception` outside the HTTP error
 handlers.
@@ -19,6 +24,9 @@ import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
+
+from mahiru.clock import SYSTEM_CLOCK
+from mahiru.retry import Backoff
 
 T = TypeVar("T")
 
@@ -45,11 +53,6 @@ def guarded(action: Callable[[], T]) -> T | Unexpected:
         return Unexpected(error)
 
 
-def failure_pause(interval: float, in_a_row: int, limit: float) -> float:
-    """The pause after `in_a_row` failed rounds: the interval, doubled each time, up to `limit`."""
-    return min(interval * 2.0 ** max(in_a_row - 1, 0), limit)
-
-
 #: One round of a loop; returns how long to wait before the next (None: the interval).
 Round = Callable[[], float | None]
 
@@ -57,7 +60,9 @@ Round = Callable[[], float | None]
 class BackgroundLoop:
     """Runs `round_` in a thread named `name`, every `interval` seconds, while started.
 
-    `wake` starts the next round at once. `failures` counts rounds that raised.
+    `wake` starts the next round at once, `wake_after` at the latest after a
+    while. `failures` counts rounds that raised; `failure_backoff` gives the
+    pause after failed rounds in a row.
     """
 
     def __init__(
@@ -75,9 +80,10 @@ class BackgroundLoop:
         self._interval = interval
         self._logger = logger
         self._context = dict(context or {})
-        self._max_failure_pause = max_failure_pause
+        self.failure_backoff = Backoff(interval, cap=max_failure_pause)
         self._stop = threading.Event()
-        self._wake = threading.Event()
+        self._changed = threading.Condition()
+        self._due: float | None = None  # monotonic time by which the next round starts
         self._thread: threading.Thread | None = None
         self.failures = 0
         self._in_a_row = 0
@@ -103,12 +109,23 @@ class BackgroundLoop:
 
     def wake(self) -> None:
         """Run the next round now instead of after the pause."""
-        self._wake.set()
+        self.wake_after(0.0)
+
+    def wake_after(self, seconds: float) -> None:
+        """Run the next round at the latest `seconds` from now (an earlier wake-up stands).
+
+        Asked during a round, it shortens the pause after that round.
+        """
+        due = SYSTEM_CLOCK.monotonic() + seconds
+        with self._changed:
+            if self._due is None or due < self._due:
+                self._due = due
+                self._changed.notify_all()
 
     def stop(self, timeout: float = 30.0) -> None:
         """Stop after the current round, waiting at most `timeout` seconds for it."""
         self._stop.set()
-        self._wake.set()
+        self.wake()
         if self._thread is not None:
             self._thread.join(timeout)
             self._thread = None
@@ -121,8 +138,18 @@ class BackgroundLoop:
             else:
                 self._in_a_row, self._last_failure = 0, None
                 pause = self._interval if outcome is None else outcome
-            self._wake.wait(pause)
-            self._wake.clear()
+            self._pause(pause)
+
+    def _pause(self, seconds: float) -> None:
+        """Wait `seconds`, or less if woken meanwhile (or during the round) or stopped."""
+        self.wake_after(seconds)
+        with self._changed:
+            while self._due is not None and not self._stop.is_set():
+                left = self._due - SYSTEM_CLOCK.monotonic()
+                if left <= 0:
+                    break
+                self._changed.wait(left)
+            self._due = None
 
     def _failed(self, outcome: Unexpected) -> float:
         """Log and count a failed round; the pause before the next one."""
@@ -139,4 +166,4 @@ class BackgroundLoop:
         else:
             self._logger.warning("background round failed again: %s", described, extra=context)
         self._last_failure = described
-        return failure_pause(self._interval, self._in_a_row, self._max_failure_pause)
+        return self.failure_backoff.delay(self._in_a_row)

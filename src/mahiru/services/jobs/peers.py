@@ -8,15 +8,20 @@ from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager
 from typing import Any, Protocol, TypeVar
 
+from mahiru.clock import SYSTEM_CLOCK, Clock
 from mahiru.errors import Unavailable
 from mahiru.model.identifiers import AssetId, JobId, ResultId, SiteId
 from mahiru.model.jobs import StepAssignment, StepStatus
 from mahiru.model.live import LiveAnswer, LiveReader
+from mahiru.retry import Backoff, retry
 from mahiru.storage import AssetRecord, BlobInfo, BlobStore, ReplicaRepository, SiteRecord
 
 logger = logging.getLogger("mahiru.site.jobs")
 
 T = TypeVar("T")
+
+#: The longest pause between two tries of a peer that is unavailable (seconds).
+PEER_MAX_DELAY = 5.0
 
 
 class JobPeer(Protocol):
@@ -110,19 +115,26 @@ def retrying(
     attempts: int = 4,
     first_delay: float = 0.2,
     stop: threading.Event | None = None,
+    clock: Clock = SYSTEM_CLOCK,
 ) -> T:
-    """Run `action`, retrying with exponential backoff while it raises Unavailable."""
-    delay = first_delay
-    for attempt in range(1, attempts + 1):
-        try:
-            return action()
-        except Unavailable as error:
-            if attempt == attempts or (stop is not None and stop.is_set()):
-                raise
-            logger.info(
-                "peer unavailable; retrying",
-                extra={"action": what, "attempt": attempt, "error": error.message},
-            )
-            (stop or threading.Event()).wait(delay)  # cut short when told to stop
-            delay = min(delay * 2, 5.0)
-    raise AssertionError("unreachable")  # the loop returns or raises
+    """Run `action`, retrying with exponential backoff (up to 5 s) while it raises Unavailable.
+
+    A set `stop` ends the retrying (and cuts a pause short), raising the last error.
+    """
+
+    def log(error: Exception, attempt: int, pause: float) -> None:
+        message = error.message if isinstance(error, Unavailable) else str(error)
+        logger.info(
+            "peer unavailable; retrying",
+            extra={"action": what, "attempt": attempt, "error": message},
+        )
+
+    return retry(
+        action,
+        backoff=Backoff(first_delay, cap=PEER_MAX_DELAY),
+        clock=clock,
+        attempts=attempts,
+        retry_on=Unavailable,
+        on_retry=log,
+        stop=stop,
+    )

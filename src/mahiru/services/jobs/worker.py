@@ -4,9 +4,10 @@ Every round it looks at the unfinished steps this site runs (a restarted
 site finds its interrupted steps the same way) and hands each one that is
 not busy or backing off to a thread pool. A step that must wait (producers
 not done, a peer or the engine unavailable) is looked at again after a
-delay that doubles up to `MAX_BACKOFF` seconds. An unexpected (non-Mahiru)
-error is a bug or an unmapped failure, which retrying rarely cures: the step
-is tried `max_unexpected_errors` times in a row, then fails with the error.
+delay that doubles up to `MAX_BACKOFF` seconds (`STEP_BACKOFF`), and the
+loop is asked to wake by then. An unexpected (non-Mahiru) error is a bug or
+an unmapped failure, which retrying rarely cures: the step is tried
+`max_unexpected_errors` times in a row, then fails with the error.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 from mahiru.errors import MahiruError
 from mahiru.model.identifiers import JobId
 from mahiru.model.jobs import StepStatus
+from mahiru.retry import Backoff
 from mahiru.runtime.steps import LABEL_INSTANCE, LABEL_JOB, LABEL_SITE
 from mahiru.services.background import BackgroundLoop, Unexpected, guarded
 from mahiru.services.jobs.context import JobContext
@@ -30,6 +32,7 @@ logger = logging.getLogger("mahiru.site.jobs")
 FIRST_BACKOFF = 0.25
 MAX_BACKOFF = 2.0
 MAX_UNEXPECTED_ERRORS = 3
+STEP_BACKOFF = Backoff(FIRST_BACKOFF, cap=MAX_BACKOFF)
 
 
 class StepWorker:
@@ -60,7 +63,8 @@ class StepWorker:
         self._pool = ThreadPoolExecutor(max_parallel, thread_name_prefix="mahiru-step")
         self._lock = threading.Lock()
         self._busy: set[tuple[str, str]] = set()
-        self._backoff: dict[tuple[str, str], tuple[float, float]] = {}
+        # Per waiting step: (monotonic time it may be looked at again, times it waited in a row).
+        self._backoff: dict[tuple[str, str], tuple[float, int]] = {}
         self._errors: dict[tuple[str, str], int] = {}  # unexpected errors in a row, per step
 
     def start(self) -> None:
@@ -106,7 +110,12 @@ class StepWorker:
         for status in self._ctx.jobs.unfinished_steps(self._ctx.site):
             key = (status.job_id, status.step)
             with self._lock:
-                if key in self._busy or self._backoff.get(key, (0.0, 0.0))[0] > now:
+                if key in self._busy:
+                    continue
+                until = self._backoff.get(key, (0.0, 0))[0]
+                if until > now:
+                    # Woken by then, whatever woke the loop before.
+                    self.loop.wake_after(until - now)
                     continue
                 self._busy.add(key)
             self._pool.submit(self._work, status)
@@ -128,13 +137,10 @@ class StepWorker:
                     self._backoff.pop(key, None)
                     self._errors.pop(key, None)
                 else:
-                    delay = min(
-                        self._backoff.get(key, (0.0, FIRST_BACKOFF / 2))[1] * 2, MAX_BACKOFF
-                    )
-                    self._backoff[key] = (self._ctx.clock.monotonic() + delay, delay)
-                    timer = threading.Timer(delay, self.loop.wake)
-                    timer.daemon = True
-                    timer.start()
+                    waits = self._backoff.get(key, (0.0, 0))[1] + 1
+                    delay = STEP_BACKOFF.delay(waits)
+                    self._backoff[key] = (self._ctx.clock.monotonic() + delay, waits)
+                    self.loop.wake_after(delay)
             if finished:
                 self.loop.wake()
 

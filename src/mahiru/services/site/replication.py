@@ -30,6 +30,7 @@ from typing import Any, Protocol
 from mahiru.clock import SYSTEM_CLOCK, Clock
 from mahiru.errors import Conflict, InvalidSignature, MahiruError
 from mahiru.model.identifiers import SiteId
+from mahiru.retry import Backoff
 from mahiru.services.background import Unexpected, guarded
 from mahiru.services.site.validation import KeyRing
 from mahiru.storage import (
@@ -52,6 +53,8 @@ MAX_PAGES = 200
 #: Failures in a row after which a source is skipped for a while, and the longest wait.
 BACKOFF_AFTER = 3
 MAX_BACKOFF_SECONDS = 300.0
+#: From one second, doubling, once a source has failed `BACKOFF_AFTER` times.
+SOURCE_BACKOFF = Backoff(1.0, cap=MAX_BACKOFF_SECONDS)
 #: Rejected bodies larger than this, or not plain JSON text, are kept only as a note.
 MAX_REJECTED_BODY = 64 * 1024
 
@@ -93,7 +96,7 @@ def backoff_seconds(failures: int) -> float:
     """How long a source that failed `failures` times in a row is left alone."""
     if failures < BACKOFF_AFTER:
         return 0.0
-    return min(2.0 ** (failures - BACKOFF_AFTER), MAX_BACKOFF_SECONDS)
+    return SOURCE_BACKOFF.delay(failures - BACKOFF_AFTER + 1)
 
 
 class Replicator:
