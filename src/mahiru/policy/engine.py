@@ -11,7 +11,7 @@ from mahiru.model.identifiers import WILDCARD, Identifier, PartyId, SiteId
 from mahiru.model.items import ItemKind, WorkflowItem
 from mahiru.model.workflow import Job
 from mahiru.policy.decisions import Decision, RequirementOutcome
-from mahiru.policy.permissions import JobPermissions, Permissions, Requirement, primary
+from mahiru.policy.permissions import JobPermissions, Permissions, Requirement
 from mahiru.policy.rules import (
     InAssetCollection,
     InPartyCategory,
@@ -104,10 +104,6 @@ class PolicyEngine:
             RequirementOutcome(r, self._chain(verb, subject, r.ids), rule_type) for r in permissions
         )
         return Decision(all(o.met for o in outcomes), str(subject), verb, target, outcomes)
-
-    def may_access_asset(self, site: SiteId, asset: Identifier) -> Decision:
-        """May `site` access a primary asset (for example, to download it)?"""
-        return self.may_access(site, primary(asset), str(asset))
 
     # -- composite decisions ----------------------------------------------------
 
