@@ -59,7 +59,7 @@ browser:
 
 test: lint typecheck base-images browser
 	MAHIRU_TEST_POSTGRES_URL="$${MAHIRU_TEST_POSTGRES_URL:-$$(bash scripts/ensure-postgres.sh)}" \
-		$(BIN)/pytest -q
+		$(BIN)/pytest -q --durations=25
 
 # The main job: a registry and two sites on loopback with TLS, running the
 # compute-to-data scenario in real containers (see README.md).

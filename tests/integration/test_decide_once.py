@@ -22,6 +22,7 @@ from mahiru.model.identifiers import AssetId, JobId, PartyId, SiteId
 from mahiru.model.items import WorkflowItem
 from mahiru.model.jobs import StepAssignment, StepState, StepStatus
 from mahiru.model.workflow import Job, Plan, StepOutputRef, Workflow, WorkflowStep
+from mahiru.policy.permissions import primary
 from mahiru.policy.rules import rule_from_dict
 from mahiru.policy.signing import SignedRule, in_force, sign_revocation, sign_rule
 from mahiru.runtime.limits import StepLimits
@@ -264,8 +265,8 @@ def test_reading_the_policy_writes_no_audit_record(site: Site) -> None:
     item = WorkflowItem.parse("second.out", job.workflow)
     assert reader.may_use(PARTY, permissions[item], str(item)).allowed
     assert reader.may_access(SITE, permissions[item], str(item)).allowed
-    assert reader.may_access_asset(SITE, DATA).allowed
-    assert not reader.may_access_asset(OTHER_SITE, DATA).allowed
+    assert reader.may_access(SITE, primary(DATA), str(DATA)).allowed
+    assert not reader.may_access(OTHER_SITE, primary(DATA), str(DATA)).allowed
     assert site.policy.explain(job, item, party=PARTY).allowed
     data = WorkflowItem.parse("first.in0", job.workflow)
     assert not site.policy.explain(job, data, site=SiteId(NS, "elsewhere")).allowed

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -12,6 +13,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from mahiru.errors import Unavailable
 from mahiru.model.audit import AuditKind
 from mahiru.model.identifiers import AssetId, SiteId
+from mahiru.policy.decisions import Decision
+from mahiru.policy.engine import PolicyEngine
+from mahiru.policy.permissions import primary
 from mahiru.policy.rules import rule_from_dict
 from mahiru.policy.signing import SignedRule, sign_rule
 from mahiru.services.site import PolicyView
@@ -24,6 +28,16 @@ ASSET = AssetId.parse("asset:p1.example.org:data:p1.example.org:site1")
 SITE2 = SiteId.parse("site:p2.example.org:site2")
 KEY = Ed25519PrivateKey.generate()
 GRANT = {"type": "MayAccess", "site": str(SITE2), "asset": str(ASSET)}
+
+
+def access(asset: AssetId = ASSET) -> Callable[[PolicyEngine], Decision]:
+    """The question a site asks before it lets SITE2 have `asset`: may SITE2 access it?"""
+    return lambda engine: engine.may_access(SITE2, primary(asset), str(asset))
+
+
+def release(view: PolicyView, asset: AssetId = ASSET) -> Decision:
+    """The (audited) decision on releasing `asset` to SITE2, as the site's egress takes it."""
+    return view.decide(access(asset), Concerning("release to site", str(SITE2), asset=str(asset)))
 
 
 class Clock:
@@ -67,15 +81,15 @@ def test_a_denial_is_decided_again_after_a_refresh(db: Database, view: PolicyVie
     """The rule arrives with the refresh: the second decision, made after it, allows."""
     refresher = Refresher(db, view)
     view.use_refresher(refresher)
-    assert view.may_access_asset(SITE2, ASSET).allowed
+    assert release(view).allowed
     assert refresher.calls == 1
 
 
 def test_an_allowed_decision_never_refreshes(db: Database, view: PolicyView) -> None:
     refresher = Refresher(db, view)
     view.use_refresher(refresher)
-    assert view.may_access_asset(SITE2, ASSET).allowed
-    assert view.may_access_asset(SITE2, ASSET).allowed
+    assert release(view).allowed
+    assert release(view).allowed
     assert refresher.calls == 1  # only the first, denied, decision refreshed
 
 
@@ -86,19 +100,19 @@ def test_denials_refresh_at_most_once_per_interval(
     other = AssetId.parse("asset:p1.example.org:other:p1.example.org:site1")
     refresher = Refresher(db, view)
     view.use_refresher(refresher)
-    assert not view.may_access_asset(SITE2, other).allowed
-    assert not view.may_access_asset(SITE2, other).allowed
+    assert not release(view, other).allowed
+    assert not release(view, other).allowed
     clock.now += 0.5
-    assert not view.may_access_asset(SITE2, other).allowed
+    assert not release(view, other).allowed
     assert refresher.calls == 1
     clock.now += 1.0
-    assert not view.may_access_asset(SITE2, other).allowed
+    assert not release(view, other).allowed
     assert refresher.calls == 2
 
 
 def test_without_a_refresher_a_denial_stands(view: PolicyView) -> None:
     assert not view.refresh()
-    decision = view.may_access_asset(SITE2, ASSET)
+    decision = release(view)
     assert not decision.allowed
     assert decision.failures()
 
@@ -109,7 +123,7 @@ def test_a_failing_refresh_leaves_the_denial_and_is_logged(
     refresher = Refresher(db, view, fail=True)
     view.use_refresher(refresher)
     with caplog.at_level(logging.WARNING, logger="mahiru.site.policy"):
-        assert not view.may_access_asset(SITE2, ASSET).allowed
+        assert not release(view).allowed
     assert refresher.calls == 1
     assert "the registry does not answer" in caplog.text
 
@@ -126,7 +140,7 @@ def test_a_fresh_view_never_decides_from_a_half_built_engine(db: Database) -> No
     view = PolicyView(slow_rules)
     with ThreadPoolExecutor(max_workers=4) as pool:
         counts = list(pool.map(lambda _: view.rule_count(), range(4)))
-        allowed = list(pool.map(lambda _: view.may_access_asset(SITE2, ASSET).allowed, range(4)))
+        allowed = list(pool.map(lambda _: release(view).allowed, range(4)))
     assert counts == [1, 1, 1, 1]
     assert allowed == [True] * 4
 
@@ -139,10 +153,10 @@ def test_every_decision_that_stands_is_audited_with_what_it_concerned(
     audit = AuditLog(db)
     view = PolicyView(RuleRepository(db).active_rules, clock=clock, audit=audit)
     about = Concerning("run step", str(SITE2), party="party:p1.example.org:p1", job="j1", step="s")
-    assert not view.decide(lambda engine: engine.may_access_asset(SITE2, ASSET), about)
+    assert not view.decide(access(), about)
     view.use_refresher(Refresher(db, view))
     clock.now += 10
-    assert view.decide(lambda engine: engine.may_access_asset(SITE2, ASSET), about)
+    assert view.decide(access(), about)
     decisions = audit.page(AuditQuery(kind=AuditKind.DECISION)).records
     denied, allowed = (r.entry for r in reversed(decisions))
     assert (denied.outcome, allowed.outcome) == ("denied", "allowed")
@@ -180,9 +194,7 @@ def test_decide_once_takes_a_decision_again_only_when_something_it_rests_on_chan
     about = Concerning("run step", str(SITE2), job="j1", step="s")
 
     def ask(basis: object) -> bool:
-        decision = view.decide_once(
-            lambda engine: engine.may_access_asset(SITE2, ASSET), about, basis=basis
-        )
+        decision = view.decide_once(access(), about, basis=basis)
         return decision.allowed
 
     assert all(ask("plan 1") for _ in range(5))
@@ -205,8 +217,6 @@ def test_decide_once_remembers_no_denial(db: Database, clock: Clock) -> None:
     view = PolicyView(RuleRepository(db).active_rules, clock=clock, audit=audit)
     about = Concerning("run step", str(SITE2), job="j1", step="s")
     for _ in range(3):
-        decision = view.decide_once(
-            lambda engine: engine.may_access_asset(SITE2, ASSET), about, basis="plan"
-        )
+        decision = view.decide_once(access(), about, basis="plan")
         assert not decision.allowed
     assert _decisions(audit) == ["denied"] * 3

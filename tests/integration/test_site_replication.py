@@ -25,8 +25,10 @@ from tests.support.sites import (
 
 from mahiru.errors import Conflict, MahiruError, PermissionDenied
 from mahiru.model.identifiers import AssetId, SiteId
+from mahiru.policy.permissions import primary
 from mahiru.policy.rules import rule_from_dict
 from mahiru.policy.signing import SignedRule, sign_revocation, sign_rule
+from mahiru.services.site.policy_view import Concerning
 from mahiru.storage import RuleRepository, create_database
 
 pytestmark = pytest.mark.integration
@@ -94,23 +96,14 @@ def test_rules_published_at_each_site_reach_every_other_site(net: Network) -> No
         sources = _status(site)
         assert all(s["last_error"] is None for s in sources.values()), sources
     # Site 3 decides about p1's data from its replica, without asking anyone.
-    decision = net.sites["p3"].services.policy.may_access_asset(
-        SiteId.parse(net.sites["p2"].id), AssetId.parse(_data("p1", "data"))
-    )
-    assert decision.allowed
+    assert _releases(net.sites["p3"], net.sites["p2"], _data("p1", "data"))
     revoked = next(r for r in published.values() if str(r.rule.site) == net.sites["p2"].id)
     with net.sites["p1"].admin() as admin:
         admin.revoke(sign_revocation(revoked.rule, net.parties["p1"].main_key))
     net.replicate_all()
     for site in net.sites.values():
         assert _rules_at(site) == set(published) - {revoked.rule_id}
-    assert (
-        not net.sites["p3"]
-        .services.policy.may_access_asset(
-            SiteId.parse(net.sites["p2"].id), AssetId.parse(_data("p1", "data"))
-        )
-        .allowed
-    )
+    assert not _releases(net.sites["p3"], net.sites["p2"], _data("p1", "data"))
 
 
 def test_bad_rules_are_rejected_one_by_one(net: Network, caplog: pytest.LogCaptureFixture) -> None:
@@ -243,11 +236,20 @@ def test_replication_runs_in_the_background(net: Network) -> None:
 def _decides(site: SiteServer, grantee: SiteServer, asset: str) -> bool:
     """Whether `site`'s policy lets `grantee` access `asset` (no refresh, no record: the view
     as it is)."""
-    return (
-        site.services.policy.reader()
-        .may_access_asset(SiteId.parse(grantee.id), AssetId.parse(asset))
-        .allowed
+    grantee_id, asset_id = SiteId.parse(grantee.id), AssetId.parse(asset)
+    reader = site.services.policy.reader()
+    return reader.may_access(grantee_id, primary(asset_id), asset).allowed
+
+
+def _releases(site: SiteServer, grantee: SiteServer, asset: str) -> bool:
+    """Whether `site` would release `asset` to `grantee`: the audited decision its egress
+    takes (refreshing the rules first if they deny it)."""
+    grantee_id, asset_id = SiteId.parse(grantee.id), AssetId.parse(asset)
+    decision = site.services.policy.decide(
+        lambda engine: engine.may_access(grantee_id, primary(asset_id), asset),
+        Concerning("release to site", grantee.id, asset=asset),
     )
+    return decision.allowed
 
 
 def test_a_site_takes_only_its_owners_rules(net: Network) -> None:
@@ -286,9 +288,7 @@ def test_a_revocation_beats_every_re_published_copy(net: Network, relay: str) ->
     for site in net.sites.values():
         assert rule.rule_id not in _rules_at(site), site.id
         assert not _decides(site, site1, asset), site.id
-        assert not site.services.policy.may_access_asset(
-            SiteId.parse(site1.id), AssetId.parse(asset)
-        ).allowed
+        assert not _releases(site, site1, asset), site.id
     # Never again: not at the owner's site, and a restarted site still knows it.
     with site2.admin() as admin, pytest.raises(Conflict, match="revoked"):
         admin.add_rule(rule)

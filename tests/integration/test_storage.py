@@ -331,7 +331,10 @@ def test_revoked_rules_are_inactive_and_stay_revoked(db: Database) -> None:
     assert rules.revoke(revocation(drop)) == 3
     assert rules.revoke(revocation(drop)) is None
     assert rules.active_rules() == [keep]
-    assert rules.is_revoked(drop.rule_id) and not rules.is_revoked(keep.rule_id)
+    # Revoked, not forgotten: still stored, and its revocation is a change in the log.
+    assert rules.get(drop.rule_id) == drop
+    assert [c.action for c in rules.changes_since(2).changes] == [ChangeAction.REVOKED]
+    assert [c.revocation for c in rules.changes_since(2).changes] == [revocation(drop)]
     with pytest.raises(Conflict, match="revoked"):
         rules.add(drop)
     assert rules.version() == 3

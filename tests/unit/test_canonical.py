@@ -23,8 +23,10 @@ from mahiru.model.identifiers import PartyId, SiteId
 from mahiru.model.receipts import Receipt, ReceiptInput
 from mahiru.model.serialization import job_digest, job_from_dict
 from mahiru.model.workflow import StepOutputRef
+from mahiru.pki import public_key_pem
 from mahiru.policy.rules import rule_from_dict
-from mahiru.policy.signing import SignedRule, sign_revocation, sign_rule, verify_rule
+from mahiru.policy.signing import SignedRule, sign_revocation, sign_rule
+from mahiru.services.site import KeyRing
 from mahiru.storage.records import PartyRecord
 from mahiru.storage.registrations import Registration
 
@@ -151,7 +153,8 @@ def test_a_signature_made_before_still_verifies() -> None:
         "94b206db820446f8b664e34d61733f567843b67f0437b5d50dab70e1d6a0670b"
     )
     assert sign_rule(RULE, KEY).signature == signature
-    verify_rule(SignedRule(RULE, signature), lambda namespace: KEY.public_key())
+    owner = PartyRecord(PARTY, RULE.signer_namespace(), public_key_pem(KEY), "unused")
+    KeyRing.of([owner]).check_rule(SignedRule(RULE, signature))
 
 
 def test_canonical_json_sorts_keys_drops_whitespace_and_escapes_as_asked() -> None:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from mahiru.model.identifiers import AssetId, SiteId
 from mahiru.policy.engine import PolicyEngine
+from mahiru.policy.permissions import primary
 from mahiru.policy.rules import rule_from_dict
 from mahiru.policy.store import RuleStore
 from mahiru.services.site.policy_view import PolicyReader, PolicyView
@@ -63,6 +64,6 @@ def test_the_reader_answers_from_the_engine_it_was_given() -> None:
     asset = AssetId.parse("asset:p.example.org:data:p.example.org:site1")
     grant = rule_from_dict({"type": "MayAccess", "site": str(site), "asset": str(asset)})
     reader = PolicyReader(PolicyEngine(RuleStore([grant])))
-    assert reader.may_access_asset(site, asset).allowed
+    assert reader.may_access(site, primary(asset), str(asset)).allowed
     assert reader.rules() == [grant]
     assert reader.rule_count() == 1

@@ -1,4 +1,7 @@
-"""Ed25519 signatures on rules and revocations, checked against the right owner's key."""
+"""Ed25519 signatures on rules and revocations, checked against the right owner's key.
+
+Checked as a site checks them when they arrive: with the `KeyRing` of the registered parties.
+"""
 
 from __future__ import annotations
 
@@ -7,19 +10,15 @@ import json
 from typing import Any
 
 import pytest
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from mahiru.errors import InvalidInput, InvalidSignature
+from mahiru.model.identifiers import PartyId
+from mahiru.pki import public_key_pem
 from mahiru.policy.rules import RULE_TYPES, Rule, rule_from_dict
-from mahiru.policy.signing import (
-    KeyLookup,
-    Revocation,
-    SignedRule,
-    sign_revocation,
-    sign_rule,
-    verify_revocation,
-    verify_rule,
-)
+from mahiru.policy.signing import Revocation, SignedRule, sign_revocation, sign_rule
+from mahiru.services.site import KeyRing
+from mahiru.storage import PartyRecord
 
 #: One valid rule per type; each identifier field lives in its own namespace, named after it.
 RULES: dict[str, dict[str, str]] = {
@@ -94,15 +93,18 @@ def keys() -> dict[str, Ed25519PrivateKey]:
     return {namespace: Ed25519PrivateKey.generate() for namespace in NAMESPACES}
 
 
+def key_ring(keys: dict[str, Ed25519PrivateKey]) -> KeyRing:
+    """The registry's view of these owners: one party per namespace, with its main key."""
+    return KeyRing.of(
+        PartyRecord(PartyId(namespace, "owner"), namespace, public_key_pem(key), "unused")
+        for namespace, key in keys.items()
+    )
+
+
 @pytest.fixture(scope="module")
-def lookup(keys: dict[str, Ed25519PrivateKey]) -> KeyLookup:
-    """The registry's view: namespace -> owner's public key, None when nobody owns it."""
-    public = {namespace: key.public_key() for namespace, key in keys.items()}
-
-    def key_for(namespace: str) -> Ed25519PublicKey | None:
-        return public.get(namespace)
-
-    return key_for
+def ring(keys: dict[str, Ed25519PrivateKey]) -> KeyRing:
+    """Every namespace of RULES owned by its own party; any other namespace is owned by nobody."""
+    return key_ring(keys)
 
 
 def rule(type_name: str, **overrides: str) -> Rule:
@@ -122,53 +124,55 @@ def flip_bit(data: bytes, index: int = 0) -> bytes:
 
 @pytest.mark.parametrize("type_name", sorted(RULES))
 def test_rule_signed_by_the_owner_verifies(
-    type_name: str, keys: dict[str, Ed25519PrivateKey], lookup: KeyLookup
+    type_name: str, keys: dict[str, Ed25519PrivateKey], ring: KeyRing
 ) -> None:
     """A rule signed with the main key of its signer field's owner is accepted."""
     signed = sign_rule(rule(type_name), keys[owner_namespace(type_name)])
     assert len(signed.signature) == 64
-    verify_rule(signed, lookup)
+    ring.check_rule(signed)
 
 
 @pytest.mark.parametrize(("type_name", "field"), WRONG_SIGNERS)
 def test_rule_signed_by_another_fields_owner_is_rejected(
-    type_name: str, field: str, keys: dict[str, Ed25519PrivateKey], lookup: KeyLookup
+    type_name: str, field: str, keys: dict[str, Ed25519PrivateKey], ring: KeyRing
 ) -> None:
     """Owning some other namespace in the rule gives no authority (e.g. InAssetCategory's asset)."""
     other_namespace = RULES[type_name][field].split(":")[1]
     assert other_namespace != owner_namespace(type_name)
     signed = sign_rule(rule(type_name), keys[other_namespace])
     with pytest.raises(InvalidSignature) as error:
-        verify_rule(signed, lookup)
-    assert "does not verify" in error.value.message
+        ring.check_rule(signed)
+    # The other field's owner is registered, so the refusal names it as the wrong signer.
+    assert error.value.details["reason"] == "wrong_signer"
+    assert error.value.details["signer"] == str(PartyId(other_namespace, "owner"))
     assert type_name in error.value.message
 
 
 def test_in_asset_category_needs_the_category_owner_not_the_asset_owner(
-    keys: dict[str, Ed25519PrivateKey], lookup: KeyLookup
+    keys: dict[str, Ed25519PrivateKey], ring: KeyRing
 ) -> None:
     """The reference: Rules example: categories are their owner's statement."""
     in_category = rule("InAssetCategory")
-    verify_rule(sign_rule(in_category, keys["ns-category"]), lookup)
+    ring.check_rule(sign_rule(in_category, keys["ns-category"]))
     with pytest.raises(InvalidSignature):
-        verify_rule(sign_rule(in_category, keys["ns-asset"]), lookup)
+        ring.check_rule(sign_rule(in_category, keys["ns-asset"]))
 
 
 def test_asset_rules_need_the_asset_owner_not_the_storing_site_owner(
-    keys: dict[str, Ed25519PrivateKey], lookup: KeyLookup
+    keys: dict[str, Ed25519PrivateKey], ring: KeyRing
 ) -> None:
     """The site named inside an asset id does not own the asset."""
     in_collection = rule("InAssetCollection")
     with pytest.raises(InvalidSignature):
-        verify_rule(sign_rule(in_collection, keys["ns-site"]), lookup)
+        ring.check_rule(sign_rule(in_collection, keys["ns-site"]))
 
 
 @pytest.mark.parametrize("type_name", sorted(RULES))
-def test_rule_signed_by_an_outsider_is_rejected(type_name: str, lookup: KeyLookup) -> None:
+def test_rule_signed_by_an_outsider_is_rejected(type_name: str, ring: KeyRing) -> None:
     """A key nobody registered cannot sign for any namespace."""
     signed = sign_rule(rule(type_name), Ed25519PrivateKey.generate())
     with pytest.raises(InvalidSignature):
-        verify_rule(signed, lookup)
+        ring.check_rule(signed)
 
 
 @pytest.mark.parametrize(
@@ -188,18 +192,18 @@ def test_tampered_rule_is_rejected(
     field: str,
     value: str,
     keys: dict[str, Ed25519PrivateKey],
-    lookup: KeyLookup,
+    ring: KeyRing,
 ) -> None:
     """Changing any field after signing, even one its signer owns, voids the signature."""
     signed = sign_rule(rule(type_name), keys[owner_namespace(type_name)])
     tampered = SignedRule(rule(type_name, **{field: value}), signed.signature)
     assert tampered.rule != signed.rule
     with pytest.raises(InvalidSignature):
-        verify_rule(tampered, lookup)
+        ring.check_rule(tampered)
 
 
 def test_signature_moved_to_another_rule_type_is_rejected(
-    keys: dict[str, Ed25519PrivateKey], lookup: KeyLookup
+    keys: dict[str, Ed25519PrivateKey], ring: KeyRing
 ) -> None:
     """The type is signed too: a ResultOfDataIn signature is no good on a ResultOfComputeIn."""
     fields = {
@@ -211,9 +215,9 @@ def test_signature_moved_to_another_rule_type_is_rejected(
     data_rule = rule_from_dict({"type": "ResultOfDataIn", **fields})
     compute_rule = rule_from_dict({"type": "ResultOfComputeIn", **fields})
     signed = sign_rule(data_rule, keys["ns-data"])
-    verify_rule(signed, lookup)
+    ring.check_rule(signed)
     with pytest.raises(InvalidSignature):
-        verify_rule(SignedRule(compute_rule, signed.signature), lookup)
+        ring.check_rule(SignedRule(compute_rule, signed.signature))
 
 
 @pytest.mark.parametrize(
@@ -229,34 +233,32 @@ def test_signature_moved_to_another_rule_type_is_rejected(
     ids=["first-bit", "last-bit", "truncated", "extended", "empty", "zeros"],
 )
 def test_tampered_signature_is_rejected(
-    damage: Any, keys: dict[str, Ed25519PrivateKey], lookup: KeyLookup
+    damage: Any, keys: dict[str, Ed25519PrivateKey], ring: KeyRing
 ) -> None:
     """A damaged signature is InvalidSignature, never a crash or an acceptance."""
     signed = sign_rule(rule("MayAccess"), keys["ns-asset"])
     with pytest.raises(InvalidSignature):
-        verify_rule(SignedRule(signed.rule, damage(signed.signature)), lookup)
+        ring.check_rule(SignedRule(signed.rule, damage(signed.signature)))
 
 
 def test_rule_in_an_unowned_namespace_is_rejected(keys: dict[str, Ed25519PrivateKey]) -> None:
     """If the registry knows no owner of the signer namespace, nobody can sign for it."""
     signed = sign_rule(rule("MayAccess"), keys["ns-asset"])
     with pytest.raises(InvalidSignature) as error:
-        verify_rule(signed, lambda namespace: None)
+        KeyRing.of([]).check_rule(signed)
     assert "'ns-asset' is not owned by any registered party" in error.value.message
 
 
-def test_verification_asks_only_for_the_signer_namespace(
+def test_verification_needs_only_the_signer_namespace(
     keys: dict[str, Ed25519PrivateKey],
 ) -> None:
-    """The key looked up is that of the signer namespace, not any other namespace in the rule."""
-    asked: list[str] = []
-
-    def key_for(namespace: str) -> Ed25519PublicKey | None:
-        asked.append(namespace)
-        return keys[namespace].public_key()
-
-    verify_rule(sign_rule(rule("InSiteCategory"), keys["ns-category"]), key_for)
-    assert asked == ["ns-category"]
+    """The key checked is that of the signer namespace, not any other namespace in the rule."""
+    signed = sign_rule(rule("InSiteCategory"), keys["ns-category"])
+    key_ring({"ns-category": keys["ns-category"]}).check_rule(signed)
+    others = key_ring({ns: key for ns, key in keys.items() if ns != "ns-category"})
+    with pytest.raises(InvalidSignature) as error:
+        others.check_rule(signed)
+    assert error.value.details["reason"] == "unknown_namespace"
 
 
 def test_signing_is_deterministic(keys: dict[str, Ed25519PrivateKey]) -> None:
@@ -277,7 +279,7 @@ def test_invalid_signature_is_invalid_input() -> None:
 
 @pytest.mark.parametrize("type_name", sorted(RULES))
 def test_signed_rule_round_trips_through_its_dict_and_json(
-    type_name: str, keys: dict[str, Ed25519PrivateKey], lookup: KeyLookup
+    type_name: str, keys: dict[str, Ed25519PrivateKey], ring: KeyRing
 ) -> None:
     """to_dict is the rule's fields plus base64 `signature`; parsing it back still verifies."""
     signed = sign_rule(rule(type_name), keys[owner_namespace(type_name)])
@@ -289,7 +291,7 @@ def test_signed_rule_round_trips_through_its_dict_and_json(
     }
     again = SignedRule.from_dict(json.loads(json.dumps(data)))
     assert again == signed
-    verify_rule(again, lookup)
+    ring.check_rule(again)
 
 
 @pytest.mark.parametrize(
@@ -327,30 +329,28 @@ def test_signed_rule_from_a_non_mapping_is_rejected() -> None:
 
 @pytest.mark.parametrize("type_name", sorted(RULES))
 def test_revocation_by_the_owner_verifies_and_names_the_rule(
-    type_name: str, keys: dict[str, Ed25519PrivateKey], lookup: KeyLookup
+    type_name: str, keys: dict[str, Ed25519PrivateKey], ring: KeyRing
 ) -> None:
     """A revocation carries the rule id and the rule's signer namespace, signed by its owner."""
     revoked = rule(type_name)
     revocation = sign_revocation(revoked, keys[owner_namespace(type_name)])
     assert revocation.rule_id == revoked.rule_id()
     assert revocation.namespace == revoked.signer_namespace() == owner_namespace(type_name)
-    verify_revocation(revocation, lookup)
+    ring.check_revocation(revocation)
 
 
 @pytest.mark.parametrize(("type_name", "field"), WRONG_SIGNERS)
 def test_revocation_by_another_party_is_rejected(
-    type_name: str, field: str, keys: dict[str, Ed25519PrivateKey], lookup: KeyLookup
+    type_name: str, field: str, keys: dict[str, Ed25519PrivateKey], ring: KeyRing
 ) -> None:
     """Only the owner that may sign a rule may revoke it."""
     other_namespace = RULES[type_name][field].split(":")[1]
     revocation = sign_revocation(rule(type_name), keys[other_namespace])
     with pytest.raises(InvalidSignature):
-        verify_revocation(revocation, lookup)
+        ring.check_revocation(revocation)
 
 
-def test_tampered_revocation_is_rejected(
-    keys: dict[str, Ed25519PrivateKey], lookup: KeyLookup
-) -> None:
+def test_tampered_revocation_is_rejected(keys: dict[str, Ed25519PrivateKey], ring: KeyRing) -> None:
     """Pointing a signed revocation at another rule, or another namespace, voids it."""
     revocation = sign_revocation(rule("MayAccess"), keys["ns-asset"])
     other_rule = rule("MayAccess", site="*")
@@ -360,7 +360,7 @@ def test_tampered_revocation_is_rejected(
         Revocation(revocation.rule_id, revocation.namespace, flip_bit(revocation.signature)),
     ):
         with pytest.raises(InvalidSignature):
-            verify_revocation(tampered, lookup)
+            ring.check_revocation(tampered)
 
 
 def test_revocation_in_an_unowned_namespace_is_rejected(
@@ -369,23 +369,23 @@ def test_revocation_in_an_unowned_namespace_is_rejected(
     """Unknown namespace: the revocation cannot be checked, so it is refused."""
     revocation = sign_revocation(rule("MayAccess"), keys["ns-asset"])
     with pytest.raises(InvalidSignature) as error:
-        verify_revocation(revocation, lambda namespace: None)
+        KeyRing.of([]).check_revocation(revocation)
     assert "not owned by any registered party" in error.value.message
 
 
 def test_revocation_signature_differs_from_the_rule_signature(
-    keys: dict[str, Ed25519PrivateKey], lookup: KeyLookup
+    keys: dict[str, Ed25519PrivateKey], ring: KeyRing
 ) -> None:
     """A rule's signature cannot be replayed as its revocation (different signed bytes)."""
     revoked = rule("MayAccess")
     signed = sign_rule(revoked, keys["ns-asset"])
     replayed = Revocation(revoked.rule_id(), "ns-asset", signed.signature)
     with pytest.raises(InvalidSignature):
-        verify_revocation(replayed, lookup)
+        ring.check_revocation(replayed)
 
 
 def test_revocation_round_trips_through_its_dict_and_json(
-    keys: dict[str, Ed25519PrivateKey], lookup: KeyLookup
+    keys: dict[str, Ed25519PrivateKey], ring: KeyRing
 ) -> None:
     """The revocation dict form parses back to an equal, still valid revocation."""
     revocation = sign_revocation(rule("InPartyCategory"), keys["ns-category"])
@@ -394,7 +394,7 @@ def test_revocation_round_trips_through_its_dict_and_json(
     assert data["type"] == "Revocation"
     again = Revocation.from_dict(json.loads(json.dumps(data)))
     assert again == revocation
-    verify_revocation(again, lookup)
+    ring.check_revocation(again)
 
 
 @pytest.mark.parametrize(

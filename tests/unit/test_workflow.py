@@ -11,7 +11,7 @@ import pytest
 
 from mahiru.errors import InvalidInput
 from mahiru.model.identifiers import AssetId, PartyId, ResultId, SiteId
-from mahiru.model.items import ItemKind, WorkflowItem, all_items
+from mahiru.model.items import ItemKind, WorkflowItem
 from mahiru.model.workflow import (
     Job,
     Plan,
@@ -22,6 +22,8 @@ from mahiru.model.workflow import (
     check_name,
     parse_source,
 )
+from mahiru.policy.engine import PolicyEngine
+from mahiru.policy.store import RuleStore
 
 SITE = SiteId("p1.example.org", "site1")
 DATA1 = AssetId("p1.example.org", "data1", SITE)
@@ -515,9 +517,15 @@ def test_item_texts_that_name_nothing_are_rejected(text: object, fragment: str) 
     assert fragment in error.value.message
 
 
-def test_all_items_lists_every_item_once_in_order() -> None:
+def items_of(workflow: Workflow) -> list[WorkflowItem]:
+    """Every item of `workflow`, as the policy engine lists them for a job that runs it."""
+    job = Job(PARTY, workflow, dict.fromkeys(workflow.inputs, DATA1))
+    return list(PolicyEngine(RuleStore([])).job_permissions(job).items())
+
+
+def test_a_jobs_permissions_list_every_item_once_in_order() -> None:
     """Inputs first, then each step (in topological order) with its items, then outputs."""
-    texts = [str(item) for item in all_items(chain())]
+    texts = [str(item) for item in items_of(chain())]
     assert texts == [
         "input",
         "a",
@@ -534,9 +542,9 @@ def test_all_items_lists_every_item_once_in_order() -> None:
 
 @pytest.mark.parametrize("build", [chain, diamond, lambda: ITEM_WORKFLOW])
 def test_every_listed_item_round_trips_through_its_text(build: object) -> None:
-    """all_items yields distinct items, each of which parses back from its text."""
+    """The items listed are distinct, and each parses back from its text."""
     workflow = build()  # type: ignore[operator]
-    items = all_items(workflow)
+    items = items_of(workflow)
     assert len(set(items)) == len(items)
     assert len({str(item) for item in items}) == len(items)
     for item in items:

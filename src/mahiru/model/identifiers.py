@@ -253,13 +253,6 @@ def parse_identifier(text: object, allowed: tuple[str, ...] | None = None) -> Id
     return cls.parse(text)
 
 
-def namespace_of(identifier: Identifier) -> str | None:
-    """The namespace whose owner owns `identifier`; None for results and `*`."""
-    if isinstance(identifier, ResultId | Wildcard):
-        return None
-    return identifier.namespace
-
-
 #: A job's id: text checked by `mahiru.model.jobs.check_job_id` (1 to 128 letters,
 #: digits, '_', '.' or '-'); new ones are 32 random hexadecimal digits.
 JobId = NewType("JobId", str)

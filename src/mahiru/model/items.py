@@ -70,17 +70,3 @@ class WorkflowItem:
         if text in workflow.outputs:
             return cls(ItemKind.WORKFLOW_OUTPUT, text)
         raise InvalidInput(f"workflow item {text!r} names no input, output or step")
-
-
-def all_items(workflow: Workflow) -> list[WorkflowItem]:
-    """Every item of `workflow`, in a stable order."""
-    items = [WorkflowItem(ItemKind.WORKFLOW_INPUT, name) for name in workflow.inputs]
-    for name in workflow.topological_order():
-        step = workflow.steps[name]
-        items.append(WorkflowItem(ItemKind.STEP, name))
-        items.extend(WorkflowItem(ItemKind.STEP_INPUT, name, i) for i in step.inputs)
-        for output in step.outputs:
-            items.append(WorkflowItem(ItemKind.OUTPUT_BASE, name, output))
-            items.append(WorkflowItem(ItemKind.STEP_OUTPUT, name, output))
-    items.extend(WorkflowItem(ItemKind.WORKFLOW_OUTPUT, name) for name in workflow.outputs)
-    return items

@@ -150,7 +150,9 @@ class Receipt:
     ) -> Receipt:
         """A receipt in canonical form: inputs in order, rules sorted, each once."""
         ordered = tuple(sorted(set(inputs), key=lambda i: (i.item, i.id, i.digest)))
-        return cls(result, digest, job_id, step, output, site, ordered, receipt_rules(rules), at)
+        return cls(
+            result, digest, job_id, step, output, site, ordered, tuple(sorted(set(rules))), at
+        )
 
 
 def _text(data: Mapping[str, Any], key: str) -> str:
@@ -281,8 +283,3 @@ def verify_chain(
                 assert isinstance(parsed, ResultId)
                 pending.append((parsed, entry.digest, f"{wanted} ran on it as {entry.item}"))
     return lines
-
-
-def receipt_rules(decision_rules: Sequence[str]) -> tuple[str, ...]:
-    """Rule ids as a receipt keeps them: each once, sorted."""
-    return tuple(sorted(set(decision_rules)))

@@ -149,20 +149,6 @@ def site_from_dict(data: object) -> SiteDescription:
     )
 
 
-def site_to_dict(site: SiteDescription) -> dict[str, Any]:
-    """The dict form of a site description."""
-    out: dict[str, Any] = {
-        "id": str(site.id),
-        "owner": str(site.owner),
-        "admin": str(site.admin),
-        "runner": site.runner,
-        "store": site.store,
-    }
-    if site.endpoint is not None:
-        out["endpoint"] = site.endpoint
-    return out
-
-
 def asset_from_dict(data: object) -> Asset:
     """Parse an asset description."""
     d = check_fields(data, "asset", {"id"}, {"kind", "metadata", "image_digest", "size"})
@@ -182,18 +168,6 @@ def asset_from_dict(data: object) -> Asset:
     if "size" in metadata and asset.size is None:
         raise InvalidInput(f"asset {d['id']}: size must be a non-negative integer")
     return asset
-
-
-def asset_to_dict(asset: Asset) -> dict[str, Any]:
-    """The dict form of an asset."""
-    out: dict[str, Any] = {
-        "id": str(asset.id),
-        "kind": asset.kind.value,
-        "metadata": dict(asset.metadata),
-    }
-    if asset.image_digest is not None:
-        out["image_digest"] = asset.image_digest
-    return out
 
 
 def plan_to_dict(plan: Plan) -> dict[str, str]:
@@ -216,11 +190,6 @@ def plan_from_dict(data: object) -> Plan:
 def to_json(data: Any) -> str:
     """Deterministic JSON text."""
     return json.dumps(data, sort_keys=True, indent=2)
-
-
-def to_yaml(data: Any) -> str:
-    """YAML text (block style, keys in given order)."""
-    return yaml.safe_dump(data, sort_keys=False)
 
 
 def load_yaml_text(text: str, what: str) -> Any:

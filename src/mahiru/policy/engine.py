@@ -11,7 +11,7 @@ from mahiru.model.identifiers import WILDCARD, Identifier, PartyId, SiteId
 from mahiru.model.items import ItemKind, WorkflowItem
 from mahiru.model.workflow import Job
 from mahiru.policy.decisions import Decision, RequirementOutcome
-from mahiru.policy.permissions import JobPermissions, Permissions, Requirement, primary
+from mahiru.policy.permissions import JobPermissions, Permissions, Requirement
 from mahiru.policy.rules import (
     InAssetCollection,
     InPartyCategory,
@@ -84,33 +84,26 @@ class PolicyEngine:
 
     def may_access(self, site: SiteId, permissions: Permissions, target: str) -> Decision:
         """May `site` access something with these permissions?"""
-        self._fresh()
-        outcomes = tuple(
-            RequirementOutcome(
-                requirement,
-                self._chain("access", site, requirement.ids),
-                "MayAccess",
-            )
-            for requirement in permissions
-        )
-        return Decision(all(o.met for o in outcomes), str(site), "access", target, outcomes)
+        return self._decide("access", site, permissions, target, "MayAccess")
 
     def may_use(self, party: PartyId, permissions: Permissions, target: str) -> Decision:
         """May `party` use something with these permissions?"""
+        return self._decide("use", party, permissions, target, "MayUse")
+
+    def _decide(
+        self,
+        verb: str,
+        subject: SiteId | PartyId,
+        permissions: Permissions,
+        target: str,
+        rule_type: str,
+    ) -> Decision:
+        """Whether `subject` meets every requirement of `permissions` (`rule_type` grants it)."""
         self._fresh()
         outcomes = tuple(
-            RequirementOutcome(
-                requirement,
-                self._chain("use", party, requirement.ids),
-                "MayUse",
-            )
-            for requirement in permissions
+            RequirementOutcome(r, self._chain(verb, subject, r.ids), rule_type) for r in permissions
         )
-        return Decision(all(o.met for o in outcomes), str(party), "use", target, outcomes)
-
-    def may_access_asset(self, site: SiteId, asset: Identifier) -> Decision:
-        """May `site` access a primary asset (for example, to download it)?"""
-        return self.may_access(site, primary(asset), str(asset))
+        return Decision(all(o.met for o in outcomes), str(subject), verb, target, outcomes)
 
     # -- composite decisions ----------------------------------------------------
 

@@ -1,8 +1,9 @@
-"""Ed25519 signatures on rules and revocations, and the signer-authority check.
+"""Ed25519 signatures on rules and revocations: the signed forms and how they are made.
 
 A rule is valid only if its signature verifies with the main key of the party
-that owns the namespace named by the rule's signer field (reference: Rules). Keys are
-looked up through a callable so the pure core never does I/O.
+that owns the namespace named by the rule's signer field (reference: Rules).
+That check needs the registry's keys, so a site makes it where it has them
+(`mahiru.services.site.KeyRing`); this pure module only signs and parses.
 """
 
 from __future__ import annotations
@@ -10,21 +11,17 @@ from __future__ import annotations
 import base64
 import binascii
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from cryptography.exceptions import InvalidSignature as _CryptoInvalidSignature
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from mahiru.errors import InvalidInput, InvalidSignature
+from mahiru.errors import InvalidInput
 from mahiru.model.canonical import canonical_json
 from mahiru.policy.rules import Rule, rule_from_dict
 
 _SHA256_HEX = re.compile(r"[0-9a-f]{64}")
-
-#: Looks up the main public key of the party owning a namespace; None if unknown.
-KeyLookup = Callable[[str], Ed25519PublicKey | None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,41 +111,6 @@ def sign_revocation(rule: Rule, key: Ed25519PrivateKey) -> Revocation:
     """Make a signed revocation of `rule`, by the same owner that signed it."""
     unsigned = Revocation(rule.rule_id(), rule.signer_namespace(), b"")
     return Revocation(unsigned.rule_id, unsigned.namespace, key.sign(unsigned.canonical_bytes()))
-
-
-def _verify(key: Ed25519PublicKey, signature: bytes, data: bytes, what: str) -> None:
-    try:
-        key.verify(signature, data)
-    except _CryptoInvalidSignature:
-        raise InvalidSignature(
-            f"{what}: signature does not verify with the main key of the namespace owner"
-        ) from None
-
-
-def verify_rule(signed: SignedRule, key_for_namespace: KeyLookup) -> None:
-    """Check that `signed` was signed by the owner of its signer namespace.
-
-    Raises InvalidSignature (unknown namespace, or a signature that does not
-    verify, including one made by another party's key).
-    """
-    namespace = signed.rule.signer_namespace()
-    key = key_for_namespace(namespace)
-    if key is None:
-        raise InvalidSignature(
-            f"{signed.rule}: namespace {namespace!r} is not owned by any registered party"
-        )
-    _verify(key, signed.signature, signed.rule.canonical_bytes(), str(signed.rule))
-
-
-def verify_revocation(revocation: Revocation, key_for_namespace: KeyLookup) -> None:
-    """Check that a revocation was signed by the owner of its namespace."""
-    key = key_for_namespace(revocation.namespace)
-    if key is None:
-        raise InvalidSignature(
-            f"revocation of {revocation.rule_id}: namespace {revocation.namespace!r} is not"
-            " owned by any registered party"
-        )
-    _verify(key, revocation.signature, revocation.canonical_bytes(), "revocation")
 
 
 def in_force(rules: Iterable[SignedRule], revocations: Iterable[Revocation]) -> list[SignedRule]:

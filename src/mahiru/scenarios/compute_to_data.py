@@ -17,7 +17,6 @@ import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -25,18 +24,11 @@ from mahiru.client.http import TlsIdentity
 from mahiru.client.jobs import JobsClient, JobView
 from mahiru.client.site import SiteClient
 from mahiru.errors import InvalidInput, PermissionDenied
-from mahiru.files import load_job, load_rules
 from mahiru.model.assets import Asset, AssetKind
 from mahiru.model.identifiers import AssetId, PartyId, SiteId
 from mahiru.model.jobs import JobState
 from mahiru.model.workflow import Job
-from mahiru.policy.rules import Rule
-from mahiru.scenarios.setup import (
-    PartyCredentials,
-    Progress,
-    SiteSpec,
-    set_up_site,
-)
+from mahiru.scenarios.setup import ScenarioExample
 
 NS1 = "party1.mahiru.example.org"
 NS2 = "party2.mahiru.example.org"
@@ -57,22 +49,6 @@ ARCHIVES = {
     OUTPUT_BASE: "output-base.tar",
     INPUT: "compute-to-data-input.tar",
 }
-
-
-def example_path(name: str) -> Path:
-    """A file of the bundled example (rules.yaml, sites.yaml, job.yaml)."""
-    path = resources.files("mahiru") / "examples" / "compute_to_data" / name
-    return Path(str(path))
-
-
-def rules() -> list[Rule]:
-    """The scenario's rules (unsigned)."""
-    return load_rules(example_path("rules.yaml"))
-
-
-def job() -> Job:
-    """The scenario's job: min/max of party2's input, submitted by party1."""
-    return load_job(example_path("job.yaml"))
 
 
 def _asset(asset_id: AssetId, kind: AssetKind, archive: Path, **metadata: Any) -> Asset:
@@ -101,19 +77,12 @@ def site_assets(site: SiteId, assets_dir: Path) -> list[tuple[Asset, Path]]:
     return assets
 
 
-def init_site(
-    registry_url: str,
-    credentials: PartyCredentials,
-    site: SiteSpec,
-    assets_dir: Path,
-    progress: Progress | None = None,
-) -> int:
-    """Register the party and site, upload the site's assets and add the party's rules.
-
-    Returns the number of rules added. Safe to run again.
-    """
-    assets = site_assets(site.site, assets_dir)
-    return set_up_site(registry_url, credentials, site, assets, rules(), progress)
+#: The bundled example and its assets; the scenario's rules, job and site set-up.
+SCENARIO = ScenarioExample("compute_to_data", site_assets)
+example_path = SCENARIO.example_path
+rules = SCENARIO.rules
+job = SCENARIO.job
+init_site = SCENARIO.init_site
 
 
 #: How long a submission denied by policy is retried while the rules replicate (seconds).

@@ -11,14 +11,10 @@ scoped to the step (see `mahiru.services.jobs.live_channel`). The result is
 
 from __future__ import annotations
 
-from importlib import resources
 from pathlib import Path
 
-from mahiru.files import load_job, load_rules
 from mahiru.model.assets import Asset
 from mahiru.model.identifiers import SiteId
-from mahiru.model.workflow import Job
-from mahiru.policy.rules import Rule
 from mahiru.scenarios import compute_to_data
 from mahiru.scenarios.compute_to_data import (
     EXPECTED_RESULT,
@@ -30,12 +26,7 @@ from mahiru.scenarios.compute_to_data import (
     SITE1,
     SITE2,
 )
-from mahiru.scenarios.setup import (
-    PartyCredentials,
-    Progress,
-    SiteSpec,
-    set_up_site,
-)
+from mahiru.scenarios.setup import ScenarioExample
 
 __all__ = [
     "EXPECTED_RESULT",
@@ -59,21 +50,6 @@ LIVE_ACCESS = "live_access"
 JOB_TIMEOUT = 300.0
 
 
-def example_path(name: str) -> Path:
-    """A file of the bundled example (rules.yaml, sites.yaml, job.yaml)."""
-    return Path(str(resources.files("mahiru") / "examples" / "data_access" / name))
-
-
-def rules() -> list[Rule]:
-    """The scenario's rules (unsigned)."""
-    return load_rules(example_path("rules.yaml"))
-
-
-def job() -> Job:
-    """The scenario's job: min/max of party2's input, submitted by party1."""
-    return load_job(example_path("job.yaml"))
-
-
 def site_assets(site: SiteId, assets_dir: Path) -> list[tuple[Asset, Path]]:
     """The assets `site` stores (as in compute-to-data), the input marked for live access."""
     assets = []
@@ -84,16 +60,9 @@ def site_assets(site: SiteId, assets_dir: Path) -> list[tuple[Asset, Path]]:
     return assets
 
 
-def init_site(
-    registry_url: str,
-    credentials: PartyCredentials,
-    site: SiteSpec,
-    assets_dir: Path,
-    progress: Progress | None = None,
-) -> int:
-    """Register the party and site, upload the site's assets and add the party's rules.
-
-    Returns the number of rules added. Safe to run again.
-    """
-    assets = site_assets(site.site, assets_dir)
-    return set_up_site(registry_url, credentials, site, assets, rules(), progress)
+#: The bundled example and its assets; the scenario's rules, job and site set-up.
+SCENARIO = ScenarioExample("data_access", site_assets)
+example_path = SCENARIO.example_path
+rules = SCENARIO.rules
+job = SCENARIO.job
+init_site = SCENARIO.init_site

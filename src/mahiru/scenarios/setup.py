@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 
 from mahiru import pki
@@ -17,8 +18,10 @@ from mahiru.client.http import TlsIdentity
 from mahiru.client.registry import RegistryClient
 from mahiru.client.site import SiteClient
 from mahiru.errors import InvalidInput
+from mahiru.files import load_job, load_rules
 from mahiru.model.assets import Asset
 from mahiru.model.identifiers import PartyId, SiteId
+from mahiru.model.workflow import Job
 from mahiru.policy.rules import Rule
 from mahiru.policy.signing import sign_rule
 from mahiru.storage.records import PartyRecord, SiteEndpoints, SiteRecord
@@ -27,6 +30,9 @@ logger = logging.getLogger("mahiru.scenarios")
 
 #: Reports progress: (what, done, total).
 Progress = Callable[[str, int, int], None]
+
+#: The assets a site stores, with their archive files in a folder of archives.
+SiteAssets = Callable[[SiteId, Path], list[tuple[Asset, Path]]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,3 +147,42 @@ def set_up_site(
         return add_rules(
             client, own_rules(rules, credentials.party), credentials.party_dir / "party.key"
         )
+
+
+@dataclass(frozen=True, slots=True)
+class ScenarioExample:
+    """A scenario: its bundled example (`mahiru/examples/<name>`) and the assets each site holds.
+
+    Each scenario module exposes these methods as its module functions, so the
+    scenario scripts and `mahiru demo` treat every scenario alike.
+    """
+
+    name: str
+    site_assets: SiteAssets
+
+    def example_path(self, file_name: str) -> Path:
+        """A file of the bundled example (rules.yaml, sites.yaml, job.yaml)."""
+        return Path(str(resources.files("mahiru") / "examples" / self.name / file_name))
+
+    def rules(self) -> list[Rule]:
+        """The scenario's rules (unsigned)."""
+        return load_rules(self.example_path("rules.yaml"))
+
+    def job(self) -> Job:
+        """The scenario's job, as its submitter sends it."""
+        return load_job(self.example_path("job.yaml"))
+
+    def init_site(
+        self,
+        registry_url: str,
+        credentials: PartyCredentials,
+        site: SiteSpec,
+        assets_dir: Path,
+        progress: Progress | None = None,
+    ) -> int:
+        """Register the party and site, upload the site's assets and add the party's rules.
+
+        Returns the number of rules added. Safe to run again.
+        """
+        assets = self.site_assets(site.site, assets_dir)
+        return set_up_site(registry_url, credentials, site, assets, self.rules(), progress)

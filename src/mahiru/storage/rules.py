@@ -157,16 +157,6 @@ class RuleRepository:
             raise NotFound(f"rule {rule_id} is not stored here", {"rule_id": rule_id})
         return SignedRule.from_dict(body)
 
-    def is_revoked(self, rule_id: str) -> bool:
-        """Whether the stored rule with this id has been revoked; NotFound if there is none."""
-        with self._db.read() as session:
-            row = session.execute(
-                select(rules.c.revoked_version).where(rules.c.rule_id == rule_id)
-            ).one_or_none()
-        if row is None:
-            raise NotFound(f"rule {rule_id} is not stored here", {"rule_id": rule_id})
-        return row.revoked_version is not None
-
     def active_rules(self) -> list[SignedRule]:
         """All stored rules that are not revoked, oldest first."""
         with self._db.read() as session:

@@ -140,10 +140,6 @@ class Egress:
             raise unavailable
         return Release(decision), about
 
-    def release_to_party(self, stored: AssetId | ResultId, party: PartyId) -> Release:
-        """Leave for `stored` to go to a user of `party` (use); PermissionDenied, with why."""
-        return self._release_to_party(stored, party)[0]
-
     def _release_to_party(
         self,
         stored: AssetId | ResultId,

@@ -28,11 +28,6 @@ class LoadedImages:
         with self._lock:
             return self._images.get(digest)
 
-    def remember(self, digest: str, image: str) -> None:
-        """Note that archive `digest` is loaded as `image`."""
-        with self._lock:
-            self._images[digest] = image
-
     def on_engine(self, digest: str) -> bool:
         """Whether the engine still has the image of archive `digest`; forgets it if not."""
         with self._lock:

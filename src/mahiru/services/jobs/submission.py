@@ -108,7 +108,8 @@ class JobSubmissions:
         ctx = self._ctx
         unknown: dict[str, str] = {}
         registered = {record.id for record in ctx.replica.sites()}
-        for asset in sorted(_primary_assets(job), key=str):
+        stored = (asset for asset in _primary_assets(job) if isinstance(asset, AssetId))
+        for asset in sorted(stored, key=str):
             site = asset.site
             if site not in registered:
                 unknown[str(asset)] = f"no site {site} is registered"
@@ -131,12 +132,8 @@ class JobSubmissions:
 
     def _sizes(self, job: Job) -> dict[AssetId | ResultId, int]:
         """Sizes of the job's primary assets stored here (the rest count as unknown)."""
-        wanted: set[AssetId | ResultId] = set(job.inputs.values())
-        for step in job.workflow.steps.values():
-            wanted.add(step.compute_asset)
-            wanted.update(base for base in step.outputs.values() if base is not None)
         sizes: dict[AssetId | ResultId, int] = {}
-        for asset in wanted:
+        for asset in _primary_assets(job):
             try:
                 size = self._ctx.records.get(asset).size
             except NotFound:
@@ -220,10 +217,10 @@ class JobSubmissions:
         return outputs[name]
 
 
-def _primary_assets(job: Job) -> set[AssetId]:
-    """The stored assets a job names: its inputs, compute assets and output bases."""
+def _primary_assets(job: Job) -> set[AssetId | ResultId]:
+    """The assets a job names: its inputs, compute assets and output bases."""
     named: set[AssetId | ResultId] = set(job.inputs.values())
     for step in job.workflow.steps.values():
         named.add(step.compute_asset)
         named.update(base for base in step.outputs.values() if base is not None)
-    return {asset for asset in named if isinstance(asset, AssetId)}
+    return named

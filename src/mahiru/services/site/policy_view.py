@@ -34,7 +34,7 @@ from mahiru.clock import SYSTEM_CLOCK, Clock
 from mahiru.errors import MahiruError, PermissionDenied
 from mahiru.model.assets import SiteDescription
 from mahiru.model.audit import AuditEntry, AuditKind, shorten
-from mahiru.model.identifiers import AssetId, PartyId, SiteId
+from mahiru.model.identifiers import PartyId, SiteId
 from mahiru.model.items import WorkflowItem
 from mahiru.model.workflow import Job, Plan
 from mahiru.planner import plan_job
@@ -110,10 +110,6 @@ class PolicyReader:
     def may_access(self, site: SiteId, permissions: Permissions, target: str) -> Decision:
         """Whether `site` may access something with `permissions` (named `target`)."""
         return self._engine.may_access(site, permissions, target)
-
-    def may_access_asset(self, site: SiteId, asset: AssetId) -> Decision:
-        """Whether `site` may access the primary asset `asset`."""
-        return self._engine.may_access_asset(site, asset)
 
     def may_use(self, party: PartyId, permissions: Permissions, target: str) -> Decision:
         """Whether `party` may use something with `permissions` (named `target`)."""
@@ -351,13 +347,6 @@ class PolicyView:
     def rule_count(self) -> int:
         """How many distinct rules decisions are made from."""
         return self.reader().rule_count()
-
-    def may_access_asset(self, site: SiteId, asset: AssetId) -> Decision:
-        """May `site` access (download) the primary asset `asset`?"""
-        return self.decide(
-            lambda engine: engine.may_access_asset(site, asset),
-            Concerning("release to site", str(site), asset=str(asset)),
-        )
 
     def explain(
         self,

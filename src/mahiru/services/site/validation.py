@@ -62,11 +62,6 @@ class KeyRing:
     def __len__(self) -> int:
         return len(self._owners)
 
-    def key_for_namespace(self, namespace: str) -> Ed25519PublicKey | None:
-        """The main key of the party owning `namespace`, or None (a `KeyLookup`)."""
-        owner = self._owners.get(namespace)
-        return None if owner is None else owner.key
-
     def check_rule(self, signed: SignedRule) -> None:
         """Raise InvalidSignature, with the reason, unless the namespace owner signed `signed`."""
         self._check(

@@ -1,0 +1,219 @@
+"""Step containers on the Docker Engine API: create, run to the end under a deadline, stop.
+
+How a step is set up (mounts, limits, outputs) and judged is `docker_engine`'s
+business; this module only drives a container's life on the engine.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import docker
+import docker.errors
+
+from mahiru.errors import Conflict, InvalidInput, MahiruError, NotFound
+from mahiru.runtime.docker_connection import logger
+from mahiru.runtime.docker_images import DockerImages
+from mahiru.runtime.outputs import cut
+from mahiru.runtime.protocol import ContainerInfo
+from mahiru.runtime.steps import LABEL_ROLE, ROLE_STEP
+
+#: After a kill, how long the engine gets to report the container stopped.
+KILL_GRACE_SECONDS = 10.0
+
+
+class DockerContainers(DockerImages):
+    """Images, and step containers run as `user`, on a Docker-API engine.
+
+    Remembers the containers it was asked to stop, so a run that ends
+    because of that is told apart from one that failed (`was_stopped`).
+    """
+
+    def __init__(
+        self,
+        client: Any | None = None,
+        *,
+        timeout: float = 120.0,
+        step_user: str,
+        log_tail_lines: int,
+        scratch_prefix: str,
+        scratch_dir: Path | None,
+    ) -> None:
+        super().__init__(
+            client, timeout=timeout, scratch_prefix=scratch_prefix, scratch_dir=scratch_dir
+        )
+        self._step_user = step_user
+        self._log_tail_lines = log_tail_lines
+        self._stopped: set[str] = set()
+
+    def list_step_containers(self, labels: Mapping[str, str] | None = None) -> list[ContainerInfo]:
+        """Step containers (running or not) carrying all of `labels`, oldest first."""
+        wanted = {**(labels or {}), LABEL_ROLE: ROLE_STEP}
+        filters = {"label": [f"{key}={value}" for key, value in wanted.items()]}
+        with self._engine("list step containers"):
+            found = self._docker().api.containers(all=True, filters=filters)
+        return [
+            ContainerInfo(
+                id=str(entry["Id"]),
+                name=str((entry.get("Names") or ["?"])[0]).lstrip("/"),
+                status=str(entry.get("State", "")),
+                labels=dict(entry.get("Labels") or {}),
+            )
+            for entry in sorted(found, key=lambda entry: entry.get("Created", 0))
+        ]
+
+    def stop_container(self, container_id: str) -> None:
+        """Kill and remove a container (cancelling its step); a missing one is fine."""
+        self._stopped.add(container_id)
+        try:
+            with self._engine(f"stop container {container_id}"):
+                self._docker().api.remove_container(container_id, force=True, v=True)
+        except NotFound:
+            pass
+        except Conflict:
+            pass  # its removal is already in progress
+
+    def _was_stopped(self, container: str) -> bool:
+        """Whether `stop_container` stopped `container` (asked once: it is forgotten)."""
+        stopped = container in self._stopped
+        self._stopped.discard(container)
+        return stopped
+
+    def _create_step_container(
+        self,
+        image: str,
+        name: str,
+        labels: dict[str, str],
+        host_config: Any,
+        environment: Mapping[str, str] | None = None,
+    ) -> str:
+        try:
+            with self._engine(f"create a step container from image {image}"):
+                created = self._docker().api.create_container(
+                    image,
+                    name=name,
+                    user=self._step_user,
+                    labels=labels,
+                    environment={**(environment or {}), "HOME": "/tmp"},
+                    network_disabled=True,
+                    host_config=host_config,
+                )
+        except Conflict:
+            raise  # the name is taken by a container that is not ours to remove
+        except BaseException:
+            # Interrupted mid-request, the engine may have created it all the same.
+            self._remove_if_unstarted(name, labels)
+            raise
+        return str(created["Id"])
+
+    def _remove_if_unstarted(self, name: str, labels: Mapping[str, str]) -> None:
+        """Remove container `name` if it is a never-started one with exactly `labels`."""
+        try:
+            with self._engine(f"inspect container {name}"):
+                found = self._docker().api.inspect_container(name)
+        except MahiruError:
+            return
+        if found["Config"].get("Labels") == labels and found["State"].get("Status") == "created":
+            self._remove_container(str(found["Id"]))
+
+    def _start_and_wait(
+        self, container: str, timeout: float, log_context: Mapping[str, str]
+    ) -> ContainerRun:
+        """Run the container to its end, killing it at the deadline."""
+        try:
+            with self._engine(f"start step container {log_context['container']}"):
+                self._docker().api.start(container)
+        except (NotFound, Conflict):
+            return ContainerRun()  # removed, or being removed, before it could start: cancelled
+        except InvalidInput as error:
+            # The engine refused the image's command (missing program, say):
+            # a broken compute asset, which fails its step like any other.
+            logger.warning(
+                "step container could not start",
+                extra={**log_context, "engine_said": cut(error.message)},
+            )
+            return ContainerRun(start_error=error.message)
+        logger.info("step container started", extra=dict(log_context))
+        started = time.monotonic()
+        timed_out = self._wait(container, timeout)
+        seconds = time.monotonic() - started
+        state, logs = self._final_state(container)
+        return ContainerRun(timed_out=timed_out, seconds=seconds, state=state, logs=logs)
+
+    def _wait(self, container: str, timeout: float) -> bool:
+        """Wait until the container stops, killing it at the deadline; True if it was killed."""
+        deadline = time.monotonic() + timeout
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                self._kill(container)
+                return True
+            try:
+                self._docker().api.wait(container, timeout=remaining)
+                return False
+            except docker.errors.NotFound:
+                return False  # stopped and removed by someone else: a cancellation
+            except (docker.errors.DockerException, OSError):
+                # The SDK reports a read timeout as an OSError, like a lost
+                # connection; the clock tells them apart, the engine the rest.
+                if time.monotonic() < deadline - 0.1 and self._running(container):
+                    time.sleep(0.5)
+
+    def _running(self, container: str) -> bool:
+        try:
+            with self._engine(f"inspect container {container}"):
+                state = self._docker().api.inspect_container(container)["State"]
+        except NotFound:
+            return False
+        return bool(state.get("Running"))
+
+    def _kill(self, container: str) -> None:
+        try:
+            with self._engine(f"kill container {container}"):
+                self._docker().api.kill(container)
+        except (NotFound, Conflict):
+            return  # already gone or no longer running
+        # If the engine is slow to confirm, removal with force=True finishes the job.
+        with contextlib.suppress(docker.errors.DockerException, OSError):
+            self._docker().api.wait(container, timeout=KILL_GRACE_SECONDS)
+
+    def _final_state(self, container: str) -> tuple[dict[str, Any] | None, str]:
+        """The stopped container's State and its log tail; (None, "") if it is gone.
+
+        A container being removed (stopped by someone else) may still answer
+        inspection but no longer gives its logs: that is a Conflict.
+        """
+        try:
+            with self._engine(f"inspect container {container}"):
+                state = dict(self._docker().api.inspect_container(container)["State"])
+        except NotFound:
+            return None, ""
+        try:
+            with self._engine(f"read the logs of container {container}"):
+                raw = self._docker().api.logs(
+                    container, stdout=True, stderr=True, tail=self._log_tail_lines
+                )
+        except (NotFound, Conflict):
+            return state, ""
+        return state, bytes(raw).decode("utf-8", errors="replace")
+
+
+@dataclass(frozen=True, slots=True)
+class ContainerRun:
+    """How a step container's run ended.
+
+    `state` is the engine's final State; None when the container never ran
+    (`start_error` says why, or it was removed first) or was removed while
+    running (stopped by someone else: cancelled).
+    """
+
+    timed_out: bool = False
+    seconds: float = 0.0
+    state: dict[str, Any] | None = None
+    logs: str = ""
+    start_error: str | None = None
