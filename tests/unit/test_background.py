@@ -103,3 +103,21 @@ def test_a_round_chooses_its_own_pause_and_wake_starts_the_next_at_once() -> Non
     finally:
         loop.stop()
     assert loop.failures == 0
+
+
+def test_run_round_runs_one_round_in_the_caller_s_thread_unsupervised() -> None:
+    """No thread is started; the round's pause comes back, and what it raises escapes."""
+    threads: list[threading.Thread] = []
+
+    def round_() -> float | None:
+        threads.append(threading.current_thread())
+        if len(threads) > 1:
+            raise ZeroDivisionError("second round")
+        return 0.25
+
+    loop = BackgroundLoop("test-driven", round_, 10.0, logger=LOGGER)
+    assert loop.run_round() == 0.25
+    assert threads == [threading.current_thread()]
+    with pytest.raises(ZeroDivisionError):
+        loop.run_round()
+    assert loop.failures == 0
