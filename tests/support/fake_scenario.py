@@ -21,8 +21,9 @@ from tests.support.fake_sites import FakeNetwork, FakeSite
 
 
 def minmax(run: StepRun) -> int:
-    """Reads a JSON list from input0's payload; writes [min, max] to output0/data.json."""
-    values = json.loads(run.read("input0"))
+    """Reads a JSON list from the one file of input0; writes [min, max] to output0/data.json."""
+    (source,) = [path for path in run.inputs["input0"].rglob("*") if path.is_file()]
+    values = json.loads(source.read_bytes())
     run.log.append(f"read {len(values)} values")
     run.write("output0", "data.json", json.dumps([min(values), max(values)]).encode())
     return 0
