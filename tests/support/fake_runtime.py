@@ -159,12 +159,15 @@ class FakeRuntime:
     """The `ContainerRuntime` of one fake site: images in memory, steps as callables.
 
     `down` makes every call raise Unavailable (an engine that cannot be
-    reached); `steps_run` counts the steps started, by their `mahiru.step` label.
+    reached); `broken` is raised by every `run_step` (an engine failing in a way
+    nobody mapped to a Mahiru error); `steps_run` counts the steps started, by
+    their `mahiru.step` label.
     """
 
     def __init__(self, programs: Programs) -> None:
         self.programs = programs
         self.down = False
+        self.broken: Exception | None = None
         self.steps_run: dict[str, int] = {}
         self._lock = threading.Lock()
         self._ids = itertools.count(1)
@@ -292,6 +295,8 @@ class FakeRuntime:
     ) -> ContainerOutcome:
         """Run the image's program in this thread, and judge it as the real runtime does."""
         self._engine()
+        if self.broken is not None:
+            raise self.broken
         self._files(compute_image)
         program = self.programs.get(compute_image)
         if program is None:

@@ -179,3 +179,25 @@ def test_a_step_whose_engine_comes_back_in_time_succeeds(scenario: Scenario) -> 
     site2.runtime.down = False
     scenario.net.drive()
     assert site1.job(job_id).state is JobState.SUCCEEDED
+
+
+def test_an_unexpected_error_fails_the_step_after_three_attempts(scenario: Scenario) -> None:
+    """The engine raises something no one mapped: the worker (its real loop) tries the step
+    three times, then fails it naming only the error's type."""
+    site1, site2 = scenario.site1, scenario.site2
+    job_id = site1.jobs.submissions.submit(scenario.job(), site1.party.user()).job_id
+    site1.follow()
+    site2.runtime.broken = RuntimeError("engine confused about /secret/path")
+    site2.stop()
+    site2.start(loops=True)
+
+    def failed() -> bool:
+        scenario.net.clock.advance(1)  # the worker's back-off runs on the (fake) clock
+        return site2.steps(job_id)["compute"].state.terminal
+
+    wait_until(failed, "the step fails")
+    step = site2.steps(job_id)["compute"]
+    assert step.state is StepState.FAILED
+    assert step.reason == "unexpected error (3 attempts): RuntimeError"
+    site1.follow()
+    assert site1.job(job_id).state is JobState.FAILED

@@ -3,9 +3,7 @@ release (reference: Execution). The sites are real services on a fake engine."""
 
 from __future__ import annotations
 
-import io
 import json
-import tarfile
 
 import pytest
 from tests.support.fake_runtime import StepRun
@@ -15,6 +13,7 @@ from mahiru.errors import NotFound, PermissionDenied
 from mahiru.model.audit import AuditKind
 from mahiru.model.identifiers import JobId, ResultId
 from mahiru.model.jobs import JobState, StepState
+from mahiru.runtime.archives import extract_data_files
 from mahiru.runtime.steps import LABEL_JOB
 
 
@@ -87,7 +86,10 @@ def test_the_submitter_gets_the_result_collected_from_the_site_that_made_it(
     result = site1.jobs.submissions.output(job_id, "result", user)
     assert site1.jobs.ctx.records.has(result)  # collected: stored at the submitter's site
     image = site1.jobs.egress.to_party(result, user.party, job_id=job_id, user=user)
-    assert json.loads(_data_file(b"".join(image.read()), "data.json")) == [1, 34]
+    archive = site1.root / "result.tar"
+    archive.write_bytes(b"".join(image.read()))
+    (data,) = extract_data_files(archive, site1.root / "result")
+    assert data.name == "data.json" and json.loads(data.read_bytes()) == [1, 34]
     for site in (site1, scenario.site2):  # no work folders left behind
         assert not (site.root / "work" / job_id).exists()
         assert not site.runtime.output_spaces()
@@ -179,17 +181,3 @@ def test_a_step_over_its_time_limit_fails_with_a_timeout_reason(scenario: Scenar
     assert step.state is StepState.FAILED
     assert step.reason is not None and "longer than its 60 s limit" in step.reason
     assert site1.job(job_id).state is JobState.FAILED
-
-
-def _data_file(archive: bytes, name: str) -> bytes:
-    """A file of `/data` in a saved image archive."""
-    with tarfile.open(fileobj=io.BytesIO(archive)) as outer:
-        for member in outer.getmembers():
-            if member.name.endswith("layer.tar"):
-                layer = outer.extractfile(member)
-                assert layer is not None
-                with tarfile.open(fileobj=io.BytesIO(layer.read())) as inner:
-                    data = inner.extractfile(f"data/{name}")
-                    assert data is not None
-                    return data.read()
-    raise AssertionError(f"no {name} in the archive")
