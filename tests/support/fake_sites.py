@@ -41,9 +41,11 @@ from mahiru.runtime.limits import MIB, StepLimits
 from mahiru.services.jobs import JobContext, JobPeers, JobServices
 from mahiru.services.site import SiteServices
 from mahiru.storage import (
+    AssetRepository,
     BlobStore,
     ChangeBatch,
     Database,
+    JobRepository,
     PartyRecord,
     RegistryChange,
     SiteEndpoints,
@@ -140,9 +142,11 @@ class FakeParty:
 
 @dataclass
 class Wired:
-    """One running instance of a site: its database, services and job services."""
+    """One running instance of a site: its database, stores, services and job services."""
 
     database: Database
+    repositories: SiteRepositories
+    blobs: BlobStore
     services: SiteServices
     jobs: JobServices
 
@@ -207,7 +211,7 @@ def wire_site(site: FakeSite, network: FakeNetwork) -> Wired:
         ),
         peer_retry_deadline=PEER_RETRY_DEADLINE,
     )
-    return Wired(database, services, jobs)
+    return Wired(database, repositories, blobs, services, jobs)
 
 
 class FakeSite:
@@ -292,6 +296,26 @@ class FakeSite:
         assert self._wired is not None, "the site is not running"
         return self._wired.jobs
 
+    # What tests look into, named here once (not reached for through the job services).
+
+    @property
+    def job_store(self) -> JobRepository:
+        """The running instance's job and step records."""
+        assert self._wired is not None, "the site is not running"
+        return self._wired.repositories.jobs
+
+    @property
+    def records(self) -> AssetRepository:
+        """The running instance's asset and result records."""
+        assert self._wired is not None, "the site is not running"
+        return self._wired.repositories.assets
+
+    @property
+    def blobs(self) -> BlobStore:
+        """The running instance's blob store (with the ingress check)."""
+        assert self._wired is not None, "the site is not running"
+        return self._wired.blobs
+
     # -- content ----------------------------------------------------------------------
 
     def asset_id(self, name: str) -> str:
@@ -303,7 +327,7 @@ class FakeSite:
         """Store an asset with its image (through the ingress check); its id."""
         identifier = AssetId.parse(self.asset_id(name))
         self.services.assets.add(Asset(identifier, kind, dict(metadata)))
-        self.services.assets.attach_image(identifier, self.jobs.ctx.blobs.write_bytes(archive))
+        self.services.assets.attach_image(identifier, self.blobs.write_bytes(archive))
         return str(identifier)
 
     def add_rule(self, rule: dict[str, str]) -> None:
@@ -319,8 +343,7 @@ class FakeSite:
 
     def run_steps(self) -> None:
         """Advance each unfinished step of this site once, in this thread."""
-        ctx = self.jobs.ctx
-        for status in ctx.jobs.unfinished_steps(ctx.site):
+        for status in self.job_store.unfinished_steps(self.id):
             self.jobs.worker.execution.advance(status)
 
     def run_steps_aside(self) -> threading.Thread:
@@ -338,11 +361,11 @@ class FakeSite:
 
     def job(self, job_id: JobId) -> JobStatus:
         """A job submitted here."""
-        return self.jobs.ctx.jobs.get_job(job_id)
+        return self.job_store.get_job(job_id)
 
     def steps(self, job_id: JobId) -> dict[str, StepStatus]:
         """The steps of a job as this site knows them, by name."""
-        return {s.step: s for s in self.jobs.ctx.jobs.steps_of(job_id)}
+        return {s.step: s for s in self.job_store.steps_of(job_id)}
 
 
 class FakeNetwork:
@@ -416,14 +439,12 @@ class FakeNetwork:
     def _snapshot(self) -> list[Any]:
         """Every job's state and every step's state, at every running site."""
         running = [site for site in self.sites.values() if site.running]
-        jobs = [j for site in running for j in site.jobs.ctx.jobs.list_jobs()]
+        jobs = [j for site in running for j in site.job_store.list_jobs()]
         shot: list[Any] = [(j.job_id, j.state) for j in jobs]
         for site in running:
             for job in jobs:
                 with contextlib.suppress(NotFound):
-                    shot.append(
-                        [(s.step, s.state) for s in site.jobs.ctx.jobs.steps_of(job.job_id)]
-                    )
+                    shot.append([(s.step, s.state) for s in site.job_store.steps_of(job.job_id)])
         return shot
 
     def drive(self, rounds: int = 20) -> None:

@@ -39,7 +39,7 @@ def test_cancelling_a_job_before_hand_over_hands_nothing_over(scenario: Scenario
     assert cancelled.reason == f"cancelled by user:{user}"
     scenario.net.drive()
     assert site1.steps(job_id)["compute"].state is StepState.CANCELLED
-    assert site2.jobs.ctx.jobs.unfinished_steps() == []
+    assert site2.job_store.unfinished_steps() == []
     assert site2.runtime.steps_run == {}
 
 
@@ -137,7 +137,7 @@ def test_a_hand_over_to_an_unreachable_peer_is_retried_until_it_is_back(
         site1.follow()
         scenario.net.clock.advance(3600)
     assert site1.job(job_id).state is JobState.PLANNED
-    assert site2.jobs.ctx.jobs.unfinished_steps() == []
+    assert site2.job_store.unfinished_steps() == []
     site2.down = False
     site1.follow()
     assert site2.steps(job_id)["compute"].state is StepState.WAITING

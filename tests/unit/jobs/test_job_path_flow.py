@@ -30,7 +30,7 @@ def test_a_submitted_job_is_planned_where_its_data_may_be_read(scenario: Scenari
         "compute": (site2.id, StepState.WAITING)
     }
     with pytest.raises(NotFound):
-        site2.jobs.ctx.jobs.steps_of(status.job_id)
+        site2.job_store.steps_of(status.job_id)
 
 
 def test_each_state_of_a_job_and_its_step_follows_from_the_round_that_makes_it(
@@ -84,7 +84,7 @@ def test_the_submitter_gets_the_result_collected_from_the_site_that_made_it(
     scenario.net.drive()
     assert site1.job(job_id).state is JobState.SUCCEEDED
     result = site1.jobs.submissions.output(job_id, "result", user)
-    assert site1.jobs.ctx.records.has(result)  # collected: stored at the submitter's site
+    assert site1.records.has(result)  # collected: stored at the submitter's site
     image = site1.jobs.egress.to_party(result, user.party, job_id=job_id, user=user)
     archive = site1.root / "result.tar"
     archive.write_bytes(b"".join(image.read()))
@@ -105,7 +105,7 @@ def test_results_are_released_to_the_submitter_only(scenario: Scenario) -> None:
     with pytest.raises(PermissionDenied):
         site1.jobs.egress.to_party(result, site3.party.id)
     as_site3 = scenario.net.peer(site3, site2.record())
-    blobs = site3.jobs.ctx.blobs
+    blobs = site3.blobs
     with pytest.raises(NotFound) as refused:
         as_site3.fetch_result(result, blobs)
     never_made = ResultId("f" * 64)
@@ -115,7 +115,7 @@ def test_results_are_released_to_the_submitter_only(scenario: Scenario) -> None:
     assert unknown.value.message == f"result {never_made} is not known here"
     assert list(blobs.digests()) == []
     as_site1 = scenario.net.peer(site1, site2.record())
-    assert as_site1.fetch_result(result, site1.jobs.ctx.blobs).size > 0
+    assert as_site1.fetch_result(result, site1.blobs).size > 0
 
 
 def test_a_job_is_seen_only_by_its_submitter_and_the_party_s_admins(scenario: Scenario) -> None:

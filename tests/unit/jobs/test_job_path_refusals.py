@@ -56,7 +56,7 @@ def test_a_job_no_rule_permits_is_refused_with_the_planner_s_explanation(
         site1.jobs.submissions.submit(scenario.job(data=secret), site1.party.user())
     assert "compute" in json.dumps(denied.value.details)
     assert secret in json.dumps(denied.value.details) or secret in denied.value.message
-    assert site1.jobs.ctx.jobs.list_jobs() == []
+    assert site1.job_store.list_jobs() == []
     (planned,) = [
         e for e in site1.audited(AuditKind.DECISION, None) if e.action == "plan job"
     ]  # the refusal is audited, with the user who asked
@@ -71,7 +71,7 @@ def test_a_job_naming_an_asset_no_site_stores_is_refused_as_not_known(scenario: 
         with pytest.raises(NotFound) as unknown:
             site1.jobs.submissions.submit(scenario.job(data=missing), site1.party.user())
         assert missing in unknown.value.details["unknown_assets"]
-    assert site1.jobs.ctx.jobs.list_jobs() == []
+    assert site1.job_store.list_jobs() == []
 
 
 def test_a_user_submits_only_as_their_own_party(scenario: Scenario) -> None:
@@ -96,7 +96,7 @@ def test_only_the_job_s_submitter_site_may_hand_over_its_steps(scenario: Scenari
         as_site3.assign(claimed)  # site3 claims to be the submitter's site: not party1's
     assert "not to the job's submitter" in refused.value.message
     with pytest.raises(NotFound):
-        site2.jobs.ctx.jobs.steps_of(status.job_id)
+        site2.job_store.steps_of(status.job_id)
 
 
 def test_only_registered_sites_with_their_registered_key_may_call(scenario: Scenario) -> None:
@@ -170,7 +170,7 @@ def test_a_result_the_submitter_may_no_longer_use_is_not_collected(scenario: Sce
     status = site1.job(job_id)
     assert status.state is JobState.FAILED
     assert status.reason is not None and "cannot collect the workflow outputs" in status.reason
-    assert not site1.jobs.ctx.records.has(status.outputs()["result"])
+    assert not site1.records.has(status.outputs()["result"])
 
 
 def test_a_site_that_takes_no_part_learns_nothing_of_a_job(scenario: Scenario) -> None:

@@ -30,9 +30,9 @@ def test_a_damaged_result_is_computed_again_never_reused(scenario: Scenario) -> 
     site1, site2 = scenario.site1, scenario.site2
     result = site1.job(_run(scenario)).outputs()["result"]
     for site in (site1, site2):
-        digest = site.jobs.ctx.records.get(result).asset.image_digest
+        digest = site.records.get(result).asset.image_digest
         assert digest is not None
-        path = site.jobs.ctx.blobs.path(digest)
+        path = site.blobs.path(digest)
         path.chmod(0o644)
         with path.open("r+b") as file:
             file.seek(path.stat().st_size // 2)
@@ -41,8 +41,8 @@ def test_a_damaged_result_is_computed_again_never_reused(scenario: Scenario) -> 
     assert site2.steps(again)["compute"].state is StepState.SUCCEEDED
     assert site2.runtime.steps_run == {"compute": 2}
     for site in (site1, site2):
-        digest = site.jobs.ctx.records.get(result).asset.image_digest
-        assert digest is not None and site.jobs.ctx.blobs.verify(digest)
+        digest = site.records.get(result).asset.image_digest
+        assert digest is not None and site.blobs.verify(digest)
 
 
 def test_a_compute_image_the_engine_has_is_not_downloaded_again(scenario: Scenario) -> None:
@@ -74,7 +74,7 @@ def test_a_compute_image_the_engine_has_is_not_downloaded_again(scenario: Scenar
 
 def _digest(site: FakeSite, compute: str) -> str:
     """The digest of a stored asset's image archive."""
-    digest = site.jobs.ctx.records.get(AssetId.parse(compute)).asset.image_digest
+    digest = site.records.get(AssetId.parse(compute)).asset.image_digest
     assert digest is not None
     return digest
 
@@ -129,6 +129,6 @@ def test_a_step_s_log_reaches_the_submitter_only_where_it_may_use_the_outputs(
     assert a.reason is not None and "code 3" not in a.reason
     assert "withheld" in a.reason and "may not use a.output0" in a.reason
     assert a.log_tail is not None and "failing on purpose" not in a.log_tail
-    held = site2.jobs.ctx.jobs.step_status(job_id, "a")  # for site2's administrator
+    held = site2.job_store.step_status(job_id, "a")  # for site2's administrator
     assert held.log_tail is not None and "failing on purpose" in held.log_tail
     assert held.exit_code == 3 and held.reason is not None and "code 3" in held.reason
