@@ -19,8 +19,6 @@ import contextlib
 import shutil
 import tempfile
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import partial
@@ -460,16 +458,3 @@ class FakeNetwork:
             if after == before:
                 return
             before = after
-
-
-@contextmanager
-def fake_network(
-    root: Path, names: tuple[str, ...] = ("party1", "party2", "party3")
-) -> Iterator[FakeNetwork]:
-    """A started `FakeNetwork`, stopped afterwards."""
-    net = FakeNetwork(root, names)
-    net.start()
-    try:
-        yield net
-    finally:
-        net.stop()

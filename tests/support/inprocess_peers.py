@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -184,7 +184,3 @@ def _copy(image: ImageFile, blobs: BlobStore, expected_digest: str | None) -> Bl
     if info.digest != image.digest:
         raise InvalidInput(f"received sha256 {info.digest}, announced {image.digest}")
     return info
-
-
-#: Makes the peer of a registered site for one calling site (a JobPeerFactory's shape).
-PeerFactory = Callable[[SiteRecord], InProcessPeer]
