@@ -161,3 +161,21 @@ def test_stop_ends_a_long_pause_at_once() -> None:
     started = time.monotonic()
     loop.stop(timeout=10)
     assert time.monotonic() - started < 2.0
+
+
+def test_run_round_runs_one_round_in_the_caller_s_thread_unsupervised() -> None:
+    """No thread is started; the round's pause comes back, and what it raises escapes."""
+    threads: list[threading.Thread] = []
+
+    def round_() -> float | None:
+        threads.append(threading.current_thread())
+        if len(threads) > 1:
+            raise ZeroDivisionError("second round")
+        return 0.25
+
+    loop = BackgroundLoop("test-driven", round_, 10.0, logger=LOGGER)
+    assert loop.run_round() == 0.25
+    assert threads == [threading.current_thread()]
+    with pytest.raises(ZeroDivisionError):
+        loop.run_round()
+    assert loop.failures == 0

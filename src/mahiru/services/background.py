@@ -122,6 +122,11 @@ class BackgroundLoop:
                 self._due = due
                 self._changed.notify_all()
 
+    def run_round(self) -> float | None:
+        """Run one round now, in the caller's thread and unsupervised (what it raises
+        escapes): for tests that drive a service round by round instead of starting it."""
+        return self._round()
+
     def stop(self, timeout: float = 30.0) -> None:
         """Stop after the current round, waiting at most `timeout` seconds for it."""
         self._stop.set()
