@@ -22,12 +22,15 @@ from mahiru.client.site import (
 )
 from mahiru.clock import utc_now
 from mahiru.errors import InvalidInput
-from mahiru.model.assets import Asset, AssetKind
+from mahiru.model.assets import Asset, AssetKind, AssetRecord
 from mahiru.model.identifiers import AssetId
+from mahiru.model.registry import ChangeAction
+from mahiru.policy.changes import RuleChange
 from mahiru.policy.rules import rule_from_dict
 from mahiru.policy.signing import sign_rule
+from mahiru.services.images import receive_image
 from mahiru.services.site import UnreadableRuleChange
-from mahiru.storage import AssetRecord, BlobStore, ChangeAction, RuleChange
+from mahiru.storage import BlobStore
 
 SIZE = 1000
 
@@ -149,6 +152,8 @@ def test_a_dropped_download_resumes_where_it_stopped(tmp_path: Path) -> None:
 
     peer = PeerClient("https://site.test/external", None, transport=httpx.MockTransport(serve))
     blobs = BlobStore(tmp_path / "blobs")
-    assert peer.fetch_image(AssetId.parse("asset:p1.org:d:p1.org:s"), blobs) == (digest, len(data))
+    asset_id = AssetId.parse("asset:p1.org:d:p1.org:s")
+    received = receive_image(blobs, peer.fetch_image(asset_id), str(asset_id))
+    assert received == (digest, len(data))
     assert asked == [None, "bytes=1000000-"]
     assert blobs.path(digest).read_bytes() == data

@@ -19,9 +19,9 @@ from mahiru.client.site import SiteClient
 from mahiru.errors import InvalidInput
 from mahiru.model.assets import Asset
 from mahiru.model.identifiers import PartyId, SiteId
+from mahiru.model.registry import PartyRecord, SiteEndpoints, SiteRecord
 from mahiru.policy.rules import Rule
 from mahiru.policy.signing import sign_rule
-from mahiru.storage.records import PartyRecord, SiteEndpoints, SiteRecord
 
 logger = logging.getLogger("mahiru.scenarios")
 

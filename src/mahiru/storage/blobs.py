@@ -26,18 +26,17 @@ import fcntl
 import hashlib
 import logging
 import os
-import re
 import tempfile
 from collections.abc import AsyncIterable, Callable, Iterable, Iterator
 from pathlib import Path
 from types import TracebackType
-from typing import BinaryIO, NamedTuple, Protocol, cast
+from typing import BinaryIO, Protocol, cast
 
 from mahiru.errors import InvalidInput, NotFound
+from mahiru.model.digests import BlobInfo, is_hex_digest, normalise_digest
 
 logger = logging.getLogger("mahiru.storage.blobs")
 
-_HEX_DIGEST = re.compile(r"[0-9a-f]{64}")
 _TMP_PREFIX = "blob-"
 #: How much is read from a file-like source at a time.
 CHUNK_SIZE = 1024 * 1024
@@ -74,23 +73,6 @@ class _Checks:
     def finish(self) -> None:
         for check in self._checks:
             check.finish()
-
-
-class BlobInfo(NamedTuple):
-    """A stored blob: its sha256 hex digest and its size in bytes."""
-
-    digest: str
-    size: int
-
-
-def normalise_digest(digest: str) -> str:
-    """The 64-hex-digit form of a sha256 digest; InvalidInput for anything else."""
-    if not isinstance(digest, str):
-        raise InvalidInput(f"a digest must be text, got {digest!r}")
-    text = digest.removeprefix("sha256:")
-    if not _HEX_DIGEST.fullmatch(text):
-        raise InvalidInput(f"{digest!r} is not a sha256 digest (64 lowercase hex digits)")
-    return text
 
 
 def _fsync_dir(path: Path) -> None:
@@ -387,7 +369,7 @@ class BlobStore:
         for folder in self._blobs.iterdir():
             if folder.is_dir():
                 for entry in folder.iterdir():
-                    if _HEX_DIGEST.fullmatch(entry.name):
+                    if is_hex_digest(entry.name):
                         yield entry.name
 
 
