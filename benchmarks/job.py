@@ -40,6 +40,7 @@ from mahiru.runtime.assets import (
     build_scenario_assets,
 )
 from mahiru.scenarios import compute_to_data as scenario
+from mahiru.services.images import receive_image
 from mahiru.storage import BlobStore
 
 LIMITS = StepLimits(cpus=1.0, memory_bytes=1 << 30, timeout_seconds=60, max_output_bytes=1 << 20)
@@ -216,9 +217,14 @@ def main() -> int:
             site2_dir = network.sites[scenario.SITE2].spec.certificate.parent
             site2 = TlsIdentity(site2_dir / "site.crt", site2_dir / "site.key", network.network_ca)
             blobs = BlobStore(work / "blobs")
+            script, output_base = scenario.SCRIPT, scenario.OUTPUT_BASE
             with PeerClient(home.spec.external_url, site2) as peer:
-                transfer = timed(lambda: peer.fetch_image(scenario.SCRIPT, blobs))
-                base = timed(lambda: peer.fetch_image(scenario.OUTPUT_BASE, blobs))
+                transfer = timed(
+                    lambda: receive_image(blobs, peer.fetch_image(script), str(script))
+                )
+                base = timed(
+                    lambda: receive_image(blobs, peer.fetch_image(output_base), str(output_base))
+                )
             size = archives[MINMAX_ASSET].stat().st_size
             runtime.remove_image(minmax)
             load = timed(lambda: runtime.load_image(archives[MINMAX_ASSET]))

@@ -33,6 +33,7 @@ from tests.support.sites import Network, may_access, network
 
 from mahiru.model.assets import Asset, AssetKind
 from mahiru.model.identifiers import AssetId
+from mahiru.services.images import receive_image
 from mahiru.storage import BlobStore
 
 CHUNK = 1024 * 1024
@@ -95,7 +96,7 @@ def site_download(net: Network, asset_id: AssetId, blobs: BlobStore) -> float:
     """Seconds for site p2's PeerClient to fetch the image from p1 into a blob store."""
     with net.sites["p1"].peer(net.sites["p2"].identity) as peer:
         start = time.perf_counter()
-        peer.fetch_image(asset_id, blobs)
+        receive_image(blobs, peer.fetch_image(asset_id), str(asset_id))
         return time.perf_counter() - start
 
 

@@ -23,18 +23,19 @@ from tests.support.sites import Network, network
 
 from mahiru.cli.main import _register_commands, cli
 from mahiru.client.jobs import JobsClient, JobView, PeerJobsClient
+from mahiru.data_archives import extract_data_files
 from mahiru.errors import InvalidInput, NotFound, PermissionDenied, Unauthenticated, Unavailable
 from mahiru.model.assets import Asset, AssetKind
+from mahiru.model.digests import normalise_digest
 from mahiru.model.identifiers import AssetId, ResultId
 from mahiru.model.jobs import JobState, StepState
 from mahiru.model.serialization import job_from_dict, job_to_dict
 from mahiru.policy.signing import sign_revocation
 from mahiru.runtime import LABEL_JOB, DockerRuntime
-from mahiru.runtime.archives import extract_data_files
 from mahiru.runtime.assets import INPUT_ASSET, MINMAX_ASSET, OUTPUT_BASE_ASSET
+from mahiru.services.images import receive_image
 from mahiru.services.jobs.receipts import Receipts
 from mahiru.storage import BlobStore
-from mahiru.storage.blobs import normalise_digest
 
 pytestmark = pytest.mark.e2e
 
@@ -323,16 +324,16 @@ def test_a_result_is_served_only_to_sites_its_policy_admits(
     site3 = net.sites["party3"]
     blobs = BlobStore(tmp_path / "blobs")
     with PeerJobsClient(scenario.site2.external_url, scenario.site1.identity) as peer:
-        fetched = peer.fetch_result(result, blobs)
+        fetched = receive_image(blobs, peer.fetch_result(result), str(result))
         assert fetched.size > 0
         peer_digest = fetched.digest
     never_made = ResultId("f" * 64)
     with PeerJobsClient(scenario.site2.external_url, site3.identity) as peer:
         # Refused, and told exactly what it would be told of a result never computed here.
         with pytest.raises(NotFound) as denied:
-            peer.fetch_result(result, blobs)
+            receive_image(blobs, peer.fetch_result(result), str(result))
         with pytest.raises(NotFound) as unknown:
-            peer.fetch_result(never_made, blobs)
+            receive_image(blobs, peer.fetch_result(never_made), str(never_made))
         assert denied.value.message == f"result {result} is not known here"
         assert unknown.value.message == f"result {never_made} is not known here"
         assert list(blobs.digests()) == [peer_digest]

@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 
 from mahiru.errors import InvalidInput, NotFound
-from mahiru.storage import BlobInfo, BlobStore
+from mahiru.model.digests import BlobInfo
+from mahiru.storage import BlobStore
 from mahiru.storage.image_check import ImageCheck
 
 pytestmark = pytest.mark.integration

@@ -48,13 +48,14 @@ from mahiru.client.http import CLIENT_HEADER
 from mahiru.config import CallerLimits, RegistryConfig, SiteConfig, TlsConfig
 from mahiru.model.assets import Asset, AssetKind
 from mahiru.model.identifiers import AssetId, PartyId, SiteId
+from mahiru.model.registrations import Registration
+from mahiru.model.registry import PartyRecord, SiteEndpoints, SiteRecord
+from mahiru.policy.changes import PeerRuleBatch
 from mahiru.policy.rules import rule_from_dict
 from mahiru.policy.signing import sign_rule
 from mahiru.services.registry import RegistryService
-from mahiru.storage import PartyRecord, RegistryRepository, SiteEndpoints, SiteRecord
+from mahiru.storage import RegistryRepository
 from mahiru.storage.db import create_database
-from mahiru.storage.records import PeerRuleBatch
-from mahiru.storage.registrations import Registration
 
 pytestmark = pytest.mark.integration
 

@@ -23,6 +23,7 @@ from mahiru.model.identifiers import AssetId, SiteId
 from mahiru.model.jobs import StepAssignment
 from mahiru.model.serialization import job_from_dict
 from mahiru.model.workflow import Plan
+from mahiru.services.images import receive_image
 from mahiru.storage import BlobStore
 
 pytestmark = pytest.mark.integration
@@ -135,7 +136,7 @@ def test_a_live_only_data_set_never_leaves_whole(net: Network, tmp_path: Path) -
     with site2.peer(site1.identity) as peer:
         assert peer.get_asset(live).asset.metadata == {"live_access": True}
         with pytest.raises(PermissionDenied, match="served only live"):
-            peer.fetch_image(live, blobs)
+            receive_image(blobs, peer.fetch_image(live), str(live))
         with pytest.raises(PermissionDenied, match="served only live"):
             peer.download_image(live, tmp_path / "stolen.tar")
     assert list(blobs.digests()) == []

@@ -39,16 +39,10 @@ from mahiru.errors import (
     Unavailable,
 )
 from mahiru.model.identifiers import PartyId, SiteId
+from mahiru.model.registrations import Registration, SignedRegistration
+from mahiru.model.registry import ChangeAction, PartyRecord, SiteEndpoints, SiteRecord
 from mahiru.services.registry import RegistryService
-from mahiru.storage import (
-    ChangeAction,
-    PartyRecord,
-    RegistryRepository,
-    SiteEndpoints,
-    SiteRecord,
-    create_database,
-)
-from mahiru.storage.registrations import Registration, SignedRegistration
+from mahiru.storage import RegistryRepository, create_database
 
 pytestmark = pytest.mark.integration
 

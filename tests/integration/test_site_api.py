@@ -38,6 +38,7 @@ from mahiru.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 from mahiru.model.assets import Asset, AssetKind
 from mahiru.model.identifiers import AssetId
 from mahiru.policy.signing import Revocation, sign_revocation
+from mahiru.services.images import receive_image
 from mahiru.storage import AuditQuery, BlobStore
 from mahiru.storage.image_check import ImageCheck
 
@@ -203,7 +204,8 @@ def test_peers_get_assets_only_as_policy_allows(net: Network, tmp_path: Path) ->
         assert (tmp_path / "got.tar").read_bytes() == image.read_bytes()
         assert seen[0] > 1_000_000 and not partial.exists()
         blobs = BlobStore(tmp_path / "site2-blobs")
-        assert peer.fetch_image(asset_id, blobs, expected_digest=digest) == info
+        fetched = peer.fetch_image(asset_id, expected_digest=digest)
+        assert receive_image(blobs, fetched, str(asset_id), expected_digest=digest) == info
         assert blobs.has(digest)
     with site1.peer(site3.identity) as peer:
         with pytest.raises(PermissionDenied) as denied:
@@ -465,7 +467,7 @@ def test_an_unsound_image_from_a_peer_is_not_stored(net: Network, tmp_path: Path
         admin.add_rule(site1.party.sign(may_access(site2.id, str(asset_id))))
     receiving = BlobStore(tmp_path / "site2-blobs", check=ImageCheck)
     with site1.peer(site2.identity) as peer, pytest.raises(InvalidInput, match="leads out"):
-        peer.fetch_image(asset_id, receiving)
+        receive_image(receiving, peer.fetch_image(asset_id), str(asset_id))
     assert list(receiving.digests()) == []
 
 
@@ -499,7 +501,7 @@ def test_a_damaged_or_missing_image_is_never_served(net: Network, tmp_path: Path
     assert (site1.config.data_dir / "blobs" / "damaged" / digest).is_file()
     receiving = BlobStore(tmp_path / "site2-blobs", check=ImageCheck)
     with site1.peer(site2.identity) as peer, pytest.raises(NotFound, match="missing or damaged"):
-        peer.fetch_image(asset_id, receiving)
+        receive_image(receiving, peer.fetch_image(asset_id), str(asset_id))
     with site1.admin() as admin, pytest.raises(NotFound, match="missing or damaged"):
         admin.download_image(asset_id, tmp_path / "copy.tar")
     assert not (tmp_path / "copy.tar").exists()

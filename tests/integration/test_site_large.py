@@ -28,6 +28,7 @@ from tests.support.sites import may_access, may_use, network
 
 from mahiru.model.assets import Asset, AssetKind
 from mahiru.model.identifiers import AssetId
+from mahiru.services.images import receive_image
 from mahiru.storage import BlobStore
 
 pytestmark = pytest.mark.integration
@@ -125,7 +126,10 @@ def test_a_200_mb_image_streams_with_flat_memory(
         (tmp_path / "down.tar").unlink()
         blobs = BlobStore(tmp_path / "peer-blobs")
         with site1.peer(site2.identity) as peer:
-            fetch = _measure("peer fetch", lambda: peer.fetch_image(asset_id, blobs))
+            fetch = _measure(
+                "peer fetch",
+                lambda: receive_image(blobs, peer.fetch_image(asset_id), str(asset_id)),
+            )
         assert blobs.has(digest) and blobs.size(digest) == image.stat().st_size
     for measurement in (upload, download, fetch):
         print(measurement)

@@ -19,22 +19,23 @@ from mahiru.clock import utc_now
 from mahiru.errors import Conflict, InvalidInput, InvalidSignature, NotFound
 from mahiru.model.assets import Asset, AssetKind
 from mahiru.model.identifiers import AssetId, PartyId, ResultId, SiteId
+from mahiru.model.registry import (
+    ChangeAction,
+    PartyRecord,
+    RegistryChange,
+    SiteEndpoints,
+    SiteRecord,
+)
+from mahiru.policy.changes import RejectedRule, RuleChange
 from mahiru.policy.rules import rule_from_dict
 from mahiru.policy.signing import Revocation, SignedRule, sign_revocation, sign_rule
 from mahiru.storage import (
     REGISTRY_SOURCE,
     AssetRepository,
-    ChangeAction,
     Database,
-    PartyRecord,
-    RegistryChange,
     RegistryRepository,
-    RejectedRule,
     ReplicaRepository,
-    RuleChange,
     RuleRepository,
-    SiteEndpoints,
-    SiteRecord,
     create_database,
 )
 from mahiru.storage.db import head_revision

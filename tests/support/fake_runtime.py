@@ -29,8 +29,8 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from mahiru.data_archives import extract_data_files
 from mahiru.errors import NotFound, Unavailable
-from mahiru.runtime.archives import extract_data_files
 from mahiru.runtime.limits import StepLimits
 from mahiru.runtime.outputs import discard_outputs, measure_outputs, prepare_output_dirs
 from mahiru.runtime.protocol import COMPUTE_BASE_IMAGE, DATA_BASE_IMAGE, ContainerInfo, ImageConfig

@@ -32,6 +32,14 @@ from mahiru.model.audit import AuditEntry, AuditKind
 from mahiru.model.identifiers import AssetId, JobId, PartyId, SiteId
 from mahiru.model.jobs import JobStatus, StepStatus
 from mahiru.model.people import Person
+from mahiru.model.registry import (
+    ChangeAction,
+    ChangeBatch,
+    PartyRecord,
+    RegistryChange,
+    SiteEndpoints,
+    SiteRecord,
+)
 from mahiru.pki.signatures import sign_with_tls_key
 from mahiru.policy.rules import rule_from_dict
 from mahiru.policy.signing import sign_rule
@@ -41,19 +49,13 @@ from mahiru.services.site import SiteServices
 from mahiru.storage import (
     AssetRepository,
     BlobStore,
-    ChangeBatch,
     Database,
     JobRepository,
-    PartyRecord,
-    RegistryChange,
-    SiteEndpoints,
-    SiteRecord,
     SiteRepositories,
     create_database,
 )
 from mahiru.storage.audit import AuditQuery
 from mahiru.storage.image_check import ImageCheck
-from mahiru.storage.records import ChangeAction
 from tests.support.fake_runtime import FakeRuntime, Programs
 from tests.support.inprocess_peers import Caller, InProcessPeer
 

@@ -23,16 +23,18 @@ from mahiru.api.site_internal import stored_asset_id
 from mahiru.api.site_jobs import LiveGrantIn
 from mahiru.api.site_models import AssetOut, RuleChangeBatch
 from mahiru.client.site import asset_record_from_json, parse_rule_batch
-from mahiru.errors import InvalidInput, MahiruError
+from mahiru.errors import Conflict, InvalidInput, MahiruError
+from mahiru.model.assets import AssetRecord
+from mahiru.model.digests import ImageStream, normalise_digest
 from mahiru.model.identifiers import AssetId, JobId, ResultId, SiteId, parse_identifier
 from mahiru.model.jobs import StepAssignment, StepStatus, check_job_id
 from mahiru.model.live import LiveAnswer, LiveReader
+from mahiru.model.registry import SiteRecord
 from mahiru.model.serialization import job_from_dict
+from mahiru.policy.changes import PeerRuleBatch
 from mahiru.services.jobs import JobServices
 from mahiru.services.jobs.live_grants import LiveGrantRequest
-from mahiru.services.site import ImageFile, SiteServices
-from mahiru.storage import AssetRecord, BlobInfo, BlobStore, SiteRecord
-from mahiru.storage.records import PeerRuleBatch
+from mahiru.services.site import SiteServices
 
 
 class PeerTarget(Protocol):
@@ -140,20 +142,25 @@ class InProcessPeer:
         out = AssetOut.of(services.assets.get(identifier))
         return asset_record_from_json(_wire(out.model_dump(mode="json")))
 
+    @contextlib.contextmanager
     def fetch_image(
-        self, asset_id: AssetId | ResultId, blobs: BlobStore, *, expected_digest: str | None = None
-    ) -> BlobInfo:
-        """GET /external/assets/{id}/image, copied into `blobs`."""
+        self, asset_id: AssetId | ResultId, *, expected_digest: str | None = None
+    ) -> Iterator[ImageStream]:
+        """GET /external/assets/{id}/image, as a stream with the digest the site announces."""
         _, jobs, peer = self._enter()
         image = jobs.egress.to_site(stored_asset_id(str(asset_id)), peer.id)
-        return _copy(image, blobs, expected_digest)
+        if expected_digest is not None and normalise_digest(expected_digest) != image.digest:
+            raise Conflict(f"{asset_id}: the site serves another image than expected")
+        yield ImageStream(image.digest, image.size, image.read())
 
-    def fetch_result(self, result: ResultId, blobs: BlobStore) -> BlobInfo:
-        """GET /external/results/{id}/image, copied into `blobs`."""
+    @contextlib.contextmanager
+    def fetch_result(self, result: ResultId) -> Iterator[ImageStream]:
+        """GET /external/results/{id}/image, as a stream with the digest the site announces."""
         _, jobs, peer = self._enter()
         identifier = parse_identifier(str(result), ("result",))
         assert isinstance(identifier, ResultId)
-        return _copy(jobs.egress.to_site(identifier, peer.id), blobs, None)
+        image = jobs.egress.to_site(identifier, peer.id)
+        yield ImageStream(image.digest, image.size, image.read())
 
     # -- rules ----------------------------------------------------------------------
 
@@ -170,17 +177,3 @@ class InProcessPeer:
 def _wire(data: Any) -> Any:
     """`data` as the other side reads it after JSON encoding."""
     return json.loads(json.dumps(data))
-
-
-def _copy(image: ImageFile, blobs: BlobStore, expected_digest: str | None) -> BlobInfo:
-    """Stream an image into `blobs` as the client does: kept only if whole and as announced."""
-    writer = blobs.writer(expected_digest)
-    try:
-        for chunk in image.read():
-            writer.write(chunk)
-        info = writer.commit()
-    finally:
-        writer.abort()
-    if info.digest != image.digest:
-        raise InvalidInput(f"received sha256 {info.digest}, announced {image.digest}")
-    return info

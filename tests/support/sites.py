@@ -28,12 +28,13 @@ from mahiru.client.registry import RegistryClient
 from mahiru.client.site import PeerClient, SiteClient
 from mahiru.config import CallerLimits, ListenConfig, RegistryConfig, SiteConfig, TlsConfig
 from mahiru.model.identifiers import AssetId, PartyId, SiteId
+from mahiru.model.registry import PartyRecord, SiteEndpoints, SiteRecord
 from mahiru.model.workflow import Job, StepOutputRef, Workflow, WorkflowStep
 from mahiru.policy.rules import Rule, rule_from_dict
 from mahiru.policy.signing import SignedRule, sign_rule
 from mahiru.services.jobs import JobServices
 from mahiru.services.site import SiteServices
-from mahiru.storage import BlobStore, PartyRecord, SiteEndpoints, SiteRecord
+from mahiru.storage import BlobStore
 from tests.support.servers import free_port, serving
 
 DatabaseUrls = Callable[[str], str]

@@ -21,14 +21,14 @@ from mahiru.errors import InvalidInput
 from mahiru.model.canonical import canonical_json
 from mahiru.model.identifiers import PartyId, SiteId
 from mahiru.model.receipts import Receipt, ReceiptInput
+from mahiru.model.registrations import Registration
+from mahiru.model.registry import PartyRecord
 from mahiru.model.serialization import job_digest, job_from_dict
 from mahiru.model.workflow import StepOutputRef
 from mahiru.pki import public_key_pem
 from mahiru.policy.rules import rule_from_dict
 from mahiru.policy.signing import SignedRule, sign_revocation, sign_rule
 from mahiru.services.site import KeyRing
-from mahiru.storage.records import PartyRecord
-from mahiru.storage.registrations import Registration
 
 KEY = Ed25519PrivateKey.from_private_bytes(bytes(range(32)))
 NOW = datetime(2026, 12, 6, 12, 0, tzinfo=UTC)

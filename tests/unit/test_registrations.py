@@ -13,8 +13,7 @@ from mahiru import pki
 from mahiru.errors import InvalidInput, InvalidSignature
 from mahiru.model.canonical import canonical_json
 from mahiru.model.identifiers import PartyId, SiteId
-from mahiru.storage.records import PartyRecord, SiteEndpoints, SiteRecord
-from mahiru.storage.registrations import (
+from mahiru.model.registrations import (
     MAX_AGE,
     MAX_CLOCK_SKEW,
     Registration,
@@ -22,6 +21,7 @@ from mahiru.storage.registrations import (
     SignedRegistration,
     check_fresh,
 )
+from mahiru.model.registry import PartyRecord, SiteEndpoints, SiteRecord
 
 PARTY = PartyId.parse("party:party1.example.org:party1")
 SITE = SiteId.parse("site:party1.example.org:site1")

@@ -13,8 +13,8 @@ from tests.support.manual_clock import ManualClock
 from mahiru.client.registry import RegistryClient
 from mahiru.errors import Conflict, Unavailable
 from mahiru.model.identifiers import PartyId
-from mahiru.storage.records import PartyRecord
-from mahiru.storage.registrations import STALE_BASE_VERSION
+from mahiru.model.registrations import STALE_BASE_VERSION
+from mahiru.model.registry import PartyRecord
 
 PARTY = PartyRecord(PartyId.parse("party:p1.org:p1"), "p1.org", "key", "ca")
 

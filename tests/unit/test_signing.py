@@ -14,11 +14,11 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from mahiru.errors import InvalidInput, InvalidSignature
 from mahiru.model.identifiers import PartyId
+from mahiru.model.registry import PartyRecord
 from mahiru.pki import public_key_pem
 from mahiru.policy.rules import RULE_TYPES, Rule, rule_from_dict
 from mahiru.policy.signing import Revocation, SignedRule, sign_revocation, sign_rule
 from mahiru.services.site import KeyRing
-from mahiru.storage import PartyRecord
 
 #: One valid rule per type; each identifier field lives in its own namespace, named after it.
 RULES: dict[str, dict[str, str]] = {

@@ -7,11 +7,11 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from mahiru.errors import InvalidSignature
 from mahiru.model.identifiers import PartyId
+from mahiru.model.registry import PartyRecord
 from mahiru.pki import public_key_pem
 from mahiru.policy.rules import rule_from_dict
 from mahiru.policy.signing import SignedRule, sign_revocation, sign_rule
 from mahiru.services.site import KeyRing
-from mahiru.storage import PartyRecord
 
 KEY1 = Ed25519PrivateKey.generate()
 KEY2 = Ed25519PrivateKey.generate()

@@ -23,12 +23,15 @@ from mahiru.client.site import (
 )
 from mahiru.clock import utc_now
 from mahiru.errors import InvalidInput, Unavailable
-from mahiru.model.assets import Asset, AssetKind
+from mahiru.model.assets import Asset, AssetKind, AssetRecord
 from mahiru.model.identifiers import AssetId
+from mahiru.model.registry import ChangeAction
+from mahiru.policy.changes import RuleChange
 from mahiru.policy.rules import rule_from_dict
 from mahiru.policy.signing import sign_rule
+from mahiru.services.images import receive_image
 from mahiru.services.site import UnreadableRuleChange
-from mahiru.storage import AssetRecord, BlobStore, ChangeAction, RuleChange
+from mahiru.storage import BlobStore
 
 SIZE = 1000
 
@@ -153,7 +156,9 @@ def test_a_dropped_download_resumes_where_it_stopped(tmp_path: Path) -> None:
         "https://site.test/external", None, transport=httpx.MockTransport(serve), clock=clock
     )
     blobs = BlobStore(tmp_path / "blobs")
-    assert peer.fetch_image(AssetId.parse("asset:p1.org:d:p1.org:s"), blobs) == (digest, len(data))
+    asset_id = AssetId.parse("asset:p1.org:d:p1.org:s")
+    received = receive_image(blobs, peer.fetch_image(asset_id), str(asset_id))
+    assert received == (digest, len(data))
     assert asked == [None, "bytes=1000000-"]
     assert blobs.path(digest).read_bytes() == data
     assert clock.sleeps == [0.4]  # the pause before resuming, slept on the client's clock
@@ -173,8 +178,9 @@ def test_a_download_that_keeps_dropping_gives_up_after_four_attempts(tmp_path: P
     peer = PeerClient(
         "https://site.test/external", None, transport=httpx.MockTransport(serve), clock=clock
     )
+    asset_id = AssetId.parse("asset:p1.org:d:p1.org:s")
     with pytest.raises(Unavailable, match="download failed after 4 attempts: connection reset"):
-        peer.fetch_image(AssetId.parse("asset:p1.org:d:p1.org:s"), BlobStore(tmp_path / "blobs"))
+        receive_image(BlobStore(tmp_path / "blobs"), peer.fetch_image(asset_id), str(asset_id))
     assert len(asked) == 4
     assert clock.sleeps == [0.4, 0.8, 1.6]
 
@@ -199,6 +205,7 @@ def test_a_refused_range_starts_the_download_over(tmp_path: Path) -> None:
         "https://site.test/external", None, transport=httpx.MockTransport(serve), clock=clock
     )
     blobs = BlobStore(tmp_path / "blobs")
-    assert peer.fetch_image(AssetId.parse("asset:p1.org:d:p1.org:s"), blobs) == (digest, len(data))
+    asset_id = AssetId.parse("asset:p1.org:d:p1.org:s")
+    assert receive_image(blobs, peer.fetch_image(asset_id), str(asset_id)) == (digest, len(data))
     assert asked == [None, "bytes=500-", None]
     assert clock.sleeps == [0.4, 0.8]

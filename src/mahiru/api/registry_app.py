@@ -36,10 +36,10 @@ from mahiru.clock import SYSTEM_CLOCK
 from mahiru.config import RegistryConfig
 from mahiru.errors import Internal, InvalidInput, MahiruError, PermissionDenied
 from mahiru.model.identifiers import PartyId, SiteId
+from mahiru.model.registrations import SignedRegistration
 from mahiru.pki import load_certificate
 from mahiru.services.registry import RegistryService
 from mahiru.storage.db import Database, create_database
-from mahiru.storage.registrations import SignedRegistration
 from mahiru.storage.registry import RegistryRepository
 
 DEFAULT_CHANGES_LIMIT = 1000

@@ -38,6 +38,7 @@ from mahiru.client.site import PeerClient
 from mahiru.clock import SYSTEM_CLOCK, Clock
 from mahiru.config import SiteConfig
 from mahiru.errors import InvalidInput, PermissionDenied, path_redactor
+from mahiru.model.registry import SiteRecord
 from mahiru.pki import load_certificate, load_tls_private_key, user_ca_party
 from mahiru.pki.signatures import sign_with_tls_key
 from mahiru.runtime.docker_engine import DockerRuntime
@@ -45,7 +46,7 @@ from mahiru.runtime.limits import limits_from_config
 from mahiru.runtime.protocol import ContainerRuntime
 from mahiru.services.jobs import JobContext, JobPeer, JobPeers, JobServices
 from mahiru.services.site import RegistryFeed, RuleFeed, RuleFeedFactory, SiteServices
-from mahiru.storage import BlobStore, Database, SiteRecord, SiteRepositories, create_database
+from mahiru.storage import BlobStore, Database, SiteRepositories, create_database
 from mahiru.storage.image_check import ImageCheck
 
 logger = logging.getLogger("mahiru.site")

@@ -20,9 +20,9 @@ from mahiru.api.registry_app import MAX_VERSION
 from mahiru.api.site_images import IMAGE_RESPONSES, image_response
 from mahiru.api.site_internal import stored_asset_id
 from mahiru.api.site_models import AssetOut, RuleChangeBatch
+from mahiru.model.registry import SiteRecord
 from mahiru.services.jobs.egress import Egress
 from mahiru.services.site import SiteServices
-from mahiru.storage import SiteRecord
 
 
 def registered_peer(

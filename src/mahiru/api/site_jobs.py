@@ -24,12 +24,12 @@ from mahiru.api.site_models import JobIn
 from mahiru.errors import InvalidInput
 from mahiru.model.identifiers import AssetId, JobId, ResultId, SiteId, parse_identifier
 from mahiru.model.jobs import JobStatus, StepAssignment, check_job_id
+from mahiru.model.registry import SiteRecord
 from mahiru.model.serialization import job_from_dict
 from mahiru.services.jobs import JobServices
 from mahiru.services.jobs.egress import StepView
 from mahiru.services.jobs.live_grants import LiveGrantRequest
 from mahiru.services.site import SiteServices
-from mahiru.storage import SiteRecord
 
 JsonObject = dict[str, Any]
 

@@ -13,9 +13,11 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
+from mahiru.model.assets import AssetRecord
+from mahiru.model.registry import ChangeBatch
+from mahiru.policy.changes import RejectedRule, RuleChange
 from mahiru.policy.signing import Revocation, SignedRule
 from mahiru.services.site import SiteStatus, SourceStatus
-from mahiru.storage import AssetRecord, ChangeBatch, RejectedRule, RuleChange
 
 
 class _Strict(BaseModel):

@@ -33,10 +33,9 @@ from mahiru.client.site import Progress as ProgressCallback
 from mahiru.client.site import asset_record_to_json
 from mahiru.errors import Conflict, InvalidInput
 from mahiru.files import read_yaml
-from mahiru.model.assets import Asset, AssetKind
+from mahiru.model.assets import Asset, AssetKind, AssetRecord
 from mahiru.model.identifiers import AssetId, ResultId, parse_identifier
 from mahiru.runtime.archives import write_data_image
-from mahiru.storage import AssetRecord
 
 F = TypeVar("F", bound=Callable[..., Any])
 

@@ -24,6 +24,7 @@ from mahiru.cli.errors import handle_errors
 from mahiru.client.registry import RegistryClient
 from mahiru.errors import InvalidInput
 from mahiru.model.identifiers import PartyId, SiteId
+from mahiru.model.registry import PartyRecord, SiteEndpoints, SiteRecord
 from mahiru.pki import (
     certificate_pem,
     load_certificate,
@@ -32,7 +33,6 @@ from mahiru.pki import (
     public_key_pem,
     user_ca_party,
 )
-from mahiru.storage.records import PartyRecord, SiteEndpoints, SiteRecord
 
 F = TypeVar("F", bound=Callable[..., Any])
 

@@ -1,27 +1,27 @@
 """Downloading images from a site: streamed, hashed, resumed, kept only if the digest matches.
 
-Downloads are written to a temporary file next to the destination, or to a
-blob store writer, while hashing; after a dropped connection they resume
-with an HTTP Range request (If-Range on the expected digest).
+Downloads are written to a temporary file next to the destination while
+hashing, or handed over as a stream of chunks for the caller to store and
+check; after a dropped connection they resume with an HTTP Range request
+(If-Range on the expected digest).
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Generator, Iterator
 from pathlib import Path
-from typing import Protocol
 
 import httpx
 
 from mahiru.client.http import check
 from mahiru.clock import SYSTEM_CLOCK, Clock
 from mahiru.errors import Conflict, InvalidInput, Unavailable
-from mahiru.retry import Backoff, retry
-from mahiru.storage import BlobInfo, BlobStore, BlobWriter
-from mahiru.storage.blobs import normalise_digest
+from mahiru.model.digests import BlobInfo, ImageStream, normalise_digest
+from mahiru.retry import Backoff
 
 logger = logging.getLogger("mahiru.client.site")
 
@@ -34,17 +34,6 @@ DOWNLOAD_BACKOFF = Backoff(0.4, cap=5.0)
 
 #: Called as `progress(phase, done, total)`; phase is "hash", "upload" or "download".
 Progress = Callable[[str, int, int], None]
-
-
-class Sink(Protocol):
-    """Where downloaded bytes go; `restart` throws away what was written."""
-
-    @property
-    def size(self) -> int: ...
-
-    def write(self, chunk: bytes) -> None: ...
-
-    def restart(self) -> None: ...
 
 
 class FileSink:
@@ -92,95 +81,128 @@ class FileSink:
         self._file.close()
 
 
-class BlobSink:
-    """A blob store writer; restarting begins a new one."""
+class ImageDownload:
+    """One image coming from a site, its bytes in order, resumed after dropped connections.
 
-    def __init__(self, blobs: BlobStore, expected_digest: str | None) -> None:
-        self._blobs = blobs
-        self._expected = expected_digest
-        self.writer: BlobWriter = blobs.writer(expected_digest)
+    `open` makes the first request, so what the site refuses (denied, not
+    found, another digest than expected) is raised there, and `digest` and
+    `size` are known after it. `chunks` then yields the image from byte
+    `start` on. After a dropped connection the rest is asked for with an
+    HTTP Range request (If-Range on the digest); bytes the site sends again
+    are skipped, since an image with the same digest has the same bytes.
+    Given `restart`, a body that does not continue where the download
+    stopped instead starts it over: `restart` throws away what was written.
+    Nothing here checks the bytes against the digest: the receiver does.
+    """
 
-    @property
-    def size(self) -> int:
-        return self.writer.size
+    def __init__(
+        self,
+        http: httpx.Client,
+        path: str,
+        *,
+        expected_digest: str | None,
+        start: int = 0,
+        restart: Callable[[], None] | None = None,
+        progress: Progress | None = None,
+        attempts: int = DOWNLOAD_ATTEMPTS,
+        clock: Clock = SYSTEM_CLOCK,
+    ) -> None:
+        self.digest = expected_digest
+        self._clock = clock
+        self.size: int | None = None
+        self.received = start
+        self._http = http
+        self._path = path
+        self._restart = restart
+        self._progress = progress
+        self._attempts = attempts
+        self._whole = False  # ask for the whole image next time (the site's range was unusable)
+        self._run = self._responses()
 
-    def write(self, chunk: bytes) -> None:
-        self.writer.write(chunk)
+    def open(self) -> None:
+        """Make the first request (retried while the connection drops); raise what it answers."""
+        next(self._run, None)
 
-    def restart(self) -> None:
-        self.writer.abort()
-        self.writer = self._blobs.writer(self._expected)
+    def chunks(self) -> Iterator[bytes]:
+        """The image's bytes as they arrive, after `open`."""
+        return self._run
 
+    def close(self) -> None:
+        """Drop the connection, if one is still open."""
+        self._run.close()
 
-def stream_image(
-    http: httpx.Client,
-    path: str,
-    sink: Sink,
-    *,
-    expected_digest: str | None,
-    progress: Progress | None,
-    attempts: int = DOWNLOAD_ATTEMPTS,
-    clock: Clock = SYSTEM_CLOCK,
-) -> str:
-    """Download an image into `sink`, resuming after dropped connections; return its digest."""
-
-    def attempt() -> str:
-        nonlocal expected_digest
-        headers: dict[str, str] = {}
-        if sink.size:
-            headers["Range"] = f"bytes={sink.size}-"
-            if expected_digest is not None:
-                headers["If-Range"] = f'"sha256:{expected_digest}"'
-        with http.stream("GET", path, headers=headers) as response:
-            if response.status_code == 416:  # we hold more than the image: start over
-                sink.restart()
-                raise _StartOver("the site refused the range asked for")
-            check(response)
-            digest = normalise_digest(response.headers.get(DIGEST_HEADER, ""))
-            if expected_digest is not None and digest != expected_digest:
-                raise Conflict(
-                    f"{path}: the site serves image sha256:{digest},"
-                    f" not the expected sha256:{expected_digest}",
-                    {"expected": expected_digest, "served": digest},
+    def _responses(self) -> Generator[bytes, None, None]:
+        """Yields b"" once the first response is checked, then the image's bytes."""
+        opened = False
+        last_error: Exception | None = None
+        for attempt in range(self._attempts):
+            if attempt:
+                self._clock.sleep(DOWNLOAD_BACKOFF.delay(attempt))
+            headers: dict[str, str] = {}
+            if self.received and not self._whole:
+                headers["Range"] = f"bytes={self.received}-"
+                if self.digest is not None:
+                    headers["If-Range"] = f'"sha256:{self.digest}"'
+            try:
+                with self._http.stream("GET", self._path, headers=headers) as response:
+                    if response.status_code == 416:  # we hold more than the image: start over
+                        self._line_up(-1)
+                        continue
+                    check(response)
+                    digest = normalise_digest(response.headers.get(DIGEST_HEADER, ""))
+                    if self.digest is not None and digest != self.digest:
+                        raise Conflict(
+                            f"{self._path}: the site serves image sha256:{digest},"
+                            f" not the expected sha256:{self.digest}",
+                            {"expected": self.digest, "served": digest},
+                        )
+                    self.digest = digest
+                    offset = _range_start(response)
+                    skip = self._line_up(offset)
+                    if skip is None:
+                        continue
+                    length = response.headers.get("content-length")
+                    total = offset + int(length or 0)
+                    if self.size is None and length is not None:
+                        self.size = total
+                    if not opened:
+                        opened = True
+                        yield b""
+                    # Passed on as received: a chunker would lose its buffer when the link drops.
+                    for chunk in response.iter_bytes():
+                        if skip:
+                            dropped = min(skip, len(chunk))
+                            chunk, skip = chunk[dropped:], skip - dropped
+                            if not chunk:
+                                continue
+                        self.received += len(chunk)
+                        if self._progress is not None:
+                            self._progress("download", self.received, total)
+                        yield chunk
+                    return
+            except httpx.TransportError as error:
+                last_error = error
+                logger.info(
+                    "download interrupted; resuming",
+                    extra={"path": self._path, "received": self.received, "error": str(error)},
                 )
-            expected_digest = digest
-            offset = _range_start(response)
-            if offset != sink.size:
-                sink.restart()
-                if offset != 0:
-                    raise _StartOver("the site sent another range than asked for")
-            total = offset + int(response.headers.get("content-length", 0))
-            # Written as received: a chunker would lose its buffer when the link drops.
-            for chunk in response.iter_bytes():
-                sink.write(chunk)
-                if progress is not None:
-                    progress("download", sink.size, total)
-            return digest
-
-    def interrupted(error: Exception, failures: int, pause: float) -> None:
-        if isinstance(error, httpx.TransportError):
-            logger.info(
-                "download interrupted; resuming",
-                extra={"path": path, "received": sink.size, "error": str(error)},
-            )
-
-    try:
-        return retry(
-            attempt,
-            backoff=DOWNLOAD_BACKOFF,
-            clock=clock,
-            attempts=attempts,
-            retry_on=(httpx.TransportError, _StartOver),
-            on_retry=interrupted,
-        )
-    except (httpx.TransportError, _StartOver) as error:
         raise Unavailable(
-            f"{http.base_url}{path}: download failed after {attempts} attempts: {error}"
-        ) from None
+            f"{self._http.base_url}{self._path}: download failed after {self._attempts} attempts:"
+            f" {last_error}"
+        )
 
-
-class _StartOver(Exception):
-    """The site could not resume the download; the next attempt starts from the beginning."""
+    def _line_up(self, offset: int) -> int | None:
+        """How much of a body starting at `offset` was passed on already; None: ask again."""
+        if offset == self.received:
+            return 0
+        if self._restart is not None:
+            self._restart()
+            self.received = 0
+            return 0 if offset == 0 else None
+        if 0 <= offset < self.received:
+            return self.received - offset
+        self._whole = True
+        return None
 
 
 def _range_start(response: httpx.Response) -> int:
@@ -211,10 +233,46 @@ def download_to_file(
         raise InvalidInput(f"{dest.parent}: no such directory")
     tag = digest[:16] if digest else "unknown"
     sink = FileSink(dest.with_name(f".{dest.name}.{tag}.partial"), resume and digest is not None)
+    download = ImageDownload(
+        http,
+        path,
+        expected_digest=digest,
+        start=sink.size,
+        restart=sink.restart,
+        progress=progress,
+        clock=clock,
+    )
     try:
-        served = stream_image(
-            http, path, sink, expected_digest=digest, progress=progress, clock=clock
-        )
-        return sink.finish(dest, served)
+        download.open()
+        for chunk in download.chunks():
+            sink.write(chunk)
+        assert download.digest is not None  # known once open
+        return sink.finish(dest, download.digest)
     finally:
+        download.close()
         sink.close()
+
+
+@contextlib.contextmanager
+def open_image(
+    http: httpx.Client,
+    path: str,
+    *,
+    expected_digest: str | None,
+    progress: Progress | None,
+    clock: Clock = SYSTEM_CLOCK,
+) -> Iterator[ImageStream]:
+    """The image at `path` as a stream of chunks, with the digest and size the site announced.
+
+    The request is made on entering, so refusals are raised there; leaving
+    closes the connection. The receiver checks the bytes against the digest.
+    """
+    download = ImageDownload(
+        http, path, expected_digest=expected_digest, progress=progress, clock=clock
+    )
+    try:
+        download.open()
+        assert download.digest is not None  # known once open
+        yield ImageStream(download.digest, download.size, download.chunks())
+    finally:
+        download.close()

@@ -12,24 +12,24 @@ import re
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
 import httpx
 
-from mahiru.client.downloads import BlobSink, download_to_file, stream_image
+from mahiru.client.downloads import download_to_file, open_image
 from mahiru.client.http import ApiClient, error_from_response, request
 from mahiru.client.site import PeerClient
+from mahiru.data_archives import extract_data_files
 from mahiru.errors import InvalidInput, Unavailable
+from mahiru.model.digests import BlobInfo, ImageStream
 from mahiru.model.identifiers import ResultId
 from mahiru.model.jobs import JobStatus, StepAssignment, StepStatus
 from mahiru.model.live import LiveAnswer, LiveReader
 from mahiru.model.serialization import job_to_dict
 from mahiru.model.workflow import Job
-from mahiru.runtime.archives import extract_data_files
-from mahiru.storage import BlobInfo, BlobStore
-from mahiru.storage.blobs import normalise_digest
 
 #: A live token's characters (URL-safe base64), and the chunk size of live reads.
 _TOKEN = re.compile(r"[A-Za-z0-9_-]+")
@@ -190,21 +190,11 @@ class PeerJobsClient(PeerClient):
             raise InvalidInput(f"the answer about job {job_id} has no list of readers")
         return [LiveReader.from_dict(item) for item in readers]
 
-    def fetch_result(self, result: ResultId, blobs: BlobStore) -> BlobInfo:
-        """Copy a result's image into a blob store (resumed, digest verified)."""
-        sink = BlobSink(blobs, None)
-        try:
-            served = stream_image(
-                self._http,
-                f"/results/{quote(str(result))}/image",
-                sink,
-                expected_digest=None,
-                progress=None,
-                clock=self._clock,
-            )
-            info = sink.writer.commit()
-            if info.digest != normalise_digest(served):
-                raise InvalidInput(f"{result}: received sha256 {info.digest}, announced {served}")
-            return info
-        finally:
-            sink.writer.abort()
+    def fetch_result(self, result: ResultId) -> AbstractContextManager[ImageStream]:
+        """A result's image as a stream, resumed after dropped connections (a context manager).
+
+        The stream carries the digest the peer announced; the receiver stores
+        the bytes only if they have it.
+        """
+        path = f"/results/{quote(str(result))}/image"
+        return open_image(self._http, path, expected_digest=None, progress=None, clock=self._clock)

@@ -27,14 +27,14 @@ from mahiru.client.http import DEFAULT_TIMEOUT, TlsIdentity, make_http_client, r
 from mahiru.clock import SYSTEM_CLOCK, Clock
 from mahiru.errors import Conflict, Internal, InvalidInput, Unavailable
 from mahiru.model.identifiers import PartyId, SiteId
-from mahiru.retry import Backoff, retry
-from mahiru.storage.records import ChangeBatch, PartyRecord, RegistryChange, SiteRecord
-from mahiru.storage.registrations import (
+from mahiru.model.registrations import (
     STALE_BASE_VERSION,
     Registration,
     RegistrationOutcome,
     SignedRegistration,
 )
+from mahiru.model.registry import ChangeBatch, PartyRecord, RegistryChange, SiteRecord
+from mahiru.retry import Backoff, retry
 
 T = TypeVar("T")
 

@@ -4,9 +4,10 @@ Each takes the base URL of its API as registered or configured, prefix
 included (for example `https://site1.example.org:8443/internal`), so a proxy
 may expose the API under any path. Images travel as streams: uploads are
 read from the file chunk by chunk (after computing its sha256, which the
-site verifies), downloads are written to a temporary file or blob while
-hashing, resumed with HTTP Range requests after a dropped connection, and
-kept only if the digest matches.
+site verifies); downloads are written to a temporary file while hashing, or
+handed to the caller as a stream of chunks to store and check, resumed with
+HTTP Range requests after a dropped connection, and kept only if the digest
+matches.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import contextlib
 import hashlib
 import logging
 from collections.abc import Iterator, Mapping
+from contextlib import AbstractContextManager
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -25,21 +27,19 @@ import httpx
 from mahiru.client.downloads import (
     CHUNK_SIZE,
     DIGEST_HEADER,
-    BlobSink,
     download_to_file,
-    stream_image,
+    open_image,
 )
 from mahiru.client.downloads import (
     Progress as Progress,  # re-exported: callers of upload_asset type their callbacks
 )
 from mahiru.client.http import MAX_INTEGER, ApiClient, request, request_json
 from mahiru.errors import Conflict, InvalidInput, MahiruError, NotFound
-from mahiru.model.assets import Asset, AssetKind
+from mahiru.model.assets import Asset, AssetKind, AssetRecord
+from mahiru.model.digests import BlobInfo, ImageStream, normalise_digest
 from mahiru.model.identifiers import AssetId, ResultId, parse_identifier
+from mahiru.policy.changes import PeerRuleBatch, RuleChange, UnreadableRuleChange
 from mahiru.policy.signing import Revocation, SignedRule
-from mahiru.storage import AssetRecord, BlobInfo, BlobStore, RuleChange
-from mahiru.storage.blobs import normalise_digest
-from mahiru.storage.records import PeerRuleBatch, UnreadableRuleChange
 
 logger = logging.getLogger("mahiru.client.site")
 
@@ -343,31 +343,20 @@ class PeerClient(_AssetReader):
     def fetch_image(
         self,
         asset_id: AssetId | ResultId,
-        blobs: BlobStore,
         *,
         expected_digest: str | None = None,
         progress: Progress | None = None,
-    ) -> BlobInfo:
-        """Copy an asset's image into a blob store, resuming dropped transfers; return it.
+    ) -> AbstractContextManager[ImageStream]:
+        """An asset's image as a stream, resumed after dropped connections (a context manager).
 
-        Nothing is stored unless the whole image arrived with the expected
-        digest (or, without one, the digest the peer announced).
+        The stream carries the digest the peer announced (the expected one, or
+        Conflict); the receiver stores the bytes only if they have it.
         """
         expected = None if expected_digest is None else normalise_digest(expected_digest)
-        sink = BlobSink(blobs, expected)
-        try:
-            path = f"{_asset_path(asset_id)}/image"
-            served = stream_image(
-                self._http,
-                path,
-                sink,
-                expected_digest=expected,
-                progress=progress,
-                clock=self._clock,
-            )
-            info = sink.writer.commit()
-            if info.digest != served:
-                raise InvalidInput(f"{asset_id}: received sha256 {info.digest}, announced {served}")
-            return info
-        finally:
-            sink.writer.abort()
+        return open_image(
+            self._http,
+            f"{_asset_path(asset_id)}/image",
+            expected_digest=expected,
+            progress=progress,
+            clock=self._clock,
+        )

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from enum import Enum
 from typing import Any
 
@@ -81,3 +82,12 @@ def submitter_site(sites: list[SiteDescription], submitter: PartyId) -> SiteDesc
     if not own:
         raise InvalidInput(f"submitter {submitter} owns no site with a store")
     return own[0]
+
+
+@dataclass(frozen=True, slots=True)
+class AssetRecord:
+    """An asset stored at this site, with its image size and when it was stored."""
+
+    asset: Asset
+    size: int | None
+    created_at: datetime

@@ -21,10 +21,10 @@ from mahiru.errors import InvalidInput
 from mahiru.files import load_job, load_rules
 from mahiru.model.assets import Asset
 from mahiru.model.identifiers import PartyId, SiteId
+from mahiru.model.registry import PartyRecord, SiteEndpoints, SiteRecord
 from mahiru.model.workflow import Job
 from mahiru.policy.rules import Rule
 from mahiru.policy.signing import sign_rule
-from mahiru.storage.records import PartyRecord, SiteEndpoints, SiteRecord
 
 logger = logging.getLogger("mahiru.scenarios")
 

@@ -38,11 +38,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from mahiru.clock import SYSTEM_CLOCK, Clock
 from mahiru.errors import Conflict, InvalidInput, NotFound, PermissionDenied, Unauthenticated
 from mahiru.model.identifiers import PartyId, SiteId
-from mahiru.pki import issued_by, parse_certificate, parse_party_public_key, peer_identity
-from mahiru.pki import user_ca_party as _user_ca_party
-from mahiru.storage.db import Database
-from mahiru.storage.records import ChangeBatch, PartyRecord, RegistryChange, SiteRecord
-from mahiru.storage.registrations import (
+from mahiru.model.registrations import (
     MAX_AGE,
     MAX_CLOCK_SKEW,
     STALE_BASE_VERSION,
@@ -52,6 +48,10 @@ from mahiru.storage.registrations import (
     SignedRegistration,
     check_fresh,
 )
+from mahiru.model.registry import ChangeBatch, PartyRecord, RegistryChange, SiteRecord
+from mahiru.pki import issued_by, parse_certificate, parse_party_public_key, peer_identity
+from mahiru.pki import user_ca_party as _user_ca_party
+from mahiru.storage.db import Database
 from mahiru.storage.registry import RegistryRepository
 
 logger = logging.getLogger("mahiru.registry")

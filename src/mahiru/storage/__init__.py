@@ -8,21 +8,10 @@ are handed the repositories they use.
 
 from mahiru.storage.assets import AssetRepository
 from mahiru.storage.audit import AuditLog, AuditPage, AuditQuery
-from mahiru.storage.blobs import BlobInfo, BlobStore, BlobWriter
+from mahiru.storage.blobs import BlobStore, BlobWriter
 from mahiru.storage.db import Database, create_database
 from mahiru.storage.jobs import JobRepository
 from mahiru.storage.provenance import ProvenanceRepository
-from mahiru.storage.records import (
-    AssetRecord,
-    ChangeAction,
-    ChangeBatch,
-    PartyRecord,
-    RegistryChange,
-    RejectedRule,
-    RuleChange,
-    SiteEndpoints,
-    SiteRecord,
-)
 from mahiru.storage.registry import RegistryRepository
 from mahiru.storage.replicas import REGISTRY_SOURCE, ReplicaRepository
 from mahiru.storage.repositories import SiteRepositories
@@ -30,28 +19,18 @@ from mahiru.storage.rules import RuleRepository
 
 __all__ = [
     "REGISTRY_SOURCE",
-    "AssetRecord",
     "AssetRepository",
     "AuditLog",
     "AuditPage",
     "AuditQuery",
-    "BlobInfo",
     "BlobStore",
     "BlobWriter",
-    "ChangeAction",
-    "ChangeBatch",
     "Database",
     "JobRepository",
-    "PartyRecord",
     "ProvenanceRepository",
-    "RegistryChange",
     "RegistryRepository",
-    "RejectedRule",
     "ReplicaRepository",
-    "RuleChange",
     "RuleRepository",
-    "SiteEndpoints",
-    "SiteRecord",
     "SiteRepositories",
     "create_database",
 ]

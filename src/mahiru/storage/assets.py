@@ -17,10 +17,9 @@ from sqlalchemy.engine import Row
 
 from mahiru.clock import SYSTEM_CLOCK, Clock
 from mahiru.errors import Conflict, InvalidInput, NotFound
-from mahiru.model.assets import Asset, AssetKind
+from mahiru.model.assets import Asset, AssetKind, AssetRecord
 from mahiru.model.identifiers import AssetId, ResultId, parse_identifier
 from mahiru.storage.db import Database, insert_ignoring_duplicates
-from mahiru.storage.records import AssetRecord
 from mahiru.storage.schema import asset_images, assets
 
 

@@ -28,7 +28,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, BinaryIO, Protocol
 
 from mahiru.errors import InvalidInput
-from mahiru.storage.digests import BlobInfo, normalise_digest
+from mahiru.model.digests import BlobInfo, normalise_digest
 
 if TYPE_CHECKING:
     from mahiru.storage.blobs import BlobStore

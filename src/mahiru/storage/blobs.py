@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import BinaryIO, cast
 
 from mahiru.errors import InvalidInput, NotFound
+from mahiru.model.digests import BlobInfo, is_hex_digest, normalise_digest
 from mahiru.storage.blob_writer import (
     BlobWriter,
     StreamCheck,
@@ -27,25 +28,15 @@ from mahiru.storage.blob_writer import (
     fsync_dir,
     remove_abandoned,
 )
-from mahiru.storage.digests import (
-    CHUNK_SIZE,
-    HEX_DIGEST,
-    BlobInfo,
-    DamagedBlob,
-    Readable,
-    normalise_digest,
-    read_checked,
-)
+from mahiru.storage.digests import CHUNK_SIZE, DamagedBlob, Readable, read_checked
 
 __all__ = [
     "CHUNK_SIZE",
-    "BlobInfo",
     "BlobStore",
     "BlobWriter",
     "DamagedBlob",
     "Readable",
     "StreamCheck",
-    "normalise_digest",
     "read_checked",
 ]
 
@@ -204,7 +195,7 @@ class BlobStore:
         for folder in self._blobs.iterdir():
             if folder.is_dir():
                 for entry in folder.iterdir():
-                    if HEX_DIGEST.fullmatch(entry.name):
+                    if is_hex_digest(entry.name):
                         yield entry.name
 
 

@@ -17,8 +17,9 @@ from sqlalchemy.engine import Row
 from sqlalchemy.orm import Session
 
 from mahiru.errors import Internal
+from mahiru.model.registry import ChangeBatch, RegistryChange
+from mahiru.policy.changes import RuleChange
 from mahiru.storage.db import Database, positive_limit
-from mahiru.storage.records import ChangeBatch, RegistryChange, RuleChange
 from mahiru.storage.schema import change_heads
 
 C = TypeVar("C", RegistryChange, RuleChange)

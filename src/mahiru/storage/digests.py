@@ -1,19 +1,15 @@
-"""sha256 digests of blob content: their text form, and reading a file checked against one.
-
-Digests are 64 lowercase hex digits; a `sha256:` prefix is accepted on input.
-"""
+"""Reading blob content checked against its sha256 digest (the digest values are in
+`mahiru.model.digests`)."""
 
 from __future__ import annotations
 
 import hashlib
-import re
 from collections.abc import Iterator
-from typing import NamedTuple, Protocol
+from typing import Protocol
 
-from mahiru.errors import InvalidInput, NotFound
+from mahiru.errors import NotFound
+from mahiru.model.digests import normalise_digest
 
-#: The text form of a digest, without its `sha256:` prefix.
-HEX_DIGEST = re.compile(r"[0-9a-f]{64}")
 #: How much is read from a file-like source at a time.
 CHUNK_SIZE = 1024 * 1024
 
@@ -26,23 +22,6 @@ class Readable(Protocol):
 
 class DamagedBlob(NotFound):
     """A stored blob whose content no longer has its digest (it was set aside)."""
-
-
-class BlobInfo(NamedTuple):
-    """A stored blob: its sha256 hex digest and its size in bytes."""
-
-    digest: str
-    size: int
-
-
-def normalise_digest(digest: str) -> str:
-    """The 64-hex-digit form of a sha256 digest; InvalidInput for anything else."""
-    if not isinstance(digest, str):
-        raise InvalidInput(f"a digest must be text, got {digest!r}")
-    text = digest.removeprefix("sha256:")
-    if not HEX_DIGEST.fullmatch(text):
-        raise InvalidInput(f"{digest!r} is not a sha256 digest (64 lowercase hex digits)")
-    return text
 
 
 def read_checked(

@@ -9,8 +9,8 @@ from sqlalchemy.engine import Row
 
 from mahiru.errors import NotFound
 from mahiru.model.identifiers import PartyId, SiteId
+from mahiru.model.registry import PartyRecord, SiteEndpoints, SiteRecord
 from mahiru.storage.db import Database
-from mahiru.storage.records import PartyRecord, SiteEndpoints, SiteRecord
 
 
 class Directory:

@@ -17,16 +17,16 @@ from sqlalchemy.orm import Session
 from mahiru.clock import SYSTEM_CLOCK, Clock
 from mahiru.errors import Conflict, NotFound
 from mahiru.model.identifiers import PartyId, SiteId
-from mahiru.storage import changelog
-from mahiru.storage.db import Database
-from mahiru.storage.directory import Directory, party_from_row, site_from_row
-from mahiru.storage.records import (
+from mahiru.model.registry import (
     ChangeAction,
     ChangeBatch,
     PartyRecord,
     RegistryChange,
     SiteRecord,
 )
+from mahiru.storage import changelog
+from mahiru.storage.db import Database
+from mahiru.storage.directory import Directory, party_from_row, site_from_row
 from mahiru.storage.schema import REGISTRY_LOG, parties, registry_changes, sites
 
 

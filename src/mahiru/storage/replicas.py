@@ -21,16 +21,12 @@ from sqlalchemy.orm import Session
 from mahiru.clock import SYSTEM_CLOCK, Clock
 from mahiru.errors import Conflict, InvalidInput
 from mahiru.model.identifiers import SiteId
+from mahiru.model.registry import ChangeAction, RegistryChange
+from mahiru.policy.changes import RejectedRule, RuleChange
 from mahiru.policy.signing import Revocation, SignedRule, in_force
 from mahiru.storage.audit import AuditLog, rule_entry
 from mahiru.storage.db import Database, insert_ignoring_duplicates
 from mahiru.storage.directory import Directory
-from mahiru.storage.records import (
-    ChangeAction,
-    RegistryChange,
-    RejectedRule,
-    RuleChange,
-)
 from mahiru.storage.schema import (
     replica_parties,
     replica_rejections,

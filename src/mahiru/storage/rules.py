@@ -15,11 +15,12 @@ from sqlalchemy.orm import Session
 
 from mahiru.clock import SYSTEM_CLOCK, Clock
 from mahiru.errors import Conflict, InvalidSignature, NotFound
+from mahiru.model.registry import ChangeAction, ChangeBatch
+from mahiru.policy.changes import RuleChange
 from mahiru.policy.signing import Revocation, SignedRule
 from mahiru.storage import changelog
 from mahiru.storage.audit import AuditLog, rule_entry
 from mahiru.storage.db import Database
-from mahiru.storage.records import ChangeAction, ChangeBatch, RuleChange
 from mahiru.storage.schema import RULES_LOG, rule_changes, rules
 
 

@@ -10,12 +10,12 @@ from tests.support.fake_runtime import archive_of
 from tests.support.fake_scenario import Scenario, minmax
 from tests.support.fake_sites import FakeNetwork, FakeSite
 
+from mahiru.data_archives import extract_data_files
 from mahiru.model.assets import AssetKind
 from mahiru.model.identifiers import JobId
 from mahiru.model.jobs import JobState, StepState
 from mahiru.model.serialization import job_from_dict
 from mahiru.model.workflow import Job
-from mahiru.runtime.archives import extract_data_files
 
 
 @pytest.fixture

@@ -9,12 +9,13 @@ import pytest
 from tests.support.fake_runtime import StepRun
 from tests.support.fake_scenario import Scenario, minmax
 
+from mahiru.data_archives import extract_data_files
 from mahiru.errors import NotFound, PermissionDenied
 from mahiru.model.audit import AuditKind
 from mahiru.model.identifiers import JobId, ResultId
 from mahiru.model.jobs import JobState, StepState
-from mahiru.runtime.archives import extract_data_files
 from mahiru.runtime.steps import LABEL_JOB
+from mahiru.services.images import receive_image
 
 
 def test_a_submitted_job_is_planned_where_its_data_may_be_read(scenario: Scenario) -> None:
@@ -107,15 +108,15 @@ def test_results_are_released_to_the_submitter_only(scenario: Scenario) -> None:
     as_site3 = scenario.net.peer(site3, site2.record())
     blobs = site3.blobs
     with pytest.raises(NotFound) as refused:
-        as_site3.fetch_result(result, blobs)
+        receive_image(blobs, as_site3.fetch_result(result), str(result))
     never_made = ResultId("f" * 64)
     with pytest.raises(NotFound) as unknown:
-        as_site3.fetch_result(never_made, blobs)
+        receive_image(blobs, as_site3.fetch_result(never_made), str(never_made))
     assert refused.value.message == f"result {result} is not known here"
     assert unknown.value.message == f"result {never_made} is not known here"
     assert list(blobs.digests()) == []
     as_site1 = scenario.net.peer(site1, site2.record())
-    assert as_site1.fetch_result(result, site1.blobs).size > 0
+    assert receive_image(site1.blobs, as_site1.fetch_result(result), str(result)).size > 0
 
 
 def test_a_job_is_seen_only_by_its_submitter_and_the_party_s_admins(scenario: Scenario) -> None:

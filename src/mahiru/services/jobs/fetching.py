@@ -19,14 +19,15 @@ from collections import Counter
 from collections.abc import Iterable
 
 from mahiru.errors import NotFound
+from mahiru.model.digests import normalise_digest
 from mahiru.model.identifiers import AssetId, ResultId
 from mahiru.model.jobs import StepInput
 from mahiru.model.receipts import ReceiptChain
+from mahiru.services.images import receive_image
 from mahiru.services.jobs.context import JobContext, KnownJob, incoming
 from mahiru.services.jobs.images import LoadedImages
 from mahiru.services.jobs.peers import retrying
 from mahiru.services.jobs.receipts import Receipts
-from mahiru.storage.blobs import normalise_digest
 
 logger = logging.getLogger("mahiru.site.jobs")
 
@@ -90,7 +91,12 @@ class InputFetcher:
             transfers = self._ctx.transfers
             started = transfers.started()
             info = retrying(
-                lambda: peer.fetch_image(asset, self._ctx.blobs, expected_digest=expected),
+                lambda: receive_image(
+                    self._ctx.blobs,
+                    peer.fetch_image(asset, expected_digest=expected),
+                    str(asset),
+                    expected_digest=expected,
+                ),
                 f"fetch {asset}",
                 stop=self._stop,
             )

@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path, PurePosixPath
 
+from mahiru.data_archives import extract_data_files
 from mahiru.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 from mahiru.model.assets import AssetKind
 from mahiru.model.identifiers import AssetId, JobId, PartyId, SiteId
@@ -42,7 +43,6 @@ from mahiru.model.live import LiveReader
 from mahiru.model.serialization import job_digest
 from mahiru.model.workflow import Job
 from mahiru.policy.decisions import Release
-from mahiru.runtime.archives import extract_data_files
 from mahiru.services.jobs.context import JobContext
 from mahiru.services.site.policy_view import Concerning
 from mahiru.storage.blobs import CHUNK_SIZE

@@ -10,11 +10,14 @@ from typing import Any, Protocol, TypeVar
 
 from mahiru.clock import SYSTEM_CLOCK, Clock
 from mahiru.errors import Unavailable
+from mahiru.model.assets import AssetRecord
+from mahiru.model.digests import ImageStream
 from mahiru.model.identifiers import AssetId, JobId, ResultId, SiteId
 from mahiru.model.jobs import StepAssignment, StepStatus
 from mahiru.model.live import LiveAnswer, LiveReader
+from mahiru.model.registry import SiteRecord
 from mahiru.retry import Backoff, retry
-from mahiru.storage import AssetRecord, BlobInfo, BlobStore, ReplicaRepository, SiteRecord
+from mahiru.storage import ReplicaRepository
 
 logger = logging.getLogger("mahiru.site.jobs")
 
@@ -60,14 +63,14 @@ class JobPeer(Protocol):
         """The record of an asset stored at the site, if its policy lets this site see it."""
         ...
 
-    def fetch_result(self, result: ResultId, blobs: BlobStore) -> BlobInfo:
-        """Copy a result's image into `blobs`."""
+    def fetch_result(self, result: ResultId) -> AbstractContextManager[ImageStream]:
+        """A result's image as a stream, with the digest the site announced."""
         ...
 
     def fetch_image(
-        self, asset_id: AssetId | ResultId, blobs: BlobStore, *, expected_digest: str | None = None
-    ) -> BlobInfo:
-        """Copy a primary asset's image into `blobs`."""
+        self, asset_id: AssetId | ResultId, *, expected_digest: str | None = None
+    ) -> AbstractContextManager[ImageStream]:
+        """A primary asset's image as a stream (Conflict if not `expected_digest`)."""
         ...
 
     def close(self) -> None:

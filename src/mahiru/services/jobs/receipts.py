@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from mahiru.errors import InvalidInput, MahiruError, NotFound
+from mahiru.model.digests import BlobInfo, normalise_digest
 from mahiru.model.identifiers import AssetId, ResultId, SiteId
 from mahiru.model.items import ItemKind
 from mahiru.model.jobs import StepInput
@@ -25,10 +26,9 @@ from mahiru.model.receipts import (
     verify_chain,
 )
 from mahiru.pki.signatures import SiteSignatures
+from mahiru.services.images import receive_image
 from mahiru.services.jobs.context import JobContext, KnownJob, incoming
 from mahiru.services.jobs.peers import JobPeer
-from mahiru.storage import BlobInfo
-from mahiru.storage.blobs import normalise_digest
 
 #: Where a result's receipt chain is kept, in the metadata of its asset record.
 RECEIPTS_KEY = "receipts"
@@ -147,7 +147,10 @@ class Receipts:
             self.check_claims(chain, result, holder, expected)
         transfers = self._ctx.transfers
         started = transfers.started()
-        info = call(lambda: peer.fetch_result(result, self._ctx.blobs), f"fetch {result}")
+        info = call(
+            lambda: receive_image(self._ctx.blobs, peer.fetch_result(result), str(result)),
+            f"fetch {result}",
+        )
         if info.digest != digest:
             raise InvalidInput(
                 f"{holder} served {result} with sha256:{info.digest}, not the"

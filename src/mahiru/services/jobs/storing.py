@@ -15,13 +15,13 @@ from pathlib import Path
 
 from mahiru.errors import NotFound
 from mahiru.model.assets import Asset, AssetKind
+from mahiru.model.digests import BlobInfo
 from mahiru.model.identifiers import ResultId
 from mahiru.model.jobs import ResultProvenance, StepState, step_provenance
 from mahiru.model.receipts import ReceiptChain
 from mahiru.runtime.protocol import DATA_BASE_IMAGE
 from mahiru.services.jobs.context import JobContext, KnownJob
 from mahiru.services.jobs.receipts import RECEIPTS_KEY, Receipts
-from mahiru.storage import BlobInfo
 
 logger = logging.getLogger("mahiru.site.jobs")
 

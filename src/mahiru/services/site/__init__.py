@@ -4,6 +4,7 @@
 the HTTP layer (`mahiru.api.site_app`) serves them.
 """
 
+from mahiru.policy.changes import PeerRuleBatch, UnreadableRuleChange
 from mahiru.services.site.assets import AssetStore, ImageFile
 from mahiru.services.site.peers import RegisteredSites
 from mahiru.services.site.policy_view import PolicyView
@@ -17,7 +18,6 @@ from mahiru.services.site.replication import (
 from mahiru.services.site.rules import RuleOutcome, RuleService
 from mahiru.services.site.site import SiteServices, SiteStatus
 from mahiru.services.site.validation import KeyRing, Rejection
-from mahiru.storage.records import PeerRuleBatch, UnreadableRuleChange
 
 __all__ = [
     "AssetStore",

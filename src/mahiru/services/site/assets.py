@@ -20,13 +20,13 @@ from collections.abc import AsyncIterable, Callable, Iterator
 from dataclasses import dataclass, replace
 
 from mahiru.errors import Conflict, InvalidInput, NotFound, PermissionDenied, TooLarge
-from mahiru.model.assets import Asset
+from mahiru.model.assets import Asset, AssetRecord
+from mahiru.model.digests import BlobInfo, normalise_digest
 from mahiru.model.identifiers import AssetId, PartyId, ResultId, SiteId
 from mahiru.model.people import Person
 from mahiru.policy.decisions import Release
 from mahiru.services.site.transfers import Transfer, TransferLog
-from mahiru.storage import AssetRecord, AssetRepository, BlobInfo, BlobStore, Database
-from mahiru.storage.blobs import normalise_digest
+from mahiru.storage import AssetRepository, BlobStore, Database
 
 logger = logging.getLogger("mahiru.site.assets")
 

@@ -14,8 +14,9 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from mahiru.errors import InvalidInput, NotFound, PermissionDenied, Unauthenticated
 from mahiru.model.identifiers import SiteId
+from mahiru.model.registry import SiteRecord
 from mahiru.pki import parse_certificate
-from mahiru.storage import ReplicaRepository, SiteRecord
+from mahiru.storage import ReplicaRepository
 
 
 class RegisteredSites:

@@ -30,19 +30,12 @@ from typing import Any, Protocol
 from mahiru.clock import SYSTEM_CLOCK, Clock
 from mahiru.errors import Conflict, InvalidSignature, MahiruError
 from mahiru.model.identifiers import SiteId
+from mahiru.model.registry import ChangeBatch, RegistryChange, SiteRecord
+from mahiru.policy.changes import PeerRuleBatch, RejectedRule, RuleChange, UnreadableRuleChange
 from mahiru.retry import Backoff
 from mahiru.services.background import Unexpected, guarded
 from mahiru.services.site.validation import KeyRing
-from mahiru.storage import (
-    REGISTRY_SOURCE,
-    ChangeBatch,
-    RegistryChange,
-    RejectedRule,
-    ReplicaRepository,
-    RuleChange,
-    SiteRecord,
-)
-from mahiru.storage.records import PeerRuleBatch, UnreadableRuleChange
+from mahiru.storage import REGISTRY_SOURCE, ReplicaRepository
 
 logger = logging.getLogger("mahiru.site.replication")
 

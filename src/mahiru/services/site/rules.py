@@ -20,9 +20,11 @@ from dataclasses import dataclass
 from mahiru.errors import Conflict, MahiruError, PermissionDenied
 from mahiru.model.identifiers import PartyId
 from mahiru.model.people import Person
+from mahiru.model.registry import ChangeBatch
+from mahiru.policy.changes import RuleChange
 from mahiru.policy.signing import Revocation, SignedRule, in_force
 from mahiru.services.site.validation import KeyRing
-from mahiru.storage import ChangeBatch, ReplicaRepository, RuleChange, RuleRepository
+from mahiru.storage import ReplicaRepository, RuleRepository
 
 logger = logging.getLogger("mahiru.site.rules")
 

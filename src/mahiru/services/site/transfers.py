@@ -12,8 +12,9 @@ from dataclasses import dataclass
 
 from mahiru.clock import SYSTEM_CLOCK, Clock
 from mahiru.model.audit import AuditEntry, AuditKind
+from mahiru.model.digests import BlobInfo
 from mahiru.model.identifiers import AssetId, ResultId, SiteId
-from mahiru.storage import AuditLog, BlobInfo
+from mahiru.storage import AuditLog
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,9 +18,10 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from mahiru.errors import InvalidInput, InvalidSignature
 from mahiru.model.identifiers import PartyId
+from mahiru.model.registry import ChangeAction, PartyRecord
 from mahiru.pki import parse_party_public_key
+from mahiru.policy.changes import RuleChange
 from mahiru.policy.signing import Revocation, SignedRule
-from mahiru.storage.records import ChangeAction, PartyRecord, RuleChange
 
 
 class Rejection(Enum):

@@ -1,8 +1,9 @@
-"""The values the repositories store and return.
+"""The registry's values: parties, sites, and the change log that replicates them.
 
-Registry records and change records have a strict dict form (`to_dict` /
-`from_dict`) so the registry and the sites can send them over HTTP for
-replication exactly as they are stored.
+Records and changes have a strict dict form (`to_dict` / `from_dict`) so the
+registry and the sites can send them over HTTP for replication exactly as
+they are stored. `ChangeAction` and `ChangeBatch` are shared with the rule
+log (`mahiru.policy.changes`).
 """
 
 from __future__ import annotations
@@ -14,13 +15,13 @@ from enum import Enum
 from typing import Any, Generic, NamedTuple, TypeVar
 
 from mahiru.errors import InvalidInput
-from mahiru.model.assets import Asset, PartyDescription, SiteDescription
+from mahiru.model.assets import PartyDescription, SiteDescription
 from mahiru.model.fields import check_fields, flag, integer, optional_text, text, timestamp
 from mahiru.model.identifiers import PartyId, SiteId
-from mahiru.policy.signing import Revocation, SignedRule
 
 
-def _version(data: Mapping[str, Any], what: str) -> int:
+def change_version(data: Mapping[str, Any], what: str) -> int:
+    """The `version` field of a change's JSON form: an integer >= 1."""
     return integer(data, "version", what, minimum=1)
 
 
@@ -142,7 +143,10 @@ class ChangeAction(Enum):
     REVOKED = "revoked"
 
 
-def _action(data: Mapping[str, Any], allowed: tuple[ChangeAction, ...], what: str) -> ChangeAction:
+def change_action(
+    data: Mapping[str, Any], allowed: tuple[ChangeAction, ...], what: str
+) -> ChangeAction:
+    """The `action` field of a change's JSON form, one of `allowed`; else InvalidInput."""
     value = data["action"]
     for action in allowed:
         if value == action.value:
@@ -182,7 +186,7 @@ class RegistryChange:
         keys = {"version", "action", "subject", "record", "at"}
         check_fields(data, what, keys, headed=True, details={"data": data})
         actions = (ChangeAction.ADDED, ChangeAction.UPDATED, ChangeAction.REMOVED)
-        action = _action(data, actions, what)
+        action = change_action(data, actions, what)
         subject_text = text(data, "subject", what)
         subject: PartyId | SiteId
         if subject_text.startswith("site:"):
@@ -200,64 +204,11 @@ class RegistryChange:
             record = PartyRecord.from_dict(raw)
         if record is not None and record.id != subject:
             raise InvalidInput(f"{what}: record {record.id} does not match subject {subject}")
-        return cls(_version(data, what), action, subject, record, timestamp(data, "at", what))
+        return cls(change_version(data, what), action, subject, record, timestamp(data, "at", what))
 
 
-@dataclass(frozen=True, slots=True)
-class RuleChange:
-    """One entry of a site's rule log: a rule added, or a rule revoked."""
-
-    version: int
-    action: ChangeAction
-    rule_id: str
-    rule: SignedRule | None
-    revocation: Revocation | None
-    at: datetime
-
-    def body(self) -> dict[str, Any]:
-        """The signed rule's or revocation's JSON form."""
-        if self.rule is not None:
-            return self.rule.to_dict()
-        assert self.revocation is not None  # one of the two is always set
-        return dict(self.revocation.to_dict())
-
-    def to_dict(self) -> dict[str, Any]:
-        """The JSON form: the signed rule or the revocation under `body`."""
-        return {
-            "version": self.version,
-            "action": self.action.value,
-            "rule_id": self.rule_id,
-            "body": self.body(),
-            "at": self.at.isoformat(),
-        }
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> RuleChange:
-        """Parse the JSON form strictly.
-
-        Only the shape is checked here; signatures are the service's business.
-        The rule_id must be the id of the rule in the body.
-        """
-        what = "rule change"
-        keys = {"version", "action", "rule_id", "body", "at"}
-        check_fields(data, what, keys, headed=True, details={"data": data})
-        action = _action(data, (ChangeAction.ADDED, ChangeAction.REVOKED), what)
-        rule_id = text(data, "rule_id", what)
-        rule: SignedRule | None = None
-        revocation: Revocation | None = None
-        if action is ChangeAction.ADDED:
-            rule = SignedRule.from_dict(data["body"])
-            body_id = rule.rule_id
-        else:
-            revocation = Revocation.from_dict(data["body"])
-            body_id = revocation.rule_id
-        if body_id != rule_id:
-            raise InvalidInput(f"{what}: rule_id {rule_id} does not match its body ({body_id})")
-        at = timestamp(data, "at", what)
-        return cls(_version(data, what), action, rule_id, rule, revocation, at)
-
-
-C = TypeVar("C", RegistryChange, RuleChange)
+#: A registry change or a rule change (`mahiru.policy.changes.RuleChange`).
+C = TypeVar("C")
 
 
 class ChangeBatch(NamedTuple, Generic[C]):
@@ -268,42 +219,4 @@ class ChangeBatch(NamedTuple, Generic[C]):
     """
 
     changes: list[C]
-    version: int
-
-
-@dataclass(frozen=True, slots=True)
-class RejectedRule:
-    """A rule (or revocation) from a peer that failed validation, kept for diagnostics."""
-
-    source: str
-    version: int
-    rule_id: str | None
-    body: Mapping[str, Any]
-    reason: str
-    at: datetime
-
-
-@dataclass(frozen=True, slots=True)
-class AssetRecord:
-    """An asset stored at this site, with its image size and when it was stored."""
-
-    asset: Asset
-    size: int | None
-    created_at: datetime
-
-
-@dataclass(frozen=True, slots=True)
-class UnreadableRuleChange:
-    """A rule change from a peer that could not even be parsed, with the reason."""
-
-    version: int
-    rule_id: str | None
-    body: Mapping[str, Any]
-    reason: str
-
-
-class PeerRuleBatch(NamedTuple):
-    """A page of a peer's rule log: parsed changes (or unreadable ones) and the version."""
-
-    changes: list[RuleChange | UnreadableRuleChange]
     version: int

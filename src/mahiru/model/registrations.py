@@ -51,7 +51,7 @@ from mahiru.errors import InvalidInput, InvalidSignature
 from mahiru.model.canonical import canonical_json
 from mahiru.model.fields import check_fields
 from mahiru.model.identifiers import PartyId, SiteId
-from mahiru.storage.records import PartyRecord, SiteRecord
+from mahiru.model.registry import PartyRecord, SiteRecord
 
 MAX_AGE = timedelta(minutes=15)
 """How long after its `issued_at` time a document is still accepted."""
