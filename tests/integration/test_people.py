@@ -42,6 +42,7 @@ from mahiru.model.people import Person
 from mahiru.model.serialization import job_from_dict
 from mahiru.model.workflow import Job
 from mahiru.policy.signing import sign_revocation
+from mahiru.services.jobs import JobServices
 from mahiru.storage import AuditLog, JobRepository, create_database
 from mahiru.storage.db import migrate
 from mahiru.storage.job_rows import job_values
@@ -265,6 +266,28 @@ def test_the_dashboard_lists_a_plain_user_s_own_jobs_and_shows_who_did_what(
         assert people.name(people.alice) in page and people.name(people.bob) in page
         audit = browser.get(f"{ui}/audit").text
         assert f'<td class="user">{people.name(people.bob)}</td>' in audit
+
+
+def test_the_recent_jobs_read_model_pages_the_jobs_a_person_sees_newest_first(
+    people: People,
+) -> None:
+    """JobServices.recent_jobs, which the dashboard lists: a plain user's own jobs, newest
+    first, one page at a time with the total; an admin's, every job of the party."""
+    site = people.site
+    with people.jobs(people.alice) as alice, people.jobs(people.bob) as bob:
+        first = alice.submit(_job(site)).status.job_id
+        theirs = bob.submit(_job(site)).status.job_id
+        second = alice.submit(_job(site)).status.job_id
+    assert site.app is not None
+    jobs: JobServices = site.app.state.jobs
+    party = PartyId.parse(site.party.id)
+    alice_person, admin = Person("alice", party), Person("admin", party, admin=True)
+    listed, total = jobs.recent_jobs(alice_person)
+    assert ([s.job_id for s in listed], total) == ([second, first], 2)
+    listed, total = jobs.recent_jobs(alice_person, offset=1, limit=1)
+    assert ([s.job_id for s in listed], total) == ([first], 2)
+    listed, total = jobs.recent_jobs(admin)
+    assert ([s.job_id for s in listed], total) == ([second, theirs, first], 3)
 
 
 def test_a_plain_user_reads_the_records_of_their_own_acts_and_jobs_only(people: People) -> None:

@@ -19,8 +19,8 @@ from typing import Any, Protocol
 from cryptography import x509
 
 from mahiru.api.errors import status_for
-from mahiru.api.site_internal import stored_asset_id
-from mahiru.api.site_jobs import LiveGrantIn
+from mahiru.api.routes.site.external.live import LiveGrantIn
+from mahiru.api.routes.site.internal.assets import stored_asset_id
 from mahiru.api.site_models import AssetOut, RuleChangeBatch
 from mahiru.client.site import asset_record_from_json, parse_rule_batch
 from mahiru.errors import Conflict, InvalidInput, MahiruError

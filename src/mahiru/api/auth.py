@@ -13,7 +13,7 @@ misconfigured proxy cannot make it trust a foreign certificate.
 from __future__ import annotations
 
 import datetime
-from collections.abc import Callable, Collection
+from collections.abc import Collection
 from dataclasses import dataclass
 from urllib.parse import unquote
 
@@ -147,25 +147,3 @@ def _load_pem(text: str | bytes) -> x509.Certificate:
         return x509.load_pem_x509_certificate(data)
     except ValueError:
         raise Unauthenticated("the client certificate is malformed") from None
-
-
-def user_dependencies(
-    auth: CertificateAuthenticator,
-) -> tuple[Callable[[Request], UserCaller], Callable[[Request], UserCaller]]:
-    """FastAPI dependencies for a route's caller: any user of the owner party, or an admin.
-
-    Each also keeps the caller on the request, for the access log.
-    """
-
-    def user(request: Request) -> UserCaller:
-        caller = auth.user(request)
-        request.state.caller = caller
-        return caller
-
-    def admin(request: Request) -> UserCaller:
-        caller = user(request)
-        if not caller.is_admin:
-            raise PermissionDenied(f"{caller} is not an admin of this site")
-        return caller
-
-    return user, admin

@@ -16,20 +16,16 @@ from contextlib import asynccontextmanager
 from functools import partial
 
 import httpx
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI
 
-from mahiru.api.auth import CertificateAuthenticator, UserCaller
-from mahiru.api.dashboard import BASE as DASHBOARD
-from mahiru.api.dashboard import dashboard_router
+from mahiru.api.auth import CertificateAuthenticator
 from mahiru.api.errors import error_responses, install_error_handlers
 from mahiru.api.metrics import ReplicationState, SiteMetrics, SiteState
 from mahiru.api.middleware import install_middleware
 from mahiru.api.openapi import NETWORK_CERTIFICATE, USER_CERTIFICATE, describe_security, new_app
-from mahiru.api.site_audit import audit_router
+from mahiru.api.routes.site import mount_site_routes
+from mahiru.api.routes.site.dashboard.pages import BASE as DASHBOARD
 from mahiru.api.site_callers import authenticate_callers
-from mahiru.api.site_external import external_router
-from mahiru.api.site_internal import internal_router
-from mahiru.api.site_jobs import external_jobs_router, internal_jobs_router
 from mahiru.api.site_models import ErrorOut
 from mahiru.client.http import TlsIdentity
 from mahiru.client.jobs import PeerJobsClient
@@ -37,7 +33,7 @@ from mahiru.client.registry import RegistryClient
 from mahiru.client.site import PeerClient
 from mahiru.clock import SYSTEM_CLOCK, Clock
 from mahiru.config import SiteConfig
-from mahiru.errors import InvalidInput, PermissionDenied, path_redactor
+from mahiru.errors import InvalidInput, path_redactor
 from mahiru.model.registry import SiteRecord
 from mahiru.pki import load_certificate, load_tls_private_key, user_ca_party
 from mahiru.pki.signatures import sign_with_tls_key
@@ -282,25 +278,14 @@ def create_site_app(
         forms=(f"{DASHBOARD}/",),
     )
 
-    @app.get("/internal/metrics", include_in_schema=False)
-    def read_metrics(request: Request) -> Response:
-        """The site's Prometheus metrics, for its admins and configured scrapers."""
-        caller = request.state.caller
-        assert isinstance(caller, UserCaller)  # /internal/ admits users only
-        if not caller.is_admin and caller.user.name not in config.metrics_scrapers:
-            raise PermissionDenied(
-                f"{caller} may not read the metrics: only admins and the users named in"
-                " metrics_scrapers may"  # named by the setting: a refusal lists nobody
-            )
-        body, content_type = metrics.render()
-        return Response(body, media_type=content_type)
-
-    app.include_router(internal_router(services, jobs.egress, authenticator))
-    app.include_router(external_router(services, jobs.egress, authenticator))
-    app.include_router(internal_jobs_router(services, jobs, authenticator))
-    app.include_router(external_jobs_router(services, jobs, authenticator))
-    app.include_router(audit_router(services, authenticator))
-    app.include_router(dashboard_router(services, jobs, authenticator, clock))
+    mount_site_routes(
+        app,
+        services=services,
+        authenticator=authenticator,
+        clock=clock,
+        metrics=metrics,
+        metrics_scrapers=config.metrics_scrapers,
+    )
     describe_security(
         app,
         {**USER_CERTIFICATE, **NETWORK_CERTIFICATE},

@@ -8,7 +8,9 @@ import threading
 
 from mahiru.errors import MahiruError
 from mahiru.model.identifiers import JobId, SiteId
+from mahiru.model.jobs import JobStatus
 from mahiru.model.live import LiveReader
+from mahiru.model.people import Person
 from mahiru.services.jobs.assignment import StepAssignments
 from mahiru.services.jobs.context import JobContext
 from mahiru.services.jobs.coordination import JobCoordinator
@@ -56,6 +58,20 @@ class JobServices:
             stop_job=self.worker.stop_containers,
         )
         self.coordinator = JobCoordinator(ctx, dispatcher, self.submissions)
+
+    def recent_jobs(
+        self, person: Person, *, offset: int = 0, limit: int = 50
+    ) -> tuple[list[JobStatus], int]:
+        """One page of the jobs submitted here that `person` sees (`Person.sees_job`),
+        newest first, and how many there are in all."""
+        return self.ctx.jobs.recent_jobs(
+            person.party, submitted_by=person.jobs_submitted_by(), offset=offset, limit=limit
+        )
+
+    def step_container_count(self) -> int:
+        """How many step containers the container engine holds now; a MahiruError
+        (Unavailable) when the engine cannot be reached."""
+        return len(self.ctx.runtime.list_step_containers())
 
     def _ask_submitter(self, site: SiteId, job_id: JobId, job_digest: str) -> list[LiveReader]:
         """The unfinished steps of a job submitted at `site` reading data stored here."""

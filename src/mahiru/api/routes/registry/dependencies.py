@@ -1,0 +1,49 @@
+"""What the registry's routes are handed: the registry service on the app's state, the
+caller the authentication middleware let in, and the check of query parameters."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from mahiru.api.auth import ServiceCaller
+from mahiru.errors import Internal, InvalidInput
+from mahiru.services.registry import RegistryService
+
+
+def registry_service(request: Request) -> RegistryService:
+    """The registry service of the app."""
+    service: RegistryService = request.app.state.registry
+    return service
+
+
+def authenticated_caller(request: Request) -> ServiceCaller:
+    """The caller the authentication middleware let in."""
+    caller = getattr(request.state, "caller", None)
+    if not isinstance(caller, ServiceCaller):
+        raise Internal("the request reached a handler without being authenticated")
+    return caller
+
+
+def only_query(*allowed: str) -> Callable[[Request], None]:
+    """A dependency refusing query parameters other than `allowed`."""
+
+    def check(request: Request) -> None:
+        unknown = sorted(set(request.query_params) - set(allowed))
+        if unknown:
+            expected = ", ".join(allowed) if allowed else "none"
+            raise InvalidInput(
+                f"unknown query parameter(s): {', '.join(unknown)} (expected: {expected})",
+                {"unknown": unknown},
+            )
+
+    return check
+
+
+Registry = Annotated[RegistryService, Depends(registry_service)]
+Caller = Annotated[ServiceCaller, Depends(authenticated_caller)]
+
+#: The dependencies of a route that takes no query parameters.
+NO_QUERY = [Depends(only_query())]

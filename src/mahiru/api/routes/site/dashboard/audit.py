@@ -1,0 +1,68 @@
+"""The dashboard's audit page: the records the caller may read, newest first, filtered,
+with the state of the hash chain."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated
+from urllib.parse import urlencode
+
+from fastapi import APIRouter, Query
+from fastapi.responses import HTMLResponse
+
+from mahiru.api.routes.site.dashboard.pages import BASE, RECORDS_PER_PAGE, Dashboard
+from mahiru.api.routes.site.dependencies import Services, User
+from mahiru.api.routes.site.internal.audit import audit_kind, readable_party, readable_person
+from mahiru.model.audit import AuditKind, AuditRecord
+from mahiru.storage import AuditQuery
+
+router = APIRouter(prefix=BASE, include_in_schema=False)
+
+
+@router.get("/audit")
+def audit(
+    caller: User,
+    dashboard: Dashboard,
+    services: Services,
+    job: str | None = None,
+    asset: str | None = None,
+    kind: str | None = None,
+    before: Annotated[int | None, Query(ge=1)] = None,
+) -> HTMLResponse:
+    """One page of records matching the filters given, as the audit API lists them."""
+    query = AuditQuery(
+        job=job or None,
+        asset=asset or None,
+        kind=audit_kind(kind or None),
+        party=readable_party(caller),
+        person=readable_person(caller),
+        before=before,
+    )
+    page = services.audit.page(query, RECORDS_PER_PAGE)
+    filters = {"job": job or "", "asset": asset or "", "kind": kind or ""}
+    more = f"{BASE}/audit?" + urlencode({**filters, "before": page.next or ""})
+    return dashboard.render(
+        "audit.html",
+        caller,
+        "Audit",
+        "Audit log",
+        check=services.audit.verify(full=False),
+        query=query,
+        kinds=[k.value for k in AuditKind],
+        records=page.records,
+        next=page.next,
+        more=more,
+        summary=_summary,
+        details=lambda record: json.dumps(record.entry.details, indent=2, sort_keys=True),
+    )
+
+
+def _summary(record: AuditRecord) -> str:
+    details = record.entry.details
+    for key in ("decision", "reason", "rule"):
+        value = details.get(key) if isinstance(details, dict) else None
+        if value:
+            return str(value)[:120]
+    if record.entry.kind == AuditKind.TRANSFER and isinstance(details, dict):
+        return f"{details.get('bytes')} bytes {details.get('from')} → {details.get('to')}"
+    return "details"

@@ -1,0 +1,76 @@
+"""What a site's routes are handed: the services on the app's state, and the verified caller.
+
+`create_site_app` puts the collaborators on `app.state` (`services`, `jobs`,
+`authenticator`, `clock`); these small dependencies read them, so a route
+names what it needs in its signature (`services: Services, caller: Admin`).
+Each caller dependency also keeps the caller on the request, for the access log.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from mahiru.api.auth import CertificateAuthenticator, UserCaller
+from mahiru.clock import Clock
+from mahiru.errors import PermissionDenied
+from mahiru.model.registry import SiteRecord
+from mahiru.services.jobs import JobServices
+from mahiru.services.site import SiteServices
+
+
+def site_services(request: Request) -> SiteServices:
+    """The site's services (rules, assets, replica, policy, audit)."""
+    services: SiteServices = request.app.state.services
+    return services
+
+
+def job_services(request: Request) -> JobServices:
+    """The site's job services (submissions, hand-over, egress, live grants)."""
+    jobs: JobServices = request.app.state.jobs
+    return jobs
+
+
+def authenticator(request: Request) -> CertificateAuthenticator:
+    """What checks the callers' certificates."""
+    auth: CertificateAuthenticator = request.app.state.authenticator
+    return auth
+
+
+def site_clock(request: Request) -> Clock:
+    """The site's clock."""
+    clock: Clock = request.app.state.clock
+    return clock
+
+
+Services = Annotated[SiteServices, Depends(site_services)]
+Jobs = Annotated[JobServices, Depends(job_services)]
+Authenticator = Annotated[CertificateAuthenticator, Depends(authenticator)]
+SiteClock = Annotated[Clock, Depends(site_clock)]
+
+
+def user(request: Request, auth: Authenticator) -> UserCaller:
+    """The caller: any user of the site's owner party."""
+    caller = auth.user(request)
+    request.state.caller = caller
+    return caller
+
+
+def admin(caller: Annotated[UserCaller, Depends(user)]) -> UserCaller:
+    """The caller: a user of the site's owner party with the admin role."""
+    if not caller.is_admin:
+        raise PermissionDenied(f"{caller} is not an admin of this site")
+    return caller
+
+
+def registered_peer(request: Request, services: Services, auth: Authenticator) -> SiteRecord:
+    """The caller: a registered site, known by its certificate."""
+    caller = auth.service(request)
+    request.state.caller = caller
+    return services.registered_sites.identify(caller.identity, caller.certificate)
+
+
+User = Annotated[UserCaller, Depends(user)]
+Admin = Annotated[UserCaller, Depends(admin)]
+Peer = Annotated[SiteRecord, Depends(registered_peer)]

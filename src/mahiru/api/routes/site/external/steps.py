@@ -1,0 +1,64 @@
+"""Steps a site runs for jobs submitted elsewhere, under `/external/jobs`: handed over,
+followed and cancelled by the job's submitter's site."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Query
+
+from mahiru.api.routes.site.dependencies import Jobs, Peer
+from mahiru.errors import InvalidInput
+from mahiru.model.identifiers import JobId
+from mahiru.model.jobs import StepAssignment, check_job_id
+from mahiru.services.jobs.egress import StepView
+
+JsonObject = dict[str, Any]
+
+router = APIRouter(prefix="/external", tags=["external"])
+
+
+def _steps(steps: list[StepView]) -> JsonObject:
+    return {"steps": [s.to_dict() for s in steps]}
+
+
+@router.post("/jobs/{job_id}/assignment", summary="Hand over steps")
+def assign(
+    job_id: JobId, body: Annotated[JsonObject, Body()], caller: Peer, jobs: Jobs
+) -> JsonObject:
+    """Steps of a job for this site to run, from the job's submitter's site."""
+    assignment = StepAssignment.from_dict(body)
+    if assignment.job_id != job_id:
+        raise InvalidInput(f"the assignment is for job {assignment.job_id}, not {job_id}")
+    return _steps(jobs.assignments.receive(assignment, caller.id))
+
+
+@router.get("/jobs/{job_id}/steps", summary="Step states")
+def step_states(job_id: JobId, caller: Peer, jobs: Jobs) -> JsonObject:
+    """The states of the steps of a job that this site runs."""
+    return _steps(jobs.assignments.statuses(check_job_id(job_id), caller.id))
+
+
+@router.get(
+    "/jobs/{job_id}/readers", summary="A job's unfinished steps that read the caller's data"
+)
+def readers(
+    job_id: JobId,
+    caller: Peer,
+    jobs: Jobs,
+    job_digest: Annotated[
+        str, Query(max_length=64, description="hex sha256 of the job's canonical JSON")
+    ],
+) -> JsonObject:
+    """The unfinished steps of a job submitted here that read data stored at the caller,
+    and where they run: all the caller learns of the job, which it asks before it
+    grants a step live access to that data. Any other site, or a digest of another
+    job, is answered as for a job that does not exist."""
+    found = jobs.assignments.readers(check_job_id(job_id), caller.id, job_digest)
+    return {"job_id": job_id, "readers": [reader.to_dict() for reader in found]}
+
+
+@router.post("/jobs/{job_id}/cancel", summary="Cancel steps")
+def cancel_steps(job_id: JobId, caller: Peer, jobs: Jobs) -> JsonObject:
+    """Cancel this site's unfinished steps of a job (the submitter's site only)."""
+    return _steps(jobs.assignments.cancel(check_job_id(job_id), caller.id))

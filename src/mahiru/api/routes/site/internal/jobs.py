@@ -1,0 +1,91 @@
+"""Jobs submitted at a site, under `/internal/jobs`: for the owner party's users.
+
+A plain user sees, cancels and downloads only the jobs they submitted; an
+admin every job of their party (others' are 404, like jobs that do not exist).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header
+from pydantic import BaseModel, ConfigDict
+from starlette.responses import Response
+
+from mahiru.api.routes.site.dependencies import Jobs, User
+from mahiru.api.site_images import IMAGE_RESPONSES, image_response
+from mahiru.api.site_models import JobIn
+from mahiru.model.identifiers import JobId
+from mahiru.model.jobs import JobStatus, check_job_id
+from mahiru.model.serialization import job_from_dict
+from mahiru.services.jobs.egress import StepView
+
+JsonObject = dict[str, Any]
+
+router = APIRouter(prefix="/internal/jobs", tags=["jobs"])
+
+
+class JobSubmission(BaseModel):
+    """A job to plan and run."""
+
+    model_config = ConfigDict(extra="forbid")
+    job: JobIn
+
+
+def _view(status: JobStatus, steps: list[StepView]) -> JsonObject:
+    return {"job": status.to_dict(), "steps": [s.to_dict() for s in steps]}
+
+
+@router.post("", status_code=201, summary="Submit a job")
+def submit(body: JobSubmission, caller: User, jobs: Jobs) -> JsonObject:
+    """Plan a job of the caller's party and start it; 403 with the explanation if denied."""
+    job = job_from_dict(body.job.model_dump())
+    status = jobs.submissions.submit(job, caller.person)
+    return _view(*jobs.submissions.get(status.job_id, caller.person))
+
+
+@router.get("", summary="List jobs")
+def list_jobs(caller: User, jobs: Jobs) -> JsonObject:
+    """The jobs submitted at this site that the caller sees (their own; an admin's:
+    their party's), oldest first."""
+    return {"jobs": [s.to_dict() for s in jobs.submissions.visible_to(caller.person)]}
+
+
+@router.get("/{job_id}", summary="A job's status, plan and steps")
+def get_job(job_id: JobId, caller: User, jobs: Jobs) -> JsonObject:
+    """The job, who submitted it, its plan and each step's state with timestamps."""
+    return _view(*jobs.submissions.get(check_job_id(job_id), caller.person))
+
+
+@router.post("/{job_id}/cancel", summary="Cancel a job")
+def cancel_job(job_id: JobId, caller: User, jobs: Jobs) -> JsonObject:
+    """Cancel the job here and at the sites running its steps."""
+    jobs.submissions.cancel(check_job_id(job_id), caller.person)
+    return _view(*jobs.submissions.get(job_id, caller.person))
+
+
+@router.get("/{job_id}/provenance", summary="A job's provenance (W3C PROV-JSON)")
+def provenance(job_id: JobId, caller: User, jobs: Jobs) -> JsonObject:
+    """How the job made its results: inputs, compute assets, steps, sites, parties and
+    the person who submitted it."""
+    return jobs.submissions.provenance(check_job_id(job_id), caller.person)
+
+
+@router.get(
+    "/{job_id}/outputs/{name}/image",
+    response_class=Response,
+    responses=IMAGE_RESPONSES,
+    summary="Download a workflow output",
+)
+def output_image(
+    job_id: JobId,
+    name: str,
+    caller: User,
+    jobs: Jobs,
+    range_header: Annotated[str | None, Header(alias="Range")] = None,
+    if_range: Annotated[str | None, Header(alias="If-Range")] = None,
+) -> Response:
+    """The image archive of a workflow output of a succeeded job."""
+    result = jobs.submissions.output(check_job_id(job_id), name, caller.person)
+    image = jobs.egress.to_party(result, caller.party, job_id=job_id, user=caller.person)
+    return image_response(image, range_header, if_range)
