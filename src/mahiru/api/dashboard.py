@@ -128,7 +128,7 @@ def dashboard_router(
 
     @router.get("/jobs")
     def job_list(caller: User, page: Annotated[int, Query(ge=1)] = 1) -> HTMLResponse:
-        listed, total = jobs.ctx.jobs.recent_jobs(
+        listed, total = jobs.recent_jobs(
             caller.party,
             submitted_by=caller.person.jobs_submitted_by(),
             offset=(page - 1) * JOBS_PER_PAGE,
@@ -263,7 +263,7 @@ def dashboard_router(
         site: str | None = None,
         party: str | None = None,
     ) -> HTMLResponse:
-        recent, _ = jobs.ctx.jobs.recent_jobs(
+        recent, _ = jobs.recent_jobs(
             caller.party, submitted_by=caller.person.jobs_submitted_by(), limit=JOBS_PER_PAGE
         )
         chosen = check_job_id(job) if job else (recent[0].job_id if recent else None)
@@ -333,7 +333,7 @@ def dashboard_router(
     @router.get("/status")
     def status(caller: User) -> HTMLResponse:
         try:
-            running = len(jobs.ctx.runtime.list_step_containers())
+            running = jobs.running_step_count()
         except MahiruError as failure:
             engine = f"unavailable: {failure.message}"
         else:

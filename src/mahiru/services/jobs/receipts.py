@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from mahiru.errors import InvalidInput, MahiruError, NotFound
+from mahiru.errors import InvalidInput, NotFound
 from mahiru.model.identifiers import AssetId, ResultId, SiteId
 from mahiru.model.items import ItemKind
 from mahiru.model.jobs import StepInput
@@ -25,9 +25,10 @@ from mahiru.model.receipts import (
     verify_chain,
 )
 from mahiru.pki.signatures import SiteSignatures
-from mahiru.services.jobs.context import JobContext, KnownJob, incoming
+from mahiru.services.jobs.ledger import JobLedger, KnownJob
 from mahiru.services.jobs.peers import JobPeer
-from mahiru.storage import BlobInfo
+from mahiru.services.site.transfers import TransferLog
+from mahiru.storage import BlobInfo, BlobStore, ReplicaRepository
 from mahiru.storage.blobs import normalise_digest
 
 #: Where a result's receipt chain is kept, in the metadata of its asset record.
@@ -52,15 +53,31 @@ def receipt_item(needed: StepInput) -> str:
 
 
 class Receipts:
-    """Makes and checks receipt chains for the results of one site."""
+    """Makes and checks receipt chains for the results of one site, and fetches results
+    from other sites only if theirs verify.
 
-    def __init__(self, ctx: JobContext) -> None:
-        self._ctx = ctx
+    Built once per site: every part of orchestration shares the one instance.
+    """
+
+    def __init__(
+        self,
+        ledger: JobLedger,
+        sites: ReplicaRepository,
+        blobs: BlobStore,
+        transfers: TransferLog,
+        sign: Callable[[bytes], bytes] | None,
+    ) -> None:
+        self._ledger = ledger
+        self._sites = sites
+        self._blobs = blobs
+        self._transfers = transfers
+        #: Signs what this site vouches for with its TLS key; None: no key.
+        self._sign = sign
 
     def _certificate_of(self, site: SiteId) -> str | None:
         """The certificate the registry replica holds for `site`; None if it is unknown."""
         try:
-            return self._ctx.replica.site(site).tls_cert_pem
+            return self._sites.site(site).tls_cert_pem
         except NotFound:
             return None
 
@@ -73,17 +90,6 @@ class Receipts:
         chain = ReceiptChain.from_list(metadata.get(RECEIPTS_KEY))
         verify_chain(result, digest, chain, SiteSignatures(self._certificate_of))
         return chain
-
-    def stored(self, result: ResultId) -> ReceiptChain | None:
-        """The verified chain of a result stored here; None if it has none that verifies."""
-        try:
-            record = self._ctx.records.get(result)
-            digest = record.asset.image_digest
-            if digest is None:
-                return None
-            return self.verify(result, digest, record.asset.metadata)
-        except MahiruError:
-            return None
 
     def check_claims(
         self, chain: ReceiptChain, result: ResultId, producer: SiteId, expected: list[StepInput]
@@ -145,15 +151,15 @@ class Receipts:
         chain = self.verify(result, digest, record.asset.metadata)
         if expected is not None:
             self.check_claims(chain, result, holder, expected)
-        transfers = self._ctx.transfers
+        transfers = self._transfers
         started = transfers.started()
-        info = call(lambda: peer.fetch_result(result, self._ctx.blobs), f"fetch {result}")
+        info = call(lambda: peer.fetch_result(result, self._blobs), f"fetch {result}")
         if info.digest != digest:
             raise InvalidInput(
                 f"{holder} served {result} with sha256:{info.digest}, not the"
                 f" sha256:{digest} its receipt names"
             )
-        transfers.received(incoming(known, result, holder, self._ctx.site), info, started)
+        transfers.received(self._ledger.incoming(known, result, holder), info, started)
         return info, chain
 
     def make(
@@ -168,13 +174,13 @@ class Receipts:
         input_chains: list[ReceiptChain],
     ) -> ReceiptChain:
         """This site's signed receipt for a result it computed, with its inputs' chains."""
-        ctx = self._ctx
-        if ctx.sign is None:
+        ledger = self._ledger
+        if self._sign is None:
             raise InvalidInput("this site has no key to sign receipts with (tls.key)")
         receipt = Receipt.of(
-            result, digest, known.job_id, step, output, ctx.site, inputs, rules, ctx.now()
+            result, digest, known.job_id, step, output, ledger.site, inputs, rules, ledger.now()
         )
-        signed = SignedReceipt(receipt, ctx.sign(receipt.canonical_bytes()))
+        signed = SignedReceipt(receipt, self._sign(receipt.canonical_bytes()))
         receipts: dict[str, SignedReceipt] = {str(result): signed}
         for chain in input_chains:
             for entry in chain.receipts:
