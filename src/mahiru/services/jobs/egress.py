@@ -7,7 +7,8 @@ and only an allowing decision makes the `Release` that `AssetStore.open_image`
 requires. A party's users may always take back an asset of the party's own
 namespace, by a decision that says so, audited like any other. A result's
 permissions are recomputed from its recorded provenance (the job that made
-it), never taken from the asker.
+it), never taken from the asker. What the decisions are made by is in
+`release_rules.py`; the gate takes them, audits them and opens the images.
 
 What goes out about a step and the files of a live data set are values only
 this module builds (`StepView`, `LiveFile`: their constructors ask for a key
