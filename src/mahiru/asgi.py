@@ -45,17 +45,17 @@ C = TypeVar("C", RegistryConfig, SiteConfig)
 def registry() -> FastAPI:
     """The registry app, configured by the file named in MAHIRU_CONFIG_FILE."""
     from mahiru.api.registry_app import create_registry_app
+    from mahiru.bootstrap import build_registry
 
-    config = _load(RegistryConfig)
-    return create_registry_app(config)
+    return create_registry_app(build_registry(_load(RegistryConfig)))
 
 
 def site() -> FastAPI:
     """The site app, configured by the file named in MAHIRU_CONFIG_FILE (run one worker)."""
     from mahiru.api.site_app import create_site_app
+    from mahiru.bootstrap import build_site
 
-    config = _load(SiteConfig)
-    return create_site_app(config)
+    return create_site_app(build_site(_load(SiteConfig)))
 
 
 def caller_limits() -> CallerLimits:

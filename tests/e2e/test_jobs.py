@@ -34,7 +34,6 @@ from mahiru.policy.signing import sign_revocation
 from mahiru.runtime import LABEL_JOB, DockerRuntime
 from mahiru.runtime.assets import INPUT_ASSET, MINMAX_ASSET, OUTPUT_BASE_ASSET
 from mahiru.services.images import receive_image
-from mahiru.services.jobs.receipts import Receipts
 from mahiru.storage import BlobStore
 
 pytestmark = pytest.mark.e2e
@@ -197,7 +196,7 @@ def test_a_step_log_reaches_the_submitter_only_where_it_may_use_the_outputs(
     assert view.status.reason == "step a failed"  # the job's reason carries none of it either
     # The output stays at site2, where its administrator can read it.
     assert site2.app is not None
-    held = site2.app.state.jobs.ctx.jobs.step_status(submitted.status.job_id, "a")
+    held = site2.app.state.site.storage.repositories.jobs.step_status(submitted.status.job_id, "a")
     assert held.log_tail is not None and "failing on purpose" in held.log_tail
     assert held.exit_code == 3 and held.reason is not None and "code 3" in held.reason
 
@@ -261,7 +260,7 @@ def test_cancelling_a_running_step_stops_its_container(
         while container_runtime.list_step_containers({LABEL_JOB: job_id}):
             assert time.monotonic() < deadline, "the step container was not stopped"
             time.sleep(0.2)
-    remote = scenario.site2.app.state.jobs.ctx.jobs.steps_of(job_id)  # type: ignore[union-attr]
+    remote = scenario.site2.app.state.site.storage.repositories.jobs.steps_of(job_id)  # type: ignore[union-attr]
     assert [s.state for s in remote] == [StepState.CANCELLED]
 
 
@@ -480,7 +479,7 @@ def test_a_compute_image_the_engine_has_is_downloaded_only_once(
     """
     app = scenario.site2.app
     assert app is not None
-    images = app.state.jobs.worker.images
+    images = app.state.site.ports.images
     compute = AssetId.parse(scenario.computes["minmax"])
     asked: list[str] = []
     downloaded: list[str] = []
@@ -555,7 +554,7 @@ def test_a_damaged_result_is_computed_again_never_reused(
         damaged = []
         for site in (scenario.site1, scenario.site2):
             assert site.app is not None
-            digest = site.app.state.jobs.ctx.records.get(result).asset.image_digest
+            digest = site.app.state.site.storage.repositories.assets.get(result).asset.image_digest
             path = BlobStore(site.config.data_dir / "blobs").path(digest)
             path.chmod(0o644)
             with path.open("r+b") as file:
@@ -583,7 +582,7 @@ def test_a_stored_result_whose_receipt_does_not_verify_is_never_reused(
         result = first.status.outputs()["result"]
         for site, poison in ((scenario.site2, "forged"), (scenario.site1, "missing")):
             assert site.app is not None
-            records = site.app.state.jobs.ctx.records
+            records = site.app.state.site.storage.repositories.assets
             record = records.get(result)
             metadata = dict(record.asset.metadata)
             if poison == "forged":
@@ -599,7 +598,7 @@ def test_a_stored_result_whose_receipt_does_not_verify_is_never_reused(
         (step,) = again.steps
         assert step.state is StepState.SUCCEEDED  # computed again, not reused
     assert scenario.site2.app is not None
-    assert Receipts(scenario.site2.app.state.jobs.ctx).stored(result) is not None
+    assert scenario.site2.app.state.site.ports.results.verified_chain(result) is not None
 
 
 def test_the_metrics_follow_a_job_at_both_sites(scenario: Scenario, tmp_path: Path) -> None:

@@ -195,7 +195,7 @@ def test_a_peer_down_during_the_job_is_waited_for(net: Network, tmp_path: Path) 
         deadline = time.monotonic() + WAIT
         while True:
             try:  # handed over to site2 by the coordinator's next round
-                steps = site2.app.state.jobs.ctx.jobs.steps_of(job_id)  # type: ignore[union-attr]
+                steps = site2.app.state.site.storage.repositories.jobs.steps_of(job_id)  # type: ignore[union-attr]
             except NotFound:
                 steps = []
             states = {s.step: s.state for s in steps}

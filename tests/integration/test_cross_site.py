@@ -25,6 +25,7 @@ from tests.support.images import write_image
 from tests.support.sites import Network, SiteServer, may_access, network, waiting_job
 
 from mahiru.api.registry_app import create_registry_app
+from mahiru.bootstrap import build_registry
 from mahiru.client.http import CLIENT_HEADER, TlsIdentity
 from mahiru.client.jobs import JobsClient, PeerJobsClient
 from mahiru.errors import MahiruError
@@ -152,7 +153,7 @@ def _targets(world: World) -> list[Target]:
         )
         for method, path in _routes(site.app)
     ]
-    registry_app = create_registry_app(net.registry.config)
+    registry_app = create_registry_app(build_registry(net.registry.config))
     targets += [
         Target(method, _fill(path, world), net.registry.url, net.parties["p1"].client)
         for method, path in _routes(registry_app)

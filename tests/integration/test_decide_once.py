@@ -3,8 +3,9 @@ of rules in force, and answers that only read (explanations, who may access or u
 never audited.
 
 The site's pieces are real (database, audit log, job repository, policy view, step
-execution) on a clock the test moves by hand; no container ever runs: the step under
-test waits for a step of this site that never starts.
+execution: the graph `build_site` wires) on a clock the test moves by hand; no
+container ever runs: the step under test waits for a step of this site that never
+starts.
 """
 
 from __future__ import annotations
@@ -16,22 +17,21 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from mahiru.api.auth import CertificateAuthenticator
+from mahiru.bootstrap import SiteOverrides, build_site
+from mahiru.config import SiteConfig, TlsConfig
+from mahiru.errors import Unavailable
 from mahiru.model.assets import SiteDescription
 from mahiru.model.audit import AuditKind
 from mahiru.model.identifiers import AssetId, JobId, PartyId, SiteId
 from mahiru.model.items import WorkflowItem
 from mahiru.model.jobs import StepAssignment, StepState, StepStatus
 from mahiru.model.workflow import Job, Plan, StepOutputRef, Workflow, WorkflowStep
+from mahiru.pki import create_network_ca
 from mahiru.policy.permissions import primary
 from mahiru.policy.rules import rule_from_dict
-from mahiru.policy.signing import SignedRule, in_force, sign_revocation, sign_rule
-from mahiru.runtime.limits import StepLimits
-from mahiru.services.jobs import JobContext, JobPeers
-from mahiru.services.jobs.worker import StepWorker
-from mahiru.services.site import PolicyView
-from mahiru.services.site.assets import AssetStore
-from mahiru.services.site.transfers import TransferLog
-from mahiru.storage import AuditQuery, BlobStore, Database, SiteRepositories
+from mahiru.policy.signing import SignedRule, sign_revocation, sign_rule
+from mahiru.storage import AuditQuery, Database
 
 pytestmark = pytest.mark.integration
 
@@ -119,51 +119,56 @@ def _job() -> Job:
     return Job(PARTY, workflow, {"data": DATA})
 
 
+class _NoRegistry:
+    """A registry out of reach: the replication round before a denial stands changes
+    nothing (its failure is logged, never raised)."""
+
+    def changes_since(self, version: int, limit: int | None = None) -> Any:
+        raise Unavailable("no registry in this test")
+
+
+#: Lets no caller in: no request reaches these sites.
+NOBODY = CertificateAuthenticator(create_network_ca("Nobody").certificate)
+
+
 class Site:
-    """One site's rules, policy view, audit log and step worker, on `clock`."""
+    """One site's rules, policy view, audit log and step worker, on `clock`: the site's own
+    object graph (`build_site`), with the engine, the peers and the registry replaced."""
 
     def __init__(self, db: Database, tmp_path: Path, clock: Clock) -> None:
         self.clock = clock
-        self.repositories = SiteRepositories.open(db, clock=clock)
-        rules = self.repositories.rules
-        self.policy = PolicyView(
-            lambda: in_force(rules.active_rules(), rules.revocations()),
-            clock=clock,
-            audit=self.repositories.audit,
+        config = SiteConfig(
+            site_id=str(SITE),
+            owner=str(PARTY),
+            tls=TlsConfig(network_ca=tmp_path / "unused-ca.crt"),
+            user_ca=tmp_path / "unused-user-ca.crt",
+            registry_url="https://registry.invalid",
+            database_url=db.url,
+            data_dir=tmp_path,
+            max_image_bytes=1 << 20,
         )
+        graph = build_site(
+            config,
+            overrides=SiteOverrides(
+                database=db,
+                authenticator=NOBODY,
+                registry_feed=_NoRegistry(),
+                job_peer_factory=_no_peer,
+                container_runtime=NoRuntime(),  # type: ignore[arg-type]
+                clock=clock,
+            ),
+        )
+        self.repositories = graph.storage.repositories
+        self.policy = graph.services.policy
         for grant in GRANTS:
             self.add(grant)
-        blobs = BlobStore(tmp_path / "blobs")
-        transfers = TransferLog(SITE, self.repositories.audit, clock)
-        ctx = JobContext(
-            site=SITE,
-            database=db,
-            blobs=blobs,
-            assets=AssetStore(
-                db,
-                self.repositories.assets,
-                blobs,
-                site=SITE,
-                owner=PARTY,
-                max_image_bytes=1 << 20,
-                transfers=transfers,
-            ),
-            policy=self.policy,
-            replica=self.repositories.replica,
-            peers=JobPeers(self.repositories.replica, _no_peer),
-            runtime=NoRuntime(),  # type: ignore[arg-type]
-            limits=StepLimits(1.0, 1 << 28, 60.0, 1 << 20),
-            work_dir=tmp_path / "work",
-            jobs=self.repositories.jobs,
-            provenance=self.repositories.provenance,
-            records=self.repositories.assets,
-            transfers=transfers,
-            clock=clock,
-        )
-        self.worker = StepWorker(ctx)
+        self.worker = graph.jobs.worker
         job = _job()
         plan = Plan({"first": SITE, "second": SITE})
-        ctx.jobs.upsert_step_assignment(StepAssignment(JOB_ID, SITE, SITE, job, plan), ctx.now())
+        ledger = graph.ports.ledger
+        ledger.job_records.upsert_step_assignment(
+            StepAssignment(JOB_ID, SITE, SITE, job, plan), ledger.now()
+        )
 
     def add(self, signed: SignedRule) -> None:
         """Add a rule as the rule service does: store it, then tell the view."""

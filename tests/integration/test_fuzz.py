@@ -44,6 +44,7 @@ from mahiru import pki
 from mahiru.api.auth import CLIENT_CERT_HEADER
 from mahiru.api.registry_app import create_registry_app
 from mahiru.api.site_app import create_site_app
+from mahiru.bootstrap import RegistryOverrides, SiteOverrides, build_registry, build_site
 from mahiru.client.http import CLIENT_HEADER
 from mahiru.config import CallerLimits, RegistryConfig, SiteConfig, TlsConfig
 from mahiru.model.assets import Asset, AssetKind
@@ -192,11 +193,13 @@ def _apps(root: Path, urls: DatabaseUrls) -> Iterator[Apps]:
         document = Registration.put_site(site, base_version=service.version(), issued_at=now)
         service.apply(caller, document.sign(key))
     registry = create_registry_app(
-        RegistryConfig(tls=tls, database_url=registry_db.url, callers=UNLIMITED),
-        database=registry_db,
+        build_registry(
+            RegistryConfig(tls=tls, database_url=registry_db.url, callers=UNLIMITED),
+            overrides=RegistryOverrides(database=registry_db),
+        )
     )
     site_db = create_database(urls("site"))
-    site = create_site_app(
+    site_graph = build_site(
         SiteConfig(
             site_id="site:p1.org:site",
             owner="party:p1.org:p1",
@@ -207,11 +210,13 @@ def _apps(root: Path, urls: DatabaseUrls) -> Iterator[Apps]:
             data_dir=root / "site-data",
             callers=UNLIMITED,
         ),
-        database=site_db,
-        registry_client=_RegistryFeed(service),
-        peer_client_factory=lambda record: _SilentPeer(),
-        start_replication=False,
+        overrides=SiteOverrides(
+            database=site_db,
+            registry_feed=_RegistryFeed(service),
+            rule_feed_factory=lambda record: _SilentPeer(),
+        ),
     )
+    site = create_site_app(site_graph, start_replication=False)
     services = site.state.services
     services.replicator.run_once()
     asset_id = AssetId.parse("asset:p1.org:data1:p1.org:site")

@@ -118,7 +118,7 @@ def test_a_hand_over_whose_outputs_the_submitter_may_not_use_is_refused(
     assert f"{site1.party.id} may not use" in message
     assert site2.app is not None
     with pytest.raises(NotFound):  # nothing of it was stored
-        site2.app.state.jobs.ctx.jobs.assignment(assignment.job_id)
+        site2.site.storage.repositories.jobs.assignment(assignment.job_id)
 
 
 def test_a_live_only_data_set_never_leaves_whole(net: Network, tmp_path: Path) -> None:

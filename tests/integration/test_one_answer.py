@@ -31,7 +31,7 @@ from mahiru.model.identifiers import AssetId, SiteId
 from mahiru.model.jobs import JobState, ResultProvenance, StepAssignment, StepState
 from mahiru.model.serialization import job_digest, job_from_dict, job_to_dict
 from mahiru.model.workflow import Job, Plan
-from mahiru.services.jobs import JobServices
+from mahiru.storage import SiteRepositories
 
 pytestmark = pytest.mark.integration
 
@@ -59,10 +59,8 @@ class World:
     compute: AssetId
 
 
-def _jobs(site: SiteServer) -> JobServices:
-    assert site.app is not None
-    jobs: JobServices = site.app.state.jobs
-    return jobs
+def _repositories(site: SiteServer) -> SiteRepositories:
+    return site.site.storage.repositories
 
 
 def _job(submitter: str, steps: dict[str, tuple[str, str]], compute: AssetId) -> Job:
@@ -149,7 +147,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
                 admin.add_rule(site1.party.sign(rule))
         s1, s2, s3 = (SiteId.parse(s.id) for s in (site1, site2, site3))
         p1, p3 = site1.party.id, site3.party.id
-        repo1, repo3 = _jobs(site1).ctx.jobs, _jobs(site3).ctx.jobs
+        repo1, repo3 = _repositories(site1).jobs, _repositories(site3).jobs
         data2 = f"asset:{site2.party.namespace}:data:{site2.party.namespace}:site"
 
         # At p1's site: p1's own job, all at p1 (nothing of p2's in it)...
@@ -171,7 +169,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         repo1.create_job(foreign, handed_job, Plan({"s": s1}), s1, _now())
         # A result of p1's job, recorded as made here; no rule lets p2 have it.
         [(ref, result)] = own_job.result_ids().items()
-        _jobs(site1).ctx.provenance.add_provenance(
+        _repositories(site1).provenance.add_provenance(
             ResultProvenance(result, own, ref.step, ref.output, own_job), _now()
         )
 
@@ -322,7 +320,7 @@ def test_a_data_site_hears_only_which_steps_reading_its_data_still_run(world: Wo
     )
     job_id = _new_id()
     s1, s2 = SiteId.parse(site1.id), SiteId.parse(site2.id)
-    repo = _jobs(site1).ctx.jobs
+    repo = _repositories(site1).jobs
     repo.create_job(job_id, job, Plan({"a": s2, "b": s1, "c": s1}), s1, _now())
     made = {ref.output: result for ref, result in job.result_ids().items() if ref.step == "c"}
     repo.set_step_state(job_id, "c", StepState.REUSED, _now(), results=made)
@@ -358,7 +356,7 @@ def test_a_live_grant_is_given_only_on_the_readers_answer(world: World) -> None:
     site1, site3 = net.sites["p1"], net.sites["p3"]
     s3 = SiteId.parse(site3.id)
     live_id, live_job = world.live_job
-    repo3 = _jobs(site3).ctx.jobs
+    repo3 = _repositories(site3).jobs
     altered = _job(site3.party.id, {"s": ("other", str(world.live_data))}, world.compute)
     elsewhere_id = _new_id()
     repo3.create_job(elsewhere_id, live_job, Plan({"s": SiteId.parse(site1.id)}), s3, _now())

@@ -24,6 +24,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from tests.support.images import write_image
 from tests.support.sites import Network, SiteServer, may_access, may_use, network
 
+from mahiru.bootstrap import Site
 from mahiru.errors import InvalidInput, NotFound
 from mahiru.model.assets import Asset, AssetKind
 from mahiru.model.canonical import canonical_json
@@ -35,9 +36,7 @@ from mahiru.model.workflow import Job, Plan
 from mahiru.pki import load_tls_private_key
 from mahiru.pki.keys import TlsPrivateKey
 from mahiru.pki.signatures import sign_with_tls_key
-from mahiru.services.jobs.context import JobContext, KnownJob
-from mahiru.services.jobs.receipts import Receipts
-from mahiru.services.jobs.storing import result_stored
+from mahiru.services.jobs import KnownJob
 
 pytestmark = pytest.mark.integration
 
@@ -71,10 +70,8 @@ def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Network]:
         yield n
 
 
-def _ctx(site: SiteServer) -> JobContext:
-    assert site.app is not None
-    ctx: JobContext = site.app.state.jobs.ctx
-    return ctx
+def _graph(site: SiteServer) -> Site:
+    return site.site
 
 
 def _job(output: str) -> Job:
@@ -204,14 +201,15 @@ ATTACKS: dict[str, tuple[Attack, str]] = {
 def _hold(site: SiteServer, job: Job, image: Path, receipts: list[dict[str, Any]]) -> str:
     """Store the job's result at `site` as a hostile holder would: image, record with the
     given receipts, provenance; its image digest."""
-    ctx = _ctx(site)
+    graph = _graph(site)
+    repositories = graph.storage.repositories
     with image.open("rb") as content:
-        info = ctx.blobs.write_stream(content)
+        info = graph.storage.blobs.write_stream(content)
     ((ref, result),) = job.result_ids().items()
     metadata = {"job_id": JOB_ID, "step": ref.step, "output": ref.output, "receipts": receipts}
-    ctx.records.add(Asset(result, AssetKind.DATA, metadata, info.digest), size=info.size)
+    repositories.assets.add(Asset(result, AssetKind.DATA, metadata, info.digest), size=info.size)
     provenance = ResultProvenance(result, JOB_ID, ref.step, ref.output, job)
-    ctx.provenance.add_provenance(provenance, ctx.now())
+    repositories.provenance.add_provenance(provenance, graph.ports.ledger.now())
     return info.digest
 
 
@@ -230,14 +228,14 @@ def _forge(net: Network, job: Job, digest: str, maker: SiteServer, other: SiteSe
 def _fetch(net: Network, job: Job) -> None:
     """site1 fetches the job's result from site2, as a step there reads it."""
     site1, site2 = net.sites["p1"], net.sites["p2"]
-    ctx = _ctx(site1)
+    ports = _graph(site1).ports
     holder = SiteId.parse(site2.id)
     plan = Plan({"compute": holder})
     submitter = SiteId.parse(site1.id)
     expected = step_inputs(job, plan, "compute", submitter_site=submitter)
     result = next(iter(job.result_ids().values()))
     known = KnownJob(JOB_ID, job, plan, submitter)
-    Receipts(ctx).fetch(known, ctx.peers.get(holder), result, holder, expected)
+    ports.receipts.fetch(known, ports.peers.get(holder), result, holder, expected)
 
 
 #: Claims checked only where the plan says who makes the result and on what.
@@ -264,13 +262,13 @@ def test_a_fetched_result_whose_receipt_does_not_hold_is_refused(
     if case == "sound":
         _hold(site2, job, image, _sound(forge))
         _fetch(net, job)
-        assert _ctx(site1).blobs.has(digest)
+        assert _graph(site1).storage.blobs.has(digest)
         return
     attack, message = {**ATTACKS, **PLANNED}[case]
     _hold(site2, job, image, attack(forge))
     with pytest.raises(InvalidInput, match=message):
         _fetch(net, job)
-    assert not _ctx(site1).blobs.has(digest)
+    assert not _graph(site1).storage.blobs.has(digest)
 
 
 @pytest.mark.parametrize("case", [*ATTACKS, "sound"])
@@ -287,10 +285,10 @@ def test_a_stored_result_whose_receipt_does_not_hold_is_not_reused(
     forge = _forge(net, job, digest, site2, site1)
     attack = _sound if case == "sound" else ATTACKS[case][0]
     _hold(site1, job, image, attack(forge))
-    ctx = _ctx(site1)
+    results = _graph(site1).ports.results
     result = forge.result
-    assert result_stored(ctx, result) is (case == "sound")
-    assert (Receipts(ctx).stored(result) is not None) is (case == "sound")
+    assert results.stored(result) is (case == "sound")
+    assert (results.verified_chain(result) is not None) is (case == "sound")
 
 
 def test_a_result_nobody_holds_is_not_found(net: Network) -> None:

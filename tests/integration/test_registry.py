@@ -27,6 +27,7 @@ from tests.support.servers import serving
 from mahiru import pki
 from mahiru.api.auth import CLIENT_CERT_HEADER, CertificateAuthenticator
 from mahiru.api.registry_app import create_registry_app
+from mahiru.bootstrap import RegistryOverrides, build_registry
 from mahiru.client.http import CLIENT_HEADER, TlsIdentity
 from mahiru.client.registry import RegistryClient
 from mahiru.clock import SystemClock
@@ -156,7 +157,11 @@ def served(world: World, db_url: str) -> Iterator[str]:
     """A registry on a database of its own, over TLS; yields its URL."""
     database = create_database(db_url)
     try:
-        app = create_registry_app(registry_config(world, db_url), database=database)
+        app = create_registry_app(
+            build_registry(
+                registry_config(world, db_url), overrides=RegistryOverrides(database=database)
+            )
+        )
         with serving(
             app,
             certfile=world.path("registry.crt"),
@@ -599,7 +604,9 @@ def test_behind_a_proxy_every_endpoint_needs_a_forwarded_network_certificate(
     """Plain HTTP from the trusted proxy: no or a foreign forwarded certificate is 401."""
     database = create_database(db_url)
     config = registry_config(world, db_url, cert=None, key=None, trusted_proxies=["127.0.0.1"])
-    app = create_registry_app(config, database=database)
+    app = create_registry_app(
+        build_registry(config, overrides=RegistryOverrides(database=database))
+    )
     foreign = {CLIENT_CERT_HEADER: quote(world.path("intruder.crt").read_text())}
     good = {CLIENT_CERT_HEADER: quote(world.path("site1.crt").read_text())}
     try:
@@ -620,7 +627,10 @@ def test_the_authenticator_passed_in_is_the_one_used(world: World, db_url: str) 
     database = create_database(db_url)
     nobody = CertificateAuthenticator(pki.create_network_ca("Other").certificate)
     app = create_registry_app(
-        registry_config(world, db_url), database=database, authenticator=nobody
+        build_registry(
+            registry_config(world, db_url),
+            overrides=RegistryOverrides(database=database, authenticator=nobody),
+        )
     )
     try:
         with (

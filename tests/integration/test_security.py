@@ -30,6 +30,7 @@ from mahiru import pki
 from mahiru.api.auth import CLIENT_CERT_HEADER, CLIENT_VERIFY_HEADER
 from mahiru.api.registry_app import create_registry_app
 from mahiru.api.site_app import create_site_app
+from mahiru.bootstrap import build_registry, build_site
 from mahiru.client.http import CLIENT_HEADER, TlsIdentity
 from mahiru.model.assets import Asset, AssetKind
 from mahiru.model.identifiers import AssetId
@@ -199,7 +200,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
             admin.add_rule(site.party.sign(may_access(net.sites["p2"].id, str(asset_id))))
             admin.add_rule(site.party.sign(may_use(site.party.id, str(asset_id))))
         net.replicate_all()
-        registry_app = create_registry_app(net.registry.config)
+        registry_app = create_registry_app(build_registry(net.registry.config))
         registry_ops = operations(registry_app.openapi())
         assert site.app is not None
         site_ops = operations(site.app.openapi())
@@ -384,7 +385,7 @@ def test_users_are_refused_by_the_registry(world: World, unchanged: None) -> Non
             with pytest.raises(httpx.TransportError):
                 raw.request(**_request(op, world.path_values()))
     # A registry whose TLS also trusts the user CA (a misconfiguration) still refuses them.
-    lenient = create_registry_app(net.registry.config)
+    lenient = create_registry_app(build_registry(net.registry.config))
     with (
         serving(
             lenient,
@@ -410,7 +411,7 @@ def _proxied_site_app(world: World, trusted: list[str]) -> Any:
             "data_dir": world.tmp / "proxied-data",
         }
     )
-    return create_site_app(config, start_replication=False)
+    return create_site_app(build_site(config), start_replication=False)
 
 
 def test_a_forged_certificate_header_from_an_untrusted_address_is_ignored(
@@ -442,7 +443,10 @@ def test_a_forged_certificate_header_from_an_untrusted_address_is_ignored(
     network_cert = {CLIENT_CERT_HEADER: quote(net.parties["p1"].client.cert.read_text())}
     with (
         serving(
-            create_registry_app(registry_config), certfile=None, keyfile=None, client_ca_files=[]
+            create_registry_app(build_registry(registry_config)),
+            certfile=None,
+            keyfile=None,
+            client_ca_files=[],
         ) as url,
         httpx.Client(base_url=url, timeout=30, headers=network_cert) as raw,
     ):

@@ -9,6 +9,7 @@ import yaml
 from tests.support.sites import Pki, SiteServer
 
 from mahiru.api.site_app import create_site_app
+from mahiru.bootstrap import SiteOverrides, build_site
 from mahiru.config import SiteConfig, load_config
 from mahiru.errors import InvalidInput
 from mahiru.services.jobs.execution import UNAVAILABLE_DEADLINE
@@ -32,7 +33,8 @@ def _site(tmp_path: Path) -> SiteServer:
 def _deadline(config: SiteConfig) -> float:
     database = create_database(config.database_url)
     try:
-        app = create_site_app(config, database=database, start_replication=False, start_jobs=False)
+        site = build_site(config, overrides=SiteOverrides(database=database))
+        app = create_site_app(site, start_replication=False, start_jobs=False)
         deadline: float = app.state.jobs.worker.execution.unavailable_deadline
     finally:
         database.close()

@@ -36,8 +36,8 @@ def failing(run: StepRun) -> int:
 
 
 def too_much(run: StepRun) -> int:
-    """Writes more than the fake sites' output limit (4096 bytes)."""
-    run.write("output0", "big", b"x" * 5000)
+    """Writes more than the fake sites' output limit (1 MiB)."""
+    run.write("output0", "big", b"x" * (1024 * 1024 + 1000))
     return 0
 
 

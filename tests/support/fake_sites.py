@@ -26,6 +26,10 @@ from pathlib import Path
 from typing import Any
 
 from mahiru import pki
+from mahiru.api.auth import CertificateAuthenticator
+from mahiru.bootstrap import SiteOverrides, build_site
+from mahiru.bootstrap.jobs import JobPorts
+from mahiru.config import ContainerLimits, SiteConfig, TlsConfig
 from mahiru.errors import NotFound, Unavailable
 from mahiru.model.assets import Asset, AssetKind
 from mahiru.model.audit import AuditEntry, AuditKind
@@ -40,11 +44,11 @@ from mahiru.model.registry import (
     SiteEndpoints,
     SiteRecord,
 )
-from mahiru.pki.signatures import sign_with_tls_key
 from mahiru.policy.rules import rule_from_dict
 from mahiru.policy.signing import sign_rule
-from mahiru.runtime.limits import MIB, StepLimits
-from mahiru.services.jobs import JobContext, JobPeers, JobServices
+from mahiru.runtime.limits import MIB
+from mahiru.services.jobs import JobServices
+from mahiru.services.jobs.images import LoadedImages
 from mahiru.services.site import SiteServices
 from mahiru.storage import (
     AssetRepository,
@@ -55,12 +59,11 @@ from mahiru.storage import (
     create_database,
 )
 from mahiru.storage.audit import AuditQuery
-from mahiru.storage.image_check import ImageCheck
 from tests.support.fake_runtime import FakeRuntime, Programs
 from tests.support.inprocess_peers import Caller, InProcessPeer
 
 #: The step limits of every fake site: small, so an output limit is easy to pass.
-LIMITS = StepLimits(cpus=1.0, memory_bytes=64 * MIB, timeout_seconds=60.0, max_output_bytes=4096)
+LIMITS = ContainerLimits(cpus=1.0, memory_mb=64, timeout_seconds=60, max_output_mb=1)
 #: How long a fake site's steps wait for an unavailable peer or engine (fake seconds).
 PEER_RETRY_DEADLINE = 600.0
 
@@ -149,6 +152,7 @@ class Wired:
     blobs: BlobStore
     services: SiteServices
     jobs: JobServices
+    ports: JobPorts
 
 
 class _EmptyDatabase:
@@ -171,47 +175,52 @@ _EMPTY_DATABASE = _EmptyDatabase()
 
 
 def wire_site(site: FakeSite, network: FakeNetwork) -> Wired:
-    """The one place a fake site is wired, as `create_site_app` wires a real one."""
+    """The one place a fake site is wired: by the composition root, as a real one is,
+    with the fake runtime, the in-process peers, the fake registry feed and clock."""
     path = site.root / "site.db"
     if not path.exists():
         _EMPTY_DATABASE.copy_to(path)
     database = create_database(f"sqlite:///{path}")  # migrates, as the app does
-    # The ingress gate, as the app gives every store: images are checked as they arrive.
-    blobs = BlobStore(site.root / "blobs").checking(ImageCheck)
-    repositories = SiteRepositories.open(database, clock=network.clock)
-    services = SiteServices.create(
-        site=site.id,
-        owner=site.party.id,
-        repositories=repositories,
-        blobs=blobs,
-        registry=network.registry,
-        peers=partial(network.peer, site),
-        replication_interval=3600.0,
-        max_image_bytes=64 * MIB,
-        clock=network.clock,
-    )
-    jobs = JobServices(
-        JobContext(
-            site=site.id,
+    built = build_site(
+        _config(site, path),
+        overrides=SiteOverrides(
             database=database,
-            blobs=blobs,
-            assets=services.assets,
-            policy=services.policy,
-            replica=services.replica,
-            peers=JobPeers(services.replica, partial(network.peer, site)),
-            runtime=site.runtime,
-            limits=LIMITS,
-            work_dir=site.root / "work",
-            jobs=repositories.jobs,
-            provenance=repositories.provenance,
-            records=repositories.assets,
-            transfers=services.transfers,
+            blobs=BlobStore(site.root / "blobs"),  # given the ingress check by the root
+            authenticator=CertificateAuthenticator(
+                network.ca.certificate, user_ca=site.party.credentials.user_ca.certificate
+            ),
+            registry_feed=network.registry,
+            rule_feed_factory=partial(network.peer, site),
+            job_peer_factory=partial(network.peer, site),
+            container_runtime=site.runtime,
             clock=network.clock,
-            sign=partial(sign_with_tls_key, site.certified.private_key),
         ),
-        peer_retry_deadline=PEER_RETRY_DEADLINE,
     )
-    return Wired(database, repositories, blobs, services, jobs)
+    storage = built.storage
+    return Wired(
+        database, storage.repositories, storage.blobs, built.services, built.jobs, built.ports
+    )
+
+
+def _config(site: FakeSite, database: Path) -> SiteConfig:
+    """The configuration of a fake site: its TLS key signs its result receipts."""
+    key, cert = site.root / "tls.key", site.root / "tls.crt"
+    if not key.exists():
+        key.write_bytes(pki.private_key_pem(site.certified.private_key))
+        cert.write_text(pki.certificate_pem(site.certified.certificate))
+    return SiteConfig(
+        site_id=str(site.id),
+        owner=str(site.party.id),
+        tls=TlsConfig(cert=cert, key=key, network_ca=site.root / "unused-network-ca.pem"),
+        user_ca=site.root / "unused-user-ca.pem",
+        registry_url="https://registry.test",
+        database_url=f"sqlite:///{database}",
+        data_dir=site.root,
+        replication_interval_seconds=3600.0,
+        peer_retry_deadline_seconds=PEER_RETRY_DEADLINE,
+        max_image_bytes=64 * MIB,
+        containers=LIMITS,
+    )
 
 
 class FakeSite:
@@ -309,6 +318,12 @@ class FakeSite:
         """The running instance's asset and result records."""
         assert self._wired is not None, "the site is not running"
         return self._wired.repositories.assets
+
+    @property
+    def images(self) -> LoadedImages:
+        """The running instance's record of the images its engine has loaded."""
+        assert self._wired is not None, "the site is not running"
+        return self._wired.ports.images
 
     @property
     def blobs(self) -> BlobStore:

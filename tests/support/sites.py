@@ -23,6 +23,7 @@ from sqlalchemy import Engine, text
 from mahiru import pki
 from mahiru.api.registry_app import create_registry_app
 from mahiru.api.site_app import create_site_app
+from mahiru.bootstrap import Site, SiteOverrides, build_registry, build_site
 from mahiru.client.http import TlsIdentity
 from mahiru.client.registry import RegistryClient
 from mahiru.client.site import PeerClient, SiteClient
@@ -32,7 +33,6 @@ from mahiru.model.registry import PartyRecord, SiteEndpoints, SiteRecord
 from mahiru.model.workflow import Job, StepOutputRef, Workflow, WorkflowStep
 from mahiru.policy.rules import Rule, rule_from_dict
 from mahiru.policy.signing import SignedRule, sign_rule
-from mahiru.services.jobs import JobServices
 from mahiru.services.site import SiteServices
 from mahiru.storage import BlobStore
 from tests.support.servers import free_port, serving
@@ -203,7 +203,7 @@ class RegistryServer:
         stack = ExitStack()
         stack.enter_context(
             serving(
-                create_registry_app(self.config),
+                create_registry_app(build_registry(self.config)),
                 certfile=self.config.tls.cert,
                 keyfile=self.config.tls.key,
                 client_ca_files=[self._certs.ca],
@@ -280,7 +280,9 @@ class SiteServer:
         test keep the states it gives them.
         """
         self.app = create_site_app(
-            self.config, start_replication=replication, start_jobs=jobs, blobs=blobs
+            build_site(self.config, overrides=SiteOverrides(blobs=blobs)),
+            start_replication=replication,
+            start_jobs=jobs,
         )
         stack = ExitStack()
         stack.enter_context(
@@ -300,6 +302,13 @@ class SiteServer:
         if self._stack is not None:
             self._stack.close()
             self._stack = None
+
+    @property
+    def site(self) -> Site:
+        """The running app's object graph (for looking inside in tests)."""
+        assert self.app is not None, "the site is not running"
+        site: Site = self.app.state.site
+        return site
 
     @property
     def services(self) -> SiteServices:
@@ -399,8 +408,7 @@ def network(
 def waiting_job(site: SiteServer) -> str:
     """The id of a new job of the party's plain user, stored as submitted (no plan, no steps): it
     stays so on a site started without `jobs` until someone cancels it."""
-    assert site.app is not None, "the site is not running"
-    jobs: JobServices = site.app.state.jobs
+    ledger = site.site.ports.ledger
     party = PartyId.parse(site.party.id)
     data = AssetId.parse(f"asset:{site.party.namespace}:data:{site.party.namespace}:site")
     workflow = Workflow(
@@ -409,12 +417,12 @@ def waiting_job(site: SiteServer) -> str:
         [WorkflowStep("s", data, {"in": "x"}, {"out": None})],
     )
     job_id = uuid.uuid4().hex
-    jobs.ctx.jobs.create_job(
+    ledger.job_records.create_job(
         job_id,
         Job(party, workflow, {"x": data}),
         None,
         SiteId.parse(site.id),
-        jobs.ctx.now(),
+        ledger.now(),
         submitted_by=f"user@{site.party.id}",  # the party's plain user (site.party.user)
     )
     return job_id

@@ -47,7 +47,7 @@ class _Jobs:
         self.asked.append((person, offset, limit))
         return [], 120
 
-    def step_container_count(self) -> int:
+    def running_step_count(self) -> int:
         raise Unavailable("the container engine does not answer")
 
 
@@ -102,7 +102,7 @@ def test_the_dashboard_lists_jobs_through_the_job_services_read_model() -> None:
 
 
 def test_the_dashboard_status_counts_step_containers_through_the_job_services() -> None:
-    """The status page asks JobServices.step_container_count, and says when the engine is
+    """The status page asks JobServices.running_step_count, and says when the engine is
     unavailable."""
     services = _services()
     services.status = lambda: SiteStatus(

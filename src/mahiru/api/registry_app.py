@@ -32,48 +32,26 @@ from mahiru.api.openapi import NETWORK_CERTIFICATE, describe_security, new_app
 from mahiru.api.rate_limits import RateLimit, caller_identity
 from mahiru.api.registry_models import ErrorModel
 from mahiru.api.routes.registry import mount_registry_routes
-from mahiru.clock import SYSTEM_CLOCK
-from mahiru.config import RegistryConfig
+from mahiru.bootstrap import Registry
 from mahiru.errors import MahiruError
-from mahiru.pki import load_certificate
-from mahiru.services.registry import RegistryService
-from mahiru.storage.db import Database, create_database
-from mahiru.storage.registry import RegistryRepository
 
 _ERROR_RESPONSES = error_responses(ErrorModel, "The registry failed or is unavailable.")
 
 
-def create_registry_app(
-    config: RegistryConfig,
-    *,
-    database: Database | None = None,
-    authenticator: CertificateAuthenticator | None = None,
-) -> FastAPI:
-    """The registry app for `config`.
+def create_registry_app(registry: Registry) -> FastAPI:
+    """The app serving `registry` (built by `mahiru.bootstrap.build_registry`).
 
-    Without `database` the app opens (and migrates) `config.database_url`
-    itself and closes it when it shuts down; a database passed in is left
-    open. Without `authenticator`, callers are checked against the network CA
-    and trusted proxies of `config.tls`.
+    At shutdown the registry is closed (`Registry.close`: what
+    `build_registry` opened; a database passed in is left open).
     """
-    if authenticator is None:
-        authenticator = CertificateAuthenticator(
-            load_certificate(config.tls.network_ca),
-            trusted_proxies=config.tls.trusted_proxies,
-        )
-    owns_database = database is None
-    db = create_database(config.database_url) if database is None else database
-    service = RegistryService(
-        db, RegistryRepository(db, clock=SYSTEM_CLOCK), network_ca=authenticator.network_ca
-    )
+    config, service, authenticator = registry.config, registry.service, registry.authenticator
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         try:
             yield
         finally:
-            if owns_database:
-                db.close()
+            registry.close()
 
     app = new_app("Mahiru registry", __doc__ or "", responses=_ERROR_RESPONSES, lifespan=lifespan)
     install_error_handlers(app)

@@ -90,9 +90,11 @@ def registry_command(config_path: Path, log_level: str | None) -> None:
     without them it serves plain HTTP to the proxies in tls.trusted_proxies.
     """
     from mahiru.api.registry_app import create_registry_app
+    from mahiru.bootstrap import RegistryOverrides, build_registry
 
     def make(config: RegistryConfig, database: Database) -> tuple[ASGIApp, list[Path]]:
-        return create_registry_app(config, database=database), [config.tls.network_ca]
+        registry = build_registry(config, overrides=RegistryOverrides(database=database))
+        return create_registry_app(registry), [config.tls.network_ca]
 
     _serve("registry", RegistryConfig, config_path, log_level, make)
 
@@ -114,9 +116,11 @@ def site_command(config_path: Path, log_level: str | None) -> None:
     in the background every replication_interval_seconds.
     """
     from mahiru.api.site_app import create_site_app
+    from mahiru.bootstrap import SiteOverrides, build_site
 
     def make(config: SiteConfig, database: Database) -> tuple[ASGIApp, list[Path]]:
-        return create_site_app(config, database=database), [config.tls.network_ca, config.user_ca]
+        site = build_site(config, overrides=SiteOverrides(database=database))
+        return create_site_app(site), [config.tls.network_ca, config.user_ca]
 
     _serve("site", SiteConfig, config_path, log_level, make)
 

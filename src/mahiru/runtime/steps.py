@@ -37,7 +37,7 @@ def live_environment(name: str, token: str) -> dict[str, str]:
 LABEL_ROLE = "mahiru.role"
 ROLE_STEP = "step"
 LABEL_SITE = "mahiru.site"
-#: Which installation of a site started the container (see JobContext.instance).
+#: Which installation of a site started the container (see StepEnvironment.instance).
 LABEL_INSTANCE = "mahiru.instance"
 LABEL_JOB = "mahiru.job"
 LABEL_STEP = "mahiru.step"

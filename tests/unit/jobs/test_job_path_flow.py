@@ -147,13 +147,13 @@ def test_a_step_whose_results_are_stored_is_reused_not_run_again(scenario: Scena
 
 
 def test_a_step_over_its_output_limit_fails_and_leaves_nothing(scenario: Scenario) -> None:
-    """5000 bytes against a limit of 4096: the step is stopped, the job fails, no result."""
+    """1000 bytes over a 1 MiB limit: the step is stopped, the job fails, no result."""
     site1, site2 = scenario.site1, scenario.site2
     job_id = site1.jobs.submissions.submit(scenario.job("big"), site1.party.user()).job_id
     scenario.net.drive()
     step = site2.steps(job_id)["compute"]
     assert step.state is StepState.FAILED
-    assert step.reason is not None and "exceeds its limit of 4096 bytes" in step.reason
+    assert step.reason is not None and "exceeds its limit of 1048576 bytes" in step.reason
     assert site1.job(job_id).state is JobState.FAILED
     assert not any(str(r.asset.id).startswith("result:") for r in site2.services.assets.list())
 

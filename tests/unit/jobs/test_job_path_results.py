@@ -68,7 +68,7 @@ def test_a_compute_image_the_engine_has_is_not_downloaded_again(scenario: Scenar
 
     assert one_job() == (2, 1)  # the metadata and the image, each decided; one download
     assert one_job() == (3, 1)  # the metadata only: the engine has the image
-    site2.runtime.remove_image(site2.jobs.worker.images.image(_digest(site1, compute)) or "")
+    site2.runtime.remove_image(site2.images.image(_digest(site1, compute)) or "")
     assert one_job() == (5, 2)  # the engine lost it: downloaded again
 
 

@@ -1,14 +1,22 @@
 """Job orchestration at one site: submission, hand-over, execution, collection.
 
-`JobServices` wires the parts together; the API layer calls its submissions and
-assignments, and
-the app starts it with the site and stops it at shutdown.
+`JobServices` starts and stops the parts (wired together by `mahiru.bootstrap`);
+the API layer calls its submissions and assignments.
 
 See docs/reference.md, "Execution".
 """
 
-from mahiru.services.jobs.context import JobContext, KnownJob
+from mahiru.services.jobs.environment import StepEnvironment
+from mahiru.services.jobs.ledger import JobLedger, KnownJob
 from mahiru.services.jobs.peers import JobPeer, JobPeerFactory, JobPeers
 from mahiru.services.jobs.service import JobServices
 
-__all__ = ["JobContext", "JobPeer", "JobPeerFactory", "JobPeers", "JobServices", "KnownJob"]
+__all__ = [
+    "JobLedger",
+    "JobPeer",
+    "JobPeerFactory",
+    "JobPeers",
+    "JobServices",
+    "KnownJob",
+    "StepEnvironment",
+]

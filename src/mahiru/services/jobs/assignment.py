@@ -16,9 +16,10 @@ from mahiru.model import serialization
 from mahiru.model.identifiers import JobId, SiteId
 from mahiru.model.jobs import StepAssignment
 from mahiru.model.live import LiveReader, live_readers, steps_reading
-from mahiru.services.jobs.context import JobContext, KnownJob
 from mahiru.services.jobs.egress import Egress, StepView
-from mahiru.services.site.policy_view import Concerning
+from mahiru.services.jobs.ledger import JobLedger, KnownJob
+from mahiru.services.site.policy_view import Concerning, PolicyView
+from mahiru.storage import ReplicaRepository
 
 logger = logging.getLogger("mahiru.site.jobs")
 
@@ -28,31 +29,35 @@ class StepAssignments:
 
     def __init__(
         self,
-        ctx: JobContext,
+        ledger: JobLedger,
+        policy: PolicyView,
+        sites: ReplicaRepository,
         egress: Egress,
         on_steps: Callable[[], None],
         stop_job: Callable[[JobId], int],
     ) -> None:
-        self._ctx = ctx
+        self._ledger = ledger
+        self._policy = policy
+        self._sites = sites
         self._egress = egress
         self._on_steps = on_steps
         self._stop_job = stop_job
 
     def receive(self, assignment: StepAssignment, caller: SiteId) -> list[StepView]:
         """Record the steps handed to this site by `caller`; their statuses here."""
-        ctx = self._ctx
+        ledger = self._ledger
         if caller != assignment.submitter_site:
             raise PermissionDenied(
                 f"{caller} may not hand over steps of job {assignment.job_id}: only the"
                 f" submitter's site {assignment.submitter_site} may",
                 {"caller": str(caller), "submitter_site": str(assignment.submitter_site)},
             )
-        if assignment.site != ctx.site:
+        if assignment.site != ledger.site:
             raise InvalidInput(
-                f"the steps are meant for {assignment.site}, but this is {ctx.site}",
+                f"the steps are meant for {assignment.site}, but this is {ledger.site}",
                 {"site": str(assignment.site)},
             )
-        owner = ctx.replica.site(assignment.submitter_site).owner
+        owner = self._sites.site(assignment.submitter_site).owner
         if owner != assignment.job.submitter:
             raise PermissionDenied(
                 f"{assignment.submitter_site} belongs to {owner}, not to the job's submitter"
@@ -62,7 +67,7 @@ class StepAssignments:
         # The whole decision, made here as the planner made it: every step at its
         # planned site, and the outputs usable by the submitter and deliverable to
         # its site. A plan this site's policy would not produce is refused.
-        decision = ctx.policy.decide(
+        decision = self._policy.decide(
             lambda engine: engine.check_job(
                 engine.job_permissions(assignment.job),
                 assignment.plan.assignments,
@@ -78,11 +83,11 @@ class StepAssignments:
         )
         if not decision.allowed:
             raise PermissionDenied(
-                f"{ctx.site} refuses the steps of job {assignment.job_id}: its policy does not"
+                f"{ledger.site} refuses the steps of job {assignment.job_id}: its policy does not"
                 " permit the job as planned: " + "; ".join(decision.failures()),
                 decision.to_dict(),
             )
-        statuses = ctx.jobs.upsert_step_assignment(assignment, ctx.now())
+        statuses = ledger.job_records.upsert_step_assignment(assignment, ledger.now())
         logger.info(
             "steps received",
             extra={"job": assignment.job_id, "steps": assignment.steps, "from": str(caller)},
@@ -98,9 +103,9 @@ class StepAssignments:
         participants need the states only. Any other site hears what it hears
         for a job that does not exist.
         """
-        ctx = self._ctx
+        ledger = self._ledger
         known = self._known_to(job_id, caller)
-        own = [s for s in ctx.jobs.steps_of(job_id) if s.site == ctx.site]
+        own = [s for s in ledger.job_records.steps_of(job_id) if s.site == ledger.site]
         if caller != known.submitter_site:
             return self._egress.step_states(own)
         return self._egress.step_views(known.job, own, known.job.submitter)
@@ -117,37 +122,37 @@ class StepAssignments:
         job is told: no other steps, no inputs, no reasons or logs, and for a
         finished job no readers at all.
         """
-        ctx = self._ctx
+        ledger = self._ledger
         try:
-            status = ctx.jobs.get_job(job_id)
+            status = ledger.job_records.get_job(job_id)
         except NotFound:
             raise NotKnown("job", job_id) from None
         if (
-            status.submitter_site != ctx.site
+            status.submitter_site != ledger.site
             or job_digest != serialization.job_digest(status.job)  # public: no secret to time
             or not steps_reading(status.job, caller)
         ):
             raise NotKnown("job", job_id)
-        return live_readers(status, ctx.jobs.steps_of(job_id), caller)
+        return live_readers(status, ledger.job_records.steps_of(job_id), caller)
 
     def cancel(self, job_id: JobId, caller: SiteId) -> list[StepView]:
         """Cancel this site's unfinished steps of a job, at its submitter's site's request.
 
         Any other site hears what it hears for a job that does not exist.
         """
-        ctx = self._ctx
+        ledger = self._ledger
         known = self._known_to(job_id, caller)
         if caller != known.submitter_site:
             raise NotKnown("job", job_id)
-        cancelled = ctx.jobs.cancel_steps(job_id, f"cancelled by {caller}", ctx.now())
+        cancelled = ledger.job_records.cancel_steps(job_id, f"cancelled by {caller}", ledger.now())
         self._stop_job(job_id)
         logger.info("steps cancelled", extra={"job": job_id, "by": str(caller)})
-        return self._egress.step_states(s for s in cancelled if s.site == ctx.site)
+        return self._egress.step_states(s for s in cancelled if s.site == ledger.site)
 
     def _known_to(self, job_id: JobId, caller: SiteId) -> KnownJob:
         """The job, if `caller` takes part in it; NotKnown otherwise, as for no such job."""
         try:
-            known = self._ctx.known_job(job_id)
+            known = self._ledger.known_job(job_id)
         except NotFound:
             raise NotKnown("job", job_id) from None
         if caller not in known.sites:

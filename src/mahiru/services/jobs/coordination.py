@@ -22,10 +22,11 @@ from mahiru.model.jobs import (
     workflow_output_sources,
 )
 from mahiru.services.background import BackgroundLoop
-from mahiru.services.jobs.context import JobContext, KnownJob
 from mahiru.services.jobs.dispatch import Dispatcher
+from mahiru.services.jobs.ledger import JobLedger, KnownJob
+from mahiru.services.jobs.peers import JobPeers
 from mahiru.services.jobs.receipts import Receipts
-from mahiru.services.jobs.storing import result_stored, store_collected
+from mahiru.services.jobs.storing import ResultStore
 from mahiru.services.jobs.submission import JobSubmissions
 
 logger = logging.getLogger("mahiru.site.jobs")
@@ -42,20 +43,25 @@ class JobCoordinator:
 
     def __init__(
         self,
-        ctx: JobContext,
+        ledger: JobLedger,
+        peers: JobPeers,
+        results: ResultStore,
+        receipts: Receipts,
         dispatcher: Dispatcher,
         submissions: JobSubmissions,
         *,
         interval: float = 0.5,
         running_interval: float = 0.1,
     ) -> None:
-        self._ctx = ctx
+        self._ledger = ledger
+        self._peers = peers
+        self._results = results
+        self._receipts = receipts
         self._dispatcher = dispatcher
         self._submissions = submissions
-        self._receipts = Receipts(ctx)
         self._running_interval = running_interval
         self.loop = BackgroundLoop(
-            "mahiru-jobs", self._round, interval, logger=logger, context={"site": str(ctx.site)}
+            "mahiru-jobs", self._round, interval, logger=logger, context={"site": str(ledger.site)}
         )
 
     def start(self) -> None:
@@ -73,7 +79,9 @@ class JobCoordinator:
     def _round(self) -> float | None:
         """Follow each unfinished job once; sooner again while one runs."""
         running = False
-        for status in self._ctx.jobs.list_jobs(states=[JobState.PLANNED, JobState.RUNNING]):
+        for status in self._ledger.job_records.list_jobs(
+            states=[JobState.PLANNED, JobState.RUNNING]
+        ):
             if self.loop.stopping:
                 break
             running = running or status.state is JobState.RUNNING
@@ -81,39 +89,40 @@ class JobCoordinator:
         return self._running_interval if running else None
 
     def _follow(self, status: JobStatus) -> None:
-        ctx, job_id = self._ctx, status.job_id
+        ledger, job_id = self._ledger, status.job_id
         self._dispatcher.deliver(status, attempts=1)
         for site in sorted(
-            {s.site for s in ctx.jobs.steps_of(job_id) if not s.state.terminal} - {ctx.site},
+            {s.site for s in ledger.job_records.steps_of(job_id) if not s.state.terminal}
+            - {ledger.site},
             key=str,
         ):
             try:
-                reported = ctx.peers.get(site).step_statuses(job_id)
+                reported = self._peers.get(site).step_statuses(job_id)
             except (Unavailable, NotFound) as error:
                 logger.debug("no step states yet: %s", error.message, extra={"job": job_id})
                 continue
             for step_status in reported:
                 try:
-                    ctx.jobs.mirror_step_status(step_status, ctx.now())
+                    ledger.job_records.mirror_step_status(step_status, ledger.now())
                 except MahiruError as error:
                     logger.warning(
                         "bad step state report: %s", error.message, extra={"job": job_id}
                     )
-        status = ctx.jobs.get_job(job_id)
+        status = ledger.job_records.get_job(job_id)
         if status.state in (JobState.FAILED, JobState.CANCELLED):
             self._wind_down(status)
-        elif all(s.state.done for s in ctx.jobs.steps_of(job_id)):
+        elif all(s.state.done for s in ledger.job_records.steps_of(job_id)):
             self._finish(status)
 
     def _wind_down(self, status: JobStatus) -> None:
         """A job that failed: cancel what still runs of it, here and elsewhere."""
-        ctx = self._ctx
-        ctx.jobs.cancel_steps(status.job_id, f"job {status.state.value}", ctx.now())
+        ledger = self._ledger
+        ledger.job_records.cancel_steps(status.job_id, f"job {status.state.value}", ledger.now())
         self._submissions.tell_participants(status)
 
     def _finish(self, status: JobStatus) -> None:
         """Collect the workflow outputs here, then mark the job succeeded."""
-        ctx = self._ctx
+        ledger = self._ledger
         assert status.plan is not None  # planned or running jobs have their plan
         known = KnownJob(status.job_id, status.job, status.plan, status.submitter_site)
         try:
@@ -121,18 +130,18 @@ class JobCoordinator:
                 result, producer = source.asset, source.producer
                 if not isinstance(result, ResultId) or producer is None:
                     continue  # workflow outputs are always step results
-                if result_stored(ctx, result):
+                if self._results.stored(result):
                     continue
                 expected = step_inputs(
                     status.job, status.plan, producer.step, submitter_site=status.submitter_site
                 )
                 info, chain = self._receipts.fetch(
-                    known, ctx.peers.get(source.site), result, source.site, expected
+                    known, self._peers.get(source.site), result, source.site, expected
                 )
                 provenance = ResultProvenance(
                     result, status.job_id, producer.step, producer.output, status.job
                 )
-                store_collected(ctx, known, provenance, info, chain)
+                self._results.store_collected(known, provenance, info, chain)
         except Unavailable as error:
             logger.info(
                 "cannot collect outputs yet: %s", error.message, extra={"job": status.job_id}
@@ -141,7 +150,9 @@ class JobCoordinator:
         except MahiruError as error:
             reason = f"cannot collect the workflow outputs: {error.message}"
             with contextlib.suppress(Conflict):  # it finished meanwhile
-                ctx.jobs.set_job_state(status.job_id, JobState.FAILED, reason, ctx.now())
+                ledger.job_records.set_job_state(
+                    status.job_id, JobState.FAILED, reason, ledger.now()
+                )
             return
-        ctx.jobs.set_job_state(status.job_id, JobState.SUCCEEDED, None, ctx.now())
+        ledger.job_records.set_job_state(status.job_id, JobState.SUCCEEDED, None, ledger.now())
         logger.info("job succeeded", extra={"job": status.job_id})

@@ -7,7 +7,8 @@ and only an allowing decision makes the `Release` that `AssetStore.open_image`
 requires. A party's users may always take back an asset of the party's own
 namespace, by a decision that says so, audited like any other. A result's
 permissions are recomputed from its recorded provenance (the job that made
-it), never taken from the asker.
+it), never taken from the asker. What the decisions are made by is in
+`release_rules.py`; the gate takes them, audits them and opens the images.
 
 What goes out about a step and the files of a live data set are values only
 this module builds (`StepView`, `LiveFile`: their constructors ask for a key
@@ -36,8 +37,13 @@ from mahiru.model.people import Person
 from mahiru.model.workflow import Job
 from mahiru.policy.decisions import Decision, Release
 from mahiru.policy.engine import PolicyEngine
-from mahiru.policy.permissions import Permissions, primary
 from mahiru.services.jobs.live_grants import LiveGrants, is_live
+from mahiru.services.jobs.release_rules import (
+    about_release,
+    owners_use,
+    permissions_of,
+    site_decision,
+)
 from mahiru.services.site.assets import AssetStore, ImageFile
 from mahiru.services.site.policy_view import Concerning, PolicyView
 from mahiru.services.site.transfers import Transfer, TransferLog
@@ -75,29 +81,6 @@ class Egress:
         self._transfers = transfers
         self._provenance_store = provenance
 
-    def _decide_for_site(
-        self,
-        engine: PolicyEngine,
-        stored: AssetId | ResultId,
-        provenance: ResultProvenance | None,
-        site: SiteId,
-    ) -> Decision:
-        """Access for `site`; for a workflow output, also use by the job's submitter.
-
-        A site that releases a result makes the whole decision itself, as the
-        planner did: a result the submitter may not use never leaves for it,
-        whatever plan the asker followed.
-        """
-        permissions, target = _permissions(engine, stored, provenance)
-        access = engine.may_access(site, permissions, target)
-        if provenance is None or not any(
-            (ref.step, ref.output) == (provenance.step, provenance.output)
-            for ref in provenance.job.workflow.outputs.values()
-        ):
-            return access
-        use = engine.may_use(provenance.job.submitter, permissions, target)
-        return Decision.all_of(str(site), "receive", str(stored), (access, use))
-
     def _provenance(self, stored: AssetId | ResultId) -> ResultProvenance | None:
         """How a result was made (NotFound if that is not recorded); None for an asset."""
         if isinstance(stored, AssetId):
@@ -118,9 +101,9 @@ class Egress:
         self, stored: AssetId | ResultId, site: SiteId
     ) -> tuple[Release, Concerning]:
         if isinstance(stored, AssetId):
-            about = _about("release to site", str(site), stored, None)
+            about = about_release("release to site", str(site), stored, None)
             decision = self._policy.decide(
-                lambda engine: self._decide_for_site(engine, stored, None, site), about
+                lambda engine: site_decision(engine, stored, None, site), about
             )
             return Release(decision), about
         unavailable = NotKnown("result", stored)
@@ -128,9 +111,9 @@ class Egress:
             provenance = self._provenance(stored)
         except NotFound:
             raise unavailable from None
-        about = _about("release to site", str(site), stored, provenance)
+        about = about_release("release to site", str(site), stored, provenance)
         decision = self._policy.decide(
-            lambda engine: self._decide_for_site(engine, stored, provenance, site), about
+            lambda engine: site_decision(engine, stored, provenance, site), about
         )
         if not decision.allowed:
             logger.info(
@@ -151,12 +134,12 @@ class Egress:
 
         def evaluate(engine: PolicyEngine) -> Decision:
             if isinstance(stored, AssetId) and stored.namespace == party.namespace:
-                return _owners_use(party, stored)
-            permissions, target = _permissions(engine, stored, provenance)
+                return owners_use(party, stored)
+            permissions, target = permissions_of(engine, stored, provenance)
             return engine.may_use(party, permissions, target)
 
         about = replace(
-            _about("release to party", str(party), stored, provenance), party=str(party)
+            about_release("release to party", str(party), stored, provenance), party=str(party)
         )
         if job_id is not None:  # the job the user asked for its output (another made it first)
             about = replace(about, job=job_id)
@@ -368,42 +351,6 @@ def _withheld(status: StepStatus, why: str) -> StepStatus:
         reason=None if status.reason is None else f"(withheld: {why})",
         exit_code=None,
         log_tail=None if status.log_tail is None else f"(log withheld: {why})"[-LOG_TAIL_CHARS:],
-    )
-
-
-def _owners_use(party: PartyId, asset: AssetId) -> Decision:
-    """A party uses an asset of its own namespace: its own data, needing no rule of its own.
-
-    Taken, audited and recorded like any other release, so an owner's users
-    fetching its assets back from its site leave the same trail as anyone.
-    """
-    return Decision(True, str(party), "use", str(asset), note="the asset is its own")
-
-
-def _permissions(
-    engine: PolicyEngine, stored: AssetId | ResultId, provenance: ResultProvenance | None
-) -> tuple[Permissions, str]:
-    """The permissions of a stored asset, or of a result from its provenance, and a name
-    for it in explanations."""
-    if provenance is None:
-        return primary(stored), str(stored)
-    item = WorkflowItem(ItemKind.STEP_OUTPUT, provenance.step, provenance.output)
-    return engine.job_permissions(provenance.job)[item], f"{stored} ({item})"
-
-
-def _about(
-    action: str, actor: str, stored: AssetId | ResultId, provenance: ResultProvenance | None
-) -> Concerning:
-    """A release of `stored`; for a result, part of the job that made it."""
-    if provenance is None:
-        return Concerning(action, actor, asset=str(stored))
-    return Concerning(
-        action,
-        actor,
-        party=str(provenance.job.submitter),
-        job=provenance.job_id,
-        step=provenance.step,
-        asset=str(stored),
     )
 
 

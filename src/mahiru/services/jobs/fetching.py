@@ -24,10 +24,12 @@ from mahiru.model.identifiers import AssetId, ResultId
 from mahiru.model.jobs import StepInput
 from mahiru.model.receipts import ReceiptChain
 from mahiru.services.images import receive_image
-from mahiru.services.jobs.context import JobContext, KnownJob, incoming
 from mahiru.services.jobs.images import LoadedImages
-from mahiru.services.jobs.peers import retrying
+from mahiru.services.jobs.ledger import JobLedger, KnownJob
+from mahiru.services.jobs.peers import JobPeers, retrying
 from mahiru.services.jobs.receipts import Receipts
+from mahiru.services.jobs.storing import ResultStore
+from mahiru.services.site.transfers import TransferLog
 
 logger = logging.getLogger("mahiru.site.jobs")
 
@@ -35,12 +37,24 @@ logger = logging.getLogger("mahiru.site.jobs")
 class InputFetcher:
     """Finds or fetches the image archives of step inputs, and lets go of fetched ones."""
 
-    def __init__(self, ctx: JobContext, images: LoadedImages, stop: threading.Event) -> None:
-        self._ctx = ctx
+    def __init__(
+        self,
+        ledger: JobLedger,
+        peers: JobPeers,
+        results: ResultStore,
+        receipts: Receipts,
+        transfers: TransferLog,
+        images: LoadedImages,
+        stop: threading.Event,
+    ) -> None:
+        self._ledger = ledger
+        self._peers = peers
+        self._results = results
+        self._receipts = receipts
+        self._transfers = transfers
         self._images = images
         self._stop = stop
         self._lock = threading.Lock()
-        self._receipts = Receipts(ctx)
         self._users: Counter[str] = Counter()  # fetched blob digest -> steps using it
 
     def archive(
@@ -60,18 +74,18 @@ class InputFetcher:
         asset = needed.asset
         local = self._stored(asset)
         if local is not None and isinstance(asset, ResultId):
-            chain = self._receipts.stored(asset)
+            chain = self._results.verified_chain(asset)
             if chain is not None:
                 return local, False, chain
             local = None  # no receipt that verifies: never used
         if local is not None:
             return local, False, None
-        if needed.site == self._ctx.site:
+        if needed.site == self._ledger.site:
             raise NotFound(
                 f"{needed.asset} ({needed.item}) is not stored at this site",
                 {"asset": str(needed.asset)},
             )
-        peer = self._ctx.peers.get(needed.site)
+        peer = self._peers.get(needed.site)
         logger.info(
             "fetching step input",
             extra={"asset": str(asset), "site": str(needed.site), "item": str(needed.item)},
@@ -88,11 +102,11 @@ class InputFetcher:
                     extra={"asset": str(asset), "site": str(needed.site), "digest": expected},
                 )
                 return expected, False, None
-            transfers = self._ctx.transfers
+            transfers = self._transfers
             started = transfers.started()
             info = retrying(
                 lambda: receive_image(
-                    self._ctx.blobs,
+                    self._results.blobs,
                     peer.fetch_image(asset, expected_digest=expected),
                     str(asset),
                     expected_digest=expected,
@@ -100,7 +114,7 @@ class InputFetcher:
                 f"fetch {asset}",
                 stop=self._stop,
             )
-            transfers.received(incoming(known, asset, needed.site, self._ctx.site), info, started)
+            transfers.received(self._ledger.incoming(known, asset, needed.site), info, started)
             chain = None
         else:
             info, chain = self._receipts.fetch(
@@ -123,15 +137,14 @@ class InputFetcher:
                 if self._users[digest] > 0:
                     continue
                 del self._users[digest]
-                if self._ctx.records.image_users(digest) == 0:
-                    self._ctx.blobs.delete(digest)
+                self._results.drop_if_unused(digest)
 
     def _stored(self, asset: AssetId | ResultId) -> str | None:
         try:
-            record = self._ctx.records.get(asset)
+            record = self._results.asset_records.get(asset)
         except NotFound:
             return None
         digest = record.asset.image_digest
-        if digest is None or not self._ctx.blobs.has(digest):
+        if digest is None or not self._results.blobs.has(digest):
             return None
         return digest

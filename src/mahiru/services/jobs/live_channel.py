@@ -37,14 +37,15 @@ from mahiru.errors import (
     PermissionDenied,
     Unavailable,
 )
-from mahiru.model.identifiers import AssetId
+from mahiru.model.identifiers import AssetId, SiteId
 from mahiru.model.items import ItemKind, WorkflowItem
 from mahiru.model.jobs import StepInput
 from mahiru.model.serialization import job_to_dict
 from mahiru.runtime.steps import live_environment
-from mahiru.services.jobs.context import JobContext, KnownJob
+from mahiru.services.jobs.ledger import KnownJob
 from mahiru.services.jobs.live_grants import is_live
-from mahiru.services.jobs.peers import JobPeer
+from mahiru.services.jobs.peers import JobPeer, JobPeers
+from mahiru.storage import AssetRepository
 
 logger = logging.getLogger("mahiru.site.live")
 
@@ -143,20 +144,24 @@ class LiveRelayHandler(BaseHTTPRequestHandler):
 class LiveChannels:
     """Decides which step inputs are read live, and opens their channels for a step."""
 
-    def __init__(self, ctx: JobContext) -> None:
-        self._ctx = ctx
+    def __init__(
+        self, site: SiteId, asset_records: AssetRepository, peers: JobPeers, work_dir: Path
+    ) -> None:
+        self._site = site
+        self._asset_records = asset_records
+        self._peers = peers
+        self._work_dir = work_dir
 
     def live_inputs(self, needed: list[StepInput]) -> set[WorkflowItem]:
         """The step inputs to read live: data assets at other sites marked `live_access`."""
-        ctx = self._ctx
         live: set[WorkflowItem] = set()
         for item in needed:
             asset = item.asset
             if item.item.kind is not ItemKind.STEP_INPUT or not isinstance(asset, AssetId):
                 continue
-            if item.site == ctx.site or ctx.records.has(asset):
+            if item.site == self._site or self._asset_records.has(asset):
                 continue
-            metadata = ctx.peers.get(item.site).get_asset(asset).asset.metadata
+            metadata = self._peers.get(item.site).get_asset(asset).asset.metadata
             if is_live(dict(metadata)):
                 live.add(item.item)
         return live
@@ -165,7 +170,7 @@ class LiveChannels:
     def open(self, known: KnownJob, step: str, needed: list[StepInput]) -> Iterator[LiveChannel]:
         """Grants and relays for the live inputs in `needed`, for as long as the step runs."""
         channel = LiveChannel()
-        root = self._ctx.work_dir / "live" / secrets.token_hex(6)
+        root = self._work_dir / "live" / secrets.token_hex(6)
         relays: list[tuple[LiveRelay, threading.Thread]] = []
         grants: list[tuple[JobPeer, str]] = []
         try:
@@ -175,7 +180,7 @@ class LiveChannels:
             for item in needed:
                 name = item.item.part
                 assert name is not None  # step inputs have a name
-                owner = self._ctx.peers.get(item.site)
+                owner = self._peers.get(item.site)
                 token = self._grant(owner, known, step, name, item)
                 grants.append((owner, token))
                 socket_path = root / f"{name}.sock"

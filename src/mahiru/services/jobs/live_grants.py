@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path, PurePosixPath
 
+from mahiru.clock import Clock
 from mahiru.data_archives import extract_data_files
 from mahiru.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 from mahiru.model.assets import AssetKind
@@ -42,9 +43,10 @@ from mahiru.model.identifiers import AssetId, JobId, PartyId, SiteId
 from mahiru.model.live import LiveReader
 from mahiru.model.serialization import job_digest
 from mahiru.model.workflow import Job
-from mahiru.policy.decisions import Release
-from mahiru.services.jobs.context import JobContext
-from mahiru.services.site.policy_view import Concerning
+from mahiru.policy.decisions import Decision, Release
+from mahiru.services.jobs.environment import StepEnvironment
+from mahiru.services.site.policy_view import Concerning, PolicyView
+from mahiru.storage import AssetRepository, BlobStore, ReplicaRepository
 from mahiru.storage.blobs import CHUNK_SIZE
 
 logger = logging.getLogger("mahiru.site.live")
@@ -130,6 +132,18 @@ def _hash(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8")).hexdigest()
 
 
+def _check_reads(request: LiveGrantRequest) -> None:
+    """InvalidInput unless the request's step reads its asset as the input it names."""
+    definition = request.job.workflow.steps.get(request.step)
+    source = None if definition is None else definition.inputs.get(request.input)
+    if not isinstance(source, str) or request.job.inputs.get(source) != request.asset:
+        raise InvalidInput(
+            f"step {request.step!r} of the job does not read {request.asset}"
+            f" as its input {request.input!r}",
+            {"step": request.step, "input": request.input},
+        )
+
+
 #: Asks a job's submitter's site, for the job with this digest, its unfinished steps that
 #: read data stored here (the site, the job id, the job's digest).
 AskSubmitter = Callable[[SiteId, JobId, str], list[LiveReader]]
@@ -138,30 +152,51 @@ AskSubmitter = Callable[[SiteId, JobId, str], list[LiveReader]]
 class LiveGrants:
     """Grants of live access to data sets stored here, held in memory (a restart revokes all)."""
 
-    def __init__(self, ctx: JobContext, ask_submitter: AskSubmitter) -> None:
-        self._ctx = ctx
+    def __init__(
+        self,
+        policy: PolicyView,
+        sites: ReplicaRepository,
+        asset_records: AssetRepository,
+        blobs: BlobStore,
+        environment: StepEnvironment,
+        clock: Clock,
+        ask_submitter: AskSubmitter,
+    ) -> None:
+        self._policy = policy
+        self._sites = sites
+        self._asset_records = asset_records
+        self._blobs = blobs
+        self._clock = clock
         self._ask_submitter = ask_submitter
-        self._root = ctx.work_dir / "live-grants"
+        self._root = environment.work_dir / "live-grants"
         self._lock = threading.Lock()
         self._unpack_lock = threading.Lock()
         self._grants: dict[str, LiveGrant] = {}
         #: How long a grant lives: the step's time limit plus a margin.
-        self.ttl = timedelta(seconds=ctx.limits.timeout_seconds + GRANT_MARGIN_SECONDS)
+        self.ttl = timedelta(seconds=environment.limits.timeout_seconds + GRANT_MARGIN_SECONDS)
 
     def grant(self, request: LiveGrantRequest, caller: SiteId) -> tuple[str, LiveGrant]:
-        """A new token for `caller`, if this site's policy lets it run the step on the asset."""
-        ctx = self._ctx
-        definition = request.job.workflow.steps.get(request.step)
-        source = None if definition is None else definition.inputs.get(request.input)
-        if not isinstance(source, str) or request.job.inputs.get(source) != request.asset:
-            raise InvalidInput(
-                f"step {request.step!r} of the job does not read {request.asset}"
-                f" as its input {request.input!r}",
-                {"step": request.step, "input": request.input},
-            )
+        """A new token for `caller`, if this site's policy lets it run the step on the asset.
+
+        In stages, cheapest and least telling first: the request must make
+        sense; this site's policy decides (before anything is looked up, so a
+        site without access learns nothing of which assets exist); the asset
+        must be a live data set stored here; the caller must hold fewer than
+        the most grants; the job's submitter's site must confirm the step runs
+        at the caller. Only then is a token issued.
+        """
+        _check_reads(request)
+        decision = self._decide(request, caller)
+        digest = self._live_image(request.asset)
+        self._check_held(caller)
+        self._confirm(request, caller)
+        return self._issue(request, caller, digest, Release(decision))
+
+    def _decide(self, request: LiveGrantRequest, caller: SiteId) -> Decision:
+        """This site's decision that `caller` may run the step; PermissionDenied if not."""
         # Decided first, from this site's replica, which may lag the requester's
         # by a round: `decide` replicates once before a denial stands.
-        decision = ctx.policy.decide(
+        decision = self._policy.decide(
             lambda engine: engine.may_run_step(
                 engine.job_permissions(request.job), request.step, caller
             ),
@@ -180,18 +215,27 @@ class LiveGrants:
                 + "; ".join(decision.failures()),
                 decision.to_dict(),
             )
+        return decision
+
+    def _live_image(self, asset_id: AssetId) -> str:
+        """The image digest of `asset_id`, a data set served live and stored here; NotFound
+        alike for every other asset."""
         unavailable = NotFound(
-            f"{request.asset} is not a data set served live here", {"asset": str(request.asset)}
+            f"{asset_id} is not a data set served live here", {"asset": str(asset_id)}
         )
         try:
-            asset = ctx.records.get(request.asset).asset
+            asset = self._asset_records.get(asset_id).asset
         except NotFound:
             raise unavailable from None
         digest = asset.image_digest
         if asset.kind is not AssetKind.DATA or not is_live(dict(asset.metadata)) or digest is None:
             raise unavailable
-        if not ctx.blobs.has(digest):
+        if not self._blobs.has(digest):
             raise unavailable
+        return digest
+
+    def _check_held(self, caller: SiteId) -> None:
+        """Conflict if `caller` holds as many grants as one site may (expired ones dropped)."""
         self.expire()
         with self._lock:
             held = sum(1 for g in self._grants.values() if g.site == caller)
@@ -201,7 +245,11 @@ class LiveGrants:
                 " revoke those of finished steps first",
                 {"site": str(caller), "limit": MAX_GRANTS_PER_SITE},
             )
-        self._confirm(request, caller)
+
+    def _issue(
+        self, request: LiveGrantRequest, caller: SiteId, digest: str, release: Release
+    ) -> tuple[str, LiveGrant]:
+        """A new token and its grant, on the image's unpacked files."""
         token = secrets.token_urlsafe(32)
         with self._unpack_lock:  # so no grant drops the shared files in between
             files, digests = self._unpacked(digest)
@@ -212,11 +260,11 @@ class LiveGrants:
                 request.job_id,
                 request.step,
                 request.input,
-                ctx.now() + self.ttl,
+                self._clock.now() + self.ttl,
                 files,
                 digests,
                 request.job.submitter,
-                Release(decision),
+                release,
             )
             with self._lock:
                 self._grants[grant.token_hash] = grant
@@ -225,10 +273,9 @@ class LiveGrants:
 
     def _confirm(self, request: LiveGrantRequest, caller: SiteId) -> None:
         """Refuse unless the job's submitter's site says `caller` runs the step, unfinished."""
-        ctx = self._ctx
         submitter_site = request.submitter_site
         what = f"step {request.step} of job {request.job_id}"
-        if ctx.replica.site(submitter_site).owner != request.job.submitter:
+        if self._sites.site(submitter_site).owner != request.job.submitter:
             raise PermissionDenied(
                 f"{submitter_site} does not belong to the job's submitter {request.job.submitter}",
                 {"submitter_site": str(submitter_site)},
@@ -264,10 +311,10 @@ class LiveGrants:
             return files, shared
         shutil.rmtree(files, ignore_errors=True)
         self._root.mkdir(parents=True, exist_ok=True)
-        if not self._ctx.blobs.verify(digest):
+        if not self._blobs.verify(digest):
             raise NotFound(f"the image {digest} of the data set is damaged; it was set aside")
         digests = {}
-        for found in extract_data_files(self._ctx.blobs.path(digest), files):
+        for found in extract_data_files(self._blobs.path(digest), files):
             if found.is_file() and not found.is_symlink():
                 digests[found.relative_to(files).as_posix()] = (
                     _file_digest(found),
@@ -306,7 +353,7 @@ class LiveGrants:
 
     def expire(self) -> None:
         """Drop grants past their expiry, and their unpacked files."""
-        now = self._ctx.now()
+        now = self._clock.now()
         with self._lock:
             expired = [h for h, g in self._grants.items() if g.expires_at <= now]
         for token_hash in expired:

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from mahiru.errors import InvalidInput, MahiruError, NotFound
+from mahiru.errors import InvalidInput, NotFound
 from mahiru.model.digests import BlobInfo, normalise_digest
 from mahiru.model.identifiers import AssetId, ResultId, SiteId
 from mahiru.model.items import ItemKind
@@ -27,8 +27,10 @@ from mahiru.model.receipts import (
 )
 from mahiru.pki.signatures import SiteSignatures
 from mahiru.services.images import receive_image
-from mahiru.services.jobs.context import JobContext, KnownJob, incoming
+from mahiru.services.jobs.ledger import JobLedger, KnownJob
 from mahiru.services.jobs.peers import JobPeer
+from mahiru.services.site.transfers import TransferLog
+from mahiru.storage import BlobStore, ReplicaRepository
 
 #: Where a result's receipt chain is kept, in the metadata of its asset record.
 RECEIPTS_KEY = "receipts"
@@ -52,15 +54,31 @@ def receipt_item(needed: StepInput) -> str:
 
 
 class Receipts:
-    """Makes and checks receipt chains for the results of one site."""
+    """Makes and checks receipt chains for the results of one site, and fetches results
+    from other sites only if theirs verify.
 
-    def __init__(self, ctx: JobContext) -> None:
-        self._ctx = ctx
+    Built once per site: every part of orchestration shares the one instance.
+    """
+
+    def __init__(
+        self,
+        ledger: JobLedger,
+        sites: ReplicaRepository,
+        blobs: BlobStore,
+        transfers: TransferLog,
+        sign: Callable[[bytes], bytes] | None,
+    ) -> None:
+        self._ledger = ledger
+        self._sites = sites
+        self._blobs = blobs
+        self._transfers = transfers
+        #: Signs what this site vouches for with its TLS key; None: no key.
+        self._sign = sign
 
     def _certificate_of(self, site: SiteId) -> str | None:
         """The certificate the registry replica holds for `site`; None if it is unknown."""
         try:
-            return self._ctx.replica.site(site).tls_cert_pem
+            return self._sites.site(site).tls_cert_pem
         except NotFound:
             return None
 
@@ -73,17 +91,6 @@ class Receipts:
         chain = ReceiptChain.from_list(metadata.get(RECEIPTS_KEY))
         verify_chain(result, digest, chain, SiteSignatures(self._certificate_of))
         return chain
-
-    def stored(self, result: ResultId) -> ReceiptChain | None:
-        """The verified chain of a result stored here; None if it has none that verifies."""
-        try:
-            record = self._ctx.records.get(result)
-            digest = record.asset.image_digest
-            if digest is None:
-                return None
-            return self.verify(result, digest, record.asset.metadata)
-        except MahiruError:
-            return None
 
     def check_claims(
         self, chain: ReceiptChain, result: ResultId, producer: SiteId, expected: list[StepInput]
@@ -145,10 +152,10 @@ class Receipts:
         chain = self.verify(result, digest, record.asset.metadata)
         if expected is not None:
             self.check_claims(chain, result, holder, expected)
-        transfers = self._ctx.transfers
+        transfers = self._transfers
         started = transfers.started()
         info = call(
-            lambda: receive_image(self._ctx.blobs, peer.fetch_result(result), str(result)),
+            lambda: receive_image(self._blobs, peer.fetch_result(result), str(result)),
             f"fetch {result}",
         )
         if info.digest != digest:
@@ -156,7 +163,7 @@ class Receipts:
                 f"{holder} served {result} with sha256:{info.digest}, not the"
                 f" sha256:{digest} its receipt names"
             )
-        transfers.received(incoming(known, result, holder, self._ctx.site), info, started)
+        transfers.received(self._ledger.incoming(known, result, holder), info, started)
         return info, chain
 
     def make(
@@ -171,13 +178,13 @@ class Receipts:
         input_chains: list[ReceiptChain],
     ) -> ReceiptChain:
         """This site's signed receipt for a result it computed, with its inputs' chains."""
-        ctx = self._ctx
-        if ctx.sign is None:
+        ledger = self._ledger
+        if self._sign is None:
             raise InvalidInput("this site has no key to sign receipts with (tls.key)")
         receipt = Receipt.of(
-            result, digest, known.job_id, step, output, ctx.site, inputs, rules, ctx.now()
+            result, digest, known.job_id, step, output, ledger.site, inputs, rules, ledger.now()
         )
-        signed = SignedReceipt(receipt, ctx.sign(receipt.canonical_bytes()))
+        signed = SignedReceipt(receipt, self._sign(receipt.canonical_bytes()))
         receipts: dict[str, SignedReceipt] = {str(result): signed}
         for chain in input_chains:
             for entry in chain.receipts:

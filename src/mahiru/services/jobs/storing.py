@@ -13,148 +13,205 @@ import tempfile
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 
-from mahiru.errors import NotFound
+from mahiru.errors import MahiruError, NotFound
 from mahiru.model.assets import Asset, AssetKind
 from mahiru.model.digests import BlobInfo
 from mahiru.model.identifiers import ResultId
-from mahiru.model.jobs import ResultProvenance, StepState, step_provenance
-from mahiru.model.receipts import ReceiptChain
+from mahiru.model.jobs import ResultProvenance, StepState, step_provenance, step_results
+from mahiru.model.receipts import ReceiptChain, ReceiptInput
 from mahiru.runtime.protocol import DATA_BASE_IMAGE
-from mahiru.services.jobs.context import JobContext, KnownJob
+from mahiru.services.jobs.environment import StepEnvironment
+from mahiru.services.jobs.ledger import JobLedger, KnownJob
 from mahiru.services.jobs.receipts import RECEIPTS_KEY, Receipts
+from mahiru.storage import AssetRepository, BlobStore, Database, ProvenanceRepository
 
 logger = logging.getLogger("mahiru.site.jobs")
 
 
-def result_stored(ctx: JobContext, result: ResultId) -> bool:
-    """Whether a result is stored here with a sound image, to be reused.
+class ResultStore:
+    """The results stored at this site: their images, asset records, receipts and provenance."""
 
-    Its receipt chain must verify, and then its image is checked against its
-    digest: a damaged one is set aside (and the result computed again), never
-    reused.
-    """
-    try:
-        record = ctx.records.get(result)
-    except NotFound:
-        return False
-    digest = record.asset.image_digest
-    if digest is None or not ctx.blobs.has(digest):
-        return False
-    # Only a result whose receipt chain verifies is reused; the receipts are checked
-    # first, as they cost far less than hashing the image.
-    return Receipts(ctx).stored(result) is not None and ctx.blobs.verify(digest)
+    def __init__(
+        self,
+        database: Database,
+        asset_records: AssetRepository,
+        blobs: BlobStore,
+        provenance: ProvenanceRepository,
+        receipts: Receipts,
+        ledger: JobLedger,
+    ) -> None:
+        self._database = database
+        self.asset_records = asset_records
+        self.blobs = blobs
+        self._provenance = provenance
+        self._receipts = receipts
+        self._ledger = ledger
 
+    def verified_chain(self, result: ResultId) -> ReceiptChain | None:
+        """The verified chain of a result stored here; None if it has none that verifies."""
+        try:
+            record = self.asset_records.get(result)
+            digest = record.asset.image_digest
+            if digest is None:
+                return None
+            return self._receipts.verify(result, digest, record.asset.metadata)
+        except MahiruError:
+            return None
 
-def package_outputs(
-    ctx: JobContext,
-    known: KnownJob,
-    step: str,
-    outputs: Mapping[str, Path],
-    bases: Mapping[str, str],
-) -> dict[str, BlobInfo]:
-    """Build and save one data image per output (on its base image id, or the data base)."""
-    images: dict[str, BlobInfo] = {}
-    try:
-        for output, files in sorted(outputs.items()):
-            base = bases.get(output, DATA_BASE_IMAGE)
-            labels = {"mahiru.job": known.job_id, "mahiru.step": step, "mahiru.output": output}
-            image = ctx.runtime.build_data_image(base, files, labels=labels)
-            try:
-                with tempfile.TemporaryDirectory(dir=ctx.work_dir, prefix=".save-") as temp:
-                    archive = Path(temp) / "image.tar"
-                    ctx.runtime.save_image(image, archive)
-                    with archive.open("rb") as content:
-                        images[output] = ctx.blobs.write_stream(content)
-            finally:
-                ctx.runtime.remove_image(image)
-    except BaseException:
-        drop_unused(ctx, images.values())
-        raise
-    return images
+    def stored(self, result: ResultId) -> bool:
+        """Whether a result is stored here with a sound image, to be reused.
 
+        Its receipt chain must verify, and then its image is checked against its
+        digest: a damaged one is set aside (and the result computed again), never
+        reused.
+        """
+        try:
+            record = self.asset_records.get(result)
+        except NotFound:
+            return False
+        digest = record.asset.image_digest
+        if digest is None or not self.blobs.has(digest):
+            return False
+        # Only a result whose receipt chain verifies is reused; the receipts are checked
+        # first, as they cost far less than hashing the image.
+        return self.verified_chain(result) is not None and self.blobs.verify(digest)
 
-def store_step_results(
-    ctx: JobContext,
-    known: KnownJob,
-    step: str,
-    images: Mapping[str, BlobInfo],
-    chains: Mapping[str, ReceiptChain],
-) -> None:
-    """Record each output's image, receipts and provenance, and the step `succeeded`,
-    atomically."""
-    _store(
-        ctx,
-        known,
-        step_provenance(known.job_id, known.job, step),
-        images,
-        chains,
-        lambda: ctx.jobs.set_step_state(known.job_id, step, StepState.SUCCEEDED, ctx.now()),
-    )
+    def package(
+        self,
+        environment: StepEnvironment,
+        known: KnownJob,
+        step: str,
+        outputs: Mapping[str, Path],
+        bases: Mapping[str, str],
+    ) -> dict[str, BlobInfo]:
+        """Build and save one data image per output (on its base image id, or the data base)."""
+        runtime = environment.runtime
+        images: dict[str, BlobInfo] = {}
+        try:
+            for output, files in sorted(outputs.items()):
+                base = bases.get(output, DATA_BASE_IMAGE)
+                labels = {"mahiru.job": known.job_id, "mahiru.step": step, "mahiru.output": output}
+                image = runtime.build_data_image(base, files, labels=labels)
+                try:
+                    with tempfile.TemporaryDirectory(
+                        dir=environment.work_dir, prefix=".save-"
+                    ) as temp:
+                        archive = Path(temp) / "image.tar"
+                        runtime.save_image(image, archive)
+                        with archive.open("rb") as content:
+                            images[output] = self.blobs.write_stream(content)
+                finally:
+                    runtime.remove_image(image)
+        except BaseException:
+            self.drop_unused(images.values())
+            raise
+        return images
 
+    def record_step(
+        self,
+        known: KnownJob,
+        step: str,
+        images: Mapping[str, BlobInfo],
+        ran_on: list[ReceiptInput],
+        rules: list[str],
+        input_chains: list[ReceiptChain],
+    ) -> None:
+        """Sign this site's receipt for each output of a step run here (on `ran_on`, allowed
+        by `rules`), and record them all with the step `succeeded`, atomically."""
+        results = step_results(known.job, step)
+        chains = {
+            output: self._receipts.make(
+                known, step, output, results[output], image.digest, ran_on, rules, input_chains
+            )
+            for output, image in images.items()
+        }
+        self.store_step_results(known, step, images, chains)
 
-def store_collected(
-    ctx: JobContext,
-    known: KnownJob,
-    provenance: ResultProvenance,
-    image: BlobInfo,
-    chain: ReceiptChain,
-) -> None:
-    """Record a result fetched from the site that made it (a workflow output)."""
-    _store(
-        ctx,
-        known,
-        [provenance],
-        {provenance.output: image},
-        {provenance.output: chain},
-        lambda: None,
-    )
+    def store_step_results(
+        self,
+        known: KnownJob,
+        step: str,
+        images: Mapping[str, BlobInfo],
+        chains: Mapping[str, ReceiptChain],
+    ) -> None:
+        """Record each output's image, receipts and provenance, and the step `succeeded`,
+        atomically."""
+        ledger = self._ledger
+        self._store(
+            known,
+            step_provenance(known.job_id, known.job, step),
+            images,
+            chains,
+            lambda: ledger.job_records.set_step_state(
+                known.job_id, step, StepState.SUCCEEDED, ledger.now()
+            ),
+        )
 
+    def store_collected(
+        self,
+        known: KnownJob,
+        provenance: ResultProvenance,
+        image: BlobInfo,
+        chain: ReceiptChain,
+    ) -> None:
+        """Record a result fetched from the site that made it (a workflow output)."""
+        self._store(
+            known,
+            [provenance],
+            {provenance.output: image},
+            {provenance.output: chain},
+            lambda: None,
+        )
 
-def _store(
-    ctx: JobContext,
-    known: KnownJob,
-    provenances: list[ResultProvenance],
-    images: Mapping[str, BlobInfo],
-    chains: Mapping[str, ReceiptChain],
-    finish: Callable[[], object],
-) -> None:
-    try:
-        with ctx.database.transaction():
-            for provenance in provenances:
-                image = images[provenance.output]
-                metadata = {
-                    "job_id": known.job_id,
-                    "step": provenance.step,
-                    "output": provenance.output,
-                    "size": image.size,
-                    RECEIPTS_KEY: chains[provenance.output].to_list(),
-                }
-                asset = Asset(provenance.result, AssetKind.DATA, metadata, image.digest)
-                if ctx.records.has(provenance.result):
-                    stored = ctx.records.get(provenance.result).asset.image_digest
-                    if (
-                        stored is None
-                        or not ctx.blobs.has(stored)
-                        or not result_stored(ctx, provenance.result)
-                    ):
-                        # Its image was damaged or lost, or it has no receipt that
-                        # verifies: the new one replaces it.
-                        ctx.records.delete(provenance.result)
-                if not ctx.records.has(provenance.result):
-                    ctx.records.add(asset, size=image.size)
-                ctx.provenance.add_provenance(provenance, ctx.now())
-            finish()
-    except BaseException:
-        drop_unused(ctx, images.values())
-        raise
-    logger.info(
-        "results stored",
-        extra={"job": known.job_id, "results": [str(p.result) for p in provenances]},
-    )
+    def _store(
+        self,
+        known: KnownJob,
+        provenances: list[ResultProvenance],
+        images: Mapping[str, BlobInfo],
+        chains: Mapping[str, ReceiptChain],
+        finish: Callable[[], object],
+    ) -> None:
+        records = self.asset_records
+        try:
+            with self._database.transaction():
+                for provenance in provenances:
+                    image = images[provenance.output]
+                    metadata = {
+                        "job_id": known.job_id,
+                        "step": provenance.step,
+                        "output": provenance.output,
+                        "size": image.size,
+                        RECEIPTS_KEY: chains[provenance.output].to_list(),
+                    }
+                    asset = Asset(provenance.result, AssetKind.DATA, metadata, image.digest)
+                    if records.has(provenance.result):
+                        stored = records.get(provenance.result).asset.image_digest
+                        if (
+                            stored is None
+                            or not self.blobs.has(stored)
+                            or not self.stored(provenance.result)
+                        ):
+                            # Its image was damaged or lost, or it has no receipt that
+                            # verifies: the new one replaces it.
+                            records.delete(provenance.result)
+                    if not records.has(provenance.result):
+                        records.add(asset, size=image.size)
+                    self._provenance.add_provenance(provenance, self._ledger.now())
+                finish()
+        except BaseException:
+            self.drop_unused(images.values())
+            raise
+        logger.info(
+            "results stored",
+            extra={"job": known.job_id, "results": [str(p.result) for p in provenances]},
+        )
 
+    def drop_unused(self, images: Iterable[BlobInfo]) -> None:
+        """Delete blobs that no asset record uses (after a failed store, or a step's end)."""
+        for image in images:
+            self.drop_if_unused(image.digest)
 
-def drop_unused(ctx: JobContext, images: Iterable[BlobInfo]) -> None:
-    """Delete blobs that no asset record uses (after a failed store)."""
-    for image in images:
-        if ctx.records.image_users(image.digest) == 0:
-            ctx.blobs.delete(image.digest)
+    def drop_if_unused(self, digest: str) -> None:
+        """Delete the blob `digest` unless an asset record uses it."""
+        if self.asset_records.image_users(digest) == 0:
+            self.blobs.delete(digest)

@@ -25,10 +25,11 @@ from mahiru.model.people import Person
 from mahiru.model.prov import job_provenance
 from mahiru.model.workflow import Job
 from mahiru.planner import NoPermittedPlan
-from mahiru.services.jobs.context import JobContext
 from mahiru.services.jobs.egress import Egress, StepView
-from mahiru.services.jobs.peers import retrying
-from mahiru.services.site.policy_view import Concerning
+from mahiru.services.jobs.ledger import JobLedger
+from mahiru.services.jobs.peers import JobPeers, retrying
+from mahiru.services.site.policy_view import Concerning, PolicyView
+from mahiru.storage import AssetRepository, Database, ReplicaRepository
 
 logger = logging.getLogger("mahiru.site.jobs")
 
@@ -38,14 +39,24 @@ class JobSubmissions:
 
     def __init__(
         self,
-        ctx: JobContext,
+        ledger: JobLedger,
+        policy: PolicyView,
+        sites: ReplicaRepository,
+        peers: JobPeers,
+        asset_records: AssetRepository,
+        database: Database,
         egress: Egress,
         *,
         on_change: Callable[[], None],
         stop_job: Callable[[JobId], int],
         new_id: IdSource = random_id,
     ) -> None:
-        self._ctx = ctx
+        self._ledger = ledger
+        self._policy = policy
+        self._sites = sites
+        self._peers = peers
+        self._asset_records = asset_records
+        self._database = database
         self._new_id = new_id
         self._egress = egress
         self._on_change = on_change
@@ -54,29 +65,29 @@ class JobSubmissions:
     def submit(self, job: Job, person: Person) -> JobStatus:
         """Plan and store a job `person` submits for their party, to hand over;
         PermissionDenied if none is permitted."""
-        ctx = self._ctx
+        ledger = self._ledger
         party, user = person.party, str(person)
         if job.submitter != party:
             raise PermissionDenied(
                 f"users of {party} may submit jobs only as {party}, not as {job.submitter}",
                 {"submitter": str(job.submitter), "party": str(party)},
             )
-        sites = [record.describe() for record in ctx.replica.sites()]
+        sites = [record.describe() for record in self._sites.sites()]
         home = submitter_site(sites, job.submitter).id
-        if home != ctx.site:
+        if home != ledger.site:
             raise InvalidInput(
-                f"jobs of {job.submitter} are submitted at {home}, not at {ctx.site}",
+                f"jobs of {job.submitter} are submitted at {home}, not at {ledger.site}",
                 {"submitter_site": str(home)},
             )
         try:
             # Planned again after a refresh if no plan is permitted: the replica
             # may lag a replication round behind rules just added elsewhere.
-            plan = ctx.policy.plan(
-                job, lambda: [record.describe() for record in ctx.replica.sites()], self._sizes(job)
+            plan = self._policy.plan(
+                job, lambda: [record.describe() for record in self._sites.sites()], self._sizes(job)
             )
         except NoPermittedPlan as denial:
             about = Concerning("plan job", str(party), str(party), user=user)
-            ctx.policy.planned(about, False, denial.denial.explain())
+            self._policy.planned(about, False, denial.denial.explain())
             # A step no site may run because of a mistyped asset id reads better
             # as what it is than as a denial.
             if denial.denial.steps:
@@ -84,10 +95,12 @@ class JobSubmissions:
             raise
         job_id = JobId(self._new_id())
         placed = ", ".join(f"{step} at {site}" for step, site in sorted(plan.assignments.items()))
-        with ctx.database.transaction():  # the decision and the job it made, or neither
+        with self._database.transaction():  # the decision and the job it made, or neither
             about = Concerning("plan job", str(party), str(party), job=job_id, user=user)
-            ctx.policy.planned(about, True, f"planned: {placed}")
-            status = ctx.jobs.create_job(job_id, job, plan, ctx.site, ctx.now(), submitted_by=user)
+            self._policy.planned(about, True, f"planned: {placed}")
+            status = ledger.job_records.create_job(
+                job_id, job, plan, ledger.site, ledger.now(), submitted_by=user
+            )
         logger.info(
             "job planned",
             extra={"job": job_id, "plan": {s: str(site) for s, site in plan.assignments.items()}},
@@ -105,20 +118,20 @@ class JobSubmissions:
         one said to be stored here that is not, and one its site does not show
         to this site (which cannot tell "unknown" from "hidden" there).
         """
-        ctx = self._ctx
+        ledger = self._ledger
         unknown: dict[str, str] = {}
-        registered = {record.id for record in ctx.replica.sites()}
+        registered = {record.id for record in self._sites.sites()}
         stored = (asset for asset in _primary_assets(job) if isinstance(asset, AssetId))
         for asset in sorted(stored, key=str):
             site = asset.site
             if site not in registered:
                 unknown[str(asset)] = f"no site {site} is registered"
-            elif site == ctx.site:
-                if not ctx.records.has(asset):
+            elif site == ledger.site:
+                if not self._asset_records.has(asset):
                     unknown[str(asset)] = f"{site} (this site) does not store it"
             else:
                 try:
-                    ctx.peers.get(site).get_asset(asset)
+                    self._peers.get(site).get_asset(asset)
                 except NotFound:
                     unknown[str(asset)] = f"{site} does not store it or does not show it here"
                 except MahiruError:
@@ -135,7 +148,7 @@ class JobSubmissions:
         sizes: dict[AssetId | ResultId, int] = {}
         for asset in _primary_assets(job):
             try:
-                size = self._ctx.records.get(asset).size
+                size = self._asset_records.get(asset).size
             except NotFound:
                 continue
             if size is not None:
@@ -144,7 +157,7 @@ class JobSubmissions:
 
     def visible_to(self, person: Person) -> list[JobStatus]:
         """The jobs submitted here that `person` sees (`Person.sees_job`), oldest first."""
-        return self._ctx.jobs.list_jobs(
+        return self._ledger.job_records.list_jobs(
             submitter=person.party, submitted_by=person.jobs_submitted_by()
         )
 
@@ -156,12 +169,12 @@ class JobSubmissions:
         party may use the step's outputs (the egress gate's step views).
         """
         try:
-            status = self._ctx.jobs.get_job(job_id)
+            status = self._ledger.job_records.get_job(job_id)
         except NotFound:
             status = None
         if status is None or not person.sees_job(status.submitter, status.submitted_by):
             raise NotKnown("job", job_id)
-        steps = self._ctx.jobs.steps_of(job_id)
+        steps = self._ledger.job_records.steps_of(job_id)
         return status, self._egress.step_views(status.job, steps, status.submitter)
 
     def provenance(self, job_id: JobId, person: Person) -> dict[str, Any]:
@@ -170,7 +183,7 @@ class JobSubmissions:
         owners = {}
         for site in set(status.plan.assignments.values()) if status.plan is not None else ():
             with contextlib.suppress(NotFound):  # a site since removed from the registry
-                owners[site] = self._ctx.replica.site(site).owner
+                owners[site] = self._sites.site(site).owner
         return job_provenance(status, [view.status for view in steps], owners)
 
     def cancel(self, job_id: JobId, person: Person) -> JobStatus:
@@ -178,10 +191,12 @@ class JobSubmissions:
 
         The audit records of the cancelled job and steps name `person`.
         """
-        ctx = self._ctx
+        ledger = self._ledger
         self.get(job_id, person)  # NotFound for jobs they do not see
         who = str(person)
-        cancelled = ctx.jobs.cancel_job(job_id, f"cancelled by user:{who}", ctx.now(), user=who)
+        cancelled = ledger.job_records.cancel_job(
+            job_id, f"cancelled by user:{who}", ledger.now(), user=who
+        )
         self._stop_job(job_id)
         self.tell_participants(cancelled)
         logger.info("job cancelled", extra={"job": job_id, "by": who})
@@ -189,12 +204,12 @@ class JobSubmissions:
 
     def tell_participants(self, status: JobStatus) -> None:
         """Ask the other sites of a finished job to cancel what they still run of it."""
-        ctx = self._ctx
+        ledger = self._ledger
         if status.plan is None:
             return
-        for site in sorted(set(status.plan.assignments.values()) - {ctx.site}, key=str):
+        for site in sorted(set(status.plan.assignments.values()) - {ledger.site}, key=str):
             try:
-                peer = ctx.peers.get(site)
+                peer = self._peers.get(site)
                 retrying(partial(peer.cancel, status.job_id), f"cancel {status.job_id} at {site}")
             except MahiruError as error:
                 logger.warning(

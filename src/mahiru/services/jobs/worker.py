@@ -20,12 +20,11 @@ from mahiru.errors import MahiruError
 from mahiru.model.identifiers import JobId
 from mahiru.model.jobs import StepStatus
 from mahiru.retry import Backoff
-from mahiru.runtime.steps import LABEL_INSTANCE, LABEL_JOB, LABEL_SITE
+from mahiru.runtime.steps import LABEL_JOB
 from mahiru.services.background import BackgroundLoop, Unexpected, guarded
-from mahiru.services.jobs.context import JobContext
-from mahiru.services.jobs.execution import UNAVAILABLE_DEADLINE, StepExecution
-from mahiru.services.jobs.fetching import InputFetcher
-from mahiru.services.jobs.images import LoadedImages
+from mahiru.services.jobs.environment import StepEnvironment
+from mahiru.services.jobs.execution import StepExecution
+from mahiru.services.jobs.ledger import JobLedger
 
 logger = logging.getLogger("mahiru.site.jobs")
 
@@ -40,26 +39,23 @@ class StepWorker:
 
     def __init__(
         self,
-        ctx: JobContext,
+        ledger: JobLedger,
+        environment: StepEnvironment,
+        execution: StepExecution,
+        stopping: threading.Event,
         *,
         max_parallel: int = 4,
         interval: float = 2.0,
         max_unexpected_errors: int = MAX_UNEXPECTED_ERRORS,
-        unavailable_deadline: float = UNAVAILABLE_DEADLINE,
     ) -> None:
-        self._ctx = ctx
+        self._ledger = ledger
+        self._environment = environment
+        self._stopping = stopping  # what the steps' waits watch, set when the worker stops
         self._max_unexpected_errors = max_unexpected_errors
         self.loop = BackgroundLoop(
-            "mahiru-steps", self._round, interval, logger=logger, context={"site": str(ctx.site)}
+            "mahiru-steps", self._round, interval, logger=logger, context={"site": str(ledger.site)}
         )
-        self.images = LoadedImages(ctx.runtime, ctx.blobs)
-        self.execution = StepExecution(
-            ctx,
-            InputFetcher(ctx, self.images, self.loop.stop_event),
-            self.images,
-            self.loop.stop_event,
-            unavailable_deadline=unavailable_deadline,
-        )
+        self.execution = execution
         self._pool = ThreadPoolExecutor(max_parallel, thread_name_prefix="mahiru-step")
         self._lock = threading.Lock()
         self._busy: set[tuple[str, str]] = set()
@@ -69,6 +65,7 @@ class StepWorker:
 
     def start(self) -> None:
         """Remove step containers an earlier run of this site left, then start working."""
+        self._stopping.clear()
         self._remove_leftovers()
         self.loop.start()
 
@@ -78,19 +75,21 @@ class StepWorker:
 
     def stop(self, timeout: float = 30.0) -> None:
         """Stop: running step containers are stopped and their steps redone after a restart."""
+        self._stopping.set()
         self.loop.stop(timeout)
         self.stop_containers()
         self._pool.shutdown(wait=True, cancel_futures=True)
 
     def stop_containers(self, job_id: JobId | None = None) -> int:
         """Stop this site's step containers (of one job, or all); how many there were."""
-        labels = {LABEL_SITE: str(self._ctx.site), LABEL_INSTANCE: self._ctx.instance}
+        labels = self._environment.labels(self._ledger.site)
         if job_id is not None:
             labels[LABEL_JOB] = job_id
+        runtime = self._environment.runtime
         try:
-            containers = self._ctx.runtime.list_step_containers(labels)
+            containers = runtime.list_step_containers(labels)
             for container in containers:
-                self._ctx.runtime.stop_container(container.id)
+                runtime.stop_container(container.id)
         except MahiruError as error:
             logger.warning("cannot stop step containers: %s", error.message, extra=labels)
             return 0
@@ -101,13 +100,13 @@ class StepWorker:
         if stopped:
             logger.info(
                 "removed step containers left by an earlier run",
-                extra={"site": str(self._ctx.site), "containers": stopped},
+                extra={"site": str(self._ledger.site), "containers": stopped},
             )
 
     def _round(self) -> None:
         """Hand each unfinished step of this site that is neither busy nor waiting to the pool."""
-        now = self._ctx.clock.monotonic()
-        for status in self._ctx.jobs.unfinished_steps(self._ctx.site):
+        now = self._ledger.clock.monotonic()
+        for status in self._ledger.job_records.unfinished_steps(self._ledger.site):
             key = (status.job_id, status.step)
             with self._lock:
                 if key in self._busy:
@@ -139,7 +138,7 @@ class StepWorker:
                 else:
                     waits = self._backoff.get(key, (0.0, 0))[1] + 1
                     delay = STEP_BACKOFF.delay(waits)
-                    self._backoff[key] = (self._ctx.clock.monotonic() + delay, waits)
+                    self._backoff[key] = (self._ledger.clock.monotonic() + delay, waits)
                     self.loop.wake_after(delay)
             if finished:
                 self.loop.wake()

@@ -1,7 +1,8 @@
 """The site service: assets, rules, replication and the site's view of the policy.
 
-`SiteServices.create` wires them together on one database and blob store;
-the HTTP layer (`mahiru.api.site_app`) serves them.
+`SiteServices` holds them together, on one database and blob store, as the
+site's composition root (`mahiru.bootstrap`) wires them; the HTTP layer
+(`mahiru.api.site_app`) serves them.
 """
 
 from mahiru.policy.changes import PeerRuleBatch, UnreadableRuleChange

@@ -16,7 +16,7 @@ router = APIRouter(prefix=BASE, include_in_schema=False)
 def status(caller: User, dashboard: Dashboard, services: Services, jobs: Jobs) -> HTMLResponse:
     """The site's status, and whether its container engine answers."""
     try:
-        running = jobs.step_container_count()
+        running = jobs.running_step_count()
     except MahiruError as failure:
         engine = f"unavailable: {failure.message}"
     else:

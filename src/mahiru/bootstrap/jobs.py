@@ -1,0 +1,155 @@
+"""The job services of a site, wired from named ports: the ledger, the step environment,
+the peers, receipts and the result store, each built once and handed to the parts that
+use it."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from mahiru.config import SiteConfig
+from mahiru.model.identifiers import JobId, SiteId
+from mahiru.model.live import LiveReader
+from mahiru.runtime.docker_engine import DockerRuntime
+from mahiru.runtime.limits import limits_from_config
+from mahiru.runtime.protocol import ContainerRuntime
+from mahiru.services.jobs import JobLedger, JobPeerFactory, JobPeers, JobServices, StepEnvironment
+from mahiru.services.jobs.assignment import StepAssignments
+from mahiru.services.jobs.coordination import JobCoordinator
+from mahiru.services.jobs.dispatch import Dispatcher
+from mahiru.services.jobs.egress import Egress
+from mahiru.services.jobs.execution import StepExecution
+from mahiru.services.jobs.fetching import InputFetcher
+from mahiru.services.jobs.images import LoadedImages
+from mahiru.services.jobs.live_channel import LiveChannels
+from mahiru.services.jobs.live_grants import LiveGrants
+from mahiru.services.jobs.readiness import StepReadiness
+from mahiru.services.jobs.receipts import Receipts
+from mahiru.services.jobs.step_container import StepContainer
+from mahiru.services.jobs.storing import ResultStore
+from mahiru.services.jobs.submission import JobSubmissions
+from mahiru.services.jobs.worker import StepWorker
+from mahiru.services.site import SiteServices
+
+if TYPE_CHECKING:
+    from mahiru.bootstrap.site import SiteStorage
+    from mahiru.clock import Clock
+
+
+@dataclass(frozen=True, slots=True)
+class JobPorts:
+    """What the job services of a site share, each built once."""
+
+    ledger: JobLedger
+    environment: StepEnvironment
+    peers: JobPeers
+    receipts: Receipts
+    results: ResultStore
+    images: LoadedImages
+
+
+def build_jobs(
+    config: SiteConfig,
+    storage: SiteStorage,
+    services: SiteServices,
+    runtime: ContainerRuntime | None,
+    peer_factory: JobPeerFactory,
+    sign: Callable[[bytes], bytes] | None,
+    clock: Clock,
+) -> tuple[JobPorts, JobServices]:
+    """The ports and job services of the site of `config` (nothing started).
+
+    The job peers are closed by whoever closes the site (`ports.peers.close`).
+    """
+    site, repositories = config.site, storage.repositories
+    ledger = JobLedger(site, repositories.jobs, clock)
+    environment = StepEnvironment(
+        runtime or DockerRuntime(), limits_from_config(config.containers), config.data_dir / "work"
+    )
+    peers = JobPeers(services.replica, peer_factory)
+    receipts = Receipts(ledger, services.replica, storage.blobs, services.transfers, sign)
+    results = ResultStore(
+        storage.database,
+        repositories.assets,
+        storage.blobs,
+        repositories.provenance,
+        receipts,
+        ledger,
+    )
+    images = LoadedImages(environment.runtime, storage.blobs)
+    ports = JobPorts(ledger, environment, peers, receipts, results, images)
+    # Set when the job services stop: waits inside a step's work and retries end early.
+    stopping = threading.Event()
+    fetcher = InputFetcher(ledger, peers, results, receipts, services.transfers, images, stopping)
+    container = StepContainer(
+        site,
+        environment,
+        fetcher,
+        images,
+        LiveChannels(site, repositories.assets, peers, environment.work_dir),
+    )
+    execution = StepExecution(
+        ledger,
+        StepReadiness(ledger, services.policy, peers, results),
+        container,
+        results,
+        environment,
+        stopping,
+        unavailable_deadline=config.peer_retry_deadline_seconds,
+    )
+    worker = StepWorker(ledger, environment, execution, stopping)
+
+    def ask_submitter(submitter: SiteId, job_id: JobId, job_digest: str) -> list[LiveReader]:
+        """The unfinished steps of a job submitted at `submitter` reading data stored here."""
+        if submitter == site:
+            return assignments.readers(job_id, submitter, job_digest)
+        return peers.get(submitter).readers(job_id, job_digest)
+
+    live = LiveGrants(
+        services.policy,
+        services.replica,
+        repositories.assets,
+        storage.blobs,
+        environment,
+        clock,
+        ask_submitter,
+    )
+    # The egress gate: the one way out for images, step statuses and live files.
+    egress = Egress(
+        services.policy, services.assets, repositories.provenance, services.transfers, live
+    )
+    assignments = StepAssignments(
+        ledger, services.policy, services.replica, egress, worker.wake, worker.stop_containers
+    )
+    dispatcher = Dispatcher(site, repositories.jobs, peers, assignments, stopping, clock=clock)
+
+    def wake() -> None:
+        worker.wake()
+        coordinator.wake()
+
+    submissions = JobSubmissions(
+        ledger,
+        services.policy,
+        services.replica,
+        peers,
+        repositories.assets,
+        storage.database,
+        egress,
+        on_change=wake,
+        stop_job=worker.stop_containers,
+    )
+    coordinator = JobCoordinator(ledger, peers, results, receipts, dispatcher, submissions)
+    jobs = JobServices(
+        ledger=ledger,
+        environment=environment,
+        submissions=submissions,
+        assignments=assignments,
+        egress=egress,
+        live=live,
+        worker=worker,
+        coordinator=coordinator,
+        stopping=stopping,
+    )
+    return ports, jobs

@@ -1,0 +1,270 @@
+"""The site's composition root: every part of one site built once and wired together.
+
+`build_site` makes the whole object graph from the configuration; each part
+can be replaced through `SiteOverrides` (tests pass fakes, or real pieces in
+a temp folder). Both gates are attached whatever is passed in: every image
+stored goes through the ingress check (`storage.image_check`), and every
+image, step status and live file that leaves goes through the egress gate
+(`services.jobs.egress`).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
+
+from mahiru.api.auth import CertificateAuthenticator
+from mahiru.api.metrics import ReplicationState, SiteMetrics, SiteState
+from mahiru.bootstrap import outgoing
+from mahiru.bootstrap.jobs import JobPorts, build_jobs
+from mahiru.clock import SYSTEM_CLOCK, Clock
+from mahiru.config import SiteConfig
+from mahiru.errors import InvalidInput
+from mahiru.pki import load_certificate, load_tls_private_key, user_ca_party
+from mahiru.pki.signatures import sign_with_tls_key
+from mahiru.runtime.protocol import ContainerRuntime
+from mahiru.services.background import BackgroundLoop
+from mahiru.services.jobs import JobPeerFactory, JobServices
+from mahiru.services.site import (
+    AssetStore,
+    PolicyView,
+    RegisteredSites,
+    RegistryFeed,
+    Replicator,
+    RuleFeedFactory,
+    RuleService,
+    SiteServices,
+)
+from mahiru.services.site.transfers import TransferLog
+from mahiru.storage import BlobStore, Database, SiteRepositories, create_database
+from mahiru.storage.image_check import ImageCheck
+
+logger = logging.getLogger("mahiru.site")
+
+
+@dataclass(frozen=True, slots=True)
+class SiteOverrides:
+    """Parts of a site to use instead of those built from its configuration.
+
+    Given parts are used as they are and left open, except that a given blob
+    store gets the ingress check of images added; every other part is built
+    from the configuration and closed by `Site.close`.
+    """
+
+    database: Database | None = None
+    blobs: BlobStore | None = None
+    authenticator: CertificateAuthenticator | None = None
+    #: The registry's changes (by default a client of `registry_url`).
+    registry_feed: RegistryFeed | None = None
+    #: Makes a peer's rule feed (one per registered peer, reused; closed at the end).
+    rule_feed_factory: RuleFeedFactory | None = None
+    #: Makes the client a peer is called through about jobs (closed at the end).
+    job_peer_factory: JobPeerFactory | None = None
+    #: The container engine steps run on (by default the local Docker API engine).
+    container_runtime: ContainerRuntime | None = None
+    clock: Clock = SYSTEM_CLOCK
+
+
+@dataclass(frozen=True, slots=True)
+class SiteStorage:
+    """Where a site keeps its state: the database, its repositories, and the blob store
+    (with the ingress check attached)."""
+
+    database: Database
+    repositories: SiteRepositories
+    blobs: BlobStore
+
+
+@dataclass(frozen=True, slots=True)
+class Site:
+    """One site's whole object graph, as `build_site` wired it."""
+
+    config: SiteConfig
+    storage: SiteStorage
+    services: SiteServices
+    jobs: JobServices
+    #: The ports the job services were built from (for looking inside in tests).
+    ports: JobPorts
+    metrics: SiteMetrics
+    authenticator: CertificateAuthenticator
+    #: What `build_site` opened, closed by `close` in reverse order.
+    closing: tuple[Callable[[], None], ...]
+
+    @property
+    def clock(self) -> Clock:
+        """The clock the site runs on."""
+        return self.ports.ledger.clock
+
+    def close(self) -> None:
+        """Close what `build_site` opened (not the parts passed in), newest first."""
+        for close in reversed(self.closing):
+            close()
+
+
+def build_site(config: SiteConfig, *, overrides: SiteOverrides = SiteOverrides()) -> Site:
+    """The site of `config`: storage, services and job services, wired together.
+
+    Nothing is started: the app starts and stops the background loops
+    (`SiteServices.replication_loop`, `JobServices`) and calls `Site.close`.
+    """
+    closing: list[Callable[[], None]] = []
+    try:
+        return _build(config, overrides, closing)
+    except BaseException:
+        for close in reversed(closing):
+            close()
+        raise
+
+
+def _build(config: SiteConfig, overrides: SiteOverrides, closing: list[Callable[[], None]]) -> Site:
+    metrics = SiteMetrics()
+    identity = outgoing.site_identity(config)
+    if identity is None:
+        logger.warning(
+            "no tls.cert/tls.key configured: calls to the registry and peers carry no certificate"
+        )
+    authenticator = overrides.authenticator or site_authenticator(config)
+    database = overrides.database
+    if database is None:
+        database = create_database(config.database_url)
+        closing.append(database.close)
+    # The ingress gate: every image stored here (uploads, peers' assets and results)
+    # is checked as it streams in, and kept only if sound. A store passed in is
+    # given the check too, never trusted to have one.
+    blobs = overrides.blobs or BlobStore(config.data_dir / "blobs")
+    blobs = blobs.checking(metrics.counting(ImageCheck))
+    registry = overrides.registry_feed
+    if registry is None:
+        client = outgoing.registry_client(config, identity)
+        closing.append(client.close)
+        registry = client
+    peer_feeds = outgoing.PeerFeeds(
+        overrides.rule_feed_factory or outgoing.rule_feed_factory(config, identity)
+    )
+    closing.append(peer_feeds.close)
+    clock = overrides.clock
+    storage = SiteStorage(database, SiteRepositories.open(database, clock=clock), blobs)
+    services = _services(config, storage, registry, peer_feeds, clock, metrics)
+    ports, jobs = build_jobs(
+        config,
+        storage,
+        services,
+        overrides.container_runtime,
+        overrides.job_peer_factory or outgoing.job_peer_factory(config, identity),
+        receipt_signer(config),
+        clock,
+    )
+    closing.append(ports.peers.close)
+    metrics.watch(_site_state(config, storage, services, jobs, clock))
+    return Site(config, storage, services, jobs, ports, metrics, authenticator, tuple(closing))
+
+
+def _services(
+    config: SiteConfig,
+    storage: SiteStorage,
+    registry: RegistryFeed,
+    peers: RuleFeedFactory,
+    clock: Clock,
+    metrics: SiteMetrics,
+) -> SiteServices:
+    """Assets, rules, the policy view and replication, on the site's storage."""
+    site, owner, repositories = config.site, config.owner_party, storage.repositories
+    replica = repositories.replica
+    rules = RuleService(
+        repositories.rules, replica, owner=owner, on_change=lambda: policy.invalidate()
+    )
+    policy = PolicyView(
+        rules.in_force, clock=clock, audit=repositories.audit, on_decision=metrics.decision
+    )
+    replicator = Replicator(
+        site, replica, registry, peers, on_change=policy.invalidate, clock=clock
+    )
+    policy.use_refresher(replicator.run_once)
+    transfers = TransferLog(site, repositories.audit, clock)
+    return SiteServices(
+        site=site,
+        owner=owner,
+        assets=AssetStore(
+            storage.database,
+            repositories.assets,
+            storage.blobs,
+            site=site,
+            owner=owner,
+            max_image_bytes=config.max_image_bytes,
+            transfers=transfers,
+        ),
+        rules=rules,
+        policy=policy,
+        replica=replica,
+        replicator=replicator,
+        replication_loop=BackgroundLoop(
+            "mahiru-replication",
+            replicator.round,
+            config.replication_interval_seconds,
+            logger=logging.getLogger("mahiru.site.replication"),
+            context={"site": str(site)},
+        ),
+        registered_sites=RegisteredSites(replica),
+        audit=repositories.audit,
+        transfers=transfers,
+    )
+
+
+def site_authenticator(config: SiteConfig) -> CertificateAuthenticator:
+    """Checks callers against the network CA (sites) and the owner's user CA (users)."""
+    user_ca = load_certificate(config.user_ca)
+    party = user_ca_party(user_ca)
+    if party != config.owner:
+        raise InvalidInput(
+            f"{config.user_ca} is the user CA of {party}, but this site is owned by {config.owner}"
+        )
+    return CertificateAuthenticator(
+        load_certificate(config.tls.network_ca),
+        user_ca=user_ca,
+        trusted_proxies=config.tls.trusted_proxies,
+    )
+
+
+def receipt_signer(config: SiteConfig) -> Callable[[bytes], bytes] | None:
+    """Signs receipts with the site's TLS key (None without one)."""
+    if config.tls.key is None:
+        return None
+    return partial(sign_with_tls_key, load_tls_private_key(config.tls.key))
+
+
+def _site_state(
+    config: SiteConfig,
+    storage: SiteStorage,
+    services: SiteServices,
+    jobs: JobServices,
+    clock: Clock,
+) -> SiteState:
+    """Where the metrics read the site's state from when scraped."""
+
+    def replication() -> list[ReplicationState]:
+        now = clock.now()
+        return [
+            (
+                source.source,
+                source.version,
+                None
+                if source.last_success is None
+                else (now - source.last_success).total_seconds(),
+                source.failures,
+            )
+            for source in services.replicator.status()
+        ]
+
+    loops = (services.replication_loop, jobs.worker.loop, jobs.coordinator.loop)
+    return SiteState(
+        storage.database,
+        config.site_id,
+        replication,
+        storage.repositories.replica.rejected_count,
+        lambda: {loop.name: loop.failures for loop in loops},
+    )
+
+
+__all__ = ["Site", "SiteOverrides", "SiteStorage", "build_site"]

@@ -1,0 +1,75 @@
+"""What the egress gate decides by: whose permissions a stored asset or result carries,
+and who may have it, as decisions that explain themselves.
+
+Pure functions of the policy engine and a result's recorded provenance; the
+gate (`egress.Egress`) takes the decisions, audits them and opens the images.
+"""
+
+from __future__ import annotations
+
+from mahiru.model.identifiers import AssetId, PartyId, ResultId, SiteId
+from mahiru.model.items import ItemKind, WorkflowItem
+from mahiru.model.jobs import ResultProvenance
+from mahiru.policy.decisions import Decision
+from mahiru.policy.engine import PolicyEngine
+from mahiru.policy.permissions import Permissions, primary
+from mahiru.services.site.policy_view import Concerning
+
+
+def site_decision(
+    engine: PolicyEngine,
+    stored: AssetId | ResultId,
+    provenance: ResultProvenance | None,
+    site: SiteId,
+) -> Decision:
+    """Access for `site`; for a workflow output, also use by the job's submitter.
+
+    A site that releases a result makes the whole decision itself, as the
+    planner did: a result the submitter may not use never leaves for it,
+    whatever plan the asker followed.
+    """
+    permissions, target = permissions_of(engine, stored, provenance)
+    access = engine.may_access(site, permissions, target)
+    if provenance is None or not any(
+        (ref.step, ref.output) == (provenance.step, provenance.output)
+        for ref in provenance.job.workflow.outputs.values()
+    ):
+        return access
+    use = engine.may_use(provenance.job.submitter, permissions, target)
+    return Decision.all_of(str(site), "receive", str(stored), (access, use))
+
+
+def owners_use(party: PartyId, asset: AssetId) -> Decision:
+    """A party uses an asset of its own namespace: its own data, needing no rule of its own.
+
+    Taken, audited and recorded like any other release, so an owner's users
+    fetching its assets back from its site leave the same trail as anyone.
+    """
+    return Decision(True, str(party), "use", str(asset), note="the asset is its own")
+
+
+def permissions_of(
+    engine: PolicyEngine, stored: AssetId | ResultId, provenance: ResultProvenance | None
+) -> tuple[Permissions, str]:
+    """The permissions of a stored asset, or of a result from its provenance, and a name
+    for it in explanations."""
+    if provenance is None:
+        return primary(stored), str(stored)
+    item = WorkflowItem(ItemKind.STEP_OUTPUT, provenance.step, provenance.output)
+    return engine.job_permissions(provenance.job)[item], f"{stored} ({item})"
+
+
+def about_release(
+    action: str, actor: str, stored: AssetId | ResultId, provenance: ResultProvenance | None
+) -> Concerning:
+    """A release of `stored`; for a result, part of the job that made it."""
+    if provenance is None:
+        return Concerning(action, actor, asset=str(stored))
+    return Concerning(
+        action,
+        actor,
+        party=str(provenance.job.submitter),
+        job=provenance.job_id,
+        step=provenance.step,
+        asset=str(stored),
+    )
