@@ -23,6 +23,7 @@ import pytest
 import yaml
 from tests.support.jobs import Scenario, compute_to_data
 from tests.support.sites import Network, network
+from tests.support.waiting import wait_until
 
 from mahiru.client.jobs import JobsClient, JobView
 from mahiru.demo.network import LocalNetwork
@@ -228,7 +229,13 @@ def test_a_site_killed_mid_step_runs_it_again_after_restart_and_the_job_succeeds
     with faulty.client() as client:
         job_id = client.submit(faulty.job("sleeper")).status.job_id
         _wait_for_container(container_runtime, job_id, client)
-        time.sleep(1.0)
+        # site1 mirrors site2's step state a moment later: wait until it has moved on.
+        before_run = {StepState.WAITING, StepState.FETCHING}
+        wait_until(
+            lambda: {s.state for s in client.status(job_id).steps} - before_run,
+            WAIT,
+            "site1 to see the step running",
+        )
         assert _only_step(client.status(job_id)).state is StepState.RUNNING
         assert site2.process is not None
         site2.process.send_signal(signal.SIGKILL)
