@@ -221,6 +221,7 @@ def _only_step(view: JobView) -> StepStatus:
     return step
 
 
+@pytest.mark.serial  # a SIGKILLed site may leave scratch containers other tests count as leaks
 def test_a_site_killed_mid_step_runs_it_again_after_restart_and_the_job_succeeds(
     faulty: FaultyNetwork, container_runtime: DockerRuntime, tmp_path: Path
 ) -> None:
