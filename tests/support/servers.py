@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import functools
-import itertools
 import os
+import random
 import socket
 import threading
 import time
@@ -25,21 +25,18 @@ def free_port() -> int:
     a block of ports of its own below the kernel's ephemeral range, where no
     other worker's server and no outgoing connection can take it meanwhile.
     """
-    block = _worker_block()
-    for _ in range(len(block)):
-        port = block[next(_picks) % len(block)]
+    for port in _ports_left():
         with socket.socket() as sock:
             try:
                 sock.bind(("127.0.0.1", port))
             except OSError:
                 continue  # in use (or lingering): try the next one
             return port
-    with socket.socket() as sock:
+    with socket.socket() as sock:  # the block is used up (or there is none)
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
 
 
-_picks = itertools.count()
 #: The lowest port of the workers' blocks; the blocks end where the ephemeral range begins.
 _BLOCKS_FROM = 10_000
 
@@ -61,6 +58,16 @@ def _worker_block() -> range:
         return range(0)
     start = _BLOCKS_FROM + int(worker.removeprefix("gw")) * size
     return range(start, start + size)
+
+
+@functools.cache
+def _ports_left() -> Iterator[int]:
+    """The ports of this worker's block not yet tried: each is handed out once only, as a
+    stopped server may come back on its port. They start at a random one, so that two
+    test runs at once on this machine do not try the same ports in step."""
+    block = _worker_block()
+    start = random.randrange(len(block)) if block else 0
+    return iter([*block[start:], *block[:start]])
 
 
 @contextmanager
