@@ -353,6 +353,7 @@ def test_an_unexpected_error_fails_the_step_after_three_attempts(
     assert time.monotonic() - started < 60
 
 
+@pytest.mark.serial  # counts the retries that fit in a 3 s deadline: load would cut them
 def test_an_unavailable_engine_fails_the_step_once_the_deadline_passes(
     inprocess: Scenario, monkeypatch: pytest.MonkeyPatch
 ) -> None:
