@@ -50,16 +50,27 @@ deploy-test: venv
 postgres:
 	@bash scripts/ensure-postgres.sh >/dev/null
 
-# All tests: lint, types, then unit, integration (SQLite and PostgreSQL) and
-# end-to-end tests with real containers. Set MAHIRU_TEST_POSTGRES_URL to use
-# your own PostgreSQL instead of the one scripts/ensure-postgres.sh starts.
 # Headless Chromium for the dashboard's browser tests (Debian's package).
 browser:
 	bash scripts/ensure-chromium.sh
 
+# All tests: lint, types, then unit, integration (SQLite and PostgreSQL) and
+# end-to-end tests with real containers. Set MAHIRU_TEST_POSTGRES_URL to use
+# your own PostgreSQL instead of the one scripts/ensure-postgres.sh starts.
+# pytest runs twice: first everything but the `serial` tests, spread over
+# TEST_WORKERS processes (pytest-xdist; most tests wait on servers, TLS and
+# containers, so more workers than cores pay), then the `serial` tests one at
+# a time with the machine to themselves (they kill processes, fill a disk,
+# retag shared images or time deadlines). Both passes run even if the first
+# fails. A plain `pytest` runs everything in one process, as before.
+TEST_WORKERS ?= 4
+
 test: lint typecheck base-images browser
-	MAHIRU_TEST_POSTGRES_URL="$${MAHIRU_TEST_POSTGRES_URL:-$$(bash scripts/ensure-postgres.sh)}" \
-		$(BIN)/pytest -q --durations=25
+	export MAHIRU_TEST_POSTGRES_URL="$${MAHIRU_TEST_POSTGRES_URL:-$$(bash scripts/ensure-postgres.sh)}"; \
+	status=0; \
+	$(BIN)/pytest -q -n $(TEST_WORKERS) --dist loadgroup -m "not serial" --durations=25 || status=$$?; \
+	$(BIN)/pytest -q -m serial --durations=10 || status=$$?; \
+	exit $$status
 
 # The main job: a registry and two sites on loopback with TLS, running the
 # compute-to-data scenario in real containers (see README.md).

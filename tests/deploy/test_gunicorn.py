@@ -34,7 +34,8 @@ from mahiru.pki import (
 pytest.importorskip("gunicorn")
 pytest.importorskip("uvicorn_worker")
 
-pytestmark = pytest.mark.integration
+# serial: the deadline tests time a real Gunicorn's answers (see pyproject.toml).
+pytestmark = [pytest.mark.integration, pytest.mark.serial]
 
 ROOT = Path(__file__).resolve().parents[2]
 GUNICORN_CONF = ROOT / "deploy" / "service" / "gunicorn.conf.py"

@@ -2,11 +2,14 @@
 
 `container_runtime` skips the test only when no engine answers; missing base
 images are built (scripts/build-base-image.sh), never pulled. Tests that use
-it are checked afterwards for step or scratch containers left behind.
+it are checked afterwards for step or scratch containers left behind (each
+pytest-xdist worker checks for its own). The costly images and archives are
+built once per test run and shared by the workers (tests/support/shared.py).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import textwrap
@@ -16,6 +19,7 @@ from pathlib import Path
 
 import pytest
 from tests.support.leaks import LEAK_MARKER, LEAK_VARIANTS
+from tests.support.shared import run_lock
 
 from mahiru.runtime import DockerRuntime, ImageConfig, docker_available
 from mahiru.runtime.assets import COMPUTE_BASE_IMAGE, DATA_BASE_IMAGE, build_scenario_assets
@@ -179,7 +183,7 @@ PROBE_MODES = (
 
 
 @pytest.fixture(scope="session")
-def container_runtime() -> DockerRuntime:
+def container_runtime(tmp_path_factory: pytest.TempPathFactory) -> DockerRuntime:
     """A runtime on the local engine, with the base images present; skips if no engine
     answers, except in CI (CI=true), where a missing engine fails the run."""
     if not docker_available():
@@ -191,15 +195,16 @@ def container_runtime() -> DockerRuntime:
             pytest.fail(f"{why} (in CI the end-to-end tests must run)")
         pytest.skip(why)
     runtime = DockerRuntime(scratch_prefix=f"mahiru-test-{SESSION_ID}")
-    if not (runtime.has_image(DATA_BASE_IMAGE) and runtime.has_image(COMPUTE_BASE_IMAGE)):
-        built = subprocess.run(
-            ["bash", str(ROOT / "scripts" / "build-base-image.sh")],
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        if built.returncode != 0:
-            pytest.fail(f"scripts/build-base-image.sh failed:\n{built.stderr[-3000:]}")
+    with run_lock(tmp_path_factory, "base-images"):  # one build, not one per worker
+        if not (runtime.has_image(DATA_BASE_IMAGE) and runtime.has_image(COMPUTE_BASE_IMAGE)):
+            built = subprocess.run(
+                ["bash", str(ROOT / "scripts" / "build-base-image.sh")],
+                capture_output=True,
+                text=True,
+                check=False,
+            )
+            if built.returncode != 0:
+                pytest.fail(f"scripts/build-base-image.sh failed:\n{built.stderr[-3000:]}")
     return runtime
 
 
@@ -228,26 +233,57 @@ def _no_containers_left(request: pytest.FixtureRequest) -> Iterator[None]:
 def scenario_archives(
     container_runtime: DockerRuntime, tmp_path_factory: pytest.TempPathFactory
 ) -> dict[str, Path]:
-    """The scenario asset archives, built once per session."""
-    return build_scenario_assets(container_runtime, tmp_path_factory.mktemp("assets"))
+    """The scenario asset archives, built once per test run (pytest-xdist workers share them)."""
+    with run_lock(tmp_path_factory, "assets") as folder:
+        # The first worker builds them; the others find them up to date (by their stamps).
+        return build_scenario_assets(container_runtime, folder)
 
 
 @pytest.fixture(scope="session")
 def probe_images(
     container_runtime: DockerRuntime, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[dict[str, str]]:
-    """An image per probe mode (see PROBE_SOURCE), built once per session and removed after."""
-    program = tmp_path_factory.mktemp("probe")
-    (program / "probe.py").write_text(PROBE_SOURCE)
-    images = {
-        mode: container_runtime.build_image(
-            COMPUTE_BASE_IMAGE,
-            {"/opt/probe": program},
-            config=ImageConfig(cmd=("python3", "-u", "/opt/probe/probe.py", *mode.split())),
-            labels={SESSION_LABEL: SESSION_ID},
-        )
-        for mode in PROBE_MODES
-    }
+    """An image per probe mode (see PROBE_SOURCE), built once per test run (pytest-xdist
+    workers share them) and removed once no worker uses them any more."""
+    with run_lock(tmp_path_factory, "probe") as folder:
+        images = _take_probe_images(container_runtime, folder)
     yield images
-    for image in images.values():
-        container_runtime.remove_image(image)
+    with run_lock(tmp_path_factory, "probe") as folder:
+        _drop_probe_images(container_runtime, folder)
+
+
+def _take_probe_images(runtime: DockerRuntime, folder: Path) -> dict[str, str]:
+    """The probe images of this run, built if no worker has them; counts this one as a user.
+    The caller holds the run's "probe" lock."""
+    listing, users = folder / "images.json", folder / "users"
+    if listing.exists():
+        images: dict[str, str] = json.loads(listing.read_text())
+    else:
+        program = folder / "program"
+        program.mkdir(parents=True, exist_ok=True)
+        (program / "probe.py").write_text(PROBE_SOURCE)
+        images = {
+            mode: runtime.build_image(
+                COMPUTE_BASE_IMAGE,
+                {"/opt/probe": program},
+                config=ImageConfig(cmd=("python3", "-u", "/opt/probe/probe.py", *mode.split())),
+                labels={SESSION_LABEL: SESSION_ID},
+            )
+            for mode in PROBE_MODES
+        }
+        listing.write_text(json.dumps(images))
+    users.write_text(str(int(users.read_text()) + 1 if users.exists() else 1))
+    return images
+
+
+def _drop_probe_images(runtime: DockerRuntime, folder: Path) -> None:
+    """Count one user less; the last one removes the images. The caller holds the lock."""
+    listing, users = folder / "images.json", folder / "users"
+    left = int(users.read_text()) - 1
+    if left:
+        users.write_text(str(left))
+        return
+    for image in json.loads(listing.read_text()).values():
+        runtime.remove_image(image)
+    listing.unlink()
+    users.unlink()

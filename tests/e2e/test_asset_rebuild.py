@@ -11,6 +11,7 @@ from mahiru.runtime.assets import build_scenario_assets, sources_digest
 
 
 @pytest.mark.e2e
+@pytest.mark.serial  # moves the assets' image tags, which every site loading an archive shares
 def test_archives_are_kept_until_their_sources_change(
     container_runtime: DockerRuntime, tmp_path: Path
 ) -> None:

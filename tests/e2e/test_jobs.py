@@ -20,6 +20,7 @@ from tests.support.jobs import Scenario, asset_id, compute_to_data
 from tests.support.leaks import LEAK_MARKER
 from tests.support.metrics import value
 from tests.support.sites import Network, network
+from tests.support.waiting import wait_until
 
 from mahiru.cli.main import _register_commands, cli
 from mahiru.client.jobs import JobsClient, JobView, PeerJobsClient
@@ -452,7 +453,14 @@ def test_the_running_site_rechecks_the_step_against_its_own_policy(
         admin.revoke(sign_revocation(grant.rule, party2.main_key))
     with user(scenario) as client:
         job_id = client.submit(scenario.job(data=data)).status.job_id
-        view = client.wait(job_id, WAIT)
+        client.wait(job_id, WAIT)
+
+        def ended() -> JobView | None:
+            view = client.status(job_id)
+            return view if all(s.state.terminal for s in view.steps) else None
+
+        # The job's end is stored a moment before its step's: wait for both.
+        view = wait_until(ended, 30, "the step to end with its job")
     # site2 refuses the hand-over itself (it checks the whole job as planned), so the
     # step never starts and the job fails with site2's reason.
     assert view.status.state is JobState.FAILED

@@ -181,7 +181,7 @@ def test_the_submitter_site_restarted_mid_job_still_finishes_it(
         database.close()
     assert not left.state.terminal, left.state
     assert not steps["c"].done, steps
-    time.sleep(2)
+    time.sleep(2)  # the outage under test: site1 stays down a while, its peers carry on
     site1.start()
     with _client(net) as client:
         _check_result(client, job_id, tmp_path / "out")
@@ -204,7 +204,7 @@ def test_a_peer_down_during_the_job_is_waited_for(net: Network, tmp_path: Path) 
             assert time.monotonic() < deadline
             time.sleep(0.05)
         site2.stop()
-        time.sleep(3)
+        time.sleep(3)  # the outage under test: nothing may end the job while site2 is down
         assert not client.status(job_id).status.state.terminal
         site2.start()
         _check_result(client, job_id, tmp_path / "out")

@@ -23,6 +23,7 @@ import pytest
 import yaml
 from tests.support.jobs import Scenario, compute_to_data
 from tests.support.sites import Network, network
+from tests.support.waiting import wait_until
 
 from mahiru.client.jobs import JobsClient, JobView
 from mahiru.demo.network import LocalNetwork
@@ -220,6 +221,7 @@ def _only_step(view: JobView) -> StepStatus:
     return step
 
 
+@pytest.mark.serial  # a SIGKILLed site may leave scratch containers other tests count as leaks
 def test_a_site_killed_mid_step_runs_it_again_after_restart_and_the_job_succeeds(
     faulty: FaultyNetwork, container_runtime: DockerRuntime, tmp_path: Path
 ) -> None:
@@ -228,7 +230,13 @@ def test_a_site_killed_mid_step_runs_it_again_after_restart_and_the_job_succeeds
     with faulty.client() as client:
         job_id = client.submit(faulty.job("sleeper")).status.job_id
         _wait_for_container(container_runtime, job_id, client)
-        time.sleep(1.0)
+        # site1 mirrors site2's step state a moment later: wait until it has moved on.
+        before_run = {StepState.WAITING, StepState.FETCHING}
+        wait_until(
+            lambda: {s.state for s in client.status(job_id).steps} - before_run,
+            WAIT,
+            "site1 to see the step running",
+        )
         assert _only_step(client.status(job_id)).state is StepState.RUNNING
         assert site2.process is not None
         site2.process.send_signal(signal.SIGKILL)
@@ -345,6 +353,7 @@ def test_an_unexpected_error_fails_the_step_after_three_attempts(
     assert time.monotonic() - started < 60
 
 
+@pytest.mark.serial  # counts the retries that fit in a 3 s deadline: load would cut them
 def test_an_unavailable_engine_fails_the_step_once_the_deadline_passes(
     inprocess: Scenario, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -294,6 +294,7 @@ def test_failing_step_reports_exit_code_and_log_tail(
     assert not (tmp_path / "out" / "output0").exists()
 
 
+@pytest.mark.serial  # times the kill: a loaded engine would blur it
 def test_hanging_step_is_killed_at_its_timeout(
     container_runtime: DockerRuntime,
     probe_images: dict[str, str],
@@ -352,6 +353,7 @@ def test_too_large_output_fails_and_leaves_nothing(
     assert list((tmp_path / "out").iterdir()) == []
 
 
+@pytest.mark.serial  # fills a file system, sampling its size as it grows
 def test_a_step_cannot_write_more_than_its_limit_at_any_time(
     container_runtime: DockerRuntime,
     probe_images: dict[str, str],
@@ -431,6 +433,7 @@ def test_a_step_chosen_output_name_never_reaches_the_reason(
     assert list((tmp_path / "out").iterdir()) == []
 
 
+@pytest.mark.serial  # drives a container into its memory limit
 def test_memory_hog_is_oom_killed(
     container_runtime: DockerRuntime,
     probe_images: dict[str, str],
@@ -489,6 +492,7 @@ def test_stopping_a_step_container_cancels_the_step(
     container_runtime.stop_container(found[0].id)  # idempotent
 
 
+@pytest.mark.serial  # interrupts a process using the engine
 def test_interrupted_run_removes_its_container_and_outputs(
     container_runtime: DockerRuntime,
     probe_images: dict[str, str],

@@ -134,7 +134,7 @@ def test_a_fresh_view_never_decides_from_a_half_built_engine(db: Database) -> No
     rules = [sign_rule(rule_from_dict(grant), KEY)]
 
     def slow_rules() -> list[SignedRule]:
-        time.sleep(0.3)
+        time.sleep(0.3)  # a slow build is the case under test: the askers must wait for it
         return rules
 
     view = PolicyView(slow_rules)

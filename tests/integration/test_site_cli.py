@@ -23,6 +23,7 @@ from tests.support.sites import (
     may_use,
     network,
 )
+from tests.support.waiting import wait_until
 
 from mahiru.client.site import SiteClient
 from mahiru.errors import MahiruError
@@ -82,6 +83,13 @@ def _wait_until_synced(site: SiteServer, process: subprocess.Popen[bytes], log: 
         except MahiruError:
             pass
         time.sleep(0.2)
+
+
+def _access_lines(log: Path) -> list[dict[str, Any]]:
+    """The access lines the site process has written (whole lines only) to `log` so far."""
+    text = log.read_text()
+    whole = text[: text.rfind("\n") + 1].splitlines()
+    return [e for e in map(json.loads, whole) if e.get("logger") == "mahiru.access"]
 
 
 def _run(site: SiteServer, *args: str, tls_key_flag: str = "--key") -> tuple[int, Any, str]:
@@ -266,17 +274,19 @@ def test_an_idle_site_logs_nothing_per_poll_and_each_request_once(
         if now_count != count:
             count, quiet_since = now_count, time.monotonic()
         time.sleep(0.1)
+    answered = len(_access_lines(log))
     with site.client(site.party.user) as user:
         user.status()
-    time.sleep(0.5)
+    # A request's lines are all written by the time its access line is (just after the answer).
+    wait_until(lambda: len(_access_lines(log)) > answered, 30, "the status request's access line")
     before = len(log.read_text().splitlines())
-    time.sleep(4.0)
+    time.sleep(4.0)  # the idling under test: eight replication rounds
     idle = log.read_text().splitlines()[before:]
     assert idle == []
     with site.client(site.party.user) as user:
         for _ in range(3):
             user.status()
-    time.sleep(0.5)
+    wait_until(lambda: len(_access_lines(log)) >= answered + 4, 30, "three more access lines")
     lines = [json.loads(line) for line in log.read_text().splitlines()]
     assert not [e for e in lines if e["logger"] in ("httpx", "httpcore", "uvicorn.access")]
     assert not [e for e in lines if "color_message" in e]
@@ -297,8 +307,14 @@ def test_a_refused_certificate_is_logged_once_with_its_reason(
     for _ in range(3):
         done = subprocess.run([MAHIRU, *args], capture_output=True, text=True, env=env, timeout=60)
         assert done.returncode == 2 and "refused your certificate" in done.stderr, done.stderr
-    time.sleep(0.5)
-    lines = [json.loads(line) for line in (tmp_path / "site.log").read_text().splitlines()]
+    # The site handled those handshakes before a later request: once that request's access
+    # line is written, any line they caused is too.
+    log = tmp_path / "site.log"
+    answered = len(_access_lines(log))
+    with site.client(site.party.user) as user:
+        user.status()
+    wait_until(lambda: len(_access_lines(log)) > answered, 30, "a later request's access line")
+    lines = [json.loads(line) for line in log.read_text().splitlines()]
     refused = [
         e for e in lines if e["event"] == "refused a client certificate during the TLS handshake"
     ]

@@ -96,7 +96,7 @@ def test_a_round_chooses_its_own_pause_and_wake_starts_the_next_at_once() -> Non
     loop.start()
     try:
         wait_for(lambda: len(count) == 1)
-        time.sleep(0.1)
+        time.sleep(0.1)  # ten of its 0.01 s intervals, in which no round may start
         assert len(count) == 1  # waiting its own 30 s, not the 0.01 s interval
         loop.wake()
         wait_for(lambda: len(count) == 2)

@@ -1,0 +1,31 @@
+"""What the pytest-xdist workers of one test run share: a folder, and locks in it.
+
+Session fixtures that build something costly (images, archives) build it
+once per run, under a lock in the run's folder, instead of once per worker.
+Without xdist the session's own base folder plays that part.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+from filelock import FileLock
+
+
+def run_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder all workers of this test run share."""
+    base = tmp_path_factory.getbasetemp()
+    # xdist gives each worker a base folder inside the controller's.
+    return base.parent if "PYTEST_XDIST_WORKER" in os.environ else base
+
+
+@contextmanager
+def run_lock(tmp_path_factory: pytest.TempPathFactory, name: str) -> Iterator[Path]:
+    """Hold the run-wide lock `name` (one worker at a time); yields the run's folder `name`."""
+    folder = run_folder(tmp_path_factory) / name
+    with FileLock(folder.with_name(f"{name}.lock")):
+        yield folder
