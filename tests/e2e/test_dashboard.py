@@ -139,6 +139,9 @@ def test_the_assets_rules_audit_and_status_pages(
     assert setup.input in assets  # known from the rules, stored at site2
     rules = _text(browser.dom(_ui(scenario, "/rules")))
     assert "MayAccess" in rules and setup.site2.id in rules  # replicated from site2
+    # The result leaves to the party when the user downloads it: done here, so this
+    # test does not depend on another having run first.
+    test_the_result_link_downloads_the_output_with_the_user_certificate(scenario)
     audit = browser.dom(_ui(scenario, f"/audit?job={job_id}"))
     assert 'id="chain" class="intact"' in audit
     audit_text = _text(audit)
