@@ -71,6 +71,7 @@ class Dispatcher:
                         f"hand steps of {status.job_id} to {site}",
                         attempts=attempts,
                         stop=self._stop,
+                        clock=self._clock,
                     )
             except Unavailable as error:
                 logger.info(

@@ -92,7 +92,10 @@ class InputFetcher:
         )
         if isinstance(asset, AssetId):
             record = retrying(
-                lambda: peer.get_asset(asset), f"metadata of {asset}", stop=self._stop
+                lambda: peer.get_asset(asset),
+                f"metadata of {asset}",
+                stop=self._stop,
+                clock=self._ledger.clock,
             )
             announced = record.asset.image_digest
             expected = None if announced is None else normalise_digest(announced)
@@ -113,6 +116,7 @@ class InputFetcher:
                 ),
                 f"fetch {asset}",
                 stop=self._stop,
+                clock=self._ledger.clock,
             )
             transfers.received(self._ledger.incoming(known, asset, needed.site), info, started)
             chain = None
@@ -123,7 +127,9 @@ class InputFetcher:
                 asset,
                 needed.site,
                 producer_inputs,
-                lambda request, what: retrying(request, what, stop=self._stop),
+                lambda request, what: retrying(
+                    request, what, stop=self._stop, clock=self._ledger.clock
+                ),
             )
         with self._lock:
             self._users[info.digest] += 1

@@ -210,7 +210,11 @@ class JobSubmissions:
         for site in sorted(set(status.plan.assignments.values()) - {ledger.site}, key=str):
             try:
                 peer = self._peers.get(site)
-                retrying(partial(peer.cancel, status.job_id), f"cancel {status.job_id} at {site}")
+                retrying(
+                    partial(peer.cancel, status.job_id),
+                    f"cancel {status.job_id} at {site}",
+                    clock=self._ledger.clock,
+                )
             except MahiruError as error:
                 logger.warning(
                     "cannot cancel steps at a peer: %s",
