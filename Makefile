@@ -59,7 +59,8 @@ browser:
 # your own PostgreSQL instead of the one scripts/ensure-postgres.sh starts.
 # pytest runs twice: first everything but the `serial` tests, spread over
 # TEST_WORKERS processes (pytest-xdist; most tests wait on servers, TLS and
-# containers, so more workers than cores pay), then the `serial` tests one at
+# containers, so more workers than cores pay; each file's tests go to one
+# worker, so a module's network is set up once), then the `serial` tests one at
 # a time with the machine to themselves (they kill processes, fill a disk,
 # retag shared images or time deadlines). Both passes run even if the first
 # fails. A plain `pytest` runs everything in one process, as before.
@@ -68,7 +69,7 @@ TEST_WORKERS ?= 4
 test: lint typecheck base-images browser
 	export MAHIRU_TEST_POSTGRES_URL="$${MAHIRU_TEST_POSTGRES_URL:-$$(bash scripts/ensure-postgres.sh)}"; \
 	status=0; \
-	$(BIN)/pytest -q -n $(TEST_WORKERS) --dist loadgroup -m "not serial" --durations=25 || status=$$?; \
+	$(BIN)/pytest -q -n $(TEST_WORKERS) --dist loadfile -m "not serial" --durations=25 || status=$$?; \
 	$(BIN)/pytest -q -m serial --durations=10 || status=$$?; \
 	exit $$status
 
