@@ -181,7 +181,8 @@ def _services(
     replicator = Replicator(
         site, replica, registry, peers, on_change=policy.invalidate, clock=clock
     )
-    policy.use_refresher(replicator.run_once)
+    # A denial about to stand is worth a try of every source, backing off or not.
+    policy.use_refresher(partial(replicator.run_once, eager=True))
     transfers = TransferLog(site, repositories.audit, clock)
     return SiteServices(
         site=site,

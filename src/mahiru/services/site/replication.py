@@ -126,14 +126,17 @@ class Replicator:
         """One round, for the background loop (which logs what escapes it)."""
         self.run_once()
 
-    def run_once(self) -> list[SourceStatus]:
+    def run_once(self, *, eager: bool = False) -> list[SourceStatus]:
         """Replicate the registry, then every other registered site's rules; return the status.
 
         Failures of single sources are logged and recorded in the status,
-        never raised.
+        never raised. A source that failed several times in a row is left
+        alone for a while by the background rounds; `eager` tries it anyway,
+        for when someone waits on the answer (an admin's "replicate now", or
+        a denial about to stand that the source's rules might lift).
         """
         with self._round_lock:
-            changed = self._replicate(REGISTRY_SOURCE, self._pull_registry)
+            changed = self._replicate(REGISTRY_SOURCE, self._pull_registry, eager)
             sites = self._replica.sites()
             registered = {str(site.id) for site in sites}
             with self._status_lock:
@@ -155,7 +158,7 @@ class Replicator:
                 if not site.endpoints.external:
                     self._record(str(site.id), error="the site registered no external endpoint")
                     continue
-                changed |= self._replicate(str(site.id), partial(self._pull_peer, site))
+                changed |= self._replicate(str(site.id), partial(self._pull_peer, site), eager)
             if changed:
                 self._on_change()
         return self.status()
@@ -173,7 +176,9 @@ class Replicator:
 
     # --- one source ----------------------------------------------------------
 
-    def _replicate(self, source: str, pull: Callable[[], tuple[int, int]]) -> bool:
+    def _replicate(
+        self, source: str, pull: Callable[[], tuple[int, int]], eager: bool = False
+    ) -> bool:
         """Run `pull` for `source`, recording how it went; return whether anything changed.
 
         Nothing a source does escapes this: its failure is recorded in its own
@@ -182,7 +187,7 @@ class Replicator:
         started = self._clock.now()
         with self._status_lock:
             waiting = self._status.get(source, SourceStatus(source)).next_attempt
-        if waiting is not None and started < waiting:
+        if waiting is not None and started < waiting and not eager:
             return False  # backing off: tried again once the wait is over
         outcome = guarded(pull)
         if isinstance(outcome, Unexpected):

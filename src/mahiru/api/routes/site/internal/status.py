@@ -4,6 +4,7 @@ round run on demand by admins."""
 from __future__ import annotations
 
 import asyncio
+from functools import partial
 
 from fastapi import APIRouter
 
@@ -15,10 +16,11 @@ router = APIRouter(prefix="/internal", tags=["internal"])
 
 @router.post("/replication/run", response_model=StatusOut, summary="Replicate now")
 async def replicate_now(caller: Admin, services: Services) -> StatusOut:
-    """Run a replication round now (waiting for one in progress); return the status.
+    """Run a replication round now (waiting for one in progress), trying every source, even
+    one backing off after failures; return the status.
 
     Admins only: each round calls the registry and every peer."""
-    await asyncio.to_thread(services.replicator.run_once)
+    await asyncio.to_thread(partial(services.replicator.run_once, eager=True))
     return StatusOut.of(await asyncio.to_thread(services.status))
 
 
