@@ -21,6 +21,8 @@ from mahiru.client.http import TlsIdentity
 from mahiru.pki import load_certified_key, save_pkcs12
 
 #: Seconds one page may take, start to finish.
+#: How often a page load dropped for a network change is tried.
+NETWORK_CHANGE_ATTEMPTS = 3
 PAGE_TIMEOUT = 60
 
 
@@ -88,14 +90,20 @@ class Browser:
         ]
 
     def _run(self, *arguments: str) -> subprocess.CompletedProcess[str]:
-        done = subprocess.run(
-            self._command(*arguments),
-            env={**os.environ, "HOME": str(self.home)},
-            capture_output=True,
-            text=True,
-            timeout=PAGE_TIMEOUT,
-            check=False,
-        )
+        for _ in range(NETWORK_CHANGE_ATTEMPTS):
+            done = subprocess.run(
+                self._command(*arguments),
+                env={**os.environ, "HOME": str(self.home)},
+                capture_output=True,
+                text=True,
+                timeout=PAGE_TIMEOUT,
+                check=False,
+            )
+            # Chromium drops a page load when the host's interfaces change (a container
+            # network made or removed by another test at that moment); that says nothing
+            # of the page, so the load is tried again.
+            if "net::ERR_NETWORK_CHANGED" not in done.stderr:
+                break
         if "net::ERR_" in done.stderr:
             errors = [line for line in done.stderr.splitlines() if "net::ERR_" in line]
             raise AssertionError(f"chromium could not load the page: {errors}")
