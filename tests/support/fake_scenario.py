@@ -14,10 +14,10 @@ import threading
 from dataclasses import dataclass, replace
 
 from mahiru.model.assets import AssetKind
-from mahiru.model.serialization import job_from_dict
 from mahiru.model.workflow import Job
 from tests.support.fake_runtime import Program, StepRun, archive_of
 from tests.support.fake_sites import FakeNetwork, FakeSite
+from tests.support.jobs import one_step_job
 
 
 def minmax(run: StepRun) -> int:
@@ -83,23 +83,8 @@ class Scenario:
 
     def job(self, compute: str = "minmax", *, data: str | None = None) -> Job:
         """One step running `compute` on the input (or `data`)."""
-        return job_from_dict(
-            {
-                "submitter": str(self.site1.party.id),
-                "workflow": {
-                    "inputs": ["input"],
-                    "outputs": {"result": "compute.output0"},
-                    "steps": [
-                        {
-                            "name": "compute",
-                            "compute_asset": self.computes[compute],
-                            "inputs": {"input0": "input"},
-                            "outputs": {"output0": self.output_base},
-                        }
-                    ],
-                },
-                "inputs": {"input": data or self.input},
-            }
+        return one_step_job(
+            str(self.site1.party.id), self.computes[compute], data or self.input, self.output_base
         )
 
     def add_compute(self, name: str, program: Program, *, replicate: bool = True) -> str:

@@ -20,6 +20,29 @@ from mahiru.model.workflow import Job
 from tests.support.sites import Network, SiteServer
 
 
+def one_step_job(submitter: str, compute: str, data: str, output_base: str) -> Job:
+    """The scenario's job: one step running asset `compute` on `data`, its output based on
+    `output_base`, submitted by `submitter`."""
+    return job_from_dict(
+        {
+            "submitter": submitter,
+            "workflow": {
+                "inputs": ["input"],
+                "outputs": {"result": "compute.output0"},
+                "steps": [
+                    {
+                        "name": "compute",
+                        "compute_asset": compute,
+                        "inputs": {"input0": "input"},
+                        "outputs": {"output0": output_base},
+                    }
+                ],
+            },
+            "inputs": {"input": data},
+        }
+    )
+
+
 @dataclass(frozen=True)
 class Scenario:
     """The ids of the scenario on a network."""
@@ -34,23 +57,8 @@ class Scenario:
 
     def job(self, compute: str = "minmax", *, data: str | None = None) -> Job:
         """The scenario job: one step running `compute` on the input (or `data`)."""
-        return job_from_dict(
-            {
-                "submitter": self.party1,
-                "workflow": {
-                    "inputs": ["input"],
-                    "outputs": {"result": "compute.output0"},
-                    "steps": [
-                        {
-                            "name": "compute",
-                            "compute_asset": self.computes[compute],
-                            "inputs": {"input0": "input"},
-                            "outputs": {"output0": self.output_base},
-                        }
-                    ],
-                },
-                "inputs": {"input": data or self.input},
-            }
+        return one_step_job(
+            self.party1, self.computes[compute], data or self.input, self.output_base
         )
 
 
