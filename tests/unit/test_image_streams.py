@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
 import pytest
+from tests.support.streams import Dropping
 
 from mahiru.client.jobs import PeerJobsClient
 from mahiru.client.site import PeerClient
@@ -25,18 +26,6 @@ DIGEST = hashlib.sha256(DATA).hexdigest()
 Serve = Callable[[httpx.Request], httpx.Response]
 
 
-class _Dropping(httpx.SyncByteStream):
-    """A body that breaks off after `after` bytes, like a dropped connection."""
-
-    def __init__(self, body: bytes, after: int) -> None:
-        self.body = body
-        self.after = after
-
-    def __iter__(self) -> Iterator[bytes]:
-        yield self.body[: self.after]
-        raise httpx.ReadError("connection reset by peer")
-
-
 def _peer(serve: Serve) -> PeerClient:
     return PeerClient("https://site.test/external", None, transport=httpx.MockTransport(serve))
 
@@ -44,7 +33,7 @@ def _peer(serve: Serve) -> PeerClient:
 def _whole(request: httpx.Request, asked: list[str | None], *, drop_first: bool) -> httpx.Response:
     """The whole image, whatever range was asked for (a site that ignores Range)."""
     asked.append(request.headers.get("range"))
-    body = _Dropping(DATA, 1_000_000) if drop_first and len(asked) == 1 else httpx.ByteStream(DATA)
+    body = Dropping(DATA, 1_000_000) if drop_first and len(asked) == 1 else httpx.ByteStream(DATA)
     headers = {"X-Mahiru-Digest": f"sha256:{DIGEST}", "Content-Length": str(len(DATA))}
     return httpx.Response(200, headers=headers, stream=body)
 
@@ -84,7 +73,7 @@ def test_an_unusable_range_is_asked_for_whole_next_time() -> None:
         asked.append(request.headers.get("range"))
         headers = {"X-Mahiru-Digest": f"sha256:{DIGEST}"}
         if len(asked) == 1:
-            return httpx.Response(200, headers=headers, stream=_Dropping(DATA, 1_000_000))
+            return httpx.Response(200, headers=headers, stream=Dropping(DATA, 1_000_000))
         if len(asked) == 2:
             headers["Content-Range"] = f"bytes 2000000-{len(DATA) - 1}/{len(DATA)}"
             return httpx.Response(206, headers=headers, content=DATA[2_000_000:])

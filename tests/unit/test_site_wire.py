@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +11,7 @@ import httpx
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from tests.support.manual_clock import ManualClock
+from tests.support.streams import Dropping
 
 from mahiru.api.site_images import parse_range
 from mahiru.api.site_models import AssetOut
@@ -120,18 +120,6 @@ def test_the_client_reads_and_writes_the_asset_json_the_api_serves() -> None:
     assert set(asset_record_to_json(record)) == set(served)
 
 
-class _Dropping(httpx.SyncByteStream):
-    """A body that breaks off after `after` bytes, like a dropped connection."""
-
-    def __init__(self, body: bytes, after: int) -> None:
-        self.body = body
-        self.after = after
-
-    def __iter__(self) -> Iterator[bytes]:
-        yield self.body[: self.after]
-        raise httpx.ReadError("connection reset by peer")
-
-
 def test_a_dropped_download_resumes_where_it_stopped(tmp_path: Path) -> None:
     """After a dropped connection the client asks for the rest (Range) and checks the digest."""
     data = os.urandom(3_000_000)
@@ -145,9 +133,7 @@ def test_a_dropped_download_resumes_where_it_stopped(tmp_path: Path) -> None:
         if start:
             headers["Content-Range"] = f"bytes {start}-{len(data) - 1}/{len(data)}"
         body = (
-            _Dropping(data[start:], 1_000_000)
-            if len(asked) == 1
-            else httpx.ByteStream(data[start:])
+            Dropping(data[start:], 1_000_000) if len(asked) == 1 else httpx.ByteStream(data[start:])
         )
         return httpx.Response(206 if start else 200, headers=headers, stream=body)
 
@@ -172,7 +158,7 @@ def test_a_download_that_keeps_dropping_gives_up_after_four_attempts(tmp_path: P
     def serve(request: httpx.Request) -> httpx.Response:
         asked.append(request.headers.get("range"))
         headers = {"X-Mahiru-Digest": f"sha256:{hashlib.sha256(data).hexdigest()}"}
-        return httpx.Response(200, headers=headers, stream=_Dropping(data, 0))
+        return httpx.Response(200, headers=headers, stream=Dropping(data, 0))
 
     clock = ManualClock()
     peer = PeerClient(
@@ -195,7 +181,7 @@ def test_a_refused_range_starts_the_download_over(tmp_path: Path) -> None:
         asked.append(request.headers.get("range"))
         headers = {"X-Mahiru-Digest": f"sha256:{digest}"}
         if len(asked) == 1:
-            return httpx.Response(200, headers=headers, stream=_Dropping(data, 500))
+            return httpx.Response(200, headers=headers, stream=Dropping(data, 500))
         if asked[-1]:
             return httpx.Response(416, headers=headers)
         return httpx.Response(200, headers=headers, content=data)
