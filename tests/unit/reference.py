@@ -1,14 +1,17 @@
 """A reference evaluator of the policy semantics (docs/reference.md), checked line by line.
 
-It scans the plain rule list for every question: no indices, no caches and
-no normalisation. Its only liberty is dropping *duplicate* requirements
-(a conjunction of A with A is A), so deep test workflows stay tractable;
-supersets are kept, unlike in the engine. Property tests compare the engine
-and the planner with this module, so clarity beats speed here.
+It scans the plain rule list for every question: no indices and no
+normalisation. Its liberties, so deep test workflows stay tractable: it drops
+*duplicate* requirements (a conjunction of A with A is A; supersets are kept,
+unlike in the engine), and it remembers each `up`/`down` set of a rule list
+once computed (`_Closures`: the same definition, evaluated once per rule list).
+Property tests compare the engine and the planner with this module, so
+clarity beats speed here.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 
 from mahiru.model.identifiers import Identifier, PartyId, SiteId, Wildcard
@@ -63,33 +66,61 @@ def down(rules: Sequence[Rule], c: Identifier) -> set[Identifier]:
     return _closure(c, [(group, member) for member, group in _edges(rules, InAssetCategory)])
 
 
+class _Closures:
+    """`up` and `down` of one rule list, each evaluated once (they depend on nothing else)."""
+
+    def __init__(self, rules: tuple[Rule, ...]) -> None:
+        self.rules = rules
+        self._up: dict[tuple[type, Identifier], frozenset[Identifier]] = {}
+        self._down: dict[Identifier, frozenset[Identifier]] = {}
+
+    def up(self, kind: type, x: Identifier) -> frozenset[Identifier]:
+        if (kind, x) not in self._up:
+            self._up[kind, x] = frozenset(up(self.rules, kind, x))
+        return self._up[kind, x]
+
+    def down(self, c: Identifier) -> frozenset[Identifier]:
+        if c not in self._down:
+            self._down[c] = frozenset(down(self.rules, c))
+        return self._down[c]
+
+
+@functools.lru_cache(maxsize=16)
+def _closures_of(rules: tuple[Rule, ...]) -> _Closures:
+    return _Closures(rules)
+
+
+def _closures(rules: Sequence[Rule]) -> _Closures:
+    return _closures_of(tuple(rules))
+
+
 # -- permissions of workflow items ---------------------------------------------------------
 
 
-def _data_side(rules: Sequence[Rule], req: Requirement, k: Identifier, o: str) -> Requirement:
+def _data_side(g: _Closures, req: Requirement, k: Identifier, o: str) -> Requirement:
     """Every collection of ResultOfDataIn(d, c, out, coll), d in up(R), out in {o, *},
     c = * or k in down(c)."""
-    up_req = set().union(*(up(rules, InAssetCollection, x) for x in req))
+    up_req = set().union(*(g.up(InAssetCollection, x) for x in req))
     return frozenset(
         r.collection
-        for r in rules
+        for r in g.rules
         if isinstance(r, ResultOfDataIn)
         and r.data in up_req
         and r.output in (o, "*")
-        and (isinstance(r.compute, Wildcard) or k in down(rules, r.compute))
+        and (isinstance(r.compute, Wildcard) or k in g.down(r.compute))
     )
 
 
-def _compute_side(rules: Sequence[Rule], req: Requirement, k: Identifier, o: str) -> Requirement:
+def _compute_side(g: _Closures, req: Requirement, k: Identifier, o: str) -> Requirement:
     """Every collection of ResultOfComputeIn(d, c, out, coll), c in up(k), out in {o, *},
     d = * or R meets down(d)."""
     return frozenset(
         r.collection
-        for r in rules
+        for r in g.rules
         if isinstance(r, ResultOfComputeIn)
-        and r.compute in up(rules, InAssetCollection, k)
+        and r.compute in g.up(InAssetCollection, k)
         and r.output in (o, "*")
-        and (isinstance(r.data, Wildcard) or not req.isdisjoint(down(rules, r.data)))
+        and (isinstance(r.data, Wildcard) or not req.isdisjoint(g.down(r.data)))
     )
 
 
@@ -100,6 +131,7 @@ def job_permissions(rules: Sequence[Rule], job: Job) -> dict[WorkflowItem, Permi
     when it is reached.
     """
     workflow = job.workflow
+    g = _closures(rules)
     perms: dict[WorkflowItem, Permissions] = {}
 
     def of_source(source: Source) -> Permissions:
@@ -120,7 +152,7 @@ def job_permissions(rules: Sequence[Rule], job: Job) -> dict[WorkflowItem, Permi
             base_perms = [] if base is None else [frozenset({base})]
             perms[WorkflowItem(ItemKind.OUTPUT_BASE, name, o)] = base_perms
             sources = [r for s in step.inputs.values() for r in of_source(s)] + base_perms
-            sides = [f(rules, req, k, o) for req in sources for f in (_data_side, _compute_side)]
+            sides = [f(g, req, k, o) for req in sources for f in (_data_side, _compute_side)]
             # dict.fromkeys drops duplicates only, keeping supersets (see the module doc).
             perms[WorkflowItem(ItemKind.STEP_OUTPUT, name, o)] = list(dict.fromkeys(sides))
     for name, ref in workflow.outputs.items():
@@ -134,14 +166,15 @@ def job_permissions(rules: Sequence[Rule], job: Job) -> dict[WorkflowItem, Permi
 def may_access(rules: Sequence[Rule], site: SiteId, perms: Permissions) -> bool:
     """For every requirement, some x in it and some y in up(x) with MayAccess(s, y),
     s being * or in up(site)."""
-    sites = up(rules, InSiteCategory, site)
+    g = _closures(rules)
+    sites = g.up(InSiteCategory, site)
     return all(
         any(
             isinstance(r, MayAccess)
-            and r.asset in up(rules, InAssetCollection, x)
+            and r.asset in g.up(InAssetCollection, x)
             and (isinstance(r.site, Wildcard) or r.site in sites)
             for x in req
-            for r in rules
+            for r in g.rules
         )
         for req in perms
     )
@@ -149,14 +182,15 @@ def may_access(rules: Sequence[Rule], site: SiteId, perms: Permissions) -> bool:
 
 def may_use(rules: Sequence[Rule], party: PartyId, perms: Permissions) -> bool:
     """may_access with MayUse and party categories."""
-    parties = up(rules, InPartyCategory, party)
+    g = _closures(rules)
+    parties = g.up(InPartyCategory, party)
     return all(
         any(
             isinstance(r, MayUse)
-            and r.asset in up(rules, InAssetCollection, x)
+            and r.asset in g.up(InAssetCollection, x)
             and (isinstance(r.party, Wildcard) or r.party in parties)
             for x in req
-            for r in rules
+            for r in g.rules
         )
         for req in perms
     )
