@@ -34,6 +34,7 @@ from mahiru.client.downloads import (
     Progress as Progress,  # re-exported: callers of upload_asset type their callbacks
 )
 from mahiru.client.http import MAX_INTEGER, ApiClient, request, request_json
+from mahiru.client.interrupts import interrupts_deferred
 from mahiru.errors import Conflict, InvalidInput, MahiruError, NotFound
 from mahiru.model.assets import Asset, AssetKind, AssetRecord
 from mahiru.model.digests import BlobInfo, ImageStream, normalise_digest
@@ -196,8 +197,11 @@ class SiteClient(_AssetReader):
             new = False
         except NotFound:
             new = True
-        record = self.create_asset(asset)
         try:
+            # A Ctrl-C while the site stores the description would leave the asset
+            # there with no record here to clean up: it is held until the reply is in.
+            with interrupts_deferred():
+                record = self.create_asset(asset)
             return self._upload_image(asset, record, image_path, info, progress)
         except BaseException:
             if new:
