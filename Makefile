@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv demo test lint typecheck unit engine base-images assets postgres browser docker_tars deploy-test clean
+.PHONY: venv demo test lint typecheck unit engine base-images assets postgres slurm browser docker_tars deploy-test clean
 
 venv: $(STAMP)
 
@@ -49,6 +49,11 @@ deploy-test: venv
 # A local PostgreSQL for the storage and service tests on both backends.
 postgres:
 	@bash scripts/ensure-postgres.sh >/dev/null
+
+# A one-node Slurm cluster (Debian's slurm-wlm and munge) for the tests marked
+# `slurm`; scripts/stop-slurm.sh stops it (see docs/slurm.md).
+slurm:
+	@bash scripts/ensure-slurm.sh >/dev/null
 
 # Headless Chromium for the dashboard's browser tests (Debian's package).
 browser:
