@@ -10,6 +10,7 @@ limits are whole minutes and slurmctld checks them every 30 s.
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import uuid
@@ -17,7 +18,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from tests.support.slurm import FINISHED, SlurmCluster, start_cluster
+from tests.support.slurm import FINISHED, ROOT, SlurmCluster, start_cluster
 from tests.support.waiting import wait_until
 
 from mahiru.runtime.protocol import COMPUTE_BASE_IMAGE
@@ -116,6 +117,13 @@ def _wait_for_output(output: Path, text: str) -> None:
     )
 
 
+def _documented_job_script() -> str:
+    """The job script docs/slurm.md gives for starting a container (its one bash block)."""
+    blocks = re.findall(r"```bash\n(.*?)```", (ROOT / "docs" / "slurm.md").read_text(), re.S)
+    assert len(blocks) == 1, "docs/slurm.md should have one bash block: the job script"
+    return str(blocks[0])
+
+
 def test_batch_job_runs_and_writes_its_output(cluster: SlurmCluster, submit: Submit) -> None:
     """A submitted batch script runs, completes, and its output file holds what it printed."""
     job_id, output = submit('echo "job $SLURM_JOB_ID ran with $SLURM_CPUS_PER_TASK CPU"')
@@ -148,17 +156,11 @@ def test_scancel_ends_a_running_job(cluster: SlurmCluster, submit: Submit) -> No
 def test_cancelled_job_that_traps_the_signal_leaves_no_container(
     cluster: SlurmCluster, submit: Submit, engine: str
 ) -> None:
-    """A job script that traps Slurm's TERM and removes its container leaves none
-    running once scancel has ended the job: the pattern the Slurm runner uses."""
+    """The job script of docs/slurm.md, which traps Slurm's TERM and removes its
+    container, leaves none running once scancel has ended the job."""
     name = f"mahiru-test-slurm-{uuid.uuid4().hex[:12]}"
-    # The CLI runs in the background so that bash, waiting in `wait`, takes the
-    # signal at once instead of after the container exits.
-    body = (
-        f"trap '{engine} rm -f {name} >/dev/null; echo removed; exit 143' TERM\n"
-        f"{engine} run --rm --name {name} {COMPUTE_BASE_IMAGE} sleep 600 &\n"
-        "wait $!"
-    )
-    job_id, output = submit(body)
+    settings = f"ENGINE={engine}\nNAME={name}\nIMAGE={COMPUTE_BASE_IMAGE}\nCOMMAND='sleep 600'\n"
+    job_id, output = submit(settings + _documented_job_script())
     try:
         wait_until(lambda: _container_running(engine, name), START_WAIT, f"container {name}")
 
@@ -166,7 +168,7 @@ def test_cancelled_job_that_traps_the_signal_leaves_no_container(
 
         assert cluster.wait_until_finished(job_id, CANCEL_WAIT) == "CANCELLED"
         assert not _container_exists(engine, name)
-        assert "removed" in output.read_text()
+        assert f"removed container {name}" in output.read_text()
     finally:
         _remove_container(engine, name)
 

@@ -81,7 +81,8 @@ class SlurmCluster:
         if listed.strip():
             return listed.split()[0]
         finished = self.run("sacct", "-c", "--noheader", "--parsable2", "-j", job_id, "-o", "State")
-        return finished.split()[0] if finished.strip() else ""
+        # The last record: job ids start again at 1 if the state folder is wiped.
+        return finished.split()[-1] if finished.strip() else ""
 
     def wait_for_state(self, job_id: str, states: Collection[str], timeout: float) -> str:
         """Wait up to `timeout` seconds until the job is in one of `states`, and return
