@@ -71,7 +71,7 @@ browser:
 # fails. A plain `pytest` runs everything in one process, as before.
 TEST_WORKERS ?= 4
 
-test: lint typecheck base-images browser
+test: lint typecheck base-images browser slurm
 	export MAHIRU_TEST_POSTGRES_URL="$${MAHIRU_TEST_POSTGRES_URL:-$$(bash scripts/ensure-postgres.sh)}"; \
 	status=0; \
 	$(BIN)/pytest -q -n $(TEST_WORKERS) --dist loadfile -m "not serial" --durations=25 || status=$$?; \
