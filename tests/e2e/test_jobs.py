@@ -487,7 +487,7 @@ def test_a_compute_image_the_engine_has_is_downloaded_only_once(
     """
     app = scenario.site2.app
     assert app is not None
-    images = app.state.site.ports.images
+    images = app.state.site.jobs.ports.images
     compute = AssetId.parse(scenario.computes["minmax"])
     asked: list[str] = []
     downloaded: list[str] = []
@@ -606,7 +606,7 @@ def test_a_stored_result_whose_receipt_does_not_verify_is_never_reused(
         (step,) = again.steps
         assert step.state is StepState.SUCCEEDED  # computed again, not reused
     assert scenario.site2.app is not None
-    assert scenario.site2.app.state.site.ports.results.verified_chain(result) is not None
+    assert scenario.site2.app.state.site.jobs.ports.results.verified_chain(result) is not None
 
 
 def test_the_metrics_follow_a_job_at_both_sites(scenario: Scenario, tmp_path: Path) -> None:

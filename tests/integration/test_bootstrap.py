@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from mahiru.api.auth import CertificateAuthenticator
-from mahiru.bootstrap import Site, SiteOverrides, build_site
+from mahiru.bootstrap import OutgoingOverrides, Site, SiteOverrides, build_site
 from mahiru.config import SiteConfig, TlsConfig
 from mahiru.errors import Unavailable
 from mahiru.model.identifiers import AssetId, PartyId, SiteId
@@ -59,7 +59,10 @@ def _site(db: Database, tmp_path: Path, **overrides: Any) -> Site:
     return build_site(
         config,
         overrides=SiteOverrides(
-            database=db, authenticator=NOBODY, registry_feed=_NoRegistry(), **overrides
+            database=db,
+            authenticator=NOBODY,
+            outgoing=OutgoingOverrides(registry_feed=_NoRegistry()),
+            **overrides,
         ),
     )
 
@@ -74,7 +77,7 @@ def test_given_parts_are_used_and_a_given_store_still_gets_the_ingress_check(
     engine = _Engine([])
     site = _site(db, tmp_path, blobs=given, container_runtime=engine)
     assert site.storage.database is db
-    assert site.ports.environment.runtime is engine
+    assert site.jobs.ports.environment.runtime is engine
     assert site.storage.blobs is not given
     assert site.storage.blobs.root == given.root
 
@@ -92,7 +95,7 @@ def test_the_running_step_count_counts_this_site_installation_only(
     """Containers of another site, or of another installation of this site id on the same
     engine, are not this site's."""
     site = _site(db, tmp_path, container_runtime=_Engine([]))
-    instance = site.ports.environment.instance
+    instance = site.jobs.ports.environment.instance
 
     def container(name: str, site_id: SiteId, of: str) -> ContainerInfo:
         return ContainerInfo(name, name, "running", {LABEL_SITE: str(site_id), LABEL_INSTANCE: of})
@@ -118,7 +121,7 @@ def test_recent_jobs_are_the_ledgers(db: Database, tmp_path: Path) -> None:
         {"y": StepOutputRef("s", "out")},
         [WorkflowStep("s", data, {"in": "x"}, {"out": None})],
     )
-    ledger = site.ports.ledger
+    ledger = site.jobs.ports.ledger
     for job_id in ("a" * 32, "b" * 32):
         ledger.job_records.create_job(
             job_id, Job(PARTY, workflow, {"x": data}), Plan({"s": SITE}), SITE, ledger.now()

@@ -18,7 +18,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from mahiru.api.auth import CertificateAuthenticator
-from mahiru.bootstrap import SiteOverrides, build_site
+from mahiru.bootstrap import OutgoingOverrides, SiteOverrides, build_site
 from mahiru.config import SiteConfig, TlsConfig
 from mahiru.errors import Unavailable
 from mahiru.model.assets import SiteDescription
@@ -152,8 +152,7 @@ class Site:
             overrides=SiteOverrides(
                 database=db,
                 authenticator=NOBODY,
-                registry_feed=_NoRegistry(),
-                job_peer_factory=_no_peer,
+                outgoing=OutgoingOverrides(registry_feed=_NoRegistry(), job_peer_factory=_no_peer),
                 container_runtime=NoRuntime(),  # type: ignore[arg-type]
                 clock=clock,
             ),
@@ -165,7 +164,7 @@ class Site:
         self.worker = graph.jobs.worker
         job = _job()
         plan = Plan({"first": SITE, "second": SITE})
-        ledger = graph.ports.ledger
+        ledger = graph.jobs.ports.ledger
         ledger.job_records.upsert_step_assignment(
             StepAssignment(JOB_ID, SITE, SITE, job, plan), ledger.now()
         )

@@ -44,7 +44,13 @@ from mahiru import pki
 from mahiru.api.auth import CLIENT_CERT_HEADER
 from mahiru.api.registry_app import create_registry_app
 from mahiru.api.site_app import create_site_app
-from mahiru.bootstrap import RegistryOverrides, SiteOverrides, build_registry, build_site
+from mahiru.bootstrap import (
+    OutgoingOverrides,
+    RegistryOverrides,
+    SiteOverrides,
+    build_registry,
+    build_site,
+)
 from mahiru.client.http import CLIENT_HEADER
 from mahiru.config import CallerLimits, RegistryConfig, SiteConfig, TlsConfig
 from mahiru.model.assets import Asset, AssetKind
@@ -212,13 +218,15 @@ def _apps(root: Path, urls: DatabaseUrls) -> Iterator[Apps]:
         ),
         overrides=SiteOverrides(
             database=site_db,
-            registry_feed=_RegistryFeed(service),
-            rule_feed_factory=lambda record: _SilentPeer(),
+            outgoing=OutgoingOverrides(
+                registry_feed=_RegistryFeed(service),
+                rule_feed_factory=lambda record: _SilentPeer(),
+            ),
         ),
     )
     site = create_site_app(site_graph, start_replication=False)
     services = site.state.services
-    services.replicator.run_once()
+    services.replication.replicator.run_once()
     asset_id = AssetId.parse("asset:p1.org:data1:p1.org:site")
     services.assets.add(Asset(asset_id, AssetKind.DATA, {"purpose": "fuzzing"}))
     image = image_bytes(data_layer(b"some data" * 1000))

@@ -209,7 +209,7 @@ def _hold(site: SiteServer, job: Job, image: Path, receipts: list[dict[str, Any]
     metadata = {"job_id": JOB_ID, "step": ref.step, "output": ref.output, "receipts": receipts}
     repositories.assets.add(Asset(result, AssetKind.DATA, metadata, info.digest), size=info.size)
     provenance = ResultProvenance(result, JOB_ID, ref.step, ref.output, job)
-    repositories.provenance.add_provenance(provenance, graph.ports.ledger.now())
+    repositories.provenance.add_provenance(provenance, graph.jobs.ports.ledger.now())
     return info.digest
 
 
@@ -228,7 +228,7 @@ def _forge(net: Network, job: Job, digest: str, maker: SiteServer, other: SiteSe
 def _fetch(net: Network, job: Job) -> None:
     """site1 fetches the job's result from site2, as a step there reads it."""
     site1, site2 = net.sites["p1"], net.sites["p2"]
-    ports = _graph(site1).ports
+    ports = _graph(site1).jobs.ports
     holder = SiteId.parse(site2.id)
     plan = Plan({"compute": holder})
     submitter = SiteId.parse(site1.id)
@@ -285,7 +285,7 @@ def test_a_stored_result_whose_receipt_does_not_hold_is_not_reused(
     forge = _forge(net, job, digest, site2, site1)
     attack = _sound if case == "sound" else ATTACKS[case][0]
     _hold(site1, job, image, attack(forge))
-    results = _graph(site1).ports.results
+    results = _graph(site1).jobs.ports.results
     result = forge.result
     assert results.stored(result) is (case == "sound")
     assert (results.verified_chain(result) is not None) is (case == "sound")

@@ -4,7 +4,8 @@ An image is a dict of the files under its `/data`. A compute image's program
 is a Python callable, registered with `Programs` by the digest of the archive
 that carries it (`Programs.compute`): the site loads that archive from its
 blob store like any other, and the step runs the callable, which reads its
-input folders and writes its output files through a `StepRun`. Archives are
+input folders (and its live inputs, through their channels' sockets) and writes its
+output files through a `StepRun`. Archives are
 loaded only if they pass the site's ingress check, and saved as sound
 `docker save` archives, so results travel between sites as real bytes.
 
@@ -19,8 +20,10 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import http.client
 import itertools
 import shutil
+import socket
 import tarfile
 import tempfile
 import threading
@@ -40,6 +43,7 @@ from mahiru.runtime.steps import (
     ContainerOutcome,
     check_io_name,
     judge_step,
+    live_environment,
     tail_lines,
 )
 from mahiru.storage.image_check import ImageCheck
@@ -77,10 +81,29 @@ class StepRun:
     stopped: threading.Event
     log: list[str] = field(default_factory=list)
     elapsed: float = 0.0
+    #: The socket of each live input's channel (mounted into a real container).
+    live: Mapping[str, Path] = field(default_factory=dict)
 
     def read(self, name: str, path: str = "payload") -> bytes:
         """The bytes of file `path` of input `name`."""
         return (self.inputs[name] / path).read_bytes()
+
+    def live_token(self, name: str) -> str:
+        """The token of live input `name`, from the step's environment."""
+        key = next(k for k in live_environment(name, "") if k.endswith("_TOKEN"))
+        return self.environment[key]
+
+    def read_live(self, name: str, path: str = "") -> tuple[int, bytes]:
+        """GET file `path` of live input `name` (its listing without `path`) as a program in a
+        container does: over the channel's socket, with the step's token; status and body."""
+        target = f"/live/{self.live_token(name)}/files" + (f"/{path}" if path else "")
+        connection = _UnixConnection(self.live[name])
+        try:
+            connection.request("GET", target)
+            answer = connection.getresponse()
+            return answer.status, answer.read()
+        finally:
+            connection.close()
 
     def write(self, output: str, path: str, data: bytes) -> None:
         """Write a file of output `output`; a write past the output limit stops the step."""
@@ -108,6 +131,19 @@ class StepRun:
             release.wait(0.002)  # short: a stop must end the wait soon too
         if self.stopped.is_set():
             raise _Stopped()
+
+
+class _UnixConnection(http.client.HTTPConnection):
+    """HTTP over a Unix socket (a live channel), bounded as a blocked program is."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__("live", timeout=BLOCK_LIMIT)
+        self._path = path
+
+    def connect(self) -> None:
+        self.sock = socket.socket(socket.AF_UNIX)
+        self.sock.settimeout(BLOCK_LIMIT)
+        self.sock.connect(str(self._path))
 
 
 class Programs:
@@ -313,7 +349,15 @@ class FakeRuntime:
         with self._lock:
             self._containers[container_id] = container
             self.steps_run[step] = self.steps_run.get(step, 0) + 1
-        run = StepRun(inputs, dirs, dict(environment or {}), limits, all_labels, container.stopped)
+        run = StepRun(
+            inputs,
+            dirs,
+            dict(environment or {}),
+            limits,
+            all_labels,
+            container.stopped,
+            live=dict(live or {}),
+        )
         exit_code: int | None = None
         timed_out = exceeded = False
         try:

@@ -27,8 +27,7 @@ from typing import Any
 
 from mahiru import pki
 from mahiru.api.auth import CertificateAuthenticator
-from mahiru.bootstrap import SiteOverrides, build_site
-from mahiru.bootstrap.jobs import JobPorts
+from mahiru.bootstrap import OutgoingOverrides, SiteOverrides, build_site
 from mahiru.config import ContainerLimits, SiteConfig, TlsConfig
 from mahiru.errors import NotFound, Unavailable
 from mahiru.model.assets import Asset, AssetKind
@@ -152,7 +151,6 @@ class Wired:
     blobs: BlobStore
     services: SiteServices
     jobs: JobServices
-    ports: JobPorts
 
 
 class _EmptyDatabase:
@@ -189,17 +187,17 @@ def wire_site(site: FakeSite, network: FakeNetwork) -> Wired:
             authenticator=CertificateAuthenticator(
                 network.ca.certificate, user_ca=site.party.credentials.user_ca.certificate
             ),
-            registry_feed=network.registry,
-            rule_feed_factory=partial(network.peer, site),
-            job_peer_factory=partial(network.peer, site),
+            outgoing=OutgoingOverrides(
+                registry_feed=network.registry,
+                rule_feed_factory=partial(network.peer, site),
+                job_peer_factory=partial(network.peer, site),
+            ),
             container_runtime=site.runtime,
             clock=network.clock,
         ),
     )
     storage = built.storage
-    return Wired(
-        database, storage.repositories, storage.blobs, built.services, built.jobs, built.ports
-    )
+    return Wired(database, storage.repositories, storage.blobs, built.services, built.jobs)
 
 
 def _config(site: FakeSite, database: Path) -> SiteConfig:
@@ -323,7 +321,7 @@ class FakeSite:
     def images(self) -> LoadedImages:
         """The running instance's record of the images its engine has loaded."""
         assert self._wired is not None, "the site is not running"
-        return self._wired.ports.images
+        return self._wired.jobs.ports.images
 
     @property
     def blobs(self) -> BlobStore:
@@ -371,7 +369,7 @@ class FakeSite:
 
     def audited(self, kind: AuditKind, job_id: JobId | None) -> list[AuditEntry]:
         """This site's audit records of `kind` (about a job, or any), oldest first."""
-        page = self.services.audit.page(AuditQuery(job=job_id, kind=kind), limit=1000)
+        page = self.services.logs.audit.page(AuditQuery(job=job_id, kind=kind), limit=1000)
         return [record.entry for record in reversed(page.records)]
 
     def job(self, job_id: JobId) -> JobStatus:
@@ -449,7 +447,7 @@ class FakeNetwork:
         for _ in range(2):
             for site in self.sites.values():
                 if site.running:
-                    site.services.replicator.run_once()
+                    site.services.replication.replicator.run_once()
 
     def _snapshot(self) -> list[Any]:
         """Every job's state and every step's state, at every running site."""

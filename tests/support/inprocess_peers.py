@@ -63,7 +63,9 @@ class InProcessPeer:
     def _enter(self) -> tuple[SiteServices, JobServices, SiteRecord]:
         """The target's services and the caller as they identify it (the route dependency)."""
         services, jobs = self._target.external()
-        peer = services.registered_sites.identify(self._caller.identity, self._caller.certificate)
+        peer = services.replication.registered_sites.identify(
+            self._caller.identity, self._caller.certificate
+        )
         return services, jobs, peer
 
     # -- jobs ---------------------------------------------------------------------

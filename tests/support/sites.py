@@ -408,7 +408,7 @@ def network(
 def waiting_job(site: SiteServer) -> str:
     """The id of a new job of the party's plain user, stored as submitted (no plan, no steps): it
     stays so on a site started without `jobs` until someone cancels it."""
-    ledger = site.site.ports.ledger
+    ledger = site.site.jobs.ports.ledger
     party = PartyId.parse(site.party.id)
     data = AssetId.parse(f"asset:{site.party.namespace}:data:{site.party.namespace}:site")
     workflow = Workflow(

@@ -39,8 +39,8 @@ def create_site_app(
     while the app runs. At shutdown the loops stop and the site is closed
     (`Site.close`: what `build_site` opened).
     """
-    config, services, jobs, metrics = site.config, site.services, site.jobs, site.metrics
-    authenticator = site.authenticator
+    config, services, jobs = site.config, site.services, site.jobs
+    authenticator, metrics = site.edge.authenticator, site.edge.metrics
     to_close: list[Callable[[], None]] = []
 
     @asynccontextmanager
@@ -56,7 +56,7 @@ def create_site_app(
             },
         )
         if start_replication:
-            services.replication_loop.start()
+            services.replication.loop.start()
         if start_jobs:
             jobs.start()
         try:
@@ -64,7 +64,7 @@ def create_site_app(
         finally:
             if start_jobs:
                 jobs.stop()
-            services.replication_loop.stop()
+            services.replication.loop.stop()
             for close in reversed(to_close):
                 close()
             site.close()

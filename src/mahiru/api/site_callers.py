@@ -44,7 +44,7 @@ def authenticate_callers(
     summaries, for when the site stops.
     """
     recorder = RefusalRecorder(
-        services.audit, clock, interval=limits.refusal_audit_interval_seconds
+        services.logs.audit, clock, interval=limits.refusal_audit_interval_seconds
     )
     refusals = RateLimit(
         "refused requests",
@@ -65,7 +65,7 @@ def authenticate_callers(
         path = request.url.path
         if path.startswith("/external/"):
             service = authenticator.service(request)
-            services.registered_sites.identify(service.identity, service.certificate)
+            services.replication.registered_sites.identify(service.identity, service.certificate)
             return service
         if path.startswith("/internal/"):
             return authenticator.user(request)

@@ -6,12 +6,21 @@ which only serves it. Nothing below the entry points imports this package.
 """
 
 from mahiru.bootstrap.registry import Registry, RegistryOverrides, build_registry
-from mahiru.bootstrap.site import Site, SiteOverrides, SiteStorage, build_site
+from mahiru.bootstrap.site import (
+    OutgoingOverrides,
+    Site,
+    SiteEdge,
+    SiteOverrides,
+    SiteStorage,
+    build_site,
+)
 
 __all__ = [
+    "OutgoingOverrides",
     "Registry",
     "RegistryOverrides",
     "Site",
+    "SiteEdge",
     "SiteOverrides",
     "SiteStorage",
     "build_registry",

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from mahiru.config import SiteConfig
@@ -15,7 +14,14 @@ from mahiru.model.live import LiveReader
 from mahiru.runtime.docker_engine import DockerRuntime
 from mahiru.runtime.limits import limits_from_config
 from mahiru.runtime.protocol import ContainerRuntime
-from mahiru.services.jobs import JobLedger, JobPeerFactory, JobPeers, JobServices, StepEnvironment
+from mahiru.services.jobs import (
+    JobLedger,
+    JobPeerFactory,
+    JobPeers,
+    JobPorts,
+    JobServices,
+    StepEnvironment,
+)
 from mahiru.services.jobs.assignment import StepAssignments
 from mahiru.services.jobs.coordination import JobCoordinator
 from mahiru.services.jobs.dispatch import Dispatcher
@@ -38,18 +44,6 @@ if TYPE_CHECKING:
     from mahiru.clock import Clock
 
 
-@dataclass(frozen=True, slots=True)
-class JobPorts:
-    """What the job services of a site share, each built once."""
-
-    ledger: JobLedger
-    environment: StepEnvironment
-    peers: JobPeers
-    receipts: Receipts
-    results: ResultStore
-    images: LoadedImages
-
-
 def build_jobs(
     config: SiteConfig,
     storage: SiteStorage,
@@ -58,18 +52,20 @@ def build_jobs(
     peer_factory: JobPeerFactory,
     sign: Callable[[bytes], bytes] | None,
     clock: Clock,
-) -> tuple[JobPorts, JobServices]:
-    """The ports and job services of the site of `config` (nothing started).
+) -> JobServices:
+    """The job services of the site of `config`, holding the ports they were built from
+    (nothing started).
 
-    The job peers are closed by whoever closes the site (`ports.peers.close`).
+    The job peers are closed by whoever closes the site (`jobs.ports.peers.close`).
     """
     site, repositories = config.site, storage.repositories
+    replica, transfers = services.replication.replica, services.logs.transfers
     ledger = JobLedger(site, repositories.jobs, clock)
     environment = StepEnvironment(
         runtime or DockerRuntime(), limits_from_config(config.containers), config.data_dir / "work"
     )
-    peers = JobPeers(services.replica, peer_factory)
-    receipts = Receipts(ledger, services.replica, storage.blobs, services.transfers, sign)
+    peers = JobPeers(replica, peer_factory)
+    receipts = Receipts(ledger, replica, storage.blobs, transfers, sign)
     results = ResultStore(
         storage.database,
         repositories.assets,
@@ -82,7 +78,7 @@ def build_jobs(
     ports = JobPorts(ledger, environment, peers, receipts, results, images)
     # Set when the job services stop: waits inside a step's work and retries end early.
     stopping = threading.Event()
-    fetcher = InputFetcher(ledger, peers, results, receipts, services.transfers, images, stopping)
+    fetcher = InputFetcher(ledger, peers, results, receipts, transfers, images, stopping)
     container = StepContainer(
         site,
         environment,
@@ -109,7 +105,7 @@ def build_jobs(
 
     live = LiveGrants(
         services.policy,
-        services.replica,
+        replica,
         repositories.assets,
         storage.blobs,
         environment,
@@ -117,11 +113,9 @@ def build_jobs(
         ask_submitter,
     )
     # The egress gate: the one way out for images, step statuses and live files.
-    egress = Egress(
-        services.policy, services.assets, repositories.provenance, services.transfers, live
-    )
+    egress = Egress(services.policy, services.assets, repositories.provenance, transfers, live)
     assignments = StepAssignments(
-        ledger, services.policy, services.replica, egress, worker.wake, worker.stop_containers
+        ledger, services.policy, replica, egress, worker.wake, worker.stop_containers
     )
     dispatcher = Dispatcher(site, repositories.jobs, peers, assignments, stopping, clock=clock)
 
@@ -132,7 +126,7 @@ def build_jobs(
     submissions = JobSubmissions(
         ledger,
         services.policy,
-        services.replica,
+        replica,
         peers,
         repositories.assets,
         storage.database,
@@ -141,9 +135,8 @@ def build_jobs(
         stop_job=worker.stop_containers,
     )
     coordinator = JobCoordinator(ledger, peers, results, receipts, dispatcher, submissions)
-    jobs = JobServices(
-        ledger=ledger,
-        environment=environment,
+    return JobServices(
+        ports=ports,
         submissions=submissions,
         assignments=assignments,
         egress=egress,
@@ -152,4 +145,3 @@ def build_jobs(
         coordinator=coordinator,
         stopping=stopping,
     )
-    return ports, jobs

@@ -18,7 +18,7 @@ from functools import partial
 from mahiru.api.auth import CertificateAuthenticator
 from mahiru.api.metrics import ReplicationState, SiteMetrics, SiteState
 from mahiru.bootstrap import outgoing
-from mahiru.bootstrap.jobs import JobPorts, build_jobs
+from mahiru.bootstrap.jobs import build_jobs
 from mahiru.clock import SYSTEM_CLOCK, Clock
 from mahiru.config import SiteConfig
 from mahiru.errors import InvalidInput
@@ -32,9 +32,11 @@ from mahiru.services.site import (
     PolicyView,
     RegisteredSites,
     RegistryFeed,
+    Replication,
     Replicator,
     RuleFeedFactory,
     RuleService,
+    SiteLogs,
     SiteServices,
 )
 from mahiru.services.site.transfers import TransferLog
@@ -42,6 +44,19 @@ from mahiru.storage import BlobStore, Database, SiteRepositories, create_databas
 from mahiru.storage.image_check import ImageCheck
 
 logger = logging.getLogger("mahiru.site")
+
+
+@dataclass(frozen=True, slots=True)
+class OutgoingOverrides:
+    """What the site calls the registry and its peers through, instead of the TLS clients
+    `bootstrap.outgoing` makes (tests pass in-process feeds and peers)."""
+
+    #: The registry's changes (by default a client of `registry_url`).
+    registry_feed: RegistryFeed | None = None
+    #: Makes a peer's rule feed (one per registered peer, reused; closed at the end).
+    rule_feed_factory: RuleFeedFactory | None = None
+    #: Makes the client a peer is called through about jobs (closed at the end).
+    job_peer_factory: JobPeerFactory | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,12 +71,8 @@ class SiteOverrides:
     database: Database | None = None
     blobs: BlobStore | None = None
     authenticator: CertificateAuthenticator | None = None
-    #: The registry's changes (by default a client of `registry_url`).
-    registry_feed: RegistryFeed | None = None
-    #: Makes a peer's rule feed (one per registered peer, reused; closed at the end).
-    rule_feed_factory: RuleFeedFactory | None = None
-    #: Makes the client a peer is called through about jobs (closed at the end).
-    job_peer_factory: JobPeerFactory | None = None
+    #: The registry feed and the peers' rule feeds and job clients.
+    outgoing: OutgoingOverrides = OutgoingOverrides()
     #: The container engine steps run on (by default the local Docker API engine).
     container_runtime: ContainerRuntime | None = None
     clock: Clock = SYSTEM_CLOCK
@@ -78,24 +89,32 @@ class SiteStorage:
 
 
 @dataclass(frozen=True, slots=True)
+class SiteEdge:
+    """What the site's app puts between its callers and the services: the authenticator
+    that checks every caller's certificate, and the metrics it serves (requests counted
+    by the app; decisions, image checks and the site's state reported by the parts)."""
+
+    authenticator: CertificateAuthenticator
+    metrics: SiteMetrics
+
+
+@dataclass(frozen=True, slots=True)
 class Site:
     """One site's whole object graph, as `build_site` wired it."""
 
     config: SiteConfig
     storage: SiteStorage
     services: SiteServices
+    #: The job services, holding the ports they were built from (`jobs.ports`).
     jobs: JobServices
-    #: The ports the job services were built from (for looking inside in tests).
-    ports: JobPorts
-    metrics: SiteMetrics
-    authenticator: CertificateAuthenticator
+    edge: SiteEdge
     #: What `build_site` opened, closed by `close` in reverse order.
     closing: tuple[Callable[[], None], ...]
 
     @property
     def clock(self) -> Clock:
         """The clock the site runs on."""
-        return self.ports.ledger.clock
+        return self.jobs.ports.ledger.clock
 
     def close(self) -> None:
         """Close what `build_site` opened (not the parts passed in), newest first."""
@@ -107,7 +126,7 @@ def build_site(config: SiteConfig, *, overrides: SiteOverrides = SiteOverrides()
     """The site of `config`: storage, services and job services, wired together.
 
     Nothing is started: the app starts and stops the background loops
-    (`SiteServices.replication_loop`, `JobServices`) and calls `Site.close`.
+    (`Replication.loop` of the services, `JobServices`) and calls `Site.close`.
     """
     closing: list[Callable[[], None]] = []
     try:
@@ -135,30 +154,31 @@ def _build(config: SiteConfig, overrides: SiteOverrides, closing: list[Callable[
     # given the check too, never trusted to have one.
     blobs = overrides.blobs or BlobStore(config.data_dir / "blobs")
     blobs = blobs.checking(metrics.counting(ImageCheck))
-    registry = overrides.registry_feed
+    outgoing_parts = overrides.outgoing
+    registry = outgoing_parts.registry_feed
     if registry is None:
         client = outgoing.registry_client(config, identity)
         closing.append(client.close)
         registry = client
     peer_feeds = outgoing.PeerFeeds(
-        overrides.rule_feed_factory or outgoing.rule_feed_factory(config, identity)
+        outgoing_parts.rule_feed_factory or outgoing.rule_feed_factory(config, identity)
     )
     closing.append(peer_feeds.close)
     clock = overrides.clock
     storage = SiteStorage(database, SiteRepositories.open(database, clock=clock), blobs)
     services = _services(config, storage, registry, peer_feeds, clock, metrics)
-    ports, jobs = build_jobs(
+    jobs = build_jobs(
         config,
         storage,
         services,
         overrides.container_runtime,
-        overrides.job_peer_factory or outgoing.job_peer_factory(config, identity),
+        outgoing_parts.job_peer_factory or outgoing.job_peer_factory(config, identity),
         receipt_signer(config),
         clock,
     )
-    closing.append(ports.peers.close)
+    closing.append(jobs.ports.peers.close)
     metrics.watch(_site_state(config, storage, services, jobs, clock))
-    return Site(config, storage, services, jobs, ports, metrics, authenticator, tuple(closing))
+    return Site(config, storage, services, jobs, SiteEdge(authenticator, metrics), tuple(closing))
 
 
 def _services(
@@ -183,10 +203,9 @@ def _services(
     )
     # A denial about to stand is worth a try of every source, backing off or not.
     policy.use_refresher(partial(replicator.run_once, eager=True))
-    transfers = TransferLog(site, repositories.audit, clock)
+    logs = SiteLogs(repositories.audit, TransferLog(site, repositories.audit, clock))
     return SiteServices(
         site=site,
-        owner=owner,
         assets=AssetStore(
             storage.database,
             repositories.assets,
@@ -194,22 +213,23 @@ def _services(
             site=site,
             owner=owner,
             max_image_bytes=config.max_image_bytes,
-            transfers=transfers,
+            transfers=logs.transfers,
         ),
         rules=rules,
         policy=policy,
-        replica=replica,
-        replicator=replicator,
-        replication_loop=BackgroundLoop(
-            "mahiru-replication",
-            replicator.round,
-            config.replication_interval_seconds,
-            logger=logging.getLogger("mahiru.site.replication"),
-            context={"site": str(site)},
+        replication=Replication(
+            replica=replica,
+            replicator=replicator,
+            loop=BackgroundLoop(
+                "mahiru-replication",
+                replicator.round,
+                config.replication_interval_seconds,
+                logger=logging.getLogger("mahiru.site.replication"),
+                context={"site": str(site)},
+            ),
+            registered_sites=RegisteredSites(replica),
         ),
-        registered_sites=RegisteredSites(replica),
-        audit=repositories.audit,
-        transfers=transfers,
+        logs=logs,
     )
 
 
@@ -255,10 +275,10 @@ def _site_state(
                 else (now - source.last_success).total_seconds(),
                 source.failures,
             )
-            for source in services.replicator.status()
+            for source in services.replication.replicator.status()
         ]
 
-    loops = (services.replication_loop, jobs.worker.loop, jobs.coordinator.loop)
+    loops = (services.replication.loop, jobs.worker.loop, jobs.coordinator.loop)
     return SiteState(
         storage.database,
         config.site_id,
@@ -268,4 +288,4 @@ def _site_state(
     )
 
 
-__all__ = ["Site", "SiteOverrides", "SiteStorage", "build_site"]
+__all__ = ["OutgoingOverrides", "Site", "SiteEdge", "SiteOverrides", "SiteStorage", "build_site"]

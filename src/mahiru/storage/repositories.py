@@ -18,11 +18,10 @@ from mahiru.storage.rules import RuleRepository
 class SiteRepositories:
     """Every repository a site's services use, on one database.
 
-    `database` is the unit of work: `database.transaction()` spans the
-    repositories' changes made inside it.
+    The database they were opened on is the unit of work:
+    `database.transaction()` spans the repositories' changes made inside it.
     """
 
-    database: Database
     assets: AssetRepository
     rules: RuleRepository
     replica: ReplicaRepository
@@ -35,7 +34,6 @@ class SiteRepositories:
         """The repositories on an opened (migrated) `database`, timed by `clock`."""
         audit = AuditLog(database, clock=clock)
         return cls(
-            database=database,
             assets=AssetRepository(database, clock=clock),
             rules=RuleRepository(database, clock=clock, audit=audit),
             replica=ReplicaRepository(database, clock=clock, audit=audit),

@@ -11,7 +11,9 @@ from mahiru.services.site.replication import BACKOFF_AFTER
 def _source(scenario: Scenario, name: str) -> tuple[int, str | None, object]:
     """(failures, last error, next attempt) of `name`'s rules as site1 replicates them."""
     site1, peer = scenario.site1, scenario.net.sites[name]
-    [status] = [s for s in site1.services.replicator.status() if s.source == str(peer.id)]
+    [status] = [
+        s for s in site1.services.replication.replicator.status() if s.source == str(peer.id)
+    ]
     return status.failures, status.last_error, status.next_attempt
 
 
@@ -20,7 +22,7 @@ def _fail_until_backing_off(scenario: Scenario) -> None:
     site2 = scenario.site2
     site2.down = True
     for _ in range(BACKOFF_AFTER):
-        scenario.site1.services.replicator.run_once()
+        scenario.site1.services.replication.replicator.run_once()
     failures, error, waiting = _source(scenario, "party2")
     assert failures == BACKOFF_AFTER and error is not None and waiting is not None
     site2.down = False  # back, but site1 waits out its back-off (the fake clock stands still)
@@ -29,7 +31,7 @@ def _fail_until_backing_off(scenario: Scenario) -> None:
 def test_a_round_leaves_a_failing_source_alone_while_it_backs_off(scenario: Scenario) -> None:
     """The background round does not call a source before its back-off is over."""
     _fail_until_backing_off(scenario)
-    scenario.site1.services.replicator.run_once()
+    scenario.site1.services.replication.replicator.run_once()
     failures, error, waiting = _source(scenario, "party2")
     assert (failures, error is not None, waiting is not None) == (BACKOFF_AFTER, True, True)
 
@@ -37,7 +39,7 @@ def test_a_round_leaves_a_failing_source_alone_while_it_backs_off(scenario: Scen
 def test_replicate_now_tries_a_source_that_backs_off(scenario: Scenario) -> None:
     """An admin's "replicate now" (an eager round) calls it, and the failures are cleared."""
     _fail_until_backing_off(scenario)
-    scenario.site1.services.replicator.run_once(eager=True)
+    scenario.site1.services.replication.replicator.run_once(eager=True)
     assert _source(scenario, "party2") == (0, None, None)
 
 

@@ -9,6 +9,7 @@ See docs/reference.md, "Execution".
 from mahiru.services.jobs.environment import StepEnvironment
 from mahiru.services.jobs.ledger import JobLedger, KnownJob
 from mahiru.services.jobs.peers import JobPeer, JobPeerFactory, JobPeers
+from mahiru.services.jobs.ports import JobPorts
 from mahiru.services.jobs.service import JobServices
 
 __all__ = [
@@ -16,6 +17,7 @@ __all__ = [
     "JobPeer",
     "JobPeerFactory",
     "JobPeers",
+    "JobPorts",
     "JobServices",
     "KnownJob",
     "StepEnvironment",

@@ -15,9 +15,8 @@ from mahiru.model.people import Person
 from mahiru.services.jobs.assignment import StepAssignments
 from mahiru.services.jobs.coordination import JobCoordinator
 from mahiru.services.jobs.egress import Egress
-from mahiru.services.jobs.environment import StepEnvironment
-from mahiru.services.jobs.ledger import JobLedger
 from mahiru.services.jobs.live_grants import LiveGrants
+from mahiru.services.jobs.ports import JobPorts
 from mahiru.services.jobs.submission import JobSubmissions
 from mahiru.services.jobs.worker import StepWorker
 
@@ -34,8 +33,7 @@ class JobServices:
     def __init__(
         self,
         *,
-        ledger: JobLedger,
-        environment: StepEnvironment,
+        ports: JobPorts,
         submissions: JobSubmissions,
         assignments: StepAssignments,
         egress: Egress,
@@ -44,8 +42,8 @@ class JobServices:
         coordinator: JobCoordinator,
         stopping: threading.Event,
     ) -> None:
-        self._ledger = ledger
-        self._environment = environment
+        #: The ports the parts were built from (for looking inside in tests).
+        self.ports = ports
         #: Set when the services stop: waits inside rounds and retries end early.
         self._stopping = stopping
         self.submissions = submissions
@@ -58,10 +56,10 @@ class JobServices:
     def start(self) -> None:
         """Resume unfinished work and start the background loops."""
         self._stopping.clear()
-        self._environment.clean_up()
+        self.ports.environment.clean_up()
         self.worker.start()
         self.coordinator.start()
-        logger.info("job services started", extra={"site": str(self._ledger.site)})
+        logger.info("job services started", extra={"site": str(self.ports.ledger.site)})
 
     def stop(self) -> None:
         """Stop the loops; running steps are redone after the next start."""
@@ -69,19 +67,20 @@ class JobServices:
         self.coordinator.stop()
         self.worker.stop()
         self.live.revoke_all()
-        logger.info("job services stopped", extra={"site": str(self._ledger.site)})
+        logger.info("job services stopped", extra={"site": str(self.ports.ledger.site)})
 
     def recent_jobs(
         self, person: Person, *, offset: int = 0, limit: int = 50
     ) -> tuple[list[JobStatus], int]:
         """One page of the jobs submitted here that `person` sees (`Person.sees_job`),
         newest first, and how many there are in all."""
-        return self._ledger.job_records.recent_jobs(
+        return self.ports.ledger.job_records.recent_jobs(
             person.party, submitted_by=person.jobs_submitted_by(), offset=offset, limit=limit
         )
 
     def running_step_count(self) -> int:
         """How many step containers of this site the engine has (Unavailable if it is not
         reachable)."""
-        labels = self._environment.labels(self._ledger.site)
-        return len(self._environment.runtime.list_step_containers(labels))
+        environment = self.ports.environment
+        labels = environment.labels(self.ports.ledger.site)
+        return len(environment.runtime.list_step_containers(labels))

@@ -1,8 +1,9 @@
 """The site service: assets, rules, replication and the site's view of the policy.
 
-`SiteServices` holds them together, on one database and blob store, as the
-site's composition root (`mahiru.bootstrap`) wires them; the HTTP layer
-(`mahiru.api.site_app`) serves them.
+`SiteServices` holds them together, on one database and blob store (the
+replication parts as one `Replication`, the audit and transfer logs as
+`SiteLogs`), as the site's composition root (`mahiru.bootstrap`) wires them;
+the HTTP layer (`mahiru.api.site_app`) serves them.
 """
 
 from mahiru.policy.changes import PeerRuleBatch, UnreadableRuleChange
@@ -17,7 +18,7 @@ from mahiru.services.site.replication import (
     SourceStatus,
 )
 from mahiru.services.site.rules import RuleOutcome, RuleService
-from mahiru.services.site.site import SiteServices, SiteStatus
+from mahiru.services.site.site import Replication, SiteLogs, SiteServices, SiteStatus
 from mahiru.services.site.validation import KeyRing, Rejection
 
 __all__ = [
@@ -29,11 +30,13 @@ __all__ = [
     "RegisteredSites",
     "RegistryFeed",
     "Rejection",
+    "Replication",
     "Replicator",
     "RuleFeed",
     "RuleFeedFactory",
     "RuleOutcome",
     "RuleService",
+    "SiteLogs",
     "SiteServices",
     "SiteStatus",
     "SourceStatus",

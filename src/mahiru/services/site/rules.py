@@ -58,6 +58,11 @@ class RuleService:
         self._owner = owner
         self._on_change = on_change
 
+    @property
+    def owner(self) -> PartyId:
+        """The party whose rules this site stores and publishes: the site's owner."""
+        return self._owner
+
     def _keys(self) -> KeyRing:
         return KeyRing.of(self._replica.parties())
 

@@ -1,4 +1,4 @@
-"""One site's services together: assets, rules, policy view, replication, peers."""
+"""One site's services together: assets, rules, policy view, replication, logs."""
 
 from __future__ import annotations
 
@@ -32,31 +32,48 @@ class SiteStatus:
 
 
 @dataclass(frozen=True, slots=True)
+class Replication:
+    """This site's copy of what the registry and its peers publish, and what keeps it
+    current."""
+
+    #: The copy: parties, sites, peers' rules and the rules rejected on arrival.
+    replica: ReplicaRepository
+    replicator: Replicator
+    #: Runs the replicator's rounds in the background while the site runs.
+    loop: BackgroundLoop
+    #: The registered sites as the copy knows them, to tell a calling peer by.
+    registered_sites: RegisteredSites
+
+
+@dataclass(frozen=True, slots=True)
+class SiteLogs:
+    """The site's tamper-evident records: every audit record, and the transfers of images
+    in and out (written into the same audit log)."""
+
+    audit: AuditLog
+    transfers: TransferLog
+
+
+@dataclass(frozen=True, slots=True)
 class SiteServices:
     """The services of one site, sharing one database and blob store (built by the site's
     composition root, `mahiru.bootstrap`)."""
 
     site: SiteId
-    owner: PartyId
     assets: AssetStore
     rules: RuleService
     policy: PolicyView
-    replica: ReplicaRepository
-    replicator: Replicator
-    #: Runs the replicator's rounds in the background while the site runs.
-    replication_loop: BackgroundLoop
-    registered_sites: RegisteredSites
-    audit: AuditLog
-    transfers: TransferLog
+    replication: Replication
+    logs: SiteLogs
 
     def status(self) -> SiteStatus:
         """Replication versions and errors, rule and asset counts."""
         return SiteStatus(
             site=self.site,
-            owner=self.owner,
+            owner=self.rules.owner,
             own_rules_version=self.rules.version(),
             rules_in_policy=self.policy.rule_count(),
-            rejected_rules=self.replica.rejected_count(),
+            rejected_rules=self.replication.replica.rejected_count(),
             assets=len(self.assets.list()),
-            sources=self.replicator.status(),
+            sources=self.replication.replicator.status(),
         )

@@ -21,7 +21,7 @@ from mahiru.services.site import SiteServices
 
 
 def site_services(request: Request) -> SiteServices:
-    """The site's services (rules, assets, replica, policy, audit)."""
+    """The site's services (assets, rules, policy, replication, logs)."""
     services: SiteServices = request.app.state.services
     return services
 
@@ -68,7 +68,7 @@ def registered_peer(request: Request, services: Services, auth: Authenticator) -
     """The caller: a registered site, known by its certificate."""
     caller = auth.service(request)
     request.state.caller = caller
-    return services.registered_sites.identify(caller.identity, caller.certificate)
+    return services.replication.registered_sites.identify(caller.identity, caller.certificate)
 
 
 User = Annotated[UserCaller, Depends(user)]

@@ -23,8 +23,8 @@ router = APIRouter(prefix=BASE, include_in_schema=False)
 def assets(caller: User, dashboard: Dashboard, services: Services) -> HTMLResponse:
     """Each asset with the sites that may access it and the parties that may use it."""
     reader = services.policy.reader()  # answers only: nothing here is audited
-    site_ids = [record.id for record in services.replica.sites()]
-    party_ids = [record.id for record in services.replica.parties()]
+    site_ids = [record.id for record in services.replication.replica.sites()]
+    party_ids = [record.id for record in services.replication.replica.parties()]
 
     def who(asset: Any) -> dict[str, Any]:
         text = str(asset)

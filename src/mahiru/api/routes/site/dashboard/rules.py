@@ -24,7 +24,7 @@ def rules(caller: User, dashboard: Dashboard, services: Services) -> HTMLRespons
         }
         for signed in services.rules.active()
     ]
-    for source in services.replica.sources():
+    for source in services.replication.replica.sources():
         if source == REGISTRY_SOURCE:
             continue
         rows.extend(
@@ -42,5 +42,5 @@ def rules(caller: User, dashboard: Dashboard, services: Services) -> HTMLRespons
         "Rules",
         "Rules",
         rules=rows,
-        rejected=services.replica.rejected_rules(),
+        rejected=services.replication.replica.rejected_rules(),
     )

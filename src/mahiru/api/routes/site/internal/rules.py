@@ -41,7 +41,7 @@ def list_rules(caller: User, services: Services, include_replicated: bool = Fals
         for signed in services.rules.active()
     ]
     if include_replicated:
-        for source in services.replica.sources():
+        for source in services.replication.replica.sources():
             if source == REGISTRY_SOURCE:
                 continue
             entries.extend(
@@ -61,5 +61,5 @@ def revoke_rule(body: RevocationIn, caller: Admin, services: Services) -> RuleOu
 def rejected_rules(caller: User, services: Services) -> RejectedRuleList:
     """Rules and revocations from peers that failed validation, with the reasons."""
     return RejectedRuleList(
-        rejected=[RejectedRuleOut.of(r) for r in services.replica.rejected_rules()]
+        rejected=[RejectedRuleOut.of(r) for r in services.replication.replica.rejected_rules()]
     )

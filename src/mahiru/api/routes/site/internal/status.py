@@ -20,7 +20,7 @@ async def replicate_now(caller: Admin, services: Services) -> StatusOut:
     one backing off after failures; return the status.
 
     Admins only: each round calls the registry and every peer."""
-    await asyncio.to_thread(partial(services.replicator.run_once, eager=True))
+    await asyncio.to_thread(partial(services.replication.replicator.run_once, eager=True))
     return StatusOut.of(await asyncio.to_thread(services.status))
 
 
