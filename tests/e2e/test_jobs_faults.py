@@ -360,7 +360,7 @@ def test_an_unavailable_engine_fails_the_step_once_the_deadline_passes(
     """Unavailable is retried with backoff, but only until the (here 3 s) deadline."""
     app = inprocess.site2.app
     assert app is not None
-    monkeypatch.setattr(app.state.jobs.worker.execution, "unavailable_deadline", 3.0)
+    monkeypatch.setattr(app.state.jobs.loops.worker.execution, "unavailable_deadline", 3.0)
     view, runs = _run_failing(inprocess, monkeypatch, Unavailable("the engine does not answer"))
     assert view.status.state is JobState.FAILED, view.to_json()
     assert runs >= 3

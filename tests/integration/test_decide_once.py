@@ -161,7 +161,7 @@ class Site:
         self.policy = graph.services.policy
         for grant in GRANTS:
             self.add(grant)
-        self.worker = graph.jobs.worker
+        self.worker = graph.jobs.loops.worker
         job = _job()
         plan = Plan({"first": SITE, "second": SITE})
         ledger = graph.jobs.ports.ledger

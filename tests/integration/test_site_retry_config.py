@@ -35,7 +35,7 @@ def _deadline(config: SiteConfig) -> float:
     try:
         site = build_site(config, overrides=SiteOverrides(database=database))
         app = create_site_app(site, start_replication=False, start_jobs=False)
-        deadline: float = app.state.jobs.worker.execution.unavailable_deadline
+        deadline: float = app.state.jobs.loops.worker.execution.unavailable_deadline
     finally:
         database.close()
     return deadline

@@ -352,12 +352,12 @@ class FakeSite:
 
     def follow(self) -> None:
         """One round of the coordinator: hand over, mirror step states, collect, finish."""
-        self.jobs.coordinator.loop.run_round()
+        self.jobs.loops.coordinator.loop.run_round()
 
     def run_steps(self) -> None:
         """Advance each unfinished step of this site once, in this thread."""
         for status in self.job_store.unfinished_steps(self.id):
-            self.jobs.worker.execution.advance(status)
+            self.jobs.loops.worker.execution.advance(status)
 
     def run_steps_aside(self) -> threading.Thread:
         """`run_steps` in another thread (for a step that blocks); `stop` waits for it, as

@@ -28,7 +28,7 @@ from pydantic import BaseModel
 import mahiru
 from mahiru.bootstrap import Site, SiteOverrides, SiteStorage
 from mahiru.model.identifiers import AssetId, PartyId, SiteId
-from mahiru.services.jobs import JobPorts
+from mahiru.services.jobs import JobPorts, JobServices
 from mahiru.services.site import SiteServices
 from mahiru.storage import SiteRepositories
 
@@ -111,7 +111,15 @@ def test_the_composition_roots_parts_are_found_as_bags() -> None:
     """The walk sees the wiring the rule is about, so the rule cannot pass by finding
     nothing."""
     bags = _bags()
-    for cls in (Site, SiteOverrides, SiteStorage, SiteServices, SiteRepositories, JobPorts):
+    for cls in (
+        Site,
+        SiteOverrides,
+        SiteStorage,
+        SiteServices,
+        SiteRepositories,
+        JobPorts,
+        JobServices,
+    ):
         assert cls in bags, cls
 
 

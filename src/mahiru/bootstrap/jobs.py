@@ -16,6 +16,7 @@ from mahiru.runtime.limits import limits_from_config
 from mahiru.runtime.protocol import ContainerRuntime
 from mahiru.services.jobs import (
     JobLedger,
+    JobLoops,
     JobPeerFactory,
     JobPeers,
     JobPorts,
@@ -141,7 +142,5 @@ def build_jobs(
         assignments=assignments,
         egress=egress,
         live=live,
-        worker=worker,
-        coordinator=coordinator,
-        stopping=stopping,
+        loops=JobLoops(worker, coordinator, stopping),
     )

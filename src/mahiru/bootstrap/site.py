@@ -278,7 +278,7 @@ def _site_state(
             for source in services.replication.replicator.status()
         ]
 
-    loops = (services.replication.loop, jobs.worker.loop, jobs.coordinator.loop)
+    loops = (services.replication.loop, jobs.loops.worker.loop, jobs.loops.coordinator.loop)
     return SiteState(
         storage.database,
         config.site_id,

@@ -10,10 +10,11 @@ from mahiru.services.jobs.environment import StepEnvironment
 from mahiru.services.jobs.ledger import JobLedger, KnownJob
 from mahiru.services.jobs.peers import JobPeer, JobPeerFactory, JobPeers
 from mahiru.services.jobs.ports import JobPorts
-from mahiru.services.jobs.service import JobServices
+from mahiru.services.jobs.service import JobLoops, JobServices
 
 __all__ = [
     "JobLedger",
+    "JobLoops",
     "JobPeer",
     "JobPeerFactory",
     "JobPeers",

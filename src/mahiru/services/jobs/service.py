@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from dataclasses import dataclass
 
 from mahiru.model.jobs import JobStatus
 from mahiru.model.people import Person
@@ -23,6 +24,30 @@ from mahiru.services.jobs.worker import StepWorker
 logger = logging.getLogger("mahiru.site.jobs")
 
 
+@dataclass(frozen=True, slots=True)
+class JobLoops:
+    """The two background loops of the job path: the worker runs the steps handed to
+    this site, the coordinator drives the jobs submitted here."""
+
+    worker: StepWorker
+    coordinator: JobCoordinator
+    #: Set when the loops stop: waits inside rounds and retries end early.
+    stopping: threading.Event
+
+    def start(self) -> None:
+        """Start both loops (unfinished work is picked up where it was)."""
+        self.stopping.clear()
+        self.worker.start()
+        self.coordinator.start()
+
+    def stop(self) -> None:
+        """Stop both loops; running steps are redone after the next start."""
+        self.stopping.set()
+        self.coordinator.stop()
+        self.worker.stop()
+
+
+@dataclass(frozen=True, slots=True)
 class JobServices:
     """Submission and queries for users, hand-over for peers, and the two background loops.
 
@@ -30,42 +55,23 @@ class JobServices:
     and unfinished steps and jobs are picked up where they were.
     """
 
-    def __init__(
-        self,
-        *,
-        ports: JobPorts,
-        submissions: JobSubmissions,
-        assignments: StepAssignments,
-        egress: Egress,
-        live: LiveGrants,
-        worker: StepWorker,
-        coordinator: JobCoordinator,
-        stopping: threading.Event,
-    ) -> None:
-        #: The ports the parts were built from (for looking inside in tests).
-        self.ports = ports
-        #: Set when the services stop: waits inside rounds and retries end early.
-        self._stopping = stopping
-        self.submissions = submissions
-        self.assignments = assignments
-        self.egress = egress
-        self.live = live
-        self.worker = worker
-        self.coordinator = coordinator
+    #: The ports the parts were built from (for looking inside in tests).
+    ports: JobPorts
+    submissions: JobSubmissions
+    assignments: StepAssignments
+    egress: Egress
+    live: LiveGrants
+    loops: JobLoops
 
     def start(self) -> None:
         """Resume unfinished work and start the background loops."""
-        self._stopping.clear()
         self.ports.environment.clean_up()
-        self.worker.start()
-        self.coordinator.start()
+        self.loops.start()
         logger.info("job services started", extra={"site": str(self.ports.ledger.site)})
 
     def stop(self) -> None:
         """Stop the loops; running steps are redone after the next start."""
-        self._stopping.set()
-        self.coordinator.stop()
-        self.worker.stop()
+        self.loops.stop()
         self.live.revoke_all()
         logger.info("job services stopped", extra={"site": str(self.ports.ledger.site)})
 
