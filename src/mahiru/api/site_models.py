@@ -272,40 +272,6 @@ class RuleChangeBatch(BaseModel):
 # --- policy --------------------------------------------------------------------
 
 
-class StepIn(_Strict):
-    """A workflow step."""
-
-    name: str
-    compute_asset: str
-    inputs: dict[str, str] = Field(default_factory=dict)
-    outputs: dict[str, str | None] = Field(default_factory=dict)
-
-
-class WorkflowIn(_Strict):
-    """A workflow: inputs, outputs and steps."""
-
-    inputs: list[str] = Field(default_factory=list)
-    outputs: dict[str, str] = Field(default_factory=dict)
-    steps: list[StepIn]
-
-
-class JobIn(_Strict):
-    """A job: the submitter, the workflow and the assets bound to its inputs."""
-
-    submitter: str
-    workflow: WorkflowIn
-    inputs: dict[str, str]
-
-
-class ExplainRequest(_Strict):
-    """Which decision to explain: access by `site` or use by `party` of one item of `job`."""
-
-    job: JobIn
-    item: str = Field(description="input, step, step.input, step.@output, step.output or output")
-    site: str | None = None
-    party: str | None = None
-
-
 class RequirementOut(BaseModel):
     """One requirement of a decision and the rule chain that met it, if any."""
 

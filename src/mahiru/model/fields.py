@@ -242,9 +242,12 @@ def array(items: Schema) -> dict[str, Any]:
     return {"type": "array", "items": copy.deepcopy(dict(items))}
 
 
-def names_to(values: Schema) -> dict[str, Any]:
-    """The schema of a mapping of names to `values` (`name_map`)."""
-    return {"type": "object", "additionalProperties": copy.deepcopy(dict(values))}
+def names_to(values: Schema, *, keys: str | None = None) -> dict[str, Any]:
+    """The schema of a mapping of names (matching the pattern `keys`) to `values`."""
+    schema = {"type": "object", "additionalProperties": copy.deepcopy(dict(values))}
+    if keys is not None:
+        schema["propertyNames"] = {"pattern": keys}
+    return schema
 
 
 def nullable(schema: Schema) -> dict[str, Any]:

@@ -17,9 +17,28 @@ import yaml
 from mahiru.errors import InvalidInput
 from mahiru.model.assets import Asset, AssetKind, SiteDescription
 from mahiru.model.canonical import canonical_json
-from mahiru.model.fields import check_fields, name_map
-from mahiru.model.identifiers import AssetId, PartyId, ResultId, SiteId, parse_identifier
+from mahiru.model.fields import (
+    Field,
+    Shape,
+    array,
+    check_fields,
+    name_map,
+    names_to,
+    nullable,
+    optional,
+    string,
+)
+from mahiru.model.identifiers import (
+    AssetId,
+    PartyId,
+    ResultId,
+    SiteId,
+    identifier_pattern,
+    parse_identifier,
+)
 from mahiru.model.workflow import (
+    NAME_PATTERN,
+    SOURCE_PATTERN,
     Job,
     Plan,
     StepOutputRef,
@@ -29,6 +48,63 @@ from mahiru.model.workflow import (
 )
 
 T = TypeVar("T")
+
+_ASSET = string(pattern=identifier_pattern("asset"))
+
+STEP_SHAPE = Shape(
+    "workflow step",
+    "A workflow step: a compute asset run on inputs, making outputs.",
+    (
+        Field("name", string(pattern=NAME_PATTERN)),
+        Field("compute_asset", _ASSET),
+        optional(
+            "inputs",
+            names_to(
+                string(
+                    pattern=SOURCE_PATTERN,
+                    description="a workflow input's name, or 'step.output'",
+                ),
+                keys=NAME_PATTERN,
+            ),
+        ),
+        optional(
+            "outputs",
+            names_to(
+                nullable({**_ASSET, "description": "the output's base asset"}), keys=NAME_PATTERN
+            ),
+        ),
+    ),
+)
+WORKFLOW_SHAPE = Shape(
+    "workflow",
+    "A workflow: its inputs, its outputs (each a step's output) and its steps.",
+    (
+        Field("steps", array(STEP_SHAPE.json_schema())),
+        optional("inputs", array(string(pattern=NAME_PATTERN))),
+        optional(
+            "outputs",
+            names_to(
+                string(pattern=SOURCE_PATTERN, description="'step.output'"), keys=NAME_PATTERN
+            ),
+        ),
+    ),
+)
+#: What a job input may be bound to.
+JOB_INPUT = string(pattern=identifier_pattern("asset", "result"))
+#: A plan: which site runs each step.
+PLAN_SCHEMA = names_to(string(pattern=identifier_pattern("site")), keys=NAME_PATTERN)
+JOB_SHAPE = Shape(
+    "job",
+    "A job: the party submitting it, the workflow and the assets bound to its inputs.",
+    (
+        Field("submitter", string(pattern=identifier_pattern("party"))),
+        Field("workflow", WORKFLOW_SHAPE.json_schema()),
+        Field("inputs", names_to(JOB_INPUT, keys=NAME_PATTERN)),
+    ),
+)
+JOB_SUBMISSION_SHAPE = Shape(
+    "job submission", "A job to plan and run.", (Field("job", JOB_SHAPE.json_schema()),)
+)
 
 
 def _named(what: str, parse: Callable[[Any], T], text: object) -> T:
@@ -45,7 +121,7 @@ def _asset_id(text: object, what: str) -> AssetId:
 
 def step_from_dict(data: object) -> WorkflowStep:
     """Parse one workflow step."""
-    d = check_fields(data, "workflow step", {"name", "compute_asset"}, {"inputs", "outputs"})
+    d = STEP_SHAPE.check(data)
     name = d["name"]
     where = f"step {name!r}"
     inputs = {
@@ -63,7 +139,7 @@ def step_from_dict(data: object) -> WorkflowStep:
 
 def workflow_from_dict(data: object) -> Workflow:
     """Parse and validate a workflow."""
-    d = check_fields(data, "workflow", {"steps"}, {"inputs", "outputs"})
+    d = WORKFLOW_SHAPE.check(data)
     inputs = d.get("inputs") or []
     if not isinstance(inputs, list):
         raise InvalidInput("workflow inputs must be a list of names")
@@ -108,12 +184,17 @@ def _job_input(text: str) -> AssetId | ResultId:
 
 def job_from_dict(data: object) -> Job:
     """Parse and validate a job."""
-    d = check_fields(data, "job", {"submitter", "workflow", "inputs"})
+    d = JOB_SHAPE.check(data)
     submitter = _named("job submitter", PartyId.parse, d["submitter"])
     inputs: dict[str, AssetId | ResultId] = {}
     for name, text in name_map(d["inputs"], "job inputs").items():
         inputs[name] = _named(f"job input {name!r}", _job_input, text)
     return Job(submitter, workflow_from_dict(d["workflow"]), inputs)
+
+
+def submitted_job(data: object) -> Job:
+    """Parse a job submission (`JOB_SUBMISSION_SHAPE`): the job in it."""
+    return job_from_dict(JOB_SUBMISSION_SHAPE.check(data)["job"])
 
 
 def job_to_dict(job: Job) -> dict[str, Any]:

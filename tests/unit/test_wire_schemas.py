@@ -1,0 +1,161 @@
+"""Each value's dict form is valid under the JSON Schema of the parser that reads it back,
+and parses back equal: the schema the API documents describes what the model writes."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import jsonschema_rs
+import pytest
+from tests.support.jobs import one_step_job
+
+from mahiru.errors import InvalidInput
+from mahiru.model.fields import Schema, Shape
+from mahiru.model.identifiers import AssetId, JobId, PartyId, SiteId
+from mahiru.model.items import WorkflowItem
+from mahiru.model.jobs import ResultProvenance, StepAssignment, step_provenance
+from mahiru.model.jobs.handover import RESULT_PROVENANCE_SHAPE, STEP_ASSIGNMENT_SHAPE
+from mahiru.model.live import (
+    LIVE_GRANT_REQUEST_SHAPE,
+    LIVE_READER_SHAPE,
+    LiveGrantRequest,
+    LiveReader,
+)
+from mahiru.model.questions import POLICY_QUESTION_SHAPE, PolicyQuestion
+from mahiru.model.serialization import (
+    JOB_SHAPE,
+    JOB_SUBMISSION_SHAPE,
+    STEP_SHAPE,
+    WORKFLOW_SHAPE,
+    job_from_dict,
+    job_to_dict,
+    submitted_job,
+    workflow_from_dict,
+    workflow_to_dict,
+)
+from mahiru.model.workflow import Plan
+
+SITE1 = SiteId("p1.org", "site1")
+SITE2 = SiteId("p2.org", "site2")
+JOB = one_step_job(
+    "party:p1.org:p1",
+    "asset:p1.org:minmax:p1.org:site1",
+    "asset:p2.org:data:p2.org:site2",
+    "asset:p1.org:base:p1.org:site1",
+)
+JOB_ID = JobId("job-1")
+
+
+@dataclass(frozen=True)
+class Case:
+    """A value, its dict form's writer and reader, and the schema the reader documents."""
+
+    name: str
+    schema: Schema
+    value: object
+    write: Callable[[Any], Any]
+    read: Callable[[Any], Any]
+
+
+CASES = [
+    Case("job", JOB_SHAPE.json_schema(), JOB, job_to_dict, job_from_dict),
+    Case(
+        "workflow",
+        WORKFLOW_SHAPE.json_schema(),
+        JOB.workflow,
+        workflow_to_dict,
+        workflow_from_dict,
+    ),
+    Case(
+        "job submission",
+        JOB_SUBMISSION_SHAPE.json_schema(),
+        JOB,
+        lambda job: {"job": job_to_dict(job)},
+        submitted_job,
+    ),
+    Case(
+        "step assignment",
+        STEP_ASSIGNMENT_SHAPE.json_schema(),
+        StepAssignment(JOB_ID, SITE1, SITE2, JOB, Plan({"compute": SITE2})),
+        StepAssignment.to_dict,
+        StepAssignment.from_dict,
+    ),
+    Case(
+        "result provenance",
+        RESULT_PROVENANCE_SHAPE.json_schema(),
+        step_provenance(JOB_ID, JOB, "compute")[0],
+        ResultProvenance.to_dict,
+        ResultProvenance.from_dict,
+    ),
+    Case(
+        "live grant request",
+        LIVE_GRANT_REQUEST_SHAPE.json_schema(),
+        LiveGrantRequest(
+            JOB_ID, JOB, SITE1, "compute", "input0", AssetId.parse("asset:p2.org:data:p2.org:site2")
+        ),
+        LiveGrantRequest.to_dict,
+        LiveGrantRequest.from_dict,
+    ),
+    Case(
+        "live reader",
+        LIVE_READER_SHAPE.json_schema(),
+        LiveReader("compute", SITE2),
+        LiveReader.to_dict,
+        LiveReader.from_dict,
+    ),
+    Case(
+        "policy question (site)",
+        POLICY_QUESTION_SHAPE.json_schema(),
+        PolicyQuestion(JOB, WorkflowItem.parse("compute.input0", JOB.workflow), site=SITE2),
+        PolicyQuestion.to_dict,
+        PolicyQuestion.from_dict,
+    ),
+    Case(
+        "policy question (party)",
+        POLICY_QUESTION_SHAPE.json_schema(),
+        PolicyQuestion(JOB, WorkflowItem.parse("result", JOB.workflow), party=PartyId("a", "b")),
+        PolicyQuestion.to_dict,
+        PolicyQuestion.from_dict,
+    ),
+]
+
+SHAPES: list[Shape] = [
+    JOB_SHAPE,
+    WORKFLOW_SHAPE,
+    STEP_SHAPE,
+    JOB_SUBMISSION_SHAPE,
+    STEP_ASSIGNMENT_SHAPE,
+    RESULT_PROVENANCE_SHAPE,
+    LIVE_GRANT_REQUEST_SHAPE,
+    LIVE_READER_SHAPE,
+    POLICY_QUESTION_SHAPE,
+]
+
+
+@pytest.mark.parametrize("shape", SHAPES, ids=lambda shape: shape.what)
+def test_every_shape_has_a_valid_json_schema(shape: Shape) -> None:
+    """The schema is valid JSON Schema and refuses a field the shape does not have."""
+    schema = shape.json_schema()
+    jsonschema_rs.meta.validate(schema)
+    assert schema["additionalProperties"] is False
+    assert set(schema["required"]) <= set(schema["properties"])
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda case: case.name)
+def test_a_dict_form_is_valid_under_its_parsers_schema_and_reads_back_equal(case: Case) -> None:
+    """to_dict -> valid under the schema -> from_dict gives the value back."""
+    jsonschema_rs.meta.validate(dict(case.schema))
+    data = case.write(case.value)
+    jsonschema_rs.validate(dict(case.schema), data)
+    assert case.read(data) == case.value
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda case: case.name)
+def test_a_dict_form_with_an_unknown_field_is_refused_by_schema_and_parser(case: Case) -> None:
+    """One field more: the schema and the parser both refuse it."""
+    data = {**case.write(case.value), "colour": "red"}
+    assert not jsonschema_rs.is_valid(dict(case.schema), data)
+    with pytest.raises(InvalidInput, match="colour"):
+        case.read(data)
