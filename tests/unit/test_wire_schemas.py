@@ -9,9 +9,12 @@ from typing import Any
 
 import jsonschema_rs
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from tests.support.jobs import one_step_job
+from tests.unit.test_signing import RULES
 
 from mahiru.errors import InvalidInput
+from mahiru.model.assets import Asset, AssetKind
 from mahiru.model.fields import Schema, Shape
 from mahiru.model.identifiers import AssetId, JobId, PartyId, SiteId
 from mahiru.model.items import WorkflowItem
@@ -25,10 +28,13 @@ from mahiru.model.live import (
 )
 from mahiru.model.questions import POLICY_QUESTION_SHAPE, PolicyQuestion
 from mahiru.model.serialization import (
+    ASSET_DESCRIPTION_SHAPE,
     JOB_SHAPE,
     JOB_SUBMISSION_SHAPE,
     STEP_SHAPE,
     WORKFLOW_SHAPE,
+    asset_description_from_dict,
+    asset_description_to_dict,
     job_from_dict,
     job_to_dict,
     submitted_job,
@@ -36,6 +42,15 @@ from mahiru.model.serialization import (
     workflow_to_dict,
 )
 from mahiru.model.workflow import Plan
+from mahiru.policy.rules import RULE_SHAPES, rule_from_dict
+from mahiru.policy.signing import (
+    REVOCATION_SHAPE,
+    SIGNED_RULE_SCHEMA,
+    Revocation,
+    SignedRule,
+    sign_revocation,
+    sign_rule,
+)
 
 SITE1 = SiteId("p1.org", "site1")
 SITE2 = SiteId("p2.org", "site2")
@@ -46,6 +61,7 @@ JOB = one_step_job(
     "asset:p1.org:base:p1.org:site1",
 )
 JOB_ID = JobId("job-1")
+KEY = Ed25519PrivateKey.generate()
 
 
 @dataclass(frozen=True)
@@ -121,6 +137,37 @@ CASES = [
     ),
 ]
 
+CASES += [
+    Case(
+        f"signed {type_name} rule",
+        SIGNED_RULE_SCHEMA,
+        sign_rule(rule_from_dict({"type": type_name, **fields}), KEY),
+        SignedRule.to_dict,
+        SignedRule.from_dict,
+    )
+    for type_name, fields in RULES.items()
+]
+CASES += [
+    Case(
+        "revocation",
+        REVOCATION_SHAPE.json_schema(),
+        sign_revocation(rule_from_dict({"type": "MayAccess", **RULES["MayAccess"]}), KEY),
+        Revocation.to_dict,
+        Revocation.from_dict,
+    ),
+    Case(
+        "asset description",
+        ASSET_DESCRIPTION_SHAPE.json_schema(),
+        Asset(
+            AssetId.parse("asset:p1.org:data:p1.org:site1"),
+            AssetKind.COMPUTE,
+            {"size": 3, "live_access": True, "outputs": {"o": "x"}},
+        ),
+        asset_description_to_dict,
+        asset_description_from_dict,
+    ),
+]
+
 SHAPES: list[Shape] = [
     JOB_SHAPE,
     WORKFLOW_SHAPE,
@@ -131,6 +178,9 @@ SHAPES: list[Shape] = [
     LIVE_GRANT_REQUEST_SHAPE,
     LIVE_READER_SHAPE,
     POLICY_QUESTION_SHAPE,
+    REVOCATION_SHAPE,
+    ASSET_DESCRIPTION_SHAPE,
+    *RULE_SHAPES.values(),
 ]
 
 
@@ -159,3 +209,15 @@ def test_a_dict_form_with_an_unknown_field_is_refused_by_schema_and_parser(case:
     assert not jsonschema_rs.is_valid(dict(case.schema), data)
     with pytest.raises(InvalidInput, match="colour"):
         case.read(data)
+
+
+def test_a_signed_rule_is_valid_under_exactly_one_branch() -> None:
+    """The branches are told apart by `type`: a signed rule matches its own type's only."""
+    for type_name, fields in RULES.items():
+        data = sign_rule(rule_from_dict({"type": type_name, **fields}), KEY).to_dict()
+        matching = [
+            branch["title"]
+            for branch in SIGNED_RULE_SCHEMA["oneOf"]
+            if jsonschema_rs.is_valid(branch, data)
+        ]
+        assert matching == [f"signed {type_name} rule"]

@@ -18,10 +18,12 @@ from mahiru.errors import InvalidInput
 from mahiru.model.assets import Asset, AssetKind, SiteDescription
 from mahiru.model.canonical import canonical_json
 from mahiru.model.fields import (
+    ANY,
     Field,
     Shape,
     array,
     check_fields,
+    choice,
     name_map,
     names_to,
     nullable,
@@ -230,15 +232,53 @@ def site_from_dict(data: object) -> SiteDescription:
     )
 
 
+ASSET_DESCRIPTION_SHAPE = Shape(
+    "asset",
+    "An asset to describe at a site; its image is uploaded separately.",
+    (
+        Field(
+            "id",
+            string(
+                pattern=identifier_pattern("asset"),
+                description="asset:<namespace>:<name>:<site namespace>:<site name>",
+            ),
+        ),
+        optional("kind", choice(*(kind.value for kind in AssetKind))),
+        optional("metadata", names_to(ANY)),
+    ),
+)
+
+
+def asset_description_to_dict(asset: Asset) -> dict[str, Any]:
+    """The dict form a site is asked to describe an asset with: id, kind and metadata."""
+    return {"id": str(asset.id), "kind": asset.kind.value, "metadata": dict(asset.metadata)}
+
+
+def asset_description_from_dict(data: object) -> Asset:
+    """Parse an asset to describe (`ASSET_DESCRIPTION_SHAPE`): kind data and no metadata
+    unless given; no image yet."""
+    d = ASSET_DESCRIPTION_SHAPE.check(data)
+    identifier = _asset_id(d["id"], "asset field 'id'")
+    return Asset(
+        identifier,
+        _asset_kind(d, str(identifier)),
+        dict(name_map(d.get("metadata"), f"asset {identifier} metadata")),
+    )
+
+
+def _asset_kind(d: Mapping[str, Any], name: str) -> AssetKind:
+    try:
+        return AssetKind(d.get("kind", "data"))
+    except ValueError:
+        raise InvalidInput(f"asset {name}: kind must be 'data' or 'compute'") from None
+
+
 def asset_from_dict(data: object) -> Asset:
     """Parse an asset description."""
     d = check_fields(data, "asset", {"id"}, {"kind", "metadata", "image_digest", "size"})
     identifier = parse_identifier(d["id"], ("asset", "result"))
     assert isinstance(identifier, AssetId | ResultId)
-    try:
-        kind = AssetKind(d.get("kind", "data"))
-    except ValueError:
-        raise InvalidInput(f"asset {d['id']}: kind must be 'data' or 'compute'") from None
+    kind = _asset_kind(d, d["id"])
     metadata = dict(name_map(d.get("metadata"), f"asset {d['id']} metadata"))
     if "size" in d:
         metadata["size"] = d["size"]
