@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import jsonschema_rs
@@ -27,6 +28,21 @@ from mahiru.model.live import (
     LiveReader,
 )
 from mahiru.model.questions import POLICY_QUESTION_SHAPE, PolicyQuestion
+from mahiru.model.registrations import (
+    DOCUMENT_SHAPES,
+    SIGNED_DOCUMENT_SCHEMA,
+    SIGNED_DOCUMENT_SHAPES,
+    Registration,
+    SignedRegistration,
+)
+from mahiru.model.registry import (
+    PARTY_RECORD_SHAPE,
+    SITE_ENDPOINTS_SHAPE,
+    SITE_RECORD_SHAPE,
+    PartyRecord,
+    SiteEndpoints,
+    SiteRecord,
+)
 from mahiru.model.serialization import (
     ASSET_DESCRIPTION_SHAPE,
     JOB_SHAPE,
@@ -168,6 +184,49 @@ CASES += [
     ),
 ]
 
+PARTY = PartyRecord(PartyId("p1.org", "p1"), "p1.org", "-----BEGIN KEY-----", "-----BEGIN CA-----")
+SITE = SiteRecord(
+    SITE1,
+    PARTY.id,
+    PARTY.id,
+    SiteEndpoints("https://site1/internal", None),
+    "-----BEGIN CERTIFICATE-----",
+    has_store=True,
+    has_runner=False,
+)
+NOW = datetime(2025, 1, 31, 12, 0, tzinfo=UTC)
+CASES += [
+    Case(
+        "party record",
+        PARTY_RECORD_SHAPE.json_schema(),
+        PARTY,
+        PartyRecord.to_dict,
+        PartyRecord.from_dict,
+    ),
+    Case(
+        "site record",
+        SITE_RECORD_SHAPE.json_schema(),
+        SITE,
+        SiteRecord.to_dict,
+        SiteRecord.from_dict,
+    ),
+]
+CASES += [
+    Case(
+        f"{registration.action} document",
+        SIGNED_DOCUMENT_SCHEMA,
+        registration.sign(KEY),
+        SignedRegistration.to_dict,
+        SignedRegistration.from_dict,
+    )
+    for registration in (
+        Registration.put_party(PARTY, base_version=0, issued_at=NOW),
+        Registration.put_site(SITE, base_version=3, issued_at=NOW),
+        Registration.remove_party(PARTY.id, base_version=4, issued_at=NOW),
+        Registration.remove_site(SITE.id, base_version=5, issued_at=NOW),
+    )
+]
+
 SHAPES: list[Shape] = [
     JOB_SHAPE,
     WORKFLOW_SHAPE,
@@ -181,6 +240,11 @@ SHAPES: list[Shape] = [
     REVOCATION_SHAPE,
     ASSET_DESCRIPTION_SHAPE,
     *RULE_SHAPES.values(),
+    PARTY_RECORD_SHAPE,
+    SITE_ENDPOINTS_SHAPE,
+    SITE_RECORD_SHAPE,
+    *DOCUMENT_SHAPES.values(),
+    *SIGNED_DOCUMENT_SHAPES.values(),
 ]
 
 
@@ -211,13 +275,16 @@ def test_a_dict_form_with_an_unknown_field_is_refused_by_schema_and_parser(case:
         case.read(data)
 
 
-def test_a_signed_rule_is_valid_under_exactly_one_branch() -> None:
-    """The branches are told apart by `type`: a signed rule matches its own type's only."""
-    for type_name, fields in RULES.items():
-        data = sign_rule(rule_from_dict({"type": type_name, **fields}), KEY).to_dict()
-        matching = [
-            branch["title"]
-            for branch in SIGNED_RULE_SCHEMA["oneOf"]
-            if jsonschema_rs.is_valid(branch, data)
-        ]
-        assert matching == [f"signed {type_name} rule"]
+@pytest.mark.parametrize(
+    "case", [case for case in CASES if "oneOf" in case.schema], ids=lambda case: case.name
+)
+def test_a_form_of_several_kinds_is_valid_under_exactly_one_branch(case: Case) -> None:
+    """The branches are told apart by their discriminator: a value matches its own only."""
+    data = case.write(case.value)
+    key = case.schema["discriminator"]["propertyName"]
+    matching = [
+        branch["properties"][key]["const"]
+        for branch in case.schema["oneOf"]
+        if jsonschema_rs.is_valid(branch, data)
+    ]
+    assert matching == [data[key]]

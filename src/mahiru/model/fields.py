@@ -255,9 +255,13 @@ def nullable(schema: Schema) -> dict[str, Any]:
     return {"anyOf": [copy.deepcopy(dict(schema)), {"type": "null"}]}
 
 
-def one_of(*schemas: Schema, description: str | None = None) -> dict[str, Any]:
-    """Exactly one of `schemas` (the branches of a form told apart by a constant field)."""
-    schema: dict[str, Any] = {"oneOf": [copy.deepcopy(dict(s)) for s in schemas]}
+def one_of(*schemas: Schema, discriminator: str, description: str | None = None) -> dict[str, Any]:
+    """Exactly one of `schemas`: the branches of a form, told apart by the constant value
+    of their field `discriminator` (which OpenAPI readers are told)."""
+    schema: dict[str, Any] = {
+        "oneOf": [copy.deepcopy(dict(s)) for s in schemas],
+        "discriminator": {"propertyName": discriminator},
+    }
     if description is not None:
         schema["description"] = description
     return schema

@@ -39,6 +39,7 @@ SIGNED_RULE_SCHEMA = one_of(
         ).json_schema()
         for name, shape in RULE_SHAPES.items()
     ),
+    discriminator="type",
     description="A rule signed by the owner of the namespace its signer field names.",
 )
 REVOCATION_SHAPE = Shape(
