@@ -299,7 +299,10 @@ class Registration:
         record: PartyRecord | SiteRecord | None = None
         if action.is_removal:
             text = data["id"]
-            subject = SiteId.parse(text) if action.is_about_site else PartyId.parse(text)
+            try:
+                subject = SiteId.parse(text) if action.is_about_site else PartyId.parse(text)
+            except InvalidInput as error:
+                raise InvalidInput(f"registration field 'id': {error.message}") from None
         else:
             record = (
                 SiteRecord.from_dict(data["record"])
