@@ -45,8 +45,10 @@ from mahiru.model.registry import (
 )
 from mahiru.model.serialization import (
     ASSET_DESCRIPTION_SHAPE,
+    ASSET_SHAPE,
     JOB_SHAPE,
     JOB_SUBMISSION_SHAPE,
+    SITE_SHAPE,
     STEP_SHAPE,
     WORKFLOW_SHAPE,
     asset_description_from_dict,
@@ -239,6 +241,8 @@ SHAPES: list[Shape] = [
     POLICY_QUESTION_SHAPE,
     REVOCATION_SHAPE,
     ASSET_DESCRIPTION_SHAPE,
+    ASSET_SHAPE,
+    SITE_SHAPE,
     *RULE_SHAPES.values(),
     PARTY_RECORD_SHAPE,
     SITE_ENDPOINTS_SHAPE,

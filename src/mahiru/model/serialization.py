@@ -19,16 +19,17 @@ from mahiru.model.assets import Asset, AssetKind, SiteDescription
 from mahiru.model.canonical import canonical_json
 from mahiru.model.fields import (
     ANY,
+    BOOLEAN,
     Field,
     Shape,
     array,
-    check_fields,
     choice,
     name_map,
     names_to,
     nullable,
     optional,
     string,
+    whole,
 )
 from mahiru.model.identifiers import (
     AssetId,
@@ -213,9 +214,23 @@ def job_digest(job: Job) -> str:
     return hashlib.sha256(canonical_json(job_to_dict(job))).hexdigest()
 
 
+SITE_SHAPE = Shape(
+    "site",
+    "A site as a scenario or conformance file describes it.",
+    (
+        Field("id", string(pattern=identifier_pattern("site"))),
+        Field("owner", string(pattern=identifier_pattern("party"))),
+        optional("admin", nullable(string(pattern=identifier_pattern("party")))),
+        optional("runner", BOOLEAN),
+        optional("store", BOOLEAN),
+        optional("endpoint", nullable(string(description="the site's external API URL"))),
+    ),
+)
+
+
 def site_from_dict(data: object) -> SiteDescription:
     """Parse a site description."""
-    d = check_fields(data, "site", {"id", "owner"}, {"admin", "runner", "store", "endpoint"})
+    d = SITE_SHAPE.check(data)
     for flag in ("runner", "store"):
         if not isinstance(d.get(flag, True), bool):
             raise InvalidInput(f"site {d['id']!r}: {flag} must be true or false")
@@ -273,9 +288,19 @@ def _asset_kind(d: Mapping[str, Any], name: str) -> AssetKind:
         raise InvalidInput(f"asset {name}: kind must be 'data' or 'compute'") from None
 
 
+#: An asset as a scenario file describes it: an asset or a result, maybe with its image.
+ASSET_SHAPE = ASSET_DESCRIPTION_SHAPE.with_fields(
+    Field("id", string(pattern=identifier_pattern("asset", "result"))),
+    optional("image_digest", nullable(string())),
+    optional("size", whole(minimum=0)),
+    what="asset",
+    description="An asset or result as a file describes it, with its image digest and size.",
+)
+
+
 def asset_from_dict(data: object) -> Asset:
     """Parse an asset description."""
-    d = check_fields(data, "asset", {"id"}, {"kind", "metadata", "image_digest", "size"})
+    d = ASSET_SHAPE.check(data)
     identifier = parse_identifier(d["id"], ("asset", "result"))
     assert isinstance(identifier, AssetId | ResultId)
     kind = _asset_kind(d, d["id"])
