@@ -12,28 +12,25 @@ from __future__ import annotations
 
 import contextlib
 import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from cryptography import x509
 
 from mahiru.api.errors import status_for
-from mahiru.api.routes.site.external.live import LiveGrantIn
 from mahiru.api.routes.site.internal.assets import stored_asset_id
 from mahiru.api.site_models import AssetOut, RuleChangeBatch
 from mahiru.client.site import asset_record_from_json, parse_rule_batch
 from mahiru.errors import Conflict, InvalidInput, MahiruError
 from mahiru.model.assets import AssetRecord
 from mahiru.model.digests import ImageStream, normalise_digest
-from mahiru.model.identifiers import AssetId, JobId, ResultId, SiteId, parse_identifier
+from mahiru.model.identifiers import AssetId, JobId, ResultId, parse_identifier
 from mahiru.model.jobs import StepAssignment, StepStatus, check_job_id
-from mahiru.model.live import LiveAnswer, LiveReader
+from mahiru.model.live import LiveAnswer, LiveGrantRequest, LiveReader
 from mahiru.model.registry import SiteRecord
-from mahiru.model.serialization import job_from_dict
 from mahiru.policy.changes import PeerRuleBatch
 from mahiru.services.jobs import JobServices
-from mahiru.services.jobs.live_grants import LiveGrantRequest
 from mahiru.services.site import SiteServices
 
 
@@ -97,21 +94,10 @@ class InProcessPeer:
         found = jobs.assignments.readers(check_job_id(job_id), peer.id, job_digest)
         return [LiveReader.from_dict(_wire(r.to_dict())) for r in found]
 
-    def live_grant(self, request_body: Mapping[str, Any]) -> str:
+    def live_grant(self, grant: LiveGrantRequest) -> str:
         """POST /external/live/grants."""
         _, jobs, peer = self._enter()
-        body = LiveGrantIn.model_validate(_wire(dict(request_body)))
-        asset = parse_identifier(body.asset, ("asset",))
-        assert isinstance(asset, AssetId)
-        request = LiveGrantRequest(
-            check_job_id(body.job_id),
-            job_from_dict(body.job.model_dump()),
-            SiteId.parse(body.submitter_site),
-            body.step,
-            body.input,
-            asset,
-        )
-        token, _ = jobs.live.grant(request, peer.id)
+        token, _ = jobs.live.grant(LiveGrantRequest.from_dict(_wire(grant.to_dict())), peer.id)
         return token
 
     def live_revoke(self, token: str) -> None:

@@ -1,9 +1,10 @@
-"""The JSON schema of the registry's API: its documents, records and answers, and the
-bounds of its change log."""
+"""The JSON schema of the registry's answers (its records, lists and changes), and the
+bounds of its change log. The registration documents it reads are described by the
+model's own schema (`mahiru.model.registrations.SIGNED_DOCUMENT_SCHEMA`)."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -19,7 +20,6 @@ MAX_VERSION = 2**63 - 1
 _SEGMENT = r"[A-Za-z0-9_.-]+"
 _PARTY_ID = rf"^party:{_SEGMENT}:{_SEGMENT}$"
 _SITE_ID = rf"^site:{_SEGMENT}:{_SEGMENT}$"
-_TIME = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z$"
 
 
 class _Strict(BaseModel):
@@ -52,56 +52,6 @@ class SiteModel(_Strict):
     tls_cert_pem: str = Field(description="The site's TLS certificate (PEM), from the network CA.")
     has_store: bool = Field(description="Whether the site stores assets.")
     has_runner: bool = Field(description="Whether the site runs workflow steps.")
-
-
-class _Document(_Strict):
-    base_version: int = Field(
-        ge=0,
-        description="The registry version the document was made against; it applies only"
-        " while the registry is still at exactly this version.",
-    )
-    issued_at: str = Field(
-        pattern=_TIME,
-        description="When the document was signed (UTC); accepted for 15 minutes.",
-    )
-    signature: str = Field(
-        description="Base64 Ed25519 signature by the main key of the subject's namespace owner"
-        " over the canonical JSON (sorted keys, no white space, UTF-8) of all other fields.",
-    )
-
-
-class PutPartyDocument(_Document):
-    """Register a party or update its keys."""
-
-    action: Literal["put_party"]
-    record: PartyModel
-
-
-class PutSiteDocument(_Document):
-    """Register a site or update it."""
-
-    action: Literal["put_site"]
-    record: SiteModel
-
-
-class RemovePartyDocument(_Document):
-    """Remove a party that has no sites left."""
-
-    action: Literal["remove_party"]
-    id: str = Field(pattern=_PARTY_ID)
-
-
-class RemoveSiteDocument(_Document):
-    """Remove a site."""
-
-    action: Literal["remove_site"]
-    id: str = Field(pattern=_SITE_ID)
-
-
-RegistrationDocument = Annotated[
-    PutPartyDocument | PutSiteDocument | RemovePartyDocument | RemoveSiteDocument,
-    Field(discriminator="action"),
-]
 
 
 class RegistrationResult(_Strict):

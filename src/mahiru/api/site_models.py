@@ -1,27 +1,21 @@
-"""The JSON bodies of the site API, as pydantic models (they make the OpenAPI document).
+"""The JSON answers of the site API, as pydantic models (they make the OpenAPI document).
 
-Request models forbid unknown fields, so a typo is a 400 naming the field
-instead of being silently ignored. The domain parsers
-(`SignedRule.from_dict`, `job_from_dict`, ...) still run on the validated
-data: the models describe the shape, the domain checks the meaning.
+Request bodies have no models here: each route takes a JSON object, documented
+by the JSON Schema of the model parser's `Shape` (`mahiru.model.fields`), and
+hands it to that parser, the one check of its fields and their meaning.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, JsonValue
+from pydantic import BaseModel, Field, JsonValue
 
 from mahiru.model.assets import AssetRecord
 from mahiru.model.registry import ChangeBatch
 from mahiru.policy.changes import RejectedRule, RuleChange
-from mahiru.policy.signing import Revocation, SignedRule
 from mahiru.services.site import SiteStatus, SourceStatus
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
 
 
 class ErrorBody(BaseModel):
@@ -39,14 +33,6 @@ class ErrorOut(BaseModel):
 
 
 # --- assets --------------------------------------------------------------------
-
-
-class AssetIn(_Strict):
-    """An asset to describe at this site; its image is uploaded separately."""
-
-    id: str = Field(description="asset:<namespace>:<name>:<site namespace>:<site name>")
-    kind: Literal["data", "compute"] = "data"
-    metadata: dict[str, JsonValue] = Field(default_factory=dict)
 
 
 class AssetOut(BaseModel):
@@ -80,110 +66,6 @@ class AssetList(BaseModel):
 
 
 # --- rules ---------------------------------------------------------------------
-
-
-class _SignedRuleBase(_Strict):
-    signature: str = Field(description="base64 Ed25519 signature over the rule's canonical bytes")
-
-
-class InAssetCollectionRule(_SignedRuleBase):
-    """Signed by the owner of the asset."""
-
-    type: Literal["InAssetCollection"]
-    asset: str
-    collection: str
-
-
-class InAssetCategoryRule(_SignedRuleBase):
-    """Signed by the owner of the category."""
-
-    type: Literal["InAssetCategory"]
-    asset: str
-    category: str
-
-
-class InPartyCategoryRule(_SignedRuleBase):
-    """Signed by the owner of the category."""
-
-    type: Literal["InPartyCategory"]
-    party: str
-    category: str
-
-
-class InSiteCategoryRule(_SignedRuleBase):
-    """Signed by the owner of the category."""
-
-    type: Literal["InSiteCategory"]
-    site: str
-    category: str
-
-
-class MayAccessRule(_SignedRuleBase):
-    """Signed by the owner of the asset."""
-
-    type: Literal["MayAccess"]
-    site: str
-    asset: str
-
-
-class MayUseRule(_SignedRuleBase):
-    """Signed by the owner of the asset."""
-
-    type: Literal["MayUse"]
-    party: str
-    asset: str
-    conditions: str
-
-
-class ResultOfDataInRule(_SignedRuleBase):
-    """Signed by the owner of the data."""
-
-    type: Literal["ResultOfDataIn"]
-    data: str
-    compute: str
-    output: str
-    collection: str
-
-
-class ResultOfComputeInRule(_SignedRuleBase):
-    """Signed by the owner of the compute asset."""
-
-    type: Literal["ResultOfComputeIn"]
-    data: str
-    compute: str
-    output: str
-    collection: str
-
-
-SignedRuleIn = Annotated[
-    InAssetCollectionRule
-    | InAssetCategoryRule
-    | InPartyCategoryRule
-    | InSiteCategoryRule
-    | MayAccessRule
-    | MayUseRule
-    | ResultOfDataInRule
-    | ResultOfComputeInRule,
-    Field(discriminator="type"),
-]
-
-
-class RevocationIn(_Strict):
-    """A revocation, signed by the owner of the namespace that signed the rule."""
-
-    type: Literal["Revocation"]
-    rule_id: str = Field(description="hex sha256 of the revoked rule's canonical bytes")
-    namespace: str
-    signature: str
-
-    def parse(self) -> Revocation:
-        """The domain value (strictly re-checked)."""
-        return Revocation.from_dict(self.model_dump())
-
-
-def parse_signed_rule(model: BaseModel) -> SignedRule:
-    """The domain value of a validated signed-rule model."""
-    return SignedRule.from_dict(model.model_dump())
 
 
 class RuleOutcomeOut(BaseModel):
@@ -270,40 +152,6 @@ class RuleChangeBatch(BaseModel):
 
 
 # --- policy --------------------------------------------------------------------
-
-
-class StepIn(_Strict):
-    """A workflow step."""
-
-    name: str
-    compute_asset: str
-    inputs: dict[str, str] = Field(default_factory=dict)
-    outputs: dict[str, str | None] = Field(default_factory=dict)
-
-
-class WorkflowIn(_Strict):
-    """A workflow: inputs, outputs and steps."""
-
-    inputs: list[str] = Field(default_factory=list)
-    outputs: dict[str, str] = Field(default_factory=dict)
-    steps: list[StepIn]
-
-
-class JobIn(_Strict):
-    """A job: the submitter, the workflow and the assets bound to its inputs."""
-
-    submitter: str
-    workflow: WorkflowIn
-    inputs: dict[str, str]
-
-
-class ExplainRequest(_Strict):
-    """Which decision to explain: access by `site` or use by `party` of one item of `job`."""
-
-    job: JobIn
-    item: str = Field(description="input, step, step.input, step.@output, step.output or output")
-    site: str | None = None
-    party: str | None = None
 
 
 class RequirementOut(BaseModel):

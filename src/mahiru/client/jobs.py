@@ -27,7 +27,7 @@ from mahiru.errors import InvalidInput, Unavailable
 from mahiru.model.digests import BlobInfo, ImageStream
 from mahiru.model.identifiers import ResultId
 from mahiru.model.jobs import JobStatus, StepAssignment, StepStatus
-from mahiru.model.live import LiveAnswer, LiveReader
+from mahiru.model.live import LiveAnswer, LiveGrantRequest, LiveReader
 from mahiru.model.serialization import job_to_dict
 from mahiru.model.workflow import Job
 
@@ -143,9 +143,9 @@ class PeerJobsClient(PeerClient):
         data = request(self._http, "POST", f"/jobs/{quote(job_id)}/cancel").json()
         return [StepStatus.from_dict(item) for item in data["steps"]]
 
-    def live_grant(self, request_body: Mapping[str, Any]) -> str:
+    def live_grant(self, grant: LiveGrantRequest) -> str:
         """A live access token from the data's site, for one input of one step."""
-        answer = request(self._http, "POST", "/live/grants", json=dict(request_body)).json()
+        answer = request(self._http, "POST", "/live/grants", json=grant.to_dict()).json()
         token = answer.get("token") if isinstance(answer, dict) else None
         if not isinstance(token, str) or not _TOKEN.fullmatch(token):
             raise InvalidInput("the live grant was answered without a usable token")

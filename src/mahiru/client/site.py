@@ -39,6 +39,7 @@ from mahiru.errors import Conflict, InvalidInput, MahiruError, NotFound
 from mahiru.model.assets import Asset, AssetKind, AssetRecord
 from mahiru.model.digests import BlobInfo, ImageStream, normalise_digest
 from mahiru.model.identifiers import AssetId, ResultId, parse_identifier
+from mahiru.model.serialization import asset_description_to_dict
 from mahiru.policy.changes import PeerRuleBatch, RuleChange, UnreadableRuleChange
 from mahiru.policy.signing import Revocation, SignedRule
 
@@ -176,7 +177,7 @@ class SiteClient(_AssetReader):
 
     def create_asset(self, asset: Asset) -> AssetRecord:
         """Describe an asset (id, kind, metadata) at the site; return its record."""
-        body = {"id": str(asset.id), "kind": asset.kind.value, "metadata": dict(asset.metadata)}
+        body = asset_description_to_dict(asset)
         return asset_record_from_json(_json(request(self._http, "POST", "/assets", json=body)))
 
     def upload_asset(

@@ -230,6 +230,20 @@ IDENTIFIER_CLASSES: dict[str, type[Identifier]] = {
 }
 
 
+def identifier_pattern(*kinds: str) -> str:
+    """A JSON Schema (ECMA 262) pattern matching the text of an identifier of one of `kinds`.
+
+    It says what `parse_identifier(text, kinds)` accepts, so the two cannot disagree.
+    """
+    segment = _SEGMENT.pattern
+    forms = {
+        "asset": f"asset(:{segment}){{4}}",
+        "result": f"result:{_SHA256_HEX.pattern}",
+        "*": r"\*",
+    }
+    return "^(" + "|".join(forms.get(kind, f"{kind}(:{segment}){{2}}") for kind in kinds) + ")$"
+
+
 def parse_identifier(text: object, allowed: tuple[str, ...] | None = None) -> Identifier:
     """Parse an identifier of any kind, or only of the `allowed` kinds.
 

@@ -49,9 +49,14 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 
 from mahiru.errors import InvalidInput, InvalidSignature
 from mahiru.model.canonical import canonical_json
-from mahiru.model.fields import check_fields
-from mahiru.model.identifiers import PartyId, SiteId
-from mahiru.model.registry import PartyRecord, SiteRecord
+from mahiru.model.fields import Field, Shape, const, one_of, string, whole
+from mahiru.model.identifiers import PartyId, SiteId, identifier_pattern
+from mahiru.model.registry import (
+    PARTY_RECORD_SHAPE,
+    SITE_RECORD_SHAPE,
+    PartyRecord,
+    SiteRecord,
+)
 
 MAX_AGE = timedelta(minutes=15)
 """How long after its `issued_at` time a document is still accepted."""
@@ -84,6 +89,80 @@ class RegistrationAction(StrEnum):
     def is_about_site(self) -> bool:
         """Whether the subject is a site (else a party)."""
         return self in (RegistrationAction.PUT_SITE, RegistrationAction.REMOVE_SITE)
+
+
+def _document_shape(action: RegistrationAction, subject: Field, summary: str) -> Shape:
+    return Shape(
+        f"{action} document",
+        summary,
+        (
+            Field("action", const(action.value)),
+            subject,
+            Field(
+                "base_version",
+                {
+                    **whole(minimum=0),
+                    "description": "The registry version the document was made against; it"
+                    " applies only while the registry is still at exactly this version.",
+                },
+            ),
+            Field(
+                "issued_at",
+                string(
+                    pattern=f"^{_TIME_TEXT.pattern}$",
+                    description="When the document was signed (UTC); accepted for"
+                    f" {MAX_AGE.total_seconds() / 60:g} minutes.",
+                ),
+            ),
+        ),
+        headed=True,
+    )
+
+
+#: The unsigned form of each action's document (`Registration.to_dict`).
+DOCUMENT_SHAPES = {
+    RegistrationAction.PUT_PARTY: _document_shape(
+        RegistrationAction.PUT_PARTY,
+        Field("record", PARTY_RECORD_SHAPE.json_schema()),
+        "Register a party or update its keys.",
+    ),
+    RegistrationAction.PUT_SITE: _document_shape(
+        RegistrationAction.PUT_SITE,
+        Field("record", SITE_RECORD_SHAPE.json_schema()),
+        "Register a site or update it.",
+    ),
+    RegistrationAction.REMOVE_PARTY: _document_shape(
+        RegistrationAction.REMOVE_PARTY,
+        Field("id", string(pattern=identifier_pattern("party"))),
+        "Remove a party that has no sites left.",
+    ),
+    RegistrationAction.REMOVE_SITE: _document_shape(
+        RegistrationAction.REMOVE_SITE,
+        Field("id", string(pattern=identifier_pattern("site"))),
+        "Remove a site.",
+    ),
+}
+#: Each action's signed document (`SignedRegistration.to_dict`): its fields and the signature.
+SIGNED_DOCUMENT_SHAPES = {
+    action: shape.with_fields(
+        Field(
+            "signature",
+            string(
+                pattern=r"^[A-Za-z0-9+/]{86}==$",
+                description="Base64 Ed25519 signature by the main key of the subject's"
+                " namespace owner over the canonical JSON (sorted keys, no white space,"
+                " UTF-8) of all other fields.",
+            ),
+        ),
+        what=shape.what,
+        description=shape.description,
+    )
+    for action, shape in DOCUMENT_SHAPES.items()
+}
+#: A signed registration document of any action.
+SIGNED_DOCUMENT_SCHEMA = one_of(
+    *(shape.json_schema() for shape in SIGNED_DOCUMENT_SHAPES.values()), discriminator="action"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -215,13 +294,15 @@ class Registration:
         if not isinstance(data, Mapping):
             raise InvalidInput(f"a registration must be a JSON object, got {data!r}")
         action = _action(data.get("action"))
-        target = "id" if action.is_removal else "record"
-        _exact_fields(data, {"action", target, "base_version", "issued_at"}, str(action))
+        DOCUMENT_SHAPES[action].check(data)
         subject: PartyId | SiteId
         record: PartyRecord | SiteRecord | None = None
         if action.is_removal:
             text = data["id"]
-            subject = SiteId.parse(text) if action.is_about_site else PartyId.parse(text)
+            try:
+                subject = SiteId.parse(text) if action.is_about_site else PartyId.parse(text)
+            except InvalidInput as error:
+                raise InvalidInput(f"registration field 'id': {error.message}") from None
         else:
             record = (
                 SiteRecord.from_dict(data["record"])
@@ -255,8 +336,7 @@ class SignedRegistration:
         """
         if not isinstance(data, Mapping):
             raise InvalidInput(f"a registration document must be a JSON object, got {data!r}")
-        if "signature" not in data:
-            raise InvalidInput("the registration document has no 'signature'")
+        SIGNED_DOCUMENT_SHAPES[_action(data.get("action"))].check(data)
         body = {key: value for key, value in data.items() if key != "signature"}
         signed = cls(Registration.from_dict(body), _decode_signature(data["signature"]))
         if canonical_json(signed.to_dict(), escape_non_ascii=False) != canonical_json(
@@ -319,10 +399,6 @@ def _action(value: object) -> RegistrationAction:
     raise InvalidInput(
         f"registration field 'action' must be one of {names}, got {value!r}", {"action": value}
     )
-
-
-def _exact_fields(data: Mapping[str, Any], expected: set[str], what: str) -> None:
-    check_fields(data, f"{what} document", expected, headed=True)
 
 
 def _decode_signature(value: object) -> bytes:

@@ -16,8 +16,81 @@ from typing import Any, Generic, NamedTuple, TypeVar
 
 from mahiru.errors import InvalidInput
 from mahiru.model.assets import PartyDescription, SiteDescription
-from mahiru.model.fields import check_fields, flag, integer, optional_text, text, timestamp
-from mahiru.model.identifiers import PartyId, SiteId
+from mahiru.model.fields import (
+    BOOLEAN,
+    Field,
+    Shape,
+    check_fields,
+    flag,
+    integer,
+    nullable,
+    optional,
+    optional_text,
+    string,
+    text,
+    timestamp,
+)
+from mahiru.model.identifiers import PartyId, SiteId, identifier_pattern
+
+_PARTY = string(pattern=identifier_pattern("party"), description="party:<namespace>:<name>")
+
+PARTY_RECORD_SHAPE = Shape(
+    "party record",
+    "A registered party.",
+    (
+        Field("id", _PARTY),
+        Field(
+            "namespace",
+            string(non_empty=True, description="The namespace the party owns: the one in its id."),
+        ),
+        Field(
+            "public_key_pem",
+            string(non_empty=True, description="The party's Ed25519 main public key (PEM)."),
+        ),
+        Field(
+            "user_ca_pem",
+            string(non_empty=True, description="The certificate of the party's user CA (PEM)."),
+        ),
+    ),
+    headed=True,
+)
+SITE_ENDPOINTS_SHAPE = Shape(
+    "site endpoints",
+    "Where a site's two APIs are reached.",
+    (
+        optional(
+            "internal",
+            nullable(string(non_empty=True, description="URL of the API for the site's users.")),
+        ),
+        optional(
+            "external",
+            nullable(string(non_empty=True, description="URL of the API for other sites.")),
+        ),
+    ),
+    headed=True,
+)
+SITE_RECORD_SHAPE = Shape(
+    "site record",
+    "A registered site.",
+    (
+        Field(
+            "id", string(pattern=identifier_pattern("site"), description="site:<namespace>:<name>")
+        ),
+        Field("owner", {**_PARTY, "description": "The party owning the site's namespace."}),
+        Field("admin", {**_PARTY, "description": "The party administering the site."}),
+        Field("endpoints", SITE_ENDPOINTS_SHAPE.json_schema()),
+        Field(
+            "tls_cert_pem",
+            string(
+                non_empty=True,
+                description="The site's TLS certificate (PEM), from the network CA.",
+            ),
+        ),
+        Field("has_store", {**BOOLEAN, "description": "Whether the site stores assets."}),
+        Field("has_runner", {**BOOLEAN, "description": "Whether the site runs workflow steps."}),
+    ),
+    headed=True,
+)
 
 
 def change_version(data: Mapping[str, Any], what: str) -> int:
@@ -51,8 +124,7 @@ class PartyRecord:
     def from_dict(cls, data: Mapping[str, Any]) -> PartyRecord:
         """Parse the JSON form strictly (InvalidInput on any wrong field)."""
         what = "party record"
-        keys = {"id", "namespace", "public_key_pem", "user_ca_pem"}
-        check_fields(data, what, keys, headed=True, details={"data": data})
+        PARTY_RECORD_SHAPE.check(data, details={"data": data})
         return cls(
             PartyId.parse(text(data, "id", what)),
             text(data, "namespace", what),
@@ -76,9 +148,7 @@ class SiteEndpoints:
     def from_dict(cls, data: Mapping[str, Any]) -> SiteEndpoints:
         """Parse the JSON form strictly."""
         what = "site endpoints"
-        check_fields(
-            data, what, set(), {"internal", "external"}, headed=True, details={"data": data}
-        )
+        SITE_ENDPOINTS_SHAPE.check(data, details={"data": data})
         return cls(optional_text(data, "internal", what), optional_text(data, "external", what))
 
 
@@ -121,8 +191,7 @@ class SiteRecord:
     def from_dict(cls, data: Mapping[str, Any]) -> SiteRecord:
         """Parse the JSON form strictly (InvalidInput on any wrong field)."""
         what = "site record"
-        keys = {"id", "owner", "admin", "endpoints", "tls_cert_pem", "has_store", "has_runner"}
-        check_fields(data, what, keys, headed=True, details={"data": data})
+        SITE_RECORD_SHAPE.check(data, details={"data": data})
         return cls(
             SiteId.parse(text(data, "id", what)),
             PartyId.parse(text(data, "owner", what)),

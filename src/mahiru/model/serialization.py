@@ -17,9 +17,31 @@ import yaml
 from mahiru.errors import InvalidInput
 from mahiru.model.assets import Asset, AssetKind, SiteDescription
 from mahiru.model.canonical import canonical_json
-from mahiru.model.fields import check_fields, name_map
-from mahiru.model.identifiers import AssetId, PartyId, ResultId, SiteId, parse_identifier
+from mahiru.model.fields import (
+    ANY,
+    BOOLEAN,
+    Field,
+    Shape,
+    array,
+    choice,
+    name_map,
+    names_to,
+    nullable,
+    optional,
+    string,
+    whole,
+)
+from mahiru.model.identifiers import (
+    AssetId,
+    PartyId,
+    ResultId,
+    SiteId,
+    identifier_pattern,
+    parse_identifier,
+)
 from mahiru.model.workflow import (
+    NAME_PATTERN,
+    SOURCE_PATTERN,
     Job,
     Plan,
     StepOutputRef,
@@ -29,6 +51,63 @@ from mahiru.model.workflow import (
 )
 
 T = TypeVar("T")
+
+_ASSET = string(pattern=identifier_pattern("asset"))
+
+STEP_SHAPE = Shape(
+    "workflow step",
+    "A workflow step: a compute asset run on inputs, making outputs.",
+    (
+        Field("name", string(pattern=NAME_PATTERN)),
+        Field("compute_asset", _ASSET),
+        optional(
+            "inputs",
+            names_to(
+                string(
+                    pattern=SOURCE_PATTERN,
+                    description="a workflow input's name, or 'step.output'",
+                ),
+                keys=NAME_PATTERN,
+            ),
+        ),
+        optional(
+            "outputs",
+            names_to(
+                nullable({**_ASSET, "description": "the output's base asset"}), keys=NAME_PATTERN
+            ),
+        ),
+    ),
+)
+WORKFLOW_SHAPE = Shape(
+    "workflow",
+    "A workflow: its inputs, its outputs (each a step's output) and its steps.",
+    (
+        Field("steps", array(STEP_SHAPE.json_schema())),
+        optional("inputs", array(string(pattern=NAME_PATTERN))),
+        optional(
+            "outputs",
+            names_to(
+                string(pattern=SOURCE_PATTERN, description="'step.output'"), keys=NAME_PATTERN
+            ),
+        ),
+    ),
+)
+#: What a job input may be bound to.
+JOB_INPUT = string(pattern=identifier_pattern("asset", "result"))
+#: A plan: which site runs each step.
+PLAN_SCHEMA = names_to(string(pattern=identifier_pattern("site")), keys=NAME_PATTERN)
+JOB_SHAPE = Shape(
+    "job",
+    "A job: the party submitting it, the workflow and the assets bound to its inputs.",
+    (
+        Field("submitter", string(pattern=identifier_pattern("party"))),
+        Field("workflow", WORKFLOW_SHAPE.json_schema()),
+        Field("inputs", names_to(JOB_INPUT, keys=NAME_PATTERN)),
+    ),
+)
+JOB_SUBMISSION_SHAPE = Shape(
+    "job submission", "A job to plan and run.", (Field("job", JOB_SHAPE.json_schema()),)
+)
 
 
 def _named(what: str, parse: Callable[[Any], T], text: object) -> T:
@@ -45,7 +124,7 @@ def _asset_id(text: object, what: str) -> AssetId:
 
 def step_from_dict(data: object) -> WorkflowStep:
     """Parse one workflow step."""
-    d = check_fields(data, "workflow step", {"name", "compute_asset"}, {"inputs", "outputs"})
+    d = STEP_SHAPE.check(data)
     name = d["name"]
     where = f"step {name!r}"
     inputs = {
@@ -63,7 +142,7 @@ def step_from_dict(data: object) -> WorkflowStep:
 
 def workflow_from_dict(data: object) -> Workflow:
     """Parse and validate a workflow."""
-    d = check_fields(data, "workflow", {"steps"}, {"inputs", "outputs"})
+    d = WORKFLOW_SHAPE.check(data)
     inputs = d.get("inputs") or []
     if not isinstance(inputs, list):
         raise InvalidInput("workflow inputs must be a list of names")
@@ -108,12 +187,17 @@ def _job_input(text: str) -> AssetId | ResultId:
 
 def job_from_dict(data: object) -> Job:
     """Parse and validate a job."""
-    d = check_fields(data, "job", {"submitter", "workflow", "inputs"})
+    d = JOB_SHAPE.check(data)
     submitter = _named("job submitter", PartyId.parse, d["submitter"])
     inputs: dict[str, AssetId | ResultId] = {}
     for name, text in name_map(d["inputs"], "job inputs").items():
         inputs[name] = _named(f"job input {name!r}", _job_input, text)
     return Job(submitter, workflow_from_dict(d["workflow"]), inputs)
+
+
+def submitted_job(data: object) -> Job:
+    """Parse a job submission (`JOB_SUBMISSION_SHAPE`): the job in it."""
+    return job_from_dict(JOB_SUBMISSION_SHAPE.check(data)["job"])
 
 
 def job_to_dict(job: Job) -> dict[str, Any]:
@@ -130,9 +214,23 @@ def job_digest(job: Job) -> str:
     return hashlib.sha256(canonical_json(job_to_dict(job))).hexdigest()
 
 
+SITE_SHAPE = Shape(
+    "site",
+    "A site as a scenario or conformance file describes it.",
+    (
+        Field("id", string(pattern=identifier_pattern("site"))),
+        Field("owner", string(pattern=identifier_pattern("party"))),
+        optional("admin", nullable(string(pattern=identifier_pattern("party")))),
+        optional("runner", BOOLEAN),
+        optional("store", BOOLEAN),
+        optional("endpoint", nullable(string(description="the site's external API URL"))),
+    ),
+)
+
+
 def site_from_dict(data: object) -> SiteDescription:
     """Parse a site description."""
-    d = check_fields(data, "site", {"id", "owner"}, {"admin", "runner", "store", "endpoint"})
+    d = SITE_SHAPE.check(data)
     for flag in ("runner", "store"):
         if not isinstance(d.get(flag, True), bool):
             raise InvalidInput(f"site {d['id']!r}: {flag} must be true or false")
@@ -149,15 +247,63 @@ def site_from_dict(data: object) -> SiteDescription:
     )
 
 
+ASSET_DESCRIPTION_SHAPE = Shape(
+    "asset",
+    "An asset to describe at a site; its image is uploaded separately.",
+    (
+        Field(
+            "id",
+            string(
+                pattern=identifier_pattern("asset"),
+                description="asset:<namespace>:<name>:<site namespace>:<site name>",
+            ),
+        ),
+        optional("kind", choice(*(kind.value for kind in AssetKind))),
+        optional("metadata", names_to(ANY)),
+    ),
+)
+
+
+def asset_description_to_dict(asset: Asset) -> dict[str, Any]:
+    """The dict form a site is asked to describe an asset with: id, kind and metadata."""
+    return {"id": str(asset.id), "kind": asset.kind.value, "metadata": dict(asset.metadata)}
+
+
+def asset_description_from_dict(data: object) -> Asset:
+    """Parse an asset to describe (`ASSET_DESCRIPTION_SHAPE`): kind data and no metadata
+    unless given; no image yet."""
+    d = ASSET_DESCRIPTION_SHAPE.check(data)
+    identifier = _asset_id(d["id"], "asset field 'id'")
+    return Asset(
+        identifier,
+        _asset_kind(d, str(identifier)),
+        dict(name_map(d.get("metadata"), f"asset {identifier} metadata")),
+    )
+
+
+def _asset_kind(d: Mapping[str, Any], name: str) -> AssetKind:
+    try:
+        return AssetKind(d.get("kind", "data"))
+    except ValueError:
+        raise InvalidInput(f"asset {name}: kind must be 'data' or 'compute'") from None
+
+
+#: An asset as a scenario file describes it: an asset or a result, maybe with its image.
+ASSET_SHAPE = ASSET_DESCRIPTION_SHAPE.with_fields(
+    Field("id", string(pattern=identifier_pattern("asset", "result"))),
+    optional("image_digest", nullable(string())),
+    optional("size", whole(minimum=0)),
+    what="asset",
+    description="An asset or result as a file describes it, with its image digest and size.",
+)
+
+
 def asset_from_dict(data: object) -> Asset:
     """Parse an asset description."""
-    d = check_fields(data, "asset", {"id"}, {"kind", "metadata", "image_digest", "size"})
+    d = ASSET_SHAPE.check(data)
     identifier = parse_identifier(d["id"], ("asset", "result"))
     assert isinstance(identifier, AssetId | ResultId)
-    try:
-        kind = AssetKind(d.get("kind", "data"))
-    except ValueError:
-        raise InvalidInput(f"asset {d['id']}: kind must be 'data' or 'compute'") from None
+    kind = _asset_kind(d, d["id"])
     metadata = dict(name_map(d.get("metadata"), f"asset {d['id']} metadata"))
     if "size" in d:
         metadata["size"] = d["size"]

@@ -19,6 +19,9 @@ from mahiru.model.canonical import canonical_json
 from mahiru.model.identifiers import AssetId, PartyId, ResultId, SiteId
 
 _NAME = re.compile(r"[A-Za-z0-9_-]+")
+#: What `check_name` accepts, and what `parse_source` does, as JSON Schema patterns.
+NAME_PATTERN = f"^{_NAME.pattern}$"
+SOURCE_PATTERN = f"^{_NAME.pattern}([.]{_NAME.pattern})?$"
 
 
 def check_name(name: object, what: str) -> str:

@@ -15,7 +15,7 @@ from typing import Any, ClassVar, TypeAlias
 
 from mahiru.errors import InvalidInput
 from mahiru.model.canonical import canonical_json
-from mahiru.model.fields import check_fields, mapping
+from mahiru.model.fields import Field, Shape, const, mapping, string
 from mahiru.model.identifiers import (
     AssetCategoryId,
     AssetCollectionId,
@@ -26,6 +26,7 @@ from mahiru.model.identifiers import (
     SiteCategoryId,
     SiteId,
     Wildcard,
+    identifier_pattern,
     parse_identifier,
 )
 
@@ -250,6 +251,29 @@ RULE_TYPES: dict[str, type[Rule]] = {
 }
 
 
+def _rule_shape(cls: type[Rule]) -> Shape:
+    """The fields of a rule type's dict form: `type`, then each field and what it holds."""
+
+    def value(name: str) -> Field:
+        if name in cls.kinds:
+            return Field(name, string(pattern=identifier_pattern(*cls.kinds[name])))
+        if name == "output":
+            return Field(name, string(pattern=f"^({_OUTPUT_NAME.pattern})$"))
+        return Field(name, string())
+
+    summary = (cls.__doc__ or "").strip().splitlines()[0]
+    return Shape(
+        f"{cls.type_name} rule",
+        summary,
+        (Field("type", const(cls.type_name)), *(value(f.name) for f in fields(cls))),
+        headed=True,
+    )
+
+
+#: The dict form of each rule type, by type name.
+RULE_SHAPES: dict[str, Shape] = {name: _rule_shape(cls) for name, cls in RULE_TYPES.items()}
+
+
 def rule_from_dict(data: Mapping[str, Any]) -> Rule:
     """Parse one rule from its dict form, checking type, fields and identifier kinds."""
     mapping(data, "a rule")
@@ -260,10 +284,8 @@ def rule_from_dict(data: Mapping[str, Any]) -> Rule:
             f"unknown rule type {type_name!r} (known: {', '.join(RULE_TYPES)})",
             {"rule": dict(data)},
         )
+    RULE_SHAPES[cls.type_name].check(data, details={"rule": dict(data)})
     expected = {f.name for f in fields(cls)}
-    check_fields(
-        data, f"{type_name} rule", expected | {"type"}, headed=True, details={"rule": dict(data)}
-    )
     values: dict[str, Identifier | str] = {}
     for name in sorted(expected):
         value = data[name]

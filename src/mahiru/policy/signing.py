@@ -19,9 +19,46 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from mahiru.errors import InvalidInput
 from mahiru.model.canonical import canonical_json
-from mahiru.policy.rules import Rule, rule_from_dict
+from mahiru.model.fields import Field, Shape, const, one_of, string
+from mahiru.policy.rules import RULE_SHAPES, Rule, rule_from_dict
 
 _SHA256_HEX = re.compile(r"[0-9a-f]{64}")
+_SIGNATURE = Field(
+    "signature",
+    string(
+        pattern=r"^[A-Za-z0-9+/]*={0,2}$",
+        description="base64 Ed25519 signature over the canonical bytes of the other fields",
+    ),
+)
+
+#: The dict form of a signed rule: one rule type's fields and its signature.
+SIGNED_RULE_SCHEMA = one_of(
+    *(
+        shape.with_fields(
+            _SIGNATURE, what=f"signed {name} rule", description=shape.description
+        ).json_schema()
+        for name, shape in RULE_SHAPES.items()
+    ),
+    discriminator="type",
+    description="A rule signed by the owner of the namespace its signer field names.",
+)
+REVOCATION_SHAPE = Shape(
+    "revocation",
+    "A revocation of a rule, signed by the owner of the namespace that signed the rule.",
+    (
+        Field("type", const("Revocation")),
+        Field(
+            "rule_id",
+            string(
+                pattern=f"^{_SHA256_HEX.pattern}$",
+                description="hex sha256 of the revoked rule's canonical bytes",
+            ),
+        ),
+        Field("namespace", string(non_empty=True)),
+        _SIGNATURE,
+    ),
+    headed=True,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,15 +111,7 @@ class Revocation:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Revocation:
         """Parse the serialised form, strictly."""
-        if not isinstance(data, Mapping) or set(data) != {
-            "type",
-            "rule_id",
-            "namespace",
-            "signature",
-        }:
-            raise InvalidInput(
-                "a revocation has exactly: type, rule_id, namespace, signature", {"data": data}
-            )
+        REVOCATION_SHAPE.check(data, details={"data": data})
         if data["type"] != "Revocation":
             raise InvalidInput(f"not a revocation: type {data['type']!r}")
         rule_id, namespace = data["rule_id"], data["namespace"]

@@ -6,11 +6,45 @@ from dataclasses import dataclass
 from typing import Any
 
 from mahiru.errors import InvalidIdentifier, InvalidInput
-from mahiru.model.fields import check_fields, text
-from mahiru.model.identifiers import JobId, PartyId, ResultId, SiteId
+from mahiru.model.fields import Field, Shape, string, text
+from mahiru.model.identifiers import JobId, PartyId, ResultId, SiteId, identifier_pattern
 from mahiru.model.jobs.checks import check_job_id, check_plan, site_field, step_results, steps_at
-from mahiru.model.serialization import job_from_dict, job_to_dict, plan_from_dict, plan_to_dict
-from mahiru.model.workflow import Job, Plan, StepOutputRef, check_name
+from mahiru.model.jobs.states import JOB_ID_SCHEMA
+from mahiru.model.serialization import (
+    JOB_SHAPE,
+    PLAN_SCHEMA,
+    job_from_dict,
+    job_to_dict,
+    plan_from_dict,
+    plan_to_dict,
+)
+from mahiru.model.workflow import NAME_PATTERN, Job, Plan, StepOutputRef, check_name
+
+_SITE = string(pattern=identifier_pattern("site"))
+
+STEP_ASSIGNMENT_SHAPE = Shape(
+    "step assignment",
+    "Steps of a job handed to a site: the job, its whole plan, and the site the steps run at.",
+    (
+        Field("job_id", JOB_ID_SCHEMA),
+        Field("submitter_site", _SITE),
+        Field("site", _SITE),
+        Field("job", JOB_SHAPE.json_schema()),
+        Field("plan", PLAN_SCHEMA),
+    ),
+)
+RESULT_PROVENANCE_SHAPE = Shape(
+    "result provenance",
+    "How a result was made: which output of which step of which job.",
+    (
+        Field("result", string(pattern=identifier_pattern("result"))),
+        Field("job_id", JOB_ID_SCHEMA),
+        Field("submitter", string(pattern=identifier_pattern("party"))),
+        Field("step", string(pattern=NAME_PATTERN)),
+        Field("output", string(pattern=NAME_PATTERN)),
+        Field("job", JOB_SHAPE.json_schema()),
+    ),
+)
 
 # --- hand-over and provenance ----------------------------------------------------------------
 
@@ -57,7 +91,7 @@ class StepAssignment:
     def from_dict(cls, data: object) -> StepAssignment:
         """Parse the JSON form strictly."""
         what = "step assignment"
-        d = check_fields(data, what, {"job_id", "submitter_site", "site", "job", "plan"})
+        d = STEP_ASSIGNMENT_SHAPE.check(data)
         return cls(
             check_job_id(d["job_id"]),
             site_field(d, "submitter_site", what),
@@ -121,7 +155,7 @@ class ResultProvenance:
     def from_dict(cls, data: object) -> ResultProvenance:
         """Parse the JSON form strictly; `submitter` must be the job's."""
         what = "result provenance"
-        d = check_fields(data, what, {"result", "job_id", "submitter", "step", "output", "job"})
+        d = RESULT_PROVENANCE_SHAPE.check(data)
         try:
             result = ResultId.parse(text(d, "result", what))
         except InvalidIdentifier as error:

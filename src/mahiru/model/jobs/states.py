@@ -13,6 +13,8 @@ from mahiru.errors import Conflict
 LOG_TAIL_CHARS = 16_384
 
 JOB_ID_PATTERN = re.compile(r"[A-Za-z0-9_.-]{1,128}")
+#: A job id's JSON Schema: what `check_job_id` accepts.
+JOB_ID_SCHEMA = {"type": "string", "pattern": f"^{JOB_ID_PATTERN.pattern}$"}
 
 
 class JobState(Enum):

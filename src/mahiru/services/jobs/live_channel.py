@@ -41,7 +41,7 @@ from mahiru.errors import (
 from mahiru.model.identifiers import AssetId, SiteId
 from mahiru.model.items import ItemKind, WorkflowItem
 from mahiru.model.jobs import StepInput
-from mahiru.model.serialization import job_to_dict
+from mahiru.model.live import LiveGrantRequest
 from mahiru.runtime.steps import live_environment
 from mahiru.services.jobs.ledger import KnownJob
 from mahiru.services.jobs.live_grants import is_live
@@ -211,16 +211,12 @@ class LiveChannels:
             shutil.rmtree(root, ignore_errors=True)
 
     def _grant(self, owner: JobPeer, known: KnownJob, step: str, name: str, item: StepInput) -> str:
-        body = {
-            "job_id": known.job_id,
-            "job": job_to_dict(known.job),
-            "submitter_site": str(known.submitter_site),
-            "step": step,
-            "input": name,
-            "asset": str(item.asset),
-        }
+        assert isinstance(item.asset, AssetId)  # only data assets are read live (live_inputs)
+        grant = LiveGrantRequest(
+            known.job_id, known.job, known.submitter_site, step, name, item.asset
+        )
         try:
-            token = owner.live_grant(body)
+            token = owner.live_grant(grant)
         except InvalidInput as error:
             raise Internal(f"{item.site}: {error.message}") from None
         logger.info(

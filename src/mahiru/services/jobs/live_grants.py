@@ -40,9 +40,8 @@ from mahiru.data_archives import extract_data_files
 from mahiru.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 from mahiru.model.assets import AssetKind
 from mahiru.model.identifiers import AssetId, JobId, PartyId, SiteId
-from mahiru.model.live import LiveReader
+from mahiru.model.live import LiveGrantRequest, LiveReader
 from mahiru.model.serialization import job_digest
-from mahiru.model.workflow import Job
 from mahiru.policy.decisions import Decision, Release
 from mahiru.services.jobs.environment import StepEnvironment
 from mahiru.services.site.policy_view import Concerning, PolicyView
@@ -62,18 +61,6 @@ LIVE_ACCESS = "live_access"
 def is_live(metadata: object) -> bool:
     """Whether asset metadata asks for live access (`live_access: true`)."""
     return isinstance(metadata, dict) and metadata.get(LIVE_ACCESS) is True
-
-
-@dataclass(frozen=True, slots=True)
-class LiveGrantRequest:
-    """A site's request to read `asset` live, for input `input` of `step` of a job."""
-
-    job_id: JobId
-    job: Job
-    submitter_site: SiteId
-    step: str
-    input: str
-    asset: AssetId
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from contextlib import AbstractContextManager
-from typing import Any, Protocol, TypeVar
+from typing import Protocol, TypeVar
 
 from mahiru.clock import SYSTEM_CLOCK, Clock
 from mahiru.errors import Unavailable
@@ -14,7 +14,7 @@ from mahiru.model.assets import AssetRecord
 from mahiru.model.digests import ImageStream
 from mahiru.model.identifiers import AssetId, JobId, ResultId, SiteId
 from mahiru.model.jobs import StepAssignment, StepStatus
-from mahiru.model.live import LiveAnswer, LiveReader
+from mahiru.model.live import LiveAnswer, LiveGrantRequest, LiveReader
 from mahiru.model.registry import SiteRecord
 from mahiru.retry import Backoff, retry
 from mahiru.storage import ReplicaRepository
@@ -47,7 +47,7 @@ class JobPeer(Protocol):
         read data stored at this site, and where they run."""
         ...
 
-    def live_grant(self, request_body: Mapping[str, Any]) -> str:
+    def live_grant(self, request: LiveGrantRequest) -> str:
         """A token to read a live data set at the site, for one input of one step."""
         ...
 

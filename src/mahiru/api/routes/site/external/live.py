@@ -3,53 +3,28 @@ another site's job, and the granted asset's files, read through it."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter
-from pydantic import BaseModel, ConfigDict
+from fastapi import APIRouter, Body
+from pydantic import WithJsonSchema
 from starlette.responses import StreamingResponse
 
 from mahiru.api.routes.site.dependencies import Jobs, Peer
 from mahiru.api.site_images import DIGEST_HEADER
-from mahiru.api.site_models import JobIn
-from mahiru.model.identifiers import AssetId, JobId, SiteId, parse_identifier
-from mahiru.model.jobs import check_job_id
-from mahiru.model.serialization import job_from_dict
-from mahiru.services.jobs.live_grants import LiveGrantRequest
+from mahiru.model.live import LIVE_GRANT_REQUEST_SHAPE, LiveGrantRequest
 
 JsonObject = dict[str, Any]
+#: A live grant request, parsed by `LiveGrantRequest.from_dict`.
+GrantRequest = Annotated[JsonObject, Body(), WithJsonSchema(LIVE_GRANT_REQUEST_SHAPE.json_schema())]
 
 router = APIRouter(prefix="/external", tags=["external"])
 
 
-class LiveGrantIn(BaseModel):
-    """A request to read a live data asset here, for one input of one step of a job."""
-
-    model_config = ConfigDict(extra="forbid")
-    job_id: JobId
-    job: JobIn
-    #: The site the job was submitted at, which the data's site asks about the step.
-    submitter_site: str
-    step: str
-    input: str
-    asset: str
-
-
 @router.post("/live/grants", status_code=201, summary="Grant live access to a data asset")
-def live_grant(body: LiveGrantIn, caller: Peer, jobs: Jobs) -> JsonObject:
+def live_grant(body: GrantRequest, caller: Peer, jobs: Jobs) -> JsonObject:
     """A token for the caller's step to read a live data asset, if this site's policy
     lets the caller run that step; 403 with the explanation otherwise."""
-    asset = parse_identifier(body.asset, ("asset",))
-    assert isinstance(asset, AssetId)  # guaranteed by the allowed kind
-    request = LiveGrantRequest(
-        check_job_id(body.job_id),
-        job_from_dict(body.job.model_dump()),
-        SiteId.parse(body.submitter_site),
-        body.step,
-        body.input,
-        asset,
-    )
-    token, grant = jobs.live.grant(request, caller.id)
+    token, grant = jobs.live.grant(LiveGrantRequest.from_dict(body), caller.id)
     return {"token": token, "grant": grant.to_dict()}
 
 

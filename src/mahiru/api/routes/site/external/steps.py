@@ -6,14 +6,18 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Query
+from pydantic import WithJsonSchema
 
 from mahiru.api.routes.site.dependencies import Jobs, Peer
 from mahiru.errors import InvalidInput
 from mahiru.model.identifiers import JobId
 from mahiru.model.jobs import StepAssignment, check_job_id
+from mahiru.model.jobs.handover import STEP_ASSIGNMENT_SHAPE
 from mahiru.services.jobs.egress import StepView
 
 JsonObject = dict[str, Any]
+#: Steps handed over, parsed by `StepAssignment.from_dict`.
+Assignment = Annotated[JsonObject, Body(), WithJsonSchema(STEP_ASSIGNMENT_SHAPE.json_schema())]
 
 router = APIRouter(prefix="/external", tags=["external"])
 
@@ -23,9 +27,7 @@ def _steps(steps: list[StepView]) -> JsonObject:
 
 
 @router.post("/jobs/{job_id}/assignment", summary="Hand over steps")
-def assign(
-    job_id: JobId, body: Annotated[JsonObject, Body()], caller: Peer, jobs: Jobs
-) -> JsonObject:
+def assign(job_id: JobId, body: Assignment, caller: Peer, jobs: Jobs) -> JsonObject:
     """Steps of a job for this site to run, from the job's submitter's site."""
     assignment = StepAssignment.from_dict(body)
     if assignment.job_id != job_id:

@@ -4,18 +4,24 @@ and deleted by the owner party's users (changes by admins only)."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Annotated
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Request
+from fastapi import APIRouter, Body, Header, Request
+from pydantic import WithJsonSchema
 from starlette.requests import ClientDisconnect
 from starlette.responses import Response
 
 from mahiru.api.routes.site.dependencies import Admin, Jobs, Services, User
 from mahiru.api.site_images import IMAGE_RESPONSES, IMAGE_UPLOAD_BODY, image_response
-from mahiru.api.site_models import AssetIn, AssetList, AssetOut
+from mahiru.api.site_models import AssetList, AssetOut
 from mahiru.errors import InvalidInput
-from mahiru.model.assets import Asset, AssetKind
 from mahiru.model.identifiers import AssetId, ResultId, parse_identifier
+from mahiru.model.serialization import ASSET_DESCRIPTION_SHAPE, asset_description_from_dict
+
+#: An asset to describe, parsed by `asset_description_from_dict`.
+Description = Annotated[
+    dict[str, Any], Body(), WithJsonSchema(ASSET_DESCRIPTION_SHAPE.json_schema())
+]
 
 router = APIRouter(prefix="/internal", tags=["internal"])
 
@@ -39,13 +45,12 @@ async def _body(request: Request) -> AsyncIterator[bytes]:
 
 
 @router.post("/assets", response_model=AssetOut, summary="Describe an asset")
-def add_asset(body: AssetIn, caller: Admin, services: Services) -> AssetOut:
+def add_asset(body: Description, caller: Admin, services: Services) -> AssetOut:
     """Describe an asset stored at this site (its image is uploaded separately).
 
     Describing it again with the same kind and metadata changes nothing.
     """
-    asset = Asset(AssetId.parse(body.id), AssetKind(body.kind), dict(body.metadata))
-    return AssetOut.of(services.assets.add(asset))
+    return AssetOut.of(services.assets.add(asset_description_from_dict(body)))
 
 
 @router.put(

@@ -8,28 +8,22 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header
-from pydantic import BaseModel, ConfigDict
+from fastapi import APIRouter, Body, Header
+from pydantic import WithJsonSchema
 from starlette.responses import Response
 
 from mahiru.api.routes.site.dependencies import Jobs, User
 from mahiru.api.site_images import IMAGE_RESPONSES, image_response
-from mahiru.api.site_models import JobIn
 from mahiru.model.identifiers import JobId
 from mahiru.model.jobs import JobStatus, check_job_id
-from mahiru.model.serialization import job_from_dict
+from mahiru.model.serialization import JOB_SUBMISSION_SHAPE, submitted_job
 from mahiru.services.jobs.egress import StepView
 
 JsonObject = dict[str, Any]
+#: A job submission, parsed by `submitted_job`.
+Submission = Annotated[JsonObject, Body(), WithJsonSchema(JOB_SUBMISSION_SHAPE.json_schema())]
 
 router = APIRouter(prefix="/internal/jobs", tags=["jobs"])
-
-
-class JobSubmission(BaseModel):
-    """A job to plan and run."""
-
-    model_config = ConfigDict(extra="forbid")
-    job: JobIn
 
 
 def _view(status: JobStatus, steps: list[StepView]) -> JsonObject:
@@ -37,10 +31,9 @@ def _view(status: JobStatus, steps: list[StepView]) -> JsonObject:
 
 
 @router.post("", status_code=201, summary="Submit a job")
-def submit(body: JobSubmission, caller: User, jobs: Jobs) -> JsonObject:
+def submit(body: Submission, caller: User, jobs: Jobs) -> JsonObject:
     """Plan a job of the caller's party and start it; 403 with the explanation if denied."""
-    job = job_from_dict(body.job.model_dump())
-    status = jobs.submissions.submit(job, caller.person)
+    status = jobs.submissions.submit(submitted_job(body), caller.person)
     return _view(*jobs.submissions.get(status.job_id, caller.person))
 
 

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body
+from pydantic import WithJsonSchema
 
 from mahiru.api.routes.site.dependencies import Services, User
-from mahiru.api.site_models import DecisionOut, ExplainRequest
-from mahiru.errors import InvalidInput
-from mahiru.model.identifiers import PartyId, SiteId
-from mahiru.model.items import WorkflowItem
-from mahiru.model.serialization import job_from_dict
+from mahiru.api.site_models import DecisionOut
+from mahiru.model.questions import POLICY_QUESTION_SHAPE, PolicyQuestion
+
+#: A question to explain, parsed by `PolicyQuestion.from_dict`.
+Question = Annotated[dict[str, Any], Body(), WithJsonSchema(POLICY_QUESTION_SHAPE.json_schema())]
 
 router = APIRouter(prefix="/internal", tags=["internal"])
 
@@ -20,16 +23,10 @@ router = APIRouter(prefix="/internal", tags=["internal"])
     response_model_exclude_none=True,
     summary="Explain a policy decision",
 )
-def explain(body: ExplainRequest, caller: User, services: Services) -> DecisionOut:
+def explain(body: Question, caller: User, services: Services) -> DecisionOut:
     """Whether `site` may access (or `party` may use) one item of a job, and why."""
-    if (body.site is None) == (body.party is None):
-        raise InvalidInput("give exactly one of site or party")
-    job = job_from_dict(body.job.model_dump())
-    item = WorkflowItem.parse(body.item, job.workflow)
+    question = PolicyQuestion.from_dict(body)
     decision = services.policy.explain(
-        job,
-        item,
-        site=SiteId.parse(body.site) if body.site is not None else None,
-        party=PartyId.parse(body.party) if body.party is not None else None,
+        question.job, question.item, site=question.site, party=question.party
     )
     return DecisionOut.model_validate(decision.to_dict())

@@ -3,21 +3,27 @@ namespace owner), listed with the peers' and the rejected ones by any user."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body
+from pydantic import WithJsonSchema
 
 from mahiru.api.routes.site.dependencies import Admin, Services, User
 from mahiru.api.site_models import (
     RejectedRuleList,
     RejectedRuleOut,
-    RevocationIn,
     RuleEntry,
     RuleList,
     RuleOutcomeOut,
-    SignedRuleIn,
-    parse_signed_rule,
 )
+from mahiru.policy.signing import REVOCATION_SHAPE, SIGNED_RULE_SCHEMA, Revocation, SignedRule
 from mahiru.services.site import RuleOutcome
 from mahiru.storage import REGISTRY_SOURCE
+
+#: A signed rule, parsed by `SignedRule.from_dict`.
+SignedRuleBody = Annotated[dict[str, Any], Body(), WithJsonSchema(SIGNED_RULE_SCHEMA)]
+#: A signed revocation, parsed by `Revocation.from_dict`.
+RevocationBody = Annotated[dict[str, Any], Body(), WithJsonSchema(REVOCATION_SHAPE.json_schema())]
 
 router = APIRouter(prefix="/internal", tags=["internal"])
 
@@ -27,9 +33,9 @@ def _outcome(outcome: RuleOutcome) -> RuleOutcomeOut:
 
 
 @router.post("/rules", response_model=RuleOutcomeOut, summary="Add a signed rule")
-def add_rule(body: SignedRuleIn, caller: Admin, services: Services) -> RuleOutcomeOut:
+def add_rule(body: SignedRuleBody, caller: Admin, services: Services) -> RuleOutcomeOut:
     """Store a rule signed by the owner of its namespace; peers then replicate it."""
-    return _outcome(services.rules.add(parse_signed_rule(body), user=caller.person))
+    return _outcome(services.rules.add(SignedRule.from_dict(body), user=caller.person))
 
 
 @router.get("/rules", response_model=RuleList, summary="List rules")
@@ -52,9 +58,9 @@ def list_rules(caller: User, services: Services, include_replicated: bool = Fals
 
 
 @router.post("/rules/revocations", response_model=RuleOutcomeOut, summary="Revoke a rule")
-def revoke_rule(body: RevocationIn, caller: Admin, services: Services) -> RuleOutcomeOut:
+def revoke_rule(body: RevocationBody, caller: Admin, services: Services) -> RuleOutcomeOut:
     """Revoke a rule stored here, with a revocation signed by its namespace owner."""
-    return _outcome(services.rules.revoke(body.parse(), user=caller.person))
+    return _outcome(services.rules.revoke(Revocation.from_dict(body), user=caller.person))
 
 
 @router.get("/rules/rejected", response_model=RejectedRuleList, summary="List rejected peer rules")
