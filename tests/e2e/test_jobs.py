@@ -22,7 +22,7 @@ from tests.support.metrics import value
 from tests.support.sites import Network, network
 from tests.support.waiting import wait_until
 
-from mahiru.cli.main import _register_commands, cli
+from mahiru.cli.main import cli
 from mahiru.client.jobs import JobsClient, JobView, PeerJobsClient
 from mahiru.data_archives import extract_data_files
 from mahiru.errors import InvalidInput, NotFound, PermissionDenied, Unauthenticated, Unavailable
@@ -40,8 +40,6 @@ from mahiru.storage import BlobStore
 pytestmark = pytest.mark.e2e
 
 WAIT = 120.0
-
-_register_commands()
 
 
 @pytest.fixture(scope="module")

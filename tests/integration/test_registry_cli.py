@@ -19,15 +19,13 @@ import yaml
 from click.testing import CliRunner, Result
 from tests.support.servers import free_port
 
-from mahiru.cli.main import _register_commands, cli
+from mahiru.cli.main import cli
 
 pytestmark = pytest.mark.integration
 
 PARTY1 = "party:p1.example.org:party1"
 SITE1 = "site:p1.example.org:site1"
 MAHIRU = str(Path(sys.executable).parent / "mahiru")
-
-_register_commands()
 
 
 def mahiru(

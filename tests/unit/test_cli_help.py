@@ -6,14 +6,15 @@ import click
 import pytest
 from click.testing import CliRunner
 
-from mahiru.cli.main import _register_commands, cli
-
-_register_commands()
+from mahiru.cli.main import cli
 
 
 def _leaves(group: click.Group, path: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    """Every command under `group` (imported, for the lazy ones), as its path of names."""
     found: list[tuple[str, ...]] = []
-    for name, command in sorted(group.commands.items()):
+    context = click.Context(group)
+    for name in group.list_commands(context):
+        command = group.get_command(context, name)
         if isinstance(command, click.Group):
             found += _leaves(command, (*path, name))
         else:

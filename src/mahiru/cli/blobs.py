@@ -19,9 +19,6 @@ import click
 from mahiru.cli.connection import echo_json
 from mahiru.cli.errors import handle_errors
 from mahiru.cli.serve import load_service_config
-from mahiru.config import SiteConfig
-from mahiru.services.site.assets import AssetStore
-from mahiru.storage import AssetRepository, BlobStore, create_database
 
 
 @click.group("blobs")
@@ -41,6 +38,11 @@ def blobs_group() -> None:
 @handle_errors
 def verify_command(config_path: Path, as_json: bool) -> None:
     """Check every stored image against its digest; list damaged and missing ones."""
+    # Imported here, not above: listing or asking for help needs no database.
+    from mahiru.config import SiteConfig
+    from mahiru.services.site.assets import AssetStore
+    from mahiru.storage import AssetRepository, BlobStore, create_database
+
     config = load_service_config(SiteConfig, config_path)
     database = create_database(config.database_url)
     try:

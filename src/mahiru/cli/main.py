@@ -1,4 +1,9 @@
-"""Entry point of the `mahiru` command: wires the command groups together."""
+"""Entry point of the `mahiru` command: the table of its commands, each in its own module.
+
+Each command's module is imported only when that command is used (`LazyGroup`),
+so listing the commands or running a client command never loads the server's
+database, web and container libraries.
+"""
 
 from __future__ import annotations
 
@@ -9,12 +14,78 @@ import click
 
 from mahiru import __version__
 from mahiru.cli.errors import EXIT_INTERRUPTED, exit_code_for, report_error
+from mahiru.cli.lazy import LazyCommand, LazyGroup
 from mahiru.cli.profiles import profile_defaults
 from mahiru.client.profiles import CONFIG_ENV, PROFILE_ENV, config_path, load_profile
 from mahiru.errors import MahiruError
 
+#: Every command: its name, where it lives, and its summary as `mahiru --help` lists
+#: it (tests/unit/test_cli_startup.py checks that each is the command's own).
+COMMANDS = (
+    LazyCommand(
+        "assets",
+        "mahiru.cli.assets:assets_group",
+        "Upload, list, show, download and delete the assets of your party's site.",
+    ),
+    LazyCommand(
+        "audit",
+        "mahiru.cli.audit:audit_group",
+        "Read and verify the site's tamper-evident audit log.",
+    ),
+    LazyCommand(
+        "blobs", "mahiru.cli.blobs:blobs_group", "Operator checks of a site's stored images."
+    ),
+    LazyCommand(
+        "certs",
+        "mahiru.cli.certs:certs_group",
+        "Create the keys and certificates of a Mahiru network.",
+    ),
+    LazyCommand(
+        "completion",
+        "mahiru.cli.completion:completion_command",
+        "Print the script that makes SHELL complete mahiru's commands and options.",
+    ),
+    LazyCommand(
+        "demo",
+        "mahiru.cli.demo:demo_command",
+        "Run a registry and two sites on loopback with TLS, and a job in real containers.",
+    ),
+    LazyCommand(
+        "jobs",
+        "mahiru.cli.jobs:jobs_group",
+        "Submit, follow, cancel and fetch the results of jobs at your party's site.",
+    ),
+    LazyCommand(
+        "plan", "mahiru.cli.offline:plan_command", "Plan a job offline: which site runs each step."
+    ),
+    LazyCommand(
+        "policy", "mahiru.cli.offline:policy_group", "Ask the policy engine about rules, offline."
+    ),
+    LazyCommand(
+        "register",
+        "mahiru.cli.register:register_group",
+        "Register a party and its sites at the registry; show and remove them.",
+    ),
+    LazyCommand("results", "mahiru.cli.results:results_group", "Check workflow results."),
+    LazyCommand(
+        "rules",
+        "mahiru.cli.rules:rules_group",
+        "Publish, list and revoke your party's rules at its site.",
+    ),
+    LazyCommand(
+        "serve",
+        "mahiru.cli.serve:serve_group",
+        "Run a Mahiru service in the foreground until SIGTERM or Ctrl-C.",
+    ),
+)
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+
+@click.group(
+    cls=LazyGroup,
+    lazy_commands=COMMANDS,
+    prepare=lambda name, command: add_example(command, (name,)),
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
 @click.version_option(__version__, prog_name="mahiru")
 @click.option(
     "--profile",
@@ -39,19 +110,12 @@ def cli(ctx: click.Context, profile: str | None) -> None:
     except MahiruError as error:
         report_error(error, as_json=False)
         sys.exit(exit_code_for(error))
-    if chosen is not None:
-        ctx.default_map = profile_defaults(cli, chosen)
-
-
-@click.command("completion")
-@click.argument("shell", type=click.Choice(["bash", "zsh", "fish"]))
-def completion_command(shell: str) -> None:
-    """Print the script that makes SHELL complete mahiru's commands and options."""
-    from click.shell_completion import get_completion_class
-
-    completion = get_completion_class(shell)
-    assert completion is not None  # every choice has one
-    click.echo(completion(cli, {}, "mahiru", "_MAHIRU_COMPLETE").source())
+    name = ctx.invoked_subcommand
+    if chosen is not None and name is not None:
+        # Click loaded the invoked command before calling this; the others stay unimported.
+        command = cli.get_command(ctx, name)
+        if command is not None:
+            ctx.default_map = profile_defaults({name: command}, chosen)
 
 
 #: One example per command whose own help has none, shown at the end of its --help.
@@ -103,56 +167,25 @@ EXAMPLES = {
 }
 
 
-def _add_examples(group: click.Group, path: tuple[str, ...] = ()) -> None:
-    """Append each command's example (EXAMPLES) to its help, unless it has one already."""
-    for name, command in group.commands.items():
-        where = (*path, name)
-        if isinstance(command, click.Group):
-            _add_examples(command, where)
-            continue
-        example = EXAMPLES.get(where)
-        if example is not None and "Example" not in (command.help or ""):
-            # Dedent the docstring first: the example's lines are not indented.
-            text = inspect.cleandoc(command.help or "")
-            command.help = f"{text}\n\n\b\nExample:\n  {example}"
+def add_example(command: click.Command, path: tuple[str, ...]) -> None:
+    """Append the example (EXAMPLES) of `command`, and of each under it, to its help.
 
-
-def _register_commands() -> None:
-    """Attach every command group; each lives in its own module."""
-    from mahiru.cli import (
-        assets,
-        audit,
-        blobs,
-        certs,
-        demo,
-        jobs,
-        offline,
-        register,
-        results,
-        rules,
-        serve,
-    )
-
-    cli.add_command(certs.certs_group)
-    cli.add_command(offline.plan_command)
-    cli.add_command(offline.policy_group)
-    cli.add_command(serve.serve_group)
-    cli.add_command(register.register_group)
-    cli.add_command(assets.assets_group)
-    cli.add_command(blobs.blobs_group)
-    cli.add_command(rules.rules_group)
-    cli.add_command(jobs.jobs_group)
-    cli.add_command(results.results_group)
-    cli.add_command(audit.audit_group)
-    cli.add_command(demo.demo_command)
-    cli.add_command(completion_command)
-    _add_examples(cli)
+    A command whose help already shows an example keeps it alone.
+    """
+    if isinstance(command, click.Group):
+        for name, inner in command.commands.items():
+            add_example(inner, (*path, name))
+        return
+    example = EXAMPLES.get(path)
+    if example is not None and "Example" not in (command.help or ""):
+        # Dedent the docstring first: the example's lines are not indented.
+        text = inspect.cleandoc(command.help or "")
+        command.help = f"{text}\n\n\b\nExample:\n  {example}"
 
 
 def main() -> None:
     """Run the CLI (the `mahiru` console script); Ctrl-C at any point exits 130."""
     try:
-        _register_commands()
         cli(prog_name="mahiru")
     except KeyboardInterrupt:
         click.echo("interrupted", err=True)

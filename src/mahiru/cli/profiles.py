@@ -5,6 +5,7 @@ The profiles file and its format are described in `mahiru.client.profiles`.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import click
@@ -12,16 +13,16 @@ import click
 from mahiru.client.profiles import Profile
 
 
-def profile_defaults(group: click.Group, profile: Profile) -> dict[str, Any]:
-    """Click's `default_map` for every command under `group`, filled from `profile`.
+def profile_defaults(commands: Mapping[str, click.Command], profile: Profile) -> dict[str, Any]:
+    """Click's `default_map` for `commands` (by name) and those under them, from `profile`.
 
     Commands with a `--site` get the user credentials; those with a
     `--registry` get the party-client credentials.
     """
     defaults: dict[str, Any] = {}
-    for name, command in group.commands.items():
+    for name, command in commands.items():
         if isinstance(command, click.Group):
-            inner = profile_defaults(command, profile)
+            inner = profile_defaults(command.commands, profile)
             if inner:
                 defaults[name] = inner
             continue

@@ -18,28 +18,26 @@ import socket
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from types import FrameType
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import click
 
 from mahiru.cli.errors import handle_errors
-from mahiru.config import (
-    CallerLimits,
-    ListenConfig,
-    RegistryConfig,
-    SiteConfig,
-    TlsConfig,
-    load_config,
-)
 from mahiru.errors import Internal, InvalidInput, Unavailable
 from mahiru.logs import configure_logging
 from mahiru.pki import load_certificate, load_certified_key
-from mahiru.server import ASGIApp, make_server
-from mahiru.storage.db import Database
+
+# The configuration, the server and the database are imported where a service
+# starts: `mahiru serve --help`, and `mahiru blobs`, which shares
+# load_service_config, do not pay for the web and database libraries.
+if TYPE_CHECKING:
+    from mahiru.config import CallerLimits, ListenConfig, RegistryConfig, SiteConfig, TlsConfig
+    from mahiru.server import ASGIApp
+    from mahiru.storage.db import Database
 
 logger = logging.getLogger("mahiru.serve")
 
-C = TypeVar("C", RegistryConfig, SiteConfig)
+C = TypeVar("C", "RegistryConfig", "SiteConfig")
 
 _CONFIG_FILE = click.Path(dir_okay=False, path_type=Path)
 
@@ -91,6 +89,7 @@ def registry_command(config_path: Path, log_level: str | None) -> None:
     """
     from mahiru.api.registry_app import create_registry_app
     from mahiru.bootstrap import RegistryOverrides, build_registry
+    from mahiru.config import RegistryConfig
 
     def make(config: RegistryConfig, database: Database) -> tuple[ASGIApp, list[Path]]:
         registry = build_registry(config, overrides=RegistryOverrides(database=database))
@@ -117,6 +116,7 @@ def site_command(config_path: Path, log_level: str | None) -> None:
     """
     from mahiru.api.site_app import create_site_app
     from mahiru.bootstrap import SiteOverrides, build_site
+    from mahiru.config import SiteConfig
 
     def make(config: SiteConfig, database: Database) -> tuple[ASGIApp, list[Path]]:
         site = build_site(config, overrides=SiteOverrides(database=database))
@@ -161,6 +161,8 @@ def _serve(
 
 def load_service_config(cls: type[C], path: Path, environ: Mapping[str, str] | None = None) -> C:
     """Load a service configuration file with its MAHIRU_CONFIG__* environment overrides."""
+    from mahiru.config import load_config
+
     return load_config(cls, path, environ)
 
 
@@ -182,6 +184,8 @@ def run_service(
     InvalidInput naming them; an address that cannot be listened on is
     Unavailable. Every connection is held to `limits` (mahiru.server).
     """
+    from mahiru.server import make_server
+
     certfile, keyfile = _tls_files(name, tls, client_ca_files)
     listener = _listen(listen)
     received: list[int] = []

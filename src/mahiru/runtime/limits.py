@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from mahiru.config import ContainerLimits
 from mahiru.errors import InvalidInput
+
+# For the annotation only: the runtime's other users (a client packing a data
+# image, say) do not load the configuration's validation library.
+if TYPE_CHECKING:
+    from mahiru.config import ContainerLimits
 
 MIB = 1024 * 1024
 #: Processes and threads a step may have at once: enough for any sane program,

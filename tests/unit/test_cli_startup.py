@@ -1,0 +1,175 @@
+"""`mahiru` starts without the server's libraries: each command's module is imported on use.
+
+The suite spawns the command hundreds of times, so these tests pin which
+modules a start loads (never how long it takes: benchmarks/cli_startup.py
+prints that).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import click
+import pytest
+from click.testing import CliRunner
+
+from mahiru.cli.lazy import LazyCommand, LazyGroup
+from mahiru.cli.main import COMMANDS, cli
+
+#: What only a service needs: a client's start must load none of them.
+SERVER_ONLY = (
+    "sqlalchemy",
+    "alembic",
+    "fastapi",
+    "uvicorn",
+    "starlette",
+    "mahiru.storage",
+    "mahiru.server",
+    "mahiru.api",
+)
+COMMAND_MODULES = {entry.target.partition(":")[0] for entry in COMMANDS}
+
+# Runs the console script's `main` on the given arguments, then reports every
+# module the process loaded as the last line of stderr.
+PROBE = """
+import json, sys
+from mahiru.cli.main import main
+sys.argv = ["mahiru", *json.loads(sys.argv[1])]
+try:
+    main()
+finally:
+    print(json.dumps(sorted(sys.modules)), file=sys.stderr)
+"""
+
+
+def loaded_modules(*args: str) -> set[str]:
+    """The modules a fresh `mahiru ARGS` process has loaded when it exits (successfully)."""
+    result = subprocess.run(
+        [sys.executable, "-c", PROBE, json.dumps(args)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    return set(json.loads(result.stderr.splitlines()[-1]))
+
+
+def server_only(modules: set[str]) -> list[str]:
+    """The modules of `modules` that belong to a SERVER_ONLY package."""
+    return sorted(
+        name
+        for name in modules
+        if any(name == package or name.startswith(f"{package}.") for package in SERVER_ONLY)
+    )
+
+
+def test_listing_the_commands_imports_none_of_them() -> None:
+    modules = loaded_modules("--help")
+    assert server_only(modules) == []
+    assert sorted(modules & COMMAND_MODULES) == []
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("assets", "--help"),
+        ("assets", "list", "--help"),
+        ("assets", "pack", "--help"),
+        ("jobs", "submit", "--help"),
+        ("rules", "add", "--help"),
+        ("register", "show", "--help"),
+        ("audit", "verify", "--help"),
+    ],
+    ids=" ".join,
+)
+def test_a_client_command_loads_no_server_library(args: tuple[str, ...]) -> None:
+    """The command's own module is imported, and nothing only a server needs."""
+    modules = loaded_modules(*args)
+    assert server_only(modules) == []
+    assert f"mahiru.cli.{args[0]}" in modules and "mahiru.cli.serve" not in modules
+
+
+def test_the_help_of_serve_and_blobs_loads_no_server_library() -> None:
+    """Only starting a service (or reading its store) imports the database and web libraries."""
+    assert server_only(loaded_modules("serve", "site", "--help")) == []
+    assert server_only(loaded_modules("blobs", "verify", "--help")) == []
+
+
+@pytest.mark.parametrize("entry", COMMANDS, ids=lambda entry: entry.name)
+def test_the_table_lists_each_command_as_its_own_help_does(entry: LazyCommand) -> None:
+    """A summary in the table is the first sentence of the command's help, under its name."""
+    command = entry.load()
+    assert command.name == entry.name
+    assert entry.summary == command.get_short_help_str(limit=1000)
+
+
+def fresh_group() -> LazyGroup:
+    """A group like `mahiru`, with the same table and options, and nothing loaded yet."""
+    return LazyGroup(name="mahiru", lazy_commands=COMMANDS, params=cli.params, help=cli.help)
+
+
+def test_the_listing_before_loading_equals_the_listing_after() -> None:
+    """`mahiru --help` shows the same lines from the table as from the imported commands."""
+    group = fresh_group()
+    before = CliRunner().invoke(group, ["--help"])
+    context = click.Context(group)
+    for name in group.list_commands(context):
+        group.get_command(context, name)
+    after = CliRunner().invoke(group, ["--help"])
+    assert before.exit_code == after.exit_code == 0
+    assert "assets" in before.output and before.output == after.output
+
+
+def test_a_mistyped_command_is_matched_against_commands_not_yet_loaded() -> None:
+    group = fresh_group()
+    result = CliRunner().invoke(group, ["asets"])
+    assert result.exit_code == 2
+    assert "No such command 'asets'" in result.output and "'assets'" in result.output
+    assert group.commands == {}
+
+
+def test_completing_a_command_name_imports_no_command() -> None:
+    group = fresh_group()
+    with click.Context(group, resilient_parsing=True) as context:
+        items = group.shell_complete(context, "re")
+    assert [item.value for item in items] == ["register", "results"]
+    assert items[1].help == "Check workflow results."
+    assert group.commands == {}
+
+
+def test_shell_completion_descends_into_a_command_loaded_on_demand() -> None:
+    """The completion protocol itself, as a shell drives it, completes a sub-command's names."""
+    result = subprocess.run(
+        [str(Path(sys.executable).parent / "mahiru")],
+        env={
+            **os.environ,
+            "_MAHIRU_COMPLETE": "bash_complete",
+            "COMP_WORDS": "mahiru jobs sub",
+            "COMP_CWORD": "2",
+        },
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["plain,submit"]
+
+
+def test_a_profile_fills_in_the_options_of_the_command_that_runs(tmp_path: Path) -> None:
+    """Only the invoked command is loaded to learn its options, and it takes the profile's."""
+    config = tmp_path / "config.toml"
+    config.write_text(
+        '[profiles.alice]\nsite = "https://127.0.0.1:9/internal"\n'
+        'cert = "alice.crt"\nkey = "alice.key"\nca = "ca.crt"\n'
+    )
+    result = CliRunner().invoke(
+        cli, ["--profile", "alice", "jobs", "list"], env={"MAHIRU_CONFIG": str(config)}
+    )
+    assert result.exit_code == 2
+    assert f"file not found: {tmp_path / 'alice.crt'}" in result.output
