@@ -22,6 +22,7 @@ import contextlib
 import hashlib
 import http.client
 import itertools
+import os
 import shutil
 import socket
 import tarfile
@@ -143,7 +144,13 @@ class _UnixConnection(http.client.HTTPConnection):
     def connect(self) -> None:
         self.sock = socket.socket(socket.AF_UNIX)
         self.sock.settimeout(BLOCK_LIMIT)
-        self.sock.connect(str(self._path))
+        # A test's temporary folder can make the path longer than a socket address may
+        # be (107 bytes); reached through an open handle of its folder, it stays short.
+        folder = os.open(self._path.parent, os.O_PATH | os.O_DIRECTORY)
+        try:
+            self.sock.connect(f"/proc/self/fd/{folder}/{self._path.name}")
+        finally:
+            os.close(folder)
 
 
 class Programs:

@@ -13,11 +13,10 @@ from mahiru import pki
 from mahiru.errors import InvalidInput, InvalidSignature
 from mahiru.model.canonical import canonical_json
 from mahiru.model.identifiers import PartyId, SiteId
+from mahiru.model.registration_forms import MAX_AGE, RegistrationAction
 from mahiru.model.registrations import (
-    MAX_AGE,
     MAX_CLOCK_SKEW,
     Registration,
-    RegistrationAction,
     SignedRegistration,
     check_fresh,
 )

@@ -28,13 +28,12 @@ from mahiru.model.live import (
     LiveReader,
 )
 from mahiru.model.questions import POLICY_QUESTION_SHAPE, PolicyQuestion
-from mahiru.model.registrations import (
+from mahiru.model.registration_forms import (
     DOCUMENT_SHAPES,
     SIGNED_DOCUMENT_SCHEMA,
     SIGNED_DOCUMENT_SHAPES,
-    Registration,
-    SignedRegistration,
 )
+from mahiru.model.registrations import Registration, SignedRegistration
 from mahiru.model.registry import (
     PARTY_RECORD_SHAPE,
     SITE_ENDPOINTS_SHAPE,

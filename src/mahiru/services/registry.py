@@ -38,12 +38,11 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from mahiru.clock import SYSTEM_CLOCK, Clock
 from mahiru.errors import Conflict, InvalidInput, NotFound, PermissionDenied, Unauthenticated
 from mahiru.model.identifiers import PartyId, SiteId
+from mahiru.model.registration_forms import MAX_AGE, RegistrationAction
 from mahiru.model.registrations import (
-    MAX_AGE,
     MAX_CLOCK_SKEW,
     STALE_BASE_VERSION,
     Registration,
-    RegistrationAction,
     RegistrationOutcome,
     SignedRegistration,
     check_fresh,

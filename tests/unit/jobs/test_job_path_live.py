@@ -28,6 +28,7 @@ from mahiru.model.assets import AssetKind
 from mahiru.model.audit import AuditKind
 from mahiru.model.identifiers import AssetId, JobId
 from mahiru.model.jobs import JobState, StepState
+from mahiru.model.live import LiveGrantRequest
 from mahiru.model.serialization import job_to_dict
 from mahiru.model.workflow import Job
 from mahiru.policy.rules import rule_from_dict
@@ -124,8 +125,10 @@ class Live:
         }
 
     def ask(self, asker: FakeSite, body: dict[str, Any]) -> str:
-        """POST /external/live/grants at site2, as `asker`; the token."""
-        return self.scenario.net.peer(asker, self.site2.record()).live_grant(body)
+        """POST /external/live/grants at site2, as `asker`, the body parsed as the route
+        parses it; the token."""
+        request = LiveGrantRequest.from_dict(body)
+        return self.scenario.net.peer(asker, self.site2.record()).live_grant(request)
 
     def files(self, asker: FakeSite, token: str) -> list[dict[str, object]]:
         """GET /external/live/{token}/files at site2, as `asker`."""

@@ -9,7 +9,8 @@ from pydantic import WithJsonSchema
 
 from mahiru.api.registry_models import RegistrationResult
 from mahiru.api.routes.registry.dependencies import NO_QUERY, Caller, Registry
-from mahiru.model.registrations import SIGNED_DOCUMENT_SCHEMA, SignedRegistration
+from mahiru.model.registration_forms import SIGNED_DOCUMENT_SCHEMA
+from mahiru.model.registrations import SignedRegistration
 
 #: A signed registration document, parsed by `SignedRegistration.from_dict`.
 Document = Annotated[dict[str, Any], Body(), WithJsonSchema(SIGNED_DOCUMENT_SCHEMA)]
