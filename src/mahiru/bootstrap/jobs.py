@@ -61,8 +61,10 @@ def build_jobs(
     site, repositories = config.site, storage.repositories
     replica, transfers = services.replication.replica, services.logs.transfers
     ledger = JobLedger(site, repositories.jobs, clock)
+    engine = runtime or DockerRuntime()
+    # The docker runner: the engine runs the steps itself.
     environment = StepEnvironment(
-        runtime or DockerRuntime(), limits_from_config(config.containers), config.data_dir / "work"
+        engine, engine, limits_from_config(config.containers), config.data_dir / "work"
     )
     peers = JobPeers(replica, peer_factory)
     receipts = Receipts(ledger, replica, storage.blobs, transfers, sign)
@@ -74,7 +76,7 @@ def build_jobs(
         receipts,
         ledger,
     )
-    images = LoadedImages(environment.runtime, storage.blobs)
+    images = LoadedImages(environment.engine, storage.blobs)
     ports = JobPorts(ledger, environment, peers, receipts, results, images)
     # Set when the job services stop: waits inside a step's work and retries end early.
     stopping = threading.Event()
