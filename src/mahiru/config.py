@@ -11,10 +11,11 @@ against the config file's folder. Errors name the file and the field.
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -103,6 +104,47 @@ class ContainerLimits(_Strict):
     max_output_mb: int = Field(default=1024, gt=0)
 
 
+class DockerRunnerConfig(_Strict):
+    """Steps run as containers on the site's own container engine (the default)."""
+
+    kind: Literal["docker"] = "docker"
+
+
+#: What Slurm accepts as a partition or account name.
+_SLURM_NAME = re.compile(r"[A-Za-z0-9_.-]+")
+
+
+class SlurmRunnerConfig(_Strict):
+    """Steps run as Slurm batch jobs, each running the step's container on a node
+    (docs/slurm.md).
+
+    `shared_dir` is a folder this site alone uses on a file system every node
+    mounts at the same path: the steps' inputs, outputs, job scripts and logs go
+    there. `engine` is the container engine's command on the nodes; `slurm_conf`
+    points Slurm's commands at a cluster other than the machine's default.
+    """
+
+    kind: Literal["slurm"]
+    partition: str
+    shared_dir: Path
+    engine: Literal["docker", "podman"] = "docker"
+    account: str | None = None
+    slurm_conf: Path | None = None
+    #: How long a cancelled step's job may take to end (its script removes the container).
+    cancel_wait_seconds: float = Field(default=60.0, gt=0)
+
+    @field_validator("partition", "account")
+    @classmethod
+    def _slurm_name(cls, value: str | None) -> str | None:
+        if value is not None and not _SLURM_NAME.fullmatch(value):
+            raise ValueError(f"{value!r} is not a Slurm name: use letters, digits, '_', '.', '-'")
+        return value
+
+
+#: Where a site's steps run: `runner: {kind: docker}` or `runner: {kind: slurm, ...}`.
+RunnerConfig = Annotated[DockerRunnerConfig | SlurmRunnerConfig, Field(discriminator="kind")]
+
+
 class SiteConfig(_Strict):
     """Configuration of `mahiru serve site`."""
 
@@ -123,6 +165,7 @@ class SiteConfig(_Strict):
     #: How long a step keeps retrying while a peer (or the engine) is unavailable.
     peer_retry_deadline_seconds: float = Field(default=600.0, gt=0)
     containers: ContainerLimits = ContainerLimits()
+    runner: RunnerConfig = DockerRunnerConfig()
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     max_body_bytes: int = Field(default=1_000_000, gt=0)
     #: Asset images are streamed, so they are limited separately from other bodies.
@@ -130,6 +173,13 @@ class SiteConfig(_Strict):
     #: User names (besides admins) whose certificates may read /internal/metrics.
     metrics_scrapers: list[str] = Field(default_factory=list)
     callers: CallerLimits = CallerLimits()
+
+    @field_validator("runner", mode="before")
+    @classmethod
+    def _runner_kind(cls, value: Any) -> Any:
+        if isinstance(value, dict) and "kind" not in value:
+            raise ValueError("say which runner: kind: docker, or kind: slurm with its settings")
+        return value
 
     @field_validator("site_id")
     @classmethod

@@ -325,7 +325,7 @@ def _run_failing(
     """Run the job with site2's engine raising `error` on every run; its view and the runs."""
     app = inprocess.site2.app
     assert app is not None
-    runtime = app.state.site.jobs.ports.environment.runtime
+    runtime = app.state.site.jobs.ports.environment.runner
     runs = []
 
     def run_step(*args: object, **kwargs: object) -> object:

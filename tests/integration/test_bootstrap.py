@@ -77,7 +77,8 @@ def test_given_parts_are_used_and_a_given_store_still_gets_the_ingress_check(
     engine = _Engine([])
     site = _site(db, tmp_path, blobs=given, container_runtime=engine)
     assert site.storage.database is db
-    assert site.jobs.ports.environment.runtime is engine
+    assert site.jobs.ports.environment.engine is engine
+    assert site.jobs.ports.environment.runner is engine  # the docker runner is the engine
     assert site.storage.blobs is not given
     assert site.storage.blobs.root == given.root
 

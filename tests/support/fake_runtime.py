@@ -1,4 +1,5 @@
-"""An in-memory `ContainerRuntime` for fast tests of the job path (this module holds no tests).
+"""An in-memory `ContainerRuntime` (image engine and step runner) for fast tests of the job
+path (this module holds no tests).
 
 An image is a dict of the files under its `/data`. A compute image's program
 is a Python callable, registered with `Programs` by the digest of the archive
@@ -196,6 +197,7 @@ def archive_of(files: Mapping[str, bytes]) -> bytes:
 class _Container:
     info: ContainerInfo
     stopped: threading.Event
+    log: list[str] = field(default_factory=list)
 
 
 class FakeRuntime:
@@ -363,6 +365,7 @@ class FakeRuntime:
             limits,
             all_labels,
             container.stopped,
+            log=container.log,
             live=dict(live or {}),
         )
         exit_code: int | None = None
@@ -459,6 +462,13 @@ class FakeRuntime:
                 for c in self._containers.values()
                 if all(c.info.labels.get(k) == v for k, v in wanted.items())
             ]
+
+    def step_log(self, step_id: str) -> str:
+        """What the running step's program has logged so far; "" once it has ended."""
+        self._engine()
+        with self._lock:
+            container = self._containers.get(step_id)
+        return "" if container is None else "\n".join(container.log)
 
     def stop_container(self, container_id: str) -> None:
         """Stop a running step (its program's next `block` ends it); a missing one is fine."""

@@ -8,12 +8,13 @@ import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from mahiru.config import SiteConfig
+from mahiru.config import SiteConfig, SlurmRunnerConfig
 from mahiru.model.identifiers import JobId, SiteId
 from mahiru.model.live import LiveReader
 from mahiru.runtime.docker_engine import DockerRuntime
 from mahiru.runtime.limits import limits_from_config
 from mahiru.runtime.protocol import ContainerRuntime
+from mahiru.runtime.slurm_runner import SlurmRunner, SlurmSettings
 from mahiru.services.jobs import (
     JobLedger,
     JobLoops,
@@ -45,6 +46,24 @@ if TYPE_CHECKING:
     from mahiru.clock import Clock
 
 
+def step_environment(config: SiteConfig, engine: ContainerRuntime) -> StepEnvironment:
+    """Where the site's steps run: with the docker runner, on `engine` itself, in the
+    site's data folder; with the slurm runner, as batch jobs, in the shared folder."""
+    limits = limits_from_config(config.containers)
+    chosen = config.runner
+    if isinstance(chosen, SlurmRunnerConfig):
+        settings = SlurmSettings(
+            partition=chosen.partition,
+            shared_dir=chosen.shared_dir,
+            engine=chosen.engine,
+            account=chosen.account,
+            slurm_conf=chosen.slurm_conf,
+            cancel_wait_seconds=chosen.cancel_wait_seconds,
+        )
+        return StepEnvironment(engine, SlurmRunner(settings), limits, chosen.shared_dir / "work")
+    return StepEnvironment(engine, engine, limits, config.data_dir / "work")
+
+
 def build_jobs(
     config: SiteConfig,
     storage: SiteStorage,
@@ -62,9 +81,7 @@ def build_jobs(
     site, repositories = config.site, storage.repositories
     replica, transfers = services.replication.replica, services.logs.transfers
     ledger = JobLedger(site, repositories.jobs, clock)
-    environment = StepEnvironment(
-        runtime or DockerRuntime(), limits_from_config(config.containers), config.data_dir / "work"
-    )
+    environment = step_environment(config, runtime or DockerRuntime())
     peers = JobPeers(replica, peer_factory)
     receipts = Receipts(ledger, replica, storage.blobs, transfers, sign)
     results = ResultStore(
@@ -75,7 +92,7 @@ def build_jobs(
         receipts,
         ledger,
     )
-    images = LoadedImages(environment.runtime, storage.blobs)
+    images = LoadedImages(environment.engine, storage.blobs)
     ports = JobPorts(ledger, environment, peers, receipts, results, images)
     # Set when the job services stop: waits inside a step's work and retries end early.
     stopping = threading.Event()

@@ -1,7 +1,8 @@
 """The container side of job execution: images as archives, and isolated step containers.
 
-`ContainerRuntime` is what the orchestration uses; `DockerRuntime` provides it
-on a Docker-API engine (Docker or Podman). Step failures are `ContainerOutcome`
+The orchestration uses an `ImageEngine` for images and a `StepRunner` to run
+steps; `DockerRuntime` is both (a `ContainerRuntime`) on a Docker-API engine
+(Docker or Podman). Step failures are `ContainerOutcome`
 values; an unreachable engine raises `mahiru.errors.Unavailable`.
 
 `DockerRuntime` and `docker_available` are loaded on first use, so that
@@ -12,7 +13,8 @@ Docker SDK.
 from typing import Any
 
 from mahiru.runtime.limits import StepLimits, limits_from_config
-from mahiru.runtime.protocol import ContainerInfo, ContainerRuntime, ImageConfig
+from mahiru.runtime.protocol import ContainerRuntime, ImageConfig, ImageEngine
+from mahiru.runtime.runner import ContainerInfo, StepRunner
 from mahiru.runtime.steps import (
     INPUTS_DIR,
     LABEL_INSTANCE,
@@ -43,7 +45,9 @@ __all__ = [
     "ContainerRuntime",
     "DockerRuntime",
     "ImageConfig",
+    "ImageEngine",
     "StepLimits",
+    "StepRunner",
     "docker_available",
     "limits_from_config",
     "live_environment",

@@ -20,7 +20,7 @@ from mahiru.errors import Conflict, InvalidInput, MahiruError, NotFound
 from mahiru.runtime.docker_connection import logger
 from mahiru.runtime.docker_images import DockerImages
 from mahiru.runtime.outputs import cut
-from mahiru.runtime.protocol import ContainerInfo
+from mahiru.runtime.runner import ContainerInfo
 from mahiru.runtime.steps import LABEL_ROLE, ROLE_STEP
 
 #: After a kill, how long the engine gets to report the container stopped.
@@ -66,6 +66,17 @@ class DockerContainers(DockerImages):
             )
             for entry in sorted(found, key=lambda entry: entry.get("Created", 0))
         ]
+
+    def step_log(self, step_id: str) -> str:
+        """The log tail step container `step_id` has written so far; "" once it is gone."""
+        try:
+            with self._engine(f"read the logs of container {step_id}"):
+                raw = self._docker().api.logs(
+                    step_id, stdout=True, stderr=True, tail=self._log_tail_lines
+                )
+        except (NotFound, Conflict):
+            return ""
+        return bytes(raw).decode("utf-8", errors="replace")
 
     def stop_container(self, container_id: str) -> None:
         """Kill and remove a container (cancelling its step); a missing one is fine."""

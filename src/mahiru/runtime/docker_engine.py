@@ -20,7 +20,7 @@ from typing import Any
 import docker
 import docker.types
 
-from mahiru.errors import InvalidInput, NotFound
+from mahiru.errors import NotFound
 from mahiru.runtime.docker_connection import logger
 from mahiru.runtime.docker_containers import ContainerRun, DockerContainers
 from mahiru.runtime.limits import StepLimits
@@ -35,6 +35,7 @@ from mahiru.runtime.steps import (
     ContainerOutcome,
     check_io_name,
     judge_step,
+    output_names,
     tail_lines,
 )
 
@@ -101,7 +102,7 @@ class DockerRuntime(DockerContainers):
         channel and nothing else. `environment` adds variables (the tokens).
         """
         mounts = [*_input_mounts(inputs), *_live_mounts(live or {})]
-        names = _output_names(outputs)
+        names = output_names(outputs)
         container_name = name or f"mahiru-step-{uuid.uuid4().hex[:12]}"
         output_dirs = prepare_output_dirs(output_dir, names, self._output_owner())
         for output, path in output_dirs.items():
@@ -290,14 +291,6 @@ def _live_mounts(live: Mapping[str, Path]) -> list[Any]:
         # mount keeps; it only stops the container replacing the file.
         mounts.append(_bind(socket_path, f"{LIVE_DIR}/{name}.sock", read_only=True))
     return mounts
-
-
-def _output_names(outputs: Sequence[str]) -> list[str]:
-    """The step's output names, each checked, none twice."""
-    names = [check_io_name("output", output) for output in outputs]
-    if len(set(names)) != len(names):
-        raise InvalidInput(f"duplicate step output names in {names}")
-    return names
 
 
 def _bind(source: Path, target: str, *, read_only: bool) -> Any:

@@ -1,4 +1,6 @@
-"""What the rest of Mahiru needs from a container engine: the `ContainerRuntime` protocol.
+"""What the rest of Mahiru needs from a container engine: the `ImageEngine` protocol, and
+`ContainerRuntime`, an engine that also runs steps itself (a `StepRunner`, see
+`mahiru.runtime.runner`).
 
 Images are moved around as `docker save` archives and referred to by the id
 the engine gives them. Failing steps are results, not exceptions; an engine
@@ -7,14 +9,22 @@ that cannot be reached raises `mahiru.errors.Unavailable` (retry later).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from contextlib import AbstractContextManager
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-from mahiru.runtime.limits import StepLimits
-from mahiru.runtime.steps import ContainerOutcome
+from mahiru.runtime.runner import ContainerInfo, StepRunner
+
+__all__ = [
+    "COMPUTE_BASE_IMAGE",
+    "DATA_BASE_IMAGE",
+    "ContainerInfo",
+    "ContainerRuntime",
+    "ImageConfig",
+    "ImageEngine",
+    "StepRunner",
+]
 
 #: The base images every engine that runs steps has (built from Debian packages):
 #: the minimal image outputs are built on, and the one compute assets start from.
@@ -33,18 +43,8 @@ class ImageConfig:
     env: Mapping[str, str] = field(default_factory=dict)
 
 
-@dataclass(frozen=True, slots=True)
-class ContainerInfo:
-    """A step container as the engine lists it."""
-
-    id: str
-    name: str
-    status: str
-    labels: Mapping[str, str]
-
-
-class ContainerRuntime(Protocol):
-    """The container side of job execution."""
+class ImageEngine(Protocol):
+    """The images side of job execution: the engine that holds the images steps run."""
 
     def load_image(self, archive: Path) -> str:
         """Load a `docker save` archive (streamed from disk); returns the image id."""
@@ -93,44 +93,10 @@ class ContainerRuntime(Protocol):
         """A new data image: `base_image` plus the files of `files` under `/data`."""
         ...
 
-    def run_step(
-        self,
-        compute_image: str,
-        inputs: Mapping[str, Path],
-        outputs: Sequence[str],
-        limits: StepLimits,
-        *,
-        output_dir: Path,
-        name: str | None = None,
-        labels: Mapping[str, str] | None = None,
-        live: Mapping[str, Path] | None = None,
-        environment: Mapping[str, str] | None = None,
-    ) -> ContainerOutcome:
-        """Run `compute_image` isolated; inputs mounted read-only, outputs in `output_dir/<o>`.
-
-        `live` maps a live input's name to the host Unix socket that serves it
-        (mounted at `/mahiru/live/<name>.sock`); the container still has no network.
-        """
-        ...
-
-    def output_space(self, path: Path, max_bytes: int) -> AbstractContextManager[bool]:
-        """A new folder `path` for a step's outputs that cannot hold much more than
-        `max_bytes` at any time (see `mahiru.runtime.space`); removed on leaving.
-        Yields whether the bound holds by construction."""
-        ...
-
-    def release_output_spaces(self, root: Path) -> int:
-        """Unmount the output spaces a crash left below `root`; how many there were."""
-        ...
-
     def remove_scratch_containers(self) -> int:
         """Remove the scratch containers that crashed processes left; how many."""
         ...
 
-    def list_step_containers(self, labels: Mapping[str, str] | None = None) -> list[ContainerInfo]:
-        """Step containers (running or not) carrying all of `labels`."""
-        ...
 
-    def stop_container(self, container_id: str) -> None:
-        """Kill and remove a container; a missing one is fine."""
-        ...
+class ContainerRuntime(ImageEngine, StepRunner, Protocol):
+    """An engine that runs steps itself, as containers (the `docker` runner)."""

@@ -10,7 +10,7 @@ exception: exceptions are for the caller's mistakes and an unavailable engine.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -55,6 +55,14 @@ def check_io_name(kind: str, name: str) -> str:
             f"invalid step {kind} name {name!r}: use letters, digits, '_', '.' and '-'"
         )
     return name
+
+
+def output_names(outputs: Sequence[str]) -> list[str]:
+    """The step's output names, each checked, none twice."""
+    names = [check_io_name("output", output) for output in outputs]
+    if len(set(names)) != len(names):
+        raise InvalidInput(f"duplicate step output names in {names}")
+    return names
 
 
 def step_labels(*, site: str, job: str, step: str, **extra: str) -> dict[str, str]:

@@ -1,5 +1,6 @@
-"""Where this site's steps run: the container engine, the limits each step gets, and the
-work folder their inputs and outputs are laid out in."""
+"""Where this site's steps run: the container engine that holds their images, the runner
+that runs them, the limits each step gets, and the work folder their inputs and outputs
+are laid out in."""
 
 from __future__ import annotations
 
@@ -12,7 +13,8 @@ from pathlib import Path
 from mahiru.errors import MahiruError
 from mahiru.model.identifiers import SiteId
 from mahiru.runtime.limits import StepLimits
-from mahiru.runtime.protocol import ContainerRuntime
+from mahiru.runtime.protocol import ImageEngine
+from mahiru.runtime.runner import StepRunner
 from mahiru.runtime.steps import LABEL_INSTANCE, LABEL_SITE
 
 logger = logging.getLogger("mahiru.site.jobs")
@@ -20,9 +22,12 @@ logger = logging.getLogger("mahiru.site.jobs")
 
 @dataclass(frozen=True, slots=True)
 class StepEnvironment:
-    """The engine steps run on, the limits they run under, and their work folder."""
+    """The engine that holds the steps' images, the runner that runs them, the limits they
+    run under, and their work folder (which the runner can reach: with a cluster, a folder
+    every node shares)."""
 
-    runtime: ContainerRuntime
+    engine: ImageEngine
+    runner: StepRunner
     limits: StepLimits
     work_dir: Path
 
@@ -48,7 +53,7 @@ class StepEnvironment:
         """
         work = self.work_dir
         work.mkdir(parents=True, exist_ok=True)
-        unmounted = self.runtime.release_output_spaces(work)
+        unmounted = self.runner.release_output_spaces(work)
         removed = 0
         for entry in list(work.iterdir()):
             removed += 1
@@ -57,7 +62,7 @@ class StepEnvironment:
             else:
                 entry.unlink(missing_ok=True)
         try:
-            scratch = self.runtime.remove_scratch_containers()
+            scratch = self.engine.remove_scratch_containers()
         except MahiruError as error:
             scratch = 0
             logger.warning("cannot look for scratch containers: %s", error.message)

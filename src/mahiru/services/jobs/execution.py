@@ -177,7 +177,7 @@ class StepExecution:
                     state = StepState.RUNNING
                 # The outputs live in room that cannot outgrow the limit, until packaged.
                 environment = self._environment
-                with environment.runtime.output_space(
+                with environment.runner.output_space(
                     work / "outputs", environment.limits.max_output_bytes
                 ):
                     return self._run_and_package(known, step, state, inputs, decision.rule_ids())

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 
 from mahiru.errors import NotFound, Unavailable
-from mahiru.runtime.protocol import ContainerRuntime
+from mahiru.runtime.protocol import ImageEngine
 from mahiru.storage import BlobStore
 
 
@@ -17,7 +17,7 @@ class LoadedImages:
     image removed from the engine since is loaded, or fetched, again.
     """
 
-    def __init__(self, runtime: ContainerRuntime, blobs: BlobStore) -> None:
+    def __init__(self, runtime: ImageEngine, blobs: BlobStore) -> None:
         self._runtime = runtime
         self._blobs = blobs
         self._lock = threading.Lock()

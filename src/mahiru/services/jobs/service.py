@@ -85,8 +85,7 @@ class JobServices:
         )
 
     def running_step_count(self) -> int:
-        """How many step containers of this site the engine has (Unavailable if it is not
-        reachable)."""
+        """How many steps of this site its runner runs (Unavailable if it cannot be reached)."""
         environment = self.ports.environment
         labels = environment.labels(self.ports.ledger.site)
-        return len(environment.runtime.list_step_containers(labels))
+        return len(environment.runner.list_step_containers(labels))

@@ -110,7 +110,7 @@ class StepContainer:
                 laid_out[name] = work / "inputs" / name
                 image = self._images.load(digests[item.item])
                 try:
-                    environment.runtime.extract_data(image, laid_out[name])
+                    environment.engine.extract_data(image, laid_out[name])
                 except Unavailable:
                     raise
                 except MahiruError as error:
@@ -128,7 +128,7 @@ class StepContainer:
         labels[LABEL_INSTANCE] = environment.instance
         live = [n for n in inputs.needed if n.item in inputs.live]
         with self._live.open(known, step, live) as channel:
-            result = environment.runtime.run_step(
+            result = environment.runner.run_step(
                 compute,
                 laid_out,
                 outputs,

@@ -85,7 +85,7 @@ class ResultStore:
         bases: Mapping[str, str],
     ) -> dict[str, BlobInfo]:
         """Build and save one data image per output (on its base image id, or the data base)."""
-        runtime = environment.runtime
+        runtime = environment.engine
         images: dict[str, BlobInfo] = {}
         try:
             for output, files in sorted(outputs.items()):

@@ -85,11 +85,11 @@ class StepWorker:
         labels = self._environment.labels(self._ledger.site)
         if job_id is not None:
             labels[LABEL_JOB] = job_id
-        runtime = self._environment.runtime
+        runner = self._environment.runner
         try:
-            containers = runtime.list_step_containers(labels)
+            containers = runner.list_step_containers(labels)
             for container in containers:
-                runtime.stop_container(container.id)
+                runner.stop_container(container.id)
         except MahiruError as error:
             logger.warning("cannot stop step containers: %s", error.message, extra=labels)
             return 0

@@ -1,0 +1,156 @@
+"""Slurm's client commands, as the Slurm runner uses them: submit, list, look up, cancel.
+
+Every command is given the cluster's configuration (`SLURM_CONF`, when the
+site names one) and a deadline. A cluster that does not answer (no
+controller, munge down, the commands missing) is `Unavailable`; a job Slurm
+refuses outright (an unknown partition or account) is `InvalidInput`, so the
+step fails with Slurm's words instead of waiting for a cluster that will
+never take it.
+
+There may be no accounting database: a job's state is read from `squeue`
+(slurmctld keeps a finished job for MinJobAge, 5 minutes by default), then
+from the job completion file (`sacct -c`).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from mahiru.errors import InvalidInput, Unavailable
+
+logger = logging.getLogger("mahiru.runtime")
+
+#: States after which a job never runs again (and nothing of it runs any more).
+FINISHED = frozenset(
+    {
+        "BOOT_FAIL",
+        "CANCELLED",
+        "COMPLETED",
+        "DEADLINE",
+        "FAILED",
+        "NODE_FAIL",
+        "OUT_OF_MEMORY",
+        "PREEMPTED",
+        "TIMEOUT",
+    }
+)
+#: Seconds one client command may take (they answer in milliseconds when well).
+COMMAND_TIMEOUT = 30.0
+#: What the client commands say when the cluster itself cannot be reached.
+_UNREACHABLE = (
+    "unable to contact",
+    "socket timed out",
+    "zero bytes were transmitted",
+    "connection refused",
+    "munge",
+    "communication connection failure",
+)
+_FIELD = "|"
+
+
+@dataclass(frozen=True, slots=True)
+class SlurmJob:
+    """A job as `squeue` lists it."""
+
+    id: str
+    name: str
+    state: str
+    comment: str
+
+
+class SlurmCommands:
+    """Runs `sbatch`, `squeue`, `sacct` and `scancel` against one cluster."""
+
+    def __init__(self, slurm_conf: Path | None = None, *, timeout: float = COMMAND_TIMEOUT):
+        self._environment = dict(os.environ)
+        if slurm_conf is not None:
+            self._environment["SLURM_CONF"] = str(slurm_conf)
+        self._timeout = timeout
+
+    def submit(self, script: Path, options: Sequence[str]) -> str:
+        """Submit a batch script with `sbatch` options; returns the job id."""
+        done = self._run("sbatch", "--parsable", *options, str(script), check=False)
+        if done.returncode != 0:
+            said = _said(done)
+            if "submission failed" in said.lower() and not _unreachable(said):
+                raise InvalidInput(f"Slurm refused the step's batch job: {said}")
+            raise Unavailable(f"Slurm cannot take the step's batch job now: {said}")
+        # --parsable prints "id" or "id;cluster".
+        return done.stdout.strip().split(";")[0]
+
+    def active_jobs(self, partition: str) -> list[SlurmJob]:
+        """This user's jobs in `partition` that are queued or running (or ending)."""
+        done = self._run("squeue", "--me", "--noheader", "--partition", partition, "-o", _FORMAT)
+        return [_job(line) for line in done.stdout.splitlines() if line.strip()]
+
+    def job(self, job_id: str) -> SlurmJob | None:
+        """The job as `squeue` shows it, finished or not; None once it has forgotten it."""
+        done = self._run(
+            "squeue", "--noheader", "--states=all", "--jobs", job_id, "-o", _FORMAT, check=False
+        )
+        if done.returncode != 0:
+            if "invalid job id" in _said(done).lower():
+                return None
+            raise Unavailable(f"Slurm cannot say how job {job_id} is: {_said(done)}")
+        listed = [line for line in done.stdout.splitlines() if line.strip()]
+        return _job(listed[0]) if listed else None
+
+    def state(self, job_id: str) -> str:
+        """The job's state (PENDING, RUNNING, COMPLETING, CANCELLED, ...); "" if the
+        cluster has no record of it."""
+        job = self.job(job_id)
+        if job is not None:
+            return job.state
+        finished = self._run(
+            "sacct", "-c", "--noheader", "--parsable2", "-j", job_id, "-o", "State"
+        ).stdout.split()
+        # The last record: job ids start again at 1 if the controller's state is wiped.
+        return finished[-1] if finished else ""
+
+    def cancel(self, job_id: str) -> None:
+        """Cancel the job (Slurm signals its processes: TERM, KILL after KillWait);
+        a finished or unknown job is fine."""
+        self._run("scancel", job_id)
+
+    def _run(self, *command: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        try:
+            done = subprocess.run(
+                command,
+                env=self._environment,
+                capture_output=True,
+                text=True,
+                timeout=self._timeout,
+                check=False,
+            )
+        except FileNotFoundError:
+            raise Unavailable(f"Slurm's {command[0]} is not installed on this machine") from None
+        except subprocess.TimeoutExpired:
+            said = f"Slurm's {command[0]} did not answer in {self._timeout:g} s"
+            raise Unavailable(said) from None
+        if check and done.returncode != 0:
+            raise Unavailable(f"Slurm's {command[0]} failed: {_said(done)}")
+        return done
+
+
+#: id|name|state|comment: the comment is last, so a "|" in it does no harm.
+_FORMAT = _FIELD.join(("%i", "%j", "%T", "%k"))
+
+
+def _job(line: str) -> SlurmJob:
+    job_id, name, state, comment = [*line.split(_FIELD, 3), "", "", ""][:4]
+    # A job state may carry a reason ("CANCELLED by 0"); the word is the state.
+    return SlurmJob(job_id.strip(), name, (state.split() or [""])[0], comment)
+
+
+def _said(done: subprocess.CompletedProcess[str]) -> str:
+    return " ".join((done.stderr or done.stdout).split())[:500] or f"exit code {done.returncode}"
+
+
+def _unreachable(said: str) -> bool:
+    lowered = said.lower()
+    return any(words in lowered for words in _UNREACHABLE)

@@ -1,0 +1,124 @@
+"""How a step's batch job ended, and the outcome of its step, judged by the runtime's rules.
+
+The job's script writes a status once its container is gone (`slurm_script`);
+a job that ended without one was ended by Slurm: cancelled, over its time or
+memory, or lost with its node.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from mahiru.runtime.outputs import measure_outputs
+from mahiru.runtime.slurm_script import LOG_FILE, START_ERROR_FILE, StepJob
+from mahiru.runtime.steps import ContainerOutcome, judge_step, tail_lines
+
+logger = logging.getLogger("mahiru.runtime")
+
+#: The bytes of the log file read for its tail.
+LOG_TAIL_BYTES = 64 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class JobEnd:
+    """How a step's job ended: the status its script wrote (None if it wrote none), the
+    state Slurm gave the job ("" if the status came first), and the seconds from
+    submission to its end."""
+
+    status: Mapping[str, object] | None
+    state: str
+    seconds: float
+
+
+def judge_job(
+    ended: JobEnd,
+    job: StepJob,
+    dirs: Mapping[str, Path],
+    *,
+    cancelled: bool,
+    stopped_for_size: bool,
+    log_tail_lines: int,
+) -> ContainerOutcome:
+    """The outcome of a finished job: its status, its limits and its outputs, judged.
+
+    `cancelled` says the runner was asked to stop the job; a job Slurm cancelled
+    (an administrator's scancel) without a status counts as cancelled too.
+    """
+    limits, status = job.limits, ended.status or {}
+    exit_code = status.get("exit_code")
+    exit_code = exit_code if isinstance(exit_code, int) else None
+    timed_out = status.get("timed_out") is True or ended.state == "TIMEOUT"
+    oom_killed = status.get("oom_killed") is True or ended.state == "OUT_OF_MEMORY"
+    start_error = None
+    if status.get("start_error") is True:
+        start_error = _read_text(job.folder / START_ERROR_FILE).strip() or "refused"
+        logger.warning(
+            "step container could not start",
+            extra={"container": job.name, "engine_said": start_error[:256]},
+        )
+    check = measure_outputs(dirs, limits.max_output_bytes)
+    exceeded = None
+    if stopped_for_size:
+        exceeded = (
+            f"the step's output exceeds its limit of {limits.max_output_bytes} bytes"
+            " (the step was stopped while it ran)"
+        )
+    elif check.total_bytes > limits.max_output_bytes:
+        exceeded = check.problem
+    succeeded, reason = judge_step(
+        exit_code=exit_code,
+        timed_out=timed_out,
+        output_exceeded=exceeded,
+        oom_killed=oom_killed,
+        cancelled=ended.status is None and (cancelled or ended.state == "CANCELLED"),
+        start_error=start_error,
+        timeout_seconds=limits.timeout_seconds,
+        memory_bytes=limits.memory_bytes,
+        output_problem=check.problem,
+    )
+    return ContainerOutcome(
+        succeeded=succeeded,
+        reason=reason,
+        exit_code=exit_code,
+        timed_out=timed_out,
+        oom_killed=oom_killed,
+        duration_seconds=ended.seconds,
+        log_tail=tail_lines(log_tail(job.folder), log_tail_lines),
+        container_name=job.name,
+        output_bytes=check.total_bytes if succeeded else 0,
+        outputs=dict(dirs) if succeeded else {},
+    )
+
+
+def read_status(path: Path) -> Mapping[str, object]:
+    """The status a step's script wrote; an unreadable one says nothing."""
+    try:
+        status = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return status if isinstance(status, dict) else {}
+
+
+def log_tail(folder: Path) -> str:
+    """The end of the log file in a step's folder (its last `LOG_TAIL_BYTES`)."""
+    try:
+        with (folder / LOG_FILE).open("rb") as file:
+            file.seek(0, os.SEEK_END)
+            size = file.tell()
+            file.seek(max(0, size - LOG_TAIL_BYTES))
+            data = file.read()
+    except OSError:
+        return ""
+    return data.decode("utf-8", errors="replace")
+
+
+def _read_text(path: Path) -> str:
+    try:
+        return path.read_text(errors="replace")
+    except OSError:
+        return ""

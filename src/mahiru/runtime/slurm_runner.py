@@ -1,0 +1,350 @@
+"""`StepRunner` on a Slurm cluster: each step is a batch job that runs its container on a node.
+
+The step's inputs and outputs are folders on a file system the site and every
+node share (`shared_dir`), as are the job's script, its log and its status
+(`shared_dir/steps/<name>/`, see `slurm_script`). The job is named after the
+step's container and carries the step's labels in its comment, so a restarted
+site lists its jobs again (`list_step_containers`) and cancels them, as it
+does its containers with the docker runner.
+
+The compute image must be in the container engine of the node that runs the
+job. On a one-node cluster (the site's own machine) that is the site's engine,
+which loaded it; on a cluster of many nodes, every node's engine must see the
+images the site loads (docs/slurm.md).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import shutil
+import threading
+import time
+import uuid
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from mahiru.errors import InvalidInput, MahiruError, Unavailable
+from mahiru.retry import Backoff
+from mahiru.runtime.limits import StepLimits
+from mahiru.runtime.outputs import discard_outputs, prepare_output_dirs
+from mahiru.runtime.runner import ContainerInfo
+from mahiru.runtime.slurm_commands import FINISHED, SlurmCommands
+from mahiru.runtime.slurm_outcome import JobEnd, judge_job, log_tail, read_status
+from mahiru.runtime.slurm_script import (
+    ENV_FILE,
+    SCRIPT_FILE,
+    STATUS_FILE,
+    StepJob,
+    environment_file,
+    job_script,
+    labels_of,
+    sbatch_options,
+)
+from mahiru.runtime.space import OutputWatch
+from mahiru.runtime.steps import (
+    INPUTS_DIR,
+    LIVE_DIR,
+    OUTPUTS_DIR,
+    ContainerOutcome,
+    check_io_name,
+    output_names,
+    tail_lines,
+)
+
+logger = logging.getLogger("mahiru.runtime")
+
+#: nobody:nogroup, as with the docker runner.
+DEFAULT_STEP_USER = "65534:65534"
+#: How often a waiting step looks for its status file: from the first to the last.
+STATUS_POLL = Backoff(0.02, factor=1.5, cap=0.25)
+#: How often a waiting step asks Slurm how its job is (seconds).
+STATE_INTERVAL = 1.0
+#: How long Slurm may go unanswering while a step waits, before the step gives up.
+UNREACHABLE_LIMIT = 120.0
+
+
+@dataclass(frozen=True, slots=True)
+class SlurmSettings:
+    """Where and how the Slurm runner runs steps (the site's `runner` configuration)."""
+
+    partition: str
+    shared_dir: Path
+    engine: str = "docker"
+    account: str | None = None
+    slurm_conf: Path | None = None
+    cancel_wait_seconds: float = 60.0
+    step_user: str = DEFAULT_STEP_USER
+    log_tail_lines: int = 50
+
+
+class SlurmRunner:
+    """Runs each step as a Slurm batch job; the steps' folders are under `shared_dir`."""
+
+    def __init__(self, settings: SlurmSettings, commands: SlurmCommands | None = None) -> None:
+        self._settings = settings
+        self._slurm = commands or SlurmCommands(settings.slurm_conf)
+        self._steps = settings.shared_dir / "steps"
+        self._lock = threading.Lock()
+        self._stopped: set[str] = set()
+        self._running: set[str] = set()  # the jobs a `run_step` of this object waits for
+
+    # -- running --------------------------------------------------------------
+
+    def run_step(
+        self,
+        compute_image: str,
+        inputs: Mapping[str, Path],
+        outputs: Sequence[str],
+        limits: StepLimits,
+        *,
+        output_dir: Path,
+        name: str | None = None,
+        labels: Mapping[str, str] | None = None,
+        live: Mapping[str, Path] | None = None,
+        environment: Mapping[str, str] | None = None,
+    ) -> ContainerOutcome:
+        """Submit the step as a batch job and wait for its end (see the module's description).
+
+        Its container has the docker runner's isolation and limits; the job asks
+        Slurm for the same CPUs and memory (plus the script's own), and for the
+        step's time limit plus a margin (the script ends the container on time).
+        """
+        names = output_names(outputs)
+        container_name = name or f"mahiru-step-{uuid.uuid4().hex[:12]}"
+        mounts = self._mounts(inputs, live or {}, output_dir, names)
+        dirs = prepare_output_dirs(output_dir, names, self._output_owner())
+        folder = self._steps / container_name
+        job = StepJob(
+            container_name,
+            compute_image,
+            folder,
+            limits,
+            self._settings.step_user,
+            {**mounts, **{path: (f"{OUTPUTS_DIR}/{o}", False) for o, path in dirs.items()}},
+            dict(labels or {}),
+            dict(environment or {}),
+        )
+        log_context = {"container": container_name, "image": compute_image, **(labels or {})}
+        try:
+            job_id = self._submit(job)
+        except BaseException:
+            discard_outputs(dirs.values())
+            shutil.rmtree(folder, ignore_errors=True)
+            raise
+        try:
+            logger.info("step job submitted", extra={**log_context, "slurm_job": job_id})
+            with OutputWatch(dirs, limits.max_output_bytes, lambda: self._cancel(job_id)) as watch:
+                ended = self._wait(job_id, folder)
+            with self._lock:
+                cancelled = job_id in self._stopped
+            outcome = judge_job(
+                ended,
+                job,
+                dirs,
+                cancelled=cancelled,
+                stopped_for_size=watch.exceeded,
+                log_tail_lines=self._settings.log_tail_lines,
+            )
+        except BaseException:
+            self._end(job_id)
+            discard_outputs(dirs.values())
+            raise
+        finally:
+            with self._lock:
+                self._running.discard(job_id)
+                self._stopped.discard(job_id)
+            shutil.rmtree(folder, ignore_errors=True)
+        if not outcome.succeeded:
+            discard_outputs(dirs.values())
+        logger.info(
+            "step job finished",
+            extra={
+                **log_context,
+                "slurm_job": job_id,
+                "succeeded": outcome.succeeded,
+                "reason": outcome.reason,
+                "seconds": outcome.duration_seconds,
+            },
+        )
+        return outcome
+
+    def _submit(self, job: StepJob) -> str:
+        """Write the job's folder (script, environment) and submit it; its job id."""
+        job.folder.mkdir(parents=True, mode=0o700)
+        env = job.folder / ENV_FILE
+        # The environment carries the live inputs' tokens: for the job's eyes only.
+        env.touch(mode=0o600)
+        env.write_text(environment_file(job))
+        script = job.folder / SCRIPT_FILE
+        script.write_text(job_script(job, self._settings.engine))
+        script.chmod(0o700)
+        options = sbatch_options(
+            job, partition=self._settings.partition, account=self._settings.account
+        )
+        job_id = self._slurm.submit(script, options)
+        with self._lock:
+            self._running.add(job_id)
+        return job_id
+
+    def _wait(self, job_id: str, folder: Path) -> JobEnd:
+        """Wait until the job's script has written its status and the job has ended, or
+        Slurm has ended the job."""
+        started = time.monotonic()
+        status_file = folder / STATUS_FILE
+        asked = 0.0
+        unreachable_since: float | None = None
+        polls = 0
+        while True:
+            if status_file.exists():
+                seconds = time.monotonic() - started
+                # Its container is gone; the job itself ends a moment later, and is not
+                # to be listed as running once its step is reported done.
+                with contextlib.suppress(Unavailable):
+                    self._ended_within(job_id, self._settings.cancel_wait_seconds)
+                return JobEnd(read_status(status_file), "", seconds)
+            now = time.monotonic()
+            if now - asked >= STATE_INTERVAL:
+                asked = now
+                try:
+                    state = self._slurm.state(job_id)
+                except Unavailable:
+                    unreachable_since = unreachable_since or now
+                    if now - unreachable_since > UNREACHABLE_LIMIT:
+                        raise
+                    state = ""
+                else:
+                    unreachable_since = None
+                if state in FINISHED:
+                    # The script may have written its status just before it ended.
+                    status = read_status(status_file) if status_file.exists() else None
+                    return JobEnd(status, state, time.monotonic() - started)
+            polls += 1
+            time.sleep(STATUS_POLL.delay(polls))
+
+    # -- keeping track ----------------------------------------------------------
+
+    def step_log(self, step_id: str) -> str:
+        """The log tail the step of job `step_id` has written so far; "" once it is gone."""
+        job = self._slurm.job(step_id)
+        if job is None or job.state in FINISHED:
+            return ""
+        return "\n".join(tail_lines(log_tail(self._steps / job.name), 10_000))
+
+    def list_step_containers(self, labels: Mapping[str, str] | None = None) -> list[ContainerInfo]:
+        """The steps' jobs in the partition, queued or running, carrying all of `labels`
+        (read from their comments)."""
+        wanted = dict(labels or {})
+        found = []
+        for job in self._slurm.active_jobs(self._settings.partition):
+            carried = labels_of(job.comment)
+            if carried is None or any(carried.get(k) != v for k, v in wanted.items()):
+                continue
+            found.append(ContainerInfo(job.id, job.name, job.state.lower(), carried))
+        return found
+
+    def stop_container(self, container_id: str) -> None:
+        """Cancel the step's job and wait (at most `cancel_wait_seconds`) until nothing of it
+        runs: its script removes the container when Slurm signals it."""
+        with self._lock:
+            self._stopped.add(container_id)
+            waited_for = container_id in self._running
+        job = self._slurm.job(container_id)
+        self._slurm.cancel(container_id)
+        if not self._ended_within(container_id, self._settings.cancel_wait_seconds):
+            logger.warning(
+                "a cancelled step job has not ended yet",
+                extra={"slurm_job": container_id, "waited": self._settings.cancel_wait_seconds},
+            )
+        elif job is not None and not waited_for:
+            # Left by an earlier run of the site: nobody else cleans up its folder.
+            shutil.rmtree(self._steps / job.name, ignore_errors=True)
+
+    def _cancel(self, job_id: str) -> None:
+        """Cancel the job without waiting for it (its step's own wait sees it end)."""
+        with contextlib.suppress(MahiruError):
+            self._slurm.cancel(job_id)
+
+    def _end(self, job_id: str) -> None:
+        """Cancel a job whose step is given up on (interrupted, failed to wait)."""
+        with contextlib.suppress(MahiruError):
+            self._slurm.cancel(job_id)
+            self._ended_within(job_id, self._settings.cancel_wait_seconds)
+
+    def _ended_within(self, job_id: str, seconds: float) -> bool:
+        deadline = time.monotonic() + seconds
+        polls = 0
+        while self._slurm.state(job_id) not in (*FINISHED, ""):
+            if time.monotonic() > deadline:
+                return False
+            polls += 1
+            time.sleep(STATUS_POLL.delay(polls))
+        return True
+
+    # -- folders ----------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _plain_folder(self, path: Path) -> Iterator[bool]:
+        path.mkdir(parents=True)
+        try:
+            yield False
+        finally:
+            shutil.rmtree(path, ignore_errors=True)
+
+    def output_space(self, path: Path, max_bytes: int) -> contextlib.AbstractContextManager[bool]:
+        """A plain folder for a step's outputs (a file system mounted here would not be the
+        nodes'): the size watch stops a step whose outputs pass `max_bytes`."""
+        return self._plain_folder(path)
+
+    def release_output_spaces(self, root: Path) -> int:
+        """Nothing is mounted for outputs; the step folders of jobs no longer queued or
+        running (left by a crash) are removed. How many output spaces: none."""
+        if self._steps.is_dir():
+            active = {job.name for job in self._slurm.active_jobs(self._settings.partition)}
+            for folder in self._steps.iterdir():
+                if folder.name not in active:
+                    shutil.rmtree(folder, ignore_errors=True)
+        return 0
+
+    def _mounts(
+        self,
+        inputs: Mapping[str, Path],
+        live: Mapping[str, Path],
+        output_dir: Path,
+        names: Sequence[str],
+    ) -> dict[Path, tuple[str, bool]]:
+        """Input `i` read-only at `/mahiru/inputs/<i>`, live input `i`'s socket at
+        `/mahiru/live/<i>.sock`; each must be on the shared file system."""
+        mounts: dict[Path, tuple[str, bool]] = {}
+        for name, path in inputs.items():
+            check_io_name("input", name)
+            if not path.is_dir():
+                raise InvalidInput(f"input {name}: {path} is not a directory")
+            mounts[self._shared(path)] = (f"{INPUTS_DIR}/{name}", True)
+        for name, socket_path in live.items():
+            check_io_name("input", name)
+            if not socket_path.is_socket():
+                raise InvalidInput(f"live input {name}: {socket_path} is not a socket")
+            mounts[self._shared(socket_path)] = (f"{LIVE_DIR}/{name}.sock", True)
+        self._shared(output_dir)
+        return mounts
+
+    def _shared(self, path: Path) -> Path:
+        """`path`, resolved, if it is on the shared file system (nodes see nothing else)."""
+        resolved = path.resolve()
+        if not resolved.is_relative_to(self._settings.shared_dir.resolve()):
+            raise InvalidInput(
+                f"{path} is not under the Slurm runner's shared folder"
+                f" {self._settings.shared_dir}: the nodes cannot see it"
+            )
+        return resolved
+
+    def _output_owner(self) -> tuple[int, int] | None:
+        """uid:gid to give output folders (the step's user, when we are root), else None
+        (mode 0777)."""
+        user, _, group = self._settings.step_user.partition(":")
+        if os.geteuid() == 0 and user.isdigit() and group.isdigit():
+            return int(user), int(group)
+        return None

@@ -1,0 +1,209 @@
+"""The batch job of one step: the script that runs the step's container on a node, and the
+options that give Slurm the step's limits.
+
+A container started from a job is a child of the engine's daemon, not of the
+job: Slurm's cgroup, its `--mem` and its signals do not reach it. So the
+script gives the container the step's limits itself (the same isolation as
+the docker runner: no network, read-only root and inputs, no capabilities, no
+new privileges, an unprivileged user, CPU, memory, swap and process limits),
+ends it at the step's time limit, removes it when Slurm signals the job
+(cancel, Slurm's own time limit), and removes it when it has ended.
+
+What the script leaves in the step's folder (on the shared file system):
+
+- `log`: the container's output, streamed while it runs (capped);
+- `start-error`: what the engine said when it refused to start the container;
+- `status`: written last, once the container is gone: its exit code, whether
+  the kernel killed it for memory, whether the time limit ended it (JSON).
+"""
+
+from __future__ import annotations
+
+import math
+import shlex
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from mahiru.errors import InvalidInput
+from mahiru.runtime.limits import MIB, StepLimits
+from mahiru.runtime.steps import LABEL_ROLE, ROLE_STEP
+
+#: The files of a step's folder.
+LOG_FILE = "log"
+START_ERROR_FILE = "start-error"
+STATUS_FILE = "status"
+ENV_FILE = "env"
+SCRIPT_FILE = "job.sh"
+SLURM_OUTPUT_FILE = "slurm.out"
+#: The most of a step's output the log file keeps (the docker runner's engine keeps 10 MiB).
+LOG_CAP_BYTES = 10 * MIB
+#: Memory the job itself needs beyond the container's: the script and the engine's
+#: command-line clients, which do live in the job's cgroup.
+JOB_MEMORY_OVERHEAD_MIB = 256
+#: Minutes Slurm's own time limit adds to the step's: the script ends the container on
+#: time itself; Slurm's limit is the backstop should the script hang.
+TIME_MARGIN_MINUTES = 2
+#: The command search path of the job (it is given none of the site's environment).
+JOB_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+@dataclass(frozen=True, slots=True)
+class StepJob:
+    """One step to run as a batch job: its container and where its files go."""
+
+    name: str
+    image: str
+    folder: Path
+    limits: StepLimits
+    user: str
+    #: Host path -> (container path, read-only).
+    mounts: Mapping[Path, tuple[str, bool]]
+    labels: Mapping[str, str]
+    environment: Mapping[str, str]
+
+
+def sbatch_options(job: StepJob, *, partition: str, account: str | None) -> list[str]:
+    """The `sbatch` options of the step's job: its name, its labels (as the comment, so
+    that a restarted site finds it), its partition and the step's limits."""
+    limits = job.limits
+    minutes = math.ceil(limits.timeout_seconds / 60) + TIME_MARGIN_MINUTES
+    options = [
+        f"--job-name={job.name}",
+        f"--comment={comment(job.labels)}",
+        f"--partition={partition}",
+        "--nodes=1",
+        "--ntasks=1",
+        f"--cpus-per-task={max(1, math.ceil(limits.cpus))}",
+        f"--mem={math.ceil(limits.memory_bytes / MIB) + JOB_MEMORY_OVERHEAD_MIB}M",
+        f"--time={minutes}",
+        f"--output={job.folder / SLURM_OUTPUT_FILE}",
+        f"--chdir={job.folder}",
+        # The job gets none of the site's environment (its secrets included).
+        "--export=NONE",
+        "--no-requeue",
+    ]
+    if account is not None:
+        options.append(f"--account={account}")
+    return options
+
+
+def comment(labels: Mapping[str, str]) -> str:
+    """The job comment that carries a step's labels: `k=v` pairs joined by ';'."""
+    pairs = {**labels, LABEL_ROLE: ROLE_STEP}
+    for key, value in pairs.items():
+        if any(c in key + value for c in ";=\n") or not key:
+            raise InvalidInput(f"step label {key}={value} cannot be a Slurm job comment")
+    return ";".join(f"{key}={value}" for key, value in sorted(pairs.items()))
+
+
+def labels_of(job_comment: str) -> dict[str, str] | None:
+    """The labels a step's job comment carries; None if it is not a step's comment."""
+    labels = {}
+    for pair in job_comment.split(";"):
+        key, equals, value = pair.partition("=")
+        if not equals:
+            return None
+        labels[key] = value
+    return labels if labels.get(LABEL_ROLE) == ROLE_STEP else None
+
+
+def environment_file(job: StepJob) -> str:
+    """The container's environment, one `NAME=value` a line (for `--env-file`)."""
+    lines = []
+    for key, value in {**job.environment, "HOME": "/tmp"}.items():
+        if "\n" in value or "\n" in key or "=" in key or not key:
+            raise InvalidInput(f"environment variable {key!r} cannot be passed to a step")
+        lines.append(f"{key}={value}")
+    return "".join(line + "\n" for line in lines)
+
+
+def container_arguments(job: StepJob) -> list[str]:
+    """The engine's `run` arguments (after `run`, before the image) for the step."""
+    limits = job.limits
+    arguments = [
+        "--detach",
+        "--pull=never",
+        f"--name={job.name}",
+        f"--user={job.user}",
+        "--network=none",
+        "--read-only",
+        f"--tmpfs=/tmp:rw,nosuid,nodev,size={limits.memory_bytes},mode=1777",
+        "--cap-drop=ALL",
+        "--security-opt=no-new-privileges",
+        f"--memory={limits.memory_bytes}",
+        f"--memory-swap={limits.memory_bytes}",
+        f"--cpus={limits.cpus:g}",
+        f"--pids-limit={limits.pids}",
+        "--ipc=private",
+        "--log-opt=max-size=10m",
+        "--log-opt=max-file=1",
+        f"--env-file={job.folder / ENV_FILE}",
+    ]
+    for key, value in sorted({**job.labels, LABEL_ROLE: ROLE_STEP}.items()):
+        arguments.append(f"--label={key}={value}")
+    for source, (target, read_only) in job.mounts.items():
+        if "," in str(source) or "," in target:
+            raise InvalidInput(f"a step cannot mount {source}: its path holds a ','")
+        mount = f"type=bind,source={source},target={target}"
+        arguments.append(f"--mount={mount},readonly" if read_only else f"--mount={mount}")
+    return arguments
+
+
+def job_script(job: StepJob, engine: str) -> str:
+    """The batch script of the step's job (see the module's description)."""
+    run = shlex.join([engine, "run", *container_arguments(job), job.image])
+    seconds = max(1, math.ceil(job.limits.timeout_seconds))
+    return _SCRIPT.format(
+        path=shlex.quote(JOB_PATH),
+        engine=shlex.quote(engine),
+        name=shlex.quote(job.name),
+        folder=shlex.quote(str(job.folder)),
+        run=run,
+        seconds=seconds,
+        log_cap=LOG_CAP_BYTES,
+        log=LOG_FILE,
+        start_error=START_ERROR_FILE,
+        status=STATUS_FILE,
+    )
+
+
+# The clients wait in the background so that the shell, waiting in `wait`, runs
+# its trap as soon as Slurm's TERM arrives (a shell runs traps only between commands).
+_SCRIPT = """#!/bin/bash
+# A Mahiru step, written by the site's Slurm runner.
+set -u
+export PATH={path}
+ENGINE={engine}
+NAME={name}
+DIR={folder}
+remove() {{ "$ENGINE" rm -f "$NAME" >/dev/null 2>&1; }}
+trap 'remove; exit 143' TERM INT
+if ! {run} >/dev/null 2>"$DIR/{start_error}"; then
+    remove
+    printf '{{"start_error": true}}\\n' >"$DIR/{status}.partial"
+    mv "$DIR/{status}.partial" "$DIR/{status}"
+    exit 125
+fi
+("$ENGINE" logs --follow "$NAME" 2>&1 | stdbuf -o0 head -c {log_cap}) >"$DIR/{log}" 2>/dev/null &
+logs=$!
+timeout {seconds} "$ENGINE" wait "$NAME" >"$DIR/exit-code" 2>/dev/null &
+wait $!
+waited=$?
+timed_out=false
+if [ "$waited" = 124 ]; then
+    timed_out=true
+    "$ENGINE" kill "$NAME" >/dev/null 2>&1
+    "$ENGINE" wait "$NAME" >"$DIR/exit-code" 2>/dev/null
+fi
+code=$(tr -dc 0-9 <"$DIR/exit-code")
+oom=$("$ENGINE" inspect --format '{{{{.State.OOMKilled}}}}' "$NAME" 2>/dev/null)
+# The log follower ends with the container; give it a moment to write the last lines.
+for _ in $(seq 50); do kill -0 "$logs" 2>/dev/null || break; sleep 0.1; done
+remove
+printf '{{"exit_code": %s, "oom_killed": %s, "timed_out": %s}}\\n' \\
+    "${{code:-null}}" "$([ "$oom" = true ] && echo true || echo false)" "$timed_out" \\
+    >"$DIR/{status}.partial"
+mv "$DIR/{status}.partial" "$DIR/{status}"
+exit "${{code:-1}}"
+"""

@@ -1,0 +1,122 @@
+"""Jobs across real sites whose data site runs its steps on the Slurm cluster (docs/slurm.md):
+the compute-to-data job end to end, and a cancelled job whose step's batch job and
+container are gone (reference: Execution, "Where steps run")."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from tests.support.jobs import Scenario, compute_to_data
+from tests.support.sites import Network, network
+from tests.support.slurm import SlurmCluster, start_cluster
+from tests.support.waiting import wait_until
+
+from mahiru.client.jobs import JobsClient
+from mahiru.config import SlurmRunnerConfig
+from mahiru.model.jobs import JobState, StepState
+from mahiru.runtime import LABEL_JOB, DockerRuntime
+from mahiru.runtime.assets import INPUT_ASSET, MINMAX_ASSET, OUTPUT_BASE_ASSET
+from mahiru.runtime.slurm_runner import SlurmRunner
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slurm]
+
+WAIT = 120.0
+
+
+@pytest.fixture(scope="module")
+def cluster() -> SlurmCluster:
+    """The test cluster, started if it is not running."""
+    return start_cluster()
+
+
+@pytest.fixture(scope="module")
+def net(tmp_path_factory: pytest.TempPathFactory, cluster: SlurmCluster) -> Iterator[Network]:
+    """A registry and the sites of party1, party2 and party3; party2's site (the data's,
+    where the step runs) runs its steps on the Slurm cluster."""
+    root = tmp_path_factory.mktemp("jobs-slurm")
+    names = ("party1", "party2", "party3")
+    with network(root, lambda name: f"sqlite:///{root / name}.db", names) as running:
+        site2 = running.sites["party2"]
+        site2.stop()
+        runner = SlurmRunnerConfig(
+            kind="slurm", partition="mahiru", shared_dir=root / "shared", slurm_conf=cluster.conf
+        )
+        site2.config = site2.config.model_copy(update={"runner": runner})
+        site2.start()
+        running.replicate_all()
+        yield running
+
+
+@pytest.fixture(scope="module")
+def scenario(
+    net: Network,
+    container_runtime: DockerRuntime,
+    scenario_archives: dict[str, Path],
+    probe_images: dict[str, str],
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Scenario:
+    """The compute-to-data assets and rules, plus a compute asset that hangs."""
+    hang = tmp_path_factory.mktemp("probes") / "hang.tar"
+    container_runtime.save_image(probe_images["hang"], hang)
+    computes = {"minmax": scenario_archives[MINMAX_ASSET], "hang": hang}
+    return compute_to_data(
+        net, scenario_archives[INPUT_ASSET], scenario_archives[OUTPUT_BASE_ASSET], computes
+    )
+
+
+def _step_jobs(cluster: SlurmCluster) -> set[tuple[str, str]]:
+    """The (job id, state) of every Slurm job a step ran as, finished or not."""
+    listed = cluster.run("squeue", "--noheader", "--states=all", "-o", "%i|%j|%T")
+    return {
+        (job_id, state)
+        for job_id, name, state in (line.split("|") for line in listed.split())
+        if name.startswith("mahiru-step-")
+    }
+
+
+def test_compute_to_data_runs_as_a_slurm_job_at_the_data_and_delivers_1_and_34(
+    scenario: Scenario, cluster: SlurmCluster, container_runtime: DockerRuntime, tmp_path: Path
+) -> None:
+    """site2 runs the step as a batch job on the cluster; site1 gets [1, 34], and nothing of
+    the step is left: no job, no container, no files in the shared folder."""
+    site2 = scenario.site2.site
+    assert isinstance(site2.jobs.ports.environment.runner, SlurmRunner)
+    before = _step_jobs(cluster)
+    with JobsClient(scenario.site1.internal_url, scenario.site1.party.user, timeout=60) as user:
+        job_id = user.submit(scenario.job()).status.job_id
+        view = user.wait(job_id, WAIT)
+        assert view.status.state is JobState.SUCCEEDED, view.to_json()
+        (step,) = view.steps
+        assert step.state is StepState.SUCCEEDED and step.exit_code == 0
+        files = user.download_output(job_id, "result", tmp_path / "out")
+        assert json.loads(files[0].read_text()) == [1, 34]
+    ran = _step_jobs(cluster) - before
+    assert [state for _, state in ran] == ["COMPLETED"]
+    assert not container_runtime.list_step_containers({LABEL_JOB: job_id})
+    runner = site2.config.runner
+    assert isinstance(runner, SlurmRunnerConfig)
+    assert not any((runner.shared_dir / "steps").iterdir())
+
+
+def test_cancelling_a_job_cancels_its_steps_slurm_job_and_container(
+    scenario: Scenario, container_runtime: DockerRuntime
+) -> None:
+    """A job cancelled while its step runs on the cluster: the job is cancelled, and neither
+    the step's batch job nor its container is left."""
+    site2 = scenario.site2.site
+    runner = site2.jobs.ports.environment.runner
+    with JobsClient(scenario.site1.internal_url, scenario.site1.party.user, timeout=60) as user:
+        job_id = user.submit(scenario.job("hang")).status.job_id
+        labels = {LABEL_JOB: job_id}
+        (step,) = wait_until(lambda: runner.list_step_containers(labels), WAIT, "the step's job")
+        wait_until(lambda: "sleeping" in runner.step_log(step.id), WAIT, "the step running")
+
+        user.cancel(job_id)
+
+        view = user.wait(job_id, WAIT)
+        assert view.status.state is JobState.CANCELLED, view.to_json()
+    wait_until(lambda: not runner.list_step_containers(labels), WAIT, "the step's job gone")
+    assert not container_runtime.list_step_containers(labels)
