@@ -14,7 +14,9 @@ from collections.abc import Iterator
 import pytest
 from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import make_url
+from tests.support.apps import Apps, in_process_apps
 from tests.support.db import OpenDb
+from tests.support.sites import DATABASE_PARAMS, database_urls
 
 from mahiru.storage import Database, create_database
 
@@ -83,3 +85,12 @@ def open_db(db_url: str) -> Iterator[OpenDb]:
 def db(open_db: OpenDb) -> Database:
     """The test's database, freshly migrated."""
     return open_db()
+
+
+@pytest.fixture(scope="module", params=DATABASE_PARAMS)
+def apps(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Apps]:
+    """A registry with parties p1 and p2 and their sites, and p1's site, replicated once."""
+    with database_urls(request, tmp_path_factory) as urls:
+        yield from in_process_apps(tmp_path_factory.mktemp("fuzz"), urls)

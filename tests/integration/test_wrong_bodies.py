@@ -18,7 +18,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
-from tests.integration.test_fuzz import Apps, apps  # noqa: F401 (the fixture)
+from tests.support.apps import Apps
 from tests.support.jobs import one_step_job
 
 from mahiru.api.auth import CLIENT_CERT_HEADER
@@ -112,7 +112,7 @@ def _names(message: str, field: str) -> bool:
 
 @pytest.mark.parametrize("app_name", ["site", "registry"])
 def test_every_json_body_route_refuses_a_wrong_body_naming_the_field(
-    apps: Apps,  # noqa: F811 (the fixture)
+    apps: Apps,
     app_name: str,
 ) -> None:
     """Missing, unknown and wrongly typed fields: a 4xx in the error shape naming the field."""
