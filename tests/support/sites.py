@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -366,10 +367,13 @@ class Network:
                 registry.register_site(site.record(), party.main_key)
 
     def replicate_all(self) -> None:
-        """One replication round at every site (twice: new peers are seen the first time)."""
-        for _ in range(2):
-            for site in self.sites.values():
-                site.replicate()
+        """One replication round at every site (twice: new peers are seen the first time).
+
+        The sites of a round replicate at once: each waits on the others' answers.
+        """
+        with ThreadPoolExecutor(len(self.sites)) as pool:
+            for _ in range(2):
+                list(pool.map(SiteServer.replicate, self.sites.values()))
 
 
 @contextmanager
@@ -400,8 +404,9 @@ def network(
             site.start()
         yield net
     finally:
-        for site in sites.values():
-            site.stop()
+        # Each stop waits for its server's loop to notice and its app to shut down: at once.
+        with ThreadPoolExecutor(len(sites)) as pool:
+            list(pool.map(SiteServer.stop, sites.values()))
         registry.stop()
 
 
