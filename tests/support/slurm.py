@@ -21,24 +21,11 @@ from pathlib import Path
 
 import pytest
 
+from mahiru.runtime.slurm_commands import FINISHED
 from tests.support.waiting import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 ENSURE_SCRIPT = ROOT / "scripts" / "ensure-slurm.sh"
-#: States after which a job never runs again.
-FINISHED = frozenset(
-    {
-        "BOOT_FAIL",
-        "CANCELLED",
-        "COMPLETED",
-        "DEADLINE",
-        "FAILED",
-        "NODE_FAIL",
-        "OUT_OF_MEMORY",
-        "PREEMPTED",
-        "TIMEOUT",
-    }
-)
 #: Seconds a client command may take (they answer in milliseconds when well).
 COMMAND_TIMEOUT = 30
 #: Seconds the set-up script may take: an install from Debian's mirror, then the start.
