@@ -38,7 +38,13 @@ from mahiru.data_archives import extract_data_files
 from mahiru.errors import NotFound, Unavailable
 from mahiru.runtime.limits import StepLimits
 from mahiru.runtime.outputs import discard_outputs, measure_outputs, prepare_output_dirs
-from mahiru.runtime.protocol import COMPUTE_BASE_IMAGE, DATA_BASE_IMAGE, ContainerInfo, ImageConfig
+from mahiru.runtime.protocol import (
+    COMPUTE_BASE_IMAGE,
+    DATA_BASE_IMAGE,
+    ContainerInfo,
+    ImageConfig,
+    ScratchLeftovers,
+)
 from mahiru.runtime.steps import (
     LABEL_ROLE,
     ROLE_STEP,
@@ -447,10 +453,10 @@ class FakeRuntime:
                 del self._spaces[path]
         return len(left)
 
-    def remove_scratch_containers(self) -> int:
-        """The fake makes no scratch containers."""
+    def remove_scratch_leftovers(self) -> ScratchLeftovers:
+        """The fake makes no scratch containers, and its images die with it."""
         self._engine()
-        return 0
+        return ScratchLeftovers()
 
     def list_step_containers(self, labels: Mapping[str, str] | None = None) -> list[ContainerInfo]:
         """The running step containers carrying all of `labels`."""

@@ -3,7 +3,8 @@
 Images are never pulled: every image must already be on the engine or be
 loaded from an archive. Scratch containers (created, never started, to copy
 files in or out of an image) are named `<scratch_prefix>-<random>`; they are
-removed as soon as they are done with, and `remove_scratch_containers`
+removed as soon as they are done with. Both they and the output images
+packaging builds carry the making process's name, so `remove_scratch_leftovers`
 cleans up after a crash.
 """
 
@@ -23,10 +24,11 @@ import docker.errors
 import docker.types
 import docker.utils
 
-from mahiru.errors import InvalidInput, NotFound
+from mahiru.errors import Conflict, InvalidInput, NotFound
 from mahiru.runtime.archives import CHUNK_SIZE, extract_tree, write_file_atomically, write_tree_tar
-from mahiru.runtime.docker_connection import DockerConnection
-from mahiru.runtime.protocol import ImageConfig
+from mahiru.runtime.docker_connection import DockerConnection, logger
+from mahiru.runtime.protocol import ImageConfig, ScratchLeftovers
+from mahiru.runtime.steps import LABEL_JOB
 
 #: A command for creating a scratch container from an image that has none;
 #: it is never run (but becomes the Cmd of an image committed from it).
@@ -154,22 +156,49 @@ class DockerImages(DockerConnection):
         """A new data image: `base_image` plus the files of `files` under `/data`."""
         return self.build_image(base_image, {"/data": files}, labels=labels, tag=tag)
 
-    def remove_scratch_containers(self) -> int:
-        """Remove scratch containers that crashed processes of this host left; how many.
+    def remove_scratch_leftovers(self) -> ScratchLeftovers:
+        """Remove what crashed processes of this host left: scratch containers, output images.
 
-        Each scratch container names the process that made it; those of live
-        processes (another site on the same engine, say) are left alone.
+        Each names the process that made it; those of live processes (another
+        site on the same engine, say) are left alone. Only untagged images
+        labelled with a job (packaged step outputs, saved and then removed
+        unless the process died in between) are removed: a tagged image was
+        kept on purpose, whoever built it.
         """
         with self._engine("list scratch containers"):
             found = self._docker().api.containers(all=True, filters={"label": LABEL_SCRATCH_OWNER})
+        stale = [entry["Id"] for entry in found if _left_by_gone_owner(entry)]
+        for container in stale:
+            self._remove_container(container)
+        return ScratchLeftovers(containers=len(stale), images=self._remove_output_images())
+
+    def _remove_output_images(self) -> int:
+        """Remove the untagged output images of gone processes; how many."""
+        with self._engine("list output images"):
+            found = self._docker().api.images(filters={"label": [LABEL_SCRATCH_OWNER, LABEL_JOB]})
         stale = [
             entry["Id"]
             for entry in found
-            if _owner_gone(str((entry.get("Labels") or {}).get(LABEL_SCRATCH_OWNER, "")))
+            if LABEL_JOB in (entry.get("Labels") or {})
+            and not _tagged(entry)
+            and _left_by_gone_owner(entry)
         ]
-        for container in stale:
-            self._remove_container(container)
-        return len(stale)
+        removed = 0
+        for image in stale:
+            try:
+                with self._engine(f"remove image {image}"):
+                    self._docker().api.remove_image(image)
+            except NotFound:
+                continue  # removed meanwhile, by another site starting up, say
+            except Conflict as error:
+                logger.info(
+                    "kept an output image in use", extra={"image": image, "why": error.message}
+                )
+                continue
+            removed += 1
+        if removed:
+            logger.info("removed output images of crashed processes", extra={"images": removed})
+        return removed
 
     def _image_config(self, image: str) -> dict[str, Any]:
         with self._engine(f"inspect image {image}"):
@@ -224,9 +253,19 @@ def commit_config(
     return commit
 
 
-#: Names the process that made a scratch container, so a crashed one's are found.
+#: Names the process that made a scratch container or output image, so a crashed one's are found.
 LABEL_SCRATCH_OWNER = "mahiru.scratch-owner"
 _OWNER_TAG = f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _left_by_gone_owner(entry: Mapping[str, Any]) -> bool:
+    """Whether a listed container or image names a gone process of this host as its maker."""
+    return _owner_gone(str((entry.get("Labels") or {}).get(LABEL_SCRATCH_OWNER, "")))
+
+
+def _tagged(entry: Mapping[str, Any]) -> bool:
+    """Whether a listed image has a name (engines list an untagged one as `<none>:<none>`)."""
+    return any(tag != "<none>:<none>" for tag in entry.get("RepoTags") or [])
 
 
 def _owner_gone(tag: str) -> bool:

@@ -23,6 +23,7 @@ __all__ = [
     "ContainerRuntime",
     "ImageConfig",
     "ImageEngine",
+    "ScratchLeftovers",
     "StepRunner",
 ]
 
@@ -41,6 +42,17 @@ class ImageConfig:
     user: str | None = None
     workdir: str | None = None
     env: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class ScratchLeftovers:
+    """What a clean-up removed of crashed processes' work: scratch containers, output images."""
+
+    containers: int = 0
+    images: int = 0
+
+    def __bool__(self) -> bool:
+        return bool(self.containers or self.images)
 
 
 class ImageEngine(Protocol):
@@ -93,8 +105,8 @@ class ImageEngine(Protocol):
         """A new data image: `base_image` plus the files of `files` under `/data`."""
         ...
 
-    def remove_scratch_containers(self) -> int:
-        """Remove the scratch containers that crashed processes left; how many."""
+    def remove_scratch_leftovers(self) -> ScratchLeftovers:
+        """Remove the scratch containers and untagged output images crashed processes left."""
         ...
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from mahiru.errors import MahiruError
 from mahiru.model.identifiers import SiteId
 from mahiru.runtime.limits import StepLimits
-from mahiru.runtime.protocol import ImageEngine
+from mahiru.runtime.protocol import ImageEngine, ScratchLeftovers
 from mahiru.runtime.runner import StepRunner
 from mahiru.runtime.steps import LABEL_INSTANCE, LABEL_SITE
 
@@ -46,7 +46,8 @@ class StepEnvironment:
         return {LABEL_SITE: str(site), LABEL_INSTANCE: self.instance}
 
     def clean_up(self) -> None:
-        """Remove what a crash may have left: output spaces, work folders, scratch containers.
+        """Remove what a crash may have left: output spaces, work folders, scratch containers
+        and unsaved output images.
 
         Nothing of it is needed after a restart: every unfinished step is
         redone from the state it is in, with fresh work folders.
@@ -62,12 +63,17 @@ class StepEnvironment:
             else:
                 entry.unlink(missing_ok=True)
         try:
-            scratch = self.engine.remove_scratch_containers()
+            scratch = self.engine.remove_scratch_leftovers()
         except MahiruError as error:
-            scratch = 0
-            logger.warning("cannot look for scratch containers: %s", error.message)
+            scratch = ScratchLeftovers()
+            logger.warning("cannot look for scratch containers and images: %s", error.message)
         if unmounted or removed or scratch:
             logger.info(
                 "cleaned up after an earlier run",
-                extra={"output_spaces": unmounted, "work_entries": removed, "scratch": scratch},
+                extra={
+                    "output_spaces": unmounted,
+                    "work_entries": removed,
+                    "scratch": scratch.containers,
+                    "output_images": scratch.images,
+                },
             )

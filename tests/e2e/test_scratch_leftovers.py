@@ -1,0 +1,111 @@
+"""A starting site removes the output images a killed process of this host left, and only those."""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import docker
+import pytest
+
+from mahiru.runtime import DockerRuntime
+from mahiru.runtime.assets import DATA_BASE_IMAGE
+from mahiru.runtime.docker_images import LABEL_SCRATCH_OWNER
+
+pytestmark = pytest.mark.e2e
+
+#: Builds a data image through the runtime, prints its id and exits without removing it,
+#: as a site killed between packaging an output and removing its image does.
+BUILD_AND_EXIT = """
+import sys
+from pathlib import Path
+from mahiru.runtime import DockerRuntime
+files, job, prefix, tag = sys.argv[1:5]
+runtime = DockerRuntime(scratch_prefix=prefix)
+labels = {"mahiru.job": job, "mahiru.step": "s", "mahiru.output": "o"}
+print(runtime.build_data_image(sys.argv[5], Path(files), labels=labels, tag=tag or None))
+"""
+
+
+def build_in_gone_process(files: Path, job: str, prefix: str, tag: str = "") -> str:
+    """The id of a data image built by a Python process that has exited since."""
+    built = subprocess.run(
+        [sys.executable, "-c", BUILD_AND_EXIT, str(files), job, prefix, tag, DATA_BASE_IMAGE],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+    assert built.returncode == 0, built.stderr[-2000:]
+    return built.stdout.strip().splitlines()[-1]
+
+
+@pytest.fixture
+def made_images(container_runtime: DockerRuntime) -> Iterator[list[str]]:
+    """Images the test records here are removed after it, whatever happened."""
+    images: list[str] = []
+    yield images
+    for image in images:
+        container_runtime.remove_image(image)
+
+
+def test_clean_up_removes_only_untagged_output_images_of_gone_processes(
+    container_runtime: DockerRuntime, made_images: list[str], tmp_path: Path
+) -> None:
+    """An untagged job image of an exited process goes; a tagged one and a live process's stay."""
+    files = tmp_path / "files"
+    files.mkdir()
+    (files / "result.txt").write_text(f"{uuid.uuid4().hex}\n")  # a fresh image, not a shared one
+    job = f"job-{uuid.uuid4().hex[:8]}"
+    prefix = f"mahiru-test-leftovers-{uuid.uuid4().hex[:8]}"
+    tag = f"mahiru-test-leftover-{uuid.uuid4().hex[:8]}:latest"
+
+    orphan = build_in_gone_process(files, job, prefix)
+    made_images.append(orphan)
+    (files / "result.txt").write_text(f"{uuid.uuid4().hex}\n")
+    tagged = build_in_gone_process(files, job, prefix, tag)
+    made_images.append(tag)
+    (files / "result.txt").write_text(f"{uuid.uuid4().hex}\n")
+    labels = {"mahiru.job": job, "mahiru.step": "s", "mahiru.output": "o"}
+    own = container_runtime.build_data_image(DATA_BASE_IMAGE, files, labels=labels)
+    made_images.append(own)
+    assert len({orphan, tagged, own}) == 3
+
+    removed = container_runtime.remove_scratch_leftovers()
+
+    assert removed.images >= 1  # other killed processes' images may go too
+    assert not container_runtime.has_image(orphan), "the gone process's output image is left"
+    assert container_runtime.image_id(tag) == tagged, "a tagged image was removed"
+    assert container_runtime.has_image(own), "a live process's output image was removed"
+
+
+def test_clean_up_keeps_an_output_image_in_use_and_says_so(
+    container_runtime: DockerRuntime,
+    made_images: list[str],
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A gone process's output image that a container still uses is kept, with a log line."""
+    files = tmp_path / "files"
+    files.mkdir()
+    (files / "result.txt").write_text(f"{uuid.uuid4().hex}\n")
+    prefix = f"mahiru-test-leftovers-{uuid.uuid4().hex[:8]}"
+    orphan = build_in_gone_process(files, f"job-{uuid.uuid4().hex[:8]}", prefix)
+    made_images.append(orphan)
+    client = docker.from_env()
+    # A container inherits its image's labels: one of another host's is never cleaned up.
+    elsewhere = {LABEL_SCRATCH_OWNER: "another-host:1"}
+    user = client.api.create_container(orphan, command=["/bin/sh"], labels=elsewhere)["Id"]
+    try:
+        with caplog.at_level(logging.INFO, logger="mahiru.runtime"):
+            container_runtime.remove_scratch_leftovers()
+        assert container_runtime.has_image(orphan), "an image in use was removed"
+        kept = [r for r in caplog.records if r.getMessage() == "kept an output image in use"]
+        assert [getattr(r, "image", None) for r in kept] == [orphan]
+    finally:
+        client.api.remove_container(user, force=True)
+        client.close()
