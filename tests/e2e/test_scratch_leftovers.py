@@ -109,3 +109,29 @@ def test_clean_up_keeps_an_output_image_in_use_and_says_so(
     finally:
         client.api.remove_container(user, force=True)
         client.close()
+
+
+def test_clean_up_leaves_a_running_container_of_a_gone_process_s_image_alone(
+    container_runtime: DockerRuntime, made_images: list[str], tmp_path: Path
+) -> None:
+    """A step runs from an image a process since gone built, so the container carries that
+    process's scratch label too; it was started, so it is no scratch container: it keeps
+    running, and its image stays."""
+    files = tmp_path / "files"
+    files.mkdir()
+    (files / "result.txt").write_text(f"{uuid.uuid4().hex}\n")
+    prefix = f"mahiru-test-leftovers-{uuid.uuid4().hex[:8]}"
+    orphan = build_in_gone_process(files, f"job-{uuid.uuid4().hex[:8]}", prefix)
+    made_images.append(orphan)
+    client = docker.from_env()
+    running = client.api.create_container(orphan, command=["sleep", "60"])["Id"]
+    try:
+        labels = client.api.inspect_container(running)["Config"]["Labels"] or {}
+        assert LABEL_SCRATCH_OWNER in labels, "the container does not inherit the label"
+        client.api.start(running)
+        container_runtime.remove_scratch_leftovers()
+        assert client.api.inspect_container(running)["State"]["Running"]
+        assert container_runtime.has_image(orphan)
+    finally:
+        client.api.remove_container(running, force=True)
+        client.close()

@@ -166,7 +166,11 @@ class DockerImages(DockerConnection):
         kept on purpose, whoever built it.
         """
         with self._engine("list scratch containers"):
-            found = self._docker().api.containers(all=True, filters={"label": LABEL_SCRATCH_OWNER})
+            # Only never-started ones: a container inherits its image's labels, so a step
+            # running from an image this host built has the label of a process long gone.
+            found = self._docker().api.containers(
+                all=True, filters={"label": LABEL_SCRATCH_OWNER, "status": "created"}
+            )
         stale = [entry["Id"] for entry in found if _left_by_gone_owner(entry)]
         for container in stale:
             self._remove_container(container)
