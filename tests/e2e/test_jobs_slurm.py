@@ -1,6 +1,7 @@
 """Jobs across real sites whose data site runs its steps on the Slurm cluster (docs/slurm.md):
-the compute-to-data job end to end, and a cancelled job whose step's batch job and
-container are gone (reference: Execution, "Where steps run")."""
+the compute-to-data job end to end, a cancelled job whose step's batch job and
+container are gone, and a data site SIGKILLed while its step's batch job runs
+(reference: Execution, "Where steps run")."""
 
 from __future__ import annotations
 
@@ -10,6 +11,14 @@ from pathlib import Path
 
 import pytest
 from tests.support.jobs import Scenario, compute_to_data
+from tests.support.process_scenario import (
+    SITE2,
+    ProcessScenario,
+    only_step,
+    process_scenario,
+    restart,
+    sigkill,
+)
 from tests.support.sites import Network, network
 from tests.support.slurm import SlurmCluster, start_cluster
 from tests.support.waiting import wait_until
@@ -20,10 +29,14 @@ from mahiru.model.jobs import JobState, StepState
 from mahiru.runtime import LABEL_JOB, DockerRuntime
 from mahiru.runtime.assets import INPUT_ASSET, MINMAX_ASSET, OUTPUT_BASE_ASSET
 from mahiru.runtime.slurm_runner import SlurmRunner
+from mahiru.runtime.slurm_script import labels_of
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slurm]
 
 WAIT = 120.0
+#: How long the killed site's step sleeps: time to kill and restart the site while its
+#: batch job runs (the restarted site cancels it long before it would end).
+SLEEP = 30
 
 
 @pytest.fixture(scope="module")
@@ -120,3 +133,87 @@ def test_cancelling_a_job_cancels_its_steps_slurm_job_and_container(
         assert view.status.state is JobState.CANCELLED, view.to_json()
     wait_until(lambda: not runner.list_step_containers(labels), WAIT, "the step's job gone")
     assert not container_runtime.list_step_containers(labels)
+
+
+@pytest.fixture(scope="module")
+def processes(
+    cluster: SlurmCluster,
+    container_runtime: DockerRuntime,
+    scenario_archives: dict[str, Path],
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[ProcessScenario]:
+    """The scenario on site1/site2 `mahiru serve` processes; site2 runs its steps on the
+    cluster, and the sleeper sleeps SLEEP s."""
+    root = tmp_path_factory.mktemp("slurm-processes")
+    runner = {
+        "kind": "slurm",
+        "partition": "mahiru",
+        "shared_dir": str(root / "shared"),
+        "slurm_conf": str(cluster.conf),
+    }
+    with process_scenario(
+        root, container_runtime, scenario_archives, {"runner": runner}, sleep=SLEEP
+    ) as running:
+        yield running
+
+
+def _batch_jobs_of(cluster: SlurmCluster, job_id: str) -> dict[str, str]:
+    """The Slurm job id -> state of every batch job a step of Mahiru job `job_id` ran as,
+    found by the labels in its comment."""
+    listed = cluster.run("squeue", "--noheader", "--states=all", "-o", "%i|%T|%k")
+    found = {}
+    for line in listed.splitlines():
+        slurm_id, state, comment = line.split("|", 2)
+        if (labels_of(comment) or {}).get(LABEL_JOB) == job_id:
+            found[slurm_id] = state
+    return found
+
+
+@pytest.mark.serial  # SIGKILLs a site: its orphaned step must not count as another test's leak
+def test_a_site_killed_while_its_slurm_job_runs_cancels_it_after_restart_and_the_job_succeeds(
+    processes: ProcessScenario,
+    cluster: SlurmCluster,
+    container_runtime: DockerRuntime,
+    tmp_path: Path,
+) -> None:
+    """SIGKILL site2 while its step's batch job runs: the job keeps running, orphaned; the
+    restarted site cancels it (no container of it left), runs the step again, and site1
+    gets [1, 34]."""
+    site2 = processes.net.sites[SITE2].service
+    with processes.client() as client:
+        job_id = client.submit(processes.job("sleeper")).status.job_id
+        ((old, _),) = wait_until(
+            lambda: [j for j in _batch_jobs_of(cluster, job_id).items() if j[1] == "RUNNING"],
+            WAIT,
+            "the step's batch job running",
+            interval=0.2,
+        )
+        wait_until(
+            lambda: only_step(client.status(job_id)).state is StepState.RUNNING,
+            WAIT,
+            "site1 to see the step running",
+        )
+        labels = {LABEL_JOB: job_id}
+        wait_until(
+            lambda: container_runtime.list_step_containers(labels), WAIT, "the step's container"
+        )
+
+        sigkill(site2)
+        # Nobody cancelled the batch job: it was orphaned with its site, its container too.
+        assert cluster.state(old) == "RUNNING"
+        assert container_runtime.list_step_containers(labels)
+        restart(site2)
+
+        view = client.wait(job_id, WAIT)
+        assert view.status.state is JobState.SUCCEEDED, view.to_json()
+        step = only_step(view)
+        assert step.state is StepState.SUCCEEDED and step.exit_code == 0
+        files = client.download_output(job_id, "result", tmp_path)
+        assert json.loads((tmp_path / "data.json").read_text()) == [1, 34]
+        assert [f.name for f in files] == ["data.json"]
+    assert cluster.wait_until_finished(old, WAIT) == "CANCELLED"
+    ran = _batch_jobs_of(cluster, job_id)
+    assert ran.pop(old) == "CANCELLED"
+    assert list(ran.values()) == ["COMPLETED"]  # the step run again by the restarted site
+    assert not container_runtime.list_step_containers(labels)
+    assert "removed step containers left by an earlier run" in site2.log.read_text()
