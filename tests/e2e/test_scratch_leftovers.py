@@ -16,7 +16,9 @@ from mahiru.runtime import DockerRuntime
 from mahiru.runtime.assets import DATA_BASE_IMAGE
 from mahiru.runtime.docker_images import LABEL_SCRATCH_OWNER
 
-pytestmark = pytest.mark.e2e
+# serial: what these tests leave on purpose (images of gone processes) is what every other e2e
+# test's clean-up removes, so another worker's could take it between two steps of a test here.
+pytestmark = [pytest.mark.e2e, pytest.mark.serial]
 
 #: Builds a data image through the runtime, prints its id and exits without removing it,
 #: as a site killed between packaging an output and removing its image does.
