@@ -134,19 +134,24 @@ def bench(
     if request.param == "docker":
         bench = Bench(container_runtime, tmp_path, lambda: DockerRuntime(), labels)
     else:
-        cluster = start_cluster()
-        settings = SlurmSettings(
-            partition="mahiru",
-            shared_dir=tmp_path,
-            slurm_conf=cluster.conf,
-            cancel_wait_seconds=END_WAIT,
-        )
-        bench = Bench(SlurmRunner(settings), tmp_path, lambda: SlurmRunner(settings), labels)
+        bench = _slurm_bench(tmp_path, labels)
     yield bench
     left = bench.runner.list_step_containers(labels)
     for step in left:
         bench.runner.stop_container(step.id)
     assert not left, f"steps left running: {[step.name for step in left]}"
+
+
+def _slurm_bench(work: Path, labels: dict[str, str]) -> Bench:
+    """A Slurm runner on the test cluster (started if it is not running)."""
+    cluster = start_cluster()
+    settings = SlurmSettings(
+        partition="mahiru",
+        shared_dir=work,
+        slurm_conf=cluster.conf,
+        cancel_wait_seconds=END_WAIT,
+    )
+    return Bench(SlurmRunner(settings), work, lambda: SlurmRunner(settings), labels)
 
 
 def _no_container(engine: DockerRuntime, labels: dict[str, str]) -> None:
@@ -258,3 +263,44 @@ def test_a_new_runner_finds_the_running_step_as_a_restarted_site_does(
 
     _no_container(container_runtime, bench.labels)
     assert not run.result(END_WAIT).succeeded
+
+
+@pytest.mark.slurm
+def test_a_step_cancelled_while_queued_never_starts_a_container(
+    images: dict[str, str], container_runtime: DockerRuntime, tmp_path: Path
+) -> None:
+    """Slurm only (the engine queues nothing): while one step holds every CPU of the node, a
+    second waits in the queue; cancelled there, it ends as cancelled and no container of it
+    ever runs, and the first runs on untouched."""
+    tmp_path.chmod(0o755)
+    cluster = start_cluster()
+    labels = {SESSION_LABEL: SESSION_ID, "mahiru.job": f"job-{uuid.uuid4().hex[:8]}"}
+    bench = _slurm_bench(tmp_path, labels)
+    whole_node = StepLimits(
+        cpus=2.0, memory_bytes=128 * MIB, timeout_seconds=60, max_output_bytes=MIB
+    )
+    holder = bench.run(images["hang"], limits=whole_node)
+    (first,) = wait_until(lambda: bench.runner.list_step_containers(labels), START_WAIT, "listed")
+    wait_until(lambda: "started" in bench.runner.step_log(first.id), START_WAIT, "the first step")
+    try:
+        queued = bench.run(images["hang"])
+        (second,) = wait_until(
+            lambda: [s for s in bench.runner.list_step_containers(labels) if s.id != first.id],
+            START_WAIT,
+            "the second step listed",
+        )
+        assert cluster.state(second.id) == "PENDING"
+
+        bench.runner.stop_container(second.id)
+
+        outcome = queued.result(END_WAIT)
+        assert not outcome.succeeded
+        assert outcome.reason == "the step was cancelled (its container was stopped)"
+        names = [c.name for c in container_runtime.list_step_containers(labels)]
+        assert queued.name not in names
+        assert "started" not in bench.runner.step_log(second.id)
+        assert [s.id for s in bench.runner.list_step_containers(labels)] == [first.id]
+    finally:
+        bench.runner.stop_container(first.id)
+    assert not holder.result(END_WAIT).succeeded
+    assert bench.runner.list_step_containers(labels) == []
