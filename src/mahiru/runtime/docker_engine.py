@@ -24,7 +24,7 @@ from mahiru.errors import NotFound
 from mahiru.runtime.docker_connection import logger
 from mahiru.runtime.docker_containers import ContainerRun, DockerContainers
 from mahiru.runtime.limits import StepLimits
-from mahiru.runtime.outputs import discard_outputs, measure_outputs, prepare_output_dirs
+from mahiru.runtime.outputs import discard_outputs, judge_outputs, prepare_output_dirs
 from mahiru.runtime.space import OutputWatch, bounded_folder, unmount_below
 from mahiru.runtime.steps import (
     INPUTS_DIR,
@@ -235,15 +235,9 @@ def _judge(
     state = ran.state
     exit_code = None if state is None else int(state.get("ExitCode", -1))
     oom_killed = bool(state and state.get("OOMKilled"))
-    check = measure_outputs(output_dirs, limits.max_output_bytes)
-    exceeded = None
-    if watched.stopped_for_size:
-        exceeded = (
-            f"the step's output exceeds its limit of {limits.max_output_bytes} bytes"
-            " (the step was stopped while it ran)"
-        )
-    elif check.total_bytes > limits.max_output_bytes:
-        exceeded = check.problem
+    check, exceeded = judge_outputs(
+        output_dirs, limits.max_output_bytes, stopped_for_size=watched.stopped_for_size
+    )
     succeeded, reason = judge_step(
         exit_code=exit_code,
         timed_out=ran.timed_out,

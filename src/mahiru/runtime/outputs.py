@@ -113,6 +113,22 @@ def measure_outputs(dirs: Mapping[str, Path], max_bytes: int) -> OutputCheck:
     return OutputCheck(total, None)
 
 
+def judge_outputs(
+    dirs: Mapping[str, Path], max_bytes: int, *, stopped_for_size: bool
+) -> tuple[OutputCheck, str | None]:
+    """Measure a finished step's outputs; the check, and why they are over the limit if they
+    are (`stopped_for_size`: the runner stopped the step while it ran for its output's size)."""
+    check = measure_outputs(dirs, max_bytes)
+    if stopped_for_size:
+        return check, (
+            f"the step's output exceeds its limit of {max_bytes} bytes"
+            " (the step was stopped while it ran)"
+        )
+    if check.total_bytes > max_bytes:
+        return check, check.problem
+    return check, None
+
+
 def cut(text: str, limit: int = LOGGED_CHARS) -> str:
     """`text` cut to `limit` characters for the site's log, saying how long it was."""
     if len(text) <= limit:

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from mahiru.runtime.outputs import measure_outputs
+from mahiru.runtime.outputs import judge_outputs
 from mahiru.runtime.slurm_script import LOG_FILE, START_ERROR_FILE, StepJob
 from mahiru.runtime.steps import ContainerOutcome, judge_step, tail_lines
 
@@ -61,15 +61,9 @@ def judge_job(
             "step container could not start",
             extra={"container": job.name, "engine_said": start_error[:256]},
         )
-    check = measure_outputs(dirs, limits.max_output_bytes)
-    exceeded = None
-    if stopped_for_size:
-        exceeded = (
-            f"the step's output exceeds its limit of {limits.max_output_bytes} bytes"
-            " (the step was stopped while it ran)"
-        )
-    elif check.total_bytes > limits.max_output_bytes:
-        exceeded = check.problem
+    check, exceeded = judge_outputs(
+        dirs, limits.max_output_bytes, stopped_for_size=stopped_for_size
+    )
     succeeded, reason = judge_step(
         exit_code=exit_code,
         timed_out=timed_out,
