@@ -103,6 +103,28 @@ RULE_WITH_TEXT = rule_from_dict(
 )
 
 
+REVIEW_RULE = rule_from_dict(
+    {
+        "type": "ReleaseReviewedBy",
+        "asset": "asset_collection:p2.example.org:results",
+        "reviewer": "party_category:p2.example.org:stewards",
+    }
+)
+# The checks written out of order: the canonical form sorts keys and file types.
+REVIEW_RULE_WITH_CHECKS = rule_from_dict(
+    {
+        "type": "ReleaseReviewedBy",
+        "asset": "asset:p2.example.org:data:p2.example.org:site2",
+        "reviewer": "party:p2.example.org:alice",
+        "checks": {
+            "min_count": {"column": "n", "at_least": 10},
+            "max_bytes": 1000000,
+            "file_types": ["json", "csv"],
+        },
+    }
+)
+
+
 def _result_ids() -> bytes:
     return "\n".join(f"{k} {v}" for k, v in sorted(JOB.result_ids().items(), key=str)).encode()
 
@@ -115,6 +137,14 @@ VECTORS: dict[str, tuple[Callable[[], bytes], str]] = {
     "rule with text outside ASCII": (
         RULE_WITH_TEXT.canonical_bytes,
         "3fa7b84b2560af98de57e2236f80c9a44ac56eec9ab16d3eca6177633db85acd",
+    ),
+    "review rule": (
+        REVIEW_RULE.canonical_bytes,
+        "f76835652fb6c380cb39368ef4e49fb280dc9ed65d2c1c2b6c63ecdce3d5c8c8",
+    ),
+    "review rule with checks": (
+        REVIEW_RULE_WITH_CHECKS.canonical_bytes,
+        "dc26f4293d964f8b98c0a9b1fe855b68807e3e975eac0c47cbb2ab13678b32c7",
     ),
     "revocation": (
         lambda: sign_revocation(RULE, KEY).canonical_bytes(),

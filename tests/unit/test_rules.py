@@ -1,4 +1,4 @@
-"""The eight rule types (reference: Rules): field kinds, strict parsing, canonical bytes, signer."""
+"""The nine rule types (reference: Rules): field kinds, strict parsing, canonical bytes, signer."""
 
 from __future__ import annotations
 
@@ -51,6 +51,10 @@ KINDS: dict[str, dict[str, set[str]]] = {
         "compute": {"asset", "asset_collection"},
         "collection": {"asset_collection"},
     },
+    "ReleaseReviewedBy": {
+        "asset": {"asset", "asset_collection"},
+        "reviewer": {"party", "party_category"},
+    },
 }
 #: reference: Rules, transcribed: text fields.
 TEXT_FIELDS: dict[str, dict[str, str]] = {
@@ -68,6 +72,11 @@ SIGNER_FIELD = {
     "MayUse": "asset",
     "ResultOfDataIn": "data",
     "ResultOfComputeIn": "compute",
+    "ReleaseReviewedBy": "asset",
+}
+#: reference: Rules, transcribed: fields that may be left out (with a valid value each).
+OPTIONAL_FIELDS: dict[str, dict[str, Any]] = {
+    "ReleaseReviewedBy": {"checks": {"max_bytes": 1000}},
 }
 ALL_KINDS = [
     "party",
@@ -116,19 +125,24 @@ FIELDS = [(t, f) for t in KINDS for f in [*KINDS[t], *TEXT_FIELDS.get(t, {})]]
 
 
 def test_the_rule_types_are_those_of_the_design() -> None:
-    """Exactly the eight rule types of reference: Rules exist, with exactly its fields."""
+    """Exactly the nine rule types of reference: Rules exist, with exactly its fields."""
     assert set(RULE_TYPES) == set(KINDS)
     for type_name, cls in RULE_TYPES.items():
         assert {f.name for f in fields(cls)} == {
             *KINDS[type_name],
             *TEXT_FIELDS.get(type_name, {}),
+            *OPTIONAL_FIELDS.get(type_name, {}),
         }
 
 
-@pytest.mark.parametrize("type_name", sorted(KINDS))
-def test_valid_rule_parses_and_round_trips(type_name: str) -> None:
-    """A valid dict gives a rule whose to_dict is that dict, type first."""
-    data = valid_dict(type_name)
+@pytest.mark.parametrize(
+    ("type_name", "optional"),
+    [(t, False) for t in sorted(KINDS)] + [(t, True) for t in sorted(OPTIONAL_FIELDS)],
+)
+def test_valid_rule_parses_and_round_trips(type_name: str, optional: bool) -> None:
+    """A valid dict (with or without its optional fields) gives a rule whose to_dict is
+    that dict, type first."""
+    data = valid_dict(type_name, OPTIONAL_FIELDS[type_name] if optional else None)
     rule = rule_from_dict(data)
     assert type(rule) is RULE_TYPES[type_name]
     assert rule.to_dict() == data
@@ -196,8 +210,8 @@ def test_every_field_is_required(type_name: str, field: str) -> None:
     [
         (t, extra)
         for t in sorted(KINDS)
-        for extra in ["signature", "comment", "Asset", "conditions", "output", "category"]
-        if extra not in valid_dict(t)
+        for extra in ["signature", "comment", "Asset", "conditions", "output", "category", "checks"]
+        if extra not in valid_dict(t) and extra not in OPTIONAL_FIELDS.get(t, {})
     ],
 )
 def test_unknown_fields_are_rejected(type_name: str, extra: str) -> None:
@@ -228,7 +242,7 @@ def test_non_string_unknown_keys_are_reported_not_crashed_on() -> None:
 
 @pytest.mark.parametrize("type_value", [None, "", "mayaccess", "Revocation", "Rule", 5, ["MayUse"]])
 def test_unknown_or_missing_type_is_rejected_listing_the_types(type_value: Any) -> None:
-    """The type must be one of the eight names, exactly."""
+    """The type must be one of the nine names, exactly."""
     data = valid_dict("MayAccess", {"type": type_value})
     if type_value is None:
         del data["type"]

@@ -21,7 +21,7 @@ from mahiru.policy.signing import Revocation, SignedRule, sign_revocation, sign_
 from mahiru.services.site import KeyRing
 
 #: One valid rule per type; each identifier field lives in its own namespace, named after it.
-RULES: dict[str, dict[str, str]] = {
+RULES: dict[str, dict[str, Any]] = {
     "InAssetCollection": {
         "asset": "asset:ns-asset:a:ns-site:s",
         "collection": "asset_collection:ns-collection:c",
@@ -56,6 +56,11 @@ RULES: dict[str, dict[str, str]] = {
         "output": "out",
         "collection": "asset_collection:ns-collection:c",
     },
+    "ReleaseReviewedBy": {
+        "asset": "asset_collection:ns-asset:c",
+        "reviewer": "party_category:ns-party:c",
+        "checks": {"max_bytes": 1000, "file_types": ["csv"]},
+    },
 }
 #: reference: Rules: whose namespace owner signs each rule type.
 SIGNER_FIELD = {
@@ -67,6 +72,7 @@ SIGNER_FIELD = {
     "MayUse": "asset",
     "ResultOfDataIn": "data",
     "ResultOfComputeIn": "compute",
+    "ReleaseReviewedBy": "asset",
 }
 NAMESPACES = [
     "ns-asset",
@@ -83,7 +89,7 @@ WRONG_SIGNERS = [
     (t, f)
     for t, fields in RULES.items()
     for f, v in fields.items()
-    if f != SIGNER_FIELD[t] and ":" in v
+    if f != SIGNER_FIELD[t] and isinstance(v, str) and ":" in v
 ]
 
 
@@ -107,7 +113,7 @@ def ring(keys: dict[str, Ed25519PrivateKey]) -> KeyRing:
     return key_ring(keys)
 
 
-def rule(type_name: str, **overrides: str) -> Rule:
+def rule(type_name: str, **overrides: Any) -> Rule:
     return rule_from_dict({"type": type_name, **RULES[type_name], **overrides})
 
 
@@ -185,12 +191,15 @@ def test_rule_signed_by_an_outsider_is_rejected(type_name: str, ring: KeyRing) -
         ("ResultOfDataIn", "output", "out"),
         ("ResultOfComputeIn", "collection", "asset_collection:ns-collection:x"),
         ("InAssetCategory", "asset", "asset:ns-asset:a:ns-site:t"),
+        ("ReleaseReviewedBy", "reviewer", "party:ns-party:other"),
+        ("ReleaseReviewedBy", "checks", {"max_bytes": 1001, "file_types": ["csv"]}),
+        ("ReleaseReviewedBy", "checks", {}),
     ],
 )
 def test_tampered_rule_is_rejected(
     type_name: str,
     field: str,
-    value: str,
+    value: Any,
     keys: dict[str, Ed25519PrivateKey],
     ring: KeyRing,
 ) -> None:
@@ -435,5 +444,5 @@ def test_revocation_missing_a_field_is_rejected(
 
 
 def test_every_rule_type_is_covered() -> None:
-    """This file signs one rule of each of the eight types."""
+    """This file signs one rule of each of the nine types."""
     assert set(RULES) == set(RULE_TYPES)

@@ -1,8 +1,10 @@
-"""The eight rule types of reference: Rules, their kind checks and canonical byte form.
+"""The nine rule types of reference: Rules, their kind checks and canonical byte form.
 
 Rules are immutable values. `rule_from_dict` parses the YAML/JSON form
 strictly (unknown fields and wrong kinds are InvalidInput); `canonical_bytes`
-is the exact byte string that signatures cover.
+is the exact byte string that signatures cover. Every field is an identifier
+or text, except the optional `checks` of ReleaseReviewedBy (a ReviewChecks),
+which the dict form leaves out when it declares none.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from typing import Any, ClassVar, TypeAlias
 
 from mahiru.errors import InvalidInput
 from mahiru.model.canonical import canonical_json
-from mahiru.model.fields import Field, Shape, const, mapping, string
+from mahiru.model.fields import Field, Shape, const, mapping, optional, string
 from mahiru.model.identifiers import (
     AssetCategoryId,
     AssetCollectionId,
@@ -29,6 +31,7 @@ from mahiru.model.identifiers import (
     identifier_pattern,
     parse_identifier,
 )
+from mahiru.policy.review_checks import NO_CHECKS, REVIEW_CHECKS_SHAPE, ReviewChecks
 
 _OUTPUT_NAME = re.compile(r"[A-Za-z0-9_-]+|\*")
 
@@ -55,6 +58,12 @@ class _Rule:
         # Text fields too, so a constructed rule always survives to_dict/rule_from_dict.
         for f in fields(self):
             value = getattr(self, f.name)
+            if f.name == "checks":
+                if not isinstance(value, ReviewChecks):
+                    raise InvalidInput(
+                        f"{self.type_name} field 'checks' must be ReviewChecks, got {value!r}"
+                    )
+                continue
             if f.name == "output" and not (
                 isinstance(value, str) and _OUTPUT_NAME.fullmatch(value)
             ):
@@ -64,12 +73,18 @@ class _Rule:
             if f.name not in self.kinds and not isinstance(value, str):
                 raise InvalidInput(f"{self.type_name} field {f.name!r} must be text, got {value!r}")
 
-    def to_dict(self) -> dict[str, str]:
-        """The serialised form, with `type` first."""
-        out = {"type": self.type_name}
-        for f in fields(self):
-            out[f.name] = str(getattr(self, f.name))
+    def to_dict(self) -> dict[str, Any]:
+        """The serialised form, with `type` first; checks only when some are declared."""
+        out: dict[str, Any] = {"type": self.type_name}
+        for name, value in self._shown():
+            out[name] = value.to_dict() if isinstance(value, ReviewChecks) else str(value)
         return out
+
+    def _shown(self) -> list[tuple[str, object]]:
+        """The fields and their values, without empty checks: a rule written without
+        checks must sign the same bytes as it did before checks existed."""
+        shown = ((f.name, getattr(self, f.name)) for f in fields(self))
+        return [(name, value) for name, value in shown if value != NO_CHECKS]
 
     def canonical_bytes(self) -> bytes:
         """The exact bytes a signature covers: sorted-key compact JSON, UTF-8."""
@@ -86,7 +101,7 @@ class _Rule:
         return str(value.namespace)
 
     def __str__(self) -> str:
-        args = ", ".join(f"{f.name}={getattr(self, f.name)}" for f in fields(self))
+        args = ", ".join(f"{name}={value}" for name, value in self._shown())
         return f"{self.type_name}({args})"
 
 
@@ -225,6 +240,28 @@ class ResultOfComputeIn(_Rule):
     index_field: ClassVar[str] = "compute"
 
 
+@dataclass(frozen=True, slots=True)
+class ReleaseReviewedBy(_Rule):
+    """Results derived from `asset` leave only once `reviewer` approves; asset owner signs.
+
+    `asset` covers a result whose lineage (workflow inputs, and the collections
+    its permissions name) includes it or something in it; `checks` are run on
+    the result's files for the reviewer. See reference: Rules.
+    """
+
+    asset: AssetId | AssetCollectionId
+    reviewer: PartyId | PartyCategoryId
+    checks: ReviewChecks = NO_CHECKS
+
+    kinds: ClassVar[dict[str, tuple[str, ...]]] = {
+        "asset": ("asset", "asset_collection"),
+        "reviewer": ("party", "party_category"),
+    }
+    signer_field: ClassVar[str] = "asset"
+    type_name: ClassVar[str] = "ReleaseReviewedBy"
+    index_field: ClassVar[str] = "asset"
+
+
 Rule: TypeAlias = (
     InAssetCollection
     | InAssetCategory
@@ -234,6 +271,7 @@ Rule: TypeAlias = (
     | MayUse
     | ResultOfDataIn
     | ResultOfComputeIn
+    | ReleaseReviewedBy
 )
 
 RULE_TYPES: dict[str, type[Rule]] = {
@@ -247,6 +285,7 @@ RULE_TYPES: dict[str, type[Rule]] = {
         MayUse,
         ResultOfDataIn,
         ResultOfComputeIn,
+        ReleaseReviewedBy,
     )
 }
 
@@ -259,6 +298,8 @@ def _rule_shape(cls: type[Rule]) -> Shape:
             return Field(name, string(pattern=identifier_pattern(*cls.kinds[name])))
         if name == "output":
             return Field(name, string(pattern=f"^({_OUTPUT_NAME.pattern})$"))
+        if name == "checks":
+            return optional(name, REVIEW_CHECKS_SHAPE.json_schema())
         return Field(name, string())
 
     summary = (cls.__doc__ or "").strip().splitlines()[0]
@@ -286,10 +327,15 @@ def rule_from_dict(data: Mapping[str, Any]) -> Rule:
         )
     RULE_SHAPES[cls.type_name].check(data, details={"rule": dict(data)})
     expected = {f.name for f in fields(cls)}
-    values: dict[str, Identifier | str] = {}
-    for name in sorted(expected):
+    values: dict[str, Identifier | str | ReviewChecks] = {}
+    for name in sorted(expected & set(data)):
         value = data[name]
-        if name in cls.kinds:
+        if name == "checks":
+            try:
+                values[name] = ReviewChecks.from_dict(value, f"{type_name} checks")
+            except InvalidInput as error:
+                raise InvalidInput(error.message, {"rule": dict(data)}) from None
+        elif name in cls.kinds:
             try:
                 values[name] = parse_identifier(value, cls.kinds[name])
             except InvalidInput as error:
