@@ -12,12 +12,14 @@ from mahiru.model.items import ItemKind, WorkflowItem
 from mahiru.model.workflow import Job
 from mahiru.policy.decisions import Decision, RequirementOutcome
 from mahiru.policy.permissions import JobPermissions, Permissions, Requirement
+from mahiru.policy.reviews import covering_reviews, reviewer_decision
 from mahiru.policy.rules import (
     InAssetCollection,
     InPartyCategory,
     InSiteCategory,
     MayAccess,
     MayUse,
+    ReleaseReviewedBy,
     Rule,
 )
 from mahiru.policy.store import GroupingRule, RuleStore
@@ -185,6 +187,19 @@ class PolicyEngine:
         if party is not None:
             return self.may_use(party, permissions, str(item))
         raise ValueError("explain_item needs a site or a party")
+
+    # -- reviews of results before they leave -------------------------------------
+
+    def reviews_of(self, job: Job, item: WorkflowItem) -> tuple[ReleaseReviewedBy, ...]:
+        """The ReleaseReviewedBy rules covering `item`'s result (see `policy/reviews.py`):
+        those naming an input it derives from, or an id its permissions require, or a
+        collection holding either. Sorted by the asset they name, then by rule id."""
+        return covering_reviews(self.store, job, item, self.job_permissions(job)[item])
+
+    def may_review(self, party: PartyId, rule: ReleaseReviewedBy) -> Decision:
+        """May `party` review what `rule` covers: it is the reviewer or in the reviewer
+        category, and `rule` is in force (in this engine's store)."""
+        return reviewer_decision(self.store, party, rule)
 
 
 def requirement_texts(permissions: Permissions) -> list[list[str]]:
