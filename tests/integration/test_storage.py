@@ -377,6 +377,40 @@ def test_rule_changes_since_returns_exactly_the_later_changes(db: Database) -> N
         assert RuleChange.from_dict(change.to_dict()) == change
 
 
+def test_review_rules_with_and_without_checks_are_stored_replicated_and_revoked(
+    db: Database,
+) -> None:
+    """A rule's nested checks (numbers, lists, a mapping) come back as they were signed,
+    from the site's own store, its change log and a peer's replica; revoking works alike."""
+    base = {
+        "type": "ReleaseReviewedBy",
+        "asset": "asset_collection:p1.example.org:results",
+        "reviewer": "party_category:p1.example.org:stewards",
+    }
+    checks = {
+        "max_bytes": 2**40,
+        "file_types": ["csv", "json"],
+        "min_count": {"column": "n", "at_least": 10},
+    }
+    checked = sign_rule(rule_from_dict({**base, "checks": checks}), KEY)
+    plain = sign_rule(rule_from_dict(base), KEY)
+    rules, replica = RuleRepository(db), ReplicaRepository(db)
+    assert rules.add(checked) == 1 and rules.add(plain) == 2
+    assert rules.get(checked.rule_id) == checked
+    assert rules.get(checked.rule_id).rule.to_dict()["checks"] == checks
+    assert rules.active_rules() == [checked, plain]
+    changes, head = rules.changes_since(0)
+    assert [change.rule for change in changes] == [checked, plain]
+    for change in changes:
+        assert RuleChange.from_dict(change.to_dict()) == change
+    source = "site:p1.example.org:s1"
+    replica.apply_rule_changes(source, changes, head)
+    assert replica.rules(source) == [checked, plain]
+    rules.revoke(revocation(checked))
+    replica.apply_rule_changes(source, *rules.changes_since(head))
+    assert rules.active_rules() == [plain] and replica.rules(source) == [plain]
+
+
 # --- replicas ----------------------------------------------------------------
 
 

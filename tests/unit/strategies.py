@@ -2,7 +2,7 @@
 
 A world has a few parties (one namespace each), sites, categories, data and
 compute assets stored at sites, collections and a random rule set over all
-eight rule types, with wildcards and transitive or cyclic groupings. Jobs
+nine rule types, with wildcards and transitive or cyclic groupings. Jobs
 run small DAG workflows over the world's assets.
 """
 
@@ -33,6 +33,7 @@ from mahiru.policy.rules import (
     InSiteCategory,
     MayAccess,
     MayUse,
+    ReleaseReviewedBy,
     ResultOfComputeIn,
     ResultOfDataIn,
     Rule,
@@ -83,7 +84,7 @@ def _rules(draw: st.DrawFn, pools: dict[str, list[Identifier]]) -> Rule:
     def output() -> str:
         return draw(st.sampled_from(RULE_OUTPUT_NAMES))
 
-    rule_type = draw(st.integers(0, 7))
+    rule_type = draw(st.integers(0, 8))
     if rule_type == 0:
         return InAssetCollection(pick("assets", "collections"), pick("collections"))
     if rule_type == 1:
@@ -107,12 +108,15 @@ def _rules(draw: st.DrawFn, pools: dict[str, list[Identifier]]) -> Rule:
             output(),
             pick("collections"),
         )
-    return ResultOfComputeIn(
-        pick("data", "categories", "*"),
-        pick("compute", "collections"),
-        output(),
-        pick("collections"),
-    )
+    if rule_type == 7:
+        return ResultOfComputeIn(
+            pick("data", "categories", "*"),
+            pick("compute", "collections"),
+            output(),
+            pick("collections"),
+        )
+    # Review rules decide nothing the reference decides: they must change no answer.
+    return ReleaseReviewedBy(pick("assets", "collections"), pick("parties", "party_categories"))
 
 
 @st.composite
