@@ -4,6 +4,7 @@ written canonically, signed by the asset's owner and indexed by asset."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import jsonschema_rs
@@ -13,9 +14,10 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from mahiru.errors import InvalidInput, InvalidSignature
 from mahiru.model.identifiers import AssetCollectionId, PartyId
 from mahiru.model.registry import PartyRecord
+from mahiru.model.serialization import load_yaml_text
 from mahiru.pki import public_key_pem
 from mahiru.policy.review_checks import MinCount, ReviewChecks
-from mahiru.policy.rules import RULE_SHAPES, ReleaseReviewedBy, rule_from_dict
+from mahiru.policy.rules import RULE_SHAPES, RULE_TYPES, ReleaseReviewedBy, rule_from_dict
 from mahiru.policy.signing import SignedRule, sign_rule
 from mahiru.policy.store import RuleStore
 from mahiru.services.site import KeyRing
@@ -192,3 +194,15 @@ def test_the_store_indexes_review_rules_by_asset() -> None:
     assert store.indexed(ReleaseReviewedBy, AssetCollectionId("p2.org", "results")) == [rule]
     store.remove(rule)
     assert store.indexed(ReleaseReviewedBy, AssetCollectionId("p2.org", "results")) == []
+
+
+def test_the_reference_examples_parse_one_rule_of_each_type() -> None:
+    """docs/reference.md, "Rules": its example block holds one valid rule of every type,
+    the review rule with every check."""
+    text = (Path(__file__).resolve().parents[2] / "docs" / "reference.md").read_text()
+    block = text.split("One example of each, with what it means:", 1)[1]
+    block = block.split("```yaml\n", 1)[1].split("```", 1)[0]
+    rules = [rule_from_dict(data) for data in load_yaml_text(block, "the example")["rules"]]
+    assert sorted(rule.type_name for rule in rules) == sorted(RULE_TYPES)
+    (review,) = [rule for rule in rules if isinstance(rule, ReleaseReviewedBy)]
+    assert review.checks == ReviewChecks(1_000_000, ("csv", "json"), MinCount("n", 10))
