@@ -79,7 +79,7 @@ def build_jobs(
     The job peers are closed by whoever closes the site (`jobs.ports.peers.close`).
     """
     site, repositories = config.site, storage.repositories
-    replica, transfers = services.replication.replica, services.logs.transfers
+    replica, transfers = services.replication.replica, services.oversight.transfers
     ledger = JobLedger(site, repositories.jobs, clock)
     environment = step_environment(config, runtime or DockerRuntime())
     peers = JobPeers(replica, peer_factory)

@@ -181,25 +181,27 @@ class ReviewRepository:
             self._audit.record(decision_entry(decided))
         return decided
 
-    def pending_count(self) -> int:
-        """How many reviews wait for a decision."""
-        with self._db.read() as session:
-            count = session.execute(
-                select(func.count())
-                .select_from(reviews)
-                .where(reviews.c.state == ReviewState.PENDING.value)
-            ).scalar_one()
-        return int(count)
 
-    def decision_latencies(self) -> list[float]:
-        """Seconds from request to decision of every decided review."""
-        with self._db.read() as session:
-            rows = session.execute(
-                select(reviews.c.requested_at, reviews.c.decided_at).where(
-                    reviews.c.decided_at.is_not(None)
-                )
-            ).all()
-        return [max((decided - requested).total_seconds(), 0.0) for requested, decided in rows]
+def pending_review_count(database: Database) -> int:
+    """How many reviews wait for a decision (for the site's metrics)."""
+    with database.read() as session:
+        count = session.execute(
+            select(func.count())
+            .select_from(reviews)
+            .where(reviews.c.state == ReviewState.PENDING.value)
+        ).scalar_one()
+    return int(count)
+
+
+def review_latencies(database: Database) -> list[float]:
+    """Seconds from request to decision of every decided review (for the site's metrics)."""
+    with database.read() as session:
+        rows = session.execute(
+            select(reviews.c.requested_at, reviews.c.decided_at).where(
+                reviews.c.decided_at.is_not(None)
+            )
+        ).all()
+    return [max((decided - requested).total_seconds(), 0.0) for requested, decided in rows]
 
 
 def request_entry(review: Review) -> AuditEntry:
