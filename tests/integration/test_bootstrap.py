@@ -9,13 +9,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from tests.support.manual_clock import ManualClock
+from tests.support.metrics import value
 
 from mahiru.api.auth import CertificateAuthenticator
 from mahiru.bootstrap import OutgoingOverrides, Site, SiteOverrides, build_site
 from mahiru.config import SiteConfig, TlsConfig
-from mahiru.errors import Unavailable
-from mahiru.model.identifiers import AssetId, PartyId, SiteId
+from mahiru.errors import PermissionDenied, Unavailable
+from mahiru.model.identifiers import AssetId, JobId, PartyId, ResultId, SiteId
 from mahiru.model.people import Person
+from mahiru.model.reviews import ReviewState
 from mahiru.model.workflow import Job, Plan, StepOutputRef, Workflow, WorkflowStep
 from mahiru.pki import create_network_ca
 from mahiru.runtime.protocol import ContainerInfo
@@ -132,3 +135,36 @@ def test_recent_jobs_are_the_ledgers(db: Database, tmp_path: Path) -> None:
     everything, _ = site.jobs.recent_jobs(Person("admin", PARTY, admin=True))
     assert {status.job_id for status in everything} == {"a" * 32, "b" * 32}
     assert site.jobs.recent_jobs(Person("admin", PartyId(NS, "other"), admin=True)) == ([], 0)
+
+
+def test_a_built_site_queues_reviews_counts_them_and_lets_nobody_decide_yet(
+    db: Database, tmp_path: Path
+) -> None:
+    """The review queue is the site's (`services.oversight.reviews`), on its database and
+    clock; its metrics count pending reviews and how long decided ones took; until the
+    policy says who may review, every decision is refused."""
+    clock = ManualClock()
+    site = _site(db, tmp_path, container_runtime=_Engine([]), clock=clock)
+    queue = site.services.oversight.reviews
+    receiver = PartyId(NS, "receiver")
+    asked = [
+        queue.request(
+            ResultId(digit * 64), receiver, "rule-1", str(PARTY), JobId("j"), "c" * 64, ()
+        )
+        for digit in "ab"
+    ]
+    assert asked[0].requested_at == clock.now()
+    with pytest.raises(PermissionDenied, match="does not yet say who may review"):
+        queue.approve(asked[0].review_id, Person("admin", PARTY, admin=True), PARTY, "fine")
+    clock.sleep(90)
+    reviews = site.storage.repositories.results.reviews
+    assert reviews.get(asked[0].review_id) == asked[0]
+    reviews.decide(
+        asked[1].review_id, ReviewState.REJECTED, at=clock.now(), by="a@x", party=PARTY, reason="no"
+    )
+    metrics = site.edge.metrics.render()[0].decode()
+    assert value(metrics, "mahiru_reviews_pending") == 1
+    assert value(metrics, "mahiru_review_latency_seconds_count") == 1
+    assert value(metrics, "mahiru_review_latency_seconds_bucket", le="60.0") == 0
+    assert value(metrics, "mahiru_review_latency_seconds_bucket", le="600.0") == 1
+    assert value(metrics, "mahiru_review_latency_seconds_sum") == 90

@@ -31,6 +31,8 @@ SITE_METRICS = (
     "mahiru_replication_seconds_since_success",
     "mahiru_replication_failures",
     "mahiru_rules_rejected",
+    "mahiru_reviews_pending",
+    "mahiru_review_latency_seconds_count",
     "mahiru_background_failures_total",
 )
 

@@ -169,7 +169,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         repo1.create_job(foreign, handed_job, Plan({"s": s1}), s1, _now())
         # A result of p1's job, recorded as made here; no rule lets p2 have it.
         [(ref, result)] = own_job.result_ids().items()
-        _repositories(site1).provenance.add_provenance(
+        _repositories(site1).results.provenance.add_provenance(
             ResultProvenance(result, own, ref.step, ref.output, own_job), _now()
         )
 

@@ -209,7 +209,7 @@ def _hold(site: SiteServer, job: Job, image: Path, receipts: list[dict[str, Any]
     metadata = {"job_id": JOB_ID, "step": ref.step, "output": ref.output, "receipts": receipts}
     repositories.assets.add(Asset(result, AssetKind.DATA, metadata, info.digest), size=info.size)
     provenance = ResultProvenance(result, JOB_ID, ref.step, ref.output, job)
-    repositories.provenance.add_provenance(provenance, graph.jobs.ports.ledger.now())
+    repositories.results.provenance.add_provenance(provenance, graph.jobs.ports.ledger.now())
     return info.digest
 
 

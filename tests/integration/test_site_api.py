@@ -368,7 +368,7 @@ def test_explanations_and_the_dashboard_s_policy_pages_write_no_audit_record(
     job = _one_step_job(site, data)
     with site.admin() as admin:
         admin.add_rule(site.party.sign(may_access("site:p2.org:site", str(data))))
-    audit = site.services.logs.audit
+    audit = site.services.oversight.audit
     before = audit.page(AuditQuery(), 1000).records
     base = site.internal_url.removesuffix("/internal")
     with (

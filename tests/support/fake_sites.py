@@ -369,7 +369,7 @@ class FakeSite:
 
     def audited(self, kind: AuditKind, job_id: JobId | None) -> list[AuditEntry]:
         """This site's audit records of `kind` (about a job, or any), oldest first."""
-        page = self.services.logs.audit.page(AuditQuery(job=job_id, kind=kind), limit=1000)
+        page = self.services.oversight.audit.page(AuditQuery(job=job_id, kind=kind), limit=1000)
         return [record.entry for record in reversed(page.records)]
 
     def job(self, job_id: JobId) -> JobStatus:

@@ -97,7 +97,7 @@ def _bags() -> dict[type, int]:
 
 def test_no_collaborator_bag_has_more_than_six_parts() -> None:
     """Every dataclass holding services, ports or functions has at most six fields: more
-    are grouped into a named cluster that means something (`Replication`, `SiteLogs`,
+    are grouped into a named cluster that means something (`Replication`, `SiteOversight`,
     `OutgoingOverrides`, ...)."""
     wide = {
         f"{cls.__module__}.{cls.__qualname__}": count

@@ -2,9 +2,9 @@
 
 Each app keeps its metrics in a registry of its own (no global state). Events
 are counted as they happen (requests, policy decisions, image bytes in and
-out); states (jobs and steps by state, step durations, replication, rejected
-rules, background failures) are read from the site when scraped, so they are
-right after a restart too.
+out); states (jobs and steps by state, step durations, pending reviews and how
+long decided ones took, replication, rejected rules, background failures) are
+read from the site when scraped, so they are right after a restart too.
 """
 
 from __future__ import annotations
@@ -32,12 +32,16 @@ from mahiru.policy.decisions import Decision
 from mahiru.storage import Database
 from mahiru.storage.blobs import StreamCheck
 from mahiru.storage.job_stats import job_state_counts, step_durations, step_state_counts
+from mahiru.storage.reviews import pending_review_count, review_latencies
 
 # No `*_created` series: they double the output and no dashboard here reads them.
 disable_created_metrics()  # type: ignore[no-untyped-call]
 
 #: Upper bounds (seconds) of the step duration histogram's buckets.
 STEP_BUCKETS = (1.0, 5.0, 15.0, 60.0, 300.0, 900.0, 3600.0)
+#: Upper bounds (seconds) of the review latency histogram's buckets: people decide in
+#: minutes to days.
+REVIEW_BUCKETS = (60.0, 600.0, 3600.0, 4 * 3600.0, 86_400.0, 3 * 86_400.0, 7 * 86_400.0)
 #: Upper bounds (seconds) of the request latency histogram's buckets.
 REQUEST_BUCKETS = (0.005, 0.025, 0.1, 0.5, 2.5, 10.0, 60.0)
 
@@ -179,6 +183,19 @@ class _SiteCollector(Collector):
             "mahiru_step_duration_seconds",
             "Seconds from start to end of the steps this site ran.",
             step_durations(state.database, state.site),
+            STEP_BUCKETS,
+        )
+        pending = GaugeMetricFamily(
+            "mahiru_reviews_pending",
+            "Reviews of results' release waiting for a reviewer's decision.",
+        )
+        pending.add_metric([], pending_review_count(state.database))
+        yield pending
+        yield _histogram(
+            "mahiru_review_latency_seconds",
+            "Seconds from request to decision of the reviews decided at this site.",
+            review_latencies(state.database),
+            REVIEW_BUCKETS,
         )
         version = GaugeMetricFamily(
             "mahiru_replication_version",
@@ -216,9 +233,11 @@ class _SiteCollector(Collector):
         yield loops
 
 
-def _histogram(name: str, documentation: str, values: list[float]) -> HistogramMetricFamily:
+def _histogram(
+    name: str, documentation: str, values: list[float], bounds: tuple[float, ...]
+) -> HistogramMetricFamily:
     buckets: list[tuple[str, float]] = [
-        (str(bound), float(sum(1 for v in values if v <= bound))) for bound in STEP_BUCKETS
+        (str(bound), float(sum(1 for v in values if v <= bound))) for bound in bounds
     ]
     buckets.append(("+Inf", float(len(values))))
     return HistogramMetricFamily(name, documentation, buckets=buckets, sum_value=sum(values))

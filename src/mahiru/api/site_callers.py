@@ -44,7 +44,7 @@ def authenticate_callers(
     summaries, for when the site stops.
     """
     recorder = RefusalRecorder(
-        services.logs.audit, clock, interval=limits.refusal_audit_interval_seconds
+        services.oversight.audit, clock, interval=limits.refusal_audit_interval_seconds
     )
     refusals = RateLimit(
         "refused requests",

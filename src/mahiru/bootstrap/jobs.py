@@ -79,7 +79,7 @@ def build_jobs(
     The job peers are closed by whoever closes the site (`jobs.ports.peers.close`).
     """
     site, repositories = config.site, storage.repositories
-    replica, transfers = services.replication.replica, services.logs.transfers
+    replica, transfers = services.replication.replica, services.oversight.transfers
     ledger = JobLedger(site, repositories.jobs, clock)
     environment = step_environment(config, runtime or DockerRuntime())
     peers = JobPeers(replica, peer_factory)
@@ -88,7 +88,7 @@ def build_jobs(
         storage.database,
         repositories.assets,
         storage.blobs,
-        repositories.provenance,
+        repositories.results.provenance,
         receipts,
         ledger,
     )
@@ -131,7 +131,9 @@ def build_jobs(
         ask_submitter,
     )
     # The egress gate: the one way out for images, step statuses and live files.
-    egress = Egress(services.policy, services.assets, repositories.provenance, transfers, live)
+    egress = Egress(
+        services.policy, services.assets, repositories.results.provenance, transfers, live
+    )
     assignments = StepAssignments(
         ledger, services.policy, replica, egress, worker.wake, worker.stop_containers
     )

@@ -34,10 +34,12 @@ from mahiru.services.site import (
     RegistryFeed,
     Replication,
     Replicator,
+    ReviewQueue,
     RuleFeedFactory,
     RuleService,
-    SiteLogs,
+    SiteOversight,
     SiteServices,
+    nobody_reviews,
 )
 from mahiru.services.site.transfers import TransferLog
 from mahiru.storage import BlobStore, Database, SiteRepositories, create_database
@@ -189,7 +191,7 @@ def _services(
     clock: Clock,
     metrics: SiteMetrics,
 ) -> SiteServices:
-    """Assets, rules, the policy view and replication, on the site's storage."""
+    """Assets, rules, the policy view, replication and oversight, on the site's storage."""
     site, owner, repositories = config.site, config.owner_party, storage.repositories
     replica = repositories.replica
     rules = RuleService(
@@ -203,7 +205,12 @@ def _services(
     )
     # A denial about to stand is worth a try of every source, backing off or not.
     policy.use_refresher(partial(replicator.run_once, eager=True))
-    logs = SiteLogs(repositories.audit, TransferLog(site, repositories.audit, clock))
+    # Who may decide a review is the policy's to say; until the engine answers it,
+    # nobody may, so a result held back for review stays held back.
+    reviews = ReviewQueue(repositories.results.reviews, nobody_reviews, clock=clock)
+    oversight = SiteOversight(
+        repositories.audit, TransferLog(site, repositories.audit, clock), reviews
+    )
     return SiteServices(
         site=site,
         assets=AssetStore(
@@ -213,7 +220,7 @@ def _services(
             site=site,
             owner=owner,
             max_image_bytes=config.max_image_bytes,
-            transfers=logs.transfers,
+            transfers=oversight.transfers,
         ),
         rules=rules,
         policy=policy,
@@ -229,7 +236,7 @@ def _services(
             ),
             registered_sites=RegisteredSites(replica),
         ),
-        logs=logs,
+        oversight=oversight,
     )
 
 

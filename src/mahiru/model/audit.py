@@ -2,9 +2,10 @@
 
 A site writes one record for every policy decision it takes, every image it
 sends or receives, every rule it adds, revokes or rejects, every job and step
-state change and every caller it refuses. Each record carries the SHA-256 of
-the record before it (`prev`) and its own hash over its whole content, so
-changing, deleting or inserting a record breaks the chain at that record;
+state change, every review of a release asked for and decided, and every
+caller it refuses. Each record carries the SHA-256 of the record before it
+(`prev`) and its own hash over its whole content, so changing, deleting or
+inserting a record breaks the chain at that record;
 `check_chain` walks a log and names the first record where it breaks.
 
 A chain proves the log is whole only up to its newest hash: someone who can
@@ -39,6 +40,7 @@ class AuditKind(StrEnum):
     JOB = "job"
     STEP = "step"
     REFUSAL = "refusal"
+    REVIEW = "review"
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,7 +14,8 @@ from mahiru.storage.jobs import JobRepository
 from mahiru.storage.provenance import ProvenanceRepository
 from mahiru.storage.registry import RegistryRepository
 from mahiru.storage.replicas import REGISTRY_SOURCE, ReplicaRepository
-from mahiru.storage.repositories import SiteRepositories
+from mahiru.storage.repositories import ResultRecords, SiteRepositories
+from mahiru.storage.reviews import ReviewRepository
 from mahiru.storage.rules import RuleRepository
 
 __all__ = [
@@ -30,6 +31,8 @@ __all__ = [
     "ProvenanceRepository",
     "RegistryRepository",
     "ReplicaRepository",
+    "ResultRecords",
+    "ReviewRepository",
     "RuleRepository",
     "SiteRepositories",
     "create_database",

@@ -11,7 +11,17 @@ from mahiru.storage.db import Database
 from mahiru.storage.jobs import JobRepository
 from mahiru.storage.provenance import ProvenanceRepository
 from mahiru.storage.replicas import ReplicaRepository
+from mahiru.storage.reviews import ReviewRepository
 from mahiru.storage.rules import RuleRepository
+
+
+@dataclass(frozen=True, slots=True)
+class ResultRecords:
+    """What a site keeps about results besides their bytes: how each was made, and the
+    reviews of releasing them to other parties."""
+
+    provenance: ProvenanceRepository
+    reviews: ReviewRepository
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,7 +36,8 @@ class SiteRepositories:
     rules: RuleRepository
     replica: ReplicaRepository
     jobs: JobRepository
-    provenance: ProvenanceRepository
+    #: Results' provenance and the reviews of their release.
+    results: ResultRecords
     audit: AuditLog
 
     @classmethod
@@ -38,6 +49,8 @@ class SiteRepositories:
             rules=RuleRepository(database, clock=clock, audit=audit),
             replica=ReplicaRepository(database, clock=clock, audit=audit),
             jobs=JobRepository(database, audit=audit),
-            provenance=ProvenanceRepository(database),
+            results=ResultRecords(
+                ProvenanceRepository(database), ReviewRepository(database, audit=audit)
+            ),
             audit=audit,
         )

@@ -324,3 +324,38 @@ audit_log = Table(
     Column("prev", Text, nullable=False),
     Column("hash", Text, nullable=False),
 )
+
+# --- reviews of results' release -------------------------------------------------
+
+# One row per release a ReleaseReviewedBy rule asked a reviewer to look at: one result
+# to one party under one rule. The release's key is unique, so asking again (or twice
+# at once) finds the review already there; a decided review is never asked again.
+reviews = Table(
+    "reviews",
+    metadata,
+    Column("id", Text, primary_key=True),
+    Column("result_id", Text, nullable=False),
+    Column("receiving_party", Text, nullable=False),
+    Column("rule_id", Text, nullable=False),
+    Column("reviewer", Text, nullable=False),
+    Column("job_id", Text, nullable=False),
+    Column("digest", Text, nullable=False),
+    Column("checks", JSON, nullable=False),
+    Column("state", Text, nullable=False, index=True),
+    Column("requested_at", UtcDateTime, nullable=False),
+    Column("decided_at", UtcDateTime, nullable=True),
+    # The person (`name@party`) who decided, and the party they decided for.
+    Column("decided_by", Text, nullable=True),
+    Column("decided_by_party", Text, nullable=True),
+    Column("reason", Text, nullable=True),
+    Column("override", Boolean, nullable=False),
+)
+
+Index(
+    "ix_reviews_release",
+    reviews.c.result_id,
+    reviews.c.receiving_party,
+    reviews.c.rule_id,
+    unique=True,
+)
+Index("ix_reviews_requested_at", reviews.c.requested_at)

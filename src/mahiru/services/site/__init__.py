@@ -1,8 +1,10 @@
-"""The site service: assets, rules, replication and the site's view of the policy.
+"""The site service: assets, rules, replication, the site's view of the policy, and the
+review of results before they leave.
 
 `SiteServices` holds them together, on one database and blob store (the
-replication parts as one `Replication`, the audit and transfer logs as
-`SiteLogs`), as the site's composition root (`mahiru.bootstrap`) wires them;
+replication parts as one `Replication`; the audit and transfer logs and the
+review queue as `SiteOversight`), as the site's composition root
+(`mahiru.bootstrap`) wires them;
 the HTTP layer (`mahiru.api.site_app`) serves them.
 """
 
@@ -17,14 +19,16 @@ from mahiru.services.site.replication import (
     RuleFeedFactory,
     SourceStatus,
 )
+from mahiru.services.site.reviews import MayReview, ReviewQueue, nobody_reviews
 from mahiru.services.site.rules import RuleOutcome, RuleService
-from mahiru.services.site.site import Replication, SiteLogs, SiteServices, SiteStatus
+from mahiru.services.site.site import Replication, SiteOversight, SiteServices, SiteStatus
 from mahiru.services.site.validation import KeyRing, Rejection
 
 __all__ = [
     "AssetStore",
     "ImageFile",
     "KeyRing",
+    "MayReview",
     "PeerRuleBatch",
     "PolicyView",
     "RegisteredSites",
@@ -32,13 +36,15 @@ __all__ = [
     "Rejection",
     "Replication",
     "Replicator",
+    "ReviewQueue",
     "RuleFeed",
     "RuleFeedFactory",
     "RuleOutcome",
     "RuleService",
-    "SiteLogs",
+    "SiteOversight",
     "SiteServices",
     "SiteStatus",
     "SourceStatus",
     "UnreadableRuleChange",
+    "nobody_reviews",
 ]

@@ -1,4 +1,4 @@
-"""One site's services together: assets, rules, policy view, replication, logs."""
+"""One site's services together: assets, rules, policy view, replication, oversight."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from mahiru.services.site.replication import (
     Replicator,
     SourceStatus,
 )
+from mahiru.services.site.reviews import ReviewQueue
 from mahiru.services.site.rules import RuleService
 from mahiru.services.site.transfers import TransferLog
 from mahiru.storage import AuditLog, ReplicaRepository
@@ -46,12 +47,14 @@ class Replication:
 
 
 @dataclass(frozen=True, slots=True)
-class SiteLogs:
-    """The site's tamper-evident records: every audit record, and the transfers of images
-    in and out (written into the same audit log)."""
+class SiteOversight:
+    """What lets the data's owners see and steer what leaves the site: the tamper-evident
+    records (every audit record, and the transfers of images in and out, written into the
+    same audit log), and the reviews that hold results back until a reviewer decides."""
 
     audit: AuditLog
     transfers: TransferLog
+    reviews: ReviewQueue
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,7 +67,7 @@ class SiteServices:
     rules: RuleService
     policy: PolicyView
     replication: Replication
-    logs: SiteLogs
+    oversight: SiteOversight
 
     def status(self) -> SiteStatus:
         """Replication versions and errors, rule and asset counts."""

@@ -38,7 +38,7 @@ def audit(
         person=readable_person(caller),
         before=before,
     )
-    page = services.logs.audit.page(query, RECORDS_PER_PAGE)
+    page = services.oversight.audit.page(query, RECORDS_PER_PAGE)
     filters = {"job": job or "", "asset": asset or "", "kind": kind or ""}
     more = f"{BASE}/audit?" + urlencode({**filters, "before": page.next or ""})
     return dashboard.render(
@@ -46,7 +46,7 @@ def audit(
         caller,
         "Audit",
         "Audit log",
-        check=services.logs.audit.verify(full=False),
+        check=services.oversight.audit.verify(full=False),
         query=query,
         kinds=[k.value for k in AuditKind],
         records=page.records,

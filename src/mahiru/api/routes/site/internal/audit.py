@@ -131,7 +131,7 @@ def list_records(
         person=readable_person(caller),
         before=before,
     )
-    page = services.logs.audit.page(query, limit)
+    page = services.oversight.audit.page(query, limit)
     return AuditPageOut(
         records=[AuditRecordOut.of(record) for record in page.records], next=page.next
     )
@@ -147,7 +147,7 @@ def verify(
 ) -> ChainCheckOut:
     """Recompute the hash chain from the last record verified (the whole chain with
     `full=true`); name the first broken record, if any."""
-    return ChainCheckOut.of(services.logs.audit.verify(full=full))
+    return ChainCheckOut.of(services.oversight.audit.verify(full=full))
 
 
 @router.get("/{seq}", response_model=AuditRecordOut, summary="Show an audit record")
@@ -155,7 +155,7 @@ def show(seq: int, caller: User, services: Services) -> AuditRecordOut:
     """One record; a record the caller may not read (neither their act nor about their
     job, unless the caller is an admin) is, to them, not there."""
     try:
-        record = services.logs.audit.get(seq)
+        record = services.oversight.audit.get(seq)
     except NotFound:
         raise NotKnown("audit record", seq) from None
     if not caller.is_admin:
@@ -163,6 +163,6 @@ def show(seq: int, caller: User, services: Services) -> AuditRecordOut:
         mine = AuditQuery(
             party=readable_party(caller), person=readable_person(caller), before=seq + 1
         )
-        if services.logs.audit.page(mine, 1).records[:1] != [record]:
+        if services.oversight.audit.page(mine, 1).records[:1] != [record]:
             raise NotKnown("audit record", seq)
     return AuditRecordOut.of(record)

@@ -1,0 +1,157 @@
+"""The review queue of a site: releases a ReleaseReviewedBy rule holds back until a
+reviewer decides.
+
+The release path asks for a review (`ReviewQueue.request`, once per result, receiving
+party and rule); reviewers list the queue and approve or reject. Who may decide is a
+policy question: the queue asks the `MayReview` it was given and never answers it
+itself.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+from mahiru.clock import Clock, IdSource, random_id
+from mahiru.errors import PermissionDenied
+from mahiru.model.identifiers import JobId, PartyId, ResultId
+from mahiru.model.people import Person
+from mahiru.model.reviews import Review, ReviewState
+from mahiru.policy.decisions import Decision
+from mahiru.storage import ReviewRepository
+
+#: Whether `party` may decide reviews that the rule with this id asks for, and why.
+MayReview = Callable[[PartyId, str], Decision]
+
+
+def nobody_reviews(party: PartyId, rule_id: str) -> Decision:
+    """Nobody may decide: what a site answers until its policy engine says who may.
+
+    A question the rules cannot answer grants nothing, so a held-back result stays held
+    back rather than being released by a party nobody named.
+    """
+    return Decision(
+        False,
+        str(party),
+        "review",
+        f"releases under rule {rule_id}",
+        note="this site's policy does not yet say who may review releases",
+    )
+
+
+class ReviewQueue:
+    """Reviews of results' release asked for at this site, listed and decided.
+
+    Times come from `clock` and new review ids from `new_id`; whether a party may
+    decide is `may_review`'s answer.
+    """
+
+    def __init__(
+        self,
+        reviews: ReviewRepository,
+        may_review: MayReview,
+        *,
+        clock: Clock,
+        new_id: IdSource = random_id,
+    ) -> None:
+        self._reviews = reviews
+        self._may_review = may_review
+        self._clock = clock
+        self._new_id = new_id
+
+    def request(
+        self,
+        result: ResultId,
+        receiving_party: PartyId,
+        rule_id: str,
+        reviewer: str,
+        job_id: JobId,
+        digest: str,
+        checks: Iterable[Mapping[str, Any]],
+    ) -> Review:
+        """The review of releasing `result` to `receiving_party` under rule `rule_id`:
+        a new pending one, or the one asked for before, whatever its state (a rejected
+        release stays rejected).
+
+        Asking twice, also at once, gives one review.
+        """
+        existing = self._reviews.for_release(result, receiving_party, rule_id)
+        if existing is not None:
+            return existing
+        review = Review(
+            review_id=self._new_id(),
+            result=result,
+            receiving_party=receiving_party,
+            rule_id=rule_id,
+            reviewer=reviewer,
+            job_id=job_id,
+            digest=digest,
+            checks=tuple(checks),
+            state=ReviewState.PENDING,
+            requested_at=self._clock.now(),
+        )
+        return self._reviews.add(review)
+
+    def pending(self, *, offset: int = 0, limit: int = 50) -> tuple[list[Review], int]:
+        """One page of the reviews waiting for a decision, newest first, and how many
+        wait in all."""
+        return self._reviews.list_reviews(ReviewState.PENDING, offset=offset, limit=limit)
+
+    def list(
+        self, state: ReviewState | None = None, *, offset: int = 0, limit: int = 50
+    ) -> tuple[list[Review], int]:
+        """One page of the reviews (in `state`, if given), newest first, and how many
+        there are in all."""
+        return self._reviews.list_reviews(state, offset=offset, limit=limit)
+
+    def get(self, id_or_prefix: str) -> Review:
+        """The review with this id or unique id prefix (`ReviewRepository.find`)."""
+        return self._reviews.find(id_or_prefix)
+
+    def approve(
+        self, review_id: str, person: Person, party: PartyId, reason: str, *, override: bool = False
+    ) -> Review:
+        """Release the result: `person` approves review `review_id` for `party`, because
+        of `reason`; with `override`, although a check failed.
+
+        PermissionDenied (with the policy's explanation) unless `party` may review
+        under the review's rule and `person` speaks for `party`; Conflict if it is
+        decided already or a check failed without `override`.
+        """
+        return self._decide(review_id, ReviewState.APPROVED, person, party, reason, override)
+
+    def reject(self, review_id: str, person: Person, party: PartyId, reason: str) -> Review:
+        """Hold the result back for good: `person` rejects review `review_id` for
+        `party`, because of `reason` (errors as `approve`)."""
+        return self._decide(review_id, ReviewState.REJECTED, person, party, reason, False)
+
+    def _decide(
+        self,
+        review_id: str,
+        state: ReviewState,
+        person: Person,
+        party: PartyId,
+        reason: str,
+        override: bool,
+    ) -> Review:
+        review = self._reviews.find(review_id)
+        if person.party != party:
+            raise PermissionDenied(
+                f"{person} may decide reviews for their own party {person.party} only,"
+                f" not for {party}",
+                {"user": str(person), "party": str(party)},
+            )
+        decision = self._may_review(party, review.rule_id)
+        if not decision.allowed:
+            raise PermissionDenied(
+                "; ".join(decision.failures()) or decision.headline(), decision.to_dict()
+            )
+        return self._reviews.decide(
+            review.review_id,
+            state,
+            at=self._clock.now(),
+            by=str(person),
+            party=party,
+            reason=reason,
+            override=override,
+        )
