@@ -68,6 +68,13 @@ class PermissionDenied(MahiruError):
     type_name = "PermissionDenied"
 
 
+class ReleaseRejected(PermissionDenied):
+    """A result's reviewer rejected its release to this party: final, with their reason
+    (`details` name the `review`, the `reviewer` and the `reason`)."""
+
+    type_name = "ReleaseRejected"
+
+
 class Unauthenticated(MahiruError):
     """The caller could not be identified."""
 
@@ -78,6 +85,13 @@ class Conflict(MahiruError):
     """The request conflicts with the current state (duplicate, wrong version)."""
 
     type_name = "Conflict"
+
+
+class AwaitingReview(Conflict):
+    """A result's release waits for its reviewer (a ReleaseReviewedBy rule holds it): ask
+    again once they decided. `details` name the `review` and the `reviewer`."""
+
+    type_name = "AwaitingReview"
 
 
 class Unavailable(MahiruError):

@@ -35,6 +35,7 @@ from mahiru.services.jobs.live_channel import LiveChannels
 from mahiru.services.jobs.live_grants import LiveGrants
 from mahiru.services.jobs.readiness import StepReadiness
 from mahiru.services.jobs.receipts import Receipts
+from mahiru.services.jobs.release_reviews import ReleaseReviews
 from mahiru.services.jobs.step_container import StepContainer
 from mahiru.services.jobs.storing import ResultStore
 from mahiru.services.jobs.submission import JobSubmissions
@@ -93,6 +94,10 @@ def build_jobs(
         ledger,
     )
     images = LoadedImages(environment.engine, storage.blobs)
+    # Asked by the gate, the step execution and the coordinator: what review holds back.
+    reviews = ReleaseReviews(
+        site, services.policy, services.oversight, repositories.assets, storage.blobs, replica
+    )
     ports = JobPorts(ledger, environment, peers, receipts, results, images)
     # Set when the job services stop: waits inside a step's work and retries end early.
     stopping = threading.Event()
@@ -111,6 +116,7 @@ def build_jobs(
         results,
         environment,
         stopping,
+        reviews,
         unavailable_deadline=config.peer_retry_deadline_seconds,
     )
     worker = StepWorker(ledger, environment, execution, stopping)
@@ -132,7 +138,7 @@ def build_jobs(
     )
     # The egress gate: the one way out for images, step statuses and live files.
     egress = Egress(
-        services.policy, services.assets, repositories.results.provenance, transfers, live
+        services.policy, services.assets, repositories.results.provenance, transfers, live, reviews
     )
     assignments = StepAssignments(
         ledger, services.policy, replica, egress, worker.wake, worker.stop_containers
@@ -154,7 +160,7 @@ def build_jobs(
         on_change=wake,
         stop_job=worker.stop_containers,
     )
-    coordinator = JobCoordinator(ledger, peers, results, receipts, dispatcher, submissions)
+    coordinator = JobCoordinator(ledger, peers, results, receipts, dispatcher, submissions, reviews)
     return JobServices(
         ports=ports,
         submissions=submissions,

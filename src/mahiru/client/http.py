@@ -17,6 +17,7 @@ import httpx
 
 from mahiru.clock import SYSTEM_CLOCK, Clock
 from mahiru.errors import (
+    AwaitingReview,
     Conflict,
     Internal,
     InvalidInput,
@@ -24,6 +25,7 @@ from mahiru.errors import (
     NotFound,
     PermissionDenied,
     RateLimited,
+    ReleaseRejected,
     Unauthenticated,
     Unavailable,
 )
@@ -36,6 +38,8 @@ _ERRORS: dict[str, type[MahiruError]] = {
         PermissionDenied,
         Unauthenticated,
         Conflict,
+        AwaitingReview,
+        ReleaseRejected,
         Unavailable,
         RateLimited,
         Internal,

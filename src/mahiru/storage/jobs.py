@@ -43,6 +43,7 @@ from mahiru.model.jobs import (
     check_job_id,
     check_step_status,
     derive_job_state,
+    noted_job,
 )
 from mahiru.model.workflow import Job, Plan
 from mahiru.storage import job_rows
@@ -152,6 +153,20 @@ class JobRepository(JobQueries):
                         f"job {job_id} cannot succeed: steps {', '.join(names)} are not done",
                         {"job_id": job_id, "steps": names},
                     )
+            self._write_job(session, current, new)
+        return new
+
+    def note_job(self, job_id: JobId, note: str | None, now: datetime) -> JobStatus:
+        """Say what a running job waits for (its reason; None: nothing), its state
+        unchanged; written (and audited) only when the note changes. Conflict unless
+        it is running."""
+        with self._db.transaction() as session:
+            current = job_rows.locked_job(session, job_id)
+            if current is None:
+                raise job_rows.job_not_found(job_id)
+            if current.reason == note:
+                return current
+            new = noted_job(current, note, now)
             self._write_job(session, current, new)
         return new
 

@@ -40,6 +40,7 @@ from mahiru.model.jobs.status import (
     advance_job,
     advance_step,
     check_step_status,
+    noted_job,
 )
 
 __all__ = [
@@ -65,6 +66,7 @@ __all__ = [
     "check_step_status",
     "check_transition",
     "derive_job_state",
+    "noted_job",
     "ready_steps",
     "step_inputs",
     "step_provenance",

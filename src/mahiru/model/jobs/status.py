@@ -7,7 +7,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
-from mahiru.errors import InvalidInput
+from mahiru.errors import Conflict, InvalidInput
 from mahiru.model.fields import check_fields, integer, optional_text, optional_timestamp, timestamp
 from mahiru.model.identifiers import JobId, PartyId, ResultId, SiteId
 from mahiru.model.jobs.checks import (
@@ -355,3 +355,15 @@ def advance_job(
         finished_at=now if new_state.terminal else None,
         reason=reason,
     )
+
+
+def noted_job(status: JobStatus, note: str | None, now: datetime) -> JobStatus:
+    """The status of a running job with `note` (what it waits for; None: nothing) as its
+    reason, its state unchanged; Conflict unless it is running."""
+    if status.state is not JobState.RUNNING:
+        raise Conflict(
+            f"job {status.job_id} is {status.state.value}: only a running job is noted",
+            {"job_id": status.job_id},
+        )
+    check_reason(note, status.state)
+    return replace(status, updated_at=aware(now, "now"), version=status.version + 1, reason=note)

@@ -3,7 +3,10 @@
 Each round, for every planned or running job submitted here: deliver any
 assignment not delivered yet, mirror the states of steps run elsewhere,
 and once every step is done, collect the workflow outputs from the sites
-that made them into this site's store and mark the job succeeded. A job
+that made them into this site's store and mark the job succeeded. An output
+that a reviewer has still to approve for the submitter (at the site that made
+it, this one or another) keeps the job running, noted "awaiting review by ...",
+and is asked for again each round; a rejected one fails the job. A job
 that failed or was cancelled has its remaining steps cancelled everywhere.
 """
 
@@ -12,7 +15,7 @@ from __future__ import annotations
 import contextlib
 import logging
 
-from mahiru.errors import Conflict, MahiruError, NotFound, Unavailable
+from mahiru.errors import AwaitingReview, Conflict, MahiruError, NotFound, Unavailable
 from mahiru.model.identifiers import ResultId
 from mahiru.model.jobs import (
     JobState,
@@ -26,6 +29,7 @@ from mahiru.services.jobs.dispatch import Dispatcher
 from mahiru.services.jobs.ledger import JobLedger, KnownJob
 from mahiru.services.jobs.peers import JobPeers
 from mahiru.services.jobs.receipts import Receipts
+from mahiru.services.jobs.release_reviews import ReleaseReviews
 from mahiru.services.jobs.storing import ResultStore
 from mahiru.services.jobs.submission import JobSubmissions
 
@@ -49,6 +53,7 @@ class JobCoordinator:
         receipts: Receipts,
         dispatcher: Dispatcher,
         submissions: JobSubmissions,
+        reviews: ReleaseReviews,
         *,
         interval: float = 0.5,
         running_interval: float = 0.1,
@@ -59,6 +64,7 @@ class JobCoordinator:
         self._receipts = receipts
         self._dispatcher = dispatcher
         self._submissions = submissions
+        self._reviews = reviews
         self._running_interval = running_interval
         self.loop = BackgroundLoop(
             "mahiru-jobs", self._round, interval, logger=logger, context={"site": str(ledger.site)}
@@ -130,7 +136,12 @@ class JobCoordinator:
                 result, producer = source.asset, source.producer
                 if not isinstance(result, ResultId) or producer is None:
                     continue  # workflow outputs are always step results
+                provenance = ResultProvenance(
+                    result, status.job_id, producer.step, producer.output, status.job
+                )
                 if self._results.stored(result):
+                    if source.site == ledger.site:  # made here: its submitter's by review only
+                        self._reviews.delivery_hold(result, provenance)
                     continue
                 expected = step_inputs(
                     status.job, status.plan, producer.step, submitter_site=status.submitter_site
@@ -138,14 +149,16 @@ class JobCoordinator:
                 info, chain = self._receipts.fetch(
                     known, self._peers.get(source.site), result, source.site, expected
                 )
-                provenance = ResultProvenance(
-                    result, status.job_id, producer.step, producer.output, status.job
-                )
                 self._results.store_collected(known, provenance, info, chain)
         except Unavailable as error:
             logger.info(
                 "cannot collect outputs yet: %s", error.message, extra={"job": status.job_id}
             )
+            return
+        except AwaitingReview as waiting:
+            # Not a failure: the job runs on, saying whom it waits for, and the next
+            # round asks again, so an approval finishes it.
+            self._note(status, waiting)
             return
         except MahiruError as error:
             reason = f"cannot collect the workflow outputs: {error.message}"
@@ -156,3 +169,11 @@ class JobCoordinator:
             return
         ledger.job_records.set_job_state(status.job_id, JobState.SUCCEEDED, None, ledger.now())
         logger.info("job succeeded", extra={"job": status.job_id})
+
+    def _note(self, status: JobStatus, waiting: AwaitingReview) -> None:
+        """Note on the running job the review its output waits for."""
+        details = waiting.details if isinstance(waiting.details, dict) else {}
+        note = f"awaiting review by {details.get('reviewer')} (review {details.get('review')})"
+        logger.info("job awaits review: %s", waiting.message, extra={"job": status.job_id})
+        with contextlib.suppress(Conflict):  # it ended meanwhile (cancelled)
+            self._ledger.job_records.note_job(status.job_id, note, self._ledger.now())

@@ -7,7 +7,11 @@ and only an allowing decision makes the `Release` that `AssetStore.open_image`
 requires. A party's users may always take back an asset of the party's own
 namespace, by a decision that says so, audited like any other. A result's
 permissions are recomputed from its recorded provenance (the job that made
-it), never taken from the asker. What the decisions are made by is in
+it), never taken from the asker. A result made here that ReleaseReviewedBy rules
+cover leaves, once policy allows it, only when each rule's review of that release
+is approved (`release_reviews.py`): AwaitingReview or ReleaseRejected otherwise,
+asked only after the allowing decision, so it says nothing to whoever may not
+have the result. What the decisions are made by is in
 `release_rules.py`; the gate takes them, audits them and opens the images.
 
 What goes out about a step and the files of a live data set are values only
@@ -37,7 +41,9 @@ from mahiru.model.people import Person
 from mahiru.model.workflow import Job
 from mahiru.policy.decisions import Decision, Release
 from mahiru.policy.engine import PolicyEngine
+from mahiru.policy.rules import ReleaseReviewedBy
 from mahiru.services.jobs.live_grants import LiveGrants, is_live
+from mahiru.services.jobs.release_reviews import ReleaseReviews
 from mahiru.services.jobs.release_rules import (
     about_release,
     owners_use,
@@ -74,8 +80,10 @@ class Egress:
         provenance: ProvenanceRepository,
         transfers: TransferLog,
         live: LiveGrants,
+        reviews: ReleaseReviews,
     ) -> None:
         self._live = live
+        self._reviews = reviews
         self._policy = policy
         self._assets = assets
         self._transfers = transfers
@@ -112,15 +120,25 @@ class Egress:
         except NotFound:
             raise unavailable from None
         about = about_release("release to site", str(site), stored, provenance)
-        decision = self._policy.decide(
-            lambda engine: site_decision(engine, stored, provenance, site), about
-        )
+        covering: list[ReleaseReviewedBy] = []
+
+        def evaluate(engine: PolicyEngine) -> Decision:
+            # The review rules are read from the engine that decides, so both answers
+            # come from the same rules in force.
+            if provenance is not None:
+                covering[:] = engine.reviews_of(provenance.job, _item(provenance))
+            return site_decision(engine, stored, provenance, site)
+
+        decision = self._policy.decide(evaluate, about)
         if not decision.allowed:
             logger.info(
                 "result refused",
                 extra={"result": str(stored), "site": str(site), "why": decision.failures()},
             )
             raise unavailable
+        # Only now, once the site may have it, may the answer say a review holds it.
+        if covering and provenance is not None:
+            self._reviews.hold(stored, provenance, covering, self._reviews.owner_of(site), about)
         return Release(decision), about
 
     def _release_to_party(
@@ -131,10 +149,13 @@ class Egress:
         user: Person | None = None,
     ) -> tuple[Release, Concerning]:
         provenance = self._provenance(stored)
+        covering: list[ReleaseReviewedBy] = []
 
         def evaluate(engine: PolicyEngine) -> Decision:
             if isinstance(stored, AssetId) and stored.namespace == party.namespace:
                 return owners_use(party, stored)
+            if provenance is not None:
+                covering[:] = engine.reviews_of(provenance.job, _item(provenance))
             permissions, target = permissions_of(engine, stored, provenance)
             return engine.may_use(party, permissions, target)
 
@@ -145,7 +166,11 @@ class Egress:
             about = replace(about, job=job_id)
         if user is not None:
             about = replace(about, user=str(user))
-        return Release(self._policy.decide(evaluate, about)), about
+        decision = self._policy.decide(evaluate, about)
+        if decision.allowed and covering and isinstance(stored, ResultId):
+            assert provenance is not None  # a result's rules come from its provenance
+            self._reviews.hold(stored, provenance, covering, party, about)
+        return Release(decision), about
 
     def to_site(self, stored: AssetId | ResultId, site: SiteId) -> ImageFile:
         """The image of `stored`, for `site`, if this site's policy lets it have it.
@@ -352,6 +377,10 @@ def _withheld(status: StepStatus, why: str) -> StepStatus:
         exit_code=None,
         log_tail=None if status.log_tail is None else f"(log withheld: {why})"[-LOG_TAIL_CHARS:],
     )
+
+
+def _item(provenance: ResultProvenance) -> WorkflowItem:
+    return WorkflowItem(ItemKind.STEP_OUTPUT, provenance.step, provenance.output)
 
 
 def _outputs(job: Job, step: str) -> list[WorkflowItem]:

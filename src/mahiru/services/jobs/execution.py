@@ -5,7 +5,10 @@ and says whether it is finished or should be tried again later (its
 producers are not done yet, or a peer or the container engine is
 unavailable). A step interrupted by a restart is redone from the work of the
 state it is in; it never moves backwards. A step that has met nothing but
-Unavailable for `unavailable_deadline` seconds fails, saying what it waited for.
+Unavailable for `unavailable_deadline` seconds fails, saying what it waited for;
+one whose input awaits its reviewer (AwaitingReview) waits without a deadline,
+and a rejected input (ReleaseRejected) fails it. Once a step's outputs are
+stored, the reviews that rules covering them demand are asked for.
 
 Whether a step may run and can start is `readiness.StepReadiness`'s to say;
 gathering its inputs and running its container is `step_container.StepContainer`'s.
@@ -18,7 +21,7 @@ import logging
 import shutil
 import threading
 
-from mahiru.errors import Conflict, MahiruError, Unavailable, path_redactor
+from mahiru.errors import AwaitingReview, Conflict, MahiruError, Unavailable, path_redactor
 from mahiru.model.jobs import StepState, StepStatus
 from mahiru.model.receipts import ReceiptInput
 from mahiru.runtime.outputs import cut
@@ -26,6 +29,7 @@ from mahiru.services.jobs.environment import StepEnvironment
 from mahiru.services.jobs.ledger import JobLedger, KnownJob
 from mahiru.services.jobs.readiness import Blocked, StepReadiness
 from mahiru.services.jobs.receipts import receipt_item
+from mahiru.services.jobs.release_reviews import ReleaseReviews
 from mahiru.services.jobs.step_container import StepContainer, StepInputs
 from mahiru.services.jobs.storing import ResultStore
 
@@ -46,6 +50,7 @@ class StepExecution:
         results: ResultStore,
         environment: StepEnvironment,
         stop: threading.Event,
+        reviews: ReleaseReviews,
         *,
         unavailable_deadline: float = UNAVAILABLE_DEADLINE,
     ) -> None:
@@ -55,6 +60,7 @@ class StepExecution:
         self._results = results
         self._environment = environment
         self._stop = stop
+        self._reviews = reviews
         # Failure reasons reach the submitter's users and other sites: no paths of ours.
         data = environment.work_dir.parent
         self._redact = path_redactor(data.resolve(), data)
@@ -71,6 +77,12 @@ class StepExecution:
             finished = self._advance_once(status)
         except Unavailable as error:
             finished = self._unavailable(status, error)
+        except AwaitingReview as waiting:
+            # An input's reviewer has not decided yet: that may take days, so no
+            # deadline; the step fetches it again on each later attempt.
+            logger.info("step waits: %s", waiting.message, extra={"job": status.job_id})
+            self._unavailable_since.pop(key, None)
+            finished = False
         else:
             self._unavailable_since.pop(key, None)
         if finished:
@@ -107,8 +119,8 @@ class StepExecution:
         context = {"job": status.job_id, "step": status.step, "site": str(ledger.site)}
         try:
             return self._advance(known, status)
-        except Unavailable:
-            raise  # retried by `advance`, up to the deadline
+        except (Unavailable, AwaitingReview):
+            raise  # retried by `advance` (up to the deadline, for Unavailable)
         except Conflict as error:
             # Its state changed meanwhile (cancelled, most likely): nothing more to do.
             logger.info("step stopped: %s", error.message, extra=context)
@@ -247,6 +259,15 @@ class StepExecution:
             if n.item in inputs.digests
         ]
         self._results.record_step(known, step, images, ran_on, rules, inputs.chains)
+        try:
+            self._reviews.requested_at_store(known, step, result.outputs, images)
+        except (MahiruError, OSError) as error:
+            # The step is done; a review not asked for now is asked for at release.
+            logger.warning(
+                "reviews not asked for at store time: %s",
+                cut(str(error)),
+                extra={"job": known.job_id, "step": step},
+            )
         logger.info(
             "step succeeded",
             extra={"job": known.job_id, "step": step, "seconds": result.duration_seconds},

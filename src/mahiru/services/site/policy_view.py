@@ -42,7 +42,7 @@ from mahiru.planner.costs import Sizes
 from mahiru.policy.decisions import Decision
 from mahiru.policy.engine import PolicyEngine
 from mahiru.policy.permissions import JobPermissions, Permissions
-from mahiru.policy.rules import Rule
+from mahiru.policy.rules import ReleaseReviewedBy, Rule
 from mahiru.policy.signing import SignedRule
 from mahiru.policy.store import RuleStore
 from mahiru.storage import AuditLog
@@ -125,6 +125,10 @@ class PolicyReader:
     ) -> Decision:
         """The access (with `site`) or use (with `party`) decision for one item of `job`."""
         return self._engine.explain_item(job, item, site=site, party=party)
+
+    def reviews_of(self, job: Job, item: WorkflowItem) -> tuple[ReleaseReviewedBy, ...]:
+        """The ReleaseReviewedBy rules covering `item`'s result (`PolicyEngine.reviews_of`)."""
+        return self._engine.reviews_of(job, item)
 
 
 @dataclass(frozen=True, slots=True)

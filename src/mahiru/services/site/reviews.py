@@ -92,6 +92,13 @@ class ReviewQueue:
         )
         return self._reviews.add(review)
 
+    def for_release(
+        self, result: ResultId, receiving_party: PartyId, rule_id: str
+    ) -> Review | None:
+        """The review of releasing `result` to `receiving_party` under rule `rule_id`, if
+        one was asked for (`ReviewRepository.for_release`); asks for none."""
+        return self._reviews.for_release(result, receiving_party, rule_id)
+
     def pending(self, *, offset: int = 0, limit: int = 50) -> tuple[list[Review], int]:
         """One page of the reviews waiting for a decision, newest first, and how many
         wait in all."""
