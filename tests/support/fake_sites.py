@@ -43,12 +43,14 @@ from mahiru.model.registry import (
     SiteEndpoints,
     SiteRecord,
 )
+from mahiru.policy.decisions import Decision
 from mahiru.policy.rules import rule_from_dict
 from mahiru.policy.signing import sign_rule
 from mahiru.runtime.limits import MIB
 from mahiru.services.jobs import JobServices
 from mahiru.services.jobs.images import LoadedImages
 from mahiru.services.site import SiteServices
+from mahiru.services.site.reviews import ReviewQueue
 from mahiru.storage import (
     AssetRepository,
     BlobStore,
@@ -328,6 +330,19 @@ class FakeSite:
         """The running instance's blob store (with the ingress check)."""
         assert self._wired is not None, "the site is not running"
         return self._wired.blobs
+
+    def reviewers(self) -> ReviewQueue:
+        """The site's review queue, on its own review records, as if its policy let this
+        site's party (and only it) decide every review: until the composition root wires
+        who may review, the site's own queue lets nobody."""
+        assert self._wired is not None, "the site is not running"
+
+        def may_review(party: PartyId, rule_id: str) -> Decision:
+            return Decision(party == self.party.id, str(party), "review", rule_id)
+
+        return ReviewQueue(
+            self._wired.repositories.results.reviews, may_review, clock=self.network.clock
+        )
 
     # -- content ----------------------------------------------------------------------
 

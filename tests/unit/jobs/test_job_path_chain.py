@@ -149,3 +149,55 @@ def test_the_submitter_site_restarted_mid_job_still_finishes_it(
     assert site1.job(job_id).state is JobState.SUCCEEDED
     assert site2.runtime.steps_run == {"a": 1}
     assert _result(net, job_id) == [1, 34]
+
+
+def _review_chain_input(site2: FakeSite, chain: Job) -> None:
+    """party2 has every result derived from chain_input reviewed by itself."""
+    rule = {"type": "ReleaseReviewedBy", "asset": str(chain.inputs["input"]),
+            "reviewer": str(site2.party.id)}  # fmt: skip
+    site2.add_rule(rule)
+    site2.network.replicate()
+
+
+def test_a_step_input_awaiting_review_waits_and_runs_once_approved(
+    scenario: Scenario, chain: Job
+) -> None:
+    """a's result is held at site2 for party3 (site3's owner), asked for as it was stored:
+    b waits (no deadline, no failure); approved, b runs, and b's result (derived from
+    the same data) is held in turn by site3, which made it, so c waits for that one."""
+    net = scenario.net
+    site1, site2, site3 = (net.sites[name] for name in ("party1", "party2", "party3"))
+    _review_chain_input(site2, chain)
+    job_id = site1.jobs.submissions.submit(chain, site1.party.user()).job_id
+    net.drive()
+    (review,) = site2.reviewers().pending()[0]
+    assert review.receiving_party == site3.party.id
+    assert site2.steps(job_id)["a"].state is StepState.SUCCEEDED
+    assert site3.steps(job_id)["b"].state is StepState.FETCHING
+    assert site1.job(job_id).state is JobState.RUNNING
+    site2.reviewers().approve(review.review_id, site2.party.user(), site2.party.id, "fine")
+    net.drive()
+    assert site3.steps(job_id)["b"].state is StepState.SUCCEEDED
+    assert site1.steps(job_id)["c"].state is StepState.FETCHING  # b's result is held now
+    (held,) = site3.reviewers().pending()[0]
+    assert (held.receiving_party, held.reviewer) == (site1.party.id, str(site2.party.id))
+    assert site1.job(job_id).state is JobState.RUNNING
+
+
+def test_a_rejected_step_input_fails_the_step_with_the_reason(
+    scenario: Scenario, chain: Job
+) -> None:
+    """party2 rejects the release of a's result to party3: b fails saying why, and so
+    does the job."""
+    net = scenario.net
+    site1, site2, site3 = (net.sites[name] for name in ("party1", "party2", "party3"))
+    _review_chain_input(site2, chain)
+    job_id = site1.jobs.submissions.submit(chain, site1.party.user()).job_id
+    net.drive()
+    (review,) = site2.reviewers().pending()[0]
+    site2.reviewers().reject(review.review_id, site2.party.user(), site2.party.id, "too fine")
+    net.drive()
+    step = site3.steps(job_id)["b"]
+    assert step.state is StepState.FAILED and step.reason is not None
+    assert "too fine" in step.reason
+    assert site1.job(job_id).state is JobState.FAILED
