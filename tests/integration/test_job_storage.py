@@ -210,6 +210,25 @@ def test_a_job_follows_its_steps_and_succeeds_once_its_outputs_are_collected(
     assert (done.state, done.started_at, done.finished_at) == (JobState.SUCCEEDED, at(1), at(10))
 
 
+def test_a_running_job_is_noted_without_changing_state_and_the_note_ends_with_it(
+    repo: JobRepository,
+) -> None:
+    """A note (what the job waits for) keeps the job running, is written only when it
+    changes, is refused for a job not running, and is gone once the job succeeds."""
+    job = chain(length=1)
+    repo.create_job("j1", job, plan_for(job), HOME, at(0))
+    with pytest.raises(Conflict, match="only a running job"):
+        repo.note_job("j1", "awaiting review", at(1))
+    repo.set_step_state("j1", "s0", F, at(1))
+    noted = repo.note_job("j1", "awaiting review by p (review r)", at(2))
+    assert (noted.state, noted.reason) == (JobState.RUNNING, "awaiting review by p (review r)")
+    assert repo.note_job("j1", "awaiting review by p (review r)", at(3)).version == noted.version
+    for minute, state in enumerate([R, S, DONE], start=4):
+        repo.set_step_state("j1", "s0", state, at(minute), exit_code=0)
+    done = repo.set_job_state("j1", JobState.SUCCEEDED, None, at(9))
+    assert (done.state, done.reason) == (JobState.SUCCEEDED, None)
+
+
 def test_a_failing_step_fails_its_job_naming_the_step_but_not_its_reason(
     repo: JobRepository,
 ) -> None:
