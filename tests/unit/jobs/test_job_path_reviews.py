@@ -16,6 +16,7 @@ from mahiru.model.audit import AuditKind
 from mahiru.model.identifiers import JobId, PartyId, ResultId
 from mahiru.model.jobs import JobState, StepState
 from mahiru.model.reviews import Review, ReviewState
+from mahiru.services.jobs.coordination import REVIEW_POLL
 
 
 def review_rule(scenario: Scenario, **checks: Any) -> None:
@@ -92,9 +93,23 @@ def test_a_job_on_reviewed_data_waits_for_the_review_and_ends_once_approved(
     # The coordinator asked each round; the refusal to site1 and to party1 are recorded once each.
     assert sorted(e.action for e in refusals) == ["release to party", "release to site"]
 
+    # While the review is pending, site1 asks site2 again only after a growing pause,
+    # not every round: each ask is an audited decision there.
+    asked = len(site2.audited(AuditKind.DECISION, job_id))
+    for _ in range(5):
+        site1.follow()
+    assert len(site2.audited(AuditKind.DECISION, job_id)) == asked
+    scenario.net.clock.advance(REVIEW_POLL.cap)
+    site1.follow()
+    assert len(site2.audited(AuditKind.DECISION, job_id)) > asked
+    assert site1.job(job_id).state is JobState.RUNNING
+
     site2.reviewers().approve(
         review.review_id, site2.party.user("ann"), site2.party.id, "aggregates only"
     )
+    site1.follow()
+    assert site1.job(job_id).state is JobState.RUNNING  # until the pause is over
+    scenario.net.clock.advance(REVIEW_POLL.cap)
     site1.follow()
     status = site1.job(job_id)
     assert (status.state, status.reason) == (JobState.SUCCEEDED, None)
@@ -113,6 +128,7 @@ def test_a_rejected_release_fails_the_job_with_the_reviewers_reason(scenario: Sc
     site2.reviewers().reject(
         review.review_id, site2.party.user("ann"), site2.party.id, "rows of one person"
     )
+    scenario.net.clock.advance(REVIEW_POLL.cap)  # site1 asks again after its pause
     scenario.net.drive()
     status = site1.job(job_id)
     assert status.state is JobState.FAILED
@@ -146,6 +162,7 @@ def test_failed_checks_show_in_the_review_and_only_an_override_approves(
     site1.follow()
     assert site1.job(job_id).state is JobState.RUNNING
     site2.reviewers().approve(review.review_id, reviewer, party2, "ten rows", override=True)
+    scenario.net.clock.advance(REVIEW_POLL.cap)
     site1.follow()
     assert site1.job(job_id).state is JobState.SUCCEEDED
 
@@ -185,6 +202,7 @@ def test_another_party_reusing_the_result_is_held_again_for_itself(scenario: Sce
     first = submit(scenario)
     review = awaiting(scenario, first)
     site2.reviewers().approve(review.review_id, site2.party.user("ann"), site2.party.id, "ok")
+    scenario.net.clock.advance(REVIEW_POLL.cap)
     scenario.net.drive()
     assert site1.job(first).state is JobState.SUCCEEDED
 

@@ -6,7 +6,9 @@ and once every step is done, collect the workflow outputs from the sites
 that made them into this site's store and mark the job succeeded. An output
 that a reviewer has still to approve for the submitter (at the site that made
 it, this one or another) keeps the job running, noted "awaiting review by ...",
-and is asked for again each round; a rejected one fails the job. A job
+and is asked for again after a growing pause (1 s doubling to 5 s, so a
+pending review does not cost the producing site an audited decision every
+round); a rejected one fails the job. A job
 that failed or was cancelled has its remaining steps cancelled everywhere.
 """
 
@@ -24,6 +26,7 @@ from mahiru.model.jobs import (
     step_inputs,
     workflow_output_sources,
 )
+from mahiru.retry import Backoff
 from mahiru.services.background import BackgroundLoop
 from mahiru.services.jobs.dispatch import Dispatcher
 from mahiru.services.jobs.ledger import JobLedger, KnownJob
@@ -34,6 +37,9 @@ from mahiru.services.jobs.storing import ResultStore
 from mahiru.services.jobs.submission import JobSubmissions
 
 logger = logging.getLogger("mahiru.site.jobs")
+
+#: How long a job whose output awaits a review waits before asking again.
+REVIEW_POLL = Backoff(first=1.0, factor=2.0, cap=5.0)
 
 
 class JobCoordinator:
@@ -66,6 +72,8 @@ class JobCoordinator:
         self._submissions = submissions
         self._reviews = reviews
         self._running_interval = running_interval
+        # job -> (times asked while awaiting review, monotonic time to ask again)
+        self._awaiting: dict[str, tuple[int, float]] = {}
         self.loop = BackgroundLoop(
             "mahiru-jobs", self._round, interval, logger=logger, context={"site": str(ledger.site)}
         )
@@ -118,11 +126,14 @@ class JobCoordinator:
         if status.state in (JobState.FAILED, JobState.CANCELLED):
             self._wind_down(status)
         elif all(s.state.done for s in ledger.job_records.steps_of(job_id)):
-            self._finish(status)
+            asked = self._awaiting.get(job_id)
+            if asked is None or ledger.clock.monotonic() >= asked[1]:
+                self._finish(status)
 
     def _wind_down(self, status: JobStatus) -> None:
         """A job that failed: cancel what still runs of it, here and elsewhere."""
         ledger = self._ledger
+        self._awaiting.pop(status.job_id, None)
         ledger.job_records.cancel_steps(status.job_id, f"job {status.state.value}", ledger.now())
         self._submissions.tell_participants(status)
 
@@ -131,6 +142,7 @@ class JobCoordinator:
         ledger = self._ledger
         assert status.plan is not None  # planned or running jobs have their plan
         known = KnownJob(status.job_id, status.job, status.plan, status.submitter_site)
+        remote = False  # whether what is awaited is asked of another site
         try:
             for source in workflow_output_sources(status.job, status.plan):
                 result, producer = source.asset, source.producer
@@ -146,6 +158,7 @@ class JobCoordinator:
                 expected = step_inputs(
                     status.job, status.plan, producer.step, submitter_site=status.submitter_site
                 )
+                remote = True
                 info, chain = self._receipts.fetch(
                     known, self._peers.get(source.site), result, source.site, expected
                 )
@@ -156,17 +169,23 @@ class JobCoordinator:
             )
             return
         except AwaitingReview as waiting:
-            # Not a failure: the job runs on, saying whom it waits for, and the next
-            # round asks again, so an approval finishes it.
+            # Not a failure: the job runs on, saying whom it waits for. A review here is
+            # looked at again next round; another site is asked again after a pause.
             self._note(status, waiting)
+            if remote:
+                asked = self._awaiting.get(status.job_id, (0, 0.0))[0] + 1
+                pause = REVIEW_POLL.delay(asked)
+                self._awaiting[status.job_id] = (asked, ledger.clock.monotonic() + pause)
             return
         except MahiruError as error:
+            self._awaiting.pop(status.job_id, None)
             reason = f"cannot collect the workflow outputs: {error.message}"
             with contextlib.suppress(Conflict):  # it finished meanwhile
                 ledger.job_records.set_job_state(
                     status.job_id, JobState.FAILED, reason, ledger.now()
                 )
             return
+        self._awaiting.pop(status.job_id, None)
         ledger.job_records.set_job_state(status.job_id, JobState.SUCCEEDED, None, ledger.now())
         logger.info("job succeeded", extra={"job": status.job_id})
 
