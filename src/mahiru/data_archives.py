@@ -1,7 +1,8 @@
 """Reading the files under `/data` out of an image archive (`docker save` format).
 
 Used by whoever holds an image file: a site reading a stored result for a live
-grant, a user's client unpacking a downloaded output. Needs no container engine.
+grant or for its reviewer, a user's client unpacking a downloaded output. Needs no
+container engine.
 """
 
 from __future__ import annotations
@@ -9,9 +10,14 @@ from __future__ import annotations
 import json
 import shutil
 import tarfile
+from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
+from typing import NamedTuple
 
-from mahiru.errors import InvalidInput
+from mahiru.errors import InvalidInput, NotFound
+
+#: The bytes `read_data_file` hands out at a time.
+READ_CHUNK = 64 * 1024
 
 
 def extract_data_files(archive: Path, dest_dir: Path) -> list[Path]:
@@ -21,18 +27,88 @@ def extract_data_files(archive: Path, dest_dir: Path) -> list[Path]:
     `.wh..wh..opq`) remove what lower layers put there. Only regular files
     and directories are written; absolute names and `..` are refused.
     """
-    tree: dict[str, tuple[str, str]] = {}  # path under /data -> (layer member, kind)
     try:
         with tarfile.open(archive) as outer:
-            for layer in _layers(outer):
-                file = outer.extractfile(layer)
-                if file is None:
-                    raise InvalidInput(f"{archive}: layer {layer} is not a file")
-                with tarfile.open(fileobj=file) as inner:
-                    _apply_layer(inner, layer, tree)
-            return _write_tree(outer, tree, dest_dir)
+            return _write_tree(outer, _tree(outer, archive), dest_dir)
     except tarfile.TarError as error:
         raise InvalidInput(f"{archive}: not a usable image archive: {error}") from None
+
+
+def list_data_files(archive: Path) -> list[tuple[str, int]]:
+    """The regular files under `/data` of the image in `archive` (as `extract_data_files`
+    would write them): each one's path under `/data` and size, sorted by path."""
+    try:
+        with tarfile.open(archive) as outer:
+            return [(found.path, found.size) for found in _files(outer, archive)]
+    except tarfile.TarError as error:
+        raise InvalidInput(f"{archive}: not a usable image archive: {error}") from None
+
+
+def read_data_file(archive: Path, path: str) -> Iterator[bytes]:
+    """The bytes of the file `/data/<path>` of the image in `archive`, in chunks.
+
+    NotFound if there is no such regular file (as `list_data_files` lists them).
+    """
+    try:
+        with tarfile.open(archive) as outer:
+            wanted = path.strip("/")
+            found = next((f for f in _files(outer, archive) if f.path == wanted), None)
+            if found is None:
+                raise NotFound(f"the result has no file /data/{wanted}", {"path": path})
+            file = outer.extractfile(found.layer)
+            assert file is not None  # checked while reading the layers
+            with tarfile.open(fileobj=file) as inner:
+                content = inner.extractfile(found.member)
+                if content is None:
+                    return
+                while chunk := content.read(READ_CHUNK):
+                    yield chunk
+    except tarfile.TarError as error:
+        raise InvalidInput(f"{archive}: not a usable image archive: {error}") from None
+
+
+class _DataFile(NamedTuple):
+    """A regular file under /data: its path there, the layer and member holding it, its size."""
+
+    path: str
+    layer: str
+    member: str
+    size: int
+
+
+def _tree(outer: tarfile.TarFile, archive: Path) -> dict[str, tuple[str, str]]:
+    """Path under /data -> (layer and member name, kind), the layers applied in order."""
+    tree: dict[str, tuple[str, str]] = {}
+    for layer in _layers(outer):
+        file = outer.extractfile(layer)
+        if file is None:
+            raise InvalidInput(f"{archive}: layer {layer} is not a file")
+        with tarfile.open(fileobj=file) as inner:
+            _apply_layer(inner, layer, tree)
+    return tree
+
+
+def _files(outer: tarfile.TarFile, archive: Path) -> list[_DataFile]:
+    """The regular files of the tree, sorted by path."""
+    found: list[_DataFile] = []
+    by_layer: dict[str, list[tuple[str, str]]] = {}
+    for relative, (source, kind) in sorted(_tree(outer, archive).items()):
+        if kind == "file":
+            layer, _, member = source.partition("\0")
+            by_layer.setdefault(layer, []).append((member, relative))
+    for layer, members in by_layer.items():
+        file = outer.extractfile(layer)
+        assert file is not None  # checked while reading the layers
+        with tarfile.open(fileobj=file) as inner:
+            for member, relative in members:
+                info = inner.getmember(member)
+                if info.islnk():  # a hard link's size is its target's
+                    try:
+                        info = inner.getmember(info.linkname)
+                    except KeyError:
+                        raise InvalidInput(f"{archive}: {member} links to nothing") from None
+                found.append(_DataFile(relative, layer, member, info.size))
+    return sorted(found)
 
 
 def _layers(outer: tarfile.TarFile) -> list[str]:

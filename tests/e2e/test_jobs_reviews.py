@@ -18,7 +18,6 @@ from mahiru.errors import AwaitingReview
 from mahiru.model.identifiers import PartyId
 from mahiru.model.jobs import JobState
 from mahiru.model.people import Person
-from mahiru.policy.decisions import Decision
 from mahiru.runtime import DockerRuntime
 from mahiru.runtime.assets import INPUT_ASSET, MINMAX_ASSET, OUTPUT_BASE_ASSET
 from mahiru.services.images import receive_image
@@ -55,15 +54,8 @@ def scenario(
 
 
 def reviewers(scenario: Scenario) -> ReviewQueue:
-    """site2's review queue, as if its policy let party2 decide (the composition root
-    does not wire who may review yet)."""
-    party2 = PartyId.parse(scenario.party2)
-
-    def may_review(party: PartyId, rule_id: str) -> Decision:
-        return Decision(party == party2, str(party), "review", rule_id)
-
-    repository = scenario.site2.site.storage.repositories.results.reviews
-    return ReviewQueue(repository, may_review, clock=scenario.site2.site.clock)
+    """site2's review queue (who may decide is site2's policy's answer)."""
+    return scenario.site2.site.services.oversight.reviews
 
 
 def test_a_reviewed_result_is_refused_with_409_until_approved_then_delivered(
@@ -91,7 +83,7 @@ def test_a_reviewed_result_is_refused_with_409_until_approved_then_delivered(
         assert held.value.details["review"] == review.review_id
         assert held.value.details["reviewer"] == scenario.party2
 
-        person = Person("ann", PartyId.parse(scenario.party2))
+        person = Person("ann", PartyId.parse(scenario.party2), reviewer=True)
         started = time.monotonic()
         reviewers(scenario).approve(review.review_id, person, person.party, "aggregates only")
         done = client.wait(job_id, WAIT)

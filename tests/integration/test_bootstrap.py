@@ -16,6 +16,7 @@ from mahiru.api.auth import CertificateAuthenticator
 from mahiru.bootstrap import OutgoingOverrides, Site, SiteOverrides, build_site
 from mahiru.config import SiteConfig, TlsConfig
 from mahiru.errors import PermissionDenied, Unavailable
+from mahiru.model.audit import AuditKind
 from mahiru.model.identifiers import AssetId, JobId, PartyId, ResultId, SiteId
 from mahiru.model.people import Person
 from mahiru.model.reviews import ReviewState
@@ -23,7 +24,7 @@ from mahiru.model.workflow import Job, Plan, StepOutputRef, Workflow, WorkflowSt
 from mahiru.pki import create_network_ca
 from mahiru.runtime.protocol import ContainerInfo
 from mahiru.runtime.steps import LABEL_INSTANCE, LABEL_SITE
-from mahiru.storage import BlobStore, Database
+from mahiru.storage import AuditQuery, BlobStore, Database
 
 pytestmark = pytest.mark.integration
 
@@ -137,12 +138,12 @@ def test_recent_jobs_are_the_ledgers(db: Database, tmp_path: Path) -> None:
     assert site.jobs.recent_jobs(Person("admin", PartyId(NS, "other"), admin=True)) == ([], 0)
 
 
-def test_a_built_site_queues_reviews_counts_them_and_lets_nobody_decide_yet(
+def test_a_built_site_queues_reviews_counts_them_and_asks_its_policy_who_decides(
     db: Database, tmp_path: Path
 ) -> None:
     """The review queue is the site's (`services.oversight.reviews`), on its database and
-    clock; its metrics count pending reviews and how long decided ones took; until the
-    policy says who may review, every decision is refused."""
+    clock; its metrics count pending reviews and how long decided ones took; who may decide
+    is the site's policy's answer, so under a rule not in force nobody may (audited)."""
     clock = ManualClock()
     site = _site(db, tmp_path, container_runtime=_Engine([]), clock=clock)
     queue = site.services.oversight.reviews
@@ -154,8 +155,10 @@ def test_a_built_site_queues_reviews_counts_them_and_lets_nobody_decide_yet(
         for digit in "ab"
     ]
     assert asked[0].requested_at == clock.now()
-    with pytest.raises(PermissionDenied, match="does not yet say who may review"):
+    with pytest.raises(PermissionDenied, match=r"rule-1 is not in force here .* nobody may"):
         queue.approve(asked[0].review_id, Person("admin", PARTY, admin=True), PARTY, "fine")
+    denied = site.services.oversight.audit.page(AuditQuery(kind=AuditKind.DECISION)).records
+    assert [(r.entry.action, r.entry.outcome) for r in denied] == [("decide review", "denied")]
     clock.sleep(90)
     reviews = site.storage.repositories.results.reviews
     assert reviews.get(asked[0].review_id) == asked[0]

@@ -27,7 +27,7 @@ from tests.support.sites import Network, SiteServer, may_access, network
 
 from mahiru.client.http import CLIENT_HEADER, TlsIdentity
 from mahiru.model.assets import Asset, AssetKind
-from mahiru.model.identifiers import AssetId, SiteId
+from mahiru.model.identifiers import AssetId, PartyId, SiteId
 from mahiru.model.jobs import JobState, ResultProvenance, StepAssignment, StepState
 from mahiru.model.serialization import job_digest, job_from_dict, job_to_dict
 from mahiru.model.workflow import Job, Plan
@@ -188,11 +188,16 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
             records = admin.audit_records(limit=500)["records"]
         about_others = [str(r["seq"]) for r in records if r["party"] != p1][:3]
         assert about_others
+        # A review of a release at p1's site that p2 is to decide, not p1.
+        others_review = site1.services.oversight.reviews.request(
+            result, PartyId.parse(p3), "rule-of-p2", site2.party.id, own, "ab" * 32, ()
+        )
         yield World(
             net,
             not_yours={
                 ("internal", "job_id"): [handed, foreign],
                 ("internal", "seq"): about_others,
+                ("internal", "review_id"): [others_review.review_id],
                 ("external", "job_id"): [own, handed, foreign],
                 ("external", "result_id"): [str(result)],
                 ("external", "asset_id"): [str(secret), str(result)],
@@ -274,6 +279,8 @@ def test_not_yours_and_not_there_get_one_answer_on_every_route_with_an_id(world:
             continue
         api = context.path.split("/")[1]
         [param] = params
+        # Reviews are for reviewers (a plain user is refused them all): asked as p1's admin.
+        caller = site.party.admin if context.path.startswith("/internal/reviews") else None
         for method in sorted(set(context.methods) - {"HEAD"}):
             name = f"{method} {context.path}"
             yours_not = world.not_yours.get((api, param))
@@ -282,11 +289,12 @@ def test_not_yours_and_not_there_get_one_answer_on_every_route_with_an_id(world:
                 continue
             for value in yours_not + world.not_yours_at.get(name, []):
                 fresh = _not_there(value, site)
-                nothing = _shape(_call(callers[api], site, method, route, fresh), fresh)
+                who = caller or callers[api]
+                nothing = _shape(_call(who, site, method, route, fresh), fresh)
                 if not 400 <= nothing[0] < 500 or "from a Mahiru client" in str(nothing):
                     # Refused before the route (the cross-site check) compares nothing.
                     problems.append(f"{name}: an id of nothing gets {nothing}")
-                answer = _shape(_call(callers[api], site, method, route, value), value)
+                answer = _shape(_call(who, site, method, route, value), value)
                 if answer != nothing:
                     problems.append(f"{name} with {value}: {answer}\n  nothing gets {nothing}")
             walked.add(name)
@@ -302,6 +310,9 @@ def test_not_yours_and_not_there_get_one_answer_on_every_route_with_an_id(world:
         "GET /internal/jobs/{job_id}/provenance",
         "GET /internal/audit/{seq}",
         "POST /internal/ui/jobs/{job_id}/cancel",
+        "GET /internal/reviews/{review_id}",
+        "POST /internal/reviews/{review_id}/approve",
+        "GET /internal/reviews/{review_id}/files/{path:path}",
     } <= walked
 
 

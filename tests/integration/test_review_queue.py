@@ -9,7 +9,7 @@ import pytest
 from tests.support.db import OpenDb
 from tests.support.manual_clock import ManualClock
 
-from mahiru.errors import Conflict, InvalidInput, PermissionDenied
+from mahiru.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 from mahiru.model.audit import AuditKind
 from mahiru.model.identifiers import JobId, PartyId, ResultId
 from mahiru.model.people import Person
@@ -25,8 +25,8 @@ RECEIVER = PartyId("p2.example.org", "p2")
 STRANGER = PartyId("p3.example.org", "p3")
 RESULT = ResultId("ab" * 32)
 RULE = "c0ffee" * 4
-ALICE = Person("alice", OWNER)
-MALLORY = Person("mallory", STRANGER)
+ALICE = Person("alice", OWNER, reviewer=True)
+MALLORY = Person("mallory", STRANGER, reviewer=True)
 PASSED = {"check": "size", "passed": True, "detail": "small"}
 FAILED = {"check": "k-anonymity", "passed": False, "detail": "k=2"}
 
@@ -184,3 +184,48 @@ def test_until_the_policy_says_who_may_review_nobody_may(open_db: OpenDb) -> Non
     review = queue.request(RESULT, RECEIVER, RULE, str(OWNER), JobId("job-1"), "cd" * 32, ())
     with pytest.raises(PermissionDenied, match="does not yet say who may review"):
         queue.approve(review.review_id, ALICE, OWNER, "mine")
+
+
+def test_only_reviewers_and_admins_see_or_decide_reviews(setting: Setting) -> None:
+    """A plain user of the reviewing party is refused, naming the role it takes."""
+    review = setting.request()
+    plain = Person("bob", OWNER)
+    for attempt in (
+        lambda: setting.queue.visible_to(plain),
+        lambda: setting.queue.find_for(plain, review.review_id),
+        lambda: setting.queue.approve(review.review_id, plain, OWNER, "mine"),
+    ):
+        with pytest.raises(PermissionDenied, match="reviewer \\(or admin\\) role"):
+            attempt()
+    admin = Person("root", OWNER, admin=True)
+    assert setting.queue.visible_to(admin) == ([review], 1)
+    assert setting.queue.get(review.review_id).state is ReviewState.PENDING
+
+
+def test_a_person_sees_only_the_reviews_their_party_answers_for(open_db: OpenDb) -> None:
+    """Reviews naming another party are as if they did not exist: not listed, not found by
+    id or prefix (the same answer as for a missing id), and no prefix is ambiguous for them."""
+    clock = ManualClock()
+    names = {OWNER: {str(OWNER), "party_category:p1.example.org:boards"}, STRANGER: {str(STRANGER)}}
+    queue = ReviewQueue(
+        ReviewRepository(open_db()),
+        owner_reviews,
+        clock=clock,
+        new_id=Ids(),
+        reviewer_names=names.__getitem__,
+    )
+    job, digest = JobId("job-1"), "cd" * 32
+    own = queue.request(RESULT, RECEIVER, RULE, str(OWNER), job, digest, ())
+    clock.sleep(1)
+    board = queue.request(
+        RESULT, RECEIVER, "r2", "party_category:p1.example.org:boards", job, digest, ()
+    )
+    foreign = queue.request(RESULT, RECEIVER, "r3", str(STRANGER), job, digest, ())
+    assert queue.visible_to(ALICE) == ([board, own], 2)
+    assert queue.visible_to(MALLORY) == ([foreign], 1)
+    assert queue.visible_to(MALLORY, ReviewState.APPROVED) == ([], 0)
+    assert queue.find_for(MALLORY, "3f2a") == foreign  # unique among what Mallory sees
+    for missing in (own.review_id, "3f2a9999"):
+        with pytest.raises(NotFound) as error:
+            queue.find_for(MALLORY, missing)
+        assert error.value.message == f"no review {missing} for {STRANGER} to decide at this site"

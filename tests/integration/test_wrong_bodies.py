@@ -59,6 +59,8 @@ VALID: dict[str, Callable[[], dict[str, Any]]] = {
         "party": None,
     },
     "POST /internal/jobs": lambda: {"job": job_to_dict(JOB)},
+    "POST /internal/reviews/{review_id}/approve": lambda: {"reason": "aggregates only"},
+    "POST /internal/reviews/{review_id}/reject": lambda: {"reason": "names in it"},
     "POST /external/jobs/{job_id}/assignment": lambda: StepAssignment(
         JobId("job-1"), P1_SITE, P2_SITE, JOB, Plan({"compute": P2_SITE})
     ).to_dict(),
@@ -132,7 +134,7 @@ def test_every_json_body_route_refuses_a_wrong_body_naming_the_field(
             else:
                 cert = apps.network_cert
             headers = {CLIENT_CERT_HEADER: cert, CLIENT_HEADER: "1"}
-            url = path.replace("{job_id}", "job-1")
+            url = path.replace("{job_id}", "job-1").replace("{review_id}", "review-1")
             for field, wrong in _wrong_bodies(body, branch["required"]):
                 tried += 1
                 answer = client.request(method, url, json=wrong, headers=headers)

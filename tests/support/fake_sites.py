@@ -43,7 +43,6 @@ from mahiru.model.registry import (
     SiteEndpoints,
     SiteRecord,
 )
-from mahiru.policy.decisions import Decision
 from mahiru.policy.rules import rule_from_dict
 from mahiru.policy.signing import sign_rule
 from mahiru.runtime.limits import MIB
@@ -139,9 +138,9 @@ class FakeParty:
             pki.certificate_pem(self.credentials.user_ca.certificate),
         )
 
-    def user(self, name: str = "user", *, admin: bool = False) -> Person:
+    def user(self, name: str = "user", *, admin: bool = False, reviewer: bool = False) -> Person:
         """A user of the party, as the internal API's certificate check makes them."""
-        return Person(name, self.id, admin)
+        return Person(name, self.id, admin, reviewer)
 
 
 @dataclass
@@ -332,17 +331,8 @@ class FakeSite:
         return self._wired.blobs
 
     def reviewers(self) -> ReviewQueue:
-        """The site's review queue, on its own review records, as if its policy let this
-        site's party (and only it) decide every review: until the composition root wires
-        who may review, the site's own queue lets nobody."""
-        assert self._wired is not None, "the site is not running"
-
-        def may_review(party: PartyId, rule_id: str) -> Decision:
-            return Decision(party == self.party.id, str(party), "review", rule_id)
-
-        return ReviewQueue(
-            self._wired.repositories.results.reviews, may_review, clock=self.network.clock
-        )
+        """The site's review queue (who may decide is the site's policy's answer)."""
+        return self.services.oversight.reviews
 
     # -- content ----------------------------------------------------------------------
 

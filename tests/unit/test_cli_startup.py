@@ -84,6 +84,7 @@ def test_listing_the_commands_imports_none_of_them() -> None:
         ("rules", "add", "--help"),
         ("register", "show", "--help"),
         ("audit", "verify", "--help"),
+        ("reviews", "approve", "--help"),
     ],
     ids=" ".join,
 )
@@ -137,7 +138,7 @@ def test_completing_a_command_name_imports_no_command() -> None:
     group = fresh_group()
     with click.Context(group, resilient_parsing=True) as context:
         items = group.shell_complete(context, "re")
-    assert [item.value for item in items] == ["register", "results"]
+    assert [item.value for item in items] == ["register", "results", "reviews"]
     assert items[1].help == "Check workflow results."
     assert group.commands == {}
 

@@ -92,3 +92,16 @@ def test_provenance_names_the_person_who_submitted_the_job() -> None:
         "wasAssociatedWith"
     ].values()
     assert not any("user:" in agent for agent in job_provenance(STATUS, [], {})["agent"])
+
+
+def test_reviewers_and_admins_review_and_a_reviewer_is_no_admin() -> None:
+    """`reviews` holds for both roles; a reviewer sees only their own jobs, like a plain
+    user; the text form carries no role, so a parsed person is a plain user."""
+    reviewer = Person("rita", P1, reviewer=True)
+    assert reviewer.reviews and Person("root", P1, admin=True).reviews
+    assert not Person("bob", P1).reviews
+    assert not reviewer.admin and reviewer.jobs_submitted_by() == str(reviewer)
+    assert not reviewer.sees_job(P1, "someone-else@party:p1.org:p1")
+    assert Person.parse(str(reviewer)) == Person("rita", P1)
+    with pytest.raises(InvalidInput, match="one role"):
+        Person("both", P1, admin=True, reviewer=True)

@@ -301,12 +301,13 @@ def test_party_credentials_hold_a_main_key_and_user_ca() -> None:
     assert remaining <= timedelta(days=100)
 
 
-@pytest.mark.parametrize("role", [Role.ADMIN, Role.USER, "admin", "user"])
+@pytest.mark.parametrize("role", [Role.ADMIN, Role.USER, Role.REVIEWER, "admin", "reviewer"])
 def test_user_certificate_role_round_trips(user_ca: CertifiedKey, role: Role | str) -> None:
     issued = pki.issue_user_certificate(user_ca, "alice", role)
     identity = pki.user_identity(issued.certificate, issuer=user_ca.certificate)
     assert identity == pki.UserIdentity(name="alice", party=PARTY1, role=Role(role))
     assert identity.is_admin == (Role(role) is Role.ADMIN)
+    assert identity.is_reviewer == (Role(role) is Role.REVIEWER)
     assert list(_extension(issued.certificate, x509.ExtendedKeyUsage)) == [
         ExtendedKeyUsageOID.CLIENT_AUTH
     ]

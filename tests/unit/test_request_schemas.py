@@ -22,6 +22,8 @@ EXPECTED = {
         "POST /internal/jobs",
         "POST /external/jobs/{job_id}/assignment",
         "POST /external/live/grants",
+        "POST /internal/reviews/{review_id}/approve",
+        "POST /internal/reviews/{review_id}/reject",
     },
     "registry": {"POST /registrations"},
 }

@@ -60,7 +60,9 @@ class UserCaller:
     @property
     def person(self) -> Person:
         """The user as the site's jobs and audit log name them (`name@party`), with their role."""
-        return Person(self.user.name, self.party, admin=self.is_admin)
+        return Person(
+            self.user.name, self.party, admin=self.is_admin, reviewer=self.user.is_reviewer
+        )
 
     def __str__(self) -> str:
         return f"user:{self.user.name}@{self.user.party}"

@@ -29,6 +29,7 @@ from mahiru.services.background import BackgroundLoop
 from mahiru.services.jobs import JobPeerFactory, JobServices
 from mahiru.services.site import (
     AssetStore,
+    PolicyReviewers,
     PolicyView,
     RegisteredSites,
     RegistryFeed,
@@ -39,8 +40,8 @@ from mahiru.services.site import (
     RuleService,
     SiteOversight,
     SiteServices,
-    nobody_reviews,
 )
+from mahiru.services.site.review_files import ReviewFiles
 from mahiru.services.site.transfers import TransferLog
 from mahiru.storage import BlobStore, Database, SiteRepositories, create_database
 from mahiru.storage.image_check import ImageCheck
@@ -205,11 +206,20 @@ def _services(
     )
     # A denial about to stand is worth a try of every source, backing off or not.
     policy.use_refresher(partial(replicator.run_once, eager=True))
-    # Who may decide a review is the policy's to say; until the engine answers it,
-    # nobody may, so a result held back for review stays held back.
-    reviews = ReviewQueue(repositories.results.reviews, nobody_reviews, clock=clock)
+    # Who may decide a review is the policy's to say (audited, like every act), and
+    # which reviews a party's reviewers see too: those naming it or a category it is in.
+    reviewers = PolicyReviewers(policy)
+    reviews = ReviewQueue(
+        repositories.results.reviews,
+        reviewers,
+        clock=clock,
+        reviewer_names=reviewers.names_of,
+    )
     oversight = SiteOversight(
-        repositories.audit, TransferLog(site, repositories.audit, clock), reviews
+        repositories.audit,
+        TransferLog(site, repositories.audit, clock),
+        reviews,
+        ReviewFiles(config.data_dir / "review-files"),
     )
     return SiteServices(
         site=site,

@@ -275,7 +275,8 @@ def party_command(party_id: str, out_dir: Path, days: int, overwrite: bool, as_j
     type=click.Choice([role.value for role in Role]),
     default=Role.USER.value,
     show_default=True,
-    help="admin users may also upload assets and rules.",
+    help="admin users may also upload assets and rules; reviewer (and admin) users also"
+    " see and decide the reviews of results their party is to review.",
 )
 @click.option("--out", "out_dir", type=_DIRECTORY, required=True, help="Directory to write to.")
 @_common_options(LEAF_VALIDITY_DAYS)

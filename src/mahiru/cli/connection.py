@@ -28,6 +28,7 @@ from cryptography import x509
 from mahiru.client.http import TlsIdentity
 from mahiru.client.jobs import JobsClient
 from mahiru.client.registry import RegistryClient
+from mahiru.client.reviews import ReviewsClient
 from mahiru.client.site import SiteClient
 from mahiru.errors import InvalidInput, MahiruError
 from mahiru.model.identifiers import PartyId, SiteId
@@ -145,6 +146,12 @@ def jobs_client(url: str, cert: Path, key: Path, ca: Path) -> JobsClient:
     """A jobs client of a site's internal API, after the local checks."""
     identity = checked_identity(url, cert, key, ca, Api.SITE)
     return JobsClient(url, identity, transport=DiagnosingTransport(url, identity, Api.SITE))
+
+
+def reviews_client(url: str, cert: Path, key: Path, ca: Path) -> ReviewsClient:
+    """A reviews client of a site's internal API, after the local checks."""
+    identity = checked_identity(url, cert, key, ca, Api.SITE)
+    return ReviewsClient(url, identity, transport=DiagnosingTransport(url, identity, Api.SITE))
 
 
 def registry_client(url: str, cert: Path, key: Path, ca: Path) -> RegistryClient:

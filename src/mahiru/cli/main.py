@@ -68,6 +68,11 @@ COMMANDS = (
     ),
     LazyCommand("results", "mahiru.cli.results:results_group", "Check workflow results."),
     LazyCommand(
+        "reviews",
+        "mahiru.cli.reviews:reviews_group",
+        "List, inspect, approve and reject the reviews of results at your party's site.",
+    ),
+    LazyCommand(
         "rules",
         "mahiru.cli.rules:rules_group",
         "Publish, list and revoke your party's rules at its site.",

@@ -6,7 +6,9 @@ which together name one person of the network (a party certifies its own users).
 
 Which of its party's jobs a person sees is decided here, once (`sees_job`): a
 plain user sees and acts on the jobs they submitted; an admin sees every job
-of the party (docs/security.md, "Every act tied to a person").
+of the party (docs/security.md, "Every act tied to a person"). Who may see and decide
+the reviews of results their party is to review is decided here too (`reviews`): admins
+and reviewers; a reviewer has no other power of an admin's.
 """
 
 from __future__ import annotations
@@ -19,15 +21,21 @@ from mahiru.model.identifiers import PartyId
 
 @dataclass(frozen=True, slots=True)
 class Person:
-    """A user `name` of `party`; `admin` if their certificate gives them that role."""
+    """A user `name` of `party`; `admin` or `reviewer` if their certificate gives them that
+    role (one role each: not both)."""
 
     name: str
     party: PartyId
     admin: bool = False
+    reviewer: bool = False
 
     def __post_init__(self) -> None:
         if not self.name:
             raise InvalidInput("a person needs a user name", {"party": str(self.party)})
+        if self.admin and self.reviewer:
+            raise InvalidInput(
+                f"{self} has one role: admin or reviewer, not both", {"user": str(self)}
+            )
 
     def __str__(self) -> str:
         return f"{self.name}@{self.party}"
@@ -56,6 +64,12 @@ class Person:
         if submitter != self.party:
             return False
         return self.admin or submitted_by == str(self)
+
+    @property
+    def reviews(self) -> bool:
+        """Whether this person may see and decide their party's reviews (which reviews
+        those are, the policy says): reviewers and admins."""
+        return self.admin or self.reviewer
 
     def jobs_submitted_by(self) -> str | None:
         """The `submitted_by` of the party's jobs this person sees (None: all of them)."""

@@ -28,6 +28,7 @@ from mahiru.model.fields import (
     choice,
     flag,
     nullable,
+    optional,
     optional_text,
     optional_timestamp,
     string,
@@ -105,6 +106,31 @@ REVIEW_SHAPE = Shape(
         Field("override", BOOLEAN),
     ),
 )
+
+
+REVIEW_DECISION_SHAPE = Shape(
+    "review decision",
+    "A reviewer's decision on a review: why, and (approving only) whether to release the"
+    " result although a check failed.",
+    (
+        Field("reason", string(non_empty=True, description="why; kept in the audit log")),
+        optional(
+            "override",
+            {**BOOLEAN, "description": "approve although a check failed (default false)"},
+        ),
+    ),
+)
+
+
+def review_decision(body: object) -> tuple[str, bool]:
+    """The reason and the override of a decision's JSON form `{reason, override?}`;
+    InvalidInput naming a missing, unknown or bad field."""
+    what = "review decision"
+    data = REVIEW_DECISION_SHAPE.check(body)
+    reason = text(data, "reason", what)
+    if not reason.strip():
+        raise InvalidInput(f"{what} field 'reason' must say why, got {reason!r}")
+    return reason, flag(data, "override", what) if "override" in data else False
 
 
 def check_result(check: object) -> dict[str, Any]:

@@ -44,6 +44,11 @@ class UserIdentity:
         """Whether the user has the `admin` role."""
         return self.role is Role.ADMIN
 
+    @property
+    def is_reviewer(self) -> bool:
+        """Whether the user has the `reviewer` role (admins review too: see `Person.reviews`)."""
+        return self.role is Role.REVIEWER
+
 
 def peer_identity(certificate: x509.Certificate | bytes | str) -> str:
     """The service identity (`registry` or a site id) a registry or site certificate carries.

@@ -29,10 +29,13 @@ _DNS_NAME = re.compile(rf"(\*\.)?{_DNS_LABEL}(\.{_DNS_LABEL})*\.?")
 
 
 class Role(StrEnum):
-    """What a user may do at their party's site: admins also upload assets and rules."""
+    """What a user may do at their party's site: admins also upload assets and rules;
+    reviewers (and admins) also see and decide the reviews of results their party is to
+    review, with no other power beyond a plain user's."""
 
     ADMIN = "admin"
     USER = "user"
+    REVIEWER = "reviewer"
 
 
 def check_site_id(text: str) -> str:
@@ -88,12 +91,13 @@ def check_user_name(text: str) -> str:
 
 
 def parse_role(text: str) -> Role:
-    """The role named by `text` (`admin` or `user`); anything else is InvalidInput."""
+    """The role named by `text` (`admin`, `user` or `reviewer`); anything else is InvalidInput."""
     try:
         return Role(text)
     except ValueError:
+        names = ", ".join(repr(role.value) for role in Role)
         raise InvalidInput(
-            f"not a role: {text!r} (expected 'admin' or 'user')", details={"role": text}
+            f"not a role: {text!r} (expected one of {names})", details={"role": text}
         ) from None
 
 

@@ -3,7 +3,7 @@
 A release of a result that ReleaseReviewedBy rules cover goes out only when every
 covering rule's review of that release (result, receiving party, rule) is approved. One
 rejection holds it back for good, whatever the others say; otherwise any pending review
-holds it until its reviewer decides. The gate (`services/jobs/egress.py`) finds or asks
+holds it until its reviewer decides. The gate (`services/jobs/egress/`) finds or asks
 for the reviews and raises what `held_by` answers.
 """
 

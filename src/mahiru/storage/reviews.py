@@ -9,6 +9,7 @@ audit record naming the person, only if the row is still pending.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from datetime import datetime
 from typing import Any
 
@@ -73,9 +74,10 @@ class ReviewRepository:
             raise NotKnown("review", review_id)
         return _from_row(row)
 
-    def find(self, id_or_prefix: str) -> Review:
+    def find(self, id_or_prefix: str, *, reviewers: Collection[str] | None = None) -> Review:
         """The review with this id, or the one whose id starts with it (at least
-        MIN_PREFIX characters).
+        MIN_PREFIX characters); with `reviewers`, only among the reviews one of them is to
+        decide (the others are as if they did not exist, also for telling prefixes apart).
 
         NotFound if none does; InvalidInput if it is no id text, too short, or starts
         several ids (naming some of them).
@@ -85,19 +87,17 @@ class ReviewRepository:
                 f"{id_or_prefix!r} is not a review id or the start of one",
                 {"review_id": id_or_prefix},
             )
+        exact = _among(select(reviews).where(reviews.c.id == id_or_prefix), reviewers)
         with self._db.read() as session:
-            row = session.execute(select(reviews).where(reviews.c.id == id_or_prefix)).one_or_none()
+            row = session.execute(exact).one_or_none()
             if row is not None:
                 return _from_row(row)
             ids: list[str] = []
             if len(id_or_prefix) >= MIN_PREFIX:
-                ids = list(
-                    session.execute(
-                        select(reviews.c.id).where(
-                            reviews.c.id.startswith(id_or_prefix, autoescape=True)
-                        )
-                    ).scalars()
+                starting = select(reviews.c.id).where(
+                    reviews.c.id.startswith(id_or_prefix, autoescape=True)
                 )
+                ids = list(session.execute(_among(starting, reviewers)).scalars())
         found = resolve_prefix(
             id_or_prefix,
             ids,
@@ -108,13 +108,18 @@ class ReviewRepository:
         return self.get(found)
 
     def list_reviews(
-        self, state: ReviewState | None = None, *, offset: int = 0, limit: int = 50
+        self,
+        state: ReviewState | None = None,
+        *,
+        reviewers: Collection[str] | None = None,
+        offset: int = 0,
+        limit: int = 50,
     ) -> tuple[list[Review], int]:
-        """One page of the reviews (only those in `state`, if given), newest first, and
-        how many there are in all."""
+        """One page of the reviews (only those in `state`, if given, and only those one of
+        `reviewers` is to decide, if given), newest first, and how many there are in all."""
         limit = min(positive_limit(limit), MAX_PAGE)
-        statement = select(reviews)
-        counting = select(func.count()).select_from(reviews)
+        statement = _among(select(reviews), reviewers)
+        counting = _among(select(func.count()).select_from(reviews), reviewers)
         if state is not None:
             statement = statement.where(reviews.c.state == state.value)
             counting = counting.where(reviews.c.state == state.value)
@@ -246,6 +251,13 @@ def decision_entry(review: Review) -> AuditEntry:
         details=details,
         user=review.decided_by,
     )
+
+
+def _among(statement: Select[Any], reviewers: Collection[str] | None) -> Select[Any]:
+    """`statement` narrowed to the reviews one of `reviewers` is to decide (None: all)."""
+    if reviewers is None:
+        return statement
+    return statement.where(reviews.c.reviewer.in_(sorted(reviewers)))
 
 
 def _release(result: ResultId, receiving_party: PartyId, rule_id: str) -> Select[Any]:

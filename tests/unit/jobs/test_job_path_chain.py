@@ -175,7 +175,9 @@ def test_a_step_input_awaiting_review_waits_and_runs_once_approved(
     assert site2.steps(job_id)["a"].state is StepState.SUCCEEDED
     assert site3.steps(job_id)["b"].state is StepState.FETCHING
     assert site1.job(job_id).state is JobState.RUNNING
-    site2.reviewers().approve(review.review_id, site2.party.user(), site2.party.id, "fine")
+    site2.reviewers().approve(
+        review.review_id, site2.party.user(reviewer=True), site2.party.id, "fine"
+    )
     net.drive()
     assert site3.steps(job_id)["b"].state is StepState.SUCCEEDED
     assert site1.steps(job_id)["c"].state is StepState.FETCHING  # b's result is held now
@@ -195,7 +197,9 @@ def test_a_rejected_step_input_fails_the_step_with_the_reason(
     job_id = site1.jobs.submissions.submit(chain, site1.party.user()).job_id
     net.drive()
     (review,) = site2.reviewers().pending()[0]
-    site2.reviewers().reject(review.review_id, site2.party.user(), site2.party.id, "too fine")
+    site2.reviewers().reject(
+        review.review_id, site2.party.user(reviewer=True), site2.party.id, "too fine"
+    )
     net.drive()
     step = site3.steps(job_id)["b"]
     assert step.state is StepState.FAILED and step.reason is not None

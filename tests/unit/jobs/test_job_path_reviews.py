@@ -105,7 +105,7 @@ def test_a_job_on_reviewed_data_waits_for_the_review_and_ends_once_approved(
     assert site1.job(job_id).state is JobState.RUNNING
 
     site2.reviewers().approve(
-        review.review_id, site2.party.user("ann"), site2.party.id, "aggregates only"
+        review.review_id, site2.party.user("ann", reviewer=True), site2.party.id, "aggregates only"
     )
     site1.follow()
     assert site1.job(job_id).state is JobState.RUNNING  # until the pause is over
@@ -126,7 +126,10 @@ def test_a_rejected_release_fails_the_job_with_the_reviewers_reason(scenario: Sc
     job_id = submit(scenario)
     review = awaiting(scenario, job_id)
     site2.reviewers().reject(
-        review.review_id, site2.party.user("ann"), site2.party.id, "rows of one person"
+        review.review_id,
+        site2.party.user("ann", reviewer=True),
+        site2.party.id,
+        "rows of one person",
     )
     scenario.net.clock.advance(REVIEW_POLL.cap)  # site1 asks again after its pause
     scenario.net.drive()
@@ -156,7 +159,7 @@ def test_failed_checks_show_in_the_review_and_only_an_override_approves(
     )
     assert not outcomes["min_count"]["passed"]
     assert outcomes["min_count"]["detail"].startswith("data.json: row 1 is not an object")
-    reviewer, party2 = site2.party.user("ann"), site2.party.id
+    reviewer, party2 = site2.party.user("ann", reviewer=True), site2.party.id
     with pytest.raises(Conflict, match="max_bytes, min_count failed"):
         site2.reviewers().approve(review.review_id, reviewer, party2, "looks fine")
     site1.follow()
@@ -201,7 +204,9 @@ def test_another_party_reusing_the_result_is_held_again_for_itself(scenario: Sce
     review_rule(scenario, max_bytes=1000)
     first = submit(scenario)
     review = awaiting(scenario, first)
-    site2.reviewers().approve(review.review_id, site2.party.user("ann"), site2.party.id, "ok")
+    site2.reviewers().approve(
+        review.review_id, site2.party.user("ann", reviewer=True), site2.party.id, "ok"
+    )
     scenario.net.clock.advance(REVIEW_POLL.cap)
     scenario.net.drive()
     assert site1.job(first).state is JobState.SUCCEEDED

@@ -19,7 +19,8 @@ from mahiru.services.site.replication import (
     RuleFeedFactory,
     SourceStatus,
 )
-from mahiru.services.site.reviews import MayReview, ReviewQueue, nobody_reviews
+from mahiru.services.site.reviewers import PolicyReviewers
+from mahiru.services.site.reviews import MayReview, ReviewerNames, ReviewQueue, nobody_reviews
 from mahiru.services.site.rules import RuleOutcome, RuleService
 from mahiru.services.site.site import Replication, SiteOversight, SiteServices, SiteStatus
 from mahiru.services.site.validation import KeyRing, Rejection
@@ -30,6 +31,7 @@ __all__ = [
     "KeyRing",
     "MayReview",
     "PeerRuleBatch",
+    "PolicyReviewers",
     "PolicyView",
     "RegisteredSites",
     "RegistryFeed",
@@ -37,6 +39,7 @@ __all__ = [
     "Replication",
     "Replicator",
     "ReviewQueue",
+    "ReviewerNames",
     "RuleFeed",
     "RuleFeedFactory",
     "RuleOutcome",

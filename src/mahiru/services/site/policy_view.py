@@ -27,14 +27,14 @@ from __future__ import annotations
 import logging
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from mahiru.clock import SYSTEM_CLOCK, Clock
 from mahiru.errors import MahiruError, PermissionDenied
 from mahiru.model.assets import SiteDescription
 from mahiru.model.audit import AuditEntry, AuditKind, shorten
-from mahiru.model.identifiers import PartyId, SiteId
+from mahiru.model.identifiers import Identifier, PartyId, SiteId
 from mahiru.model.items import WorkflowItem
 from mahiru.model.workflow import Job, Plan
 from mahiru.planner import plan_job
@@ -42,7 +42,7 @@ from mahiru.planner.costs import Sizes
 from mahiru.policy.decisions import Decision
 from mahiru.policy.engine import PolicyEngine
 from mahiru.policy.permissions import JobPermissions, Permissions
-from mahiru.policy.rules import ReleaseReviewedBy, Rule
+from mahiru.policy.rules import InPartyCategory, ReleaseReviewedBy, Rule
 from mahiru.policy.signing import SignedRule
 from mahiru.policy.store import RuleStore
 from mahiru.storage import AuditLog
@@ -71,6 +71,8 @@ class _Snapshot:
     engine: PolicyEngine
     rules: frozenset[Rule]
     version: int
+    #: The same rules by id (to find the rule a review names).
+    by_id: Mapping[str, Rule]
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,6 +131,10 @@ class PolicyReader:
     def reviews_of(self, job: Job, item: WorkflowItem) -> tuple[ReleaseReviewedBy, ...]:
         """The ReleaseReviewedBy rules covering `item`'s result (`PolicyEngine.reviews_of`)."""
         return self._engine.reviews_of(job, item)
+
+    def party_and_categories(self, party: PartyId) -> frozenset[Identifier]:
+        """`party` and every party category it is in (InPartyCategory, transitively)."""
+        return frozenset(self._engine.store.up(InPartyCategory, party))
 
 
 @dataclass(frozen=True, slots=True)
@@ -339,14 +345,20 @@ class PolicyView:
         self._stale = True
 
     def _build(self, previous: _Snapshot | None) -> _Snapshot:
-        store = RuleStore(signed.rule for signed in self._rules())
+        signed = list(self._rules())
+        store = RuleStore(s.rule for s in signed)
         rules = frozenset(store.rules())
         logger.info("policy loaded", extra={"rules": len(store)})
+        by_id = {s.rule_id: s.rule for s in signed}
         if previous is None:
-            return _Snapshot(PolicyEngine(store), rules, 1)
+            return _Snapshot(PolicyEngine(store), rules, 1, by_id)
         if rules == previous.rules:
             return previous  # the same rules: every decision made from them still stands
-        return _Snapshot(PolicyEngine(store), rules, previous.version + 1)
+        return _Snapshot(PolicyEngine(store), rules, previous.version + 1, by_id)
+
+    def rule(self, rule_id: str) -> Rule | None:
+        """The rule in force with this id; None if there is none (never added, or revoked)."""
+        return self._current().by_id.get(rule_id)
 
     def rule_count(self) -> int:
         """How many distinct rules decisions are made from."""

@@ -4,16 +4,19 @@ reviewer decides.
 The release path asks for a review (`ReviewQueue.request`, once per result, receiving
 party and rule); reviewers list the queue and approve or reject. Who may decide is a
 policy question: the queue asks the `MayReview` it was given and never answers it
-itself.
+itself. A person sees (`visible_to`, `find_for`) and decides only as a reviewer or admin
+(`Person.reviews`), and sees only the reviews whose reviewer their party answers for
+(`ReviewerNames`): the others are answered as if they did not exist.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+import builtins
+from collections.abc import Callable, Collection, Iterable, Mapping
 from typing import Any
 
 from mahiru.clock import Clock, IdSource, random_id
-from mahiru.errors import PermissionDenied
+from mahiru.errors import NotFound, PermissionDenied
 from mahiru.model.identifiers import JobId, PartyId, ResultId
 from mahiru.model.people import Person
 from mahiru.model.reviews import Review, ReviewState
@@ -22,6 +25,13 @@ from mahiru.storage import ReviewRepository
 
 #: Whether `party` may decide reviews that the rule with this id asks for, and why.
 MayReview = Callable[[PartyId, str], Decision]
+#: The reviewer names (party and party category ids) a party answers for.
+ReviewerNames = Callable[[PartyId], Collection[str]]
+
+
+def party_only(party: PartyId) -> Collection[str]:
+    """A party answers for itself alone: what a queue uses without the policy's answer."""
+    return (str(party),)
 
 
 def nobody_reviews(party: PartyId, rule_id: str) -> Decision:
@@ -43,7 +53,8 @@ class ReviewQueue:
     """Reviews of results' release asked for at this site, listed and decided.
 
     Times come from `clock` and new review ids from `new_id`; whether a party may
-    decide is `may_review`'s answer.
+    decide is `may_review`'s answer, and which reviews a party's people see is
+    `reviewer_names`'.
     """
 
     def __init__(
@@ -53,9 +64,11 @@ class ReviewQueue:
         *,
         clock: Clock,
         new_id: IdSource = random_id,
+        reviewer_names: ReviewerNames = party_only,
     ) -> None:
         self._reviews = reviews
         self._may_review = may_review
+        self._reviewer_names = reviewer_names
         self._clock = clock
         self._new_id = new_id
 
@@ -115,6 +128,36 @@ class ReviewQueue:
         """The review with this id or unique id prefix (`ReviewRepository.find`)."""
         return self._reviews.find(id_or_prefix)
 
+    def visible_to(
+        self, person: Person, state: ReviewState | None = None, *, offset: int = 0, limit: int = 50
+    ) -> tuple[builtins.list[Review], int]:
+        """One page of the reviews `person` may see (in `state`, if given), newest first,
+        and how many there are in all: those their party answers for as reviewer.
+
+        PermissionDenied unless `person` is a reviewer or an admin.
+        """
+        names = self._names(person)
+        return self._reviews.list_reviews(state, reviewers=names, offset=offset, limit=limit)
+
+    def find_for(self, person: Person, id_or_prefix: str) -> Review:
+        """The review with this id or unique id prefix among those `person` may see.
+
+        NotFound alike for a review that does not exist and for one another party is
+        to review; PermissionDenied unless `person` is a reviewer or an admin.
+        """
+        names = self._names(person)
+        try:
+            return self._reviews.find(id_or_prefix, reviewers=names)
+        except NotFound:
+            raise NotFound(
+                f"no review {id_or_prefix} for {person.party} to decide at this site",
+                {"review_id": id_or_prefix},
+            ) from None
+
+    def _names(self, person: Person) -> Collection[str]:
+        _check_role(person)
+        return self._reviewer_names(person.party)
+
     def approve(
         self, review_id: str, person: Person, party: PartyId, reason: str, *, override: bool = False
     ) -> Review:
@@ -142,6 +185,7 @@ class ReviewQueue:
         override: bool,
     ) -> Review:
         review = self._reviews.find(review_id)
+        _check_role(person)
         if person.party != party:
             raise PermissionDenied(
                 f"{person} may decide reviews for their own party {person.party} only,"
@@ -161,4 +205,14 @@ class ReviewQueue:
             party=party,
             reason=reason,
             override=override,
+        )
+
+
+def _check_role(person: Person) -> None:
+    """PermissionDenied unless `person` is a reviewer or an admin."""
+    if not person.reviews:
+        raise PermissionDenied(
+            f"{person} may not see or decide reviews: that takes the reviewer (or admin)"
+            " role in their certificate",
+            {"user": str(person)},
         )

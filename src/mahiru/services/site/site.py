@@ -13,6 +13,7 @@ from mahiru.services.site.replication import (
     Replicator,
     SourceStatus,
 )
+from mahiru.services.site.review_files import ReviewFiles
 from mahiru.services.site.reviews import ReviewQueue
 from mahiru.services.site.rules import RuleService
 from mahiru.services.site.transfers import TransferLog
@@ -50,11 +51,13 @@ class Replication:
 class SiteOversight:
     """What lets the data's owners see and steer what leaves the site: the tamper-evident
     records (every audit record, and the transfers of images in and out, written into the
-    same audit log), and the reviews that hold results back until a reviewer decides."""
+    same audit log), the reviews that hold results back until a reviewer decides, and
+    the files of results under review, read out for their reviewers."""
 
     audit: AuditLog
     transfers: TransferLog
     reviews: ReviewQueue
+    review_files: ReviewFiles
 
 
 @dataclass(frozen=True, slots=True)

@@ -29,6 +29,7 @@ SITE_ROUTERS: tuple[APIRouter, ...] = (
     external.results.router,
     external.live.router,
     internal.audit.router,
+    internal.reviews.router,
     dashboard.home.router,
     dashboard.jobs.router,
     dashboard.assets.router,

@@ -64,6 +64,16 @@ def admin(caller: Annotated[UserCaller, Depends(user)]) -> UserCaller:
     return caller
 
 
+def reviewer(caller: Annotated[UserCaller, Depends(user)]) -> UserCaller:
+    """The caller: a user of the site's owner party with the reviewer or admin role."""
+    if not caller.person.reviews:
+        raise PermissionDenied(
+            f"{caller} may not see or decide reviews: that takes the reviewer (or admin)"
+            " role in their certificate"
+        )
+    return caller
+
+
 def registered_peer(request: Request, services: Services, auth: Authenticator) -> SiteRecord:
     """The caller: a registered site, known by its certificate."""
     caller = auth.service(request)
@@ -73,4 +83,5 @@ def registered_peer(request: Request, services: Services, auth: Authenticator) -
 
 User = Annotated[UserCaller, Depends(user)]
 Admin = Annotated[UserCaller, Depends(admin)]
+Reviewer = Annotated[UserCaller, Depends(reviewer)]
 Peer = Annotated[SiteRecord, Depends(registered_peer)]

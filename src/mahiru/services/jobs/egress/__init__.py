@@ -15,33 +15,33 @@ have the result. What the decisions are made by is in
 `release_rules.py`; the gate takes them, audits them and opens the images.
 
 What goes out about a step and the files of a live data set are values only
-this module builds (`StepView`, `LiveFile`: their constructors ask for a key
-no other module has). A step's output - its failure reason, exit code and
-log tail - goes to a party only where that party may use every output of
-the step, and otherwise stays here (in the site's own log), the view saying
-why it was withheld. A live file goes to the site its grant names, checked
-against the digest recorded when its image was unpacked as it is read, and
-recorded as a transfer.
+this package builds (`StepView`, `LiveFile` in `values.py`: their constructors
+ask for a key no module outside the package has). A step's output - its
+failure reason, exit code and log tail - goes to a party only where that
+party may use every output of the step, and otherwise stays here (in the
+site's own log), the view saying why it was withheld. A live file goes to
+the site its grant names, checked against the digest recorded when its image
+was unpacked as it is read, and recorded as a transfer.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Iterator
-from dataclasses import InitVar, dataclass, replace
+from collections.abc import Iterable
+from dataclasses import replace
 from functools import partial
-from pathlib import Path
-from typing import Any, final
 
-from mahiru.errors import NotFound, NotKnown, PermissionDenied
+from mahiru.errors import Conflict, NotFound, NotKnown, PermissionDenied
 from mahiru.model.identifiers import AssetId, JobId, PartyId, ResultId, SiteId
 from mahiru.model.items import ItemKind, WorkflowItem
-from mahiru.model.jobs import LOG_TAIL_CHARS, ResultProvenance, StepStatus
+from mahiru.model.jobs import ResultProvenance, StepStatus
 from mahiru.model.people import Person
+from mahiru.model.reviews import Review
 from mahiru.model.workflow import Job
 from mahiru.policy.decisions import Decision, Release
 from mahiru.policy.engine import PolicyEngine
 from mahiru.policy.rules import ReleaseReviewedBy
+from mahiru.services.jobs.egress.values import _GATE, LiveFile, StepView, _has_output, _withheld
 from mahiru.services.jobs.live_grants import LiveGrants, is_live
 from mahiru.services.jobs.release_reviews import ReleaseReviews
 from mahiru.services.jobs.release_rules import (
@@ -52,22 +52,13 @@ from mahiru.services.jobs.release_rules import (
 )
 from mahiru.services.site.assets import AssetStore, ImageFile
 from mahiru.services.site.policy_view import Concerning, PolicyView
+from mahiru.services.site.reviewers import reviewing
 from mahiru.services.site.transfers import Transfer, TransferLog
 from mahiru.storage import ProvenanceRepository
-from mahiru.storage.blobs import DamagedBlob, read_checked
+
+__all__ = ["Egress", "LiveFile", "StepView"]
 
 logger = logging.getLogger("mahiru.site.egress")
-
-
-@final
-class _Gate:
-    """What the constructors of the gate's outgoing values ask for; only this module has
-    one, so only the gate builds them (and a call without it does not type-check)."""
-
-    __slots__ = ()
-
-
-_GATE = _Gate()
 
 
 class Egress:
@@ -296,87 +287,37 @@ class Egress:
             for step in steps
         }
 
-
-@dataclass(frozen=True, slots=True)
-class LiveFile:
-    """One file of a live data set, released to the step it was granted for; only the egress
-    gate builds one.
-
-    `read` yields its bytes checked against `digest` (the last chunk is held
-    back until the whole file has it), each read recorded as a transfer.
-    """
-
-    path: str
-    digest: str
-    size: int
-    release: Release
-    _location: Path
-    _sending: Callable[[Iterator[bytes], int], Iterator[bytes]]
-    gate: InitVar[_Gate]
-
-    def __post_init__(self, gate: _Gate) -> None:
-        if gate is not _GATE:
-            raise TypeError("a LiveFile is built by the egress gate only")
-
-    def read(self) -> Iterator[bytes]:
-        """The file's bytes, verified as they are read; DamagedBlob before the end if not."""
-        return self._sending(self._verified(), self.size)
-
-    def _verified(self) -> Iterator[bytes]:
-        try:
-            file = self._location.open("rb")
-        except FileNotFoundError:
-            raise NotFound(f"the live file /data/{self.path} is gone") from None
-        with file:
-            try:
-                # Never past the recorded size: a grown file does not fill the answer.
-                yield from read_checked(file, self.digest, 0, self.size)
-            except DamagedBlob as damaged:
-                logger.error(
-                    "live file damaged: not sent whole",
-                    extra={"path": self.path, "why": damaged.message},
-                )
-                raise
-
-
-@dataclass(frozen=True, slots=True)
-class StepView:
-    """A step's status as it may go out of this site; only the egress gate builds one.
-
-    Its reason, exit code and log tail are there only if the viewer may use the
-    step's outputs. Routes send step views, never bare statuses, so step data
-    cannot leave except through `Egress.step_views` or `Egress.step_states`.
-    """
-
-    status: StepStatus
-    gate: InitVar[_Gate]
-
-    def __post_init__(self, gate: _Gate) -> None:
-        if gate is not _GATE:
-            raise TypeError("a StepView is built by the egress gate only")
-
-    @property
-    def step(self) -> str:
-        """The step's name."""
-        return self.status.step
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON form (the status's, as cut for the viewer)."""
-        return self.status.to_dict()
-
-
-def _has_output(status: StepStatus) -> bool:
-    return (status.reason, status.exit_code, status.log_tail) != (None, None, None)
-
-
-def _withheld(status: StepStatus, why: str) -> StepStatus:
-    """`status` without the step's output: state and times, and why the rest is not there."""
-    return replace(
-        status,
-        reason=None if status.reason is None else f"(withheld: {why})",
-        exit_code=None,
-        log_tail=None if status.log_tail is None else f"(log withheld: {why})"[-LOG_TAIL_CHARS:],
-    )
+    def to_reviewer(self, review: Review, user: Person, path: str | None = None) -> ImageFile:
+        """The image of the result `review` is about, for `user` to inspect before deciding
+        it (one file of it, `path`, as the transfer records), if policy lets the user's
+        party review under the review's rule; Conflict if the result's image is not the one
+        under review."""
+        party = user.party
+        about = Concerning(
+            "review read",
+            str(party),
+            party=str(party),
+            job=review.job_id,
+            asset=str(review.result),
+            user=str(user),
+        )
+        decision = self._policy.decide(reviewing(self._policy, party, review.rule_id), about)
+        image = self._assets.open_image(review.result, Release(decision))
+        if image.digest != review.digest:
+            raise Conflict(
+                f"{review.result} no longer has the image under review {review.review_id}",
+                {"review_id": review.review_id, "digest": f"sha256:{review.digest}"},
+            )
+        transfer = Transfer(
+            review.result,
+            str(self._transfers.site),
+            str(party),
+            party=str(party),
+            job=review.job_id,
+            user=str(user),
+            path=path,
+        )
+        return image.recorded_by(partial(self._transfers.sending, transfer, image.digest))
 
 
 def _item(provenance: ResultProvenance) -> WorkflowItem:
