@@ -80,16 +80,6 @@ def scenario(
     )
 
 
-def _step_jobs(cluster: SlurmCluster) -> set[tuple[str, str]]:
-    """The (job id, state) of every Slurm job a step ran as, finished or not."""
-    listed = cluster.run("squeue", "--noheader", "--states=all", "-o", "%i|%j|%T")
-    return {
-        (job_id, state)
-        for job_id, name, state in (line.split("|") for line in listed.split())
-        if name.startswith("mahiru-step-")
-    }
-
-
 def test_compute_to_data_runs_as_a_slurm_job_at_the_data_and_delivers_1_and_34(
     scenario: Scenario, cluster: SlurmCluster, container_runtime: DockerRuntime, tmp_path: Path
 ) -> None:
@@ -97,7 +87,6 @@ def test_compute_to_data_runs_as_a_slurm_job_at_the_data_and_delivers_1_and_34(
     the step is left: no job, no container, no files in the shared folder."""
     site2 = scenario.site2.site
     assert isinstance(site2.jobs.ports.environment.runner, SlurmRunner)
-    before = _step_jobs(cluster)
     with JobsClient(scenario.site1.internal_url, scenario.site1.party.user, timeout=60) as user:
         job_id = user.submit(scenario.job()).status.job_id
         view = user.wait(job_id, WAIT)
@@ -106,8 +95,8 @@ def test_compute_to_data_runs_as_a_slurm_job_at_the_data_and_delivers_1_and_34(
         assert step.state is StepState.SUCCEEDED and step.exit_code == 0
         files = user.download_output(job_id, "result", tmp_path / "out")
         assert json.loads(files[0].read_text()) == [1, 34]
-    ran = _step_jobs(cluster) - before
-    assert [state for _, state in ran] == ["COMPLETED"]
+    # Only this job's batch jobs: other tests' steps may share the cluster meanwhile.
+    assert list(_batch_jobs_of(cluster, job_id).values()) == ["COMPLETED"]
     assert not container_runtime.list_step_containers({LABEL_JOB: job_id})
     runner = site2.config.runner
     assert isinstance(runner, SlurmRunnerConfig)

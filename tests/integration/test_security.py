@@ -41,7 +41,7 @@ METHODS = ("get", "put", "post", "patch", "delete")
 #: Internal operations that change assets or rules, or make the site call out: admins only.
 ADMIN_ONLY = re.compile(r"^/internal/(assets|rules|replication)(/|$)")
 #: Path parameters naming things the test network does not have (jobs and their results).
-NOTHING_THERE = ("{job_id}", "{result_id}", "{token}")
+NOTHING_THERE = ("{job_id}", "{result_id}", "{token}", "{review_id}")
 
 
 @dataclass(frozen=True)
@@ -96,6 +96,7 @@ class World:
             "name": "result",
             "output": "result",
             "seq": "1",
+            "review_id": "0" * 32,
         }
 
 
