@@ -68,14 +68,18 @@ browser:
 # worker, so a module's network is set up once), then the `serial` tests one at
 # a time with the machine to themselves (they kill processes, fill a disk,
 # retag shared images or time deadlines). Both passes run even if the first
-# fails. A plain `pytest` runs everything in one process, as before.
+# fails, and share one folder (MAHIRU_TEST_RUN_DIR) for what is built once per
+# run, so the serial pass does not build the scenario's asset archives again.
+# A plain `pytest` runs everything in one process, as before.
 TEST_WORKERS ?= 4
 
 test: lint typecheck base-images browser slurm
 	export MAHIRU_TEST_POSTGRES_URL="$${MAHIRU_TEST_POSTGRES_URL:-$$(bash scripts/ensure-postgres.sh)}"; \
+	export MAHIRU_TEST_RUN_DIR="$$(mktemp -d -t mahiru-test-run-XXXXXX)"; \
 	status=0; \
 	$(BIN)/pytest -q -n $(TEST_WORKERS) --dist loadfile -m "not serial" --durations=25 || status=$$?; \
 	$(BIN)/pytest -q -m serial --durations=10 || status=$$?; \
+	rm -rf "$$MAHIRU_TEST_RUN_DIR"; \
 	exit $$status
 
 # The main job: a registry and two sites on loopback with TLS, running the

@@ -68,6 +68,9 @@ NODE="${BASH_REMATCH[1]}"
 # and --cpus-per-task hold at once, and a job starts as soon as it is
 # submitted instead of waiting for the next scheduling pass (~2 s). There is
 # no slurmdbd: finished jobs are written to a text file that `sacct -c` reads.
+# A job's processes that ignore the cancel signal are killed 10 s later, not
+# Slurm's default 30 s (KillWait): ample for a job script's trap to remove its
+# container, and 20 s less of waiting for the tests of a job without one.
 # Everything talks over loopback, so no name service is needed.
 desired="$(mktemp)"
 trap 'rm -f "$desired"' EXIT
@@ -98,6 +101,7 @@ AccountingStorageType=accounting_storage/none
 JobAcctGatherType=jobacct_gather/none
 JobCompType=jobcomp/filetxt
 JobCompLoc=$LOG_DIR/jobcomp.log
+KillWait=10
 ReturnToService=2
 MpiDefault=none
 MailProg=/bin/true

@@ -13,6 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 from tests.support.browser import Browser, chromium
+from tests.support.db import sqlite_urls
 from tests.support.jobs import Scenario, compute_to_data
 from tests.support.sites import network
 
@@ -42,7 +43,7 @@ def scenario(
     hang = root / "hang.tar"
     container_runtime.save_image(probe_images["hang"], hang)
     names = ("party1", "party2")
-    with network(root, lambda name: f"sqlite:///{root / name}.db", names) as net:
+    with network(root, sqlite_urls(root), names) as net:
         net.replicate_all()
         scenario = compute_to_data(
             net,

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from tests.support.browser import Browser, chromium
+from tests.support.db import sqlite_urls
 from tests.support.sites import SiteServer, network, waiting_job
 
 from mahiru.client.jobs import JobsClient
@@ -51,7 +52,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SiteServer]:
     if chromium() is None:
         pytest.fail("chromium is missing: `make test` installs it (scripts/ensure-chromium.sh)")
     root = tmp_path_factory.mktemp("cross-site-browser")
-    with network(root, lambda name: f"sqlite:///{root / name}.db", ("p1",)) as net:
+    with network(root, sqlite_urls(root), ("p1",)) as net:
         site = net.sites["p1"]
         site.stop()
         site.start(jobs=False)

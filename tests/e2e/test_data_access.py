@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from tests.support.db import sqlite_urls
 from tests.support.sites import Network, SiteServer, network
 
 from mahiru.client.http import make_http_client, request
@@ -99,7 +100,7 @@ def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Network]:
     """A registry and the sites of party1, party2 and party3 (which may run nothing)."""
     root = tmp_path_factory.mktemp("live")
     names = ("party1", "party2", "party3")
-    with network(root, lambda name: f"sqlite:///{root / name}.db", names) as running:
+    with network(root, sqlite_urls(root), names) as running:
         running.replicate_all()
         yield running
 

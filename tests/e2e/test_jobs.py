@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 import yaml
 from click.testing import CliRunner, Result
+from tests.support.db import sqlite_urls
 from tests.support.jobs import Scenario, asset_id, compute_to_data
 from tests.support.leaks import LEAK_MARKER
 from tests.support.metrics import value
@@ -47,7 +48,7 @@ def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Network]:
     """A registry and the sites of party1, party2 and party3 (which no rule mentions)."""
     root = tmp_path_factory.mktemp("jobs")
     names = ("party1", "party2", "party3")
-    with network(root, lambda name: f"sqlite:///{root / name}.db", names) as running:
+    with network(root, sqlite_urls(root), names) as running:
         running.replicate_all()
         yield running
 

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from tests.support.db import sqlite_urls
 from tests.support.jobs import asset_id
 from tests.support.sites import Network, SiteServer, network
 
@@ -39,7 +40,7 @@ def net(
 ) -> Iterator[Network]:
     """Three sites: site2 holds the input, site3 and site1 compute assets only they may read."""
     root = tmp_path_factory.mktemp("chain")
-    with network(root, lambda name: f"sqlite:///{root / name}.db", NAMES) as running:
+    with network(root, sqlite_urls(root), NAMES) as running:
         running.replicate_all()
         _publish(running, scenario_archives[INPUT_ASSET], scenario_archives[MINMAX_ASSET])
         yield running

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from tests.support.db import sqlite_urls
 from tests.support.jobs import Scenario, compute_to_data
 from tests.support.process_scenario import (
     SITE2,
@@ -142,7 +143,7 @@ def test_a_step_that_reaches_for_the_network_fails_with_its_exit_code_and_log(
 def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Network]:
     """A registry and the sites of party1 and party2, in this process."""
     root = tmp_path_factory.mktemp("jobs-retries")
-    with network(root, lambda name: f"sqlite:///{root / name}.db", ("party1", "party2")) as running:
+    with network(root, sqlite_urls(root), ("party1", "party2")) as running:
         running.replicate_all()
         yield running
 

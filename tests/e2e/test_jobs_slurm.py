@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from tests.support.db import sqlite_urls
 from tests.support.jobs import Scenario, compute_to_data
 from tests.support.process_scenario import (
     SITE2,
@@ -51,7 +52,7 @@ def net(tmp_path_factory: pytest.TempPathFactory, cluster: SlurmCluster) -> Iter
     where the step runs) runs its steps on the Slurm cluster."""
     root = tmp_path_factory.mktemp("jobs-slurm")
     names = ("party1", "party2", "party3")
-    with network(root, lambda name: f"sqlite:///{root / name}.db", names) as running:
+    with network(root, sqlite_urls(root), names) as running:
         site2 = running.sites["party2"]
         site2.stop()
         runner = SlurmRunnerConfig(

@@ -2,7 +2,9 @@
 
 `db_url` gives each test a fresh, empty database: an SQLite file in the
 test's temporary folder, and (when MAHIRU_TEST_POSTGRES_URL is set) a
-PostgreSQL schema of its own, dropped afterwards.
+PostgreSQL schema of its own, dropped afterwards. For a test that takes `db`
+(the database, migrated), the SQLite file is a copy of a template migrated
+once (tests/support/db.py).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import pytest
 from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import make_url
 from tests.support.apps import Apps, in_process_apps
-from tests.support.db import OpenDb
+from tests.support.db import OpenDb, migrated_sqlite
 from tests.support.sites import DATABASE_PARAMS, database_urls
 
 from mahiru.storage import Database, create_database
@@ -46,9 +48,12 @@ def postgres_admin_engine() -> Iterator[Engine]:
 def db_url(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[str]:
-    """The URL of a fresh, empty database, on each backend in turn."""
+    """The URL of a fresh database, on each backend in turn: empty, except that an SQLite
+    file is already migrated for a test that takes `db` (which would migrate it before the
+    test began anyway)."""
     if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path_factory.mktemp('db') / 'mahiru.db'}"
+        path = tmp_path_factory.mktemp("db") / "mahiru.db"
+        yield migrated_sqlite(path) if "db" in request.fixturenames else f"sqlite:///{path}"
         return
     admin: Engine = request.getfixturevalue("postgres_admin_engine")
     schema = f"mahiru_test_{uuid.uuid4().hex[:16]}"

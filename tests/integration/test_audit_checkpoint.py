@@ -8,6 +8,7 @@ from pathlib import Path
 import httpx
 import pytest
 from sqlalchemy import delete, update
+from tests.support.db import sqlite_urls
 from tests.support.sites import network
 
 from mahiru.model.audit import AuditEntry, AuditKind
@@ -95,7 +96,7 @@ def test_a_log_cut_short_behind_the_checkpoint_is_found(db: Database) -> None:
 
 def test_the_api_verifies_from_the_checkpoint_and_in_full_on_request(tmp_path: Path) -> None:
     """`/internal/audit/verify` walks only what is new; `?full=true` walks everything."""
-    with network(tmp_path, lambda name: f"sqlite:///{tmp_path / name}.db", ("p1",)) as net:
+    with network(tmp_path, sqlite_urls(tmp_path), ("p1",)) as net:
         site = net.sites["p1"]
         with httpx.Client(verify=site.party.admin.ssl_context(), timeout=30) as client:
             url = f"{site.internal_url}/audit/verify"

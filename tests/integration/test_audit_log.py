@@ -16,6 +16,7 @@ from typing import Any
 import httpx
 import pytest
 from sqlalchemy import delete, insert, select, update
+from tests.support.db import sqlite_urls
 from tests.support.images import write_image
 from tests.support.sites import Network, SiteServer, may_access, network
 
@@ -178,7 +179,7 @@ def test_pages_run_newest_first_and_filters_combine(db: Database) -> None:
 
 @pytest.fixture
 def net(tmp_path: Path) -> Iterator[Network]:
-    with network(tmp_path, lambda name: f"sqlite:///{tmp_path / name}.db") as running:
+    with network(tmp_path, sqlite_urls(tmp_path)) as running:
         running.replicate_all()
         yield running
 

@@ -19,6 +19,7 @@ from typing import Any
 
 import httpx
 import pytest
+from tests.support.db import sqlite_urls
 from tests.support.images import write_image
 from tests.support.sites import Network, SiteServer, network
 
@@ -56,7 +57,7 @@ def _limited(site: SiteServer, **limits: Any) -> None:
 @pytest.fixture
 def net(tmp_path: Path) -> Iterator[Network]:
     """Two registered sites; p1's keeps short deadlines."""
-    with network(tmp_path, lambda name: f"sqlite:///{tmp_path / name}.db", ("p1", "p2")) as net:
+    with network(tmp_path, sqlite_urls(tmp_path), ("p1", "p2")) as net:
         net.replicate_all()
         _limited(net.sites["p1"])
         yield net
@@ -357,7 +358,7 @@ def test_ten_thousand_refused_requests_add_a_bounded_number_of_records_and_bytes
 @pytest.fixture
 def net3(tmp_path: Path) -> Iterator[Network]:
     """Three registered sites; p1's allows few refusals and few external requests per caller."""
-    with network(tmp_path, lambda name: f"sqlite:///{tmp_path / name}.db") as net:
+    with network(tmp_path, sqlite_urls(tmp_path)) as net:
         net.replicate_all()
         _limited(
             net.sites["p1"],

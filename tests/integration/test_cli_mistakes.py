@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from tests.support.db import sqlite_urls
 from tests.support.sites import Network, PartyKit, Pki, network
 
 from mahiru.client.http import TlsIdentity
@@ -43,7 +44,7 @@ class World:
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     root = tmp_path_factory.mktemp("mistakes")
-    with network(root, lambda name: f"sqlite:///{root / name}.db", ("p1", "p2")) as net:
+    with network(root, sqlite_urls(root), ("p1", "p2")) as net:
         net.replicate_all()
         other = Pki(root / "other-network")
         yield World(net, other, other.party("p1"), root)

@@ -21,6 +21,7 @@ from urllib.parse import quote
 import fastapi.routing
 import httpx
 import pytest
+from tests.support.db import sqlite_urls
 from tests.support.images import write_image
 from tests.support.sites import Network, SiteServer, may_access, network, waiting_job
 
@@ -92,7 +93,7 @@ class World:
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     root = tmp_path_factory.mktemp("cross-site")
-    with network(root, lambda name: f"sqlite:///{root / name}.db", ("p1", "p2")) as net:
+    with network(root, sqlite_urls(root), ("p1", "p2")) as net:
         net.replicate_all()  # a body-less POST of our client (/internal/replication)
         site = net.sites["p1"]
         site.stop()

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from tests.support.db import sqlite_urls
 from tests.support.images import write_image
 from tests.support.sites import Network, may_access, network
 
@@ -32,7 +33,7 @@ pytestmark = pytest.mark.integration
 @pytest.fixture
 def net(tmp_path: Path) -> Iterator[Network]:
     """p1 (the hostile peer) and p2 (honest), registered and replicated."""
-    with network(tmp_path, lambda name: f"sqlite:///{tmp_path / name}.db", ("p1", "p2")) as n:
+    with network(tmp_path, sqlite_urls(tmp_path), ("p1", "p2")) as n:
         n.replicate_all()
         yield n
 

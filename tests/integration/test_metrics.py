@@ -8,6 +8,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from tests.support.db import sqlite_urls
 from tests.support.metrics import value
 from tests.support.sites import Network, network
 
@@ -39,7 +40,7 @@ SITE_METRICS = (
 
 @pytest.fixture
 def net(tmp_path: Path) -> Iterator[Network]:
-    with network(tmp_path, lambda name: f"sqlite:///{tmp_path / name}.db") as running:
+    with network(tmp_path, sqlite_urls(tmp_path)) as running:
         running.replicate_all()
         yield running
 

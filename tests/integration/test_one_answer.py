@@ -22,6 +22,7 @@ import httpx
 import pytest
 from fastapi import routing
 from fastapi.routing import APIRoute
+from tests.support.db import sqlite_urls
 from tests.support.images import write_image
 from tests.support.sites import Network, SiteServer, may_access, network
 
@@ -117,7 +118,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     """p1's site stores jobs, steps, a result's provenance, audit records and a live grant
     of p2's and p3's; p3's site a job reading p1's live data."""
     root = tmp_path_factory.mktemp("one-answer")
-    with network(root, lambda name: f"sqlite:///{root / name}.db") as net:
+    with network(root, sqlite_urls(root)) as net:
         site1, site2, site3 = (net.sites[p] for p in ("p1", "p2", "p3"))
         for site in (site1, site3):
             site.stop()

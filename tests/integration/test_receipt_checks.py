@@ -21,6 +21,7 @@ from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from tests.support.db import sqlite_urls
 from tests.support.images import write_image
 from tests.support.sites import Network, SiteServer, may_access, may_use, network
 
@@ -52,7 +53,7 @@ def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Network]:
     """p1's site and p2's; p2's rules let p1's site (and party) have the results of p2's
     script on p2's data."""
     root = tmp_path_factory.mktemp("receipts")
-    with network(root, lambda name: f"sqlite:///{root / name}.db", ("p1", "p2")) as n:
+    with network(root, sqlite_urls(root), ("p1", "p2")) as n:
         n.replicate_all()
         site1, site2 = n.sites["p1"], n.sites["p2"]
         with site2.admin() as admin:

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 from fastapi import FastAPI
 from starlette.responses import Response
+from tests.support.db import sqlite_urls
 from tests.support.servers import serving
 from tests.support.sites import Network, SiteServer, may_access, network
 
@@ -110,7 +111,7 @@ class Hostile:
 
 @pytest.fixture
 def hostile_net(tmp_path: Path) -> Iterator[tuple[Network, Hostile]]:
-    urls = lambda name: f"sqlite:///{tmp_path / name}.db"  # noqa: E731
+    urls = sqlite_urls(tmp_path)
     with network(tmp_path, urls, ("p0", "p1", "p2")) as net:
         net.replicate_all()
         bad = net.sites["p0"]

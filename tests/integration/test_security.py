@@ -22,6 +22,7 @@ from urllib.parse import quote
 
 import httpx
 import pytest
+from tests.support.db import sqlite_urls
 from tests.support.images import write_image
 from tests.support.servers import serving
 from tests.support.sites import Network, may_access, may_use, network
@@ -188,7 +189,7 @@ def _snapshot(world: World) -> dict[str, Any]:
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     """Two registered sites; p1 stores an asset with an image and a rule letting p2 access it."""
     root = tmp_path_factory.mktemp("security")
-    urls = lambda name: f"sqlite:///{root / name}.db"  # noqa: E731
+    urls = sqlite_urls(root)
     with network(root, urls, names=("p1", "p2")) as net:
         site = net.sites["p1"]
         namespace = site.party.namespace

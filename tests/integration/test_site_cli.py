@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 import yaml
+from tests.support.db import sqlite_urls
 from tests.support.images import write_image
 from tests.support.sites import (
     Network,
@@ -38,7 +39,7 @@ MAHIRU = str(Path(sys.executable).parent / "mahiru")
 @pytest.fixture
 def served_site(tmp_path: Path) -> Iterator[tuple[Network, SiteServer]]:
     """A registry and p2's site in-process, and p1's site as a `mahiru serve site` process."""
-    urls = lambda name: f"sqlite:///{tmp_path / name}.db"  # noqa: E731
+    urls = sqlite_urls(tmp_path)
     with network(tmp_path, urls, names=("p2",)) as net:
         party = net.certs.party("p1")
         site = SiteServer(

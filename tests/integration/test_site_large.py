@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from tests.support.db import sqlite_urls
 from tests.support.images import write_large_image
 from tests.support.sites import may_access, may_use, network
 
@@ -107,7 +108,7 @@ def test_a_200_mb_image_streams_with_flat_memory(
     """Upload, internal download and a peer's fetch of 200 MiB each stay far below 200 MiB."""
     image = tmp_path / "big.tar"
     digest = _write_image(image)
-    urls: Callable[[str], str] = lambda name: f"sqlite:///{tmp_path / name}.db"  # noqa: E731
+    urls = sqlite_urls(tmp_path)
     with network(tmp_path, urls, names=("p1", "p2")) as net:
         net.replicate_all()
         site1, site2 = net.sites["p1"], net.sites["p2"]

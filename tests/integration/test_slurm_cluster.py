@@ -4,8 +4,10 @@ that traps Slurm's signal removes the container it started.
 
 These tests run with the others (not `serial`): they use only the private
 cluster, wait on job states rather than time, and bound every wait well above
-what a loaded machine needs. The time-limit test takes 60-90 s, because Slurm's
-limits are whole minutes and slurmctld checks them every 30 s.
+what a loaded machine needs. The time-limit test's job runs 60-90 s, because
+Slurm's limits are whole minutes and slurmctld checks them every 30 s: it is
+submitted as the module starts, so the other tests run meanwhile, and the test
+comes last.
 """
 
 from __future__ import annotations
@@ -44,6 +46,26 @@ def cluster() -> SlurmCluster:
     return start_cluster()
 
 
+def _submit(cluster: SlurmCluster, folder: Path, name: str, body: str, *options: str) -> str:
+    """Submit a job script `folder/<name>.sh` (its output to `<name>.out`); its job id."""
+    script = folder / f"{name}.sh"
+    script.write_text(f"#!/bin/bash\n{body}\n")
+    return cluster.submit(
+        script,
+        f"--job-name=mahiru-test-{name}",
+        f"--output={folder / name}.out",
+        f"--chdir={folder}",
+        "--cpus-per-task=1",
+        "--mem=200M",
+        *options,
+    )
+
+
+def _cancel_unless_finished(cluster: SlurmCluster, job_id: str) -> None:
+    if cluster.state(job_id) not in FINISHED:
+        cluster.cancel(job_id)
+
+
 @pytest.fixture
 def submit(cluster: SlurmCluster, tmp_path: Path) -> Iterator[Submit]:
     """Submits job scripts; whatever the test leaves running is cancelled afterwards."""
@@ -51,25 +73,25 @@ def submit(cluster: SlurmCluster, tmp_path: Path) -> Iterator[Submit]:
 
     def submit_(body: str, *options: str) -> tuple[str, Path]:
         name = f"job{len(submitted)}"
-        script = tmp_path / f"{name}.sh"
-        script.write_text(f"#!/bin/bash\n{body}\n")
-        output = tmp_path / f"{name}.out"
-        job_id = cluster.submit(
-            script,
-            f"--job-name=mahiru-test-{name}",
-            f"--output={output}",
-            f"--chdir={tmp_path}",
-            "--cpus-per-task=1",
-            "--mem=200M",
-            *options,
-        )
-        submitted.append(job_id)
-        return job_id, output
+        submitted.append(_submit(cluster, tmp_path, name, body, *options))
+        return submitted[-1], tmp_path / f"{name}.out"
 
     yield submit_
     for job_id in submitted:
-        if cluster.state(job_id) not in FINISHED:
-            cluster.cancel(job_id)
+        _cancel_unless_finished(cluster, job_id)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def job_over_time(
+    cluster: SlurmCluster, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[str, Path]]:
+    """A job with a one-minute --time limit that would run ten, submitted as the module
+    starts: its minute, and the controller's next check, pass while the other tests run.
+    Its job id and output file."""
+    folder = tmp_path_factory.mktemp("over-time")
+    job_id = _submit(cluster, folder, "over-time", "echo started; sleep 600", "--time=1")
+    yield job_id, folder / "over-time.out"
+    _cancel_unless_finished(cluster, job_id)
 
 
 @pytest.fixture(scope="module")
@@ -132,17 +154,6 @@ def test_batch_job_runs_and_writes_its_output(cluster: SlurmCluster, submit: Sub
     assert output.read_text() == f"job {job_id} ran with 1 CPU\n"
 
 
-def test_job_over_its_time_limit_is_ended_with_timeout(
-    cluster: SlurmCluster, submit: Submit
-) -> None:
-    """A job still running at its --time limit is ended by Slurm, in state TIMEOUT."""
-    job_id, output = submit("echo started; sleep 600", "--time=1")
-    _wait_for_output(output, "started")
-
-    assert cluster.wait_until_finished(job_id, TIME_LIMIT_WAIT) == "TIMEOUT"
-    assert "DUE TO TIME LIMIT" in output.read_text()
-
-
 def test_scancel_ends_a_running_job(cluster: SlurmCluster, submit: Submit) -> None:
     """scancel of a running job ends it, in state CANCELLED."""
     job_id, output = submit("echo started; sleep 600")
@@ -179,7 +190,8 @@ def test_cancelled_job_without_the_trap_leaves_its_container_running(
     """Without the trap, a container started in a job outlives the job's scancel: the
     Docker daemon runs it outside the job's cgroup, where Slurm's signals do not reach.
     (The CLI itself passes TERM on to `sleep`, which ignores it as the container's
-    first process, and keeps waiting until Slurm's KILL, 30 s (KillWait) later.)"""
+    first process, and keeps waiting until Slurm's KILL, KillWait (10 s on the test cluster)
+    later.)"""
     if engine != "docker":
         pytest.skip("this checks the Docker CLI, whose daemon starts the containers")
     name = f"mahiru-test-slurm-{uuid.uuid4().hex[:12]}"
@@ -193,3 +205,14 @@ def test_cancelled_job_without_the_trap_leaves_its_container_running(
         assert _container_running(engine, name)
     finally:
         _remove_container(engine, name)
+
+
+def test_job_over_its_time_limit_is_ended_with_timeout(
+    cluster: SlurmCluster, job_over_time: tuple[str, Path]
+) -> None:
+    """A job still running at its --time limit is ended by Slurm, in state TIMEOUT."""
+    job_id, output = job_over_time
+    _wait_for_output(output, "started")
+
+    assert cluster.wait_until_finished(job_id, TIME_LIMIT_WAIT) == "TIMEOUT"
+    assert "DUE TO TIME LIMIT" in output.read_text()

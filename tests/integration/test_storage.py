@@ -89,8 +89,9 @@ def revocation(signed: SignedRule) -> Revocation:
 # --- the database ------------------------------------------------------------
 
 
-def test_migrations_bring_an_empty_database_to_head(db: Database) -> None:
+def test_migrations_bring_an_empty_database_to_head(open_db: OpenDb) -> None:
     """Opening an empty database creates exactly the schema the code expects."""
+    db = open_db()
     assert db.current_revision() == head_revision()
     tables = set(inspect(db.engine).get_table_names())
     assert set(metadata.tables) <= tables

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import shutil
-import tempfile
 import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -59,6 +58,7 @@ from mahiru.storage import (
     create_database,
 )
 from mahiru.storage.audit import AuditQuery
+from tests.support.db import migrated_sqlite
 from tests.support.fake_runtime import FakeRuntime, Programs
 from tests.support.inprocess_peers import Caller, InProcessPeer
 
@@ -154,32 +154,13 @@ class Wired:
     jobs: JobServices
 
 
-class _EmptyDatabase:
-    """A migrated, empty SQLite file, copied for each new site: migrating takes ten times
-    longer than copying, and every test makes three sites."""
-
-    def __init__(self) -> None:
-        self._folder: tempfile.TemporaryDirectory[str] | None = None
-        self._lock = threading.Lock()
-
-    def copy_to(self, path: Path) -> None:
-        with self._lock:
-            if self._folder is None:
-                self._folder = tempfile.TemporaryDirectory(prefix="mahiru-empty-db-")
-                create_database(f"sqlite:///{self._folder.name}/empty.db").close()
-            shutil.copyfile(Path(self._folder.name) / "empty.db", path)
-
-
-_EMPTY_DATABASE = _EmptyDatabase()
-
-
 def wire_site(site: FakeSite, network: FakeNetwork) -> Wired:
     """The one place a fake site is wired: by the composition root, as a real one is,
     with the fake runtime, the in-process peers, the fake registry feed and clock."""
     path = site.root / "site.db"
-    if not path.exists():
-        _EMPTY_DATABASE.copy_to(path)
-    database = create_database(f"sqlite:///{path}")  # migrates, as the app does
+    # A copy of a migrated template (every test makes three sites); opening it migrates
+    # nothing, as the app would on a database at the head revision.
+    database = create_database(migrated_sqlite(path))
     built = build_site(
         _config(site, path),
         overrides=SiteOverrides(

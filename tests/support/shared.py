@@ -2,7 +2,9 @@
 
 Session fixtures that build something costly (images, archives) build it
 once per run, under a lock in the run's folder, instead of once per worker.
-Without xdist the session's own base folder plays that part.
+Without xdist the session's own base folder plays that part. `make test` runs
+pytest twice (the parallel pass, then the serial one) and gives both the same
+folder in MAHIRU_TEST_RUN_DIR, so what the first pass built the second finds.
 """
 
 from __future__ import annotations
@@ -15,9 +17,15 @@ from pathlib import Path
 import pytest
 from filelock import FileLock
 
+#: A folder shared by several pytest runs (made and removed by whoever sets it).
+RUN_DIR_ENV = "MAHIRU_TEST_RUN_DIR"
+
 
 def run_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A folder all workers of this test run share."""
+    """A folder all workers of this test run share (MAHIRU_TEST_RUN_DIR, if set)."""
+    given = os.environ.get(RUN_DIR_ENV)
+    if given:
+        return Path(given)
     base = tmp_path_factory.getbasetemp()
     # xdist gives each worker a base folder inside the controller's.
     return base.parent if "PYTEST_XDIST_WORKER" in os.environ else base

@@ -36,6 +36,7 @@ from mahiru.policy.rules import Rule, rule_from_dict
 from mahiru.policy.signing import SignedRule, sign_rule
 from mahiru.services.site import SiteServices
 from mahiru.storage import BlobStore
+from tests.support.db import sqlite_urls
 from tests.support.servers import free_port, serving
 
 DatabaseUrls = Callable[[str], str]
@@ -46,10 +47,11 @@ DATABASE_PARAMS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres
 def database_urls(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[DatabaseUrls]:
-    """Gives a fresh database URL per name, on the backend of `request.param`; drops them after."""
+    """Gives a fresh database URL per name, on the backend of `request.param`; drops them after.
+    SQLite databases are copies of a template migrated once (tests/support/db.py); PostgreSQL
+    schemas start empty (copying a database there costs more than migrating a schema)."""
     if request.param == "sqlite":
-        root = tmp_path_factory.mktemp("databases")
-        yield lambda name: f"sqlite:///{root / name}.db"
+        yield sqlite_urls(tmp_path_factory.mktemp("databases"))
         return
     admin: Engine = request.getfixturevalue("postgres_admin_engine")
     urls: dict[str, str] = {}
