@@ -204,8 +204,10 @@ async def _decide(
     approve: bool,
 ) -> RedirectResponse:
     form = await _form(request)
-    review = _review(services, caller, review_id)  # another party's: 404 before the token
-    dashboard.check_review_token(caller, review.review_id, form.get("token", ""))
+    # The token first, for the id as given: a form this dashboard did not make for this
+    # caller learns nothing, not even whether the review exists.
+    dashboard.check_review_token(caller, review_id, form.get("token", ""))
+    review = _review(services, caller, review_id)
     page = f"{BASE}/reviews/{review.review_id}"
     reason = form.get("reason", "").strip()
     if not reason:
