@@ -229,7 +229,8 @@ def _shown(value: bytes) -> str:
 #: What a browser may do with any page of these apps: show it only on its own (never framed),
 #: load only its stylesheet and its own images (a result's PNG, JPEG or GIF on the dashboard's
 #: review pages; never SVG), run no script, send forms only to it, and never tell another site
-#: where it was.
+#: where it was. `same-origin`, not `no-referrer`: under `no-referrer` a browser sends
+#: `Origin: null` with the dashboard's own forms, which CrossSiteRefusal must refuse.
 SECURITY_HEADERS = (
     (
         b"content-security-policy",
@@ -237,7 +238,7 @@ SECURITY_HEADERS = (
         b" frame-ancestors 'none'; base-uri 'none'",
     ),
     (b"x-frame-options", b"DENY"),
-    (b"referrer-policy", b"no-referrer"),
+    (b"referrer-policy", b"same-origin"),
     (b"x-content-type-options", b"nosniff"),
 )
 _SECURITY_NAMES = frozenset(name for name, _ in SECURITY_HEADERS)
