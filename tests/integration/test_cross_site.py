@@ -317,8 +317,9 @@ def test_every_page_and_answer_forbids_framing_and_foreign_loads(world: World) -
         assert policy["frame-ancestors"] == ["'none'"], name
         assert policy["form-action"] == ["'self'"] and policy["base-uri"] == ["'none'"], name
         assert policy["style-src"] == ["'self'"], name  # no inline style or script anywhere
+        assert policy["img-src"] == ["'self'"] and "script-src" not in policy, name
         assert response.headers["x-frame-options"] == "DENY", name
-        assert response.headers["referrer-policy"] == "no-referrer", name
+        assert response.headers["referrer-policy"] == "same-origin", name
         assert response.headers["x-content-type-options"] == "nosniff", name
 
 

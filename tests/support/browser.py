@@ -15,6 +15,7 @@ import os
 import shutil
 import subprocess
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 from mahiru.client.http import TlsIdentity
@@ -88,6 +89,12 @@ class Browser:
             f"--user-data-dir={self.profile}",
             *arguments,
         ]
+
+    def start(self, *arguments: str, **options: Any) -> subprocess.Popen[bytes]:
+        """Chromium started with `arguments` (and this browser's profile and home); the
+        caller stops it. `options` go to `subprocess.Popen`."""
+        env = {**os.environ, "HOME": str(self.home)}
+        return subprocess.Popen(self._command(*arguments), env=env, **options)
 
     def _run(self, *arguments: str) -> subprocess.CompletedProcess[str]:
         for _ in range(NETWORK_CHANGE_ATTEMPTS):

@@ -227,15 +227,18 @@ def _shown(value: bytes) -> str:
 
 
 #: What a browser may do with any page of these apps: show it only on its own (never framed),
-#: load only its stylesheet, send forms only to it, and never tell another site where it was.
+#: load only its stylesheet and its own images (a result's PNG, JPEG or GIF on the dashboard's
+#: review pages; never SVG), run no script, send forms only to it, and never tell another site
+#: where it was. `same-origin`, not `no-referrer`: under `no-referrer` a browser sends
+#: `Origin: null` with the dashboard's own forms, which CrossSiteRefusal must refuse.
 SECURITY_HEADERS = (
     (
         b"content-security-policy",
-        b"default-src 'none'; style-src 'self'; form-action 'self'; frame-ancestors 'none';"
-        b" base-uri 'none'",
+        b"default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self';"
+        b" frame-ancestors 'none'; base-uri 'none'",
     ),
     (b"x-frame-options", b"DENY"),
-    (b"referrer-policy", b"no-referrer"),
+    (b"referrer-policy", b"same-origin"),
     (b"x-content-type-options", b"nosniff"),
 )
 _SECURITY_NAMES = frozenset(name for name, _ in SECURITY_HEADERS)

@@ -32,6 +32,7 @@ SITE_ROUTERS: tuple[APIRouter, ...] = (
     internal.reviews.router,
     dashboard.home.router,
     dashboard.jobs.router,
+    dashboard.reviews.router,
     dashboard.assets.router,
     dashboard.rules.router,
     dashboard.why.router,

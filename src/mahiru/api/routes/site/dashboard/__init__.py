@@ -7,12 +7,23 @@ audit records of their acts and jobs; for an admin, every job of the party
 and every record). Graphs are SVG drawn here (`mahiru.api.svg`); no script
 runs in the page, and its one stylesheet is served from here, so the pages
 need nothing their Content-Security-Policy forbids
-(`mahiru.api.middleware.SECURITY_HEADERS`). The one form that changes
-something (cancelling a job) carries a token bound to the user and the job;
+(`mahiru.api.middleware.SECURITY_HEADERS`). The forms that change something
+(cancelling a job; approving or rejecting a review) carry a token bound to
+the user (for reviews: to the user's certificate) and to the job or review;
 besides, the apps refuse every state change a browser sends for another web
-site (`mahiru.api.middleware.CrossSiteRefusal`).
+site (`mahiru.api.middleware.CrossSiteRefusal`). Reviewers and admins also
+see the Reviews pages (`reviews.py`).
 """
 
-from mahiru.api.routes.site.dashboard import assets, audit, home, jobs, rules, status, why
+from mahiru.api.routes.site.dashboard import (
+    assets,
+    audit,
+    home,
+    jobs,
+    reviews,
+    rules,
+    status,
+    why,
+)
 
-__all__ = ["assets", "audit", "home", "jobs", "rules", "status", "why"]
+__all__ = ["assets", "audit", "home", "jobs", "reviews", "rules", "status", "why"]

@@ -10,12 +10,14 @@ from datetime import datetime
 from importlib.resources import files
 from typing import Annotated, Any
 
+from cryptography.hazmat.primitives import hashes
 from fastapi import Depends, Request
 from fastapi.responses import HTMLResponse
 from jinja2 import Environment, PackageLoader, select_autoescape
 
 from mahiru.api.auth import UserCaller
 from mahiru.clock import Clock
+from mahiru.errors import PermissionDenied
 
 BASE = "/internal/ui"
 API = "/internal"
@@ -23,12 +25,15 @@ JOBS_PER_PAGE = 50
 RECORDS_PER_PAGE = 100
 NAV = (
     ("Jobs", f"{BASE}/jobs"),
+    ("Reviews", f"{BASE}/reviews"),
     ("Assets", f"{BASE}/assets"),
     ("Rules", f"{BASE}/rules"),
     ("Why?", f"{BASE}/why"),
     ("Audit", f"{BASE}/audit"),
     ("Status", f"{BASE}/status"),
 )
+#: The sections of NAV shown only to users who may see reviews (reviewers and admins).
+REVIEWERS_ONLY = frozenset({"Reviews"})
 
 
 def age(then: datetime, now: datetime) -> str:
@@ -42,7 +47,7 @@ def age(then: datetime, now: datetime) -> str:
 
 class DashboardPages:
     """Renders the templates with what every page shows (site, caller, navigation), and
-    signs the cancel forms: one per app, made when its routes are mounted."""
+    signs the forms: one per app, made when its routes are mounted."""
 
     def __init__(self, site: str, clock: Clock) -> None:
         self._env = Environment(
@@ -51,7 +56,7 @@ class DashboardPages:
         )
         self._site = site
         self._clock = clock
-        self._secret = secrets.token_bytes(32)  # cancel tokens are valid while this app runs
+        self._secret = secrets.token_bytes(32)  # form tokens are valid while this app runs
         self.stylesheet = files("mahiru.api").joinpath("templates/dashboard.css").read_bytes()
 
     def render(
@@ -59,10 +64,11 @@ class DashboardPages:
     ) -> HTMLResponse:
         """The page `template` for `caller`, under `section` of the navigation."""
         now = self._clock.now()
+        reviews = caller.person.reviews
         html = self._env.get_template(template).render(
             site=self._site,
             caller=str(caller),
-            nav=NAV,
+            nav=[(name, url) for name, url in NAV if reviews or name not in REVIEWERS_ONLY],
             section=section,
             title=title,
             base=BASE,
@@ -76,6 +82,24 @@ class DashboardPages:
         """The token a cancel form for `job_id` carries, bound to `caller`."""
         message = f"{caller}|{job_id}".encode()
         return hmac.new(self._secret, message, hashlib.sha256).hexdigest()
+
+    def review_token(self, caller: UserCaller, review_id: str) -> str:
+        """The token the decision forms of review `review_id` carry, bound to the client
+        certificate `caller` signed in with (another certificate of the same person gets
+        another token) and to this run of the app."""
+        certificate = caller.certificate.fingerprint(hashes.SHA256()).hex()
+        message = f"review|{certificate}|{review_id}".encode()
+        return hmac.new(self._secret, message, hashlib.sha256).hexdigest()
+
+    def check_review_token(self, caller: UserCaller, review_id: str, token: str) -> None:
+        """PermissionDenied unless `token` is the one `review_token` gives."""
+        # Compared as bytes: compare_digest refuses str with characters outside ASCII.
+        expected = self.review_token(caller, review_id).encode()
+        if not hmac.compare_digest(token.encode("utf-8", "replace"), expected):
+            raise PermissionDenied(
+                "the review form is out of date or was not made by this dashboard for you:"
+                " reload the review's page and try again"
+            )
 
 
 def dashboard_pages(request: Request) -> DashboardPages:
