@@ -31,6 +31,7 @@ from typing import Any, TypeVar
 from mahiru.errors import InvalidIdentifier, InvalidInput
 from mahiru.model.canonical import canonical_json
 from mahiru.model.identifiers import PartyId, ResultId, SiteId
+from mahiru.model.reviews import Review, ReviewState
 
 #: The kind and version of each statement, in its `type` field.
 APPROVAL_TYPE = "mahiru.approval/1"
@@ -90,6 +91,37 @@ class ApprovalStatement:
     def canonical_bytes(self) -> bytes:
         """The bytes the reviewing site signs."""
         return canonical_json(self.to_dict())
+
+    @classmethod
+    def of_review(cls, review: Review, site: SiteId, rule: Mapping[str, Any]) -> ApprovalStatement:
+        """The statement `site` signs of the approved `review`, whose rule's dict form is
+        `rule`; InvalidInput if `review` is not approved or `rule` has another id."""
+        if (
+            review.state is not ReviewState.APPROVED
+            or review.decided_at is None
+            or review.decided_by is None
+            or review.decided_by_party is None
+            or review.reason is None
+        ):
+            raise InvalidInput(f"review {review.review_id} is not approved: nothing to sign")
+        if rule_id_of(rule) != review.rule_id:
+            raise InvalidInput(f"the rule given for review {review.review_id} is another rule")
+        return cls(
+            review_id=review.review_id,
+            result=review.result,
+            digest=review.digest,
+            receiving_party=review.receiving_party,
+            rule_id=review.rule_id,
+            rule=dict(rule),
+            reviewer=review.reviewer,
+            site=site,
+            decided_by=review.decided_by,
+            decided_by_party=review.decided_by_party,
+            decided_at=review.decided_at,
+            reason=review.reason,
+            override=review.override,
+            checks=review.checks,
+        )
 
     @classmethod
     def from_dict(cls, data: object) -> ApprovalStatement:

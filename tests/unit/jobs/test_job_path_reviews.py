@@ -112,7 +112,7 @@ def test_a_job_on_reviewed_data_waits_for_the_review_and_ends_once_approved(
     scenario.net.clock.advance(REVIEW_POLL.cap)
     site1.follow()
     status = site1.job(job_id)
-    assert (status.state, status.reason) == (JobState.SUCCEEDED, None)
+    assert (status.state, status.reason) == (JobState.SUCCEEDED, None), status.reason
     assert site1.records.has(result)
     site2.jobs.egress.to_party(result, party1, job_id=job_id).read()
     assert len(reviews_at(site2)) == 1  # the same party is not asked again
