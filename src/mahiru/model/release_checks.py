@@ -176,10 +176,10 @@ def _check_entry(
     for rule_id in release.review_rules:
         rule, approval = rules.get(rule_id), approvals.get(rule_id)
         if rule is None or approval is None:
-            missing = "the rule" if rule is None else "an approval"
+            missing = "the rule" if rule is None else "its approval"
             raise InvalidInput(
                 f"the release of {result} to {party} lists review rule {rule_id[:12]} but"
-                f" carries no {missing} of it: a covered result lacks its approval",
+                f" not {missing}: a covered result lacks its approval",
                 {**about, "rule_id": rule_id},
             )
         if rule.get("type") != "ReleaseReviewedBy":
