@@ -126,9 +126,9 @@ def verify_command(record_file: Path, registry_file: Path, as_json: bool) -> Non
         )
         return
     approved = sum(len(e.approvals) for e in chain.releases)
-    click.echo(
-        f"{identifier} verifies: {len(chain.receipts)} receipts, {len(chain.releases)}"
-        f" reviewed release(s), {approved} approval(s)"
-    )
+    summary = f"{identifier} verifies: {len(chain.receipts)} receipts"
+    if chain.releases:  # a chain without reviewed releases reads as it always did
+        summary += f", {len(chain.releases)} reviewed release(s), {approved} approval(s)"
+    click.echo(summary)
     for line in lines:
         click.echo(f"  {line}")
