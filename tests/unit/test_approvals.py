@@ -133,7 +133,7 @@ def _chain(*entries: ReleaseEntry, reviewed: bool = True) -> ReceiptChain:
 def _verify(chain: ReceiptChain) -> list[str]:
     """As `mahiru results verify` does: a JSON round trip, then every check."""
     chain = ReceiptChain.from_metadata(chain.to_metadata())
-    trust = release_trust(PARTIES, OWNERS.get)
+    trust = release_trust(lambda: PARTIES, OWNERS.get)
     return verify_result(B, DB, chain, SiteSignatures(CERTS.get), trust, released=True)
 
 
@@ -303,7 +303,7 @@ def test_a_chain_without_review_rules_verifies_as_before() -> None:
 def test_an_old_format_chain_verifies() -> None:
     """A record written before reviews were recorded (receipts only) still verifies."""
     old = {"receipts": _chain(reviewed=False).to_list()}
-    trust = release_trust(PARTIES, OWNERS.get)
+    trust = release_trust(lambda: PARTIES, OWNERS.get)
     lines = verify_result(
         B, DB, ReceiptChain.from_metadata(old), SiteSignatures(CERTS.get), trust, released=True
     )

@@ -57,7 +57,7 @@ def _trust(registry: Any, path: Path) -> ReleaseTrust:
         if isinstance(site, dict) and isinstance(site.get("owner"), str):
             owners[str(site.get("id"))] = PartyId.parse(site["owner"])
     records = [PartyRecord.from_dict(party) for party in parties]
-    return release_trust(records, lambda site: owners.get(str(site)))
+    return release_trust(lambda: records, lambda site: owners.get(str(site)))
 
 
 def _certificates(registry: Any, path: Path) -> dict[str, str]:

@@ -114,7 +114,7 @@ class Receipts:
         release of `result` itself to this site's owner.
         """
         chain = ReceiptChain.from_metadata(metadata)
-        trust = release_trust(self._sites.parties(), self._owner_of)
+        trust = release_trust(self._sites.parties, self._owner_of)
         receiver = self._owner_of(self._ledger.site) if received else None
         verify_result(
             result,

@@ -143,13 +143,16 @@ def _verifies(key: Ed25519PublicKey, signature: bytes, data: bytes) -> bool:
 
 
 def release_trust(
-    parties: Iterable[PartyRecord], owner_of: Callable[[SiteId], PartyId | None]
+    parties: Callable[[], Iterable[PartyRecord]], owner_of: Callable[[SiteId], PartyId | None]
 ) -> ReleaseTrust:
     """What checking a chain's reviewed releases needs: the rules' signatures checked
-    against these parties' main keys, and the registered sites' owners (`owner_of`)."""
-    keys = KeyRing.of(parties)
+    against the main keys of `parties()` (read once, and only if a chain has a rule to
+    check: most chains have none), and the registered sites' owners (`owner_of`)."""
+    ring: list[KeyRing] = []
 
     def check_rule(rule: Mapping[str, Any]) -> None:
-        keys.check_rule(SignedRule.from_dict(rule))
+        if not ring:
+            ring.append(KeyRing.of(parties()))
+        ring[0].check_rule(SignedRule.from_dict(rule))
 
     return ReleaseTrust(check_rule, owner_of)
