@@ -124,10 +124,8 @@ class InProcessPeer:
 
     def get_asset(self, asset_id: AssetId | ResultId) -> AssetRecord:
         """GET /external/assets/{id}: the record, if this site's policy lets the caller see it."""
-        services, jobs, peer = self._enter()
-        identifier = stored_asset_id(str(asset_id))
-        jobs.egress.release_to_site(identifier, peer.id)
-        out = AssetOut.of(services.assets.get(identifier))
+        _, jobs, peer = self._enter()
+        out = AssetOut.of(jobs.egress.record_for_site(stored_asset_id(str(asset_id)), peer.id))
         return asset_record_from_json(_wire(out.model_dump(mode="json")))
 
     @contextlib.contextmanager

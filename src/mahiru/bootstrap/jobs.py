@@ -6,11 +6,14 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from functools import partial
 from typing import TYPE_CHECKING
 
 from mahiru.config import SiteConfig, SlurmRunnerConfig
 from mahiru.model.identifiers import JobId, SiteId
+from mahiru.model.items import WorkflowItem
 from mahiru.model.live import LiveReader
+from mahiru.model.workflow import Job
 from mahiru.runtime.docker_engine import DockerRuntime
 from mahiru.runtime.limits import limits_from_config
 from mahiru.runtime.protocol import ContainerRuntime
@@ -35,12 +38,12 @@ from mahiru.services.jobs.live_channel import LiveChannels
 from mahiru.services.jobs.live_grants import LiveGrants
 from mahiru.services.jobs.readiness import StepReadiness
 from mahiru.services.jobs.receipts import Receipts
-from mahiru.services.jobs.release_reviews import ReleaseReviews
+from mahiru.services.jobs.release_reviews import ReleaseReviews, ReleaseSigning
 from mahiru.services.jobs.step_container import StepContainer
 from mahiru.services.jobs.storing import ResultStore
 from mahiru.services.jobs.submission import JobSubmissions
 from mahiru.services.jobs.worker import StepWorker
-from mahiru.services.site import SiteServices
+from mahiru.services.site import PolicyView, SiteServices
 
 if TYPE_CHECKING:
     from mahiru.bootstrap.site import SiteStorage
@@ -65,6 +68,11 @@ def step_environment(config: SiteConfig, engine: ContainerRuntime) -> StepEnviro
     return StepEnvironment(engine, engine, limits, config.data_dir / "work")
 
 
+def _review_rules(policy: PolicyView, job: Job, item: WorkflowItem) -> list[str]:
+    """The ids of the review rules covering `item`'s result, read without a record."""
+    return [rule.rule_id() for rule in policy.reader().reviews_of(job, item)]
+
+
 def build_jobs(
     config: SiteConfig,
     storage: SiteStorage,
@@ -84,7 +92,9 @@ def build_jobs(
     ledger = JobLedger(site, repositories.jobs, clock)
     environment = step_environment(config, runtime or DockerRuntime())
     peers = JobPeers(replica, peer_factory)
-    receipts = Receipts(ledger, replica, storage.blobs, transfers, sign)
+    receipts = Receipts(
+        ledger, replica, storage.blobs, transfers, sign, partial(_review_rules, services.policy)
+    )
     results = ResultStore(
         storage.database,
         repositories.assets,
@@ -96,7 +106,13 @@ def build_jobs(
     images = LoadedImages(environment.engine, storage.blobs)
     # Asked by the gate, the step execution and the coordinator: what review holds back.
     reviews = ReleaseReviews(
-        site, services.policy, services.oversight, repositories.assets, storage.blobs, replica
+        site,
+        services.policy,
+        services.oversight,
+        repositories.assets,
+        storage.blobs,
+        replica,
+        None if sign is None else ReleaseSigning(sign, clock),
     )
     ports = JobPorts(ledger, environment, peers, receipts, results, images)
     # Set when the job services stop: waits inside a step's work and retries end early.

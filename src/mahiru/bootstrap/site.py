@@ -14,6 +14,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
+from typing import Any
 
 from mahiru.api.auth import CertificateAuthenticator
 from mahiru.api.metrics import ReplicationState, SiteMetrics, SiteState
@@ -42,6 +43,7 @@ from mahiru.services.site import (
     SiteServices,
 )
 from mahiru.services.site.review_files import ReviewFiles
+from mahiru.services.site.reviews import ApprovalSigner
 from mahiru.services.site.transfers import TransferLog
 from mahiru.storage import BlobStore, Database, SiteRepositories, create_database
 from mahiru.storage.image_check import ImageCheck
@@ -169,14 +171,15 @@ def _build(config: SiteConfig, overrides: SiteOverrides, closing: list[Callable[
     closing.append(peer_feeds.close)
     clock = overrides.clock
     storage = SiteStorage(database, SiteRepositories.open(database, clock=clock), blobs)
-    services = _services(config, storage, registry, peer_feeds, clock, metrics)
+    sign = receipt_signer(config)
+    services = _services(config, storage, registry, peer_feeds, clock, metrics, sign)
     jobs = build_jobs(
         config,
         storage,
         services,
         overrides.container_runtime,
         outgoing_parts.job_peer_factory or outgoing.job_peer_factory(config, identity),
-        receipt_signer(config),
+        sign,
         clock,
     )
     closing.append(jobs.ports.peers.close)
@@ -191,6 +194,7 @@ def _services(
     peers: RuleFeedFactory,
     clock: Clock,
     metrics: SiteMetrics,
+    sign: Callable[[bytes], bytes] | None,
 ) -> SiteServices:
     """Assets, rules, the policy view, replication and oversight, on the site's storage."""
     site, owner, repositories = config.site, config.owner_party, storage.repositories
@@ -214,6 +218,8 @@ def _services(
         reviewers,
         clock=clock,
         reviewer_names=reviewers.names_of,
+        # Each approval is signed with the site's key, so results carry who approved them.
+        signer=None if sign is None else ApprovalSigner(site, partial(_rule_dict, policy), sign),
     )
     oversight = SiteOversight(
         repositories.audit,
@@ -263,6 +269,11 @@ def site_authenticator(config: SiteConfig) -> CertificateAuthenticator:
         user_ca=user_ca,
         trusted_proxies=config.tls.trusted_proxies,
     )
+
+
+def _rule_dict(policy: PolicyView, rule_id: str) -> dict[str, Any] | None:
+    rule = policy.rule(rule_id)
+    return None if rule is None else rule.to_dict()
 
 
 def receipt_signer(config: SiteConfig) -> Callable[[bytes], bytes] | None:

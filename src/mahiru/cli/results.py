@@ -8,7 +8,11 @@ Every receipt of the chain must be written in its canonical form and signed
 with the key of the registered certificate of the site that says it computed
 the result (a certificate issued to that very site); the result must have
 the image digest its record names, and every result a step ran on must have
-the digest that step's receipt names. Nothing is asked of any site.
+the digest that step's receipt names. A result made under a review rule
+(its receipt names the rule) must carry, for each release of it in the chain,
+the signed release of the site that made it, the signed rules it lists and a
+signed approval of each (docs/receipts.md); each approval is shown: who, for
+which party, when, why, and any override. Nothing is asked of any site.
 Exit 0 if the chain verifies, 1 if it does not, 2 for unreadable files.
 """
 
@@ -24,8 +28,9 @@ import click
 from mahiru.cli.connection import echo_json
 from mahiru.cli.errors import handle_errors
 from mahiru.errors import InvalidInput, MahiruError
-from mahiru.model.identifiers import ResultId, parse_identifier
-from mahiru.model.receipts import ReceiptChain, verify_chain
+from mahiru.model.identifiers import PartyId, ResultId, parse_identifier
+from mahiru.model.receipts import ReceiptChain
+from mahiru.model.release_checks import ReleaseTrust, verify_result
 from mahiru.pki.signatures import SiteSignatures
 
 _FILE = click.Path(dir_okay=False, exists=True, path_type=Path)
@@ -36,6 +41,23 @@ def _load(path: Path) -> Any:
         return json.loads(path.read_text())
     except (OSError, ValueError) as error:
         raise InvalidInput(f"{path}: cannot read JSON: {error}") from None
+
+
+def _trust(registry: Any, path: Path) -> ReleaseTrust:
+    """The parties' keys (for the review rules) and the sites' owners (for approvals)."""
+    from mahiru.model.registry import PartyRecord
+    from mahiru.services.site.validation import release_trust
+
+    # Only a chain with reviewed releases needs the parties: older files may lack them.
+    parties = registry.get("parties", []) if isinstance(registry, dict) else None
+    if not isinstance(parties, list):
+        raise InvalidInput(f"{path}: expected `mahiru register show --json` output (parties)")
+    owners: dict[str, PartyId] = {}
+    for site in registry.get("sites", []):
+        if isinstance(site, dict) and isinstance(site.get("owner"), str):
+            owners[str(site.get("id"))] = PartyId.parse(site["owner"])
+    records = [PartyRecord.from_dict(party) for party in parties]
+    return release_trust(lambda: records, lambda site: owners.get(str(site)))
 
 
 def _certificates(registry: Any, path: Path) -> dict[str, str]:
@@ -79,11 +101,13 @@ def verify_command(record_file: Path, registry_file: Path, as_json: bool) -> Non
     identifier = parse_identifier(str(record.get("id")), ("result",))
     assert isinstance(identifier, ResultId)  # guaranteed by the allowed kind
     digest = str(record.get("image_digest") or "").removeprefix("sha256:")
-    certificates = _certificates(_load(registry_file), registry_file)
+    registry = _load(registry_file)
+    certificates = _certificates(registry, registry_file)
     check = SiteSignatures(lambda site: certificates.get(str(site)))
     try:
-        chain = ReceiptChain.from_list(record["metadata"].get("receipts"))
-        lines = verify_chain(identifier, digest, chain, check)
+        chain = ReceiptChain.from_metadata(record["metadata"])
+        trust = _trust(registry, registry_file)
+        lines = verify_result(identifier, digest, chain, check, trust, released=True)
     except MahiruError as error:
         if as_json:
             echo_json({"result": str(identifier), "verified": False, "reason": error.message})
@@ -91,8 +115,20 @@ def verify_command(record_file: Path, registry_file: Path, as_json: bool) -> Non
             click.echo(f"{identifier} does NOT verify: {error.message}", err=True)
         sys.exit(1)
     if as_json:
-        echo_json({"result": str(identifier), "verified": True, "receipts": lines})
+        approvals = [a.statement.to_dict() for e in chain.releases for a in e.approvals]
+        echo_json(
+            {
+                "result": str(identifier),
+                "verified": True,
+                "receipts": lines,
+                "approvals": approvals,
+            }
+        )
         return
-    click.echo(f"{identifier} verifies: {len(lines)} receipts")
+    approved = sum(len(e.approvals) for e in chain.releases)
+    summary = f"{identifier} verifies: {len(chain.receipts)} receipts"
+    if chain.releases:  # a chain without reviewed releases reads as it always did
+        summary += f", {len(chain.releases)} reviewed release(s), {approved} approval(s)"
+    click.echo(summary)
     for line in lines:
         click.echo(f"  {line}")

@@ -30,6 +30,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from mahiru.errors import InvalidInput
+from mahiru.model.approvals import ReleaseEntry, rule_ids
 from mahiru.model.canonical import canonical_json
 from mahiru.model.identifiers import JobId, ResultId, SiteId, parse_identifier
 
@@ -66,10 +67,16 @@ class Receipt:
     inputs: tuple[ReceiptInput, ...]
     rules: tuple[str, ...]
     at: datetime
+    #: The ReleaseReviewedBy rules that covered the result when it was made: each release
+    #: of it must carry the producer's signed release (`model/approvals.py`). Written only
+    #: when there are some, so receipts of unreviewed results keep their first form.
+    review_rules: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON form (what is signed, in canonical form)."""
+        reviewed = {"review_rules": list(self.review_rules)} if self.review_rules else {}
         return {
+            **reviewed,
             "result": str(self.result),
             "digest": self.digest,
             "job_id": self.job_id,
@@ -89,8 +96,12 @@ class Receipt:
     def from_dict(cls, data: object) -> Receipt:
         """Parse the JSON form strictly; InvalidInput naming what is wrong."""
         keys = {"result", "digest", "job_id", "step", "output", "site", "inputs", "rules", "at"}
+        if isinstance(data, Mapping) and "review_rules" in data:
+            keys.add("review_rules")
         if not isinstance(data, Mapping) or set(data) != keys:
-            raise InvalidInput(f"a receipt has exactly the fields {sorted(keys)}")
+            raise InvalidInput(
+                f"a receipt has exactly the fields {sorted(keys)} (and may have review_rules)"
+            )
         result = parse_identifier(_text(data, "result"), ("result",))
         assert isinstance(result, ResultId)  # guaranteed by the allowed kind
         inputs = data["inputs"]
@@ -108,6 +119,7 @@ class Receipt:
             isinstance(r, str) and _HEX.fullmatch(r) for r in rules
         ):
             raise InvalidInput("receipt rules must be a list of rule ids")
+        review_rules = rule_ids(data.get("review_rules", []), "receipt review_rules")
         try:
             at = datetime.fromisoformat(_text(data, "at"))
         except ValueError:
@@ -125,11 +137,12 @@ class Receipt:
             parsed_inputs,
             rules,
             at,
+            review_rules,
         )
         # `of` orders inputs and rules and keeps each once; any other form differs.
         written = receipt.to_dict()
         for key in sorted(keys):
-            if written[key] != data[key]:
+            if written.get(key) != data[key]:
                 raise InvalidInput(
                     f"receipt field {key!r} is not in its canonical form", {"field": key}
                 )
@@ -147,11 +160,21 @@ class Receipt:
         inputs: Sequence[ReceiptInput],
         rules: Sequence[str],
         at: datetime,
+        review_rules: Sequence[str] = (),
     ) -> Receipt:
         """A receipt in canonical form: inputs in order, rules sorted, each once."""
         ordered = tuple(sorted(set(inputs), key=lambda i: (i.item, i.id, i.digest)))
         return cls(
-            result, digest, job_id, step, output, site, ordered, tuple(sorted(set(rules))), at
+            result,
+            digest,
+            job_id,
+            step,
+            output,
+            site,
+            ordered,
+            tuple(sorted(set(rules))),
+            at,
+            tuple(sorted(set(review_rules))),
         )
 
 
@@ -200,15 +223,23 @@ class SignedReceipt:
 SignatureCheck = Callable[[SiteId, bytes, bytes], None]
 
 
+#: Where a result's chain is kept in the metadata of its asset record: its receipts, and
+#: (only when it has any) the releases of reviewed results it carries.
+RECEIPTS_KEY = "receipts"
+RELEASES_KEY = "releases"
+
+
 @dataclass(frozen=True, slots=True)
 class ReceiptChain:
-    """A result's receipt and those of the results it was built on, recursively.
+    """A result's receipt and those of the results it was built on, recursively, with the
+    reviewed releases of any of them (`ReleaseEntry`, at most one per result and party).
 
     A chain holds at most one receipt per result (InvalidInput otherwise), and
     finds each by its result id in constant time.
     """
 
     receipts: tuple[SignedReceipt, ...]
+    releases: tuple[ReleaseEntry, ...] = ()
     _index: dict[ResultId, SignedReceipt] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -222,10 +253,20 @@ class ReceiptChain:
                 )
             index[result] = signed
         object.__setattr__(self, "_index", index)
+        keys = [entry.key for entry in self.releases]
+        if len(set(keys)) != len(keys):
+            raise InvalidInput("the receipt chain holds two releases of one result to one party")
 
     def to_list(self) -> list[dict[str, Any]]:
-        """The JSON form."""
+        """The JSON form of the receipts."""
         return [r.to_dict() for r in self.receipts]
+
+    def to_metadata(self) -> dict[str, Any]:
+        """The chain as a result's record keeps it: `receipts`, and `releases` if any."""
+        if not self.releases:
+            return {RECEIPTS_KEY: self.to_list()}
+        releases = sorted(self.releases, key=lambda e: tuple(map(str, e.key)))
+        return {RECEIPTS_KEY: self.to_list(), RELEASES_KEY: [e.to_dict() for e in releases]}
 
     @classmethod
     def from_list(cls, data: object) -> ReceiptChain:
@@ -234,9 +275,25 @@ class ReceiptChain:
             raise InvalidInput("a receipt chain is a non-empty list of receipts")
         return cls(tuple(SignedReceipt.from_dict(entry) for entry in data))
 
+    @classmethod
+    def from_metadata(cls, metadata: Mapping[str, Any]) -> ReceiptChain:
+        """Parse the chain a result's record keeps (`to_metadata`); a record without
+        `releases` (every record before reviews were recorded) has none."""
+        chain = cls.from_list(metadata.get(RECEIPTS_KEY))
+        releases = metadata.get(RELEASES_KEY, [])
+        if not isinstance(releases, list) or len(releases) > 10_000:
+            raise InvalidInput("a chain's releases are a list of release entries")
+        return cls(chain.receipts, tuple(ReleaseEntry.from_dict(entry) for entry in releases))
+
     def of(self, result: ResultId) -> SignedReceipt | None:
         """The receipt of `result` in the chain, if there is one."""
         return self._index.get(result)
+
+    def with_release(self, entry: ReleaseEntry) -> ReceiptChain:
+        """This chain with `entry` (replacing any earlier release of its result to its
+        party)."""
+        kept = tuple(e for e in self.releases if e.key != entry.key)
+        return ReceiptChain(self.receipts, (*kept, entry))
 
 
 def verify_chain(

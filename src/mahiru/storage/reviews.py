@@ -9,7 +9,7 @@ audit record naming the person, only if the row is still pending.
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from datetime import datetime
 from typing import Any
 
@@ -18,6 +18,7 @@ from sqlalchemy.engine import Row
 from sqlalchemy.orm import Session
 
 from mahiru.errors import Conflict, Internal, InvalidInput, NotKnown
+from mahiru.model.approvals import SignedApproval
 from mahiru.model.audit import AuditEntry, AuditKind
 from mahiru.model.identifiers import JobId, PartyId, ResultId
 from mahiru.model.prefixes import resolve_prefix
@@ -133,6 +134,20 @@ class ReviewRepository:
             total = session.execute(counting).scalar_one()
         return [_from_row(row) for row in rows], int(total)
 
+    def approval(self, review_id: str) -> SignedApproval | None:
+        """The signed approval kept with review `review_id`; None if it has none (it is
+        not approved, or was approved before approvals were signed)."""
+        with self._db.read() as session:
+            body = session.execute(
+                select(reviews.c.approval).where(reviews.c.id == review_id)
+            ).scalar_one_or_none()
+        if body is None:
+            return None
+        try:
+            return SignedApproval.from_dict(body)
+        except InvalidInput as error:
+            raise Internal(f"the approval of review {review_id} does not read: {error}") from error
+
     def for_release(
         self, result: ResultId, receiving_party: PartyId, rule_id: str
     ) -> Review | None:
@@ -151,9 +166,11 @@ class ReviewRepository:
         party: PartyId,
         reason: str,
         override: bool = False,
+        approval: Callable[[Review], SignedApproval] | None = None,
     ) -> Review:
         """Decide review `review_id` (`Review.decide`, whose errors it passes on) by the
         person `by` for `party`, and record the decision, naming them, in the audit log.
+        An approval is kept with the statement `approval` signs of the decided review.
 
         One transaction: NotKnown if there is no such review; a concurrent decision
         makes this one a Conflict.
@@ -171,6 +188,8 @@ class ReviewRepository:
             values = _values(decided)
             for fixed in ("id", "result_id", "receiving_party", "rule_id", "reviewer", "job_id"):
                 del values[fixed]
+            if approval is not None and decided.state is ReviewState.APPROVED:
+                values["approval"] = approval(decided).to_dict()
             written = session.execute(
                 update(reviews)
                 .where(reviews.c.id == review_id)

@@ -349,6 +349,8 @@ reviews = Table(
     Column("decided_by_party", Text, nullable=True),
     Column("reason", Text, nullable=True),
     Column("override", Boolean, nullable=False),
+    # The signed approval statement of an approved review (model/approvals.py).
+    Column("approval", JSON, nullable=True),
 )
 
 Index(

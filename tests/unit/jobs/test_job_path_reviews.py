@@ -4,17 +4,22 @@ party2's data, party2 reviews, and party1's job at site1 waits for it."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
 import pytest
+from click.testing import CliRunner
 from tests.support.fake_scenario import Scenario
 from tests.support.fake_sites import FakeSite
 from tests.support.jobs import one_step_job
 
+from mahiru.cli.results import results_group
 from mahiru.errors import AwaitingReview, Conflict, ReleaseRejected
 from mahiru.model.audit import AuditKind
 from mahiru.model.identifiers import JobId, PartyId, ResultId
 from mahiru.model.jobs import JobState, StepState
+from mahiru.model.receipts import ReceiptChain
 from mahiru.model.reviews import Review, ReviewState
 from mahiru.services.jobs.coordination import REVIEW_POLL
 
@@ -112,7 +117,7 @@ def test_a_job_on_reviewed_data_waits_for_the_review_and_ends_once_approved(
     scenario.net.clock.advance(REVIEW_POLL.cap)
     site1.follow()
     status = site1.job(job_id)
-    assert (status.state, status.reason) == (JobState.SUCCEEDED, None)
+    assert (status.state, status.reason) == (JobState.SUCCEEDED, None), status.reason
     assert site1.records.has(result)
     site2.jobs.egress.to_party(result, party1, job_id=job_id).read()
     assert len(reviews_at(site2)) == 1  # the same party is not asked again
@@ -222,3 +227,58 @@ def test_another_party_reusing_the_result_is_held_again_for_itself(scenario: Sce
     assert len(reviews_at(site2, party1)) == 1
     site2.jobs.egress.to_party(result_of(scenario, first), party1).read()
     assert len(reviews_at(site2, party1)) == 1
+
+
+def test_the_delivered_result_carries_its_approval_and_verifies_offline(
+    scenario: Scenario, tmp_path: Path
+) -> None:
+    """Once approved and collected, the result's record at site1 carries site2's signed
+    release to party1 with the signed approval, and `mahiru results verify` on it, with
+    the registry's records only, shows who approved it."""
+    site1, site2 = scenario.site1, scenario.site2
+    review_rule(scenario)
+    job_id = submit(scenario)
+    review = awaiting(scenario, job_id)
+    site2.reviewers().approve(
+        review.review_id, site2.party.user("ann", reviewer=True), site2.party.id, "aggregates"
+    )
+    scenario.net.clock.advance(REVIEW_POLL.cap)
+    site1.follow()
+    assert site1.job(job_id).state is JobState.SUCCEEDED
+    result = result_of(scenario, job_id)
+    approval = site2.reviewers().approval(site2.reviewers().get(review.review_id))
+    assert approval is not None and approval.statement.decided_by == f"ann@{site2.party.id}"
+
+    record = site1.records.get(result)
+    chain = ReceiptChain.from_metadata(record.asset.metadata)
+    (entry,) = chain.releases
+    assert entry.key == (result, site1.party.id)
+    assert entry.approvals == (approval,)
+    signed = chain.of(result)
+    assert signed is not None and signed.receipt.review_rules  # named when it was made
+
+    document = {
+        "id": str(result),
+        "image_digest": record.asset.image_digest,
+        "metadata": dict(record.asset.metadata),
+    }
+    sites = scenario.net.sites.values()
+    registry = {
+        "parties": [site.party.record().to_dict() for site in sites],
+        "sites": [site.record().to_dict() for site in sites],
+    }
+    (tmp_path / "result.json").write_text(json.dumps(document))
+    (tmp_path / "registry.json").write_text(json.dumps(registry))
+    arguments = ["verify", str(tmp_path / "result.json"), "--registry"]
+    arguments.append(str(tmp_path / "registry.json"))
+    shown = CliRunner().invoke(results_group, arguments)
+    assert shown.exit_code == 0, shown.output
+    assert "1 reviewed release(s), 1 approval(s)" in shown.output
+    assert f"approved by ann@{site2.party.id} ({site2.party.id})" in shown.output
+    assert "'aggregates'" in shown.output
+
+    stripped = {**document, "metadata": {"receipts": document["metadata"]["receipts"]}}
+    (tmp_path / "result.json").write_text(json.dumps(stripped))
+    refused = CliRunner().invoke(results_group, arguments)
+    assert refused.exit_code == 1
+    assert "carries no approved release of it" in refused.output

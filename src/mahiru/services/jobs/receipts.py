@@ -9,31 +9,38 @@ Whatever does not verify is refused with the reason.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from mahiru.errors import InvalidInput, NotFound
+from mahiru.model.approvals import ReleaseEntry
 from mahiru.model.digests import BlobInfo, normalise_digest
-from mahiru.model.identifiers import AssetId, ResultId, SiteId
-from mahiru.model.items import ItemKind
+from mahiru.model.identifiers import AssetId, PartyId, ResultId, SiteId
+from mahiru.model.items import ItemKind, WorkflowItem
 from mahiru.model.jobs import StepInput
 from mahiru.model.receipts import (
     COMPUTE_ITEM,
+    RECEIPTS_KEY,
     Receipt,
     ReceiptChain,
     ReceiptInput,
     SignedReceipt,
-    verify_chain,
 )
+from mahiru.model.release_checks import verify_result
+from mahiru.model.workflow import Job
 from mahiru.pki.signatures import SiteSignatures
 from mahiru.services.images import receive_image
 from mahiru.services.jobs.ledger import JobLedger, KnownJob
 from mahiru.services.jobs.peers import JobPeer
 from mahiru.services.site.transfers import TransferLog
+from mahiru.services.site.validation import release_trust
 from mahiru.storage import BlobStore, ReplicaRepository
 
-#: Where a result's receipt chain is kept, in the metadata of its asset record.
-RECEIPTS_KEY = "receipts"
+__all__ = ["RECEIPTS_KEY", "Receipts", "ReviewRulesOf", "receipt_item"]
+
+#: The ids of the ReleaseReviewedBy rules covering an item's result in a job, as the
+#: policy in force says.
+ReviewRulesOf = Callable[[Job, WorkflowItem], Sequence[str]]
 
 #: Makes one request to a peer: `call(request, what)` (`what` names it in messages).
 Call = Callable[[Callable[[], Any], str], Any]
@@ -67,8 +74,10 @@ class Receipts:
         blobs: BlobStore,
         transfers: TransferLog,
         sign: Callable[[bytes], bytes] | None,
+        review_rules_of: ReviewRulesOf | None = None,
     ) -> None:
         self._ledger = ledger
+        self._review_rules_of = review_rules_of
         self._sites = sites
         self._blobs = blobs
         self._transfers = transfers
@@ -82,14 +91,40 @@ class Receipts:
         except NotFound:
             return None
 
-    def verify(self, result: ResultId, digest: str, metadata: Mapping[str, Any]) -> ReceiptChain:
+    def _owner_of(self, site: SiteId) -> PartyId | None:
+        try:
+            return self._sites.site(site).owner
+        except NotFound:
+            return None
+
+    def verify(
+        self,
+        result: ResultId,
+        digest: str,
+        metadata: Mapping[str, Any],
+        *,
+        received: bool = False,
+    ) -> ReceiptChain:
         """The verified receipt chain in a result's metadata; InvalidInput/Signature if none.
 
-        Each receipt is checked with the certificate the registry replica holds
-        for the site it names (see `SiteSignatures`).
+        Each receipt and each signed release and approval is checked with the
+        certificate the registry replica holds for the site it names (see
+        `SiteSignatures`), each review rule with its owner's key, and every release a
+        review rule needs must be there (`verify_result`); with `received`, also the
+        release of `result` itself to this site's owner.
         """
-        chain = ReceiptChain.from_list(metadata.get(RECEIPTS_KEY))
-        verify_chain(result, digest, chain, SiteSignatures(self._certificate_of))
+        chain = ReceiptChain.from_metadata(metadata)
+        trust = release_trust(self._sites.parties, self._owner_of)
+        receiver = self._owner_of(self._ledger.site) if received else None
+        verify_result(
+            result,
+            digest,
+            chain,
+            SiteSignatures(self._certificate_of),
+            trust,
+            released=received,
+            receiver=receiver,
+        )
         return chain
 
     def check_claims(
@@ -149,7 +184,7 @@ class Receipts:
         if digest is None:
             raise InvalidInput(f"{result} at {holder} has no image")
         digest = normalise_digest(digest)
-        chain = self.verify(result, digest, record.asset.metadata)
+        chain = self.verify(result, digest, record.asset.metadata, received=True)
         if expected is not None:
             self.check_claims(chain, result, holder, expected)
         transfers = self._transfers
@@ -181,12 +216,29 @@ class Receipts:
         ledger = self._ledger
         if self._sign is None:
             raise InvalidInput("this site has no key to sign receipts with (tls.key)")
+        reviewed: Sequence[str] = ()
+        if self._review_rules_of is not None:
+            # Named in the signed receipt, so no later holder can strip a release it needs.
+            item = WorkflowItem(ItemKind.STEP_OUTPUT, step, output)
+            reviewed = self._review_rules_of(known.job, item)
         receipt = Receipt.of(
-            result, digest, known.job_id, step, output, ledger.site, inputs, rules, ledger.now()
+            result,
+            digest,
+            known.job_id,
+            step,
+            output,
+            ledger.site,
+            inputs,
+            rules,
+            ledger.now(),
+            reviewed,
         )
         signed = SignedReceipt(receipt, self._sign(receipt.canonical_bytes()))
         receipts: dict[str, SignedReceipt] = {str(result): signed}
+        releases: dict[tuple[ResultId, PartyId], ReleaseEntry] = {}
         for chain in input_chains:
             for entry in chain.receipts:
                 receipts.setdefault(str(entry.receipt.result), entry)
-        return ReceiptChain(tuple(receipts.values()))
+            for release in chain.releases:
+                releases.setdefault(release.key, release)
+        return ReceiptChain(tuple(receipts.values()), tuple(releases.values()))

@@ -20,11 +20,14 @@ import logging
 import tempfile
 import threading
 from collections import OrderedDict
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
+from mahiru.clock import Clock
 from mahiru.data_archives import extract_data_files
 from mahiru.errors import AwaitingReview, InvalidInput, NotFound, ReleaseRejected
+from mahiru.model.approvals import ReleaseEntry, ReleaseStatement, SignedRelease
 from mahiru.model.digests import BlobInfo
 from mahiru.model.identifiers import JobId, PartyId, ResultId, SiteId
 from mahiru.model.items import ItemKind, WorkflowItem
@@ -36,7 +39,6 @@ from mahiru.policy.output_checks import OutputFile, run_checks
 from mahiru.policy.review_holds import held_by
 from mahiru.policy.rules import ReleaseReviewedBy
 from mahiru.services.jobs.ledger import KnownJob
-from mahiru.services.jobs.receipts import RECEIPTS_KEY
 from mahiru.services.site.policy_view import Concerning, PolicyView
 from mahiru.services.site.site import SiteOversight
 from mahiru.storage import AssetRepository, BlobStore, ReplicaRepository
@@ -51,6 +53,15 @@ _TABULAR = (".csv", ".json")
 _REMEMBERED_REFUSALS = 10_000
 
 
+@dataclass(frozen=True, slots=True)
+class ReleaseSigning:
+    """How this site signs the releases of reviewed results: its TLS key, at the time
+    of `clock`."""
+
+    sign: Callable[[bytes], bytes]
+    clock: Clock
+
+
 class ReleaseReviews:
     """Finds, asks for and judges the reviews of releases of results made at this site."""
 
@@ -62,8 +73,11 @@ class ReleaseReviews:
         assets: AssetRepository,
         blobs: BlobStore,
         sites: ReplicaRepository,
+        signing: ReleaseSigning | None = None,
     ) -> None:
         self._site = site
+        #: Signs the releases of reviewed results; None: a site without a key signs none.
+        self._signing = signing
         self._policy = policy
         self._oversight = oversight
         self._assets = assets
@@ -83,7 +97,7 @@ class ReleaseReviews:
         receipt cannot be read counts as made here: review holds fail closed."""
         try:
             metadata = self._assets.get(result).asset.metadata
-            receipt = ReceiptChain.from_list(metadata.get(RECEIPTS_KEY)).of(result)
+            receipt = ReceiptChain.from_metadata(metadata).of(result)
         except (InvalidInput, NotFound):
             return True
         return receipt is None or receipt.receipt.site == self._site
@@ -110,6 +124,39 @@ class ReleaseReviews:
             return
         self._record(refusal, about)
         raise refusal
+
+    def release_entry(
+        self, result: ResultId, rules: Sequence[ReleaseReviewedBy], party: PartyId
+    ) -> ReleaseEntry | None:
+        """This site's signed release of `result` to `party`, with the signed rules
+        `rules` (those covering it now) and their signed approvals, for its chain; None
+        if `result` was not made here, was never under review, or a covering rule's
+        review of this release is not approved (or was approved unsigned)."""
+        if self._signing is None or not self.made_here(result):
+            return None
+        metadata = self._assets.get(result).asset.metadata
+        signed = ReceiptChain.from_metadata(metadata).of(result)
+        if signed is None or not (rules or signed.receipt.review_rules):
+            return None
+        queue, signed_rules, approvals = self._oversight.reviews, [], []
+        for rule in rules:
+            review = queue.for_release(result, party, rule.rule_id())
+            approval = None if review is None else queue.approval(review)
+            signed_rule = self._policy.signed_rule(rule.rule_id())
+            if approval is None or signed_rule is None:
+                return None
+            signed_rules.append(signed_rule.to_dict())
+            approvals.append(approval)
+        statement = ReleaseStatement.of(
+            result,
+            signed.receipt.digest,
+            party,
+            self._site,
+            [rule.rule_id() for rule in rules],
+            self._signing.clock.now(),
+        )
+        release = SignedRelease(statement, self._signing.sign(statement.canonical_bytes()))
+        return ReleaseEntry(release, tuple(signed_rules), tuple(approvals))
 
     def delivery_hold(self, result: ResultId, provenance: ResultProvenance) -> None:
         """`hold` for delivering a workflow output made here to its job's submitter (no

@@ -22,7 +22,7 @@ from mahiru.model.receipts import ReceiptChain, ReceiptInput
 from mahiru.runtime.protocol import DATA_BASE_IMAGE
 from mahiru.services.jobs.environment import StepEnvironment
 from mahiru.services.jobs.ledger import JobLedger, KnownJob
-from mahiru.services.jobs.receipts import RECEIPTS_KEY, Receipts
+from mahiru.services.jobs.receipts import Receipts
 from mahiru.storage import AssetRepository, BlobStore, Database, ProvenanceRepository
 
 logger = logging.getLogger("mahiru.site.jobs")
@@ -181,7 +181,7 @@ class ResultStore:
                         "step": provenance.step,
                         "output": provenance.output,
                         "size": image.size,
-                        RECEIPTS_KEY: chains[provenance.output].to_list(),
+                        **chains[provenance.output].to_metadata(),
                     }
                     asset = Asset(provenance.result, AssetKind.DATA, metadata, image.digest)
                     if records.has(provenance.result):

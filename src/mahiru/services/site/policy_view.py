@@ -71,8 +71,8 @@ class _Snapshot:
     engine: PolicyEngine
     rules: frozenset[Rule]
     version: int
-    #: The same rules by id (to find the rule a review names).
-    by_id: Mapping[str, Rule]
+    #: The same rules by id, as signed (to find the rule a review names).
+    by_id: Mapping[str, SignedRule]
 
 
 @dataclass(frozen=True, slots=True)
@@ -349,7 +349,7 @@ class PolicyView:
         store = RuleStore(s.rule for s in signed)
         rules = frozenset(store.rules())
         logger.info("policy loaded", extra={"rules": len(store)})
-        by_id = {s.rule_id: s.rule for s in signed}
+        by_id = {s.rule_id: s for s in signed}
         if previous is None:
             return _Snapshot(PolicyEngine(store), rules, 1, by_id)
         if rules == previous.rules:
@@ -358,6 +358,11 @@ class PolicyView:
 
     def rule(self, rule_id: str) -> Rule | None:
         """The rule in force with this id; None if there is none (never added, or revoked)."""
+        signed = self.signed_rule(rule_id)
+        return None if signed is None else signed.rule
+
+    def signed_rule(self, rule_id: str) -> SignedRule | None:
+        """The rule in force with this id as its owner signed it; None if there is none."""
         return self._current().by_id.get(rule_id)
 
     def rule_count(self) -> int:

@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import builtins
 from collections.abc import Callable, Collection, Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from mahiru.clock import Clock, IdSource, random_id
 from mahiru.errors import NotFound, PermissionDenied
-from mahiru.model.identifiers import JobId, PartyId, ResultId
+from mahiru.model.approvals import ApprovalStatement, SignedApproval
+from mahiru.model.identifiers import JobId, PartyId, ResultId, SiteId
 from mahiru.model.people import Person
 from mahiru.model.reviews import Review, ReviewState
 from mahiru.policy.decisions import Decision
@@ -49,6 +51,27 @@ def nobody_reviews(party: PartyId, rule_id: str) -> Decision:
     )
 
 
+@dataclass(frozen=True, slots=True)
+class ApprovalSigner:
+    """Signs the approval of a review as `site`, with its TLS key (`sign`), the rule in
+    its dict form as `rule_of` gives it by id."""
+
+    site: SiteId
+    rule_of: Callable[[str], Mapping[str, Any] | None]
+    sign: Callable[[bytes], bytes]
+
+    def __call__(self, review: Review) -> SignedApproval:
+        """The signed statement of the approved `review`; NotFound if its rule is not in
+        force (nobody may approve under it then)."""
+        rule = self.rule_of(review.rule_id)
+        if rule is None:
+            raise NotFound(
+                f"rule {review.rule_id} is not in force here", {"rule_id": review.rule_id}
+            )
+        statement = ApprovalStatement.of_review(review, self.site, rule)
+        return SignedApproval(statement, self.sign(statement.canonical_bytes()))
+
+
 class ReviewQueue:
     """Reviews of results' release asked for at this site, listed and decided.
 
@@ -65,8 +88,11 @@ class ReviewQueue:
         clock: Clock,
         new_id: IdSource = random_id,
         reviewer_names: ReviewerNames = party_only,
+        signer: ApprovalSigner | None = None,
     ) -> None:
         self._reviews = reviews
+        #: Signs each approval into the record; None: a site without a key signs none.
+        self._signer = signer
         self._may_review = may_review
         self._reviewer_names = reviewer_names
         self._clock = clock
@@ -111,6 +137,12 @@ class ReviewQueue:
         """The review of releasing `result` to `receiving_party` under rule `rule_id`, if
         one was asked for (`ReviewRepository.for_release`); asks for none."""
         return self._reviews.for_release(result, receiving_party, rule_id)
+
+    def approval(self, review: Review) -> SignedApproval | None:
+        """The signed approval of `review`, if it is approved and one was signed."""
+        if review.state is not ReviewState.APPROVED:
+            return None
+        return self._reviews.approval(review.review_id)
 
     def pending(self, *, offset: int = 0, limit: int = 50) -> tuple[list[Review], int]:
         """One page of the reviews waiting for a decision, newest first, and how many
@@ -205,6 +237,7 @@ class ReviewQueue:
             party=party,
             reason=reason,
             override=override,
+            approval=self._signer,
         )
 
 

@@ -9,16 +9,18 @@ is simply bad.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from enum import Enum
+from typing import Any
 
 from cryptography.exceptions import InvalidSignature as _CryptoInvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from mahiru.errors import InvalidInput, InvalidSignature
-from mahiru.model.identifiers import PartyId
+from mahiru.model.identifiers import PartyId, SiteId
 from mahiru.model.registry import ChangeAction, PartyRecord
+from mahiru.model.release_checks import ReleaseTrust
 from mahiru.pki import parse_party_public_key
 from mahiru.policy.changes import RuleChange
 from mahiru.policy.signing import Revocation, SignedRule
@@ -138,3 +140,19 @@ def _verifies(key: Ed25519PublicKey, signature: bytes, data: bytes) -> bool:
     except _CryptoInvalidSignature:
         return False
     return True
+
+
+def release_trust(
+    parties: Callable[[], Iterable[PartyRecord]], owner_of: Callable[[SiteId], PartyId | None]
+) -> ReleaseTrust:
+    """What checking a chain's reviewed releases needs: the rules' signatures checked
+    against the main keys of `parties()` (read once, and only if a chain has a rule to
+    check: most chains have none), and the registered sites' owners (`owner_of`)."""
+    ring: list[KeyRing] = []
+
+    def check_rule(rule: Mapping[str, Any]) -> None:
+        if not ring:
+            ring.append(KeyRing.of(parties()))
+        ring[0].check_rule(SignedRule.from_dict(rule))
+
+    return ReleaseTrust(check_rule, owner_of)

@@ -32,10 +32,12 @@ from dataclasses import replace
 from functools import partial
 
 from mahiru.errors import Conflict, NotFound, NotKnown, PermissionDenied
+from mahiru.model.assets import AssetRecord
 from mahiru.model.identifiers import AssetId, JobId, PartyId, ResultId, SiteId
 from mahiru.model.items import ItemKind, WorkflowItem
 from mahiru.model.jobs import ResultProvenance, StepStatus
 from mahiru.model.people import Person
+from mahiru.model.receipts import ReceiptChain
 from mahiru.model.reviews import Review
 from mahiru.model.workflow import Job
 from mahiru.policy.decisions import Decision, Release
@@ -162,6 +164,39 @@ class Egress:
             assert provenance is not None  # a result's rules come from its provenance
             self._reviews.hold(stored, provenance, covering, party, about)
         return Release(decision), about
+
+    def record_for_site(self, stored: AssetId | ResultId, site: SiteId) -> AssetRecord:
+        """The record of `stored` for `site`, if this site's policy lets it have it (as
+        `release_to_site`); a reviewed result's chain then carries this release, signed,
+        with its approvals."""
+        self._release_to_site(stored, site)
+        record = self._assets.get(stored)
+        if not isinstance(stored, ResultId):
+            return record
+        return self.shown_to(record, self._reviews.owner_of(site))
+
+    def shown_to(self, record: AssetRecord, party: PartyId) -> AssetRecord:
+        """`record` as it goes to `party`: for a result made here under review, its
+        chain with the signed release to `party` and its approvals, once every covering
+        rule's review of that release is approved; unchanged otherwise. Reads the rules
+        in force without a decision record: it releases nothing by itself."""
+        result = record.asset.id
+        if not isinstance(result, ResultId):
+            return record
+        try:
+            provenance = self._provenance(result)
+        except NotFound:
+            return record
+        if provenance is None:
+            return record
+        covering = self._policy.reader().reviews_of(provenance.job, _item(provenance))
+        entry = self._reviews.release_entry(result, covering, party)
+        if entry is None:
+            return record
+        metadata = record.asset.metadata
+        chain = ReceiptChain.from_metadata(metadata).with_release(entry)
+        asset = replace(record.asset, metadata={**metadata, **chain.to_metadata()})
+        return replace(record, asset=asset)
 
     def to_site(self, stored: AssetId | ResultId, site: SiteId) -> ImageFile:
         """The image of `stored`, for `site`, if this site's policy lets it have it.

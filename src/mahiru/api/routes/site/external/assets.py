@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Header
 from starlette.responses import Response
 
-from mahiru.api.routes.site.dependencies import Jobs, Peer, Services
+from mahiru.api.routes.site.dependencies import Jobs, Peer
 from mahiru.api.routes.site.internal.assets import stored_asset_id
 from mahiru.api.site_images import IMAGE_RESPONSES, image_response
 from mahiru.api.site_models import AssetOut
@@ -17,11 +17,10 @@ router = APIRouter(prefix="/external", tags=["external"])
 
 
 @router.get("/assets/{asset_id}", response_model=AssetOut, summary="An asset's metadata")
-def asset_metadata(asset_id: str, caller: Peer, services: Services, jobs: Jobs) -> AssetOut:
-    """An asset stored here, if policy lets the calling site access it."""
-    identifier = stored_asset_id(asset_id)
-    jobs.egress.release_to_site(identifier, caller.id)
-    return AssetOut.of(services.assets.get(identifier))
+def asset_metadata(asset_id: str, caller: Peer, jobs: Jobs) -> AssetOut:
+    """An asset stored here, if policy lets the calling site access it; a reviewed
+    result's record carries the signed release to the caller's owner and its approvals."""
+    return AssetOut.of(jobs.egress.record_for_site(stored_asset_id(asset_id), caller.id))
 
 
 @router.get(

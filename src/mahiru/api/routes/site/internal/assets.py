@@ -89,9 +89,11 @@ def list_assets(caller: User, services: Services) -> AssetList:
 
 
 @router.get("/assets/{asset_id}", response_model=AssetOut, summary="Show an asset")
-def get_asset(asset_id: str, caller: User, services: Services) -> AssetOut:
-    """One stored asset."""
-    return AssetOut.of(services.assets.get(stored_asset_id(asset_id)))
+def get_asset(asset_id: str, caller: User, services: Services, jobs: Jobs) -> AssetOut:
+    """One stored asset; a result reviewed for the caller's party carries the signed
+    release to it and its approvals in its receipt chain."""
+    record = services.assets.get(stored_asset_id(asset_id))
+    return AssetOut.of(jobs.egress.shown_to(record, caller.party))
 
 
 @router.get(
