@@ -5,9 +5,11 @@ site finds its interrupted steps the same way) and hands each one that is
 not busy or backing off to a thread pool. A step that must wait (producers
 not done, a peer or the engine unavailable) is looked at again after a
 delay that doubles up to `MAX_BACKOFF` seconds (`STEP_BACKOFF`), and the
-loop is asked to wake by then. An unexpected (non-Mahiru) error is a bug or
-an unmapped failure, which retrying rarely cures: the step is tried
-`max_unexpected_errors` times in a row, then fails with the error.
+loop is asked to wake by then; a step that finishes ends the wait of the
+other steps of its job at once (one of them may have waited for it). An
+unexpected (non-Mahiru) error is a bug or an unmapped failure, which
+retrying rarely cures: the step is tried `max_unexpected_errors` times in a
+row, then fails with the error.
 """
 
 from __future__ import annotations
@@ -62,6 +64,7 @@ class StepWorker:
         # Per waiting step: (monotonic time it may be looked at again, times it waited in a row).
         self._backoff: dict[tuple[str, str], tuple[float, int]] = {}
         self._errors: dict[tuple[str, str], int] = {}  # unexpected errors in a row, per step
+        self._finished = 0  # steps finished so far: a wait that overlapped one is cut short
 
     def start(self) -> None:
         """Remove step containers an earlier run of this site left, then start working."""
@@ -122,6 +125,8 @@ class StepWorker:
     def _work(self, status: StepStatus) -> None:
         key = (status.job_id, status.step)
         finished = False
+        with self._lock:
+            finished_before = self._finished
         try:
             outcome = guarded(lambda: self.execution.advance(status))
             if isinstance(outcome, Unexpected):
@@ -133,8 +138,18 @@ class StepWorker:
             with self._lock:
                 self._busy.discard(key)
                 if finished:
+                    self._finished += 1
                     self._backoff.pop(key, None)
                     self._errors.pop(key, None)
+                    # Later steps of the job may have waited for this one: they are looked
+                    # at in the round this wakes, not after their backoff (up to MAX_BACKOFF).
+                    for other in [k for k in self._backoff if k[0] == status.job_id]:
+                        del self._backoff[other]
+                elif self._finished != finished_before:
+                    # A step finished while this one was looked at (perhaps the one it
+                    # waits for, after it looked): look again at once.
+                    self._backoff.pop(key, None)
+                    self.loop.wake()
                 else:
                     waits = self._backoff.get(key, (0.0, 0))[1] + 1
                     delay = STEP_BACKOFF.delay(waits)

@@ -1,0 +1,67 @@
+"""The step worker's real loop: a step waiting for another of its job at the same site runs as
+soon as that one finished, without sitting out its back-off."""
+
+from __future__ import annotations
+
+import time
+
+from tests.support.fake_scenario import Scenario, minmax
+
+from mahiru.model.assets import AssetKind
+from mahiru.model.jobs import StepState
+from mahiru.model.serialization import job_from_dict
+from mahiru.model.workflow import Job
+
+DEADLINE = 10.0
+
+
+def _two_steps(scenario: Scenario) -> Job:
+    """minmax on the input, then minmax on that, with a compute asset only site2 may read:
+    both at site2 (each party's results of its results are its results too)."""
+    site1, site2 = scenario.site1, scenario.site2
+    compute = site1.add_asset(
+        "minmax_two", AssetKind.COMPUTE, scenario.net.programs.compute("minmax_two", minmax)
+    )
+    site1.add_rule({"type": "MayAccess", "site": str(site2.id), "asset": compute})
+    site1.add_rule(
+        {"type": "ResultOfComputeIn", "data": "*", "compute": compute, "output": "*",
+         "collection": f"asset_collection:{site1.party.namespace}:results"}
+    )  # fmt: skip
+    for site in (site1, site2):
+        results = f"asset_collection:{site.party.namespace}:results"
+        site.add_rule(
+            {"type": "ResultOfDataIn", "data": results, "compute": "*", "output": "*",
+             "collection": results}
+        )  # fmt: skip
+    scenario.net.replicate()
+    steps = [
+        {"name": "a", "compute_asset": compute,
+         "inputs": {"input0": "input"}, "outputs": {"output0": scenario.output_base}},
+        {"name": "b", "compute_asset": compute,
+         "inputs": {"input0": "a.output0"}, "outputs": {"output0": scenario.output_base}},
+    ]  # fmt: skip
+    return job_from_dict(
+        {
+            "submitter": str(scenario.site1.party.id),
+            "workflow": {"inputs": ["input"], "outputs": {"result": "b.output0"}, "steps": steps},
+            "inputs": {"input": scenario.input},
+        }
+    )
+
+
+def test_a_step_runs_once_the_step_it_reads_from_finished_without_waiting_its_backoff(
+    scenario: Scenario,
+) -> None:
+    """The (fake) clock stands still, so a back-off would never end: b still succeeds."""
+    site1, site2 = scenario.site1, scenario.site2
+    status = site1.jobs.submissions.submit(_two_steps(scenario), site1.party.user())
+    assert status.plan is not None
+    assert set(status.plan.assignments.values()) == {site2.id}
+    site2.stop()
+    site2.start(loops=True)
+    site1.follow()  # hands both steps to site2, which wakes its worker
+    deadline = time.monotonic() + DEADLINE
+    while site2.steps(status.job_id)["b"].state is not StepState.SUCCEEDED:
+        assert time.monotonic() < deadline, site2.steps(status.job_id)
+        time.sleep(0.01)
+    assert site2.steps(status.job_id)["a"].state is StepState.SUCCEEDED
