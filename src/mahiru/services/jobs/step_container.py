@@ -97,7 +97,7 @@ class StepContainer:
         self, known: KnownJob, step: str, inputs: StepInputs
     ) -> tuple[ContainerOutcome, dict[str, str]]:
         """Load the images, lay out the inputs and run the step's container; its outcome and
-        the engine image ids of its output bases."""
+        the blob digests of its output bases' archives."""
         environment = self._environment
         work = environment.work_dir / known.job_id / step
         digests = inputs.digests
@@ -122,7 +122,7 @@ class StepContainer:
                     )
                     raise InvalidInput(f"input {name} could not be laid out for the step") from None
             elif item.item.kind is ItemKind.OUTPUT_BASE:
-                bases[item.item.part] = self._images.load(digests[item.item])
+                bases[item.item.part] = digests[item.item]  # its archive, read when packaging
         outputs = sorted(known.job.workflow.steps[step].outputs)
         labels = step_labels(site=str(self._site), job=known.job_id, step=step)
         labels[LABEL_INSTANCE] = environment.instance
