@@ -103,6 +103,7 @@ def build_jobs(
         fetcher,
         images,
         LiveChannels(site, repositories.assets, peers, environment.work_dir),
+        storage.blobs,
     )
     execution = StepExecution(
         ledger,
