@@ -1,8 +1,9 @@
 """The step worker's real loop: a step waiting for another of its job at the same site runs as
-soon as that one finished, without sitting out its back-off."""
+soon as that one finished, without sitting out its back-off; a finished step is announced."""
 
 from __future__ import annotations
 
+import threading
 import time
 
 from tests.support.fake_scenario import Scenario, minmax
@@ -11,6 +12,7 @@ from mahiru.model.assets import AssetKind
 from mahiru.model.jobs import StepState
 from mahiru.model.serialization import job_from_dict
 from mahiru.model.workflow import Job
+from mahiru.services.jobs.worker import StepWorker
 
 DEADLINE = 10.0
 
@@ -65,3 +67,32 @@ def test_a_step_runs_once_the_step_it_reads_from_finished_without_waiting_its_ba
         assert time.monotonic() < deadline, site2.steps(status.job_id)
         time.sleep(0.01)
     assert site2.steps(status.job_id)["a"].state is StepState.SUCCEEDED
+
+
+def test_the_worker_says_when_a_step_finished_so_its_job_is_looked_at_at_once(
+    scenario: Scenario,
+) -> None:
+    """`on_step_done` is called once the step has succeeded (the site wakes its coordinator
+    with it), not before."""
+    site1, site2 = scenario.site1, scenario.site2
+    job_id = site1.jobs.submissions.submit(scenario.job(), site1.party.user()).job_id
+    site1.follow()
+    ports = site2.jobs.ports
+    done: list[StepState] = []
+    called = threading.Event()
+
+    def step_done() -> None:
+        done.append(site2.steps(job_id)["compute"].state)
+        called.set()
+
+    worker = StepWorker(
+        ports.ledger,
+        ports.environment,
+        site2.jobs.loops.worker.execution,
+        threading.Event(),
+        on_step_done=step_done,
+    )
+    worker.loop.run_round()
+    assert called.wait(DEADLINE), "on_step_done was not called"
+    worker.stop()
+    assert done == [StepState.SUCCEEDED]

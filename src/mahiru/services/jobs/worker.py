@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 from mahiru.errors import MahiruError
@@ -49,11 +50,14 @@ class StepWorker:
         max_parallel: int = 4,
         interval: float = 2.0,
         max_unexpected_errors: int = MAX_UNEXPECTED_ERRORS,
+        on_step_done: Callable[[], object] = lambda: None,
     ) -> None:
         self._ledger = ledger
         self._environment = environment
         self._stopping = stopping  # what the steps' waits watch, set when the worker stops
         self._max_unexpected_errors = max_unexpected_errors
+        #: Called after a step finished (the coordinator looks at its job at once).
+        self._on_step_done = on_step_done
         self.loop = BackgroundLoop(
             "mahiru-steps", self._round, interval, logger=logger, context={"site": str(ledger.site)}
         )
@@ -157,6 +161,7 @@ class StepWorker:
                     self.loop.wake_after(delay)
             if finished:
                 self.loop.wake()
+                self._on_step_done()
 
     def _unexpected(self, status: StepStatus, error: Exception) -> bool:
         """Log an unexpected error; fail the step once it happened too often. True if failed."""
