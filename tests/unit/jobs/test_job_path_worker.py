@@ -6,15 +6,17 @@ from __future__ import annotations
 import threading
 import time
 
-from tests.support.fake_scenario import Scenario, minmax
+from tests.support.fake_scenario import Hang, Scenario, minmax
 
 from mahiru.model.assets import AssetKind
-from mahiru.model.jobs import StepState
+from mahiru.model.jobs import JobState, StepState
 from mahiru.model.serialization import job_from_dict
 from mahiru.model.workflow import Job
 from mahiru.services.jobs.worker import StepWorker
 
 DEADLINE = 10.0
+#: JobCoordinator's default running_interval.
+RUNNING_INTERVAL = 0.1
 
 
 def _two_steps(scenario: Scenario) -> Job:
@@ -96,3 +98,45 @@ def test_the_worker_says_when_a_step_finished_so_its_job_is_looked_at_at_once(
     assert called.wait(DEADLINE), "on_step_done was not called"
     worker.stop()
     assert done == [StepState.SUCCEEDED]
+
+
+def test_the_coordinator_polls_soon_only_while_a_job_runs_steps_elsewhere(
+    scenario: Scenario, hang: Hang
+) -> None:
+    """While a job's step runs at another site, the next round comes after the short running
+    interval; once the job is done, after the ordinary one (None)."""
+    site1, site2 = scenario.site1, scenario.site2
+    job_id = site1.jobs.submissions.submit(scenario.job("hang"), site1.party.user()).job_id
+    coordinator = site1.jobs.loops.coordinator
+    coordinator.loop.run_round()  # hands the step over to site2
+    steps = site2.run_steps_aside()
+    assert hang.started.wait(DEADLINE)
+    coordinator.loop.run_round()  # mirrors the step's state: running
+    assert site1.job(job_id).state is JobState.RUNNING
+    assert coordinator.loop.run_round() == RUNNING_INTERVAL
+    hang.release.set()
+    steps.join(DEADLINE)
+    coordinator.loop.run_round()  # mirrors the step's end
+    coordinator.loop.run_round()  # collects the result
+    assert site1.job(job_id).state is JobState.SUCCEEDED
+    assert coordinator.loop.run_round() is None
+
+
+def test_the_coordinator_does_not_poll_soon_for_a_job_whose_steps_run_here(
+    scenario: Scenario, hang: Hang
+) -> None:
+    """A running job with its step at the submitter's own site: the worker wakes the loop
+    when the step finishes, so the next round comes after the ordinary interval (None)."""
+    site1 = scenario.site1
+    job = scenario.job("hang", data=scenario.output_base)
+    status = site1.jobs.submissions.submit(job, site1.party.user())
+    assert status.plan is not None
+    assert set(status.plan.assignments.values()) == {site1.id}
+    coordinator = site1.jobs.loops.coordinator
+    coordinator.loop.run_round()  # hands the step over to this site
+    steps = site1.run_steps_aside()
+    assert hang.started.wait(DEADLINE)
+    assert site1.job(status.job_id).state is JobState.RUNNING
+    assert coordinator.loop.run_round() is None
+    hang.release.set()
+    steps.join(DEADLINE)
