@@ -5,8 +5,10 @@ site finds its interrupted steps the same way) and hands each one that is
 not busy or backing off to a thread pool. A step that must wait (producers
 not done, a peer or the engine unavailable) is looked at again after a
 delay that doubles up to `MAX_BACKOFF` seconds (`STEP_BACKOFF`), and the
-loop is asked to wake by then; a step that finishes ends the wait of the
-other steps of its job at once (one of them may have waited for it). An
+loop is asked to wake by then. A step that waits only for steps of this
+site is not polled: the one it waits for ends its wait when it finishes
+(and a step that was being looked at while another finished is looked at
+again at once), with `LOCAL_WAIT` as a safety net. An
 unexpected (non-Mahiru) error is a bug or an unmapped failure, which
 retrying rarely cures: the step is tried `max_unexpected_errors` times in a
 row, then fails with the error.
@@ -35,6 +37,9 @@ FIRST_BACKOFF = 0.25
 MAX_BACKOFF = 2.0
 MAX_UNEXPECTED_ERRORS = 3
 STEP_BACKOFF = Backoff(FIRST_BACKOFF, cap=MAX_BACKOFF)
+#: How long a step that waits only for steps of this site waits before it is looked at
+#: again, unless one of them finishes first (which wakes it): a safety net, not a poll.
+LOCAL_WAIT = 30.0
 
 
 class StepWorker:
@@ -145,10 +150,10 @@ class StepWorker:
                     self._finished += 1
                     self._backoff.pop(key, None)
                     self._errors.pop(key, None)
-                    # Later steps of the job may have waited for this one: they are looked
-                    # at in the round this wakes, not after their backoff (up to MAX_BACKOFF).
-                    for other in [k for k in self._backoff if k[0] == status.job_id]:
-                        del self._backoff[other]
+                    # The steps that wait for this one are looked at in the round this
+                    # wakes, not after their wait.
+                    for waiter in self.execution.waiting_for(status.job_id, status.step):
+                        self._backoff.pop(waiter, None)
                 elif self._finished != finished_before:
                     # A step finished while this one was looked at (perhaps the one it
                     # waits for, after it looked): look again at once.
@@ -157,6 +162,8 @@ class StepWorker:
                 else:
                     waits = self._backoff.get(key, (0.0, 0))[1] + 1
                     delay = STEP_BACKOFF.delay(waits)
+                    if self.execution.waits_here(status.job_id, status.step):
+                        delay = LOCAL_WAIT  # woken when a step it waits for finishes
                     self._backoff[key] = (self._ledger.clock.monotonic() + delay, waits)
                     self.loop.wake_after(delay)
             if finished:
