@@ -1,17 +1,22 @@
 """The step worker's real loop: a step waiting for another of its job at the same site runs as
-soon as that one finished, without sitting out its back-off; a finished step is announced."""
+soon as that one finished, without sitting out its back-off; a finished step is announced; the
+coordinator polls soon only for steps elsewhere; the steps of a job share its policy check."""
 
 from __future__ import annotations
 
 import threading
 import time
+from typing import Any
 
+import pytest
 from tests.support.fake_scenario import Hang, Scenario, minmax
 
 from mahiru.model.assets import AssetKind
+from mahiru.model.audit import AuditKind
 from mahiru.model.jobs import JobState, StepState
 from mahiru.model.serialization import job_from_dict
 from mahiru.model.workflow import Job
+from mahiru.policy.engine import PolicyEngine
 from mahiru.services.jobs.worker import StepWorker
 
 DEADLINE = 10.0
@@ -140,3 +145,29 @@ def test_the_coordinator_does_not_poll_soon_for_a_job_whose_steps_run_here(
     assert coordinator.loop.run_round() is None
     hang.release.set()
     steps.join(DEADLINE)
+
+
+def test_the_steps_of_a_job_share_one_check_of_the_job_on_the_same_rules(
+    scenario: Scenario, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Both steps at site2 are decided (each audited), but the job as a whole is checked once
+    there, not once per step."""
+    site1, site2 = scenario.site1, scenario.site2
+    checked: list[PolicyEngine] = []
+    original = PolicyEngine.check_job
+
+    def counting(self: PolicyEngine, *args: Any, **kwargs: Any) -> Any:
+        checked.append(self)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(PolicyEngine, "check_job", counting)
+    job = _two_steps(scenario)
+    status = site1.jobs.submissions.submit(job, site1.party.user())
+    site1.follow()  # site2 checks the job as it receives the steps
+    handed_over = len(checked)
+    site2.run_steps()  # a is decided and runs, then b is decided and runs
+    steps = site2.steps(status.job_id)
+    assert [steps[s].state for s in "ab"] == [StepState.SUCCEEDED] * 2
+    assert len(checked) == handed_over + 1
+    decided = site2.audited(AuditKind.DECISION, status.job_id)
+    assert sorted(e.step for e in decided if e.action == "run step") == ["a", "b"]
