@@ -333,6 +333,7 @@ def main() -> int:
         site_root = work / "site"
         with running_site(site_root, args.runner) as (net, site):
             bench = Bench(net, site, archives, inputs)
+            print(f"runner: {args.runner}; medians of {args.runs}+ runs (min..max)", flush=True)
             bare.run(input_dir, work / "warm")  # the first container start pays for caches
             bench.run_jobs([bench.chain_job(bench.new_inputs(1)[0], 1)])
             if "overhead" not in args.skip:
@@ -342,6 +343,7 @@ def main() -> int:
                     jobs.append(bench.run_jobs([bench.chain_job(data, 1)]))
                     bares.append(timed(lambda run=run: bare.run(input_dir, work / f"o{run}")))
                 figures["overhead"] = (jobs, bares)
+                report(figures, args, "overhead")
             if "throughput" not in args.skip:
                 jobs, bares = [], []
                 for run in range(args.runs):
@@ -349,6 +351,7 @@ def main() -> int:
                     jobs.append(bench.run_jobs(batch))
                     bares.append(bare_parallel(bare, input_dir, work / f"t{run}", args.jobs))
                 figures["throughput"] = (jobs, bares)
+                report(figures, args, "throughput")
             if "chain" not in args.skip:
                 jobs, bares = [], []
                 for run in range(args.runs):
@@ -356,15 +359,14 @@ def main() -> int:
                     jobs.append(bench.run_jobs([bench.chain_job(data, args.chain)]))
                     bares.append(bare_chain(bare, input_dir, work / f"ch{run}", args.chain))
                 figures["chain"] = (jobs, bares)
-    report(figures, args)
+                report(figures, args, "chain")
     return 0
 
 
-def report(figures: dict[str, Any], args: argparse.Namespace) -> None:
-    """Each figure, its goal, and whether it is met."""
+def report(figures: dict[str, Any], args: argparse.Namespace, section: str) -> None:
+    """The figures of `section` as soon as they are measured, the goal, and whether met."""
     bare_name = "bare srun docker run" if args.runner == "slurm" else "bare container run"
-    print(f"runner: {args.runner}; medians of {args.runs}+ runs (min..max)")
-    if "overhead" in figures:
+    if section == "overhead":
         jobs, bares = figures["overhead"]
         overhead = median(jobs) - median(bares)
         print(f"one-step job                     {spread(jobs)}")
@@ -373,7 +375,7 @@ def report(figures: dict[str, Any], args: argparse.Namespace) -> None:
             f"  overhead {overhead:.3f} s (goal <= {OVERHEAD_GOAL} s: "
             f"{verdict(overhead <= OVERHEAD_GOAL)})"
         )
-    if "throughput" in figures:
+    if section == "throughput":
         jobs, bares = figures["throughput"]
         ratio = median(bares) / median(jobs)
         print(f"{args.jobs} one-step jobs at once        {spread(jobs)}")
@@ -383,12 +385,13 @@ def report(figures: dict[str, Any], args: argparse.Namespace) -> None:
             f" runs/s = {ratio:.0%} of bare (goal >= {THROUGHPUT_GOAL:.0%}: "
             f"{verdict(ratio >= THROUGHPUT_GOAL)})"
         )
-    if "chain" in figures:
+    if section == "chain":
         jobs, bares = figures["chain"]
         ratio = median(jobs) / median(bares)
         print(f"{args.chain}-step chain job              {spread(jobs)}")
         print(f"{args.chain} bare runs in sequence       {spread(bares)}")
         print(f"  ratio {ratio:.2f}x (goal <= {CHAIN_GOAL}x: {verdict(ratio <= CHAIN_GOAL)})")
+    sys.stdout.flush()  # a later part may fail: what was measured is out
 
 
 if __name__ == "__main__":
