@@ -1,264 +1,397 @@
-"""End-to-end latency of the compute-to-data job, next to a bare `docker run` of its step.
+"""The job path next to bare container runs of the same image doing the same work.
 
-Usage: .venv/bin/python benchmarks/job.py [--runs N]
+Usage: .venv/bin/python benchmarks/job.py [--runner docker|slurm] [--runs N]
+       [--jobs J] [--chain S]
 
-Starts a registry and site1/site2 as `mahiru serve` processes (LocalNetwork),
-sets them up like the scenario's init_site scripts, then runs the job N + 1
-times (default 3 + 1), each from submission until the result is downloaded
-and read. The first run is reported on its own: it includes work later runs
-may skip. In the same run, the minmax container is run on the same input
-with the docker CLI (`docker run --rm --network none`, the bare baseline)
-and with DockerRuntime.run_step (the runtime's isolation and bookkeeping).
-Each job's time is then split by the sites' log events, and the copy of the
-compute image from site1 to site2 and a `docker load` of it are timed alone.
-Needs a running engine and the base images (scripts/build-assets.sh).
+Starts a registry and one site on loopback (real TLS, SQLite, a temporary
+folder, in this process), which holds the input data sets, the minmax compute
+asset and the output base, with rules that let it run minmax on them itself.
+Every job gets inputs it has never seen (so no result is reused). Measured N
+times each (default 3), medians reported:
+
+- overhead: a one-step job from submission until the client sees it
+  succeeded, minus one bare run of the minmax container on the same input
+  (goal: at most 0.15 s more);
+- throughput: J one-step jobs (default 20) submitted at once, next to J bare
+  runs with the site's step concurrency (goal: at least 70% of bare);
+- chain: one job of S minmax steps in a row (default 50), each on the output
+  of the one before, next to S bare runs in sequence (goal: at most 1.3x).
+
+With the docker runner a bare run is create, start, wait and remove of the
+container through the same engine API the site uses (no network, input
+read-only, output folder mounted). With `--runner slurm` the site hands its
+steps to the local Slurm cluster (docs/slurm.md, scripts/ensure-slurm.sh) and
+a bare run is `srun` of the same `docker run` on the same partition. Needs a
+running engine and the base images (scripts/build-base-image.sh).
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
+import os
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
-from datetime import datetime
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
-from mahiru.client.http import TlsIdentity
-from mahiru.client.jobs import JobsClient, JobView
-from mahiru.client.site import PeerClient
-from mahiru.demo.network import LocalNetwork
-from mahiru.model.jobs import JobState, StepState
-from mahiru.runtime import DockerRuntime, StepLimits, docker_available
-from mahiru.runtime.assets import (
-    INPUT_ASSET,
-    MINMAX_ASSET,
-    OUTPUT_BASE_ASSET,
-    build_scenario_assets,
-)
-from mahiru.scenarios import compute_to_data as scenario
-from mahiru.services.images import receive_image
-from mahiru.storage import BlobStore
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # for tests.support
 
-LIMITS = StepLimits(cpus=1.0, memory_bytes=1 << 30, timeout_seconds=60, max_output_bytes=1 << 20)
-GOAL_SECONDS = 2.0
+from tests.support.sites import Network, SiteServer, network
 
-#: Log events that split a job's time: (site, event) in the order they happen.
-MILESTONES = [
-    ("site1", "job planned"),
-    ("site2", "steps received"),
-    ("site2", "step container started"),
-    ("site2", "step container finished"),
-    ("site2", "results stored"),
-    ("site1", "results stored"),
-    ("site1", "job succeeded"),
-]
+from mahiru.client.jobs import JobsClient
+from mahiru.config import SlurmRunnerConfig
+from mahiru.model.assets import Asset, AssetKind
+from mahiru.model.identifiers import AssetId
+from mahiru.model.jobs import JobState
+from mahiru.model.serialization import job_from_dict
+from mahiru.model.workflow import Job
+from mahiru.runtime import DockerRuntime, docker_available
+from mahiru.runtime.archives import write_data_image
+from mahiru.runtime.assets import MINMAX_ASSET, OUTPUT_BASE_ASSET, build_scenario_assets
+
+OVERHEAD_GOAL = 0.15
+THROUGHPUT_GOAL = 0.70
+CHAIN_GOAL = 1.3
+#: Steps a site runs at once (StepWorker's default): the bare runs get the same.
+CONCURRENCY = 4
+#: How often the client asks for the job's state (seconds).
+POLL = 0.02
+SLURM_CONF = Path("/var/tmp/mahiru/slurm/etc/slurm.conf")
+PARTITION = "mahiru"
+EXPECTED = [1, 34]
+
+
+class Bench:
+    """One site holding everything a minmax job needs; fresh inputs on request."""
+
+    def __init__(self, net: Network, site: SiteServer, archives: dict[str, Path], work: Path):
+        self.site = site
+        self.party = site.party
+        self._work = work
+        self._counter = itertools.count()
+        self.results = f"asset_collection:{self.party.namespace}:results"
+        self.minmax = self._asset_id("minmax")
+        self.output_base = self._asset_id("output_base")
+        site_id = site.id
+        rules: list[dict[str, str]] = [
+            {"type": "MayAccess", "site": site_id, "asset": self.results},
+            {"type": "MayUse", "party": self.party.id, "asset": self.results, "conditions": "b"},
+        ]
+        for asset in (self.minmax, self.output_base):
+            rules.append({"type": "MayAccess", "site": site_id, "asset": asset})
+        for data in (self.output_base, self.results):
+            rules.append(self._result_of("ResultOfDataIn", data=data, compute="*"))
+        rules.append(self._result_of("ResultOfComputeIn", data="*", compute=self.minmax))
+        with site.admin() as admin:
+            admin.upload_asset(
+                Asset(AssetId.parse(self.minmax), AssetKind.COMPUTE), archives[MINMAX_ASSET]
+            )
+            admin.upload_asset(
+                Asset(AssetId.parse(self.output_base), AssetKind.DATA), archives[OUTPUT_BASE_ASSET]
+            )
+            for rule in rules:
+                admin.add_rule(self.party.sign(rule))
+        net.replicate_all()
+
+    def _asset_id(self, name: str) -> str:
+        namespace = self.party.namespace
+        return f"asset:{namespace}:{name}:{namespace}:site"
+
+    def _result_of(self, kind: str, *, data: str, compute: str) -> dict[str, str]:
+        return {
+            "type": kind,
+            "data": data,
+            "compute": compute,
+            "output": "*",
+            "collection": self.results,
+        }
+
+    def new_inputs(self, count: int) -> list[str]:
+        """`count` input data sets never used before (minmax of each is [1, 34]), stored."""
+        ids = []
+        with self.site.admin() as admin:
+            for _ in range(count):
+                number = next(self._counter)
+                folder = self._work / f"input-{number}"
+                folder.mkdir()
+                (folder / "data.json").write_text(json.dumps([1, 34, 2 + number % 30]))
+                archive = self._work / f"input-{number}.tar"
+                write_data_image([folder / "data.json"], archive)
+                ident = self._asset_id(f"input{number}")
+                admin.upload_asset(Asset(AssetId.parse(ident), AssetKind.DATA), archive)
+                for rule in (
+                    {"type": "MayAccess", "site": self.site.id, "asset": ident},
+                    self._result_of("ResultOfDataIn", data=ident, compute="*"),
+                ):
+                    admin.add_rule(self.party.sign(rule))
+                ids.append(ident)
+        return ids
+
+    def chain_job(self, data: str, steps: int) -> Job:
+        """A job of `steps` minmax steps in a row, the first on `data`."""
+        return job_from_dict(
+            {
+                "submitter": self.party.id,
+                "workflow": {
+                    "inputs": ["input"],
+                    "outputs": {"result": f"s{steps - 1}.output0"},
+                    "steps": [
+                        {
+                            "name": f"s{i}",
+                            "compute_asset": self.minmax,
+                            "inputs": {"input0": "input" if i == 0 else f"s{i - 1}.output0"},
+                            "outputs": {"output0": self.output_base},
+                        }
+                        for i in range(steps)
+                    ],
+                },
+                "inputs": {"input": data},
+            }
+        )
+
+    def run_jobs(self, jobs: list[Job]) -> float:
+        """Seconds from submitting `jobs` (at once) until the client sees all succeeded."""
+        with JobsClient(self.site.internal_url, self.party.user, timeout=60) as client:
+            started = time.perf_counter()
+            ids = [client.submit(job).status.job_id for job in jobs]
+            for job_id in ids:
+                view = client.wait(job_id, 600, interval=POLL)
+                if view.status.state is not JobState.SUCCEEDED:
+                    status = view.status
+                    raise SystemExit(f"job {job_id}: {status.state.value} {status.reason}")
+            took = time.perf_counter() - started
+        return took
+
+
+# --- bare runs -------------------------------------------------------------------
+
+
+def _fresh_output(folder: Path) -> Path:
+    output = folder / "output0"
+    output.mkdir(parents=True)
+    output.chmod(0o777)  # the image runs as nobody
+    return output
+
+
+def _check(output: Path) -> None:
+    assert json.loads((output / "data.json").read_text()) == EXPECTED
+
+
+class DockerBare:
+    """The step as a bare container through the engine API: create, start, wait, remove."""
+
+    def __init__(self, image: str) -> None:
+        import docker  # the engine API the site uses
+
+        self._client = docker.from_env()
+        self._image = image
+
+    def run(self, input_dir: Path, folder: Path) -> Path:
+        """Run minmax on `input_dir`; its output folder."""
+        output = _fresh_output(folder)
+        api = self._client.api
+        config = api.create_host_config(
+            network_mode="none",
+            binds={
+                str(input_dir): {"bind": "/mahiru/inputs/input0", "mode": "ro"},
+                str(output): {"bind": "/mahiru/outputs/output0", "mode": "rw"},
+            },
+        )
+        container = api.create_container(self._image, host_config=config)["Id"]
+        try:
+            api.start(container)
+            if api.wait(container)["StatusCode"] != 0:
+                raise SystemExit(api.logs(container).decode(errors="replace"))
+        finally:
+            api.remove_container(container, force=True)
+        _check(output)
+        return output
+
+
+class SlurmBare:
+    """The step as `srun` of the same `docker run` on the site's partition."""
+
+    def __init__(self, image: str, conf: Path) -> None:
+        self._image = image
+        self._env = {**os.environ, "SLURM_CONF": str(conf)}
+
+    def run(self, input_dir: Path, folder: Path) -> Path:
+        """Run minmax on `input_dir` as a Slurm job step; its output folder."""
+        output = _fresh_output(folder)
+        subprocess.run(
+            [
+                "srun", f"--partition={PARTITION}", "--cpus-per-task=1", "--quiet",
+                "docker", "run", "--rm", "--network", "none", "--pull", "never",
+                "-v", f"{input_dir}:/mahiru/inputs/input0:ro",
+                "-v", f"{output}:/mahiru/outputs/output0",
+                self._image,
+            ],
+            check=True, capture_output=True, env=self._env, timeout=120,
+        )  # fmt: skip
+        _check(output)
+        return output
+
+
+Bare = DockerBare | SlurmBare
+
+
+def bare_parallel(bare: Bare, input_dir: Path, work: Path, count: int) -> float:
+    """Seconds for `count` bare runs, CONCURRENCY at a time."""
+    with ThreadPoolExecutor(CONCURRENCY) as pool:
+        started = time.perf_counter()
+        list(pool.map(lambda i: bare.run(input_dir, work / f"p{i}"), range(count)))
+        return time.perf_counter() - started
+
+
+def bare_chain(bare: Bare, input_dir: Path, work: Path, steps: int) -> float:
+    """Seconds for `steps` bare runs in sequence, each on the output of the one before."""
+    started = time.perf_counter()
+    current = input_dir
+    for i in range(steps):
+        current = bare.run(current, work / f"c{i}")
+    return time.perf_counter() - started
 
 
 def timed(action: Callable[[], object]) -> float:
     """Seconds `action` takes."""
-    start = time.perf_counter()
+    started = time.perf_counter()
     action()
-    return time.perf_counter() - start
+    return time.perf_counter() - started
 
 
-def bare_docker_run(image: str, input_dir: Path, output_dir: Path) -> None:
-    """The step as a plain `docker run`: no network, input read-only, output mounted."""
-    output_dir.mkdir(parents=True)
-    output_dir.chmod(0o777)  # the image runs as nobody
-    subprocess.run(
-        [
-            "docker", "run", "--rm", "--network", "none",
-            "-v", f"{input_dir}:/mahiru/inputs/input0:ro",
-            "-v", f"{output_dir}:/mahiru/outputs/output0",
-            image,
-        ],
-        check=True, capture_output=True,
-    )  # fmt: skip
-    assert json.loads((output_dir / "data.json").read_text()) == scenario.EXPECTED_RESULT
+# --- set-up ----------------------------------------------------------------------
 
 
-def run_job(jobs: JobsClient, out: Path) -> JobView:
-    """Submit, wait (polling every 50 ms), download and check the result; the last view."""
-    job_id = jobs.submit(scenario.job()).status.job_id
-    view = jobs.wait(job_id, 300, interval=0.05)
-    if view.status.state is not JobState.SUCCEEDED:
-        raise SystemExit(f"job {job_id} ended {view.status.state.value}: {view.status.reason}")
-    assert [s.state for s in view.steps] == [StepState.SUCCEEDED], "the step did not run"
-    files = jobs.download_output(job_id, "result", out)
-    result = json.loads(next(f for f in files if f.name == "data.json").read_text())
-    assert result == scenario.EXPECTED_RESULT, result
-    return view
+@contextmanager
+def running_site(root: Path, runner: str) -> Iterator[tuple[Network, SiteServer]]:
+    """A registry and one site, its steps on `runner`."""
+    with network(root, lambda name: f"sqlite:///{root / name}.db", ("p1",)) as net:
+        site = net.sites["p1"]
+        if runner == "slurm":
+            site.stop()
+            config = SlurmRunnerConfig(
+                kind="slurm", partition=PARTITION, shared_dir=root / "shared", slurm_conf=SLURM_CONF
+            )
+            site.config = site.config.model_copy(update={"runner": config})
+            site.start()
+        net.replicate_all()
+        yield net, site
 
 
-def forget_result(network: LocalNetwork, view: JobView) -> None:
-    """Delete the job's result at both sites, so that the next run computes it again.
-
-    The same job has the same result ids: without this, later runs would
-    reuse the stored result and run no container.
-    """
-    result = view.status.outputs()["result"]
-    for site in network.sites:
-        with network.site_client(site) as admin:
-            admin.delete_asset(result)
+def median(values: list[float]) -> float:
+    """The median."""
+    return statistics.median(values)
 
 
-def milestones(network: LocalNetwork, job_id: str) -> list[tuple[str, datetime]]:
-    """When each milestone of `job_id` happened, from the sites' JSON log lines, in order.
-
-    Input fetches are logged without the job: those site2 logged between
-    receiving the steps and starting the container count.
-    """
-    events: dict[tuple[str, str], datetime] = {}
-    fetches: list[tuple[str, datetime]] = []
-    for service in network.services():
-        for line in service.log.read_text(errors="replace").splitlines():
-            if not line.startswith("{"):
-                continue
-            entry = json.loads(line)
-            when = datetime.fromisoformat(entry["time"])
-            if entry.get("event") == "fetching step input":
-                fetches.append((f"site2: fetch {entry['asset'].split(':')[2]}", when))
-            elif job_id in (entry.get("job"), entry.get("mahiru.job")):
-                events.setdefault((service.name, entry.get("event", "")), when)
-    found = [(f"{site}: {event}", events[(site, event)]) for site, event in MILESTONES]
-    received = events[("site2", "steps received")]
-    started = events[("site2", "step container started")]
-    found += [(name, when) for name, when in fetches if received <= when <= started]
-    return sorted(found, key=lambda item: item[1])
+def spread(values: list[float]) -> str:
+    """`median (min..max)` in seconds."""
+    return f"{median(values):7.3f} s  ({min(values):.3f}..{max(values):.3f})"
 
 
-def print_split(network: LocalNetwork, job_id: str, submitted: datetime, total: float) -> None:
-    """Each milestone's time after submission, and the gap from the one before."""
-    last = 0.0
-    for name, when in milestones(network, job_id):
-        at = (when - submitted).total_seconds()
-        print(f"    {name:<36} +{at:6.3f} s  (+{at - last:6.3f})")
-        last = at
-    print(f"    {'client: result read':<36} +{total:6.3f} s  (+{total - last:6.3f})")
-
-
-def package_output(runtime: DockerRuntime, base: str, work: Path, i: int) -> None:
-    """What storing a step's output does with the engine: build, save and remove its image."""
-    image = runtime.build_data_image(base, work / "bare0")
-    runtime.save_image(image, work / f"output{i}.tar")
-    runtime.remove_image(image)
-
-
-def set_up(network: LocalNetwork, assets: Path) -> None:
-    """init_site at both sites, then replicate until each holds every rule."""
-    for site in network.sites.values():
-        scenario.init_site(network.registry_url, site.credentials, site.spec, assets)
-    total = len(scenario.rules())
-    deadline = time.monotonic() + 60
-    for site_id in network.sites:
-        with network.site_client(site_id) as client:
-            while client.replicate_now().get("rules_in_policy") != total:
-                if time.monotonic() > deadline:
-                    raise SystemExit(f"{site_id} did not get all {total} rules")
-                time.sleep(0.5)
-
-
-def summary(label: str, seconds: list[float]) -> str:
-    """`label: median (min..max)`."""
-    return (
-        f"{label:<40} median {statistics.median(seconds):6.3f} s"
-        f"   min {min(seconds):6.3f}   max {max(seconds):6.3f}"
-    )
+def verdict(met: bool) -> str:
+    """What a goal's check says."""
+    return "met" if met else "NOT met"
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=3, help="runs after the first (default 3)")
+    parser.add_argument("--runner", choices=("docker", "slurm"), default="docker")
+    parser.add_argument("--runs", type=int, default=3, help="times each is measured (default 3)")
+    parser.add_argument("--jobs", type=int, default=20, help="jobs submitted at once (default 20)")
+    parser.add_argument("--chain", type=int, default=50, help="steps of the chain (default 50)")
+    parser.add_argument(
+        "--skip", nargs="*", default=[], choices=("overhead", "throughput", "chain")
+    )
     args = parser.parse_args()
     if not docker_available():
         print("no container engine answers; run scripts/ensure-engine.sh", file=sys.stderr)
         return 4
+    if args.runner == "slurm" and not SLURM_CONF.is_file():
+        print(f"no Slurm cluster ({SLURM_CONF}); run scripts/ensure-slurm.sh", file=sys.stderr)
+        return 4
     runtime = DockerRuntime()
+    figures: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="mahiru-bench-job-") as scratch:
         work = Path(scratch)
         archives = build_scenario_assets(runtime, work / "assets")
-        minmax = runtime.load_image(archives[MINMAX_ASSET])
-        runtime.extract_data(runtime.load_image(archives[INPUT_ASSET]), work / "input0")
-        network = LocalNetwork.create(
-            work / "network",
-            [(scenario.PARTY1, scenario.SITE1), (scenario.PARTY2, scenario.SITE2)],
-        )
-        try:
-            network.start()
-            set_up(network, work / "assets")
-            home = network.sites[scenario.SITE1]
-            jobs_seconds: list[float] = []
-            with JobsClient(home.spec.internal_url, home.credentials.site_identity()) as jobs:
-                for run in range(args.runs + 1):
-                    started = time.perf_counter()
-                    view = run_job(jobs, work / f"result{run}")
-                    took = time.perf_counter() - started
-                    jobs_seconds.append(took)
-                    print(f"job run {run + 1}{' (first)' if run == 0 else ''}: {took:.3f} s")
-                    print_split(network, view.status.job_id, view.status.submitted_at, took)
-                    forget_result(network, view)
-            bare = [
-                timed(lambda i=i: bare_docker_run(minmax, work / "input0", work / f"bare{i}"))
-                for i in range(args.runs + 1)
-            ]
-            steps = [
-                timed(
-                    lambda i=i: runtime.run_step(
-                        minmax, {"input0": work / "input0"}, ["output0"], LIMITS,
-                        output_dir=work / f"step{i}",
-                    )
-                )
-                for i in range(args.runs + 1)
-            ]  # fmt: skip
-            site2_dir = network.sites[scenario.SITE2].spec.certificate.parent
-            site2 = TlsIdentity(site2_dir / "site.crt", site2_dir / "site.key", network.network_ca)
-            blobs = BlobStore(work / "blobs")
-            script, output_base = scenario.SCRIPT, scenario.OUTPUT_BASE
-            with PeerClient(home.spec.external_url, site2) as peer:
-                transfer = timed(
-                    lambda: receive_image(blobs, peer.fetch_image(script), str(script))
-                )
-                base = timed(
-                    lambda: receive_image(blobs, peer.fetch_image(output_base), str(output_base))
-                )
-            size = archives[MINMAX_ASSET].stat().st_size
-            runtime.remove_image(minmax)
-            load = timed(lambda: runtime.load_image(archives[MINMAX_ASSET]))
-            data = runtime.load_image(archives[INPUT_ASSET])
-            extract = [
-                timed(lambda i=i: runtime.extract_data(data, work / f"extract{i}"))
-                for i in range(args.runs + 1)
-            ]
-            output_base = runtime.load_image(archives[OUTPUT_BASE_ASSET])
-            package = [
-                timed(lambda i=i: package_output(runtime, output_base, work, i))
-                for i in range(args.runs + 1)
-            ]
-        finally:
-            network.stop()
-    later = jobs_seconds[1:] or jobs_seconds
-    baseline = statistics.median(bare)
-    job = statistics.median(later)
-    print()
-    print(f"{'job, first run (image transfer included)':<40} {jobs_seconds[0]:6.3f} s")
-    print(summary(f"job, runs 2..{len(jobs_seconds)}", later))
-    print(summary("bare docker run (CLI, --rm)", bare))
-    print(summary("DockerRuntime.run_step", steps))
-    print(f"{'compute image site1 -> site2 (alone)':<40} {transfer:6.3f} s  ({size / 1e6:.0f} MB)")
-    print(f"{'output base site1 -> site2 (alone)':<40} {base:6.3f} s")
-    print(f"{'docker load of the compute image':<40} {load:6.3f} s")
-    print(summary("extract_data of the input", extract))
-    print(summary("package an output (build, save, remove)", package))
-    overhead = job - baseline
-    print(
-        f"overhead (job median - bare median): {overhead:.3f} s, ratio {job / baseline:.1f}x"
-        f" (goal < {GOAL_SECONDS:g} s: {'met' if overhead < GOAL_SECONDS else 'NOT met'})"
-    )
+        image = runtime.load_image(archives[MINMAX_ASSET])
+        bare: Bare = DockerBare(image) if args.runner == "docker" else SlurmBare(image, SLURM_CONF)
+        input_dir = work / "bare-input"
+        input_dir.mkdir()
+        (input_dir / "data.json").write_text(json.dumps([1, 34, 2]))
+        input_dir.chmod(0o755)
+        inputs = work / "inputs"
+        inputs.mkdir()
+        site_root = work / "site"
+        with running_site(site_root, args.runner) as (net, site):
+            bench = Bench(net, site, archives, inputs)
+            print(f"runner: {args.runner}; medians of {args.runs}+ runs (min..max)", flush=True)
+            bare.run(input_dir, work / "warm")  # the first container start pays for caches
+            bench.run_jobs([bench.chain_job(bench.new_inputs(1)[0], 1)])
+            if "overhead" not in args.skip:
+                jobs, bares = [], []
+                for run in range(max(args.runs, 3)):
+                    (data,) = bench.new_inputs(1)
+                    jobs.append(bench.run_jobs([bench.chain_job(data, 1)]))
+                    bares.append(timed(lambda run=run: bare.run(input_dir, work / f"o{run}")))
+                figures["overhead"] = (jobs, bares)
+                report(figures, args, "overhead")
+            if "throughput" not in args.skip:
+                jobs, bares = [], []
+                for run in range(args.runs):
+                    batch = [bench.chain_job(d, 1) for d in bench.new_inputs(args.jobs)]
+                    jobs.append(bench.run_jobs(batch))
+                    bares.append(bare_parallel(bare, input_dir, work / f"t{run}", args.jobs))
+                figures["throughput"] = (jobs, bares)
+                report(figures, args, "throughput")
+            if "chain" not in args.skip:
+                jobs, bares = [], []
+                for run in range(args.runs):
+                    (data,) = bench.new_inputs(1)
+                    jobs.append(bench.run_jobs([bench.chain_job(data, args.chain)]))
+                    bares.append(bare_chain(bare, input_dir, work / f"ch{run}", args.chain))
+                figures["chain"] = (jobs, bares)
+                report(figures, args, "chain")
     return 0
+
+
+def report(figures: dict[str, Any], args: argparse.Namespace, section: str) -> None:
+    """The figures of `section` as soon as they are measured, the goal, and whether met."""
+    bare_name = "bare srun docker run" if args.runner == "slurm" else "bare container run"
+    if section == "overhead":
+        jobs, bares = figures["overhead"]
+        overhead = median(jobs) - median(bares)
+        print(f"one-step job                     {spread(jobs)}")
+        print(f"{bare_name:<32} {spread(bares)}")
+        print(
+            f"  overhead {overhead:.3f} s (goal <= {OVERHEAD_GOAL} s: "
+            f"{verdict(overhead <= OVERHEAD_GOAL)})"
+        )
+    if section == "throughput":
+        jobs, bares = figures["throughput"]
+        ratio = median(bares) / median(jobs)
+        print(f"{args.jobs} one-step jobs at once        {spread(jobs)}")
+        print(f"{args.jobs} bare runs, {CONCURRENCY} at a time       {spread(bares)}")
+        print(
+            f"  throughput {args.jobs / median(jobs):.2f} jobs/s vs {args.jobs / median(bares):.2f}"
+            f" runs/s = {ratio:.0%} of bare (goal >= {THROUGHPUT_GOAL:.0%}: "
+            f"{verdict(ratio >= THROUGHPUT_GOAL)})"
+        )
+    if section == "chain":
+        jobs, bares = figures["chain"]
+        ratio = median(jobs) / median(bares)
+        print(f"{args.chain}-step chain job              {spread(jobs)}")
+        print(f"{args.chain} bare runs in sequence       {spread(bares)}")
+        print(f"  ratio {ratio:.2f}x (goal <= {CHAIN_GOAL}x: {verdict(ratio <= CHAIN_GOAL)})")
+    sys.stdout.flush()  # a later part may fail: what was measured is out
 
 
 if __name__ == "__main__":

@@ -124,6 +124,7 @@ def build_jobs(
         fetcher,
         images,
         LiveChannels(site, repositories.assets, peers, environment.work_dir),
+        storage.blobs,
     )
     execution = StepExecution(
         ledger,
@@ -135,7 +136,10 @@ def build_jobs(
         reviews,
         unavailable_deadline=config.peer_retry_deadline_seconds,
     )
-    worker = StepWorker(ledger, environment, execution, stopping)
+    # A finished step may finish its job: the coordinator (made below) looks at once.
+    worker = StepWorker(
+        ledger, environment, execution, stopping, on_step_done=lambda: coordinator.wake()
+    )
 
     def ask_submitter(submitter: SiteId, job_id: JobId, job_digest: str) -> list[LiveReader]:
         """The unfinished steps of a job submitted at `submitter` reading data stored here."""

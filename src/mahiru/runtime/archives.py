@@ -62,10 +62,7 @@ def extract_tree(chunks: Iterable[bytes], dest: Path, *, prefix: str) -> None:
     partial = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".partial"))
     try:
         with tarfile.open(fileobj=ChunkReader(chunks), mode="r|") as archive:
-            if HAS_DATA_FILTER:
-                archive.extractall(partial, filter=_under_prefix_filter(prefix))
-            else:
-                _extract_checked(archive, partial, prefix)
+            extract_members(archive, archive, partial, prefix=prefix)
         # mkdtemp made it 0700; the data is meant to be read by step containers.
         partial.chmod(0o755)
         os.replace(partial, dest)
@@ -84,10 +81,23 @@ _TarFilter = Callable[[tarfile.TarInfo, str], tarfile.TarInfo | None]
 HAS_DATA_FILTER = hasattr(tarfile, "data_filter")
 
 
-def _extract_checked(archive: tarfile.TarFile, dest: Path, prefix: str) -> None:
+def extract_members(
+    archive: tarfile.TarFile, members: Iterable[tarfile.TarInfo], dest: Path, *, prefix: str
+) -> None:
+    """Extract `members` of `archive`, all under `prefix/`, into the folder `dest` with the
+    rules of `extract_tree` (InvalidInput for an unsafe one)."""
+    if HAS_DATA_FILTER:
+        archive.extractall(dest, members=members, filter=_under_prefix_filter(prefix))
+    else:
+        _extract_checked(archive, members, dest, prefix)
+
+
+def _extract_checked(
+    archive: tarfile.TarFile, members: Iterable[tarfile.TarInfo], dest: Path, prefix: str
+) -> None:
     """Extract member by member with the rules of `tarfile.data_filter`, for old Pythons."""
     root = dest.resolve()
-    for member in archive:
+    for member in members:
         name = _relative_name(member.name, prefix)
         if name is None:
             continue

@@ -3,9 +3,10 @@
 Images are never pulled: every image must already be on the engine or be
 loaded from an archive. Scratch containers (created, never started, to copy
 files in or out of an image) are named `<scratch_prefix>-<random>`; they are
-removed as soon as they are done with. Both they and the output images
-packaging builds carry the making process's name, so `remove_scratch_leftovers`
-cleans up after a crash.
+removed as soon as they are done with. Both they and images built with a
+job's labels (step outputs, as earlier versions packaged them through the
+engine) carry the making process's name, so `remove_scratch_leftovers` cleans
+up after a crash.
 """
 
 from __future__ import annotations

@@ -58,8 +58,9 @@ logger = logging.getLogger("mahiru.runtime")
 
 #: nobody:nogroup, as with the docker runner.
 DEFAULT_STEP_USER = "65534:65534"
-#: How often a waiting step looks for its status file: from the first to the last.
-STATUS_POLL = Backoff(0.02, factor=1.5, cap=0.25)
+#: How often a waiting step looks for its status file: from the first to the last. The
+#: cap is what a step's end may go unseen for: a look is one `stat`, cheap even on NFS.
+STATUS_POLL = Backoff(0.02, factor=1.5, cap=0.1)
 #: How often a waiting step asks Slurm how its job is (seconds).
 STATE_INTERVAL = 1.0
 #: How long Slurm may go unanswering while a step waits, before the step gives up.

@@ -45,10 +45,11 @@ REVIEW_POLL = Backoff(first=1.0, factor=2.0, cap=5.0)
 class JobCoordinator:
     """Follows the jobs submitted here in a background thread.
 
-    Rounds come every `running_interval` seconds while a job runs, so its end
-    is seen soon after its last step finishes (each round asks every site
-    still running steps of it for their states), and every `interval`
-    seconds otherwise.
+    Rounds come every `running_interval` seconds while a job runs steps at
+    other sites, so its end is seen soon after its last step finishes (each
+    round asks every site still running steps of it for their states), and
+    every `interval` seconds otherwise: a step that runs here wakes the loop
+    when it finishes (`wake`).
     """
 
     def __init__(
@@ -91,25 +92,31 @@ class JobCoordinator:
         self.loop.stop(timeout)
 
     def _round(self) -> float | None:
-        """Follow each unfinished job once; sooner again while one runs."""
-        running = False
+        """Follow each unfinished job once; sooner again while one runs steps elsewhere.
+
+        Steps that run here need no polling: the worker wakes this loop when
+        one finishes.
+        """
+        remote = False
         for status in self._ledger.job_records.list_jobs(
             states=[JobState.PLANNED, JobState.RUNNING]
         ):
             if self.loop.stopping:
                 break
-            running = running or status.state is JobState.RUNNING
-            self._follow(status)
-        return self._running_interval if running else None
+            elsewhere = self._follow(status)
+            remote = remote or (elsewhere and status.state is JobState.RUNNING)
+        return self._running_interval if remote else None
 
-    def _follow(self, status: JobStatus) -> None:
+    def _follow(self, status: JobStatus) -> bool:
+        """Move the job on; whether it still runs steps at other sites (to ask again soon)."""
         ledger, job_id = self._ledger, status.job_id
         self._dispatcher.deliver(status, attempts=1)
-        for site in sorted(
+        elsewhere = sorted(
             {s.site for s in ledger.job_records.steps_of(job_id) if not s.state.terminal}
             - {ledger.site},
             key=str,
-        ):
+        )
+        for site in elsewhere:
             try:
                 reported = self._peers.get(site).step_statuses(job_id)
             except (Unavailable, NotFound) as error:
@@ -129,6 +136,7 @@ class JobCoordinator:
             asked = self._awaiting.get(job_id)
             if asked is None or ledger.clock.monotonic() >= asked[1]:
                 self._finish(status)
+        return bool(elsewhere)
 
     def _wind_down(self, status: JobStatus) -> None:
         """A job that failed: cancel what still runs of it, here and elsewhere."""

@@ -69,10 +69,26 @@ class StepExecution:
         # Since when (monotonic) each step has met nothing but Unavailable; in memory only,
         # so a restarted site gives its steps the whole deadline again.
         self._unavailable_since: dict[tuple[str, str], float] = {}
+        # The steps that last waited only for steps of this site, with those steps.
+        self._waiting_here: dict[tuple[str, str], frozenset[str]] = {}
+
+    def waits_here(self, job_id: str, step: str) -> bool:
+        """Whether the step last waited only for steps of its job that run at this site
+        (the worker looks at it again when one of those finishes, not on a timer)."""
+        return (job_id, step) in self._waiting_here
+
+    def waiting_for(self, job_id: str, step: str) -> list[tuple[str, str]]:
+        """The steps that last waited for `step` (of job `job_id`, run here) to finish."""
+        return [
+            key
+            for key, producers in list(self._waiting_here.items())
+            if key[0] == job_id and step in producers
+        ]
 
     def advance(self, status: StepStatus) -> bool:
         """Move the step on; True once it is finished, False to try again later."""
         key = (status.job_id, status.step)
+        self._waiting_here.pop(key, None)
         try:
             finished = self._advance_once(status)
         except Unavailable as error:
@@ -174,6 +190,9 @@ class StepExecution:
                 self._set(known, step, StepState.REUSED)
                 return True
             if not self._readiness.producers_done(known, step):
+                producers = known.job.workflow.predecessors(step)
+                if all(known.plan.assignments[p] == ledger.site for p in producers):
+                    self._waiting_here[(known.job_id, step)] = frozenset(producers)
                 return False
             ledger.job_records.set_step_state(known.job_id, step, StepState.FETCHING, ledger.now())
             state = StepState.FETCHING

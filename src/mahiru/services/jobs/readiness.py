@@ -3,6 +3,9 @@ results to reuse, and the states of the steps it reads from."""
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
+
 from mahiru.errors import NotFound
 from mahiru.model.jobs import StepStatus, step_results
 from mahiru.policy.decisions import Decision
@@ -11,6 +14,9 @@ from mahiru.services.jobs.ledger import JobLedger, KnownJob
 from mahiru.services.jobs.peers import JobPeers
 from mahiru.services.jobs.storing import ResultStore
 from mahiru.services.site.policy_view import Concerning, PolicyView
+
+#: How many jobs' checks are kept (the jobs with steps here at the same time, at least).
+MAX_JOB_CHECKS = 256
 
 
 class Blocked(Exception):
@@ -27,6 +33,10 @@ class StepReadiness:
         self._policy = policy
         self._peers = peers
         self._results = results
+        # The last check of each recent job as a whole, with the engine (the rules) and the
+        # job and plan it was made on: every step of a job here needs the same check.
+        self._checks: OrderedDict[str, tuple[PolicyEngine, KnownJob, Decision]] = OrderedDict()
+        self._checks_lock = threading.Lock()
 
     def decision(self, known: KnownJob, step: str) -> Decision:
         """This site's own decision on running `step`, taken once per set of rules in force.
@@ -43,10 +53,9 @@ class StepReadiness:
             # The job as a whole as planned: every step at its site (this step here)
             # and outputs the submitter may use; a site never runs a step of a job
             # its policy refuses.
-            permissions = engine.job_permissions(known.job)
             if known.plan.assignments.get(step) != site:
-                return engine.may_run_step(permissions, step, site)
-            return engine.check_job(permissions, known.plan.assignments, known.submitter_site)
+                return engine.may_run_step(engine.job_permissions(known.job), step, site)
+            return self._check_job(engine, known)
 
         about = Concerning(
             "run step",
@@ -56,6 +65,23 @@ class StepReadiness:
             step=step,
         )
         return self._policy.decide_once(evaluate, about, basis=known)
+
+    def _check_job(self, engine: PolicyEngine, known: KnownJob) -> Decision:
+        """`engine`'s check of the job as planned; the same engine (the same rules) gives
+        the same answer for the same job and plan, so the steps of a job share it instead
+        of each evaluating the whole job again."""
+        with self._checks_lock:
+            cached = self._checks.get(known.job_id)
+        if cached is not None and cached[0] is engine and cached[1] == known:
+            return cached[2]
+        permissions = engine.job_permissions(known.job)
+        decision = engine.check_job(permissions, known.plan.assignments, known.submitter_site)
+        with self._checks_lock:
+            self._checks[known.job_id] = (engine, known, decision)
+            self._checks.move_to_end(known.job_id)
+            while len(self._checks) > MAX_JOB_CHECKS:
+                self._checks.popitem(last=False)
+        return decision
 
     def settled(self, job_id: str, step: str) -> None:
         """The step is done here: its run decision need not be remembered any more."""

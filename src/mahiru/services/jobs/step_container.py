@@ -10,12 +10,14 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
+from pathlib import Path
 
 from mahiru.errors import InvalidInput, MahiruError, Unavailable
 from mahiru.model.identifiers import SiteId
 from mahiru.model.items import ItemKind, WorkflowItem
 from mahiru.model.jobs import StepInput, step_inputs
 from mahiru.model.receipts import ReceiptChain
+from mahiru.runtime.archive_data import extract_archive_data
 from mahiru.runtime.outputs import cut
 from mahiru.runtime.steps import LABEL_INSTANCE, ContainerOutcome, step_labels
 from mahiru.services.jobs.environment import StepEnvironment
@@ -23,6 +25,7 @@ from mahiru.services.jobs.fetching import InputFetcher
 from mahiru.services.jobs.images import LoadedImages
 from mahiru.services.jobs.ledger import KnownJob
 from mahiru.services.jobs.live_channel import LiveChannels
+from mahiru.storage import BlobStore
 
 logger = logging.getLogger("mahiru.site.jobs")
 
@@ -49,12 +52,14 @@ class StepContainer:
         fetcher: InputFetcher,
         images: LoadedImages,
         live: LiveChannels,
+        blobs: BlobStore,
     ) -> None:
         self._site = site
         self._environment = environment
         self._fetcher = fetcher
         self._images = images
         self._live = live
+        self._blobs = blobs
 
     def gather(self, known: KnownJob, step: str) -> StepInputs:
         """Find or fetch every input of `step` not read live (give them back with `release`).
@@ -97,7 +102,7 @@ class StepContainer:
         self, known: KnownJob, step: str, inputs: StepInputs
     ) -> tuple[ContainerOutcome, dict[str, str]]:
         """Load the images, lay out the inputs and run the step's container; its outcome and
-        the engine image ids of its output bases."""
+        the blob digests of its output bases' archives."""
         environment = self._environment
         work = environment.work_dir / known.job_id / step
         digests = inputs.digests
@@ -108,9 +113,8 @@ class StepContainer:
             if item.item.kind is ItemKind.STEP_INPUT:
                 name = item.item.part
                 laid_out[name] = work / "inputs" / name
-                image = self._images.load(digests[item.item])
                 try:
-                    environment.engine.extract_data(image, laid_out[name])
+                    self._lay_out(digests[item.item], laid_out[name])
                 except Unavailable:
                     raise
                 except MahiruError as error:
@@ -122,7 +126,7 @@ class StepContainer:
                     )
                     raise InvalidInput(f"input {name} could not be laid out for the step") from None
             elif item.item.kind is ItemKind.OUTPUT_BASE:
-                bases[item.item.part] = self._images.load(digests[item.item])
+                bases[item.item.part] = digests[item.item]  # its archive, read when packaging
         outputs = sorted(known.job.workflow.steps[step].outputs)
         labels = step_labels(site=str(self._site), job=known.job_id, step=step)
         labels[LABEL_INSTANCE] = environment.instance
@@ -139,6 +143,15 @@ class StepContainer:
                 environment=channel.environment,
             )
         return result, bases
+
+    def _lay_out(self, digest: str, dest: Path) -> None:
+        """Put the `/data` of the input image `digest` in `dest`: read from its archive
+        here, or, if only the engine has it (loaded for an earlier step), copied from there."""
+        archive = self._blobs.path(digest)
+        if archive.is_file():
+            extract_archive_data(archive, dest)
+        else:
+            self._environment.engine.extract_data(self._images.load(digest), dest)
 
 
 def _copied(needed: Iterable[StepInput], live: set[WorkflowItem]) -> list[StepInput]:

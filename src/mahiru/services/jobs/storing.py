@@ -8,8 +8,9 @@ transaction fails, the images it would have used are removed again.
 
 from __future__ import annotations
 
+import hashlib
 import logging
-import tempfile
+import threading
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from mahiru.model.digests import BlobInfo
 from mahiru.model.identifiers import ResultId
 from mahiru.model.jobs import ResultProvenance, StepState, step_provenance, step_results
 from mahiru.model.receipts import ReceiptChain, ReceiptInput
+from mahiru.runtime.output_images import write_output_image
 from mahiru.runtime.protocol import DATA_BASE_IMAGE
 from mahiru.services.jobs.environment import StepEnvironment
 from mahiru.services.jobs.ledger import JobLedger, KnownJob
@@ -46,6 +48,8 @@ class ResultStore:
         self._provenance = provenance
         self._receipts = receipts
         self._ledger = ledger
+        self._base_lock = threading.Lock()
+        self._base: Path | None = None  # the data base image's archive, once saved
 
     def verified_chain(self, result: ResultId) -> ReceiptChain | None:
         """The verified chain of a result stored here; None if it has none that verifies."""
@@ -84,28 +88,39 @@ class ResultStore:
         outputs: Mapping[str, Path],
         bases: Mapping[str, str],
     ) -> dict[str, BlobInfo]:
-        """Build and save one data image per output (on its base image id, or the data base)."""
-        runtime = environment.engine
+        """Store one data image archive per output, on its base (the blob digest of the
+        base's archive, or the engine's data base image), written without the engine."""
         images: dict[str, BlobInfo] = {}
         try:
             for output, files in sorted(outputs.items()):
-                base = bases.get(output, DATA_BASE_IMAGE)
+                digest = bases.get(output)
+                base = (
+                    self._default_base(environment) if digest is None else self.blobs.path(digest)
+                )
                 labels = {"mahiru.job": known.job_id, "mahiru.step": step, "mahiru.output": output}
-                image = runtime.build_data_image(base, files, labels=labels)
-                try:
-                    with tempfile.TemporaryDirectory(
-                        dir=environment.work_dir, prefix=".save-"
-                    ) as temp:
-                        archive = Path(temp) / "image.tar"
-                        runtime.save_image(image, archive)
-                        with archive.open("rb") as content:
-                            images[output] = self.blobs.write_stream(content)
-                finally:
-                    runtime.remove_image(image)
+                with self.blobs.writer() as writer:
+                    write_output_image(
+                        base, files, writer, labels=labels, scratch_dir=environment.work_dir
+                    )
+                    images[output] = writer.commit()
         except BaseException:
             self.drop_unused(images.values())
             raise
         return images
+
+    def _default_base(self, environment: StepEnvironment) -> Path:
+        """The archive of the engine's data base image, saved into the work folder the first
+        time an output needs it (the folder is emptied when the site starts)."""
+        with self._base_lock:
+            if self._base is None or not self._base.is_file():
+                image = environment.engine.image_id(DATA_BASE_IMAGE)
+                name = hashlib.sha256(image.encode()).hexdigest()[:32]
+                path = environment.work_dir / ".output-bases" / f"{name}.tar"
+                if not path.is_file():
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                    environment.engine.save_image(image, path)
+                self._base = path
+            return self._base
 
     def record_step(
         self,

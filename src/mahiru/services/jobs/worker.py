@@ -5,15 +5,20 @@ site finds its interrupted steps the same way) and hands each one that is
 not busy or backing off to a thread pool. A step that must wait (producers
 not done, a peer or the engine unavailable) is looked at again after a
 delay that doubles up to `MAX_BACKOFF` seconds (`STEP_BACKOFF`), and the
-loop is asked to wake by then. An unexpected (non-Mahiru) error is a bug or
-an unmapped failure, which retrying rarely cures: the step is tried
-`max_unexpected_errors` times in a row, then fails with the error.
+loop is asked to wake by then. A step that waits only for steps of this
+site is not polled: the one it waits for ends its wait when it finishes
+(and a step that was being looked at while another finished is looked at
+again at once), with `LOCAL_WAIT` as a safety net. An
+unexpected (non-Mahiru) error is a bug or an unmapped failure, which
+retrying rarely cures: the step is tried `max_unexpected_errors` times in a
+row, then fails with the error.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 from mahiru.errors import MahiruError
@@ -32,6 +37,9 @@ FIRST_BACKOFF = 0.25
 MAX_BACKOFF = 2.0
 MAX_UNEXPECTED_ERRORS = 3
 STEP_BACKOFF = Backoff(FIRST_BACKOFF, cap=MAX_BACKOFF)
+#: How long a step that waits only for steps of this site waits before it is looked at
+#: again, unless one of them finishes first (which wakes it): a safety net, not a poll.
+LOCAL_WAIT = 30.0
 
 
 class StepWorker:
@@ -47,11 +55,14 @@ class StepWorker:
         max_parallel: int = 4,
         interval: float = 2.0,
         max_unexpected_errors: int = MAX_UNEXPECTED_ERRORS,
+        on_step_done: Callable[[], object] = lambda: None,
     ) -> None:
         self._ledger = ledger
         self._environment = environment
         self._stopping = stopping  # what the steps' waits watch, set when the worker stops
         self._max_unexpected_errors = max_unexpected_errors
+        #: Called after a step finished (the coordinator looks at its job at once).
+        self._on_step_done = on_step_done
         self.loop = BackgroundLoop(
             "mahiru-steps", self._round, interval, logger=logger, context={"site": str(ledger.site)}
         )
@@ -62,6 +73,7 @@ class StepWorker:
         # Per waiting step: (monotonic time it may be looked at again, times it waited in a row).
         self._backoff: dict[tuple[str, str], tuple[float, int]] = {}
         self._errors: dict[tuple[str, str], int] = {}  # unexpected errors in a row, per step
+        self._finished = 0  # steps finished so far: a wait that overlapped one is cut short
 
     def start(self) -> None:
         """Remove step containers an earlier run of this site left, then start working."""
@@ -122,6 +134,8 @@ class StepWorker:
     def _work(self, status: StepStatus) -> None:
         key = (status.job_id, status.step)
         finished = False
+        with self._lock:
+            finished_before = self._finished
         try:
             outcome = guarded(lambda: self.execution.advance(status))
             if isinstance(outcome, Unexpected):
@@ -133,15 +147,28 @@ class StepWorker:
             with self._lock:
                 self._busy.discard(key)
                 if finished:
+                    self._finished += 1
                     self._backoff.pop(key, None)
                     self._errors.pop(key, None)
+                    # The steps that wait for this one are looked at in the round this
+                    # wakes, not after their wait.
+                    for waiter in self.execution.waiting_for(status.job_id, status.step):
+                        self._backoff.pop(waiter, None)
+                elif self._finished != finished_before:
+                    # A step finished while this one was looked at (perhaps the one it
+                    # waits for, after it looked): look again at once.
+                    self._backoff.pop(key, None)
+                    self.loop.wake()
                 else:
                     waits = self._backoff.get(key, (0.0, 0))[1] + 1
                     delay = STEP_BACKOFF.delay(waits)
+                    if self.execution.waits_here(status.job_id, status.step):
+                        delay = LOCAL_WAIT  # woken when a step it waits for finishes
                     self._backoff[key] = (self._ledger.clock.monotonic() + delay, waits)
                     self.loop.wake_after(delay)
             if finished:
                 self.loop.wake()
+                self._on_step_done()
 
     def _unexpected(self, status: StepStatus, error: Exception) -> bool:
         """Log an unexpected error; fail the step once it happened too often. True if failed."""
