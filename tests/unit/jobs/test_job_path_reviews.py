@@ -282,3 +282,41 @@ def test_the_delivered_result_carries_its_approval_and_verifies_offline(
     refused = CliRunner().invoke(results_group, arguments)
     assert refused.exit_code == 1
     assert "carries no approved release of it" in refused.output
+
+
+def test_a_job_reusing_a_copy_delivered_before_the_rule_waits_for_its_review(
+    scenario: Scenario,
+) -> None:
+    """site1 holds party1's copy of the result from before party2's rule. A new job of the
+    same computation does not finish on that copy: site1 fetches the result again, site2
+    holds it for review, and once approved the copy at site1 carries the approval, so a
+    third job finishes without asking again."""
+    site1, site2 = scenario.site1, scenario.site2
+    first = submit(scenario)
+    assert site1.job(first).state is JobState.SUCCEEDED
+    result = result_of(scenario, first)
+    assert not site1.jobs.ports.results.verified_chain(result).releases  # type: ignore[union-attr]
+    review_rule(scenario)
+
+    second = submit(scenario)
+    (review,) = reviews_at(site2)
+    assert (review.result, review.receiving_party) == (result, site1.party.id)
+    status = site1.job(second)
+    assert status.state is JobState.RUNNING
+    assert status.reason == f"awaiting review by {site2.party.id} (review {review.review_id})"
+    assert site2.steps(second)["compute"].state is StepState.REUSED
+    site2.reviewers().approve(
+        review.review_id, site2.party.user("ann", reviewer=True), site2.party.id, "counts only"
+    )
+    scenario.net.clock.advance(REVIEW_POLL.cap)
+    scenario.net.drive()
+    assert site1.job(second).state is JobState.SUCCEEDED
+    chain = site1.jobs.ports.results.verified_chain(result)
+    assert chain is not None
+    (entry,) = chain.releases
+    assert entry.key == (result, site1.party.id)
+    assert [a.statement.review_id for a in entry.approvals] == [review.review_id]
+
+    third = submit(scenario)
+    assert site1.job(third).state is JobState.SUCCEEDED
+    assert len(reviews_at(site2)) == 1

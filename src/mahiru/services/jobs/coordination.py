@@ -159,10 +159,16 @@ class JobCoordinator:
                 provenance = ResultProvenance(
                     result, status.job_id, producer.step, producer.output, status.job
                 )
+                again = False  # a copy here that a review rule added since must clear first
                 if self._results.stored(result):
                     if source.site == ledger.site:  # made here: its submitter's by review only
                         self._reviews.delivery_hold(result, provenance)
-                    continue
+                        continue
+                    if self._reviews.approved_copy(
+                        provenance, self._results.verified_chain(result)
+                    ):
+                        continue
+                    again = True
                 expected = step_inputs(
                     status.job, status.plan, producer.step, submitter_site=status.submitter_site
                 )
@@ -170,7 +176,7 @@ class JobCoordinator:
                 info, chain = self._receipts.fetch(
                     known, self._peers.get(source.site), result, source.site, expected
                 )
-                self._results.store_collected(known, provenance, info, chain)
+                self._results.store_collected(known, provenance, info, chain, replace=again)
         except Unavailable as error:
             logger.info(
                 "cannot collect outputs yet: %s", error.message, extra={"job": status.job_id}

@@ -175,6 +175,27 @@ class ReleaseReviews:
         )
         self.hold(result, provenance, rules, submitter, about)
 
+    def approved_copy(self, provenance: ResultProvenance, chain: ReceiptChain | None) -> bool:
+        """Whether a copy stored here of a workflow output another site made may go to its
+        job's submitter: no rule in force here covers it, or its verified `chain` carries an
+        approval of each covering rule for the submitter. A copy delivered before a rule
+        was added carries none: the output is then fetched again, and its maker holds it
+        until it is reviewed."""
+        item = WorkflowItem(ItemKind.STEP_OUTPUT, provenance.step, provenance.output)
+        rules = self._policy.reader().reviews_of(provenance.job, item)
+        if not rules:
+            return True
+        if chain is None:
+            return False
+        release = (provenance.result, provenance.job.submitter)
+        approved = {
+            approval.statement.rule_id
+            for entry in chain.releases
+            if entry.key == release
+            for approval in entry.approvals
+        }
+        return all(rule.rule_id() in approved for rule in rules)
+
     def requested_at_store(
         self,
         known: KnownJob,

@@ -168,15 +168,25 @@ class ResultStore:
         provenance: ResultProvenance,
         image: BlobInfo,
         chain: ReceiptChain,
+        *,
+        replace: bool = False,
     ) -> None:
-        """Record a result fetched from the site that made it (a workflow output)."""
+        """Record a result fetched from the site that made it (a workflow output); with
+        `replace`, in place of the copy stored here (whose chain lacks what the new one
+        carries: the approvals of a review rule added since it came)."""
+        previous = None
+        if replace and self.asset_records.has(provenance.result):
+            previous = self.asset_records.get(provenance.result).asset.image_digest
         self._store(
             known,
             [provenance],
             {provenance.output: image},
             {provenance.output: chain},
             lambda: None,
+            replace=replace,
         )
+        if previous is not None and previous != image.digest:
+            self.drop_if_unused(previous)
 
     def _store(
         self,
@@ -185,6 +195,8 @@ class ResultStore:
         images: Mapping[str, BlobInfo],
         chains: Mapping[str, ReceiptChain],
         finish: Callable[[], object],
+        *,
+        replace: bool = False,
     ) -> None:
         records = self.asset_records
         try:
@@ -202,7 +214,8 @@ class ResultStore:
                     if records.has(provenance.result):
                         stored = records.get(provenance.result).asset.image_digest
                         if (
-                            stored is None
+                            replace
+                            or stored is None
                             or not self.blobs.has(stored)
                             or not self.stored(provenance.result)
                         ):
