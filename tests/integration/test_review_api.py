@@ -17,6 +17,7 @@ import pytest
 from click.testing import CliRunner
 from tests.support.images import add_file, image_bytes, tar_bytes, write_image
 from tests.support.sites import Network, SiteServer, network
+from tests.support.waiting import wait_until
 
 from mahiru.cli.main import cli
 from mahiru.client.http import CLIENT_HEADER, TlsIdentity
@@ -187,7 +188,13 @@ def test_another_party_s_review_is_as_if_it_did_not_exist(world: World) -> None:
                 assert texts[0] == texts[1]
     p2 = world.net.sites["p2"]
     with _http(p2.party.admin, p2.internal_url) as api:
-        assert api.get("/reviews").json() == {"reviews": [], "total": 0}
+        # p2's reviewers see it at their own site, offered there by p1's (a mirror).
+        listed = wait_until(
+            lambda: api.get("/reviews").json()["reviews"], 30, "the review offered to p2"
+        )
+        assert [(r["review_id"], r["held_at"]) for r in listed] == [
+            (foreign.review_id, world.site.id)
+        ]
     assert world.site.services.oversight.reviews.get(foreign.review_id).state is ReviewState.PENDING
 
 

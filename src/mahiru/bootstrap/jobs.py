@@ -39,11 +39,13 @@ from mahiru.services.jobs.live_grants import LiveGrants
 from mahiru.services.jobs.readiness import StepReadiness
 from mahiru.services.jobs.receipts import Receipts
 from mahiru.services.jobs.release_reviews import ReleaseReviews, ReleaseSigning
+from mahiru.services.jobs.review_exchange import ReviewExchange, ReviewReading
 from mahiru.services.jobs.step_container import StepContainer
 from mahiru.services.jobs.storing import ResultStore
 from mahiru.services.jobs.submission import JobSubmissions
 from mahiru.services.jobs.worker import StepWorker
 from mahiru.services.site import PolicyView, SiteServices
+from mahiru.storage.review_outbox import ReviewOutbox
 
 if TYPE_CHECKING:
     from mahiru.bootstrap.site import SiteStorage
@@ -181,11 +183,23 @@ def build_jobs(
         stop_job=worker.stop_containers,
     )
     coordinator = JobCoordinator(ledger, peers, results, receipts, dispatcher, submissions, reviews)
+    # Reviews whose reviewer is another party go to its site, and decisions come back.
+    queue = services.oversight.reviews
+    exchange = ReviewExchange(
+        config.owner_party,
+        queue,
+        ReviewOutbox(storage.database),
+        peers,
+        replica,
+        ReviewReading(egress, services.oversight.review_files),
+        clock,
+    )
+    queue.use_notifier(exchange.wake)
     return JobServices(
         ports=ports,
         submissions=submissions,
         assignments=assignments,
         egress=egress,
         live=live,
-        loops=JobLoops(worker, coordinator, stopping),
+        loops=JobLoops(worker, coordinator, stopping, exchange),
     )

@@ -306,7 +306,12 @@ def _site_state(
             for source in services.replication.replicator.status()
         ]
 
-    loops = (services.replication.loop, jobs.loops.worker.loop, jobs.loops.coordinator.loop)
+    loops = (
+        services.replication.loop,
+        jobs.loops.worker.loop,
+        jobs.loops.coordinator.loop,
+        jobs.loops.review_exchange.loop,
+    )
     return SiteState(
         storage.database,
         config.site_id,

@@ -20,14 +20,17 @@ from urllib.parse import quote
 import httpx
 
 from mahiru.client.downloads import download_to_file, open_image
-from mahiru.client.http import ApiClient, error_from_response, request
+from mahiru.client.http import ApiClient, error_from_response, request, request_json
 from mahiru.client.site import PeerClient
 from mahiru.data_archives import extract_data_files
 from mahiru.errors import InvalidInput, Unavailable
+from mahiru.model.approvals import SignedApproval
 from mahiru.model.digests import BlobInfo, ImageStream
 from mahiru.model.identifiers import ResultId
 from mahiru.model.jobs import JobStatus, StepAssignment, StepStatus
 from mahiru.model.live import LiveAnswer, LiveGrantRequest, LiveReader
+from mahiru.model.review_exchange import report_body
+from mahiru.model.reviews import Review
 from mahiru.model.serialization import job_to_dict
 from mahiru.model.workflow import Job
 
@@ -198,3 +201,60 @@ class PeerJobsClient(PeerClient):
         """
         path = f"/results/{quote(str(result))}/image"
         return open_image(self._http, path, expected_digest=None, progress=None, clock=self._clock)
+
+    def offer_review(self, review: Review) -> None:
+        """Offer `review`, held at this site, to the peer, a site of its reviewer party."""
+        request_json(self._http, "POST", "/reviews", json={"review": review.to_dict()})
+
+    def review_files(self, review_id: str) -> builtins.list[dict[str, object]]:
+        """The files of the result of review `review_id` held at the peer: `{path, size}`."""
+        data = request_json(self._http, "GET", f"/reviews/{quote(review_id)}/files")
+        files = data.get("files") if isinstance(data, dict) else None
+        if not isinstance(files, builtins.list) or not all(
+            isinstance(f, dict)
+            and isinstance(f.get("path"), str)
+            and isinstance(f.get("size"), int)
+            and set(f) == {"path", "size"}
+            for f in files
+        ):
+            raise InvalidInput(f"the files of review {review_id} were answered without a list")
+        return [{"path": f["path"], "size": f["size"]} for f in files]
+
+    def review_file(self, review_id: str, path: str) -> tuple[int, Iterator[bytes]]:
+        """The size and bytes of the file `/data/<path>` of the result of review
+        `review_id` held at the peer; the connection closes once they are read or dropped."""
+        url = f"/reviews/{quote(review_id)}/files/{quote(path)}"
+        stack = contextlib.ExitStack()
+        try:
+            response = stack.enter_context(self._http.stream("GET", url))
+            if not response.is_success:
+                response.read()
+                raise error_from_response(response)
+            size = int(response.headers.get("content-length", "-1"))
+        except httpx.HTTPError as error:
+            stack.close()
+            raise Unavailable(
+                f"the result's site cannot be reached: {type(error).__name__}"
+            ) from None
+        except BaseException:
+            stack.close()
+            raise
+        if size < 0:
+            stack.close()
+            raise InvalidInput(f"the file {path} of review {review_id} came without its size")
+
+        def chunks() -> Iterator[bytes]:
+            with stack:
+                read = 0
+                for chunk in response.iter_bytes(LIVE_CHUNK):
+                    read += len(chunk)
+                    if read > size:
+                        raise InvalidInput(f"the file {path} is larger than announced")
+                    yield chunk
+
+        return size, chunks()
+
+    def report_review(self, review: Review, approval: SignedApproval | None) -> None:
+        """Report the decision on review `review`, held at the peer, with its approval."""
+        url = f"/reviews/{quote(review.review_id)}/decision"
+        request_json(self._http, "POST", url, json=report_body(review, approval))

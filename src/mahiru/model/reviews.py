@@ -39,13 +39,14 @@ from mahiru.model.identifiers import (
     JobId,
     PartyId,
     ResultId,
+    SiteId,
     identifier_pattern,
     parse_identifier,
 )
 from mahiru.model.jobs.checks import aware, check_job_id, iso
 from mahiru.model.jobs.states import JOB_ID_SCHEMA
 
-Id = TypeVar("Id", ResultId, PartyId)
+Id = TypeVar("Id", ResultId, PartyId, SiteId)
 
 
 class ReviewState(Enum):
@@ -104,6 +105,15 @@ REVIEW_SHAPE = Shape(
         Field("decided_by_party", nullable(_PARTY)),
         Field("reason", nullable(string(non_empty=True))),
         Field("override", BOOLEAN),
+        optional(
+            "held_at",
+            nullable(
+                string(
+                    pattern=identifier_pattern("site"),
+                    description="the site that holds the result, when another site does",
+                )
+            ),
+        ),
     ),
 )
 
@@ -177,7 +187,9 @@ class Review:
     `checks` are the automatic checks' outcomes (`{check, passed, detail}` each). A
     decided review names the person (`decided_by`, a `Person`'s text) and the party
     (`decided_by_party`) that decided, when, and why; `override` says it was approved
-    although a check failed.
+    although a check failed. `held_at` names the site that holds the result when it is
+    not the site keeping this review: a mirror of that site's review, decided here for
+    the reviewer party and reported back to it.
     """
 
     review_id: str
@@ -195,6 +207,7 @@ class Review:
     decided_by_party: PartyId | None = None
     reason: str | None = None
     override: bool = False
+    held_at: SiteId | None = None
 
     def __hash__(self) -> int:
         return hash((self.review_id, self.state))
@@ -207,6 +220,8 @@ class Review:
         if not isinstance(self.rule_id, str) or not self.rule_id:
             raise InvalidInput(f"{what}: rule_id must be non-empty text, got {self.rule_id!r}")
         check_reviewer(self.reviewer)
+        if self.held_at is not None and not isinstance(self.held_at, SiteId):
+            raise InvalidInput(f"{what}: held_at must be a SiteId, got {self.held_at!r}")
         check_job_id(self.job_id)
         object.__setattr__(self, "digest", normalise_digest(self.digest))
         if not isinstance(self.checks, (tuple, list)):
@@ -322,6 +337,7 @@ class Review:
             ),
             "reason": self.reason,
             "override": self.override,
+            "held_at": None if self.held_at is None else str(self.held_at),
         }
 
     @classmethod
@@ -333,6 +349,7 @@ class Review:
         if not isinstance(checks, list):
             raise InvalidInput(f"{what} field 'checks' must be a list of check outcomes")
         decided_by_party = optional_text(d, "decided_by_party", what)
+        held_at = optional_text(d, "held_at", what)
         return cls(
             review_id=check_review_id(d["review_id"]),
             result=_parsed(ResultId, d, "result", what),
@@ -351,6 +368,7 @@ class Review:
             ),
             reason=optional_text(d, "reason", what),
             override=flag(d, "override", what),
+            held_at=None if held_at is None else _parsed(SiteId, d, "held_at", what),
         )
 
 

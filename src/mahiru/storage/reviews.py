@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 from mahiru.errors import Conflict, Internal, InvalidInput, NotKnown
 from mahiru.model.approvals import SignedApproval
 from mahiru.model.audit import AuditEntry, AuditKind
-from mahiru.model.identifiers import JobId, PartyId, ResultId
+from mahiru.model.identifiers import JobId, PartyId, ResultId, SiteId
 from mahiru.model.prefixes import resolve_prefix
 from mahiru.model.reviews import REVIEW_ID_PATTERN, Review, ReviewState
 from mahiru.storage.audit import AuditLog
@@ -73,7 +73,7 @@ class ReviewRepository:
             row = session.execute(select(reviews).where(reviews.c.id == review_id)).one_or_none()
         if row is None:
             raise NotKnown("review", review_id)
-        return _from_row(row)
+        return review_from_row(row)
 
     def find(self, id_or_prefix: str, *, reviewers: Collection[str] | None = None) -> Review:
         """The review with this id, or the one whose id starts with it (at least
@@ -92,7 +92,7 @@ class ReviewRepository:
         with self._db.read() as session:
             row = session.execute(exact).one_or_none()
             if row is not None:
-                return _from_row(row)
+                return review_from_row(row)
             ids: list[str] = []
             if len(id_or_prefix) >= MIN_PREFIX:
                 starting = select(reviews.c.id).where(
@@ -132,7 +132,7 @@ class ReviewRepository:
         with self._db.read() as session:
             rows = session.execute(statement).all()
             total = session.execute(counting).scalar_one()
-        return [_from_row(row) for row in rows], int(total)
+        return [review_from_row(row) for row in rows], int(total)
 
     def approval(self, review_id: str) -> SignedApproval | None:
         """The signed approval kept with review `review_id`; None if it has none (it is
@@ -181,12 +181,13 @@ class ReviewRepository:
             ).one_or_none()
             if row is None:
                 raise NotKnown("review", review_id)
-            current = _from_row(row)
+            current = review_from_row(row)
             decided = current.decide(
                 state, at=at, by=by, party=party, reason=reason, override=override
             )
             values = _values(decided)
-            for fixed in ("id", "result_id", "receiving_party", "rule_id", "reviewer", "job_id"):
+            fixed_fields = ("id", "result_id", "receiving_party", "rule_id", "reviewer", "job_id")
+            for fixed in (*fixed_fields, "held_at"):
                 del values[fixed]
             if approval is not None and decided.state is ReviewState.APPROVED:
                 values["approval"] = approval(decided).to_dict()
@@ -292,7 +293,7 @@ def _newest(session: Session, statement: Select[Any]) -> Review | None:
     row = session.execute(
         statement.order_by(reviews.c.requested_at.desc(), reviews.c.id.desc()).limit(1)
     ).one_or_none()
-    return None if row is None else _from_row(row)
+    return None if row is None else review_from_row(row)
 
 
 def _values(review: Review) -> dict[str, Any]:
@@ -314,10 +315,12 @@ def _values(review: Review) -> dict[str, Any]:
         ),
         "reason": review.reason,
         "override": review.override,
+        "held_at": None if review.held_at is None else str(review.held_at),
     }
 
 
-def _from_row(row: Row[Any]) -> Review:
+def review_from_row(row: Row[Any]) -> Review:
+    """The review a row of the reviews table holds; Internal if it does not read."""
     data = row._mapping
     try:
         return Review(
@@ -340,6 +343,7 @@ def _from_row(row: Row[Any]) -> Review:
             ),
             reason=data["reason"],
             override=bool(data["override"]),
+            held_at=None if data["held_at"] is None else SiteId.parse(data["held_at"]),
         )
     except (InvalidInput, ValueError) as error:
         raise Internal(

@@ -351,6 +351,12 @@ reviews = Table(
     Column("override", Boolean, nullable=False),
     # The signed approval statement of an approved review (model/approvals.py).
     Column("approval", JSON, nullable=True),
+    # A mirror of a review held at another site (that site's id); null: held here.
+    Column("held_at", Text, nullable=True),
+    # The reviewer party's site a review held here was offered to, once delivered.
+    Column("offered_to", Text, nullable=True),
+    # When a mirror's decision reached the site that holds the result.
+    Column("reported_at", UtcDateTime, nullable=True),
 )
 
 Index(

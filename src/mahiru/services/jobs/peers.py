@@ -4,18 +4,20 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from typing import Protocol, TypeVar
 
 from mahiru.clock import SYSTEM_CLOCK, Clock
 from mahiru.errors import Unavailable
+from mahiru.model.approvals import SignedApproval
 from mahiru.model.assets import AssetRecord
 from mahiru.model.digests import ImageStream
 from mahiru.model.identifiers import AssetId, JobId, ResultId, SiteId
 from mahiru.model.jobs import StepAssignment, StepStatus
 from mahiru.model.live import LiveAnswer, LiveGrantRequest, LiveReader
 from mahiru.model.registry import SiteRecord
+from mahiru.model.reviews import Review
 from mahiru.retry import Backoff, retry
 from mahiru.storage import ReplicaRepository
 
@@ -71,6 +73,24 @@ class JobPeer(Protocol):
         self, asset_id: AssetId | ResultId, *, expected_digest: str | None = None
     ) -> AbstractContextManager[ImageStream]:
         """A primary asset's image as a stream (Conflict if not `expected_digest`)."""
+        ...
+
+    def offer_review(self, review: Review) -> None:
+        """Offer `review`, held here, to the site, of its reviewer party."""
+        ...
+
+    def review_files(self, review_id: str) -> list[dict[str, object]]:
+        """The files of the result of review `review_id`, held at the site, for this
+        site's reviewers: `{path, size}` each."""
+        ...
+
+    def review_file(self, review_id: str, path: str) -> tuple[int, Iterator[bytes]]:
+        """The size and bytes of one file of the result of review `review_id`, held at the
+        site (the connection closes when the bytes are read or dropped)."""
+        ...
+
+    def report_review(self, review: Review, approval: SignedApproval | None) -> None:
+        """Report the decision on review `review`, held at the site, with its approval."""
         ...
 
     def close(self) -> None:

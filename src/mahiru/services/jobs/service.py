@@ -18,6 +18,7 @@ from mahiru.services.jobs.coordination import JobCoordinator
 from mahiru.services.jobs.egress import Egress
 from mahiru.services.jobs.live_grants import LiveGrants
 from mahiru.services.jobs.ports import JobPorts
+from mahiru.services.jobs.review_exchange import ReviewExchange
 from mahiru.services.jobs.submission import JobSubmissions
 from mahiru.services.jobs.worker import StepWorker
 
@@ -26,23 +27,27 @@ logger = logging.getLogger("mahiru.site.jobs")
 
 @dataclass(frozen=True, slots=True)
 class JobLoops:
-    """The two background loops of the job path: the worker runs the steps handed to
-    this site, the coordinator drives the jobs submitted here."""
+    """The background loops of the job path: the worker runs the steps handed to this
+    site, the coordinator drives the jobs submitted here, the review exchange offers and
+    reports reviews whose reviewer is another party."""
 
     worker: StepWorker
     coordinator: JobCoordinator
     #: Set when the loops stop: waits inside rounds and retries end early.
     stopping: threading.Event
+    review_exchange: ReviewExchange
 
     def start(self) -> None:
-        """Start both loops (unfinished work is picked up where it was)."""
+        """Start the loops (unfinished work is picked up where it was)."""
         self.stopping.clear()
         self.worker.start()
         self.coordinator.start()
+        self.review_exchange.start()
 
     def stop(self) -> None:
-        """Stop both loops; running steps are redone after the next start."""
+        """Stop the loops; running steps are redone after the next start."""
         self.stopping.set()
+        self.review_exchange.stop()
         self.coordinator.stop()
         self.worker.stop()
 

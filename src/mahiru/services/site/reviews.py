@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import builtins
 from collections.abc import Callable, Collection, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from mahiru.clock import Clock, IdSource, random_id
-from mahiru.errors import NotFound, PermissionDenied
+from mahiru.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 from mahiru.model.approvals import ApprovalStatement, SignedApproval
 from mahiru.model.identifiers import JobId, PartyId, ResultId, SiteId
 from mahiru.model.people import Person
@@ -97,6 +97,12 @@ class ReviewQueue:
         self._reviewer_names = reviewer_names
         self._clock = clock
         self._new_id = new_id
+        self._notify: Callable[[], None] = lambda: None
+
+    def use_notifier(self, notify: Callable[[], None]) -> None:
+        """Call `notify` after each review asked for, mirrored or decided here (the
+        review exchange wakes to offer or report it)."""
+        self._notify = notify
 
     def request(
         self,
@@ -129,7 +135,61 @@ class ReviewQueue:
             state=ReviewState.PENDING,
             requested_at=self._clock.now(),
         )
-        return self._reviews.add(review)
+        stored = self._reviews.add(review)
+        self._notify()
+        return stored
+
+    def mirror(self, review: Review, holder: SiteId) -> Review:
+        """Keep the pending `review`, offered by `holder`, the site that holds its result,
+        for this site's reviewers to decide (`Review.held_at` names `holder`); offering
+        it again gives the one kept.
+
+        InvalidInput for a decided review; Conflict if its id or release is another
+        site's review here.
+        """
+        if review.state.decided or review.held_at is not None:
+            raise InvalidInput(
+                f"review {review.review_id} is offered {review.state.value}, or as held"
+                " elsewhere: only a pending review held at the offering site is kept",
+                {"review_id": review.review_id},
+            )
+        stored = self._reviews.add(replace(review, held_at=holder))
+        if stored.review_id != review.review_id or stored.held_at != holder:
+            raise Conflict(
+                f"review {review.review_id} is not the review kept here for that release",
+                {"review_id": review.review_id},
+            )
+        return stored
+
+    def record_reported(
+        self, decided: Review, party: PartyId, approval: SignedApproval | None
+    ) -> Review:
+        """Record the decision `decided` that a site of `party` reported on a review held
+        here (checked by the caller against the review and its signature), with its signed
+        `approval`, in the audit log naming the person and `party`.
+
+        PermissionDenied (with the policy's explanation) unless `party` may review under
+        the review's rule; Conflict if the review is decided already.
+        """
+        decision = self._may_review(party, decided.rule_id)
+        if not decision.allowed:
+            raise PermissionDenied(
+                "; ".join(decision.failures()) or decision.headline(), decision.to_dict()
+            )
+        assert decided.decided_at is not None and decided.decided_by is not None
+        assert decided.reason is not None  # a decided review names all three
+        recorded = self._reviews.decide(
+            decided.review_id,
+            decided.state,
+            at=decided.decided_at,
+            by=decided.decided_by,
+            party=party,
+            reason=decided.reason,
+            override=decided.override,
+            approval=None if approval is None else (lambda _: approval),
+        )
+        self._notify()
+        return recorded
 
     def for_release(
         self, result: ResultId, receiving_party: PartyId, rule_id: str
@@ -229,7 +289,7 @@ class ReviewQueue:
             raise PermissionDenied(
                 "; ".join(decision.failures()) or decision.headline(), decision.to_dict()
             )
-        return self._reviews.decide(
+        decided = self._reviews.decide(
             review.review_id,
             state,
             at=self._clock.now(),
@@ -239,6 +299,8 @@ class ReviewQueue:
             override=override,
             approval=self._signer,
         )
+        self._notify()
+        return decided
 
 
 def _check_role(person: Person) -> None:

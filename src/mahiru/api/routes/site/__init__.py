@@ -30,6 +30,7 @@ SITE_ROUTERS: tuple[APIRouter, ...] = (
     external.live.router,
     internal.audit.router,
     internal.reviews.router,
+    external.reviews.router,
     dashboard.home.router,
     dashboard.jobs.router,
     dashboard.reviews.router,

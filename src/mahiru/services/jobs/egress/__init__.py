@@ -327,14 +327,25 @@ class Egress:
         it (one file of it, `path`, as the transfer records), if policy lets the user's
         party review under the review's rule; Conflict if the result's image is not the one
         under review."""
-        party = user.party
+        return self._to_reviewing(review, user.party, str(user.party), str(user), path)
+
+    def to_reviewer_site(
+        self, review: Review, site: SiteId, party: PartyId, path: str | None = None
+    ) -> ImageFile:
+        """As `to_reviewer`, for the reviewers of `party` at its site `site`, which fetches
+        the files for them: decided for `party`, recorded as a transfer to `site`."""
+        return self._to_reviewing(review, party, str(site), None, path)
+
+    def _to_reviewing(
+        self, review: Review, party: PartyId, destination: str, user: str | None, path: str | None
+    ) -> ImageFile:
         about = Concerning(
             "review read",
             str(party),
             party=str(party),
             job=review.job_id,
             asset=str(review.result),
-            user=str(user),
+            user=user,
         )
         decision = self._policy.decide(reviewing(self._policy, party, review.rule_id), about)
         image = self._assets.open_image(review.result, Release(decision))
@@ -346,10 +357,10 @@ class Egress:
         transfer = Transfer(
             review.result,
             str(self._transfers.site),
-            str(party),
+            destination,
             party=str(party),
             job=review.job_id,
-            user=str(user),
+            user=user,
             path=path,
         )
         return image.recorded_by(partial(self._transfers.sending, transfer, image.digest))

@@ -92,8 +92,7 @@ def review_page(
     """One review: the job, its submitter, the inputs' owners, the checks, the result's
     files and, while it is pending, the approve and reject forms."""
     review = _review(services, caller, review_id)
-    image = jobs.egress.to_reviewer(review, caller.person)
-    files = services.oversight.review_files.listing(image)
+    files = jobs.loops.review_exchange.listing(review, caller.person)
     return dashboard.render(
         "review.html",
         caller,
@@ -123,8 +122,7 @@ def file_page(
     kind = file_kind(path)
     content = None
     if kind in ("text", "table"):
-        image = jobs.egress.to_reviewer(review, caller.person, path)
-        size, chunks = services.oversight.review_files.read(image, path)
+        size, chunks = jobs.loops.review_exchange.read(review, caller.person, path)
         content = shown(path, head_of(chunks, SHOWN_BYTES), size)
     return dashboard.render(
         "review_file.html",
@@ -146,8 +144,7 @@ def raw_file(
     """The bytes of one file of the result: PNG, JPEG and GIF as those images (shown
     inline), everything else as an attachment of no type a browser would show or run."""
     review = _review(services, caller, review_id)
-    image = jobs.egress.to_reviewer(review, caller.person, path)
-    size, chunks = services.oversight.review_files.read(image, path)
+    size, chunks = jobs.loops.review_exchange.read(review, caller.person, path)
     name = path.strip("/").rsplit("/", 1)[-1]
     media = IMAGE_TYPES.get(f".{name.rsplit('.', 1)[-1].lower()}") if "." in name else None
     disposition = "inline" if media else "attachment"

@@ -5,7 +5,8 @@ A user with the reviewer or admin role sees and decides the reviews whose review
 their party or a party category it is in (the site's policy says which); other reviews
 are 404, exactly like ids that do not exist. Plain users get 403. Ids may be given by a
 unique prefix. A reviewer inspects what they review through the egress gate: each read
-of the result's files is decided, audited and recorded as a transfer to their party.
+of the result's files is decided, audited and recorded as a transfer to their party; for
+a review offered by the site holding the result, through that site's gate.
 """
 
 from __future__ import annotations
@@ -102,8 +103,7 @@ def reject(review_id: str, body: DecisionBody, caller: Reviewer, services: Servi
 def files(review_id: str, caller: Reviewer, services: Services, jobs: Jobs) -> JsonObject:
     """The regular files under `/data` of the result's image: path and size each."""
     review = _review(services, caller, review_id)
-    image = jobs.egress.to_reviewer(review, caller.person)
-    listing = services.oversight.review_files.listing(image)
+    listing = jobs.loops.review_exchange.listing(review, caller.person)
     return {"review_id": review.review_id, "result": str(review.result), "files": listing}
 
 
@@ -118,8 +118,7 @@ def file(
 ) -> StreamingResponse:
     """The bytes of the file `/data/<path>` of the result's image."""
     review = _review(services, caller, review_id)
-    image = jobs.egress.to_reviewer(review, caller.person, path)
-    size, chunks = services.oversight.review_files.read(image, path)
+    size, chunks = jobs.loops.review_exchange.read(review, caller.person, path)
     return StreamingResponse(
         chunks, media_type="application/octet-stream", headers={"Content-Length": str(size)}
     )

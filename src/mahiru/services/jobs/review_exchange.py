@@ -1,0 +1,271 @@
+"""Reviews whose reviewer is another party: offered to a site of that party, decided
+there, and the decision reported back, signed, to the site that holds the result.
+
+The holding site offers each pending review whose reviewer is a party other than its
+owner to that party's site (the first, by id, of its sites in the registry replica; a
+party category names no site to offer to, so its reviews are not offered). The site of
+the reviewer party keeps a mirror (`Review.held_at`) that its reviewers list, read and
+decide like any review; the files come from the holder's egress gate. A decision taken
+there is signed (an approval, with that site's key) and reported back; the holder checks
+the reporting site is of the deciding party, the report matches its review and the
+approval verifies, and records it as a decision of that party. Offers and reports not
+delivered are kept (`storage.review_outbox`) and tried again by the exchange's loop,
+backing off while they fail.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
+
+from mahiru.clock import Clock
+from mahiru.errors import InvalidInput, NotFound, PermissionDenied
+from mahiru.model.approvals import ApprovalStatement, SignedApproval
+from mahiru.model.identifiers import PartyId, SiteId
+from mahiru.model.people import Person
+from mahiru.model.registry import SiteRecord
+from mahiru.model.reviews import Review, ReviewState
+from mahiru.pki.signatures import SiteSignatures
+from mahiru.retry import Backoff
+from mahiru.services.background import BackgroundLoop, Unexpected, guarded
+from mahiru.services.jobs.egress import Egress
+from mahiru.services.jobs.peers import JobPeers
+from mahiru.services.site.review_files import ReviewFiles
+from mahiru.services.site.reviews import ReviewQueue
+from mahiru.storage import ReplicaRepository
+from mahiru.storage.review_outbox import ReviewOutbox
+
+logger = logging.getLogger("mahiru.site.reviews")
+
+#: Seconds between rounds while nothing is owed (a review asked for or decided wakes it).
+EXCHANGE_INTERVAL = 30.0
+#: The pauses between rounds while an offer or report is not delivered.
+EXCHANGE_BACKOFF = Backoff(1.0, cap=60.0)
+
+
+@dataclass(frozen=True, slots=True)
+class ReviewReading:
+    """How the files of a result held here are read for a reviewer: through the egress
+    gate, out of the stored image."""
+
+    egress: Egress
+    files: ReviewFiles
+
+
+class ReviewExchange:
+    """Offers, mirrors and reports reviews between this site and other parties' sites."""
+
+    def __init__(
+        self,
+        owner: PartyId,
+        queue: ReviewQueue,
+        outbox: ReviewOutbox,
+        peers: JobPeers,
+        replica: ReplicaRepository,
+        reading: ReviewReading,
+        clock: Clock,
+    ) -> None:
+        self._owner = owner
+        self._queue = queue
+        self._outbox = outbox
+        self._peers = peers
+        self._replica = replica
+        self._reading = reading
+        self._clock = clock
+        self._failed_rounds = 0
+        self.loop = BackgroundLoop(
+            "mahiru-review-exchange", self.round, EXCHANGE_INTERVAL, logger=logger
+        )
+
+    def start(self) -> None:
+        """Start offering and reporting in the background."""
+        self.loop.start()
+
+    def wake(self) -> None:
+        """Look for something to offer or report now."""
+        self.loop.wake()
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Stop after the current round."""
+        self.loop.stop(timeout)
+
+    # --- sending ---------------------------------------------------------------------
+
+    def round(self) -> float | None:
+        """Offer each review owed to another party's site and report each decision owed
+        to the site holding its result; the pause before trying again if one failed."""
+        failed = 0
+        for review in self._outbox.to_offer(self._owner):
+            failed += self._delivered(f"offer review {review.review_id}", self._offer, review)
+        for review in self._outbox.to_report():
+            failed += self._delivered(f"report review {review.review_id}", self._report, review)
+        if not failed:
+            self._failed_rounds = 0
+            return None
+        self._failed_rounds += 1
+        return EXCHANGE_BACKOFF.delay(self._failed_rounds)
+
+    def _delivered(self, what: str, send: Callable[[Review], None], review: Review) -> int:
+        """Send one; 1 if it failed (logged, kept to try again), 0 if it went."""
+        outcome = guarded(lambda: send(review))
+        if not isinstance(outcome, Unexpected):
+            return 0
+        logger.info(
+            "review exchange failed; trying again later",
+            extra={"action": what, "error": outcome.describe()},
+        )
+        return 1
+
+    def _offer(self, review: Review) -> None:
+        site = self.reviewer_site(PartyId.parse(review.reviewer))
+        self._peers.get(site).offer_review(review)
+        self._outbox.offered(review.review_id, site)
+        logger.info("review offered", extra={"review": review.review_id, "site": str(site)})
+
+    def _report(self, review: Review) -> None:
+        assert review.held_at is not None  # only mirrors are reported
+        self._peers.get(review.held_at).report_review(review, self._queue.approval(review))
+        self._outbox.reported(review.review_id, self._clock.now())
+        logger.info("review decision reported", extra={"review": review.review_id})
+
+    def reviewer_site(self, party: PartyId) -> SiteId:
+        """The site of `party` its reviews are offered to: the first of its sites by id
+        in the registry replica; NotFound if it has none."""
+        sites = sorted(record.id for record in self._replica.sites() if record.owner == party)
+        if not sites:
+            raise NotFound(f"{party} has no registered site to review at", {"party": str(party)})
+        return sites[0]
+
+    # --- at the site of the reviewer party --------------------------------------------
+
+    def receive_offer(self, review: Review, holder: SiteRecord) -> Review:
+        """Keep `review`, offered by the site `holder`, for this site's reviewers;
+        PermissionDenied unless this site's owner is its reviewer."""
+        if review.reviewer != str(self._owner):
+            raise PermissionDenied(
+                f"review {review.review_id} is for {review.reviewer} to decide, not for"
+                f" {self._owner}, the owner of this site",
+                {"review_id": review.review_id},
+            )
+        mirrored = self._queue.mirror(review, holder.id)
+        logger.info(
+            "review offered here", extra={"review": review.review_id, "site": str(holder.id)}
+        )
+        return mirrored
+
+    def listing(self, review: Review, user: Person) -> list[dict[str, object]]:
+        """The files of the result under `review` for `user`: read through this site's
+        egress gate, or, for a mirror, through that of the site holding it."""
+        if review.held_at is None:
+            image = self._reading.egress.to_reviewer(review, user)
+            return self._reading.files.listing(image)
+        return self._peers.get(review.held_at).review_files(review.review_id)
+
+    def read(self, review: Review, user: Person, path: str) -> tuple[int, Iterator[bytes]]:
+        """The size and bytes of the file `/data/<path>` of that result (as `listing`)."""
+        if review.held_at is None:
+            image = self._reading.egress.to_reviewer(review, user, path)
+            return self._reading.files.read(image, path)
+        return self._peers.get(review.held_at).review_file(review.review_id, path)
+
+    # --- at the site holding the result ------------------------------------------------
+
+    def held_review(self, review_id: str) -> Review:
+        """The review with exactly this id, held here; NotFound otherwise."""
+        review = self._queue.get(review_id)
+        if review.review_id != review_id or review.held_at is not None:
+            raise NotFound(f"no review {review_id} is held here", {"review_id": review_id})
+        return review
+
+    def files_for_site(self, review_id: str, caller: SiteRecord) -> list[dict[str, object]]:
+        """The files of the result of review `review_id` for the reviewers at `caller`,
+        through the egress gate: if policy lets `caller`'s owner review under its rule."""
+        review = self.held_review(review_id)
+        image = self._reading.egress.to_reviewer_site(review, caller.id, caller.owner)
+        return self._reading.files.listing(image)
+
+    def file_for_site(
+        self, review_id: str, caller: SiteRecord, path: str
+    ) -> tuple[int, Iterator[bytes]]:
+        """One file of that result for the reviewers at `caller` (as `files_for_site`)."""
+        review = self.held_review(review_id)
+        image = self._reading.egress.to_reviewer_site(review, caller.id, caller.owner, path)
+        return self._reading.files.read(image, path)
+
+    def receive_report(
+        self, decided: Review, approval: SignedApproval | None, caller: SiteRecord
+    ) -> Review:
+        """Record the decision `decided` on a review held here, reported by `caller`.
+
+        Refused unless the review is the one held here (InvalidInput), the decision is
+        of `caller`'s owner party (PermissionDenied), and an approval comes signed by
+        `caller` (InvalidSignature), stating exactly this decision (InvalidInput). A
+        report of the decision recorded already is answered with it.
+        """
+        held = self.held_review(decided.review_id)
+        as_asked = _undecided(replace(decided, held_at=None))
+        if as_asked != _undecided(held):
+            raise InvalidInput(
+                f"the decision reported on review {held.review_id} is about another release",
+                {"review_id": held.review_id},
+            )
+        if decided.decided_by_party != caller.owner:
+            raise PermissionDenied(
+                f"{caller.id} speaks for {caller.owner}, not for {decided.decided_by_party}",
+                {"review_id": held.review_id, "site": str(caller.id)},
+            )
+        decided = replace(decided, held_at=None)
+        if held.state.decided and held == decided:
+            return held
+        self._check_approval(decided, approval, caller)
+        recorded = self._queue.record_reported(decided, caller.owner, approval)
+        logger.info(
+            "review decided elsewhere", extra={"review": held.review_id, "site": str(caller.id)}
+        )
+        return recorded
+
+    def _check_approval(
+        self, decided: Review, approval: SignedApproval | None, caller: SiteRecord
+    ) -> None:
+        if decided.state is not ReviewState.APPROVED:
+            if approval is not None:
+                raise InvalidInput(f"review {decided.review_id} is rejected: it has no approval")
+            return
+        if approval is None:
+            raise InvalidInput(
+                f"the approval of review {decided.review_id} comes without its signed statement"
+            )
+        statement = approval.statement
+        if statement.site != caller.id:
+            raise PermissionDenied(
+                f"the approval of review {decided.review_id} is signed as {statement.site},"
+                f" not by {caller.id}, the site that reported it",
+                {"review_id": decided.review_id, "site": str(caller.id)},
+            )
+        check = SiteSignatures(self._certificate_of)
+        check(caller.id, statement.canonical_bytes(), approval.signature)
+        if ApprovalStatement.of_review(decided, caller.id, statement.rule) != statement:
+            raise InvalidInput(
+                f"the approval of review {decided.review_id} states another decision",
+                {"review_id": decided.review_id},
+            )
+
+    def _certificate_of(self, site: SiteId) -> str | None:
+        try:
+            return self._replica.site(site).tls_cert_pem
+        except NotFound:
+            return None
+
+
+def _undecided(review: Review) -> Review:
+    """`review` as it was asked for, without a decision."""
+    return replace(
+        review,
+        state=ReviewState.PENDING,
+        decided_at=None,
+        decided_by=None,
+        decided_by_party=None,
+        reason=None,
+        override=False,
+    )

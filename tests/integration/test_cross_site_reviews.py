@@ -1,0 +1,182 @@
+"""A review whose reviewer is another party, with real sites on loopback: offered by the
+holding site (p1's) to the reviewer party's site (p2's), its files read through the
+holder's egress gate, decided there and reported back signed; a third party's site is
+refused."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from typing import Any
+
+import httpx
+import pytest
+from tests.support.images import add_file, image_bytes, tar_bytes
+from tests.support.sites import Network, SiteServer, network
+from tests.support.waiting import wait_until
+
+from mahiru.client.http import CLIENT_HEADER, TlsIdentity
+from mahiru.errors import NotFound
+from mahiru.model.assets import Asset, AssetKind
+from mahiru.model.identifiers import JobId, PartyId, ResultId, SiteId
+from mahiru.model.review_exchange import report_body
+from mahiru.model.reviews import Review, ReviewState
+from mahiru.pki.names import Role
+from mahiru.pki.signatures import SiteSignatures
+
+pytestmark = pytest.mark.integration
+
+FILES = {"counts.csv": b"n\n30\n"}
+PASSED = {"check": "max_bytes", "passed": True, "detail": "5 bytes"}
+
+
+@dataclass
+class World:
+    net: Network
+    holder: SiteServer
+    reviewer_site: SiteServer
+    rita: TlsIdentity
+    result: ResultId
+    digest: str
+    rule_id: str
+
+    def request(self) -> Review:
+        """A new review at p1's site, for p2 to decide."""
+        return self.holder.services.oversight.reviews.request(
+            self.result,
+            PartyId("p9.org", f"r{secrets.token_hex(4)}"),
+            self.rule_id,
+            self.reviewer_site.party.id,
+            JobId(secrets.token_hex(16)),
+            self.digest,
+            (PASSED,),
+        )
+
+    def mirrored(self, review: Review) -> Review:
+        """The review as p2's site keeps it, once offered there."""
+        reviews = self.reviewer_site.services.oversight.reviews
+        return wait_until(
+            lambda: _found(reviews, review.review_id), 60, "the review offered to p2's site"
+        )
+
+
+def _found(reviews: Any, review_id: str) -> Review | None:
+    try:
+        found: Review = reviews.get(review_id)
+    except NotFound:  # not offered there yet
+        return None
+    return found
+
+
+def _http(identity: TlsIdentity, base: str) -> httpx.Client:
+    return httpx.Client(
+        base_url=base, verify=identity.ssl_context(), timeout=30, headers={CLIENT_HEADER: "1"}
+    )
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+    root = tmp_path_factory.mktemp("cross-reviews")
+    with network(root, lambda name: f"sqlite:///{root / name}.db") as net:
+        net.replicate_all()
+        holder, reviewer_site = net.sites["p1"], net.sites["p2"]
+        ns = holder.party.namespace
+        signed = holder.party.sign(
+            {
+                "type": "ReleaseReviewedBy",
+                "asset": f"asset:{ns}:data:{ns}:site",
+                "reviewer": reviewer_site.party.id,
+            }
+        )
+        with holder.admin() as admin:
+            admin.add_rule(signed)
+        net.replicate_all()  # p2's site knows p1's rule, and every site the others
+        result = ResultId(secrets.token_hex(32))
+        stored = holder.site.storage
+
+        def members(archive: Any) -> None:
+            for path, data in FILES.items():
+                add_file(archive, f"data/{path}", data)
+
+        image = stored.blobs.write_bytes(image_bytes(tar_bytes(members)))
+        stored.repositories.assets.add(
+            Asset(result, AssetKind.DATA, {}, image.digest), size=image.size
+        )
+        rita = net.certs.user(reviewer_site.party, "rita", Role.REVIEWER.value)
+        yield World(net, holder, reviewer_site, rita, result, image.digest, signed.rule_id)
+
+
+def test_the_review_is_offered_to_the_reviewer_party_s_site_and_listed_there(
+    world: World,
+) -> None:
+    review = world.request()
+    mirror = world.mirrored(review)
+    assert mirror == replace(review, held_at=SiteId.parse(world.holder.id))
+    with _http(world.rita, world.reviewer_site.internal_url) as api:
+        listed = api.get("/reviews", params={"state": "pending"}).json()["reviews"]
+    assert review.review_id in {r["review_id"] for r in listed}
+
+
+def test_files_come_through_the_holder_s_gate_and_a_third_party_is_refused(
+    world: World,
+) -> None:
+    review = world.request()
+    world.mirrored(review)
+    with _http(world.rita, world.reviewer_site.internal_url) as api:
+        listing = api.get(f"/reviews/{review.review_id}/files").json()
+        assert listing["files"] == [{"path": "counts.csv", "size": len(FILES["counts.csv"])}]
+        answer = api.get(f"/reviews/{review.review_id}/files/counts.csv")
+        assert answer.status_code == 200 and answer.content == FILES["counts.csv"]
+    p3 = world.net.sites["p3"]
+    with _http(p3.identity, world.holder.external_url) as peer:
+        refused = peer.get(f"/reviews/{review.review_id}/files")
+        assert refused.status_code == 403, refused.text
+
+
+@pytest.mark.parametrize("action", ["approve", "reject"])
+def test_a_decision_at_the_reviewer_site_is_recorded_at_the_holder(
+    world: World, action: str
+) -> None:
+    review = world.request()
+    world.mirrored(review)
+    with _http(world.rita, world.reviewer_site.internal_url) as api:
+        decided = api.post(f"/reviews/{review.review_id}/{action}", json={"reason": "ok"})
+        assert decided.status_code == 200, decided.text
+    queue = world.holder.services.oversight.reviews
+    held = wait_until(
+        lambda: (r := queue.get(review.review_id)).state.decided and r,
+        60,
+        "the decision reported to the holder",
+    )
+    assert held.decided_by == f"rita@{world.reviewer_site.party.id}"
+    assert str(held.decided_by_party) == world.reviewer_site.party.id
+    approval = queue.approval(held)
+    if action == "reject":
+        assert held.state is ReviewState.REJECTED and approval is None
+        return
+    assert held.state is ReviewState.APPROVED and approval is not None
+    assert approval.statement.site == SiteId.parse(world.reviewer_site.id)
+    replica = world.holder.services.replication.replica
+    SiteSignatures(lambda site: replica.site(site).tls_cert_pem)(
+        approval.statement.site, approval.statement.canonical_bytes(), approval.signature
+    )
+
+
+def test_a_decision_reported_by_a_site_of_another_party_is_refused(world: World) -> None:
+    review = world.request()
+    world.mirrored(review)
+    p3 = world.net.sites["p3"]
+    forged = review.decide(
+        ReviewState.REJECTED,
+        at=review.requested_at,
+        by=f"mallory@{world.reviewer_site.party.id}",
+        party=PartyId.parse(world.reviewer_site.party.id),
+        reason="forged",
+    )
+    with _http(p3.identity, world.holder.external_url) as peer:
+        answer = peer.post(f"/reviews/{review.review_id}/decision", json=report_body(forged, None))
+    assert answer.status_code == 403, answer.text
+    assert world.holder.services.oversight.reviews.get(review.review_id).state is (
+        ReviewState.PENDING
+    )
