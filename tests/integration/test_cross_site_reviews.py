@@ -131,7 +131,10 @@ def test_files_come_through_the_holder_s_gate_and_a_third_party_is_refused(
     p3 = world.net.sites["p3"]
     with _http(p3.identity, world.holder.external_url) as peer:
         refused = peer.get(f"/reviews/{review.review_id}/files")
-        assert refused.status_code == 403, refused.text
+        nothing = peer.get(f"/reviews/{'0' * 32}/files")
+    # Not its owner's to review: answered as a review that is not there, learning nothing.
+    assert refused.status_code == nothing.status_code == 404, refused.text
+    assert refused.json()["error"]["message"] == f"review {review.review_id} is not known here"
 
 
 @pytest.mark.parametrize("action", ["approve", "reject"])
@@ -176,7 +179,7 @@ def test_a_decision_reported_by_a_site_of_another_party_is_refused(world: World)
     )
     with _http(p3.identity, world.holder.external_url) as peer:
         answer = peer.post(f"/reviews/{review.review_id}/decision", json=report_body(forged, None))
-    assert answer.status_code == 403, answer.text
+    assert answer.status_code == 404, answer.text  # as for a review that is not there
     assert world.holder.services.oversight.reviews.get(review.review_id).state is (
         ReviewState.PENDING
     )

@@ -193,6 +193,10 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         others_review = site1.services.oversight.reviews.request(
             result, PartyId.parse(p3), "rule-of-p2", site2.party.id, own, "ab" * 32, ()
         )
+        # One that p3 is to decide: p2's site may neither read its files nor decide it.
+        p3s_review = site1.services.oversight.reviews.request(
+            result, PartyId.parse(p1), "rule-of-p3", site3.party.id, own, "cd" * 32, ()
+        )
         yield World(
             net,
             not_yours={
@@ -203,6 +207,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
                 ("external", "result_id"): [str(result)],
                 ("external", "asset_id"): [str(secret), str(result)],
                 ("external", "token"): [token],
+                ("external", "review_id"): [p3s_review.review_id],
             },
             not_yours_at={
                 "POST /external/jobs/{job_id}/cancel": [shared],
@@ -314,6 +319,8 @@ def test_not_yours_and_not_there_get_one_answer_on_every_route_with_an_id(world:
         "GET /internal/reviews/{review_id}",
         "POST /internal/reviews/{review_id}/approve",
         "GET /internal/reviews/{review_id}/files/{path:path}",
+        "GET /external/reviews/{review_id}/files",
+        "POST /external/reviews/{review_id}/decision",
     } <= walked
 
 

@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 
 from mahiru.clock import Clock
-from mahiru.errors import InvalidInput, NotFound, PermissionDenied
+from mahiru.errors import InvalidInput, NotFound, NotKnown, PermissionDenied
 from mahiru.model.approvals import ApprovalStatement, SignedApproval
 from mahiru.model.identifiers import PartyId, SiteId
 from mahiru.model.people import Person
@@ -171,17 +171,27 @@ class ReviewExchange:
 
     # --- at the site holding the result ------------------------------------------------
 
-    def held_review(self, review_id: str) -> Review:
-        """The review with exactly this id, held here; NotFound otherwise."""
-        review = self._queue.get(review_id)
-        if review.review_id != review_id or review.held_at is not None:
-            raise NotFound(f"no review {review_id} is held here", {"review_id": review_id})
+    def held_review(self, review_id: str, caller: SiteRecord) -> Review:
+        """The review with exactly this id, held here for `caller`'s owner to decide;
+        for any other, the answer to an id of nothing (`NotKnown`), so a site learns
+        nothing of reviews that are not its owner's."""
+        unknown = NotKnown("review", review_id)
+        try:
+            review = self._queue.get(review_id)
+        except NotFound:
+            raise unknown from None
+        if (
+            review.review_id != review_id
+            or review.held_at is not None
+            or review.reviewer != str(caller.owner)
+        ):
+            raise unknown
         return review
 
     def files_for_site(self, review_id: str, caller: SiteRecord) -> list[dict[str, object]]:
         """The files of the result of review `review_id` for the reviewers at `caller`,
         through the egress gate: if policy lets `caller`'s owner review under its rule."""
-        review = self.held_review(review_id)
+        review = self.held_review(review_id, caller)
         image = self._reading.egress.to_reviewer_site(review, caller.id, caller.owner)
         return self._reading.files.listing(image)
 
@@ -189,7 +199,7 @@ class ReviewExchange:
         self, review_id: str, caller: SiteRecord, path: str
     ) -> tuple[int, Iterator[bytes]]:
         """One file of that result for the reviewers at `caller` (as `files_for_site`)."""
-        review = self.held_review(review_id)
+        review = self.held_review(review_id, caller)
         image = self._reading.egress.to_reviewer_site(review, caller.id, caller.owner, path)
         return self._reading.files.read(image, path)
 
@@ -203,7 +213,7 @@ class ReviewExchange:
         `caller` (InvalidSignature), stating exactly this decision (InvalidInput). A
         report of the decision recorded already is answered with it.
         """
-        held = self.held_review(decided.review_id)
+        held = self.held_review(decided.review_id, caller)
         as_asked = _undecided(replace(decided, held_at=None))
         if as_asked != _undecided(held):
             raise InvalidInput(
