@@ -156,6 +156,18 @@ class ReviewRepository:
         with self._db.read() as session:
             return _newest(session, _release(result, receiving_party, rule_id))
 
+    def rejection(self, result: ResultId, receiving_party: PartyId) -> Review | None:
+        """The newest rejected review of releasing `result` to `receiving_party`, under
+        any rule (also one revoked since); None if none was rejected."""
+        statement = (
+            select(reviews)
+            .where(reviews.c.result_id == str(result))
+            .where(reviews.c.receiving_party == str(receiving_party))
+            .where(reviews.c.state == ReviewState.REJECTED.value)
+        )
+        with self._db.read() as session:
+            return _newest(session, statement)
+
     def decide(
         self,
         review_id: str,

@@ -21,11 +21,14 @@ from mahiru.model.identifiers import JobId, PartyId, ResultId
 from mahiru.model.jobs import JobState, StepState
 from mahiru.model.receipts import ReceiptChain
 from mahiru.model.reviews import Review, ReviewState
+from mahiru.policy.rules import rule_from_dict
+from mahiru.policy.signing import sign_revocation
 from mahiru.services.jobs.coordination import REVIEW_POLL
 
 
-def review_rule(scenario: Scenario, **checks: Any) -> None:
-    """party2 has results of its input reviewed by itself (with `checks`), everywhere."""
+def review_rule(scenario: Scenario, **checks: Any) -> dict[str, Any]:
+    """party2 has results of its input reviewed by itself (with `checks`), everywhere;
+    the rule."""
     site2 = scenario.site2
     rule: dict[str, Any] = {
         "type": "ReleaseReviewedBy",
@@ -36,6 +39,7 @@ def review_rule(scenario: Scenario, **checks: Any) -> None:
         rule["checks"] = checks
     site2.add_rule(rule)
     scenario.net.replicate()
+    return rule
 
 
 def submit(scenario: Scenario, site: FakeSite | None = None) -> JobId:
@@ -144,6 +148,31 @@ def test_a_rejected_release_fails_the_job_with_the_reviewers_reason(scenario: Sc
     with pytest.raises(ReleaseRejected) as rejected:
         site2.jobs.egress.to_party(result_of(scenario, job_id), site1.party.id)
     assert rejected.value.details["reason"] == "rows of one person"
+
+
+def test_revoking_the_rule_releases_nothing_that_was_rejected(scenario: Scenario) -> None:
+    """A rule no longer in force holds nothing more, but a rejection under it stays: the
+    rejected result is still refused to party1, and a new job asking for it fails too."""
+    site1, site2 = scenario.site1, scenario.site2
+    rule = review_rule(scenario)
+    job_id = submit(scenario)
+    review = awaiting(scenario, job_id)
+    site2.reviewers().reject(
+        review.review_id, site2.party.user("ann", reviewer=True), site2.party.id, "one person"
+    )
+    site2.services.rules.revoke(
+        sign_revocation(rule_from_dict(rule), site2.party.credentials.main_key),
+        user=site2.party.user("admin", admin=True),
+    )
+    scenario.net.replicate()
+    with pytest.raises(ReleaseRejected, match="one person"):
+        site2.jobs.egress.to_party(review.result, site1.party.id)
+    again = submit(scenario)
+    scenario.net.clock.advance(REVIEW_POLL.cap)
+    scenario.net.drive()
+    status = site1.job(again)
+    assert status.state is JobState.FAILED
+    assert status.reason is not None and "one person" in status.reason
 
 
 def test_failed_checks_show_in_the_review_and_only_an_override_approves(

@@ -112,13 +112,19 @@ class ReleaseReviews:
     ) -> None:
         """Let the release of `result` (covered by `rules`) to `receiving_party` go, or
         raise AwaitingReview (asking for each review not asked for yet) or
-        ReleaseRejected; a refusal is recorded in the audit log, with `about`."""
-        if not rules or not self.made_here(result):
+        ReleaseRejected; a refusal is recorded in the audit log, with `about`. A rejection
+        of this release holds it also once its rule is revoked: revoking releases nothing
+        that was rejected (only this site asks for reviews of what it made)."""
+        rejected = self._oversight.reviews.rejection(result, receiving_party)
+        if rejected is not None:
+            reviews = [rejected]
+        elif not rules or not self.made_here(result):
             return
-        job_id = provenance.job_id if about.job is None else JobId(about.job)
-        reviews = [
-            self._review(result, provenance, rule, receiving_party, job_id) for rule in rules
-        ]
+        else:
+            job_id = provenance.job_id if about.job is None else JobId(about.job)
+            reviews = [
+                self._review(result, provenance, rule, receiving_party, job_id) for rule in rules
+            ]
         refusal = held_by(reviews)
         if refusal is None:
             return

@@ -198,6 +198,11 @@ class ReviewQueue:
         one was asked for (`ReviewRepository.for_release`); asks for none."""
         return self._reviews.for_release(result, receiving_party, rule_id)
 
+    def rejection(self, result: ResultId, receiving_party: PartyId) -> Review | None:
+        """The rejected review of releasing `result` to `receiving_party` under any rule,
+        in force or not: a rejection is final (`ReviewRepository.rejection`)."""
+        return self._reviews.rejection(result, receiving_party)
+
     def approval(self, review: Review) -> SignedApproval | None:
         """The signed approval of `review`, if it is approved and one was signed."""
         if review.state is not ReviewState.APPROVED:

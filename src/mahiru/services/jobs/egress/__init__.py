@@ -129,8 +129,9 @@ class Egress:
                 extra={"result": str(stored), "site": str(site), "why": decision.failures()},
             )
             raise unavailable
-        # Only now, once the site may have it, may the answer say a review holds it.
-        if covering and provenance is not None:
+        # Only now, once the site may have it, may the answer say a review holds it (a
+        # rejection holds it also when no rule in force covers it any more).
+        if provenance is not None:
             self._reviews.hold(stored, provenance, covering, self._reviews.owner_of(site), about)
         return Release(decision), about
 
@@ -160,8 +161,7 @@ class Egress:
         if user is not None:
             about = replace(about, user=str(user))
         decision = self._policy.decide(evaluate, about)
-        if decision.allowed and covering and isinstance(stored, ResultId):
-            assert provenance is not None  # a result's rules come from its provenance
+        if decision.allowed and isinstance(stored, ResultId) and provenance is not None:
             self._reviews.hold(stored, provenance, covering, party, about)
         return Release(decision), about
 
