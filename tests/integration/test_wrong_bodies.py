@@ -23,10 +23,12 @@ from tests.support.jobs import one_step_job
 
 from mahiru.api.auth import CLIENT_CERT_HEADER
 from mahiru.client.http import CLIENT_HEADER
-from mahiru.model.identifiers import AssetId, JobId, SiteId
+from mahiru.model.identifiers import AssetId, JobId, PartyId, ResultId, SiteId
 from mahiru.model.jobs import StepAssignment
 from mahiru.model.live import LiveGrantRequest
 from mahiru.model.registrations import Registration
+from mahiru.model.review_exchange import report_body
+from mahiru.model.reviews import Review, ReviewState
 from mahiru.model.serialization import job_to_dict
 from mahiru.model.workflow import Plan
 from mahiru.policy.rules import rule_from_dict
@@ -42,6 +44,26 @@ JOB = one_step_job(
     "party:p1.org:p1", "asset:p1.org:c:p1.org:site", DATA, "asset:p1.org:b:p1.org:site"
 )
 RULE = rule_from_dict({"type": "MayAccess", "site": str(P2_SITE), "asset": DATA})
+#: A review held at p1's site for p2 to decide, as offered, and as p2 rejected it.
+REVIEW = Review(
+    review_id="3f2a9c4d",
+    result=ResultId("ab" * 32),
+    receiving_party=PartyId("p1.org", "p1"),
+    rule_id="c0ffee" * 4,
+    reviewer="party:p2.org:p2",
+    job_id=JobId("job-1"),
+    digest="sha256:" + "cd" * 32,
+    checks=(),
+    state=ReviewState.PENDING,
+    requested_at=datetime(2026, 1, 1, tzinfo=UTC),
+)
+REJECTED = REVIEW.decide(
+    ReviewState.REJECTED,
+    at=datetime(2026, 1, 2, tzinfo=UTC),
+    by="rita@party:p2.org:p2",
+    party=PartyId("p2.org", "p2"),
+    reason="names in it",
+)
 
 #: A valid body for each JSON-body operation (the path as the OpenAPI document has it).
 VALID: dict[str, Callable[[], dict[str, Any]]] = {
@@ -61,6 +83,8 @@ VALID: dict[str, Callable[[], dict[str, Any]]] = {
     "POST /internal/jobs": lambda: {"job": job_to_dict(JOB)},
     "POST /internal/reviews/{review_id}/approve": lambda: {"reason": "aggregates only"},
     "POST /internal/reviews/{review_id}/reject": lambda: {"reason": "names in it"},
+    "POST /external/reviews": lambda: {"review": REVIEW.to_dict()},
+    "POST /external/reviews/{review_id}/decision": lambda: report_body(REJECTED, None),
     "POST /external/jobs/{job_id}/assignment": lambda: StepAssignment(
         JobId("job-1"), P1_SITE, P2_SITE, JOB, Plan({"compute": P2_SITE})
     ).to_dict(),
