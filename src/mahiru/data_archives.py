@@ -79,7 +79,7 @@ class _DataFile(NamedTuple):
 def _tree(outer: tarfile.TarFile, archive: Path) -> dict[str, tuple[str, str]]:
     """Path under /data -> (layer and member name, kind), the layers applied in order."""
     tree: dict[str, tuple[str, str]] = {}
-    for layer in _layers(outer):
+    for layer in image_layers(outer):
         file = outer.extractfile(layer)
         if file is None:
             raise InvalidInput(f"{archive}: layer {layer} is not a file")
@@ -111,12 +111,17 @@ def _files(outer: tarfile.TarFile, archive: Path) -> list[_DataFile]:
     return sorted(found)
 
 
-def _layers(outer: tarfile.TarFile) -> list[str]:
-    manifest_file = outer.extractfile("manifest.json")
-    if manifest_file is None:
-        raise InvalidInput("the image archive has no manifest.json")
-    manifest = json.loads(manifest_file.read())
-    if not isinstance(manifest, list) or len(manifest) != 1:
+def image_layers(outer: tarfile.TarFile) -> list[str]:
+    """The layers of the one image in a `docker save` archive, bottom first, from its
+    manifest; InvalidInput if it holds no manifest, or not exactly one image."""
+    try:
+        file = outer.extractfile("manifest.json")
+    except KeyError:
+        raise InvalidInput("the image archive has no manifest.json") from None
+    if file is None:
+        raise InvalidInput("the image archive's manifest.json is not a file")
+    manifest = json.loads(file.read())
+    if not isinstance(manifest, list) or len(manifest) != 1 or not isinstance(manifest[0], dict):
         raise InvalidInput("the image archive must hold exactly one image")
     layers = manifest[0].get("Layers")
     if not isinstance(layers, list) or not all(isinstance(x, str) for x in layers):

@@ -12,7 +12,6 @@ whiteouts (`.wh.<name>`, `.wh..wh..opq`) remove what lower layers put there.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import stat
@@ -21,6 +20,7 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 
+from mahiru.data_archives import image_layers
 from mahiru.errors import Conflict, InvalidInput, NotFound
 from mahiru.runtime.archives import extract_members
 
@@ -41,7 +41,7 @@ def extract_archive_data(archive: Path, dest: Path) -> None:
     try:
         found = False
         with tarfile.open(archive) as outer:
-            for name in _layers(outer):
+            for name in image_layers(outer):
                 layer = outer.extractfile(name)
                 if layer is None:
                     raise InvalidInput(f"{archive}: layer {name} is not a file")
@@ -59,22 +59,6 @@ def extract_archive_data(archive: Path, dest: Path) -> None:
     except BaseException:
         shutil.rmtree(partial, ignore_errors=True)
         raise
-
-
-def _layers(outer: tarfile.TarFile) -> list[str]:
-    try:
-        file = outer.extractfile("manifest.json")
-    except KeyError:
-        raise InvalidInput("the image archive has no manifest.json") from None
-    if file is None:
-        raise InvalidInput("the image archive's manifest.json is not a file")
-    manifest = json.loads(file.read())
-    if not isinstance(manifest, list) or len(manifest) != 1 or not isinstance(manifest[0], dict):
-        raise InvalidInput("the image archive must hold exactly one image")
-    layers = manifest[0].get("Layers")
-    if not isinstance(layers, list) or not all(isinstance(x, str) for x in layers):
-        raise InvalidInput("the image manifest lists no layers")
-    return list(layers)
 
 
 def _applied(inner: tarfile.TarFile, root: Path, seen: list[bool]) -> Iterator[tarfile.TarInfo]:
