@@ -17,11 +17,10 @@ import httpx
 import pytest
 from tests.support.browser import Browser, chromium
 from tests.support.devtools import DevTools, devtools
-from tests.support.images import add_file, image_bytes, tar_bytes
+from tests.support.reviews import reviewed_result
 from tests.support.sites import SiteServer, network
 
 from mahiru.client.http import TlsIdentity
-from mahiru.model.assets import Asset, AssetKind
 from mahiru.model.identifiers import JobId, PartyId, ResultId
 from mahiru.model.reviews import Review, ReviewState
 from mahiru.pki.names import Role
@@ -68,26 +67,9 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     with network(root, lambda name: f"sqlite:///{root / name}.db", ("p1",)) as net:
         net.replicate_all()
         site = net.sites["p1"]
-        ns = site.party.namespace
-        signed = site.party.sign(
-            {
-                "type": "ReleaseReviewedBy",
-                "asset": f"asset:{ns}:data:{ns}:site",
-                "reviewer": site.party.id,
-            }
-        )
-        with site.admin() as admin:
-            admin.add_rule(signed)
-        result = ResultId(secrets.token_hex(32))
-        stored = site.site.storage
-        image = stored.blobs.write_bytes(
-            image_bytes(tar_bytes(lambda archive: add_file(archive, "data/n.csv", b"n\n3\n")))
-        )
-        stored.repositories.assets.add(
-            Asset(result, AssetKind.DATA, {}, image.digest), size=image.size
-        )
+        made = reviewed_result(site, {"n.csv": b"n\n3\n"})
         reviewer = net.certs.user(site.party, "rita", Role.REVIEWER.value)
-        yield World(site, reviewer, result, image.digest, signed.rule_id)
+        yield World(site, reviewer, made.result, made.digest, made.rule_id)
 
 
 @pytest.fixture

@@ -12,13 +12,12 @@ from typing import Any
 
 import httpx
 import pytest
-from tests.support.images import add_file, image_bytes, tar_bytes
+from tests.support.reviews import reviewed_result
 from tests.support.sites import Network, SiteServer, network
 from tests.support.waiting import wait_until
 
 from mahiru.client.http import CLIENT_HEADER, TlsIdentity
 from mahiru.errors import NotFound
-from mahiru.model.assets import Asset, AssetKind
 from mahiru.model.identifiers import JobId, PartyId, ResultId, SiteId
 from mahiru.model.review_exchange import report_body
 from mahiru.model.reviews import Review, ReviewState
@@ -81,30 +80,10 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     with network(root, lambda name: f"sqlite:///{root / name}.db") as net:
         net.replicate_all()
         holder, reviewer_site = net.sites["p1"], net.sites["p2"]
-        ns = holder.party.namespace
-        signed = holder.party.sign(
-            {
-                "type": "ReleaseReviewedBy",
-                "asset": f"asset:{ns}:data:{ns}:site",
-                "reviewer": reviewer_site.party.id,
-            }
-        )
-        with holder.admin() as admin:
-            admin.add_rule(signed)
+        made = reviewed_result(holder, FILES, reviewer_site.party.id)
         net.replicate_all()  # p2's site knows p1's rule, and every site the others
-        result = ResultId(secrets.token_hex(32))
-        stored = holder.site.storage
-
-        def members(archive: Any) -> None:
-            for path, data in FILES.items():
-                add_file(archive, f"data/{path}", data)
-
-        image = stored.blobs.write_bytes(image_bytes(tar_bytes(members)))
-        stored.repositories.assets.add(
-            Asset(result, AssetKind.DATA, {}, image.digest), size=image.size
-        )
         rita = net.certs.user(reviewer_site.party, "rita", Role.REVIEWER.value)
-        yield World(net, holder, reviewer_site, rita, result, image.digest, signed.rule_id)
+        yield World(net, holder, reviewer_site, rita, made.result, made.digest, made.rule_id)
 
 
 def test_the_review_is_offered_to_the_reviewer_party_s_site_and_listed_there(

@@ -14,11 +14,10 @@ from typing import Any
 
 import httpx
 import pytest
-from tests.support.images import add_file, image_bytes, tar_bytes
+from tests.support.reviews import reviewed_result
 from tests.support.sites import Network, SiteServer, network, waiting_job
 
 from mahiru.client.http import TlsIdentity
-from mahiru.model.assets import Asset, AssetKind
 from mahiru.model.audit import AuditKind
 from mahiru.model.identifiers import JobId, PartyId, ResultId
 from mahiru.model.people import Person
@@ -79,38 +78,15 @@ class World:
         )
 
 
-def _image() -> bytes:
-    def members(archive: Any) -> None:
-        for path, data in FILES.items():
-            add_file(archive, f"data/{path}", data)
-
-    return image_bytes(tar_bytes(members))
-
-
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     root = tmp_path_factory.mktemp("dashboard-reviews")
     with network(root, lambda name: f"sqlite:///{root / name}.db", ("p1", "p2")) as net:
         net.replicate_all()
         site = net.sites["p1"]
-        ns = site.party.namespace
-        signed = site.party.sign(
-            {
-                "type": "ReleaseReviewedBy",
-                "asset": f"asset:{ns}:data:{ns}:site",
-                "reviewer": site.party.id,
-            }
-        )
-        with site.admin() as admin:
-            admin.add_rule(signed)
-        result = ResultId(secrets.token_hex(32))
-        stored = site.site.storage
-        image = stored.blobs.write_bytes(_image())
-        stored.repositories.assets.add(
-            Asset(result, AssetKind.DATA, {}, image.digest), size=image.size
-        )
+        made = reviewed_result(site, FILES)
         reviewer = net.certs.user(site.party, "rita", Role.REVIEWER.value)
-        yield World(net, site, reviewer, result, image.digest, signed.rule_id)
+        yield World(net, site, reviewer, made.result, made.digest, made.rule_id)
 
 
 def _text(page: str) -> str:

@@ -15,7 +15,8 @@ from typing import Any
 import httpx
 import pytest
 from click.testing import CliRunner
-from tests.support.images import add_file, image_bytes, tar_bytes, write_image
+from tests.support.images import write_image
+from tests.support.reviews import reviewed_result
 from tests.support.sites import Network, SiteServer, network
 from tests.support.waiting import wait_until
 
@@ -74,35 +75,15 @@ def _http(identity: TlsIdentity, base: str) -> httpx.Client:
     )
 
 
-def _image() -> bytes:
-    def members(archive: Any) -> None:
-        for path, data in FILES.items():
-            add_file(archive, f"data/{path}", data)
-
-    return image_bytes(tar_bytes(members))
-
-
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     root = tmp_path_factory.mktemp("reviews")
     with network(root, lambda name: f"sqlite:///{root / name}.db", ("p1", "p2")) as net:
         net.replicate_all()
         site = net.sites["p1"]
-        ns = site.party.namespace
-        data = f"asset:{ns}:data:{ns}:site"
-        signed = site.party.sign(
-            {"type": "ReleaseReviewedBy", "asset": data, "reviewer": site.party.id}
-        )
-        with site.admin() as admin:
-            admin.add_rule(signed)
-        result = ResultId(secrets.token_hex(32))
-        stored = site.site.storage
-        image = stored.blobs.write_bytes(_image())
-        stored.repositories.assets.add(
-            Asset(result, AssetKind.DATA, {}, image.digest), size=image.size
-        )
+        made = reviewed_result(site, FILES)
         reviewer = net.certs.user(site.party, "rita", Role.REVIEWER.value)
-        yield World(net, site, reviewer, result, image.digest, signed.rule_id)
+        yield World(net, site, reviewer, made.result, made.digest, made.rule_id)
 
 
 def _error(response: httpx.Response) -> dict[str, Any]:
