@@ -6,13 +6,30 @@ import httpx
 import pytest
 from tests.support.servers import free_port
 
-from mahiru.client.http import request
+from mahiru.client.http import request, unreachable
 from mahiru.errors import Unavailable
 
 
-def test_a_refused_connection_is_unavailable_and_names_the_url() -> None:
+def test_a_refused_connection_says_nothing_answers_and_names_the_url() -> None:
     port = free_port()  # nothing listens there
     client = httpx.Client(base_url=f"http://127.0.0.1:{port}/internal", timeout=5)
     with client, pytest.raises(Unavailable) as raised:
         request(client, "GET", "/jobs")
-    assert raised.value.message.startswith(f"http://127.0.0.1:{port}/internal/jobs: ConnectError")
+    message = raised.value.message
+    assert message.startswith(f"nothing answers at 127.0.0.1:{port} — is the service running?")
+    assert f"http://127.0.0.1:{port}/internal/jobs" in message
+    assert "Errno" not in message and "ConnectError" not in message
+
+
+def test_other_transport_failures_keep_their_name() -> None:
+    """Only a refused connection is "nothing answers": a timeout stays a timeout."""
+    error = unreachable(httpx.ReadTimeout("timed out"), "https://h.example:8443/internal/jobs")
+    assert error.message == "https://h.example:8443/internal/jobs: ReadTimeout: timed out"
+
+
+def test_the_default_port_of_https_is_named() -> None:
+    refused = httpx.ConnectError("refused")
+    refused.__cause__ = ConnectionRefusedError(111, "Connection refused")
+    assert unreachable(refused, "https://h.example/x").message.startswith(
+        "nothing answers at h.example:443"
+    )

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import httpx
 
-from mahiru.client.http import check
+from mahiru.client.http import check, refused, unreachable
 from mahiru.clock import SYSTEM_CLOCK, Clock
 from mahiru.errors import Conflict, InvalidInput, Unavailable
 from mahiru.model.digests import BlobInfo, ImageStream, normalise_digest
@@ -186,10 +186,10 @@ class ImageDownload:
                     "download interrupted; resuming",
                     extra={"path": self._path, "received": self.received, "error": str(error)},
                 )
-        raise Unavailable(
-            f"{self._http.base_url}{self._path}: download failed after {self._attempts} attempts:"
-            f" {last_error}"
-        )
+        where = f"{self._http.base_url}{self._path}"
+        if last_error is not None and refused(last_error):
+            raise unreachable(last_error, where)
+        raise Unavailable(f"{where}: download failed after {self._attempts} attempts: {last_error}")
 
     def _line_up(self, offset: int) -> int | None:
         """How much of a body starting at `offset` was passed on already; None: ask again."""

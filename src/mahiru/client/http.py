@@ -7,6 +7,7 @@ Unavailable (retryable).
 
 from __future__ import annotations
 
+import errno
 import json
 import ssl
 from dataclasses import dataclass
@@ -151,13 +152,41 @@ def check(response: httpx.Response) -> httpx.Response:
     raise error_from_response(response)
 
 
+def unreachable(error: Exception, where: str) -> Unavailable:
+    """The Unavailable a transport failure on the way to `where` (a URL) stands for.
+
+    A refused connection is said in a sentence a person acts on: nothing
+    listens at that address, so the service is not running (or the port is
+    wrong); other failures keep their name and text.
+    """
+    if refused(error):
+        parts = httpx.URL(where)
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        return Unavailable(
+            f"nothing answers at {parts.host}:{port} \N{EM DASH} is the service running?"
+            f" (connection refused: {where})"
+        )
+    return Unavailable(f"{where}: {type(error).__name__}: {error}")
+
+
+def refused(error: BaseException) -> bool:
+    """Whether `error`, or an error it was raised from, is a refused connection."""
+    seen: BaseException | None = error
+    while seen is not None:
+        if isinstance(seen, ConnectionRefusedError) or (
+            isinstance(seen, OSError) and seen.errno == errno.ECONNREFUSED
+        ):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
 def request(client: httpx.Client, method: str, url: str, **kwargs: Any) -> httpx.Response:
     """Send a request; connection failures and timeouts are Unavailable."""
     try:
         return check(client.request(method, url, **kwargs))
     except httpx.TransportError as error:
-        where = f"{str(client.base_url).rstrip('/')}/{url.lstrip('/')}"
-        raise Unavailable(f"{where}: {type(error).__name__}: {error}") from None
+        raise unreachable(error, f"{str(client.base_url).rstrip('/')}/{url.lstrip('/')}") from None
 
 
 #: Bounds on a JSON answer from a peer (who may be hostile): size, nesting and numbers.
@@ -191,7 +220,7 @@ def request_json(
                 if len(body) > max_bytes:
                     raise InvalidInput(f"{where}: the answer is larger than {max_bytes} bytes")
     except httpx.TransportError as error:
-        raise Unavailable(f"{where}: {type(error).__name__}: {error}") from None
+        raise unreachable(error, where) from None
     return parse_bounded_json(bytes(body), where, max_depth=max_depth)
 
 

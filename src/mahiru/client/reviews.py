@@ -12,8 +12,8 @@ from urllib.parse import quote
 
 import httpx
 
-from mahiru.client.http import ApiClient, check, request
-from mahiru.errors import Conflict, InvalidInput, Unavailable
+from mahiru.client.http import ApiClient, check, request, unreachable
+from mahiru.errors import Conflict, InvalidInput
 from mahiru.model.reviews import Review, ReviewState
 
 #: The bytes written at a time when a file is downloaded.
@@ -92,7 +92,8 @@ class ReviewsClient(ApiClient):
                         file.write(chunk)
             os.replace(partial, target)
         except httpx.TransportError as error:
-            raise Unavailable(f"{url}: {type(error).__name__}: {error}") from None
+            where = f"{str(self._http.base_url).rstrip('/')}/{url.lstrip('/')}"
+            raise unreachable(error, where) from None
         finally:
             partial.unlink(missing_ok=True)
 
