@@ -20,6 +20,7 @@ from mahiru.model.serialization import (
 )
 from mahiru.model.workflow import Job
 from mahiru.policy.rules import Rule, rule_from_dict
+from mahiru.suggestions import closest
 
 T = TypeVar("T")
 
@@ -44,11 +45,23 @@ def _in_file(path: Path, parse: Callable[[], T]) -> T:
 
 
 def _section(path: Path, data: Any, key: str, optional: tuple[str, ...] = ()) -> list[Any]:
-    if not isinstance(data, Mapping) or key not in data:
+    if not isinstance(data, Mapping):
         raise InvalidInput(f"{path}: expected a mapping with a '{key}' list")
-    unknown = set(data) - {key, *optional}
+    known = (key, *optional)
+    unknown = sorted(str(name) for name in set(data) - set(known))
     if unknown:
-        raise InvalidInput(f"{path}: unknown top-level key(s): {', '.join(sorted(unknown))}")
+        # Name each with its likely fix: `rule:` for `rules:` is the usual slip.
+        named = ", ".join(
+            f"{name!r}" + (f" (did you mean {match!r}?)" if match else "")
+            for name in unknown
+            for match in [closest(name, known)]
+        )
+        noun = "key" if len(unknown) == 1 else "keys"
+        raise InvalidInput(
+            f"{path}: unknown top-level {noun} {named}; the file takes {', '.join(known)}"
+        )
+    if key not in data:
+        raise InvalidInput(f"{path}: expected a mapping with a '{key}' list")
     items = data[key]
     if not isinstance(items, list):
         raise InvalidInput(f"{path}: '{key}' must be a list")

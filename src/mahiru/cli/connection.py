@@ -16,7 +16,6 @@ import json
 import socket
 import ssl
 from collections.abc import Callable
-from enum import Enum
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
@@ -25,6 +24,7 @@ import click
 import httpx
 from cryptography import x509
 
+from mahiru.cli.urls import Api, check_url
 from mahiru.client.http import TlsIdentity
 from mahiru.client.jobs import JobsClient
 from mahiru.client.registry import RegistryClient
@@ -129,13 +129,6 @@ def echo_json(data: Any) -> None:
     click.echo(json.dumps(data, indent=2, default=str))
 
 
-class Api(Enum):
-    """Which API a command talks to, and so which certificate it takes."""
-
-    SITE = "the site's internal API"
-    REGISTRY = "the registry"
-
-
 def site_client(url: str, cert: Path, key: Path, ca: Path) -> SiteClient:
     """A client of a site's internal API, after the local checks."""
     identity = checked_identity(url, cert, key, ca, Api.SITE)
@@ -179,40 +172,6 @@ def checked_identity(url: str, cert: Path, key: Path, ca: Path, api: Api) -> Tls
     _check_ca(authority, ca)
     _check_kind(certificate, cert, authority, ca, api)
     return TlsIdentity(cert, key, ca)
-
-
-def check_url(url: str, api: Api) -> None:
-    """InvalidInput, with the fix, for a URL that cannot be `api`'s."""
-    if "://" not in url:
-        raise InvalidInput(f"{url!r} has no scheme: Mahiru's APIs speak HTTPS, use https://{url}")
-    parts = urlsplit(url)
-    if parts.scheme == "http":
-        fixed = "https://" + url.split("://", 1)[1]
-        raise InvalidInput(f"{url} uses http://: Mahiru's APIs speak only HTTPS, use {fixed}")
-    if parts.scheme != "https":
-        raise InvalidInput(f"{url}: the scheme must be https, not {parts.scheme!r}")
-    try:
-        parts.port  # noqa: B018 (parsing it is the check)
-    except ValueError:
-        raise InvalidInput(f"{url}: the port is not a number between 0 and 65535") from None
-    if not parts.hostname:
-        raise InvalidInput(f"{url} names no host")
-    path = parts.path.rstrip("/")
-    if api is Api.SITE and not path.endswith("/internal"):
-        if path.endswith("/external"):
-            fixed = url.rstrip("/")[: -len("/external")] + "/internal"
-            raise InvalidInput(
-                f"{url} is a site's external API (for other sites); you use its internal API:"
-                f" {fixed}"
-            )
-        raise InvalidInput(
-            f"{url} is not a site's internal API, whose URL ends in /internal:"
-            f" try {url.rstrip('/')}/internal (`mahiru register show` lists the sites' URLs)"
-        )
-    if api is Api.REGISTRY and path.endswith(("/internal", "/external")):
-        raise InvalidInput(
-            f"{url} is a site's API; the registry has its own URL (without /internal)"
-        )
 
 
 def _certificate(
@@ -268,7 +227,7 @@ def _check_kind(
         )
 
 
-def _service_identity(certificate: x509.Certificate) -> str | None:
+def _service_identity(certificate: x509.Certificate | bytes) -> str | None:
     try:
         return peer_identity(certificate)
     except MahiruError:
@@ -302,12 +261,34 @@ class DiagnosingTransport(httpx.HTTPTransport):
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         try:
-            return super().handle_request(request)
+            response = super().handle_request(request)
         except (httpx.ConnectError, httpx.RemoteProtocolError, httpx.ReadError):
             mistake = diagnose(self._url, self._identity, self._api)
             if mistake is not None:
                 raise mistake from None
             raise
+        if self._api is Api.REGISTRY and response.status_code == 404:
+            # A site takes a party-client certificate too, and knows none of the
+            # registry's paths: its "Not Found" would hide the wrong URL.
+            server = _answering_service(response)
+            if server is not None and server != "registry":
+                response.close()
+                raise InvalidInput(
+                    f"{self._url} is {server}, a site, not the registry: give the registry's"
+                    " URL (a site's configuration names it, as registry_url)"
+                )
+        return response
+
+
+def _answering_service(response: httpx.Response) -> str | None:
+    """The service identity in the certificate of the server that sent `response`, if known."""
+    stream = response.extensions.get("network_stream")
+    tls = stream.get_extra_info("ssl_object") if stream is not None else None
+    # httpcore's synchronous stream hands out the socket's inner SSL object, which is
+    # not an ssl.SSLObject but has its getpeercert (positional arguments only).
+    getpeercert = getattr(tls, "getpeercert", None)
+    certificate = getpeercert(True) if callable(getpeercert) else None
+    return _service_identity(certificate) if isinstance(certificate, bytes) else None
 
 
 def diagnose(url: str, identity: TlsIdentity, api: Api) -> MahiruError | None:

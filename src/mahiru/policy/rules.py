@@ -32,6 +32,7 @@ from mahiru.model.identifiers import (
     parse_identifier,
 )
 from mahiru.policy.review_checks import NO_CHECKS, REVIEW_CHECKS_SHAPE, ReviewChecks
+from mahiru.suggestions import did_you_mean
 
 _OUTPUT_NAME = re.compile(r"[A-Za-z0-9_-]+|\*")
 
@@ -322,7 +323,9 @@ def rule_from_dict(data: Mapping[str, Any]) -> Rule:
     cls = RULE_TYPES.get(type_name) if isinstance(type_name, str) else None
     if cls is None:
         raise InvalidInput(
-            f"unknown rule type {type_name!r} (known: {', '.join(RULE_TYPES)})",
+            f"unknown rule type {type_name!r}"
+            f"{did_you_mean(type_name, RULE_TYPES) if isinstance(type_name, str) else ''}"
+            f" (known: {', '.join(RULE_TYPES)})",
             {"rule": dict(data)},
         )
     RULE_SHAPES[cls.type_name].check(data, details={"rule": dict(data)})
