@@ -45,8 +45,6 @@ class LazyCommand:
 
     def stand_in(self) -> click.Command:
         """A command with only this one's name and summary, to list it without importing it."""
-        # Click shortens `help` to the width left for it just as it shortens
-        # the real command's help, so both list alike.
         return click.Command(self.name, help=self.summary)
 
 
@@ -99,17 +97,15 @@ class LazyGroup(click.Group):
         listed = [(name, self._listed(name)) for name in self.list_commands(ctx)]
         rows = [(name, command) for name, command in listed if not command.hidden]
         if rows:
-            # Three times click's default spacing, as click's own listing leaves.
-            limit = formatter.width - 6 - max(len(name) for name, _ in rows)
             with formatter.section("Commands"):
-                formatter.write_dl([(name, cmd.get_short_help_str(limit)) for name, cmd in rows])
+                formatter.write_dl([(name, summary(cmd)) for name, cmd in rows])
 
     def shell_complete(self, ctx: click.Context, incomplete: str) -> list[CompletionItem]:
         """Complete command names from the table and options as click does, importing nothing."""
         from click.shell_completion import CompletionItem
 
         results = [
-            CompletionItem(name, help=command.get_short_help_str())
+            CompletionItem(name, help=summary(command))
             for name in self.list_commands(ctx)
             if name.startswith(incomplete)
             for command in [self._listed(name)]
@@ -123,3 +119,25 @@ class LazyGroup(click.Group):
         """The loaded command `name`, else a stand-in that only lists it."""
         command = self.commands.get(name)
         return command if command is not None else self.lazy_commands[name].stand_in()
+
+
+#: Longer than any summary: a command's summary is listed whole, wrapped, never cut.
+_WHOLE = 10_000
+
+
+def summary(command: click.Command) -> str:
+    """The summary of `command` as a group lists it: the first sentence of its help, whole."""
+    return command.get_short_help_str(_WHOLE)
+
+
+def list_summaries_whole(group: click.Group) -> None:
+    """Make `group` and the groups under it list each command's summary whole.
+
+    Click cuts a summary at the width left beside the command's name ("...");
+    a command's own `short_help`, when set, is listed whole and wrapped.
+    """
+    for command in group.commands.values():
+        if command.short_help is None:
+            command.short_help = summary(command)
+        if isinstance(command, click.Group):
+            list_summaries_whole(command)

@@ -14,7 +14,7 @@ import click
 
 from mahiru import __version__
 from mahiru.cli.errors import EXIT_INTERRUPTED, exit_code_for, report_error
-from mahiru.cli.lazy import LazyCommand, LazyGroup
+from mahiru.cli.lazy import LazyCommand, LazyGroup, list_summaries_whole
 from mahiru.cli.profiles import profile_defaults
 from mahiru.client.profiles import CONFIG_ENV, PROFILE_ENV, config_path, load_profile
 from mahiru.errors import MahiruError
@@ -88,7 +88,7 @@ COMMANDS = (
 @click.group(
     cls=LazyGroup,
     lazy_commands=COMMANDS,
-    prepare=lambda name, command: add_example(command, (name,)),
+    prepare=lambda name, command: finish_help(command, (name,)),
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 @click.version_option(__version__, prog_name="mahiru")
@@ -170,6 +170,14 @@ EXAMPLES = {
     ("serve", "registry"): "mahiru serve registry --config registry.yaml --log-level warning",
     ("serve", "site"): "mahiru serve site --config site1.yaml",
 }
+
+
+def finish_help(command: click.Command, path: tuple[str, ...]) -> None:
+    """Add the examples to the help of `command` (at `path`) and of each under it, and let
+    its listings show every summary whole."""
+    add_example(command, path)
+    if isinstance(command, click.Group):
+        list_summaries_whole(command)
 
 
 def add_example(command: click.Command, path: tuple[str, ...]) -> None:
