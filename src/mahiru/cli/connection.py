@@ -24,6 +24,7 @@ import click
 import httpx
 from cryptography import x509
 
+from mahiru.cli.options import ProfileOption
 from mahiru.cli.urls import Api, check_url
 from mahiru.client.http import TlsIdentity
 from mahiru.client.jobs import JobsClient
@@ -68,6 +69,7 @@ def connection_options(
             "--cert",
             type=_FILE,
             required=True,
+            cls=ProfileOption,
             envvar="MAHIRU_CERT",
             show_envvar=True,
             help=cert_help,
@@ -77,6 +79,7 @@ def connection_options(
             key_parameter,
             type=_FILE,
             required=True,
+            cls=ProfileOption,
             envvar="MAHIRU_KEY",
             show_envvar=True,
             help="The private key of --cert.",
@@ -85,6 +88,7 @@ def connection_options(
             "--ca",
             type=_FILE,
             required=True,
+            cls=ProfileOption,
             envvar="MAHIRU_CA",
             show_envvar=True,
             help=f"The network CA certificate (ca.crt), to check {peer} with.",
@@ -110,6 +114,7 @@ def site_options(*, tls_key_names: tuple[str, ...] = ("--key", "--tls-key")) -> 
         "--site",
         "site_url",
         required=True,
+        cls=ProfileOption,
         envvar="MAHIRU_SITE_URL",
         show_envvar=True,
         metavar="URL",

@@ -21,6 +21,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from mahiru.cli.certs import PARTY_KEY, PARTY_PUBLIC_KEY, USER_CA_CERT
 from mahiru.cli.connection import connection_options, registry_client
 from mahiru.cli.errors import handle_errors
+from mahiru.cli.options import ProfileOption
 from mahiru.client.registry import RegistryClient
 from mahiru.errors import InvalidInput
 from mahiru.model.identifiers import PartyId, SiteId
@@ -57,6 +58,7 @@ _connection_options = connection_options(
         "--registry",
         "registry_url",
         required=True,
+        cls=ProfileOption,
         envvar="MAHIRU_REGISTRY_URL",
         show_envvar=True,
         metavar="URL",
@@ -73,6 +75,7 @@ def _party_dir_option(command: F) -> F:
         "--party-dir",
         type=_DIRECTORY,
         required=True,
+        cls=ProfileOption,
         envvar="MAHIRU_PARTY_DIR",
         show_envvar=True,
         help=f"The party's directory, with {PARTY_KEY}, {PARTY_PUBLIC_KEY} and {USER_CA_CERT}.",
