@@ -220,8 +220,21 @@ def _read(path: Path) -> dict[str, Any]:
     return data
 
 
+#: The variable naming a service's configuration file to the service images (mahiru.asgi).
+CONFIG_FILE_ENV = "MAHIRU_CONFIG_FILE"
+
+
 def _apply_environment(data: dict[str, Any], environ: Mapping[str, str]) -> None:
     for key, value in environ.items():
+        if _one_underscore(key):
+            # MAHIRU_CONFIG_DATABASE_URL would silently do nothing: say what was meant.
+            fixed = ENV_PREFIX + key[len(ENV_PREFIX) - 1 :]
+            raise InvalidInput(
+                f"environment variable {key}: a configuration value is overridden by"
+                f" {ENV_PREFIX}<KEY>, with two underscores: did you mean {fixed}?"
+                f" ({CONFIG_FILE_ENV} names the configuration file of the service images,"
+                " MAHIRU_CONFIG the command line's profiles file)"
+            )
         if not key.startswith(ENV_PREFIX):
             continue
         path = key[len(ENV_PREFIX) :].lower().split("__")
@@ -232,6 +245,17 @@ def _apply_environment(data: dict[str, Any], environ: Mapping[str, str]) -> None
                 raise InvalidInput(f"environment variable {key}: {part} is not a section")
             target = nested
         target[path[-1]] = yaml.safe_load(value) if value else value
+
+
+def _one_underscore(key: str) -> bool:
+    """Whether `key` looks like a MAHIRU_CONFIG__ override written with one underscore."""
+    single = ENV_PREFIX[:-1]
+    return (
+        key.startswith(single)
+        and not key.startswith(ENV_PREFIX)
+        and key != CONFIG_FILE_ENV
+        and len(key) > len(single)
+    )
 
 
 #: A SQLite URL with a relative path (`sqlite:///name.db`); four slashes make it absolute.

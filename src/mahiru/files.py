@@ -45,23 +45,24 @@ def _in_file(path: Path, parse: Callable[[], T]) -> T:
 
 
 def _section(path: Path, data: Any, key: str, optional: tuple[str, ...] = ()) -> list[Any]:
+    expected = InvalidInput(f"{path}: expected a mapping with a '{key}' list")
     if not isinstance(data, Mapping):
-        raise InvalidInput(f"{path}: expected a mapping with a '{key}' list")
+        raise expected
     known = (key, *optional)
     unknown = sorted(str(name) for name in set(data) - set(known))
+    fixes = {name: closest(name, known) for name in unknown}
+    if key not in data and not any(fixes.values()):
+        raise expected  # another kind of file altogether
     if unknown:
         # Name each with its likely fix: `rule:` for `rules:` is the usual slip.
         named = ", ".join(
-            f"{name!r}" + (f" (did you mean {match!r}?)" if match else "")
-            for name in unknown
-            for match in [closest(name, known)]
+            f"{name!r}" + (f" (did you mean {fix!r}?)" if fix else "")
+            for name, fix in fixes.items()
         )
         noun = "key" if len(unknown) == 1 else "keys"
         raise InvalidInput(
             f"{path}: unknown top-level {noun} {named}; the file takes {', '.join(known)}"
         )
-    if key not in data:
-        raise InvalidInput(f"{path}: expected a mapping with a '{key}' list")
     items = data[key]
     if not isinstance(items, list):
         raise InvalidInput(f"{path}: '{key}' must be a list")

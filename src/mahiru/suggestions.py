@@ -1,4 +1,4 @@
-""""Did you mean": the closest of the known words to a mistyped one, for error messages.
+""" "Did you mean": the closest of the known words to a mistyped one, for error messages.
 
 Pure: a mistake named with its likely fix saves a trip to the reference.
 """
@@ -19,6 +19,6 @@ def closest(word: str, known: Iterable[str]) -> str | None:
 
 
 def did_you_mean(word: str, known: Iterable[str]) -> str:
-    """": did you mean 'X'?" for the closest known word X, or "" if none is close."""
+    """ ": did you mean 'X'?" for the closest known word X, or "" if none is close."""
     match = closest(word, known)
     return f": did you mean {match!r}?" if match is not None else ""

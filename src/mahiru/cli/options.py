@@ -8,12 +8,17 @@ to give it, `--profile` included.
 from __future__ import annotations
 
 import copy
+import os
 from typing import Any
 
 import click
 from click.types import OptionHelpExtra
 
 from mahiru.client.profiles import CONFIG_ENV, PROFILE_ENV
+
+#: The variable the service images read their configuration file from (mahiru.asgi),
+#: easily taken for the profiles file's.
+SERVICE_CONFIG_ENV = "MAHIRU_CONFIG_FILE"
 
 
 class ProfileOption(click.Option):
@@ -41,10 +46,16 @@ class ProfileOption(click.Option):
             if error.param is not self:
                 raise
             variable = "set its variable, " if self.envvar else ""
+            mixed_up = ""
+            if os.environ.get(SERVICE_CONFIG_ENV) and not os.environ.get(CONFIG_ENV):
+                mixed_up = (
+                    f". {SERVICE_CONFIG_ENV} is set, but it names a service's configuration"
+                    f" file; the profiles file is named by {CONFIG_ENV}"
+                )
             raise click.MissingParameter(
                 f"Give it, {variable}or pick a profile that has it with --profile NAME"
                 f" (or {PROFILE_ENV}=NAME; the profiles are in ${CONFIG_ENV}, else in"
-                " ~/.config/mahiru/config.toml)",
+                f" ~/.config/mahiru/config.toml){mixed_up}",
                 ctx=ctx,
                 param=self,
             ) from None

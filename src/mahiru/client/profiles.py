@@ -52,6 +52,12 @@ class Profile:
     party_dir: str | None = None
 
 
+#: Said when the profiles file is not one: the usual mix-up is a service's configuration.
+_NOT_A_SERVICE = (
+    f" ({CONFIG_ENV} names the command line's profiles file; a service's configuration"
+    " goes to `mahiru serve --config`, or to MAHIRU_CONFIG_FILE for the service images)"
+)
+
 _PATH_FIELDS = ("cert", "key", "client_cert", "client_key", "ca", "signing_key", "party_dir")
 _FIELDS = tuple(f.name for f in fields(Profile) if f.name != "name")
 
@@ -79,10 +85,13 @@ def load_profile(name: str | None, path: Path) -> Profile | None:
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as error:
-        raise InvalidInput(f"{path}: not a readable TOML file: {error}") from None
+        raise InvalidInput(f"{path}: not a readable TOML file: {error}{_NOT_A_SERVICE}") from None
     unknown = set(data) - {"default", "profiles"}
     if unknown:
-        raise InvalidInput(f"{path}: unknown key(s) {', '.join(sorted(unknown))}")
+        raise InvalidInput(
+            f"{path}: unknown key(s) {', '.join(sorted(unknown))}: a profiles file holds"
+            f" `default` and [profiles.NAME] tables{_NOT_A_SERVICE}"
+        )
     profiles = data.get("profiles", {})
     if not isinstance(profiles, dict):
         raise InvalidInput(f"{path}: 'profiles' must be a table of profiles")
