@@ -10,6 +10,7 @@ STAMP := $(VENV)/.installed
 venv: $(STAMP)
 
 $(STAMP): pyproject.toml
+	@echo "Installing Mahiru and its Python packages (pyproject.toml: test and server extras) into $(VENV); the first time takes about a minute."
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[test,server]'

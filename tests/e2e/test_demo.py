@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import re
 import signal
@@ -27,26 +26,31 @@ MAHIRU = str(Path(sys.executable).parent / "mahiru")
 def test_demo_runs_the_step_at_site2_and_prints_the_result(
     container_runtime: DockerRuntime, scenario_archives: dict[str, Path], tmp_path: Path
 ) -> None:
-    """The demo plans the step at site2, runs it in a container, and gets exactly [1, 34]."""
+    """The demo plans the step at site2, runs it in a container, and gets exactly [1, 34];
+    without --keep or --workdir it leaves neither services nor its workspace behind."""
     assets = next(iter(scenario_archives.values())).parent
+    temporary = tmp_path / "tmp"
+    temporary.mkdir()
     result = subprocess.run(
-        [MAHIRU, "demo", "--workdir", str(tmp_path / "work"), "--assets", str(assets)],
+        [MAHIRU, "demo", "--assets", str(assets)],
         capture_output=True,
         text=True,
         timeout=600,
+        env={**os.environ, "TMPDIR": str(temporary)},
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     out = result.stdout
     assert "plan: step compute runs at site:party2.mahiru.example.org:site2" in out
     assert "compute" in out and "succeeded" in out
-    assert "[1, 34]" in out
-    data = json.loads((tmp_path / "work" / "result" / "data.json").read_text())
-    assert data == [1, 34]
+    assert "result: [1, 34]" in out
     # Nothing keeps running after the demo: the service processes are gone.
     leftovers = subprocess.run(
         ["pgrep", "-f", f"serve .* --config {tmp_path}"], capture_output=True, text=True
     )
     assert leftovers.stdout == ""
+    # The workspace it made (keys, the CA's private key too) is gone, and it says so.
+    assert list(temporary.iterdir()) == []
+    assert f"removed the workspace {temporary}" in out
 
 
 @pytest.mark.e2e
@@ -88,6 +92,8 @@ def test_demo_keep_leaves_profiles_that_reach_both_sites_and_the_registry(
         assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
         profiles = workdir / "profiles.toml"
         assert f"export MAHIRU_CONFIG={profiles}" in result.stdout
+        # The workspace stays for the services, and the demo says how to remove it.
+        assert f"remove it with: rm -rf {workdir}" in result.stdout
         # The dashboard's address, and a certificate bundle a browser can import.
         dashboard = re.search(
             r"Dashboard of site1: (https://127\.0\.0\.1:\d+/internal/ui/)", result.stdout

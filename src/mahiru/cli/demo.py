@@ -21,7 +21,8 @@ from mahiru.cli.errors import handle_errors
 @click.option(
     "--workdir",
     type=click.Path(file_okay=False, path_type=Path),
-    help="Where to put keys, configs, databases and logs (default: a new temporary folder).",
+    help="Where to put keys, configs, databases and logs, and leave them (default: a new"
+    " temporary folder, removed at the end unless --keep or the run failed).",
 )
 @click.option(
     "--assets",

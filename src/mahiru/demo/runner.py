@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import tempfile
 import time
 from collections.abc import Callable
@@ -47,7 +48,7 @@ SCENARIOS = {
 
 @dataclass(frozen=True, slots=True)
 class DemoResult:
-    """What the demo produced: the plan, the result and where the files are."""
+    """What the demo produced: the plan, the result and its workspace (gone unless kept)."""
 
     job_id: str
     plan: dict[str, str]
@@ -104,7 +105,12 @@ def run_demo(
     console: Console | None = None,
     scenario_name: str = "compute_to_data",
 ) -> DemoResult:
-    """Run a scenario (compute-to-data by default) on a fresh local network; stop unless `keep`."""
+    """Run a scenario (compute-to-data by default) on a fresh local network; stop unless `keep`.
+
+    Without `workdir` the network lives in a new temporary folder, removed at
+    the end of a run that succeeded and was not kept; any other workspace
+    stays, and the last line says where it is and how to remove it.
+    """
     chosen = SCENARIOS[scenario_name]
     console = console or Console(soft_wrap=True)
     if not docker_available():
@@ -112,18 +118,22 @@ def run_demo(
             "no container engine answers (DOCKER_HOST or /var/run/docker.sock);"
             " `make demo` starts one, or run scripts/ensure-engine.sh"
         )
+    # A folder of our own making goes at the end: it holds the network's CA key.
+    remove = workdir is None and not keep
     root = workdir or Path(tempfile.mkdtemp(prefix="mahiru-demo-"))
-    root.mkdir(parents=True, exist_ok=True)
-    assets = assets_dir or root / "assets"
-    console.print("[bold]1/5[/] building the scenario's asset images")
-    build_scenario_assets(DockerRuntime(), assets)
-
-    console.print(f"[bold]2/5[/] starting a registry and two sites in {root}")
-    network = LocalNetwork.create(
-        root / "network", [(scenario.PARTY1, scenario.SITE1), (scenario.PARTY2, scenario.SITE2)]
-    )
+    network: LocalNetwork | None = None
     stop = True
+    succeeded = False
     try:
+        root.mkdir(parents=True, exist_ok=True)
+        assets = assets_dir or root / "assets"
+        console.print("[bold]1/5[/] building the scenario's asset images")
+        build_scenario_assets(DockerRuntime(), assets)
+
+        console.print(f"[bold]2/5[/] starting a registry and two sites in {root}")
+        network = LocalNetwork.create(
+            root / "network", [(scenario.PARTY1, scenario.SITE1), (scenario.PARTY2, scenario.SITE2)]
+        )
         network.start()
         for service in network.services():
             console.print(
@@ -163,16 +173,44 @@ def run_demo(
             files = jobs.download_output(job_id, "result", root / "result")
         data_file = next(f for f in files if f.name == "data.json")
         result = json.loads(data_file.read_text())
-        console.print(f"  result ({data_file}): [bold]{json.dumps(result)}[/]")
+        where = "" if remove else f" ({data_file})"
+        console.print(f"  result{where}: [bold]{json.dumps(result)}[/]")
         if result != scenario.EXPECTED_RESULT:
             raise Internal(f"expected {scenario.EXPECTED_RESULT}, got {result}")
+        succeeded = True
         if keep:
             stop = False
             _print_keep(network, console, root)
         return DemoResult(job_id, plan_text, result, root)
     finally:
         if stop:
-            network.stop()
+            if network is not None:
+                network.stop()
+            # A failed run keeps its folder: the services' logs say what went wrong.
+            leave_workspace(root, remove=remove and succeeded, console=console)
+
+
+def leave_workspace(root: Path, *, remove: bool, console: Console) -> None:
+    """Remove the demo's workspace `root` if `remove`, else say where it is and how to remove
+    it: it holds the network's keys (the CA's private key too), databases and logs."""
+    if remove:
+        try:
+            shutil.rmtree(root)
+        except OSError as error:
+            console.print(
+                f"could not remove the workspace {root} ({error.strerror or error});"
+                f" it holds the network's keys, the CA's private key too: rm -rf {root}"
+            )
+            return
+        console.print(
+            f"removed the workspace {root} (keys, the CA's private key too, databases, logs);"
+            " --keep or --workdir DIR keeps one"
+        )
+        return
+    console.print(
+        f"the workspace {root} stays (keys, the CA's private key too, databases, logs);"
+        f" remove it with: rm -rf {root}"
+    )
 
 
 def _print_keep(network: LocalNetwork, console: Console, root: Path) -> None:
@@ -202,3 +240,7 @@ def _print_keep(network: LocalNetwork, console: Console, root: Path) -> None:
     )
     pids = " ".join(str(s.process.pid) for s in network.services() if s.process is not None)
     console.print(f"Stop them with: kill {pids}")
+    console.print(
+        f"Their workspace {root} holds the network's keys, the CA's private key too; once they"
+        f" are stopped, remove it with: rm -rf {root}"
+    )
