@@ -18,6 +18,7 @@ see the Reviews pages (`reviews.py`).
 from mahiru.api.routes.site.dashboard import (
     assets,
     audit,
+    downloads,
     home,
     jobs,
     reviews,
@@ -26,4 +27,4 @@ from mahiru.api.routes.site.dashboard import (
     why,
 )
 
-__all__ = ["assets", "audit", "home", "jobs", "reviews", "rules", "status", "why"]
+__all__ = ["assets", "audit", "downloads", "home", "jobs", "reviews", "rules", "status", "why"]
