@@ -20,6 +20,8 @@ from mahiru.storage import AuditQuery
 
 router = APIRouter(prefix=BASE, include_in_schema=False)
 
+#: The most characters of a record's line in its row (the details have the rest).
+SUMMARY_CHARS = 120
 #: A word too long for a table cell: an id, most likely (shown whole in the details).
 _LONG_WORD = re.compile(rf"[^\s,;()]{{{ID_CHARS + 1},}}")
 
@@ -69,7 +71,8 @@ def _summary(record: AuditRecord) -> str:
     for key in ("decision", "reason", "rule"):
         value = details.get(key) if isinstance(details, dict) else None
         if value:
-            return _LONG_WORD.sub(lambda word: short_id(word.group()), str(value)[:120])
+            line = _LONG_WORD.sub(lambda word: short_id(word.group()), str(value))
+            return line if len(line) <= SUMMARY_CHARS else f"{line[: SUMMARY_CHARS - 1]}…"
     if record.entry.kind == AuditKind.TRANSFER and isinstance(details, dict):
         moved = details.get("bytes")
         size = human_size(moved) if isinstance(moved, int) else f"{moved} bytes"
