@@ -98,7 +98,7 @@ def test_the_job_page_shows_plan_graph_timeline_and_result(
     assert re.search(r'<g class="step" data-step="compute" data-state="succeeded">', dom)
     assert f"{setup.site2.id}</text>" in dom  # the graph labels the step with its site
     assert re.search(r'<rect class="bar" data-step="compute"', dom)  # the timeline's bar
-    link = f'href="/internal/jobs/{job_id}/outputs/result/image"'
+    link = f'href="/internal/ui/jobs/{job_id}/outputs/result/files.tar.gz"'
     assert link in dom and "Cancel job" not in text  # finished: nothing to cancel
     screenshot = browser.screenshot(url, tmp_path / "job.png")
     assert screenshot.read_bytes().startswith(b"\x89PNG")
