@@ -35,6 +35,32 @@ class Answers(Protocol):
         ...
 
 
+class OneJobsAnswers:
+    """`answers`, working out the permissions of a job once for all the questions about it
+    (the last job asked for is kept): for asking many sites and parties about one result."""
+
+    __slots__ = ("_answers", "_job", "_permissions")
+
+    def __init__(self, answers: Answers) -> None:
+        self._answers = answers
+        self._job: Job | None = None
+        self._permissions: JobPermissions | None = None
+
+    def job_permissions(self, job: Job) -> JobPermissions:
+        """The permissions of every item of `job`, worked out once while it is the last."""
+        if self._permissions is None or job is not self._job:
+            self._job, self._permissions = job, self._answers.job_permissions(job)
+        return self._permissions
+
+    def may_access(self, site: SiteId, permissions: Permissions, target: str) -> Decision:
+        """As `answers` says."""
+        return self._answers.may_access(site, permissions, target)
+
+    def may_use(self, party: PartyId, permissions: Permissions, target: str) -> Decision:
+        """As `answers` says."""
+        return self._answers.may_use(party, permissions, target)
+
+
 def site_decision(
     engine: Answers,
     stored: AssetId | ResultId,

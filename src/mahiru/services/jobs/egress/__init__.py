@@ -47,6 +47,7 @@ from mahiru.services.jobs.egress.values import _GATE, LiveFile, StepView, _has_o
 from mahiru.services.jobs.live_grants import LiveGrants, is_live
 from mahiru.services.jobs.release_reviews import ReleaseReviews
 from mahiru.services.jobs.release_rules import (
+    OneJobsAnswers,
     about_release,
     party_decision,
     site_decision,
@@ -172,7 +173,7 @@ class Egress:
             provenance = self._provenance(stored)
         except NotFound:
             return [], []
-        reader = self._policy.reader()
+        reader = OneJobsAnswers(self._policy.reader())
         return [
             site for site in sites if site_decision(reader, stored, provenance, site).allowed
         ], [party for party in parties if party_decision(reader, stored, provenance, party).allowed]
