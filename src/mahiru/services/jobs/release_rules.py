@@ -35,7 +35,7 @@ class Answers(Protocol):
         ...
 
 
-class OneJobsAnswers:
+class OneResultAnswers:
     """`answers`, working out the permissions of a job once for all the questions about it
     (the last job asked for is kept): for asking many sites and parties about one result."""
 

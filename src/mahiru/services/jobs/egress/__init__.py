@@ -13,6 +13,8 @@ is approved (`release_reviews.py`): AwaitingReview or ReleaseRejected otherwise,
 asked only after the allowing decision, so it says nothing to whoever may not
 have the result. What the decisions are made by is in
 `release_rules.py`; the gate takes them, audits them and opens the images.
+`holders` asks the same questions for a page (the dashboard's Assets), unaudited,
+releasing nothing.
 
 What goes out about a step and the files of a live data set are values only
 this package builds (`StepView`, `LiveFile` in `values.py`: their constructors
@@ -47,7 +49,7 @@ from mahiru.services.jobs.egress.values import _GATE, LiveFile, StepView, _has_o
 from mahiru.services.jobs.live_grants import LiveGrants, is_live
 from mahiru.services.jobs.release_reviews import ReleaseReviews
 from mahiru.services.jobs.release_rules import (
-    OneJobsAnswers,
+    OneResultAnswers,
     about_release,
     party_decision,
     site_decision,
@@ -173,7 +175,7 @@ class Egress:
             provenance = self._provenance(stored)
         except NotFound:
             return [], []
-        reader = OneJobsAnswers(self._policy.reader())
+        reader = OneResultAnswers(self._policy.reader())
         return [
             site for site in sites if site_decision(reader, stored, provenance, site).allowed
         ], [party for party in parties if party_decision(reader, stored, provenance, party).allowed]
