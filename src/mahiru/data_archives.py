@@ -12,7 +12,7 @@ import shutil
 import tarfile
 from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
-from typing import NamedTuple
+from typing import BinaryIO, NamedTuple
 
 from mahiru.errors import InvalidInput, NotFound
 
@@ -65,6 +65,34 @@ def read_data_file(archive: Path, path: str) -> Iterator[bytes]:
                     yield chunk
     except tarfile.TarError as error:
         raise InvalidInput(f"{archive}: not a usable image archive: {error}") from None
+
+
+def pack_data_files(archive: Path, out: BinaryIO, folder: str) -> int:
+    """Write the regular files under `/data` of the image in `archive` (as
+    `extract_data_files` would write them) to `out` as a gzipped tar, under `folder/`;
+    the number of files. Each keeps its size and modification time; the owner is dropped."""
+    try:
+        with tarfile.open(archive) as outer:
+            by_layer: dict[str, list[_DataFile]] = {}
+            for found in _files(outer, archive):
+                by_layer.setdefault(found.layer, []).append(found)
+            with tarfile.open(fileobj=out, mode="w:gz") as packed:
+                for layer, files in by_layer.items():
+                    file = outer.extractfile(layer)
+                    assert file is not None  # checked while reading the layers
+                    with tarfile.open(fileobj=file) as inner:
+                        for found in files:
+                            _pack(packed, inner, found, folder)
+            return sum(len(files) for files in by_layer.values())
+    except tarfile.TarError as error:
+        raise InvalidInput(f"{archive}: not a usable image archive: {error}") from None
+
+
+def _pack(packed: tarfile.TarFile, inner: tarfile.TarFile, found: _DataFile, folder: str) -> None:
+    member = inner.getmember(found.member)
+    info = tarfile.TarInfo(f"{folder}/{found.path}")
+    info.size, info.mtime, info.mode = found.size, member.mtime, 0o644
+    packed.addfile(info, inner.extractfile(member))
 
 
 class _DataFile(NamedTuple):

@@ -4,9 +4,12 @@ after a real job ran (compute-to-data, in containers)."""
 from __future__ import annotations
 
 import html
+import io
+import json
 import os
 import re
 import shutil
+import tarfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -98,7 +101,7 @@ def test_the_job_page_shows_plan_graph_timeline_and_result(
     assert re.search(r'<g class="step" data-step="compute" data-state="succeeded">', dom)
     assert f"{setup.site2.id}</text>" in dom  # the graph labels the step with its site
     assert re.search(r'<rect class="bar" data-step="compute"', dom)  # the timeline's bar
-    link = f'href="/internal/jobs/{job_id}/outputs/result/image"'
+    link = f'href="/internal/ui/jobs/{job_id}/outputs/result/files.tar.gz"'
     assert link in dom and "Cancel job" not in text  # finished: nothing to cancel
     screenshot = browser.screenshot(url, tmp_path / "job.png")
     assert screenshot.read_bytes().startswith(b"\x89PNG")
@@ -114,6 +117,24 @@ def test_the_result_link_downloads_the_output_with_the_user_certificate(
     with httpx.Client(verify=identity.ssl_context(), timeout=30) as raw:
         response = raw.get(f"{setup.site1.internal_url}/jobs/{job_id}/outputs/result/image")
     assert response.status_code == 200 and len(response.content) > 1000
+
+
+def test_the_job_page_s_download_gives_the_output_s_files_as_a_tar_gz(
+    scenario: tuple[Scenario, str],
+) -> None:
+    """The dashboard's download link gives the files the job's container wrote under /data
+    (read out of the real `docker save` archive), packed under `<job>-<output>/`."""
+    setup, job_id = scenario
+    identity = setup.site1.party.user
+    with httpx.Client(verify=identity.ssl_context(), timeout=60) as raw:
+        response = raw.get(_ui(scenario, f"/jobs/{job_id}/outputs/result/files.tar.gz"))
+    assert response.status_code == 200, response.text
+    folder = f"{job_id[:12]}-result"
+    assert response.headers["content-disposition"] == f'attachment; filename="{folder}.tar.gz"'
+    with tarfile.open(fileobj=io.BytesIO(response.content), mode="r:gz") as packed:
+        assert packed.getnames() == [f"{folder}/data.json"]
+        data = packed.extractfile(f"{folder}/data.json")
+        assert data is not None and json.loads(data.read()) == [1, 34]
 
 
 def test_the_why_page_explains_a_decision(scenario: tuple[Scenario, str], browser: Browser) -> None:

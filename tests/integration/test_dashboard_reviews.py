@@ -208,7 +208,9 @@ def test_the_review_page_names_the_submitter_and_the_inputs_owners(world: World)
     owners = re.search(r'<td id="owners">(.*?)</td>', page, re.S)
     assert owners and owners.group(1) == world.site.party.namespace
     listed = re.findall(
-        r"<tr><td class=\"mono\"><a [^>]*>/data/([^<]+)</a></td><td>(\d+)</td>", page
+        r"<tr><td class=\"mono\"><a [^>]*>/data/([^<]+)</a></td>"
+        r"<td><span class=\"size\" title=\"(\d+) bytes\">\d+ B</span></td>",
+        page,
     )
     assert sorted(listed) == sorted((path, str(len(data))) for path, data in FILES.items())
 

@@ -9,7 +9,12 @@ from pathlib import Path
 import pytest
 from tests.support.images import add_file, add_link, image_bytes, tar_bytes
 
-from mahiru.data_archives import extract_data_files, list_data_files, read_data_file
+from mahiru.data_archives import (
+    extract_data_files,
+    list_data_files,
+    pack_data_files,
+    read_data_file,
+)
 from mahiru.errors import NotFound
 
 
@@ -52,3 +57,24 @@ def test_one_file_is_read_whole_in_chunks(archive: Path) -> None:
 def test_anything_but_a_listed_file_is_not_found(archive: Path, path: str) -> None:
     with pytest.raises(NotFound, match="has no file"):
         b"".join(read_data_file(archive, path))
+
+
+def test_the_packed_archive_holds_what_extraction_writes_under_one_folder(
+    archive: Path, tmp_path: Path
+) -> None:
+    """A download's `.tar.gz`: each regular /data file (a hard link with its target's
+    bytes) under the folder, with its bytes, size and a plain mode; nothing else."""
+    packed = tmp_path / "files.tar.gz"
+    with packed.open("wb") as out:
+        assert pack_data_files(archive, out, "job-out") == 3
+    extracted = tmp_path / "out"
+    extract_data_files(archive, extracted)
+    with tarfile.open(packed, mode="r:gz") as files:
+        members = {m.name: m for m in files.getmembers()}
+        assert sorted(members) == ["job-out/again.csv", "job-out/counts.csv", "job-out/sub/big.bin"]
+        for name, member in members.items():
+            content = files.extractfile(member)
+            assert content is not None
+            expected = (extracted / name.removeprefix("job-out/")).read_bytes()
+            assert content.read() == expected and member.size == len(expected)
+            assert member.isfile() and member.mode == 0o644 and member.uid == 0

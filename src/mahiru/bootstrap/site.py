@@ -42,6 +42,7 @@ from mahiru.services.site import (
     SiteOversight,
     SiteServices,
 )
+from mahiru.services.site.result_archives import ResultArchives
 from mahiru.services.site.review_files import ReviewFiles
 from mahiru.services.site.reviews import ApprovalSigner
 from mahiru.services.site.transfers import TransferLog
@@ -253,6 +254,7 @@ def _services(
             registered_sites=RegisteredSites(replica),
         ),
         oversight=oversight,
+        archives=ResultArchives(config.data_dir / "result-archives"),
     )
 
 

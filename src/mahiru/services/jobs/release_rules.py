@@ -7,17 +7,62 @@ gate (`egress.Egress`) takes the decisions, audits them and opens the images.
 
 from __future__ import annotations
 
+from typing import Protocol
+
 from mahiru.model.identifiers import AssetId, PartyId, ResultId, SiteId
 from mahiru.model.items import ItemKind, WorkflowItem
 from mahiru.model.jobs import ResultProvenance
+from mahiru.model.workflow import Job
 from mahiru.policy.decisions import Decision
-from mahiru.policy.engine import PolicyEngine
-from mahiru.policy.permissions import Permissions, primary
+from mahiru.policy.permissions import JobPermissions, Permissions, primary
 from mahiru.services.site.policy_view import Concerning
 
 
+class Answers(Protocol):
+    """What the decisions here ask: the policy engine that decides a release, or a
+    `PolicyReader` answering the same questions for a page, unaudited."""
+
+    def job_permissions(self, job: Job) -> JobPermissions:
+        """The permissions of every item of `job`."""
+        ...
+
+    def may_access(self, site: SiteId, permissions: Permissions, target: str) -> Decision:
+        """Whether `site` may access something with `permissions`."""
+        ...
+
+    def may_use(self, party: PartyId, permissions: Permissions, target: str) -> Decision:
+        """Whether `party` may use something with `permissions`."""
+        ...
+
+
+class OneResultAnswers:
+    """`answers`, working out the permissions of a job once for all the questions about it
+    (the last job asked for is kept): for asking many sites and parties about one result."""
+
+    __slots__ = ("_answers", "_job", "_permissions")
+
+    def __init__(self, answers: Answers) -> None:
+        self._answers = answers
+        self._job: Job | None = None
+        self._permissions: JobPermissions | None = None
+
+    def job_permissions(self, job: Job) -> JobPermissions:
+        """The permissions of every item of `job`, worked out once while it is the last."""
+        if self._permissions is None or job is not self._job:
+            self._job, self._permissions = job, self._answers.job_permissions(job)
+        return self._permissions
+
+    def may_access(self, site: SiteId, permissions: Permissions, target: str) -> Decision:
+        """As `answers` says."""
+        return self._answers.may_access(site, permissions, target)
+
+    def may_use(self, party: PartyId, permissions: Permissions, target: str) -> Decision:
+        """As `answers` says."""
+        return self._answers.may_use(party, permissions, target)
+
+
 def site_decision(
-    engine: PolicyEngine,
+    engine: Answers,
     stored: AssetId | ResultId,
     provenance: ResultProvenance | None,
     site: SiteId,
@@ -48,8 +93,22 @@ def owners_use(party: PartyId, asset: AssetId) -> Decision:
     return Decision(True, str(party), "use", str(asset), note="the asset is its own")
 
 
+def party_decision(
+    engine: Answers,
+    stored: AssetId | ResultId,
+    provenance: ResultProvenance | None,
+    party: PartyId,
+) -> Decision:
+    """Use by `party`: of an asset of its own namespace, always (`owners_use`); of
+    anything else, as its permissions (a result's: from how it was made) say."""
+    if isinstance(stored, AssetId) and stored.namespace == party.namespace:
+        return owners_use(party, stored)
+    permissions, target = permissions_of(engine, stored, provenance)
+    return engine.may_use(party, permissions, target)
+
+
 def permissions_of(
-    engine: PolicyEngine, stored: AssetId | ResultId, provenance: ResultProvenance | None
+    engine: Answers, stored: AssetId | ResultId, provenance: ResultProvenance | None
 ) -> tuple[Permissions, str]:
     """The permissions of a stored asset, or of a result from its provenance, and a name
     for it in explanations."""

@@ -13,6 +13,7 @@ from mahiru.services.site.replication import (
     Replicator,
     SourceStatus,
 )
+from mahiru.services.site.result_archives import ResultArchives
 from mahiru.services.site.review_files import ReviewFiles
 from mahiru.services.site.reviews import ReviewQueue
 from mahiru.services.site.rules import RuleService
@@ -71,6 +72,8 @@ class SiteServices:
     policy: PolicyView
     replication: Replication
     oversight: SiteOversight
+    #: Packs a released result's files for a person's download.
+    archives: ResultArchives
 
     def status(self) -> SiteStatus:
         """Replication versions and errors, rule and asset counts."""

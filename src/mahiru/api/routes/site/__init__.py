@@ -33,6 +33,7 @@ SITE_ROUTERS: tuple[APIRouter, ...] = (
     external.reviews.router,
     dashboard.home.router,
     dashboard.jobs.router,
+    dashboard.downloads.router,
     dashboard.reviews.router,
     dashboard.assets.router,
     dashboard.rules.router,

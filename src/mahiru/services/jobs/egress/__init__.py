@@ -13,6 +13,8 @@ is approved (`release_reviews.py`): AwaitingReview or ReleaseRejected otherwise,
 asked only after the allowing decision, so it says nothing to whoever may not
 have the result. What the decisions are made by is in
 `release_rules.py`; the gate takes them, audits them and opens the images.
+`holders` asks the same questions for a page (the dashboard's Assets), unaudited,
+releasing nothing.
 
 What goes out about a step and the files of a live data set are values only
 this package builds (`StepView`, `LiveFile` in `values.py`: their constructors
@@ -47,9 +49,9 @@ from mahiru.services.jobs.egress.values import _GATE, LiveFile, StepView, _has_o
 from mahiru.services.jobs.live_grants import LiveGrants, is_live
 from mahiru.services.jobs.release_reviews import ReleaseReviews
 from mahiru.services.jobs.release_rules import (
+    OneResultAnswers,
     about_release,
-    owners_use,
-    permissions_of,
+    party_decision,
     site_decision,
 )
 from mahiru.services.site.assets import AssetStore, ImageFile
@@ -146,12 +148,9 @@ class Egress:
         covering: list[ReleaseReviewedBy] = []
 
         def evaluate(engine: PolicyEngine) -> Decision:
-            if isinstance(stored, AssetId) and stored.namespace == party.namespace:
-                return owners_use(party, stored)
-            if provenance is not None:
+            if provenance is not None:  # a result (never an asset of the party's own)
                 covering[:] = engine.reviews_of(provenance.job, _item(provenance))
-            permissions, target = permissions_of(engine, stored, provenance)
-            return engine.may_use(party, permissions, target)
+            return party_decision(engine, stored, provenance, party)
 
         about = replace(
             about_release("release to party", str(party), stored, provenance), party=str(party)
@@ -164,6 +163,22 @@ class Egress:
         if decision.allowed and isinstance(stored, ResultId) and provenance is not None:
             self._reviews.hold(stored, provenance, covering, party, about)
         return Release(decision), about
+
+    def holders(
+        self, stored: AssetId | ResultId, sites: Iterable[SiteId], parties: Iterable[PartyId]
+    ) -> tuple[list[SiteId], list[PartyId]]:
+        """Which of `sites` policy lets have `stored`, and which of `parties` use it, as
+        `release_to_site` and `to_party` decide (a result: from how it was made; none
+        if that is not recorded). Read without a record: an answer for a page, not a
+        release; reviews are not asked."""
+        try:
+            provenance = self._provenance(stored)
+        except NotFound:
+            return [], []
+        reader = OneResultAnswers(self._policy.reader())
+        return [
+            site for site in sites if site_decision(reader, stored, provenance, site).allowed
+        ], [party for party in parties if party_decision(reader, stored, provenance, party).allowed]
 
     def record_for_site(self, stored: AssetId | ResultId, site: SiteId) -> AssetRecord:
         """The record of `stored` for `site`, if this site's policy lets it have it (as

@@ -12,12 +12,15 @@ need nothing their Content-Security-Policy forbids
 the user (for reviews: to the user's certificate) and to the job or review;
 besides, the apps refuse every state change a browser sends for another web
 site (`mahiru.api.middleware.CrossSiteRefusal`). Reviewers and admins also
-see the Reviews pages (`reviews.py`).
+see the Reviews pages (`reviews.py`). A job's page reloads itself (a meta refresh,
+not a script) until the job ends; its outputs download as archives of their files
+(`downloads.py`), through the egress gate like every image that leaves.
 """
 
 from mahiru.api.routes.site.dashboard import (
     assets,
     audit,
+    downloads,
     home,
     jobs,
     reviews,
@@ -26,4 +29,4 @@ from mahiru.api.routes.site.dashboard import (
     why,
 )
 
-__all__ = ["assets", "audit", "home", "jobs", "reviews", "rules", "status", "why"]
+__all__ = ["assets", "audit", "downloads", "home", "jobs", "reviews", "rules", "status", "why"]

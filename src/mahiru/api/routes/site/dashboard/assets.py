@@ -11,34 +11,27 @@ from fastapi import APIRouter
 from fastapi.responses import HTMLResponse
 
 from mahiru.api.routes.site.dashboard.pages import BASE, Dashboard
-from mahiru.api.routes.site.dependencies import Services, User
-from mahiru.model.identifiers import AssetId
-from mahiru.policy.permissions import primary
+from mahiru.api.routes.site.dependencies import Jobs, Services, User
+from mahiru.model.identifiers import AssetId, ResultId
 from mahiru.policy.rules import Rule
 
 router = APIRouter(prefix=BASE, include_in_schema=False)
 
 
 @router.get("/assets")
-def assets(caller: User, dashboard: Dashboard, services: Services) -> HTMLResponse:
-    """Each asset with the sites that may access it and the parties that may use it."""
-    reader = services.policy.reader()  # answers only: nothing here is audited
+def assets(caller: User, dashboard: Dashboard, services: Services, jobs: Jobs) -> HTMLResponse:
+    """Each asset with the sites that may access it and the parties that may use it, as
+    the egress gate would decide: a stored result by the permissions of the job output
+    it is (its ResultOf rules), not as a primary asset."""
     site_ids = [record.id for record in services.replication.replica.sites()]
     party_ids = [record.id for record in services.replication.replica.parties()]
 
-    def who(asset: Any) -> dict[str, Any]:
-        text = str(asset)
-        permissions = primary(asset)
+    def who(asset: AssetId | ResultId) -> dict[str, Any]:
+        sites, parties = jobs.egress.holders(asset, site_ids, party_ids)
         return {
-            "id": text,
-            "sites": [
-                str(site) for site in site_ids if reader.may_access(site, permissions, text).allowed
-            ],
-            "parties": [
-                str(party)
-                for party in party_ids
-                if reader.may_use(party, permissions, text).allowed
-            ],
+            "id": str(asset),
+            "sites": [str(site) for site in sites],
+            "parties": [str(party) for party in parties],
         }
 
     stored = []
@@ -47,12 +40,13 @@ def assets(caller: User, dashboard: Dashboard, services: Services) -> HTMLRespon
         digest = record.asset.image_digest
         row.update(
             kind=record.asset.kind.value,
-            size=record.size if record.size is not None else "",
+            size=record.size,
             digest=f"sha256:{digest[:16]}…" if digest else "no image",
         )
         stored.append(row)
     stored_ids = {row["id"] for row in stored}
-    known = [who(asset) for asset in _assets_named(reader.rules()) if str(asset) not in stored_ids]
+    rules = services.policy.reader().rules()  # answers only: nothing here is audited
+    known = [who(asset) for asset in _assets_named(rules) if str(asset) not in stored_ids]
     return dashboard.render("assets.html", caller, "Assets", "Assets", stored=stored, known=known)
 
 

@@ -10,7 +10,12 @@ from urllib.parse import parse_qs
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 
-from mahiru.api.routes.site.dashboard.pages import BASE, JOBS_PER_PAGE, Dashboard
+from mahiru.api.routes.site.dashboard.pages import (
+    BASE,
+    JOB_REFRESH_SECONDS,
+    JOBS_PER_PAGE,
+    Dashboard,
+)
 from mahiru.api.routes.site.dependencies import Jobs, SiteClock, User
 from mahiru.api.svg import timeline, workflow_graph
 from mahiru.errors import PermissionDenied
@@ -66,6 +71,7 @@ def job_page(
         timeline=timeline([by_step[s] for s in order if s in by_step], clock.now()),
         outputs={name: str(result_ids[ref]) for name, ref in workflow.outputs.items()},
         token=dashboard.cancel_token(caller, status.job_id),
+        refresh=JOB_REFRESH_SECONDS,  # the page reloads itself until the job ends
     )
 
 

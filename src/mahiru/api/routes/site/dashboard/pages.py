@@ -16,6 +16,7 @@ from fastapi.responses import HTMLResponse
 from jinja2 import Environment, PackageLoader, select_autoescape
 
 from mahiru.api.auth import UserCaller
+from mahiru.api.routes.site.dashboard.formats import FILTERS
 from mahiru.clock import Clock
 from mahiru.errors import PermissionDenied
 
@@ -23,6 +24,8 @@ BASE = "/internal/ui"
 API = "/internal"
 JOBS_PER_PAGE = 50
 RECORDS_PER_PAGE = 100
+#: How often the page of a job that has not ended reloads itself (seconds).
+JOB_REFRESH_SECONDS = 5
 NAV = (
     ("Jobs", f"{BASE}/jobs"),
     ("Reviews", f"{BASE}/reviews"),
@@ -54,6 +57,7 @@ class DashboardPages:
             loader=PackageLoader("mahiru.api", "templates"),
             autoescape=select_autoescape(["html"]),
         )
+        self._env.filters.update(FILTERS)
         self._site = site
         self._clock = clock
         self._secret = secrets.token_bytes(32)  # form tokens are valid while this app runs
