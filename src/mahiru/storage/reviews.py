@@ -179,9 +179,11 @@ class ReviewRepository:
         reason: str,
         override: bool = False,
         approval: Callable[[Review], SignedApproval] | None = None,
+        site: SiteId | None = None,
     ) -> Review:
         """Decide review `review_id` (`Review.decide`, whose errors it passes on) by the
-        person `by` for `party`, and record the decision, naming them, in the audit log.
+        person `by` for `party`, and record the decision, naming them (and `site`, the
+        site of `party` where it was taken, when that is another), in the audit log.
         An approval is kept with the statement `approval` signs of the decided review.
 
         One transaction: NotKnown if there is no such review; a concurrent decision
@@ -215,7 +217,7 @@ class ReviewRepository:
                     f"review {review_id} was decided concurrently; read it again",
                     {"review_id": review_id},
                 )
-            self._audit.record(decision_entry(decided))
+            self._audit.record(decision_entry(decided, site))
         return decided
 
 
@@ -260,9 +262,9 @@ def request_entry(review: Review) -> AuditEntry:
     )
 
 
-def decision_entry(review: Review) -> AuditEntry:
+def decision_entry(review: Review, site: SiteId | None = None) -> AuditEntry:
     """The record of a review decided: by which person (`user`) for which party (`actor`),
-    how, and why."""
+    how, and why; and at which `site` of that party, when it was decided at another site."""
     details: dict[str, Any] = {
         "review_id": review.review_id,
         "rule_id": review.rule_id,
@@ -272,6 +274,8 @@ def decision_entry(review: Review) -> AuditEntry:
         "override": review.override,
         "failed_checks": review.failed_checks,
     }
+    if site is not None:
+        details["site"] = str(site)
     return AuditEntry(
         AuditKind.REVIEW,
         "decide",

@@ -162,14 +162,15 @@ class ReviewQueue:
         return stored
 
     def record_reported(
-        self, decided: Review, party: PartyId, approval: SignedApproval | None
+        self, decided: Review, party: PartyId, approval: SignedApproval | None, *, site: SiteId
     ) -> Review:
-        """Record the decision `decided` that a site of `party` reported on a review held
-        here (checked by the caller against the review and its signature), with its signed
-        `approval`, in the audit log naming the person and `party`.
+        """Record the decision `decided` that `site`, a site of `party`, reported on a
+        review held here (checked by the caller against the review and its signature), with
+        its signed `approval`, in the audit log naming the person, `party` and `site`.
 
         PermissionDenied (with the policy's explanation) unless `party` may review under
-        the review's rule; Conflict if the review is decided already.
+        the review's rule; Conflict if the review is decided already (the first decision
+        reported, from whichever site, is the one kept).
         """
         decision = self._may_review(party, decided.rule_id)
         if not decision.allowed:
@@ -187,6 +188,7 @@ class ReviewQueue:
             reason=decided.reason,
             override=decided.override,
             approval=None if approval is None else (lambda _: approval),
+            site=site,
         )
         self._notify()
         return recorded
