@@ -11,6 +11,7 @@ import logging
 import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
+from datetime import timedelta
 from typing import Any
 
 import httpx
@@ -21,9 +22,13 @@ from tests.support.waiting import wait_until
 
 from mahiru.client.http import CLIENT_HEADER, TlsIdentity
 from mahiru.errors import NotFound
+from mahiru.model.approvals import ApprovalStatement, SignedApproval
 from mahiru.model.identifiers import JobId, PartyId, ResultId, SiteId
+from mahiru.model.review_exchange import report_body
 from mahiru.model.reviews import Review, ReviewState
+from mahiru.pki import load_tls_private_key
 from mahiru.pki.names import Role
+from mahiru.pki.signatures import sign_with_tls_key
 from mahiru.services.jobs.review_exchange import ReviewExchange
 
 pytestmark = pytest.mark.integration
@@ -158,3 +163,103 @@ def test_an_offer_to_a_site_that_is_down_is_tried_again_backing_off_until_it_is_
     with _http(world.rita, world.reviewer_site.internal_url) as api:
         listed = api.get("/reviews", params={"state": "pending"}).json()["reviews"]
     assert review.review_id in {r["review_id"] for r in listed}
+
+
+def _signed(site: SiteServer, statement: ApprovalStatement) -> SignedApproval:
+    """`statement` signed with `site`'s TLS key."""
+    key = load_tls_private_key(site.identity.key)
+    return SignedApproval(statement, sign_with_tls_key(key, statement.canonical_bytes()))
+
+
+def _approved(world: World, review: Review, by: str = "rita") -> Review:
+    """`review` approved by `by` of p2, as p2's site reports it."""
+    return review.decide(
+        ReviewState.APPROVED,
+        at=review.requested_at + timedelta(seconds=1),
+        by=f"{by}@{world.reviewer_site.party.id}",
+        party=PartyId.parse(world.reviewer_site.party.id),
+        reason="aggregates only",
+    )
+
+
+def _forgery(world: World, case: str, review: Review) -> tuple[SiteServer, str, dict[str, Any]]:
+    """Who sends what where, for each way of forging the approval of `review`."""
+    p2, p3 = world.reviewer_site, world.net.sites["p3"]
+    decided = _approved(world, review)
+    url = f"/reviews/{review.review_id}/decision"
+    statement = ApprovalStatement.of_review(decided, SiteId.parse(p2.id), world.rule)
+    if case == "from another party's site":  # p3 signs for p2's decision, and sends it
+        as_p3 = replace(statement, site=SiteId.parse(p3.id))
+        return p3, url, report_body(decided, _signed(p3, as_p3))
+    if case == "signature flipped":
+        signed = _signed(p2, statement)
+        signature = bytearray(signed.signature)
+        signature[len(signature) // 2] ^= 0x01
+        return p2, url, report_body(decided, replace(signed, signature=bytes(signature)))
+    if case == "signed with another site's key":
+        return p2, url, report_body(decided, _signed(p3, statement))
+    if case == "signed as another site":
+        as_p3 = replace(statement, site=SiteId.parse(p3.id))
+        return p2, url, report_body(decided, _signed(p3, as_p3))
+    if case == "approval of another review":
+        other = world.request()
+        world.mirrored(other)
+        elsewhere = ApprovalStatement.of_review(
+            _approved(world, other), SiteId.parse(p2.id), world.rule
+        )
+        return p2, url, report_body(decided, _signed(p2, elsewhere))
+    if case == "approval stating another decision":
+        by_mallory = ApprovalStatement.of_review(
+            _approved(world, review, "mallory"), SiteId.parse(p2.id), world.rule
+        )
+        return p2, url, report_body(decided, _signed(p2, by_mallory))
+    if case == "decision on another review":
+        other = world.request()
+        world.mirrored(other)
+        decided_other = _approved(world, other)
+        mine = ApprovalStatement.of_review(decided_other, SiteId.parse(p2.id), world.rule)
+        return p2, url, report_body(decided_other, _signed(p2, mine))
+    if case == "decision on another release":
+        moved = replace(decided, receiving_party=PartyId("p9.org", "elsewhere"))
+        mine = ApprovalStatement.of_review(moved, SiteId.parse(p2.id), world.rule)
+        return p2, url, report_body(moved, _signed(p2, mine))
+    raise AssertionError(case)
+
+
+#: Each forgery's answer: its status and what its message says.
+FORGERIES = {
+    "from another party's site": (404, "is not known here"),
+    "signature flipped": (400, "the signature does not verify"),
+    "signed with another site's key": (400, "the signature does not verify"),
+    "signed as another site": (403, "not by site:p2.org:site, the site that reported it"),
+    "approval of another review": (400, "states another decision"),
+    "approval stating another decision": (400, "states another decision"),
+    "decision on another review": (400, "the decision is on review"),
+    "decision on another release": (400, "is about another release"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(FORGERIES))
+def test_a_forged_approval_is_refused_and_releases_nothing(world: World, case: str) -> None:
+    """An approval the reviewer party's site did not sign for exactly this decision on
+    exactly this review, or sent by a site of another party, is refused; the review stays
+    pending, with no approval, and the genuine decision is taken after it."""
+    review = world.request()
+    world.mirrored(review)
+    sender, url, body = _forgery(world, case, review)
+    with _http(sender.identity, world.holder.external_url) as peer:
+        answer = peer.post(url, json=body)
+    status, says = FORGERIES[case]
+    assert answer.status_code == status and says in answer.json()["error"]["message"], answer.text
+    held = world.held(review.review_id)
+    queue = world.holder.services.oversight.reviews
+    assert held.state is ReviewState.PENDING and queue.approval(held) is None
+
+    genuine = _approved(world, review)
+    statement = ApprovalStatement.of_review(
+        genuine, SiteId.parse(world.reviewer_site.id), world.rule
+    )
+    with _http(world.reviewer_site.identity, world.holder.external_url) as peer:
+        taken = peer.post(url, json=report_body(genuine, _signed(world.reviewer_site, statement)))
+    assert taken.status_code == 200, taken.text
+    assert world.held(review.review_id).state is ReviewState.APPROVED
