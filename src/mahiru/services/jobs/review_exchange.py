@@ -146,7 +146,7 @@ class ReviewExchange:
         is noted offered. How many could not be reached."""
         sites = self.reviewer_sites(review.reviewer)
         if not sites:  # nobody to offer it to (yet): not a failure to back off from
-            logger.info("review has no site to be offered to", extra={"review": review.review_id})
+            logger.debug("review has no site to be offered to", extra={"review": review.review_id})
             return 0
         reached = self._reached.setdefault(review.review_id, set())
         failed = 0
