@@ -1,8 +1,8 @@
 """A review whose reviewer is another party, when things go wrong, with real sites on
 loopback: the reviewer party's site is down when the review is offered (the offer is
 tried again, backing off, and delivered once it is back), and decisions that are not the
-reviewer's (another party's site, a forged or misplaced signature, another review) are
-refused and record nothing."""
+reviewer's (another party's site, a forged or misplaced signature, another review, a
+rejection without its signature) are refused and record nothing."""
 
 from __future__ import annotations
 
@@ -24,11 +24,12 @@ from mahiru.client.http import CLIENT_HEADER, TlsIdentity
 from mahiru.errors import NotFound
 from mahiru.model.approvals import ApprovalStatement, SignedApproval
 from mahiru.model.identifiers import JobId, PartyId, ResultId, SiteId
+from mahiru.model.rejections import RejectionStatement, SignedRejection
 from mahiru.model.review_exchange import report_body
 from mahiru.model.reviews import Review, ReviewState
 from mahiru.pki import load_tls_private_key
 from mahiru.pki.names import Role
-from mahiru.pki.signatures import sign_with_tls_key
+from mahiru.pki.signatures import SiteSignatures, sign_with_tls_key
 from mahiru.services.jobs.review_exchange import ReviewExchange
 
 pytestmark = pytest.mark.integration
@@ -263,3 +264,61 @@ def test_a_forged_approval_is_refused_and_releases_nothing(world: World, case: s
         taken = peer.post(url, json=report_body(genuine, _signed(world.reviewer_site, statement)))
     assert taken.status_code == 200, taken.text
     assert world.held(review.review_id).state is ReviewState.APPROVED
+
+
+def _rejected(world: World, review: Review) -> Review:
+    """`review` rejected by rita of p2, as p2's site reports it."""
+    return review.decide(
+        ReviewState.REJECTED,
+        at=review.requested_at + timedelta(seconds=1),
+        by=f"rita@{world.reviewer_site.party.id}",
+        party=PartyId.parse(world.reviewer_site.party.id),
+        reason="column 3 names people",
+    )
+
+
+def _signed_rejection(site: SiteServer, statement: RejectionStatement) -> SignedRejection:
+    key = load_tls_private_key(site.identity.key)
+    return SignedRejection(statement, sign_with_tls_key(key, statement.canonical_bytes()))
+
+
+def test_a_rejection_is_recorded_only_signed_by_the_reviewer_party_s_site(
+    world: World,
+) -> None:
+    """A rejection reported without its signed statement, with a signature flipped, or
+    signed by another site is refused and leaves the review pending; p2's site's own
+    rejection, decided by its reviewer, reaches the holder with a signature that verifies."""
+    review = world.request()
+    world.mirrored(review)
+    decided = _rejected(world, review)
+    p2, p3 = world.reviewer_site, world.net.sites["p3"]
+    statement = RejectionStatement.of_review(decided, SiteId.parse(p2.id))
+    genuine = _signed_rejection(p2, statement)
+    flipped = bytearray(genuine.signature)
+    flipped[len(flipped) // 2] ^= 0x01
+    url = f"/reviews/{review.review_id}/decision"
+    for signed, says in (
+        (None, "comes without its signed statement"),
+        (replace(genuine, signature=bytes(flipped)), "the signature does not verify"),
+        (_signed_rejection(p3, statement), "the signature does not verify"),
+    ):
+        with _http(p2.identity, world.holder.external_url) as peer:
+            answer = peer.post(url, json=report_body(decided, signed))
+        assert answer.status_code == 400 and says in answer.json()["error"]["message"], answer.text
+        assert world.held(review.review_id).state is ReviewState.PENDING
+
+    with _http(world.rita, p2.internal_url) as api:
+        rejected = api.post(f"/reviews/{review.review_id}/reject", json={"reason": "no"})
+    assert rejected.status_code == 200, rejected.text
+    queue = world.holder.services.oversight.reviews
+    held = wait_until(
+        lambda: (r := world.held(review.review_id)).state.decided and r, 60, "the rejection"
+    )
+    assert held.state is ReviewState.REJECTED
+    kept = queue.signed_decision(held)
+    assert isinstance(kept, SignedRejection)
+    assert kept.statement == RejectionStatement.of_review(held, SiteId.parse(p2.id))
+    replica = world.holder.services.replication.replica
+    SiteSignatures(lambda site: replica.site(site).tls_cert_pem)(
+        kept.statement.site, kept.statement.canonical_bytes(), kept.signature
+    )

@@ -6,7 +6,7 @@ site of every party the reviewer names: the reviewer party, or each party in the
 reviewer category (as this site's policy says, through `ReviewerNames`), its own party
 left out. Each of those sites keeps a mirror (`Review.held_at`) that its reviewers list,
 read and decide like any review; the files come from the holder's egress gate. A
-decision taken there is signed (an approval, with that site's key) and reported back;
+decision taken there is signed (an approval or a rejection, with that site's key) and reported back;
 the holder checks the reporting site is of the deciding party, that party may review,
 the report matches its review and the approval verifies, and records the first decision
 reported as a decision of that party, naming the reporting site; a later one is a
@@ -24,11 +24,13 @@ from functools import partial
 
 from mahiru.clock import Clock
 from mahiru.errors import Conflict, InvalidInput, NotFound, NotKnown, PermissionDenied
-from mahiru.model.approvals import ApprovalStatement, SignedApproval
+from mahiru.model.approvals import ApprovalStatement
 from mahiru.model.audit import AuditEntry, AuditKind
 from mahiru.model.identifiers import PartyId, SiteId
 from mahiru.model.people import Person
 from mahiru.model.registry import SiteRecord
+from mahiru.model.rejections import RejectionStatement
+from mahiru.model.review_exchange import SignedDecision
 from mahiru.model.reviews import Review, ReviewState
 from mahiru.pki.signatures import SiteSignatures
 from mahiru.retry import Backoff
@@ -178,7 +180,8 @@ class ReviewExchange:
     def _report(self, review: Review) -> None:
         assert review.held_at is not None  # only mirrors are reported
         try:
-            self._peers.get(review.held_at).report_review(review, self._queue.approval(review))
+            signed = self._queue.signed_decision(review)
+            self._peers.get(review.held_at).report_review(review, signed)
         except Conflict as conflict:
             tries = self._conflicts.get(review.review_id, 0) + 1
             self._conflicts[review.review_id] = tries
@@ -303,14 +306,15 @@ class ReviewExchange:
         return self._reading.files.read(image, path)
 
     def receive_report(
-        self, decided: Review, approval: SignedApproval | None, caller: SiteRecord
+        self, decided: Review, signed: SignedDecision | None, caller: SiteRecord
     ) -> Review:
         """Record the decision `decided` on a review held here, reported by `caller`.
 
         Refused unless the review is the one held here (InvalidInput), the decision is
-        of `caller`'s owner party (PermissionDenied), and an approval comes signed by
-        `caller` (InvalidSignature), stating exactly this decision (InvalidInput). A
-        report of the decision recorded already is answered with it.
+        of `caller`'s owner party (PermissionDenied), and its approval or rejection comes
+        signed by `caller` (InvalidSignature), stating exactly this decision (InvalidInput).
+        A report of the decision recorded already is answered with it; of another, once
+        one is recorded, Conflict.
         """
         held = self.held_review(decided.review_id, caller)
         as_asked = _undecided(replace(decided, held_at=None))
@@ -327,38 +331,42 @@ class ReviewExchange:
         decided = replace(decided, held_at=None)
         if held.state.decided and held == decided:
             return held
-        self._check_approval(decided, approval, caller)
-        recorded = self._queue.record_reported(decided, caller.owner, approval, site=caller.id)
+        checked = self._checked(decided, signed, caller)
+        recorded = self._queue.record_reported(decided, caller.owner, checked, site=caller.id)
         logger.info(
             "review decided elsewhere", extra={"review": held.review_id, "site": str(caller.id)}
         )
         return recorded
 
-    def _check_approval(
-        self, decided: Review, approval: SignedApproval | None, caller: SiteRecord
-    ) -> None:
-        if decided.state is not ReviewState.APPROVED:
-            if approval is not None:
-                raise InvalidInput(f"review {decided.review_id} is rejected: it has no approval")
-            return
-        if approval is None:
+    def _checked(
+        self, decided: Review, signed: SignedDecision | None, caller: SiteRecord
+    ) -> SignedDecision:
+        """`signed`, if it is the statement of exactly the decision `decided`, signed by
+        `caller` as itself."""
+        what = "approval" if decided.state is ReviewState.APPROVED else "rejection"
+        if signed is None:
             raise InvalidInput(
-                f"the approval of review {decided.review_id} comes without its signed statement"
+                f"the {what} of review {decided.review_id} comes without its signed statement"
             )
-        statement = approval.statement
+        statement = signed.statement
         if statement.site != caller.id:
             raise PermissionDenied(
-                f"the approval of review {decided.review_id} is signed as {statement.site},"
+                f"the {what} of review {decided.review_id} is signed as {statement.site},"
                 f" not by {caller.id}, the site that reported it",
                 {"review_id": decided.review_id, "site": str(caller.id)},
             )
         check = SiteSignatures(self._certificate_of)
-        check(caller.id, statement.canonical_bytes(), approval.signature)
-        if ApprovalStatement.of_review(decided, caller.id, statement.rule) != statement:
+        check(caller.id, statement.canonical_bytes(), signed.signature)
+        if isinstance(statement, ApprovalStatement):
+            expected: object = ApprovalStatement.of_review(decided, caller.id, statement.rule)
+        else:
+            expected = RejectionStatement.of_review(decided, caller.id)
+        if expected != statement:
             raise InvalidInput(
-                f"the approval of review {decided.review_id} states another decision",
+                f"the {what} of review {decided.review_id} states another decision",
                 {"review_id": decided.review_id},
             )
+        return signed
 
     def _certificate_of(self, site: SiteId) -> str | None:
         try:
