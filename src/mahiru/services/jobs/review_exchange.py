@@ -122,7 +122,11 @@ class ReviewExchange:
         """Offer each review owed to other parties' sites and report each decision owed
         to the site holding its result; the pause before trying again if one failed."""
         failed = 0
-        for review in self._outbox.to_offer(self._owner):
+        offers = self._outbox.to_offer(self._owner)
+        # Forget the sites reached by reviews no longer to offer (decided meanwhile).
+        owed = {review.review_id for review in offers}
+        self._reached = {r: sites for r, sites in self._reached.items() if r in owed}
+        for review in offers:
             failed += self._offer(review)
         for review in self._outbox.to_report():
             failed += self._delivered(f"report review {review.review_id}", self._report, review)
