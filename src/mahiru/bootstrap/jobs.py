@@ -39,12 +39,13 @@ from mahiru.services.jobs.live_grants import LiveGrants
 from mahiru.services.jobs.readiness import StepReadiness
 from mahiru.services.jobs.receipts import Receipts
 from mahiru.services.jobs.release_reviews import ReleaseReviews, ReleaseSigning
-from mahiru.services.jobs.review_exchange import ReviewExchange, ReviewReading
+from mahiru.services.jobs.review_exchange import ReviewerParties, ReviewExchange, ReviewReading
 from mahiru.services.jobs.step_container import StepContainer
 from mahiru.services.jobs.storing import ResultStore
 from mahiru.services.jobs.submission import JobSubmissions
 from mahiru.services.jobs.worker import StepWorker
 from mahiru.services.site import PolicyView, SiteServices
+from mahiru.services.site.reviewers import PolicyReviewers
 from mahiru.storage.review_outbox import ReviewOutbox
 
 if TYPE_CHECKING:
@@ -192,6 +193,8 @@ def build_jobs(
         peers,
         replica,
         ReviewReading(egress, services.oversight.review_files),
+        # The reviewer a rule names is the site's policy's to resolve, as for the queue.
+        ReviewerParties(PolicyReviewers(services.policy).names_of, services.oversight.audit),
         clock,
     )
     queue.use_notifier(exchange.wake)

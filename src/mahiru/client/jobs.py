@@ -24,12 +24,11 @@ from mahiru.client.http import ApiClient, error_from_response, request, request_
 from mahiru.client.site import PeerClient
 from mahiru.data_archives import extract_data_files
 from mahiru.errors import InvalidInput, Unavailable
-from mahiru.model.approvals import SignedApproval
 from mahiru.model.digests import BlobInfo, ImageStream
 from mahiru.model.identifiers import ResultId
 from mahiru.model.jobs import JobStatus, StepAssignment, StepStatus
 from mahiru.model.live import LiveAnswer, LiveGrantRequest, LiveReader
-from mahiru.model.review_exchange import report_body
+from mahiru.model.review_exchange import SignedDecision, report_body
 from mahiru.model.reviews import Review
 from mahiru.model.serialization import job_to_dict
 from mahiru.model.workflow import Job
@@ -254,7 +253,8 @@ class PeerJobsClient(PeerClient):
 
         return size, chunks()
 
-    def report_review(self, review: Review, approval: SignedApproval | None) -> None:
-        """Report the decision on review `review`, held at the peer, with its approval."""
+    def report_review(self, review: Review, signed: SignedDecision | None) -> None:
+        """Report the decision on review `review`, held at the peer, with its signed
+        approval or rejection."""
         url = f"/reviews/{quote(review.review_id)}/decision"
-        request_json(self._http, "POST", url, json=report_body(review, approval))
+        request_json(self._http, "POST", url, json=report_body(review, signed))

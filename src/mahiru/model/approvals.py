@@ -19,26 +19,29 @@ their plain dict forms, and checking their signatures is handed in
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hashlib
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
-from datetime import datetime, timedelta
-from typing import Any, TypeVar
+from datetime import datetime
+from typing import Any
 
-from mahiru.errors import InvalidIdentifier, InvalidInput
+from mahiru.errors import InvalidInput
 from mahiru.model.canonical import canonical_json
 from mahiru.model.identifiers import PartyId, ResultId, SiteId
 from mahiru.model.reviews import Review, ReviewState
+from mahiru.model.statements import HEX as _HEX
+from mahiru.model.statements import b64 as _b64
+from mahiru.model.statements import canonical as _canonical
+from mahiru.model.statements import digest_field as _digest
+from mahiru.model.statements import exact as _exact
+from mahiru.model.statements import identifier_field as _identifier
+from mahiru.model.statements import split_signature as _split_signature
+from mahiru.model.statements import text_field as _text
+from mahiru.model.statements import time_field as _time
 
 #: The kind and version of each statement, in its `type` field.
 APPROVAL_TYPE = "mahiru.approval/1"
 RELEASE_TYPE = "mahiru.release/1"
-
-_HEX = re.compile(r"[0-9a-f]{64}")
-Id = TypeVar("Id", ResultId, PartyId, SiteId)
 
 
 def rule_id_of(rule: Mapping[str, Any]) -> str:
@@ -127,7 +130,7 @@ class ApprovalStatement:
     def from_dict(cls, data: object) -> ApprovalStatement:
         """Parse the JSON form strictly; InvalidInput naming what is wrong."""
         what = "approval"
-        d = _exact(data, _APPROVAL_KEYS, what)
+        d = _exact(data, _APPROVAL_KEYS, what, APPROVAL_TYPE)
         rule, checks = d["rule"], d["checks"]
         if not isinstance(rule, Mapping):
             raise InvalidInput(f"{what} field 'rule' must be the rule's dict form")
@@ -201,7 +204,7 @@ class ReleaseStatement:
     def from_dict(cls, data: object) -> ReleaseStatement:
         """Parse the JSON form strictly; InvalidInput naming what is wrong."""
         what = "release"
-        d = _exact(data, _RELEASE_KEYS, what)
+        d = _exact(data, _RELEASE_KEYS, what, RELEASE_TYPE)
         statement = cls.of(
             _identifier(ResultId, d, "result", what),
             _digest(d, "digest", what),
@@ -318,73 +321,3 @@ def _unsigned(signed_rule: Mapping[str, Any]) -> dict[str, Any]:
 
 _APPROVAL_KEYS = {f.name for f in fields(ApprovalStatement)} | {"type"}
 _RELEASE_KEYS = {f.name for f in fields(ReleaseStatement)} | {"type"}
-
-
-def _exact(data: object, keys: set[str], what: str) -> Mapping[str, Any]:
-    if not isinstance(data, Mapping) or set(data) != keys:
-        raise InvalidInput(
-            f"a{'n' if what[0] in 'aeiou' else ''} {what} has exactly the fields {sorted(keys)}"
-        )
-    expected = {"approval": APPROVAL_TYPE, "release": RELEASE_TYPE}.get(what)
-    if "type" in keys and data["type"] != expected:
-        raise InvalidInput(f"{what} type must be {expected!r}, got {data['type']!r:.80}")
-    return data
-
-
-Statement = TypeVar("Statement", ApprovalStatement, ReleaseStatement)
-
-
-def _canonical(statement: Statement, data: Mapping[str, Any], what: str) -> Statement:
-    written = statement.to_dict()
-    for key in sorted(written):
-        if written[key] != data[key]:
-            raise InvalidInput(f"{what} field {key!r} is not in its canonical form", {"field": key})
-    return statement
-
-
-def _b64(signature: bytes) -> str:
-    return base64.b64encode(signature).decode()
-
-
-def _split_signature(data: object, what: str) -> tuple[dict[str, Any], bytes]:
-    if not isinstance(data, Mapping) or not isinstance(data.get("signature"), str):
-        raise InvalidInput(f"a signed {what} needs a base64 'signature'")
-    signature = data["signature"]
-    try:
-        decoded = base64.b64decode(signature, validate=True)
-    except (binascii.Error, ValueError):
-        raise InvalidInput(f"{what} signature is not base64") from None
-    if base64.b64encode(decoded).decode() != signature:
-        raise InvalidInput(f"{what} signature is not in canonical base64")
-    return {k: v for k, v in data.items() if k != "signature"}, decoded
-
-
-def _text(data: Mapping[str, Any], key: str, what: str, *, limit: int = 512) -> str:
-    value = data[key]
-    if not isinstance(value, str) or not value.strip() or len(value) > limit:
-        raise InvalidInput(f"{what} field {key!r} must be text, got {value!r:.80}")
-    return value
-
-
-def _digest(data: Mapping[str, Any], key: str, what: str) -> str:
-    value = _text(data, key, what)
-    if not _HEX.fullmatch(value):
-        raise InvalidInput(f"{what} field {key!r} must be a hex sha256")
-    return value
-
-
-def _identifier(kind: type[Id], data: Mapping[str, Any], key: str, what: str) -> Id:
-    try:
-        return kind.parse(_text(data, key, what))
-    except InvalidIdentifier as error:
-        raise InvalidInput(f"{what} field {key!r}: {error.message}") from None
-
-
-def _time(data: Mapping[str, Any], key: str, what: str) -> datetime:
-    try:
-        at = datetime.fromisoformat(_text(data, key, what))
-    except ValueError:
-        raise InvalidInput(f"{what} field {key!r} is not an ISO 8601 time") from None
-    if at.utcoffset() != timedelta(0):
-        raise InvalidInput(f"{what} field {key!r} must be in UTC, with its offset (+00:00)")
-    return at

@@ -1,6 +1,6 @@
 """What sites tell each other about a review whose reviewer is another party: the offer
 of a review held at one site to a site of the reviewer party, and the decision taken
-there, reported back with its signed approval."""
+there, reported back with its signed approval or rejection."""
 
 from __future__ import annotations
 
@@ -8,8 +8,12 @@ from typing import Any
 
 from mahiru.errors import InvalidInput
 from mahiru.model.approvals import SignedApproval
-from mahiru.model.fields import Field, Shape, nullable
-from mahiru.model.reviews import REVIEW_SHAPE, Review
+from mahiru.model.fields import Field, Shape, nullable, optional
+from mahiru.model.rejections import SignedRejection
+from mahiru.model.reviews import REVIEW_SHAPE, Review, ReviewState
+
+#: A decision's signed statement: an approval or a rejection.
+SignedDecision = SignedApproval | SignedRejection
 
 REVIEW_OFFER_SHAPE = Shape(
     "review offer",
@@ -19,13 +23,17 @@ REVIEW_OFFER_SHAPE = Shape(
 
 REVIEW_REPORT_SHAPE = Shape(
     "review report",
-    "The decision taken on an offered review at a site of its reviewer party, and (for an"
-    " approval) the approval that site signed.",
+    "The decision taken on an offered review at a site of its reviewer party, and the"
+    " approval or rejection that site signed.",
     (
         Field("review", REVIEW_SHAPE.json_schema()),
         Field(
             "approval",
             nullable({"type": "object", "description": "the signed approval (approving only)"}),
+        ),
+        optional(
+            "rejection",
+            nullable({"type": "object", "description": "the signed rejection (rejecting only)"}),
         ),
     ),
 )
@@ -36,20 +44,28 @@ def review_offer(body: object) -> Review:
     return Review.from_dict(REVIEW_OFFER_SHAPE.check(body)["review"])
 
 
-def review_report(body: object) -> tuple[Review, SignedApproval | None]:
-    """The decided review and signed approval of a report's JSON form `{review,
-    approval}`; InvalidInput naming what is wrong."""
+def review_report(body: object) -> tuple[Review, SignedDecision | None]:
+    """The decided review and the signed statement of its decision of a report's JSON form
+    `{review, approval, rejection?}` (an approval only for an approved review, a
+    rejection only for a rejected one); InvalidInput naming what is wrong."""
     data = REVIEW_REPORT_SHAPE.check(body)
     review = Review.from_dict(data["review"])
     if not review.state.decided:
         raise InvalidInput(f"review {review.review_id} is reported undecided")
-    approval = data["approval"]
-    return review, None if approval is None else SignedApproval.from_dict(approval)
+    approval, rejection = data["approval"], data.get("rejection")
+    if review.state is ReviewState.APPROVED:
+        if rejection is not None:
+            raise InvalidInput(f"review {review.review_id} is approved: it has no rejection")
+        return review, None if approval is None else SignedApproval.from_dict(approval)
+    if approval is not None:
+        raise InvalidInput(f"review {review.review_id} is rejected: it has no approval")
+    return review, None if rejection is None else SignedRejection.from_dict(rejection)
 
 
-def report_body(review: Review, approval: SignedApproval | None) -> dict[str, Any]:
-    """The JSON form of a report of `review`'s decision."""
+def report_body(review: Review, signed: SignedDecision | None) -> dict[str, Any]:
+    """The JSON form of a report of `review`'s decision, with its `signed` statement."""
     return {
         "review": review.to_dict(),
-        "approval": None if approval is None else approval.to_dict(),
+        "approval": signed.to_dict() if isinstance(signed, SignedApproval) else None,
+        "rejection": signed.to_dict() if isinstance(signed, SignedRejection) else None,
     }

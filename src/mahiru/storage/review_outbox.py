@@ -1,13 +1,15 @@
 """What a site owes other sites about reviews: offers of reviews held here to the
-reviewer party's site, and decisions taken here on mirrors, for the sites that hold
-their results.
+sites of the reviewer's parties, and decisions taken here on mirrors, for the sites that
+hold their results.
 
-Each is kept in the review's own row until it is delivered (`offered_to`, `reported_at`),
-so whatever was not delivered is sent again, also after a restart.
+Each is kept in the review's own row until it is delivered (`offered_to`, the sites it
+went to, comma-separated; `reported_at`), so whatever was not delivered is sent again,
+also after a restart.
 """
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from datetime import datetime
 
 from sqlalchemy import select, update
@@ -29,35 +31,40 @@ class ReviewOutbox:
         self._db = database
 
     def to_offer(self, owner: PartyId) -> list[Review]:
-        """Pending reviews held here whose reviewer is a party other than `owner` and
-        which were not yet offered to a site of it, oldest first."""
+        """Pending reviews held here whose reviewer is a party other than `owner`, or a
+        party category, and which were not yet offered to every site of it, oldest
+        first."""
         statement = (
             select(reviews)
             .where(reviews.c.state == ReviewState.PENDING.value)
             .where(reviews.c.held_at.is_(None))
             .where(reviews.c.offered_to.is_(None))
             .where(reviews.c.reviewer != str(owner))
-            .where(reviews.c.reviewer.startswith("party:"))
             .order_by(reviews.c.requested_at, reviews.c.id)
             .limit(BATCH)
         )
         with self._db.read() as session:
             return [review_from_row(row) for row in session.execute(statement).all()]
 
-    def offered(self, review_id: str, site: SiteId) -> None:
-        """Note that review `review_id` was delivered to `site`."""
+    def offered(self, review_id: str, sites: Collection[SiteId]) -> None:
+        """Note that review `review_id` was delivered to each of `sites` (at least one),
+        so it is offered no more."""
+        if not sites:
+            raise ValueError(f"review {review_id} is offered to at least one site")
+        listed = ",".join(sorted(str(site) for site in sites))
         with self._db.transaction() as session:
             session.execute(
-                update(reviews).where(reviews.c.id == review_id).values(offered_to=str(site))
+                update(reviews).where(reviews.c.id == review_id).values(offered_to=listed)
             )
 
-    def offered_to(self, review_id: str) -> SiteId | None:
-        """The site review `review_id` was offered to, if it was."""
+    def offered_to(self, review_id: str) -> tuple[SiteId, ...]:
+        """The sites review `review_id` was offered to, by id; none until it went to all
+        it was to go to."""
         with self._db.read() as session:
-            site = session.execute(
+            listed = session.execute(
                 select(reviews.c.offered_to).where(reviews.c.id == review_id)
             ).scalar_one_or_none()
-        return None if site is None else SiteId.parse(site)
+        return () if not listed else tuple(SiteId.parse(site) for site in listed.split(","))
 
     def to_report(self) -> list[Review]:
         """Mirrored reviews decided here whose decision has not reached the site that

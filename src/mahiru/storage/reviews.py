@@ -9,7 +9,7 @@ audit record naming the person, only if the row is still pending.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -22,6 +22,7 @@ from mahiru.model.approvals import SignedApproval
 from mahiru.model.audit import AuditEntry, AuditKind
 from mahiru.model.identifiers import JobId, PartyId, ResultId, SiteId
 from mahiru.model.prefixes import resolve_prefix
+from mahiru.model.rejections import REJECTION_TYPE, SignedRejection
 from mahiru.model.reviews import REVIEW_ID_PATTERN, Review, ReviewState
 from mahiru.storage.audit import AuditLog
 from mahiru.storage.db import Database, insert_ignoring_duplicates, positive_limit
@@ -137,6 +138,13 @@ class ReviewRepository:
     def approval(self, review_id: str) -> SignedApproval | None:
         """The signed approval kept with review `review_id`; None if it has none (it is
         not approved, or was approved before approvals were signed)."""
+        signed = self.signed_decision(review_id)
+        return signed if isinstance(signed, SignedApproval) else None
+
+    def signed_decision(self, review_id: str) -> SignedApproval | SignedRejection | None:
+        """The signed statement of the decision on review `review_id`, an approval or a
+        rejection; None if it has none (it is pending, or was decided before decisions,
+        or rejections, were signed)."""
         with self._db.read() as session:
             body = session.execute(
                 select(reviews.c.approval).where(reviews.c.id == review_id)
@@ -144,9 +152,13 @@ class ReviewRepository:
         if body is None:
             return None
         try:
+            if isinstance(body, Mapping) and body.get("type") == REJECTION_TYPE:
+                return SignedRejection.from_dict(body)
             return SignedApproval.from_dict(body)
         except InvalidInput as error:
-            raise Internal(f"the approval of review {review_id} does not read: {error}") from error
+            raise Internal(
+                f"the signed decision of review {review_id} does not read: {error}"
+            ) from error
 
     def for_release(
         self, result: ResultId, receiving_party: PartyId, rule_id: str
@@ -178,11 +190,14 @@ class ReviewRepository:
         party: PartyId,
         reason: str,
         override: bool = False,
-        approval: Callable[[Review], SignedApproval] | None = None,
+        signed: Callable[[Review], SignedApproval | SignedRejection] | None = None,
+        site: SiteId | None = None,
     ) -> Review:
         """Decide review `review_id` (`Review.decide`, whose errors it passes on) by the
-        person `by` for `party`, and record the decision, naming them, in the audit log.
-        An approval is kept with the statement `approval` signs of the decided review.
+        person `by` for `party`, and record the decision, naming them (and `site`, the
+        site of `party` where it was taken, when that is another), in the audit log.
+        The decision is kept with the statement `signed` signs of the decided review (an
+        approval or a rejection).
 
         One transaction: NotKnown if there is no such review; a concurrent decision
         makes this one a Conflict.
@@ -201,8 +216,8 @@ class ReviewRepository:
             fixed_fields = ("id", "result_id", "receiving_party", "rule_id", "reviewer", "job_id")
             for fixed in (*fixed_fields, "held_at"):
                 del values[fixed]
-            if approval is not None and decided.state is ReviewState.APPROVED:
-                values["approval"] = approval(decided).to_dict()
+            if signed is not None:
+                values["approval"] = signed(decided).to_dict()
             written = session.execute(
                 update(reviews)
                 .where(reviews.c.id == review_id)
@@ -215,7 +230,7 @@ class ReviewRepository:
                     f"review {review_id} was decided concurrently; read it again",
                     {"review_id": review_id},
                 )
-            self._audit.record(decision_entry(decided))
+            self._audit.record(decision_entry(decided, site))
         return decided
 
 
@@ -260,9 +275,9 @@ def request_entry(review: Review) -> AuditEntry:
     )
 
 
-def decision_entry(review: Review) -> AuditEntry:
+def decision_entry(review: Review, site: SiteId | None = None) -> AuditEntry:
     """The record of a review decided: by which person (`user`) for which party (`actor`),
-    how, and why."""
+    how, and why; and at which `site` of that party, when it was decided at another site."""
     details: dict[str, Any] = {
         "review_id": review.review_id,
         "rule_id": review.rule_id,
@@ -272,6 +287,8 @@ def decision_entry(review: Review) -> AuditEntry:
         "override": review.override,
         "failed_checks": review.failed_checks,
     }
+    if site is not None:
+        details["site"] = str(site)
     return AuditEntry(
         AuditKind.REVIEW,
         "decide",

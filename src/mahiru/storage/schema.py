@@ -349,11 +349,13 @@ reviews = Table(
     Column("decided_by_party", Text, nullable=True),
     Column("reason", Text, nullable=True),
     Column("override", Boolean, nullable=False),
-    # The signed approval statement of an approved review (model/approvals.py).
+    # The signed statement of the decision: of an approved review (model/approvals.py),
+    # or of a rejected one (model/rejections.py).
     Column("approval", JSON, nullable=True),
     # A mirror of a review held at another site (that site's id); null: held here.
     Column("held_at", Text, nullable=True),
-    # The reviewer party's site a review held here was offered to, once delivered.
+    # The reviewer's sites a review held here was offered to (comma-separated), once it
+    # reached them all.
     Column("offered_to", Text, nullable=True),
     # When a mirror's decision reached the site that holds the result.
     Column("reported_at", UtcDateTime, nullable=True),

@@ -10,13 +10,13 @@ from typing import Protocol, TypeVar
 
 from mahiru.clock import SYSTEM_CLOCK, Clock
 from mahiru.errors import Unavailable
-from mahiru.model.approvals import SignedApproval
 from mahiru.model.assets import AssetRecord
 from mahiru.model.digests import ImageStream
 from mahiru.model.identifiers import AssetId, JobId, ResultId, SiteId
 from mahiru.model.jobs import StepAssignment, StepStatus
 from mahiru.model.live import LiveAnswer, LiveGrantRequest, LiveReader
 from mahiru.model.registry import SiteRecord
+from mahiru.model.review_exchange import SignedDecision
 from mahiru.model.reviews import Review
 from mahiru.retry import Backoff, retry
 from mahiru.storage import ReplicaRepository
@@ -89,8 +89,9 @@ class JobPeer(Protocol):
         site (the connection closes when the bytes are read or dropped)."""
         ...
 
-    def report_review(self, review: Review, approval: SignedApproval | None) -> None:
-        """Report the decision on review `review`, held at the site, with its approval."""
+    def report_review(self, review: Review, signed: SignedDecision | None) -> None:
+        """Report the decision on review `review`, held at the site, with its signed
+        approval or rejection."""
         ...
 
     def close(self) -> None:

@@ -21,6 +21,7 @@ from mahiru.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 from mahiru.model.approvals import ApprovalStatement, SignedApproval
 from mahiru.model.identifiers import JobId, PartyId, ResultId, SiteId
 from mahiru.model.people import Person
+from mahiru.model.rejections import RejectionStatement, SignedRejection
 from mahiru.model.reviews import Review, ReviewState
 from mahiru.policy.decisions import Decision
 from mahiru.storage import ReviewRepository
@@ -53,16 +54,19 @@ def nobody_reviews(party: PartyId, rule_id: str) -> Decision:
 
 @dataclass(frozen=True, slots=True)
 class ApprovalSigner:
-    """Signs the approval of a review as `site`, with its TLS key (`sign`), the rule in
-    its dict form as `rule_of` gives it by id."""
+    """Signs the decision on a review as `site`, with its TLS key (`sign`): an approval,
+    with the rule in its dict form as `rule_of` gives it by id, or a rejection."""
 
     site: SiteId
     rule_of: Callable[[str], Mapping[str, Any] | None]
     sign: Callable[[bytes], bytes]
 
-    def __call__(self, review: Review) -> SignedApproval:
-        """The signed statement of the approved `review`; NotFound if its rule is not in
-        force (nobody may approve under it then)."""
+    def __call__(self, review: Review) -> SignedApproval | SignedRejection:
+        """The signed statement of the decided `review`; approving, NotFound if its rule
+        is not in force (nobody may approve under it then)."""
+        if review.state is ReviewState.REJECTED:
+            rejection = RejectionStatement.of_review(review, self.site)
+            return SignedRejection(rejection, self.sign(rejection.canonical_bytes()))
         rule = self.rule_of(review.rule_id)
         if rule is None:
             raise NotFound(
@@ -162,14 +166,20 @@ class ReviewQueue:
         return stored
 
     def record_reported(
-        self, decided: Review, party: PartyId, approval: SignedApproval | None
+        self,
+        decided: Review,
+        party: PartyId,
+        signed: SignedApproval | SignedRejection,
+        *,
+        site: SiteId,
     ) -> Review:
-        """Record the decision `decided` that a site of `party` reported on a review held
-        here (checked by the caller against the review and its signature), with its signed
-        `approval`, in the audit log naming the person and `party`.
+        """Record the decision `decided` that `site`, a site of `party`, reported on a
+        review held here (checked by the caller against the review and its signature), with
+        its `signed` statement, in the audit log naming the person, `party` and `site`.
 
         PermissionDenied (with the policy's explanation) unless `party` may review under
-        the review's rule; Conflict if the review is decided already.
+        the review's rule; Conflict if the review is decided already (the first decision
+        reported, from whichever site, is the one kept).
         """
         decision = self._may_review(party, decided.rule_id)
         if not decision.allowed:
@@ -186,7 +196,8 @@ class ReviewQueue:
             party=party,
             reason=decided.reason,
             override=decided.override,
-            approval=None if approval is None else (lambda _: approval),
+            signed=lambda _: signed,
+            site=site,
         )
         self._notify()
         return recorded
@@ -208,6 +219,13 @@ class ReviewQueue:
         if review.state is not ReviewState.APPROVED:
             return None
         return self._reviews.approval(review.review_id)
+
+    def signed_decision(self, review: Review) -> SignedApproval | SignedRejection | None:
+        """The signed statement of the decision on `review`, if it is decided and one was
+        signed: an approval or a rejection."""
+        if not review.state.decided:
+            return None
+        return self._reviews.signed_decision(review.review_id)
 
     def pending(self, *, offset: int = 0, limit: int = 50) -> tuple[list[Review], int]:
         """One page of the reviews waiting for a decision, newest first, and how many
@@ -302,7 +320,7 @@ class ReviewQueue:
             party=party,
             reason=reason,
             override=override,
-            approval=self._signer,
+            signed=self._signer,
         )
         self._notify()
         return decided
