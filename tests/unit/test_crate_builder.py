@@ -157,8 +157,8 @@ def test_each_step_run_is_a_create_action_with_times_tool_image_agent_objects_re
     entities = _entities(build_crate(_source()))
     run = entities["#run-step-prepare"]
     assert run["@type"] == "CreateAction"
-    assert run["startTime"] == (NOW + timedelta(seconds=1)).isoformat()
-    assert run["endTime"] == (NOW + timedelta(seconds=4)).isoformat()
+    assert run["startTime"] == "2026-12-06T12:00:01.000+00:00"  # as the profiles want it
+    assert run["endTime"] == "2026-12-06T12:00:04.000+00:00"
     assert _ids(run["instrument"]) == [urn(SCRIPT)]
     assert entities[urn(SCRIPT)]["softwareVersion"] == f"sha256:{D_SCRIPT}"
     (image,) = _ids(run["containerImage"])

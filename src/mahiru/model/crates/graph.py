@@ -39,7 +39,8 @@ def refs(idents: Sequence[str]) -> list[dict[str, str]]:
 
 
 def iso_time(value: Any) -> str | None:
-    return None if value is None else str(value.isoformat())
+    """A time as the run crate profiles check it: to the millisecond, with its offset."""
+    return None if value is None else str(value.isoformat(timespec="milliseconds"))
 
 
 class Graph:
