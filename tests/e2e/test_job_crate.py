@@ -192,6 +192,9 @@ def test_results_verify_passes_on_the_crate_zipped_and_unpacked(
         archive.extractall(tmp_path / "crate")
     unpacked = _verify(tmp_path / "crate", registry)
     assert unpacked.exit_code == 0, unpacked.output
+    told = CliRunner().invoke(cli, ["results", "verify", str(zipped), "--registry", str(registry)])
+    assert told.exit_code == 0 and f"{zipped} verifies:" in told.stdout, told.output
+    print(f"\ncrate of {zipped.stat().st_size} bytes:\n{told.stdout}")
 
 
 def test_results_verify_fails_when_one_output_byte_is_changed(
