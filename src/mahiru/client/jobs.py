@@ -121,6 +121,8 @@ class JobsClient(ApiClient):
     def download_crate(self, job_id: str, dest: Path) -> int:
         """Download a job's RO-Crate (a zip) to `dest`, written whole or not at all; its
         size in bytes."""
+        if not dest.parent.is_dir():
+            raise InvalidInput(f"{dest.parent}: no such directory")
         url = f"/jobs/{quote(job_id)}/crate"
         partial = dest.with_name(f".{dest.name}.partial")
         size = 0
