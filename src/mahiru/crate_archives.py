@@ -110,6 +110,16 @@ class CrateFiles:
         except ValueError as error:
             raise InvalidInput(f"{path}: not JSON: {error}", {"file": path}) from None
 
+    def names(self) -> list[str]:
+        """The paths of every file of the crate."""
+        if self._zip is not None:
+            return [info.filename for info in self._zip.infolist() if not info.is_dir()]
+        return sorted(
+            path.relative_to(self.location).as_posix()
+            for path in self.location.rglob("*")
+            if path.is_file()
+        )
+
     def metadata(self) -> Any:
         """The crate's `ro-crate-metadata.json`, parsed."""
         return self.document(METADATA_FILE)

@@ -117,3 +117,22 @@ def test_a_file_that_is_no_crate_is_refused() -> None:
     """Metadata without a graph is not taken for an empty crate."""
     with pytest.raises(InvalidInput, match="not an RO-Crate"):
         check_crate({"hello": 1}, lambda _: None, lambda _: None, _verified)
+
+
+def test_an_image_whose_id_is_struck_from_the_metadata_is_refused() -> None:
+    """Taking the output's `identifier` away does not take it out of the check."""
+    path = f"outputs/{OUTPUT_IMAGE.stored.digest}.tar"
+    metadata, digest_of, load = _files(**{path: b"anything at all"})
+    for entity in metadata["@graph"]:
+        if entity["@id"] == path:
+            del entity["identifier"]
+    with pytest.raises(InvalidInput, match="names no Mahiru id"):
+        check_crate(metadata, digest_of, load, _verified)
+
+
+def test_a_file_the_metadata_does_not_list_is_refused() -> None:
+    """Nothing rides along in the zip unchecked."""
+    metadata, digest_of, load = _files()
+    present = ["ro-crate-metadata.json", "workflow.json", "outputs/extra.tar"]
+    with pytest.raises(InvalidInput, match=re.escape("outputs/extra.tar is in the crate but")):
+        check_crate(metadata, digest_of, load, _verified, present)

@@ -164,6 +164,7 @@ def _verify_crate(location: Path, registry_file: Path, as_json: bool) -> None:
                 lambda result, digest, chain: verify_result(
                     result, digest, chain, check, trust, released=True
                 ),
+                files.names(),
             )
         except MahiruError as error:
             if as_json:

@@ -1,21 +1,29 @@
 """Checking a job's crate offline: its receipt chains, and its files against them.
 
-Every file the crate's root names (`hasPart`) must be there; every receipt
-chain file (`conformsTo` the receipt chain format) must verify, by the
-registry's records, for the result and image digest it names; and every file
-that is an image (it names its Mahiru id as `identifier`) must have exactly the
-digest a verified receipt signs for that id: the result's own, or the one a
-step that ran on it names. A file no verified receipt vouches for fails the
-check, so removing a receipt leaves its output unvouched for.
+Every file the crate's root names (`hasPart`) must be there; every file in it
+must be named there; every receipt chain file (`conformsTo` the receipt chain
+format) must verify, by the registry's records, for the result and image digest
+it names; and every other file but the descriptions (README, workflow, PROV
+document) is an image that must name its Mahiru id as `identifier` and have
+exactly a digest a verified receipt signs for that id: the result's own, or the
+one a step that ran on it names. A file no verified receipt vouches for fails
+the check, so removing a receipt leaves its output unvouched for. The
+descriptions are not signed: the receipts, not they, are the evidence.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from mahiru.errors import InvalidInput
-from mahiru.model.crates.values import METADATA_FILE, RECEIPTS_FORMAT
+from mahiru.model.crates.values import (
+    METADATA_FILE,
+    PROVENANCE_FILE,
+    README_FILE,
+    RECEIPTS_FORMAT,
+    WORKFLOW_FILE,
+)
 from mahiru.model.identifiers import ResultId, parse_identifier
 from mahiru.model.receipts import ReceiptChain
 
@@ -41,18 +49,26 @@ def check_crate(
     file_digest: Callable[[str], str | None],
     load_document: Callable[[str], Any],
     check_chain: ChainCheck,
+    present: Iterable[str] = (),
 ) -> list[str]:
     """The lines of what was verified in a crate; InvalidInput naming the first file or
     receipt that fails (InvalidSignature for a signature that does not verify).
 
     `file_digest(path)` is the hex sha256 of a file in the crate (None if it is not
-    there); `load_document(path)` its parsed JSON.
+    there); `load_document(path)` its parsed JSON; `present` the files the crate holds,
+    each of which its root must list (so nothing rides along unchecked).
     """
     entities = _entities(metadata)
     root = entities.get("./")
     if root is None:
         raise InvalidInput(f"{METADATA_FILE} has no root data entity './'")
     parts = _ids(root.get("hasPart", []))
+    unlisted = sorted(set(present) - set(parts) - {METADATA_FILE})
+    if unlisted:
+        raise InvalidInput(
+            f"{unlisted[0]} is in the crate but its metadata does not list it",
+            {"files": unlisted},
+        )
     digests: dict[str, str] = {}
     for path in parts:
         digest = file_digest(path)
@@ -78,10 +94,17 @@ def check_crate(
             signed.setdefault(str(receipt.result), set()).add(receipt.digest)
             for entry in receipt.inputs:
                 signed.setdefault(entry.id, set()).add(entry.digest)
+    documents = {README_FILE, WORKFLOW_FILE, PROVENANCE_FILE}
     for path in parts:
-        identifier = entities.get(path, {}).get("identifier")
-        if not isinstance(identifier, str):
+        entity = entities.get(path, {})
+        identifier = entity.get("identifier")
+        if path in documents or RECEIPTS_FORMAT in _ids(entity.get("conformsTo", [])):
             continue
+        if not isinstance(identifier, str):
+            # Every other file is an image: one that names no id would go unchecked.
+            raise InvalidInput(
+                f"{path} names no Mahiru id, so no receipt can vouch for it", {"file": path}
+            )
         vouched = signed.get(identifier, set())
         if not vouched:
             raise InvalidInput(
