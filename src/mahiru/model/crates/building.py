@@ -23,11 +23,11 @@ from mahiru.model.crates.graph import (
     LANGUAGE,
     LICENSE,
     PARAMETER_PROFILE,
-    PROV_JSON,
     STEP_STATUS,
     WORKFLOW_PROFILE,
     Entity,
     Graph,
+    add_context,
     compute_digest,
     describe,
     iso_time,
@@ -35,6 +35,7 @@ from mahiru.model.crates.graph import (
     ref,
     refs,
     signed_digests,
+    single_values,
 )
 from mahiru.model.crates.values import (
     CONTEXT,
@@ -323,40 +324,6 @@ class _CrateBuilder:
     def outputs(self) -> Sequence[CrateOutput]:
         return self.source.outputs
 
-    def about(self, run: str) -> None:
-        """The contextual entities: the PROV file, the formats, profiles and licence."""
-        g = self.g
-        g.add(
-            PROVENANCE_FILE,
-            "File",
-            name=f"W3C PROV-JSON document of job {self.status.job_id}",
-            encodingFormat="application/json",
-            conformsTo=ref(PROV_JSON),
-            about=ref(run),
-        )
-        g.add(
-            README_FILE,
-            "File",
-            name="README",
-            about=ref("./"),
-            encodingFormat="text/markdown",
-        )
-        g.add(
-            RECEIPTS_FORMAT,
-            "CreativeWork",
-            name="Mahiru receipt chain",
-            description="a result's id, image digest and signed receipt chain",
-        )
-        for ident, (name, version) in PROFILES.items():
-            g.add(ident, "CreativeWork", name=name, version=version)
-        g.add(
-            LICENSE,
-            "CreativeWork",
-            name="Mahiru policy",
-            description="use of the data is governed by the rules of the parties that own"
-            " it, named in the receipts",
-        )
-
 
 def build_crate(source: CrateSource) -> JobCrate:
     """The crate of `source`'s job: its metadata, workflow, PROV and receipt chain files."""
@@ -377,7 +344,7 @@ def build_crate(source: CrateSource) -> JobCrate:
     controls = [f"#control-{s}" for s in workflow.topological_order()]
     run = b.job_run(agent, controls)
     b.receipts(documents)
-    b.about(run)
+    add_context(b.g, status.job_id, run)
     images = tuple({i.path: i for i in b.included.values()}.values())
     root: Entity = {
         "@id": "./",
@@ -401,13 +368,8 @@ def build_crate(source: CrateSource) -> JobCrate:
         "about": {"@id": "./"},
     }
     graph = [descriptor, root, *b.g.entities.values()]
-    metadata = {"@context": CONTEXT, "@graph": [_single(entity) for entity in graph]}
+    metadata = {"@context": CONTEXT, "@graph": [single_values(entity) for entity in graph]}
     return JobCrate(metadata, documents, images)
-
-
-def _single(entity: Entity) -> Entity:
-    """`entity` with each list of one value written as that value, as RO-Crate prefers."""
-    return {k: v[0] if isinstance(v, list) and len(v) == 1 else v for k, v in entity.items()}
 
 
 __all__ = ["IncludedImage", "build_crate"]

@@ -5,7 +5,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from mahiru.model.crates.values import CrateOutput
+from mahiru.model.crates.values import (
+    PROFILES,
+    PROVENANCE_FILE,
+    README_FILE,
+    RECEIPTS_FORMAT,
+    CrateOutput,
+)
 from mahiru.model.identifiers import ResultId
 from mahiru.model.jobs import JobState, JobStatus, StepState, StepStatus
 from mahiru.model.receipts import COMPUTE_ITEM
@@ -104,3 +110,42 @@ archives whose `/data` holds the files). `ro-crate-metadata.json` describes it a
 
 Check it offline: `mahiru results verify THIS.zip --registry registry.json`.
 """
+
+
+def add_context(g: Graph, job_id: str, run: str) -> None:
+    """The contextual entities: the PROV file, the formats, profiles and licence."""
+    g.add(
+        PROVENANCE_FILE,
+        "File",
+        name=f"W3C PROV-JSON document of job {job_id}",
+        encodingFormat="application/json",
+        conformsTo=ref(PROV_JSON),
+        about=ref(run),
+    )
+    g.add(
+        README_FILE,
+        "File",
+        name="README",
+        about=ref("./"),
+        encodingFormat="text/markdown",
+    )
+    g.add(
+        RECEIPTS_FORMAT,
+        "CreativeWork",
+        name="Mahiru receipt chain",
+        description="a result's id, image digest and signed receipt chain",
+    )
+    for ident, (name, version) in PROFILES.items():
+        g.add(ident, "CreativeWork", name=name, version=version)
+    g.add(
+        LICENSE,
+        "CreativeWork",
+        name="Mahiru policy",
+        description="use of the data is governed by the rules of the parties that own"
+        " it, named in the receipts",
+    )
+
+
+def single_values(entity: Entity) -> Entity:
+    """`entity` with each list of one value written as that value, as RO-Crate prefers."""
+    return {k: v[0] if isinstance(v, list) and len(v) == 1 else v for k, v in entity.items()}
