@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv demo test lint typecheck unit engine base-images assets postgres slurm browser docker_tars deploy-test clean
+.PHONY: venv crate-validator demo test lint typecheck unit engine base-images assets postgres slurm browser docker_tars deploy-test clean
 
 venv: $(STAMP)
 
@@ -15,6 +15,18 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[test,server]'
 	touch $(STAMP)
+
+# roc-validator, for the tests that validate job crates (tests/support/crates.py), in
+# an environment of its own: it pins an older `rich` than the project's tools need.
+ROC_VALIDATOR := roc-validator>=0.13,<0.14
+CRATE_VALIDATOR := .venv-rocrate
+
+crate-validator: $(CRATE_VALIDATOR)/.installed
+
+$(CRATE_VALIDATOR)/.installed:
+	test -x $(CRATE_VALIDATOR)/bin/python || $(PYTHON) -m venv $(CRATE_VALIDATOR)
+	$(CRATE_VALIDATOR)/bin/pip install -q '$(ROC_VALIDATOR)'
+	touch $@
 
 lint: venv
 	$(BIN)/ruff check src tests benchmarks
@@ -74,7 +86,7 @@ browser:
 # A plain `pytest` runs everything in one process, as before.
 TEST_WORKERS ?= 4
 
-test: lint typecheck base-images browser slurm
+test: lint typecheck base-images browser slurm crate-validator
 	export MAHIRU_TEST_POSTGRES_URL="$${MAHIRU_TEST_POSTGRES_URL:-$$(bash scripts/ensure-postgres.sh)}"; \
 	export MAHIRU_TEST_RUN_DIR="$$(mktemp -d -t mahiru-test-run-XXXXXX)"; \
 	status=0; \
@@ -89,4 +101,4 @@ demo: venv base-images
 	$(BIN)/mahiru demo --assets build/assets
 
 clean:
-	rm -rf $(VENV) build .mypy_cache .ruff_cache .pytest_cache .hypothesis
+	rm -rf $(VENV) $(CRATE_VALIDATOR) build .mypy_cache .ruff_cache .pytest_cache .hypothesis

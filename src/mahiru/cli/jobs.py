@@ -100,7 +100,7 @@ _TIMEOUT_HELP = "Seconds to wait before giving up (exit 5); the job goes on."
 MIN_PREFIX = 4
 
 
-def _job_id(client: JobsClient, text: str) -> str:
+def job_id_of(client: JobsClient, text: str) -> str:
     """The full id of the job `text` names: the id itself, or a unique prefix of one."""
     text = text.strip().lower()
     if len(text) == 32:
@@ -191,7 +191,7 @@ def wait_command(
       mahiru jobs wait 3f2a --timeout 600 && mahiru jobs result 3f2a --output-dir out
     """
     with jobs_client(site_url, cert, tls_key, ca) as client:
-        view = _wait(client, _job_id(client, job_id), timeout, as_json)
+        view = _wait(client, job_id_of(client, job_id), timeout, as_json)
     _show(view, as_json)
     _exit_for(view)
 
@@ -212,7 +212,7 @@ def status_command(
       mahiru jobs status 3f2a
     """
     with jobs_client(site_url, cert, tls_key, ca) as client:
-        _show(client.status(_job_id(client, job_id)), as_json)
+        _show(client.status(job_id_of(client, job_id)), as_json)
 
 
 @jobs_group.command("provenance")
@@ -243,7 +243,7 @@ def provenance_command(
       mahiru jobs provenance 3f2a --format dot | dot -Tsvg > provenance.svg
     """
     with jobs_client(site_url, cert, tls_key, ca) as client:
-        document = client.provenance(_job_id(client, job_id))
+        document = client.provenance(job_id_of(client, job_id))
     if output_format == "dot":
         click.echo(to_dot(document), nl=False)
     else:
@@ -285,7 +285,7 @@ def cancel_command(
       mahiru jobs cancel 3f2a
     """
     with jobs_client(site_url, cert, tls_key, ca) as client:
-        _show(client.cancel(_job_id(client, job_id)), as_json)
+        _show(client.cancel(job_id_of(client, job_id)), as_json)
 
 
 @jobs_group.command("result")
@@ -317,7 +317,7 @@ def result_command(
     """
     written: dict[str, list[str]] = {}
     with jobs_client(site_url, cert, tls_key, ca) as client:
-        job_id = _job_id(client, job_id)
+        job_id = job_id_of(client, job_id)
         status = client.status(job_id).status
         if status.state is not JobState.SUCCEEDED:
             reason = f" ({status.reason})" if status.reason else ""
@@ -369,7 +369,7 @@ def logs_command(
       mahiru jobs logs 3f2a compute
     """
     with jobs_client(site_url, cert, tls_key, ca) as client:
-        view = client.status(_job_id(client, job_id))
+        view = client.status(job_id_of(client, job_id))
     steps = [s for s in view.steps if step is None or s.step == step]
     if step is not None and not steps:
         known = ", ".join(s.step for s in view.steps)
@@ -383,3 +383,13 @@ def logs_command(
             click.echo("   (no log here: not finished, or your party may not use its outputs)")
         else:
             click.echo(status.log_tail.rstrip("\n"))
+
+
+def _add_crate_command() -> None:
+    # In its own module, so this one stays one idea: following and fetching jobs.
+    from mahiru.cli.job_crates import crate_command
+
+    jobs_group.add_command(crate_command)
+
+
+_add_crate_command()

@@ -1,8 +1,10 @@
-"""`mahiru results verify`: check a result's receipt chain offline.
+"""`mahiru results verify`: check a result's receipt chain, or a job's crate, offline.
 
     mahiru assets show RESULT --json > result.json     # the result's record, with receipts
     mahiru register show --json > registry.json        # the registry's parties and sites
     mahiru results verify result.json --registry registry.json
+    mahiru jobs crate JOB --out job.zip                # the job's RO-Crate (docs/crates.md)
+    mahiru results verify job.zip --registry registry.json
 
 Every receipt of the chain must be written in its canonical form and signed
 with the key of the registered certificate of the site that says it computed
@@ -13,6 +15,9 @@ the digest that step's receipt names. A result made under a review rule
 the signed release of the site that made it, the signed rules it lists and a
 signed approval of each (docs/receipts.md); each approval is shown: who, for
 which party, when, why, and any override. Nothing is asked of any site.
+A crate (a zip or its unpacked folder) verifies when every file it names is
+there, each receipt chain in it verifies as above, and every image in it has
+the digest a verified receipt signs for it (`model/crates/checks.py`).
 Exit 0 if the chain verifies, 1 if it does not, 2 for unreadable files.
 """
 
@@ -34,6 +39,7 @@ from mahiru.model.release_checks import ReleaseTrust, verify_result
 from mahiru.pki.signatures import SiteSignatures
 
 _FILE = click.Path(dir_okay=False, exists=True, path_type=Path)
+_RECORD_OR_CRATE = click.Path(exists=True, path_type=Path)
 
 
 def _load(path: Path) -> Any:
@@ -83,7 +89,7 @@ def results_group() -> None:
 
 
 @results_group.command("verify")
-@click.argument("record_file", type=_FILE)
+@click.argument("record_file", type=_RECORD_OR_CRATE)
 @click.option(
     "--registry",
     "registry_file",
@@ -94,7 +100,13 @@ def results_group() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the outcome as JSON.")
 @handle_errors
 def verify_command(record_file: Path, registry_file: Path, as_json: bool) -> None:
-    """Check the receipt chain of the result in RECORD_FILE (`mahiru assets show --json`)."""
+    """Check the receipt chain of the result in RECORD_FILE (`mahiru assets show --json`),
+    or a job's crate (`mahiru jobs crate`, a zip or its folder) and every file in it."""
+    from mahiru.crate_archives import CrateFiles
+
+    if CrateFiles.is_crate(record_file):
+        _verify_crate(record_file, registry_file, as_json)
+        return
     record = _load(record_file)
     if not isinstance(record, dict) or not isinstance(record.get("metadata"), dict):
         raise InvalidInput(f"{record_file}: expected `mahiru assets show RESULT --json` output")
@@ -130,5 +142,39 @@ def verify_command(record_file: Path, registry_file: Path, as_json: bool) -> Non
     if chain.releases:  # a chain without reviewed releases reads as it always did
         summary += f", {len(chain.releases)} reviewed release(s), {approved} approval(s)"
     click.echo(summary)
+    for line in lines:
+        click.echo(f"  {line}")
+
+
+def _verify_crate(location: Path, registry_file: Path, as_json: bool) -> None:
+    """`verify_command` for a crate: its chains and every file against them."""
+    from mahiru.crate_archives import CrateFiles
+    from mahiru.model.crates.checks import check_crate
+
+    registry = _load(registry_file)
+    certificates = _certificates(registry, registry_file)
+    check = SiteSignatures(lambda site: certificates.get(str(site)))
+    trust = _trust(registry, registry_file)
+    with CrateFiles(location) as files:
+        try:
+            lines = check_crate(
+                files.metadata(),
+                files.digest,
+                files.document,
+                lambda result, digest, chain: verify_result(
+                    result, digest, chain, check, trust, released=True
+                ),
+                files.names(),
+            )
+        except MahiruError as error:
+            if as_json:
+                echo_json({"crate": str(location), "verified": False, "reason": error.message})
+            else:
+                click.echo(f"{location} does NOT verify: {error.message}", err=True)
+            sys.exit(1)
+    if as_json:
+        echo_json({"crate": str(location), "verified": True, "checked": lines})
+        return
+    click.echo(f"{location} verifies: {len(lines)} checks")
     for line in lines:
         click.echo(f"  {line}")

@@ -20,7 +20,7 @@ from urllib.parse import quote
 import httpx
 
 from mahiru.client.downloads import download_to_file, open_image
-from mahiru.client.http import ApiClient, error_from_response, request, request_json
+from mahiru.client.http import ApiClient, check, error_from_response, request, request_json
 from mahiru.client.site import PeerClient
 from mahiru.data_archives import extract_data_files
 from mahiru.errors import InvalidInput, Unavailable
@@ -116,6 +116,29 @@ class JobsClient(ApiClient):
         return download_to_file(
             self._http, path, dest, None, resume=False, progress=None, clock=self._clock
         )
+
+    def download_crate(self, job_id: str, dest: Path) -> int:
+        """Download a job's RO-Crate (a zip) to `dest`, written whole or not at all; its
+        size in bytes."""
+        if not dest.parent.is_dir():
+            raise InvalidInput(f"{dest.parent}: no such directory")
+        url = f"/jobs/{quote(job_id)}/crate"
+        partial = dest.with_name(f".{dest.name}.partial")
+        size = 0
+        try:
+            with self._http.stream("GET", url) as response, partial.open("wb") as out:
+                check(response)
+                for chunk in response.iter_bytes(1024 * 1024):
+                    out.write(chunk)
+                    size += len(chunk)
+        except httpx.TransportError as error:
+            partial.unlink(missing_ok=True)
+            raise Unavailable(f"{url}: {type(error).__name__}: {error}") from None
+        except BaseException:
+            partial.unlink(missing_ok=True)
+            raise
+        partial.replace(dest)
+        return size
 
     def download_output(self, job_id: str, name: str, dest_dir: Path) -> builtins.list[Path]:
         """Extract the `/data` files of a workflow output into `dest_dir`; the files written."""

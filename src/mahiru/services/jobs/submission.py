@@ -19,7 +19,7 @@ from typing import Any
 from mahiru.clock import IdSource, random_id
 from mahiru.errors import InvalidInput, MahiruError, NotFound, NotKnown, PermissionDenied
 from mahiru.model.assets import submitter_site
-from mahiru.model.identifiers import AssetId, JobId, ResultId
+from mahiru.model.identifiers import AssetId, JobId, PartyId, ResultId, SiteId
 from mahiru.model.jobs import JobState, JobStatus
 from mahiru.model.people import Person
 from mahiru.model.prov import job_provenance
@@ -180,11 +180,17 @@ class JobSubmissions:
     def provenance(self, job_id: JobId, person: Person) -> dict[str, Any]:
         """How a job `person` sees made its results, as a W3C PROV-JSON document."""
         status, steps = self.get(job_id, person)
+        return job_provenance(status, [view.status for view in steps], self.site_owners(status))
+
+    def site_owners(self, status: JobStatus) -> dict[SiteId, PartyId]:
+        """The owner of each site a job's plan names and of the site it was submitted at
+        (a site since removed from the registry has none)."""
         owners = {}
-        for site in set(status.plan.assignments.values()) if status.plan is not None else ():
-            with contextlib.suppress(NotFound):  # a site since removed from the registry
+        planned = status.plan.assignments.values() if status.plan is not None else ()
+        for site in {*planned, status.submitter_site}:
+            with contextlib.suppress(NotFound):
                 owners[site] = self._sites.site(site).owner
-        return job_provenance(status, [view.status for view in steps], owners)
+        return owners
 
     def cancel(self, job_id: JobId, person: Person) -> JobStatus:
         """Cancel a job `person` sees here, stop its containers, and tell the other sites.

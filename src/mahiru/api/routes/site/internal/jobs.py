@@ -12,11 +12,13 @@ from fastapi import APIRouter, Body, Header
 from pydantic import WithJsonSchema
 from starlette.responses import Response
 
-from mahiru.api.routes.site.dependencies import Jobs, User
+from mahiru.api.routes.site.dependencies import Jobs, Services, User
+from mahiru.api.site_crates import CRATE_RESPONSES, crate_response
 from mahiru.api.site_images import IMAGE_RESPONSES, image_response
 from mahiru.model.identifiers import JobId
 from mahiru.model.jobs import JobStatus, check_job_id
 from mahiru.model.serialization import JOB_SUBMISSION_SHAPE, submitted_job
+from mahiru.services.jobs.crates import JobCrates
 from mahiru.services.jobs.egress import StepView
 
 JsonObject = dict[str, Any]
@@ -62,6 +64,21 @@ def provenance(job_id: JobId, caller: User, jobs: Jobs) -> JsonObject:
     """How the job made its results: inputs, compute assets, steps, sites, parties and
     the person who submitted it."""
     return jobs.submissions.provenance(check_job_id(job_id), caller.person)
+
+
+@router.get(
+    "/{job_id}/crate",
+    response_class=Response,
+    responses=CRATE_RESPONSES,
+    summary="A job's RO-Crate (Provenance Run Crate, zip)",
+)
+def crate(job_id: JobId, caller: User, services: Services, jobs: Jobs) -> Response:
+    """The job as a Workflow Run RO-Crate: workflow, steps and their runs, agents, the
+    signed receipts, the PROV document, and the outputs the egress gate releases to the
+    caller's party (docs/crates.md)."""
+    crates = JobCrates(jobs.submissions, services.assets, jobs.egress)
+    built, images = crates.crate(check_job_id(job_id), caller.person)
+    return crate_response(built, images, f"job-{job_id}")
 
 
 @router.get(
