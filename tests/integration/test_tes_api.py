@@ -148,6 +148,18 @@ def test_a_task_is_a_job_planned_like_any_other(scenario: Scenario) -> None:
     assert basic["logs"][0]["logs"] == [] and basic["logs"][0]["outputs"] == []
     assert any(scenario.site2.id in line for line in shown["FULL"]["logs"][0]["system_logs"])
     assert tasks.get_task(task_id, "BASIC").tags == {"Project": "p-1"}
+    # The same audit record as any submission: the plan decision, naming the user.
+    admin = scenario.site1.party.admin
+    with requests.Session() as raw:
+        audit = raw.get(
+            f"{site}/audit",
+            params={"job": task_id},
+            cert=(str(admin.cert), str(admin.key)),
+            verify=str(admin.ca),
+            timeout=60,
+        ).json()["records"]
+    planned = [r for r in audit if r["action"] == "plan job"]
+    assert [(r["outcome"], r["user"]) for r in planned] == [("allowed", f"user@{scenario.party1}")]
 
 
 def test_tasks_are_listed_with_filters_and_pages(scenario: Scenario) -> None:
