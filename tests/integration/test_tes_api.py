@@ -212,6 +212,20 @@ def test_a_task_the_policy_refuses_is_answered_with_the_explanation(scenario: Sc
     assert len(tasks.list_tasks(page_size=2048).tasks or []) == len(before)
 
 
+def test_a_task_naming_an_unknown_asset_is_400_naming_the_field(scenario: Scenario) -> None:
+    """An input no site stores is a 400 naming `inputs[0].url` (a TES client reads a 404 as
+    a wrong address), and validation says the same without storing anything."""
+    missing = asset_id(scenario.site1, "missing")
+    site, user = scenario.site1.internal_url, scenario.site1.party.user
+    with pytest.raises(requests.HTTPError) as refused:
+        client(scenario).create_task(task(scenario, data=missing))
+    status, error = _error(refused)
+    assert status == 400 and error["details"]["field"] == "inputs[0].url"
+    assert missing in error["message"]
+    checked = tes_post(site, "/tasks:validate", user, task(scenario, data=missing).as_dict())
+    assert checked.json()["valid"] is False and missing in checked.json()["explanation"]
+
+
 def test_validation_plans_and_explains_without_running(scenario: Scenario) -> None:
     """POST /tasks:validate says where the task would run, or why it may not, and stores
     nothing."""

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from mahiru.errors import InvalidInput, NotFound, NotKnown
+from mahiru.errors import InvalidInput, MahiruError, NotFound, NotKnown
 from mahiru.model.assets import AssetKind
 from mahiru.model.identifiers import JobId, ResultId
 from mahiru.model.jobs import JobStatus, StepStatus
@@ -95,7 +95,10 @@ class TesTasks:
         policy's explanation if no plan is permitted."""
         request = self._request(body, person)
         fields = TaskFields(request.name, request.description, request.tags, request.kept())
-        return self._submissions.submit(request.job, person, task=fields).job_id
+        try:
+            return self._submissions.submit(request.job, person, task=fields).job_id
+        except NotFound as error:
+            raise _unknown_assets(error, request) from None
 
     def validate(self, body: object, person: Person) -> dict[str, Any]:
         """Whether the task in `body` would be accepted, where each step would run or why
@@ -109,6 +112,13 @@ class TesTasks:
                 "valid": False,
                 "explanation": denial.denial.explain(),
                 "details": denial.details,
+            }
+        except NotFound as error:
+            unknown = _unknown_assets(error, request)
+            return answer | {
+                "valid": False,
+                "explanation": unknown.message,
+                "details": unknown.details,
             }
         placed = {step: str(site) for step, site in plan.assignments.items()}
         explanation = "permitted: " + ", ".join(f"{s} at {site}" for s, site in placed.items())
@@ -180,3 +190,13 @@ class TesTasks:
         if position < len(matching):
             answer["next_page_token"] = str(position)
         return answer
+
+
+def _unknown_assets(error: NotFound, request: TaskRequest) -> MahiruError:
+    """A planning NotFound for assets no site is known to store, as the 400 naming the first
+    task field that names one (a TES client reads a 404 as a wrong URL); else `error`."""
+    unknown = error.details.get("unknown_assets") if isinstance(error.details, dict) else None
+    if not isinstance(unknown, dict):
+        return error
+    field = next((where for where, asset in request.named if asset in unknown), "task")
+    return InvalidInput(f"{field}: {error.message}", {"field": field, "unknown_assets": unknown})

@@ -107,6 +107,8 @@ class TaskRequest:
     name: str | None
     description: str | None
     tags: Mapping[str, str]
+    #: Each asset or result id the task names, with the field it is in, in order.
+    named: tuple[tuple[str, str], ...] = ()
 
     @property
     def compute_asset(self) -> AssetId:
@@ -211,8 +213,15 @@ def parse_task(body: object, submitter: PartyId) -> TaskRequest:
             raise _refuse(f"executors[0].{key}", "is not supported: the step's log is kept")
     if executor.get("ignore_error"):
         raise _refuse("executors[0].ignore_error", "is not supported: a failed step fails")
-    inputs = _inputs(_list(task.get("inputs"), "inputs"))
-    outputs = _outputs(_list(task.get("outputs"), "outputs"))
+    raw_inputs, raw_outputs = (
+        _list(task.get("inputs"), "inputs"),
+        _list(task.get("outputs"), "outputs"),
+    )
+    inputs = _inputs(raw_inputs)
+    outputs = _outputs(raw_outputs)
+    named = [("executors[0].image", str(compute))]
+    named += [(f"inputs[{i}].url", str(item["url"])) for i, item in enumerate(raw_inputs)]
+    named += [(f"outputs[{i}].url", str(item["url"])) for i, item in enumerate(raw_outputs)]
     step = WorkflowStep(STEP, compute, {name: name for name in inputs}, outputs)
     workflow = Workflow(list(inputs), {name: StepOutputRef(STEP, name) for name in outputs}, [step])
     tags = task.get("tags") or {}
@@ -228,6 +237,7 @@ def parse_task(body: object, submitter: PartyId) -> TaskRequest:
         name=_text(task, "name", "task"),
         description=_text(task, "description", "task"),
         tags=tags,
+        named=tuple(named),
     )
 
 
