@@ -331,10 +331,17 @@ def test_a_task_outside_the_mapping_is_400_naming_the_field(
 
 
 def test_a_queued_task_is_cancelled(scenario: Scenario) -> None:
-    """Cancelling a queued task makes it CANCELED, and its job cancelled."""
+    """Cancelling a queued task makes it CANCELED, and its job cancelled; the create and
+    cancel answers are TES's."""
     tasks = client(scenario)
-    task_id = tasks.create_task(task(scenario, name="to cancel"))
-    tasks.cancel_task(task_id)
+    site, user = scenario.site1.internal_url, scenario.site1.party.user
+    created = tes_post(site, "/tasks", user, task(scenario, name="to cancel").as_dict())
+    assert created.status_code == 200, created.text
+    check_tes(created.json(), "tesCreateTaskResponse")
+    task_id = created.json()["id"]
+    cancelled = tes_post(site, f"/tasks/{task_id}:cancel", user)
+    assert cancelled.status_code == 200, cancelled.text
+    check_tes(cancelled.json(), "tesCancelTaskResponse")
     assert tasks.get_task(task_id, "MINIMAL").state == "CANCELED"
     with JobsClient(scenario.site1.internal_url, scenario.site1.party.user) as jobs:
         assert jobs.status(task_id).status.state is JobState.CANCELLED
