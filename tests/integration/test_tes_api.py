@@ -178,6 +178,9 @@ def test_tasks_are_listed_with_filters_and_pages(scenario: Scenario) -> None:
         return [t["id"] for t in answer["tasks"]]
 
     assert set(ids(name_prefix="lst-")) == set(made)
+    with JobsClient(site, user) as jobs:
+        plain = jobs.submit(scenario.job()).status.job_id
+    assert plain not in ids(page_size=2048)
     assert ids(name_prefix="lst-b") == [made[1]]
     assert set(ids(tag_key="Project", tag_value="alpha", name_prefix="lst-")) == {made[0], made[2]}
     assert set(ids(tag_key=["kind", "Project"], tag_value=["lst", "beta"])) == {made[1]}
