@@ -65,6 +65,21 @@ REJECTED = REVIEW.decide(
     reason="names in it",
 )
 
+#: JOB as a GA4GH TES task.
+TASK = {
+    "name": "minmax",
+    "executors": [{"image": "asset:p1.org:c:p1.org:site", "command": []}],
+    "inputs": [{"url": DATA, "path": "/mahiru/inputs/input0", "type": "DIRECTORY"}],
+    "outputs": [
+        {
+            "url": "asset:p1.org:b:p1.org:site",
+            "path": "/mahiru/outputs/output0",
+            "type": "DIRECTORY",
+        }
+    ],
+    "tags": {"Project": "tests"},
+}
+
 #: A valid body for each JSON-body operation (the path as the OpenAPI document has it).
 VALID: dict[str, Callable[[], dict[str, Any]]] = {
     "POST /internal/assets": lambda: {
@@ -81,6 +96,8 @@ VALID: dict[str, Callable[[], dict[str, Any]]] = {
         "party": None,
     },
     "POST /internal/jobs": lambda: {"job": job_to_dict(JOB)},
+    "POST /internal/ga4gh/tes/v1/tasks": lambda: TASK,
+    "POST /internal/ga4gh/tes/v1/tasks:validate": lambda: TASK,
     "POST /internal/reviews/{review_id}/approve": lambda: {"reason": "aggregates only"},
     "POST /internal/reviews/{review_id}/reject": lambda: {"reason": "names in it"},
     "POST /external/reviews": lambda: {"review": REVIEW.to_dict()},

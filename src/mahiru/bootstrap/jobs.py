@@ -47,6 +47,7 @@ from mahiru.services.jobs.worker import StepWorker
 from mahiru.services.site import PolicyView, SiteServices
 from mahiru.services.site.reviewers import PolicyReviewers
 from mahiru.storage.review_outbox import ReviewOutbox
+from mahiru.storage.tes_tasks import TaskFieldRepository
 
 if TYPE_CHECKING:
     from mahiru.bootstrap.site import SiteStorage
@@ -182,6 +183,7 @@ def build_jobs(
         egress,
         on_change=wake,
         stop_job=worker.stop_containers,
+        task_fields=TaskFieldRepository(storage.database),
     )
     coordinator = JobCoordinator(ledger, peers, results, receipts, dispatcher, submissions, reviews)
     # Reviews whose reviewer is another party go to its site, and decisions come back.

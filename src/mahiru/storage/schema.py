@@ -245,6 +245,19 @@ jobs = Table(
     Column("updated_at", UtcDateTime, nullable=False),
 )
 
+# What a job submitted as a GA4GH TES task kept of the task besides the job itself
+# (api/routes/site/internal/tes.py): its name, description, tags, and the executors
+# and resources as the client sent them, to show them back.
+tes_tasks = Table(
+    "tes_tasks",
+    metadata,
+    Column("job_id", Text, ForeignKey("jobs.id"), primary_key=True),
+    Column("name", Text, nullable=True, index=True),
+    Column("description", Text, nullable=True),
+    Column("tags", JSON, nullable=False),
+    Column("request", JSON, nullable=False),
+)
+
 # Jobs of which a submitter's site handed this site steps to run (one per job:
 # the steps are those the plan puts at `site`).
 job_assignments = Table(

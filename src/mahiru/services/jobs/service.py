@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from mahiru.model.jobs import JobStatus
 from mahiru.model.people import Person
+from mahiru.runtime.limits import StepLimits
 from mahiru.services.jobs.assignment import StepAssignments
 from mahiru.services.jobs.coordination import JobCoordinator
 from mahiru.services.jobs.egress import Egress
@@ -88,6 +89,10 @@ class JobServices:
         return self.ports.ledger.job_records.recent_jobs(
             person.party, submitted_by=person.jobs_submitted_by(), offset=offset, limit=limit
         )
+
+    def step_limits(self) -> StepLimits:
+        """What one step container of this site may use."""
+        return self.ports.environment.limits
 
     def running_step_count(self) -> int:
         """How many steps of this site its runner runs (Unavailable if it cannot be reached)."""

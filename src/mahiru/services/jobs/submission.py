@@ -12,24 +12,25 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from functools import partial
 from typing import Any
 
 from mahiru.clock import IdSource, random_id
 from mahiru.errors import InvalidInput, MahiruError, NotFound, NotKnown, PermissionDenied
-from mahiru.model.assets import submitter_site
+from mahiru.model.assets import Asset, submitter_site
 from mahiru.model.identifiers import AssetId, JobId, PartyId, ResultId, SiteId
 from mahiru.model.jobs import JobState, JobStatus
 from mahiru.model.people import Person
 from mahiru.model.prov import job_provenance
-from mahiru.model.workflow import Job
+from mahiru.model.workflow import Job, Plan
 from mahiru.planner import NoPermittedPlan
 from mahiru.services.jobs.egress import Egress, StepView
 from mahiru.services.jobs.ledger import JobLedger
 from mahiru.services.jobs.peers import JobPeers, retrying
 from mahiru.services.site.policy_view import Concerning, PolicyView
 from mahiru.storage import AssetRepository, Database, ReplicaRepository
+from mahiru.storage.tes_tasks import TaskFieldRepository, TaskFields
 
 logger = logging.getLogger("mahiru.site.jobs")
 
@@ -49,6 +50,7 @@ class JobSubmissions:
         *,
         on_change: Callable[[], None],
         stop_job: Callable[[JobId], int],
+        task_fields: TaskFieldRepository,
         new_id: IdSource = random_id,
     ) -> None:
         self._ledger = ledger
@@ -61,10 +63,44 @@ class JobSubmissions:
         self._egress = egress
         self._on_change = on_change
         self._stop_job = stop_job
+        self._task_fields = task_fields
 
-    def submit(self, job: Job, person: Person) -> JobStatus:
+    def submit(self, job: Job, person: Person, *, task: TaskFields | None = None) -> JobStatus:
         """Plan and store a job `person` submits for their party, to hand over;
-        PermissionDenied if none is permitted."""
+        PermissionDenied if none is permitted. A job submitted as a TES task keeps the
+        task's own fields (`task`) with it."""
+        ledger = self._ledger
+        party, user = person.party, str(person)
+        plan = self._plan(job, person)
+        job_id = JobId(self._new_id())
+        placed = ", ".join(f"{step} at {site}" for step, site in sorted(plan.assignments.items()))
+        with self._database.transaction():  # the decision and the job it made, or neither
+            about = Concerning("plan job", str(party), str(party), job=job_id, user=user)
+            self._policy.planned(about, True, f"planned: {placed}")
+            status = ledger.job_records.create_job(
+                job_id, job, plan, ledger.site, ledger.now(), submitted_by=user
+            )
+            if task is not None:
+                self._task_fields.add(job_id, task)
+        logger.info(
+            "job planned",
+            extra={"job": job_id, "plan": {s: str(site) for s, site in plan.assignments.items()}},
+        )
+        # The coordinator hands the steps over in its next round, which this
+        # starts now: a slow or unreachable participant never holds up the
+        # submitter's answer (it is retried there, as after a restart).
+        self._on_change()
+        return status
+
+    def check(self, job: Job, person: Person) -> Plan:
+        """The plan `job` would get if `person` submitted it now, without storing or
+        running anything; NoPermittedPlan (with its explanation) if none is permitted.
+
+        Neither a plan nor a refusal is audited: nothing was submitted."""
+        return self._plan(job, person, audited=False)
+
+    def _plan(self, job: Job, person: Person, *, audited: bool = True) -> Plan:
+        """Check who submits `job` where, and plan it; a refusal is audited if `audited`."""
         ledger = self._ledger
         party, user = person.party, str(person)
         if job.submitter != party:
@@ -86,30 +122,15 @@ class JobSubmissions:
                 job, lambda: [record.describe() for record in self._sites.sites()], self._sizes(job)
             )
         except NoPermittedPlan as denial:
-            about = Concerning("plan job", str(party), str(party), user=user)
-            self._policy.planned(about, False, denial.denial.explain())
+            if audited:
+                about = Concerning("plan job", str(party), str(party), user=user)
+                self._policy.planned(about, False, denial.denial.explain())
             # A step no site may run because of a mistyped asset id reads better
             # as what it is than as a denial.
             if denial.denial.steps:
                 self._check_assets_known(job)
             raise
-        job_id = JobId(self._new_id())
-        placed = ", ".join(f"{step} at {site}" for step, site in sorted(plan.assignments.items()))
-        with self._database.transaction():  # the decision and the job it made, or neither
-            about = Concerning("plan job", str(party), str(party), job=job_id, user=user)
-            self._policy.planned(about, True, f"planned: {placed}")
-            status = ledger.job_records.create_job(
-                job_id, job, plan, ledger.site, ledger.now(), submitted_by=user
-            )
-        logger.info(
-            "job planned",
-            extra={"job": job_id, "plan": {s: str(site) for s, site in plan.assignments.items()}},
-        )
-        # The coordinator hands the steps over in its next round, which this
-        # starts now: a slow or unreachable participant never holds up the
-        # submitter's answer (it is retried there, as after a restart).
-        self._on_change()
-        return status
+        return plan
 
     def _check_assets_known(self, job: Job) -> None:
         """NotFound naming each primary asset of `job` that no site is known to store.
@@ -154,6 +175,23 @@ class JobSubmissions:
             if size is not None:
                 sizes[asset] = size
         return sizes
+
+    def describe_asset(self, asset: AssetId) -> Asset:
+        """The description of `asset`, from this site or from the site that stores it."""
+        if asset.site == self._ledger.site:
+            return self._asset_records.get(asset).asset
+        return self._peers.get(asset.site).get_asset(asset).asset
+
+    def stored_size(self, result: ResultId) -> int | None:
+        """The size of a result stored here, if known."""
+        try:
+            return self._asset_records.get(result).size
+        except NotFound:
+            return None
+
+    def task_fields(self, job_ids: Iterable[JobId]) -> dict[JobId, TaskFields]:
+        """The TES task fields of those of `job_ids` that were submitted as tasks."""
+        return self._task_fields.of(job_ids)
 
     def visible_to(self, person: Person) -> list[JobStatus]:
         """The jobs submitted here that `person` sees (`Person.sees_job`), oldest first."""

@@ -25,6 +25,7 @@ SITE_ROUTERS: tuple[APIRouter, ...] = (
     external.rules.router,
     external.assets.router,
     internal.jobs.router,
+    internal.tes.router,
     external.steps.router,
     external.results.router,
     external.live.router,

@@ -14,6 +14,7 @@ from mahiru.api.routes.site.internal import (
     reviews,
     rules,
     status,
+    tes,
 )
 
-__all__ = ["assets", "audit", "jobs", "metrics", "policy", "reviews", "rules", "status"]
+__all__ = ["assets", "audit", "jobs", "metrics", "policy", "reviews", "rules", "status", "tes"]
