@@ -227,6 +227,7 @@ def _services(
         TransferLog(site, repositories.audit, clock),
         reviews,
         ReviewFiles(config.data_dir / "review-files"),
+        ResultArchives(config.data_dir / "result-archives"),
     )
     return SiteServices(
         site=site,
@@ -254,7 +255,6 @@ def _services(
             registered_sites=RegisteredSites(replica),
         ),
         oversight=oversight,
-        archives=ResultArchives(config.data_dir / "result-archives"),
     )
 
 

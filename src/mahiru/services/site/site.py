@@ -53,12 +53,14 @@ class SiteOversight:
     """What lets the data's owners see and steer what leaves the site: the tamper-evident
     records (every audit record, and the transfers of images in and out, written into the
     same audit log), the reviews that hold results back until a reviewer decides, and
-    the files of results under review, read out for their reviewers."""
+    the files of results under review, read out for their reviewers, and the files of
+    released results, packed for a person's download."""
 
     audit: AuditLog
     transfers: TransferLog
     reviews: ReviewQueue
     review_files: ReviewFiles
+    archives: ResultArchives
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,8 +74,6 @@ class SiteServices:
     policy: PolicyView
     replication: Replication
     oversight: SiteOversight
-    #: Packs a released result's files for a person's download.
-    archives: ResultArchives
 
     def status(self) -> SiteStatus:
         """Replication versions and errors, rule and asset counts."""

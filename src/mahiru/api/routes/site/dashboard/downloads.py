@@ -31,7 +31,7 @@ def output_files(
     result = jobs.submissions.output(check_job_id(job_id), output, caller.person)
     image = jobs.egress.to_party(result, caller.party, job_id=job_id, user=caller.person)
     folder = f"{job_id[:12]}-{output}"
-    size, chunks = services.archives.gzipped(image, folder)
+    size, chunks = services.oversight.archives.gzipped(image, folder)
     return StreamingResponse(
         chunks,
         media_type="application/gzip",
