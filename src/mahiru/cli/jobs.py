@@ -9,6 +9,7 @@ cancelled exits with 1.
 from __future__ import annotations
 
 import sys
+import time
 from pathlib import Path
 
 import click
@@ -47,6 +48,8 @@ def _describe(view: JobView) -> list[str]:
         extra = f" exit code {step.exit_code}" if step.exit_code is not None else ""
         reason = f": {step.reason}" if step.reason else ""
         lines.append(f"    {step.step} at {step.site}: {step.state.value}{extra}{reason}")
+        if step.wait is not None:
+            lines.append(f"      waits: {step.wait.describe()}")
         if times:
             lines.append(f"      {times}")
         if step.state.value == "failed" and step.log_tail:
@@ -70,18 +73,27 @@ def _exit_for(view: JobView) -> None:
 
 
 def _wait(client: JobsClient, job_id: str, timeout: float, as_json: bool) -> JobView:
-    """Follow a job until it finishes, showing each change of its steps on stderr.
+    """Follow a job until it finishes, showing each change of its steps on stderr, and
+    while a step waits, why: again every REPEAT_WAITS seconds, with its count of tries.
 
     A wait that ends by its timeout shows the job and raises TimedOut (exit
     5): the job itself goes on.
     """
-    last: list[str] = []
+    last: list[object] = [None]  # what was shown
+    shown_at = [0.0]  # and when (monotonic)
 
     def progress(current: JobView) -> None:
-        states = [f"{s.step} {s.state.value}" for s in current.steps]
-        if not as_json and states != last:
-            click.echo(f"{current.status.state.value}: {', '.join(states)}", err=True)
-            last[:] = states
+        states = [(s.step, s.state, s.wait and s.wait.reason) for s in current.steps]
+        now = time.monotonic()
+        waiting = any(s.wait is not None for s in current.steps)
+        if as_json or (states == last[0] and not (waiting and now - shown_at[0] >= REPEAT_WAITS)):
+            return
+        shown = ", ".join(
+            f"{s.step} {s.state.value}" + ("" if s.wait is None else f" ({s.wait.describe()})")
+            for s in current.steps
+        )
+        click.echo(f"{current.status.state.value}: {shown}", err=True)
+        last[0], shown_at[0] = states, now
 
     view = client.wait(job_id, timeout, progress)
     if not view.status.state.terminal:
@@ -95,6 +107,8 @@ def _wait(client: JobsClient, job_id: str, timeout: float, as_json: bool) -> Job
     return view
 
 
+#: How often a progress line is shown again while a step waits (seconds), with its count.
+REPEAT_WAITS = 10.0
 _TIMEOUT_HELP = "Seconds to wait before giving up (exit 5); the job goes on."
 #: The shortest job id prefix the commands accept.
 MIN_PREFIX = 4
