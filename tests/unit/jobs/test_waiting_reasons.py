@@ -266,3 +266,14 @@ def test_a_wait_round_trips_through_json_with_its_step() -> None:
     status = StepStatus("j1", "s", SITE, StepState.WAITING, T0, T0, wait=wait)
     assert StepStatus.from_dict(status.to_dict()) == status
     assert wait.describe() == "cannot hand over (since 2026-01-01T00:00:00+00:00, 3 tries)"
+
+
+def test_a_status_from_a_site_that_sends_no_wait_waits_for_nothing() -> None:
+    """A step status without the `wait` field (a site of an earlier release) parses, with no
+    wait; any other field missing is still refused."""
+    data = StepStatus("j1", "s", SITE, StepState.WAITING, T0, T0).to_dict()
+    del data["wait"]
+    assert StepStatus.from_dict(data).wait is None
+    del data["version"]
+    with pytest.raises(InvalidInput, match="missing version"):
+        StepStatus.from_dict(data)

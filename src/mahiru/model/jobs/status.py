@@ -127,9 +127,11 @@ class StepStatus:
 
     @classmethod
     def from_dict(cls, data: object) -> StepStatus:
-        """Parse the JSON form strictly: InvalidInput on any missing, unknown or bad field."""
+        """Parse the JSON form strictly: InvalidInput on any missing (but `wait`), unknown
+        or bad field."""
         what = "step status"
-        d = check_fields(data, what, _STEP_STATUS_KEYS)
+        # A site of an earlier release sends no `wait`: it says nothing about waiting.
+        d = check_fields(data, what, _STEP_STATUS_KEYS - {"wait"}, {"wait"})
         exit_code = None if d["exit_code"] is None else integer(d, "exit_code", what)
         log_tail = d["log_tail"]
         if log_tail is not None and not isinstance(log_tail, str):
@@ -148,7 +150,7 @@ class StepStatus:
             exit_code=exit_code,
             log_tail=log_tail,
             results=results_field(d, "results", what),
-            wait=None if d["wait"] is None else Waiting.from_dict(d["wait"]),
+            wait=None if d.get("wait") is None else Waiting.from_dict(d["wait"]),
         )
 
 
