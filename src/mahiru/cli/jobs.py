@@ -9,13 +9,13 @@ cancelled exits with 1.
 from __future__ import annotations
 
 import sys
-import time
 from pathlib import Path
 
 import click
 
 from mahiru.cli.connection import CONNECTION_HELP, echo_json, jobs_client, site_options
 from mahiru.cli.errors import EXIT_FAILED, TimedOut, handle_errors
+from mahiru.cli.job_progress import ProgressLines
 from mahiru.cli.prefixes import resolve_prefix
 from mahiru.client.jobs import JobsClient, JobView
 from mahiru.errors import Conflict, InvalidInput, NotFound
@@ -73,28 +73,12 @@ def _exit_for(view: JobView) -> None:
 
 
 def _wait(client: JobsClient, job_id: str, timeout: float, as_json: bool) -> JobView:
-    """Follow a job until it finishes, showing each change of its steps on stderr, and
-    while a step waits, why: again every REPEAT_WAITS seconds, with its count of tries.
+    """Follow a job until it finishes, showing its progress on stderr (`ProgressLines`).
 
     A wait that ends by its timeout shows the job and raises TimedOut (exit
     5): the job itself goes on.
     """
-    last: list[object] = [None]  # what was shown
-    shown_at = [0.0]  # and when (monotonic)
-
-    def progress(current: JobView) -> None:
-        states = [(s.step, s.state, s.wait and s.wait.reason) for s in current.steps]
-        now = time.monotonic()
-        waiting = any(s.wait is not None for s in current.steps)
-        if as_json or (states == last[0] and not (waiting and now - shown_at[0] >= REPEAT_WAITS)):
-            return
-        shown = ", ".join(
-            f"{s.step} {s.state.value}" + ("" if s.wait is None else f" ({s.wait.describe()})")
-            for s in current.steps
-        )
-        click.echo(f"{current.status.state.value}: {shown}", err=True)
-        last[0], shown_at[0] = states, now
-
+    progress = None if as_json else ProgressLines()
     view = client.wait(job_id, timeout, progress)
     if not view.status.state.terminal:
         _show(view, as_json)
@@ -107,8 +91,6 @@ def _wait(client: JobsClient, job_id: str, timeout: float, as_json: bool) -> Job
     return view
 
 
-#: How often a progress line is shown again while a step waits (seconds), with its count.
-REPEAT_WAITS = 10.0
 _TIMEOUT_HELP = "Seconds to wait before giving up (exit 5); the job goes on."
 #: The shortest job id prefix the commands accept.
 MIN_PREFIX = 4

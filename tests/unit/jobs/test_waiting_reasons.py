@@ -17,11 +17,14 @@ from tests.support.inprocess_peers import InProcessPeer
 from tests.unit.jobs.test_job_path_chain import _review_chain_input, chain  # noqa: F401
 from tests.unit.jobs.test_job_path_live import Live, live, live_template  # noqa: F401
 
+from mahiru.cli.job_progress import REPEAT_WAITS, ProgressLines
+from mahiru.client.jobs import JobView
 from mahiru.errors import InvalidInput, Unavailable
 from mahiru.model.identifiers import JobId, SiteId
-from mahiru.model.jobs import StepState, StepStatus
+from mahiru.model.jobs import JobState, JobStatus, StepState, StepStatus
 from mahiru.model.jobs.waiting import Waiting
-from mahiru.model.workflow import Job
+from mahiru.model.serialization import job_from_dict
+from mahiru.model.workflow import Job, Plan
 from mahiru.services.jobs.waits import StepWaits
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -277,3 +280,68 @@ def test_a_status_from_a_site_that_sends_no_wait_waits_for_nothing() -> None:
     del data["version"]
     with pytest.raises(InvalidInput, match="missing version"):
         StepStatus.from_dict(data)
+
+
+def _view(state: StepState, wait: Waiting | None) -> JobView:
+    job = job_from_dict(
+        {
+            "submitter": "party:p1.org:p1",
+            "workflow": {
+                "inputs": ["input"],
+                "outputs": {"result": "compute.out"},
+                "steps": [{"name": "compute", "compute_asset": "asset:p1.org:c:p1.org:site",
+                           "inputs": {"in": "input"}, "outputs": {"out": None}}],
+            },
+            "inputs": {"input": "asset:p2.org:d:p2.org:site"},
+        }
+    )  # fmt: skip
+    plan = Plan({"compute": SITE})
+    status = JobStatus(
+        "j1", job, SiteId.parse("site:p1.org:s1"), JobState.PLANNED, T0, T0, plan=plan
+    )
+    started = None if state is StepState.WAITING else T0
+    step = StepStatus("j1", "compute", SITE, state, T0, T0, started_at=started, wait=wait)
+    return JobView(status, [step])
+
+
+HANDING = Waiting("cannot hand over steps to site:p2:s2: refused", T0, 1, SITE)
+
+
+@pytest.mark.parametrize(
+    ("polls", "lines"),
+    [
+        # (seconds, step state, wait) per poll -> the lines written
+        ([(0, StepState.WAITING, None), (1, StepState.WAITING, None)], ["compute waiting"]),
+        (
+            [(0, StepState.WAITING, HANDING), (1, StepState.WAITING, HANDING.again(SITE))],
+            ["compute waiting (cannot hand over"],
+        ),
+        (
+            [
+                (0, StepState.WAITING, HANDING),
+                (REPEAT_WAITS, StepState.WAITING, HANDING.again(SITE)),
+            ],
+            ["compute waiting (cannot hand over", "2 tries"],
+        ),
+        (
+            [(0, StepState.WAITING, None), (1, StepState.FETCHING, None)],
+            ["compute waiting", "compute fetching"],
+        ),
+    ],
+)
+def test_progress_lines_say_each_change_and_repeat_a_wait_with_its_count(
+    polls: list[tuple[float, StepState, Waiting | None]],
+    lines: list[str],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A line per change of state or wait; while a step waits, the line again every
+    REPEAT_WAITS seconds (with the count of tries), never more often."""
+    now = [0.0]
+    progress = ProgressLines(monotonic=lambda: now[0])
+    for at, state, wait in polls:
+        now[0] = at
+        progress(_view(state, wait))
+    written = capsys.readouterr().err.splitlines()
+    assert len(written) == len(lines), written
+    for line, expected in zip(written, lines, strict=True):
+        assert line.startswith("planned: ") and expected in line
