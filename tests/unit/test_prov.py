@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
+import pytest
+
 from mahiru.model.identifiers import JobId, PartyId, ResultId, SiteId
 from mahiru.model.jobs import JobState, JobStatus, StepState, StepStatus
 from mahiru.model.prov import NAMESPACE, job_provenance, to_dot
@@ -118,3 +120,73 @@ def test_the_dot_graph_has_a_node_per_record_and_labelled_edges() -> None:
             assert f'"{ident}" [shape=' in dot
     assert f'"{_q("step:job1:prepare")}" -> "{_q(DATA)}" [label="used (data)"]' in dot
     assert '[label="on behalf of"]' in dot
+
+
+def _at(seconds: float | None) -> datetime | None:
+    return None if seconds is None else NOW + timedelta(seconds=seconds)
+
+
+@pytest.mark.parametrize(
+    ("job_started", "job_finished", "step_times", "start", "end"),
+    [
+        # the submitter marked the job started when it heard of the step, later
+        (5, None, [(2, None)], 2, None),
+        (2, None, [(5, None)], 2, None),
+        # planned, nothing started: the submission
+        (None, None, [(None, None)], 0, None),
+        # a step's site's clock a little behind the submitter's
+        (3, None, [(-1, None)], -1, None),
+        # finished: the job ends no earlier than its last step
+        (1, 10, [(1, 12), (4, 8)], 1, 12),
+        (1, 10, [(1, 6), (4, 8)], 1, 10),
+        # running: no end, whatever its steps did
+        (1, None, [(1, 6), (7, None)], 1, None),
+    ],
+)
+def test_the_job_s_times_span_its_steps(
+    job_started: float | None,
+    job_finished: float | None,
+    step_times: list[tuple[float | None, float | None]],
+    start: float,
+    end: float | None,
+) -> None:
+    """The job's activity starts no later than its first step and ends no earlier than its
+    last (times in seconds after the submission)."""
+    state = (
+        JobState.PLANNED
+        if job_started is None
+        else JobState.RUNNING
+        if job_finished is None
+        else JobState.FAILED
+    )
+    status = replace(
+        STATUS,
+        state=state,
+        started_at=_at(job_started),
+        finished_at=_at(job_finished),
+        reason="r" if state is JobState.FAILED else None,
+    )
+    steps = []
+    for name, (started, finished) in zip(("prepare", "combine"), step_times, strict=False):
+        waiting = StepStatus.waiting(JOB_ID, name, PLAN.assignments[name], NOW)
+        step_state = (
+            StepState.WAITING
+            if started is None
+            else StepState.RUNNING
+            if finished is None
+            else StepState.FAILED
+        )
+        steps.append(
+            replace(
+                waiting,
+                state=step_state,
+                started_at=_at(started),
+                finished_at=_at(finished),
+                reason="r" if step_state is StepState.FAILED else None,
+            )
+        )
+    job = job_provenance(status, steps, OWNERS)["activity"][_q("job:job1")]
+    expected_start = _at(start)
+    assert expected_start is not None and job["prov:startTime"] == expected_start.isoformat()
+    expected_end = _at(end)
+    assert job.get("prov:endTime") == (None if expected_end is None else expected_end.isoformat())

@@ -16,6 +16,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from mahiru.api.errors import error_body
 from mahiru.api.metrics import ServiceMetrics
+from mahiru.api.poll_log import PollSummary
 from mahiru.client.http import CLIENT_HEADER
 
 logger = logging.getLogger("mahiru.access")
@@ -30,11 +31,21 @@ class AccessLog(BaseHTTPMiddleware):
 
     Handlers record the caller they authenticated in `request.state.caller`.
     With `metrics`, each request is counted there too, by its route template.
+    A request to one of the `polls` routes (templates) answered well is logged
+    at debug and summarised once an hour (`poll_log.py`).
     """
 
-    def __init__(self, app: ASGIApp, metrics: ServiceMetrics | None = None) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        metrics: ServiceMetrics | None = None,
+        polls: tuple[str, ...] = (),
+        summary: PollSummary | None = None,
+    ) -> None:
         super().__init__(app)
         self._metrics = metrics
+        self._polls = frozenset(polls)
+        self._summary = summary if summary is not None else PollSummary()
 
     async def dispatch(self, request: Request, call_next: RequestResponseEndpoint) -> Response:
         incoming = request.headers.get(REQUEST_ID_HEADER, "")
@@ -44,12 +55,20 @@ class AccessLog(BaseHTTPMiddleware):
         response = await call_next(request)
         response.headers[REQUEST_ID_HEADER] = request.state.request_id
         seconds = time.perf_counter() - start
+        route = getattr(request.scope.get("route"), "path", None) or "unmatched"
+        caller = str(getattr(request.state, "caller", None) or "anonymous")
         if self._metrics is not None:
-            route = getattr(request.scope.get("route"), "path", None) or "unmatched"
             length = response.headers.get("content-length", "")
             sent = int(length) if length.isdigit() else None
             self._metrics.request(route, request.method, response.status_code, seconds, sent)
-        logger.info(
+        level = logging.INFO
+        if route in self._polls and response.status_code < 400:
+            level = logging.DEBUG
+            summary = self._summary.answered(caller)
+            if summary is not None:
+                logger.info("polls answered", extra={"route": route, **summary})
+        logger.log(
+            level,
             "request",
             extra={
                 "request_id": request.state.request_id,
@@ -57,7 +76,7 @@ class AccessLog(BaseHTTPMiddleware):
                 # Cut: a caller's path must not make the log as long as it likes.
                 "path": request.url.path[:LOGGED_PATH],
                 "status": response.status_code,
-                "caller": str(getattr(request.state, "caller", None) or "anonymous"),
+                "caller": caller,
                 "outcome": "ok" if response.status_code < 400 else "error",
                 "duration_ms": round(seconds * 1000, 2),
             },
@@ -272,9 +291,10 @@ def install_middleware(
     metrics: ServiceMetrics | None = None,
     origins: Iterable[str] = (),
     forms: tuple[str, ...] = (),
+    polls: tuple[str, ...] = (),
 ) -> None:
-    """Add the browser boundary, the access log (counting requests in `metrics`) and the body
-    size limit to `app`.
+    """Add the browser boundary, the access log (counting requests in `metrics`, the
+    routine `polls` routes summarised) and the body size limit to `app`.
 
     Cross-site requests are refused innermost, after authentication (a caller
     without an identity still gets 401) and before routing; the security
@@ -283,6 +303,6 @@ def install_middleware(
     # add_middleware wraps what is there; appending puts the check inside everything added so
     # far, authentication included.
     app.user_middleware.append(Middleware(CrossSiteRefusal, origins=tuple(origins), forms=forms))
-    app.add_middleware(AccessLog, metrics=metrics)
+    app.add_middleware(AccessLog, metrics=metrics, polls=polls)
     app.add_middleware(BodySizeLimit, limit=body_limit, unlimited=unlimited)
     app.add_middleware(SecurityHeaders)

@@ -67,7 +67,8 @@ def create_registry_app(registry: Registry) -> FastAPI:
     )
     # Added after authentication, so they wrap it: refused requests are logged too.
     metrics = ServiceMetrics()
-    install_middleware(app, body_limit=config.max_body_bytes, metrics=metrics)
+    # Every site asks for the changes every few seconds: routine, summarised.
+    install_middleware(app, body_limit=config.max_body_bytes, metrics=metrics, polls=("/changes",))
 
     describe_security(app, NETWORK_CERTIFICATE, lambda path: "networkCertificate")
     mount_registry_routes(

@@ -91,6 +91,7 @@ def create_site_app(
         metrics=metrics,
         origins=[url for url in (config.internal_url, config.external_url) if url],
         forms=(f"{DASHBOARD}/",),
+        polls=("/external/rules/changes",),  # each peer's replication, every few seconds
     )
 
     mount_site_routes(

@@ -167,7 +167,7 @@ def build_jobs(
     assignments = StepAssignments(
         ledger, services.policy, replica, egress, worker.wake, worker.stop_containers
     )
-    dispatcher = Dispatcher(site, repositories.jobs, peers, assignments, stopping, clock=clock)
+    dispatcher = Dispatcher(ledger, peers, assignments, stopping)
 
     def wake() -> None:
         worker.wake()

@@ -15,6 +15,7 @@ import click
 
 from mahiru.cli.connection import CONNECTION_HELP, echo_json, jobs_client, site_options
 from mahiru.cli.errors import EXIT_FAILED, TimedOut, handle_errors
+from mahiru.cli.job_progress import ProgressLines
 from mahiru.cli.prefixes import resolve_prefix
 from mahiru.client.jobs import JobsClient, JobView
 from mahiru.errors import Conflict, InvalidInput, NotFound
@@ -47,6 +48,8 @@ def _describe(view: JobView) -> list[str]:
         extra = f" exit code {step.exit_code}" if step.exit_code is not None else ""
         reason = f": {step.reason}" if step.reason else ""
         lines.append(f"    {step.step} at {step.site}: {step.state.value}{extra}{reason}")
+        if step.wait is not None:
+            lines.append(f"      waits: {step.wait.describe()}")
         if times:
             lines.append(f"      {times}")
         if step.state.value == "failed" and step.log_tail:
@@ -70,19 +73,12 @@ def _exit_for(view: JobView) -> None:
 
 
 def _wait(client: JobsClient, job_id: str, timeout: float, as_json: bool) -> JobView:
-    """Follow a job until it finishes, showing each change of its steps on stderr.
+    """Follow a job until it finishes, showing its progress on stderr (`ProgressLines`).
 
     A wait that ends by its timeout shows the job and raises TimedOut (exit
     5): the job itself goes on.
     """
-    last: list[str] = []
-
-    def progress(current: JobView) -> None:
-        states = [f"{s.step} {s.state.value}" for s in current.steps]
-        if not as_json and states != last:
-            click.echo(f"{current.status.state.value}: {', '.join(states)}", err=True)
-            last[:] = states
-
+    progress = None if as_json else ProgressLines()
     view = client.wait(job_id, timeout, progress)
     if not view.status.state.terminal:
         _show(view, as_json)

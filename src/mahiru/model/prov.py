@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping
+from datetime import datetime
 from typing import Any
 
 from mahiru.model.identifiers import PartyId, ResultId, SiteId
@@ -63,6 +64,7 @@ def job_provenance(
     """
     job, plan = status.job, status.plan
     by_step = {step.step: step for step in steps}
+    start, end = _job_times(status, by_step.values())
     expected: Mapping[StepOutputRef, ResultId] = job.result_ids()
     b = _Builder()
     submitter = _q(job.submitter)
@@ -74,8 +76,8 @@ def job_provenance(
         **{
             "prov:type": "mahiru:Job",
             "prov:label": f"job {status.job_id} ({status.state.value})",
-            "prov:startTime": _time(status.started_at or status.submitted_at),
-            "prov:endTime": _time(status.finished_at),
+            "prov:startTime": _time(start),
+            "prov:endTime": _time(end),
         },
     )
     b.relation("wasAssociatedWith", **{"prov:activity": job_node, "prov:agent": submitter})
@@ -150,6 +152,25 @@ def job_provenance(
     for name, ref in job.workflow.outputs.items():
         b.node("entity", _q(_result(by_step, expected, ref)), **{"mahiru:workflowOutput": name})
     return b.doc
+
+
+def _job_times(status: JobStatus, steps: Iterable[StepStatus]) -> tuple[datetime, datetime | None]:
+    """When the job's activity started and ended, spanning its steps' times.
+
+    The submitter's site marks a job started when it learns that a step
+    started, which for a step run elsewhere is later than the step's own
+    start (and the sites' clocks differ a little): the job starts no later
+    than its first step, and a finished job ends no earlier than its last.
+    """
+    steps = list(steps)
+    start = min(
+        [status.started_at or status.submitted_at]
+        + [s.started_at for s in steps if s.started_at is not None]
+    )
+    end = status.finished_at
+    if end is not None:
+        end = max([end] + [s.finished_at for s in steps if s.finished_at is not None])
+    return start, end
 
 
 def _result(

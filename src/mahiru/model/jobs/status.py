@@ -30,6 +30,7 @@ from mahiru.model.jobs.states import (
     StepState,
     check_transition,
 )
+from mahiru.model.jobs.waiting import Waiting
 from mahiru.model.people import Person
 from mahiru.model.serialization import job_from_dict, job_to_dict, plan_from_dict, plan_to_dict
 from mahiru.model.workflow import Job, Plan, check_name
@@ -45,7 +46,9 @@ class StepStatus:
     handed over), `started_at` when it left `waiting` to do work, and
     `finished_at` when it reached a final state. `results` maps each output to
     its result id once the step is done. `version` goes up by one with every
-    change, so a copy can tell which of two statuses is newer.
+    change, so a copy can tell which of two statuses is newer. `wait` says
+    why an unfinished step does not move on, where the site that knows said
+    so; it is not stored with the status, and does not change its version.
     """
 
     job_id: JobId
@@ -61,6 +64,7 @@ class StepStatus:
     exit_code: int | None = None
     log_tail: str | None = None
     results: Mapping[str, ResultId] = field(default_factory=dict)
+    wait: Waiting | None = None
 
     def __hash__(self) -> int:
         return hash((self.job_id, self.step, self.site, self.state, self.version))
@@ -85,6 +89,8 @@ class StepStatus:
             raise InvalidInput(f"{what}: a {self.state.value} step needs started_at")
         if self.results and not self.state.done:
             raise InvalidInput(f"{what}: only a succeeded or reused step has results")
+        if self.wait is not None and (not isinstance(self.wait, Waiting) or self.state.terminal):
+            raise InvalidInput(f"{what}: only an unfinished step waits, with a Waiting")
         if self.exit_code is not None and (
             isinstance(self.exit_code, bool) or not isinstance(self.exit_code, int)
         ):
@@ -111,6 +117,7 @@ class StepStatus:
             "exit_code": self.exit_code,
             "log_tail": self.log_tail,
             "results": {output: str(rid) for output, rid in self.results.items()},
+            "wait": None if self.wait is None else self.wait.to_dict(),
             "submitted_at": self.submitted_at.isoformat(),
             "started_at": iso(self.started_at),
             "finished_at": iso(self.finished_at),
@@ -120,9 +127,11 @@ class StepStatus:
 
     @classmethod
     def from_dict(cls, data: object) -> StepStatus:
-        """Parse the JSON form strictly: InvalidInput on any missing, unknown or bad field."""
+        """Parse the JSON form strictly: InvalidInput on any missing (but `wait`), unknown
+        or bad field."""
         what = "step status"
-        d = check_fields(data, what, _STEP_STATUS_KEYS)
+        # A site of an earlier release sends no `wait`: it says nothing about waiting.
+        d = check_fields(data, what, _STEP_STATUS_KEYS - {"wait"}, {"wait"})
         exit_code = None if d["exit_code"] is None else integer(d, "exit_code", what)
         log_tail = d["log_tail"]
         if log_tail is not None and not isinstance(log_tail, str):
@@ -141,6 +150,7 @@ class StepStatus:
             exit_code=exit_code,
             log_tail=log_tail,
             results=results_field(d, "results", what),
+            wait=None if d.get("wait") is None else Waiting.from_dict(d["wait"]),
         )
 
 
@@ -202,6 +212,7 @@ def advance_step(
         exit_code=status.exit_code if exit_code is None else exit_code,
         log_tail=status.log_tail if log_tail is None else log_tail[-LOG_TAIL_CHARS:],
         results=results or {},
+        wait=None,  # moved on: whatever it waited for is the next state's to say
     )
 
 

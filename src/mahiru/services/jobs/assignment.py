@@ -105,7 +105,9 @@ class StepAssignments:
         """
         ledger = self._ledger
         known = self._known_to(job_id, caller)
-        own = [s for s in ledger.job_records.steps_of(job_id) if s.site == ledger.site]
+        own = ledger.waits.shown(
+            s for s in ledger.job_records.steps_of(job_id) if s.site == ledger.site
+        )
         if caller != known.submitter_site:
             return self._egress.step_states(own)
         return self._egress.step_views(known.job, own, known.job.submitter)
@@ -145,6 +147,7 @@ class StepAssignments:
         if caller != known.submitter_site:
             raise NotKnown("job", job_id)
         cancelled = ledger.job_records.cancel_steps(job_id, f"cancelled by {caller}", ledger.now())
+        ledger.waits.forget(job_id)
         self._stop_job(job_id)
         logger.info("steps cancelled", extra={"job": job_id, "by": str(caller)})
         return self._egress.step_states(s for s in cancelled if s.site == ledger.site)

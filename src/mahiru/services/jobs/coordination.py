@@ -18,7 +18,7 @@ import contextlib
 import logging
 
 from mahiru.errors import AwaitingReview, Conflict, MahiruError, NotFound, Unavailable
-from mahiru.model.identifiers import ResultId
+from mahiru.model.identifiers import ResultId, SiteId
 from mahiru.model.jobs import (
     JobState,
     JobStatus,
@@ -121,8 +121,11 @@ class JobCoordinator:
                 reported = self._peers.get(site).step_statuses(job_id)
             except (Unavailable, NotFound) as error:
                 logger.debug("no step states yet: %s", error.message, extra={"job": job_id})
+                if isinstance(error, Unavailable) and self._dispatcher.delivered(job_id, site):
+                    self._unreachable(status, site, error)
                 continue
             for step_status in reported:
+                ledger.waits.report(step_status)
                 try:
                     ledger.job_records.mirror_step_status(step_status, ledger.now())
                 except MahiruError as error:
@@ -138,11 +141,19 @@ class JobCoordinator:
                 self._finish(status)
         return bool(elsewhere)
 
+    def _unreachable(self, status: JobStatus, site: SiteId, error: Unavailable) -> None:
+        """Note on the steps `site` runs (handed over already) that it cannot be asked."""
+        reason = f"cannot ask {site} how its steps are: {error.message}"
+        for step in self._ledger.job_records.steps_of(status.job_id):
+            if step.site == site and not step.state.terminal:
+                self._ledger.note_wait(status.job_id, step.step, reason, site)
+
     def _wind_down(self, status: JobStatus) -> None:
         """A job that failed: cancel what still runs of it, here and elsewhere."""
         ledger = self._ledger
         self._awaiting.pop(status.job_id, None)
         ledger.job_records.cancel_steps(status.job_id, f"job {status.state.value}", ledger.now())
+        ledger.waits.forget(status.job_id)
         self._submissions.tell_participants(status)
 
     def _finish(self, status: JobStatus) -> None:

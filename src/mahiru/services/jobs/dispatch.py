@@ -2,7 +2,9 @@
 
 A peer that is unavailable is retried with backoff, here and by the
 coordinator's later rounds (handing over is idempotent); a peer that refuses
-(or is not registered) fails the job with its reason.
+(or is not registered) fails the job with its reason. Until a peer has its
+steps, they wait saying so ("cannot hand over steps to SITE: ..."), with
+since when and how many rounds tried; the log says it once per new reason.
 """
 
 from __future__ import annotations
@@ -12,13 +14,12 @@ import logging
 import threading
 from functools import partial
 
-from mahiru.clock import SYSTEM_CLOCK, Clock
 from mahiru.errors import Conflict, MahiruError, Unavailable
 from mahiru.model.identifiers import JobId, SiteId
 from mahiru.model.jobs import JobState, JobStatus, StepAssignment
 from mahiru.services.jobs.assignment import StepAssignments
+from mahiru.services.jobs.ledger import JobLedger
 from mahiru.services.jobs.peers import JobPeers, retrying
-from mahiru.storage import JobRepository
 
 logger = logging.getLogger("mahiru.site.jobs")
 
@@ -28,18 +29,16 @@ class Dispatcher:
 
     def __init__(
         self,
-        site: SiteId,
-        jobs: JobRepository,
+        ledger: JobLedger,
         peers: JobPeers,
         assignments: StepAssignments,
         stop: threading.Event,
-        *,
-        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
-        self._site = site
-        self._jobs = jobs
+        self._ledger = ledger
+        self._site = ledger.site
+        self._jobs = ledger.job_records
         self._peers = peers
-        self._clock = clock
+        self._clock = ledger.clock
         self._assignments = assignments
         self._stop = stop
         self._lock = threading.Lock()
@@ -74,11 +73,7 @@ class Dispatcher:
                         clock=self._clock,
                     )
             except Unavailable as error:
-                logger.info(
-                    "cannot hand over steps yet: %s",
-                    error.message,
-                    extra={"job": status.job_id, "site": str(site)},
-                )
+                self._waiting(status.job_id, assignment.steps, site, error)
                 done = False
                 continue
             except MahiruError as error:
@@ -86,7 +81,25 @@ class Dispatcher:
                 return True
             with self._lock:
                 self._delivered.add(key)
+            for step in assignment.steps:  # the site that runs them says from now on
+                self._ledger.waits.cleared(status.job_id, step)
         return done
+
+    def delivered(self, job_id: JobId, site: SiteId) -> bool:
+        """Whether `site` has had its steps of the job (since this site started)."""
+        with self._lock:
+            return (job_id, site) in self._delivered
+
+    def _waiting(self, job_id: JobId, steps: list[str], site: SiteId, error: Unavailable) -> None:
+        """Note on each step that its site cannot be handed it yet; log a new reason once."""
+        reason = f"cannot hand over steps to {site}: {error.message}"
+        tries = [self._ledger.note_wait(job_id, step, reason, site) for step in steps]
+        logger.log(
+            logging.INFO if min(tries, default=1) == 1 else logging.DEBUG,
+            "cannot hand over steps yet: %s",
+            error.message,
+            extra={"job": job_id, "site": str(site), "attempts": max(tries, default=1)},
+        )
 
     def _fail(self, job_id: JobId, reason: str) -> None:
         logger.warning("job failed: %s", reason, extra={"job": job_id})

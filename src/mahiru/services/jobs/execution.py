@@ -20,8 +20,10 @@ import contextlib
 import logging
 import shutil
 import threading
+from collections.abc import Iterable
 
 from mahiru.errors import AwaitingReview, Conflict, MahiruError, Unavailable, path_redactor
+from mahiru.model.identifiers import SiteId
 from mahiru.model.jobs import StepState, StepStatus
 from mahiru.model.receipts import ReceiptInput
 from mahiru.runtime.outputs import cut
@@ -32,6 +34,7 @@ from mahiru.services.jobs.receipts import receipt_item
 from mahiru.services.jobs.release_reviews import ReleaseReviews
 from mahiru.services.jobs.step_container import StepContainer, StepInputs
 from mahiru.services.jobs.storing import ResultStore
+from mahiru.services.jobs.waits import waited_site
 
 logger = logging.getLogger("mahiru.site.jobs")
 
@@ -96,18 +99,30 @@ class StepExecution:
         except AwaitingReview as waiting:
             # An input's reviewer has not decided yet: that may take days, so no
             # deadline; the step fetches it again on each later attempt.
-            logger.info("step waits: %s", waiting.message, extra={"job": status.job_id})
+            self._wait(status, waiting.message, waited_site(waiting))
             self._unavailable_since.pop(key, None)
             finished = False
         else:
             self._unavailable_since.pop(key, None)
         if finished:
+            self._ledger.waits.cleared(status.job_id, status.step)
             self._readiness.settled(status.job_id, status.step)
         return finished
+
+    def _wait(self, status: StepStatus, reason: str, site: SiteId | None = None) -> None:
+        """Note what the step's try met; the log says it once, while it is new."""
+        tries = self._ledger.note_wait(status.job_id, status.step, reason, site)
+        logger.log(
+            logging.INFO if tries == 1 else logging.DEBUG,
+            "step waits: %s",
+            reason,
+            extra={"job": status.job_id, "step": status.step, "attempts": tries},
+        )
 
     def fail(self, status: StepStatus, reason: str) -> None:
         """Fail the step with `reason` (unless it finished meanwhile)."""
         self._unavailable_since.pop((status.job_id, status.step), None)
+        self._ledger.waits.cleared(status.job_id, status.step)
         self._readiness.settled(status.job_id, status.step)
         known = self._ledger.known_job(status.job_id)
         self._set(known, status.step, StepState.FAILED, reason=reason)
@@ -119,7 +134,7 @@ class StepExecution:
         now = self._ledger.clock.monotonic()
         since = self._unavailable_since.setdefault(key, now)
         if now - since < self.unavailable_deadline:
-            logger.info("step waits: %s", error.message, extra=context)
+            self._wait(status, self._redact(error.message), waited_site(error))
             return False
         reason = (
             f"gave up after retrying for {now - since:.0f} s (limit"
@@ -193,13 +208,16 @@ class StepExecution:
                 producers = known.job.workflow.predecessors(step)
                 if all(known.plan.assignments[p] == ledger.site for p in producers):
                     self._waiting_here[(known.job_id, step)] = frozenset(producers)
+                self._wait(status, _producers_reason(known, producers))
                 return False
             ledger.job_records.set_step_state(known.job_id, step, StepState.FETCHING, ledger.now())
+            ledger.waits.cleared(known.job_id, step)
             state = StepState.FETCHING
         work = self._environment.work_dir / known.job_id / step
         shutil.rmtree(work, ignore_errors=True)
         try:
             inputs = self._container.gather(known, step)
+            ledger.waits.moved_on(known.job_id, step)  # every input is here
             try:
                 if state is StepState.FETCHING:
                     ledger.job_records.set_step_state(
@@ -229,7 +247,9 @@ class StepExecution:
     ) -> bool:
         """Run the step's container and package its outputs; True once the step is done."""
         ledger = self._ledger
-        result, bases = self._container.run(known, step, inputs)
+        result, bases = self._container.run(
+            known, step, inputs, started=lambda: ledger.waits.moved_on(known.job_id, step)
+        )
         if self._stop.is_set():
             return False  # the site is stopping: redo the step after the restart
         if not result.succeeded:
@@ -292,3 +312,9 @@ class StepExecution:
             extra={"job": known.job_id, "step": step, "seconds": result.duration_seconds},
         )
         return True
+
+
+def _producers_reason(known: KnownJob, producers: Iterable[str]) -> str:
+    """What a step waits for while the steps it reads from are not done."""
+    named = ", ".join(f"{p} (at {known.plan.assignments[p]})" for p in sorted(producers))
+    return f"waits for the steps it reads from to finish: {named}"

@@ -7,13 +7,14 @@ what came in for it (`incoming`).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from mahiru.clock import SYSTEM_CLOCK, Clock
 from mahiru.errors import NotFound, NotKnown
 from mahiru.model.identifiers import AssetId, JobId, ResultId, SiteId
 from mahiru.model.workflow import Job, Plan
+from mahiru.services.jobs.waits import StepWaits
 from mahiru.services.site.transfers import Transfer
 from mahiru.storage import JobRepository
 
@@ -35,15 +36,22 @@ class KnownJob:
 
 @dataclass(frozen=True, slots=True)
 class JobLedger:
-    """The jobs and steps of one site (`site`), stamped with `clock`'s time."""
+    """The jobs and steps of one site (`site`), stamped with `clock`'s time, and what
+    its unfinished steps wait for (`waits`)."""
 
     site: SiteId
     job_records: JobRepository
     clock: Clock = SYSTEM_CLOCK
+    waits: StepWaits = field(default_factory=StepWaits)
 
     def now(self) -> datetime:
         """The current time (UTC)."""
         return self.clock.now()
+
+    def note_wait(self, job_id: JobId, step: str, reason: str, site: SiteId | None = None) -> int:
+        """Note that a try of `step` met `reason` (at the peer `site`) now; how many tries
+        in a row have met it (1: a new wait, worth a log line)."""
+        return self.waits.note(job_id, step, reason, self.now(), site).attempts
 
     def known_job(self, job_id: JobId) -> KnownJob:
         """The job and plan of `job_id`, submitted here or handed here; NotFound otherwise."""

@@ -46,6 +46,7 @@ from mahiru.runtime.steps import live_environment
 from mahiru.services.jobs.ledger import KnownJob
 from mahiru.services.jobs.live_grants import is_live
 from mahiru.services.jobs.peers import JobPeer, JobPeers
+from mahiru.services.jobs.waits import waiting_on
 from mahiru.storage import AssetRepository
 
 logger = logging.getLogger("mahiru.site.live")
@@ -165,7 +166,8 @@ class LiveChannels:
                 continue
             if item.site == self._site or self._asset_records.has(asset):
                 continue
-            metadata = self._peers.get(item.site).get_asset(asset).asset.metadata
+            with waiting_on(f"cannot ask {item.site} about {asset}", item.site):
+                metadata = self._peers.get(item.site).get_asset(asset).asset.metadata
             if is_live(dict(metadata)):
                 live.add(item.item)
         return live
@@ -185,7 +187,9 @@ class LiveChannels:
                 name = item.item.part
                 assert name is not None  # step inputs have a name
                 owner = self._peers.get(item.site)
-                token = self._grant(owner, known, step, name, item)
+                what = f"cannot get live access to {item.asset} at {item.site}"
+                with waiting_on(what, item.site):
+                    token = self._grant(owner, known, step, name, item)
                 grants.append((owner, token))
                 socket_path = root / f"{name}.sock"
                 relay = LiveRelay(socket_path, owner, token)

@@ -13,6 +13,7 @@ from mahiru.policy.engine import PolicyEngine
 from mahiru.services.jobs.ledger import JobLedger, KnownJob
 from mahiru.services.jobs.peers import JobPeers
 from mahiru.services.jobs.storing import ResultStore
+from mahiru.services.jobs.waits import waiting_on
 from mahiru.services.site.policy_view import Concerning, PolicyView
 
 #: How many jobs' checks are kept (the jobs with steps here at the same time, at least).
@@ -104,7 +105,8 @@ class StepReadiness:
                 key = str(site)
                 if key not in remote:
                     try:
-                        statuses = self._peers.get(site).step_statuses(known.job_id)
+                        with waiting_on(f"cannot ask {site} how step {producer} is", site):
+                            statuses = self._peers.get(site).step_statuses(known.job_id)
                     except NotFound:
                         return False  # the steps are not handed over there yet
                     remote[key] = {s.step: s for s in statuses}

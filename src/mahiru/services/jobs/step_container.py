@@ -8,7 +8,7 @@ through its live channel; every other input is an image archive here
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,6 +25,7 @@ from mahiru.services.jobs.fetching import InputFetcher
 from mahiru.services.jobs.images import LoadedImages
 from mahiru.services.jobs.ledger import KnownJob
 from mahiru.services.jobs.live_channel import LiveChannels
+from mahiru.services.jobs.waits import waiting_on
 from mahiru.storage import BlobStore
 
 logger = logging.getLogger("mahiru.site.jobs")
@@ -83,7 +84,8 @@ class StepContainer:
                         item.producer.step,
                         submitter_site=known.submitter_site,
                     )
-                digest, was_fetched, chain = self._fetcher.archive(known, item, producer_inputs)
+                with waiting_on(f"cannot fetch input {item.item} from {item.site}", item.site):
+                    digest, was_fetched, chain = self._fetcher.archive(known, item, producer_inputs)
                 digests[item.item] = digest
                 if chain is not None:
                     chains.append(chain)
@@ -99,10 +101,21 @@ class StepContainer:
         self._fetcher.release(inputs.fetched)
 
     def run(
-        self, known: KnownJob, step: str, inputs: StepInputs
+        self,
+        known: KnownJob,
+        step: str,
+        inputs: StepInputs,
+        started: Callable[[], object] = lambda: None,
     ) -> tuple[ContainerOutcome, dict[str, str]]:
-        """Load the images, lay out the inputs and run the step's container; its outcome and
-        the blob digests of its output bases' archives."""
+        """Load the images, lay out the inputs and run the step's container (calling
+        `started` just before); its outcome and the blob digests of its output bases'
+        archives. Unavailable says whether live access or the engine stopped it."""
+        with waiting_on("cannot run the step's container"):
+            return self._run(known, step, inputs, started)
+
+    def _run(
+        self, known: KnownJob, step: str, inputs: StepInputs, started: Callable[[], object]
+    ) -> tuple[ContainerOutcome, dict[str, str]]:
         environment = self._environment
         work = environment.work_dir / known.job_id / step
         digests = inputs.digests
@@ -132,6 +145,7 @@ class StepContainer:
         labels[LABEL_INSTANCE] = environment.instance
         live = [n for n in inputs.needed if n.item in inputs.live]
         with self._live.open(known, step, live) as channel:
+            started()
             result = environment.runner.run_step(
                 compute,
                 laid_out,

@@ -212,7 +212,7 @@ class JobSubmissions:
             status = None
         if status is None or not person.sees_job(status.submitter, status.submitted_by):
             raise NotKnown("job", job_id)
-        steps = self._ledger.job_records.steps_of(job_id)
+        steps = self._ledger.waits.shown(self._ledger.job_records.steps_of(job_id))
         return status, self._egress.step_views(status.job, steps, status.submitter)
 
     def provenance(self, job_id: JobId, person: Person) -> dict[str, Any]:
@@ -241,6 +241,7 @@ class JobSubmissions:
         cancelled = ledger.job_records.cancel_job(
             job_id, f"cancelled by user:{who}", ledger.now(), user=who
         )
+        ledger.waits.forget(job_id)
         self._stop_job(job_id)
         self.tell_participants(cancelled)
         logger.info("job cancelled", extra={"job": job_id, "by": who})

@@ -19,7 +19,9 @@ decision; a job is planned through `plan`; questions that only read
 through a `PolicyReader`, which can answer but never audits. `decide_once`
 takes a decision about the same thing on the same basis once per set of rules
 in force: asked again before the rules change, it answers from memory and
-writes nothing.
+writes nothing. `decide_ahead` and `decide_announced` make one record of a
+decision that two requests act on, one right after the other (a peer reads an
+asset's record, then fetches its image).
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from dataclasses import dataclass
 from mahiru.clock import SYSTEM_CLOCK, Clock
 from mahiru.errors import MahiruError, PermissionDenied
 from mahiru.model.assets import SiteDescription
-from mahiru.model.audit import AuditEntry, AuditKind, shorten
+from mahiru.model.audit import shorten
 from mahiru.model.identifiers import Identifier, PartyId, SiteId
 from mahiru.model.items import WorkflowItem
 from mahiru.model.workflow import Job, Plan
@@ -45,7 +47,10 @@ from mahiru.policy.permissions import JobPermissions, Permissions
 from mahiru.policy.rules import InPartyCategory, ReleaseReviewedBy, Rule
 from mahiru.policy.signing import SignedRule
 from mahiru.policy.store import RuleStore
+from mahiru.services.site.concerning import Concerning
 from mahiru.storage import AuditLog
+
+__all__ = ["Concerning", "Evaluate", "PolicyReader", "PolicyView"]
 
 logger = logging.getLogger("mahiru.site.policy")
 
@@ -54,6 +59,9 @@ MIN_REFRESH_INTERVAL = 1.0
 
 #: How many decisions `decide_once` remembers at most (the oldest are forgotten first).
 MAX_REMEMBERED = 10_000
+
+#: How long a decision taken ahead of its act waits for that act (seconds).
+AHEAD_SECONDS = 60.0
 
 #: A decision made with a given engine.
 Evaluate = Callable[[PolicyEngine], Decision]
@@ -82,6 +90,13 @@ class _Remembered:
     version: int
     basis: object
     decision: Decision
+
+
+@dataclass(frozen=True, slots=True)
+class _Ahead:
+    """The basis of a decision `decide_ahead` kept: when (monotonic) it was taken."""
+
+    at: float
 
 
 class PolicyReader:
@@ -135,51 +150,6 @@ class PolicyReader:
     def party_and_categories(self, party: PartyId) -> frozenset[Identifier]:
         """`party` and every party category it is in (InPartyCategory, transitively)."""
         return frozenset(self._engine.store.up(InPartyCategory, party))
-
-
-@dataclass(frozen=True, slots=True)
-class Concerning:
-    """What a decision is about and who asked, as the audit log records it.
-
-    `action` names the decision path (`run step`, `receive steps`, `live
-    grant`, `release to site`, `release to party`); `party` is the party
-    whose job or download it is, which lets that party's users read the record;
-    `user` the person (`name@party`) whose request it decides, if a person's.
-    """
-
-    action: str
-    actor: str
-    party: str | None = None
-    job: str | None = None
-    step: str | None = None
-    asset: str | None = None
-    user: str | None = None
-
-    def entry(self, decision: Decision) -> AuditEntry:
-        """The audit record of `decision` made about this."""
-        return self.record(
-            decision.allowed,
-            {
-                "decision": decision.headline(),
-                "explanation": shorten(decision.explain()),
-                "rules": decision.rule_ids(),
-            },
-        )
-
-    def record(self, allowed: bool, details: dict[str, object]) -> AuditEntry:
-        """The audit record of a decision about this, allowed or not, with `details`."""
-        return AuditEntry(
-            AuditKind.DECISION,
-            self.action,
-            "allowed" if allowed else "denied",
-            actor=self.actor,
-            party=self.party,
-            job=self.job,
-            step=self.step,
-            asset=self.asset,
-            details=details,
-            user=self.user,
-        )
 
 
 class PolicyView:
@@ -265,6 +235,37 @@ class PolicyView:
                 while len(self._remembered) > MAX_REMEMBERED:
                     self._remembered.popitem(last=False)
         return decision
+
+    def decide_ahead(self, evaluate: Evaluate, about: Concerning) -> Decision:
+        """`decide`, for what announces an act (a record before its image): an allowed
+        decision is kept for that one act, which `decide_announced` then takes."""
+        decision, version = self._decide(evaluate, about)
+        if decision.allowed:
+            ahead = _Ahead(self._clock.monotonic())
+            with self._remembered_lock:
+                self._remembered[about] = _Remembered(version, ahead, decision)
+                while len(self._remembered) > MAX_REMEMBERED:
+                    self._remembered.popitem(last=False)
+        return decision
+
+    def decide_announced(self, evaluate: Evaluate, about: Concerning) -> Decision:
+        """The decision `decide_ahead` kept about `about`, used up, if the rules in force
+        are the same and it is at most AHEAD_SECONDS old (one act, one record); else
+        `decide`."""
+        with self._remembered_lock:
+            kept = self._remembered.get(about)
+            if kept is not None and isinstance(kept.basis, _Ahead):
+                del self._remembered[about]
+            else:
+                kept = None
+        if (
+            kept is not None
+            and isinstance(kept.basis, _Ahead)
+            and kept.version == self._current().version
+            and self._clock.monotonic() - kept.basis.at <= AHEAD_SECONDS
+        ):
+            return kept.decision
+        return self._decide(evaluate, about)[0]
 
     def forget(self, *, job: str, step: str | None = None) -> None:
         """Drop the decisions `decide_once` remembers about `job` (or one step of it): settled.

@@ -101,13 +101,14 @@ class Egress:
         return self._release_to_site(stored, site)[0]
 
     def _release_to_site(
-        self, stored: AssetId | ResultId, site: SiteId
+        self, stored: AssetId | ResultId, site: SiteId, *, ahead: bool = False
     ) -> tuple[Release, Concerning]:
+        # A record announces its image: one decision, one audit record, for both
+        # (`ahead`); an image fetched alone is decided and recorded on its own.
+        decide = self._policy.decide_ahead if ahead else self._policy.decide_announced
         if isinstance(stored, AssetId):
             about = about_release("release to site", str(site), stored, None)
-            decision = self._policy.decide(
-                lambda engine: site_decision(engine, stored, None, site), about
-            )
+            decision = decide(lambda engine: site_decision(engine, stored, None, site), about)
             return Release(decision), about
         unavailable = NotKnown("result", stored)
         try:
@@ -124,7 +125,7 @@ class Egress:
                 covering[:] = engine.reviews_of(provenance.job, _item(provenance))
             return site_decision(engine, stored, provenance, site)
 
-        decision = self._policy.decide(evaluate, about)
+        decision = decide(evaluate, about)
         if not decision.allowed:
             logger.info(
                 "result refused",
@@ -184,7 +185,7 @@ class Egress:
         """The record of `stored` for `site`, if this site's policy lets it have it (as
         `release_to_site`); a reviewed result's chain then carries this release, signed,
         with its approvals."""
-        self._release_to_site(stored, site)
+        self._release_to_site(stored, site, ahead=True)
         record = self._assets.get(stored)
         if not isinstance(stored, ResultId):
             return record
