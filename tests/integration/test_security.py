@@ -41,8 +41,8 @@ pytestmark = pytest.mark.integration
 METHODS = ("get", "put", "post", "patch", "delete")
 #: Internal operations that change assets or rules, or make the site call out: admins only.
 ADMIN_ONLY = re.compile(r"^/internal/(assets|rules|replication)(/|$)")
-#: Path parameters naming things the test network does not have (jobs and their results).
-NOTHING_THERE = ("{job_id}", "{result_id}", "{token}", "{review_id}")
+#: Path parameters naming things the test network does not have (jobs, TES tasks, results).
+NOTHING_THERE = ("{job_id}", "{result_id}", "{token}", "{review_id}", "{task_id}")
 
 
 @dataclass(frozen=True)
@@ -98,6 +98,7 @@ class World:
             "output": "result",
             "seq": "1",
             "review_id": "0" * 32,
+            "task_id": "0" * 32,
         }
 
 
