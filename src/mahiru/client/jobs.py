@@ -7,6 +7,7 @@ archive in pure Python, so users need no container engine to see results.
 from __future__ import annotations
 
 import builtins
+import codecs
 import contextlib
 import re
 import tempfile
@@ -20,7 +21,7 @@ from urllib.parse import quote
 import httpx
 
 from mahiru.client.downloads import download_to_file, open_image
-from mahiru.client.http import ApiClient, error_from_response, request, request_json
+from mahiru.client.http import ApiClient, check, error_from_response, request, request_json
 from mahiru.client.site import PeerClient
 from mahiru.data_archives import extract_data_files
 from mahiru.errors import InvalidInput, Unavailable
@@ -125,6 +126,29 @@ class JobsClient(ApiClient):
             archive = Path(temp) / "image.tar"
             self.download_output_archive(job_id, name, archive)
             return extract_data_files(archive, dest_dir)
+
+    def follow_log(self, job_id: str, step: str, seconds: float = 3600.0) -> Iterator[str]:
+        """The log of `step` of a job as it is written, in pieces as they arrive, until the
+        step ends or `seconds` pass (whole at once for a step that ended). The site's
+        refusals (PermissionDenied, NotFound) are raised before the first piece."""
+        path = f"/jobs/{quote(job_id)}/steps/{quote(step)}/log"
+        # Quiet while the step is: the read may wait as long as the site follows.
+        timeout = httpx.Timeout(30.0, read=seconds + 30.0)
+        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        try:
+            with self._http.stream(
+                "GET", path, params={"seconds": seconds}, timeout=timeout
+            ) as response:
+                check(response)
+                for chunk in response.iter_bytes():
+                    text = decoder.decode(chunk)
+                    if text:
+                        yield text
+        except httpx.TransportError as error:
+            raise Unavailable(f"{path}: {type(error).__name__}: {error}") from None
+        rest = decoder.decode(b"", final=True)
+        if rest:
+            yield rest
 
 
 class PeerJobsClient(PeerClient):

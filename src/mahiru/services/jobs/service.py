@@ -19,6 +19,7 @@ from mahiru.services.jobs.egress import Egress
 from mahiru.services.jobs.live_grants import LiveGrants
 from mahiru.services.jobs.ports import JobPorts
 from mahiru.services.jobs.review_exchange import ReviewExchange
+from mahiru.services.jobs.step_logs import StepLogs
 from mahiru.services.jobs.submission import JobSubmissions
 from mahiru.services.jobs.worker import StepWorker
 
@@ -87,6 +88,14 @@ class JobServices:
         newest first, and how many there are in all."""
         return self.ports.ledger.job_records.recent_jobs(
             person.party, submitted_by=person.jobs_submitted_by(), offset=offset, limit=limit
+        )
+
+    @property
+    def step_logs(self) -> StepLogs:
+        """The logs of steps as they are written, for the users who may see them."""
+        ports = self.ports
+        return StepLogs(
+            ports.ledger, ports.environment, self.submissions, self.egress, self.loops.stopping
         )
 
     def running_step_count(self) -> int:
