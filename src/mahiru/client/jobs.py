@@ -131,24 +131,27 @@ class JobsClient(ApiClient):
         """The log of `step` of a job as it is written, in pieces as they arrive, until the
         step ends or `seconds` pass (whole at once for a step that ended). The site's
         refusals (PermissionDenied, NotFound) are raised before the first piece."""
-        path = f"/jobs/{quote(job_id)}/steps/{quote(step)}/log"
-        # Quiet while the step is: the read may wait as long as the site follows.
-        timeout = httpx.Timeout(30.0, read=seconds + 30.0)
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-        try:
-            with self._http.stream(
-                "GET", path, params={"seconds": seconds}, timeout=timeout
-            ) as response:
-                check(response)
-                for chunk in response.iter_bytes():
-                    text = decoder.decode(chunk)
-                    if text:
-                        yield text
-        except httpx.TransportError as error:
-            raise Unavailable(f"{path}: {type(error).__name__}: {error}") from None
+        for chunk in streamed_log(self._http, f"/jobs/{quote(job_id)}", step, seconds):
+            text = decoder.decode(chunk)
+            if text:
+                yield text
         rest = decoder.decode(b"", final=True)
         if rest:
             yield rest
+
+
+def streamed_log(http: httpx.Client, job_path: str, step: str, seconds: float) -> Iterator[bytes]:
+    """GET `{job_path}/steps/{step}/log`: a step's log as the site sends it, as it arrives."""
+    path = f"{job_path}/steps/{quote(step)}/log"
+    # Quiet while the step is: a read may wait as long as the site follows it.
+    timeout = httpx.Timeout(30.0, read=seconds + 30.0)
+    try:
+        with http.stream("GET", path, params={"seconds": seconds}, timeout=timeout) as response:
+            check(response)
+            yield from response.iter_bytes()
+    except httpx.TransportError as error:
+        raise Unavailable(f"{path}: {type(error).__name__}: {error}") from None
 
 
 class PeerJobsClient(PeerClient):
@@ -159,6 +162,10 @@ class PeerJobsClient(PeerClient):
         path = f"/jobs/{quote(assignment.job_id)}/assignment"
         data = request(self._http, "POST", path, json=assignment.to_dict()).json()
         return [StepStatus.from_dict(item) for item in data["steps"]]
+
+    def follow_log(self, job_id: str, step: str, seconds: float) -> Iterator[bytes]:
+        """The log of a step the peer runs, as it is written, until the step ends."""
+        return streamed_log(self._http, f"/jobs/{quote(job_id)}", step, seconds)
 
     def step_statuses(self, job_id: str) -> list[StepStatus]:
         """The statuses of the steps of a job the peer runs."""

@@ -95,7 +95,12 @@ class JobServices:
         """The logs of steps as they are written, for the users who may see them."""
         ports = self.ports
         return StepLogs(
-            ports.ledger, ports.environment, self.submissions, self.egress, self.loops.stopping
+            ports.ledger,
+            ports.environment,
+            self.submissions,
+            self.egress,
+            ports.peers,
+            self.loops.stopping,
         )
 
     def running_step_count(self) -> int:

@@ -6,7 +6,8 @@ same decision as the step's other output (the egress gate's step views: only
 where the job's party may use every output of the step). `StepLogs.follow`
 gives a running step's log as it is written, under that same decision, taken
 before the first byte: a step that runs here is read from the runner; one
-that runs at another site is shown when it ends, as that site reports it.
+that runs at another site is followed there (`for_peer`, that site deciding
+too), or shown when it ends if that site cannot be followed.
 
 `LogRetention` removes the kept logs of steps that finished longer ago than
 the site's `step_log_retention_days`, putting `LOG_PRUNED` in their place.
@@ -20,14 +21,16 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 
-from mahiru.errors import NotFound
-from mahiru.model.identifiers import JobId
-from mahiru.model.jobs import StepState
+from mahiru.errors import MahiruError, NotFound, NotKnown
+from mahiru.model.identifiers import JobId, PartyId, SiteId
+from mahiru.model.jobs import StepState, StepStatus
 from mahiru.model.people import Person
+from mahiru.model.workflow import Job
 from mahiru.runtime.steps import LABEL_INSTANCE, step_labels
 from mahiru.services.jobs.egress import Egress
 from mahiru.services.jobs.environment import StepEnvironment
 from mahiru.services.jobs.ledger import JobLedger
+from mahiru.services.jobs.peers import JobPeers
 from mahiru.services.jobs.submission import JobSubmissions
 
 logger = logging.getLogger("mahiru.site.jobs")
@@ -43,7 +46,8 @@ PRUNE_EVERY_SECONDS = 3600.0
 
 
 class StepLogs:
-    """Reads the logs of a job's steps for the users who may see them, as they grow."""
+    """Reads the logs of a job's steps as they grow, for the users who may see them, and for
+    the job's submitter's site those of its steps that run here."""
 
     def __init__(
         self,
@@ -51,12 +55,14 @@ class StepLogs:
         environment: StepEnvironment,
         submissions: JobSubmissions,
         egress: Egress,
+        peers: JobPeers,
         stopping: threading.Event,
     ) -> None:
         self._ledger = ledger
         self._environment = environment
         self._submissions = submissions
         self._egress = egress
+        self._peers = peers
         self._stopping = stopping
 
     def follow(
@@ -67,39 +73,91 @@ class StepLogs:
 
         Checked before it starts: NotKnown for a job `person` does not see, NotFound
         for a step the job does not have, PermissionDenied (saying why) where the
-        job's party may not use every output of the step. Lines starting with
-        `[mahiru]` say what the log itself cannot: that the step runs elsewhere,
-        that it ended, that following stopped before it did.
+        job's party may not use every output of the step. A step that runs at
+        another site is followed there (that site decides too). Lines starting with
+        `[mahiru]` say what the log itself cannot: where the step runs, that it
+        ended, that following stopped before it did.
         """
         status, views = self._submissions.get(job_id, person)
         if step not in {view.step for view in views}:
             known = ", ".join(view.step for view in views)
             raise NotFound(f"job {job_id} has no step {step!r} (steps: {known})")
-        self._egress.log_release(status.job, step, status.submitter)
-        limit = min(max(seconds, 0.0), MAX_FOLLOW_SECONDS)
-        return self._read(job_id, step, person, self._ledger.clock.monotonic() + limit)
+        job, party = status.job, status.submitter
+        self._egress.log_release(job, step, party)
+        deadline = self._deadline(seconds)
+        site = self._ledger.job_records.step_status(job_id, step).site
+        if site == self._ledger.site:
+            return self._here(job, job_id, step, party, deadline)
+        return self._elsewhere(job, job_id, step, site, deadline)
 
-    def _read(self, job_id: JobId, step: str, person: Person, deadline: float) -> Iterator[bytes]:
-        clock, here = self._ledger.clock, self._ledger.site
+    def for_peer(
+        self, job_id: JobId, step: str, caller: SiteId, seconds: float = MAX_FOLLOW_SECONDS
+    ) -> Iterator[bytes]:
+        """The log of `step`, run here, of a job submitted at `caller`, as it is written
+        (`follow` there, for its user). Any other site hears what it hears for a job
+        that does not exist; a step that does not run here is NotFound."""
+        try:
+            known = self._ledger.known_job(job_id)
+        except NotFound:
+            raise NotKnown("job", job_id) from None
+        if caller != known.submitter_site:
+            raise NotKnown("job", job_id)
+        if known.plan.assignments.get(step) != self._ledger.site:
+            raise NotFound(f"step {step!r} of job {job_id} does not run at this site")
+        self._egress.log_release(known.job, step, known.job.submitter)
+        return self._here(known.job, job_id, step, known.job.submitter, self._deadline(seconds))
+
+    def _deadline(self, seconds: float) -> float:
+        return self._ledger.clock.monotonic() + min(max(seconds, 0.0), MAX_FOLLOW_SECONDS)
+
+    def _here(
+        self, job: Job, job_id: JobId, step: str, party: PartyId, deadline: float
+    ) -> Iterator[bytes]:
+        """The log of a step that runs here, read from the runner while it runs."""
+        clock = self._ledger.clock
         sent = 0
         handle: str | None = None
-        told_elsewhere = False
         while True:
             current = self._ledger.job_records.step_status(job_id, step)
-            if current.site != here and not told_elsewhere:
-                told_elsewhere = True
-                yield _note(f"step {step} runs at {current.site}: its log is shown when it ends")
-            if current.site == here:
-                handle = handle or self._container(job_id, step)
-                if handle is not None:
-                    chunk = self._environment.runner.step_output(handle, sent) or b""
-                    sent += len(chunk)
-                    if chunk:
-                        yield chunk
+            handle = handle or self._container(job_id, step)
+            if handle is not None:
+                chunk = self._environment.runner.step_output(handle, sent) or b""
+                sent += len(chunk)
+                if chunk:
+                    yield chunk
             if current.state not in UNENDED:
-                kept = self._kept(job_id, step, person) if sent == 0 else b""
+                kept = self._kept(job, current, party) if sent == 0 else b""
                 if kept:  # it ended before it was found running: what was kept of it
                     yield kept
+                yield _note(f"step {step} is {current.state.value}")
+                return
+            if self._stopping.is_set() or clock.monotonic() >= deadline:
+                yield _note(f"stopped following; step {step} is {current.state.value}")
+                return
+            clock.sleep(FOLLOW_POLL_SECONDS)
+
+    def _elsewhere(
+        self, job: Job, job_id: JobId, step: str, site: SiteId, deadline: float
+    ) -> Iterator[bytes]:
+        """The log of a step that runs at `site`, followed there; if that site cannot be
+        followed, shown when it reports the step's end."""
+        yield _note(f"step {step} runs at {site}")
+        clock = self._ledger.clock
+        try:
+            peer = self._peers.get(site)
+            yield from peer.follow_log(job_id, step, max(deadline - clock.monotonic(), 1.0))
+            return
+        except MahiruError as error:
+            logger.info(
+                "cannot follow a step's log at its site: %s",
+                error.message,
+                extra={"job": job_id, "step": step, "site": str(site)},
+            )
+            yield _note(f"its log cannot be followed there ({error.message}): shown when it ends")
+        while True:
+            current = self._ledger.job_records.step_status(job_id, step)
+            if current.state not in UNENDED:
+                yield self._kept(job, current, job.submitter)
                 yield _note(f"step {step} is {current.state.value}")
                 return
             if self._stopping.is_set() or clock.monotonic() >= deadline:
@@ -115,10 +173,10 @@ class StepLogs:
         found = environment.runner.list_step_containers(labels)
         return found[-1].id if found else None
 
-    def _kept(self, job_id: JobId, step: str, person: Person) -> bytes:
-        """The log kept with the step's status, as the step views show it to `person`."""
-        views = {view.step: view.status for view in self._submissions.get(job_id, person)[1]}
-        kept = views[step].log_tail
+    def _kept(self, job: Job, status: StepStatus, party: PartyId) -> bytes:
+        """The log kept with the step's status, as `party` may see it."""
+        (view,) = self._egress.step_views(job, [status], party)
+        kept = view.status.log_tail
         if not kept:
             return b""
         return (kept if kept.endswith("\n") else kept + "\n").encode()
