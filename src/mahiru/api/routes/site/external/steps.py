@@ -68,7 +68,7 @@ def readers(
     responses={200: {"content": {"text/plain": {}}}},
     summary="Follow a step's log",
 )
-def step_log(
+def followed_step_log(
     job_id: JobId,
     step: str,
     caller: Peer,
