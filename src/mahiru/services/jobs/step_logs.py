@@ -139,21 +139,11 @@ class StepLogs:
     def _elsewhere(
         self, job: Job, job_id: JobId, step: str, site: SiteId, deadline: float
     ) -> Iterator[bytes]:
-        """The log of a step that runs at `site`, followed there; if that site cannot be
-        followed, shown when it reports the step's end."""
+        """The log of a step that runs at `site`, followed there once it is handed over; if
+        that site cannot be followed, shown when it reports the step's end."""
         yield _note(f"step {step} runs at {site}")
         clock = self._ledger.clock
-        try:
-            peer = self._peers.get(site)
-            yield from peer.follow_log(job_id, step, max(deadline - clock.monotonic(), 1.0))
-            return
-        except MahiruError as error:
-            logger.info(
-                "cannot follow a step's log at its site: %s",
-                error.message,
-                extra={"job": job_id, "step": step, "site": str(site)},
-            )
-            yield _note(f"its log cannot be followed there ({error.message}): shown when it ends")
+        followed = True
         while True:
             current = self._ledger.job_records.step_status(job_id, step)
             if current.state not in UNENDED:
@@ -163,6 +153,22 @@ class StepLogs:
             if self._stopping.is_set() or clock.monotonic() >= deadline:
                 yield _note(f"stopped following; step {step} is {current.state.value}")
                 return
+            if followed:
+                try:
+                    peer = self._peers.get(site)
+                    left = max(deadline - clock.monotonic(), 1.0)
+                    yield from peer.follow_log(job_id, step, left)
+                    return
+                except NotFound:
+                    pass  # not handed over yet: asked again after the pause
+                except MahiruError as error:
+                    followed = False
+                    logger.info(
+                        "cannot follow a step's log at its site: %s",
+                        error.message,
+                        extra={"job": job_id, "step": step, "site": str(site)},
+                    )
+                    yield _note(f"cannot follow it there ({error.message}): shown when it ends")
             clock.sleep(FOLLOW_POLL_SECONDS)
 
     def _container(self, job_id: JobId, step: str) -> str | None:
