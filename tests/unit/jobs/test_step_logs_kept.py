@@ -4,6 +4,7 @@ Execution, "Step logs")."""
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from datetime import UTC, datetime
 
@@ -12,6 +13,7 @@ from tests.support.fake_runtime import StepRun, archive_of
 from tests.support.fake_scenario import Scenario
 from tests.support.fake_sites import FakeSite
 
+from mahiru.api.text_streams import streamed_text
 from mahiru.cli.step_logs import no_log_message
 from mahiru.errors import NotFound, NotKnown, PermissionDenied
 from mahiru.model.assets import AssetKind
@@ -19,7 +21,7 @@ from mahiru.model.identifiers import JobId, SiteId
 from mahiru.model.jobs import LOG_PRUNED, JobState, StepState, StepStatus
 from mahiru.model.serialization import job_from_dict
 from mahiru.runtime.ended_logs import EndedLogs
-from mahiru.services.jobs.step_logs import PRUNE_EVERY_SECONDS, LogRetention
+from mahiru.services.jobs.step_logs import PRUNE_EVERY_SECONDS, LogRetention, paced
 
 #: Real seconds a test waits for a step thread at most.
 DEADLINE = 10.0
@@ -163,7 +165,8 @@ def test_a_running_step_s_log_is_followed_as_it_is_written_until_the_step_ends(
     site1.follow()
     steps = site1.run_steps_aside()
     assert talker.said[0].wait(DEADLINE)
-    followed = site1.jobs.step_logs.follow(status.job_id, "compute", site1.party.user())
+    pieces = site1.jobs.step_logs.follow(status.job_id, "compute", site1.party.user())
+    followed = paced(pieces, scenario.net.clock)
     assert next(followed) == b"line 0\n"
     talker.go[0].set()
     assert talker.said[1].wait(DEADLINE)
@@ -187,7 +190,8 @@ def test_a_step_running_at_another_site_is_followed_there(scenario: Scenario) ->
     site1.follow()
     steps = site2.run_steps_aside()
     assert talker.said[0].wait(DEADLINE)
-    followed = site1.jobs.step_logs.follow(job_id, "compute", site1.party.user())
+    pieces = site1.jobs.step_logs.follow(job_id, "compute", site1.party.user())
+    followed = paced(pieces, scenario.net.clock)
     assert next(followed) == f"[mahiru] step compute runs at {site2.id}\n".encode()
     assert next(followed) == b"line 0\n"
     talker.go[0].set()
@@ -212,7 +216,8 @@ def test_following_a_step_that_has_not_ended_stops_after_the_seconds_asked_for(
     assert talker.said[0].wait(DEADLINE)
     clock = scenario.net.clock
     before = clock.monotonic()
-    followed = b"".join(site1.jobs.step_logs.follow(job_id, "compute", site1.party.user(), 30))
+    pieces = site1.jobs.step_logs.follow(job_id, "compute", site1.party.user(), 30)
+    followed = b"".join(paced(pieces, clock))
     assert 30 <= clock.monotonic() - before < 31
     assert followed == b"line 0\n[mahiru] stopped following; step compute is running\n"
     talker.go[0].set()
@@ -328,3 +333,15 @@ def test_a_runner_remembers_the_end_of_each_ended_step_s_log_a_while() -> None:
     assert ended.output("s2", 102) == b"il"
     ended.remember("s3", b"x")
     assert ended.output("s1", 0) is None and ended.output("s3", 0) == b"x"
+
+
+def test_the_log_routes_send_each_piece_as_it_comes_and_wait_out_the_empty_ones() -> None:
+    """Empty pieces (nothing new yet) are waited out, not sent; the rest go in order."""
+    response = streamed_text(iter([b"one\n", b"", b"", b"two\n"]))
+    assert response.media_type == "text/plain; charset=utf-8"
+    assert response.headers["cache-control"] == "no-store"
+
+    async def collect() -> list[bytes]:
+        return [bytes(piece) async for piece in response.body_iterator]
+
+    assert asyncio.run(collect()) == [b"one\n", b"two\n"]

@@ -21,6 +21,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 
+from mahiru.clock import Clock
 from mahiru.errors import MahiruError, NotFound, NotKnown
 from mahiru.model.identifiers import JobId, PartyId, SiteId
 from mahiru.model.jobs import StepState, StepStatus
@@ -134,7 +135,7 @@ class StepLogs:
             if self._stopping.is_set() or clock.monotonic() >= deadline:
                 yield _note(f"stopped following; step {step} is {current.state.value}")
                 return
-            clock.sleep(FOLLOW_POLL_SECONDS)
+            yield b""  # nothing new yet
 
     def _elsewhere(
         self, job: Job, job_id: JobId, step: str, site: SiteId, deadline: float
@@ -157,6 +158,8 @@ class StepLogs:
                 try:
                     peer = self._peers.get(site)
                     left = max(deadline - clock.monotonic(), 1.0)
+                    # The other site's stream waits while the step is quiet: this holds
+                    # the caller's thread until the step ends there (bounded by `left`).
                     yield from peer.follow_log(job_id, step, left)
                     return
                 except NotFound:
@@ -169,7 +172,7 @@ class StepLogs:
                         extra={"job": job_id, "step": step, "site": str(site)},
                     )
                     yield _note(f"cannot follow it there ({error.message}): shown when it ends")
-            clock.sleep(FOLLOW_POLL_SECONDS)
+            yield b""  # nothing new yet
 
     def _container(self, job_id: JobId, step: str) -> str | None:
         """The runner's handle on the step's container (the newest, if it ran more than once)."""
@@ -186,6 +189,16 @@ class StepLogs:
         if not kept:
             return b""
         return (kept if kept.endswith("\n") else kept + "\n").encode()
+
+
+def paced(pieces: Iterator[bytes], clock: Clock) -> Iterator[bytes]:
+    """`pieces` of a followed log without the empty ones, pausing FOLLOW_POLL_SECONDS on
+    `clock` at each (for a caller with a thread of its own to wait in)."""
+    for piece in pieces:
+        if piece:
+            yield piece
+        else:
+            clock.sleep(FOLLOW_POLL_SECONDS)
 
 
 def _note(text: str) -> bytes:

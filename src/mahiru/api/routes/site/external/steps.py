@@ -10,6 +10,7 @@ from fastapi.responses import StreamingResponse
 from pydantic import WithJsonSchema
 
 from mahiru.api.routes.site.dependencies import Jobs, Peer
+from mahiru.api.text_streams import streamed_text
 from mahiru.errors import InvalidInput
 from mahiru.model.identifiers import JobId
 from mahiru.model.jobs import StepAssignment, check_job_id
@@ -78,10 +79,7 @@ def followed_step_log(
     """The log of a step this site runs, as it is written, until it ends: for the job's
     submitter's site only, and only where the job's party may use every output of the
     step (403 with the reason otherwise)."""
-    lines = jobs.step_logs.for_peer(check_job_id(job_id), step, caller.id, seconds)
-    return StreamingResponse(
-        lines, media_type="text/plain; charset=utf-8", headers={"Cache-Control": "no-store"}
-    )
+    return streamed_text(jobs.step_logs.for_peer(check_job_id(job_id), step, caller.id, seconds))
 
 
 @router.post("/jobs/{job_id}/cancel", summary="Cancel steps")

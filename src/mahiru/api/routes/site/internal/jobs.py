@@ -14,6 +14,7 @@ from starlette.responses import Response, StreamingResponse
 
 from mahiru.api.routes.site.dependencies import Jobs, User
 from mahiru.api.site_images import IMAGE_RESPONSES, image_response
+from mahiru.api.text_streams import streamed_text
 from mahiru.model.identifiers import JobId
 from mahiru.model.jobs import JobStatus, check_job_id
 from mahiru.model.serialization import JOB_SUBMISSION_SHAPE, submitted_job
@@ -103,10 +104,4 @@ def step_log(
     """The step's log as plain text, sent as it is written until the step ends (at once,
     as kept, for a step that ended); only where the job's party may use every output of
     the step (403 with the reason otherwise). Lines starting with `[mahiru]` are notes."""
-    lines = jobs.step_logs.follow(check_job_id(job_id), step, caller.person, seconds)
-    return StreamingResponse(
-        lines,
-        media_type="text/plain; charset=utf-8",
-        # Sent as written: no proxy buffering, and no browser guessing at another type.
-        headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
-    )
+    return streamed_text(jobs.step_logs.follow(check_job_id(job_id), step, caller.person, seconds))
