@@ -3,6 +3,7 @@ real step containers (reference: Execution, "Step logs")."""
 
 from __future__ import annotations
 
+import html
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -10,6 +11,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 from tests.e2e.conftest import SESSION_ID, SESSION_LABEL
+from tests.support.browser import Browser, chromium
 from tests.support.db import sqlite_urls
 from tests.support.jobs import Scenario, compute_to_data
 from tests.support.sites import Network, network
@@ -169,3 +171,23 @@ def test_no_log_for_whoever_does_not_see_the_job(net: Network, scenario: Scenari
     outsider = JobsClient(scenario.site1.internal_url, net.sites["party3"].party.user)
     with outsider, pytest.raises(Unavailable, match="disconnected"):
         "".join(outsider.follow_log(job_id, "compute"))
+
+
+def test_the_job_page_links_each_step_to_its_log_as_plain_text(
+    scenario: Scenario, tmp_path: Path
+) -> None:
+    """In Chromium, signed in with the user's certificate: the job page links the step to
+    its log, and the link shows the log as text (here, of a step that has ended)."""
+    if chromium() is None:
+        pytest.fail("chromium is missing: `make test` installs it (scripts/ensure-chromium.sh)")
+    site = scenario.site1
+    with _user(scenario) as client:
+        job_id = client.submit(scenario.job("talker")).status.job_id
+        client.wait(job_id, WAIT)
+    browser = Browser(tmp_path, site.party.user, site.internal_url)
+    page = browser.dom(f"{site.internal_url}/ui/jobs/{job_id}")
+    link = f"/internal/jobs/{job_id}/steps/compute/log"
+    assert f'<a href="{link}">compute</a>' in page
+    shown = html.unescape(browser.dom(f"{site.internal_url}/jobs/{job_id}/steps/compute/log"))
+    assert f"[mahiru] step compute runs at {scenario.site2.id}" in shown
+    assert "[mahiru] step compute is " in shown
