@@ -77,7 +77,9 @@ class StepLogs:
         job's party may not use every output of the step. A step that runs at
         another site is followed there (that site decides too). Lines starting with
         `[mahiru]` say what the log itself cannot: where the step runs, that it
-        ended, that following stopped before it did.
+        ended, that following stopped before it did. An empty piece means nothing
+        new yet: the caller asks again after a pause (`paced`, or the route's), so
+        no thread waits here while the step is quiet.
         """
         status, views = self._submissions.get(job_id, person)
         if step not in {view.step for view in views}:
