@@ -36,6 +36,8 @@ def show_kept(steps: Sequence[StepStatus]) -> None:
         click.echo(f"== {status.step} at {status.site}: {status.state.value}")
         if status.log_tail is None:
             click.echo(f"   {no_log_message(status)}")
+        elif not status.log_tail:
+            click.echo("   (the step printed nothing)")
         else:
             click.echo(status.log_tail.rstrip("\n"))
 

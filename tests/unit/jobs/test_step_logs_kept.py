@@ -14,7 +14,7 @@ from tests.support.fake_scenario import Scenario
 from tests.support.fake_sites import FakeSite
 
 from mahiru.api.text_streams import streamed_text
-from mahiru.cli.step_logs import no_log_message
+from mahiru.cli.step_logs import no_log_message, show_kept
 from mahiru.errors import NotFound, NotKnown, PermissionDenied
 from mahiru.model.assets import AssetKind
 from mahiru.model.identifiers import JobId, SiteId
@@ -345,3 +345,35 @@ def test_the_log_routes_send_each_piece_as_it_comes_and_wait_out_the_empty_ones(
         return [bytes(piece) async for piece in response.body_iterator]
 
     assert asyncio.run(collect()) == [b"one\n", b"two\n"]
+
+
+def test_mahiru_jobs_logs_shows_kept_logs_and_says_why_a_step_has_none(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A kept log as it is; an empty one, and none, each said in words."""
+    site = SiteId.parse("site:p.example.org:s")
+
+    def status(step: str, state: StepState, log: str | None) -> StepStatus:
+        started = None if state is StepState.WAITING else NOW
+        finished = NOW if state.terminal else None
+        return StepStatus(
+            JobId("j1"), step, site, state, NOW, NOW,
+            started_at=started, finished_at=finished, log_tail=log,
+        )  # fmt: skip
+
+    show_kept(
+        [
+            status("a", StepState.SUCCEEDED, "one\ntwo\n"),
+            status("b", StepState.SUCCEEDED, ""),
+            status("c", StepState.WAITING, None),
+        ]
+    )
+    assert capsys.readouterr().out.splitlines() == [
+        f"== a at {site}: succeeded",
+        "one",
+        "two",
+        f"== b at {site}: succeeded",
+        "   (the step printed nothing)",
+        f"== c at {site}: waiting",
+        "   (no log yet: the step has not started)",
+    ]
