@@ -202,6 +202,26 @@ def test_a_step_running_at_another_site_is_followed_there(scenario: Scenario) ->
     assert b"".join(followed).startswith(b"[mahiru] step compute is s")
 
 
+def test_a_step_at_a_site_that_cannot_be_followed_is_shown_when_it_ends(
+    scenario: Scenario,
+) -> None:
+    """site2 cannot be reached: the follower says so, waits, and shows the kept log once
+    site1 hears that the step ended."""
+    site1, site2 = scenario.site1, scenario.site2
+    scenario.add_compute("short", _short)
+    job_id = site1.jobs.submissions.submit(scenario.job("short"), site1.party.user()).job_id
+    site1.follow()  # handed over
+    site2.run_steps()  # done at site2; site1 has not heard yet
+    site2.down = True
+    followed = site1.jobs.step_logs.follow(job_id, "compute", site1.party.user())
+    assert next(followed) == f"[mahiru] step compute runs at {site2.id}\n".encode()
+    assert next(followed).startswith(b"[mahiru] cannot follow it there (")
+    assert next(followed) == b""  # waits for the step's end to be heard
+    site2.down = False
+    site1.follow()
+    assert b"".join(followed) == b"short and done\n[mahiru] step compute is succeeded\n"
+
+
 def test_following_a_step_that_has_not_ended_stops_after_the_seconds_asked_for(
     scenario: Scenario,
 ) -> None:
