@@ -164,6 +164,8 @@ class SiteConfig(_Strict):
     request_timeout_seconds: float = Field(default=30.0, gt=0)
     #: How long a step keeps retrying while a peer (or the engine) is unavailable.
     peer_retry_deadline_seconds: float = Field(default=600.0, gt=0)
+    #: How long the log kept of each finished step stays (then it is removed), in days.
+    step_log_retention_days: float = Field(default=30.0, gt=0)
     containers: ContainerLimits = ContainerLimits()
     runner: RunnerConfig = DockerRunnerConfig()
     log_level: Literal["debug", "info", "warning", "error"] = "info"

@@ -44,6 +44,7 @@ PROGRAMS = {
     " echo copied $(cat /mahiru/inputs/input0/text)",
     "fail": "for i in $(seq 1 30); do echo line $i; done; echo failing on purpose >&2; exit 3",
     "hang": "echo started; exec sleep 600",
+    "tick": "echo one; sleep 3; echo two",
     "hog": "python3 -c 'import time\nx = []\nwhile True: x.append(bytearray(16 << 20))'",
 }
 
@@ -200,6 +201,21 @@ def test_the_log_of_a_running_step_can_be_read_while_it_runs(
     assert run.thread is not None and run.thread.is_alive()
     bench.runner.stop_container(step.id)
     run.result()
+
+
+def test_a_step_s_log_is_read_on_from_an_offset_while_it_runs_and_a_while_after(
+    bench: Bench, images: dict[str, str]
+) -> None:
+    """What a follower reads: the log from where it was, while the step runs and after it
+    ended (its container or job already gone), so the last line is not lost."""
+    run = bench.run(images["tick"])
+    step = bench.listed()
+    first = wait_until(lambda: bench.runner.step_output(step.id, 0), START_WAIT, "the first line")
+    assert first == b"one\n"
+    assert run.result().succeeded
+    assert bench.runner.step_output(step.id, len(first)) == b"two\n"
+    assert bench.runner.step_output(step.id, 0) == b"one\ntwo\n"
+    assert bench.runner.step_output("no-such-step", 0) is None
 
 
 def test_a_cancelled_step_stops_and_leaves_no_container(

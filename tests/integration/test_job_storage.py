@@ -15,6 +15,7 @@ from tests.support.db import OpenDb
 from mahiru.errors import Conflict, InvalidInput, NotFound
 from mahiru.model.identifiers import AssetId, PartyId, ResultId, SiteId
 from mahiru.model.jobs import (
+    LOG_PRUNED,
     JobState,
     ResultProvenance,
     StepAssignment,
@@ -251,6 +252,28 @@ def test_a_failing_step_fails_its_job_naming_the_step_but_not_its_reason(
     assert [s.step for s in repo.unfinished_steps()] == ["s1"]
     assert [s.state for s in repo.cancel_steps("j1", "job failed", at(4))] == [StepState.CANCELLED]
     assert repo.get_job("j1").state is JobState.FAILED
+
+
+def test_the_kept_logs_of_steps_finished_before_a_time_are_replaced_once(
+    repo: JobRepository,
+) -> None:
+    """Logs of steps finished before the time go (each once, the status kept); those of
+    steps finished later, and of steps still running, stay."""
+    job = parallel(3)
+    repo.create_job("j1", job, plan_for(job), HOME, at(0))
+    for step, start in (("p0", 1), ("p1", 10)):
+        for offset, state in enumerate(TO_SUCCESS):
+            repo.set_step_state("j1", step, state, at(start + offset), log_tail=f"{step} said")
+    repo.set_step_state("j1", "p2", F, at(1))
+    repo.set_step_state("j1", "p2", R, at(2), log_tail="p2 said")
+    assert repo.prune_step_logs(at(8)) == 1
+    assert repo.prune_step_logs(at(8)) == 0
+    kept = {s.step: (s.state, s.log_tail) for s in repo.steps_of("j1")}
+    assert kept == {
+        "p0": (DONE, LOG_PRUNED),
+        "p1": (DONE, "p1 said"),
+        "p2": (R, "p2 said"),
+    }
 
 
 def test_cancelling_a_job_cancels_its_unfinished_steps_at_once(repo: JobRepository) -> None:

@@ -42,7 +42,7 @@ NOTHING_HIDDEN = {
     "/internal/assets/{asset_id}/image": "a site's users see every asset stored there",
 }
 #: Path parameters that only qualify an id (the id before them decides the answer).
-QUALIFIERS = {"name": "result", "path": "payload"}
+QUALIFIERS = {"name": "result", "path": "payload", "step": "compute"}
 
 
 @dataclass
@@ -314,6 +314,8 @@ def test_not_yours_and_not_there_get_one_answer_on_every_route_with_an_id(world:
         "GET /external/assets/{asset_id}/image",
         "DELETE /external/live/{token}",
         "GET /internal/jobs/{job_id}/provenance",
+        "GET /internal/jobs/{job_id}/steps/{step}/log",
+        "GET /external/jobs/{job_id}/steps/{step}/log",
         "GET /internal/audit/{seq}",
         "POST /internal/ui/jobs/{job_id}/cancel",
         "GET /internal/reviews/{review_id}",

@@ -36,6 +36,7 @@ from pathlib import Path
 
 from mahiru.data_archives import extract_data_files
 from mahiru.errors import NotFound, Unavailable
+from mahiru.runtime.ended_logs import EndedLogs
 from mahiru.runtime.limits import StepLimits
 from mahiru.runtime.outputs import discard_outputs, measure_outputs, prepare_output_dirs
 from mahiru.runtime.protocol import (
@@ -227,6 +228,7 @@ class FakeRuntime:
         self._images[COMPUTE_BASE_IMAGE] = base
         self._containers: dict[str, _Container] = {}
         self._spaces: dict[Path, int] = {}
+        self._ended = EndedLogs()
 
     def _engine(self) -> None:
         if self.down:
@@ -388,6 +390,7 @@ class FakeRuntime:
             run.log.append(f"Traceback: {type(error).__name__}: {error}")
             exit_code = 1
         finally:
+            self._ended.remember(container_id, _log_bytes(container.log))
             with self._lock:
                 self._containers.pop(container_id, None)
         check = measure_outputs(dirs, limits.max_output_bytes)
@@ -476,6 +479,16 @@ class FakeRuntime:
             container = self._containers.get(step_id)
         return "" if container is None else "\n".join(container.log)
 
+    def step_output(self, step_id: str, start: int) -> bytes | None:
+        """What the step's program has logged from byte `start` on, one line each; kept a
+        while after it ended, like the real runners'."""
+        self._engine()
+        with self._lock:
+            container = self._containers.get(step_id)
+        if container is None:
+            return self._ended.output(step_id, start)
+        return _log_bytes(container.log)[start:]
+
     def stop_container(self, container_id: str) -> None:
         """Stop a running step (its program's next `block` ends it); a missing one is fine."""
         self._engine()
@@ -483,6 +496,10 @@ class FakeRuntime:
             container = self._containers.pop(container_id, None)
         if container is not None:
             container.stopped.set()
+
+
+def _log_bytes(log: list[str]) -> bytes:
+    return "".join(f"{line}\n" for line in list(log)).encode()
 
 
 def _read_tree(root: Path) -> dict[str, bytes]:

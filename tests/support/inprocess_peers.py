@@ -86,6 +86,11 @@ class InProcessPeer:
         views = jobs.assignments.cancel(check_job_id(job_id), peer.id)
         return [StepStatus.from_dict(_wire(v.to_dict())) for v in views]
 
+    def follow_log(self, job_id: JobId, step: str, seconds: float) -> Iterator[bytes]:
+        """GET /external/jobs/{id}/steps/{step}/log (refusals before the first bytes)."""
+        _, jobs, peer = self._enter()
+        yield from jobs.step_logs.for_peer(check_job_id(job_id), step, peer.id, seconds)
+
     def readers(self, job_id: JobId, job_digest: str) -> list[LiveReader]:
         """GET /external/jobs/{id}/readers?job_digest=..."""
         _, jobs, peer = self._enter()

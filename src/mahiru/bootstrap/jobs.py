@@ -41,6 +41,7 @@ from mahiru.services.jobs.receipts import Receipts
 from mahiru.services.jobs.release_reviews import ReleaseReviews, ReleaseSigning
 from mahiru.services.jobs.review_exchange import ReviewerParties, ReviewExchange, ReviewReading
 from mahiru.services.jobs.step_container import StepContainer
+from mahiru.services.jobs.step_logs import LogRetention
 from mahiru.services.jobs.storing import ResultStore
 from mahiru.services.jobs.submission import JobSubmissions
 from mahiru.services.jobs.worker import StepWorker
@@ -185,7 +186,16 @@ def build_jobs(
         stop_job=worker.stop_containers,
         task_fields=TaskFieldRepository(storage.database),
     )
-    coordinator = JobCoordinator(ledger, peers, results, receipts, dispatcher, submissions, reviews)
+    coordinator = JobCoordinator(
+        ledger,
+        peers,
+        results,
+        receipts,
+        dispatcher,
+        submissions,
+        reviews,
+        retention=LogRetention(ledger, config.step_log_retention_days),
+    )
     # Reviews whose reviewer is another party go to its site, and decisions come back.
     queue = services.oversight.reviews
     exchange = ReviewExchange(

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import click
 
+from mahiru.cli import step_logs
 from mahiru.cli.connection import CONNECTION_HELP, echo_json, jobs_client, site_options
 from mahiru.cli.errors import EXIT_FAILED, TimedOut, handle_errors
 from mahiru.cli.job_progress import ProgressLines
@@ -344,48 +345,54 @@ def result_command(
 @jobs_group.command("logs")
 @click.argument("job_id")
 @click.argument("step", required=False)
+@click.option(
+    "-f", "--follow", is_flag=True, help="Print each step's log as it is written, until it ends."
+)
+@click.option(
+    "--seconds",
+    type=click.FloatRange(min=1, max=3600),
+    default=3600,
+    show_default=True,
+    help="With --follow: stop following a step after this long.",
+)
 @site_options()
 @handle_errors
 def logs_command(
     job_id: str,
     step: str | None,
+    follow: bool,
+    seconds: float,
     site_url: str,
     cert: Path,
     tls_key: Path,
     ca: Path,
     as_json: bool,
 ) -> None:
-    """Show the end of the log of each step of a job (or of STEP only).
+    """Show the log of each step of a job (or of STEP only), or follow it as it is written.
 
     A step's log is shown only where your party may use the step's outputs,
     as with results; otherwise it says so.
 
     \b
     Example:
-      mahiru jobs logs 3f2a compute
+      mahiru jobs logs 3f2a compute --follow
     """
     with jobs_client(site_url, cert, tls_key, ca) as client:
         view = client.status(job_id_of(client, job_id))
-    steps = [s for s in view.steps if step is None or s.step == step]
-    if step is not None and not steps:
-        known = ", ".join(s.step for s in view.steps)
-        raise NotFound(f"job {view.status.job_id} has no step {step!r} (steps: {known})")
+        steps = [s for s in view.steps if step is None or s.step == step]
+        if step is not None and not steps:
+            known = ", ".join(s.step for s in view.steps)
+            raise NotFound(f"job {view.status.job_id} has no step {step!r} (steps: {known})")
+        if follow:
+            step_logs.follow(client, view.status.job_id, steps, seconds)
+            return
     if as_json:
         echo_json({"job_id": view.status.job_id, "logs": {s.step: s.log_tail for s in steps}})
         return
-    for status in steps:
-        click.echo(f"== {status.step} at {status.site}: {status.state.value}")
-        if status.log_tail is None:
-            click.echo("   (no log here: not finished, or your party may not use its outputs)")
-        else:
-            click.echo(status.log_tail.rstrip("\n"))
+    step_logs.show_kept(steps)
 
 
-def _add_crate_command() -> None:
-    # In its own module, so this one stays one idea: following and fetching jobs.
-    from mahiru.cli.job_crates import crate_command
+# In its own module, so this one stays one idea: following and fetching jobs.
+from mahiru.cli.job_crates import crate_command  # noqa: E402 (it imports this module)
 
-    jobs_group.add_command(crate_command)
-
-
-_add_crate_command()
+jobs_group.add_command(crate_command)

@@ -7,6 +7,7 @@ archive in pure Python, so users need no container engine to see results.
 from __future__ import annotations
 
 import builtins
+import codecs
 import contextlib
 import re
 import tempfile
@@ -148,6 +149,32 @@ class JobsClient(ApiClient):
             self.download_output_archive(job_id, name, archive)
             return extract_data_files(archive, dest_dir)
 
+    def follow_log(self, job_id: str, step: str, seconds: float = 3600.0) -> Iterator[str]:
+        """The log of `step` of a job as it is written, in pieces as they arrive, until the
+        step ends or `seconds` pass (whole at once for a step that ended). The site's
+        refusals (PermissionDenied, NotFound) are raised before the first piece."""
+        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        for chunk in streamed_log(self._http, f"/jobs/{quote(job_id)}", step, seconds):
+            text = decoder.decode(chunk)
+            if text:
+                yield text
+        rest = decoder.decode(b"", final=True)
+        if rest:
+            yield rest
+
+
+def streamed_log(http: httpx.Client, job_path: str, step: str, seconds: float) -> Iterator[bytes]:
+    """GET `{job_path}/steps/{step}/log`: a step's log as the site sends it, as it arrives."""
+    path = f"{job_path}/steps/{quote(step)}/log"
+    # Quiet while the step is: a read may wait as long as the site follows it.
+    timeout = httpx.Timeout(30.0, read=seconds + 30.0)
+    try:
+        with http.stream("GET", path, params={"seconds": seconds}, timeout=timeout) as response:
+            check(response)
+            yield from response.iter_bytes()
+    except httpx.TransportError as error:
+        raise Unavailable(f"{path}: {type(error).__name__}: {error}") from None
+
 
 class PeerJobsClient(PeerClient):
     """Another site's external API for jobs: hand over steps, ask status, fetch results."""
@@ -157,6 +184,10 @@ class PeerJobsClient(PeerClient):
         path = f"/jobs/{quote(assignment.job_id)}/assignment"
         data = request(self._http, "POST", path, json=assignment.to_dict()).json()
         return [StepStatus.from_dict(item) for item in data["steps"]]
+
+    def follow_log(self, job_id: str, step: str, seconds: float) -> Iterator[bytes]:
+        """The log of a step the peer runs, as it is written, until the step ends."""
+        return streamed_log(self._http, f"/jobs/{quote(job_id)}", step, seconds)
 
     def step_statuses(self, job_id: str) -> list[StepStatus]:
         """The statuses of the steps of a job the peer runs."""

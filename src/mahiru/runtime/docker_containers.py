@@ -19,6 +19,7 @@ import docker.errors
 from mahiru.errors import Conflict, InvalidInput, MahiruError, NotFound
 from mahiru.runtime.docker_connection import logger
 from mahiru.runtime.docker_images import DockerImages
+from mahiru.runtime.ended_logs import EndedLogs
 from mahiru.runtime.outputs import cut
 from mahiru.runtime.runner import ContainerInfo
 from mahiru.runtime.steps import LABEL_ROLE, ROLE_STEP
@@ -50,6 +51,7 @@ class DockerContainers(DockerImages):
         self._step_user = step_user
         self._log_tail_lines = log_tail_lines
         self._stopped: set[str] = set()
+        self._ended = EndedLogs()
 
     def list_step_containers(self, labels: Mapping[str, str] | None = None) -> list[ContainerInfo]:
         """Step containers (running or not) carrying all of `labels`, oldest first."""
@@ -77,6 +79,18 @@ class DockerContainers(DockerImages):
         except (NotFound, Conflict):
             return ""
         return bytes(raw).decode("utf-8", errors="replace")
+
+    def step_output(self, step_id: str, start: int) -> bytes | None:
+        """The log step container `step_id` has written from byte `start` on; None once
+        neither the engine nor this object (for steps that ended lately) has it."""
+        try:
+            with self._engine(f"read the logs of container {step_id}"):
+                raw = bytes(self._docker().api.logs(step_id, stdout=True, stderr=True))
+        except (NotFound, Conflict):
+            return self._ended.output(step_id, start)
+        # Ended meanwhile: what it wrote last may be only in what was kept of it.
+        ended = self._ended.output(step_id, start)
+        return ended if ended is not None else raw[start:]
 
     def stop_container(self, container_id: str) -> None:
         """Kill and remove a container (cancelling its step); a missing one is fine."""
@@ -194,7 +208,8 @@ class DockerContainers(DockerImages):
             self._docker().api.wait(container, timeout=KILL_GRACE_SECONDS)
 
     def _final_state(self, container: str) -> tuple[dict[str, Any] | None, str]:
-        """The stopped container's State and its log tail; (None, "") if it is gone.
+        """The stopped container's State and the end of its log (kept for `step_output`);
+        (None, "") if it is gone.
 
         A container being removed (stopped by someone else) may still answer
         inspection but no longer gives its logs: that is a Conflict.
@@ -206,12 +221,10 @@ class DockerContainers(DockerImages):
             return None, ""
         try:
             with self._engine(f"read the logs of container {container}"):
-                raw = self._docker().api.logs(
-                    container, stdout=True, stderr=True, tail=self._log_tail_lines
-                )
+                raw = bytes(self._docker().api.logs(container, stdout=True, stderr=True))
         except (NotFound, Conflict):
             return state, ""
-        return state, bytes(raw).decode("utf-8", errors="replace")
+        return state, self._ended.remember(container, raw).decode("utf-8", errors="replace")
 
 
 @dataclass(frozen=True, slots=True)

@@ -64,6 +64,12 @@ class StepRunner(Protocol):
         """The log a listed step has written so far (its tail); "" once it is gone."""
         ...
 
+    def step_output(self, step_id: str, start: int) -> bytes | None:
+        """The log a listed step has written from byte `start` on, as far as it has written
+        (what a reader following it reads next); None once the step is gone and the runner
+        no longer has its log. A step that ended lately still has it for a while."""
+        ...
+
     def list_step_containers(self, labels: Mapping[str, str] | None = None) -> list[ContainerInfo]:
         """The steps this runner runs (or is about to), carrying all of `labels`."""
         ...

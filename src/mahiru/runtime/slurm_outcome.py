@@ -100,15 +100,21 @@ def read_status(path: Path) -> Mapping[str, object]:
 
 def log_tail(folder: Path) -> str:
     """The end of the log file in a step's folder (its last `LOG_TAIL_BYTES`)."""
+    return log_bytes(folder)[1].decode("utf-8", errors="replace")
+
+
+def log_bytes(folder: Path, start: int | None = None) -> tuple[int, bytes]:
+    """The log file in a step's folder from byte `start` on (its last `LOG_TAIL_BYTES`
+    if None), and the byte it was read from; nothing read if there is no such file."""
     try:
         with (folder / LOG_FILE).open("rb") as file:
             file.seek(0, os.SEEK_END)
             size = file.tell()
-            file.seek(max(0, size - LOG_TAIL_BYTES))
-            data = file.read()
+            offset = max(0, size - LOG_TAIL_BYTES) if start is None else min(start, size)
+            file.seek(offset)
+            return offset, file.read(size - offset)
     except OSError:
-        return ""
-    return data.decode("utf-8", errors="replace")
+        return start or 0, b""
 
 
 def _read_text(path: Path) -> str:

@@ -28,11 +28,12 @@ from pathlib import Path
 
 from mahiru.errors import InvalidInput, MahiruError, Unavailable
 from mahiru.retry import Backoff
+from mahiru.runtime.ended_logs import EndedLogs
 from mahiru.runtime.limits import StepLimits
 from mahiru.runtime.outputs import discard_outputs, prepare_output_dirs
 from mahiru.runtime.runner import ContainerInfo
 from mahiru.runtime.slurm_commands import FINISHED, SlurmCommands
-from mahiru.runtime.slurm_outcome import JobEnd, judge_job, log_tail, read_status
+from mahiru.runtime.slurm_outcome import JobEnd, judge_job, log_bytes, log_tail, read_status
 from mahiru.runtime.slurm_script import (
     ENV_FILE,
     SCRIPT_FILE,
@@ -91,6 +92,7 @@ class SlurmRunner:
         self._lock = threading.Lock()
         self._stopped: set[str] = set()
         self._running: set[str] = set()  # the jobs a `run_step` of this object waits for
+        self._ended = EndedLogs()
 
     # -- running --------------------------------------------------------------
 
@@ -157,6 +159,9 @@ class SlurmRunner:
             with self._lock:
                 self._running.discard(job_id)
                 self._stopped.discard(job_id)
+            # Kept a while for whoever follows the log: the folder goes now.
+            offset, end = log_bytes(folder)
+            self._ended.remember(job_id, end, offset)
             shutil.rmtree(folder, ignore_errors=True)
         if not outcome.succeeded:
             discard_outputs(dirs.values())
@@ -233,6 +238,19 @@ class SlurmRunner:
         if job is None or job.state in FINISHED:
             return ""
         return "\n".join(tail_lines(log_tail(self._steps / job.name), 10_000))
+
+    def step_output(self, step_id: str, start: int) -> bytes | None:
+        """The log the step of job `step_id` has written from byte `start` on; None once
+        neither its folder nor this object (for steps that ended lately) has it."""
+        ended = self._ended.output(step_id, start)
+        if ended is not None:
+            return ended
+        job = self._slurm.job(step_id)
+        if job is None:
+            return None
+        data = log_bytes(self._steps / job.name, start)[1]
+        ended = self._ended.output(step_id, start)  # it may have ended meanwhile
+        return data if ended is None else ended
 
     def list_step_containers(self, labels: Mapping[str, str] | None = None) -> list[ContainerInfo]:
         """The steps' jobs in the partition, queued or running, carrying all of `labels`

@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 from mahiru.errors import Conflict, Internal, NotFound, NotKnown
 from mahiru.model.identifiers import JobId, ResultId, SiteId
 from mahiru.model.jobs import (
+    LOG_PRUNED,
     JobState,
     JobStatus,
     StepAssignment,
@@ -236,3 +237,11 @@ def job_known(session: Session, job_id: JobId) -> bool:
         if session.execute(statement).first() is not None:
             return True
     return False
+
+
+def prune_logs(session: Session, finished_before: datetime) -> int:
+    """Put LOG_PRUNED for the kept logs of steps finished before `finished_before`; how many."""
+    kept = job_steps.c.log_tail
+    done = job_steps.c.finished_at < finished_before
+    pruned = update(job_steps).where(done, kept.is_not(None), kept != LOG_PRUNED)
+    return int(session.execute(pruned.values(log_tail=LOG_PRUNED)).rowcount or 0)  # type: ignore[attr-defined]

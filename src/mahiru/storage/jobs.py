@@ -50,11 +50,7 @@ from mahiru.storage import job_rows
 from mahiru.storage.audit import AuditLog, job_entry, step_entry
 from mahiru.storage.db import Database, insert_ignoring_duplicates
 from mahiru.storage.job_queries import UNFINISHED, JobQueries
-from mahiru.storage.schema import (
-    job_assignments,
-    job_steps,
-    jobs,
-)
+from mahiru.storage.schema import job_assignments, job_steps, jobs
 
 
 class JobRepository(JobQueries):
@@ -272,6 +268,11 @@ class JobRepository(JobQueries):
             self._write_step(session, job, current, new)
             self._follow_steps(session, submitted, now)
         return new
+
+    def prune_step_logs(self, finished_before: datetime) -> int:
+        """Put LOG_PRUNED for the kept logs of steps finished before `finished_before`."""
+        with self._db.transaction() as session:
+            return job_rows.prune_logs(session, finished_before)
 
     def mirror_step_status(self, status: StepStatus, now: datetime) -> StepStatus:
         """Record a status reported by the site that runs the step; return the stored one.

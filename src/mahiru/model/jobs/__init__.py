@@ -24,6 +24,7 @@ from mahiru.model.jobs.routing import InputOrigin, StepInput, step_inputs, workf
 from mahiru.model.jobs.states import (
     DONE_STEP_STATES,
     JOB_TRANSITIONS,
+    LOG_PRUNED,
     LOG_TAIL_CHARS,
     STEP_TRANSITIONS,
     TERMINAL_JOB_STATES,
@@ -46,6 +47,7 @@ from mahiru.model.jobs.status import (
 __all__ = [
     "DONE_STEP_STATES",
     "JOB_TRANSITIONS",
+    "LOG_PRUNED",
     "LOG_TAIL_CHARS",
     "STEP_TRANSITIONS",
     "TERMINAL_JOB_STATES",

@@ -11,6 +11,8 @@ from mahiru.errors import Conflict
 
 #: How much of a step's log is kept and reported: its last characters.
 LOG_TAIL_CHARS = 16_384
+#: What stands for a step's kept log once the site's log retention has removed it.
+LOG_PRUNED = "(log removed: older than this site's log retention)"
 
 JOB_ID_PATTERN = re.compile(r"[A-Za-z0-9_.-]{1,128}")
 #: A job id's JSON Schema: what `check_job_id` accepts.

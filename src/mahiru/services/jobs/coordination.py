@@ -33,6 +33,7 @@ from mahiru.services.jobs.ledger import JobLedger, KnownJob
 from mahiru.services.jobs.peers import JobPeers
 from mahiru.services.jobs.receipts import Receipts
 from mahiru.services.jobs.release_reviews import ReleaseReviews
+from mahiru.services.jobs.step_logs import LogRetention
 from mahiru.services.jobs.storing import ResultStore
 from mahiru.services.jobs.submission import JobSubmissions
 
@@ -62,6 +63,7 @@ class JobCoordinator:
         submissions: JobSubmissions,
         reviews: ReleaseReviews,
         *,
+        retention: LogRetention | None = None,
         interval: float = 0.5,
         running_interval: float = 0.1,
     ) -> None:
@@ -73,6 +75,7 @@ class JobCoordinator:
         self._submissions = submissions
         self._reviews = reviews
         self._running_interval = running_interval
+        self._retention = retention
         # job -> (times asked while awaiting review, monotonic time to ask again)
         self._awaiting: dict[str, tuple[int, float]] = {}
         self.loop = BackgroundLoop(
@@ -97,6 +100,8 @@ class JobCoordinator:
         Steps that run here need no polling: the worker wakes this loop when
         one finishes.
         """
+        if self._retention is not None:
+            self._retention.prune_when_due()
         remote = False
         for status in self._ledger.job_records.list_jobs(
             states=[JobState.PLANNED, JobState.RUNNING]

@@ -270,8 +270,14 @@ class StepExecution:
             )
             return True
         if state is StepState.RUNNING:
+            # A succeeded step's log is kept as a failed one's is, under the same gate.
             ledger.job_records.set_step_state(
-                known.job_id, step, StepState.STORING, ledger.now(), exit_code=result.exit_code
+                known.job_id,
+                step,
+                StepState.STORING,
+                ledger.now(),
+                exit_code=result.exit_code,
+                log_tail="\n".join(result.log_tail),
             )
         try:
             images = self._results.package(self._environment, known, step, result.outputs, bases)

@@ -44,6 +44,11 @@ class JobPeer(Protocol):
         """Cancel the site's unfinished steps of a job."""
         ...
 
+    def follow_log(self, job_id: JobId, step: str, seconds: float) -> Iterator[bytes]:
+        """The log of a step of a job the site runs, as it is written, until the step ends
+        or `seconds` pass; the site's refusals are raised before the first bytes."""
+        ...
+
     def readers(self, job_id: JobId, job_digest: str) -> list[LiveReader]:
         """The unfinished steps of the job with that digest, submitted at the site, that
         read data stored at this site, and where they run."""

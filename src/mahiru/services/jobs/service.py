@@ -20,6 +20,7 @@ from mahiru.services.jobs.egress import Egress
 from mahiru.services.jobs.live_grants import LiveGrants
 from mahiru.services.jobs.ports import JobPorts
 from mahiru.services.jobs.review_exchange import ReviewExchange
+from mahiru.services.jobs.step_logs import StepLogs
 from mahiru.services.jobs.submission import JobSubmissions
 from mahiru.services.jobs.worker import StepWorker
 
@@ -93,6 +94,19 @@ class JobServices:
     def step_limits(self) -> StepLimits:
         """What one step container of this site may use."""
         return self.ports.environment.limits
+
+    @property
+    def step_logs(self) -> StepLogs:
+        """The logs of steps as they are written, for the users who may see them."""
+        ports = self.ports
+        return StepLogs(
+            ports.ledger,
+            ports.environment,
+            self.submissions,
+            self.egress,
+            ports.peers,
+            self.loops.stopping,
+        )
 
     def running_step_count(self) -> int:
         """How many steps of this site its runner runs (Unavailable if it cannot be reached)."""

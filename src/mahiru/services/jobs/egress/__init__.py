@@ -311,6 +311,17 @@ class Egress:
             views.append(StepView(status, _GATE))
         return views
 
+    def log_release(self, job: Job, step: str, party: PartyId) -> None:
+        """Nothing if `party` may read the log of `step` as it is written (it may use every
+        output of the step, as for the kept log); PermissionDenied saying why otherwise."""
+        decision = self._may_see_outputs(job, [step], party)[step]
+        if not decision.allowed:
+            failures = decision.failures()
+            raise PermissionDenied(
+                f"the log of step {step!r} is withheld: " + "; ".join(failures),
+                {"step": step, "withheld": failures},
+            )
+
     def step_states(self, statuses: Iterable[StepStatus]) -> list[StepView]:
         """`statuses` for a site that needs to know how far steps are, and nothing they made."""
         return [

@@ -6,14 +6,17 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Query
+from fastapi.responses import StreamingResponse
 from pydantic import WithJsonSchema
 
 from mahiru.api.routes.site.dependencies import Jobs, Peer
+from mahiru.api.text_streams import streamed_text
 from mahiru.errors import InvalidInput
 from mahiru.model.identifiers import JobId
 from mahiru.model.jobs import StepAssignment, check_job_id
 from mahiru.model.jobs.handover import STEP_ASSIGNMENT_SHAPE
 from mahiru.services.jobs.egress import StepView
+from mahiru.services.jobs.step_logs import MAX_FOLLOW_SECONDS
 
 JsonObject = dict[str, Any]
 #: Steps handed over, parsed by `StepAssignment.from_dict`.
@@ -58,6 +61,25 @@ def readers(
     job, is answered as for a job that does not exist."""
     found = jobs.assignments.readers(check_job_id(job_id), caller.id, job_digest)
     return {"job_id": job_id, "readers": [reader.to_dict() for reader in found]}
+
+
+@router.get(
+    "/jobs/{job_id}/steps/{step}/log",
+    response_class=StreamingResponse,
+    responses={200: {"content": {"text/plain": {}}}},
+    summary="Follow a step's log",
+)
+def followed_step_log(
+    job_id: JobId,
+    step: str,
+    caller: Peer,
+    jobs: Jobs,
+    seconds: Annotated[float, Query(gt=0, le=MAX_FOLLOW_SECONDS)] = MAX_FOLLOW_SECONDS,
+) -> StreamingResponse:
+    """The log of a step this site runs, as it is written, until it ends: for the job's
+    submitter's site only, and only where the job's party may use every output of the
+    step (403 with the reason otherwise)."""
+    return streamed_text(jobs.step_logs.for_peer(check_job_id(job_id), step, caller.id, seconds))
 
 
 @router.post("/jobs/{job_id}/cancel", summary="Cancel steps")

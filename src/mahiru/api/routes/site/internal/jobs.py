@@ -8,18 +8,20 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Header
+from fastapi import APIRouter, Body, Header, Query
 from pydantic import WithJsonSchema
-from starlette.responses import Response
+from starlette.responses import Response, StreamingResponse
 
 from mahiru.api.routes.site.dependencies import Jobs, Services, User
 from mahiru.api.site_crates import CRATE_RESPONSES, crate_response
 from mahiru.api.site_images import IMAGE_RESPONSES, image_response
+from mahiru.api.text_streams import streamed_text
 from mahiru.model.identifiers import JobId
 from mahiru.model.jobs import JobStatus, check_job_id
 from mahiru.model.serialization import JOB_SUBMISSION_SHAPE, submitted_job
 from mahiru.services.jobs.crates import JobCrates
 from mahiru.services.jobs.egress import StepView
+from mahiru.services.jobs.step_logs import MAX_FOLLOW_SECONDS
 
 JsonObject = dict[str, Any]
 #: A job submission, parsed by `submitted_job`.
@@ -99,3 +101,24 @@ def output_image(
     result = jobs.submissions.output(check_job_id(job_id), name, caller.person)
     image = jobs.egress.to_party(result, caller.party, job_id=job_id, user=caller.person)
     return image_response(image, range_header, if_range)
+
+
+@router.get(
+    "/{job_id}/steps/{step}/log",
+    response_class=StreamingResponse,
+    responses={200: {"content": {"text/plain": {}}}},
+    summary="Follow a step's log",
+)
+def step_log(
+    job_id: JobId,
+    step: str,
+    caller: User,
+    jobs: Jobs,
+    seconds: Annotated[
+        float, Query(gt=0, le=MAX_FOLLOW_SECONDS, description="stop following after this long")
+    ] = MAX_FOLLOW_SECONDS,
+) -> StreamingResponse:
+    """The step's log as plain text, sent as it is written until the step ends (at once,
+    as kept, for a step that ended); only where the job's party may use every output of
+    the step (403 with the reason otherwise). Lines starting with `[mahiru]` are notes."""
+    return streamed_text(jobs.step_logs.follow(check_job_id(job_id), step, caller.person, seconds))
