@@ -28,11 +28,12 @@ from tests.support.sites import Network, SiteServer, may_access, network
 
 from mahiru.client.http import CLIENT_HEADER, TlsIdentity
 from mahiru.model.assets import Asset, AssetKind
-from mahiru.model.identifiers import AssetId, PartyId, SiteId
+from mahiru.model.identifiers import AssetId, JobId, PartyId, SiteId
 from mahiru.model.jobs import JobState, ResultProvenance, StepAssignment, StepState
 from mahiru.model.serialization import job_digest, job_from_dict, job_to_dict
 from mahiru.model.workflow import Job, Plan
 from mahiru.storage import SiteRepositories
+from mahiru.storage.tes_tasks import TaskFieldRepository, TaskFields
 
 pytestmark = pytest.mark.integration
 
@@ -168,6 +169,12 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         # ...and a job of p3 stored as submitted here (a user of p3's, as it were).
         foreign = _new_id()
         repo1.create_job(foreign, handed_job, Plan({"s": s1}), s1, _now())
+        # ...and one of p3's submitted as a GA4GH TES task.
+        task = _new_id()
+        repo1.create_job(task, handed_job, Plan({"s": s1}), s1, _now())
+        TaskFieldRepository(site1.site.storage.database).add(
+            JobId(task), TaskFields(name="p3's task", tags={"Project": "p3"})
+        )
         # A result of p1's job, recorded as made here; no rule lets p2 have it.
         [(ref, result)] = own_job.result_ids().items()
         _repositories(site1).results.provenance.add_provenance(
@@ -203,6 +210,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
                 ("internal", "job_id"): [handed, foreign],
                 ("internal", "seq"): about_others,
                 ("internal", "review_id"): [others_review.review_id],
+                ("internal", "task_id"): [task, foreign, handed],
                 ("external", "job_id"): [own, handed, foreign],
                 ("external", "result_id"): [str(result)],
                 ("external", "asset_id"): [str(secret), str(result)],
@@ -323,6 +331,8 @@ def test_not_yours_and_not_there_get_one_answer_on_every_route_with_an_id(world:
         "GET /internal/reviews/{review_id}/files/{path:path}",
         "GET /external/reviews/{review_id}/files",
         "POST /external/reviews/{review_id}/decision",
+        "GET /internal/ga4gh/tes/v1/tasks/{task_id}",
+        "POST /internal/ga4gh/tes/v1/tasks/{task_id}:cancel",
     } <= walked
 
 
