@@ -253,6 +253,8 @@ def test_jobs_survive_random_kills_and_leave_nothing_behind(
                 if view.status.state is not JobState.SUCCEEDED:
                     assert view.status.reason, f"job {job_id} failed without a reason"
                     print(f"job {job_id} {view.status.state.value}: {view.status.reason}")
+                    for step in view.steps:
+                        print(f"  step {step.step} at {step.site}: {step.state.value}", step.reason)
                 break
             assert time.monotonic() < settle, f"job {job_id} is stuck: {view and view.to_json()}"
             time.sleep(0.5)

@@ -209,4 +209,4 @@ def test_an_unavailable_engine_fails_the_step_once_the_deadline_passes(
     step = only_step(view)
     assert step.reason is not None
     assert step.reason.startswith("gave up after retrying for ")
-    assert "(limit 3 s): the engine does not answer" in step.reason
+    assert "(limit 3 s): cannot run the step's container: the engine does not answer" in step.reason
