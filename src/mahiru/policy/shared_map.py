@@ -81,6 +81,9 @@ class MapEditor(Generic[K, V]):
         """The value for `key` as edited so far, else `default`."""
         return self._shards[hash(key) & _MASK].get(key, default)
 
+    def __contains__(self, key: object) -> bool:
+        return key in self._shards[hash(key) & _MASK]
+
     def __setitem__(self, key: K, value: V) -> None:
         shard = self._own(key)
         self._size += key not in shard
