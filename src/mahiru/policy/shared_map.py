@@ -26,12 +26,19 @@ class SharedMap(Generic[K, V]):
     __slots__ = ("_shards", "_size")
 
     def __init__(self, items: Iterable[tuple[K, V]] = ()) -> None:
-        self._shards: tuple[dict[K, V], ...] = tuple({} for _ in range(SHARDS))
-        self._size = 0
-        editor = MapEditor(self)
+        shards: list[dict[K, V]] = [{} for _ in range(SHARDS)]
         for key, value in items:
-            editor[key] = value
-        self._shards, self._size = editor.parts()
+            shards[hash(key) & _MASK][key] = value
+        self._shards = tuple(shards)
+        self._size = sum(map(len, shards))
+
+    @classmethod
+    def of_shards(cls, shards: list[dict[K, V]]) -> SharedMap[K, V]:
+        """A map of `SHARDS` dicts already split by `hash(key) & (SHARDS - 1)`, which it
+        takes over (the fast way to load many entries whose hashes are dear)."""
+        made: SharedMap[K, V] = cls.__new__(cls)
+        made._shards, made._size = tuple(shards), sum(map(len, shards))
+        return made
 
     def get(self, key: K, default: V | None = None) -> V | None:
         """The value for `key`, else `default`."""

@@ -20,7 +20,9 @@ from mahiru.policy.rules import (
     InSiteCategory,
     Rule,
 )
-from mahiru.policy.shared_map import MapEditor, SharedMap
+from mahiru.policy.shared_map import SHARDS, MapEditor, SharedMap
+
+_MASK = SHARDS - 1
 
 GroupingRule: TypeAlias = InAssetCollection | InAssetCategory | InSiteCategory | InPartyCategory
 R = TypeVar("R", bound=Rule)
@@ -46,7 +48,7 @@ class RuleStore:
         self._by_kind: dict[type, SharedMap[Identifier, list[Any]]] = {}
         self._up_cache: dict[tuple[type[GroupingRule], Identifier], dict[Identifier, Path]] = {}
         self.version = 0
-        self._apply(rules, ())
+        self._load(rules)
 
     def __len__(self) -> int:
         return len(self._rules)
@@ -79,6 +81,32 @@ class RuleStore:
         store.version = self.version
         store._apply(added, removed)
         return store
+
+    def _load(self, rules: Iterable[Rule]) -> None:
+        """Index `rules` into this empty store, straight into shards: hashing a rule or an
+        identifier is the dear part, so each is hashed no more than a plain dict would."""
+        numbers: list[dict[Rule, int]] = [{} for _ in range(SHARDS)]
+        by_kind: dict[type, list[dict[Identifier, list[Any]]]] = {}
+        count = 0
+        for rule in rules:
+            shard = numbers[hash(rule) & _MASK]
+            if shard.setdefault(rule, count) != count:
+                continue  # seen before
+            count += 1
+            kind = type(rule)
+            by_key = by_kind.get(kind)
+            if by_key is None:
+                by_key = by_kind[kind] = [{} for _ in range(SHARDS)]
+            key = getattr(rule, rule.index_field)
+            keys = by_key[hash(key) & _MASK]
+            bucket = keys.get(key)
+            if bucket is None:
+                keys[key] = [rule]
+            else:
+                bucket.append(rule)
+        self._rules = SharedMap.of_shards(numbers)
+        self._next = self.version = count
+        self._by_kind = {kind: SharedMap.of_shards(by_key) for kind, by_key in by_kind.items()}
 
     def _apply(self, added: Iterable[Rule], removed: Iterable[Rule]) -> None:
         """Remove, then add, copying only the shards and lists touched."""
