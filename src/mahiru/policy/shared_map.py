@@ -4,7 +4,9 @@ The policy's rule indexes hold up to hundreds of thousands of entries, and a
 decision in progress must keep the index it started with while a rule is
 added. Copying a whole dict per change costs milliseconds at that size; this
 map is split into `SHARDS` dicts by key hash, so an edit copies only the
-shards it touches (a few hundred entries each) and shares the rest.
+shards it touches (a few dozen entries each at that size) and shares the rest.
+Shards start as one shared empty dict, so a small map costs little more than
+its tuple of references.
 """
 
 from __future__ import annotations
@@ -16,8 +18,10 @@ K = TypeVar("K")
 V = TypeVar("V")
 
 #: How many dicts a map is split into (a power of two: the shard is `hash & MASK`).
-SHARDS = 256
+SHARDS = 4096
 _MASK = SHARDS - 1
+#: Every empty shard: never changed, since editors copy a shard before changing it.
+_EMPTY: dict[object, object] = {}
 
 
 class SharedMap(Generic[K, V]):
@@ -26,18 +30,21 @@ class SharedMap(Generic[K, V]):
     __slots__ = ("_shards", "_size")
 
     def __init__(self, items: Iterable[tuple[K, V]] = ()) -> None:
-        shards: list[dict[K, V]] = [{} for _ in range(SHARDS)]
+        editor: MapEditor[K, V] = MapEditor(None)
         for key, value in items:
-            shards[hash(key) & _MASK][key] = value
-        self._shards = tuple(shards)
-        self._size = sum(map(len, shards))
+            editor[key] = value
+        self._shards, self._size = editor.parts()
 
     @classmethod
-    def of_shards(cls, shards: list[dict[K, V]]) -> SharedMap[K, V]:
-        """A map of `SHARDS` dicts already split by `hash(key) & (SHARDS - 1)`, which it
-        takes over (the fast way to load many entries whose hashes are dear)."""
+    def of_shards(cls, shards: Iterable[tuple[int, dict[K, V]]]) -> SharedMap[K, V]:
+        """A map of dicts already split by `hash(key) & (SHARDS - 1)`, by shard number,
+        which it takes over (the fast way to load many entries whose hashes are dear)."""
+        editor: MapEditor[K, V] = MapEditor(None)
+        for index, shard in shards:
+            editor._shards[index] = shard
+            editor._size += len(shard)
         made: SharedMap[K, V] = cls.__new__(cls)
-        made._shards, made._size = tuple(shards), sum(map(len, shards))
+        made._shards, made._size = editor.parts()
         return made
 
     def get(self, key: K, default: V | None = None) -> V | None:
@@ -72,10 +79,15 @@ class MapEditor(Generic[K, V]):
 
     __slots__ = ("_copied", "_shards", "_size")
 
-    def __init__(self, base: SharedMap[K, V]) -> None:
-        self._shards = list(base._shards)
+    def __init__(self, base: SharedMap[K, V] | None) -> None:
+        if base is None:
+            empty: dict[K, V] = _EMPTY  # type: ignore[assignment]  # shared, never changed
+            self._shards = [empty] * SHARDS
+            self._size = 0
+        else:
+            self._shards = list(base._shards)
+            self._size = base._size
         self._copied: set[int] = set()
-        self._size = base._size
 
     def _own(self, key: K) -> dict[K, V]:
         index = hash(key) & _MASK

@@ -9,6 +9,7 @@ indexes' untouched parts (`changed`), so one rule costs microseconds at any size
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, TypeAlias, TypeVar
 
@@ -85,8 +86,8 @@ class RuleStore:
     def _load(self, rules: Iterable[Rule]) -> None:
         """Index `rules` into this empty store, straight into shards: hashing a rule or an
         identifier is the dear part, so each is hashed no more than a plain dict would."""
-        numbers: list[dict[Rule, int]] = [{} for _ in range(SHARDS)]
-        by_kind: dict[type, list[dict[Identifier, list[Any]]]] = {}
+        numbers: dict[int, dict[Rule, int]] = defaultdict(dict)
+        by_kind: dict[type, dict[int, dict[Identifier, list[Any]]]] = {}
         count = 0
         for rule in rules:
             shard = numbers[hash(rule) & _MASK]
@@ -96,7 +97,7 @@ class RuleStore:
             kind = type(rule)
             by_key = by_kind.get(kind)
             if by_key is None:
-                by_key = by_kind[kind] = [{} for _ in range(SHARDS)]
+                by_key = by_kind[kind] = defaultdict(dict)
             key = getattr(rule, rule.index_field)
             keys = by_key[hash(key) & _MASK]
             bucket = keys.get(key)
@@ -104,9 +105,11 @@ class RuleStore:
                 keys[key] = [rule]
             else:
                 bucket.append(rule)
-        self._rules = SharedMap.of_shards(numbers)
+        self._rules = SharedMap.of_shards(numbers.items())
         self._next = self.version = count
-        self._by_kind = {kind: SharedMap.of_shards(by_key) for kind, by_key in by_kind.items()}
+        self._by_kind = {
+            kind: SharedMap.of_shards(by_key.items()) for kind, by_key in by_kind.items()
+        }
 
     def _apply(self, added: Iterable[Rule], removed: Iterable[Rule]) -> None:
         """Remove, then add, copying only the shards and lists touched."""
