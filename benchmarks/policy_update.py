@@ -163,6 +163,26 @@ def summary(values: list[float]) -> str:
     )
 
 
+class FullCollections:
+    """How many full (generation 2) garbage collections ran while watched, the longest."""
+
+    def __init__(self) -> None:
+        self.durations: list[float] = []
+        self._started = 0.0
+
+    def __call__(self, phase: str, info: dict[str, int]) -> None:
+        if info["generation"] != 2:
+            return
+        if phase == "start":
+            self._started = time.perf_counter()
+        else:
+            self.durations.append(time.perf_counter() - self._started)
+
+    def __str__(self) -> str:
+        longest = ms(max(self.durations)) if self.durations else 0.0
+        return f"{len(self.durations)}, the longest {longest:.0f} ms"
+
+
 def measure_replication(count: int, incoming: int) -> None:
     """Decision latency idle, then while `incoming` rules arrive in pages."""
     base = rules(count)
@@ -175,6 +195,8 @@ def measure_replication(count: int, incoming: int) -> None:
     stop = threading.Event()
     during: list[float] = []
     decider = threading.Thread(target=lambda: during.extend(latencies(view, stop, 10**9)))
+    collections = FullCollections()
+    gc.callbacks.append(collections)
     decider.start()
     started = time.perf_counter()
     for page in range(0, incoming, PAGE):
@@ -182,6 +204,7 @@ def measure_replication(count: int, incoming: int) -> None:
     applied = time.perf_counter() - started
     stop.set()
     decider.join()
+    gc.callbacks.remove(collections)
     assert view.rule_count() == count + incoming
     print(f"\n{incoming:,} rules replicated in over {count:,} (pages of {PAGE}):")
     print(
@@ -189,6 +212,7 @@ def measure_replication(count: int, incoming: int) -> None:
     )
     print(f"  decisions idle:              {summary(idle)}")
     print(f"  decisions while replicating: {summary(during)}")
+    print(f"  full garbage collections meanwhile (they stop every thread): {collections}")
 
 
 def main() -> None:
