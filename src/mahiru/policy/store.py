@@ -152,7 +152,8 @@ class RuleStore:
     def indexed(self, kind: type[R], key: Identifier) -> Sequence[R]:
         """The rules of `kind` whose index field (`kind.index_field`) is `key`."""
         by_key = self._by_kind.get(kind)
-        return () if by_key is None else by_key.get(key) or ()
+        found = None if by_key is None else by_key.get(key)
+        return () if found is None else found
 
     def up(self, kind: type[GroupingRule], start: Identifier) -> Mapping[Identifier, Path]:
         """`start` and every group it is in, transitively, each with one shortest path.
