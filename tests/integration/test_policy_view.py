@@ -17,7 +17,7 @@ from mahiru.policy.decisions import Decision
 from mahiru.policy.engine import PolicyEngine
 from mahiru.policy.permissions import primary
 from mahiru.policy.rules import rule_from_dict
-from mahiru.policy.signing import SignedRule, sign_rule
+from mahiru.policy.signing import SignedRule, sign_revocation, sign_rule
 from mahiru.services.site import PolicyView
 from mahiru.services.site.policy_view import Concerning
 from mahiru.storage import AuditLog, AuditQuery, Database, RuleRepository
@@ -220,3 +220,30 @@ def test_decide_once_remembers_no_denial(db: Database, clock: Clock) -> None:
         decision = view.decide_once(access(), about, basis="plan")
         assert not decision.allowed
     assert _decisions(audit) == ["denied"] * 3
+
+
+def test_a_rule_change_told_to_the_view_is_seen_next_without_reading_storage(
+    db: Database,
+) -> None:
+    """`rules_changed` makes the next decision see an added or revoked rule at once; a
+    decision holding the engine from before keeps deciding as before."""
+    reads = 0
+
+    def rules() -> list[SignedRule]:
+        nonlocal reads
+        reads += 1
+        return RuleRepository(db).active_rules()
+
+    view = PolicyView(rules)
+    assert not release(view).allowed
+    before = view.reader()
+    grant = sign_rule(rule_from_dict(GRANT), KEY)
+    RuleRepository(db).add(grant)
+    view.rules_changed([grant])
+    assert release(view).allowed
+    assert not before.may_access(SITE2, primary(ASSET), str(ASSET)).allowed
+    view.rules_changed([], [sign_revocation(grant.rule, KEY)])
+    assert not release(view).allowed
+    view.rules_changed([grant])  # the same rule replicated again from a peer
+    assert not release(view).allowed  # a revoked rule never comes back
+    assert reads == 1

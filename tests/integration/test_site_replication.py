@@ -206,6 +206,7 @@ def test_a_reset_peer_is_replicated_again_from_the_start(
     _publish(site1, *old)
     site2.replicate()
     assert _status(site2)[site1.id]["version"] == 3
+    assert _decides(site2, site2, _data("p1", "old0"))
     site1.stop()
     site1.config = site1.config.model_copy(update={"database_url": databases("site-p1-new")})
     site1.start()
@@ -217,6 +218,9 @@ def test_a_reset_peer_is_replicated_again_from_the_start(
     rules = _rules_at(site2)
     assert new.rule_id in rules
     assert not {rule.rule_id for rule in old} & rules
+    # The policy the site decides by forgot them too (it reloads after a forgotten source).
+    assert _decides(site2, site2, _data("p1", "new"))
+    assert not _decides(site2, site2, _data("p1", "old0"))
 
 
 def test_replication_runs_in_the_background(net: Network) -> None:

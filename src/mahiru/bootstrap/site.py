@@ -201,13 +201,28 @@ def _services(
     site, owner, repositories = config.site, config.owner_party, storage.repositories
     replica = repositories.replica
     rules = RuleService(
-        repositories.rules, replica, owner=owner, on_change=lambda: policy.invalidate()
+        repositories.rules,
+        replica,
+        owner=owner,
+        on_change=lambda added, revoked: policy.rules_changed(added, revoked),
     )
     policy = PolicyView(
-        rules.in_force, clock=clock, audit=repositories.audit, on_decision=metrics.decision
+        rules.in_force,
+        revocations=rules.revocations,
+        clock=clock,
+        audit=repositories.audit,
+        on_decision=metrics.decision,
     )
+    # Each page of peers' rules is applied to the policy as it is stored; only a
+    # source forgotten (left the network, or reset) makes the policy reload.
     replicator = Replicator(
-        site, replica, registry, peers, on_change=policy.invalidate, clock=clock
+        site,
+        replica,
+        registry,
+        peers,
+        on_change=policy.invalidate,
+        on_rules=policy.rules_changed,
+        clock=clock,
     )
     # A denial about to stand is worth a try of every source, backing off or not.
     policy.use_refresher(partial(replicator.run_once, eager=True))

@@ -2,9 +2,12 @@
 
 Decisions never touch the network: the view keeps a `PolicyEngine` over a
 `RuleStore` built from the rules in force (this site's own and those
-replicated from its peers, less every known revocation), and rebuilds it
-(swapping it in whole) after those rules change. A decision in progress keeps
-using the engine it started with.
+replicated from its peers, less every known revocation). A change to those
+rules (`rules_changed`: rules added here or replicated, revocations) makes the
+next engine from the current one at the cost of the change, and swaps it in
+whole; a decision in progress keeps using the engine it started with, and no
+decision waits for a change to be applied. `invalidate` (for what cannot be
+told as a change, such as a peer's rules forgotten) rebuilds from storage.
 
 The replica may lag a replication round behind rules just published
 elsewhere (a job planned at another site from fresher rules arrives here
@@ -29,7 +32,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from mahiru.clock import SYSTEM_CLOCK, Clock
@@ -45,9 +48,9 @@ from mahiru.policy.decisions import Decision
 from mahiru.policy.engine import PolicyEngine
 from mahiru.policy.permissions import JobPermissions, Permissions
 from mahiru.policy.rules import InPartyCategory, ReleaseReviewedBy, Rule
-from mahiru.policy.signing import SignedRule
-from mahiru.policy.store import RuleStore
+from mahiru.policy.signing import Revocation, SignedRule
 from mahiru.services.site.concerning import Concerning
+from mahiru.services.site.policy_snapshot import PolicySnapshot
 from mahiru.storage import AuditLog
 
 __all__ = ["Concerning", "Evaluate", "PolicyReader", "PolicyView"]
@@ -65,22 +68,6 @@ AHEAD_SECONDS = 60.0
 
 #: A decision made with a given engine.
 Evaluate = Callable[[PolicyEngine], Decision]
-
-
-@dataclass(frozen=True, slots=True)
-class _Snapshot:
-    """An engine, the rules it was built from and the number of that set of rules.
-
-    `version` changes exactly when the set of rules in force does (not on a
-    rebuild that found the same rules), so a decision made with one version
-    stands for as long as the view's version is the same.
-    """
-
-    engine: PolicyEngine
-    rules: frozenset[Rule]
-    version: int
-    #: The same rules by id, as signed (to find the rule a review names).
-    by_id: Mapping[str, SignedRule]
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,26 +142,29 @@ class PolicyReader:
 class PolicyView:
     """This site's view of all valid, unrevoked rules, and decisions made from it.
 
-    `invalidate` (called after every change to the stored rules) only marks
-    the view stale; the next decision rebuilds it once, so publishing many
-    rules in a row costs one rebuild, not one per rule.
+    `rules_changed` (called after every change to the stored rules, with the
+    change) makes the next snapshot at once, at the cost of the change.
+    `invalidate` only marks the view stale; the next decision rebuilds it from
+    `rules()` and `revocations()`.
     """
 
     def __init__(
         self,
         rules: Callable[[], Iterable[SignedRule]],
         *,
+        revocations: Callable[[], Iterable[Revocation]] = tuple,
         min_refresh_interval: float = MIN_REFRESH_INTERVAL,
         clock: Clock = SYSTEM_CLOCK,
         audit: AuditLog | None = None,
         on_decision: Callable[[Decision], None] | None = None,
     ) -> None:
         self._rules = rules
+        self._revocations = revocations
         self._audit = audit
         self._on_decision = on_decision
         self._lock = threading.Lock()
         self._stale = True
-        self._snapshot: _Snapshot | None = None
+        self._snapshot: PolicySnapshot | None = None
         self._refresher: Callable[[], object] | None = None
         self._refresh_lock = threading.Lock()
         self._min_refresh_interval = min_refresh_interval
@@ -320,7 +310,7 @@ class PolicyView:
         one related set of questions)."""
         return PolicyReader(self._current().engine)
 
-    def _current(self) -> _Snapshot:
+    def _current(self) -> PolicySnapshot:
         """The current snapshot (keep using it for one related set of decisions).
 
         Never a half-built one: before the first build completes every caller
@@ -345,17 +335,26 @@ class PolicyView:
         """Note that the stored rules changed; the next decision sees the change."""
         self._stale = True
 
-    def _build(self, previous: _Snapshot | None) -> _Snapshot:
-        signed = list(self._rules())
-        store = RuleStore(s.rule for s in signed)
-        rules = frozenset(store.rules())
-        logger.info("policy loaded", extra={"rules": len(store)})
-        by_id = {s.rule_id: s for s in signed}
-        if previous is None:
-            return _Snapshot(PolicyEngine(store), rules, 1, by_id)
-        if rules == previous.rules:
-            return previous  # the same rules: every decision made from them still stands
-        return _Snapshot(PolicyEngine(store), rules, previous.version + 1, by_id)
+    def rules_changed(
+        self, added: Iterable[SignedRule] = (), revoked: Iterable[Revocation] = ()
+    ) -> None:
+        """Rules were stored (`added`) or revoked (`revoked`); the next decision sees it.
+
+        Call it after the change is committed: the next snapshot is made from
+        the current one at the cost of the change, while decisions go on with
+        the current one. A view not built yet, or about to be rebuilt, reads
+        the change from storage instead.
+        """
+        with self._lock:
+            snapshot = self._snapshot
+            if snapshot is None or self._stale:
+                return
+            self._snapshot = snapshot.changed(added, revoked)
+
+    def _build(self, previous: PolicySnapshot | None) -> PolicySnapshot:
+        snapshot = PolicySnapshot.built(self._rules(), self._revocations(), previous)
+        logger.info("policy loaded", extra={"rules": len(snapshot.by_id)})
+        return snapshot
 
     def rule(self, rule_id: str) -> Rule | None:
         """The rule in force with this id; None if there is none (never added, or revoked)."""

@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from functools import partial
@@ -32,6 +32,7 @@ from mahiru.errors import Conflict, InvalidSignature, MahiruError
 from mahiru.model.identifiers import SiteId
 from mahiru.model.registry import ChangeBatch, RegistryChange, SiteRecord
 from mahiru.policy.changes import PeerRuleBatch, RejectedRule, RuleChange, UnreadableRuleChange
+from mahiru.policy.signing import Revocation, SignedRule
 from mahiru.retry import Backoff
 from mahiru.services.background import Unexpected, guarded
 from mahiru.services.site.validation import KeyRing
@@ -95,9 +96,12 @@ def backoff_seconds(failures: int) -> float:
 class Replicator:
     """Brings this site's replica of the registry and of its peers' rules up to date.
 
-    `on_change` is called after a round that stored anything, so the policy
-    view reloads. `run_once` may be called from several threads; rounds take
-    turns.
+    `on_rules`, if given, is called with each page of a peer's rules and
+    revocations once it is stored, so the policy view applies just that; then
+    `on_change` is called only after a round that forgot a source (whose rules
+    no longer count), so the view reloads. Without `on_rules`, `on_change` is
+    called after every round that stored anything. `run_once` may be called
+    from several threads; rounds take turns.
     """
 
     def __init__(
@@ -108,6 +112,7 @@ class Replicator:
         peers: RuleFeedFactory,
         *,
         on_change: Callable[[], None],
+        on_rules: Callable[[Sequence[SignedRule], Sequence[Revocation]], None] | None = None,
         page_size: int = PAGE_SIZE,
         clock: Clock = SYSTEM_CLOCK,
     ) -> None:
@@ -116,6 +121,8 @@ class Replicator:
         self._registry = registry
         self._peers = peers
         self._on_change = on_change
+        self._on_rules = on_rules
+        self._forgot = False  # whether this round forgot a source's rules
         self._page_size = page_size
         self._clock = clock
         self._round_lock = threading.Lock()
@@ -136,6 +143,7 @@ class Replicator:
         a denial about to stand that the source's rules might lift).
         """
         with self._round_lock:
+            self._forgot = False
             changed = self._replicate(REGISTRY_SOURCE, self._pull_registry, eager)
             sites = self._replica.sites()
             registered = {str(site.id) for site in sites}
@@ -151,7 +159,7 @@ class Replicator:
                     self._replica.forget(source)
                     with self._status_lock:
                         self._status.pop(source, None)
-                    changed = True
+                    changed = self._forgot = True
             for site in sites:
                 if site.id == self.site:
                     continue
@@ -159,7 +167,7 @@ class Replicator:
                     self._record(str(site.id), error="the site registered no external endpoint")
                     continue
                 changed |= self._replicate(str(site.id), partial(self._pull_peer, site), eager)
-            if changed:
+            if self._forgot if self._on_rules is not None else changed:
                 self._on_change()
         return self.status()
 
@@ -292,6 +300,11 @@ class Replicator:
                 break
             rejected_count += len(rejected)
             version = batch.version
+            if self._on_rules is not None and accepted:
+                self._on_rules(
+                    [c.rule for c in accepted if c.rule is not None],
+                    [c.revocation for c in accepted if c.revocation is not None],
+                )
             if len(batch.changes) < self._page_size:
                 break
         return applied, rejected_count
@@ -350,6 +363,7 @@ class Replicator:
             extra={"source": source, "applied": applied, "reported": reported},
         )
         self._replica.forget(source)
+        self._forgot = True
         return 0
 
 

@@ -14,7 +14,7 @@ it (`in_force`), and a rule revoked anywhere can never be added again.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from mahiru.errors import Conflict, MahiruError, PermissionDenied
@@ -41,8 +41,8 @@ class RuleOutcome:
 class RuleService:
     """Adds, revokes and lists this site's own rules.
 
-    `on_change` is called after every change, so the site's policy view
-    picks it up at once.
+    `on_change` is called after every change with the rules added and the
+    revocations stored, so the site's policy view applies just that at once.
     """
 
     def __init__(
@@ -51,7 +51,7 @@ class RuleService:
         replica: ReplicaRepository,
         *,
         owner: PartyId,
-        on_change: Callable[[], None],
+        on_change: Callable[[Sequence[SignedRule], Sequence[Revocation]], None],
     ) -> None:
         self._rules = rules
         self._replica = replica
@@ -86,7 +86,7 @@ class RuleService:
                 "rule added",
                 extra={"rule_id": signed.rule_id, "rule": str(signed.rule), "version": version},
             )
-            self._on_change()
+            self._on_change([signed], [])
         return RuleOutcome(signed.rule_id, version is not None, version)
 
     def _check_new(self, signed: SignedRule) -> None:
@@ -122,7 +122,7 @@ class RuleService:
             raise
         if version is not None:
             logger.info("rule revoked", extra={"rule_id": revocation.rule_id, "version": version})
-            self._on_change()
+            self._on_change([], [revocation])
         return RuleOutcome(revocation.rule_id, version is not None, version)
 
     def revocations(self) -> list[Revocation]:
