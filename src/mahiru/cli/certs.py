@@ -21,6 +21,20 @@ from typing import Any, TypeVar
 import click
 
 from mahiru.cli.errors import handle_errors
+from mahiru.cli.key_files import (
+    CA_CERT,
+    CA_KEY,
+    PARTY_CLIENT_CERT,
+    PARTY_CLIENT_KEY,
+    PARTY_KEY,
+    PARTY_PUBLIC_KEY,
+    REGISTRY_CERT,
+    REGISTRY_KEY,
+    SITE_CERT,
+    SITE_KEY,
+    USER_CA_CERT,
+    USER_CA_KEY,
+)
 from mahiru.errors import InvalidInput
 from mahiru.pki import (
     CA_VALIDITY_DAYS,
@@ -44,19 +58,6 @@ from mahiru.pki import (
     user_ca_party,
 )
 from mahiru.pki.names import check_user_name
-
-CA_CERT = "ca.crt"
-CA_KEY = "ca.key"
-REGISTRY_CERT = "registry.crt"
-REGISTRY_KEY = "registry.key"
-SITE_CERT = "site.crt"
-SITE_KEY = "site.key"
-PARTY_CLIENT_CERT = "party-client.crt"
-PARTY_CLIENT_KEY = "party-client.key"
-PARTY_KEY = "party.key"
-PARTY_PUBLIC_KEY = "party.pub"
-USER_CA_CERT = "user-ca.crt"
-USER_CA_KEY = "user-ca.key"
 
 F = TypeVar("F", bound=Callable[..., Any])
 

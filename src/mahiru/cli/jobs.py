@@ -10,18 +10,18 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from mahiru.cli.connection import CONNECTION_HELP, echo_json, jobs_client, site_options
 from mahiru.cli.errors import EXIT_FAILED, TimedOut, handle_errors
-from mahiru.cli.job_progress import ProgressLines
-from mahiru.cli.prefixes import resolve_prefix
-from mahiru.client.jobs import JobsClient, JobView
 from mahiru.errors import Conflict, InvalidInput, NotFound
-from mahiru.files import load_job
-from mahiru.model.jobs import JobState, JobStatus
-from mahiru.model.prov import to_dot
+
+# The client and the model are imported where a command runs, not here: `--help` needs neither.
+if TYPE_CHECKING:
+    from mahiru.client.jobs import JobsClient, JobView
+    from mahiru.model.jobs import JobStatus
 
 _JOB_FILE = click.Path(dir_okay=False, exists=True, path_type=Path)
 
@@ -32,6 +32,8 @@ def _summary(status: JobStatus) -> str:
 
 
 def _describe(view: JobView) -> list[str]:
+    from mahiru.model.jobs import JobState
+
     status = view.status
     by = status.submitted_by or f"a user of {status.submitter}"
     lines = [f"job {_summary(status)}", f"  submitted {status.submitted_at.isoformat()} by {by}"]
@@ -68,6 +70,8 @@ def _show(view: JobView, as_json: bool) -> None:
 
 
 def _exit_for(view: JobView) -> None:
+    from mahiru.model.jobs import JobState
+
     if view.status.state in (JobState.FAILED, JobState.CANCELLED):
         sys.exit(EXIT_FAILED)
 
@@ -78,6 +82,8 @@ def _wait(client: JobsClient, job_id: str, timeout: float, as_json: bool) -> Job
     A wait that ends by its timeout shows the job and raises TimedOut (exit
     5): the job itself goes on.
     """
+    from mahiru.cli.job_progress import ProgressLines
+
     progress = None if as_json else ProgressLines()
     view = client.wait(job_id, timeout, progress)
     if not view.status.state.terminal:
@@ -98,6 +104,8 @@ MIN_PREFIX = 4
 
 def job_id_of(client: JobsClient, text: str) -> str:
     """The full id of the job `text` names: the id itself, or a unique prefix of one."""
+    from mahiru.cli.prefixes import resolve_prefix
+
     text = text.strip().lower()
     if len(text) == 32:
         return text
@@ -148,6 +156,8 @@ def submit_command(
     Example:
       mahiru jobs submit job.yaml --wait --timeout 600
     """
+    from mahiru.files import load_job
+
     job = load_job(job_file)
     with jobs_client(site_url, cert, tls_key, ca) as client:
         view = client.submit(job)
@@ -241,6 +251,8 @@ def provenance_command(
     with jobs_client(site_url, cert, tls_key, ca) as client:
         document = client.provenance(job_id_of(client, job_id))
     if output_format == "dot":
+        from mahiru.model.prov import to_dot
+
         click.echo(to_dot(document), nl=False)
     else:
         echo_json(document)
@@ -311,6 +323,8 @@ def result_command(
     Example:
       mahiru jobs result 3f2a --output-dir result
     """
+    from mahiru.model.jobs import JobState
+
     written: dict[str, list[str]] = {}
     with jobs_client(site_url, cert, tls_key, ca) as client:
         job_id = job_id_of(client, job_id)
