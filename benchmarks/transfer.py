@@ -5,10 +5,10 @@ Usage: .venv/bin/python benchmarks/transfer.py [--size-mb N] [--repeat R] [--qui
 Starts a registry and two sites on loopback (real TLS, SQLite, a temporary
 folder), stores a data image archive of about N MB (default 128; written
 with the project's own archive writer, as `mahiru assets` does) at site p1,
-lets site p2 access it, and times p2's PeerClient fetching it into its blob
-store. Right after each download it times a plain `ssl` socket copy of the
-same file over loopback (read from disk, written to disk), the best a site
-could do. Each pair is timed R times (default 3); prints the median of each
+lets site p2 access it, and times p2's PeerClient fetching it into a blob
+store that checks it as a site's does (digest and image archive). Right
+after each download it times a plain `ssl` socket copy of the same file
+over loopback (read from disk, written to disk), the best a site could do. Each pair is timed R times (default 3); prints the median of each
 throughput, the median of the pairs' ratios (goal: at least 0.8; the machine
 is shared, so the ratio of runs side by side is the figure that means
 something) and the peak RSS of the process, for N/4 MB and then N MB (goal:
@@ -41,6 +41,7 @@ from mahiru.model.identifiers import AssetId
 from mahiru.runtime.archives import write_data_image
 from mahiru.services.images import receive_image
 from mahiru.storage import BlobStore
+from mahiru.storage.image_check import ImageCheck
 
 CHUNK = 1024 * 1024
 
@@ -106,7 +107,9 @@ def raw_tls_copy(net: Network, source: Path, dest: Path) -> float:
 
 
 def site_download(net: Network, asset_id: AssetId, blobs: BlobStore) -> float:
-    """Seconds for site p2's PeerClient to fetch the image from p1 into a blob store."""
+    """Seconds for site p2's PeerClient to fetch the image from p1 into a blob store that
+    checks it as the site's does (its ingress gate: a sound image archive, or nothing)."""
+    blobs = blobs.checking(ImageCheck)
     with net.sites["p1"].peer(net.sites["p2"].identity) as peer:
         start = time.perf_counter()
         receive_image(blobs, peer.fetch_image(asset_id), str(asset_id))
