@@ -8,13 +8,14 @@ with the project's own archive writer, as `mahiru assets` does) at site p1,
 lets site p2 access it, and times p2's PeerClient fetching it into a blob
 store that checks it as a site's does (digest and image archive). Right
 after each download it times a plain `ssl` socket copy of the same file
-over loopback (read from disk, written to disk), the best a site could do. Each pair is timed R times (default 3); prints the median of each
-throughput, the median of the pairs' ratios (goal: at least 0.8; the machine
-is shared, so the ratio of runs side by side is the figure that means
-something) and the peak RSS of the process, for N/4 MB and then N MB (goal:
-the peak stays flat as files grow). Server and client share this process
-(and its GIL), for the site and the raw copy alike. `--quick` moves 4 MB
-once (a smoke test: the figures mean nothing).
+over loopback (read from disk, written to disk), the best a site could do.
+Each pair is timed R times (default 3); prints the median of each
+throughput, the median of the pairs' ratios (goal: at least 0.8; the
+machine is shared, so the ratio of runs side by side is the figure that
+means something) and the peak RSS of the process, for N/4 MB and then N MB
+(goal: the peak stays flat as files grow). Server and client share this
+process (and its GIL), for the site and the raw copy alike. `--quick` moves
+4 MB once (a smoke test: the figures mean nothing).
 """
 
 from __future__ import annotations
