@@ -7,10 +7,10 @@ unmeasured warm-up run, and prints the median and best wall time, and the
 median as a multiple of a bare `python -c pass` on the same interpreter. The
 command lines are `mahiru --help` (the command table only), `mahiru assets
 --help`, `mahiru jobs submit --help` and `mahiru rules add --help` (a client
-command's options), `mahiru certs --help` (whose defaults come from the
-crypto library) and `mahiru serve site --help` (a server command). Goals:
-`mahiru --help` under 0.25 s, any command's help under 0.4 s. `--quick`
-runs each once (a smoke test).
+command's options), `mahiru certs --help` (a command that makes keys) and
+`mahiru serve site --help` (a server command). Goals: `mahiru --help` under
+0.25 s, any command's help under 0.4 s. `--quick` runs each once (a smoke
+test).
 """
 
 from __future__ import annotations

@@ -1,8 +1,7 @@
 """The names of the files `mahiru certs` writes, which other commands read back.
 
-Kept apart from `mahiru.cli.certs` (which needs the crypto library), so that a
-command naming them in its help, such as `mahiru register`, lists its options
-without loading it.
+Kept apart from `mahiru.cli.certs`, so that a command naming them in its help,
+such as `mahiru register`, shows it without loading another command's module.
 """
 
 CA_CERT = "ca.crt"
