@@ -21,52 +21,17 @@ from mahiru.errors import Conflict, InvalidInput, NotFound
 # The client and the model are imported where a command runs, not here: `--help` needs neither.
 if TYPE_CHECKING:
     from mahiru.client.jobs import JobsClient, JobView
-    from mahiru.model.jobs import JobStatus
 
 _JOB_FILE = click.Path(dir_okay=False, exists=True, path_type=Path)
-
-
-def _summary(status: JobStatus) -> str:
-    reason = f" ({status.reason})" if status.reason else ""
-    return f"{status.job_id}  {status.state.value}{reason}"
-
-
-def _describe(view: JobView) -> list[str]:
-    from mahiru.model.jobs import JobState
-
-    status = view.status
-    by = status.submitted_by or f"a user of {status.submitter}"
-    lines = [f"job {_summary(status)}", f"  submitted {status.submitted_at.isoformat()} by {by}"]
-    if status.plan is not None:
-        lines.append("  plan:")
-        lines += [f"    {step}: {site}" for step, site in sorted(status.plan.assignments.items())]
-    lines.append("  steps:")
-    for step in view.steps:
-        times = ", ".join(
-            f"{label} {value.isoformat()}"
-            for label, value in (("started", step.started_at), ("finished", step.finished_at))
-            if value is not None
-        )
-        extra = f" exit code {step.exit_code}" if step.exit_code is not None else ""
-        reason = f": {step.reason}" if step.reason else ""
-        lines.append(f"    {step.step} at {step.site}: {step.state.value}{extra}{reason}")
-        if step.wait is not None:
-            lines.append(f"      waits: {step.wait.describe()}")
-        if times:
-            lines.append(f"      {times}")
-        if step.state.value == "failed" and step.log_tail:
-            lines += [f"      | {line}" for line in step.log_tail.splitlines()[-10:]]
-    if status.state is JobState.SUCCEEDED:
-        lines.append("  outputs:")
-        lines += [f"    {name}: {rid}" for name, rid in status.outputs().items()]
-    return lines
 
 
 def _show(view: JobView, as_json: bool) -> None:
     if as_json:
         echo_json(view.to_json())
     else:
-        click.echo("\n".join(_describe(view)))
+        from mahiru.cli.job_text import job_lines
+
+        click.echo("\n".join(job_lines(view)))
 
 
 def _exit_for(view: JobView) -> None:
@@ -273,10 +238,12 @@ def list_command(site_url: str, cert: Path, tls_key: Path, ca: Path, as_json: bo
     if as_json:
         echo_json({"jobs": [status.to_dict() for status in jobs]})
         return
+    from mahiru.cli.job_text import job_summary
+
     if not jobs:
         click.echo("no jobs")
     for status in jobs:
-        click.echo(_summary(status))
+        click.echo(job_summary(status))
 
 
 @jobs_group.command("cancel")
