@@ -1,13 +1,14 @@
 """Render time of the dashboard's pages with 1,000 jobs and a 200-step workflow.
 
-Usage: .venv/bin/python benchmarks/dashboard.py [--jobs N] [--steps S]
+Usage: .venv/bin/python benchmarks/dashboard.py [--jobs N] [--steps S] [--quick]
 
 Starts a registry and a site on loopback (real TLS, SQLite, a temporary
 folder), stores N jobs (default 1,000) and one job of a chain of S steps
 (default 200, every step started, then the job cancelled, so the timeline has
 a bar per step), restarts the site, and fetches each dashboard page as a user
 of the site's party. Prints the time of each page (median of 5) against the
-2-second target.
+2-second target. `--quick` stores 20 jobs and a 5-step job, fetches each page
+once and judges no target (a smoke test).
 """
 
 from __future__ import annotations
@@ -68,17 +69,19 @@ def fill(url: str, site: str, party: str, jobs: int, steps: int) -> str:
     compute = f"asset:{party.split(':')[1]}:script:{site.split(':', 1)[1]}"
     data = f"asset:{party.split(':')[1]}:data:{site.split(':', 1)[1]}"
     site_id = SiteId.parse(site)
+    user = f"user@{party}"  # the party's plain user, who fetches the pages: they see their jobs
     small = chain_job(party, compute, data, 2)
     small_plan = Plan(dict.fromkeys(small.workflow.steps, site_id))
     for index in range(jobs):
         job_id = JobId(f"job{index:05d}")
-        repository.create_job(job_id, small, small_plan, site_id, datetime.now(UTC))
+        repository.create_job(
+            job_id, small, small_plan, site_id, datetime.now(UTC), submitted_by=user
+        )
         repository.cancel_job(job_id, "benchmark", datetime.now(UTC))
     big = chain_job(party, compute, data, steps)
     big_id = JobId("big-job")
-    repository.create_job(
-        big_id, big, Plan(dict.fromkeys(big.workflow.steps, site_id)), site_id, datetime.now(UTC)
-    )
+    big_plan = Plan(dict.fromkeys(big.workflow.steps, site_id))
+    repository.create_job(big_id, big, big_plan, site_id, datetime.now(UTC), submitted_by=user)
     for name in big.workflow.steps:
         for state in (StepState.FETCHING, StepState.RUNNING):
             repository.set_step_state(big_id, name, state, datetime.now(UTC))
@@ -91,7 +94,11 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--jobs", type=int, default=1000)
     parser.add_argument("--steps", type=int, default=200)
+    parser.add_argument("--quick", action="store_true", help="20 jobs, 5 steps, no target")
     args = parser.parse_args()
+    if args.quick:
+        args.jobs, args.steps = 20, 5
+    fetches = 1 if args.quick else 5
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         with network(root, lambda name: f"sqlite:///{root / name}.db", ("p1",)) as net:
@@ -121,7 +128,7 @@ def main() -> int:
                 for label, path in pages.items():
                     url = f"{site.internal_url}/ui{path}"
                     times = []
-                    for _ in range(5):
+                    for _ in range(fetches):
                         start = time.perf_counter()
                         response = client.get(url)
                         times.append(time.perf_counter() - start)
@@ -130,6 +137,9 @@ def main() -> int:
                     median = statistics.median(times)
                     worst = max(worst, median)
                     print(f"{label:<32} {median * 1000:8.1f} ms   {len(response.content):>9} bytes")
+            if args.quick:
+                print(f"slowest page {worst:.2f} s (quick: no target judged)")
+                return 0
             verdict = "within" if worst <= TARGET_SECONDS else "OVER"
             print(f"slowest page {worst:.2f} s: {verdict} the {TARGET_SECONDS:.0f} s target")
             return 0 if worst <= TARGET_SECONDS else 1

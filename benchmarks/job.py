@@ -1,7 +1,7 @@
 """The job path next to bare container runs of the same image doing the same work.
 
 Usage: .venv/bin/python benchmarks/job.py [--runner docker|slurm] [--runs N]
-       [--jobs J] [--chain S]
+       [--jobs J] [--chain S] [--assets DIR] [--quick]
 
 Starts a registry and one site on loopback (real TLS, SQLite, a temporary
 folder, in this process), which holds the input data sets, the minmax compute
@@ -22,7 +22,11 @@ container through the same engine API the site uses (no network, input
 read-only, output folder mounted). With `--runner slurm` the site hands its
 steps to the local Slurm cluster (docs/slurm.md, scripts/ensure-slurm.sh) and
 a bare run is `srun` of the same `docker run` on the same partition. Needs a
-running engine and the base images (scripts/build-base-image.sh).
+running engine and the base images (scripts/build-base-image.sh). The
+scenario's asset archives are built in a temporary folder, or in DIR
+(`--assets`: kept, and only rebuilt when their sources change). `--quick` runs
+each part once with 2 jobs and a chain of 2 (a smoke test: the figures mean
+nothing).
 """
 
 from __future__ import annotations
@@ -310,7 +314,11 @@ def main() -> int:
     parser.add_argument(
         "--skip", nargs="*", default=[], choices=("overhead", "throughput", "chain")
     )
+    parser.add_argument("--assets", type=Path, help="where to build (or find) the asset archives")
+    parser.add_argument("--quick", action="store_true", help="each part once, tiny (smoke test)")
     args = parser.parse_args()
+    if args.quick:
+        args.runs, args.jobs, args.chain = 1, 2, 2
     if not docker_available():
         print("no container engine answers; run scripts/ensure-engine.sh", file=sys.stderr)
         return 4
@@ -321,7 +329,7 @@ def main() -> int:
     figures: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="mahiru-bench-job-") as scratch:
         work = Path(scratch)
-        archives = build_scenario_assets(runtime, work / "assets")
+        archives = build_scenario_assets(runtime, args.assets or work / "assets")
         image = runtime.load_image(archives[MINMAX_ASSET])
         bare: Bare = DockerBare(image) if args.runner == "docker" else SlurmBare(image, SLURM_CONF)
         input_dir = work / "bare-input"
@@ -338,7 +346,7 @@ def main() -> int:
             bench.run_jobs([bench.chain_job(bench.new_inputs(1)[0], 1)])
             if "overhead" not in args.skip:
                 jobs, bares = [], []
-                for run in range(max(args.runs, 3)):
+                for run in range(args.runs if args.quick else max(args.runs, 3)):
                     (data,) = bench.new_inputs(1)
                     jobs.append(bench.run_jobs([bench.chain_job(data, 1)]))
                     bares.append(timed(lambda run=run: bare.run(input_dir, work / f"o{run}")))

@@ -1,6 +1,7 @@
 """Throughput and latency under load: concurrent jobs and concurrent cheap GETs at once.
 
 Usage: .venv/bin/python benchmarks/load.py [--jobs N] [--getters M] [--seconds S]
+       [--assets DIR] [--quick]
 
 Starts a registry and site1/site2 as `mahiru serve` processes (LocalNetwork),
 sets up the compute-to-data scenario, then for S seconds (default 30) keeps N
@@ -9,6 +10,9 @@ each computes, while M threads (default 8) send cheap authenticated GETs
 (site1's job list and status, site2's rule feed as site1). Prints jobs per
 minute, requests per second, p50/p99 latency of each kind, and the count of
 5xx answers (which must be 0). Needs a running engine and the base images.
+The scenario's asset archives are built in a temporary folder, or in DIR
+(`--assets`: kept, and only rebuilt when their sources change). `--quick`
+keeps one job in flight and two GET threads for 3 s (a smoke test).
 """
 
 from __future__ import annotations
@@ -93,19 +97,23 @@ def main() -> int:
     parser.add_argument("--jobs", type=int, default=4, help="jobs in flight (default 4)")
     parser.add_argument("--getters", type=int, default=8, help="GET threads (default 8)")
     parser.add_argument("--seconds", type=float, default=30.0, help="how long (default 30)")
+    parser.add_argument("--assets", type=Path, help="where to build (or find) the asset archives")
+    parser.add_argument("--quick", action="store_true", help="1 job, 2 GET threads, 3 s")
     args = parser.parse_args()
+    if args.quick:
+        args.jobs, args.getters, args.seconds = 1, 2, 3.0
     if not docker_available():
         print("no container engine answers: run scripts/ensure-engine.sh", file=sys.stderr)
         return 1
     with tempfile.TemporaryDirectory(prefix="mahiru-load-") as folder:
         root = Path(folder)
-        archives = build_scenario_assets(DockerRuntime(), root / "assets")
+        archives = build_scenario_assets(DockerRuntime(), args.assets or root / "assets")
         net = LocalNetwork.create(
             root / "network", [(scenario.PARTY1, scenario.SITE1), (scenario.PARTY2, scenario.SITE2)]
         )
         net.start()
         try:
-            copies = max(args.jobs * 20, 40)
+            copies = args.jobs * 4 if args.quick else max(args.jobs * 20, 40)
             inputs = _set_up(net, archives, copies)
             return _load(net, inputs, args)
         finally:

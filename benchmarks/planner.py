@@ -11,8 +11,9 @@ time to compute the job's permissions, the time to plan given them (with,
 in brackets, the part spent asking the policy engine which sites may run
 each step), peak traced memory, and how the total time grew from the
 previous size. Every timing uses a fresh engine and rule store, so no cache
-is warm. `--quick` stops at 1,000 steps (CI smoke use); `--profile` prints
-the functions where planning 1,000 DAG steps over 20 sites spends its time.
+is warm. `--quick` stops at 100 steps and judges no goal (a smoke test);
+`--profile` prints the functions where planning 1,000 DAG steps over 20
+sites spends its time.
 """
 
 from __future__ import annotations
@@ -198,10 +199,10 @@ def profile(case: Case) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--quick", action="store_true", help="only up to 1,000 steps")
+    parser.add_argument("--quick", action="store_true", help="only up to 100 steps, no goal")
     parser.add_argument("--profile", action="store_true", help="profile 1,000 DAG steps x 20 sites")
     args = parser.parse_args(argv)
-    step_counts = [10, 100, 1000] if args.quick else [10, 100, 1000, 5000]
+    step_counts = [10, 100] if args.quick else [10, 100, 1000, 5000]
 
     header = (
         f"{'shape':<6} {'steps':>6} {'sites':>5} {'perms s':>8} {'plan s':>8}"
@@ -225,15 +226,17 @@ def main(argv: list[str] | None = None) -> int:
                     f"{shape:<6} {steps:>6} {site_count:>5} {perms_s:>8.4f} {plan_s:>8.4f}"
                     f" {f'({checks_s:.4f})':>9} {total:>8.4f} {peak:>9.1f} {growth:>7}"
                 )
-    worst = max(goal_totals)
-    verdict = "met" if worst < GOAL_SECONDS else "NOT met"
-    print(
-        f"\ngoal {GOAL_STEPS:,} steps x {GOAL_SITES} sites < {GOAL_SECONDS:.0f} s:"
-        f" {verdict} (worst {worst:.3f} s, permissions + plan)"
-    )
+    met = True
+    if goal_totals:  # not with --quick, which stops short of the goal's size
+        worst = max(goal_totals)
+        met = worst < GOAL_SECONDS
+        print(
+            f"\ngoal {GOAL_STEPS:,} steps x {GOAL_SITES} sites < {GOAL_SECONDS:.0f} s:"
+            f" {'met' if met else 'NOT met'} (worst {worst:.3f} s, permissions + plan)"
+        )
     if args.profile:
         print(profile(build_case("dag", GOAL_STEPS, GOAL_SITES, seed=1)))
-    return 0 if worst < GOAL_SECONDS else 1
+    return 0 if met else 1
 
 
 if __name__ == "__main__":

@@ -1,11 +1,13 @@
 """How long the container runtime takes for what a job does: steps, image builds, save/load.
 
-Usage: .venv/bin/python benchmarks/runtime.py [--repeat N]
+Usage: .venv/bin/python benchmarks/runtime.py [--repeat N] [--assets DIR] [--quick]
 
 Needs a running engine and the base images (scripts/build-assets.sh makes
 sure of both). Builds the scenario assets into a temporary folder, then times
 each operation N times (default 5) and prints the median and the slowest.
-Everything it creates is removed afterwards.
+Everything it creates is removed afterwards. With `--assets DIR` the scenario
+assets are built in DIR instead (kept, and only rebuilt when their sources
+change). `--quick` times each operation once (a smoke test).
 """
 
 from __future__ import annotations
@@ -42,7 +44,11 @@ def timed(label: str, repeat: int, action: Callable[[int], object]) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--assets", type=Path, help="where to build (or find) the asset archives")
+    parser.add_argument("--quick", action="store_true", help="each operation once (smoke test)")
     args = parser.parse_args()
+    if args.quick:
+        args.repeat = 1
     if not docker_available():
         print("no container engine answers; run scripts/ensure-engine.sh", file=sys.stderr)
         return 4
@@ -51,7 +57,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="mahiru-bench-") as scratch:
         work = Path(scratch)
         start = time.perf_counter()
-        archives = build_scenario_assets(runtime, work / "assets")
+        archives = build_scenario_assets(runtime, args.assets or work / "assets")
         print(f"{'build + save the 3 scenario assets':<44} {time.perf_counter() - start:6.3f} s")
         data = runtime.load_image(archives[INPUT_ASSET])
         compute = runtime.load_image(archives[MINMAX_ASSET])

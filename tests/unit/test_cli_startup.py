@@ -32,6 +32,21 @@ SERVER_ONLY = (
     "mahiru.api",
 )
 COMMAND_MODULES = {entry.target.partition(":")[0] for entry in COMMANDS}
+COMMANDS_BY_NAME = {entry.name: entry for entry in COMMANDS}
+#: What only running a command needs: the help of any command loads none of them (the
+#: HTTP client, crypto, progress bars, YAML, the policy engine, the planner, containers).
+RUN_ONLY = (
+    "httpx",
+    "cryptography",
+    "rich",
+    "yaml",
+    "mahiru.client.http",
+    "mahiru.pki",
+    "mahiru.policy",
+    "mahiru.planner",
+    "mahiru.runtime",
+    "mahiru.model.serialization",
+)
 
 # Runs the console script's `main` on the given arguments, then reports every
 # module the process loaded as the last line of stderr.
@@ -59,13 +74,18 @@ def loaded_modules(*args: str) -> set[str]:
     return set(json.loads(result.stderr.splitlines()[-1]))
 
 
-def server_only(modules: set[str]) -> list[str]:
-    """The modules of `modules` that belong to a SERVER_ONLY package."""
+def in_packages(modules: set[str], packages: tuple[str, ...]) -> list[str]:
+    """The modules of `modules` that belong to one of `packages`."""
     return sorted(
         name
         for name in modules
-        if any(name == package or name.startswith(f"{package}.") for package in SERVER_ONLY)
+        if any(name == package or name.startswith(f"{package}.") for package in packages)
     )
+
+
+def server_only(modules: set[str]) -> list[str]:
+    """The modules of `modules` that belong to a SERVER_ONLY package."""
+    return in_packages(modules, SERVER_ONLY)
 
 
 def test_listing_the_commands_imports_none_of_them() -> None:
@@ -93,6 +113,27 @@ def test_a_client_command_loads_no_server_library(args: tuple[str, ...]) -> None
     modules = loaded_modules(*args)
     assert server_only(modules) == []
     assert f"mahiru.cli.{args[0]}" in modules and "mahiru.cli.serve" not in modules
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        *((entry.name, "--help") for entry in COMMANDS),
+        ("jobs", "submit", "--help"),
+        ("assets", "upload", "--help"),
+        ("register", "site", "--help"),
+        ("results", "verify", "--help"),
+        ("rules", "revoke", "--help"),
+        ("serve", "site", "--help"),
+        ("certs", "user", "--help"),
+    ],
+    ids=" ".join,
+)
+def test_the_help_of_a_command_loads_only_its_options(args: tuple[str, ...]) -> None:
+    """`mahiru COMMAND --help` imports the command's module, not what running it needs."""
+    modules = loaded_modules(*args)
+    assert in_packages(modules, RUN_ONLY) == []
+    assert COMMANDS_BY_NAME[args[0]].target.partition(":")[0] in modules
 
 
 def test_the_help_of_serve_and_blobs_loads_no_server_library() -> None:

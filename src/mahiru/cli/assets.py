@@ -13,29 +13,20 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    DownloadColumn,
-    Progress,
-    TaskID,
-    TextColumn,
-    TimeRemainingColumn,
-    TransferSpeedColumn,
-)
 
 from mahiru.cli.connection import CONNECTION_HELP, echo_json, site_client, site_options
 from mahiru.cli.errors import handle_errors
-from mahiru.client.site import Progress as ProgressCallback
-from mahiru.client.site import asset_record_to_json
 from mahiru.errors import Conflict, InvalidInput
-from mahiru.files import read_yaml
-from mahiru.model.assets import Asset, AssetKind, AssetRecord
-from mahiru.model.identifiers import AssetId, ResultId, parse_identifier
-from mahiru.runtime.archives import write_data_image
+
+# The client, the model, the archive writer and rich are imported where a command runs,
+# not here: `--help` needs none of them.
+if TYPE_CHECKING:
+    from mahiru.client.site import Progress as ProgressCallback
+    from mahiru.model.assets import AssetRecord
+    from mahiru.model.identifiers import AssetId, ResultId
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -43,6 +34,8 @@ _FILE = click.Path(dir_okay=False, path_type=Path)
 
 
 def _asset_id(text: str) -> AssetId | ResultId:
+    from mahiru.model.identifiers import AssetId, ResultId, parse_identifier
+
     identifier = parse_identifier(text, ("asset", "result"))
     assert isinstance(identifier, AssetId | ResultId)  # guaranteed by the allowed kinds
     return identifier
@@ -59,6 +52,12 @@ def _size(size: int | None) -> str:
     return f"{size} B"
 
 
+def _record_json(record: AssetRecord) -> dict[str, Any]:
+    from mahiru.client.site import asset_record_to_json
+
+    return asset_record_to_json(record)
+
+
 def _describe(record: AssetRecord) -> str:
     asset = record.asset
     digest = f"sha256:{asset.image_digest[:12]}…" if asset.image_digest else "no image"
@@ -71,6 +70,17 @@ def _progress_bar(enabled: bool) -> Iterator[ProgressCallback | None]:
     if not enabled:
         yield None
         return
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        DownloadColumn,
+        Progress,
+        TaskID,
+        TextColumn,
+        TimeRemainingColumn,
+        TransferSpeedColumn,
+    )
+
     columns = (
         TextColumn("{task.description:>9}"),
         BarColumn(),
@@ -148,6 +158,10 @@ def upload_command(
       mahiru assets pack data.json --out input.tar
       mahiru assets upload asset:party1.example.org:input:party1.example.org:site1 input.tar
     """
+    from mahiru.files import read_yaml
+    from mahiru.model.assets import Asset, AssetKind
+    from mahiru.model.identifiers import AssetId
+
     identifier = AssetId.parse(asset_id)
     if image is None and not no_image:
         raise InvalidInput(
@@ -170,7 +184,7 @@ def upload_command(
     ):
         record = site.upload_asset(asset, image, progress=bar)
     if as_json:
-        echo_json(asset_record_to_json(record))
+        echo_json(_record_json(record))
     else:
         click.echo(f"stored {_describe(record)}")
 
@@ -195,6 +209,8 @@ def pack_command(files: tuple[Path, ...], out: Path, overwrite: bool) -> None:
         raise Conflict(f"{out} exists; give --overwrite to replace it")
     if not out.parent.is_dir():
         raise InvalidInput(f"{out.parent}: no such directory")
+    from mahiru.runtime.archives import write_data_image
+
     size = write_data_image(files, out)
     click.echo(f"wrote {out} ({size} bytes): {', '.join(f.name for f in files)} under /data")
 
@@ -207,7 +223,7 @@ def list_command(site_url: str, cert: Path, tls_key: Path, ca: Path, as_json: bo
     with site_client(site_url, cert, tls_key, ca) as site:
         records = site.list_assets()
     if as_json:
-        echo_json({"assets": [asset_record_to_json(record) for record in records]})
+        echo_json({"assets": [_record_json(record) for record in records]})
         return
     if not records:
         click.echo("no assets")
@@ -226,7 +242,7 @@ def show_command(
     with site_client(site_url, cert, tls_key, ca) as site:
         record = site.get_asset(_asset_id(asset_id))
     if as_json:
-        echo_json(asset_record_to_json(record))
+        echo_json(_record_json(record))
         return
     asset = record.asset
     click.echo(f"id:       {asset.id}")
@@ -287,6 +303,6 @@ def delete_command(
     with site_client(site_url, cert, tls_key, ca) as site:
         record = site.delete_asset(_asset_id(asset_id))
     if as_json:
-        echo_json(asset_record_to_json(record))
+        echo_json(_record_json(record))
     else:
         click.echo(f"deleted {_describe(record)}")

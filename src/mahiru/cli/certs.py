@@ -16,47 +16,37 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from mahiru.cli.errors import handle_errors
-from mahiru.errors import InvalidInput
-from mahiru.pki import (
+from mahiru.certificate_terms import (
     CA_VALIDITY_DAYS,
     DEFAULT_DNS_NAMES,
     DEFAULT_IP_ADDRESSES,
     LEAF_VALIDITY_DAYS,
-    CertifiedKey,
     Role,
-    create_network_ca,
-    create_party_credentials,
-    ensure_can_write,
-    issue_party_client_certificate,
-    issue_registry_certificate,
-    issue_site_certificate,
-    issue_user_certificate,
-    load_certified_key,
-    save_certified_key,
-    save_pkcs12,
-    save_private_key,
-    save_public_key,
-    user_ca_party,
 )
-from mahiru.pki.names import check_user_name
+from mahiru.cli.errors import handle_errors
+from mahiru.cli.key_files import (
+    CA_CERT,
+    CA_KEY,
+    PARTY_CLIENT_CERT,
+    PARTY_CLIENT_KEY,
+    PARTY_KEY,
+    PARTY_PUBLIC_KEY,
+    REGISTRY_CERT,
+    REGISTRY_KEY,
+    SITE_CERT,
+    SITE_KEY,
+    USER_CA_CERT,
+    USER_CA_KEY,
+)
+from mahiru.errors import InvalidInput
 
-CA_CERT = "ca.crt"
-CA_KEY = "ca.key"
-REGISTRY_CERT = "registry.crt"
-REGISTRY_KEY = "registry.key"
-SITE_CERT = "site.crt"
-SITE_KEY = "site.key"
-PARTY_CLIENT_CERT = "party-client.crt"
-PARTY_CLIENT_KEY = "party-client.key"
-PARTY_KEY = "party.key"
-PARTY_PUBLIC_KEY = "party.pub"
-USER_CA_CERT = "user-ca.crt"
-USER_CA_KEY = "user-ca.key"
+# The PKI (the crypto library) is imported where a command runs: `--help` does not need it.
+if TYPE_CHECKING:
+    from mahiru.pki import CertifiedKey
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -126,6 +116,8 @@ def ca_command(out_dir: Path, name: str, days: int, overwrite: bool, as_json: bo
 
     The CA issues the registry and site certificates; keep ca.key offline.
     """
+    from mahiru.pki import create_network_ca, save_certified_key
+
     paths = _paths(out_dir, certificate=CA_CERT, private_key=CA_KEY)
     ca = create_network_ca(name, days=days)
     _prepare(out_dir, paths, overwrite=overwrite)
@@ -154,6 +146,8 @@ def registry_command(
 
     Issued by the network CA in CA, for server and client authentication.
     """
+    from mahiru.pki import issue_registry_certificate
+
     ca = _load_network_ca(ca_dir)
     paths = _paths(out_dir, certificate=REGISTRY_CERT, private_key=REGISTRY_KEY)
     dns, ips = _addresses(dns_names, ip_addresses)
@@ -186,6 +180,8 @@ def site_command(
 
     Issued by the network CA in CA, for server and client authentication, naming SITE_ID.
     """
+    from mahiru.pki import issue_site_certificate
+
     ca = _load_network_ca(ca_dir)
     paths = _paths(out_dir, certificate=SITE_CERT, private_key=SITE_KEY)
     dns, ips = _addresses(dns_names, ip_addresses)
@@ -213,6 +209,8 @@ def party_client_command(
     Issued by the network CA; the party's administrators present it to the
     registry to register the party and its sites.
     """
+    from mahiru.pki import issue_party_client_certificate
+
     ca = _load_network_ca(ca_dir)
     paths = _paths(out_dir, certificate=PARTY_CLIENT_CERT, private_key=PARTY_CLIENT_KEY)
     issued = issue_party_client_certificate(ca, party_id, days=days)
@@ -240,6 +238,13 @@ def party_command(party_id: str, out_dir: Path, days: int, overwrite: bool, as_j
     (its public key, for the registry), OUT/user-ca.crt and OUT/user-ca.key (the CA that
     certifies the party's users; --days applies to it).
     """
+    from mahiru.pki import (
+        create_party_credentials,
+        save_certified_key,
+        save_private_key,
+        save_public_key,
+    )
+
     credentials = create_party_credentials(party_id, days=days)
     paths = _paths(
         out_dir,
@@ -296,6 +301,9 @@ def user_command(
     Issued by the party's user CA in PARTY_DIR, with the user's NAME, party and ROLE.
     The .p12 file has no password: like the key, it is readable by you only.
     """
+    from mahiru.pki import issue_user_certificate, load_certified_key, save_pkcs12, user_ca_party
+    from mahiru.pki.names import check_user_name
+
     check_user_name(user_name)
     user_ca = load_certified_key(party_dir / USER_CA_CERT, party_dir / USER_CA_KEY)
     party_id = user_ca_party(user_ca.certificate)
@@ -327,6 +335,8 @@ def _paths(out_dir: Path, **names: str) -> dict[str, Path]:
 
 def _prepare(out_dir: Path, paths: dict[str, Path], *, overwrite: bool) -> None:
     """Create the output directory, and refuse early if any output file exists."""
+    from mahiru.pki import ensure_can_write
+
     if out_dir.exists() and not out_dir.is_dir():
         raise InvalidInput(f"not a directory: {out_dir}", details={"path": str(out_dir)})
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -335,6 +345,8 @@ def _prepare(out_dir: Path, paths: dict[str, Path], *, overwrite: bool) -> None:
 
 def _load_network_ca(ca_dir: Path) -> CertifiedKey:
     """The network CA from CA_DIR/ca.crt and CA_DIR/ca.key."""
+    from mahiru.pki import load_certified_key
+
     return load_certified_key(ca_dir / CA_CERT, ca_dir / CA_KEY)
 
 
@@ -349,6 +361,8 @@ def _addresses(
 
 def _save_issued(paths: dict[str, Path], issued: CertifiedKey, *, overwrite: bool) -> None:
     """Write an issued certificate and its key to the `certificate`/`private_key` paths."""
+    from mahiru.pki import save_certified_key
+
     save_certified_key(paths["certificate"], paths["private_key"], issued, overwrite=overwrite)
 
 

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import click
 
-from mahiru.client.jobs import JobView
+if TYPE_CHECKING:
+    from mahiru.client.jobs import JobView
 
 #: How often a progress line is shown again while a step waits (seconds), with its count.
 REPEAT_WAITS = 10.0

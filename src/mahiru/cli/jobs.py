@@ -10,65 +10,34 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from mahiru.cli import step_logs
 from mahiru.cli.connection import CONNECTION_HELP, echo_json, jobs_client, site_options
 from mahiru.cli.errors import EXIT_FAILED, TimedOut, handle_errors
-from mahiru.cli.job_progress import ProgressLines
-from mahiru.cli.prefixes import resolve_prefix
-from mahiru.client.jobs import JobsClient, JobView
 from mahiru.errors import Conflict, InvalidInput, NotFound
-from mahiru.files import load_job
-from mahiru.model.jobs import JobState, JobStatus
-from mahiru.model.prov import to_dot
+
+# The client and the model are imported where a command runs, not here: `--help` needs neither.
+if TYPE_CHECKING:
+    from mahiru.client.jobs import JobsClient, JobView
 
 _JOB_FILE = click.Path(dir_okay=False, exists=True, path_type=Path)
-
-
-def _summary(status: JobStatus) -> str:
-    reason = f" ({status.reason})" if status.reason else ""
-    return f"{status.job_id}  {status.state.value}{reason}"
-
-
-def _describe(view: JobView) -> list[str]:
-    status = view.status
-    by = status.submitted_by or f"a user of {status.submitter}"
-    lines = [f"job {_summary(status)}", f"  submitted {status.submitted_at.isoformat()} by {by}"]
-    if status.plan is not None:
-        lines.append("  plan:")
-        lines += [f"    {step}: {site}" for step, site in sorted(status.plan.assignments.items())]
-    lines.append("  steps:")
-    for step in view.steps:
-        times = ", ".join(
-            f"{label} {value.isoformat()}"
-            for label, value in (("started", step.started_at), ("finished", step.finished_at))
-            if value is not None
-        )
-        extra = f" exit code {step.exit_code}" if step.exit_code is not None else ""
-        reason = f": {step.reason}" if step.reason else ""
-        lines.append(f"    {step.step} at {step.site}: {step.state.value}{extra}{reason}")
-        if step.wait is not None:
-            lines.append(f"      waits: {step.wait.describe()}")
-        if times:
-            lines.append(f"      {times}")
-        if step.state.value == "failed" and step.log_tail:
-            lines += [f"      | {line}" for line in step.log_tail.splitlines()[-10:]]
-    if status.state is JobState.SUCCEEDED:
-        lines.append("  outputs:")
-        lines += [f"    {name}: {rid}" for name, rid in status.outputs().items()]
-    return lines
 
 
 def _show(view: JobView, as_json: bool) -> None:
     if as_json:
         echo_json(view.to_json())
     else:
-        click.echo("\n".join(_describe(view)))
+        from mahiru.cli.job_text import job_lines
+
+        click.echo("\n".join(job_lines(view)))
 
 
 def _exit_for(view: JobView) -> None:
+    from mahiru.model.jobs import JobState
+
     if view.status.state in (JobState.FAILED, JobState.CANCELLED):
         sys.exit(EXIT_FAILED)
 
@@ -79,6 +48,8 @@ def _wait(client: JobsClient, job_id: str, timeout: float, as_json: bool) -> Job
     A wait that ends by its timeout shows the job and raises TimedOut (exit
     5): the job itself goes on.
     """
+    from mahiru.cli.job_progress import ProgressLines
+
     progress = None if as_json else ProgressLines()
     view = client.wait(job_id, timeout, progress)
     if not view.status.state.terminal:
@@ -99,6 +70,8 @@ MIN_PREFIX = 4
 
 def job_id_of(client: JobsClient, text: str) -> str:
     """The full id of the job `text` names: the id itself, or a unique prefix of one."""
+    from mahiru.cli.prefixes import resolve_prefix
+
     text = text.strip().lower()
     if len(text) == 32:
         return text
@@ -149,6 +122,8 @@ def submit_command(
     Example:
       mahiru jobs submit job.yaml --wait --timeout 600
     """
+    from mahiru.files import load_job
+
     job = load_job(job_file)
     with jobs_client(site_url, cert, tls_key, ca) as client:
         view = client.submit(job)
@@ -242,6 +217,8 @@ def provenance_command(
     with jobs_client(site_url, cert, tls_key, ca) as client:
         document = client.provenance(job_id_of(client, job_id))
     if output_format == "dot":
+        from mahiru.model.prov import to_dot
+
         click.echo(to_dot(document), nl=False)
     else:
         echo_json(document)
@@ -262,10 +239,12 @@ def list_command(site_url: str, cert: Path, tls_key: Path, ca: Path, as_json: bo
     if as_json:
         echo_json({"jobs": [status.to_dict() for status in jobs]})
         return
+    from mahiru.cli.job_text import job_summary
+
     if not jobs:
         click.echo("no jobs")
     for status in jobs:
-        click.echo(_summary(status))
+        click.echo(job_summary(status))
 
 
 @jobs_group.command("cancel")
@@ -312,6 +291,8 @@ def result_command(
     Example:
       mahiru jobs result 3f2a --output-dir result
     """
+    from mahiru.model.jobs import JobState
+
     written: dict[str, list[str]] = {}
     with jobs_client(site_url, cert, tls_key, ca) as client:
         job_id = job_id_of(client, job_id)

@@ -16,13 +16,9 @@ import click
 from mahiru.cli.connection import site_client
 from mahiru.cli.errors import EXIT_DENIED, detail_lines, handle_errors
 from mahiru.errors import InvalidInput, PermissionDenied
-from mahiru.files import load_job, load_rules, load_sites
-from mahiru.model.identifiers import PartyId, SiteId
-from mahiru.model.items import WorkflowItem
-from mahiru.model.serialization import job_to_dict, plan_to_dict
-from mahiru.planner import plan_job
-from mahiru.policy.engine import PolicyEngine
-from mahiru.policy.store import RuleStore
+
+# The model, the policy engine and the planner are imported where a command runs, not
+# here: `--help` needs none of them.
 
 _FILE = click.Path(path_type=Path, dir_okay=False)
 
@@ -39,6 +35,12 @@ def plan_command(rules_path: Path, sites_path: Path, job_path: Path, as_json: bo
     Exit 0 with the plan, 3 when policy permits no plan (with the reasons),
     2 for invalid files.
     """
+    from mahiru.files import load_job, load_rules, load_sites
+    from mahiru.model.serialization import plan_to_dict
+    from mahiru.planner import plan_job
+    from mahiru.policy.engine import PolicyEngine
+    from mahiru.policy.store import RuleStore
+
     rules = load_rules(rules_path)
     sites, sizes = load_sites(sites_path)
     job = load_job(job_path)
@@ -112,6 +114,13 @@ def explain_command(
       mahiru --profile alice policy explain --at "$SITE1/internal" --job job.yaml \\
         --item compute.output0 --party party:p1.example.org:p1
     """
+    from mahiru.files import load_job, load_rules
+    from mahiru.model.identifiers import PartyId, SiteId
+    from mahiru.model.items import WorkflowItem
+    from mahiru.model.serialization import job_to_dict
+    from mahiru.policy.engine import PolicyEngine
+    from mahiru.policy.store import RuleStore
+
     if (site is None) == (party is None):
         raise InvalidInput("give exactly one of --site SITE or --party PARTY")
     source = click.get_current_context().get_parameter_source("site_url")

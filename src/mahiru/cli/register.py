@@ -13,27 +13,23 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from mahiru.cli.certs import PARTY_KEY, PARTY_PUBLIC_KEY, USER_CA_CERT
 from mahiru.cli.connection import connection_options, registry_client
 from mahiru.cli.errors import handle_errors
+from mahiru.cli.key_files import PARTY_KEY, PARTY_PUBLIC_KEY, USER_CA_CERT
 from mahiru.cli.options import ProfileOption
-from mahiru.client.registry import RegistryClient
 from mahiru.errors import InvalidInput
-from mahiru.model.identifiers import PartyId, SiteId
-from mahiru.model.registry import PartyRecord, SiteEndpoints, SiteRecord
-from mahiru.pki import (
-    certificate_pem,
-    load_certificate,
-    load_party_private_key,
-    load_party_public_key,
-    public_key_pem,
-    user_ca_party,
-)
+
+# The client, the model and the crypto library are imported where a command runs, not
+# here: `--help` needs none of them.
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from mahiru.client.registry import RegistryClient
+    from mahiru.model.registry import PartyRecord
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -153,6 +149,10 @@ def site_command(
     The site id must be in the party's namespace. The client certificate may
     be the party's or the site's own.
     """
+    from mahiru.model.identifiers import PartyId, SiteId
+    from mahiru.model.registry import SiteEndpoints, SiteRecord
+    from mahiru.pki import certificate_pem, load_certificate
+
     party, main_key = _load_party(party_dir)
     record = SiteRecord(
         id=SiteId.parse(site_id),
@@ -223,6 +223,8 @@ def remove_site_command(
     site_id: str,
 ) -> None:
     """Remove a site of the party of PARTY_DIR from the registry."""
+    from mahiru.model.identifiers import SiteId
+
     checked = SiteId.parse(site_id)
     _, main_key = _load_party(party_dir)
     with _client(registry_url, cert, key, ca) as registry:
@@ -258,6 +260,17 @@ def _client(registry_url: str, cert: Path, key: Path, ca: Path) -> RegistryClien
 
 def _load_party(party_dir: Path) -> tuple[PartyRecord, Ed25519PrivateKey]:
     """The party's record and main key, from the files `mahiru certs party` wrote."""
+    from mahiru.model.identifiers import PartyId
+    from mahiru.model.registry import PartyRecord
+    from mahiru.pki import (
+        certificate_pem,
+        load_certificate,
+        load_party_private_key,
+        load_party_public_key,
+        public_key_pem,
+        user_ca_party,
+    )
+
     main_key = load_party_private_key(party_dir / PARTY_KEY)
     public_key = load_party_public_key(party_dir / PARTY_PUBLIC_KEY)
     if public_key_pem(public_key) != public_key_pem(main_key):

@@ -26,17 +26,18 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from mahiru.cli.connection import echo_json
 from mahiru.cli.errors import handle_errors
 from mahiru.errors import InvalidInput, MahiruError
-from mahiru.model.identifiers import PartyId, ResultId, parse_identifier
-from mahiru.model.receipts import ReceiptChain
-from mahiru.model.release_checks import ReleaseTrust, verify_result
-from mahiru.pki.signatures import SiteSignatures
+
+# The model and the crypto library are imported where the command runs, not here:
+# `--help` needs neither.
+if TYPE_CHECKING:
+    from mahiru.model.release_checks import ReleaseTrust
 
 _FILE = click.Path(dir_okay=False, exists=True, path_type=Path)
 _RECORD_OR_CRATE = click.Path(exists=True, path_type=Path)
@@ -51,6 +52,7 @@ def _load(path: Path) -> Any:
 
 def _trust(registry: Any, path: Path) -> ReleaseTrust:
     """The parties' keys (for the review rules) and the sites' owners (for approvals)."""
+    from mahiru.model.identifiers import PartyId
     from mahiru.model.registry import PartyRecord
     from mahiru.services.site.validation import release_trust
 
@@ -103,6 +105,10 @@ def verify_command(record_file: Path, registry_file: Path, as_json: bool) -> Non
     """Check the receipt chain of the result in RECORD_FILE (`mahiru assets show --json`),
     or a job's crate (`mahiru jobs crate`, a zip or its folder) and every file in it."""
     from mahiru.crate_archives import CrateFiles
+    from mahiru.model.identifiers import ResultId, parse_identifier
+    from mahiru.model.receipts import ReceiptChain
+    from mahiru.model.release_checks import verify_result
+    from mahiru.pki.signatures import SiteSignatures
 
     if CrateFiles.is_crate(record_file):
         _verify_crate(record_file, registry_file, as_json)
@@ -150,6 +156,8 @@ def _verify_crate(location: Path, registry_file: Path, as_json: bool) -> None:
     """`verify_command` for a crate: its chains and every file against them."""
     from mahiru.crate_archives import CrateFiles
     from mahiru.model.crates.checks import check_crate
+    from mahiru.model.release_checks import verify_result
+    from mahiru.pki.signatures import SiteSignatures
 
     registry = _load(registry_file)
     certificates = _certificates(registry, registry_file)

@@ -10,12 +10,17 @@ Deciding a review that is decided already, or approving over a failed check with
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from mahiru.cli.connection import CONNECTION_HELP, echo_json, reviews_client, site_options
 from mahiru.cli.errors import handle_errors
-from mahiru.model.reviews import Review, ReviewState
+from mahiru.model.review_states import ReviewState
+
+# The rest of the model comes with the client, when a command runs: `--help` needs neither.
+if TYPE_CHECKING:
+    from mahiru.model.reviews import Review
 
 _STATES = click.Choice([state.value for state in ReviewState])
 _OUT = click.Path(file_okay=False, path_type=Path)

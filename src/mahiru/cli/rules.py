@@ -12,18 +12,19 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from mahiru.cli.connection import CONNECTION_HELP, echo_json, site_client, site_options
 from mahiru.cli.errors import exit_code_for, handle_errors
 from mahiru.cli.prefixes import resolve_prefix
 from mahiru.errors import Conflict, InvalidInput, PermissionDenied
-from mahiru.files import load_rules
-from mahiru.pki import load_party_private_key
-from mahiru.policy.signing import SignedRule, sign_revocation, sign_rule
+
+# The policy model and the crypto library are imported where a command runs, not here:
+# `--help` needs neither.
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 _FILE = click.Path(dir_okay=False, path_type=Path)
 #: The shortest rule id prefix `rules revoke` accepts.
@@ -51,6 +52,8 @@ def _party_key_option(command: Any) -> Any:
 
 def _signing_key(party_key: Path | None, old_party_key: Path | None) -> Ed25519PrivateKey:
     """The party's signing key from --signing-key (or its old name --key, with a note)."""
+    from mahiru.pki import load_party_private_key
+
     if old_party_key is not None:
         if party_key is not None and party_key != old_party_key:
             raise InvalidInput("give the signing key once, as --signing-key")
@@ -90,6 +93,9 @@ def add_command(
     code is 0 only if all were accepted, else that of the worst rejection
     (2 for a bad signature or an invalid rule).
     """
+    from mahiru.files import load_rules
+    from mahiru.policy.signing import sign_rule
+
     rules = load_rules(rules_path)
     key = _signing_key(party_key, old_party_key)
     results: list[dict[str, Any]] = []
@@ -135,6 +141,8 @@ def list_command(
     replicated: bool, site_url: str, cert: Path, tls_key: Path, ca: Path, as_json: bool
 ) -> None:
     """List the site's active rules (oldest first), and with --replicated its peers' too."""
+    from mahiru.policy.signing import SignedRule
+
     with site_client(site_url, cert, tls_key, ca) as site:
         entries = site.list_rules(include_replicated=replicated)
     if as_json:
@@ -163,6 +171,8 @@ def revoke_command(
     as_json: bool,
 ) -> None:
     """Revoke the site's rule RULE_ID (or a unique prefix of it), signing with your key."""
+    from mahiru.policy.signing import SignedRule, sign_revocation
+
     if len(rule_id) < MIN_PREFIX:  # before the key is read or the site is asked
         resolve_prefix(rule_id, (), what="rule id", minimum=MIN_PREFIX, hint=_RULES_HINT)
     key = _signing_key(party_key, old_party_key)

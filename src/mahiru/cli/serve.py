@@ -25,11 +25,10 @@ import click
 from mahiru.cli.errors import handle_errors
 from mahiru.errors import Internal, InvalidInput, Unavailable
 from mahiru.logs import configure_logging
-from mahiru.pki import load_certificate, load_certified_key
 
-# The configuration, the server and the database are imported where a service
-# starts: `mahiru serve --help`, and `mahiru blobs`, which shares
-# load_service_config, do not pay for the web and database libraries.
+# The configuration, the server, the database and the crypto library are imported
+# where a service starts: `mahiru serve --help`, and `mahiru blobs`, which shares
+# load_service_config, do not pay for the web, database and crypto libraries.
 if TYPE_CHECKING:
     from mahiru.config import CallerLimits, ListenConfig, RegistryConfig, SiteConfig, TlsConfig
     from mahiru.server import ASGIApp
@@ -236,6 +235,8 @@ def _tls_files(
     name: str, tls: TlsConfig, client_ca_files: Sequence[Path]
 ) -> tuple[Path | None, Path | None]:
     """The certificate and key to serve TLS with, checked; (None, None) for plain HTTP."""
+    from mahiru.pki import load_certificate, load_certified_key
+
     if (tls.cert is None) != (tls.key is None):
         raise InvalidInput("tls.cert and tls.key must be configured together")
     if tls.cert is None or tls.key is None:

@@ -14,7 +14,6 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
-from enum import Enum
 from typing import Any, TypeVar
 
 from mahiru.errors import Conflict, InvalidIdentifier, InvalidInput
@@ -45,21 +44,9 @@ from mahiru.model.identifiers import (
 )
 from mahiru.model.jobs.checks import aware, check_job_id, iso
 from mahiru.model.jobs.states import JOB_ID_SCHEMA
+from mahiru.model.review_states import ReviewState as ReviewState  # re-exported
 
 Id = TypeVar("Id", ResultId, PartyId, SiteId)
-
-
-class ReviewState(Enum):
-    """Where a review is: waiting for a reviewer, or decided one way for good."""
-
-    PENDING = "pending"
-    APPROVED = "approved"
-    REJECTED = "rejected"
-
-    @property
-    def decided(self) -> bool:
-        """Whether a reviewer decided it (nothing changes it after)."""
-        return self is not ReviewState.PENDING
 
 
 #: What a review id may be: what an id source gives (like a job id).

@@ -22,6 +22,10 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from mahiru.certificate_terms import CA_VALIDITY_DAYS as CA_VALIDITY_DAYS
+from mahiru.certificate_terms import DEFAULT_DNS_NAMES as DEFAULT_DNS_NAMES
+from mahiru.certificate_terms import DEFAULT_IP_ADDRESSES as DEFAULT_IP_ADDRESSES
+from mahiru.certificate_terms import LEAF_VALIDITY_DAYS as LEAF_VALIDITY_DAYS
 from mahiru.errors import InvalidInput
 from mahiru.pki.identity import user_ca_party
 from mahiru.pki.keys import CertifiedKey, generate_party_key, generate_tls_key
@@ -38,10 +42,6 @@ from mahiru.pki.names import (
     parse_role,
 )
 
-CA_VALIDITY_DAYS = 3650
-LEAF_VALIDITY_DAYS = 730
-DEFAULT_DNS_NAMES = ("localhost",)
-DEFAULT_IP_ADDRESSES = ("127.0.0.1",)
 NETWORK_CA_NAME = "Mahiru network CA"
 USER_CA_NAME = "Mahiru user CA"
 

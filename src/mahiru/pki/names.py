@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from enum import StrEnum
 
+from mahiru.certificate_terms import Role as Role  # re-exported
 from mahiru.errors import InvalidInput
 
 REGISTRY_IDENTITY = "registry"
@@ -26,16 +26,6 @@ _PARTY_ID = re.compile(rf"party:{_SEGMENT}:{_SEGMENT}")
 _USER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.@+-]{0,63}")
 _DNS_LABEL = r"[A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?"
 _DNS_NAME = re.compile(rf"(\*\.)?{_DNS_LABEL}(\.{_DNS_LABEL})*\.?")
-
-
-class Role(StrEnum):
-    """What a user may do at their party's site: admins also upload assets and rules;
-    reviewers (and admins) also see and decide the reviews of results their party is to
-    review, with no other power beyond a plain user's."""
-
-    ADMIN = "admin"
-    USER = "user"
-    REVIEWER = "reviewer"
 
 
 def check_site_id(text: str) -> str:

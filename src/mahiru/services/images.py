@@ -12,6 +12,7 @@ from contextlib import AbstractContextManager
 from mahiru.errors import InvalidInput
 from mahiru.model.digests import BlobInfo, ImageStream, normalise_digest
 from mahiru.storage import BlobStore
+from mahiru.storage.write_behind import write_behind
 
 
 def receive_image(
@@ -30,8 +31,8 @@ def receive_image(
     """
     expected = None if expected_digest is None else normalise_digest(expected_digest)
     with incoming as image, blobs.writer(expected) as writer:
-        for chunk in image.chunks:
-            writer.write(chunk)
+        # Checked, hashed and written a MiB at a time while the next bytes arrive.
+        write_behind(writer, image.chunks)
         info = writer.commit()
     if info.digest != image.digest:
         raise InvalidInput(f"{what}: received sha256 {info.digest}, announced {image.digest}")

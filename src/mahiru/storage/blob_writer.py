@@ -137,7 +137,7 @@ class BlobWriter:
         """How many bytes were written so far."""
         return self._size
 
-    def write(self, chunk: bytes) -> None:
+    def write(self, chunk: bytes | bytearray | memoryview) -> None:
         """Append a chunk (it is hashed and written, not kept)."""
         if self._done:
             raise InvalidInput("this blob writer is already committed or aborted")
