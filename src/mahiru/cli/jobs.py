@@ -14,7 +14,6 @@ from typing import TYPE_CHECKING
 
 import click
 
-from mahiru.cli import step_logs
 from mahiru.cli.connection import CONNECTION_HELP, echo_json, jobs_client, site_options
 from mahiru.cli.errors import EXIT_FAILED, TimedOut, handle_errors
 from mahiru.errors import Conflict, InvalidInput, NotFound
@@ -358,6 +357,8 @@ def logs_command(
     Example:
       mahiru jobs logs 3f2a compute --follow
     """
+    from mahiru.cli import step_logs  # the client and job model: only when it runs
+
     with jobs_client(site_url, cert, tls_key, ca) as client:
         view = client.status(job_id_of(client, job_id))
         steps = [s for s in view.steps if step is None or s.step == step]
