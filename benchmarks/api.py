@@ -127,7 +127,7 @@ def load(target: Target, ca: Path, requests: int, clients: int) -> Figures:
     return Figures(len(latencies) / (ended - began), cuts[49], cuts[98], errors)
 
 
-BARE_APP = '''
+BARE_APP = """
 import json, ssl, sys, uvicorn
 BODY = json.dumps({"version": 1}).encode()
 async def app(scope, receive, send):
@@ -141,7 +141,7 @@ port, cert, key, ca = sys.argv[1:5]
 uvicorn.run(app, host="127.0.0.1", port=int(port), ssl_certfile=cert, ssl_keyfile=key,
             ssl_ca_certs=ca, ssl_cert_reqs=ssl.CERT_REQUIRED, log_level="warning",
             access_log=False, lifespan="off")
-'''
+"""
 
 
 def _bare_server(root: Path, cert: Path, key: Path, ca: Path) -> Service:
@@ -262,16 +262,14 @@ def _report(targets: list[Target], ca: Path, args: argparse.Namespace) -> int:
     )
     print(
         f"{'route':<42} {'req/s':>7} {'p50 ms':>7} {'p99 ms':>7} {'errors':>6}"
-        f" {'of limit':>8} {'× original':>11}"
+        f" {'of limit':>8} {'x original':>11}"
     )
     failed = 0
     for label, figures in median.items():
         failed += figures.errors
         original = ORIGINAL.get(label)
         versus = (
-            f"{figures.rate / original[1]:.2f}–{figures.rate / original[0]:.2f}"
-            if original
-            else ""
+            f"{figures.rate / original[1]:.2f}-{figures.rate / original[0]:.2f}" if original else ""
         )
         print(
             f"{label:<42} {figures.rate:7.0f} {figures.p50 * 1000:7.2f} {figures.p99 * 1000:7.2f}"
