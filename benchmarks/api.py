@@ -29,6 +29,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import yaml
+
 from mahiru.demo.network import LocalNetwork, Service, free_port
 from mahiru.model.identifiers import AssetId
 from mahiru.policy.rules import rule_from_dict
@@ -162,6 +164,14 @@ def _bare_server(root: Path, cert: Path, key: Path, ca: Path) -> Service:
     return service
 
 
+def _lift_rate_limit(config: Path) -> None:
+    """Let a peer call the external API as often as it likes: the limit is still checked
+    (and costs what it costs), but a benchmark's peer is no flood."""
+    settings = yaml.safe_load(config.read_text())
+    settings["callers"] = {"external_burst": 10**9, "external_per_second": 1e9}
+    config.write_text(yaml.safe_dump(settings))
+
+
 def _set_up(net: LocalNetwork) -> None:
     """Both sites registered, RULES rules published at site1, known registered peers."""
     for site in net.sites.values():
@@ -234,6 +244,7 @@ def main() -> int:
         net = LocalNetwork.create(
             root / "network", [(scenario.PARTY1, scenario.SITE1), (scenario.PARTY2, scenario.SITE2)]
         )
+        _lift_rate_limit(net.sites[scenario.SITE1].service.config)
         net.start()
         bare: Service | None = None
         try:
