@@ -11,6 +11,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from mahiru.api.answers import EncodedAnswers, app_answers
 from mahiru.api.auth import ServiceCaller
 from mahiru.errors import Internal, InvalidInput
 from mahiru.services.registry import RegistryService
@@ -47,6 +48,7 @@ def only_query(*allowed: str) -> Callable[[Request], Awaitable[None]]:
 
 Registry = Annotated[RegistryService, Depends(registry_service)]
 Caller = Annotated[ServiceCaller, Depends(authenticated_caller)]
+Answers = Annotated[EncodedAnswers | None, Depends(app_answers)]
 
 #: The dependencies of a route that takes no query parameters.
 NO_QUERY = [Depends(only_query())]
