@@ -5,13 +5,13 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 from urllib.parse import urlsplit
 
 from fastapi import FastAPI, Request, Response
+from starlette.datastructures import URL
 from starlette.middleware import Middleware
-from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from mahiru.api.errors import error_body
@@ -26,13 +26,17 @@ REQUEST_ID_HEADER = "X-Request-Id"
 LOGGED_PATH = 256
 
 
-class AccessLog(BaseHTTPMiddleware):
+class AccessLog:
     """Gives each request an id and logs one JSON line with caller and outcome.
 
     Handlers record the caller they authenticated in `request.state.caller`.
     With `metrics`, each request is counted there too, by its route template.
     A request to one of the `polls` routes (templates) answered well is logged
     at debug and summarised once an hour (`poll_log.py`).
+
+    Pure ASGI, not Starlette's BaseHTTPMiddleware: that one runs the rest of
+    the app in a task of its own and streams the answer back through a queue,
+    which cost more than the cheap routes themselves (docs/performance.md).
     """
 
     def __init__(
@@ -42,46 +46,110 @@ class AccessLog(BaseHTTPMiddleware):
         polls: tuple[str, ...] = (),
         summary: PollSummary | None = None,
     ) -> None:
-        super().__init__(app)
+        self.app = app
         self._metrics = metrics
         self._polls = frozenset(polls)
         self._summary = summary if summary is not None else PollSummary()
 
-    async def dispatch(self, request: Request, call_next: RequestResponseEndpoint) -> Response:
-        incoming = request.headers.get(REQUEST_ID_HEADER, "")
-        request_id = incoming if 0 < len(incoming) <= 64 and incoming.isprintable() else ""
-        request.state.request_id = request_id or uuid.uuid4().hex
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request_id = _request_id(scope) or uuid.uuid4().hex
+        scope.setdefault("state", {})["request_id"] = request_id
+        id_header = (_REQUEST_ID, request_id.encode())
         start = time.perf_counter()
-        response = await call_next(request)
-        response.headers[REQUEST_ID_HEADER] = request.state.request_id
-        seconds = time.perf_counter() - start
-        route = getattr(request.scope.get("route"), "path", None) or "unmatched"
-        caller = str(getattr(request.state, "caller", None) or "anonymous")
+        answer: dict[str, Any] = {}
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                answer["seconds"] = time.perf_counter() - start
+                answer["status"] = message["status"]
+                headers = []
+                for name, value in message.get("headers", ()):
+                    lowered = name.lower()
+                    if lowered == b"content-length":
+                        answer["length"] = value
+                    if lowered != _REQUEST_ID:
+                        headers.append((name, value))
+                headers.append(id_header)
+                message = {**message, "headers": headers}
+                # Logged at the head, before any of the answer leaves: a caller that has it
+                # finds it logged, and an image download cut short is counted all the same.
+                self._record(scope, request_id, answer)
+            await send(message)
+
+        await self.app(scope, receive, send_with_id)
+
+    def _record(self, scope: Scope, request_id: str, answer: dict[str, Any]) -> None:
+        """Count and log one answered request."""
+        status: int = answer["status"]
+        seconds: float = answer["seconds"]
+        route = getattr(scope.get("route"), "path", None) or "unmatched"
+        caller = str(scope.get("state", {}).get("caller") or "anonymous")
         if self._metrics is not None:
-            length = response.headers.get("content-length", "")
+            length: bytes = answer.get("length", b"")
             sent = int(length) if length.isdigit() else None
-            self._metrics.request(route, request.method, response.status_code, seconds, sent)
+            self._metrics.request(route, scope["method"], status, seconds, sent)
         level = logging.INFO
-        if route in self._polls and response.status_code < 400:
+        if route in self._polls and status < 400:
             level = logging.DEBUG
             summary = self._summary.answered(caller)
             if summary is not None:
                 logger.info("polls answered", extra={"route": route, **summary})
+        if not logger.isEnabledFor(level):
+            return
         logger.log(
             level,
             "request",
             extra={
-                "request_id": request.state.request_id,
-                "method": request.method,
+                "request_id": request_id,
+                "method": scope["method"],
                 # Cut: a caller's path must not make the log as long as it likes.
-                "path": request.url.path[:LOGGED_PATH],
-                "status": response.status_code,
+                "path": URL(scope=scope).path[:LOGGED_PATH],
+                "status": status,
                 "caller": caller,
-                "outcome": "ok" if response.status_code < 400 else "error",
+                "outcome": "ok" if status < 400 else "error",
                 "duration_ms": round(seconds * 1000, 2),
             },
         )
-        return response
+
+
+_REQUEST_ID = REQUEST_ID_HEADER.lower().encode()
+
+
+def _request_id(scope: Scope) -> str:
+    """The caller's own request id, if it is short and printable; else empty."""
+    for name, value in scope["headers"]:
+        if name.lower() == _REQUEST_ID:
+            incoming = value.decode("latin-1")
+            return incoming if 0 < len(incoming) <= 64 and incoming.isprintable() else ""
+    return ""
+
+
+#: What a `RequestGate` asks of each request: an answer that refuses it, or None to let it in.
+GateCheck = Callable[[Request], Awaitable[Response | None]]
+
+
+class RequestGate:
+    """Lets a request through to the app only if `check` has no answer of its own for it.
+
+    For authentication: `check` may keep what it learnt on `request.state`,
+    which the routes and the access log read. Pure ASGI for the reason given
+    at `AccessLog`.
+    """
+
+    def __init__(self, app: ASGIApp, check: GateCheck) -> None:
+        self.app = app
+        self.check = check
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            refusal = await self.check(Request(scope, receive))
+            if refusal is not None:
+                await refusal(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
 
 
 class BodySizeLimit:

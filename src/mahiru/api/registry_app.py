@@ -19,7 +19,7 @@ are rejected with 400; bodies are limited to `max_body_bytes`.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request, Response
@@ -27,7 +27,7 @@ from fastapi import FastAPI, Request, Response
 from mahiru.api.auth import CertificateAuthenticator
 from mahiru.api.errors import error_response, error_responses, install_error_handlers
 from mahiru.api.metrics import ServiceMetrics
-from mahiru.api.middleware import install_middleware
+from mahiru.api.middleware import RequestGate, install_middleware
 from mahiru.api.openapi import NETWORK_CERTIFICATE, describe_security, new_app
 from mahiru.api.rate_limits import RateLimit, caller_identity
 from mahiru.api.registry_models import ErrorModel
@@ -83,10 +83,7 @@ def _install_authentication(
     """Refuse every request without a network certificate, before anything else runs;
     an identity refused more often than `refusals` allows is answered 429."""
 
-    @app.middleware("http")
-    async def authenticate(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
+    async def authenticate(request: Request) -> Response | None:
         try:
             request.state.caller = authenticator.service(request)
         except MahiruError as error:
@@ -95,4 +92,6 @@ def _install_authentication(
             except MahiruError as limited:
                 return error_response(limited)
             return error_response(error)
-        return await call_next(request)
+        return None
+
+    app.add_middleware(RequestGate, check=authenticate)

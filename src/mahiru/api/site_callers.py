@@ -11,13 +11,14 @@ calling the external API more often than its own, is answered 429.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 
 from fastapi import FastAPI, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from mahiru.api.auth import CertificateAuthenticator, ServiceCaller, UserCaller
 from mahiru.api.errors import error_response
+from mahiru.api.middleware import RequestGate
 from mahiru.api.rate_limits import RateLimit, caller_identity
 from mahiru.clock import SYSTEM_CLOCK, Clock
 from mahiru.config import CallerLimits
@@ -61,11 +62,13 @@ def authenticate_callers(
         clock=clock,
     )
 
+    registered = services.replication.registered_sites
+
     def caller(request: Request) -> ServiceCaller | UserCaller:
         path = request.url.path
         if path.startswith("/external/"):
             service = authenticator.service(request)
-            services.replication.registered_sites.identify(service.identity, service.certificate)
+            request.state.peer = registered.identify(service.identity, service.certificate)
             return service
         if path.startswith("/internal/"):
             return authenticator.user(request)
@@ -74,25 +77,44 @@ def authenticate_callers(
         except MahiruError:
             return authenticator.user(request)
 
-    @app.middleware("http")
-    async def authenticate(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        # In a worker thread: identifying a site reads the registry replica.
-        identified = await run_in_threadpool(identify, request)
+    def known(request: Request) -> ServiceCaller | UserCaller | None:
+        """The caller, if it is let in without reading the database; None to ask `identify`
+        (which also records a refusal)."""
+        path = request.scope["path"]
+        try:
+            if path.startswith("/external/"):
+                service = authenticator.service(request)
+                peer = registered.known(service.identity, service.certificate)
+                if peer is None:
+                    return None
+                request.state.peer = peer
+                return service
+            if path.startswith("/internal/"):
+                return authenticator.user(request)
+        except MahiruError:
+            return None
+        return None
+
+    async def authenticate(request: Request) -> Response | None:
+        identified: ServiceCaller | UserCaller | MahiruError | None = known(request)
+        if identified is None:
+            # In a worker thread: identifying a site reads the registry replica.
+            identified = await run_in_threadpool(identify, request)
         if isinstance(identified, MahiruError):
             return error_response(identified)
         request.state.caller = identified
         try:
-            if isinstance(request.state.caller, ServiceCaller) and request.url.path.startswith(
+            if isinstance(identified, ServiceCaller) and request.scope["path"].startswith(
                 "/external/"
             ):
-                external.check(str(request.state.caller.identity))
+                external.check(str(identified.identity))
         except MahiruError as error:
             return error_response(error)
         if recorder.due():
             await run_in_threadpool(recorder.flush_due)
-        return await call_next(request)
+        return None
+
+    app.add_middleware(RequestGate, check=authenticate)
 
     def identify(request: Request) -> ServiceCaller | UserCaller | MahiruError:
         """The caller, or the error to answer it with (its refusal recorded)."""

@@ -60,6 +60,13 @@ class ReplicaRepository(Directory):
         self._db = database
         self._clock = clock
         self._audit = audit if audit is not None else AuditLog(database, clock=clock)
+        self._registry_writes = 0
+
+    @property
+    def registry_writes(self) -> int:
+        """How many times the replicated registry was written through this repository:
+        what was read of it before the count last changed may be out of date."""
+        return self._registry_writes
 
     # --- bookkeeping -------------------------------------------------------
 
@@ -86,13 +93,17 @@ class ReplicaRepository(Directory):
         last applied). Forgetting the registry clears parties and sites.
         """
         source = _check_source(source)
-        with self._db.transaction() as session:
+        try:
+            with self._db.transaction() as session:
+                if source == REGISTRY_SOURCE:
+                    session.execute(delete(replica_parties))
+                    session.execute(delete(replica_sites))
+                for table in (replica_rules, replica_revocations, replica_rejections):
+                    session.execute(delete(table).where(table.c.source == source))
+                session.execute(delete(replica_sources).where(replica_sources.c.source == source))
+        finally:
             if source == REGISTRY_SOURCE:
-                session.execute(delete(replica_parties))
-                session.execute(delete(replica_sites))
-            for table in (replica_rules, replica_revocations, replica_rejections):
-                session.execute(delete(table).where(table.c.source == source))
-            session.execute(delete(replica_sources).where(replica_sources.c.source == source))
+                self._registry_writes += 1
 
     def _begin_batch(self, session: Session, source: str, version: int) -> int:
         """Lock `source`'s row and return the version last applied from it."""
@@ -134,16 +145,19 @@ class ReplicaRepository(Directory):
         `version` or a change without the record it needs; either way nothing
         of the batch is kept.
         """
-        with self._db.transaction() as session:
-            last = self._begin_batch(session, REGISTRY_SOURCE, version)
-            applied = 0
-            for change in changes:
-                if not _in_batch(change.version, last, version, REGISTRY_SOURCE):
-                    continue
-                _apply_registry_change(session, change)
-                applied += 1
-            self._end_batch(session, REGISTRY_SOURCE, version)
-            return applied
+        try:
+            with self._db.transaction() as session:
+                last = self._begin_batch(session, REGISTRY_SOURCE, version)
+                applied = 0
+                for change in changes:
+                    if not _in_batch(change.version, last, version, REGISTRY_SOURCE):
+                        continue
+                    _apply_registry_change(session, change)
+                    applied += 1
+                self._end_batch(session, REGISTRY_SOURCE, version)
+                return applied
+        finally:
+            self._registry_writes += 1
 
     def apply_rule_changes(
         self,

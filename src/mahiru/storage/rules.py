@@ -33,6 +33,10 @@ class RuleRepository:
         self._db = database
         self._clock = clock
         self._audit = audit if audit is not None else AuditLog(database, clock=clock)
+        #: Rule changes written through here, and the version as last read (with the count
+        #: of writes then): this site's own rules change only through its own repository.
+        self._writes = 0
+        self._version: tuple[int, int] | None = None
 
     def add(self, signed: SignedRule, *, user: str | None = None) -> int | None:
         """Store a rule at the request of the person `user`; return the new version, or
@@ -43,39 +47,43 @@ class RuleRepository:
         old copy undo it).
         """
         rule_id = signed.rule_id
-        with self._db.transaction() as session:
-            current = changelog.begin_change(session, RULES_LOG)
-            row = session.execute(
-                select(rules.c.revoked_version).where(rules.c.rule_id == rule_id)
-            ).one_or_none()
-            if row is not None:
-                if row.revoked_version is not None:
-                    raise Conflict(
-                        f"rule {rule_id} ({signed.rule}) was revoked and cannot be added again",
-                        {"rule_id": rule_id},
+        try:
+            with self._db.transaction() as session:
+                current = changelog.begin_change(session, RULES_LOG)
+                row = session.execute(
+                    select(rules.c.revoked_version).where(rules.c.rule_id == rule_id)
+                ).one_or_none()
+                if row is not None:
+                    if row.revoked_version is not None:
+                        raise Conflict(
+                            f"rule {rule_id} ({signed.rule}) was revoked and cannot be added again",
+                            {"rule_id": rule_id},
+                        )
+                    return None
+                version = changelog.next_version(session, RULES_LOG, current)
+                body = signed.to_dict()
+                session.execute(
+                    insert(rules).values(
+                        rule_id=rule_id,
+                        body=body,
+                        signer_namespace=signed.rule.signer_namespace(),
+                        added_version=version,
                     )
-                return None
-            version = changelog.next_version(session, RULES_LOG, current)
-            body = signed.to_dict()
-            session.execute(
-                insert(rules).values(
-                    rule_id=rule_id,
-                    body=body,
-                    signer_namespace=signed.rule.signer_namespace(),
-                    added_version=version,
                 )
-            )
-            self._log(session, version, ChangeAction.ADDED, rule_id, body)
-            self._audit.record(
-                rule_entry(
-                    "added",
-                    rule_id,
-                    str(signed.rule),
-                    actor=signed.rule.signer_namespace(),
-                    user=user,
+                self._log(session, version, ChangeAction.ADDED, rule_id, body)
+                self._audit.record(
+                    rule_entry(
+                        "added",
+                        rule_id,
+                        str(signed.rule),
+                        actor=signed.rule.signer_namespace(),
+                        user=user,
+                    )
                 )
-            )
-            return version
+                return version
+
+        finally:
+            self._writes += 1
 
     def revoke(self, revocation: Revocation, *, user: str | None = None) -> int | None:
         """Mark a stored rule revoked at the request of the person `user`; return the new
@@ -86,35 +94,39 @@ class RuleRepository:
         one whose owner signed the rule.
         """
         rule_id = revocation.rule_id
-        with self._db.transaction() as session:
-            current = changelog.begin_change(session, RULES_LOG)
-            row = session.execute(
-                select(rules.c.signer_namespace, rules.c.revoked_version).where(
-                    rules.c.rule_id == rule_id
+        try:
+            with self._db.transaction() as session:
+                current = changelog.begin_change(session, RULES_LOG)
+                row = session.execute(
+                    select(rules.c.signer_namespace, rules.c.revoked_version).where(
+                        rules.c.rule_id == rule_id
+                    )
+                ).one_or_none()
+                if row is None:
+                    raise NotFound(f"rule {rule_id} is not stored here", {"rule_id": rule_id})
+                if row.signer_namespace != revocation.namespace:
+                    raise InvalidSignature(
+                        f"rule {rule_id} was signed for namespace {row.signer_namespace!r};"
+                        f" a revocation for {revocation.namespace!r} cannot revoke it",
+                        {"rule_id": rule_id, "namespace": revocation.namespace},
+                    )
+                if row.revoked_version is not None:
+                    return None
+                version = changelog.next_version(session, RULES_LOG, current)
+                body = revocation.to_dict()
+                session.execute(
+                    update(rules)
+                    .where(rules.c.rule_id == rule_id)
+                    .values(revocation=body, revoked_version=version)
                 )
-            ).one_or_none()
-            if row is None:
-                raise NotFound(f"rule {rule_id} is not stored here", {"rule_id": rule_id})
-            if row.signer_namespace != revocation.namespace:
-                raise InvalidSignature(
-                    f"rule {rule_id} was signed for namespace {row.signer_namespace!r};"
-                    f" a revocation for {revocation.namespace!r} cannot revoke it",
-                    {"rule_id": rule_id, "namespace": revocation.namespace},
+                self._log(session, version, ChangeAction.REVOKED, rule_id, dict(body))
+                self._audit.record(
+                    rule_entry("revoked", rule_id, actor=revocation.namespace, user=user)
                 )
-            if row.revoked_version is not None:
-                return None
-            version = changelog.next_version(session, RULES_LOG, current)
-            body = revocation.to_dict()
-            session.execute(
-                update(rules)
-                .where(rules.c.rule_id == rule_id)
-                .values(revocation=body, revoked_version=version)
-            )
-            self._log(session, version, ChangeAction.REVOKED, rule_id, dict(body))
-            self._audit.record(
-                rule_entry("revoked", rule_id, actor=revocation.namespace, user=user)
-            )
-            return version
+                return version
+
+        finally:
+            self._writes += 1
 
     def rejected(
         self,
@@ -180,8 +192,20 @@ class RuleRepository:
 
     def version(self) -> int:
         """The version of the newest change (0 if no rule was ever added)."""
+        known = self.known_version()
+        if known is not None:
+            return known
+        writes = self._writes  # before reading: a write meanwhile makes this out of date
         with self._db.read() as session:
-            return changelog.current_version(session, RULES_LOG)
+            version = changelog.current_version(session, RULES_LOG)
+        self._version = (writes, version)
+        return version
+
+    def known_version(self) -> int | None:
+        """The version of the newest change, if known without reading the database (nothing
+        was written through here since it was last read); else None."""
+        known = self._version
+        return known[1] if known is not None and known[0] == self._writes else None
 
     def changes_since(self, version: int, *, limit: int | None = None) -> ChangeBatch[RuleChange]:
         """The changes after `version`, oldest first, and the version to continue from.

@@ -149,3 +149,7 @@ class RuleService:
     def version(self) -> int:
         """The version of the newest change to this site's rules."""
         return self._rules.version()
+
+    def known_version(self) -> int | None:
+        """`version`, if it is known without reading the database; else None."""
+        return self._rules.known_version()

@@ -10,6 +10,7 @@ from collections.abc import Iterable
 
 from fastapi import APIRouter, FastAPI
 
+from mahiru.api.answers import EncodedAnswers
 from mahiru.api.metrics import ServiceMetrics
 from mahiru.api.routes.registry import changes, health, metrics, parties, registrations, sites
 from mahiru.api.routes.scraping import publish_metrics
@@ -37,5 +38,6 @@ def mount_registry_routes(
     served to the identities named in `metrics_scrapers`."""
     publish_metrics(app, service_metrics, metrics_scrapers)
     app.state.registry = service
+    app.state.answers = EncodedAnswers()
     for router in REGISTRY_ROUTERS:
         app.include_router(router)

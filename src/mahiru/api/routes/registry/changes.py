@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Query, Response
 
+from mahiru.api.answers import kept_json
 from mahiru.api.registry_models import (
     DEFAULT_CHANGES_LIMIT,
     MAX_CHANGES_LIMIT,
@@ -13,7 +14,13 @@ from mahiru.api.registry_models import (
     ChangeBatchModel,
     VersionModel,
 )
-from mahiru.api.routes.registry.dependencies import NO_QUERY, Caller, Registry, only_query
+from mahiru.api.routes.registry.dependencies import (
+    NO_QUERY,
+    Answers,
+    Caller,
+    Registry,
+    only_query,
+)
 
 router = APIRouter()
 
@@ -26,6 +33,7 @@ router = APIRouter()
 def get_changes(
     caller: Caller,
     service: Registry,
+    answers: Answers,
     since: Annotated[
         int, Query(ge=0, le=MAX_VERSION, description="The version already seen (0: none).")
     ],
@@ -39,10 +47,18 @@ def get_changes(
             " until a batch comes back empty.",
         ),
     ] = None,
-) -> dict[str, Any]:
+) -> Response:
     """The changes after version `since`, oldest first."""
-    batch = service.changes_since(since, limit=limit or DEFAULT_CHANGES_LIMIT)
-    return {"version": batch.version, "changes": [c.to_dict() for c in batch.changes]}
+
+    # Every site asks this every few seconds, mostly with nothing new: the answer made at
+    # the current version is kept. The version is read each time (one small query), since
+    # other workers of the registry may have written since.
+    def make() -> ChangeBatchModel:
+        batch = service.changes_since(since, limit=limit or DEFAULT_CHANGES_LIMIT)
+        changes = [c.to_dict() for c in batch.changes]
+        return ChangeBatchModel.model_validate({"version": batch.version, "changes": changes})
+
+    return kept_json(answers, ("changes", since, limit), service.version(), make)
 
 
 @router.get("/version", response_model=VersionModel, dependencies=NO_QUERY)

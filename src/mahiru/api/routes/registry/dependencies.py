@@ -1,25 +1,29 @@
 """What the registry's routes are handed: the registry service on the app's state, the
-caller the authentication middleware let in, and the check of query parameters."""
+caller the authentication middleware let in, and the check of query parameters.
+
+They are coroutines, run on the event loop: a plain function would be run in a
+worker thread, a hop that costs more than what they do."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Annotated
 
 from fastapi import Depends, Request
 
+from mahiru.api.answers import EncodedAnswers, app_answers
 from mahiru.api.auth import ServiceCaller
 from mahiru.errors import Internal, InvalidInput
 from mahiru.services.registry import RegistryService
 
 
-def registry_service(request: Request) -> RegistryService:
+async def registry_service(request: Request) -> RegistryService:
     """The registry service of the app."""
     service: RegistryService = request.app.state.registry
     return service
 
 
-def authenticated_caller(request: Request) -> ServiceCaller:
+async def authenticated_caller(request: Request) -> ServiceCaller:
     """The caller the authentication middleware let in."""
     caller = getattr(request.state, "caller", None)
     if not isinstance(caller, ServiceCaller):
@@ -27,10 +31,10 @@ def authenticated_caller(request: Request) -> ServiceCaller:
     return caller
 
 
-def only_query(*allowed: str) -> Callable[[Request], None]:
+def only_query(*allowed: str) -> Callable[[Request], Awaitable[None]]:
     """A dependency refusing query parameters other than `allowed`."""
 
-    def check(request: Request) -> None:
+    async def check(request: Request) -> None:
         unknown = sorted(set(request.query_params) - set(allowed))
         if unknown:
             expected = ", ".join(allowed) if allowed else "none"
@@ -44,6 +48,7 @@ def only_query(*allowed: str) -> Callable[[Request], None]:
 
 Registry = Annotated[RegistryService, Depends(registry_service)]
 Caller = Annotated[ServiceCaller, Depends(authenticated_caller)]
+Answers = Annotated[EncodedAnswers | None, Depends(app_answers)]
 
 #: The dependencies of a route that takes no query parameters.
 NO_QUERY = [Depends(only_query())]

@@ -7,6 +7,7 @@ from collections.abc import Iterable
 
 from fastapi import APIRouter, FastAPI
 
+from mahiru.api.answers import EncodedAnswers
 from mahiru.api.auth import CertificateAuthenticator
 from mahiru.api.metrics import ServiceMetrics
 from mahiru.api.routes.scraping import publish_metrics
@@ -62,5 +63,6 @@ def mount_site_routes(
     app.state.authenticator = authenticator
     app.state.clock = clock
     app.state.dashboard = DashboardPages(str(services.site), clock)
+    app.state.answers = EncodedAnswers()
     for router in SITE_ROUTERS:
         app.include_router(router)
