@@ -26,6 +26,7 @@ from datetime import datetime
 from typing import Any
 
 from mahiru.errors import InvalidInput
+from mahiru.model import review_decisions
 from mahiru.model.canonical import canonical_json
 from mahiru.model.identifiers import PartyId, ResultId, SiteId
 from mahiru.model.reviews import Review, ReviewState
@@ -36,7 +37,6 @@ from mahiru.model.statements import digest_field as _digest
 from mahiru.model.statements import exact as _exact
 from mahiru.model.statements import identifier_field as _identifier
 from mahiru.model.statements import split_signature as _split_signature
-from mahiru.model.statements import text_field as _text
 from mahiru.model.statements import time_field as _time
 
 #: The kind and version of each statement, in its `type` field.
@@ -75,18 +75,8 @@ class ApprovalStatement:
         """The JSON form (what is signed, in canonical form)."""
         return {
             "type": APPROVAL_TYPE,
-            "review_id": self.review_id,
-            "result": str(self.result),
-            "digest": self.digest,
-            "receiving_party": str(self.receiving_party),
-            "rule_id": self.rule_id,
+            **review_decisions.written(self),
             "rule": dict(self.rule),
-            "reviewer": self.reviewer,
-            "site": str(self.site),
-            "decided_by": self.decided_by,
-            "decided_by_party": str(self.decided_by_party),
-            "decided_at": self.decided_at.isoformat(),
-            "reason": self.reason,
             "override": self.override,
             "checks": [dict(check) for check in self.checks],
         }
@@ -99,32 +89,10 @@ class ApprovalStatement:
     def of_review(cls, review: Review, site: SiteId, rule: Mapping[str, Any]) -> ApprovalStatement:
         """The statement `site` signs of the approved `review`, whose rule's dict form is
         `rule`; InvalidInput if `review` is not approved or `rule` has another id."""
-        if (
-            review.state is not ReviewState.APPROVED
-            or review.decided_at is None
-            or review.decided_by is None
-            or review.decided_by_party is None
-            or review.reason is None
-        ):
-            raise InvalidInput(f"review {review.review_id} is not approved: nothing to sign")
+        shared = review_decisions.of_review(review, site, ReviewState.APPROVED)
         if rule_id_of(rule) != review.rule_id:
             raise InvalidInput(f"the rule given for review {review.review_id} is another rule")
-        return cls(
-            review_id=review.review_id,
-            result=review.result,
-            digest=review.digest,
-            receiving_party=review.receiving_party,
-            rule_id=review.rule_id,
-            rule=dict(rule),
-            reviewer=review.reviewer,
-            site=site,
-            decided_by=review.decided_by,
-            decided_by_party=review.decided_by_party,
-            decided_at=review.decided_at,
-            reason=review.reason,
-            override=review.override,
-            checks=review.checks,
-        )
+        return cls(**shared, rule=dict(rule), override=review.override, checks=review.checks)
 
     @classmethod
     def from_dict(cls, data: object) -> ApprovalStatement:
@@ -140,18 +108,8 @@ class ApprovalStatement:
         if not isinstance(override, bool):
             raise InvalidInput(f"{what} field 'override' must be true or false")
         statement = cls(
-            review_id=_text(d, "review_id", what),
-            result=_identifier(ResultId, d, "result", what),
-            digest=_digest(d, "digest", what),
-            receiving_party=_identifier(PartyId, d, "receiving_party", what),
-            rule_id=_digest(d, "rule_id", what),
+            **review_decisions.read(d, what),
             rule=dict(rule),
-            reviewer=_text(d, "reviewer", what),
-            site=_identifier(SiteId, d, "site", what),
-            decided_by=_text(d, "decided_by", what),
-            decided_by_party=_identifier(PartyId, d, "decided_by_party", what),
-            decided_at=_time(d, "decided_at", what),
-            reason=_text(d, "reason", what, limit=10_000),
             override=override,
             checks=tuple(dict(c) for c in checks),
         )

@@ -15,20 +15,11 @@ from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Any
 
-from mahiru.errors import InvalidInput
+from mahiru.model import review_decisions
 from mahiru.model.canonical import canonical_json
 from mahiru.model.identifiers import PartyId, ResultId, SiteId
 from mahiru.model.reviews import Review, ReviewState
-from mahiru.model.statements import (
-    b64,
-    canonical,
-    digest_field,
-    exact,
-    identifier_field,
-    split_signature,
-    text_field,
-    time_field,
-)
+from mahiru.model.statements import b64, canonical, exact, split_signature
 
 #: The kind and version of a rejection, in its `type` field.
 REJECTION_TYPE = "mahiru.rejection/1"
@@ -54,20 +45,7 @@ class RejectionStatement:
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON form (what is signed, in canonical form)."""
-        return {
-            "type": REJECTION_TYPE,
-            "review_id": self.review_id,
-            "result": str(self.result),
-            "digest": self.digest,
-            "receiving_party": str(self.receiving_party),
-            "rule_id": self.rule_id,
-            "reviewer": self.reviewer,
-            "site": str(self.site),
-            "decided_by": self.decided_by,
-            "decided_by_party": str(self.decided_by_party),
-            "decided_at": self.decided_at.isoformat(),
-            "reason": self.reason,
-        }
+        return {"type": REJECTION_TYPE, **review_decisions.written(self)}
 
     def canonical_bytes(self) -> bytes:
         """The bytes the reviewing site signs."""
@@ -77,47 +55,14 @@ class RejectionStatement:
     def of_review(cls, review: Review, site: SiteId) -> RejectionStatement:
         """The statement `site` signs of the rejected `review`; InvalidInput if it is not
         rejected."""
-        if (
-            review.state is not ReviewState.REJECTED
-            or review.decided_at is None
-            or review.decided_by is None
-            or review.decided_by_party is None
-            or review.reason is None
-        ):
-            raise InvalidInput(f"review {review.review_id} is not rejected: nothing to sign")
-        return cls(
-            review_id=review.review_id,
-            result=review.result,
-            digest=review.digest,
-            receiving_party=review.receiving_party,
-            rule_id=review.rule_id,
-            reviewer=review.reviewer,
-            site=site,
-            decided_by=review.decided_by,
-            decided_by_party=review.decided_by_party,
-            decided_at=review.decided_at,
-            reason=review.reason,
-        )
+        return cls(**review_decisions.of_review(review, site, ReviewState.REJECTED))
 
     @classmethod
     def from_dict(cls, data: object) -> RejectionStatement:
         """Parse the JSON form strictly; InvalidInput naming what is wrong."""
         what = "rejection"
         d = exact(data, _KEYS, what, REJECTION_TYPE)
-        statement = cls(
-            review_id=text_field(d, "review_id", what),
-            result=identifier_field(ResultId, d, "result", what),
-            digest=digest_field(d, "digest", what),
-            receiving_party=identifier_field(PartyId, d, "receiving_party", what),
-            rule_id=digest_field(d, "rule_id", what),
-            reviewer=text_field(d, "reviewer", what),
-            site=identifier_field(SiteId, d, "site", what),
-            decided_by=text_field(d, "decided_by", what),
-            decided_by_party=identifier_field(PartyId, d, "decided_by_party", what),
-            decided_at=time_field(d, "decided_at", what),
-            reason=text_field(d, "reason", what, limit=10_000),
-        )
-        return canonical(statement, d, what)
+        return canonical(cls(**review_decisions.read(d, what)), d, what)
 
 
 @dataclass(frozen=True, slots=True)
