@@ -349,3 +349,33 @@ def test_a_job_reusing_a_copy_delivered_before_the_rule_waits_for_its_review(
     third = submit(scenario)
     assert site1.job(third).state is JobState.SUCCEEDED
     assert len(reviews_at(site2)) == 1
+
+
+@pytest.mark.parametrize(
+    "asks",
+    [
+        ("record", "image"),  # a record announces its image: one decision record for both
+        ("record", "record", "image"),
+        ("image", "image"),
+        ("record", "image", "image"),
+    ],
+)
+def test_a_held_result_stays_held_however_site1_asks_for_it(
+    scenario: Scenario, asks: tuple[str, ...]
+) -> None:
+    """While its review is pending, every ask of site1 for the result (its record, then
+    its image, in any order and number) is AwaitingReview: a decision kept from one ask
+    for the next never lets the image past the review's hold."""
+    site1, site2 = scenario.site1, scenario.site2
+    review_rule(scenario)
+    job_id = submit(scenario)
+    review = awaiting(scenario, job_id)
+    result = result_of(scenario, job_id)
+    egress, to = site2.jobs.egress, site1.id
+    for ask in asks:
+        with pytest.raises(AwaitingReview) as held:
+            if ask == "record":
+                egress.record_for_site(result, to)
+            else:
+                egress.to_site(result, to)
+        assert held.value.details["review"] == review.review_id, ask

@@ -239,22 +239,30 @@ class PolicyView:
         return decision
 
     def decide_announced(self, evaluate: Evaluate, about: Concerning) -> Decision:
-        """The decision `decide_ahead` kept about `about`, used up, if the rules in force
-        are the same and it is at most AHEAD_SECONDS old (one act, one record); else
-        `decide`."""
+        """`decide`, except that the record `decide_ahead` wrote about `about` stands
+        for this act too (used up) if the rules in force are the same and it is at most
+        AHEAD_SECONDS old: one act, one record.
+
+        `evaluate` runs either way, on the rules in force: the caller acts on what it
+        read from them beside the decision (a result's review rules, say), so a kept
+        decision never stands in for the evaluation itself.
+        """
         with self._remembered_lock:
             kept = self._remembered.get(about)
             if kept is not None and isinstance(kept.basis, _Ahead):
                 del self._remembered[about]
             else:
                 kept = None
+        snapshot = self._current()
         if (
             kept is not None
             and isinstance(kept.basis, _Ahead)
-            and kept.version == self._current().version
+            and kept.version == snapshot.version
             and self._clock.monotonic() - kept.basis.at <= AHEAD_SECONDS
         ):
-            return kept.decision
+            decision = evaluate(snapshot.engine)
+            if decision.allowed:  # as recorded ahead: the same rules decided it
+                return decision
         return self._decide(evaluate, about)[0]
 
     def forget(self, *, job: str, step: str | None = None) -> None:
