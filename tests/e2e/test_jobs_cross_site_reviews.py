@@ -13,13 +13,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from tests.support.jobs import Scenario, asset_id, compute_to_data
-from tests.support.sites import Network, SiteServer, network
+from tests.support.sites import Network, SiteServer, client_as, network
 from tests.support.waiting import wait_until
 
-from mahiru.client.http import CLIENT_HEADER, TlsIdentity
+from mahiru.client.http import TlsIdentity
 from mahiru.client.jobs import JobsClient
 from mahiru.model.assets import Asset, AssetKind
 from mahiru.model.identifiers import AssetId, PartyId, SiteId
@@ -93,18 +92,12 @@ def reviewed_input(world: World, name: str) -> str:
     return data
 
 
-def _http(identity: TlsIdentity, base: str) -> httpx.Client:
-    return httpx.Client(
-        base_url=base, verify=identity.ssl_context(), timeout=30, headers={CLIENT_HEADER: "1"}
-    )
-
-
 def offered(world: World, client: JobsClient, job_id: str) -> Review:
     """The job's review once it is held at site2 and listed to party3's reviewer at site3."""
     wait_until(lambda: client.status(job_id).status.reason, WAIT, "a review to wait for")
 
     def listed() -> Review | None:
-        with _http(world.reviewer, world.site3.internal_url) as api:
+        with client_as(world.reviewer, world.site3.internal_url) as api:
             reviews = api.get("/reviews", params={"state": "pending", "limit": 500}).json()
         mine = [Review.from_dict(r) for r in reviews["reviews"] if r["job_id"] == job_id]
         return mine[0] if mine else None
@@ -131,7 +124,7 @@ def test_a_result_held_at_site2_is_released_by_an_approval_at_party3_s_site(
             status.reason
             == f"awaiting review by {world.site3.party.id} (review {review.review_id})"
         )
-        with _http(world.reviewer, world.site3.internal_url) as api:
+        with client_as(world.reviewer, world.site3.internal_url) as api:
             answer = api.post(f"/reviews/{review.review_id}/approve", json={"reason": "fine"})
         assert answer.status_code == 200, answer.text
         done = client.wait(job_id, WAIT)
@@ -160,7 +153,7 @@ def test_a_rejection_at_party3_s_site_fails_the_job_with_its_reason(world: World
         data = reviewed_input(world, "input-rejected")
         job_id = c.submit(scenario.job(data=data)).status.job_id
         review = offered(world, c, job_id)
-        with _http(world.reviewer, world.site3.internal_url) as api:
+        with client_as(world.reviewer, world.site3.internal_url) as api:
             answer = api.post(
                 f"/reviews/{review.review_id}/reject", json={"reason": "column 3 names people"}
             )

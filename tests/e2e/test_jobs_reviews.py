@@ -21,11 +21,11 @@ import httpx
 import pytest
 from click.testing import CliRunner
 from tests.support.jobs import Scenario, asset_id, compute_to_data
-from tests.support.sites import Network, network
+from tests.support.sites import Network, client_as, network
 from tests.support.waiting import wait_until
 
 from mahiru.cli.main import cli
-from mahiru.client.http import CLIENT_HEADER, TlsIdentity
+from mahiru.client.http import TlsIdentity
 from mahiru.client.jobs import JobsClient, JobView, PeerJobsClient
 from mahiru.errors import AwaitingReview, NotFound, ReleaseRejected
 from mahiru.model.assets import Asset, AssetKind
@@ -133,13 +133,6 @@ def review_of(scenario: Scenario, job_id: str) -> Review:
     return review
 
 
-def _http(identity: TlsIdentity, base: str) -> httpx.Client:
-    # Marked as our clients mark their requests, so the cross-site check lets them through.
-    return httpx.Client(
-        base_url=base, verify=identity.ssl_context(), timeout=30, headers={CLIENT_HEADER: "1"}
-    )
-
-
 def asked(
     identity: TlsIdentity, site_url: str, method: str, route: str, body: Any = None
 ) -> tuple[int, str]:
@@ -147,7 +140,7 @@ def asked(
     `identity`; status 0 if the site refused the certificate during the handshake."""
     path = route if route.startswith("/") else f"/reviews/{route}"
     try:
-        with _http(identity, site_url) as api:
+        with client_as(identity, site_url) as api:
             answer = api.request(method, path, json=body)
     except httpx.TransportError:
         return 0, ""
@@ -212,7 +205,7 @@ def test_a_rejected_result_fails_the_job_and_revoking_the_rule_releases_nothing(
         job_id = client.submit(scenario.job(data=data)).status.job_id
         held(client, job_id)
         review = review_of(scenario, job_id)
-        with _http(world.reviewer, site2.internal_url) as api:
+        with client_as(world.reviewer, site2.internal_url) as api:
             answer = api.post(
                 f"/reviews/{review.review_id}/reject", json={"reason": "column 3 names people"}
             )
@@ -398,7 +391,7 @@ def test_another_party_s_users_neither_see_nor_decide_party2_s_reviews(
             print(f"{identity.cert.name} at site2: exit {code}: {err.strip()}")
             assert code != 0 and str(review.result) not in out + err
         assert reviewers(scenario).get(rid).state is ReviewState.PENDING
-        with _http(world.reviewer, site2.internal_url) as api:
+        with client_as(world.reviewer, site2.internal_url) as api:
             answer = api.post(f"/reviews/{rid}/reject", json={"reason": "not for party1"})
         assert answer.status_code == 200, answer.text
         assert client.wait(job_id, WAIT).status.state is JobState.FAILED

@@ -12,13 +12,12 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from tests.support.reviews import reviewed_result
-from tests.support.sites import Network, SiteServer, network
+from tests.support.sites import Network, SiteServer, client_as, network
 from tests.support.waiting import wait_until
 
-from mahiru.client.http import CLIENT_HEADER, TlsIdentity
+from mahiru.client.http import TlsIdentity
 from mahiru.errors import NotFound
 from mahiru.model.audit import AuditKind
 from mahiru.model.identifiers import JobId, PartyId, ResultId, SiteId
@@ -75,12 +74,6 @@ def _found(site: SiteServer, review_id: str) -> Review | None:
     return found
 
 
-def _http(identity: TlsIdentity, base: str) -> httpx.Client:
-    return httpx.Client(
-        base_url=base, verify=identity.ssl_context(), timeout=30, headers={CLIENT_HEADER: "1"}
-    )
-
-
 def _second_site(net: Network, name: str, root: Path) -> SiteServer:
     """A second site, `site2`, of party `name`: registered, started, in `net.sites`."""
     party = net.parties[name]
@@ -134,7 +127,7 @@ def test_the_review_is_offered_to_every_site_of_every_party_in_the_category(
     for name, site in world.members.items():
         mirror = wait_until(lambda site=site: _found(site, review.review_id), 60, name)
         assert mirror == replace(review, held_at=SiteId.parse(world.holder.id))
-        with _http(world.reviewer(name), site.internal_url) as api:
+        with client_as(world.reviewer(name), site.internal_url) as api:
             listed = api.get("/reviews", params={"state": "pending"}).json()["reviews"]
         assert review.review_id in {r["review_id"] for r in listed}
     exchange = world.holder.site.jobs.loops.review_exchange
@@ -142,10 +135,10 @@ def test_the_review_is_offered_to_every_site_of_every_party_in_the_category(
     assert offered == tuple(sorted(SiteId.parse(site.id) for site in world.members.values()))
     p4 = world.net.sites["p4"]
     assert _found(p4, review.review_id) is None
-    with _http(p4.identity, world.holder.external_url) as peer:
+    with client_as(p4.identity, world.holder.external_url) as peer:
         refused = peer.get(f"/reviews/{review.review_id}/files")
     assert refused.status_code == 404, refused.text
-    with _http(world.reviewer("p3b"), world.members["p3b"].internal_url) as api:
+    with client_as(world.reviewer("p3b"), world.members["p3b"].internal_url) as api:
         files = api.get(f"/reviews/{review.review_id}/files")
     assert files.status_code == 200 and files.json()["files"] == [
         {"path": "counts.csv", "size": len(FILES["counts.csv"])}
@@ -163,7 +156,7 @@ def test_the_first_decision_wins_naming_its_site_and_a_later_one_is_given_up(
     for name, site in world.members.items():
         wait_until(lambda site=site: _found(site, review.review_id), 60, name)
     p3b = world.members["p3b"]
-    with _http(world.reviewer("p3b"), p3b.internal_url) as api:
+    with client_as(world.reviewer("p3b"), p3b.internal_url) as api:
         approved = api.post(f"/reviews/{review.review_id}/approve", json={"reason": "fine"})
     assert approved.status_code == 200, approved.text
     held = wait_until(
@@ -179,7 +172,7 @@ def test_the_first_decision_wins_naming_its_site_and_a_later_one_is_given_up(
     assert decided.details["site"] == p3b.id and decided.actor == p3b.party.id
 
     p2 = world.members["p2"]
-    with _http(world.reviewer("p2"), p2.internal_url) as api:
+    with client_as(world.reviewer("p2"), p2.internal_url) as api:
         rejected = api.post(f"/reviews/{review.review_id}/reject", json={"reason": "no"})
     assert rejected.status_code == 200, rejected.text  # decided there: the mirror is p2's
     (given_up,) = wait_until(

@@ -14,13 +14,12 @@ from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import Any
 
-import httpx
 import pytest
 from tests.support.reviews import reviewed_result
-from tests.support.sites import Network, SiteServer, network
+from tests.support.sites import Network, SiteServer, client_as, network
 from tests.support.waiting import wait_until
 
-from mahiru.client.http import CLIENT_HEADER, TlsIdentity
+from mahiru.client.http import TlsIdentity
 from mahiru.errors import NotFound
 from mahiru.model.approvals import ApprovalStatement, SignedApproval
 from mahiru.model.identifiers import JobId, PartyId, ResultId, SiteId
@@ -83,12 +82,6 @@ def _found(reviews: Any, review_id: str) -> Review | None:
     except NotFound:  # not offered there yet
         return None
     return found
-
-
-def _http(identity: TlsIdentity, base: str) -> httpx.Client:
-    return httpx.Client(
-        base_url=base, verify=identity.ssl_context(), timeout=30, headers={CLIENT_HEADER: "1"}
-    )
 
 
 @pytest.fixture(scope="module")
@@ -161,7 +154,7 @@ def test_an_offer_to_a_site_that_is_down_is_tried_again_backing_off_until_it_is_
         lambda: world.exchange().offered_to(review.review_id), 60, "the offer noted delivered"
     )
     assert offered == (SiteId.parse(world.reviewer_site.id),)
-    with _http(world.rita, world.reviewer_site.internal_url) as api:
+    with client_as(world.rita, world.reviewer_site.internal_url) as api:
         listed = api.get("/reviews", params={"state": "pending"}).json()["reviews"]
     assert review.review_id in {r["review_id"] for r in listed}
 
@@ -248,7 +241,7 @@ def test_a_forged_approval_is_refused_and_releases_nothing(world: World, case: s
     review = world.request()
     world.mirrored(review)
     sender, url, body = _forgery(world, case, review)
-    with _http(sender.identity, world.holder.external_url) as peer:
+    with client_as(sender.identity, world.holder.external_url) as peer:
         answer = peer.post(url, json=body)
     status, says = FORGERIES[case]
     assert answer.status_code == status and says in answer.json()["error"]["message"], answer.text
@@ -260,7 +253,7 @@ def test_a_forged_approval_is_refused_and_releases_nothing(world: World, case: s
     statement = ApprovalStatement.of_review(
         genuine, SiteId.parse(world.reviewer_site.id), world.rule
     )
-    with _http(world.reviewer_site.identity, world.holder.external_url) as peer:
+    with client_as(world.reviewer_site.identity, world.holder.external_url) as peer:
         taken = peer.post(url, json=report_body(genuine, _signed(world.reviewer_site, statement)))
     assert taken.status_code == 200, taken.text
     assert world.held(review.review_id).state is ReviewState.APPROVED
@@ -302,12 +295,12 @@ def test_a_rejection_is_recorded_only_signed_by_the_reviewer_party_s_site(
         (replace(genuine, signature=bytes(flipped)), "the signature does not verify"),
         (_signed_rejection(p3, statement), "the signature does not verify"),
     ):
-        with _http(p2.identity, world.holder.external_url) as peer:
+        with client_as(p2.identity, world.holder.external_url) as peer:
             answer = peer.post(url, json=report_body(decided, signed))
         assert answer.status_code == 400 and says in answer.json()["error"]["message"], answer.text
         assert world.held(review.review_id).state is ReviewState.PENDING
 
-    with _http(world.rita, p2.internal_url) as api:
+    with client_as(world.rita, p2.internal_url) as api:
         rejected = api.post(f"/reviews/{review.review_id}/reject", json={"reason": "no"})
     assert rejected.status_code == 200, rejected.text
     queue = world.holder.services.oversight.reviews

@@ -10,13 +10,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from typing import Any
 
-import httpx
 import pytest
 from tests.support.reviews import reviewed_result
-from tests.support.sites import Network, SiteServer, network
+from tests.support.sites import Network, SiteServer, client_as, network
 from tests.support.waiting import wait_until
 
-from mahiru.client.http import CLIENT_HEADER, TlsIdentity
+from mahiru.client.http import TlsIdentity
 from mahiru.errors import NotFound
 from mahiru.model.identifiers import JobId, PartyId, ResultId, SiteId
 from mahiru.model.review_exchange import report_body
@@ -68,12 +67,6 @@ def _found(reviews: Any, review_id: str) -> Review | None:
     return found
 
 
-def _http(identity: TlsIdentity, base: str) -> httpx.Client:
-    return httpx.Client(
-        base_url=base, verify=identity.ssl_context(), timeout=30, headers={CLIENT_HEADER: "1"}
-    )
-
-
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     root = tmp_path_factory.mktemp("cross-reviews")
@@ -92,7 +85,7 @@ def test_the_review_is_offered_to_the_reviewer_party_s_site_and_listed_there(
     review = world.request()
     mirror = world.mirrored(review)
     assert mirror == replace(review, held_at=SiteId.parse(world.holder.id))
-    with _http(world.rita, world.reviewer_site.internal_url) as api:
+    with client_as(world.rita, world.reviewer_site.internal_url) as api:
         listed = api.get("/reviews", params={"state": "pending"}).json()["reviews"]
     assert review.review_id in {r["review_id"] for r in listed}
 
@@ -102,13 +95,13 @@ def test_files_come_through_the_holder_s_gate_and_a_third_party_is_refused(
 ) -> None:
     review = world.request()
     world.mirrored(review)
-    with _http(world.rita, world.reviewer_site.internal_url) as api:
+    with client_as(world.rita, world.reviewer_site.internal_url) as api:
         listing = api.get(f"/reviews/{review.review_id}/files").json()
         assert listing["files"] == [{"path": "counts.csv", "size": len(FILES["counts.csv"])}]
         answer = api.get(f"/reviews/{review.review_id}/files/counts.csv")
         assert answer.status_code == 200 and answer.content == FILES["counts.csv"]
     p3 = world.net.sites["p3"]
-    with _http(p3.identity, world.holder.external_url) as peer:
+    with client_as(p3.identity, world.holder.external_url) as peer:
         refused = peer.get(f"/reviews/{review.review_id}/files")
         nothing = peer.get(f"/reviews/{'0' * 32}/files")
     # Not its owner's to review: answered as a review that is not there, learning nothing.
@@ -122,7 +115,7 @@ def test_a_decision_at_the_reviewer_site_is_recorded_at_the_holder(
 ) -> None:
     review = world.request()
     world.mirrored(review)
-    with _http(world.rita, world.reviewer_site.internal_url) as api:
+    with client_as(world.rita, world.reviewer_site.internal_url) as api:
         decided = api.post(f"/reviews/{review.review_id}/{action}", json={"reason": "ok"})
         assert decided.status_code == 200, decided.text
     queue = world.holder.services.oversight.reviews
@@ -156,7 +149,7 @@ def test_a_decision_reported_by_a_site_of_another_party_is_refused(world: World)
         party=PartyId.parse(world.reviewer_site.party.id),
         reason="forged",
     )
-    with _http(p3.identity, world.holder.external_url) as peer:
+    with client_as(p3.identity, world.holder.external_url) as peer:
         answer = peer.post(f"/reviews/{review.review_id}/decision", json=report_body(forged, None))
     assert answer.status_code == 404, answer.text  # as for a review that is not there
     assert world.holder.services.oversight.reviews.get(review.review_id).state is (

@@ -24,9 +24,9 @@ from fastapi import routing
 from fastapi.routing import APIRoute
 from tests.support.db import sqlite_urls
 from tests.support.images import write_image
-from tests.support.sites import Network, SiteServer, may_access, network
+from tests.support.sites import Network, SiteServer, client_as, may_access, network
 
-from mahiru.client.http import CLIENT_HEADER, TlsIdentity
+from mahiru.client.http import TlsIdentity
 from mahiru.model.assets import Asset, AssetKind
 from mahiru.model.identifiers import AssetId, JobId, PartyId, SiteId
 from mahiru.model.jobs import JobState, ResultProvenance, StepAssignment, StepState
@@ -94,13 +94,6 @@ def _new_id() -> str:
 
 def _now() -> datetime:
     return datetime.now(UTC)
-
-
-def _client(identity: TlsIdentity, base: str) -> httpx.Client:
-    # Marked as our clients mark their requests, so the cross-site check lets them reach the routes.
-    return httpx.Client(
-        base_url=base, verify=identity.ssl_context(), timeout=30, headers={CLIENT_HEADER: "1"}
-    )
 
 
 def _grant_body(job_id: str, job: Job, submitter_site: str, data: AssetId) -> dict[str, Any]:
@@ -185,7 +178,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         live_id = _new_id()
         live_job = _job(p3, {"s": ("x", str(live))}, compute)
         repo3.create_job(live_id, live_job, Plan({"s": s3}), s3, _now())
-        with _client(site3.identity, site1.external_url) as as_site3:
+        with client_as(site3.identity, site1.external_url) as as_site3:
             granted = as_site3.post(
                 "/live/grants", json=_grant_body(live_id, live_job, site3.id, live)
             )
@@ -271,7 +264,7 @@ def _call(
         q.alias: "0" * 64 for q in route.dependant.query_params if q.field_info.is_required()
     }
     body = {} if method in ("POST", "PUT") else None
-    with _client(identity, f"https://127.0.0.1:{site.port}") as client:
+    with client_as(identity, f"https://127.0.0.1:{site.port}") as client:
         return client.request(method, path, params=queries, json=body)
 
 
@@ -358,7 +351,7 @@ def test_a_data_site_hears_only_which_steps_reading_its_data_still_run(world: Wo
     assert repo.get_job(job_id).state is JobState.RUNNING
 
     def ask(identity: TlsIdentity, digest: str = job_digest(job)) -> httpx.Response:
-        with _client(identity, site1.external_url) as client:
+        with client_as(identity, site1.external_url) as client:
             return client.get(f"/jobs/{job_id}/readers", params={"job_digest": digest})
 
     to_site2 = ask(site2.identity)
@@ -368,7 +361,7 @@ def test_a_data_site_hears_only_which_steps_reading_its_data_still_run(world: Wo
         "job_id": job_id,
         "readers": [{"step": "b", "site": site1.id}],
     }
-    with _client(site2.identity, site1.external_url) as client:
+    with client_as(site2.identity, site1.external_url) as client:
         nothing = client.get(f"/jobs/{'0' * 32}/readers", params={"job_digest": job_digest(job)})
     other_job = job_digest(_job(site1.party.id, {"a": ("x", data2)}, world.compute))
     for refused in (ask(site2.identity, d) for d in (other_job, "", "é" * 64, job_id)):
@@ -399,7 +392,7 @@ def test_a_live_grant_is_given_only_on_the_readers_answer(world: World) -> None:
         "does not say that step s of job": (elsewhere_id, live_job),
         "(it is not planned there, or it has finished)": (finished_id, live_job),
     }
-    with _client(site3.identity, site1.external_url) as as_site3:
+    with client_as(site3.identity, site1.external_url) as as_site3:
         for reason, (job_id, job) in attempts.items():
             body = _grant_body(job_id, job, site3.id, world.live_data)
             refused = as_site3.post("/live/grants", json=body)

@@ -17,11 +17,11 @@ import pytest
 from click.testing import CliRunner
 from tests.support.images import write_image
 from tests.support.reviews import reviewed_result
-from tests.support.sites import Network, SiteServer, network
+from tests.support.sites import Network, SiteServer, client_as, network
 from tests.support.waiting import wait_until
 
 from mahiru.cli.main import cli
-from mahiru.client.http import CLIENT_HEADER, TlsIdentity
+from mahiru.client.http import TlsIdentity
 from mahiru.errors import PermissionDenied
 from mahiru.model.assets import Asset, AssetKind
 from mahiru.model.audit import AuditKind
@@ -65,14 +65,7 @@ class World:
 
     def api(self, identity: TlsIdentity) -> httpx.Client:
         """The site's internal API as `identity`."""
-        return _http(identity, self.site.internal_url)
-
-
-def _http(identity: TlsIdentity, base: str) -> httpx.Client:
-    # Marked as our clients mark their requests, so the cross-site check lets them through.
-    return httpx.Client(
-        base_url=base, verify=identity.ssl_context(), timeout=30, headers={CLIENT_HEADER: "1"}
-    )
+        return client_as(identity, self.site.internal_url)
 
 
 @pytest.fixture(scope="module")
@@ -168,7 +161,7 @@ def test_another_party_s_review_is_as_if_it_did_not_exist(world: World) -> None:
                 ]
                 assert texts[0] == texts[1]
     p2 = world.net.sites["p2"]
-    with _http(p2.party.admin, p2.internal_url) as api:
+    with client_as(p2.party.admin, p2.internal_url) as api:
         # p2's reviewers see it at their own site, offered there by p1's (a mirror).
         listed = wait_until(
             lambda: api.get("/reviews").json()["reviews"], 30, "the review offered to p2"

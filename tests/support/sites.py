@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from fastapi import FastAPI
@@ -25,7 +26,7 @@ from mahiru import pki
 from mahiru.api.registry_app import create_registry_app
 from mahiru.api.site_app import create_site_app
 from mahiru.bootstrap import Site, SiteOverrides, build_registry, build_site
-from mahiru.client.http import TlsIdentity
+from mahiru.client.http import CLIENT_HEADER, TlsIdentity
 from mahiru.client.registry import RegistryClient
 from mahiru.client.site import PeerClient, SiteClient
 from mahiru.config import CallerLimits, ListenConfig, RegistryConfig, SiteConfig, TlsConfig
@@ -448,3 +449,11 @@ def may_use(party: str, asset: str) -> dict[str, str]:
 def rule_of(data: dict[str, str]) -> Rule:
     """A rule from its dict form."""
     return rule_from_dict(data)
+
+
+def client_as(identity: TlsIdentity, base: str) -> httpx.Client:
+    """A raw HTTPS client for `base` with `identity`'s certificate, marked as Mahiru's own
+    clients mark their requests, so the cross-site check lets it reach the routes."""
+    return httpx.Client(
+        base_url=base, verify=identity.ssl_context(), timeout=30, headers={CLIENT_HEADER: "1"}
+    )
