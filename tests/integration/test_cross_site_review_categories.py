@@ -13,12 +13,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.support.reviews import reviewed_result
+from tests.support.reviews import review_at, reviewed_result
 from tests.support.sites import Network, SiteServer, client_as, network
 from tests.support.waiting import wait_until
 
 from mahiru.client.http import TlsIdentity
-from mahiru.errors import NotFound
 from mahiru.model.audit import AuditKind
 from mahiru.model.identifiers import JobId, PartyId, ResultId, SiteId
 from mahiru.model.reviews import Review, ReviewState
@@ -64,14 +63,6 @@ class World:
     def reviewer(self, name: str) -> TlsIdentity:
         """A reviewer of the party of member site `name`."""
         return self.reviewers[name.removesuffix("b")]
-
-
-def _found(site: SiteServer, review_id: str) -> Review | None:
-    try:
-        found: Review = site.services.oversight.reviews.get(review_id)
-    except NotFound:  # not offered there (yet)
-        return None
-    return found
 
 
 def _second_site(net: Network, name: str, root: Path) -> SiteServer:
@@ -125,7 +116,7 @@ def test_the_review_is_offered_to_every_site_of_every_party_in_the_category(
     outside the category, gets nothing, and its site is answered as for no review."""
     review = world.request()
     for name, site in world.members.items():
-        mirror = wait_until(lambda site=site: _found(site, review.review_id), 60, name)
+        mirror = wait_until(lambda site=site: review_at(site, review.review_id), 60, name)
         assert mirror == replace(review, held_at=SiteId.parse(world.holder.id))
         with client_as(world.reviewer(name), site.internal_url) as api:
             listed = api.get("/reviews", params={"state": "pending"}).json()["reviews"]
@@ -134,7 +125,7 @@ def test_the_review_is_offered_to_every_site_of_every_party_in_the_category(
     offered = wait_until(lambda: exchange.offered_to(review.review_id), 60, "all offered")
     assert offered == tuple(sorted(SiteId.parse(site.id) for site in world.members.values()))
     p4 = world.net.sites["p4"]
-    assert _found(p4, review.review_id) is None
+    assert review_at(p4, review.review_id) is None
     with client_as(p4.identity, world.holder.external_url) as peer:
         refused = peer.get(f"/reviews/{review.review_id}/files")
     assert refused.status_code == 404, refused.text
@@ -154,7 +145,7 @@ def test_the_first_decision_wins_naming_its_site_and_a_later_one_is_given_up(
     recording that it was refused; the result stays approved."""
     review = world.request()
     for name, site in world.members.items():
-        wait_until(lambda site=site: _found(site, review.review_id), 60, name)
+        wait_until(lambda site=site: review_at(site, review.review_id), 60, name)
     p3b = world.members["p3b"]
     with client_as(world.reviewer("p3b"), p3b.internal_url) as api:
         approved = api.post(f"/reviews/{review.review_id}/approve", json={"reason": "fine"})

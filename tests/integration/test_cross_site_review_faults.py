@@ -8,102 +8,34 @@ from __future__ import annotations
 
 import itertools
 import logging
-import secrets
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
 import pytest
-from tests.support.reviews import reviewed_result
-from tests.support.sites import Network, SiteServer, client_as, network
+from tests.support.reviews import CrossSiteReviews, cross_site_reviews
+from tests.support.sites import SiteServer, client_as
 from tests.support.waiting import wait_until
 
-from mahiru.client.http import TlsIdentity
-from mahiru.errors import NotFound
 from mahiru.model.approvals import ApprovalStatement, SignedApproval
-from mahiru.model.identifiers import JobId, PartyId, ResultId, SiteId
+from mahiru.model.identifiers import PartyId, SiteId
 from mahiru.model.rejections import RejectionStatement, SignedRejection
 from mahiru.model.review_exchange import report_body
 from mahiru.model.reviews import Review, ReviewState
 from mahiru.pki import load_tls_private_key
-from mahiru.pki.names import Role
 from mahiru.pki.signatures import SiteSignatures, sign_with_tls_key
-from mahiru.services.jobs.review_exchange import ReviewExchange
 
 pytestmark = pytest.mark.integration
 
 FILES = {"counts.csv": b"n\n30\n"}
-PASSED = {"check": "max_bytes", "passed": True, "detail": "5 bytes"}
-
-
-@dataclass
-class World:
-    net: Network
-    holder: SiteServer
-    reviewer_site: SiteServer
-    rita: TlsIdentity
-    result: ResultId
-    digest: str
-    rule_id: str
-    rule: dict[str, Any]
-
-    def request(self) -> Review:
-        """A new review at p1's site, for p2 to decide."""
-        return self.holder.services.oversight.reviews.request(
-            self.result,
-            PartyId("p9.org", f"r{secrets.token_hex(4)}"),
-            self.rule_id,
-            self.reviewer_site.party.id,
-            JobId(secrets.token_hex(16)),
-            self.digest,
-            (PASSED,),
-        )
-
-    def held(self, review_id: str) -> Review:
-        """The review as the holder keeps it now."""
-        return self.holder.services.oversight.reviews.get(review_id)
-
-    def mirrored(self, review: Review) -> Review:
-        """The review as p2's site keeps it, once offered there."""
-        reviews = self.reviewer_site.services.oversight.reviews
-        return wait_until(
-            lambda: _found(reviews, review.review_id), 60, "the review offered to p2's site"
-        )
-
-    def exchange(self) -> ReviewExchange:
-        """The holder's review exchange."""
-        return self.holder.site.jobs.loops.review_exchange
-
-
-def _found(reviews: Any, review_id: str) -> Review | None:
-    try:
-        found: Review = reviews.get(review_id)
-    except NotFound:  # not offered there yet
-        return None
-    return found
+World = CrossSiteReviews
 
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
-    root = tmp_path_factory.mktemp("cross-review-faults")
-    with network(root, lambda name: f"sqlite:///{root / name}.db") as net:
-        net.replicate_all()
-        holder, reviewer_site = net.sites["p1"], net.sites["p2"]
-        made = reviewed_result(holder, FILES, reviewer_site.party.id)
-        net.replicate_all()
-        rule = holder.services.policy.rule(made.rule_id)
-        assert rule is not None
-        yield World(
-            net,
-            holder,
-            reviewer_site,
-            net.certs.user(reviewer_site.party, "rita", Role.REVIEWER.value),
-            made.result,
-            made.digest,
-            made.rule_id,
-            rule.to_dict(),
-        )
+    with cross_site_reviews(tmp_path_factory.mktemp("cross-review-faults"), FILES) as made:
+        yield made
 
 
 class _Failures(logging.Handler):
