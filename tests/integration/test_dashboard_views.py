@@ -24,7 +24,11 @@ from tests.support.fake_sites import FakeNetwork, FakeSite
 from mahiru.api.auth import UserCaller
 from mahiru.api.errors import install_error_handlers
 from mahiru.api.routes.site import dashboard
-from mahiru.api.routes.site.dashboard.pages import JOB_REFRESH_SECONDS, DashboardPages
+from mahiru.api.routes.site.dashboard.pages import (
+    ASSETS_PER_PAGE,
+    JOB_REFRESH_SECONDS,
+    DashboardPages,
+)
 from mahiru.model.assets import Asset, AssetKind
 from mahiru.model.audit import AuditKind
 from mahiru.model.identifiers import JobId, ResultId
@@ -154,6 +158,40 @@ def test_a_result_whose_making_is_not_recorded_goes_to_nobody_on_the_assets_page
     world.site1.records.add(Asset(orphan, AssetKind.DATA, {}, digest.digest), size=digest.size)
     row = _row(world.ui.get("/internal/ui/assets").text, "assets", str(orphan))
     assert row.count("—") == 2, row
+
+
+def test_the_assets_page_shows_a_page_at_a_time_stored_first_then_rule_named(
+    world: World,
+) -> None:
+    """With more assets than fit a page, each page lists ASSETS_PER_PAGE of them, those
+    stored here first, and links to the next; the last page ends the stored list and then
+    lists what only the rules name. Every asset is on exactly one page."""
+    digest = world.site1.blobs.write_bytes(archive_of({"x": b"1"}))
+    extra = [ResultId(f"{n:064x}") for n in range(ASSETS_PER_PAGE + 5)]
+    for result in extra:
+        world.site1.records.add(Asset(result, AssetKind.DATA, {}, digest.digest), size=digest.size)
+    stored = [str(record.asset.id) for record in world.site1.services.assets.list()]
+    first = world.ui.get("/internal/ui/assets")
+    assert first.status_code == 200, first.text
+    assert first.text.count('<tr><td class="mono">') == ASSETS_PER_PAGE
+    assert "page 1 of 2" in first.text and 'href="?page=2"' in first.text
+    assert 'id="known"' not in first.text  # the rule-named ones come after the stored
+    second = world.ui.get("/internal/ui/assets?page=2")
+    assert second.status_code == 200, second.text
+    assert "page 2 of 2" in second.text and 'href="?page=1"' in second.text
+    assert 'id="known"' in second.text
+    shown = [
+        cell
+        for page in (first.text, second.text)
+        for cell in re.findall(r'<table id="assets">.*?</table>', page, re.S)
+        for cell in re.findall(r'<tr><td class="mono">([^<]+)</td>', cell)
+    ]
+    assert shown == stored
+    beyond = world.ui.get("/internal/ui/assets?page=3")
+    assert beyond.status_code == 200
+    assert f"{len(stored)} stored here, on the pages before this one" in beyond.text
+    refused = world.ui.get("/internal/ui/assets?page=0")
+    assert refused.status_code == 400 and "page" in refused.text
 
 
 # --- an output's files -------------------------------------------------------------------

@@ -1,16 +1,17 @@
 """The dashboard's assets page: the assets stored here and those rules name, and who may
-access and use each."""
+access and use each, a page at a time (who may have an asset is asked only for the
+assets on the page shown)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import fields
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Query
 from fastapi.responses import HTMLResponse
 
-from mahiru.api.routes.site.dashboard.pages import BASE, Dashboard
+from mahiru.api.routes.site.dashboard.pages import ASSETS_PER_PAGE, BASE, Dashboard
 from mahiru.api.routes.site.dependencies import Jobs, Services, User
 from mahiru.model.identifiers import AssetId, ResultId
 from mahiru.policy.rules import Rule
@@ -19,8 +20,15 @@ router = APIRouter(prefix=BASE, include_in_schema=False)
 
 
 @router.get("/assets")
-def assets(caller: User, dashboard: Dashboard, services: Services, jobs: Jobs) -> HTMLResponse:
-    """Each asset with the sites that may access it and the parties that may use it, as
+def assets(
+    caller: User,
+    dashboard: Dashboard,
+    services: Services,
+    jobs: Jobs,
+    page: Annotated[int, Query(ge=1)] = 1,
+) -> HTMLResponse:
+    """One page of the assets, those stored here first (by id), then those only rules
+    name: each with the sites that may access it and the parties that may use it, as
     the egress gate would decide: a stored result by the permissions of the job output
     it is (its ResultOf rules), not as a primary asset."""
     site_ids = [record.id for record in services.replication.replica.sites()]
@@ -34,8 +42,14 @@ def assets(caller: User, dashboard: Dashboard, services: Services, jobs: Jobs) -
             "parties": [str(party) for party in parties],
         }
 
+    records = services.assets.list()
+    stored_ids = {str(record.asset.id) for record in records}
+    rules = services.policy.reader().rules()  # answers only: nothing here is audited
+    named = [asset for asset in _assets_named(rules) if str(asset) not in stored_ids]
+    first = (page - 1) * ASSETS_PER_PAGE
+    last = first + ASSETS_PER_PAGE
     stored = []
-    for record in services.assets.list():
+    for record in records[first:last]:
         row = who(record.asset.id)
         digest = record.asset.image_digest
         row.update(
@@ -44,10 +58,21 @@ def assets(caller: User, dashboard: Dashboard, services: Services, jobs: Jobs) -
             digest=f"sha256:{digest[:16]}…" if digest else "no image",
         )
         stored.append(row)
-    stored_ids = {row["id"] for row in stored}
-    rules = services.policy.reader().rules()  # answers only: nothing here is audited
-    known = [who(asset) for asset in _assets_named(rules) if str(asset) not in stored_ids]
-    return dashboard.render("assets.html", caller, "Assets", "Assets", stored=stored, known=known)
+    skipped = len(records)
+    known = [who(asset) for asset in named[max(first - skipped, 0) : max(last - skipped, 0)]]
+    total = len(records) + len(named)
+    return dashboard.render(
+        "assets.html",
+        caller,
+        "Assets",
+        "Assets",
+        stored=stored,
+        known=known,
+        stored_total=len(records),
+        known_total=len(named),
+        page=page,
+        pages=max((total + ASSETS_PER_PAGE - 1) // ASSETS_PER_PAGE, 1),
+    )
 
 
 def _assets_named(rules: Iterable[Rule]) -> list[AssetId]:

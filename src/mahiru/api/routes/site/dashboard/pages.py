@@ -23,6 +23,8 @@ from mahiru.errors import PermissionDenied
 BASE = "/internal/ui"
 API = "/internal"
 JOBS_PER_PAGE = 50
+#: Assets on one page of the dashboard's Assets (stored and rule-named together).
+ASSETS_PER_PAGE = 50
 RECORDS_PER_PAGE = 100
 #: How often the page of a job that has not ended reloads itself (seconds).
 JOB_REFRESH_SECONDS = 5
