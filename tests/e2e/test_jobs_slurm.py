@@ -6,7 +6,7 @@ container are gone, and a data site SIGKILLed while its step's batch job runs
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -70,13 +70,10 @@ def scenario(
     net: Network,
     container_runtime: DockerRuntime,
     scenario_archives: dict[str, Path],
-    probe_images: dict[str, str],
-    tmp_path_factory: pytest.TempPathFactory,
+    probe_archive: Callable[[str], Path],
 ) -> Scenario:
     """The compute-to-data assets and rules, plus a compute asset that hangs."""
-    hang = tmp_path_factory.mktemp("probes") / "hang.tar"
-    container_runtime.save_image(probe_images["hang"], hang)
-    computes = {"minmax": scenario_archives[MINMAX_ASSET], "hang": hang}
+    computes = {"minmax": scenario_archives[MINMAX_ASSET], "hang": probe_archive("hang")}
     return compute_to_data(
         net, scenario_archives[INPUT_ASSET], scenario_archives[OUTPUT_BASE_ASSET], computes
     )
