@@ -84,9 +84,14 @@ browser:
 # fails, and share one folder (MAHIRU_TEST_RUN_DIR) for what is built once per
 # run, so the serial pass does not build the scenario's asset archives again.
 # A plain `pytest` runs everything in one process, as before.
+# Bytecode is cached even where PYTHONDONTWRITEBYTECODE is set: the suite starts
+# Python hundreds of times (workers, `mahiru serve`, `mahiru` commands), and without
+# the cache each compiles the package again and pytest rewrites every test module
+# in every worker (about 7 s of CPU per worker's collection, 0.4 s per service start).
 TEST_WORKERS ?= 4
 
 test: lint typecheck base-images browser slurm crate-validator
+	unset PYTHONDONTWRITEBYTECODE; \
 	export MAHIRU_TEST_POSTGRES_URL="$${MAHIRU_TEST_POSTGRES_URL:-$$(bash scripts/ensure-postgres.sh)}"; \
 	export MAHIRU_TEST_RUN_DIR="$$(mktemp -d -t mahiru-test-run-XXXXXX)"; \
 	status=0; \

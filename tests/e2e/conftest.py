@@ -14,7 +14,7 @@ import os
 import subprocess
 import textwrap
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -251,6 +251,31 @@ def probe_images(
     yield images
     with run_lock(tmp_path_factory, "probe") as folder:
         _drop_probe_images(container_runtime, folder)
+
+
+@pytest.fixture(scope="session")
+def probe_archive(
+    container_runtime: DockerRuntime,
+    probe_images: dict[str, str],
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Callable[[str], Path]:
+    """The archive (`docker save`) of a probe mode's image, for uploading as an asset:
+    written once per test run, when first asked for, and shared by the workers (a module
+    must not change it)."""
+
+    def archive(mode: str) -> Path:
+        image = probe_images[mode]
+        with run_lock(tmp_path_factory, "probe-archives") as folder:
+            # Named by the image: the images are built again once no worker used them.
+            path = folder / f"{image.removeprefix('sha256:')}.tar"
+            if not path.exists():
+                folder.mkdir(parents=True, exist_ok=True)
+                partial = path.with_suffix(".partial")
+                container_runtime.save_image(image, partial)
+                partial.rename(path)
+            return path
+
+    return archive
 
 
 def _take_probe_images(runtime: DockerRuntime, folder: Path) -> dict[str, str]:

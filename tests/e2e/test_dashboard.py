@@ -10,7 +10,7 @@ import os
 import re
 import shutil
 import tarfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -37,14 +37,13 @@ def scenario(
     tmp_path_factory: pytest.TempPathFactory,
     container_runtime: DockerRuntime,
     scenario_archives: dict[str, Path],
-    probe_images: dict[str, str],
+    probe_archive: Callable[[str], Path],
 ) -> Iterator[tuple[Scenario, str]]:
     """Two sites with the compute-to-data assets, and the id of a job that succeeded."""
     if chromium() is None:
         pytest.fail("chromium is missing: `make test` installs it (scripts/ensure-chromium.sh)")
     root = tmp_path_factory.mktemp("dashboard")
-    hang = root / "hang.tar"
-    container_runtime.save_image(probe_images["hang"], hang)
+    hang = probe_archive("hang")
     names = ("party1", "party2")
     with network(root, sqlite_urls(root), names) as net:
         net.replicate_all()

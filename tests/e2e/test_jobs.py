@@ -8,7 +8,7 @@ import io
 import json
 import tarfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -58,16 +58,12 @@ def scenario(
     net: Network,
     container_runtime: DockerRuntime,
     scenario_archives: dict[str, Path],
-    probe_images: dict[str, str],
-    tmp_path_factory: pytest.TempPathFactory,
+    probe_archive: Callable[[str], Path],
 ) -> Scenario:
     """The compute-to-data assets and rules, plus failing and sleeping compute assets."""
-    probes = tmp_path_factory.mktemp("probes")
     computes = {"minmax": scenario_archives[MINMAX_ASSET]}
     for mode in ("fail", "hang", "leak deep", "leak bytes"):
-        name = mode.replace(" ", "_")
-        computes[name] = probes / f"{name}.tar"
-        container_runtime.save_image(probe_images[mode], computes[name])
+        computes[mode.replace(" ", "_")] = probe_archive(mode)
     return compute_to_data(
         net, scenario_archives[INPUT_ASSET], scenario_archives[OUTPUT_BASE_ASSET], computes
     )

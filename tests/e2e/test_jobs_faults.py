@@ -23,6 +23,7 @@ from tests.support.process_scenario import (
     process_scenario,
     restart,
     sigkill,
+    wake,
 )
 from tests.support.sites import Network, network
 from tests.support.waiting import wait_until
@@ -86,9 +87,17 @@ def test_a_site_killed_mid_step_runs_it_again_after_restart_and_the_job_succeeds
         assert only_step(client.status(job_id)).state is StepState.RUNNING
         sigkill(site2)
         # Nobody stopped the container: it was orphaned with its site.
-        assert container_runtime.list_step_containers({LABEL_JOB: job_id})
+        orphans = container_runtime.list_step_containers({LABEL_JOB: job_id})
+        assert orphans
         assert client.status(job_id).status.state is JobState.RUNNING
         restart(site2)
+
+        # The step's second run need not sleep SLEEP s as well: wake it (never the orphan).
+        def woken_until_the_job_ends() -> bool:
+            wake(container_runtime, {LABEL_JOB: job_id}, but=[c.id for c in orphans])
+            return client.status(job_id).status.state.terminal
+
+        wait_until(woken_until_the_job_ends, WAIT, "the job to end", interval=0.5)
         view = client.wait(job_id, WAIT)
         assert view.status.state is JobState.SUCCEEDED, view.to_json()
         step = only_step(view)

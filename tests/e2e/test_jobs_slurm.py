@@ -6,7 +6,7 @@ container are gone, and a data site SIGKILLed while its step's batch job runs
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -19,6 +19,7 @@ from tests.support.process_scenario import (
     process_scenario,
     restart,
     sigkill,
+    wake,
 )
 from tests.support.sites import Network, network
 from tests.support.slurm import SlurmCluster, start_cluster
@@ -69,13 +70,10 @@ def scenario(
     net: Network,
     container_runtime: DockerRuntime,
     scenario_archives: dict[str, Path],
-    probe_images: dict[str, str],
-    tmp_path_factory: pytest.TempPathFactory,
+    probe_archive: Callable[[str], Path],
 ) -> Scenario:
     """The compute-to-data assets and rules, plus a compute asset that hangs."""
-    hang = tmp_path_factory.mktemp("probes") / "hang.tar"
-    container_runtime.save_image(probe_images["hang"], hang)
-    computes = {"minmax": scenario_archives[MINMAX_ASSET], "hang": hang}
+    computes = {"minmax": scenario_archives[MINMAX_ASSET], "hang": probe_archive("hang")}
     return compute_to_data(
         net, scenario_archives[INPUT_ASSET], scenario_archives[OUTPUT_BASE_ASSET], computes
     )
@@ -184,7 +182,7 @@ def test_a_site_killed_while_its_slurm_job_runs_cancels_it_after_restart_and_the
             "site1 to see the step running",
         )
         labels = {LABEL_JOB: job_id}
-        wait_until(
+        orphans = wait_until(
             lambda: container_runtime.list_step_containers(labels), WAIT, "the step's container"
         )
 
@@ -194,6 +192,12 @@ def test_a_site_killed_while_its_slurm_job_runs_cancels_it_after_restart_and_the
         assert container_runtime.list_step_containers(labels)
         restart(site2)
 
+        # The step's second run need not sleep SLEEP s as well: wake it (never the orphan).
+        def woken_until_the_job_ends() -> bool:
+            wake(container_runtime, labels, but=[c.id for c in orphans])
+            return client.status(job_id).status.state.terminal
+
+        wait_until(woken_until_the_job_ends, WAIT, "the job to end", interval=0.5)
         view = client.wait(job_id, WAIT)
         assert view.status.state is JobState.SUCCEEDED, view.to_json()
         step = only_step(view)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -33,15 +33,14 @@ def scenario(
     tmp_path_factory: pytest.TempPathFactory,
     container_runtime: DockerRuntime,
     scenario_archives: dict[str, Path],
-    probe_images: dict[str, str],
+    probe_archive: Callable[[str], Path],
 ) -> Iterator[Scenario]:
     """The compute-to-data assets and rules on two sites, plus failing and sleeping
     compute assets."""
     root = tmp_path_factory.mktemp("tes")
     computes = {"minmax": scenario_archives[MINMAX_ASSET]}
     for mode in ("fail", "hang"):
-        computes[mode] = root / f"{mode}.tar"
-        container_runtime.save_image(probe_images[mode], computes[mode])
+        computes[mode] = probe_archive(mode)
     with network(root, sqlite_urls(root), ("party1", "party2")) as net:
         net.replicate_all()
         yield compute_to_data(

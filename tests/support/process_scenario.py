@@ -12,10 +12,11 @@ from __future__ import annotations
 import json
 import signal
 import socket
+import subprocess
 import textwrap
 import time
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -101,10 +102,14 @@ class ProcessScenario:
 
 
 def compute_images(runtime: DockerRuntime, minmax: str, port: int, sleep: int) -> dict[str, str]:
-    """Test computes: `sleeper` (minmax after `sleep` s), `hanger`, `network` (a host port)."""
+    """Test computes: `sleeper` (minmax after `sleep` s, or at once when woken, see `wake`),
+    `hanger`, `network` (a host port)."""
     minmax_cmd = f"python3 -I {MINMAX_DIR}/minmax.py"
+    # The shell is the container's init: a signal it has no handler for never reaches it,
+    # so a SIGUSR1 before the trap is set (or after the exec) changes nothing.
+    sleeper = f"trap 'echo woken' USR1; echo sleeping; sleep {sleep} & wait $!; exec {minmax_cmd}"
     configs = {
-        "sleeper": (minmax, ("sh", "-c", f"echo sleeping; sleep {sleep}; exec {minmax_cmd}")),
+        "sleeper": (minmax, ("sh", "-c", sleeper)),
         "hanger": (minmax, ("sh", "-c", "echo sleeping; exec sleep 3600")),
         "network": (COMPUTE_BASE_IMAGE, ("python3", "-c", NETWORK_PROBE.format(port=port))),
     }
@@ -199,6 +204,19 @@ def process_scenario(
         listener.close()
         for image in images.values():
             runtime.remove_image(image)
+
+
+def wake(runtime: DockerRuntime, labels: Mapping[str, str], *, but: Iterable[str] = ()) -> None:
+    """Send SIGUSR1 to the step containers with `labels` (except those in `but`): a sleeper
+    computes at once, any other step takes no notice."""
+    others = set(but)
+    for container in runtime.list_step_containers(labels):
+        if container.id not in others:  # it may end meanwhile: no error here, so no check
+            subprocess.run(
+                ["docker", "kill", "--signal", "USR1", container.id],
+                capture_output=True,
+                check=False,
+            )
 
 
 def only_step(view: JobView) -> StepStatus:

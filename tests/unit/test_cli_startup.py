@@ -49,7 +49,8 @@ RUN_ONLY = (
 )
 
 # Runs the console script's `main` on the given arguments, then reports every
-# module the process loaded as the last line of stderr.
+# module the process loaded as the last line of stderr (a None entry is a module
+# kept from loading, not a loaded one).
 PROBE = """
 import json, sys
 from mahiru.cli.main import main
@@ -57,12 +58,13 @@ sys.argv = ["mahiru", *json.loads(sys.argv[1])]
 try:
     main()
 finally:
-    print(json.dumps(sorted(sys.modules)), file=sys.stderr)
+    loaded = sorted(name for name, module in sys.modules.items() if module is not None)
+    print(json.dumps(loaded), file=sys.stderr)
 """
 
 
-def loaded_modules(*args: str) -> set[str]:
-    """The modules a fresh `mahiru ARGS` process has loaded when it exits (successfully)."""
+def loaded_modules(*args: str, exit_code: int = 0) -> set[str]:
+    """The modules a fresh `mahiru ARGS` process has loaded when it exits (with `exit_code`)."""
     result = subprocess.run(
         [sys.executable, "-c", PROBE, json.dumps(args)],
         capture_output=True,
@@ -70,7 +72,7 @@ def loaded_modules(*args: str) -> set[str]:
         timeout=120,
         check=False,
     )
-    assert result.returncode == 0, result.stderr
+    assert result.returncode == exit_code, result.stderr
     return set(json.loads(result.stderr.splitlines()[-1]))
 
 
@@ -134,6 +136,39 @@ def test_the_help_of_a_command_loads_only_its_options(args: tuple[str, ...]) -> 
     modules = loaded_modules(*args)
     assert in_packages(modules, RUN_ONLY) == []
     assert COMMANDS_BY_NAME[args[0]].target.partition(":")[0] in modules
+
+
+#: What no command that only lists needs once it runs: YAML, the policy engine, and the
+#: command-line tool of the HTTP client (rich, pygments), which httpx loads if it can.
+LISTING_NEVER = ("yaml", "rich", "pygments", "mahiru.policy", "mahiru.planner")
+
+
+@pytest.fixture(scope="module")
+def user_files(tmp_path_factory: pytest.TempPathFactory) -> list[str]:
+    """The --cert, --key and --ca options of a party's user, for a site that is not there."""
+    from mahiru import pki
+
+    folder = tmp_path_factory.mktemp("user")
+    pki.save_certified_key(folder / "ca.crt", folder / "ca.key", pki.create_network_ca())
+    credentials = pki.create_party_credentials("party:p1.example.org:p1")
+    user = pki.issue_user_certificate(credentials.user_ca, "alice", "admin")
+    pki.save_certified_key(folder / "alice.crt", folder / "alice.key", user)
+    files = {"--cert": "alice.crt", "--key": "alice.key", "--ca": "ca.crt"}
+    return [part for option, name in files.items() for part in (option, str(folder / name))]
+
+
+@pytest.mark.parametrize("command", [("assets", "list"), ("jobs", "list")], ids=" ".join)
+def test_a_listing_command_loads_only_what_it_runs(
+    command: tuple[str, ...], user_files: list[str]
+) -> None:
+    """Run against a port where nothing listens (exit 4), the command has loaded the HTTP
+    client and its own module, and none of LISTING_NEVER."""
+    modules = loaded_modules(
+        *command, "--site", "https://127.0.0.1:9/internal", *user_files, exit_code=4
+    )
+    assert {"httpx", "mahiru.client.http", f"mahiru.cli.{command[0]}"} <= modules
+    assert in_packages(modules, LISTING_NEVER) == []
+    assert server_only(modules) == []
 
 
 def test_the_help_of_serve_and_blobs_loads_no_server_library() -> None:

@@ -198,6 +198,10 @@ def add_example(command: click.Command, path: tuple[str, ...]) -> None:
 
 def main() -> None:
     """Run the CLI (the `mahiru` console script); Ctrl-C at any point exits 130."""
+    # httpx loads its own command-line tool (rich, pygments) whenever it is imported, if
+    # it can; `mahiru` never runs it. A None entry makes that import fail, and httpx then
+    # goes without it: every command that connects starts ~0.1 s sooner.
+    sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]
     try:
         cli(prog_name="mahiru")
     except KeyboardInterrupt:

@@ -19,7 +19,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import AbstractContextManager
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 import httpx
@@ -40,8 +40,10 @@ from mahiru.model.assets import Asset, AssetKind, AssetRecord
 from mahiru.model.digests import BlobInfo, ImageStream, normalise_digest
 from mahiru.model.identifiers import AssetId, ResultId, parse_identifier
 from mahiru.model.serialization import asset_description_to_dict
-from mahiru.policy.changes import PeerRuleBatch, RuleChange, UnreadableRuleChange
-from mahiru.policy.signing import Revocation, SignedRule
+
+if TYPE_CHECKING:
+    from mahiru.policy.changes import PeerRuleBatch
+    from mahiru.policy.signing import Revocation, SignedRule
 
 logger = logging.getLogger("mahiru.client.site")
 
@@ -101,6 +103,10 @@ def parse_rule_batch(data: object) -> PeerRuleBatch:
     Only a malformed page as a whole (or a change without a usable version)
     is InvalidInput; one bad rule must not block the others.
     """
+    # Here, not at the top: only sites read peers' rule logs, and the `mahiru` command's
+    # start would pay for the policy modules otherwise.
+    from mahiru.policy.changes import PeerRuleBatch, RuleChange, UnreadableRuleChange
+
     if not isinstance(data, Mapping) or set(data) != {"changes", "version"}:
         raise InvalidInput("a rule change batch must be an object with changes and version")
     version, items = data["version"], data["changes"]

@@ -12,8 +12,6 @@ import json
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
-import yaml
-
 from mahiru.errors import InvalidInput
 from mahiru.model.assets import Asset, AssetKind, SiteDescription
 from mahiru.model.canonical import canonical_json
@@ -340,6 +338,10 @@ def to_json(data: Any) -> str:
 
 def load_yaml_text(text: str, what: str) -> Any:
     """Parse YAML (a superset of JSON), turning syntax errors into InvalidInput."""
+    # Imported here: most users of this module (the `mahiru` command's clients) never
+    # parse YAML, and would pay for loading it at every start.
+    import yaml
+
     try:
         return yaml.safe_load(text)
     except yaml.YAMLError as error:
