@@ -369,3 +369,25 @@ def test_an_error_answer_becomes_the_error_the_client_raises(
         pass
     if body.startswith(b"{"):
         assert error.value.message == json.loads(body)["error"]["message"]
+
+
+@pytest.mark.parametrize(
+    "send",
+    [
+        lambda http: http.get("/image", headers={"X-Note": "a\r\nX-Forged: 1"}),
+        lambda http: http.post("/image", content=b"a body"),
+    ],
+    ids=["line-break-in-header", "request-body"],
+)
+def test_a_request_the_transport_cannot_send_faithfully_is_refused_before_connecting(
+    certs: Certificates, send: Callable[[httpx.Client], object]
+) -> None:
+    """A header that would forge another one, or a request body, is refused; nothing is
+    sent."""
+    with (
+        scripted(certs) as served,
+        client(served.url, certs.client) as http,
+        pytest.raises(httpx.LocalProtocolError),
+    ):
+        send(http)
+    assert served.client_certs == []

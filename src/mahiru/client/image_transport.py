@@ -34,6 +34,7 @@ _RECEIVE = 64 * 1024
 _STATUS_LINE = re.compile(rb"HTTP/1\.[01] ([1-9][0-9][0-9])(?: (.*))?")
 _HEADER = re.compile(rb"([!#$%&'*+.^_`|~0-9A-Za-z-]+):[ \t]*([^\r\n\0]*?)[ \t]*")
 _DIGITS = re.compile(rb"[0-9]{1,19}")
+_UNSAFE = re.compile(rb"[\r\n\0]")
 _CHUNK_SIZE = re.compile(rb"([0-9A-Fa-f]{1,16})[ \t]*(?:;.*)?")
 
 
@@ -50,12 +51,13 @@ class ImageTransport(httpx.BaseTransport):
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         """Send `request` and read the answer's head; the body is read as it is iterated."""
+        head = _request_head(request)
         timeouts = request.extensions.get("timeout", {})
         sock = self._connect(request, timeouts.get("connect"))
         try:
             with _failures(request, httpx.WriteTimeout, httpx.WriteError):
                 sock.settimeout(timeouts.get("write"))
-                sock.sendall(_request_head(request) + request.read())
+                sock.sendall(head)
             sock.settimeout(timeouts.get("read"))
             connection = _Connection(sock, request)
             with _failures(request, httpx.ReadTimeout, httpx.ReadError):
@@ -106,7 +108,13 @@ def _failures(
 
 
 def _request_head(request: httpx.Request) -> bytes:
-    """The request line and headers; the connection closes after the answer."""
+    """The request line and headers; the connection closes after the answer.
+
+    Downloads send no body, so a request with one is refused, as is a line
+    break or NUL in the target or a header (which would forge another one).
+    """
+    if request.read() or request.headers.get("transfer-encoding"):
+        raise httpx.LocalProtocolError("the image transport sends no request body", request=request)
     lines = [b"%s %s HTTP/1.1" % (request.method.encode("ascii"), request.url.raw_path)]
     lines += [
         b"%s: %s" % (name, value)
@@ -114,6 +122,8 @@ def _request_head(request: httpx.Request) -> bytes:
         if name.lower() != b"connection"
     ]
     lines.append(b"Connection: close")
+    if any(_UNSAFE.search(line) for line in lines):
+        raise httpx.LocalProtocolError("a line break or NUL in the request", request=request)
     return b"\r\n".join(lines) + b"\r\n\r\n"
 
 
