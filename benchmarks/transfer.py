@@ -13,7 +13,9 @@ Each pair is timed R times (default 3); prints the median of each
 throughput, the median of the pairs' ratios (goal: at least 0.8; the
 machine is shared, so the ratio of runs side by side is the figure that
 means something) and the peak RSS of the process, for N/4 MB and then N MB
-(goal: the peak stays flat as files grow). Server and client share this
+(goal: the peak stays flat as files grow); then the CPU time both ends spent
+per MB (the process's, all threads), which other load on the machine moves
+far less than the wall-clock figures. Server and client share this
 process (and its GIL), for the site and the raw copy alike. `--quick` moves
 4 MB once (a smoke test: the figures mean nothing).
 """
@@ -69,8 +71,20 @@ def write_image(path: Path, size: int) -> int:
         data.unlink()
 
 
-def raw_tls_copy(net: Network, source: Path, dest: Path) -> float:
-    """Seconds to send `source` over a plain mutual-TLS socket on loopback into `dest`."""
+class Stopwatch:
+    """Wall-clock seconds and this process's CPU seconds (all threads, both ends) since it
+    was made."""
+
+    def __init__(self) -> None:
+        self._wall, self._cpu = time.perf_counter(), time.process_time()
+
+    def read(self) -> tuple[float, float]:
+        return time.perf_counter() - self._wall, time.process_time() - self._cpu
+
+
+def raw_tls_copy(net: Network, source: Path, dest: Path) -> tuple[float, float]:
+    """Seconds (wall, CPU) to send `source` over a plain mutual-TLS socket on loopback into
+    `dest`."""
     site = net.sites["p1"]
     server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     server_context.load_cert_chain(site.identity.cert, site.identity.key)
@@ -92,7 +106,7 @@ def raw_tls_copy(net: Network, source: Path, dest: Path) -> float:
     sender.start()
     client_context = net.sites["p2"].identity.ssl_context()
     buffer = bytearray(CHUNK)
-    start = time.perf_counter()
+    watch = Stopwatch()
     with (
         socket.create_connection(("127.0.0.1", port)) as plain,
         client_context.wrap_socket(plain, server_hostname="localhost") as tls,
@@ -101,20 +115,21 @@ def raw_tls_copy(net: Network, source: Path, dest: Path) -> float:
         view = memoryview(buffer)
         while received := tls.recv_into(view):
             out.write(view[:received])
-    seconds = time.perf_counter() - start
     sender.join()
+    seconds = watch.read()
     listener.close()
     return seconds
 
 
-def site_download(net: Network, asset_id: AssetId, blobs: BlobStore) -> float:
-    """Seconds for site p2's PeerClient to fetch the image from p1 into a blob store that
-    checks it as the site's does (its ingress gate: a sound image archive, or nothing)."""
+def site_download(net: Network, asset_id: AssetId, blobs: BlobStore) -> tuple[float, float]:
+    """Seconds (wall, CPU) for site p2's PeerClient to fetch the image from p1 into a blob
+    store that checks it as the site's does (its ingress gate: a sound image archive, or
+    nothing)."""
     blobs = blobs.checking(ImageCheck)
     with net.sites["p1"].peer(net.sites["p2"].identity) as peer:
-        start = time.perf_counter()
+        watch = Stopwatch()
         receive_image(blobs, peer.fetch_image(asset_id), str(asset_id))
-        return time.perf_counter() - start
+        return watch.read()
 
 
 def measure(net: Network, root: Path, size_mb: int, repeat: int) -> None:
@@ -126,12 +141,16 @@ def measure(net: Network, root: Path, size_mb: int, repeat: int) -> None:
     with site.admin() as admin:
         admin.upload_asset(Asset(asset_id, AssetKind.DATA), image)
         admin.add_rule(site.party.sign(may_access(net.sites["p2"].id, str(asset_id))))
-    site_times, raw_times = [], []
+    site_times, raw_times, site_cpu, raw_cpu = [], [], [], []
     for attempt in range(repeat):
         fetched = root / f"fetched-{size_mb}-{attempt}"
-        site_times.append(site_download(net, asset_id, BlobStore(fetched)))
+        wall, cpu = site_download(net, asset_id, BlobStore(fetched))
+        site_times.append(wall)
+        site_cpu.append(cpu)
         shutil.rmtree(fetched)
-        raw_times.append(raw_tls_copy(net, image, root / f"raw-{size_mb}.bin"))
+        wall, cpu = raw_tls_copy(net, image, root / f"raw-{size_mb}.bin")
+        raw_times.append(wall)
+        raw_cpu.append(cpu)
     # Medians, and the ratio of each pair run side by side: the machine is shared, so
     # what else runs moves both figures of a pair alike more than it moves the ratio.
     site_seconds, raw_seconds = statistics.median(site_times), statistics.median(raw_times)
@@ -141,6 +160,19 @@ def measure(net: Network, root: Path, size_mb: int, repeat: int) -> None:
         f"{size / CHUNK:>6.0f} MB   site {site_rate:7.1f} MB/s ({site_seconds:5.2f} s)"
         f"   raw TLS {raw_rate:7.1f} MB/s ({raw_seconds:5.2f} s)"
         f"   ratio {ratio:4.2f}   peak RSS {peak_rss_mb():6.1f} MB",
+        flush=True,
+    )
+    # CPU seconds of both ends (one process) per MB: what the path costs, which the
+    # machine's other load moves far less than it moves the wall-clock figures.
+    mb = size / CHUNK
+    site_ms, raw_ms = (
+        1000 * statistics.median(site_cpu) / mb,
+        1000 * statistics.median(raw_cpu) / mb,
+    )
+    cpu_ratio = statistics.median(r / s for s, r in zip(site_cpu, raw_cpu, strict=True))
+    print(
+        f"{'':>6}      CPU per MB: site {site_ms:5.2f} ms   raw TLS {raw_ms:5.2f} ms"
+        f"   CPU ratio {cpu_ratio:4.2f}",
         flush=True,
     )
     for path in (image, root / f"raw-{size_mb}.bin"):

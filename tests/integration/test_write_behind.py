@@ -85,3 +85,24 @@ def test_a_failure_while_reading_is_raised_and_the_thread_ends(tmp_path: Path) -
     with pytest.raises(ConnectionError), BlobStore(tmp_path).writer() as writer:
         write_behind(writer, dropped())
     assert "blob-write-behind" not in {thread.name for thread in threading.enumerate()}
+
+
+def test_a_chunk_of_a_whole_batch_is_handed_on_without_a_copy(tmp_path: Path) -> None:
+    """A chunk of BATCH_BYTES (as the image transport hands them on) reaches the writer as
+    it is; smaller ones after it are still gathered."""
+    whole = b"y" * BATCH_BYTES
+    seen: list[bytes | bytearray | memoryview] = []
+
+    class Recording:
+        def feed(self, chunk: bytes | bytearray | memoryview) -> None:
+            seen.append(chunk)
+
+        def finish(self) -> None:
+            pass
+
+    store = BlobStore(tmp_path).checking(Recording)
+    with store.writer() as writer:
+        write_behind(writer, iter([whole, b"a", b"b"]))
+        writer.commit()
+    assert seen[0] is whole
+    assert [bytes(chunk) for chunk in seen[1:]] == [b"ab"]

@@ -16,6 +16,7 @@ from typing import Any, Self
 
 import httpx
 
+from mahiru.client.image_transport import ImageTransport
 from mahiru.clock import SYSTEM_CLOCK, Clock
 from mahiru.errors import (
     AwaitingReview,
@@ -82,12 +83,19 @@ def make_http_client(
     transport: httpx.BaseTransport | None = None,
     timeout: httpx.Timeout | float = DEFAULT_TIMEOUT,
     headers: dict[str, str] | None = None,
+    images: bool = False,
 ) -> httpx.Client:
     """An httpx client for `base_url` with mutual TLS (or an injected transport for tests).
 
-    Every request says it comes from a Mahiru client (CLIENT_HEADER).
+    Every request says it comes from a Mahiru client (CLIENT_HEADER). With
+    `images` (and no injected transport), requests go through an
+    `ImageTransport`, which reads large bodies a MiB at a time, with the
+    same TLS context and timeouts.
     """
     verify: ssl.SSLContext | bool = identity.ssl_context() if identity is not None else True
+    if images and transport is None:
+        context = verify if isinstance(verify, ssl.SSLContext) else httpx.create_ssl_context()
+        transport = ImageTransport(context)
     return httpx.Client(
         base_url=base_url,
         verify=verify,
@@ -101,7 +109,9 @@ def make_http_client(
 class ApiClient:
     """The shell every client of one API shares: its URL, connections, and closing them.
 
-    `clock` is what pauses between retried downloads sleep on.
+    `clock` is what pauses between retried downloads sleep on. Images are
+    downloaded through a client of their own (`_images`, made at the first
+    download), whose transport reads bodies a MiB at a time.
     """
 
     def __init__(
@@ -116,10 +126,29 @@ class ApiClient:
         self.url = url
         self._http = make_http_client(url, identity, transport=transport, timeout=timeout)
         self._clock = clock
+        self._identity = identity
+        self._transport = transport
+        self._timeout = timeout
+        self._image_client: httpx.Client | None = None
+
+    @property
+    def _images(self) -> httpx.Client:
+        """The client images are downloaded with (the injected transport's, if one was)."""
+        if self._image_client is None:
+            self._image_client = make_http_client(
+                self.url,
+                self._identity,
+                transport=self._transport,
+                timeout=self._timeout,
+                images=True,
+            )
+        return self._image_client
 
     def close(self) -> None:
         """Close the connections."""
         self._http.close()
+        if self._image_client is not None:
+            self._image_client.close()
 
     def __enter__(self) -> Self:
         return self

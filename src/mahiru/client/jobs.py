@@ -115,7 +115,7 @@ class JobsClient(ApiClient):
         """Download a workflow output's image archive to `dest` (digest checked)."""
         path = f"/jobs/{quote(job_id)}/outputs/{quote(name)}/image"
         return download_to_file(
-            self._http, path, dest, None, resume=False, progress=None, clock=self._clock
+            self._images, path, dest, None, resume=False, progress=None, clock=self._clock
         )
 
     def download_crate(self, job_id: str, dest: Path) -> int:
@@ -253,7 +253,9 @@ class PeerJobsClient(PeerClient):
         the bytes only if they have it.
         """
         path = f"/results/{quote(str(result))}/image"
-        return open_image(self._http, path, expected_digest=None, progress=None, clock=self._clock)
+        return open_image(
+            self._images, path, expected_digest=None, progress=None, clock=self._clock
+        )
 
     def offer_review(self, review: Review) -> None:
         """Offer `review`, held at this site, to the peer, a site of its reviewer party."""

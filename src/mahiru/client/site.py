@@ -172,7 +172,7 @@ class _AssetReader(ApiClient):
         digest = self.get_asset(asset_id).asset.image_digest
         path = f"{_asset_path(asset_id)}/image"
         return download_to_file(
-            self._http, path, dest, digest, resume=resume, progress=progress, clock=self._clock
+            self._images, path, dest, digest, resume=resume, progress=progress, clock=self._clock
         )
 
 
@@ -365,7 +365,7 @@ class PeerClient(_AssetReader):
         """
         expected = None if expected_digest is None else normalise_digest(expected_digest)
         return open_image(
-            self._http,
+            self._images,
             f"{_asset_path(asset_id)}/image",
             expected_digest=expected,
             progress=progress,

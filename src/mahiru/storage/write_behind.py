@@ -1,8 +1,10 @@
 """Storing a stream of chunks while the next ones arrive: gathered into batches, written behind.
 
-An image from a peer arrives a TLS record (16 KiB) at a time. `write_behind`
-gathers the chunks into batches of BATCH_BYTES and hands each to a
-`BlobWriter` in a thread of its own, so that checking, hashing and writing
+An image from a peer arrives in chunks of any size (a MiB from the image
+transport, a TLS record from others). `write_behind` gathers small chunks
+into batches of BATCH_BYTES (a chunk that size or larger is a batch of its
+own, passed on without a copy) and hands each to a `BlobWriter` in a thread
+of its own, so that checking, hashing and writing
 one batch (hashing and writing release the GIL) overlap receiving the next,
 and the per-call costs are paid per MiB, not per record. At most QUEUED
 batches wait for the writer, so memory use stays flat whatever the size.
@@ -29,7 +31,7 @@ def write_behind(writer: BlobWriter, chunks: Iterable[bytes]) -> None:
     has aborted itself then, and reading stops), else what reading raised.
     The caller commits or aborts the writer afterwards, as usual.
     """
-    batches: queue.Queue[bytearray | None] = queue.Queue(QUEUED)
+    batches: queue.Queue[bytes | bytearray | None] = queue.Queue(QUEUED)
     failures: list[BaseException] = []
 
     def write() -> None:
@@ -46,6 +48,11 @@ def write_behind(writer: BlobWriter, chunks: Iterable[bytes]) -> None:
     try:
         batch = bytearray()
         for chunk in chunks:
+            if not batch and len(chunk) >= BATCH_BYTES:
+                batches.put(chunk)  # already a whole batch: passed on without a copy
+                if failures:
+                    break
+                continue
             batch += chunk
             if len(batch) >= BATCH_BYTES:
                 batches.put(batch)
