@@ -26,6 +26,8 @@ from mahiru.server.refusals import SHED
 MAX_HEAD_BYTES = 16 * 1024
 #: How long a connection refused for its head is read (and dropped) before it closes.
 REFUSAL_LINGER_SECONDS = 1.0
+#: A first body write up to this size goes out with the response head in one write.
+JOINED_BODY_BYTES = 64 * 1024
 
 Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
@@ -73,6 +75,52 @@ _HEAD_TOO_LARGE = f"request head larger than {MAX_HEAD_BYTES} bytes"
 async def _head_too_large(scope: Scope, receive: Receive, send: Send) -> None:
     """The answer to a request whose head is over MAX_HEAD_BYTES; the connection closes."""
     await _send_error(send, 431, "InvalidInput", _HEAD_TOO_LARGE, close=True)
+
+
+class _HeadWithBody(asyncio.Transport):
+    """One response's view of its connection: the head is held until the body's first
+    bytes, and both are written at once, one TLS record and one system call instead of two
+    (a cheap answer's largest cost after the app). A head with no body soon after goes out
+    at the loop's next turn, or when the response closes the connection."""
+
+    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
+        super().__init__()
+        self._transport = transport
+        self._loop = loop
+        self._held: bytes | None = None
+        self._first = True
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        if self._first:
+            self._first = False
+            self._held = bytes(data)
+            self._loop.call_soon(self._release)
+            return
+        held, self._held = self._held, None
+        if held is not None and len(data) <= JOINED_BODY_BYTES:
+            data = held + data
+        elif held is not None:
+            self._transport.write(held)
+        self._transport.write(data)
+
+    def _release(self) -> None:
+        held, self._held = self._held, None
+        if held is not None and not self._transport.is_closing():
+            self._transport.write(held)
+
+    def close(self) -> None:
+        self._release()
+        self._transport.close()
+
+    def is_closing(self) -> bool:
+        return self._transport.is_closing()
+
+    def abort(self) -> None:
+        self._held = None
+        self._transport.abort()
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return self._transport.get_extra_info(name, default)
 
 
 class ClientCertificateProtocol(HttpToolsProtocol):
@@ -167,13 +215,15 @@ class ClientCertificateProtocol(HttpToolsProtocol):
         self._body_bytes = 0
         if self._head_bytes <= MAX_HEAD_BYTES:
             super().on_headers_complete()
-            return
-        SHED.note("request head too large")
-        app, self.app = self.app, _head_too_large
-        try:
-            super().on_headers_complete()
-        finally:
-            self.app = app
+        else:
+            SHED.note("request head too large")
+            app, self.app = self.app, _head_too_large
+            try:
+                super().on_headers_complete()
+            finally:
+                self.app = app
+        if self.cycle is not None and self.cycle.scope is self.scope:  # a cycle was begun
+            self.cycle.transport = _HeadWithBody(self.transport, self.loop)
 
     def on_body(self, body: bytes) -> None:
         self._body_bytes += len(body)
