@@ -77,7 +77,7 @@ async def _head_too_large(scope: Scope, receive: Receive, send: Send) -> None:
     await _send_error(send, 431, "InvalidInput", _HEAD_TOO_LARGE, close=True)
 
 
-class _HeadWithBody(asyncio.Transport):
+class HeadWithBody(asyncio.Transport):
     """One response's view of its connection: the head is held until the body's first
     bytes, and both are written at once, one TLS record and one system call instead of two
     (a cheap answer's largest cost after the app). A head with no body soon after goes out
@@ -223,7 +223,7 @@ class ClientCertificateProtocol(HttpToolsProtocol):
             finally:
                 self.app = app
         if self.cycle is not None and self.cycle.scope is self.scope:  # a cycle was begun
-            self.cycle.transport = _HeadWithBody(self.transport, self.loop)
+            self.cycle.transport = HeadWithBody(self.transport, self.loop)
 
     def on_body(self, body: bytes) -> None:
         self._body_bytes += len(body)
