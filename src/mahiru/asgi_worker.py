@@ -19,7 +19,7 @@ from mahiru.server import bounded_protocol
 class BoundedWorker(UvicornWorker):  # type: ignore[misc]
     """A uvicorn worker whose connections keep the service's head and body deadlines."""
 
-    CONFIG_KWARGS = {"loop": "asyncio", "http": "h11"}
+    CONFIG_KWARGS = {"loop": "asyncio", "http": "httptools"}
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

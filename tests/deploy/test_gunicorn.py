@@ -113,7 +113,9 @@ def served(network: dict[str, object]) -> Iterator[tuple[str, Path]]:
         deadline = time.monotonic() + 30
         while True:
             try:
-                httpx.get(f"{url}/health", timeout=1)
+                # One request waits for the worker to boot: each one that timed out would
+                # still be answered later, a refusal counted against the burst below.
+                httpx.get(f"{url}/health", timeout=30)
                 break
             except httpx.TransportError:
                 if process.poll() is not None or time.monotonic() > deadline:

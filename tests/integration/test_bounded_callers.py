@@ -27,6 +27,7 @@ from mahiru.client.http import CLIENT_HEADER, TlsIdentity
 from mahiru.model.assets import Asset, AssetKind
 from mahiru.model.audit import AuditKind
 from mahiru.model.identifiers import AssetId
+from mahiru.server import MAX_HEAD_BYTES
 from mahiru.services.site.refusals import MAX_RECORD_BYTES
 from mahiru.storage import AuditLog, AuditQuery, create_database
 
@@ -485,3 +486,34 @@ def test_connections_beyond_the_limit_are_closed_at_once(net: Network) -> None:
     turned_away, answered = asyncio.run(crowd())
     assert turned_away == b""
     assert answered.startswith(b"HTTP/1.1 200")
+
+
+def test_a_request_head_over_the_size_limit_is_answered_431_and_the_connection_closed(
+    net: Network,
+) -> None:
+    """A head over MAX_HEAD_BYTES is refused with 431 in the one error shape, whether it
+    ends or not, and the connection closes; a head just under it is answered."""
+    site = net.sites["p1"]
+    user = site.party.admin
+    padding = "x" * (MAX_HEAD_BYTES + 100)
+    ended = _head("GET", "/internal/assets", **{"X-Pad": padding}) + b"\r\n"
+    endless = _head("GET", "/internal/assets", **{"X-Pad": padding})
+    fits = _head("GET", "/internal/assets", **{"X-Pad": "x" * (MAX_HEAD_BYTES - 200)}) + b"\r\n"
+
+    async def ask(request: bytes) -> bytes:
+        reader, writer = await _connect(_port(site), user, asyncio.Semaphore(1))
+        writer.write(request)
+        try:
+            return await asyncio.wait_for(_read_all(reader), timeout=SHED_WAIT)
+        finally:
+            writer.close()
+
+    for request in (ended, endless):
+        answer = asyncio.run(ask(request))
+        status, _, rest = answer.partition(b"\r\n")
+        assert status == b"HTTP/1.1 431 Request Header Fields Too Large", answer[:200]
+        body = json.loads(rest.partition(b"\r\n\r\n")[2])
+        assert body["error"]["type"] == "InvalidInput"
+        assert f"larger than {MAX_HEAD_BYTES} bytes" in body["error"]["message"]
+    answer = asyncio.run(ask(fits + _head("GET", "/internal/assets", Connection="close") + b"\r\n"))
+    assert answer.startswith(b"HTTP/1.1 200")

@@ -14,6 +14,8 @@ from tests.support.sites import Network, network
 
 from mahiru.client.registry import RegistryClient
 from mahiru.errors import PermissionDenied
+from mahiru.model.assets import Asset, AssetKind
+from mahiru.model.identifiers import AssetId
 
 pytestmark = pytest.mark.integration
 
@@ -142,3 +144,17 @@ def test_a_metrics_refusal_names_none_of_the_allowed_scrapers(net: Network) -> N
         assert error["type"] == "PermissionDenied" and error["details"] is None
         for allowed in (*scrapers, other.id):
             assert allowed not in refused.text
+
+
+def test_the_status_counts_the_stored_assets(net: Network) -> None:
+    """The status's asset count is the number of assets stored, as they are added and
+    deleted."""
+    site = net.sites["p1"]
+    with site.admin() as admin:
+        assert admin.status()["assets"] == 0
+        ids = [AssetId.parse(f"asset:p1.org:counted{n}:p1.org:site") for n in range(3)]
+        for asset_id in ids:
+            admin.create_asset(Asset(asset_id, AssetKind.DATA))
+        assert admin.status()["assets"] == 3
+        admin.delete_asset(ids[0])
+        assert admin.status()["assets"] == 2

@@ -63,6 +63,29 @@ def test_polls_answered_are_logged_at_debug_and_a_failed_one_at_info(
     assert failed.levelno == logging.INFO
 
 
+def test_the_registrys_routine_reads_are_logged_at_debug_and_a_refused_one_at_info(
+    net: Network, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The registry's version, health and directory, answered, are debug lines; the same
+    route refused (an unknown query parameter) is an info line."""
+    site2 = net.sites["p2"]
+    routes = ("/version", "/health", "/parties", "/sites")
+    with (
+        caplog.at_level(logging.DEBUG, logger="mahiru.access"),
+        httpx.Client(verify=site2.identity.ssl_context(), timeout=30) as client,
+    ):
+        for route in routes:
+            assert client.get(f"{net.registry.url}{route}").status_code == 200
+        refused = client.get(f"{net.registry.url}/version", params={"x": "1"})
+    assert refused.status_code == 400
+    for route in routes:
+        lines = _access(caplog.records, route)
+        answered = [r for r in lines if getattr(r, "status", 0) == 200]
+        assert answered and all(r.levelno == logging.DEBUG for r in answered), route
+    (failed,) = [r for r in _access(caplog.records, "/version") if r.status == 400]
+    assert failed.levelno == logging.INFO
+
+
 @pytest.mark.parametrize(
     ("polls", "summaries"),
     [

@@ -571,6 +571,32 @@ def test_a_restarted_registry_loses_nothing(world: World, db_url: str) -> None:
             assert client.remove_site(SITE1, key) == 3
 
 
+def test_a_write_through_one_worker_is_in_the_next_answer_of_another(
+    world: World, db_url: str
+) -> None:
+    """Two registry apps on one database (as Gunicorn's workers are): once a registration
+    through one has completed, the other's version, changes, parties and sites (kept
+    answers included) are those after it, on every try."""
+    key = world.parties[PARTY1].key
+    with served(world, db_url) as first_url, served(world, db_url) as second_url:
+        first, second = Registry(first_url, world), Registry(second_url, world)
+        with second.client("site2") as reader, first.client() as writer:
+            for _ in range(2):  # the first answers are made and kept, the second are kept
+                assert reader.version() == 0
+                assert reader.changes_since(0).changes == []
+                assert reader.parties() == [] and reader.sites() == []
+            version = first.register()
+            assert (reader.version(), reader.changes_since(0).version) == (version, version)
+            assert [party.id for party in reader.parties()] == [PARTY1]
+            version = writer.register_site(world.site_record(), key)
+            assert reader.version() == version
+            assert [site.id for site in reader.sites()] == [SITE1]
+            assert [change.subject for change in reader.changes_since(0).changes] == [
+                PARTY1,
+                SITE1,
+            ]
+
+
 # --- authentication and the HTTP surface ------------------------------------------
 
 

@@ -14,6 +14,7 @@ from collections.abc import Callable, Hashable
 
 from fastapi import Request, Response
 from pydantic import BaseModel
+from starlette.concurrency import run_in_threadpool
 
 #: How many answers are kept (least recently given dropped first).
 KEPT_ANSWERS = 64
@@ -60,17 +61,22 @@ def json_answer(body: bytes) -> Response:
     return Response(body, media_type="application/json")
 
 
-def kept_json(
+async def kept_json(
     answers: EncodedAnswers | None, asked: Hashable, version: int, make: Callable[[], BaseModel]
 ) -> Response:
-    """The answer to `asked` made at `version`: the kept one, or `make()`'s, encoded and kept.
+    """The answer to `asked` made at `version`: the kept one, or `make()`'s (run in a worker
+    thread: it reads the database), encoded and kept.
 
     Read `version` before what `make` reads: the answer is then at least as new
     as the version it is kept under.
     """
     kept = answers.get(asked, version) if answers is not None else None
     if kept is None:
-        kept = make().model_dump_json(by_alias=True).encode()
+        kept = await run_in_threadpool(_encoded, make)
         if answers is not None:
             answers.put(asked, version, kept)
     return json_answer(kept)
+
+
+def _encoded(make: Callable[[], BaseModel]) -> bytes:
+    return make().model_dump_json(by_alias=True).encode()

@@ -35,6 +35,9 @@ from mahiru.api.routes.registry import mount_registry_routes
 from mahiru.bootstrap import Registry
 from mahiru.errors import MahiruError
 
+#: The registry's routes read so often that each answer is logged at debug, and counted.
+ROUTINE_READS = ("/changes", "/version", "/health", "/parties", "/sites")
+
 _ERROR_RESPONSES = error_responses(ErrorModel, "The registry failed or is unavailable.")
 
 
@@ -67,8 +70,9 @@ def create_registry_app(registry: Registry) -> FastAPI:
     )
     # Added after authentication, so they wrap it: refused requests are logged too.
     metrics = ServiceMetrics()
-    # Every site asks for the changes every few seconds: routine, summarised.
-    install_middleware(app, body_limit=config.max_body_bytes, metrics=metrics, polls=("/changes",))
+    # Every site asks for the changes every few seconds, clients and monitors for the
+    # version, health and directory: routine reads, summarised (failures still logged).
+    install_middleware(app, body_limit=config.max_body_bytes, metrics=metrics, polls=ROUTINE_READS)
 
     describe_security(app, NETWORK_CERTIFICATE, lambda path: "networkCertificate")
     mount_registry_routes(

@@ -86,6 +86,13 @@ class RegistryService:
         """The registry's current version (0 while nothing was ever registered)."""
         return self._repository.version()
 
+    def version_now(self) -> int | None:
+        """The current version if the database can say it at once (a local SQLite file),
+        so that an event loop may ask; else None: ask `version` in a worker thread.
+        Either is never older than a registration completed before the call, by any worker.
+        """
+        return self._repository.version_now()
+
     def parties(self) -> list[PartyRecord]:
         """Every registered party, by id."""
         return self._repository.parties()

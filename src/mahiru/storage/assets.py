@@ -121,6 +121,12 @@ class AssetRepository:
                 {"asset": str(asset_id), "digest": f"sha256:{pinned}"},
             )
 
+    def count(self) -> int:
+        """How many assets are stored (without reading them)."""
+        with self._db.read() as session:
+            count = session.execute(select(func.count()).select_from(assets)).scalar_one()
+        return int(count)
+
     def image_users(self, digest: str) -> int:
         """How many stored assets use the image with this digest."""
         with self._db.read() as session:

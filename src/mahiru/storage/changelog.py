@@ -54,6 +54,21 @@ def current_version(session: Session, log: str) -> int:
     return version
 
 
+def current_version_now(database: Database, log: str) -> int | None:
+    """The last version of `log` read at once, quick enough for an event loop: on a local
+    SQLite file only (`Database.local_reads`); None elsewhere (use `current_version`).
+
+    Never older than a change committed before the call, by any process.
+    """
+    reads = database.local_reads
+    if reads is None:
+        return None
+    version: int | None = reads.scalar("SELECT version FROM change_heads WHERE log = ?", log)
+    if version is None:
+        raise Internal(f"change log {log!r} is missing; was the database migrated?")
+    return version
+
+
 def changes_since(
     database: Database,
     log: str,

@@ -30,6 +30,7 @@ from sqlalchemy.exc import ArgumentError, IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from mahiru.errors import Conflict, Internal, InvalidInput, Unavailable
+from mahiru.storage.local_reads import LocalReads
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 
@@ -37,6 +38,8 @@ MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 #: (`alembic.context`, `alembic.op`), so one process migrates one database at a time.
 _ALEMBIC_IN_USE = threading.Lock()
 
+#: How long an SQLite connection waits for a lock before it fails (ms).
+_BUSY_TIMEOUT_MS = 5_000
 #: Execution option marking the engine whose transactions only read.
 _READ_ONLY = "mahiru_read_only"
 
@@ -73,6 +76,17 @@ class Database:
         self._active: contextvars.ContextVar[_Active | None] = contextvars.ContextVar(
             f"mahiru_db_{id(self)}", default=None
         )
+        path = engine.url.database
+        self._local = (
+            LocalReads(path, _BUSY_TIMEOUT_MS)
+            if engine.dialect.name == "sqlite" and path and path != ":memory:"
+            else None
+        )
+
+    @property
+    def local_reads(self) -> LocalReads | None:
+        """Reads quick enough for an event loop: on a local SQLite file only, else None."""
+        return self._local
 
     @property
     def dialect(self) -> str:
@@ -156,6 +170,8 @@ class Database:
 
     def close(self) -> None:
         """Close all pooled connections; the object must not be used afterwards."""
+        if self._local is not None:
+            self._local.close()
         self.engine.dispose()
 
     def __enter__(self) -> Database:
@@ -223,7 +239,7 @@ def create_database(
     url: str,
     *,
     run_migrations: bool = True,
-    busy_timeout_ms: int = 5_000,
+    busy_timeout_ms: int = _BUSY_TIMEOUT_MS,
     connect_timeout_s: int = 10,
 ) -> Database:
     """Open the database at `url` and migrate it to the newest schema.

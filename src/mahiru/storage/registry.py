@@ -169,6 +169,11 @@ class RegistryRepository(Directory):
         with self._db.read() as session:
             return changelog.current_version(session, REGISTRY_LOG)
 
+    def version_now(self) -> int | None:
+        """The version of the newest change if it can be read at once, without a session
+        (a local SQLite file: `changelog.current_version_now`); else None."""
+        return changelog.current_version_now(self._db, REGISTRY_LOG)
+
     def changes_since(
         self, version: int, *, limit: int | None = None
     ) -> ChangeBatch[RegistryChange]:

@@ -152,6 +152,10 @@ class AssetStore:
         """Every stored asset, by id."""
         return self._records.list()
 
+    def count(self) -> int:
+        """How many assets are stored."""
+        return self._records.count()
+
     def delete(self, asset_id: AssetId | ResultId) -> AssetRecord:
         """Remove an asset, and its image unless another asset uses it; return the record."""
         with self._image_lock:

@@ -83,6 +83,6 @@ class SiteServices:
             own_rules_version=self.rules.version(),
             rules_in_policy=self.policy.rule_count(),
             rejected_rules=self.replication.replica.rejected_count(),
-            assets=len(self.assets.list()),
+            assets=self.assets.count(),
             sources=self.replication.replicator.status(),
         )

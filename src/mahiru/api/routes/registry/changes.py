@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Response
 
-from mahiru.api.answers import kept_json
+from mahiru.api.answers import json_answer, kept_json
 from mahiru.api.registry_models import (
     DEFAULT_CHANGES_LIMIT,
     MAX_CHANGES_LIMIT,
@@ -19,6 +19,7 @@ from mahiru.api.routes.registry.dependencies import (
     Answers,
     Caller,
     Registry,
+    Version,
     only_query,
 )
 
@@ -30,10 +31,11 @@ router = APIRouter()
     response_model=ChangeBatchModel,
     dependencies=[Depends(only_query("since", "limit"))],
 )
-def get_changes(
+async def get_changes(
     caller: Caller,
     service: Registry,
     answers: Answers,
+    version: Version,
     since: Annotated[
         int, Query(ge=0, le=MAX_VERSION, description="The version already seen (0: none).")
     ],
@@ -51,17 +53,17 @@ def get_changes(
     """The changes after version `since`, oldest first."""
 
     # Every site asks this every few seconds, mostly with nothing new: the answer made at
-    # the current version is kept. The version is read each time (one small query), since
-    # other workers of the registry may have written since.
+    # the current version is kept. The version is read each time (`registry_version`),
+    # since other workers of the registry may have written since.
     def make() -> ChangeBatchModel:
         batch = service.changes_since(since, limit=limit or DEFAULT_CHANGES_LIMIT)
         changes = [c.to_dict() for c in batch.changes]
         return ChangeBatchModel.model_validate({"version": batch.version, "changes": changes})
 
-    return kept_json(answers, ("changes", since, limit), service.version(), make)
+    return await kept_json(answers, ("changes", since, limit), version, make)
 
 
 @router.get("/version", response_model=VersionModel, dependencies=NO_QUERY)
-def get_version(caller: Caller, service: Registry) -> dict[str, Any]:
+async def get_version(caller: Caller, version: Version) -> Response:
     """The registry's current version: sign registrations against it."""
-    return {"version": service.version()}
+    return json_answer(VersionModel(version=version).model_dump_json().encode())

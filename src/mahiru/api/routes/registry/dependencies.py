@@ -10,6 +10,7 @@ from collections.abc import Awaitable, Callable
 from typing import Annotated
 
 from fastapi import Depends, Request
+from starlette.concurrency import run_in_threadpool
 
 from mahiru.api.answers import EncodedAnswers, app_answers
 from mahiru.api.auth import ServiceCaller
@@ -21,6 +22,18 @@ async def registry_service(request: Request) -> RegistryService:
     """The registry service of the app."""
     service: RegistryService = request.app.state.registry
     return service
+
+
+async def registry_version(request: Request) -> int:
+    """The registry's current version, read as the request arrives.
+
+    Never cached in this process: other workers of the registry may have
+    written. On a local SQLite file it is read at once on the event loop
+    (microseconds); elsewhere in a worker thread.
+    """
+    service: RegistryService = request.app.state.registry
+    version = service.version_now()
+    return version if version is not None else await run_in_threadpool(service.version)
 
 
 async def authenticated_caller(request: Request) -> ServiceCaller:
@@ -49,6 +62,7 @@ def only_query(*allowed: str) -> Callable[[Request], Awaitable[None]]:
 Registry = Annotated[RegistryService, Depends(registry_service)]
 Caller = Annotated[ServiceCaller, Depends(authenticated_caller)]
 Answers = Annotated[EncodedAnswers | None, Depends(app_answers)]
+Version = Annotated[int, Depends(registry_version)]
 
 #: The dependencies of a route that takes no query parameters.
 NO_QUERY = [Depends(only_query())]

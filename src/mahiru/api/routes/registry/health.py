@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any
+from fastapi import APIRouter, Response
 
-from fastapi import APIRouter
-
+from mahiru.api.answers import json_answer
 from mahiru.api.registry_models import HealthModel
-from mahiru.api.routes.registry.dependencies import NO_QUERY, Caller, Registry
+from mahiru.api.routes.registry.dependencies import NO_QUERY, Caller, Version
 
 router = APIRouter()
 
 
 @router.get("/health", response_model=HealthModel, dependencies=NO_QUERY)
-def get_health(caller: Caller, service: Registry) -> dict[str, Any]:
+async def get_health(caller: Caller, version: Version) -> Response:
     """Whether the registry is up and its database readable."""
-    return {"status": "ok", "version": service.version()}
+    return json_answer(HealthModel(status="ok", version=version).model_dump_json().encode())
