@@ -35,6 +35,7 @@ from mahiru.storage.schema import (
     replica_sites,
     replica_sources,
 )
+from mahiru.storage.write_counts import WriteCounts, WriteKind
 
 #: The source name of the registry replica; peers are named by their site id text.
 REGISTRY_SOURCE = "registry"
@@ -54,19 +55,30 @@ class ReplicaRepository(Directory):
     """
 
     def __init__(
-        self, database: Database, *, clock: Clock = SYSTEM_CLOCK, audit: AuditLog | None = None
+        self,
+        database: Database,
+        *,
+        clock: Clock = SYSTEM_CLOCK,
+        audit: AuditLog | None = None,
+        counts: WriteCounts | None = None,
     ) -> None:
         super().__init__(database, replica_parties, replica_sites)
         self._db = database
         self._clock = clock
         self._audit = audit if audit is not None else AuditLog(database, clock=clock)
-        self._registry_writes = 0
+        self._counts = counts if counts is not None else WriteCounts()
 
     @property
     def registry_writes(self) -> int:
-        """How many times the replicated registry was written through this repository:
-        what was read of it before the count last changed may be out of date."""
-        return self._registry_writes
+        """How many times the replicated registry was written (by any process of the site,
+        if the counts are shared): what was read of it before the count last changed may be
+        out of date."""
+        return self._counts.count(WriteKind.REGISTRY)
+
+    @property
+    def rule_writes(self) -> int:
+        """How many times peers' rules were written (as `registry_writes`)."""
+        return self._counts.count(WriteKind.PEER_RULES)
 
     # --- bookkeeping -------------------------------------------------------
 
@@ -102,8 +114,9 @@ class ReplicaRepository(Directory):
                     session.execute(delete(table).where(table.c.source == source))
                 session.execute(delete(replica_sources).where(replica_sources.c.source == source))
         finally:
-            if source == REGISTRY_SOURCE:
-                self._registry_writes += 1
+            self._counts.wrote(
+                WriteKind.REGISTRY if source == REGISTRY_SOURCE else WriteKind.PEER_RULES
+            )
 
     def _begin_batch(self, session: Session, source: str, version: int) -> int:
         """Lock `source`'s row and return the version last applied from it."""
@@ -157,7 +170,7 @@ class ReplicaRepository(Directory):
                 self._end_batch(session, REGISTRY_SOURCE, version)
                 return applied
         finally:
-            self._registry_writes += 1
+            self._counts.wrote(WriteKind.REGISTRY)
 
     def apply_rule_changes(
         self,
@@ -172,6 +185,18 @@ class ReplicaRepository(Directory):
         site id text. Returns how many accepted changes were applied.
         """
         SiteId.parse(source)
+        try:
+            return self._apply_rule_changes(source, changes, version, rejected)
+        finally:
+            self._counts.wrote(WriteKind.PEER_RULES)
+
+    def _apply_rule_changes(
+        self,
+        source: str,
+        changes: Iterable[RuleChange],
+        version: int,
+        rejected: Iterable[RejectedRule],
+    ) -> int:
         with self._db.transaction() as session:
             last = self._begin_batch(session, source, version)
             applied = 0
