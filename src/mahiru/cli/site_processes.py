@@ -10,8 +10,8 @@ returns once all have stopped. What the processes keep right between them is
 in docs/architecture.md (Processes): writes counted in `run/write-counts`,
 loop wake-ups sent to the loops process, metrics counted in `run/metrics`.
 
-Nothing here imports prometheus_client before the metrics folder is named in
-its variable: the children must count in files.
+Every child counts its metrics in files in that folder (prometheus_client's
+multiprocess mode, chosen again in the child once the folder is set).
 """
 
 from __future__ import annotations
@@ -155,9 +155,15 @@ def _child(plan: _Plan, role: str) -> int:
 
 def _site(plan: _Plan, *, web: bool) -> tuple[Database, Site]:
     """The database and the part of the site this child is (build_site's `Site`)."""
+    from prometheus_client import values
+
     from mahiru.bootstrap import SiteOverrides, SiteProcess, build_site
     from mahiru.storage.db import create_database
     from mahiru.storage.write_counts import SharedWriteCounts
+
+    # Chosen when prometheus_client was first imported, which may have been before the
+    # metrics folder was set: choose again, now that it is (before any metric is made).
+    values.ValueClass = values.get_value_class()  # type: ignore[no-untyped-call]
 
     database = create_database(plan.config.database_url)
     process = SiteProcess(
