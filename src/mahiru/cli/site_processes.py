@@ -19,7 +19,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import shutil
 import signal
 import socket
 import threading
@@ -32,14 +31,10 @@ from typing import TYPE_CHECKING
 from mahiru.cli.serve import listen_socket, tls_files
 
 if TYPE_CHECKING:
-    from mahiru.bootstrap import Site
     from mahiru.config import SiteConfig
-    from mahiru.storage.db import Database
 
 logger = logging.getLogger("mahiru.serve")
 
-#: The variable prometheus_client reads, when imported, for where processes share counts.
-_METRICS_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
 #: A child that lived less than this (seconds) is started again only after as long.
 _QUICK_DEATH = 1.0
 
@@ -51,16 +46,12 @@ class _Plan:
     config: SiteConfig
     listener: socket.socket
     tls: tuple[Path | None, Path | None]
-    run_dir: Path
-
-    @property
-    def metrics_dir(self) -> Path:
-        return self.run_dir / "metrics"
 
 
 def serve_site_processes(config: SiteConfig, workers: int) -> None:
     """Serve the site of `config` with `workers` web workers and one loops process, until
     SIGTERM or SIGINT."""
+    from mahiru.bootstrap.site_parts import prepare_processes
     from mahiru.storage.db import create_database
 
     tls = tls_files("site", config.tls, [config.tls.network_ca, config.user_ca])
@@ -72,10 +63,8 @@ def serve_site_processes(config: SiteConfig, workers: int) -> None:
         )
     finally:
         database.close()
-    plan = _Plan(config, listen_socket(config.listen), tls, config.data_dir / "run")
-    shutil.rmtree(plan.metrics_dir, ignore_errors=True)
-    plan.metrics_dir.mkdir(parents=True)
-    os.environ[_METRICS_VARIABLE] = str(plan.metrics_dir)
+    plan = _Plan(config, listen_socket(config.listen), tls)
+    prepare_processes(config)
     host, port = plan.listener.getsockname()[:2]
     logger.info(
         "site listening",
@@ -153,72 +142,32 @@ def _child(plan: _Plan, role: str) -> int:
     return 0
 
 
-def _site(plan: _Plan, *, web: bool) -> tuple[Database, Site]:
-    """The database and the part of the site this child is (build_site's `Site`)."""
-    from prometheus_client import values
-
-    from mahiru.bootstrap import SiteOverrides, SiteProcess, build_site
-    from mahiru.storage.db import create_database
-    from mahiru.storage.write_counts import SharedWriteCounts
-
-    # Chosen when prometheus_client was first imported, which may have been before the
-    # metrics folder was set: choose again, now that it is (before any metric is made).
-    values.ValueClass = values.get_value_class()  # type: ignore[no-untyped-call]
-
-    database = create_database(plan.config.database_url)
-    process = SiteProcess(
-        web=web,
-        write_counts=SharedWriteCounts(plan.run_dir / "write-counts"),
-        metrics_dir=plan.metrics_dir,
-    )
-    site = build_site(plan.config, overrides=SiteOverrides(database=database), process=process)
-    return database, site
-
-
 def _web(plan: _Plan) -> None:
     from mahiru.api.site_app import create_site_app
+    from mahiru.bootstrap.site_parts import site_part
     from mahiru.logs import configure_logging
     from mahiru.server import make_server
 
     config = plan.config
-    database, site = _site(plan, web=True)
-    try:
-        server = make_server(
-            create_site_app(site, start_replication=False, start_jobs=False),
-            host=config.listen.host,
-            port=config.listen.port,
-            certfile=plan.tls[0],
-            keyfile=plan.tls[1],
-            client_ca_files=[config.tls.network_ca, config.user_ca],
-            log_level=config.log_level,
-            limits=config.callers,
-        )
-        configure_logging(config.log_level)
-        server.run(sockets=[plan.listener])
-    finally:
-        database.close()
+    server = make_server(
+        create_site_app(site_part(config, web=True), start_replication=False, start_jobs=False),
+        host=config.listen.host,
+        port=config.listen.port,
+        certfile=plan.tls[0],
+        keyfile=plan.tls[1],
+        client_ca_files=[config.tls.network_ca, config.user_ca],
+        log_level=config.log_level,
+        limits=config.callers,
+    )
+    configure_logging(config.log_level)
+    server.run(sockets=[plan.listener])
 
 
 def _loops(plan: _Plan) -> None:
-    from mahiru.bootstrap.loop_wakes import WakeListener, site_loops, wake_address
+    from mahiru.bootstrap.site_parts import run_loops, site_part
 
     plan.listener.close()  # the loops process serves nothing
-    database, site = _site(plan, web=False)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda signum, frame: stop.set())
-    loops = {loop.name: loop for loop in site_loops(site.services, site.jobs)}
-    wakes = WakeListener(loops, wake_address(plan.config.data_dir))
-    try:
-        wakes.start()
-        site.services.replication.loop.start()
-        site.jobs.start()
-        logger.info("site loops running", extra={"site": plan.config.site_id})
-        while not stop.wait(1.0):
-            pass
-    finally:
-        site.jobs.stop()
-        site.services.replication.loop.stop()
-        wakes.stop()
-        site.close()
-        database.close()
+    run_loops(site_part(plan.config, web=False), stop)
