@@ -22,8 +22,9 @@ from mahiru.policy.rules import rule_from_dict
 from mahiru.policy.signing import SignedRule, sign_revocation, sign_rule
 from mahiru.services.background import BackgroundLoop
 from mahiru.services.site import PolicyView
+from mahiru.services.site.policy_catch_up import SharedRuleWrites
 from mahiru.services.site.policy_view import Concerning
-from mahiru.storage import Database, RuleRepository
+from mahiru.storage import BlobStore, Database, RuleRepository
 from mahiru.storage.write_counts import SharedWriteCounts, WriteKind
 
 pytestmark = pytest.mark.integration
@@ -41,11 +42,23 @@ class Worker:
     def __init__(self, db: Database, counts_file: Path) -> None:
         self.counts = SharedWriteCounts(counts_file)
         self.rules = RuleRepository(db, counts=self.counts)
+        self.loads = 0  # how often the view read every rule
         self.view = PolicyView(
-            self.rules.active_rules,
+            self.all_rules,
             revocations=self.rules.revocations,
-            written=lambda: self.counts.count(WriteKind.OWN_RULES),
+            shared=SharedRuleWrites(
+                lambda: (
+                    self.counts.count(WriteKind.OWN_RULES),
+                    self.counts.count(WriteKind.PEER_RULES),
+                ),
+                self.rules.version,
+                self.rules.changes_since,
+            ),
         )
+
+    def all_rules(self) -> list[SignedRule]:
+        self.loads += 1
+        return self.rules.active_rules()
 
     def allows(self, asset: AssetId = ASSET) -> bool:
         """The (audited) decision on releasing `asset` to SITE2."""
@@ -90,6 +103,25 @@ def test_a_rule_added_or_revoked_in_one_worker_decides_the_next_decision_in_the_
         writer.rules.revoke(sign_revocation(rule.rule, KEY))
         assert not reader.allows(asset)
         assert not writer.allows(asset)
+
+
+def test_own_rules_are_followed_from_the_rule_log_and_peers_rules_make_a_reload(
+    db: Database, tmp_path: Path
+) -> None:
+    """Another worker's rule and revocation reach this view without reading every rule; a
+    write of peers' rules (a replication round elsewhere) makes it read them all again."""
+    a, b = Worker(db, tmp_path / "counts"), Worker(db, tmp_path / "counts")
+    assert not b.allows()
+    assert b.loads == 1
+    rule = grant()
+    a.rules.add(rule)
+    assert b.allows()
+    a.rules.revoke(sign_revocation(rule.rule, KEY))
+    assert not b.allows()
+    assert b.loads == 1
+    a.counts.wrote(WriteKind.PEER_RULES)
+    assert not b.allows()
+    assert b.loads == 2
 
 
 def test_the_rule_feed_version_follows_a_write_in_another_process(
@@ -146,3 +178,20 @@ def test_a_wake_up_with_no_loops_process_listening_is_dropped(tmp_path: Path) ->
         idle.wake()  # raises nothing
     finally:
         sender.close()
+
+
+def test_images_in_use_is_held_by_one_blob_store_of_the_folder_at_a_time(tmp_path: Path) -> None:
+    """Two stores on one folder (two processes of a site): the second waits for the first."""
+    first, second = BlobStore(tmp_path / "blobs"), BlobStore(tmp_path / "blobs")
+    entered = threading.Event()
+
+    def take_second() -> None:
+        with second.images_in_use():
+            entered.set()
+
+    with first.images_in_use():
+        waiter = threading.Thread(target=take_second)
+        waiter.start()
+        assert not entered.wait(0.3)  # a lock that did not exclude would be taken by now
+    assert entered.wait(5)
+    waiter.join(5)

@@ -44,6 +44,7 @@ from mahiru.services.site import (
     SiteOversight,
     SiteServices,
 )
+from mahiru.services.site.policy_catch_up import PAGE, SharedRuleWrites
 from mahiru.services.site.result_archives import ResultArchives
 from mahiru.services.site.review_files import ReviewFiles
 from mahiru.services.site.reviews import ApprovalSigner
@@ -250,8 +251,8 @@ def _services(
         clock=clock,
         audit=repositories.audit,
         on_decision=metrics.decision,
-        # With several processes, a rule written in any of them makes the view reload.
-        written=partial(_rule_writes, counts) if counts.shared else None,
+        # With several processes, the view follows rules written in any of them.
+        shared=_shared_writes(counts, rules) if counts.shared else None,
     )
     # Each page of peers' rules is applied to the policy as it is stored; only a
     # source forgotten (left the network, or reset) makes the policy reload.
@@ -313,8 +314,12 @@ def _services(
     )
 
 
-def _rule_writes(counts: WriteCounts) -> int:
-    return counts.count(WriteKind.OWN_RULES) + counts.count(WriteKind.PEER_RULES)
+def _shared_writes(counts: WriteCounts, rules: RuleService) -> SharedRuleWrites:
+    return SharedRuleWrites(
+        lambda: (counts.count(WriteKind.OWN_RULES), counts.count(WriteKind.PEER_RULES)),
+        rules.version,
+        partial(rules.changes_since, limit=PAGE),
+    )
 
 
 def site_authenticator(config: SiteConfig) -> CertificateAuthenticator:

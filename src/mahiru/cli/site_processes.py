@@ -26,12 +26,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
-from typing import TYPE_CHECKING
 
 from mahiru.cli.serve import listen_socket, tls_files
-
-if TYPE_CHECKING:
-    from mahiru.config import SiteConfig
+from mahiru.config import SiteConfig
 
 logger = logging.getLogger("mahiru.serve")
 

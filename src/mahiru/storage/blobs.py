@@ -67,12 +67,12 @@ class BlobStore:
 
     @contextmanager
     def images_in_use(self) -> Iterator[None]:
-        """Held by one thread of one process at a time (a file lock in the store's folder):
-        for deciding whether an image is still used while no other asset is being given it,
-        whichever process of the site does either."""
-        descriptor = os.open(self.root / "images.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        """Held by one thread of one process at a time (a lock on the store's folder of
+        blobs): for deciding whether an image is still used while no other asset is being
+        given it, whichever process of the site does either."""
+        descriptor = os.open(self._blobs, os.O_RDONLY | os.O_DIRECTORY)
         try:
-            # Locks on separately opened files exclude each other in one process too.
+            # Locks taken through separate opens exclude each other in one process too.
             fcntl.flock(descriptor, fcntl.LOCK_EX)
             yield
         finally:

@@ -158,19 +158,18 @@ class ReplicaRepository(Directory):
         `version` or a change without the record it needs; either way nothing
         of the batch is kept.
         """
-        try:
-            with self._db.transaction() as session:
-                last = self._begin_batch(session, REGISTRY_SOURCE, version)
-                applied = 0
-                for change in changes:
-                    if not _in_batch(change.version, last, version, REGISTRY_SOURCE):
-                        continue
-                    _apply_registry_change(session, change)
-                    applied += 1
-                self._end_batch(session, REGISTRY_SOURCE, version)
-                return applied
-        finally:
+        with self._db.transaction() as session:
+            last = self._begin_batch(session, REGISTRY_SOURCE, version)
+            applied = 0
+            for change in changes:
+                if not _in_batch(change.version, last, version, REGISTRY_SOURCE):
+                    continue
+                _apply_registry_change(session, change)
+                applied += 1
+            self._end_batch(session, REGISTRY_SOURCE, version)
+        if applied:  # committed: counted only if parties or sites changed
             self._counts.wrote(WriteKind.REGISTRY)
+        return applied
 
     def apply_rule_changes(
         self,
@@ -185,10 +184,10 @@ class ReplicaRepository(Directory):
         site id text. Returns how many accepted changes were applied.
         """
         SiteId.parse(source)
-        try:
-            return self._apply_rule_changes(source, changes, version, rejected)
-        finally:
+        applied = self._apply_rule_changes(source, changes, version, rejected)
+        if applied:  # committed: counted only if rules in force may have changed
             self._counts.wrote(WriteKind.PEER_RULES)
+        return applied
 
     def _apply_rule_changes(
         self,

@@ -49,6 +49,7 @@ from mahiru.policy.engine import PolicyEngine
 from mahiru.policy.rules import Rule
 from mahiru.policy.signing import Revocation, SignedRule
 from mahiru.services.site.concerning import Concerning
+from mahiru.services.site.policy_catch_up import SharedRuleWrites, caught_up
 from mahiru.services.site.policy_reader import PolicyReader
 from mahiru.services.site.policy_snapshot import PolicySnapshot
 from mahiru.storage import AuditLog
@@ -104,14 +105,15 @@ class PolicyView:
         clock: Clock = SYSTEM_CLOCK,
         audit: AuditLog | None = None,
         on_decision: Callable[[Decision], None] | None = None,
-        written: Callable[[], int] | None = None,
+        shared: SharedRuleWrites | None = None,
     ) -> None:
         self._rules = rules
-        # Rule writes counted by every process of the site (None with one process,
-        # which learns of each change through `rules_changed`), and the count the
-        # snapshot was read at: a count that moved means another process changed rules.
-        self._written = written
-        self._read_at: int | None = None
+        # Rule writes of every process of the site (None with one process, which learns
+        # of each change through `rules_changed`); the counts the snapshot was read at,
+        # and the version of the site's rule log it holds (policy_catch_up.py).
+        self._shared = shared
+        self._read_at: tuple[int, int] | None = None
+        self._own_version = 0
         self._revocations = revocations
         self._audit = audit
         self._on_decision = on_decision
@@ -281,22 +283,34 @@ class PolicyView:
         if snapshot is not None and not self._stale and not self._written_elsewhere():
             return snapshot
         with self._lock:
-            if self._snapshot is None or self._stale or self._written_elsewhere():
-                # Cleared (and the count read) before reading, so a change committed
-                # during the read marks the view stale again instead of being lost.
-                self._stale = False
-                read_at = None if self._written is None else self._written()
-                try:
-                    self._snapshot = self._build(self._snapshot)
-                except BaseException:
-                    self._stale = True
-                    raise
-                self._read_at = read_at
+            shared = self._shared
+            counts = None if shared is None else shared.counts()
+            read_at = self._read_at
+            if self._snapshot is not None and not self._stale:
+                if counts == read_at:
+                    return self._snapshot
+                if shared is not None and counts and read_at and counts[1] == read_at[1]:
+                    # Only this site's own rules moved: follow its rule log.
+                    self._snapshot, self._own_version = caught_up(
+                        self._snapshot, self._own_version, shared.own_changes
+                    )
+                    self._read_at = counts
+                    return self._snapshot
+            # Cleared (and the counts read) before reading, so a change committed
+            # during the read marks the view stale again instead of being lost.
+            self._stale = False
+            own_version = 0 if shared is None else shared.own_version()
+            try:
+                self._snapshot = self._build(self._snapshot)
+            except BaseException:
+                self._stale = True
+                raise
+            self._read_at, self._own_version = counts, own_version
             return self._snapshot
 
     def _written_elsewhere(self) -> bool:
         """Whether rules were written (by any process) since the snapshot was read."""
-        return self._written is not None and self._written() != self._read_at
+        return self._shared is not None and self._shared.counts() != self._read_at
 
     def invalidate(self) -> None:
         """Note that the stored rules changed; the next decision sees the change."""
@@ -315,7 +329,7 @@ class PolicyView:
         """
         with self._lock:
             snapshot = self._snapshot
-            if snapshot is None or self._stale or self._written is not None:
+            if snapshot is None or self._stale or self._shared is not None:
                 return
             self._snapshot = snapshot.changed(added, revoked)
 
