@@ -46,7 +46,7 @@ def caught_up(
     snapshot: PolicySnapshot, since: int, changes: Callable[[int], ChangeBatch[RuleChange]]
 ) -> tuple[PolicySnapshot, int]:
     """`snapshot` with every change of the rule log after `since` applied, and the version
-    of the last one."""
+    of the last one (`changes` gives at most PAGE changes at a time)."""
     while True:
         batch = changes(since)
         if not batch.changes:
@@ -56,3 +56,5 @@ def caught_up(
             [change.revocation for change in batch.changes if change.revocation is not None],
         )
         since = batch.version
+        if len(batch.changes) < PAGE:  # the last page: no need to ask again
+            return snapshot, since
