@@ -209,3 +209,12 @@ def test_a_web_worker_killed_loses_nothing(served: ServedSite) -> None:
         status="200",
     )
     assert before == after == 1
+
+
+def test_every_worker_reports_when_the_loops_process_last_replicated(served: ServedSite) -> None:
+    """The web workers run no replication round of their own, yet each reports the last
+    success of the loops process's rounds (from the replica), over fresh connections."""
+    for _ in range(CONNECTIONS):
+        with served.site.client(served.site.party.user) as user:
+            sources = {s["source"]: s for s in user.status()["replication"]}
+        assert sources["registry"]["last_success"] is not None, sources

@@ -13,6 +13,7 @@ which are kept, with the reason, for diagnostics only.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import delete, func, insert, select, update
@@ -97,6 +98,12 @@ class ReplicaRepository(Directory):
         with self._db.read() as session:
             rows = session.execute(select(replica_sources).order_by(replica_sources.c.source))
             return {row.source: row.version for row in rows}
+
+    def applied_at(self) -> dict[str, datetime]:
+        """When a batch from each source was last applied (by any process of the site)."""
+        with self._db.read() as session:
+            rows = session.execute(select(replica_sources.c.source, replica_sources.c.updated_at))
+            return {row.source: row.updated_at for row in rows}
 
     def forget(self, source: str) -> None:
         """Drop everything replicated from `source`, to start over from version 0.
