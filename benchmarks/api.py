@@ -1,6 +1,7 @@
 """REST throughput of the registry and a site over mutual TLS, against the bare limit.
 
 Usage: .venv/bin/python benchmarks/api.py [--requests N] [--clients C] [--rounds R] [--quick]
+                                          [--site-workers W]
 
 Starts a registry and two sites as `mahiru serve` processes (LocalNetwork,
 real TLS, SQLite, a temporary folder), registers both sites and adds
@@ -12,7 +13,9 @@ keep-alive connection and send N requests in all (default 4,000), all at
 once. Prints req/s, p50 and p99 latency, errors, the share of the bare limit
 and, where the original Mahiru 0.0.1 was measured (docs/performance.md), the
 ratio to its figures. With R rounds, each figure is the median round.
-`--quick` is a smoke-test size (figures printed, never judged).
+`--quick` is a smoke-test size (figures printed, never judged). With
+`--site-workers W` each site runs W web workers beside its loops process
+(`mahiru serve site --workers W`).
 """
 
 from __future__ import annotations
@@ -236,6 +239,9 @@ def main() -> int:
     parser.add_argument("--clients", type=int, default=4, help="client processes (default 4)")
     parser.add_argument("--rounds", type=int, default=1, help="median of R rounds (default 1)")
     parser.add_argument("--quick", action="store_true", help="a tiny run, for smoke tests")
+    parser.add_argument(
+        "--site-workers", type=int, default=1, help="web workers per site (default 1)"
+    )
     args = parser.parse_args()
     if args.quick:
         args.requests, args.rounds = 80, 1
@@ -245,6 +251,9 @@ def main() -> int:
             root / "network", [(scenario.PARTY1, scenario.SITE1), (scenario.PARTY2, scenario.SITE2)]
         )
         _lift_rate_limit(net.sites[scenario.SITE1].service.config)
+        if args.site_workers > 1:
+            for site in net.sites.values():
+                site.service.arguments = ("--workers", str(args.site_workers))
         net.start()
         bare: Service | None = None
         try:

@@ -7,19 +7,26 @@ line, Gunicorn's own included, is a JSON object on stdout.
 
 import logging
 import os
+import subprocess
+import sys
+import threading
+import time
 
 _service = os.environ.get("MAHIRU_SERVICE", "")
 if _service not in ("registry", "site"):
     raise SystemExit(f"MAHIRU_SERVICE must be 'registry' or 'site', not {_service!r}")
 
-wsgi_app = f"mahiru.asgi:{_service}()"
+_workers = int(os.environ.get("MAHIRU_WORKERS", "1"))
+# A site with several workers runs its background loops (replication, steps, job
+# following, review exchange) in one process of its own beside them: the workers
+# load site_web(), which starts none (docs/architecture.md, Processes).
+_split_site = _service == "site" and _workers > 1
+wsgi_app = "mahiru.asgi:site_web()" if _split_site else f"mahiru.asgi:{_service}()"
 # uvicorn's worker with the service's head and body deadlines and limits on
 # connections and concurrent requests (the `callers` section of its config).
 worker_class = "mahiru.asgi_worker.BoundedWorker"
 bind = [os.environ.get("MAHIRU_BIND", "0.0.0.0:8000")]
-# A site runs exactly one worker: each worker would start its own background
-# replication (and later step execution), doing all of it twice.
-workers = 1 if _service == "site" else int(os.environ.get("MAHIRU_WORKERS", "1"))
+workers = _workers
 # Asset uploads and downloads stream for as long as they take; the proxies
 # bound the idle time instead. Graceful shutdown gets the time a
 # `docker stop` gives before it kills.
@@ -55,3 +62,55 @@ logconfig_dict = {
 def post_worker_init(worker: object) -> None:
     """Silence uvicorn's access log once the app is loaded: mahiru.access logs every request."""
     logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
+
+
+class _LoopsProcess:
+    """The site's loops process, started with the arbiter and started again if it ends."""
+
+    def __init__(self) -> None:
+        self._stopping = threading.Event()
+        self._process: subprocess.Popen[bytes] | None = None
+        self._watch = threading.Thread(target=self._run, name="mahiru-loops-watch", daemon=True)
+
+    def start(self) -> None:
+        self._watch.start()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        process = self._process
+        if process is not None and process.poll() is None:
+            process.terminate()
+            process.wait(timeout=graceful_timeout + 5)
+        self._watch.join(timeout=5)
+
+    def _run(self) -> None:
+        command = [sys.executable, "-c", "from mahiru.asgi import site_loops; site_loops()"]
+        while not self._stopping.is_set():
+            started = time.monotonic()
+            self._process = subprocess.Popen(command)
+            self._process.wait()
+            if self._stopping.is_set():
+                return
+            logging.getLogger("gunicorn.error").warning(
+                "the site's loops process ended; restarting"
+            )
+            self._stopping.wait(max(0.0, 1.0 - (time.monotonic() - started)))
+
+
+_loops = _LoopsProcess()
+
+
+def on_starting(server: object) -> None:
+    """Before the workers: migrate a split site's database, name its metrics folder (which
+    the workers inherit), and start its loops process."""
+    if _split_site:
+        from mahiru.asgi import prepare_site_processes
+
+        prepare_site_processes()
+        _loops.start()
+
+
+def on_exit(server: object) -> None:
+    """Stop the loops process of a split site with the arbiter."""
+    if _split_site:
+        _loops.stop()

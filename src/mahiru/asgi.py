@@ -12,9 +12,11 @@ so the configuration must list the proxies in `tls.trusted_proxies`: only
 their `X-Mahiru-Client-Cert` header is believed. A site's `tls.cert` and
 `tls.key` are still used, for the calls it makes to the registry and its peers.
 
-A site must run with exactly one worker: each worker would start its own
-background replication, and two would replicate (and later run steps) twice.
-The registry has no background work and may run several.
+A site run by `mahiru.asgi:site()` must have exactly one worker: each would
+start its own background loops. To run several, the workers load
+`mahiru.asgi:site_web()`, which starts no loop, and one loops process runs
+`site_loops()` beside them (the image's Gunicorn configuration does this when
+MAHIRU_WORKERS > 1). The registry has no background work and may run several.
 """
 
 from __future__ import annotations
@@ -56,6 +58,41 @@ def site() -> FastAPI:
     from mahiru.bootstrap import build_site
 
     return create_site_app(build_site(_load(SiteConfig)))
+
+
+def site_web() -> FastAPI:
+    """A web worker of the site configured by the file in MAHIRU_CONFIG_FILE, when it runs
+    several beside a loops process (`site_loops`): it serves the API and starts no loop."""
+    from mahiru.api.site_app import create_site_app
+    from mahiru.bootstrap.site_parts import site_part
+
+    site = site_part(_load(SiteConfig), web=True)
+    return create_site_app(site, start_replication=False, start_jobs=False)
+
+
+def prepare_site_processes() -> None:
+    """Before a site's web workers and loops process start (Gunicorn's `on_starting`):
+    migrate its database once and empty its shared metrics folder."""
+    from mahiru.bootstrap.site_parts import prepare_processes
+    from mahiru.storage.db import create_database
+
+    config = _load(SiteConfig)
+    create_database(config.database_url).close()
+    prepare_processes(config)
+
+
+def site_loops() -> None:
+    """Run the loops process of the site configured by the file in MAHIRU_CONFIG_FILE until
+    SIGTERM or SIGINT (`python -c 'from mahiru.asgi import site_loops; site_loops()'`)."""
+    import signal
+    import threading
+
+    from mahiru.bootstrap.site_parts import run_loops, site_part
+
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda signum, frame: stop.set())
+    run_loops(site_part(_load(SiteConfig), web=False), stop)
 
 
 def caller_limits() -> CallerLimits:

@@ -161,11 +161,14 @@ def process_scenario(
     site2_config: Mapping[str, Any],
     *,
     sleep: int,
+    site_arguments: tuple[str, ...] = (),
 ) -> Iterator[ProcessScenario]:
     """The scenario on site1/site2 processes under `root`, site2's configuration given the
-    sections of `site2_config`; the sleeper sleeps `sleep` s. Stopped and its images
-    removed on leaving."""
+    sections of `site2_config`, each site served with `site_arguments` too; the sleeper
+    sleeps `sleep` s. Stopped and its images removed on leaving."""
     net = LocalNetwork.create(root / "network", [(PARTY1, SITE1), (PARTY2, SITE2)])
+    for site in net.sites.values():
+        site.service.arguments = site_arguments
     config_file = net.sites[SITE2].service.config
     config = yaml.safe_load(config_file.read_text())
     config_file.write_text(yaml.safe_dump({**config, **site2_config}))

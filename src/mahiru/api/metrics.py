@@ -9,8 +9,10 @@ read from the site when scraped, so they are right after a restart too.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -18,6 +20,7 @@ from prometheus_client import (
     Counter,
     Histogram,
     disable_created_metrics,
+    values,
 )
 from prometheus_client.core import (
     CounterMetricFamily,
@@ -26,8 +29,10 @@ from prometheus_client.core import (
     Metric,
 )
 from prometheus_client.exposition import generate_latest
+from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 
+from mahiru.errors import Internal
 from mahiru.policy.decisions import Decision
 from mahiru.storage import Database
 from mahiru.storage.blobs import StreamCheck
@@ -36,6 +41,9 @@ from mahiru.storage.reviews import pending_review_count, review_latencies
 
 # No `*_created` series: they double the output and no dashboard here reads them.
 disable_created_metrics()  # type: ignore[no-untyped-call]
+
+#: The variable prometheus_client reads, when imported, for where processes share counts.
+MULTIPROCESS_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
 
 #: Upper bounds (seconds) of the step duration histogram's buckets.
 STEP_BUCKETS = (1.0, 5.0, 15.0, 60.0, 300.0, 900.0, 3600.0)
@@ -49,8 +57,17 @@ REQUEST_BUCKETS = (0.005, 0.025, 0.1, 0.5, 2.5, 10.0, 60.0)
 class ServiceMetrics:
     """The metrics every Mahiru service has: HTTP requests by route and status."""
 
-    def __init__(self) -> None:
+    def __init__(self, shared_dir: Path | None = None) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
+        # With several processes serving one site, every process's counts are kept in
+        # files in `shared_dir` (prometheus_client's multiprocess mode) and a scrape of
+        # any of them adds up all; the scrape-time collectors are this process's own.
+        self._shared_dir = shared_dir
+        self._scraped = self.registry
+        if shared_dir is not None:
+            _check_multiprocess(shared_dir)
+            self._scraped = CollectorRegistry(auto_describe=True)
+            MultiProcessCollector(self._scraped, path=str(shared_dir))  # type: ignore[no-untyped-call]
         self._requests = Counter(
             "mahiru_http_requests",
             "HTTP requests answered, by route template, method and status.",
@@ -83,14 +100,25 @@ class ServiceMetrics:
 
     def render(self) -> tuple[bytes, str]:
         """The metrics in the Prometheus text format, and its content type."""
-        return generate_latest(self.registry), CONTENT_TYPE_LATEST
+        return generate_latest(self._scraped), CONTENT_TYPE_LATEST
+
+
+def _check_multiprocess(shared_dir: Path) -> None:
+    """Refuse to count in a process that would keep its counts to itself."""
+    counted_in_files = values.ValueClass is not values.MutexValue
+    if counted_in_files and os.environ.get(MULTIPROCESS_VARIABLE) == str(shared_dir):
+        return
+    raise Internal(
+        f"metrics shared in {shared_dir} need {MULTIPROCESS_VARIABLE} set to it before"
+        " prometheus_client is imported (the process starting the workers sets it)"
+    )
 
 
 class SiteMetrics(ServiceMetrics):
     """A site's metrics: requests, plus policy decisions, transfers, jobs and replication."""
 
-    def __init__(self) -> None:
-        super().__init__()
+    def __init__(self, shared_dir: Path | None = None) -> None:
+        super().__init__(shared_dir)
         self._decisions = Counter(
             "mahiru_policy_decisions",
             "Decisions taken by the site's policy engine, by action and outcome.",
@@ -118,7 +146,7 @@ class SiteMetrics(ServiceMetrics):
 
     def watch(self, source: SiteState) -> None:
         """Read the site's state from `source` at every scrape."""
-        self.registry.register(_SiteCollector(source))
+        self._scraped.register(_SiteCollector(source))
 
 
 @dataclass(frozen=True, slots=True)

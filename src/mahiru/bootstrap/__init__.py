@@ -11,6 +11,7 @@ from mahiru.bootstrap.site import (
     Site,
     SiteEdge,
     SiteOverrides,
+    SiteProcess,
     SiteStorage,
     build_site,
 )
@@ -22,6 +23,7 @@ __all__ = [
     "Site",
     "SiteEdge",
     "SiteOverrides",
+    "SiteProcess",
     "SiteStorage",
     "build_registry",
     "build_site",

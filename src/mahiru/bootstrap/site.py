@@ -12,14 +12,16 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 from mahiru.api.auth import CertificateAuthenticator
 from mahiru.api.metrics import ReplicationState, SiteMetrics, SiteState
 from mahiru.bootstrap import outgoing
 from mahiru.bootstrap.jobs import build_jobs
+from mahiru.bootstrap.loop_wakes import forward_wakes, site_loops, wake_address
 from mahiru.clock import SYSTEM_CLOCK, Clock
 from mahiru.config import SiteConfig
 from mahiru.errors import InvalidInput
@@ -42,12 +44,14 @@ from mahiru.services.site import (
     SiteOversight,
     SiteServices,
 )
+from mahiru.services.site.policy_catch_up import PAGE, SharedRuleWrites
 from mahiru.services.site.result_archives import ResultArchives
 from mahiru.services.site.review_files import ReviewFiles
 from mahiru.services.site.reviews import ApprovalSigner
 from mahiru.services.site.transfers import TransferLog
 from mahiru.storage import BlobStore, Database, SiteRepositories, create_database
 from mahiru.storage.image_check import ImageCheck
+from mahiru.storage.write_counts import WriteCounts, WriteKind
 
 logger = logging.getLogger("mahiru.site")
 
@@ -82,6 +86,22 @@ class SiteOverrides:
     #: The container engine steps run on (by default the local Docker API engine).
     container_runtime: ContainerRuntime | None = None
     clock: Clock = SYSTEM_CLOCK
+
+
+@dataclass(frozen=True, slots=True)
+class SiteProcess:
+    """Which part of a site this process is: by default the whole of it, in one process.
+
+    A site can also run as several web workers beside one loops process (docs/
+    architecture.md, Processes). Each of them is built with the same `write_counts`
+    (a `SharedWriteCounts` on one file), so that what one writes, the others see; a
+    web worker (`web`) sends its loops' wake-ups to the loops process, and starts none.
+    """
+
+    web: bool = False
+    write_counts: WriteCounts | None = None
+    #: Where every process of the site keeps its metrics' counts (None: in memory).
+    metrics_dir: Path | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,23 +148,40 @@ class Site:
             close()
 
 
-def build_site(config: SiteConfig, *, overrides: SiteOverrides = SiteOverrides()) -> Site:
-    """The site of `config`: storage, services and job services, wired together.
+def build_site(
+    config: SiteConfig,
+    *,
+    overrides: SiteOverrides = SiteOverrides(),
+    process: SiteProcess = SiteProcess(),
+) -> Site:
+    """The site of `config` (or the part of it `process` says): storage, services and job
+    services, wired together.
 
     Nothing is started: the app starts and stops the background loops
     (`Replication.loop` of the services, `JobServices`) and calls `Site.close`.
     """
     closing: list[Callable[[], None]] = []
     try:
-        return _build(config, overrides, closing)
+        site = _build(config, overrides, process, closing)
+        if process.web:
+            loops = {loop.name: loop for loop in site_loops(site.services, site.jobs)}
+            sender = forward_wakes(loops, wake_address(config.data_dir))
+            return replace(site, closing=(*site.closing, sender.close))
+        return site
     except BaseException:
         for close in reversed(closing):
             close()
         raise
 
 
-def _build(config: SiteConfig, overrides: SiteOverrides, closing: list[Callable[[], None]]) -> Site:
-    metrics = SiteMetrics()
+def _build(
+    config: SiteConfig,
+    overrides: SiteOverrides,
+    process: SiteProcess,
+    closing: list[Callable[[], None]],
+) -> Site:
+    metrics = SiteMetrics(process.metrics_dir)
+    counts = process.write_counts or WriteCounts()
     identity = outgoing.site_identity(config)
     if identity is None:
         logger.warning(
@@ -171,9 +208,10 @@ def _build(config: SiteConfig, overrides: SiteOverrides, closing: list[Callable[
     )
     closing.append(peer_feeds.close)
     clock = overrides.clock
-    storage = SiteStorage(database, SiteRepositories.open(database, clock=clock), blobs)
+    repositories = SiteRepositories.open(database, clock=clock, counts=counts)
+    storage = SiteStorage(database, repositories, blobs)
     sign = receipt_signer(config)
-    services = _services(config, storage, registry, peer_feeds, clock, metrics, sign)
+    services = _services(config, storage, (registry, peer_feeds), clock, metrics, sign, counts)
     jobs = build_jobs(
         config,
         storage,
@@ -191,14 +229,15 @@ def _build(config: SiteConfig, overrides: SiteOverrides, closing: list[Callable[
 def _services(
     config: SiteConfig,
     storage: SiteStorage,
-    registry: RegistryFeed,
-    peers: RuleFeedFactory,
+    feeds: tuple[RegistryFeed, RuleFeedFactory],
     clock: Clock,
     metrics: SiteMetrics,
     sign: Callable[[bytes], bytes] | None,
+    counts: WriteCounts,
 ) -> SiteServices:
     """Assets, rules, the policy view, replication and oversight, on the site's storage."""
     site, owner, repositories = config.site, config.owner_party, storage.repositories
+    registry, peers = feeds
     replica = repositories.replica
     rules = RuleService(
         repositories.rules,
@@ -212,6 +251,8 @@ def _services(
         clock=clock,
         audit=repositories.audit,
         on_decision=metrics.decision,
+        # With several processes, the view follows rules written in any of them.
+        shared=_shared_writes(counts, rules) if counts.shared else None,
     )
     # Each page of peers' rules is applied to the policy as it is stored; only a
     # source forgotten (left the network, or reset) makes the policy reload.
@@ -273,6 +314,14 @@ def _services(
     )
 
 
+def _shared_writes(counts: WriteCounts, rules: RuleService) -> SharedRuleWrites:
+    return SharedRuleWrites(
+        lambda: (counts.count(WriteKind.OWN_RULES), counts.count(WriteKind.PEER_RULES)),
+        rules.version,
+        partial(rules.changes_since, limit=PAGE),
+    )
+
+
 def site_authenticator(config: SiteConfig) -> CertificateAuthenticator:
     """Checks callers against the network CA (sites) and the owner's user CA (users)."""
     user_ca = load_certificate(config.user_ca)
@@ -323,12 +372,7 @@ def _site_state(
             for source in services.replication.replicator.status()
         ]
 
-    loops = (
-        services.replication.loop,
-        jobs.loops.worker.loop,
-        jobs.loops.coordinator.loop,
-        jobs.loops.review_exchange.loop,
-    )
+    loops = site_loops(services, jobs)
     return SiteState(
         storage.database,
         config.site_id,
@@ -338,4 +382,12 @@ def _site_state(
     )
 
 
-__all__ = ["OutgoingOverrides", "Site", "SiteEdge", "SiteOverrides", "SiteStorage", "build_site"]
+__all__ = [
+    "OutgoingOverrides",
+    "Site",
+    "SiteEdge",
+    "SiteOverrides",
+    "SiteProcess",
+    "SiteStorage",
+    "build_site",
+]

@@ -97,8 +97,16 @@ def registry_command(config_path: Path, log_level: str | None) -> None:
     _serve("registry", RegistryConfig, config_path, log_level, make)
 
 
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Web worker processes. With more than one, the background loops run in a process"
+    " of their own beside them (docs/architecture.md, Processes).",
+)
 @_service_options("site")
-def site_command(config_path: Path, log_level: str | None) -> None:
+def site_command(config_path: Path, log_level: str | None, workers: int = 1) -> None:
     """Run a site: its internal API (/internal) and external API (/external).
 
     \b
@@ -121,6 +129,15 @@ def site_command(config_path: Path, log_level: str | None) -> None:
         site = build_site(config, overrides=SiteOverrides(database=database))
         return create_site_app(site), [config.tls.network_ca, config.user_ca]
 
+    if workers > 1:
+        from mahiru.cli.site_processes import serve_site_processes
+
+        config = load_service_config(SiteConfig, config_path)
+        if log_level is not None:
+            config = config.model_copy(update={"log_level": log_level})
+        configure_logging(config.log_level)
+        serve_site_processes(config, workers)
+        return
     _serve("site", SiteConfig, config_path, log_level, make)
 
 
@@ -185,8 +202,8 @@ def run_service(
     """
     from mahiru.server import make_server
 
-    certfile, keyfile = _tls_files(name, tls, client_ca_files)
-    listener = _listen(listen)
+    certfile, keyfile = tls_files(name, tls, client_ca_files)
+    listener = listen_socket(listen)
     received: list[int] = []
 
     def note_signal(signum: int, frame: FrameType | None) -> None:
@@ -231,7 +248,7 @@ def run_service(
     logger.info(f"{name} stopped", extra={"service": name, "signals": signals})
 
 
-def _tls_files(
+def tls_files(
     name: str, tls: TlsConfig, client_ca_files: Sequence[Path]
 ) -> tuple[Path | None, Path | None]:
     """The certificate and key to serve TLS with, checked; (None, None) for plain HTTP."""
@@ -258,7 +275,7 @@ def _tls_files(
     return tls.cert, tls.key
 
 
-def _listen(listen: ListenConfig) -> socket.socket:
+def listen_socket(listen: ListenConfig) -> socket.socket:
     """A socket bound to the configured address, or Unavailable saying why not."""
     try:
         infos = socket.getaddrinfo(

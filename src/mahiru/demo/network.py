@@ -46,13 +46,18 @@ class Service:
     port: int
     process: subprocess.Popen[bytes] | None = None
     _log_file: IO[bytes] | None = None
+    #: More arguments of `mahiru serve` (such as `--workers 2`).
+    arguments: tuple[str, ...] = ()
 
     def start(self) -> None:
         """Start the process, logging to `log`."""
         self._log_file = self.log.open("ab")
         kind = "registry" if self.name == "registry" else "site"
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "mahiru", "serve", kind, "--config", str(self.config)],
+            [
+                *(sys.executable, "-m", "mahiru", "serve", kind, "--config", str(self.config)),
+                *self.arguments,
+            ],
             stdout=self._log_file,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,

@@ -85,6 +85,7 @@ class BackgroundLoop:
         self._changed = threading.Condition()
         self._due: float | None = None  # monotonic time by which the next round starts
         self._thread: threading.Thread | None = None
+        self._forward: Callable[[float], None] | None = None
         self.failures = 0
         self._in_a_row = 0
         self._last_failure: str | None = None
@@ -98,6 +99,11 @@ class BackgroundLoop:
     def stop_event(self) -> threading.Event:
         """Set once the loop is told to stop: for waits inside a round."""
         return self._stop
+
+    def forward_wakes(self, forward: Callable[[float], None]) -> None:
+        """Hand every wake-up to `forward` (with its delay) instead: for a process that
+        serves requests while this loop runs in another one."""
+        self._forward = forward
 
     def start(self) -> None:
         """Start the thread (once); the first round runs at once."""
@@ -116,6 +122,9 @@ class BackgroundLoop:
 
         Asked during a round, it shortens the pause after that round.
         """
+        if self._forward is not None:
+            self._forward(seconds)
+            return
         due = SYSTEM_CLOCK.monotonic() + seconds
         with self._changed:
             if self._due is None or due < self._due:

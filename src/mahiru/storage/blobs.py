@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import fcntl
 import logging
 import os
 from collections.abc import AsyncIterable, Callable, Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO, cast
 
@@ -62,6 +64,19 @@ class BlobStore:
         self._blobs.mkdir(parents=True, exist_ok=True)
         self.temp_dir.mkdir(parents=True, exist_ok=True)
         self.removed_stale = self.clean_stale()
+
+    @contextmanager
+    def images_in_use(self) -> Iterator[None]:
+        """Held by one thread of one process at a time (a lock on the store's folder of
+        blobs): for deciding whether an image is still used while no other asset is being
+        given it, whichever process of the site does either."""
+        descriptor = os.open(self._blobs, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            # Locks taken through separate opens exclude each other in one process too.
+            fcntl.flock(descriptor, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(descriptor)
 
     def clean_stale(self) -> int:
         """Delete abandoned temporary files; return how many were deleted."""

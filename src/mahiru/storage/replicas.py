@@ -13,6 +13,7 @@ which are kept, with the reason, for diagnostics only.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import delete, func, insert, select, update
@@ -35,6 +36,7 @@ from mahiru.storage.schema import (
     replica_sites,
     replica_sources,
 )
+from mahiru.storage.write_counts import WriteCounts, WriteKind
 
 #: The source name of the registry replica; peers are named by their site id text.
 REGISTRY_SOURCE = "registry"
@@ -54,19 +56,30 @@ class ReplicaRepository(Directory):
     """
 
     def __init__(
-        self, database: Database, *, clock: Clock = SYSTEM_CLOCK, audit: AuditLog | None = None
+        self,
+        database: Database,
+        *,
+        clock: Clock = SYSTEM_CLOCK,
+        audit: AuditLog | None = None,
+        counts: WriteCounts | None = None,
     ) -> None:
         super().__init__(database, replica_parties, replica_sites)
         self._db = database
         self._clock = clock
         self._audit = audit if audit is not None else AuditLog(database, clock=clock)
-        self._registry_writes = 0
+        self._counts = counts if counts is not None else WriteCounts()
 
     @property
     def registry_writes(self) -> int:
-        """How many times the replicated registry was written through this repository:
-        what was read of it before the count last changed may be out of date."""
-        return self._registry_writes
+        """How many times the replicated registry was written (by any process of the site,
+        if the counts are shared): what was read of it before the count last changed may be
+        out of date."""
+        return self._counts.count(WriteKind.REGISTRY)
+
+    @property
+    def rule_writes(self) -> int:
+        """How many times peers' rules were written (as `registry_writes`)."""
+        return self._counts.count(WriteKind.PEER_RULES)
 
     # --- bookkeeping -------------------------------------------------------
 
@@ -86,6 +99,12 @@ class ReplicaRepository(Directory):
             rows = session.execute(select(replica_sources).order_by(replica_sources.c.source))
             return {row.source: row.version for row in rows}
 
+    def applied_at(self) -> dict[str, datetime]:
+        """When a batch from each source was last applied (by any process of the site)."""
+        with self._db.read() as session:
+            rows = session.execute(select(replica_sources.c.source, replica_sources.c.updated_at))
+            return {row.source: row.updated_at for row in rows}
+
     def forget(self, source: str) -> None:
         """Drop everything replicated from `source`, to start over from version 0.
 
@@ -102,8 +121,9 @@ class ReplicaRepository(Directory):
                     session.execute(delete(table).where(table.c.source == source))
                 session.execute(delete(replica_sources).where(replica_sources.c.source == source))
         finally:
-            if source == REGISTRY_SOURCE:
-                self._registry_writes += 1
+            self._counts.wrote(
+                WriteKind.REGISTRY if source == REGISTRY_SOURCE else WriteKind.PEER_RULES
+            )
 
     def _begin_batch(self, session: Session, source: str, version: int) -> int:
         """Lock `source`'s row and return the version last applied from it."""
@@ -145,19 +165,18 @@ class ReplicaRepository(Directory):
         `version` or a change without the record it needs; either way nothing
         of the batch is kept.
         """
-        try:
-            with self._db.transaction() as session:
-                last = self._begin_batch(session, REGISTRY_SOURCE, version)
-                applied = 0
-                for change in changes:
-                    if not _in_batch(change.version, last, version, REGISTRY_SOURCE):
-                        continue
-                    _apply_registry_change(session, change)
-                    applied += 1
-                self._end_batch(session, REGISTRY_SOURCE, version)
-                return applied
-        finally:
-            self._registry_writes += 1
+        with self._db.transaction() as session:
+            last = self._begin_batch(session, REGISTRY_SOURCE, version)
+            applied = 0
+            for change in changes:
+                if not _in_batch(change.version, last, version, REGISTRY_SOURCE):
+                    continue
+                _apply_registry_change(session, change)
+                applied += 1
+            self._end_batch(session, REGISTRY_SOURCE, version)
+        if applied:  # committed: counted only if parties or sites changed
+            self._counts.wrote(WriteKind.REGISTRY)
+        return applied
 
     def apply_rule_changes(
         self,
@@ -172,6 +191,18 @@ class ReplicaRepository(Directory):
         site id text. Returns how many accepted changes were applied.
         """
         SiteId.parse(source)
+        applied = self._apply_rule_changes(source, changes, version, rejected)
+        if applied:  # committed: counted only if rules in force may have changed
+            self._counts.wrote(WriteKind.PEER_RULES)
+        return applied
+
+    def _apply_rule_changes(
+        self,
+        source: str,
+        changes: Iterable[RuleChange],
+        version: int,
+        rejected: Iterable[RejectedRule],
+    ) -> int:
         with self._db.transaction() as session:
             last = self._begin_batch(session, source, version)
             applied = 0

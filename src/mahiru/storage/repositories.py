@@ -13,6 +13,7 @@ from mahiru.storage.provenance import ProvenanceRepository
 from mahiru.storage.replicas import ReplicaRepository
 from mahiru.storage.reviews import ReviewRepository
 from mahiru.storage.rules import RuleRepository
+from mahiru.storage.write_counts import WriteCounts
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,13 +42,22 @@ class SiteRepositories:
     audit: AuditLog
 
     @classmethod
-    def open(cls, database: Database, *, clock: Clock = SYSTEM_CLOCK) -> SiteRepositories:
-        """The repositories on an opened (migrated) `database`, timed by `clock`."""
+    def open(
+        cls,
+        database: Database,
+        *,
+        clock: Clock = SYSTEM_CLOCK,
+        counts: WriteCounts | None = None,
+    ) -> SiteRepositories:
+        """The repositories on an opened (migrated) `database`, timed by `clock`; the rule
+        and replica repositories count their writes in `counts` (this process's own if
+        None)."""
         audit = AuditLog(database, clock=clock)
+        counts = counts if counts is not None else WriteCounts()
         return cls(
             assets=AssetRepository(database, clock=clock),
-            rules=RuleRepository(database, clock=clock, audit=audit),
-            replica=ReplicaRepository(database, clock=clock, audit=audit),
+            rules=RuleRepository(database, clock=clock, audit=audit, counts=counts),
+            replica=ReplicaRepository(database, clock=clock, audit=audit, counts=counts),
             jobs=JobRepository(database, audit=audit),
             results=ResultRecords(
                 ProvenanceRepository(database), ReviewRepository(database, audit=audit)

@@ -22,20 +22,27 @@ from mahiru.storage import changelog
 from mahiru.storage.audit import AuditLog, rule_entry
 from mahiru.storage.db import Database
 from mahiru.storage.schema import RULES_LOG, rule_changes, rules
+from mahiru.storage.write_counts import WriteCounts, WriteKind
 
 
 class RuleRepository:
     """Signed rules published at this site, their revocations, and a versioned log of both."""
 
     def __init__(
-        self, database: Database, *, clock: Clock = SYSTEM_CLOCK, audit: AuditLog | None = None
+        self,
+        database: Database,
+        *,
+        clock: Clock = SYSTEM_CLOCK,
+        audit: AuditLog | None = None,
+        counts: WriteCounts | None = None,
     ) -> None:
         self._db = database
         self._clock = clock
         self._audit = audit if audit is not None else AuditLog(database, clock=clock)
-        #: Rule changes written through here, and the version as last read (with the count
-        #: of writes then): this site's own rules change only through its own repository.
-        self._writes = 0
+        #: Rule changes written (by every process of the site, if the counts are shared),
+        #: and the version as last read with the count of writes then: this site's own
+        #: rules change only through its own repositories.
+        self._counts = counts if counts is not None else WriteCounts()
         self._version: tuple[int, int] | None = None
 
     def add(self, signed: SignedRule, *, user: str | None = None) -> int | None:
@@ -83,7 +90,7 @@ class RuleRepository:
                 return version
 
         finally:
-            self._writes += 1
+            self._counts.wrote(WriteKind.OWN_RULES)
 
     def revoke(self, revocation: Revocation, *, user: str | None = None) -> int | None:
         """Mark a stored rule revoked at the request of the person `user`; return the new
@@ -126,7 +133,7 @@ class RuleRepository:
                 return version
 
         finally:
-            self._writes += 1
+            self._counts.wrote(WriteKind.OWN_RULES)
 
     def rejected(
         self,
@@ -195,7 +202,8 @@ class RuleRepository:
         known = self.known_version()
         if known is not None:
             return known
-        writes = self._writes  # before reading: a write meanwhile makes this out of date
+        # Counted before reading: a write meanwhile makes this out of date.
+        writes = self._counts.count(WriteKind.OWN_RULES)
         with self._db.read() as session:
             version = changelog.current_version(session, RULES_LOG)
         self._version = (writes, version)
@@ -205,7 +213,8 @@ class RuleRepository:
         """The version of the newest change, if known without reading the database (nothing
         was written through here since it was last read); else None."""
         known = self._version
-        return known[1] if known is not None and known[0] == self._writes else None
+        written = self._counts.count(WriteKind.OWN_RULES)
+        return known[1] if known is not None and known[0] == written else None
 
     def changes_since(self, version: int, *, limit: int | None = None) -> ChangeBatch[RuleChange]:
         """The changes after `version`, oldest first, and the version to continue from.

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import threading
 from collections.abc import AsyncIterable, Callable, Iterator
 from dataclasses import dataclass, replace
 
@@ -99,9 +98,6 @@ class AssetStore:
         self._records = records
         self._blobs = blobs
         self._max_image_bytes = max_image_bytes
-        # Serialises "is this image still used?" with attaching images, so a
-        # delete never removes a file another asset is being given.
-        self._image_lock = threading.Lock()
 
     # --- records -----------------------------------------------------------
 
@@ -158,7 +154,9 @@ class AssetStore:
 
     def delete(self, asset_id: AssetId | ResultId) -> AssetRecord:
         """Remove an asset, and its image unless another asset uses it; return the record."""
-        with self._image_lock:
+        # "Is this image still used?" waits for any attaching of images (in any process
+        # of the site), so a delete never removes a file another asset is being given.
+        with self._blobs.images_in_use():
             record = self._records.delete(asset_id)
             digest = record.asset.image_digest
             if digest is not None and self._records.image_users(digest) == 0:
@@ -239,7 +237,7 @@ class AssetStore:
         For images already in the blob store (uploads, fetched inputs,
         results). Raises Conflict if the asset already has another image.
         """
-        with self._image_lock:
+        with self._blobs.images_in_use():
             try:
                 with self._db.transaction():
                     record = self._records.get(asset_id)

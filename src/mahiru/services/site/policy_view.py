@@ -39,17 +39,18 @@ from mahiru.clock import SYSTEM_CLOCK, Clock
 from mahiru.errors import MahiruError, PermissionDenied
 from mahiru.model.assets import SiteDescription
 from mahiru.model.audit import shorten
-from mahiru.model.identifiers import Identifier, PartyId, SiteId
+from mahiru.model.identifiers import PartyId, SiteId
 from mahiru.model.items import WorkflowItem
 from mahiru.model.workflow import Job, Plan
 from mahiru.planner import plan_job
 from mahiru.planner.costs import Sizes
 from mahiru.policy.decisions import Decision
 from mahiru.policy.engine import PolicyEngine
-from mahiru.policy.permissions import JobPermissions, Permissions
-from mahiru.policy.rules import InPartyCategory, ReleaseReviewedBy, Rule
+from mahiru.policy.rules import Rule
 from mahiru.policy.signing import Revocation, SignedRule
 from mahiru.services.site.concerning import Concerning
+from mahiru.services.site.policy_catch_up import SharedRuleWrites, caught_up
+from mahiru.services.site.policy_reader import PolicyReader
 from mahiru.services.site.policy_snapshot import PolicySnapshot
 from mahiru.storage import AuditLog
 
@@ -86,59 +87,6 @@ class _Ahead:
     at: float
 
 
-class PolicyReader:
-    """Read-only answers from one snapshot of the rules in force: nothing it says is audited.
-
-    For explanations, dashboard pages and filtering what a reader sees; never
-    for a decision that lets something happen (those go through
-    `PolicyView.decide`, which records them).
-    """
-
-    __slots__ = ("_engine",)
-
-    def __init__(self, engine: PolicyEngine) -> None:
-        self._engine = engine
-
-    def rule_count(self) -> int:
-        """How many distinct rules the answers are made from."""
-        return len(self._engine.store)
-
-    def rules(self) -> list[Rule]:
-        """The rules the answers are made from."""
-        return self._engine.store.rules()
-
-    def job_permissions(self, job: Job) -> JobPermissions:
-        """The permissions of every item of `job`."""
-        return self._engine.job_permissions(job)
-
-    def may_access(self, site: SiteId, permissions: Permissions, target: str) -> Decision:
-        """Whether `site` may access something with `permissions` (named `target`)."""
-        return self._engine.may_access(site, permissions, target)
-
-    def may_use(self, party: PartyId, permissions: Permissions, target: str) -> Decision:
-        """Whether `party` may use something with `permissions` (named `target`)."""
-        return self._engine.may_use(party, permissions, target)
-
-    def explain(
-        self,
-        job: Job,
-        item: WorkflowItem,
-        *,
-        site: SiteId | None = None,
-        party: PartyId | None = None,
-    ) -> Decision:
-        """The access (with `site`) or use (with `party`) decision for one item of `job`."""
-        return self._engine.explain_item(job, item, site=site, party=party)
-
-    def reviews_of(self, job: Job, item: WorkflowItem) -> tuple[ReleaseReviewedBy, ...]:
-        """The ReleaseReviewedBy rules covering `item`'s result (`PolicyEngine.reviews_of`)."""
-        return self._engine.reviews_of(job, item)
-
-    def party_and_categories(self, party: PartyId) -> frozenset[Identifier]:
-        """`party` and every party category it is in (InPartyCategory, transitively)."""
-        return frozenset(self._engine.store.up(InPartyCategory, party))
-
-
 class PolicyView:
     """This site's view of all valid, unrevoked rules, and decisions made from it.
 
@@ -157,8 +105,15 @@ class PolicyView:
         clock: Clock = SYSTEM_CLOCK,
         audit: AuditLog | None = None,
         on_decision: Callable[[Decision], None] | None = None,
+        shared: SharedRuleWrites | None = None,
     ) -> None:
         self._rules = rules
+        # Rule writes of every process of the site (None with one process, which learns
+        # of each change through `rules_changed`); the counts the snapshot was read at,
+        # and the version of the site's rule log it holds (policy_catch_up.py).
+        self._shared = shared
+        self._read_at: tuple[int, int] | None = None
+        self._own_version = 0
         self._revocations = revocations
         self._audit = audit
         self._on_decision = on_decision
@@ -325,19 +280,37 @@ class PolicyView:
         waits for it; during a rebuild the others keep the previous one.
         """
         snapshot = self._snapshot
-        if snapshot is not None and not self._stale:
+        if snapshot is not None and not self._stale and not self._written_elsewhere():
             return snapshot
         with self._lock:
-            if self._snapshot is None or self._stale:
-                # Cleared before reading, so a change committed during the
-                # read marks the view stale again instead of being lost.
-                self._stale = False
-                try:
-                    self._snapshot = self._build(self._snapshot)
-                except BaseException:
-                    self._stale = True
-                    raise
+            shared = self._shared
+            counts = None if shared is None else shared.counts()
+            read_at = self._read_at
+            if self._snapshot is not None and not self._stale:
+                if counts == read_at:
+                    return self._snapshot
+                if shared is not None and counts and read_at and counts[1] == read_at[1]:
+                    # Only this site's own rules moved: follow its rule log.
+                    self._snapshot, self._own_version = caught_up(
+                        self._snapshot, self._own_version, shared.own_changes
+                    )
+                    self._read_at = counts
+                    return self._snapshot
+            # Cleared (and the counts read) before reading, so a change committed
+            # during the read marks the view stale again instead of being lost.
+            self._stale = False
+            own_version = 0 if shared is None else shared.own_version()
+            try:
+                self._snapshot = self._build(self._snapshot)
+            except BaseException:
+                self._stale = True
+                raise
+            self._read_at, self._own_version = counts, own_version
             return self._snapshot
+
+    def _written_elsewhere(self) -> bool:
+        """Whether rules were written (by any process) since the snapshot was read."""
+        return self._shared is not None and self._shared.counts() != self._read_at
 
     def invalidate(self) -> None:
         """Note that the stored rules changed; the next decision sees the change."""
@@ -351,11 +324,12 @@ class PolicyView:
         Call it after the change is committed: the next snapshot is made from
         the current one at the cost of the change, while decisions go on with
         the current one. A view not built yet, or about to be rebuilt, reads
-        the change from storage instead.
+        the change from storage instead (as does one whose rules are written by
+        several processes: the count of writes moved).
         """
         with self._lock:
             snapshot = self._snapshot
-            if snapshot is None or self._stale:
+            if snapshot is None or self._stale or self._shared is not None:
                 return
             self._snapshot = snapshot.changed(added, revoked)
 

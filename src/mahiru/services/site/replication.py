@@ -174,13 +174,21 @@ class Replicator:
     def status(self) -> list[SourceStatus]:
         """The status of every source, the registry first, with the versions applied."""
         versions = self._replica.sources()
+        # A batch is applied at the end of every successful round, by whichever process
+        # of the site ran it (the loops process, when web workers ask): the latest counts.
+        applied = self._replica.applied_at()
         with self._status_lock:
             known = dict(self._status)
         names = sorted(set(versions) | set(known), key=lambda s: (s != REGISTRY_SOURCE, s))
-        return [
-            replace(known.get(name, SourceStatus(name)), version=versions.get(name, 0))
-            for name in names
-        ]
+        statuses = []
+        for name in names:
+            status = known.get(name, SourceStatus(name))
+            success = max(
+                (at for at in (status.last_success, applied.get(name)) if at is not None),
+                default=None,
+            )
+            statuses.append(replace(status, version=versions.get(name, 0), last_success=success))
+        return statuses
 
     # --- one source ----------------------------------------------------------
 
