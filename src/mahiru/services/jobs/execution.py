@@ -24,7 +24,7 @@ from collections.abc import Iterable
 
 from mahiru.errors import AwaitingReview, Conflict, MahiruError, Unavailable, path_redactor
 from mahiru.model.identifiers import SiteId
-from mahiru.model.jobs import StepState, StepStatus
+from mahiru.model.jobs import StepState, StepStatus, step_inputs
 from mahiru.model.receipts import ReceiptInput
 from mahiru.runtime.outputs import cut
 from mahiru.services.jobs.environment import StepEnvironment
@@ -35,6 +35,7 @@ from mahiru.services.jobs.release_reviews import ReleaseReviews
 from mahiru.services.jobs.step_container import StepContainer, StepInputs
 from mahiru.services.jobs.storing import ResultStore
 from mahiru.services.jobs.waits import waited_site
+from mahiru.storage import Database
 
 logger = logging.getLogger("mahiru.site.jobs")
 
@@ -54,10 +55,12 @@ class StepExecution:
         environment: StepEnvironment,
         stop: threading.Event,
         reviews: ReleaseReviews,
+        database: Database,
         *,
         unavailable_deadline: float = UNAVAILABLE_DEADLINE,
     ) -> None:
         self._ledger = ledger
+        self._database = database
         self._readiness = readiness
         self._container = container
         self._results = results
@@ -210,19 +213,20 @@ class StepExecution:
                     self._waiting_here[(known.job_id, step)] = frozenset(producers)
                 self._wait(status, _producers_reason(known, producers))
                 return False
-            ledger.job_records.set_step_state(known.job_id, step, StepState.FETCHING, ledger.now())
+            if self._fetches(known, step):  # shown as fetching while its inputs come
+                ledger.job_records.set_step_state(
+                    known.job_id, step, StepState.FETCHING, ledger.now()
+                )
+                state = StepState.FETCHING
             ledger.waits.cleared(known.job_id, step)
-            state = StepState.FETCHING
         work = self._environment.work_dir / known.job_id / step
         shutil.rmtree(work, ignore_errors=True)
         try:
             inputs = self._container.gather(known, step)
             ledger.waits.moved_on(known.job_id, step)  # every input is here
             try:
-                if state is StepState.FETCHING:
-                    ledger.job_records.set_step_state(
-                        known.job_id, step, StepState.RUNNING, ledger.now()
-                    )
+                if state in (StepState.WAITING, StepState.FETCHING):
+                    self._start(known, step, state)
                     state = StepState.RUNNING
                 # The outputs live in room that cannot outgrow the limit, until packaged.
                 environment = self._environment
@@ -236,6 +240,22 @@ class StepExecution:
             shutil.rmtree(work, ignore_errors=True)
             with contextlib.suppress(OSError):  # other steps of the job may still work there
                 work.parent.rmdir()
+
+    def _fetches(self, known: KnownJob, step: str) -> bool:
+        """Whether an input of the step is held at another site (fetched, or read live)."""
+        needed = step_inputs(known.job, known.plan, step, submitter_site=known.submitter_site)
+        return any(item.site != self._ledger.site for item in needed)
+
+    def _start(self, known: KnownJob, step: str, state: StepState) -> None:
+        """Move the step to running; one that fetched nothing passes through fetching in
+        the same transaction (both changes recorded, one commit)."""
+        ledger = self._ledger
+        with self._database.transaction():
+            if state is StepState.WAITING:
+                ledger.job_records.set_step_state(
+                    known.job_id, step, StepState.FETCHING, ledger.now()
+                )
+            ledger.job_records.set_step_state(known.job_id, step, StepState.RUNNING, ledger.now())
 
     def _run_and_package(
         self,
@@ -269,16 +289,21 @@ class StepExecution:
                 log_tail="\n".join(result.log_tail),
             )
             return True
-        if state is StepState.RUNNING:
+
+        def storing() -> None:
             # A succeeded step's log is kept as a failed one's is, under the same gate.
-            ledger.job_records.set_step_state(
-                known.job_id,
-                step,
-                StepState.STORING,
-                ledger.now(),
-                exit_code=result.exit_code,
-                log_tail="\n".join(result.log_tail),
-            )
+            # Moved to storing in the transaction that stores its results (both changes
+            # recorded, one commit): packaging takes a fraction of a second.
+            if state is StepState.RUNNING:
+                ledger.job_records.set_step_state(
+                    known.job_id,
+                    step,
+                    StepState.STORING,
+                    ledger.now(),
+                    exit_code=result.exit_code,
+                    log_tail="\n".join(result.log_tail),
+                )
+
         try:
             images = self._results.package(self._environment, known, step, result.outputs, bases)
         except Unavailable:
@@ -303,7 +328,7 @@ class StepExecution:
             for n in inputs.needed
             if n.item in inputs.digests
         ]
-        self._results.record_step(known, step, images, ran_on, rules, inputs.chains)
+        self._results.record_step(known, step, images, ran_on, rules, inputs.chains, first=storing)
         try:
             self._reviews.requested_at_store(known, step, result.outputs, images)
         except (MahiruError, OSError) as error:
