@@ -96,6 +96,19 @@ class StepExecution:
         key = (status.job_id, status.step)
         self._waiting_here.pop(key, None)
         try:
+            finished = self._guarded_advance(status)
+        finally:
+            # Whatever the try did (a new state, a new wait): whoever waits on the job's
+            # steps here looks again.
+            self._ledger.changes.changed(status.job_id)
+        if finished:
+            self._ledger.waits.cleared(status.job_id, status.step)
+            self._readiness.settled(status.job_id, status.step)
+        return finished
+
+    def _guarded_advance(self, status: StepStatus) -> bool:
+        key = (status.job_id, status.step)
+        try:
             finished = self._advance_once(status)
         except Unavailable as error:
             finished = self._unavailable(status, error)
@@ -107,9 +120,6 @@ class StepExecution:
             finished = False
         else:
             self._unavailable_since.pop(key, None)
-        if finished:
-            self._ledger.waits.cleared(status.job_id, status.step)
-            self._readiness.settled(status.job_id, status.step)
         return finished
 
     def _wait(self, status: StepStatus, reason: str, site: SiteId | None = None) -> None:
@@ -129,6 +139,7 @@ class StepExecution:
         self._readiness.settled(status.job_id, status.step)
         known = self._ledger.known_job(status.job_id)
         self._set(known, status.step, StepState.FAILED, reason=reason)
+        self._ledger.changes.changed(status.job_id)
 
     def _unavailable(self, status: StepStatus, error: Unavailable) -> bool:
         """Wait for an unavailable peer or engine, up to the deadline; then fail the step."""
@@ -217,6 +228,7 @@ class StepExecution:
                 ledger.job_records.set_step_state(
                     known.job_id, step, StepState.FETCHING, ledger.now()
                 )
+                ledger.changes.changed(known.job_id)
                 state = StepState.FETCHING
             ledger.waits.cleared(known.job_id, step)
         work = self._environment.work_dir / known.job_id / step
@@ -256,6 +268,7 @@ class StepExecution:
                     known.job_id, step, StepState.FETCHING, ledger.now()
                 )
             ledger.job_records.set_step_state(known.job_id, step, StepState.RUNNING, ledger.now())
+        ledger.changes.changed(known.job_id)  # committed: whoever waits on the job looks
 
     def _run_and_package(
         self,
