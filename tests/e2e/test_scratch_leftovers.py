@@ -12,7 +12,7 @@ from pathlib import Path
 import docker
 import pytest
 
-from mahiru.runtime import DockerRuntime
+from mahiru.runtime import LABEL_ROLE, ROLE_STEP, DockerRuntime
 from mahiru.runtime.assets import DATA_BASE_IMAGE
 from mahiru.runtime.docker_images import LABEL_SCRATCH_OWNER
 
@@ -25,7 +25,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.serial]
 BUILD_AND_EXIT = """
 import sys
 from pathlib import Path
-from mahiru.runtime import DockerRuntime
+from mahiru.runtime import LABEL_ROLE, ROLE_STEP, DockerRuntime
 files, job, prefix, tag = sys.argv[1:5]
 runtime = DockerRuntime(scratch_prefix=prefix)
 labels = {"mahiru.job": job, "mahiru.step": "s", "mahiru.output": "o"}
@@ -136,4 +136,30 @@ def test_clean_up_leaves_a_running_container_of_a_gone_process_s_image_alone(
         assert container_runtime.has_image(orphan)
     finally:
         client.api.remove_container(running, force=True)
+        client.close()
+
+
+def test_clean_up_leaves_a_step_container_that_has_not_started_yet_alone(
+    container_runtime: DockerRuntime, made_images: list[str], tmp_path: Path
+) -> None:
+    """A step container is "created" for a moment before it starts, with the scratch label of
+    the gone process that built its image: another site starting up then must not take it
+    (that killed steps of sites sharing the engine)."""
+    files = tmp_path / "files"
+    files.mkdir()
+    (files / "result.txt").write_text(f"{uuid.uuid4().hex}\n")
+    prefix = f"mahiru-test-leftovers-{uuid.uuid4().hex[:8]}"
+    orphan = build_in_gone_process(files, f"job-{uuid.uuid4().hex[:8]}", prefix)
+    made_images.append(orphan)
+    client = docker.from_env()
+    step = client.api.create_container(
+        orphan, command=["sleep", "60"], labels={LABEL_ROLE: ROLE_STEP}
+    )
+    try:
+        labels = client.api.inspect_container(step["Id"])["Config"]["Labels"] or {}
+        assert LABEL_SCRATCH_OWNER in labels, "the container does not inherit the label"
+        container_runtime.remove_scratch_leftovers()
+        assert client.api.inspect_container(step["Id"])["State"]["Status"] == "created"
+    finally:
+        client.api.remove_container(step["Id"], force=True)
         client.close()

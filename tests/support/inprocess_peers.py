@@ -10,6 +10,7 @@ A site that is down (or stopped) answers Unavailable, as an unreachable one does
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 from collections.abc import Iterator
@@ -79,6 +80,18 @@ class InProcessPeer:
         _, jobs, peer = self._enter()
         views = jobs.assignments.statuses(check_job_id(job_id), peer.id)
         return [StepStatus.from_dict(_wire(v.to_dict())) for v in views]
+
+    def step_changes(
+        self, job_id: JobId, version: str | None, seconds: float
+    ) -> tuple[list[StepStatus], str]:
+        """GET /external/jobs/{id}/steps?after=...&wait=... (in an event loop of its own,
+        as the route awaits in the server's)."""
+        _, jobs, peer = self._enter()
+        waiting = jobs.assignments.statuses_after(
+            check_job_id(job_id), peer.id, version=version, seconds=seconds
+        )
+        views, current = asyncio.run(waiting)
+        return [StepStatus.from_dict(_wire(v.to_dict())) for v in views], current
 
     def cancel(self, job_id: JobId) -> list[StepStatus]:
         """POST /external/jobs/{id}/cancel."""

@@ -139,6 +139,7 @@ def build_jobs(
         environment,
         stopping,
         reviews,
+        storage.database,
         unavailable_deadline=config.peer_retry_deadline_seconds,
     )
     # A finished step may finish its job: the coordinator (made below) looks at once.

@@ -194,6 +194,26 @@ class PeerJobsClient(PeerClient):
         data = request(self._http, "GET", f"/jobs/{quote(job_id)}/steps").json()
         return [StepStatus.from_dict(item) for item in data["steps"]]
 
+    def step_changes(
+        self, job_id: str, version: str | None, seconds: float
+    ) -> tuple[list[StepStatus], str]:
+        """The statuses of the steps of a job the peer runs and their version, once that
+        differs from `version`, waiting at most `seconds` there."""
+        params: dict[str, str | float] = {"wait": seconds}
+        if version is not None:
+            params["after"] = version
+        usual = self._http.timeout
+        # The answer may take `seconds` to come: only reading waits that much longer.
+        timeout = httpx.Timeout(
+            connect=usual.connect,
+            read=None if usual.read is None else usual.read + seconds,
+            write=usual.write,
+            pool=usual.pool,
+        )
+        path = f"/jobs/{quote(job_id)}/steps"
+        data = request(self._http, "GET", path, params=params, timeout=timeout).json()
+        return [StepStatus.from_dict(item) for item in data["steps"]], str(data["version"])
+
     def cancel(self, job_id: str) -> list[StepStatus]:
         """Cancel the peer's unfinished steps of a job."""
         data = request(self._http, "POST", f"/jobs/{quote(job_id)}/cancel").json()

@@ -25,7 +25,7 @@ from mahiru.runtime.docker_connection import logger
 from mahiru.runtime.docker_containers import ContainerRun, DockerContainers
 from mahiru.runtime.limits import StepLimits
 from mahiru.runtime.outputs import discard_outputs, judge_outputs, prepare_output_dirs
-from mahiru.runtime.space import OutputWatch, bounded_folder, unmount_below
+from mahiru.runtime.space import EmptyFileSystems, OutputWatch, bounded_folder, unmount_below
 from mahiru.runtime.steps import (
     INPUTS_DIR,
     LABEL_ROLE,
@@ -70,6 +70,7 @@ class DockerRuntime(DockerContainers):
         )
         self._owner: tuple[int, int] | None = None
         self._owner_known = False
+        self._file_systems = EmptyFileSystems()
 
     # -- steps ------------------------------------------------------------------
 
@@ -134,7 +135,7 @@ class DockerRuntime(DockerContainers):
 
     def output_space(self, path: Path, max_bytes: int) -> AbstractContextManager[bool]:
         """A size-bounded folder for a step's outputs (see `mahiru.runtime.space`)."""
-        return bounded_folder(path, max_bytes)
+        return bounded_folder(path, max_bytes, self._file_systems)
 
     def release_output_spaces(self, root: Path) -> int:
         """Unmount the output file systems a crash left below `root`; how many."""

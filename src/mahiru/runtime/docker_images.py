@@ -29,7 +29,7 @@ from mahiru.errors import Conflict, InvalidInput, NotFound
 from mahiru.runtime.archives import CHUNK_SIZE, extract_tree, write_file_atomically, write_tree_tar
 from mahiru.runtime.docker_connection import DockerConnection, logger
 from mahiru.runtime.protocol import ImageConfig, ScratchLeftovers
-from mahiru.runtime.steps import LABEL_JOB
+from mahiru.runtime.steps import LABEL_JOB, LABEL_ROLE, ROLE_STEP
 
 #: A command for creating a scratch container from an image that has none;
 #: it is never run (but becomes the Cmd of an image committed from it).
@@ -172,7 +172,15 @@ class DockerImages(DockerConnection):
             found = self._docker().api.containers(
                 all=True, filters={"label": LABEL_SCRATCH_OWNER, "status": "created"}
             )
-        stale = [entry["Id"] for entry in found if _left_by_gone_owner(entry)]
+        # A step container inherits the label too, from an image this host built, and is
+        # "created" for a moment before it starts: never a leftover of this kind (a
+        # crashed site's step containers are its own to remove when it restarts).
+        stale = [
+            entry["Id"]
+            for entry in found
+            if _left_by_gone_owner(entry)
+            and (entry.get("Labels") or {}).get(LABEL_ROLE) != ROLE_STEP
+        ]
         for container in stale:
             self._remove_container(container)
         return ScratchLeftovers(containers=len(stale), images=self._remove_output_images())

@@ -7,7 +7,10 @@ it runs, not only once it has exited. Two layers do that:
   limit plus `margin_bytes`, at the outputs folder: writes beyond it fail
   with "no space left", and the host's disk never gains more than that file
   can hold. It needs root and loop devices; where the host has neither (some
-  containers), it logs why once and the folder is an ordinary one.
+  containers), it logs why once and the folder is an ordinary one. An empty
+  file system of one size is the same bytes every time (under 100 KiB of them
+  in a sparse file), so `EmptyFileSystems` formats one per size once and
+  writes a copy for each step, instead of running `mkfs.ext4` per step.
 - `OutputWatch` measures the outputs while the step runs and stops its
   container as soon as they pass the limit, so a full file system (or, in
   the fallback, a fast writer) ends the step at once with that reason.
@@ -48,33 +51,102 @@ def margin_bytes(max_bytes: int) -> int:
     return max(int(max_bytes * MARGIN_FRACTION), MIN_MARGIN_BYTES)
 
 
+#: The most bytes of an empty file system's image kept to copy (a host whose file
+#: system does not report holes shows the whole image as data: then it is formatted).
+MAX_TEMPLATE_BYTES = 4 * MIB
+
+
 def _run(*command: str) -> None:
     subprocess.run(command, check=True, capture_output=True, timeout=60)
 
 
+def _format(image: Path, size: int) -> None:
+    """Make `image` a sparse file of `size` bytes holding an empty ext4 file system."""
+    with image.open("wb") as file:
+        file.truncate(size)
+    # 4 KiB blocks, an inode per 16 KiB, no journal, no reserve: under 2 %
+    # of the room goes to the file system itself, so the outputs can pass
+    # the limit (and be seen doing so) before the room runs out.
+    _run(
+        "mkfs.ext4", "-q", "-F", "-b", "4096", "-i", "16384", "-m", "0",
+        "-O", "^has_journal,^resize_inode", "-E", "lazy_itable_init=1,nodiscard",
+        str(image),
+    )  # fmt: skip
+
+
+def _data_extents(image: Path) -> list[tuple[int, bytes]] | None:
+    """The parts of a sparse file that hold data, with their offsets; None if they come
+    to more than MAX_TEMPLATE_BYTES (or the file system cannot tell holes from data)."""
+    extents: list[tuple[int, bytes]] = []
+    total = 0
+    with image.open("rb") as file:
+        fd = file.fileno()
+        size = os.fstat(fd).st_size
+        offset = 0
+        while offset < size:
+            try:
+                start = os.lseek(fd, offset, os.SEEK_DATA)
+            except OSError:  # ENXIO: only a hole is left
+                break
+            end = os.lseek(fd, start, os.SEEK_HOLE)
+            total += end - start
+            if total > MAX_TEMPLATE_BYTES:
+                return None
+            extents.append((start, os.pread(fd, end - start, start)))
+            offset = end
+    return extents
+
+
+class EmptyFileSystems:
+    """Images of empty output file systems, formatted once per size and copied after."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        # size -> the data of the formatted image (None: copying does not pay here)
+        self._templates: dict[int, list[tuple[int, bytes]] | None] = {}
+
+    def make(self, image: Path, size: int) -> None:
+        """Make `image` a sparse file of `size` bytes holding a new, empty ext4 file system."""
+        with self._lock:
+            known = size in self._templates
+            template = self._templates.get(size)
+        if template is None:
+            _format(image, size)
+            if not known:
+                extents = _data_extents(image)
+                with self._lock:
+                    self._templates[size] = extents
+            return
+        fd = os.open(image, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            os.ftruncate(fd, size)
+            for offset, data in template:
+                os.pwrite(fd, data, offset)
+        finally:
+            os.close(fd)
+
+
 @contextlib.contextmanager
-def bounded_folder(path: Path, max_bytes: int) -> Iterator[bool]:
+def bounded_folder(
+    path: Path, max_bytes: int, file_systems: EmptyFileSystems | None = None
+) -> Iterator[bool]:
     """An empty folder at `path` whose contents cannot pass `max_bytes` plus the margin.
 
     Yields whether the bound holds by construction (a mounted file system);
     on leaving, the file system is unmounted and its file deleted, whatever
-    is in it. `path` must not exist yet.
+    is in it. `path` must not exist yet. The empty file system comes from
+    `file_systems` (formatted for this step without one).
     """
     path.mkdir(parents=True)
     image = path.with_name(path.name + _IMAGE_SUFFIX)
     mounted = False
     try:
         try:
-            with image.open("wb") as file:
-                file.truncate(max_bytes + margin_bytes(max_bytes))
-            # 4 KiB blocks, an inode per 16 KiB, no journal, no reserve: under 2 %
-            # of the room goes to the file system itself, so the outputs can pass
-            # the limit (and be seen doing so) before the room runs out.
-            _run(
-                "mkfs.ext4", "-q", "-F", "-b", "4096", "-i", "16384", "-m", "0",
-                "-O", "^has_journal,^resize_inode", "-E", "lazy_itable_init=1,nodiscard",
-                str(image),
-            )  # fmt: skip
+            size = max_bytes + margin_bytes(max_bytes)
+            if file_systems is None:
+                _format(image, size)
+            else:
+                file_systems.make(image, size)
             _run("mount", "-o", "loop,nosuid,nodev,noexec", str(image), str(path))
             mounted = True
             (path / "lost+found").rmdir()

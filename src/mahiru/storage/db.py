@@ -61,10 +61,19 @@ class Database:
     joins it (as a savepoint), so a service can make several repository calls
     atomic. Each thread or asyncio task has its own transactions; never hold
     one open across an `await`.
+
+    On SQLite, which has one writer at a time, this process's writers queue on
+    a lock before `BEGIN IMMEDIATE` (for at most `write_wait` seconds, then
+    `Unavailable`): the lock hands over the moment a writer commits, where
+    SQLite's busy handler would have its waiters sleep and retry (pauses that
+    grow to 100 ms), which made every step transition of a busy site wait for
+    tens of milliseconds. Other processes still wait through the busy timeout.
     """
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, *, write_wait: float = 5.0) -> None:
         self.engine = engine
+        self._write_wait = write_wait
+        self._writer = threading.Lock() if engine.dialect.name == "sqlite" else None
         self._sessions = sessionmaker(bind=engine, expire_on_commit=False)
         read_options: dict[str, Any] = {_READ_ONLY: True}
         if engine.dialect.name == "postgresql":
@@ -132,7 +141,12 @@ class Database:
                 raise
             return
         maker = self._read_sessions if read_only else self._sessions
-        with _mapped_errors(self.url), maker() as session, session.begin():
+        with (
+            self._queued(read_only),
+            _mapped_errors(self.url),
+            maker() as session,
+            session.begin(),
+        ):
             current = _Active(session, read_only)
             token = self._active.set(current)
             try:
@@ -143,6 +157,23 @@ class Database:
                     done += 1
             finally:
                 self._active.reset(token)
+
+    @contextmanager
+    def _queued(self, read_only: bool) -> Iterator[None]:
+        """This process's turn to write (SQLite only; readers never wait)."""
+        writer = self._writer
+        if read_only or writer is None:
+            yield
+            return
+        if not writer.acquire(timeout=self._write_wait):
+            raise Unavailable(
+                f"database {self.url} is busy: no turn to write within {self._write_wait:g} s",
+                {"database": self.url},
+            )
+        try:
+            yield
+        finally:
+            writer.release()
 
     @property
     def writing(self) -> bool:
@@ -267,7 +298,7 @@ def create_database(
             f"unsupported database {parsed.render_as_string(hide_password=True)!r}:"
             " use sqlite:///PATH or postgresql+psycopg://USER@HOST/DB"
         )
-    database = Database(engine)
+    database = Database(engine, write_wait=busy_timeout_ms / 1000)
     if run_migrations:
         try:
             migrate(database)

@@ -108,8 +108,9 @@ def test_the_worker_says_when_a_step_finished_so_its_job_is_looked_at_at_once(
 def test_the_coordinator_polls_soon_only_while_a_job_runs_steps_elsewhere(
     scenario: Scenario, hang: Hang
 ) -> None:
-    """While a job's step runs at another site, the next round comes after the short running
-    interval; once the job is done, after the ordinary one (None)."""
+    """While a job's step runs at another site that is asked directly (the watch not started,
+    or full), the next round comes after the short running interval; once the job is done,
+    after the ordinary one (None). test_step_watch.py: watched, no round comes soon."""
     site1, site2 = scenario.site1, scenario.site2
     job_id = site1.jobs.submissions.submit(scenario.job("hang"), site1.party.user()).job_id
     coordinator = site1.jobs.loops.coordinator

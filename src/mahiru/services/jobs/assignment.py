@@ -93,6 +93,7 @@ class StepAssignments:
             extra={"job": assignment.job_id, "steps": assignment.steps, "from": str(caller)},
         )
         self._on_steps()
+        ledger.changes.changed(assignment.job_id)
         return self._egress.step_views(assignment.job, statuses, assignment.job.submitter)
 
     def statuses(self, job_id: JobId, caller: SiteId) -> list[StepView]:
@@ -111,6 +112,19 @@ class StepAssignments:
         if caller != known.submitter_site:
             return self._egress.step_states(own)
         return self._egress.step_views(known.job, own, known.job.submitter)
+
+    async def statuses_after(
+        self, job_id: JobId, caller: SiteId, *, version: str | None, seconds: float
+    ) -> tuple[list[StepView], str]:
+        """`statuses` and their version, once that differs from `version` (a long poll: at
+        most `seconds`, see `step_changes`); refusals as `statuses` gives them."""
+        return await self._ledger.changes.after(
+            job_id,
+            caller,
+            lambda: self.statuses(job_id, caller),
+            version=version,
+            seconds=seconds,
+        )
 
     def readers(self, job_id: JobId, caller: SiteId, job_digest: str) -> list[LiveReader]:
         """The unfinished steps of a job submitted here that read data stored at `caller`.
@@ -149,6 +163,7 @@ class StepAssignments:
         cancelled = ledger.job_records.cancel_steps(job_id, f"cancelled by {caller}", ledger.now())
         ledger.waits.forget(job_id)
         self._stop_job(job_id)
+        ledger.changes.changed(job_id)
         logger.info("steps cancelled", extra={"job": job_id, "by": str(caller)})
         return self._egress.step_states(s for s in cancelled if s.site == ledger.site)
 

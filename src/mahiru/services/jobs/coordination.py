@@ -18,7 +18,7 @@ import contextlib
 import logging
 
 from mahiru.errors import AwaitingReview, Conflict, MahiruError, NotFound, Unavailable
-from mahiru.model.identifiers import ResultId, SiteId
+from mahiru.model.identifiers import JobId, ResultId, SiteId
 from mahiru.model.jobs import (
     JobState,
     JobStatus,
@@ -34,6 +34,7 @@ from mahiru.services.jobs.peers import JobPeers
 from mahiru.services.jobs.receipts import Receipts
 from mahiru.services.jobs.release_reviews import ReleaseReviews
 from mahiru.services.jobs.step_logs import LogRetention
+from mahiru.services.jobs.step_watch import StepWatch
 from mahiru.services.jobs.storing import ResultStore
 from mahiru.services.jobs.submission import JobSubmissions
 
@@ -46,11 +47,12 @@ REVIEW_POLL = Backoff(first=1.0, factor=2.0, cap=5.0)
 class JobCoordinator:
     """Follows the jobs submitted here in a background thread.
 
-    Rounds come every `running_interval` seconds while a job runs steps at
-    other sites, so its end is seen soon after its last step finishes (each
-    round asks every site still running steps of it for their states), and
-    every `interval` seconds otherwise: a step that runs here wakes the loop
-    when it finishes (`wake`).
+    Rounds come every `interval` seconds, and at once when something
+    changed: a step that runs here wakes the loop when it finishes (`wake`),
+    and the states of steps at other sites come by long poll (`watch`, a
+    `StepWatch`), which wakes it when a site answers. Only a step site the
+    watch cannot hold a long poll for (too many at once) is asked every
+    `running_interval` seconds instead.
     """
 
     def __init__(
@@ -81,9 +83,11 @@ class JobCoordinator:
         self.loop = BackgroundLoop(
             "mahiru-jobs", self._round, interval, logger=logger, context={"site": str(ledger.site)}
         )
+        self.watch = StepWatch(peers, self.wake, self.loop.stop_event)
 
     def start(self) -> None:
         """Start following jobs (also those left unfinished by an earlier run)."""
+        self.watch.start()
         self.loop.start()
 
     def wake(self) -> None:
@@ -93,27 +97,36 @@ class JobCoordinator:
     def stop(self, timeout: float = 30.0) -> None:
         """Stop after the current round."""
         self.loop.stop(timeout)
+        self.watch.stop()
 
     def _round(self) -> float | None:
-        """Follow each unfinished job once; sooner again while one runs steps elsewhere.
+        """Follow each unfinished job once; sooner again while a site running steps of one
+        is asked directly (not watched).
 
         Steps that run here need no polling: the worker wakes this loop when
-        one finishes.
+        one finishes; nor do steps elsewhere that the watch follows.
         """
         if self._retention is not None:
             self._retention.prune_when_due()
-        remote = False
+        polled = False
+        followed: list[tuple[JobId, SiteId]] = []
         for status in self._ledger.job_records.list_jobs(
             states=[JobState.PLANNED, JobState.RUNNING]
         ):
             if self.loop.stopping:
                 break
             elsewhere = self._follow(status)
-            remote = remote or (elsewhere and status.state is JobState.RUNNING)
-        return self._running_interval if remote else None
+            followed += [(status.job_id, site) for site in elsewhere]
+            polled = polled or (
+                status.state is JobState.RUNNING
+                and not all(self.watch.watching(status.job_id, site) for site in elsewhere)
+            )
+        if not self.loop.stopping:
+            self.watch.keep(followed)
+        return self._running_interval if polled else None
 
-    def _follow(self, status: JobStatus) -> bool:
-        """Move the job on; whether it still runs steps at other sites (to ask again soon)."""
+    def _follow(self, status: JobStatus) -> list[SiteId]:
+        """Move the job on; the other sites where it still runs steps."""
         ledger, job_id = self._ledger, status.job_id
         self._dispatcher.deliver(status, attempts=1)
         elsewhere = sorted(
@@ -123,13 +136,13 @@ class JobCoordinator:
         )
         for site in elsewhere:
             try:
-                reported = self._peers.get(site).step_statuses(job_id)
+                reported = self.watch.report(job_id, site)
             except (Unavailable, NotFound) as error:
                 logger.debug("no step states yet: %s", error.message, extra={"job": job_id})
                 if isinstance(error, Unavailable) and self._dispatcher.delivered(job_id, site):
                     self._unreachable(status, site, error)
                 continue
-            for step_status in reported:
+            for step_status in reported or ():
                 ledger.waits.report(step_status)
                 try:
                     ledger.job_records.mirror_step_status(step_status, ledger.now())
@@ -144,7 +157,7 @@ class JobCoordinator:
             asked = self._awaiting.get(job_id)
             if asked is None or ledger.clock.monotonic() >= asked[1]:
                 self._finish(status)
-        return bool(elsewhere)
+        return elsewhere
 
     def _unreachable(self, status: JobStatus, site: SiteId, error: Unavailable) -> None:
         """Note on the steps `site` runs (handed over already) that it cannot be asked."""

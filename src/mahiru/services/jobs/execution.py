@@ -24,7 +24,7 @@ from collections.abc import Iterable
 
 from mahiru.errors import AwaitingReview, Conflict, MahiruError, Unavailable, path_redactor
 from mahiru.model.identifiers import SiteId
-from mahiru.model.jobs import StepState, StepStatus
+from mahiru.model.jobs import StepState, StepStatus, step_inputs
 from mahiru.model.receipts import ReceiptInput
 from mahiru.runtime.outputs import cut
 from mahiru.services.jobs.environment import StepEnvironment
@@ -35,6 +35,7 @@ from mahiru.services.jobs.release_reviews import ReleaseReviews
 from mahiru.services.jobs.step_container import StepContainer, StepInputs
 from mahiru.services.jobs.storing import ResultStore
 from mahiru.services.jobs.waits import waited_site
+from mahiru.storage import Database
 
 logger = logging.getLogger("mahiru.site.jobs")
 
@@ -54,10 +55,12 @@ class StepExecution:
         environment: StepEnvironment,
         stop: threading.Event,
         reviews: ReleaseReviews,
+        database: Database,
         *,
         unavailable_deadline: float = UNAVAILABLE_DEADLINE,
     ) -> None:
         self._ledger = ledger
+        self._database = database
         self._readiness = readiness
         self._container = container
         self._results = results
@@ -93,6 +96,19 @@ class StepExecution:
         key = (status.job_id, status.step)
         self._waiting_here.pop(key, None)
         try:
+            finished = self._guarded_advance(status)
+        finally:
+            # Whatever the try did (a new state, a new wait): whoever waits on the job's
+            # steps here looks again.
+            self._ledger.changes.changed(status.job_id)
+        if finished:
+            self._ledger.waits.cleared(status.job_id, status.step)
+            self._readiness.settled(status.job_id, status.step)
+        return finished
+
+    def _guarded_advance(self, status: StepStatus) -> bool:
+        key = (status.job_id, status.step)
+        try:
             finished = self._advance_once(status)
         except Unavailable as error:
             finished = self._unavailable(status, error)
@@ -104,9 +120,6 @@ class StepExecution:
             finished = False
         else:
             self._unavailable_since.pop(key, None)
-        if finished:
-            self._ledger.waits.cleared(status.job_id, status.step)
-            self._readiness.settled(status.job_id, status.step)
         return finished
 
     def _wait(self, status: StepStatus, reason: str, site: SiteId | None = None) -> None:
@@ -126,6 +139,7 @@ class StepExecution:
         self._readiness.settled(status.job_id, status.step)
         known = self._ledger.known_job(status.job_id)
         self._set(known, status.step, StepState.FAILED, reason=reason)
+        self._ledger.changes.changed(status.job_id)
 
     def _unavailable(self, status: StepStatus, error: Unavailable) -> bool:
         """Wait for an unavailable peer or engine, up to the deadline; then fail the step."""
@@ -210,19 +224,21 @@ class StepExecution:
                     self._waiting_here[(known.job_id, step)] = frozenset(producers)
                 self._wait(status, _producers_reason(known, producers))
                 return False
-            ledger.job_records.set_step_state(known.job_id, step, StepState.FETCHING, ledger.now())
+            if self._fetches(known, step):  # shown as fetching while its inputs come
+                ledger.job_records.set_step_state(
+                    known.job_id, step, StepState.FETCHING, ledger.now()
+                )
+                ledger.changes.changed(known.job_id)
+                state = StepState.FETCHING
             ledger.waits.cleared(known.job_id, step)
-            state = StepState.FETCHING
         work = self._environment.work_dir / known.job_id / step
         shutil.rmtree(work, ignore_errors=True)
         try:
             inputs = self._container.gather(known, step)
             ledger.waits.moved_on(known.job_id, step)  # every input is here
             try:
-                if state is StepState.FETCHING:
-                    ledger.job_records.set_step_state(
-                        known.job_id, step, StepState.RUNNING, ledger.now()
-                    )
+                if state in (StepState.WAITING, StepState.FETCHING):
+                    self._start(known, step, state)
                     state = StepState.RUNNING
                 # The outputs live in room that cannot outgrow the limit, until packaged.
                 environment = self._environment
@@ -236,6 +252,23 @@ class StepExecution:
             shutil.rmtree(work, ignore_errors=True)
             with contextlib.suppress(OSError):  # other steps of the job may still work there
                 work.parent.rmdir()
+
+    def _fetches(self, known: KnownJob, step: str) -> bool:
+        """Whether an input of the step is held at another site (fetched, or read live)."""
+        needed = step_inputs(known.job, known.plan, step, submitter_site=known.submitter_site)
+        return any(item.site != self._ledger.site for item in needed)
+
+    def _start(self, known: KnownJob, step: str, state: StepState) -> None:
+        """Move the step to running; one that fetched nothing passes through fetching in
+        the same transaction (both changes recorded, one commit)."""
+        ledger = self._ledger
+        with self._database.transaction():
+            if state is StepState.WAITING:
+                ledger.job_records.set_step_state(
+                    known.job_id, step, StepState.FETCHING, ledger.now()
+                )
+            ledger.job_records.set_step_state(known.job_id, step, StepState.RUNNING, ledger.now())
+        ledger.changes.changed(known.job_id)  # committed: whoever waits on the job looks
 
     def _run_and_package(
         self,
@@ -269,16 +302,21 @@ class StepExecution:
                 log_tail="\n".join(result.log_tail),
             )
             return True
-        if state is StepState.RUNNING:
+
+        def storing() -> None:
             # A succeeded step's log is kept as a failed one's is, under the same gate.
-            ledger.job_records.set_step_state(
-                known.job_id,
-                step,
-                StepState.STORING,
-                ledger.now(),
-                exit_code=result.exit_code,
-                log_tail="\n".join(result.log_tail),
-            )
+            # Moved to storing in the transaction that stores its results (both changes
+            # recorded, one commit): packaging takes a fraction of a second.
+            if state is StepState.RUNNING:
+                ledger.job_records.set_step_state(
+                    known.job_id,
+                    step,
+                    StepState.STORING,
+                    ledger.now(),
+                    exit_code=result.exit_code,
+                    log_tail="\n".join(result.log_tail),
+                )
+
         try:
             images = self._results.package(self._environment, known, step, result.outputs, bases)
         except Unavailable:
@@ -303,7 +341,7 @@ class StepExecution:
             for n in inputs.needed
             if n.item in inputs.digests
         ]
-        self._results.record_step(known, step, images, ran_on, rules, inputs.chains)
+        self._results.record_step(known, step, images, ran_on, rules, inputs.chains, first=storing)
         try:
             self._reviews.requested_at_store(known, step, result.outputs, images)
         except (MahiruError, OSError) as error:

@@ -14,6 +14,7 @@ from mahiru.clock import SYSTEM_CLOCK, Clock
 from mahiru.errors import NotFound, NotKnown
 from mahiru.model.identifiers import AssetId, JobId, ResultId, SiteId
 from mahiru.model.workflow import Job, Plan
+from mahiru.services.jobs.step_changes import StepChanges
 from mahiru.services.jobs.waits import StepWaits
 from mahiru.services.site.transfers import Transfer
 from mahiru.storage import JobRepository
@@ -36,13 +37,14 @@ class KnownJob:
 
 @dataclass(frozen=True, slots=True)
 class JobLedger:
-    """The jobs and steps of one site (`site`), stamped with `clock`'s time, and what
-    its unfinished steps wait for (`waits`)."""
+    """The jobs and steps of one site (`site`), stamped with `clock`'s time, what its
+    unfinished steps wait for (`waits`), and who waits for them to change (`changes`)."""
 
     site: SiteId
     job_records: JobRepository
     clock: Clock = SYSTEM_CLOCK
     waits: StepWaits = field(default_factory=StepWaits)
+    changes: StepChanges = field(default_factory=StepChanges)
 
     def now(self) -> datetime:
         """The current time (UTC)."""

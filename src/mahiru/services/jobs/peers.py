@@ -40,6 +40,13 @@ class JobPeer(Protocol):
         """The statuses of the steps of a job the site runs."""
         ...
 
+    def step_changes(
+        self, job_id: JobId, version: str | None, seconds: float
+    ) -> tuple[list[StepStatus], str]:
+        """The statuses of the steps of a job the site runs and their version, once that
+        differs from `version`, waiting at most `seconds` (a long poll)."""
+        ...
+
     def cancel(self, job_id: JobId) -> list[StepStatus]:
         """Cancel the site's unfinished steps of a job."""
         ...

@@ -130,9 +130,12 @@ class ResultStore:
         ran_on: list[ReceiptInput],
         rules: list[str],
         input_chains: list[ReceiptChain],
+        *,
+        first: Callable[[], object] = lambda: None,
     ) -> None:
         """Sign this site's receipt for each output of a step run here (on `ran_on`, allowed
-        by `rules`), and record them all with the step `succeeded`, atomically."""
+        by `rules`), and record them all with the step `succeeded`, atomically (after
+        `first`, in the same transaction)."""
         results = step_results(known.job, step)
         chains = {
             output: self._receipts.make(
@@ -140,7 +143,7 @@ class ResultStore:
             )
             for output, image in images.items()
         }
-        self.store_step_results(known, step, images, chains)
+        self.store_step_results(known, step, images, chains, first=first)
 
     def store_step_results(
         self,
@@ -148,9 +151,11 @@ class ResultStore:
         step: str,
         images: Mapping[str, BlobInfo],
         chains: Mapping[str, ReceiptChain],
+        *,
+        first: Callable[[], object] = lambda: None,
     ) -> None:
         """Record each output's image, receipts and provenance, and the step `succeeded`,
-        atomically."""
+        atomically (after `first`, in the same transaction)."""
         ledger = self._ledger
         self._store(
             known,
@@ -160,6 +165,7 @@ class ResultStore:
             lambda: ledger.job_records.set_step_state(
                 known.job_id, step, StepState.SUCCEEDED, ledger.now()
             ),
+            first=first,
         )
 
     def store_collected(
@@ -197,10 +203,12 @@ class ResultStore:
         finish: Callable[[], object],
         *,
         replace: bool = False,
+        first: Callable[[], object] = lambda: None,
     ) -> None:
         records = self.asset_records
         try:
             with self._database.transaction():
+                first()
                 for provenance in provenances:
                     image = images[provenance.output]
                     metadata = {

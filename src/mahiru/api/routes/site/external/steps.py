@@ -16,6 +16,7 @@ from mahiru.model.identifiers import JobId
 from mahiru.model.jobs import StepAssignment, check_job_id
 from mahiru.model.jobs.handover import STEP_ASSIGNMENT_SHAPE
 from mahiru.services.jobs.egress import StepView
+from mahiru.services.jobs.step_changes import MAX_STEP_WAIT
 from mahiru.services.jobs.step_logs import MAX_FOLLOW_SECONDS
 
 JsonObject = dict[str, Any]
@@ -39,9 +40,26 @@ def assign(job_id: JobId, body: Assignment, caller: Peer, jobs: Jobs) -> JsonObj
 
 
 @router.get("/jobs/{job_id}/steps", summary="Step states")
-def step_states(job_id: JobId, caller: Peer, jobs: Jobs) -> JsonObject:
-    """The states of the steps of a job that this site runs."""
-    return _steps(jobs.assignments.statuses(check_job_id(job_id), caller.id))
+async def step_states(
+    job_id: JobId,
+    caller: Peer,
+    jobs: Jobs,
+    after: Annotated[
+        str | None,
+        Query(max_length=64, description="the `version` the caller has: wait for another"),
+    ] = None,
+    wait: Annotated[
+        float, Query(ge=0, le=MAX_STEP_WAIT, description="seconds to wait for a change, at most")
+    ] = 0.0,
+) -> JsonObject:
+    """The states of the steps of a job that this site runs, and their `version`. With
+    `after` and `wait`, answered once they differ from that version or after `wait`
+    seconds (a long poll that holds no thread; a calling site may have a bounded number
+    waiting, more are refused with 429)."""
+    views, version = await jobs.assignments.statuses_after(
+        check_job_id(job_id), caller.id, version=after, seconds=wait
+    )
+    return {**_steps(views), "version": version}
 
 
 @router.get(
