@@ -33,3 +33,38 @@ def test_the_default_port_of_https_is_named() -> None:
     assert unreachable(refused, "https://h.example/x").message.startswith(
         "nothing answers at h.example:443"
     )
+
+
+def _dropping_once(calls: list[str]) -> httpx.Client:
+    """A client whose server drops the first connection without answering, then answers."""
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        calls.append(request.method)
+        if len(calls) == 1:
+            raise httpx.RemoteProtocolError("Server disconnected without sending a response.")
+        return httpx.Response(200, json={"ok": True})
+
+    return httpx.Client(transport=httpx.MockTransport(handle), base_url="https://site.test")
+
+
+def test_a_read_whose_connection_was_dropped_is_sent_once_more() -> None:
+    calls: list[str] = []
+    with _dropping_once(calls) as client:
+        assert request(client, "GET", "/internal/jobs/j1").json() == {"ok": True}
+    assert calls == ["GET", "GET"]
+
+
+def test_a_write_whose_connection_was_dropped_is_not_sent_again() -> None:
+    calls: list[str] = []
+    with _dropping_once(calls) as client, pytest.raises(Unavailable, match="RemoteProtocolError"):
+        request(client, "POST", "/internal/jobs", json={})
+    assert calls == ["POST"]
+
+
+def test_a_read_dropped_twice_is_unavailable() -> None:
+    def handle(request: httpx.Request) -> httpx.Response:
+        raise httpx.ReadError("connection reset")
+
+    client = httpx.Client(transport=httpx.MockTransport(handle), base_url="https://site.test")
+    with client, pytest.raises(Unavailable, match="ReadError"):
+        request(client, "GET", "/internal/jobs/j1")

@@ -30,6 +30,7 @@ from mahiru.pki.signatures import sign_with_tls_key
 from mahiru.runtime.protocol import ContainerRuntime
 from mahiru.services.background import BackgroundLoop
 from mahiru.services.jobs import JobPeerFactory, JobServices
+from mahiru.services.jobs.step_changes import WEB_WORKER_RECHECK
 from mahiru.services.site import (
     AssetStore,
     PolicyReviewers,
@@ -166,6 +167,8 @@ def build_site(
         if process.web:
             loops = {loop.name: loop for loop in site_loops(site.services, site.jobs)}
             sender = forward_wakes(loops, wake_address(config.data_dir))
+            # Steps change in the loops process, which cannot wake this one's waits.
+            site.jobs.ports.ledger.changes.recheck_every(WEB_WORKER_RECHECK)
             return replace(site, closing=(*site.closing, sender.close))
         return site
     except BaseException:

@@ -210,12 +210,32 @@ def refused(error: BaseException) -> bool:
     return False
 
 
+#: Requests sent once more when the server drops the connection before answering.
+_IDEMPOTENT = frozenset({"GET", "HEAD"})
+#: Failures of a connection that was open (a kept-alive one the server closed, say a web
+#: worker that was replaced), not of reaching the server or of waiting for it.
+_DROPPED = (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError)
+
+
 def request(client: httpx.Client, method: str, url: str, **kwargs: Any) -> httpx.Response:
-    """Send a request; connection failures and timeouts are Unavailable."""
-    try:
-        return check(client.request(method, url, **kwargs))
-    except httpx.TransportError as error:
-        raise unreachable(error, f"{str(client.base_url).rstrip('/')}/{url.lstrip('/')}") from None
+    """Send a request; connection failures and timeouts are Unavailable.
+
+    A read (GET, HEAD) whose connection is dropped before the answer is sent
+    once more, on a new connection: the server may have closed a kept-alive
+    connection as it was used (a web worker replaced, a restart). Nothing else
+    is sent twice."""
+    tries = 2 if method.upper() in _IDEMPOTENT else 1
+    for tried in range(1, tries + 1):
+        try:
+            return check(client.request(method, url, **kwargs))
+        except _DROPPED as error:
+            if tried < tries:
+                continue
+            failure: httpx.TransportError = error
+        except httpx.TransportError as error:
+            failure = error
+        break
+    raise unreachable(failure, f"{str(client.base_url).rstrip('/')}/{url.lstrip('/')}") from None
 
 
 #: Bounds on a JSON answer from a peer (who may be hostile): size, nesting and numbers.

@@ -175,3 +175,30 @@ def test_no_wait_is_longer_than_the_maximum(monkeypatch: pytest.MonkeyPatch) -> 
     )
     assert version == seen
     assert 0.2 <= time.monotonic() - started < 5.0
+
+
+def test_a_wait_that_rechecks_sees_a_change_nobody_told_it_of() -> None:
+    """A web worker's waits are not woken by steps the loops process runs: with
+    `recheck_every`, a wait reads the states again on its own and answers with the
+    change; without it, the same unannounced change goes unseen until the wait ends."""
+
+    async def waited(recheck: float | None) -> tuple[str, float]:
+        changes = StepChanges()
+        if recheck is not None:
+            changes.recheck_every(recheck)
+        shown = [_View("running")]
+        seen = steps_version(shown)
+        task = asyncio.create_task(
+            changes.after("j1", SITE_A, lambda: list(shown), version=seen, seconds=1.5)
+        )
+        while changes.waiting(SITE_A) < 1:
+            await asyncio.sleep(0.01)
+        started = time.monotonic()
+        shown[0] = _View("succeeded")  # changed elsewhere: no `changed` call
+        views, _version = await task
+        return views[0].state, time.monotonic() - started
+
+    state, took = asyncio.run(waited(0.05))
+    assert state == "succeeded" and took < 1.4
+    state, took = asyncio.run(waited(None))
+    assert state == "succeeded" and took >= 1.4  # read once more only at the end

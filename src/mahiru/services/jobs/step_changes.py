@@ -13,6 +13,11 @@ step of the job was looked at, and when steps are handed over or cancelled)
 sets through the event loop. Waits are bounded twice: at most
 `MAX_STEP_WAIT` seconds each, and at most `MAX_WAITING_PER_CALLER` at a time
 per calling site (more are refused as `RateLimited`, so the caller pauses).
+
+A web worker of a site run as several processes does not see the steps the
+loops process runs change: its waits read the states again every
+`recheck_every` seconds too (`WEB_WORKER_RECHECK`), so a change there reaches
+the caller within that time.
 """
 
 from __future__ import annotations
@@ -33,6 +38,8 @@ from mahiru.model.identifiers import SiteId
 MAX_STEP_WAIT = 30.0
 #: How many requests of one calling site may wait at the same time.
 MAX_WAITING_PER_CALLER = 32
+#: How often a web worker's waits read the step states again (seconds).
+WEB_WORKER_RECHECK = 0.25
 
 
 class Shown(Protocol):
@@ -75,6 +82,12 @@ class StepChanges:
         self._lock = threading.Lock()
         self._waiters: dict[str, set[_Waiter]] = {}
         self._per_caller: Counter[SiteId] = Counter()
+        self._recheck: float | None = None
+
+    def recheck_every(self, seconds: float) -> None:
+        """Read the states of a waiting request again every `seconds` as well as when
+        woken: for a process that does not run the steps it answers for."""
+        self._recheck = seconds
 
     def changed(self, job_id: str) -> None:
         """Steps of `job_id` here changed (or may have): wake whoever waits on them."""
@@ -139,4 +152,4 @@ class StepChanges:
                 left = deadline - loop.time()
                 if current != version or left <= 0:
                     return views, current
-                await waiter.wait(left)
+                await waiter.wait(left if self._recheck is None else min(left, self._recheck))
