@@ -15,6 +15,7 @@ from mahiru.bootstrap.jobs import step_environment
 from mahiru.config import DockerRunnerConfig, SiteConfig, SlurmRunnerConfig, load_config
 from mahiru.errors import InvalidInput
 from mahiru.runtime.limits import MIB, StepLimits
+from mahiru.runtime.slurm_commands import SlurmCommands
 from mahiru.runtime.slurm_runner import SlurmRunner
 from mahiru.runtime.slurm_script import (
     StepJob,
@@ -118,7 +119,7 @@ def test_a_step_job_asks_slurm_for_the_steps_limits_and_carries_its_labels(
     assert f"--mem={64 + 256}M" in options
     assert "--time=4" in options
     assert "--partition=batch" in options and "--account=acct" in options
-    assert "--export=NONE" in options
+    assert "--export=ALL" in options  # of sbatch's environment, which is the site's none
     assert labels_of(comment(job.labels)) == {**job.labels, "mahiru.role": "step"}
     assert labels_of("not a step") is None
     assert labels_of("mahiru.job=j1") is None  # no role: not a step's job
@@ -150,6 +151,34 @@ def test_a_step_jobs_container_is_isolated_and_bounded_like_the_docker_runners(
     script = job_script(_job(tmp_path), "docker")
     assert "secret" not in script
     assert "trap 'remove; exit 143' TERM" in script
+
+
+def test_a_step_job_is_submitted_with_none_of_the_sites_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """sbatch (found on the site's PATH) runs with only the jobs' command path and the
+    cluster's configuration, so a job it submits with `--export=ALL` gets nothing else of
+    the site's (no secret), and Slurm is not asked to load a login environment."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    sbatch = bin_dir / "sbatch"
+    sbatch.write_text(
+        f'#!/bin/sh\nenv > {tmp_path / "env"}\necho "$@" > {tmp_path / "args"}\necho 42\n'
+    )
+    sbatch.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:/usr/bin:/bin")
+    monkeypatch.setenv("MAHIRU_SECRET", "hush")
+
+    job_id = SlurmCommands(tmp_path / "slurm.conf").submit(tmp_path / "job.sh", ["--export=ALL"])
+
+    assert job_id == "42"
+    environment = dict(
+        line.split("=", 1) for line in (tmp_path / "env").read_text().splitlines() if "=" in line
+    )
+    assert environment.pop("SLURM_CONF") == str(tmp_path / "slurm.conf")
+    assert "/usr/bin" in environment.pop("PATH").split(":")
+    assert set(environment) <= {"PWD", "SHLVL", "_"}  # what the shell itself sets
+    assert "--export=ALL" in (tmp_path / "args").read_text()
 
 
 def test_labels_that_would_break_the_job_comment_are_refused(tmp_path: Path) -> None:

@@ -16,12 +16,14 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import subprocess
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from mahiru.errors import InvalidInput, Unavailable
+from mahiru.runtime.slurm_script import JOB_PATH
 
 logger = logging.getLogger("mahiru.runtime")
 
@@ -70,11 +72,25 @@ class SlurmCommands:
         self._environment = dict(os.environ)
         if slurm_conf is not None:
             self._environment["SLURM_CONF"] = str(slurm_conf)
+        # What a job is given: the command path and the cluster, nothing of the site's.
+        self._job_environment = {"PATH": JOB_PATH}
+        if "SLURM_CONF" in self._environment:
+            self._job_environment["SLURM_CONF"] = self._environment["SLURM_CONF"]
         self._timeout = timeout
 
     def submit(self, script: Path, options: Sequence[str]) -> str:
-        """Submit a batch script with `sbatch` options; returns the job id."""
-        done = self._run("sbatch", "--parsable", *options, str(script), check=False)
+        """Submit a batch script with `sbatch` options; returns the job id. `sbatch` runs
+        with `JOB_PATH` and the cluster's configuration as its only environment, which
+        is all a job it submits with `--export=ALL` gets."""
+        sbatch = shutil.which("sbatch", path=self._environment.get("PATH")) or "sbatch"
+        done = self._run(
+            sbatch,
+            "--parsable",
+            *options,
+            str(script),
+            check=False,
+            environment=self._job_environment,
+        )
         if done.returncode != 0:
             said = _said(done)
             if "submission failed" in said.lower() and not _unreachable(said):
@@ -117,11 +133,13 @@ class SlurmCommands:
         a finished or unknown job is fine."""
         self._run("scancel", job_id)
 
-    def _run(self, *command: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    def _run(
+        self, *command: str, check: bool = True, environment: dict[str, str] | None = None
+    ) -> subprocess.CompletedProcess[str]:
         try:
             done = subprocess.run(
                 command,
-                env=self._environment,
+                env=self._environment if environment is None else environment,
                 capture_output=True,
                 text=True,
                 timeout=self._timeout,

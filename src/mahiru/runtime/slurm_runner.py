@@ -59,11 +59,14 @@ logger = logging.getLogger("mahiru.runtime")
 
 #: nobody:nogroup, as with the docker runner.
 DEFAULT_STEP_USER = "65534:65534"
-#: How often a waiting step looks for its status file: from the first to the last. The
-#: cap is what a step's end may go unseen for: a look is one `stat`, cheap even on NFS.
-STATUS_POLL = Backoff(0.02, factor=1.5, cap=0.1)
-#: How often a waiting step asks Slurm how its job is (seconds).
-STATE_INTERVAL = 1.0
+#: How often a waiting step looks for its status file: from the first look to the last. The
+#: cap is how long a step's end may go unseen: a look is one `stat`, cheap even on NFS.
+STATUS_POLL = Backoff(0.005, factor=1.5, cap=0.025)
+#: How often a waiting step asks Slurm how its job is (seconds, growing): only a job that
+#: ends without its script's status (cancelled by others, over Slurm's own limits, lost
+#: with its node) needs it; one this runner cancelled is asked about every `STOP_POLL`.
+STATE_POLL = Backoff(1.0, factor=1.5, cap=5.0)
+STOP_POLL = 0.1
 #: How long Slurm may go unanswering while a step waits, before the step gives up.
 UNREACHABLE_LIMIT = 120.0
 
@@ -90,7 +93,8 @@ class SlurmRunner:
         self._slurm = commands or SlurmCommands(settings.slurm_conf)
         self._steps = settings.shared_dir / "steps"
         self._lock = threading.Lock()
-        self._stopped: set[str] = set()
+        self._stopped: set[str] = set()  # the jobs stopped on request (`stop_container`)
+        self._cancelling: set[str] = set()  # the jobs this object cancelled, for any reason
         self._running: set[str] = set()  # the jobs a `run_step` of this object waits for
         self._ended = EndedLogs()
 
@@ -159,6 +163,7 @@ class SlurmRunner:
             with self._lock:
                 self._running.discard(job_id)
                 self._stopped.discard(job_id)
+                self._cancelling.discard(job_id)
             # Kept a while for whoever follows the log: the folder goes now.
             offset, end = log_bytes(folder)
             self._ended.remember(job_id, end, offset)
@@ -196,23 +201,21 @@ class SlurmRunner:
         return job_id
 
     def _wait(self, job_id: str, folder: Path) -> JobEnd:
-        """Wait until the job's script has written its status and the job has ended, or
-        Slurm has ended the job."""
+        """Wait until the job's script has written its status (its container is gone by
+        then), or Slurm has ended the job."""
         started = time.monotonic()
         status_file = folder / STATUS_FILE
-        asked = 0.0
+        asked = started
+        asks = polls = 0
         unreachable_since: float | None = None
-        polls = 0
         while True:
             if status_file.exists():
-                seconds = time.monotonic() - started
-                # Its container is gone; the job itself ends a moment later, and is not
-                # to be listed as running once its step is reported done.
-                with contextlib.suppress(Unavailable):
-                    self._ended_within(job_id, self._settings.cancel_wait_seconds)
-                return JobEnd(read_status(status_file), "", seconds)
+                return JobEnd(read_status(status_file), "", time.monotonic() - started)
             now = time.monotonic()
-            if now - asked >= STATE_INTERVAL:
+            with self._lock:
+                stopping = job_id in self._cancelling
+            if now - asked >= (STOP_POLL if stopping else STATE_POLL.delay(asks + 1)):
+                asks += 1
                 asked = now
                 try:
                     state = self._slurm.state(job_id)
@@ -254,10 +257,13 @@ class SlurmRunner:
 
     def list_step_containers(self, labels: Mapping[str, str] | None = None) -> list[ContainerInfo]:
         """The steps' jobs in the partition, queued or running, carrying all of `labels`
-        (read from their comments)."""
+        (read from their comments). A job whose step this object saw end is not listed:
+        its container is gone, and what is left of the job ends a moment later."""
         wanted = dict(labels or {})
         found = []
         for job in self._slurm.active_jobs(self._settings.partition):
+            if job.id in self._ended:
+                continue
             carried = labels_of(job.comment)
             if carried is None or any(carried.get(k) != v for k, v in wanted.items()):
                 continue
@@ -269,6 +275,7 @@ class SlurmRunner:
         runs: its script removes the container when Slurm signals it."""
         with self._lock:
             self._stopped.add(container_id)
+            self._cancelling.add(container_id)
             waited_for = container_id in self._running
         job = self._slurm.job(container_id)
         self._slurm.cancel(container_id)
@@ -283,6 +290,8 @@ class SlurmRunner:
 
     def _cancel(self, job_id: str) -> None:
         """Cancel the job without waiting for it (its step's own wait sees it end)."""
+        with self._lock:
+            self._cancelling.add(job_id)
         with contextlib.suppress(MahiruError):
             self._slurm.cancel(job_id)
 

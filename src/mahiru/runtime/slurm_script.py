@@ -79,8 +79,10 @@ def sbatch_options(job: StepJob, *, partition: str, account: str | None) -> list
         f"--time={minutes}",
         f"--output={job.folder / SLURM_OUTPUT_FILE}",
         f"--chdir={job.folder}",
-        # The job gets none of the site's environment (its secrets included).
-        "--export=NONE",
+        # The job gets sbatch's environment, and the runner gives sbatch none of the site's
+        # (its secrets included; `SlurmCommands.submit`). Not NONE: with it, slurmd loads
+        # the user's login environment (`su - user -c env`) before the job starts, 1-2 s.
+        "--export=ALL",
         "--no-requeue",
     ]
     if account is not None:
@@ -122,7 +124,7 @@ def container_arguments(job: StepJob) -> list[str]:
     """The engine's `run` arguments (after `run`, before the image) for the step."""
     limits = job.limits
     arguments = [
-        "--detach",
+        "--rm",
         "--pull=never",
         f"--name={job.name}",
         f"--user={job.user}",
@@ -168,42 +170,54 @@ def job_script(job: StepJob, engine: str) -> str:
     )
 
 
-# The clients wait in the background so that the shell, waiting in `wait`, runs
-# its trap as soon as Slurm's TERM arrives (a shell runs traps only between commands).
+# One engine client runs the container in the foreground: it streams the container's
+# output into the log (capped; the rest is drained so the container never blocks), waits
+# for its end, removes it (--rm) and exits with its exit code, which the subshell then
+# prints. The shell waits for that line with `read`, whose time-out is the step's time
+# limit, so a signal from Slurm runs the trap at once. Only a step that did not exit 0
+# costs one more client call: the engine's events say whether the kernel killed it for
+# memory, and whether it started at all (125-127 are also the client's own codes).
 _SCRIPT = """#!/bin/bash
 # A Mahiru step, written by the site's Slurm runner.
-set -u
+set -u -o pipefail
 export PATH={path}
 ENGINE={engine}
 NAME={name}
 DIR={folder}
-remove() {{ "$ENGINE" rm -f "$NAME" >/dev/null 2>&1; }}
+since=$(date +%s)
+remove() {{
+    "$ENGINE" rm -f "$NAME" >/dev/null 2>&1
+    # The engine may have been removing it already (--rm): wait until it is gone.
+    while "$ENGINE" container inspect "$NAME" >/dev/null 2>&1; do sleep 0.1; done
+}}
 trap 'remove; exit 143' TERM INT
-if ! {run} >/dev/null 2>"$DIR/{start_error}"; then
-    remove
-    printf '{{"start_error": true}}\\n' >"$DIR/{status}.partial"
-    mv "$DIR/{status}.partial" "$DIR/{status}"
-    exit 125
-fi
-("$ENGINE" logs --follow "$NAME" 2>&1 | stdbuf -o0 head -c {log_cap}) >"$DIR/{log}" 2>/dev/null &
-logs=$!
-timeout {seconds} "$ENGINE" wait "$NAME" >"$DIR/exit-code" 2>/dev/null &
-wait $!
-waited=$?
+exec 3< <(
+    {run} </dev/null 2>&1 | {{ stdbuf -o0 head -c {log_cap}; cat >/dev/null; }} >"$DIR/{log}"
+    echo "$?"
+)
 timed_out=false
-if [ "$waited" = 124 ]; then
+if ! read -r -t {seconds} code <&3; then
     timed_out=true
     "$ENGINE" kill "$NAME" >/dev/null 2>&1
-    "$ENGINE" wait "$NAME" >"$DIR/exit-code" 2>/dev/null
+    read -r code <&3
 fi
-code=$(tr -dc 0-9 <"$DIR/exit-code")
-oom=$("$ENGINE" inspect --format '{{{{.State.OOMKilled}}}}' "$NAME" 2>/dev/null)
-# The log follower ends with the container; give it a moment to write the last lines.
-for _ in $(seq 50); do kill -0 "$logs" 2>/dev/null || break; sleep 0.1; done
-remove
+oom=false
+if [ "$code" != 0 ] && ! $timed_out; then
+    events=$("$ENGINE" events --since "$since" --until "$(date +%s.%N)" \\
+        --filter "container=$NAME" 2>/dev/null)
+    case "$events" in *" container oom "*) oom=true ;; esac
+    case "$code:$events" in
+        12[5-7]:*" container start "*) ;;
+        12[5-7]:*)
+            cp "$DIR/{log}" "$DIR/{start_error}"
+            printf '{{"start_error": true}}\\n' >"$DIR/{status}.partial"
+            mv "$DIR/{status}.partial" "$DIR/{status}"
+            exit 125
+            ;;
+    esac
+fi
 printf '{{"exit_code": %s, "oom_killed": %s, "timed_out": %s}}\\n' \\
-    "${{code:-null}}" "$([ "$oom" = true ] && echo true || echo false)" "$timed_out" \\
-    >"$DIR/{status}.partial"
+    "${{code:-null}}" "$oom" "$timed_out" >"$DIR/{status}.partial"
 mv "$DIR/{status}.partial" "$DIR/{status}"
 exit "${{code:-1}}"
 """
