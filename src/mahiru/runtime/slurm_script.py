@@ -1,4 +1,4 @@
-"""The batch job of one step: the script that runs the step's container on a node, and the
+"""The Slurm job of one step: the script that runs the step's container on a node, and the
 options that give Slurm the step's limits.
 
 A container started from a job is a child of the engine's daemon, not of the
@@ -11,6 +11,7 @@ ends it at the step's time limit, removes it when Slurm signals the job
 
 What the script leaves in the step's folder (on the shared file system):
 
+- `job-id`: the Slurm job's id, written first;
 - `log`: the container's output, streamed while it runs (capped);
 - `start-error`: what the engine said when it refused to start the container;
 - `status`: written last, once the container is gone: its exit code, whether
@@ -34,7 +35,9 @@ LOG_FILE = "log"
 START_ERROR_FILE = "start-error"
 STATUS_FILE = "status"
 ENV_FILE = "env"
+JOB_ID_FILE = "job-id"
 SCRIPT_FILE = "job.sh"
+#: What `srun` itself says (a job queued, refused, cancelled).
 SLURM_OUTPUT_FILE = "slurm.out"
 #: The most of a step's output the log file keeps (the docker runner's engine keeps 10 MiB).
 LOG_CAP_BYTES = 10 * MIB
@@ -63,8 +66,8 @@ class StepJob:
     environment: Mapping[str, str]
 
 
-def sbatch_options(job: StepJob, *, partition: str, account: str | None) -> list[str]:
-    """The `sbatch` options of the step's job: its name, its labels (as the comment, so
+def job_options(job: StepJob, *, partition: str, account: str | None) -> list[str]:
+    """The `srun` options of the step's job: its name, its labels (as the comment, so
     that a restarted site finds it), its partition and the step's limits."""
     limits = job.limits
     minutes = math.ceil(limits.timeout_seconds / 60) + TIME_MARGIN_MINUTES
@@ -77,13 +80,11 @@ def sbatch_options(job: StepJob, *, partition: str, account: str | None) -> list
         f"--cpus-per-task={max(1, math.ceil(limits.cpus))}",
         f"--mem={math.ceil(limits.memory_bytes / MIB) + JOB_MEMORY_OVERHEAD_MIB}M",
         f"--time={minutes}",
-        f"--output={job.folder / SLURM_OUTPUT_FILE}",
         f"--chdir={job.folder}",
-        # The job gets sbatch's environment, and the runner gives sbatch none of the site's
-        # (its secrets included; `SlurmCommands.submit`). Not NONE: with it, slurmd loads
-        # the user's login environment (`su - user -c env`) before the job starts, 1-2 s.
+        # The job gets srun's environment, and the runner gives srun none of the site's
+        # (its secrets included; `SlurmCommands.start`). Not NONE: for a batch job, that
+        # makes slurmd load the user's login environment (`su - user -c env`) first, 1-2 s.
         "--export=ALL",
-        "--no-requeue",
     ]
     if account is not None:
         options.append(f"--account={account}")
@@ -165,6 +166,7 @@ def job_script(job: StepJob, engine: str) -> str:
         seconds=seconds,
         log_cap=LOG_CAP_BYTES,
         log=LOG_FILE,
+        job_id=JOB_ID_FILE,
         start_error=START_ERROR_FILE,
         status=STATUS_FILE,
     )
@@ -191,6 +193,7 @@ remove() {{
     while "$ENGINE" container inspect "$NAME" >/dev/null 2>&1; do sleep 0.1; done
 }}
 trap 'remove; exit 143' TERM INT
+printf '%s\\n' "${{SLURM_JOB_ID:-}}" >"$DIR/{job_id}"
 exec 3< <(
     {run} </dev/null 2>&1 | {{ stdbuf -o0 head -c {log_cap}; cat >/dev/null; }} >"$DIR/{log}"
     echo "$?"
