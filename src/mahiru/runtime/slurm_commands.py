@@ -144,13 +144,11 @@ class SlurmCommands:
         a finished or unknown job is fine."""
         self._run("scancel", job_id)
 
-    def _run(
-        self, *command: str, check: bool = True, environment: dict[str, str] | None = None
-    ) -> subprocess.CompletedProcess[str]:
+    def _run(self, *command: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         try:
             done = subprocess.run(
                 command,
-                env=self._environment if environment is None else environment,
+                env=self._environment,
                 capture_output=True,
                 text=True,
                 timeout=self._timeout,

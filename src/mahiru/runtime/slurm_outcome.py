@@ -1,4 +1,4 @@
-"""How a step's batch job ended, and the outcome of its step, judged by the runtime's rules.
+"""How a step's Slurm job ended, and the outcome of its step, judged by the runtime's rules.
 
 The job's script writes a status once its container is gone (`slurm_script`);
 a job that ended without one was ended by Slurm: cancelled, over its time or

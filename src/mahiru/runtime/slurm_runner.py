@@ -1,5 +1,10 @@
 """`StepRunner` on a Slurm cluster: each step is a Slurm job that runs its container on a node.
 
+Each job is started with `srun` of its script, in a session of its own: Slurm
+allocates it at once when the partition has room (a batch job would wait for
+slurmctld's next scheduling pass), the site waits for `srun` to end, which it
+does with the script, and the job outlives the site should the site die.
+
 The step's inputs and outputs are folders on a file system the site and every
 node share (`shared_dir`), as are the job's script, its log and its status
 (`shared_dir/steps/<name>/`, see `slurm_script`). The job is named after the
@@ -29,13 +34,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mahiru.errors import InvalidInput, MahiruError, Unavailable
+from mahiru.retry import Backoff
 from mahiru.runtime.ended_logs import EndedLogs
 from mahiru.runtime.limits import StepLimits
 from mahiru.runtime.outputs import discard_outputs, prepare_output_dirs
 from mahiru.runtime.runner import ContainerInfo
 from mahiru.runtime.slurm_commands import FINISHED, SlurmCommands, refusal
 from mahiru.runtime.slurm_outcome import (
-    STATUS_POLL,
     JobEnd,
     judge_job,
     log_bytes,
@@ -71,6 +76,8 @@ logger = logging.getLogger("mahiru.runtime")
 
 #: nobody:nogroup, as with the docker runner.
 DEFAULT_STEP_USER = "65534:65534"
+#: How often a cancelled job is asked about until it has ended (seconds, growing).
+END_POLL = Backoff(0.02, factor=1.5, cap=0.1)
 #: What `srun` says of a job that waits in the queue, or got its resources after waiting.
 _QUEUED = re.compile(r"\bjob (\d+) (?:queued|has been allocated)")
 
@@ -321,7 +328,7 @@ class SlurmRunner:
             if time.monotonic() > deadline:
                 return False
             polls += 1
-            time.sleep(STATUS_POLL.delay(polls))
+            time.sleep(END_POLL.delay(polls))
         return True
 
     # -- folders ----------------------------------------------------------------
