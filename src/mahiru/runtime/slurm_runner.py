@@ -173,7 +173,7 @@ class SlurmRunner:
             discard_outputs(dirs.values())
             raise
         finally:
-            job_id = job_id or self._job_id(job, process)
+            job_id = job_id or self._job_id(job)
             with self._lock:
                 self._running.discard(job.name)
                 self._stopped.discard(job_id or "")
@@ -219,7 +219,7 @@ class SlurmRunner:
         started = time.monotonic()
         status_file = job.folder / STATUS_FILE
         process.wait()
-        job_id = self._job_id(job, process)
+        job_id = self._job_id(job)
         if status_file.exists():
             return job_id or "", JobEnd(read_status(status_file), "", time.monotonic() - started)
         if job_id is None:
@@ -228,7 +228,7 @@ class SlurmRunner:
         # was ended while the job runs on (then its status or its end is waited for).
         return job_id, wait_for_end(self._slurm, job_id, status_file, started)
 
-    def _job_id(self, job: StepJob, process: subprocess.Popen[bytes]) -> str | None:
+    def _job_id(self, job: StepJob) -> str | None:
         """The job's id: written by its script once it runs, said by `srun` once it is
         queued, or found by its name; None if Slurm has no such job (yet)."""
         written = read_text(job.folder / JOB_ID_FILE).strip()
@@ -300,7 +300,7 @@ class SlurmRunner:
 
     def _cancel(self, job: StepJob, process: subprocess.Popen[bytes]) -> None:
         """Cancel the job without waiting for it (its step's own wait sees it end)."""
-        job_id = self._job_id(job, process)
+        job_id = self._job_id(job)
         if job_id is None:
             # Not even queued yet: ending srun withdraws its request.
             with contextlib.suppress(OSError):
@@ -315,7 +315,7 @@ class SlurmRunner:
         self._cancel(job, process)
         with contextlib.suppress(subprocess.TimeoutExpired):
             process.wait(self._settings.cancel_wait_seconds)
-        job_id = self._job_id(job, process)
+        job_id = self._job_id(job)
         with contextlib.suppress(MahiruError):
             if job_id is not None:
                 self._slurm.cancel(job_id)
