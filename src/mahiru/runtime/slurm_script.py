@@ -53,7 +53,7 @@ JOB_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 @dataclass(frozen=True, slots=True)
 class StepJob:
-    """One step to run as a batch job: its container and where its files go."""
+    """One step to run as a Slurm job: its container and where its files go."""
 
     name: str
     image: str
@@ -154,7 +154,7 @@ def container_arguments(job: StepJob) -> list[str]:
 
 
 def job_script(job: StepJob, engine: str) -> str:
-    """The batch script of the step's job (see the module's description)."""
+    """The script of the step's job (see the module's description)."""
     run = shlex.join([engine, "run", *container_arguments(job), job.image])
     seconds = max(1, math.ceil(job.limits.timeout_seconds))
     return _SCRIPT.format(
