@@ -140,8 +140,17 @@ class SlurmCommands:
         return finished[-1] if finished else ""
 
     def cancel(self, job_id: str) -> None:
-        """Cancel the job (Slurm signals its processes: TERM, KILL after KillWait);
-        a finished or unknown job is fine."""
+        """End the job: a queued one is cancelled, a running one's task is sent TERM, so
+        that its script removes its container and exits; a finished or unknown job is
+        fine. Not a plain `scancel` of a running job: `srun` answers that by SIGKILLing
+        the task at once, before the script's trap has removed the container."""
+        # Each filtered by state: scancel retries a signal to a queued job for a minute.
+        self._run("scancel", "--state=PENDING", job_id, check=False)
+        self._run("scancel", "--state=RUNNING", "--signal=TERM", job_id, check=False)
+
+    def kill(self, job_id: str) -> None:
+        """Cancel the job outright (its task is killed at once): for a job whose script
+        did not end on `cancel`."""
         self._run("scancel", job_id)
 
     def _run(self, *command: str, check: bool = True) -> subprocess.CompletedProcess[str]:

@@ -290,6 +290,8 @@ class SlurmRunner:
             waited_for = job is not None and job.name in self._running
         self._slurm.cancel(container_id)
         if not self._ended_within(container_id, self._settings.cancel_wait_seconds):
+            with contextlib.suppress(MahiruError):
+                self._slurm.kill(container_id)
             logger.warning(
                 "a cancelled step job has not ended yet",
                 extra={"slurm_job": container_id, "waited": self._settings.cancel_wait_seconds},
