@@ -1,6 +1,7 @@
 """Jobs across real sites whose data site runs its steps on the Slurm cluster (docs/slurm.md):
-the compute-to-data job end to end, a cancelled job whose step's batch job and
-container are gone, and a data site SIGKILLed while its step's batch job runs
+the compute-to-data job end to end, a job cancelled while its step runs or waits in
+Slurm's queue whose step's batch job and container are gone, and a data site SIGKILLed
+while its step's batch job runs
 (reference: Execution, "Where steps run")."""
 
 from __future__ import annotations
@@ -123,6 +124,47 @@ def test_cancelling_a_job_cancels_its_steps_slurm_job_and_container(
     assert not container_runtime.list_step_containers(labels)
 
 
+def test_cancelling_a_job_whose_step_waits_in_slurms_queue_leaves_no_batch_job_or_container(
+    scenario: Scenario, cluster: SlurmCluster, container_runtime: DockerRuntime
+) -> None:
+    """Two steps hold both CPUs of the node, so a third job's one-CPU step waits in Slurm's
+    queue; that job cancelled there ends cancelled, its batch job is cancelled without
+    ever running and no container of it is left, while the other two run on."""
+    runner = scenario.site2.site.jobs.ports.environment.runner
+    with JobsClient(scenario.site1.internal_url, scenario.site1.party.user, timeout=60) as user:
+        holders = [user.submit(scenario.job("hang")).status.job_id for _ in range(2)]
+        try:
+            for holder in holders:
+                wait_until(
+                    lambda holder=holder: (
+                        list(_batch_jobs_of(cluster, holder).values()) == ["RUNNING"]
+                    ),
+                    WAIT,
+                    "a holding step's batch job running",
+                )
+            queued = user.submit(scenario.job("hang")).status.job_id
+            wait_until(
+                lambda: list(_batch_jobs_of(cluster, queued).values()) == ["PENDING"],
+                WAIT,
+                "the third step's batch job queued",
+            )
+
+            user.cancel(queued)
+
+            view = user.wait(queued, WAIT)
+            assert view.status.state is JobState.CANCELLED, view.to_json()
+            assert list(_batch_jobs_of(cluster, queued).values()) == ["CANCELLED"]
+            assert not runner.list_step_containers({LABEL_JOB: queued})
+            assert not container_runtime.list_step_containers({LABEL_JOB: queued})
+            for holder in holders:
+                assert user.status(holder).status.state is JobState.RUNNING
+        finally:
+            for holder in holders:
+                user.cancel(holder)
+            for holder in holders:
+                user.wait(holder, WAIT)
+
+
 @pytest.fixture(scope="module")
 def processes(
     cluster: SlurmCluster,
@@ -205,9 +247,11 @@ def test_a_site_killed_while_its_slurm_job_runs_cancels_it_after_restart_and_the
         files = client.download_output(job_id, "result", tmp_path)
         assert json.loads((tmp_path / "data.json").read_text()) == [1, 34]
         assert [f.name for f in files] == ["data.json"]
-    assert cluster.wait_until_finished(old, WAIT) == "CANCELLED"
+    # Ended by the restarted site's TERM to its task: the script removed its container and
+    # exited 143 (a plain scancel would have had srun SIGKILL it first).
+    assert cluster.wait_until_finished(old, WAIT) == "FAILED"
     ran = _batch_jobs_of(cluster, job_id)
-    assert ran.pop(old) == "CANCELLED"
+    assert ran.pop(old) == "FAILED"
     assert list(ran.values()) == ["COMPLETED"]  # the step run again by the restarted site
     assert not container_runtime.list_step_containers(labels)
     assert "removed step containers left by an earlier run" in site2.log.read_text()

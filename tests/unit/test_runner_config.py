@@ -13,16 +13,17 @@ from tests.support.fake_runtime import FakeRuntime, Programs
 
 from mahiru.bootstrap.jobs import step_environment
 from mahiru.config import DockerRunnerConfig, SiteConfig, SlurmRunnerConfig, load_config
-from mahiru.errors import InvalidInput
+from mahiru.errors import InvalidInput, Unavailable
 from mahiru.runtime.limits import MIB, StepLimits
+from mahiru.runtime.slurm_commands import SlurmCommands, refusal
 from mahiru.runtime.slurm_runner import SlurmRunner
 from mahiru.runtime.slurm_script import (
     StepJob,
     comment,
     container_arguments,
+    job_options,
     job_script,
     labels_of,
-    sbatch_options,
 )
 
 SITE_YAML = (
@@ -112,13 +113,13 @@ def test_a_step_job_asks_slurm_for_the_steps_limits_and_carries_its_labels(
     """CPUs rounded up, the container's memory plus the script's, the time limit in whole
     minutes plus a margin, and the labels in the comment, read back as they were."""
     job = _job(tmp_path)
-    options = sbatch_options(job, partition="batch", account="acct")
+    options = job_options(job, partition="batch", account="acct")
 
     assert "--cpus-per-task=2" in options
     assert f"--mem={64 + 256}M" in options
     assert "--time=4" in options
     assert "--partition=batch" in options and "--account=acct" in options
-    assert "--export=NONE" in options
+    assert "--export=ALL" in options  # of sbatch's environment, which is the site's none
     assert labels_of(comment(job.labels)) == {**job.labels, "mahiru.role": "step"}
     assert labels_of("not a step") is None
     assert labels_of("mahiru.job=j1") is None  # no role: not a step's job
@@ -150,6 +151,46 @@ def test_a_step_jobs_container_is_isolated_and_bounded_like_the_docker_runners(
     script = job_script(_job(tmp_path), "docker")
     assert "secret" not in script
     assert "trap 'remove; exit 143' TERM" in script
+
+
+def test_a_step_job_is_started_with_none_of_the_sites_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """srun (found on the site's PATH) runs with only the jobs' command path and the
+    cluster's configuration, so a job it starts with `--export=ALL` gets nothing else of
+    the site's (no secret); what srun says goes to the output file."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    srun = bin_dir / "srun"
+    srun.write_text(f'#!/bin/sh\nenv > {tmp_path / "env"}\necho "srun: $*"\nexit 3\n')
+    srun.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:/usr/bin:/bin")
+    monkeypatch.setenv("MAHIRU_SECRET", "hush")
+
+    process = SlurmCommands(tmp_path / "slurm.conf").start(
+        tmp_path / "job.sh", ["--export=ALL"], tmp_path / "srun.out"
+    )
+
+    assert process.wait(30) == 3
+    environment = dict(
+        line.split("=", 1) for line in (tmp_path / "env").read_text().splitlines() if "=" in line
+    )
+    assert environment.pop("SLURM_CONF") == str(tmp_path / "slurm.conf")
+    assert "/usr/bin" in environment.pop("PATH").split(":")
+    assert set(environment) <= {"PWD", "SHLVL", "_"}  # what the shell itself sets
+    assert (tmp_path / "srun.out").read_text() == f"srun: --export=ALL {tmp_path / 'job.sh'}\n"
+
+
+def test_what_srun_says_when_slurm_refuses_a_job_is_an_input_error_else_unavailable() -> None:
+    """An unknown partition or account cannot be waited out: the step fails with Slurm's
+    words. A cluster that cannot be reached may answer later."""
+    refused = refusal("srun: error: Unable to allocate resources: Invalid partition name specified")
+    unreachable = refusal(
+        "srun: error: Unable to allocate resources: Unable to contact slurm controller"
+    )
+
+    assert isinstance(refused, InvalidInput) and "Invalid partition" in str(refused)
+    assert isinstance(unreachable, Unavailable)
 
 
 def test_labels_that_would_break_the_job_comment_are_refused(tmp_path: Path) -> None:

@@ -40,6 +40,11 @@ class EndedLogs:
                 self._logs.popitem(last=False)
         return kept
 
+    def __contains__(self, step_id: object) -> bool:
+        """Whether the step `step_id` ended lately (its log is remembered)."""
+        with self._lock:
+            return step_id in self._logs
+
     def output(self, step_id: str, start: int) -> bytes | None:
         """The remembered log of `step_id` from byte `start` on; None if not remembered.
 

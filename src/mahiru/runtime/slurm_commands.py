@@ -1,4 +1,4 @@
-"""Slurm's client commands, as the Slurm runner uses them: submit, list, look up, cancel.
+"""Slurm's client commands, as the Slurm runner uses them: start, list, look up, cancel.
 
 Every command is given the cluster's configuration (`SLURM_CONF`, when the
 site names one) and a deadline. A cluster that does not answer (no
@@ -16,12 +16,14 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import subprocess
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from mahiru.errors import InvalidInput, Unavailable
+from mahiru.errors import InvalidInput, MahiruError, Unavailable
+from mahiru.runtime.slurm_script import JOB_PATH
 
 logger = logging.getLogger("mahiru.runtime")
 
@@ -64,24 +66,49 @@ class SlurmJob:
 
 
 class SlurmCommands:
-    """Runs `sbatch`, `squeue`, `sacct` and `scancel` against one cluster."""
+    """Runs `srun`, `squeue`, `sacct` and `scancel` against one cluster."""
 
     def __init__(self, slurm_conf: Path | None = None, *, timeout: float = COMMAND_TIMEOUT):
         self._environment = dict(os.environ)
         if slurm_conf is not None:
             self._environment["SLURM_CONF"] = str(slurm_conf)
+        # What a job is given: the command path and the cluster, nothing of the site's.
+        self._job_environment = {"PATH": JOB_PATH}
+        if "SLURM_CONF" in self._environment:
+            self._job_environment["SLURM_CONF"] = self._environment["SLURM_CONF"]
         self._timeout = timeout
 
-    def submit(self, script: Path, options: Sequence[str]) -> str:
-        """Submit a batch script with `sbatch` options; returns the job id."""
-        done = self._run("sbatch", "--parsable", *options, str(script), check=False)
-        if done.returncode != 0:
-            said = _said(done)
-            if "submission failed" in said.lower() and not _unreachable(said):
-                raise InvalidInput(f"Slurm refused the step's batch job: {said}")
-            raise Unavailable(f"Slurm cannot take the step's batch job now: {said}")
-        # --parsable prints "id" or "id;cluster".
-        return done.stdout.strip().split(";")[0]
+    def start(self, script: Path, options: Sequence[str], output: Path) -> subprocess.Popen[bytes]:
+        """Start `srun` of `script` with `options`, its own output going to `output`; the
+        process, which ends when the job's one task has (or Slurm refused or ended the job).
+
+        The job is allocated at once if the cluster has room (a batch job would wait for
+        slurmctld's next scheduling pass, up to a second later). `srun` runs in a session
+        of its own, so the site's signals (a Ctrl-C, a SIGKILL) leave the job to run on;
+        it gets `JOB_PATH` and the cluster's configuration as its only environment, which
+        is all the job, started with `--export=ALL`, gets of the site's."""
+        srun = shutil.which("srun", path=self._environment.get("PATH")) or "srun"
+        try:
+            with output.open("wb") as out:
+                return subprocess.Popen(
+                    [srun, *options, str(script)],
+                    env=self._job_environment,
+                    stdin=subprocess.DEVNULL,
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                )
+        except FileNotFoundError:
+            raise Unavailable("Slurm's srun is not installed on this machine") from None
+
+    def job_named(self, name: str) -> SlurmJob | None:
+        """This user's job named `name` as `squeue` shows it, finished or not (the last one
+        if several have that name); None if there is none."""
+        done = self._run(
+            "squeue", "--me", "--noheader", "--states=all", "--name", name, "-o", _FORMAT
+        )
+        listed = [line for line in done.stdout.splitlines() if line.strip()]
+        return _job(listed[-1]) if listed else None
 
     def active_jobs(self, partition: str) -> list[SlurmJob]:
         """This user's jobs in `partition` that are queued or running (or ending)."""
@@ -113,8 +140,17 @@ class SlurmCommands:
         return finished[-1] if finished else ""
 
     def cancel(self, job_id: str) -> None:
-        """Cancel the job (Slurm signals its processes: TERM, KILL after KillWait);
-        a finished or unknown job is fine."""
+        """End the job: a queued one is cancelled, a running one's task is sent TERM, so
+        that its script removes its container and exits; a finished or unknown job is
+        fine. Not a plain `scancel` of a running job: `srun` answers that by SIGKILLing
+        the task at once, before the script's trap has removed the container."""
+        # Each filtered by state: scancel retries a signal to a queued job for a minute.
+        self._run("scancel", "--state=PENDING", job_id, check=False)
+        self._run("scancel", "--state=RUNNING", "--signal=TERM", job_id, check=False)
+
+    def kill(self, job_id: str) -> None:
+        """Cancel the job outright (its task is killed at once): for a job whose script
+        did not end on `cancel`."""
         self._run("scancel", job_id)
 
     def _run(self, *command: str, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -149,6 +185,15 @@ def _job(line: str) -> SlurmJob:
 
 def _said(done: subprocess.CompletedProcess[str]) -> str:
     return " ".join((done.stderr or done.stdout).split())[:500] or f"exit code {done.returncode}"
+
+
+def refusal(said: str) -> MahiruError:
+    """The error for a job `srun` could not get, from what it said: `InvalidInput` if Slurm
+    refused it outright (an unknown partition or account), else `Unavailable`."""
+    said = " ".join(said.split())[-500:] or "srun ended without a word"
+    if "unable to allocate resources" in said.lower() and not _unreachable(said):
+        return InvalidInput(f"Slurm refused the step's job: {said}")
+    return Unavailable(f"Slurm cannot take the step's job now: {said}")
 
 
 def _unreachable(said: str) -> bool:

@@ -1,4 +1,4 @@
-"""How a step's batch job ended, and the outcome of its step, judged by the runtime's rules.
+"""How a step's Slurm job ended, and the outcome of its step, judged by the runtime's rules.
 
 The job's script writes a status once its container is gone (`slurm_script`);
 a job that ended without one was ended by Slurm: cancelled, over its time or
@@ -10,15 +10,26 @@ from __future__ import annotations
 import json
 import logging
 import os
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from mahiru.errors import Unavailable
+from mahiru.retry import Backoff
 from mahiru.runtime.outputs import judge_outputs
+from mahiru.runtime.slurm_commands import FINISHED, SlurmCommands
 from mahiru.runtime.slurm_script import LOG_FILE, START_ERROR_FILE, StepJob
 from mahiru.runtime.steps import ContainerOutcome, judge_step, tail_lines
 
 logger = logging.getLogger("mahiru.runtime")
+
+#: How often a step whose `srun` ended without a status looks for one (the cap, seconds).
+STATUS_POLL = Backoff(0.005, factor=1.5, cap=0.025)
+#: How often such a step asks Slurm how its job is (seconds, growing).
+STATE_POLL = Backoff(0.1, factor=2.0, cap=5.0)
+#: How long Slurm may go unanswering while a step waits, before the step gives up.
+UNREACHABLE_LIMIT = 120.0
 
 #: The bytes of the log file read for its tail.
 LOG_TAIL_BYTES = 64 * 1024
@@ -56,7 +67,7 @@ def judge_job(
     oom_killed = status.get("oom_killed") is True or ended.state == "OUT_OF_MEMORY"
     start_error = None
     if status.get("start_error") is True:
-        start_error = _read_text(job.folder / START_ERROR_FILE).strip() or "refused"
+        start_error = read_text(job.folder / START_ERROR_FILE).strip() or "refused"
         logger.warning(
             "step container could not start",
             extra={"container": job.name, "engine_said": start_error[:256]},
@@ -89,6 +100,38 @@ def judge_job(
     )
 
 
+def wait_for_end(slurm: SlurmCommands, job_id: str, status_file: Path, started: float) -> JobEnd:
+    """How a job whose `srun` ended without a status ends: Slurm ended it (cancelled, over
+    its limits) or `srun` alone was ended while the job runs on; asked of Slurm, with the
+    status file looked for in between. `started`: when the step was started."""
+    asked = time.monotonic()
+    asks = 0
+    unreachable_since: float | None = None
+    while True:
+        now = time.monotonic()
+        ended = False
+        try:
+            state = slurm.state(job_id)
+        except Unavailable:
+            unreachable_since = unreachable_since or now
+            if now - unreachable_since > UNREACHABLE_LIMIT:
+                raise
+            state = ""
+        else:
+            unreachable_since = None
+            ended = state in FINISHED or not state  # not a state: Slurm forgot the job
+        # The script may have written its status just before it ended.
+        status = read_status(status_file) if status_file.exists() else None
+        if ended or status is not None:
+            return JobEnd(status, state if status is None else "", now - started)
+        asks += 1
+        while time.monotonic() - asked < STATE_POLL.delay(asks):
+            if status_file.exists():
+                break
+            time.sleep(STATUS_POLL.cap)
+        asked = time.monotonic()
+
+
 def read_status(path: Path) -> Mapping[str, object]:
     """The status a step's script wrote; an unreadable one says nothing."""
     try:
@@ -117,7 +160,8 @@ def log_bytes(folder: Path, start: int | None = None) -> tuple[int, bytes]:
         return start or 0, b""
 
 
-def _read_text(path: Path) -> str:
+def read_text(path: Path) -> str:
+    """The text of a file; "" if it cannot be read."""
     try:
         return path.read_text(errors="replace")
     except OSError:

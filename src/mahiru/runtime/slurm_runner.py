@@ -1,4 +1,9 @@
-"""`StepRunner` on a Slurm cluster: each step is a batch job that runs its container on a node.
+"""`StepRunner` on a Slurm cluster: each step is a Slurm job that runs its container on a node.
+
+Each job is started with `srun` of its script, in a session of its own: Slurm
+allocates it at once when the partition has room (a batch job would wait for
+slurmctld's next scheduling pass), the site waits for `srun` to end, which it
+does with the script, and the job outlives the site should the site die.
 
 The step's inputs and outputs are folders on a file system the site and every
 node share (`shared_dir`), as are the job's script, its log and its status
@@ -18,7 +23,9 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 import shutil
+import subprocess
 import threading
 import time
 import uuid
@@ -32,17 +39,27 @@ from mahiru.runtime.ended_logs import EndedLogs
 from mahiru.runtime.limits import StepLimits
 from mahiru.runtime.outputs import discard_outputs, prepare_output_dirs
 from mahiru.runtime.runner import ContainerInfo
-from mahiru.runtime.slurm_commands import FINISHED, SlurmCommands
-from mahiru.runtime.slurm_outcome import JobEnd, judge_job, log_bytes, log_tail, read_status
+from mahiru.runtime.slurm_commands import FINISHED, SlurmCommands, refusal
+from mahiru.runtime.slurm_outcome import (
+    JobEnd,
+    judge_job,
+    log_bytes,
+    log_tail,
+    read_status,
+    read_text,
+    wait_for_end,
+)
 from mahiru.runtime.slurm_script import (
     ENV_FILE,
+    JOB_ID_FILE,
     SCRIPT_FILE,
+    SLURM_OUTPUT_FILE,
     STATUS_FILE,
     StepJob,
     environment_file,
+    job_options,
     job_script,
     labels_of,
-    sbatch_options,
 )
 from mahiru.runtime.space import OutputWatch
 from mahiru.runtime.steps import (
@@ -59,13 +76,10 @@ logger = logging.getLogger("mahiru.runtime")
 
 #: nobody:nogroup, as with the docker runner.
 DEFAULT_STEP_USER = "65534:65534"
-#: How often a waiting step looks for its status file: from the first to the last. The
-#: cap is what a step's end may go unseen for: a look is one `stat`, cheap even on NFS.
-STATUS_POLL = Backoff(0.02, factor=1.5, cap=0.1)
-#: How often a waiting step asks Slurm how its job is (seconds).
-STATE_INTERVAL = 1.0
-#: How long Slurm may go unanswering while a step waits, before the step gives up.
-UNREACHABLE_LIMIT = 120.0
+#: How often a cancelled job is asked about until it has ended (seconds, growing).
+END_POLL = Backoff(0.02, factor=1.5, cap=0.1)
+#: What `srun` says of a job that waits in the queue, or got its resources after waiting.
+_QUEUED = re.compile(r"\bjob (\d+) (?:queued|has been allocated)")
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,15 +97,15 @@ class SlurmSettings:
 
 
 class SlurmRunner:
-    """Runs each step as a Slurm batch job; the steps' folders are under `shared_dir`."""
+    """Runs each step as a Slurm job; the steps' folders are under `shared_dir`."""
 
     def __init__(self, settings: SlurmSettings, commands: SlurmCommands | None = None) -> None:
         self._settings = settings
         self._slurm = commands or SlurmCommands(settings.slurm_conf)
         self._steps = settings.shared_dir / "steps"
         self._lock = threading.Lock()
-        self._stopped: set[str] = set()
-        self._running: set[str] = set()  # the jobs a `run_step` of this object waits for
+        self._stopped: set[str] = set()  # the jobs stopped on request (`stop_container`)
+        self._running: set[str] = set()  # the names of the jobs `run_step`s of this object run
         self._ended = EndedLogs()
 
     # -- running --------------------------------------------------------------
@@ -109,7 +123,7 @@ class SlurmRunner:
         live: Mapping[str, Path] | None = None,
         environment: Mapping[str, str] | None = None,
     ) -> ContainerOutcome:
-        """Submit the step as a batch job and wait for its end (see the module's description).
+        """Run the step as a Slurm job and wait for its end (see the module's description).
 
         Its container has the docker runner's isolation and limits; the job asks
         Slurm for the same CPUs and memory (plus the script's own), and for the
@@ -132,15 +146,18 @@ class SlurmRunner:
         )
         log_context = {"container": container_name, "image": compute_image, **(labels or {})}
         try:
-            job_id = self._submit(job)
+            process = self._start(job)
         except BaseException:
             discard_outputs(dirs.values())
             shutil.rmtree(folder, ignore_errors=True)
             raise
+        job_id: str | None = None
         try:
-            logger.info("step job submitted", extra={**log_context, "slurm_job": job_id})
-            with OutputWatch(dirs, limits.max_output_bytes, lambda: self._cancel(job_id)) as watch:
-                ended = self._wait(job_id, folder)
+            logger.info("step job started", extra=log_context)
+            with OutputWatch(
+                dirs, limits.max_output_bytes, lambda: self._cancel(job, process)
+            ) as watch:
+                job_id, ended = self._wait(job, process)
             with self._lock:
                 cancelled = job_id in self._stopped
             outcome = judge_job(
@@ -152,16 +169,18 @@ class SlurmRunner:
                 log_tail_lines=self._settings.log_tail_lines,
             )
         except BaseException:
-            self._end(job_id)
+            self._end(job, process)
             discard_outputs(dirs.values())
             raise
         finally:
+            job_id = job_id or self._job_id(job)
             with self._lock:
-                self._running.discard(job_id)
-                self._stopped.discard(job_id)
+                self._running.discard(job.name)
+                self._stopped.discard(job_id or "")
             # Kept a while for whoever follows the log: the folder goes now.
-            offset, end = log_bytes(folder)
-            self._ended.remember(job_id, end, offset)
+            if job_id is not None:
+                offset, end = log_bytes(folder)
+                self._ended.remember(job_id, end, offset)
             shutil.rmtree(folder, ignore_errors=True)
         if not outcome.succeeded:
             discard_outputs(dirs.values())
@@ -177,8 +196,8 @@ class SlurmRunner:
         )
         return outcome
 
-    def _submit(self, job: StepJob) -> str:
-        """Write the job's folder (script, environment) and submit it; its job id."""
+    def _start(self, job: StepJob) -> subprocess.Popen[bytes]:
+        """Write the job's folder (script, environment) and start its job."""
         job.folder.mkdir(parents=True, mode=0o700)
         env = job.folder / ENV_FILE
         # The environment carries the live inputs' tokens: for the job's eyes only.
@@ -187,48 +206,42 @@ class SlurmRunner:
         script = job.folder / SCRIPT_FILE
         script.write_text(job_script(job, self._settings.engine))
         script.chmod(0o700)
-        options = sbatch_options(
-            job, partition=self._settings.partition, account=self._settings.account
-        )
-        job_id = self._slurm.submit(script, options)
+        settings = self._settings
+        options = job_options(job, partition=settings.partition, account=settings.account)
         with self._lock:
-            self._running.add(job_id)
-        return job_id
+            self._running.add(job.name)
+        return self._slurm.start(script, options, job.folder / SLURM_OUTPUT_FILE)
 
-    def _wait(self, job_id: str, folder: Path) -> JobEnd:
-        """Wait until the job's script has written its status and the job has ended, or
-        Slurm has ended the job."""
+    def _wait(self, job: StepJob, process: subprocess.Popen[bytes]) -> tuple[str, JobEnd]:
+        """Wait until the job has ended: its id, and how it ended. `srun` ends with the
+        job's task, once the script has written its status (its container is gone by
+        then), or when Slurm refused or ended the job."""
         started = time.monotonic()
-        status_file = folder / STATUS_FILE
-        asked = 0.0
-        unreachable_since: float | None = None
-        polls = 0
-        while True:
-            if status_file.exists():
-                seconds = time.monotonic() - started
-                # Its container is gone; the job itself ends a moment later, and is not
-                # to be listed as running once its step is reported done.
-                with contextlib.suppress(Unavailable):
-                    self._ended_within(job_id, self._settings.cancel_wait_seconds)
-                return JobEnd(read_status(status_file), "", seconds)
-            now = time.monotonic()
-            if now - asked >= STATE_INTERVAL:
-                asked = now
-                try:
-                    state = self._slurm.state(job_id)
-                except Unavailable:
-                    unreachable_since = unreachable_since or now
-                    if now - unreachable_since > UNREACHABLE_LIMIT:
-                        raise
-                    state = ""
-                else:
-                    unreachable_since = None
-                if state in FINISHED:
-                    # The script may have written its status just before it ended.
-                    status = read_status(status_file) if status_file.exists() else None
-                    return JobEnd(status, state, time.monotonic() - started)
-            polls += 1
-            time.sleep(STATUS_POLL.delay(polls))
+        status_file = job.folder / STATUS_FILE
+        process.wait()
+        job_id = self._job_id(job)
+        if status_file.exists():
+            return job_id or "", JobEnd(read_status(status_file), "", time.monotonic() - started)
+        if job_id is None:
+            raise refusal(read_text(job.folder / SLURM_OUTPUT_FILE))
+        # Without a status: ended by Slurm (cancelled, over its limits), or `srun` itself
+        # was ended while the job runs on (then its status or its end is waited for).
+        return job_id, wait_for_end(self._slurm, job_id, status_file, started)
+
+    def _job_id(self, job: StepJob) -> str | None:
+        """The job's id: written by its script once it runs, said by `srun` once it is
+        queued, or found by its name; None if Slurm has no such job (yet)."""
+        written = read_text(job.folder / JOB_ID_FILE).strip()
+        if written:
+            return written
+        queued = _QUEUED.search(read_text(job.folder / SLURM_OUTPUT_FILE))
+        if queued:
+            return queued.group(1)
+        with contextlib.suppress(Unavailable):
+            found = self._slurm.job_named(job.name)
+            if found is not None:
+                return found.id
+        return None
 
     # -- keeping track ----------------------------------------------------------
 
@@ -254,10 +267,13 @@ class SlurmRunner:
 
     def list_step_containers(self, labels: Mapping[str, str] | None = None) -> list[ContainerInfo]:
         """The steps' jobs in the partition, queued or running, carrying all of `labels`
-        (read from their comments)."""
+        (read from their comments). A job whose step this object saw end is not listed:
+        its container is gone, and what is left of the job ends a moment later."""
         wanted = dict(labels or {})
         found = []
         for job in self._slurm.active_jobs(self._settings.partition):
+            if job.id in self._ended:
+                continue
             carried = labels_of(job.comment)
             if carried is None or any(carried.get(k) != v for k, v in wanted.items()):
                 continue
@@ -269,10 +285,13 @@ class SlurmRunner:
         runs: its script removes the container when Slurm signals it."""
         with self._lock:
             self._stopped.add(container_id)
-            waited_for = container_id in self._running
         job = self._slurm.job(container_id)
+        with self._lock:
+            waited_for = job is not None and job.name in self._running
         self._slurm.cancel(container_id)
         if not self._ended_within(container_id, self._settings.cancel_wait_seconds):
+            with contextlib.suppress(MahiruError):
+                self._slurm.kill(container_id)
             logger.warning(
                 "a cancelled step job has not ended yet",
                 extra={"slurm_job": container_id, "waited": self._settings.cancel_wait_seconds},
@@ -281,16 +300,28 @@ class SlurmRunner:
             # Left by an earlier run of the site: nobody else cleans up its folder.
             shutil.rmtree(self._steps / job.name, ignore_errors=True)
 
-    def _cancel(self, job_id: str) -> None:
+    def _cancel(self, job: StepJob, process: subprocess.Popen[bytes]) -> None:
         """Cancel the job without waiting for it (its step's own wait sees it end)."""
+        job_id = self._job_id(job)
+        if job_id is None:
+            # Not even queued yet: ending srun withdraws its request.
+            with contextlib.suppress(OSError):
+                process.terminate()
+            return
         with contextlib.suppress(MahiruError):
             self._slurm.cancel(job_id)
 
-    def _end(self, job_id: str) -> None:
-        """Cancel a job whose step is given up on (interrupted, failed to wait)."""
+    def _end(self, job: StepJob, process: subprocess.Popen[bytes]) -> None:
+        """Cancel a job whose step is given up on (interrupted, failed to wait), and wait
+        for it to end."""
+        self._cancel(job, process)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(self._settings.cancel_wait_seconds)
+        job_id = self._job_id(job)
         with contextlib.suppress(MahiruError):
-            self._slurm.cancel(job_id)
-            self._ended_within(job_id, self._settings.cancel_wait_seconds)
+            if job_id is not None:
+                self._slurm.cancel(job_id)
+                self._ended_within(job_id, self._settings.cancel_wait_seconds)
 
     def _ended_within(self, job_id: str, seconds: float) -> bool:
         deadline = time.monotonic() + seconds
@@ -299,7 +330,7 @@ class SlurmRunner:
             if time.monotonic() > deadline:
                 return False
             polls += 1
-            time.sleep(STATUS_POLL.delay(polls))
+            time.sleep(END_POLL.delay(polls))
         return True
 
     # -- folders ----------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""The batch job of one step: the script that runs the step's container on a node, and the
+"""The Slurm job of one step: the script that runs the step's container on a node, and the
 options that give Slurm the step's limits.
 
 A container started from a job is a child of the engine's daemon, not of the
@@ -11,6 +11,7 @@ ends it at the step's time limit, removes it when Slurm signals the job
 
 What the script leaves in the step's folder (on the shared file system):
 
+- `job-id`: the Slurm job's id, written first;
 - `log`: the container's output, streamed while it runs (capped);
 - `start-error`: what the engine said when it refused to start the container;
 - `status`: written last, once the container is gone: its exit code, whether
@@ -34,7 +35,9 @@ LOG_FILE = "log"
 START_ERROR_FILE = "start-error"
 STATUS_FILE = "status"
 ENV_FILE = "env"
+JOB_ID_FILE = "job-id"
 SCRIPT_FILE = "job.sh"
+#: What `srun` itself says (a job queued, refused, cancelled).
 SLURM_OUTPUT_FILE = "slurm.out"
 #: The most of a step's output the log file keeps (the docker runner's engine keeps 10 MiB).
 LOG_CAP_BYTES = 10 * MIB
@@ -50,7 +53,7 @@ JOB_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 @dataclass(frozen=True, slots=True)
 class StepJob:
-    """One step to run as a batch job: its container and where its files go."""
+    """One step to run as a Slurm job: its container and where its files go."""
 
     name: str
     image: str
@@ -63,8 +66,8 @@ class StepJob:
     environment: Mapping[str, str]
 
 
-def sbatch_options(job: StepJob, *, partition: str, account: str | None) -> list[str]:
-    """The `sbatch` options of the step's job: its name, its labels (as the comment, so
+def job_options(job: StepJob, *, partition: str, account: str | None) -> list[str]:
+    """The `srun` options of the step's job: its name, its labels (as the comment, so
     that a restarted site finds it), its partition and the step's limits."""
     limits = job.limits
     minutes = math.ceil(limits.timeout_seconds / 60) + TIME_MARGIN_MINUTES
@@ -77,11 +80,11 @@ def sbatch_options(job: StepJob, *, partition: str, account: str | None) -> list
         f"--cpus-per-task={max(1, math.ceil(limits.cpus))}",
         f"--mem={math.ceil(limits.memory_bytes / MIB) + JOB_MEMORY_OVERHEAD_MIB}M",
         f"--time={minutes}",
-        f"--output={job.folder / SLURM_OUTPUT_FILE}",
         f"--chdir={job.folder}",
-        # The job gets none of the site's environment (its secrets included).
-        "--export=NONE",
-        "--no-requeue",
+        # The job gets srun's environment, and the runner gives srun none of the site's
+        # (its secrets included; `SlurmCommands.start`). Not NONE: for a batch job, that
+        # makes slurmd load the user's login environment (`su - user -c env`) first, 1-2 s.
+        "--export=ALL",
     ]
     if account is not None:
         options.append(f"--account={account}")
@@ -122,7 +125,7 @@ def container_arguments(job: StepJob) -> list[str]:
     """The engine's `run` arguments (after `run`, before the image) for the step."""
     limits = job.limits
     arguments = [
-        "--detach",
+        "--rm",
         "--pull=never",
         f"--name={job.name}",
         f"--user={job.user}",
@@ -151,7 +154,7 @@ def container_arguments(job: StepJob) -> list[str]:
 
 
 def job_script(job: StepJob, engine: str) -> str:
-    """The batch script of the step's job (see the module's description)."""
+    """The script of the step's job (see the module's description)."""
     run = shlex.join([engine, "run", *container_arguments(job), job.image])
     seconds = max(1, math.ceil(job.limits.timeout_seconds))
     return _SCRIPT.format(
@@ -163,47 +166,61 @@ def job_script(job: StepJob, engine: str) -> str:
         seconds=seconds,
         log_cap=LOG_CAP_BYTES,
         log=LOG_FILE,
+        job_id=JOB_ID_FILE,
         start_error=START_ERROR_FILE,
         status=STATUS_FILE,
     )
 
 
-# The clients wait in the background so that the shell, waiting in `wait`, runs
-# its trap as soon as Slurm's TERM arrives (a shell runs traps only between commands).
+# One engine client runs the container in the foreground: it streams the container's
+# output into the log (capped; the rest is drained so the container never blocks), waits
+# for its end, removes it (--rm) and exits with its exit code, which the subshell then
+# prints. The shell waits for that line with `read`, whose time-out is the step's time
+# limit, so a signal from Slurm runs the trap at once. Only a step that did not exit 0
+# costs one more client call: the engine's events say whether the kernel killed it for
+# memory, and whether it started at all (125-127 are also the client's own codes).
 _SCRIPT = """#!/bin/bash
 # A Mahiru step, written by the site's Slurm runner.
-set -u
+set -u -o pipefail
 export PATH={path}
 ENGINE={engine}
 NAME={name}
 DIR={folder}
-remove() {{ "$ENGINE" rm -f "$NAME" >/dev/null 2>&1; }}
+since=$(date +%s)
+remove() {{
+    "$ENGINE" rm -f "$NAME" >/dev/null 2>&1
+    # The engine may have been removing it already (--rm): wait until it is gone.
+    while "$ENGINE" container inspect "$NAME" >/dev/null 2>&1; do sleep 0.1; done
+}}
 trap 'remove; exit 143' TERM INT
-if ! {run} >/dev/null 2>"$DIR/{start_error}"; then
-    remove
-    printf '{{"start_error": true}}\\n' >"$DIR/{status}.partial"
-    mv "$DIR/{status}.partial" "$DIR/{status}"
-    exit 125
-fi
-("$ENGINE" logs --follow "$NAME" 2>&1 | stdbuf -o0 head -c {log_cap}) >"$DIR/{log}" 2>/dev/null &
-logs=$!
-timeout {seconds} "$ENGINE" wait "$NAME" >"$DIR/exit-code" 2>/dev/null &
-wait $!
-waited=$?
+printf '%s\\n' "${{SLURM_JOB_ID:-}}" >"$DIR/{job_id}"
+exec 3< <(
+    {run} </dev/null 2>&1 | {{ stdbuf -o0 head -c {log_cap}; cat >/dev/null; }} >"$DIR/{log}"
+    echo "$?"
+)
 timed_out=false
-if [ "$waited" = 124 ]; then
+if ! read -r -t {seconds} code <&3; then
     timed_out=true
     "$ENGINE" kill "$NAME" >/dev/null 2>&1
-    "$ENGINE" wait "$NAME" >"$DIR/exit-code" 2>/dev/null
+    read -r code <&3
 fi
-code=$(tr -dc 0-9 <"$DIR/exit-code")
-oom=$("$ENGINE" inspect --format '{{{{.State.OOMKilled}}}}' "$NAME" 2>/dev/null)
-# The log follower ends with the container; give it a moment to write the last lines.
-for _ in $(seq 50); do kill -0 "$logs" 2>/dev/null || break; sleep 0.1; done
-remove
+oom=false
+if [ "$code" != 0 ] && ! $timed_out; then
+    events=$("$ENGINE" events --since "$since" --until "$(date +%s.%N)" \\
+        --filter "container=$NAME" 2>/dev/null)
+    case "$events" in *" container oom "*) oom=true ;; esac
+    case "$code:$events" in
+        12[5-7]:*" container start "*) ;;
+        12[5-7]:*)
+            cp "$DIR/{log}" "$DIR/{start_error}"
+            printf '{{"start_error": true}}\\n' >"$DIR/{status}.partial"
+            mv "$DIR/{status}.partial" "$DIR/{status}"
+            exit 125
+            ;;
+    esac
+fi
 printf '{{"exit_code": %s, "oom_killed": %s, "timed_out": %s}}\\n' \\
-    "${{code:-null}}" "$([ "$oom" = true ] && echo true || echo false)" "$timed_out" \\
-    >"$DIR/{status}.partial"
+    "${{code:-null}}" "$oom" "$timed_out" >"$DIR/{status}.partial"
 mv "$DIR/{status}.partial" "$DIR/{status}"
 exit "${{code:-1}}"
 """
