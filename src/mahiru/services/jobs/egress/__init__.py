@@ -36,7 +36,6 @@ from functools import partial
 from mahiru.errors import Conflict, NotFound, NotKnown, PermissionDenied
 from mahiru.model.assets import AssetRecord
 from mahiru.model.identifiers import AssetId, JobId, PartyId, ResultId, SiteId
-from mahiru.model.items import ItemKind, WorkflowItem
 from mahiru.model.jobs import ResultProvenance, StepStatus
 from mahiru.model.people import Person
 from mahiru.model.receipts import ReceiptChain
@@ -45,7 +44,15 @@ from mahiru.model.workflow import Job
 from mahiru.policy.decisions import Decision, Release
 from mahiru.policy.engine import PolicyEngine
 from mahiru.policy.rules import ReleaseReviewedBy
-from mahiru.services.jobs.egress.values import _GATE, LiveFile, StepView, _has_output, _withheld
+from mahiru.services.jobs.egress.values import (
+    _GATE,
+    LiveFile,
+    StepView,
+    _has_output,
+    _item,
+    _outputs,
+    _withheld,
+)
 from mahiru.services.jobs.live_grants import LiveGrants, is_live
 from mahiru.services.jobs.release_reviews import ReleaseReviews
 from mahiru.services.jobs.release_rules import (
@@ -391,14 +398,3 @@ class Egress:
             path=path,
         )
         return image.recorded_by(partial(self._transfers.sending, transfer, image.digest))
-
-
-def _item(provenance: ResultProvenance) -> WorkflowItem:
-    return WorkflowItem(ItemKind.STEP_OUTPUT, provenance.step, provenance.output)
-
-
-def _outputs(job: Job, step: str) -> list[WorkflowItem]:
-    return [
-        WorkflowItem(ItemKind.STEP_OUTPUT, step, output)
-        for output in sorted(job.workflow.steps[step].outputs)
-    ]

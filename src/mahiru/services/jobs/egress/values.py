@@ -14,7 +14,9 @@ from pathlib import Path
 from typing import Any, final
 
 from mahiru.errors import NotFound
-from mahiru.model.jobs import LOG_TAIL_CHARS, StepStatus
+from mahiru.model.items import ItemKind, WorkflowItem
+from mahiru.model.jobs import LOG_TAIL_CHARS, ResultProvenance, StepStatus
+from mahiru.model.workflow import Job
 from mahiru.policy.decisions import Release
 from mahiru.storage.blobs import DamagedBlob, read_checked
 
@@ -112,3 +114,16 @@ def _withheld(status: StepStatus, why: str) -> StepStatus:
         exit_code=None,
         log_tail=None if status.log_tail is None else f"(log withheld: {why})"[-LOG_TAIL_CHARS:],
     )
+
+
+def _item(provenance: ResultProvenance) -> WorkflowItem:
+    """The workflow item a stored result is: the step output its provenance names."""
+    return WorkflowItem(ItemKind.STEP_OUTPUT, provenance.step, provenance.output)
+
+
+def _outputs(job: Job, step: str) -> list[WorkflowItem]:
+    """The outputs of `step` of `job`, as workflow items, by name."""
+    return [
+        WorkflowItem(ItemKind.STEP_OUTPUT, step, output)
+        for output in sorted(job.workflow.steps[step].outputs)
+    ]
