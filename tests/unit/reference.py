@@ -4,7 +4,8 @@ It scans the plain rule list for every question: no indices and no
 normalisation. Its liberties, so deep test workflows stay tractable: it drops
 *duplicate* requirements (a conjunction of A with A is A; supersets are kept,
 unlike in the engine), and it remembers each `up`/`down` set of a rule list
-once computed (`_Closures`: the same definition, evaluated once per rule list).
+once computed (`_Closures`: the same definition, evaluated once per rule list),
+and likewise each job's permissions under a rule list.
 Property tests compare the engine and the planner with this module, so
 clarity beats speed here.
 """
@@ -73,6 +74,8 @@ class _Closures:
         self.rules = rules
         self._up: dict[tuple[type, Identifier], frozenset[Identifier]] = {}
         self._down: dict[Identifier, frozenset[Identifier]] = {}
+        # By id of the job, which each entry keeps alive (so the id is not reused).
+        self.permissions: dict[int, tuple[Job, dict[WorkflowItem, Permissions]]] = {}
 
     def up(self, kind: type, x: Identifier) -> frozenset[Identifier]:
         if (kind, x) not in self._up:
@@ -130,8 +133,11 @@ def job_permissions(rules: Sequence[Rule], job: Job) -> dict[WorkflowItem, Permi
     Steps are visited in topological order, so a step's sources are known
     when it is reached.
     """
-    workflow = job.workflow
     g = _closures(rules)
+    known = g.permissions.get(id(job))
+    if known is not None and known[0] is job:
+        return known[1]
+    workflow = job.workflow
     perms: dict[WorkflowItem, Permissions] = {}
 
     def of_source(source: Source) -> Permissions:
@@ -157,6 +163,7 @@ def job_permissions(rules: Sequence[Rule], job: Job) -> dict[WorkflowItem, Permi
             perms[WorkflowItem(ItemKind.STEP_OUTPUT, name, o)] = list(dict.fromkeys(sides))
     for name, ref in workflow.outputs.items():
         perms[WorkflowItem(ItemKind.WORKFLOW_OUTPUT, name)] = of_source(ref)
+    g.permissions[id(job)] = (job, perms)
     return perms
 
 

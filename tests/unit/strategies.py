@@ -74,17 +74,45 @@ class World:
         return SiteId.parse(own[0])
 
 
+#: Strategies used in every world, built once: hypothesis validates and labels each
+#: strategy object on its first draw, which costs more than the draw itself.
+_RULE_OUTPUTS = st.sampled_from(RULE_OUTPUT_NAMES)
+_RULE_TYPES = st.integers(0, 8)
+_QUARTERS = st.integers(0, 3)
+_BOOLEANS = st.booleans()
+
+
+class Pools:
+    """A world's identifiers by kind, with one `sampled_from` per union of kinds drawn
+    from (made on first use, then reused by every draw in the world)."""
+
+    def __init__(self, pools: dict[str, list[Identifier]]) -> None:
+        self._pools = pools
+        self._samplers: dict[tuple[str, ...], st.SearchStrategy[Identifier]] = {}
+
+    def __getitem__(self, name: str) -> list[Identifier]:
+        return self._pools[name]
+
+    def sampler(self, *names: str) -> st.SearchStrategy[Identifier]:
+        """`sampled_from` the identifiers of `names`, in that order."""
+        made = self._samplers.get(names)
+        if made is None:
+            made = st.sampled_from([x for name in names for x in self._pools[name]])
+            self._samplers[names] = made
+        return made
+
+
 @st.composite
-def _rules(draw: st.DrawFn, pools: dict[str, list[Identifier]]) -> Rule:
+def _rules(draw: st.DrawFn, pools: Pools) -> Rule:
     """One rule of a random type, its fields drawn from the world's identifiers."""
 
     def pick(*names: str) -> Identifier:
-        return draw(st.sampled_from([x for name in names for x in pools[name]]))
+        return draw(pools.sampler(*names))
 
     def output() -> str:
-        return draw(st.sampled_from(RULE_OUTPUT_NAMES))
+        return draw(_RULE_OUTPUTS)
 
-    rule_type = draw(st.integers(0, 8))
+    rule_type = draw(_RULE_TYPES)
     if rule_type == 0:
         return InAssetCollection(pick("assets", "collections"), pick("collections"))
     if rule_type == 1:
@@ -120,9 +148,7 @@ def _rules(draw: st.DrawFn, pools: dict[str, list[Identifier]]) -> Rule:
 
 
 @st.composite
-def _flow_rules(
-    draw: st.DrawFn, pools: dict[str, list[Identifier]], min_openness: int
-) -> list[Rule]:
+def _flow_rules(draw: st.DrawFn, pools: Pools, min_openness: int) -> list[Rule]:
     """Rules that let results flow: assets in collections, and per collection result
     rules and grants, mostly with wildcards.
 
@@ -133,16 +159,16 @@ def _flow_rules(
     openness = draw(st.integers(min_openness, 4))
 
     def likely() -> bool:
-        return draw(st.integers(0, 3)) < openness
+        return draw(_QUARTERS) < openness
 
     def pick(*names: str) -> Identifier:
-        return draw(st.sampled_from([x for name in names for x in pools[name]]))
+        return draw(pools.sampler(*names))
 
     def wild_or(*names: str) -> Identifier:
         return WILDCARD if likely() else pick(*names)
 
     def output() -> str:
-        return "*" if likely() else draw(st.sampled_from(RULE_OUTPUT_NAMES))
+        return "*" if likely() else draw(_RULE_OUTPUTS)
 
     rules: list[Rule] = [
         InAssetCollection(asset, pick("collections")) for asset in pools["assets"] if likely()
@@ -169,23 +195,26 @@ def worlds(draw: st.DrawFn, max_rules: int = 30, min_openness: int = 0) -> World
     namespaces = [f"ns{i}.example.org" for i in range(n_parties)]
     parties = tuple(PartyId(ns, f"p{i}") for i, ns in enumerate(namespaces))
 
+    namespace = st.sampled_from(namespaces)
+
     def ns() -> str:
-        return draw(st.sampled_from(namespaces))
+        return draw(namespace)
 
     # Site i belongs to party i (mod the number of parties), so party 0 always has one.
     sites = tuple(
         SiteDescription(
             SiteId(namespaces[i % n_parties], f"site{i}"),
             parties[i % n_parties],
-            runner=draw(st.booleans()) or i == 0,
+            runner=draw(_BOOLEANS) or i == 0,
             store=True,
         )
         for i in range(draw(st.integers(2, 4)))
     )
     site_ids = [s.id for s in sites]
+    site = st.sampled_from(site_ids)
 
     def asset(name: str) -> AssetId:
-        return AssetId(ns(), name, draw(st.sampled_from(site_ids)))
+        return AssetId(ns(), name, draw(site))
 
     data_assets = tuple(asset(f"d{i}") for i in range(draw(st.integers(2, 4))))
     compute_assets = tuple(asset(f"k{i}") for i in range(draw(st.integers(1, 3))))
@@ -195,18 +224,20 @@ def worlds(draw: st.DrawFn, max_rules: int = 30, min_openness: int = 0) -> World
         PartyCategoryId(ns(), f"pc{i}") for i in range(draw(st.integers(1, 2)))
     )
     site_categories = tuple(SiteCategoryId(ns(), f"sc{i}") for i in range(draw(st.integers(1, 2))))
-    pools: dict[str, list[Identifier]] = {
-        "parties": list(parties),
-        "party_categories": list(party_categories),
-        "sites": list(site_ids),
-        "site_categories": list(site_categories),
-        "data": list(data_assets),
-        "compute": list(compute_assets),
-        "assets": [*data_assets, *compute_assets],
-        "collections": list(collections),
-        "categories": list(categories),
-        "*": [WILDCARD],
-    }
+    pools = Pools(
+        {
+            "parties": list(parties),
+            "party_categories": list(party_categories),
+            "sites": list(site_ids),
+            "site_categories": list(site_categories),
+            "data": list(data_assets),
+            "compute": list(compute_assets),
+            "assets": [*data_assets, *compute_assets],
+            "collections": list(collections),
+            "categories": list(categories),
+            "*": [WILDCARD],
+        }
+    )
     # Lists default to about five elements; draw the size to get richer rule sets.
     n_random = draw(st.integers(0, max_rules))
     rules = [
@@ -226,9 +257,15 @@ def worlds(draw: st.DrawFn, max_rules: int = 30, min_openness: int = 0) -> World
     )
 
 
-def _output_bases(draw: st.DrawFn, world: World, count: int) -> dict[str, AssetId | None]:
-    """`count` outputs, each with no base or a data asset as its base."""
-    bases = st.one_of(st.none(), st.sampled_from(world.data_assets))
+def _bases(world: World) -> st.SearchStrategy[AssetId | None]:
+    """No output base, or a data asset of `world` as the base."""
+    return st.one_of(st.none(), st.sampled_from(world.data_assets))
+
+
+def _output_bases(
+    draw: st.DrawFn, bases: st.SearchStrategy[AssetId | None], count: int
+) -> dict[str, AssetId | None]:
+    """`count` outputs, each with its base drawn from `bases` (see `_bases`)."""
     return {name: draw(bases) for name in STEP_OUTPUT_NAMES[:count]}
 
 
@@ -245,6 +282,7 @@ def jobs(draw: st.DrawFn, world: World, shape: str = "dag", max_steps: int = 5) 
     after the first consumes an output of the one before it).
     """
     inputs = [f"in{i}" for i in range(draw(st.integers(1, 3)))]
+    compute, bases = st.sampled_from(world.compute_assets), _bases(world)
     steps: list[WorkflowStep] = []
     consumed: set[str] = set()  # steps whose outputs feed a step already (for trees)
     for i in range(draw(st.integers(1, max_steps))):
@@ -263,9 +301,9 @@ def jobs(draw: st.DrawFn, world: World, shape: str = "dag", max_steps: int = 5) 
         steps.append(
             WorkflowStep(
                 f"s{i}",
-                draw(st.sampled_from(world.compute_assets)),
+                draw(compute),
                 {f"x{j}": src for j, src in enumerate(sources)},
-                _output_bases(draw, world, draw(st.integers(1, len(STEP_OUTPUT_NAMES)))),
+                _output_bases(draw, bases, draw(st.integers(1, len(STEP_OUTPUT_NAMES)))),
             )
         )
     last = steps[-1]
@@ -284,15 +322,16 @@ def jobs(draw: st.DrawFn, world: World, shape: str = "dag", max_steps: int = 5) 
 @st.composite
 def long_chains(draw: st.DrawFn, world: World, length: int) -> Job:
     """A chain of `length` steps, each consuming out0 of the one before it."""
+    compute, bases = st.sampled_from(world.compute_assets), _bases(world)
     steps = []
     for i in range(length):
         source: str | StepOutputRef = StepOutputRef(f"s{i - 1}", "out0") if i else "in0"
         steps.append(
             WorkflowStep(
                 f"s{i}",
-                draw(st.sampled_from(world.compute_assets)),
+                draw(compute),
                 {"x0": source},
-                _output_bases(draw, world, 1),
+                _output_bases(draw, bases, 1),
             )
         )
     return Job(

@@ -37,18 +37,28 @@ class PolicyEngine:
     def __init__(self, store: RuleStore) -> None:
         self.store = store
         self._chains: dict[tuple[str, Identifier, frozenset[Identifier]], Chain] = {}
+        # The last job asked about, with its permissions: callers ask item by item
+        # (`reviews_of`, `explain_item`), and each ask would otherwise recompute them all.
+        self._last_job: tuple[Job, JobPermissions] | None = None
         self._version = store.version
 
     def _fresh(self) -> None:
         if self._version != self.store.version:
             self._chains.clear()
+            self._last_job = None
             self._version = self.store.version
 
     # -- permissions ---------------------------------------------------------
 
     def job_permissions(self, job: Job) -> JobPermissions:
-        """The permissions of every item of `job`."""
-        return JobPermissions(job, self.store)
+        """The permissions of every item of `job` (computed once per job and rule change)."""
+        self._fresh()
+        last = self._last_job
+        if last is not None and last[0] is job:
+            return last[1]
+        permissions = JobPermissions(job, self.store)
+        self._last_job = (job, permissions)
+        return permissions
 
     # -- leaf decisions ----------------------------------------------------------
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 
 from mahiru.model.identifiers import WILDCARD, AssetId, Identifier
 from mahiru.model.items import ItemKind, WorkflowItem
@@ -90,8 +91,8 @@ class JobPermissions:
         return self._items[item]
 
     def items(self) -> Mapping[WorkflowItem, Permissions]:
-        """Every item with its permissions."""
-        return self._items
+        """Every item with its permissions (read-only: engines share one per job)."""
+        return MappingProxyType(self._items)
 
     def _source(self, source: str | StepOutputRef) -> Permissions:
         if isinstance(source, StepOutputRef):
