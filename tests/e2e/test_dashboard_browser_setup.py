@@ -25,6 +25,7 @@ from tests.support.sites import Network, network
 from mahiru import pki, server
 from mahiru.client.http import TlsIdentity
 from mahiru.pki.certificates import USER_CA_NAME
+from mahiru.server.refusals import RefusalLog
 
 pytestmark = pytest.mark.e2e
 
@@ -218,7 +219,7 @@ def test_a_certificate_refused_in_the_handshake_gets_no_page(
 ) -> None:
     """No certificate, or one of another party's user CA: the site ends the handshake, so
     Chromium gets no page and says one of the doc's errors; the site logs why."""
-    monkeypatch.setattr(server, "REFUSALS", server._RefusalLog(interval=0.0))  # log each
+    monkeypatch.setattr(server, "REFUSALS", RefusalLog(interval=0.0))  # log each
     party2 = site.net.parties["party2"].admin
     bundle = None if presented == "nothing" else _bundle(tmp_path, party2, "other")
     with caplog.at_level(logging.WARNING, logger="mahiru.tls"):

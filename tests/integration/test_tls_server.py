@@ -15,6 +15,7 @@ from tests.support.servers import serving
 from mahiru import pki, server
 from mahiru.api.auth import CLIENT_CERT_HEADER, CertificateAuthenticator
 from mahiru.api.errors import install_error_handlers
+from mahiru.server.refusals import RefusalLog
 
 SITE = "site:party1.example.org:site1"
 PARTY = "party:party1.example.org:party1"
@@ -104,7 +105,7 @@ def test_foreign_ca_and_missing_certificate_fail_the_handshake(
 ) -> None:
     """Without a certificate of a trusted CA the TLS handshake refuses: no request reaches
     the app, and the server's TLS layer names why (not some other transport failure)."""
-    monkeypatch.setattr(server, "REFUSALS", server._RefusalLog(interval=0.0))
+    monkeypatch.setattr(server, "REFUSALS", RefusalLog(interval=0.0))
     reached: list[str] = []
     app = _app(world)
 

@@ -17,7 +17,7 @@ logger = logging.getLogger("mahiru.tls")
 REFUSAL_LOG_INTERVAL = 60.0
 
 
-class _RefusalLog:
+class RefusalLog:
     """Logs `message` for each reason, at most once per interval and reason."""
 
     def __init__(
@@ -43,6 +43,6 @@ class _RefusalLog:
         logger.warning(self._message, extra={"reason": reason, "unlogged_since_last": unlogged})
 
 
-REFUSALS = _RefusalLog()
+REFUSALS = RefusalLog()
 #: Connections cut for holding the server too long (head, body) or beyond its limits.
-SHED = _RefusalLog(message="closed a connection that held the server too long")
+SHED = RefusalLog(message="closed a connection that held the server too long")
