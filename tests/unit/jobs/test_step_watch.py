@@ -202,3 +202,28 @@ def test_a_wait_that_rechecks_sees_a_change_nobody_told_it_of() -> None:
     assert state == "succeeded" and took < 1.4
     state, took = asyncio.run(waited(None))
     assert state == "succeeded" and took >= 1.4  # read once more only at the end
+
+
+def test_a_stopping_site_answers_its_waiting_requests_at_once() -> None:
+    """When the site stops, every waiting request is answered at once with the states as
+    they are (its caller asks again, of the site once back); later waits wait as before."""
+    changes = StepChanges()
+    shown = [_View("running")]
+    seen = steps_version(shown)
+
+    async def scenario() -> tuple[str, float, str]:
+        waiting = asyncio.create_task(
+            changes.after("j1", SITE_A, lambda: shown, version=seen, seconds=20)
+        )
+        while changes.waiting(SITE_A) < 1:
+            await asyncio.sleep(0.01)
+        started = time.monotonic()
+        changes.release_all()
+        _views, version = await waiting
+        took = time.monotonic() - started
+        _views, later = await changes.after("j1", SITE_A, lambda: shown, version=seen, seconds=0.3)
+        return version, took, later
+
+    version, took, later = asyncio.run(scenario())
+    assert version == seen and took < 5.0
+    assert later == seen and changes.waiting(SITE_A) == 0

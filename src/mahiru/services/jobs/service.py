@@ -80,6 +80,7 @@ class JobServices:
         """Stop the loops; running steps are redone after the next start."""
         self.loops.stop()
         self.live.revoke_all()
+        self.ports.ledger.changes.release_all()
         logger.info("job services stopped", extra={"site": str(self.ports.ledger.site)})
 
     def recent_jobs(

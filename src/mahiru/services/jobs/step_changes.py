@@ -64,9 +64,16 @@ class _Waiter:
     def __init__(self) -> None:
         self._loop = asyncio.get_running_loop()
         self._event = asyncio.Event()
+        #: Set when the site stops: answer now, whatever the states.
+        self.released = False
 
     def wake(self) -> None:
-        self._loop.call_soon_threadsafe(self._event.set)
+        with suppress(RuntimeError):  # its loop has closed: nobody waits any more
+            self._loop.call_soon_threadsafe(self._event.set)
+
+    def release(self) -> None:
+        self.released = True
+        self.wake()
 
     async def wait(self, seconds: float) -> None:
         """Until woken, or `seconds` passed."""
@@ -95,6 +102,15 @@ class StepChanges:
             waiters = list(self._waiters.get(job_id, ()))
         for waiter in waiters:
             waiter.wake()
+
+    def release_all(self) -> None:
+        """The site stops: answer every waiting request now with the states as they are,
+        so that callers ask again (of the site once it is back) instead of waiting on a
+        site that will not tell them of a change."""
+        with self._lock:
+            waiters = [w for group in self._waiters.values() for w in group]
+        for waiter in waiters:
+            waiter.release()
 
     def waiting(self, caller: SiteId) -> int:
         """How many requests of `caller` wait now."""
@@ -153,3 +169,5 @@ class StepChanges:
                 if current != version or left <= 0:
                     return views, current
                 await waiter.wait(left if self._recheck is None else min(left, self._recheck))
+                if waiter.released:
+                    return views, current
