@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 from tests.support.db import sqlite_urls
-from tests.support.sites import SiteServer, may_access, network
+from tests.support.sites import may_access, network, registered_elsewhere
 
 pytest.importorskip("gunicorn")
 pytest.importorskip("uvicorn_worker")
@@ -41,17 +41,8 @@ def test_a_site_with_two_workers_runs_its_loops_once_beside_them(tmp_path: Path)
     listed by the other; metrics add up both; SIGTERM stops every process."""
     urls = sqlite_urls(tmp_path)
     with network(tmp_path, urls, names=("p2",)) as net:
-        party = net.certs.party("p1")
-        site = SiteServer(
-            net.certs,
-            party,
-            "site",
-            database_url=urls("site-p1"),
-            data_dir=tmp_path / "data-p1",
-            registry_url=net.registry.url,
-            replication_interval=0.5,
-        )
-        net.register(party, site)
+        site = registered_elsewhere(net, tmp_path, urls)
+        party = site.party
         config = site.config.model_dump(mode="json", exclude_none=True)
         config["tls"]["trusted_proxies"] = ["127.0.0.1"]
         config_path = tmp_path / "site.yaml"

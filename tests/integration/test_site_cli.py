@@ -23,6 +23,7 @@ from tests.support.sites import (
     may_access,
     may_use,
     network,
+    registered_elsewhere,
 )
 from tests.support.waiting import wait_until
 
@@ -41,17 +42,7 @@ def served_site(tmp_path: Path) -> Iterator[tuple[Network, SiteServer]]:
     """A registry and p2's site in-process, and p1's site as a `mahiru serve site` process."""
     urls = sqlite_urls(tmp_path)
     with network(tmp_path, urls, names=("p2",)) as net:
-        party = net.certs.party("p1")
-        site = SiteServer(
-            net.certs,
-            party,
-            "site",
-            database_url=urls("site-p1"),
-            data_dir=tmp_path / "data-p1",
-            registry_url=net.registry.url,
-            replication_interval=0.5,
-        )
-        net.register(party, site)
+        site = registered_elsewhere(net, tmp_path, urls)
         config = site.config.model_dump(mode="json", exclude_none=True)
         config_path = tmp_path / "site.yaml"
         config_path.write_text(yaml.safe_dump(config))

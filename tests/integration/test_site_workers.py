@@ -19,7 +19,14 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector
 from tests.support.db import sqlite_urls
 from tests.support.metrics import value
-from tests.support.sites import Network, SiteServer, client_as, may_access, network
+from tests.support.sites import (
+    Network,
+    SiteServer,
+    client_as,
+    may_access,
+    network,
+    registered_elsewhere,
+)
 from tests.support.waiting import wait_until
 
 from mahiru.errors import MahiruError
@@ -69,17 +76,7 @@ def served(tmp_path: Path) -> Iterator[ServedSite]:
     """A registry and p2's site in-process, and p1's site as two workers and a loops process."""
     urls = sqlite_urls(tmp_path)
     with network(tmp_path, urls, names=("p2",)) as net:
-        party = net.certs.party("p1")
-        site = SiteServer(
-            net.certs,
-            party,
-            "site",
-            database_url=urls("site-p1"),
-            data_dir=tmp_path / "data-p1",
-            registry_url=net.registry.url,
-            replication_interval=0.5,
-        )
-        net.register(party, site)
+        site = registered_elsewhere(net, tmp_path, urls)
         config_path = tmp_path / "site.yaml"
         config_path.write_text(
             yaml.safe_dump(site.config.model_dump(mode="json", exclude_none=True))

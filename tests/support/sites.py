@@ -413,6 +413,26 @@ def network(
         registry.stop()
 
 
+def registered_elsewhere(
+    net: Network, root: Path, database_url: DatabaseUrls, name: str = "p1"
+) -> SiteServer:
+    """The site of party `name` registered in `net` but not started here: its config is for
+    a process the test serves it in (`mahiru serve site`, Gunicorn). Its data lives in
+    `root / data-<name>` and it replicates the registry every 0.5 s."""
+    party = net.certs.party(name)
+    site = SiteServer(
+        net.certs,
+        party,
+        "site",
+        database_url=database_url(f"site-{name}"),
+        data_dir=root / f"data-{name}",
+        registry_url=net.registry.url,
+        replication_interval=0.5,
+    )
+    net.register(party, site)
+    return site
+
+
 def waiting_job(site: SiteServer) -> str:
     """The id of a new job of the party's plain user, stored as submitted (no plan, no steps): it
     stays so on a site started without `jobs` until someone cancels it."""
