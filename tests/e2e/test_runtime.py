@@ -449,6 +449,58 @@ def test_memory_hog_is_oom_killed(
     assert result.exit_code == 137
 
 
+@pytest.mark.serial  # drives a container into its memory limit
+def test_an_oom_kill_the_engine_learns_of_after_the_exit_is_still_reported(
+    container_runtime: DockerRuntime,
+    probe_images: dict[str, str],
+    step_labels: dict[str, str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Docker on cgroup v2 may record the exit of an OOM-killed container before the OOM
+    notice, and say OOMKilled false (seen as a flaky failure here): the runtime then asks
+    the engine's events, and still reports the step as killed for its memory."""
+    final_state = DockerRuntime._final_state
+
+    def exit_recorded_first(self: DockerRuntime, container: str) -> tuple[object, str]:
+        state, logs = final_state(self, container)
+        if state is not None:
+            state["OOMKilled"] = False  # as the engine says when it lost the race
+        return state, logs
+
+    monkeypatch.setattr(DockerRuntime, "_final_state", exit_recorded_first)
+    limits = StepLimits(cpus=1, memory_bytes=64 * MIB, timeout_seconds=60, max_output_bytes=MIB)
+    result = run(container_runtime, probe_images["hog"], tmp_path, step_labels, limits=limits)
+    assert result.oom_killed, result
+    assert result.exit_code == 137 and "64 MiB memory limit" in result.reason
+
+
+def test_a_step_killed_by_someone_else_is_not_called_out_of_memory(
+    container_runtime: DockerRuntime,
+    probe_images: dict[str, str],
+    step_labels: dict[str, str],
+    tmp_path: Path,
+) -> None:
+    """A step container SIGKILLed outside the runtime (an operator's `docker kill`) fails
+    with its exit code: no OOM event exists, so it is not blamed on its memory."""
+    results: list[ContainerOutcome] = []
+    runner = threading.Thread(
+        target=lambda: results.append(
+            run(container_runtime, probe_images["hang"], tmp_path, step_labels)
+        )
+    )
+    runner.start()
+    deadline = time.monotonic() + 20
+    while not (found := container_runtime.list_step_containers(step_labels)):
+        assert time.monotonic() < deadline, "the step container never appeared"
+        time.sleep(0.05)
+    docker.from_env().api.kill(found[0].id)
+    runner.join(timeout=30)
+    assert results and not results[0].succeeded
+    assert results[0].exit_code == 137 and not results[0].oom_killed
+    assert "memory" not in results[0].reason and "137" in results[0].reason, results[0].reason
+
+
 def test_image_whose_program_is_missing_fails_its_step(
     container_runtime: DockerRuntime, step_labels: dict[str, str], tmp_path: Path
 ) -> None:

@@ -26,6 +26,11 @@ from mahiru.runtime.steps import LABEL_ROLE, ROLE_STEP
 
 #: After a kill, how long the engine gets to report the container stopped.
 KILL_GRACE_SECONDS = 10.0
+#: How long the engine gets to report the out-of-memory kill of a container it says was
+#: killed for no reason it knows (on cgroup v2 it may learn of the OOM after the exit).
+OOM_NEWS_SECONDS = 2.0
+#: The exit code of a process killed by SIGKILL, as the out-of-memory killer does.
+KILLED_EXIT_CODE = 137
 
 
 class DockerContainers(DockerImages):
@@ -51,6 +56,7 @@ class DockerContainers(DockerImages):
         self._step_user = step_user
         self._log_tail_lines = log_tail_lines
         self._stopped: set[str] = set()
+        self._killed: set[str] = set()  # by `_kill`: at a deadline, or over an output limit
         self._ended = EndedLogs()
 
     def list_step_containers(self, labels: Mapping[str, str] | None = None) -> list[ContainerInfo]:
@@ -164,11 +170,39 @@ class DockerContainers(DockerImages):
             )
             return ContainerRun(start_error=error.message)
         logger.info("step container started", extra=dict(log_context))
-        started = time.monotonic()
+        started, started_at = time.monotonic(), time.time()
         timed_out = self._wait(container, timeout)
         seconds = time.monotonic() - started
         state, logs = self._final_state(container)
+        killed_here = container in self._killed
+        self._killed.discard(container)
+        if state is not None and not killed_here and _killed_for_no_known_reason(state):
+            state["OOMKilled"] = self._had_oom_event(container, started_at)
         return ContainerRun(timed_out=timed_out, seconds=seconds, state=state, logs=logs)
+
+    def _had_oom_event(self, container: str, since: float) -> bool:
+        """Whether the engine reports an out-of-memory kill of `container` since `since`.
+
+        Docker on cgroup v2 may record a container's exit before the kernel's OOM
+        notice reaches it, and then says OOMKilled false for a container the OOM
+        killer ended (moby#41929); the notice still arrives, as an `oom` event.
+        Waits at most OOM_NEWS_SECONDS for it.
+        """
+        until = time.time() + OOM_NEWS_SECONDS
+        try:
+            with self._engine(f"read the events of container {container}"):
+                events = self._docker().api.events(
+                    since=int(since) - 1,
+                    until=int(until) + 1,
+                    filters={"type": "container", "container": container, "event": "oom"},
+                    decode=True,
+                )
+                try:
+                    return any(True for _ in events)
+                finally:
+                    events.close()
+        except MahiruError:
+            return False  # no news is no OOM: the step still fails, for its exit code
 
     def _wait(self, container: str, timeout: float) -> bool:
         """Wait until the container stops, killing it at the deadline; True if it was killed."""
@@ -198,6 +232,7 @@ class DockerContainers(DockerImages):
         return bool(state.get("Running"))
 
     def _kill(self, container: str) -> None:
+        self._killed.add(container)
         try:
             with self._engine(f"kill container {container}"):
                 self._docker().api.kill(container)
@@ -225,6 +260,11 @@ class DockerContainers(DockerImages):
         except (NotFound, Conflict):
             return state, ""
         return state, self._ended.remember(container, raw).decode("utf-8", errors="replace")
+
+
+def _killed_for_no_known_reason(state: Mapping[str, Any]) -> bool:
+    """Whether a stopped container's State says SIGKILL but not that the OOM killer sent it."""
+    return state.get("ExitCode") == KILLED_EXIT_CODE and not state.get("OOMKilled")
 
 
 @dataclass(frozen=True, slots=True)
