@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import subprocess
 import sys
@@ -162,4 +163,68 @@ def test_clean_up_leaves_a_step_container_that_has_not_started_yet_alone(
         assert client.api.inspect_container(step["Id"])["State"]["Status"] == "created"
     finally:
         client.api.remove_container(step["Id"], force=True)
+        client.close()
+
+
+#: Opens a scratch container through the runtime, prints its name and dies inside the block,
+#: as a site killed while copying files into or out of an image does.
+SCRATCH_AND_DIE = """
+import os, sys
+from mahiru.runtime import DockerRuntime
+runtime = DockerRuntime(scratch_prefix=sys.argv[1])
+with runtime._scratch_container(sys.argv[2]) as name:
+    print(name, flush=True)
+    os._exit(0)
+"""
+
+
+def test_clean_up_removes_the_scratch_container_of_a_gone_process(
+    container_runtime: DockerRuntime, made_images: list[str], tmp_path: Path
+) -> None:
+    """A process that died with a scratch container open left it "created"; it goes."""
+    prefix = f"mahiru-test-leftovers-{uuid.uuid4().hex[:8]}"
+    died = subprocess.run(
+        [sys.executable, "-c", SCRATCH_AND_DIE, prefix, DATA_BASE_IMAGE],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+    name = died.stdout.strip()
+    assert name.startswith(prefix), died.stderr[-2000:]
+    client = docker.from_env()
+    try:
+        assert client.api.inspect_container(name)["State"]["Status"] == "created"
+        removed = container_runtime.remove_scratch_leftovers()
+        assert removed.containers >= 1
+        with pytest.raises(docker.errors.NotFound):
+            client.api.inspect_container(name)
+    finally:
+        with contextlib.suppress(docker.errors.NotFound):
+            client.api.remove_container(name, force=True)
+        client.close()
+
+
+def test_clean_up_leaves_a_created_container_of_a_gone_process_s_image_alone(
+    container_runtime: DockerRuntime, made_images: list[str], tmp_path: Path
+) -> None:
+    """A container made from an image a gone process built, with no step label (one a
+    Slurm step's script or an operator created, not yet started), carries that process's
+    scratch label by inheritance only: a site starting up must not take it (that killed
+    Slurm steps and benchmark runs of other sites on the engine)."""
+    files = tmp_path / "files"
+    files.mkdir()
+    (files / "result.txt").write_text(f"{uuid.uuid4().hex}\n")
+    prefix = f"mahiru-test-leftovers-{uuid.uuid4().hex[:8]}"
+    orphan = build_in_gone_process(files, f"job-{uuid.uuid4().hex[:8]}", prefix)
+    made_images.append(orphan)
+    client = docker.from_env()
+    other = client.api.create_container(orphan, command=["sleep", "60"], name=f"{prefix}-x")
+    try:
+        labels = client.api.inspect_container(other["Id"])["Config"]["Labels"] or {}
+        assert LABEL_SCRATCH_OWNER in labels, "the container does not inherit the label"
+        container_runtime.remove_scratch_leftovers()
+        assert client.api.inspect_container(other["Id"])["State"]["Status"] == "created"
+    finally:
+        client.api.remove_container(other["Id"], force=True)
         client.close()

@@ -2,7 +2,7 @@
 
 Images are never pulled: every image must already be on the engine or be
 loaded from an archive. Scratch containers (created, never started, to copy
-files in or out of an image) are named `<scratch_prefix>-<random>`; they are
+files in or out of an image) are named `<scratch_prefix>-p<pid>h<host>-<random>`; they are
 removed as soon as they are done with. Both they and images built with a
 job's labels (step outputs, as earlier versions packaged them through the
 engine) carry the making process's name, so `remove_scratch_leftovers` cleans
@@ -11,6 +11,7 @@ up after a crash.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import socket
 import tempfile
@@ -172,13 +173,15 @@ class DockerImages(DockerConnection):
             found = self._docker().api.containers(
                 all=True, filters={"label": LABEL_SCRATCH_OWNER, "status": "created"}
             )
-        # A step container inherits the label too, from an image this host built, and is
-        # "created" for a moment before it starts: never a leftover of this kind (a
-        # crashed site's step containers are its own to remove when it restarts).
+        # Any container of an image this host built inherits the label (the engine copies
+        # a committed container's labels into the image): a step container "created" for
+        # a moment before it starts, one an operator or a Slurm step made. Only a name
+        # made by `_scratch_container` names its maker too; the label must agree with it.
         stale = [
             entry["Id"]
             for entry in found
             if _left_by_gone_owner(entry)
+            and _named_as_scratch_of(entry)
             and (entry.get("Labels") or {}).get(LABEL_ROLE) != ROLE_STEP
         ]
         for container in stale:
@@ -231,7 +234,7 @@ class DockerImages(DockerConnection):
             config = self._image_config(image)
         # The engine refuses to create a container without any command.
         command = None if config.get("Cmd") or config.get("Entrypoint") else _PLACEHOLDER_CMD
-        name = f"{self._scratch_prefix}-{uuid.uuid4().hex[:12]}"
+        name = f"{self._scratch_prefix}-{_OWNER_NAME}-{uuid.uuid4().hex[:12]}"
         try:
             with self._engine(f"create a scratch container from image {image}"):
                 self._docker().api.create_container(
@@ -269,11 +272,23 @@ def commit_config(
 #: Names the process that made a scratch container or output image, so a crashed one's are found.
 LABEL_SCRATCH_OWNER = "mahiru.scratch-owner"
 _OWNER_TAG = f"{socket.gethostname()}:{os.getpid()}"
+#: The maker in a scratch container's name: `p<pid>h<hash of the host name>`, as names
+#: allow few characters. Names, unlike labels, do not pass on to images and containers.
+_OWNER_NAME = f"p{os.getpid()}h{hashlib.sha256(socket.gethostname().encode()).hexdigest()[:8]}"
 
 
 def _left_by_gone_owner(entry: Mapping[str, Any]) -> bool:
     """Whether a listed container or image names a gone process of this host as its maker."""
     return _owner_gone(str((entry.get("Labels") or {}).get(LABEL_SCRATCH_OWNER, "")))
+
+
+def _named_as_scratch_of(entry: Mapping[str, Any]) -> bool:
+    """Whether a listed container's name is a scratch container's naming the process its
+    label names (so the label is its own, not inherited from its image)."""
+    owner = str((entry.get("Labels") or {}).get(LABEL_SCRATCH_OWNER, ""))
+    host, _, pid = owner.rpartition(":")
+    mark = f"-p{pid}h{hashlib.sha256(host.encode()).hexdigest()[:8]}-"
+    return any(mark in name for name in entry.get("Names") or [])
 
 
 def _tagged(entry: Mapping[str, Any]) -> bool:
