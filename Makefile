@@ -79,8 +79,10 @@ browser:
 # TEST_WORKERS processes (pytest-xdist; most tests wait on servers, TLS and
 # containers, so more workers than cores pay; each file's tests go to one
 # worker, so a module's network is set up once), then the `serial` tests one at
-# a time with the machine to themselves (they kill processes, fill a disk,
-# retag shared images or time deadlines). Both passes run even if the first
+# a time with the machine to themselves (they fill a disk, retag shared images or
+# time deadlines); the serial pass collects only the files that mark any (a test
+# module imported and a hypothesis strategy built for nothing costs CPU, and every
+# file's tests are still collected by the first pass). Both passes run even if the first
 # fails, and share one folder (MAHIRU_TEST_RUN_DIR) for what is built once per
 # run, so the serial pass does not build the scenario's asset archives again.
 # A plain `pytest` runs everything in one process, as before.
@@ -89,6 +91,7 @@ browser:
 # the cache each compiles the package again and pytest rewrites every test module
 # in every worker (about 7 s of CPU per worker's collection, 0.4 s per service start).
 TEST_WORKERS ?= 4
+SERIAL_TEST_FILES = $(shell grep -rlE --include='test_*.py' 'mark\.serial' tests | sort)
 
 test: lint typecheck base-images browser slurm crate-validator
 	unset PYTHONDONTWRITEBYTECODE; \
@@ -96,7 +99,7 @@ test: lint typecheck base-images browser slurm crate-validator
 	export MAHIRU_TEST_RUN_DIR="$$(mktemp -d -t mahiru-test-run-XXXXXX)"; \
 	status=0; \
 	$(BIN)/pytest -q -n $(TEST_WORKERS) --dist loadfile -m "not serial" --durations=25 || status=$$?; \
-	$(BIN)/pytest -q -m serial --durations=10 || status=$$?; \
+	$(BIN)/pytest -q -m serial --durations=10 $(SERIAL_TEST_FILES) || status=$$?; \
 	rm -rf "$$MAHIRU_TEST_RUN_DIR"; \
 	exit $$status
 
