@@ -161,16 +161,22 @@ def _no_container(engine: DockerRuntime, labels: dict[str, str]) -> None:
 
 
 def test_a_step_runs_and_hands_back_its_output_and_exit_code(
-    bench: Bench, images: dict[str, str]
+    bench: Bench, images: dict[str, str], container_runtime: DockerRuntime
 ) -> None:
     """A step reads its input, writes its output and exits 0: it succeeded, its output is
-    in the output folder, its log says what it printed."""
+    in the output folder, its log says what it printed, and its container is removed
+    (by the Slurm job's script just after the step's end was reported)."""
     outcome = bench.run(images["copy"]).result()
 
     assert outcome.succeeded, outcome.reason
     assert outcome.exit_code == 0
     assert (outcome.outputs["output0"] / "copied").read_text() == "hello"
     assert outcome.log_tail == ("copied hello",)
+    wait_until(
+        lambda: not container_runtime.list_step_containers(bench.labels),
+        END_WAIT,
+        "the step's container removed",
+    )
 
 
 def test_a_failing_step_reports_its_exit_code_and_log(

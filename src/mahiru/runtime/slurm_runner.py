@@ -48,6 +48,7 @@ from mahiru.runtime.slurm_outcome import (
     read_status,
     read_text,
     wait_for_end,
+    wait_for_status,
 )
 from mahiru.runtime.slurm_script import (
     ENV_FILE,
@@ -213,12 +214,11 @@ class SlurmRunner:
         return self._slurm.start(script, options, job.folder / SLURM_OUTPUT_FILE)
 
     def _wait(self, job: StepJob, process: subprocess.Popen[bytes]) -> tuple[str, JobEnd]:
-        """Wait until the job has ended: its id, and how it ended. `srun` ends with the
-        job's task, once the script has written its status (its container is gone by
-        then), or when Slurm refused or ended the job."""
+        """Wait until the job's container has ended (its script writes its status, then
+        removes it) or `srun` has (Slurm refused or ended the job): its id, how it ended."""
         started = time.monotonic()
         status_file = job.folder / STATUS_FILE
-        process.wait()
+        wait_for_status(process, status_file)
         job_id = self._job_id(job)
         if status_file.exists():
             return job_id or "", JobEnd(read_status(status_file), "", time.monotonic() - started)

@@ -14,8 +14,11 @@ What the script leaves in the step's folder (on the shared file system):
 - `job-id`: the Slurm job's id, written first;
 - `log`: the container's output, streamed while it runs (capped);
 - `start-error`: what the engine said when it refused to start the container;
-- `status`: written last, once the container is gone: its exit code, whether
-  the kernel killed it for memory, whether the time limit ended it (JSON).
+- `status`: written once the container has ended (nothing of the step runs
+  any more and its output is all in the log and the output folders): its exit
+  code, whether the kernel killed it for memory, whether the time limit ended
+  it (JSON). The script then removes the container and ends; the site need
+  not wait for that (the job's end is what a cancel waits for).
 """
 
 from __future__ import annotations
@@ -125,7 +128,8 @@ def container_arguments(job: StepJob) -> list[str]:
     """The engine's `run` arguments (after `run`, before the image) for the step."""
     limits = job.limits
     arguments = [
-        "--rm",
+        # Not --rm: with it the client returns only once the engine has removed the
+        # container, 0.05-0.1 s after its end; the script removes it after the status.
         "--pull=never",
         f"--name={job.name}",
         f"--user={job.user}",
@@ -174,11 +178,16 @@ def job_script(job: StepJob, engine: str) -> str:
 
 # One engine client runs the container in the foreground: it streams the container's
 # output into the log (capped; the rest is drained so the container never blocks), waits
-# for its end, removes it (--rm) and exits with its exit code, which the subshell then
-# prints. The shell waits for that line with `read`, whose time-out is the step's time
-# limit, so a signal from Slurm runs the trap at once. Only a step that did not exit 0
-# costs one more client call: the engine's events say whether the kernel killed it for
-# memory, and whether it started at all (125-127 are also the client's own codes).
+# for its end and exits with its exit code, which the subshell then prints. The shell
+# waits for that line with `read`, whose time-out is the step's time limit, so a signal
+# from Slurm runs the trap at once. Only a step that did not exit 0 costs one more client
+# call: the engine's events say whether the kernel killed it for memory, and whether it
+# started at all (125-127 are also the client's own codes). A container whose client
+# said 0 has exited: its status is written first and the site, which watches for it,
+# stores the outputs while the script removes the container. Any other code may be the
+# client's own (killed, say) while the container runs on: that one is removed first.
+# Bash's clock stands in for `date` (bash 4.2 and later): each process started is on the
+# step's path.
 _SCRIPT = """#!/bin/bash
 # A Mahiru step, written by the site's Slurm runner.
 set -u -o pipefail
@@ -186,11 +195,23 @@ export PATH={path}
 ENGINE={engine}
 NAME={name}
 DIR={folder}
-since=$(date +%s)
+printf -v since '%(%s)T' -1
 remove() {{
-    "$ENGINE" rm -f "$NAME" >/dev/null 2>&1
-    # The engine may have been removing it already (--rm): wait until it is gone.
-    while "$ENGINE" container inspect "$NAME" >/dev/null 2>&1; do sleep 0.1; done
+    "$ENGINE" rm -f "$NAME" >/dev/null 2>&1 && return
+    # The engine may have been removing it already: wait until it is gone.
+    while "$ENGINE" container inspect "$NAME" >/dev/null 2>&1; do
+        "$ENGINE" rm -f "$NAME" >/dev/null 2>&1 || sleep 0.1
+    done
+}}
+finish() {{
+    if [ "$1" = 0 ]; then
+        mv "$DIR/{status}.partial" "$DIR/{status}"
+        remove
+    else
+        remove
+        mv "$DIR/{status}.partial" "$DIR/{status}"
+    fi
+    exit "$1"
 }}
 trap 'remove; exit 143' TERM INT
 printf '%s\\n' "${{SLURM_JOB_ID:-}}" >"$DIR/{job_id}"
@@ -206,7 +227,7 @@ if ! read -r -t {seconds} code <&3; then
 fi
 oom=false
 if [ "$code" != 0 ] && ! $timed_out; then
-    events=$("$ENGINE" events --since "$since" --until "$(date +%s.%N)" \\
+    events=$("$ENGINE" events --since "$since" --until "${{EPOCHREALTIME:-$(date +%s.%N)}}" \\
         --filter "container=$NAME" 2>/dev/null)
     case "$events" in *" container oom "*) oom=true ;; esac
     case "$code:$events" in
@@ -214,13 +235,11 @@ if [ "$code" != 0 ] && ! $timed_out; then
         12[5-7]:*)
             cp "$DIR/{log}" "$DIR/{start_error}"
             printf '{{"start_error": true}}\\n' >"$DIR/{status}.partial"
-            mv "$DIR/{status}.partial" "$DIR/{status}"
-            exit 125
+            finish 125
             ;;
     esac
 fi
 printf '{{"exit_code": %s, "oom_killed": %s, "timed_out": %s}}\\n' \\
     "${{code:-null}}" "$oom" "$timed_out" >"$DIR/{status}.partial"
-mv "$DIR/{status}.partial" "$DIR/{status}"
-exit "${{code:-1}}"
+finish "${{code:-1}}"
 """
