@@ -35,7 +35,6 @@ import argparse
 import itertools
 import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -61,7 +60,6 @@ from mahiru.model.workflow import Job
 from mahiru.runtime import DockerRuntime, docker_available
 from mahiru.runtime.archives import write_data_image
 from mahiru.runtime.assets import MINMAX_ASSET, OUTPUT_BASE_ASSET, build_scenario_assets
-from mahiru.runtime.docker_images import LABEL_SCRATCH_OWNER
 
 OVERHEAD_GOAL = 0.15
 THROUGHPUT_GOAL = 0.70
@@ -73,10 +71,6 @@ POLL = 0.02
 SLURM_CONF = Path("/var/tmp/mahiru/slurm/etc/slurm.conf")
 PARTITION = "mahiru"
 EXPECTED = [1, 34]
-#: Bare containers name this process as their maker. They inherit the label from the
-#: image, which names the long-gone process that built it, and a site starting anywhere
-#: on this machine would remove one caught before it started as a crashed site's leftover.
-OWNER_LABEL = {LABEL_SCRATCH_OWNER: f"{socket.gethostname()}:{os.getpid()}"}
 
 
 class Bench:
@@ -215,8 +209,7 @@ class DockerBare:
                 str(output): {"bind": "/mahiru/outputs/output0", "mode": "rw"},
             },
         )
-        created = api.create_container(self._image, host_config=config, labels=OWNER_LABEL)
-        container = created["Id"]
+        container = api.create_container(self._image, host_config=config)["Id"]
         try:
             api.start(container)
             if api.wait(container)["StatusCode"] != 0:
@@ -241,7 +234,6 @@ class SlurmBare:
             [
                 "srun", f"--partition={PARTITION}", "--cpus-per-task=1", "--quiet",
                 "docker", "run", "--rm", "--network", "none", "--pull", "never",
-                *(f"--label={k}={v}" for k, v in OWNER_LABEL.items()),
                 "-v", f"{input_dir}:/mahiru/inputs/input0:ro",
                 "-v", f"{output}:/mahiru/outputs/output0",
                 self._image,
