@@ -46,7 +46,8 @@ from mahiru.runtime import LABEL_SITE, DockerRuntime
 from mahiru.runtime.assets import INPUT_ASSET, MINMAX_ASSET, OUTPUT_BASE_ASSET
 from mahiru.scenarios.setup import add_rules, register, upload_assets
 
-pytestmark = pytest.mark.e2e
+# serial: it SIGKILLs services, whose scratch containers other tests would count as leaks.
+pytestmark = [pytest.mark.e2e, pytest.mark.serial]
 
 JOBS = 30
 IN_FLIGHT = 3
