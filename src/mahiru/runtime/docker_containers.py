@@ -174,7 +174,9 @@ class DockerContainers(DockerImages):
         timed_out = self._wait(container, timeout)
         seconds = time.monotonic() - started
         state, logs = self._final_state(container)
-        killed_here = container in self._killed
+        # Killed by this runtime (deadline, output limit) or stopped through it (a cancel, a
+        # shutdown): no OOM to look for, and a stopping site must not wait on the engine.
+        killed_here = container in self._killed or container in self._stopped
         self._killed.discard(container)
         if state is not None and not killed_here and _killed_for_no_known_reason(state):
             state["OOMKilled"] = self._had_oom_event(container, started_at)
