@@ -46,7 +46,7 @@ from mahiru.runtime import LABEL_SITE, DockerRuntime
 from mahiru.runtime.assets import INPUT_ASSET, MINMAX_ASSET, OUTPUT_BASE_ASSET
 from mahiru.scenarios.setup import add_rules, register, upload_assets
 
-# serial: it SIGKILLs services, whose scratch containers other tests would count as leaks.
+# serial: in the parallel pass it once left other tests failing for a cause not yet found.
 pytestmark = [pytest.mark.e2e, pytest.mark.serial]
 
 JOBS = 30

@@ -22,6 +22,7 @@ from tests.support.leaks import LEAK_MARKER, LEAK_VARIANTS
 from mahiru.config import ContainerLimits
 from mahiru.errors import Conflict, InvalidInput, NotFound, Unavailable
 from mahiru.runtime import (
+    ContainerInfo,
     ContainerOutcome,
     DockerRuntime,
     ImageConfig,
@@ -79,6 +80,26 @@ def run(
     return runtime.run_step(
         image, inputs or {}, ["output0"], limits, output_dir=tmp_path / "out", labels=labels
     )
+
+
+def _hang_in_thread(
+    runtime: DockerRuntime,
+    probe_images: dict[str, str],
+    labels: dict[str, str],
+    tmp_path: Path,
+    results: list[ContainerOutcome],
+) -> tuple[threading.Thread, list[ContainerInfo]]:
+    """Run the hanging probe in a thread (its outcome goes to `results`); the thread and the
+    step's container, once the engine lists it."""
+    runner = threading.Thread(
+        target=lambda: results.append(run(runtime, probe_images["hang"], tmp_path, labels))
+    )
+    runner.start()
+    deadline = time.monotonic() + 20
+    while not (found := runtime.list_step_containers(labels)):
+        assert time.monotonic() < deadline, "the step container never appeared"
+        time.sleep(0.05)
+    return runner, found
 
 
 # -- images and data -----------------------------------------------------------------
@@ -484,16 +505,7 @@ def test_a_step_killed_by_someone_else_is_not_called_out_of_memory(
     """A step container SIGKILLed outside the runtime (an operator's `docker kill`) fails
     with its exit code: no OOM event exists, so it is not blamed on its memory."""
     results: list[ContainerOutcome] = []
-    runner = threading.Thread(
-        target=lambda: results.append(
-            run(container_runtime, probe_images["hang"], tmp_path, step_labels)
-        )
-    )
-    runner.start()
-    deadline = time.monotonic() + 20
-    while not (found := container_runtime.list_step_containers(step_labels)):
-        assert time.monotonic() < deadline, "the step container never appeared"
-        time.sleep(0.05)
+    runner, found = _hang_in_thread(container_runtime, probe_images, step_labels, tmp_path, results)
     docker.from_env().api.kill(found[0].id)
     runner.join(timeout=30)
     assert results and not results[0].succeeded
@@ -526,16 +538,7 @@ def test_stopping_a_step_container_cancels_the_step(
 ) -> None:
     """An orchestrator finds a running step by its labels and stops it; the run ends cancelled."""
     results: list[ContainerOutcome] = []
-    runner = threading.Thread(
-        target=lambda: results.append(
-            run(container_runtime, probe_images["hang"], tmp_path, step_labels)
-        )
-    )
-    runner.start()
-    deadline = time.monotonic() + 20
-    while not (found := container_runtime.list_step_containers(step_labels)):
-        assert time.monotonic() < deadline, "the step container never appeared"
-        time.sleep(0.05)
+    runner, found = _hang_in_thread(container_runtime, probe_images, step_labels, tmp_path, results)
     assert found[0].labels["mahiru.role"] == "step"
     container_runtime.stop_container(found[0].id)
     runner.join(timeout=20)

@@ -9,6 +9,7 @@ import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import docker
 import pytest
@@ -146,24 +147,9 @@ def test_clean_up_leaves_a_step_container_that_has_not_started_yet_alone(
     """A step container is "created" for a moment before it starts, with the scratch label of
     the gone process that built its image: another site starting up then must not take it
     (that killed steps of sites sharing the engine)."""
-    files = tmp_path / "files"
-    files.mkdir()
-    (files / "result.txt").write_text(f"{uuid.uuid4().hex}\n")
-    prefix = f"mahiru-test-leftovers-{uuid.uuid4().hex[:8]}"
-    orphan = build_in_gone_process(files, f"job-{uuid.uuid4().hex[:8]}", prefix)
-    made_images.append(orphan)
-    client = docker.from_env()
-    step = client.api.create_container(
-        orphan, command=["sleep", "60"], labels={LABEL_ROLE: ROLE_STEP}
+    _assert_created_container_of_gone_image_kept(
+        container_runtime, made_images, tmp_path, labels={LABEL_ROLE: ROLE_STEP}
     )
-    try:
-        labels = client.api.inspect_container(step["Id"])["Config"]["Labels"] or {}
-        assert LABEL_SCRATCH_OWNER in labels, "the container does not inherit the label"
-        container_runtime.remove_scratch_leftovers()
-        assert client.api.inspect_container(step["Id"])["State"]["Status"] == "created"
-    finally:
-        client.api.remove_container(step["Id"], force=True)
-        client.close()
 
 
 #: Opens a scratch container through the runtime, prints its name and dies inside the block,
@@ -212,6 +198,16 @@ def test_clean_up_leaves_a_created_container_of_a_gone_process_s_image_alone(
     Slurm step's script or an operator created, not yet started), carries that process's
     scratch label by inheritance only: a site starting up must not take it (that killed
     Slurm steps and benchmark runs of other sites on the engine)."""
+    _assert_created_container_of_gone_image_kept(
+        container_runtime, made_images, tmp_path, name=f"mahiru-scratch-{uuid.uuid4().hex[:12]}"
+    )
+
+
+def _assert_created_container_of_gone_image_kept(
+    runtime: DockerRuntime, made_images: list[str], tmp_path: Path, **create: Any
+) -> None:
+    """Create (never start) a container, with `create`'s settings, of an image a gone process
+    built; it inherits that process's scratch label, and a clean-up must leave it alone."""
     files = tmp_path / "files"
     files.mkdir()
     (files / "result.txt").write_text(f"{uuid.uuid4().hex}\n")
@@ -219,12 +215,12 @@ def test_clean_up_leaves_a_created_container_of_a_gone_process_s_image_alone(
     orphan = build_in_gone_process(files, f"job-{uuid.uuid4().hex[:8]}", prefix)
     made_images.append(orphan)
     client = docker.from_env()
-    other = client.api.create_container(orphan, command=["sleep", "60"], name=f"{prefix}-x")
+    created = client.api.create_container(orphan, command=["sleep", "60"], **create)
     try:
-        labels = client.api.inspect_container(other["Id"])["Config"]["Labels"] or {}
+        labels = client.api.inspect_container(created["Id"])["Config"]["Labels"] or {}
         assert LABEL_SCRATCH_OWNER in labels, "the container does not inherit the label"
-        container_runtime.remove_scratch_leftovers()
-        assert client.api.inspect_container(other["Id"])["State"]["Status"] == "created"
+        runtime.remove_scratch_leftovers()
+        assert client.api.inspect_container(created["Id"])["State"]["Status"] == "created"
     finally:
-        client.api.remove_container(other["Id"], force=True)
+        client.api.remove_container(created["Id"], force=True)
         client.close()
