@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 from tests.support.leaks import LEAK_MARKER, LEAK_VARIANTS
 from tests.support.shared import run_lock
+from tests.support.sites import image_labels, made_by_this_process
 
 from mahiru.runtime import DockerRuntime, ImageConfig, docker_available
 from mahiru.runtime.assets import COMPUTE_BASE_IMAGE, DATA_BASE_IMAGE, build_scenario_assets
@@ -221,7 +222,12 @@ def _no_containers_left(request: pytest.FixtureRequest) -> Iterator[None]:
     if "container_runtime" not in request.fixturenames:
         return
     runtime: DockerRuntime = request.getfixturevalue("container_runtime")
-    steps = runtime.list_step_containers({SESSION_LABEL: SESSION_ID})
+    # Only this process's: another worker's running steps are never touched.
+    steps = [
+        container
+        for container in runtime.list_step_containers()
+        if made_by_this_process(container, (SESSION_LABEL, SESSION_ID), image_labels(container))
+    ]
     for container in steps:
         runtime.stop_container(container.id)
     # Output images a killed site left are removed too, but are no leak of the test.
@@ -292,8 +298,8 @@ def _take_probe_images(runtime: DockerRuntime, folder: Path) -> dict[str, str]:
             mode: runtime.build_image(
                 COMPUTE_BASE_IMAGE,
                 {"/opt/probe": program},
+                # No session label: every worker runs these, and a container inherits it.
                 config=ImageConfig(cmd=("python3", "-u", "/opt/probe/probe.py", *mode.split())),
-                labels={SESSION_LABEL: SESSION_ID},
             )
             for mode in PROBE_MODES
         }

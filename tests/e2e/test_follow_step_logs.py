@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from tests.e2e.conftest import SESSION_ID, SESSION_LABEL
 from tests.support.browser import Browser, chromium
 from tests.support.db import sqlite_urls
 from tests.support.jobs import Scenario, compute_to_data
@@ -51,7 +50,6 @@ def talker(
         COMPUTE_BASE_IMAGE,
         {"/opt/talk": folder / "program"},
         config=ImageConfig(cmd=("python3", "-u", "/opt/talk/talk.py")),
-        labels={SESSION_LABEL: SESSION_ID},
     )
     archive = folder / "talker.tar"
     try:

@@ -14,11 +14,13 @@ Every wait is bounded; no test waits for Slurm's own 30-s kill or minute-long li
 from __future__ import annotations
 
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import docker
 import pytest
 from tests.e2e.conftest import SESSION_ID, SESSION_LABEL
 from tests.support.slurm import start_cluster
@@ -115,8 +117,9 @@ def images(container_runtime: DockerRuntime) -> Iterator[dict[str, str]]:
         name: container_runtime.build_image(
             COMPUTE_BASE_IMAGE,
             {},
+            # No session label: a container inherits its image's labels, and the check
+            # after each test takes only containers given that label as they were made.
             config=ImageConfig(cmd=("sh", "-c", script)),
-            labels={SESSION_LABEL: SESSION_ID},
         )
         for name, script in PROGRAMS.items()
     }
@@ -240,6 +243,27 @@ def test_a_cancelled_step_stops_and_leaves_no_container(
     assert not outcome.succeeded
     assert outcome.reason == "the step was cancelled (its container was stopped)"
     assert bench.runner.list_step_containers(bench.labels) == []
+
+
+@pytest.mark.parametrize("after", [0.0, 0.15, 0.4])
+def test_a_step_cancelled_as_it_starts_leaves_no_container(
+    bench: Bench, images: dict[str, str], container_runtime: DockerRuntime, after: float
+) -> None:
+    """A cancel as soon as the step is listed (its container being made, or about to be):
+    the step ends cancelled, and no container of it is left then or a moment later (a
+    client stopped while it asked the engine for the container must not leave one)."""
+    run = bench.run(images["hang"])
+    step = bench.listed()
+    time.sleep(after)
+
+    bench.runner.stop_container(step.id)
+
+    _no_container(container_runtime, bench.labels)
+    outcome = run.result(END_WAIT)
+    assert not outcome.succeeded
+    time.sleep(1.0)  # what the engine was still making would be there by now
+    _no_container(container_runtime, bench.labels)
+    assert docker.from_env().api.containers(all=True, filters={"name": run.name}) == []
 
 
 def test_a_step_over_its_time_limit_is_ended_for_it(

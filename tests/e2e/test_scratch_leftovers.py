@@ -13,10 +13,13 @@ from typing import Any
 
 import docker
 import pytest
+from tests.support.sites import image_labels, made_by_this_process
 
-from mahiru.runtime import LABEL_ROLE, ROLE_STEP, DockerRuntime
+from mahiru.runtime import LABEL_ROLE, ROLE_STEP, DockerRuntime, ImageConfig
 from mahiru.runtime.assets import DATA_BASE_IMAGE
 from mahiru.runtime.docker_images import LABEL_SCRATCH_OWNER
+
+SESSION_LABEL = "mahiru.test-session"  # as tests/e2e/conftest.py labels its own containers
 
 # serial: what these tests leave on purpose (images of gone processes) is what every other e2e
 # test's clean-up removes, so another worker's could take it between two steps of a test here.
@@ -224,3 +227,34 @@ def _assert_created_container_of_gone_image_kept(
     finally:
         client.api.remove_container(created["Id"], force=True)
         client.close()
+
+
+def test_the_leftover_check_takes_no_container_of_another_process(
+    container_runtime: DockerRuntime, step_labels: dict[str, str]
+) -> None:
+    """After each test, the step containers this test process made are looked for (and
+    stopped); one made by another worker from an image that carries this session's label
+    is not taken for one of them, as it once was: an image passes its labels on."""
+    image = container_runtime.build_image(
+        DATA_BASE_IMAGE, {}, config=ImageConfig(cmd=("sleep", "60")), labels=step_labels
+    )
+    api = docker.from_env().api
+    made: list[str] = []
+    try:
+        for labels in ({"mahiru.instance": "another-process"}, step_labels):
+            made.append(
+                str(api.create_container(image, labels={**labels, LABEL_ROLE: ROLE_STEP})["Id"])
+            )
+        found = {c.id: c for c in container_runtime.list_step_containers()}
+        foreign, own = found[made[0]], found[made[1]]
+        assert foreign.labels[SESSION_LABEL] == step_labels[SESSION_LABEL]  # inherited
+        session = (SESSION_LABEL, step_labels[SESSION_LABEL])
+        assert not made_by_this_process(foreign, session, image_labels(foreign))
+        # Given the label when it was made (its value the image's too): this process's.
+        assert made_by_this_process(own, session, {}) and not made_by_this_process(
+            own, session, image_labels(own)
+        )
+    finally:
+        for container in made:
+            api.remove_container(container, force=True)
+        container_runtime.remove_image(image)

@@ -9,13 +9,14 @@ on the same port, database and data folder, to test restarts.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import docker
 import httpx
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -35,6 +36,8 @@ from mahiru.model.registry import PartyRecord, SiteEndpoints, SiteRecord
 from mahiru.model.workflow import Job, StepOutputRef, Workflow, WorkflowStep
 from mahiru.policy.rules import Rule, rule_from_dict
 from mahiru.policy.signing import SignedRule, sign_rule
+from mahiru.runtime import ContainerInfo
+from mahiru.runtime.steps import LABEL_INSTANCE
 from mahiru.services.site import SiteServices
 from mahiru.storage import BlobStore
 from tests.support.db import sqlite_urls
@@ -176,6 +179,35 @@ class Pki:
 # --- servers --------------------------------------------------------------------
 
 _taken_ports: set[int] = set()
+#: The instance labels (`mahiru.instance`) of the step containers of the sites this
+#: process started: the containers a test of this process may have left behind. Labels
+#: such as a test session's are no guide: an image passes its labels on to every
+#: container made from it, so a shared image would mark other processes' steps too.
+SITE_INSTANCES: set[str] = set()
+
+
+def image_labels(container: ContainerInfo) -> dict[str, str]:
+    """The labels of the image `container` was made from ({} if either is gone)."""
+    api = docker.from_env().api
+    try:
+        image = api.inspect_container(container.id)["Config"]["Image"]
+        return dict(api.inspect_image(image)["Config"].get("Labels") or {})
+    except docker.errors.NotFound:
+        return {}
+
+
+def made_by_this_process(
+    container: ContainerInfo, session: tuple[str, str], image_labels: Mapping[str, str]
+) -> bool:
+    """Whether step `container` is this process's: given its test `session` label (key,
+    value) when it was created, or a step of a site this process started.
+
+    A container inherits the labels of its image (`image_labels`), so a session
+    label its image has too picks out no one: another worker may have built the image.
+    """
+    key, value = session
+    given = container.labels.get(key) == value and image_labels.get(key) != value
+    return given or container.labels.get(LABEL_INSTANCE) in SITE_INSTANCES
 
 
 def _port() -> int:
@@ -288,6 +320,7 @@ class SiteServer:
             start_replication=replication,
             start_jobs=jobs,
         )
+        SITE_INSTANCES.add(self.app.state.site.jobs.ports.environment.instance)
         stack = ExitStack()
         stack.enter_context(
             serving(

@@ -165,6 +165,7 @@ def job_script(job: StepJob, engine: str) -> str:
         path=shlex.quote(JOB_PATH),
         engine=shlex.quote(engine),
         name=shlex.quote(job.name),
+        image=shlex.quote(job.image),
         folder=shlex.quote(str(job.folder)),
         run=run,
         seconds=seconds,
@@ -186,6 +187,9 @@ def job_script(job: StepJob, engine: str) -> str:
 # said 0 has exited: its status is written first and the site, which watches for it,
 # stores the outputs while the script removes the container. Any other code may be the
 # client's own (killed, say) while the container runs on: that one is removed first.
+# On a cancel, Slurm signals every process of the step, the client too. The trap removes
+# the container, and claims its name once the client has gone, for a client killed while
+# it asked for the container leaves the engine to create it a moment later.
 # Bash's clock stands in for `date` (bash 4.2 and later): each process started is on the
 # step's path.
 _SCRIPT = """#!/bin/bash
@@ -213,7 +217,25 @@ finish() {{
     fi
     exit "$1"
 }}
-trap 'remove; exit 143' TERM INT
+cancelled() {{
+    # Slurm signals every process of the step: the container goes until its client has
+    # ended (its code or the end of its output on fd 3; a bad fd: it never started).
+    for ((tries = 0; tries < 300; tries++)); do
+        "$ENGINE" rm -f "$NAME" >/dev/null 2>&1
+        read -r -t 0.1 _ <&3
+        [ $? -le 128 ] && break
+    done
+    # A client killed while it asked for the container leaves the engine to create it
+    # after: a container of this name made here (the engine refuses a second) ends that.
+    for ((tries = 0; tries < 100; tries++)); do
+        "$ENGINE" create --pull=never --network=none --name "$NAME" {image} true \\
+            >/dev/null 2>&1 && break
+        "$ENGINE" rm -f "$NAME" >/dev/null 2>&1 || sleep 0.1
+    done
+    remove
+    exit 143
+}}
+trap cancelled TERM INT
 printf '%s\\n' "${{SLURM_JOB_ID:-}}" >"$DIR/{job_id}"
 exec 3< <(
     {run} </dev/null 2>&1 | {{ stdbuf -o0 head -c {log_cap}; cat >/dev/null; }} >"$DIR/{log}"
