@@ -150,7 +150,7 @@ def test_a_step_jobs_container_is_isolated_and_bounded_like_the_docker_runners(
         assert expected in arguments
     script = job_script(_job(tmp_path), "docker")
     assert "secret" not in script
-    assert "trap 'remove; exit 143' TERM" in script
+    assert "trap cancelled TERM INT" in script
 
 
 def test_a_step_job_is_started_with_none_of_the_sites_environment(
