@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from tests.support.shared import note_kill
 
 from mahiru.client.jobs import JobsClient, JobView
 from mahiru.demo.network import LocalNetwork, Service
@@ -46,8 +47,7 @@ from mahiru.runtime import LABEL_SITE, DockerRuntime
 from mahiru.runtime.assets import INPUT_ASSET, MINMAX_ASSET, OUTPUT_BASE_ASSET
 from mahiru.scenarios.setup import add_rules, register, upload_assets
 
-# serial: in the parallel pass it once left other tests failing for a cause not yet found.
-pytestmark = [pytest.mark.e2e, pytest.mark.serial]
+pytestmark = pytest.mark.e2e
 
 JOBS = 30
 IN_FLIGHT = 3
@@ -190,6 +190,7 @@ def _kill_at_random(
         name = rng.choice(sorted(services))
         service = services[name]
         assert service.process is not None
+        note_kill(service.process.pid)
         service.process.send_signal(signal.SIGKILL)
         service.process.wait(timeout=30)
         service.stop()  # closes its log; the process is gone

@@ -68,7 +68,6 @@ def _wait_for_container(runtime: DockerRuntime, job_id: str, client: JobsClient)
         time.sleep(0.1)
 
 
-@pytest.mark.serial  # a SIGKILLed site may leave scratch containers other tests count as leaks
 def test_a_site_killed_mid_step_runs_it_again_after_restart_and_the_job_succeeds(
     faulty: ProcessScenario, container_runtime: DockerRuntime, tmp_path: Path
 ) -> None:

@@ -199,7 +199,6 @@ def _batch_jobs_of(cluster: SlurmCluster, job_id: str) -> dict[str, str]:
     return found
 
 
-@pytest.mark.serial  # SIGKILLs a site: its orphaned step must not count as another test's leak
 def test_a_site_killed_while_its_slurm_job_runs_cancels_it_after_restart_and_the_job_succeeds(
     processes: ProcessScenario,
     cluster: SlurmCluster,

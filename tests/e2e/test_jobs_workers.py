@@ -23,7 +23,7 @@ from tests.support.waiting import wait_until
 from mahiru.model.jobs import JobState, StepState
 from mahiru.runtime import LABEL_JOB, DockerRuntime
 
-pytestmark = [pytest.mark.e2e, pytest.mark.serial]
+pytestmark = pytest.mark.e2e
 
 WAIT = 180.0
 SLEEP = 4

@@ -42,6 +42,7 @@ from mahiru.runtime.assets import (
 )
 from mahiru.scenarios import compute_to_data as scenario
 from mahiru.scenarios.setup import add_rules, own_rules, register, upload_assets
+from tests.support.shared import note_kill
 
 NETWORK_PROBE = textwrap.dedent(
     """
@@ -232,6 +233,7 @@ def sigkill(service: Service) -> None:
     """SIGKILL the service's process, as a crash would, and wait until it is gone (what it
     started, such as its steps, is left as it was)."""
     assert service.process is not None
+    note_kill(service.process.pid)
     service.process.send_signal(signal.SIGKILL)
     service.process.wait(timeout=10)
     service.stop()  # only closes its log: the process is gone

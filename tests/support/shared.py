@@ -37,3 +37,29 @@ def run_lock(tmp_path_factory: pytest.TempPathFactory, name: str) -> Iterator[Pa
     folder = run_folder(tmp_path_factory) / name
     with FileLock(folder.with_name(f"{name}.lock")):
         yield folder
+
+
+#: The file in which the workers of a run note the processes they SIGKILL (set per run).
+KILLED_FILE_ENV = "MAHIRU_TEST_KILLED_PIDS"
+#: The processes this process SIGKILLed.
+_KILLED_HERE: set[int] = set()
+
+
+def note_kill(pid: int) -> None:
+    """Note that this process is about to SIGKILL `pid` (before it does): what that
+    process leaves behind, its scratch containers, is this process's to account for."""
+    _KILLED_HERE.add(pid)
+    path = os.environ.get(KILLED_FILE_ENV)
+    if path:
+        with open(path, "a", encoding="ascii") as noted:
+            noted.write(f"{pid}\n")  # one short write: appended whole
+
+
+def killed_elsewhere() -> set[int]:
+    """The processes other workers of the run SIGKILLed: their leftovers are theirs."""
+    path = os.environ.get(KILLED_FILE_ENV)
+    try:
+        noted = Path(path).read_text(encoding="ascii").split() if path else []
+    except FileNotFoundError:
+        noted = []
+    return {int(pid) for pid in noted} - _KILLED_HERE

@@ -7,6 +7,7 @@ business; this module only drives a container's life on the engine.
 from __future__ import annotations
 
 import contextlib
+import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -57,6 +58,9 @@ class DockerContainers(DockerImages):
         self._log_tail_lines = log_tail_lines
         self._stopped: set[str] = set()
         self._killed: set[str] = set()  # by `_kill`: at a deadline, or over an output limit
+        # Step containers being created: the engine lists one before it can remove it.
+        self._creating: set[object] = set()
+        self._created = threading.Condition()
         self._ended = EndedLogs()
 
     def list_step_containers(self, labels: Mapping[str, str] | None = None) -> list[ContainerInfo]:
@@ -101,13 +105,26 @@ class DockerContainers(DockerImages):
     def stop_container(self, container_id: str) -> None:
         """Kill and remove a container (cancelling its step); a missing one is fine."""
         self._stopped.add(container_id)
+        if not self._removed_for_stop(container_id):
+            # Listed while the engine was still creating it, it is not found until then:
+            # once the creations under way now have ended, it is removed if it exists.
+            with self._created:
+                under_way = set(self._creating)
+                self._created.wait_for(
+                    lambda: not under_way & self._creating, timeout=self._timeout
+                )
+            self._removed_for_stop(container_id)
+
+    def _removed_for_stop(self, container_id: str) -> bool:
+        """Remove the container (killing it); False if the engine does not know it."""
         try:
             with self._engine(f"stop container {container_id}"):
                 self._docker().api.remove_container(container_id, force=True, v=True)
         except NotFound:
-            pass
+            return False
         except Conflict:
             pass  # its removal is already in progress
+        return True
 
     def _was_stopped(self, container: str) -> bool:
         """Whether `stop_container` stopped `container` (asked once: it is forgotten)."""
@@ -123,6 +140,9 @@ class DockerContainers(DockerImages):
         host_config: Any,
         environment: Mapping[str, str] | None = None,
     ) -> str:
+        creation = object()
+        with self._created:
+            self._creating.add(creation)
         try:
             with self._engine(f"create a step container from image {image}"):
                 created = self._docker().api.create_container(
@@ -140,6 +160,10 @@ class DockerContainers(DockerImages):
             # Interrupted mid-request, the engine may have created it all the same.
             self._remove_if_unstarted(name, labels)
             raise
+        finally:
+            with self._created:
+                self._creating.discard(creation)
+                self._created.notify_all()
         return str(created["Id"])
 
     def _remove_if_unstarted(self, name: str, labels: Mapping[str, str]) -> None:

@@ -177,16 +177,20 @@ class DockerImages(DockerConnection):
         # a committed container's labels into the image): a step container "created" for
         # a moment before it starts, one an operator or a Slurm step made. Only a name
         # made by `_scratch_container` names its maker too; the label must agree with it.
-        stale = [
-            entry["Id"]
+        stale = {
+            entry["Id"]: str(entry["Labels"][LABEL_SCRATCH_OWNER])
             for entry in found
             if _left_by_gone_owner(entry)
             and _named_as_scratch_of(entry)
             and (entry.get("Labels") or {}).get(LABEL_ROLE) != ROLE_STEP
-        ]
+        }
         for container in stale:
             self._remove_container(container)
-        return ScratchLeftovers(containers=len(stale), images=self._remove_output_images())
+        return ScratchLeftovers(
+            containers=len(stale),
+            images=self._remove_output_images(),
+            owners=tuple(stale.values()),
+        )
 
     def _remove_output_images(self) -> int:
         """Remove the untagged output images of gone processes; how many."""

@@ -46,10 +46,14 @@ class ImageConfig:
 
 @dataclass(frozen=True, slots=True)
 class ScratchLeftovers:
-    """What a clean-up removed of crashed processes' work: scratch containers, output images."""
+    """What a clean-up removed of crashed processes' work: scratch containers, output images.
+
+    `owners` names the process (`host:pid`) that made each scratch container removed.
+    """
 
     containers: int = 0
     images: int = 0
+    owners: tuple[str, ...] = ()
 
     def __bool__(self) -> bool:
         return bool(self.containers or self.images)

@@ -51,6 +51,7 @@ from mahiru.runtime.slurm_outcome import (
     wait_for_status,
 )
 from mahiru.runtime.slurm_script import (
+    CANCEL_FILE,
     ENV_FILE,
     JOB_ID_FILE,
     SCRIPT_FILE,
@@ -288,6 +289,11 @@ class SlurmRunner:
         job = self._slurm.job(container_id)
         with self._lock:
             waited_for = job is not None and job.name in self._running
+        if job is not None:
+            # Before the signal: a job whose task has not started loses it, and its script
+            # looks for this file once it has its trap.
+            with contextlib.suppress(OSError):
+                (self._steps / job.name / CANCEL_FILE).touch()
         self._slurm.cancel(container_id)
         if not self._ended_within(container_id, self._settings.cancel_wait_seconds):
             with contextlib.suppress(MahiruError):
@@ -302,6 +308,8 @@ class SlurmRunner:
 
     def _cancel(self, job: StepJob, process: subprocess.Popen[bytes]) -> None:
         """Cancel the job without waiting for it (its step's own wait sees it end)."""
+        with contextlib.suppress(OSError):
+            (job.folder / CANCEL_FILE).touch()  # a task not started yet would lose the signal
         job_id = self._job_id(job)
         if job_id is None:
             # Not even queued yet: ending srun withdraws its request.

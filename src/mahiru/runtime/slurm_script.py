@@ -40,6 +40,9 @@ STATUS_FILE = "status"
 ENV_FILE = "env"
 JOB_ID_FILE = "job-id"
 SCRIPT_FILE = "job.sh"
+#: Written by the site when it cancels the step: Slurm drops a signal sent to a job whose
+#: task has not started yet, so a script just starting looks for this file too.
+CANCEL_FILE = "cancelled"
 #: What `srun` itself says (a job queued, refused, cancelled).
 SLURM_OUTPUT_FILE = "slurm.out"
 #: The most of a step's output the log file keeps (the docker runner's engine keeps 10 MiB).
@@ -174,6 +177,7 @@ def job_script(job: StepJob, engine: str) -> str:
         job_id=JOB_ID_FILE,
         start_error=START_ERROR_FILE,
         status=STATUS_FILE,
+        cancel=CANCEL_FILE,
     )
 
 
@@ -236,6 +240,7 @@ cancelled() {{
     exit 143
 }}
 trap cancelled TERM INT
+[ -e "$DIR/{cancel}" ] && cancelled
 printf '%s\\n' "${{SLURM_JOB_ID:-}}" >"$DIR/{job_id}"
 exec 3< <(
     {run} </dev/null 2>&1 | {{ stdbuf -o0 head -c {log_cap}; cat >/dev/null; }} >"$DIR/{log}"

@@ -74,6 +74,7 @@ class StepEnvironment:
                     "output_spaces": unmounted,
                     "work_entries": removed,
                     "scratch": scratch.containers,
+                    "scratch_left_by": sorted(set(scratch.owners)),
                     "output_images": scratch.images,
                 },
             )
