@@ -33,7 +33,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from mahiru.errors import InvalidInput, MahiruError, Unavailable
+from mahiru.errors import MahiruError, Unavailable
 from mahiru.retry import Backoff
 from mahiru.runtime.ended_logs import EndedLogs
 from mahiru.runtime.limits import StepLimits
@@ -62,14 +62,12 @@ from mahiru.runtime.slurm_script import (
     job_options,
     job_script,
     labels_of,
+    step_mounts,
 )
 from mahiru.runtime.space import OutputWatch
 from mahiru.runtime.steps import (
-    INPUTS_DIR,
-    LIVE_DIR,
     OUTPUTS_DIR,
     ContainerOutcome,
-    check_io_name,
     output_names,
     tail_lines,
 )
@@ -133,7 +131,7 @@ class SlurmRunner:
         """
         names = output_names(outputs)
         container_name = name or f"mahiru-step-{uuid.uuid4().hex[:12]}"
-        mounts = self._mounts(inputs, live or {}, output_dir, names)
+        mounts = step_mounts(self._settings.shared_dir, inputs, live or {}, output_dir)
         dirs = prepare_output_dirs(output_dir, names, self._output_owner())
         folder = self._steps / container_name
         job = StepJob(
@@ -365,39 +363,6 @@ class SlurmRunner:
                 if folder.name not in active:
                     shutil.rmtree(folder, ignore_errors=True)
         return 0
-
-    def _mounts(
-        self,
-        inputs: Mapping[str, Path],
-        live: Mapping[str, Path],
-        output_dir: Path,
-        names: Sequence[str],
-    ) -> dict[Path, tuple[str, bool]]:
-        """Input `i` read-only at `/mahiru/inputs/<i>`, live input `i`'s socket at
-        `/mahiru/live/<i>.sock`; each must be on the shared file system."""
-        mounts: dict[Path, tuple[str, bool]] = {}
-        for name, path in inputs.items():
-            check_io_name("input", name)
-            if not path.is_dir():
-                raise InvalidInput(f"input {name}: {path} is not a directory")
-            mounts[self._shared(path)] = (f"{INPUTS_DIR}/{name}", True)
-        for name, socket_path in live.items():
-            check_io_name("input", name)
-            if not socket_path.is_socket():
-                raise InvalidInput(f"live input {name}: {socket_path} is not a socket")
-            mounts[self._shared(socket_path)] = (f"{LIVE_DIR}/{name}.sock", True)
-        self._shared(output_dir)
-        return mounts
-
-    def _shared(self, path: Path) -> Path:
-        """`path`, resolved, if it is on the shared file system (nodes see nothing else)."""
-        resolved = path.resolve()
-        if not resolved.is_relative_to(self._settings.shared_dir.resolve()):
-            raise InvalidInput(
-                f"{path} is not under the Slurm runner's shared folder"
-                f" {self._settings.shared_dir}: the nodes cannot see it"
-            )
-        return resolved
 
     def _output_owner(self) -> tuple[int, int] | None:
         """uid:gid to give output folders (the step's user, when we are root), else None

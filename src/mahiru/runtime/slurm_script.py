@@ -31,7 +31,7 @@ from pathlib import Path
 
 from mahiru.errors import InvalidInput
 from mahiru.runtime.limits import MIB, StepLimits
-from mahiru.runtime.steps import LABEL_ROLE, ROLE_STEP
+from mahiru.runtime.steps import INPUTS_DIR, LABEL_ROLE, LIVE_DIR, ROLE_STEP, check_io_name
 
 #: The files of a step's folder.
 LOG_FILE = "log"
@@ -270,3 +270,35 @@ printf '{{"exit_code": %s, "oom_killed": %s, "timed_out": %s}}\\n' \\
     "${{code:-null}}" "$oom" "$timed_out" >"$DIR/{status}.partial"
 finish "${{code:-1}}"
 """
+
+
+def step_mounts(
+    shared: Path, inputs: Mapping[str, Path], live: Mapping[str, Path], output_dir: Path
+) -> dict[Path, tuple[str, bool]]:
+    """Input `i` read-only at `/mahiru/inputs/<i>`, live input `i`'s socket at
+    `/mahiru/live/<i>.sock`; each, and the output folder, must be under `shared`, the
+    folder the cluster's nodes share."""
+    mounts: dict[Path, tuple[str, bool]] = {}
+    for name, path in inputs.items():
+        check_io_name("input", name)
+        if not path.is_dir():
+            raise InvalidInput(f"input {name}: {path} is not a directory")
+        mounts[_shared(shared, path)] = (f"{INPUTS_DIR}/{name}", True)
+    for name, socket_path in live.items():
+        check_io_name("input", name)
+        if not socket_path.is_socket():
+            raise InvalidInput(f"live input {name}: {socket_path} is not a socket")
+        mounts[_shared(shared, socket_path)] = (f"{LIVE_DIR}/{name}.sock", True)
+    _shared(shared, output_dir)
+    return mounts
+
+
+def _shared(shared: Path, path: Path) -> Path:
+    """`path`, resolved, if it is under `shared` (the nodes see nothing else)."""
+    resolved = path.resolve()
+    if not resolved.is_relative_to(shared.resolve()):
+        raise InvalidInput(
+            f"{path} is not under the Slurm runner's shared folder {shared}:"
+            " the nodes cannot see it"
+        )
+    return resolved
