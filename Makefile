@@ -98,7 +98,7 @@ test: lint typecheck base-images browser slurm crate-validator
 	export MAHIRU_TEST_POSTGRES_URL="$${MAHIRU_TEST_POSTGRES_URL:-$$(bash scripts/ensure-postgres.sh)}"; \
 	export MAHIRU_TEST_RUN_DIR="$$(mktemp -d -t mahiru-test-run-XXXXXX)"; \
 	status=0; \
-	$(BIN)/pytest -q -n $(TEST_WORKERS) --dist loadfile -m "not serial" --durations=25 || status=$$?; \
+	$(BIN)/pytest -q -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder -m "not serial" --durations=25 || status=$$?; \
 	$(BIN)/pytest -q -m serial --durations=10 $(SERIAL_TEST_FILES) || status=$$?; \
 	rm -rf "$$MAHIRU_TEST_RUN_DIR"; \
 	exit $$status
