@@ -90,7 +90,7 @@ def _hang_in_thread(
     results: list[ContainerOutcome],
 ) -> tuple[threading.Thread, list[ContainerInfo]]:
     """Run the hanging probe in a thread (its outcome goes to `results`); the thread and the
-    step's container, once the engine lists it."""
+    step's container, once it runs (the engine lists it while it is still being made)."""
     runner = threading.Thread(
         target=lambda: results.append(run(runtime, probe_images["hang"], tmp_path, labels))
     )
@@ -98,6 +98,9 @@ def _hang_in_thread(
     deadline = time.monotonic() + 20
     while not (found := runtime.list_step_containers(labels)):
         assert time.monotonic() < deadline, "the step container never appeared"
+        time.sleep(0.05)
+    while "sleeping" not in runtime.step_log(found[0].id):
+        assert time.monotonic() < deadline, "the step never ran"
         time.sleep(0.05)
     return runner, found
 
