@@ -288,10 +288,7 @@ class SlurmRunner:
         with self._lock:
             waited_for = job is not None and job.name in self._running
         if job is not None:
-            # Before the signal: a job whose task has not started loses it, and its script
-            # looks for this file once it has its trap.
-            with contextlib.suppress(OSError):
-                (self._steps / job.name / CANCEL_FILE).touch()
+            _mark_cancelled(self._steps / job.name)
         self._slurm.cancel(container_id)
         if not self._ended_within(container_id, self._settings.cancel_wait_seconds):
             with contextlib.suppress(MahiruError):
@@ -306,8 +303,7 @@ class SlurmRunner:
 
     def _cancel(self, job: StepJob, process: subprocess.Popen[bytes]) -> None:
         """Cancel the job without waiting for it (its step's own wait sees it end)."""
-        with contextlib.suppress(OSError):
-            (job.folder / CANCEL_FILE).touch()  # a task not started yet would lose the signal
+        _mark_cancelled(job.folder)
         job_id = self._job_id(job)
         if job_id is None:
             # Not even queued yet: ending srun withdraws its request.
@@ -371,3 +367,11 @@ class SlurmRunner:
         if os.geteuid() == 0 and user.isdigit() and group.isdigit():
             return int(user), int(group)
         return None
+
+
+def _mark_cancelled(folder: Path) -> None:
+    """Tell the step's script it is cancelled, before Slurm is asked to signal it: Slurm
+    drops a signal to a job whose task has not started, and the script looks for this
+    file once its trap is set."""
+    with contextlib.suppress(OSError):
+        (folder / CANCEL_FILE).touch()
