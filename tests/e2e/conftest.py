@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 from tests.support.leaks import LEAK_MARKER, LEAK_VARIANTS
 from tests.support.shared import KILLED_FILE_ENV, killed_elsewhere, run_folder, run_lock
-from tests.support.sites import image_labels, made_by_this_process
+from tests.support.sites import made_by_this_process
 
 from mahiru.runtime import DockerRuntime, ImageConfig, docker_available
 from mahiru.runtime.assets import COMPUTE_BASE_IMAGE, DATA_BASE_IMAGE, build_scenario_assets
@@ -226,7 +226,7 @@ def _no_containers_left(request: pytest.FixtureRequest) -> Iterator[None]:
     steps = [
         container
         for container in runtime.list_step_containers()
-        if made_by_this_process(container, (SESSION_LABEL, SESSION_ID), image_labels(container))
+        if made_by_this_process(container, (SESSION_LABEL, SESSION_ID))
     ]
     for container in steps:
         runtime.stop_container(container.id)

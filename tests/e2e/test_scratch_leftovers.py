@@ -13,13 +13,12 @@ from typing import Any
 
 import docker
 import pytest
-from tests.support.sites import image_labels, made_by_this_process
+from tests.e2e.conftest import SESSION_LABEL
+from tests.support.sites import made_by_this_process
 
 from mahiru.runtime import LABEL_ROLE, ROLE_STEP, DockerRuntime, ImageConfig
 from mahiru.runtime.assets import DATA_BASE_IMAGE
 from mahiru.runtime.docker_images import LABEL_SCRATCH_OWNER
-
-SESSION_LABEL = "mahiru.test-session"  # as tests/e2e/conftest.py labels its own containers
 
 # serial: what these tests leave on purpose (images of gone processes) is what every other e2e
 # test's clean-up removes, so another worker's could take it between two steps of a test here.
@@ -249,11 +248,10 @@ def test_the_leftover_check_takes_no_container_of_another_process(
         foreign, own = found[made[0]], found[made[1]]
         assert foreign.labels[SESSION_LABEL] == step_labels[SESSION_LABEL]  # inherited
         session = (SESSION_LABEL, step_labels[SESSION_LABEL])
-        assert not made_by_this_process(foreign, session, image_labels(foreign))
+        assert not made_by_this_process(foreign, session)
         # Given the label when it was made (its value the image's too): this process's.
-        assert made_by_this_process(own, session, {}) and not made_by_this_process(
-            own, session, image_labels(own)
-        )
+        assert made_by_this_process(own, session, lambda _: {})
+        assert not made_by_this_process(own, session)
     finally:
         for container in made:
             api.remove_container(container, force=True)

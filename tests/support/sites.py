@@ -197,17 +197,21 @@ def image_labels(container: ContainerInfo) -> dict[str, str]:
 
 
 def made_by_this_process(
-    container: ContainerInfo, session: tuple[str, str], image_labels: Mapping[str, str]
+    container: ContainerInfo,
+    session: tuple[str, str],
+    labels_of_image: Callable[[ContainerInfo], Mapping[str, str]] = image_labels,
 ) -> bool:
     """Whether step `container` is this process's: given its test `session` label (key,
     value) when it was created, or a step of a site this process started.
 
-    A container inherits the labels of its image (`image_labels`), so a session
-    label its image has too picks out no one: another worker may have built the image.
+    A container inherits the labels of its image (`labels_of_image`, asked only of a
+    container that has the session label), so a session label its image has too picks
+    out no one: another worker may have built the image.
     """
     key, value = session
-    given = container.labels.get(key) == value and image_labels.get(key) != value
-    return given or container.labels.get(LABEL_INSTANCE) in SITE_INSTANCES
+    if container.labels.get(LABEL_INSTANCE) in SITE_INSTANCES:
+        return True
+    return container.labels.get(key) == value and labels_of_image(container).get(key) != value
 
 
 def _port() -> int:
